@@ -1,0 +1,49 @@
+// File helpers: whole-file reads with clear errors, and atomic writes.
+//
+// Every output of twotower goes through AtomicFile or WriteFileAtomically: the bytes go to a
+// temporary name in the same directory, are flushed, then renamed over the target, so a crash or
+// an error never leaves a half-written model, embedding or metrics file. Not thread-safe per
+// object; distinct objects may be used from distinct threads.
+#ifndef TWOTOWER_CORE_FILES_H_
+#define TWOTOWER_CORE_FILES_H_
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace twotower {
+
+// Reads the whole file. Throws Error("<path>: cannot open: <reason>") when it cannot.
+std::string ReadFile(const std::string& path);
+
+// Writes `content` to `path` atomically (temporary name + rename). Creates parent directories.
+void WriteFileAtomically(const std::string& path, std::string_view content);
+
+// Creates the directory and its parents; throws Error naming the path on failure.
+void MakeDirectories(const std::string& path);
+
+// A file being written under a temporary name; Commit() renames it into place. Destroying an
+// uncommitted AtomicFile removes the temporary file, so the target is either the old file or the
+// complete new one.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void Write(std::string_view bytes);
+  void Write(const void* data, size_t size);
+  // Flushes, syncs and renames the temporary file to the target path. Throws Error on failure.
+  void Commit();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::string temp_path_;
+  std::FILE* file_ = nullptr;
+};
+
+}  // namespace twotower
+
+#endif  // TWOTOWER_CORE_FILES_H_

@@ -1,0 +1,39 @@
+// Model files: a TwoTowerModel's weights plus everything needed to score raw rows.
+//
+// A .safetensors file with PyTorch-compatible tensor names (see two_tower.h) and __metadata__:
+//   format: "twotower.model", format_version: "1", model: ModelConfig JSON,
+//   encoder: FeatureEncoder JSON (vocabularies, means, stds), schema: FeatureSchema JSON,
+//   config: the resolved training config JSON (informative; data paths for the CLI's defaults).
+#ifndef TWOTOWER_MODEL_MODEL_FILE_H_
+#define TWOTOWER_MODEL_MODEL_FILE_H_
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "twotower/data/encoder.h"
+#include "twotower/data/schema.h"
+#include "twotower/model/two_tower.h"
+
+namespace twotower::model {
+
+constexpr int kModelFormatVersion = 1;
+
+struct LoadedModel {
+  std::unique_ptr<TwoTowerModel> model;
+  data::FeatureEncoder encoder;
+  data::FeatureSchema schema;
+  nlohmann::json config;  // the training config; an empty object when absent
+};
+
+// Writes atomically.
+void SaveModel(const std::string& path, TwoTowerModel& model, const data::FeatureEncoder& encoder,
+               const data::FeatureSchema& schema, const nlohmann::json& config);
+
+// Throws Error("<path>: ...") for a file that is missing, truncated, not safetensors, not a
+// twotower model, of an unknown version, or whose tensors are missing or mis-shaped.
+LoadedModel LoadModel(const std::string& path);
+
+}  // namespace twotower::model
+
+#endif  // TWOTOWER_MODEL_MODEL_FILE_H_

@@ -1,0 +1,70 @@
+// Config: every setting of a training run, declared once (name, default, range, help) in
+// config.cc's settings table. The YAML file, `--set key=value` flags and the CLI shortcuts all go
+// through that table, so there is one parser and one set of defaults.
+//
+// YAML layout (the lab's ranking_config.yaml keys, plus data/features/output/seed/threads):
+//   seed: 42
+//   threads: 0                      # 0 = all cores
+//   data: {dir, users, items, train, val, test}   # file paths relative to dir
+//   model: {embedding_dim, user_hidden_dims, item_hidden_dims, dropout, score, initial_scale}
+//   training: {batch_size, learning_rate, epochs, early_stopping_patience}
+//   output: {dir, name}             # runs go to <dir>/<name>_<YYYYmmdd_HHMMSS>/
+//   features: {user_id, item_id, label, p_true, user: [{column, type}], item: [...]}
+// Unknown keys, wrong types and out-of-range values are errors naming the file and key.
+#ifndef TWOTOWER_TRAIN_CONFIG_H_
+#define TWOTOWER_TRAIN_CONFIG_H_
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "twotower/data/dataset.h"
+#include "twotower/data/schema.h"
+#include "twotower/model/two_tower.h"
+
+namespace twotower::train {
+
+struct TrainingConfig {
+  int batch_size = 256;
+  double learning_rate = 1e-3;
+  int epochs = 30;
+  int early_stopping_patience = 5;  // epochs without a better val AUC; 0 disables
+};
+
+struct Config {
+  uint64_t seed = 42;
+  int threads = 0;
+  std::string data_dir = "data/recommendations/v1";
+  std::string users = "users.csv";
+  std::string items = "movies.csv";
+  std::string train = "train/interactions.csv";
+  std::string val = "val/interactions.csv";
+  std::string test = "test/interactions.csv";
+  model::ModelConfig model;
+  TrainingConfig training;
+  std::string output_dir = "experiments/runs";
+  std::string run_name = "ranking_model";
+  data::FeatureSchema features = data::FeatureSchema::Lab();
+
+  // Reads a YAML file over the defaults. Throws Error("<path>: ...") naming the key.
+  static Config FromYamlFile(const std::string& path);
+  static Config FromYamlString(const std::string& text, const std::string& where);
+  // Applies "key=value" (dotted key, e.g. training.epochs=10). Throws Error naming the flag.
+  void Set(const std::string& assignment, const std::string& where);
+  // Checks ranges and the schema; throws Error naming the key.
+  void Validate(const std::string& where) const;
+
+  // Data paths resolved against data_dir.
+  data::DataPaths ResolvedPaths() const;
+  // The resolved config as YAML (what the run folder keeps) and as JSON (model file metadata).
+  std::string ToYaml() const;
+  nlohmann::json ToJson() const;
+};
+
+// Help text of every setting: "key (type, default): help".
+std::vector<std::string> SettingsHelp();
+
+}  // namespace twotower::train
+
+#endif  // TWOTOWER_TRAIN_CONFIG_H_

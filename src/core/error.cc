@@ -1,0 +1,28 @@
+#include "twotower/core/error.h"
+
+#include <cstdio>
+
+namespace twotower {
+
+std::string Quote(const std::string& value) {
+  constexpr size_t kMaxShown = 60;
+  std::string out = "\"";
+  for (size_t i = 0; i < value.size() && i < kMaxShown; ++i) {
+    const unsigned char c = static_cast<unsigned char>(value[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (value.size() > kMaxShown) out += "...";
+  out += '"';
+  return out;
+}
+
+}  // namespace twotower

@@ -1,0 +1,165 @@
+#include "twotower/model/two_tower.h"
+
+#include <cmath>
+
+#include "twotower/core/error.h"
+
+namespace twotower::model {
+namespace {
+
+nn::Sequential BuildTower(int input_dim, const std::vector<int>& hidden, int embedding_dim,
+                          float dropout, Rng* rng) {
+  nn::Sequential tower;
+  int prev = input_dim;
+  for (int h : hidden) {
+    auto linear = std::make_unique<nn::Linear>(prev, h);
+    linear->InitPyTorchDefault(rng);
+    tower.Add(std::move(linear));
+    tower.Add(std::make_unique<nn::ReLU>(h));
+    tower.Add(std::make_unique<nn::Dropout>(h, dropout));
+    prev = h;
+  }
+  auto out = std::make_unique<nn::Linear>(prev, embedding_dim);
+  out->InitPyTorchDefault(rng);
+  tower.Add(std::move(out));
+  tower.Add(std::make_unique<nn::L2Normalize>(embedding_dim));
+  return tower;
+}
+
+}  // namespace
+
+const char* ScoreModeName(ScoreMode mode) {
+  return mode == ScoreMode::kLearned ? "learned" : "cosine";
+}
+
+nlohmann::json ModelConfig::ToJson() const {
+  return {{"embedding_dim", embedding_dim}, {"user_hidden_dims", user_hidden_dims},
+          {"item_hidden_dims", item_hidden_dims}, {"dropout", dropout},
+          {"score", ScoreModeName(score)},       {"initial_scale", initial_scale}};
+}
+
+ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string& where) {
+  ModelConfig c;
+  try {
+    c.embedding_dim = json.at("embedding_dim").get<int>();
+    c.user_hidden_dims = json.at("user_hidden_dims").get<std::vector<int>>();
+    c.item_hidden_dims = json.at("item_hidden_dims").get<std::vector<int>>();
+    c.dropout = json.at("dropout").get<double>();
+    const std::string score = json.at("score").get<std::string>();
+    if (score == "learned") {
+      c.score = ScoreMode::kLearned;
+    } else if (score == "cosine") {
+      c.score = ScoreMode::kCosine;
+    } else {
+      throw Error(where + ": unknown score mode " + Quote(score));
+    }
+    if (json.contains("initial_scale")) c.initial_scale = json["initial_scale"].get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": malformed model config: " + e.what());
+  }
+  if (c.embedding_dim <= 0) throw Error(where + ": embedding_dim must be positive");
+  for (const auto* dims : {&c.user_hidden_dims, &c.item_hidden_dims}) {
+    for (int h : *dims) {
+      if (h <= 0) throw Error(where + ": hidden widths must be positive");
+    }
+  }
+  return c;
+}
+
+TwoTowerModel::TwoTowerModel(const ModelConfig& config, int user_input_dim, int item_input_dim,
+                             Rng* init_rng)
+    : config_(config) {
+  if (user_input_dim <= 0 || item_input_dim <= 0) {
+    throw Error("TwoTowerModel: input widths must be positive (got " +
+                std::to_string(user_input_dim) + " and " + std::to_string(item_input_dim) + ")");
+  }
+  const float p = static_cast<float>(config.dropout);
+  user_tower_ = BuildTower(user_input_dim, config.user_hidden_dims, config.embedding_dim, p,
+                           init_rng);
+  item_tower_ = BuildTower(item_input_dim, config.item_hidden_dims, config.embedding_dim, p,
+                           init_rng);
+  const float log_scale =
+      config.score == ScoreMode::kLearned ? static_cast<float>(std::log(config.initial_scale)) : 0;
+  log_scale_ = {"scorer.log_scale", Matrix::Constant(1, 1, log_scale), Matrix::Zero(1, 1)};
+  bias_ = {"scorer.bias", Matrix::Zero(1, 1), Matrix::Zero(1, 1)};
+}
+
+void TwoTowerModel::ScorePairs(const Matrix& u, const Matrix& v, Vector* logits) const {
+  *logits = (u.cwiseProduct(v).rowwise().sum().array() * scale() + bias()).matrix();
+}
+
+void TwoTowerModel::Predict(const Matrix& x_u, const Matrix& x_i, Vector* logits) const {
+  Matrix u, v;
+  EncodeUsers(x_u, &u);
+  EncodeItems(x_i, &v);
+  ScorePairs(u, v, logits);
+}
+
+const Vector& TwoTowerModel::Forward(const Matrix& x_u, const Matrix& x_i, ModelContext* ctx,
+                                     Rng* rng) {
+  if (x_u.rows() != x_i.rows()) {
+    throw Error("TwoTowerModel::Forward: user and item batches differ in size");
+  }
+  const Matrix& u = user_tower_.Forward(x_u, &ctx->user, rng);
+  const Matrix& v = item_tower_.Forward(x_i, &ctx->item, rng);
+  ctx->dot.resize(u.rows());
+  ctx->dot.noalias() = u.cwiseProduct(v).rowwise().sum();
+  ctx->logits.resize(u.rows());
+  ctx->logits.array() = ctx->dot.array() * scale() + bias();
+  return ctx->logits;
+}
+
+void TwoTowerModel::Backward(ModelContext* ctx, const Vector& dlogits) {
+  const float s = scale();
+  if (config_.score == ScoreMode::kLearned) {
+    // d logit / d log_scale = scale * dot; d logit / d bias = 1.
+    log_scale_.grad(0, 0) += s * dlogits.dot(ctx->dot);
+    bias_.grad(0, 0) += dlogits.sum();
+  }
+  const Matrix& u = ctx->user.layers.back().y;
+  const Matrix& v = ctx->item.layers.back().y;
+  ctx->du.resize(u.rows(), u.cols());
+  ctx->dv.resize(v.rows(), v.cols());
+  ctx->du.array() = v.array().colwise() * (dlogits.array() * s);
+  ctx->dv.array() = u.array().colwise() * (dlogits.array() * s);
+  user_tower_.Backward(&ctx->user, ctx->du, nullptr);
+  item_tower_.Backward(&ctx->item, ctx->dv, nullptr);
+}
+
+std::vector<nn::NamedParameter> TwoTowerModel::NamedTensors() {
+  std::vector<nn::NamedParameter> out = user_tower_.NamedParameters("user_tower.layers.");
+  for (auto& p : item_tower_.NamedParameters("item_tower.layers.")) out.push_back(p);
+  out.push_back({log_scale_.name, &log_scale_});
+  out.push_back({bias_.name, &bias_});
+  return out;
+}
+
+std::vector<nn::Parameter*> TwoTowerModel::TrainableParameters() {
+  std::vector<nn::Parameter*> out = user_tower_.Parameters();
+  for (auto* p : item_tower_.Parameters()) out.push_back(p);
+  if (config_.score == ScoreMode::kLearned) {
+    out.push_back(&log_scale_);
+    out.push_back(&bias_);
+  }
+  return out;
+}
+
+int64_t TwoTowerModel::ParameterCount() {
+  int64_t n = 0;
+  for (nn::Parameter* p : TrainableParameters()) n += p->value.size();
+  return n;
+}
+
+std::vector<Matrix> TwoTowerModel::Snapshot() {
+  std::vector<Matrix> out;
+  for (auto& t : NamedTensors()) out.push_back(t.parameter->value);
+  return out;
+}
+
+void TwoTowerModel::Restore(const std::vector<Matrix>& snapshot) {
+  auto tensors = NamedTensors();
+  if (snapshot.size() != tensors.size()) throw Error("TwoTowerModel::Restore: wrong snapshot");
+  for (size_t i = 0; i < tensors.size(); ++i) tensors[i].parameter->value = snapshot[i];
+}
+
+}  // namespace twotower::model

@@ -1,0 +1,149 @@
+#include <cmath>
+
+#include "twotower/core/error.h"
+#include "twotower/nn/layer.h"
+
+namespace twotower::nn {
+namespace {
+
+void CheckInput(const Matrix& x, int dim, const std::string& layer) {
+  if (x.cols() != dim) {
+    throw Error(layer + ": expected input with " + std::to_string(dim) + " columns, got " +
+                std::to_string(x.cols()));
+  }
+}
+
+constexpr float kNormEps = 1e-12f;
+
+}  // namespace
+
+void Layer::Infer(const Matrix& x, Matrix* y) const {
+  CheckInput(x, in_dim_, TypeName());
+  InferImpl(x, y);
+}
+
+const Matrix& Layer::Forward(const Matrix& x, Context* ctx, Rng* rng) {
+  CheckInput(x, in_dim_, TypeName());
+  ctx->x = &x;
+  ForwardImpl(x, ctx, rng);
+  return ctx->y;
+}
+
+void Layer::ForwardImpl(const Matrix& x, Context* ctx, Rng* /*rng*/) { InferImpl(x, &ctx->y); }
+
+void Layer::Backward(const Context& ctx, const Matrix& dy, Matrix* dx) {
+  if (ctx.x == nullptr) throw Error(TypeName() + ": Backward called before Forward");
+  if (dy.rows() != ctx.x->rows() || dy.cols() != out_dim_) {
+    throw Error(TypeName() + ": expected output gradient of shape " +
+                std::to_string(ctx.x->rows()) + " x " + std::to_string(out_dim_) + ", got " +
+                std::to_string(dy.rows()) + " x " + std::to_string(dy.cols()));
+  }
+  BackwardImpl(ctx, dy, dx);
+}
+
+Linear::Linear(int in_dim, int out_dim) : Layer(in_dim, out_dim) {
+  weight_ = {"weight", Matrix::Zero(out_dim, in_dim), Matrix::Zero(out_dim, in_dim)};
+  bias_ = {"bias", Matrix::Zero(1, out_dim), Matrix::Zero(1, out_dim)};
+}
+
+void Linear::InitPyTorchDefault(Rng* rng) {
+  // kaiming_uniform_(a=sqrt(5)) gives bound sqrt(6 / ((1 + 5) fan_in)) = 1 / sqrt(fan_in);
+  // the bias uses the same bound.
+  const float bound = 1.0f / std::sqrt(static_cast<float>(in_dim()));
+  for (Matrix* m : {&weight_.value, &bias_.value}) {
+    for (Eigen::Index i = 0; i < m->size(); ++i) {
+      m->data()[i] = (2.0f * rng->UniformFloat() - 1.0f) * bound;
+    }
+  }
+}
+
+void Linear::InferImpl(const Matrix& x, Matrix* y) const {
+  y->resize(x.rows(), out_dim());
+  y->noalias() = x * weight_.value.transpose();
+  y->rowwise() += bias_.value.row(0);
+}
+
+void Linear::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) {
+  weight_.grad.noalias() += dy.transpose() * (*ctx.x);
+  bias_.grad.row(0) += dy.colwise().sum();
+  if (dx != nullptr) {
+    dx->resize(dy.rows(), in_dim());
+    dx->noalias() = dy * weight_.value;
+  }
+}
+
+void ReLU::InferImpl(const Matrix& x, Matrix* y) const { *y = x.cwiseMax(0.0f); }
+
+void ReLU::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) {
+  if (dx == nullptr) return;
+  // The derivative at exactly 0 is taken as 0, as PyTorch does.
+  *dx = (ctx.y.array() > 0.0f).select(dy, 0.0f);
+}
+
+Dropout::Dropout(int dim, float p) : Layer(dim, dim), p_(p) {
+  if (!(p >= 0.0f && p < 1.0f)) {
+    throw Error("Dropout: probability must be in [0, 1), got " + std::to_string(p));
+  }
+}
+
+void Dropout::InferImpl(const Matrix& x, Matrix* y) const { *y = x; }
+
+void Dropout::ForwardImpl(const Matrix& x, Context* ctx, Rng* rng) {
+  if (p_ == 0.0f) {
+    ctx->y = x;
+    ctx->aux.setOnes(x.rows(), x.cols());
+    return;
+  }
+  if (rng == nullptr) throw Error("Dropout: Forward needs a random generator");
+  const float keep_scale = 1.0f / (1.0f - p_);
+  ctx->aux.resize(x.rows(), x.cols());
+  float* mask = ctx->aux.data();
+  const Eigen::Index n = x.size();
+  for (Eigen::Index i = 0; i < n; ++i) {
+    mask[i] = rng->UniformFloat() >= p_ ? keep_scale : 0.0f;
+  }
+  ctx->y = x.cwiseProduct(ctx->aux);
+}
+
+void Dropout::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) {
+  if (dx != nullptr) *dx = dy.cwiseProduct(ctx.aux);
+}
+
+void L2Normalize::InferImpl(const Matrix& x, Matrix* y) const {
+  y->resize(x.rows(), x.cols());
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    const float norm = std::max(x.row(r).norm(), kNormEps);
+    y->row(r) = x.row(r) / norm;
+  }
+}
+
+void L2Normalize::ForwardImpl(const Matrix& x, Context* ctx, Rng* /*rng*/) {
+  ctx->y.resize(x.rows(), x.cols());
+  ctx->aux.resize(x.rows(), 1);
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    const float norm = x.row(r).norm();
+    ctx->aux(r, 0) = norm;
+    ctx->y.row(r) = x.row(r) / std::max(norm, kNormEps);
+  }
+}
+
+void L2Normalize::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) {
+  if (dx == nullptr) return;
+  dx->resize(dy.rows(), dy.cols());
+  for (Eigen::Index r = 0; r < dy.rows(); ++r) {
+    const float norm = ctx.aux(r, 0);
+    if (norm > kNormEps) {
+      // d(x/|x|) = (I - y y^T) / |x|
+      const float dot = dy.row(r).dot(ctx.y.row(r));
+      dx->row(r) = (dy.row(r) - dot * ctx.y.row(r)) / norm;
+    } else {
+      dx->row(r) = dy.row(r) / kNormEps;
+    }
+  }
+}
+
+void ZeroGrad(const std::vector<Parameter*>& params) {
+  for (Parameter* p : params) p->grad.setZero();
+}
+
+}  // namespace twotower::nn

@@ -1,0 +1,447 @@
+#include "twotower/train/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <sstream>
+
+#include "twotower/core/error.h"
+#include "twotower/core/files.h"
+
+namespace twotower::train {
+namespace {
+
+enum class Kind { kInt, kUint64, kDouble, kString, kIntList };
+
+// One declared setting. `bind` returns the address of the value inside a Config.
+struct Setting {
+  const char* key;
+  Kind kind;
+  double min;  // numeric lower bound (inclusive unless min_exclusive)
+  bool min_exclusive;
+  double max;
+  std::vector<std::string> choices;  // for strings: allowed values (empty = any)
+  const char* help;
+  std::function<void*(Config&)> bind;
+};
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+const std::vector<Setting>& Settings() {
+  static const std::vector<Setting> settings = {
+      {"seed", Kind::kUint64, 0, false, kInf, {}, "random seed (data order, init, dropout)",
+       [](Config& c) -> void* { return &c.seed; }},
+      {"threads", Kind::kInt, 0, false, 1024, {}, "worker threads; 0 = all cores",
+       [](Config& c) -> void* { return &c.threads; }},
+      {"data.dir", Kind::kString, 0, false, 0, {}, "directory the data paths are relative to",
+       [](Config& c) -> void* { return &c.data_dir; }},
+      {"data.users", Kind::kString, 0, false, 0, {}, "users table (CSV)",
+       [](Config& c) -> void* { return &c.users; }},
+      {"data.items", Kind::kString, 0, false, 0, {}, "items table (CSV)",
+       [](Config& c) -> void* { return &c.items; }},
+      {"data.train", Kind::kString, 0, false, 0, {}, "training interactions (CSV)",
+       [](Config& c) -> void* { return &c.train; }},
+      {"data.val", Kind::kString, 0, false, 0, {}, "validation interactions (CSV)",
+       [](Config& c) -> void* { return &c.val; }},
+      {"data.test", Kind::kString, 0, false, 0, {}, "test interactions (CSV)",
+       [](Config& c) -> void* { return &c.test; }},
+      {"model.embedding_dim", Kind::kInt, 1, false, 65536, {}, "width of the tower outputs",
+       [](Config& c) -> void* { return &c.model.embedding_dim; }},
+      {"model.user_hidden_dims", Kind::kIntList, 1, false, 65536, {}, "user tower hidden widths",
+       [](Config& c) -> void* { return &c.model.user_hidden_dims; }},
+      {"model.item_hidden_dims", Kind::kIntList, 1, false, 65536, {}, "item tower hidden widths",
+       [](Config& c) -> void* { return &c.model.item_hidden_dims; }},
+      {"model.dropout", Kind::kDouble, 0, false, 0.99, {}, "dropout probability after each ReLU",
+       [](Config& c) -> void* { return &c.model.dropout; }},
+      {"model.score", Kind::kString, 0, false, 0, {"learned", "cosine"},
+       "learned: sigmoid(scale <u,v> + bias), scale and bias trained; cosine: sigmoid(<u,v>)",
+       [](Config& c) -> void* { return &c.model.score; }},
+      {"model.initial_scale", Kind::kDouble, 0, true, 1000, {}, "initial scale (learned mode)",
+       [](Config& c) -> void* { return &c.model.initial_scale; }},
+      {"training.batch_size", Kind::kInt, 1, false, 1 << 24, {}, "examples per step",
+       [](Config& c) -> void* { return &c.training.batch_size; }},
+      {"training.learning_rate", Kind::kDouble, 0, true, 10, {}, "Adam learning rate",
+       [](Config& c) -> void* { return &c.training.learning_rate; }},
+      {"training.epochs", Kind::kInt, 1, false, 1000000, {}, "maximum number of epochs",
+       [](Config& c) -> void* { return &c.training.epochs; }},
+      {"training.early_stopping_patience", Kind::kInt, 0, false, 1000000, {},
+       "stop after this many epochs without a better val AUC; 0 = never",
+       [](Config& c) -> void* { return &c.training.early_stopping_patience; }},
+      {"output.dir", Kind::kString, 0, false, 0, {}, "where run folders are created",
+       [](Config& c) -> void* { return &c.output_dir; }},
+      {"output.name", Kind::kString, 0, false, 0, {}, "run folder prefix",
+       [](Config& c) -> void* { return &c.run_name; }},
+  };
+  return settings;
+}
+
+const Setting* FindSetting(const std::string& key) {
+  for (const Setting& s : Settings()) {
+    if (key == s.key) return &s;
+  }
+  return nullptr;
+}
+
+std::string KnownKeys(const std::string& section) {
+  std::string out;
+  for (const Setting& s : Settings()) {
+    std::string key = s.key;
+    if (!section.empty()) {
+      if (key.rfind(section + ".", 0) != 0) continue;
+      key = key.substr(section.size() + 1);
+    } else if (key.find('.') != std::string::npos) {
+      continue;
+    }
+    out += (out.empty() ? "" : ", ") + key;
+  }
+  if (section.empty()) out += ", data, model, training, output, features";
+  return out;
+}
+
+const char* KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kInt:
+    case Kind::kUint64:
+      return "an integer";
+    case Kind::kDouble:
+      return "a number";
+    case Kind::kString:
+      return "a string";
+    case Kind::kIntList:
+      return "a list of integers";
+  }
+  return "";
+}
+
+double ParseDouble(const std::string& text, bool* ok) {
+  double v = 0;
+  const char* b = text.data();
+  const char* e = text.data() + text.size();
+  if (b != e && *b == '+') ++b;
+  const auto r = std::from_chars(b, e, v);
+  *ok = b != e && r.ec == std::errc() && r.ptr == e && std::isfinite(v);
+  return v;
+}
+
+bool ParseInt64(const std::string& text, int64_t* v) {
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), *v);
+  return !text.empty() && r.ec == std::errc() && r.ptr == text.data() + text.size();
+}
+
+void CheckRange(const Setting& s, double v, const std::string& where, const std::string& shown) {
+  const bool low = s.min_exclusive ? v <= s.min : v < s.min;
+  if (low || v > s.max) {
+    std::ostringstream msg;
+    msg << where << ": '" << s.key << "': " << shown << " is out of range (expected "
+        << (s.min_exclusive ? "> " : ">= ") << s.min << " and <= " << s.max << ")";
+    throw Error(msg.str());
+  }
+}
+
+// Assigns a scalar given as text (from YAML or a flag) to the setting.
+void AssignScalar(const Setting& s, Config* c, const std::string& text, const std::string& where) {
+  void* target = s.bind(*c);
+  auto fail = [&]() {
+    throw Error(where + ": '" + s.key + "': expected " + KindName(s.kind) + ", got " + Quote(text));
+  };
+  switch (s.kind) {
+    case Kind::kInt: {
+      int64_t v;
+      if (!ParseInt64(text, &v)) fail();
+      CheckRange(s, static_cast<double>(v), where, text);
+      *static_cast<int*>(target) = static_cast<int>(v);
+      break;
+    }
+    case Kind::kUint64: {
+      uint64_t v;
+      const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (text.empty() || r.ec != std::errc() || r.ptr != text.data() + text.size()) fail();
+      *static_cast<uint64_t*>(target) = v;
+      break;
+    }
+    case Kind::kDouble: {
+      bool ok;
+      const double v = ParseDouble(text, &ok);
+      if (!ok) fail();
+      CheckRange(s, v, where, text);
+      *static_cast<double*>(target) = v;
+      break;
+    }
+    case Kind::kString: {
+      if (!s.choices.empty()) {
+        bool found = false;
+        std::string options;
+        for (const std::string& choice : s.choices) {
+          found |= choice == text;
+          options += (options.empty() ? "" : ", ") + choice;
+        }
+        if (!found) {
+          throw Error(where + ": '" + s.key + "': unknown value " + Quote(text) + " (expected: " +
+                      options + ")");
+        }
+      }
+      if (std::string(s.key) == "model.score") {
+        c->model.score = text == "learned" ? model::ScoreMode::kLearned : model::ScoreMode::kCosine;
+      } else {
+        *static_cast<std::string*>(target) = text;
+      }
+      break;
+    }
+    case Kind::kIntList: {
+      // "256,128" or "[256, 128]" from a flag.
+      std::string t = text;
+      if (!t.empty() && t.front() == '[') t.erase(0, 1);
+      if (!t.empty() && t.back() == ']') t.pop_back();
+      std::vector<int> values;
+      std::stringstream ss(t);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        const auto b = item.find_first_not_of(' ');
+        const auto e = item.find_last_not_of(' ');
+        if (b == std::string::npos) continue;
+        int64_t v;
+        if (!ParseInt64(item.substr(b, e - b + 1), &v)) fail();
+        CheckRange(s, static_cast<double>(v), where, item);
+        values.push_back(static_cast<int>(v));
+      }
+      *static_cast<std::vector<int>*>(target) = values;
+      break;
+    }
+  }
+}
+
+void AssignYaml(const Setting& s, Config* c, const YAML::Node& node, const std::string& where) {
+  if (s.kind == Kind::kIntList) {
+    if (!node.IsSequence()) {
+      throw Error(where + ": '" + s.key + "': expected a list of integers like [256, 128]");
+    }
+    std::string text;
+    for (const auto& item : node) {
+      if (!item.IsScalar()) throw Error(where + ": '" + s.key + "': expected a list of integers");
+      text += (text.empty() ? "" : ",") + item.Scalar();
+    }
+    AssignScalar(s, c, text, where);
+    return;
+  }
+  if (!node.IsScalar()) {
+    throw Error(where + ": '" + s.key + "': expected " + KindName(s.kind) + ", got a " +
+                (node.IsMap() ? "mapping" : node.IsSequence() ? "list" : "null"));
+  }
+  AssignScalar(s, c, node.Scalar(), where);
+}
+
+std::string Where(const std::string& file, const YAML::Node& node) {
+  const YAML::Mark mark = node.Mark();
+  if (mark.line >= 0) return file + ":" + std::to_string(mark.line + 1);
+  return file;
+}
+
+data::EntitySchema ParseSide(const YAML::Node& node, const std::string& side,
+                             const std::string& id_column, const std::string& file) {
+  const std::string where = Where(file, node);
+  if (!node.IsSequence()) {
+    throw Error(where + ": 'features." + side +
+                "': expected a list of {column: NAME, type: numeric|categorical}");
+  }
+  data::EntitySchema schema;
+  schema.id_column = id_column;
+  for (const auto& item : node) {
+    const std::string w = Where(file, item);
+    if (!item.IsMap() || !item["column"] || !item["type"]) {
+      throw Error(w + ": 'features." + side + "': expected {column: NAME, type: TYPE}");
+    }
+    for (const auto& kv : item) {
+      const std::string k = kv.first.Scalar();
+      if (k != "column" && k != "type") {
+        throw Error(w + ": 'features." + side + "': unknown key '" + k +
+                    "' (expected: column, type)");
+      }
+    }
+    schema.features.push_back(
+        {item["column"].Scalar(), data::ParseFeatureType(item["type"].Scalar(), w)});
+  }
+  return schema;
+}
+
+void ParseFeatures(const YAML::Node& node, Config* c, const std::string& file) {
+  if (!node.IsMap()) throw Error(Where(file, node) + ": 'features': expected a mapping");
+  data::FeatureSchema s = c->features;
+  for (const auto& kv : node) {
+    const std::string key = kv.first.Scalar();
+    const std::string w = Where(file, kv.first);
+    if (key == "user_id" || key == "item_id" || key == "label" || key == "p_true") {
+      if (!kv.second.IsScalar()) throw Error(w + ": 'features." + key + "': expected a string");
+      const std::string v = kv.second.Scalar();
+      if (key == "user_id") s.user.id_column = v;
+      if (key == "item_id") s.item.id_column = v;
+      if (key == "label") s.label_column = v;
+      if (key == "p_true") s.p_true_column = v;
+    } else if (key != "user" && key != "item") {
+      throw Error(w + ": unknown key 'features." + key +
+                  "' (expected: user_id, item_id, label, p_true, user, item)");
+    }
+  }
+  if (node["user"]) s.user = ParseSide(node["user"], "user", s.user.id_column, file);
+  if (node["item"]) s.item = ParseSide(node["item"], "item", s.item.id_column, file);
+  c->features = s;
+}
+
+void Walk(const YAML::Node& node, const std::string& prefix, Config* c, const std::string& file) {
+  for (const auto& kv : node) {
+    const std::string key = kv.first.Scalar();
+    const std::string full = prefix.empty() ? key : prefix + "." + key;
+    const std::string w = Where(file, kv.first);
+    if (full == "features") {
+      ParseFeatures(kv.second, c, file);
+      continue;
+    }
+    if (const Setting* s = FindSetting(full)) {
+      AssignYaml(*s, c, kv.second, w);
+      continue;
+    }
+    const bool section = prefix.empty() &&
+                         (key == "data" || key == "model" || key == "training" || key == "output");
+    if (section) {
+      if (kv.second.IsNull()) continue;
+      if (!kv.second.IsMap()) throw Error(w + ": '" + key + "': expected a mapping");
+      Walk(kv.second, full, c, file);
+      continue;
+    }
+    throw Error(w + ": unknown key '" + full + "' (expected one of: " + KnownKeys(prefix) + ")");
+  }
+}
+
+std::string Resolve(const std::string& dir, const std::string& path) {
+  if (path.empty() || path.front() == '/' || dir.empty()) return path;
+  return (std::filesystem::path(dir) / path).string();
+}
+
+}  // namespace
+
+Config Config::FromYamlString(const std::string& text, const std::string& where) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw Error(where + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+  Config c;
+  if (root.IsNull()) return c;
+  if (!root.IsMap()) throw Error(where + ": expected a mapping of settings at the top level");
+  Walk(root, "", &c, where);
+  c.Validate(where);
+  return c;
+}
+
+Config Config::FromYamlFile(const std::string& path) {
+  return FromYamlString(ReadFile(path), path);
+}
+
+void Config::Set(const std::string& assignment, const std::string& where) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos) {
+    throw Error(where + ": expected key=value, got " + Quote(assignment));
+  }
+  const std::string key = assignment.substr(0, eq);
+  const Setting* s = FindSetting(key);
+  if (s == nullptr) {
+    std::string keys;
+    for (const Setting& setting : Settings()) keys += (keys.empty() ? "" : ", ") + std::string(setting.key);
+    throw Error(where + ": unknown key '" + key + "' (expected one of: " + keys + ")");
+  }
+  AssignScalar(*s, this, assignment.substr(eq + 1), where);
+  Validate(where);
+}
+
+void Config::Validate(const std::string& where) const {
+  if (data_dir.empty() && users.empty()) throw Error(where + ": 'data.users' is empty");
+  features.Validate(where);
+}
+
+data::DataPaths Config::ResolvedPaths() const {
+  return {Resolve(data_dir, users), Resolve(data_dir, items), Resolve(data_dir, train),
+          Resolve(data_dir, val), Resolve(data_dir, test)};
+}
+
+nlohmann::json Config::ToJson() const {
+  nlohmann::json j;
+  j["seed"] = seed;
+  j["threads"] = threads;
+  j["data"] = {{"dir", data_dir}, {"users", users}, {"items", items},
+               {"train", train},  {"val", val},     {"test", test}};
+  j["model"] = model.ToJson();
+  j["training"] = {{"batch_size", training.batch_size},
+                   {"learning_rate", training.learning_rate},
+                   {"epochs", training.epochs},
+                   {"early_stopping_patience", training.early_stopping_patience}};
+  j["output"] = {{"dir", output_dir}, {"name", run_name}};
+  j["features"] = data::ToJson(features);
+  return j;
+}
+
+std::string Config::ToYaml() const {
+  YAML::Emitter out;
+  out.SetDoublePrecision(15);
+  out << YAML::BeginMap;
+  out << YAML::Key << "seed" << YAML::Value << seed;
+  out << YAML::Key << "threads" << YAML::Value << threads;
+  out << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "dir" << YAML::Value << data_dir;
+  out << YAML::Key << "users" << YAML::Value << users;
+  out << YAML::Key << "items" << YAML::Value << items;
+  out << YAML::Key << "train" << YAML::Value << train;
+  out << YAML::Key << "val" << YAML::Value << val;
+  out << YAML::Key << "test" << YAML::Value << test;
+  out << YAML::EndMap;
+  out << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "embedding_dim" << YAML::Value << model.embedding_dim;
+  out << YAML::Key << "user_hidden_dims" << YAML::Value << YAML::Flow << model.user_hidden_dims;
+  out << YAML::Key << "item_hidden_dims" << YAML::Value << YAML::Flow << model.item_hidden_dims;
+  out << YAML::Key << "dropout" << YAML::Value << model.dropout;
+  out << YAML::Key << "score" << YAML::Value << model::ScoreModeName(model.score);
+  out << YAML::Key << "initial_scale" << YAML::Value << model.initial_scale;
+  out << YAML::EndMap;
+  out << YAML::Key << "training" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "batch_size" << YAML::Value << training.batch_size;
+  out << YAML::Key << "learning_rate" << YAML::Value << training.learning_rate;
+  out << YAML::Key << "epochs" << YAML::Value << training.epochs;
+  out << YAML::Key << "early_stopping_patience" << YAML::Value
+      << training.early_stopping_patience;
+  out << YAML::EndMap;
+  out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "dir" << YAML::Value << output_dir;
+  out << YAML::Key << "name" << YAML::Value << run_name;
+  out << YAML::EndMap;
+  out << YAML::Key << "features" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "user_id" << YAML::Value << features.user.id_column;
+  out << YAML::Key << "item_id" << YAML::Value << features.item.id_column;
+  out << YAML::Key << "label" << YAML::Value << features.label_column;
+  out << YAML::Key << "p_true" << YAML::Value << features.p_true_column;
+  for (const auto* side : {&features.user, &features.item}) {
+    out << YAML::Key << (side == &features.user ? "user" : "item") << YAML::Value
+        << YAML::BeginSeq;
+    for (const auto& f : side->features) {
+      out << YAML::Flow << YAML::BeginMap << YAML::Key << "column" << YAML::Value << f.column
+          << YAML::Key << "type" << YAML::Value << data::FeatureTypeName(f.type) << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
+  out << YAML::EndMap;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::vector<std::string> SettingsHelp() {
+  std::vector<std::string> out;
+  Config defaults;
+  for (const Setting& s : Settings()) {
+    out.push_back(std::string(s.key) + " (" + KindName(s.kind) + "): " + s.help);
+  }
+  return out;
+}
+
+}  // namespace twotower::train
