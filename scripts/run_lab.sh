@@ -10,8 +10,10 @@ tt=./build/twotower
 
 echo "== generate"
 $tt generate --out data/recommendations/v1 --users 1000 --movies 500 --interactions 10000 --seed 42
-$tt train --config config/ranking_config.yaml | tee /tmp/twotower_train.log
-run=$(sed -n 's/^run folder: \(.*\)\/$/\1/p' /tmp/twotower_train.log | tail -n 1)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+$tt train --config config/ranking_config.yaml | tee "$log"
+run=$(sed -n 's/^run folder: \(.*\)\/$/\1/p' "$log" | tail -n 1)
 
 echo "== evaluate (best model on the test split)"
 $tt evaluate --model "$run/model_best.safetensors" --interactions data/recommendations/v1/test/interactions.csv
