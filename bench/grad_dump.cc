@@ -21,12 +21,13 @@ int main(int argc, char** argv) {
     model::ModelConfig config = loaded.model->config();
     config.dropout = 0.0;
     Rng rng(0);
-    model::TwoTowerModel net(config, loaded.model->user_input_dim(),
-                             loaded.model->item_input_dim(), &rng);
+    model::TwoTowerModel net(config, loaded.model->user_input_dim(), loaded.model->item_input_dim(),
+                             &rng);
     auto src = loaded.model->NamedTensors();
     auto dst = net.NamedTensors();
     for (size_t i = 0; i < dst.size(); ++i) dst[i].parameter->value = src[i].parameter->value;
-    const Matrix xu = data::ReadNpy(argv[2]), xi = data::ReadNpy(argv[3]), y = data::ReadNpy(argv[4]);
+    const Matrix xu = data::ReadNpy(argv[2]), xi = data::ReadNpy(argv[3]),
+                 y = data::ReadNpy(argv[4]);
     model::ModelContext ctx;
     Vector dz;
     const Vector& z = net.Forward(xu, xi, &ctx, &rng);

@@ -41,13 +41,20 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const char* v = argv[i + 1];
-    if (k == "--batch") batch = std::atoi(v);
-    else if (k == "--threads") threads = std::atoi(v);
-    else if (k == "--steps") steps = std::atoi(v);
-    else if (k == "--user-dim") user_dim = std::atoi(v);
-    else if (k == "--item-dim") item_dim = std::atoi(v);
-    else if (k == "--score") score = v;
-    else return std::fprintf(stderr, "unknown flag %s\n", k.c_str()), 2;
+    if (k == "--batch")
+      batch = std::atoi(v);
+    else if (k == "--threads")
+      threads = std::atoi(v);
+    else if (k == "--steps")
+      steps = std::atoi(v);
+    else if (k == "--user-dim")
+      user_dim = std::atoi(v);
+    else if (k == "--item-dim")
+      item_dim = std::atoi(v);
+    else if (k == "--score")
+      score = v;
+    else
+      return std::fprintf(stderr, "unknown flag %s\n", k.c_str()), 2;
   }
   SetThreads(threads);
   model::ModelConfig config;
@@ -77,8 +84,9 @@ int main(int argc, char** argv) {
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2];
   const double flops = StepFlops(net.user_tower(), batch) + StepFlops(net.item_tower(), batch);
-  std::printf("{\"engine\": \"twotower\", \"batch\": %d, \"threads\": %d, \"us_per_step\": %.1f, "
-              "\"gflops\": %.2f}\n",
-              batch, threads, median, flops / (median * 1e3));
+  std::printf(
+      "{\"engine\": \"twotower\", \"batch\": %d, \"threads\": %d, \"us_per_step\": %.1f, "
+      "\"gflops\": %.2f}\n",
+      batch, threads, median, flops / (median * 1e3));
   return 0;
 }

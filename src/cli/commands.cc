@@ -67,10 +67,9 @@ struct GenerateArgs {
 int RunGenerate(const GenerateArgs& a) {
   const data::GeneratorSummary s = data::GenerateLabData(a.options, a.out);
   std::cout << "wrote " << a.out << "/{users.csv, movies.csv, train|val|test/interactions.csv}\n"
-            << "  users " << a.options.users << ", movies " << a.options.movies
-            << ", interactions " << a.options.interactions << " (train " << s.train << ", val "
-            << s.val << ", test " << s.test << "), liked " << Fixed(100 * s.liked_rate, 1)
-            << "%\n";
+            << "  users " << a.options.users << ", movies " << a.options.movies << ", interactions "
+            << a.options.interactions << " (train " << s.train << ", val " << s.val << ", test "
+            << s.test << "), liked " << Fixed(100 * s.liked_rate, 1) << "%\n";
   return 0;
 }
 
@@ -154,7 +153,8 @@ struct EmbedArgs {
 
 std::string IdsPath(const std::string& npy_path) {
   std::string base = npy_path;
-  if (base.size() > 4 && base.compare(base.size() - 4, 4, ".npy") == 0) base.resize(base.size() - 4);
+  if (base.size() > 4 && base.compare(base.size() - 4, 4, ".npy") == 0)
+    base.resize(base.size() - 4);
   return base + ".ids.txt";
 }
 
@@ -170,8 +170,8 @@ int RunEmbed(const EmbedArgs& a) {
   for (const std::string& id : index.ids) ids += id + "\n";
   data::WriteNpy(a.out, v);
   WriteFileAtomically(IdsPath(a.out), ids);
-  std::cout << "wrote " << a.out << " (" << v.rows() << " x " << v.cols()
-            << " float32) and " << IdsPath(a.out) << "\n";
+  std::cout << "wrote " << a.out << " (" << v.rows() << " x " << v.cols() << " float32) and "
+            << IdsPath(a.out) << "\n";
   return 0;
 }
 
@@ -226,8 +226,8 @@ int RunRecommend(const RecommendArgs& a) {
       start = end + 1;
     }
     if (static_cast<int64_t>(ids.size()) != v.rows()) {
-      throw Error(ids_path + ": has " + std::to_string(ids.size()) + " ids, but " +
-                  a.embeddings + " has " + std::to_string(v.rows()) + " rows");
+      throw Error(ids_path + ": has " + std::to_string(ids.size()) + " ids, but " + a.embeddings +
+                  " has " + std::to_string(v.rows()) + " rows");
     }
   } else {
     Matrix xi;
@@ -334,8 +334,9 @@ int Main(int argc, char** argv) {
   auto* recommend = app.add_subcommand("recommend", "top-k items for a user");
   recommend->add_option("--model", rec.model, "model file (.safetensors)")->required();
   recommend->add_option("--user-id", rec.user_id, "the user's id")->required();
-  recommend->add_option("--k", rec.k, "number of items")->capture_default_str()->check(
-      CLI::Range(1, 1000000));
+  recommend->add_option("--k", rec.k, "number of items")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
   recommend->add_option("--embeddings", rec.embeddings, "pre-computed item embeddings (.npy)");
   recommend->add_flag("--exclude-seen", rec.exclude_seen, "drop items the user rated in train");
   recommend->add_option("--users", rec.users, "users CSV (default: the model's training data)");

@@ -1,5 +1,6 @@
 #include "twotower/core/files.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,10 +42,18 @@ void WriteFileAtomically(const std::string& path, std::string_view content) {
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   const std::filesystem::path target(path_);
   if (target.has_parent_path()) MakeDirectories(target.parent_path().string());
-  temp_path_ = path_ + ".tmp." + std::to_string(::getpid());
-  file_ = std::fopen(temp_path_.c_str(), "wb");
+  // mkstemp gives every writer its own temporary file, even two in one process.
+  std::string pattern = path_ + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(pattern.data());
+  if (fd < 0) throw Error(path_ + ": cannot write: " + std::strerror(errno));
+  ::fchmod(fd, 0644);
+  temp_path_ = pattern;
+  file_ = ::fdopen(fd, "wb");
   if (file_ == nullptr) {
-    throw Error(path_ + ": cannot write: " + std::strerror(errno));
+    const std::string reason = std::strerror(errno);
+    ::close(fd);
+    std::remove(temp_path_.c_str());
+    throw Error(path_ + ": cannot write: " + reason);
   }
 }
 

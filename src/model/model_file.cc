@@ -68,7 +68,8 @@ LoadedModel LoadModel(const std::string& path) {
   };
   LoadedModel loaded;
   const ModelConfig config = ModelConfig::FromJson(parse("model"), path + ": __metadata__.model");
-  loaded.encoder = data::FeatureEncoder::FromJson(parse("encoder"), path + ": __metadata__.encoder");
+  loaded.encoder =
+      data::FeatureEncoder::FromJson(parse("encoder"), path + ": __metadata__.encoder");
   loaded.schema = data::FeatureSchemaFromJson(parse("schema"), path + ": __metadata__.schema");
   loaded.config = file.metadata.count("config") ? parse("config") : nlohmann::json::object();
   Rng unused(0);
@@ -80,9 +81,8 @@ LoadedModel LoadModel(const std::string& path) {
     Matrix& m = named.parameter->value;
     const std::vector<int64_t> expected = TorchShape(named.name, m);
     if (it->second.shape != expected) {
-      throw Error(path + ": tensor '" + named.name + "' has shape " +
-                  ShapeText(it->second.shape) + ", expected " + ShapeText(expected) +
-                  " for this model's config and encoder");
+      throw Error(path + ": tensor '" + named.name + "' has shape " + ShapeText(it->second.shape) +
+                  ", expected " + ShapeText(expected) + " for this model's config and encoder");
     }
     std::memcpy(m.data(), it->second.data.data(), sizeof(float) * m.size());
   }

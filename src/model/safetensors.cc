@@ -23,7 +23,8 @@ void WriteSafetensors(const std::string& path, const SafetensorsFile& file) {
   int64_t offset = 0;
   for (const auto& [name, tensor] : file.tensors) {
     const int64_t bytes = Product(tensor.shape) * static_cast<int64_t>(sizeof(float));
-    header[name] = {{"dtype", "F32"}, {"shape", tensor.shape}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", "F32"}, {"shape", tensor.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   if (!file.metadata.empty()) header["__metadata__"] = file.metadata;
@@ -49,7 +50,8 @@ SafetensorsFile ReadSafetensors(const std::string& path) {
     throw Error(path + ": not a safetensors file (shorter than the 8-byte header length)");
   }
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
   if (n == 0 || n > bytes.size() - 8) {
     throw Error(path + ": not a safetensors file or truncated (header length " + std::to_string(n) +
                 ", file has " + std::to_string(bytes.size()) + " bytes)");
@@ -89,10 +91,15 @@ SafetensorsFile ReadSafetensors(const std::string& path) {
       t.shape = entry["shape"].get<std::vector<int64_t>>();
       const auto offsets = entry["data_offsets"].get<std::vector<int64_t>>();
       if (offsets.size() != 2) throw Error(where + ": data_offsets must have two entries");
+      // Bound the element count as it is multiplied: a hostile shape must not overflow it.
+      constexpr int64_t kMaxElements = int64_t{1} << 40;
+      int64_t count = 1;
       for (int64_t d : t.shape) {
-        if (d < 0 || d > (int64_t{1} << 40)) throw Error(where + ": invalid shape");
+        if (d < 0 || d > kMaxElements || (d > 0 && count > kMaxElements / d)) {
+          throw Error(where + ": invalid shape " + entry["shape"].dump());
+        }
+        count *= d;
       }
-      const int64_t count = Product(t.shape);
       const int64_t begin = offsets[0], end = offsets[1];
       if (begin < 0 || end < begin || static_cast<uint64_t>(end) > data_size) {
         throw Error(where + ": data offsets [" + std::to_string(begin) + ", " +

@@ -33,9 +33,9 @@ const char* ScoreModeName(ScoreMode mode) {
 }
 
 nlohmann::json ModelConfig::ToJson() const {
-  return {{"embedding_dim", embedding_dim}, {"user_hidden_dims", user_hidden_dims},
+  return {{"embedding_dim", embedding_dim},       {"user_hidden_dims", user_hidden_dims},
           {"item_hidden_dims", item_hidden_dims}, {"dropout", dropout},
-          {"score", ScoreModeName(score)},       {"initial_scale", initial_scale}};
+          {"score", ScoreModeName(score)},        {"initial_scale", initial_scale}};
 }
 
 ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string& where) {
@@ -74,10 +74,10 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, int user_input_dim, int 
                 std::to_string(user_input_dim) + " and " + std::to_string(item_input_dim) + ")");
   }
   const float p = static_cast<float>(config.dropout);
-  user_tower_ = BuildTower(user_input_dim, config.user_hidden_dims, config.embedding_dim, p,
-                           init_rng);
-  item_tower_ = BuildTower(item_input_dim, config.item_hidden_dims, config.embedding_dim, p,
-                           init_rng);
+  user_tower_ =
+      BuildTower(user_input_dim, config.user_hidden_dims, config.embedding_dim, p, init_rng);
+  item_tower_ =
+      BuildTower(item_input_dim, config.item_hidden_dims, config.embedding_dim, p, init_rng);
   const float log_scale =
       config.score == ScoreMode::kLearned ? static_cast<float>(std::log(config.initial_scale)) : 0;
   log_scale_ = {"scorer.log_scale", Matrix::Constant(1, 1, log_scale), Matrix::Zero(1, 1)};
@@ -120,8 +120,12 @@ void TwoTowerModel::Backward(ModelContext* ctx, const Vector& dlogits) {
   const Matrix& v = ctx->item.layers.back().y;
   ctx->du.resize(u.rows(), u.cols());
   ctx->dv.resize(v.rows(), v.cols());
-  ctx->du.array() = v.array().colwise() * (dlogits.array() * s);
-  ctx->dv.array() = u.array().colwise() * (dlogits.array() * s);
+  // d logit / du = scale * v (and symmetrically); the scaled dlogits live in the context so
+  // this allocates nothing.
+  ctx->dscaled.resize(dlogits.size());
+  ctx->dscaled.array() = dlogits.array() * s;
+  ctx->du.array() = v.array().colwise() * ctx->dscaled.array();
+  ctx->dv.array() = u.array().colwise() * ctx->dscaled.array();
   user_tower_.Backward(&ctx->user, ctx->du, nullptr);
   item_tower_.Backward(&ctx->item, ctx->dv, nullptr);
 }

@@ -37,14 +37,10 @@ const Matrix& Sequential::Forward(const Matrix& x, SequentialContext* ctx, Rng* 
 }
 
 void Sequential::Backward(SequentialContext* ctx, const Matrix& dy, Matrix* dx) {
+  ctx->grads.resize(layers_.size());
   const Matrix* grad = &dy;
   for (size_t j = layers_.size(); j-- > 0;) {
-    Matrix* out = nullptr;
-    if (j > 0) {
-      out = (grad == &ctx->grad_a) ? &ctx->grad_b : &ctx->grad_a;
-    } else {
-      out = dx;
-    }
+    Matrix* out = j > 0 ? &ctx->grads[j] : dx;
     layers_[j]->Backward(ctx->layers[j], *grad, out);
     grad = out;
   }

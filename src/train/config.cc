@@ -33,47 +33,165 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 const std::vector<Setting>& Settings() {
   static const std::vector<Setting> settings = {
-      {"seed", Kind::kUint64, 0, false, kInf, {}, "random seed (data order, init, dropout)",
+      {"seed",
+       Kind::kUint64,
+       0,
+       false,
+       kInf,
+       {},
+       "random seed (data order, init, dropout)",
        [](Config& c) -> void* { return &c.seed; }},
-      {"threads", Kind::kInt, 0, false, 1024, {}, "worker threads; 0 = all cores",
+      {"threads",
+       Kind::kInt,
+       0,
+       false,
+       1024,
+       {},
+       "worker threads; 0 = all cores",
        [](Config& c) -> void* { return &c.threads; }},
-      {"data.dir", Kind::kString, 0, false, 0, {}, "directory the data paths are relative to",
+      {"data.dir",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "directory the data paths are relative to",
        [](Config& c) -> void* { return &c.data_dir; }},
-      {"data.users", Kind::kString, 0, false, 0, {}, "users table (CSV)",
+      {"data.users",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "users table (CSV)",
        [](Config& c) -> void* { return &c.users; }},
-      {"data.items", Kind::kString, 0, false, 0, {}, "items table (CSV)",
+      {"data.items",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "items table (CSV)",
        [](Config& c) -> void* { return &c.items; }},
-      {"data.train", Kind::kString, 0, false, 0, {}, "training interactions (CSV)",
+      {"data.train",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "training interactions (CSV)",
        [](Config& c) -> void* { return &c.train; }},
-      {"data.val", Kind::kString, 0, false, 0, {}, "validation interactions (CSV)",
+      {"data.val",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "validation interactions (CSV)",
        [](Config& c) -> void* { return &c.val; }},
-      {"data.test", Kind::kString, 0, false, 0, {}, "test interactions (CSV)",
+      {"data.test",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "test interactions (CSV)",
        [](Config& c) -> void* { return &c.test; }},
-      {"model.embedding_dim", Kind::kInt, 1, false, 65536, {}, "width of the tower outputs",
+      {"model.embedding_dim",
+       Kind::kInt,
+       1,
+       false,
+       65536,
+       {},
+       "width of the tower outputs",
        [](Config& c) -> void* { return &c.model.embedding_dim; }},
-      {"model.user_hidden_dims", Kind::kIntList, 1, false, 65536, {}, "user tower hidden widths",
+      {"model.user_hidden_dims",
+       Kind::kIntList,
+       1,
+       false,
+       65536,
+       {},
+       "user tower hidden widths",
        [](Config& c) -> void* { return &c.model.user_hidden_dims; }},
-      {"model.item_hidden_dims", Kind::kIntList, 1, false, 65536, {}, "item tower hidden widths",
+      {"model.item_hidden_dims",
+       Kind::kIntList,
+       1,
+       false,
+       65536,
+       {},
+       "item tower hidden widths",
        [](Config& c) -> void* { return &c.model.item_hidden_dims; }},
-      {"model.dropout", Kind::kDouble, 0, false, 0.99, {}, "dropout probability after each ReLU",
+      {"model.dropout",
+       Kind::kDouble,
+       0,
+       false,
+       0.99,
+       {},
+       "dropout probability after each ReLU",
        [](Config& c) -> void* { return &c.model.dropout; }},
-      {"model.score", Kind::kString, 0, false, 0, {"learned", "cosine"},
+      {"model.score",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {"learned", "cosine"},
        "learned: sigmoid(scale <u,v> + bias), scale and bias trained; cosine: sigmoid(<u,v>)",
        [](Config& c) -> void* { return &c.model.score; }},
-      {"model.initial_scale", Kind::kDouble, 0, true, 1000, {}, "initial scale (learned mode)",
+      {"model.initial_scale",
+       Kind::kDouble,
+       0,
+       true,
+       1000,
+       {},
+       "initial scale (learned mode)",
        [](Config& c) -> void* { return &c.model.initial_scale; }},
-      {"training.batch_size", Kind::kInt, 1, false, 1 << 24, {}, "examples per step",
+      {"training.batch_size",
+       Kind::kInt,
+       1,
+       false,
+       1 << 24,
+       {},
+       "examples per step",
        [](Config& c) -> void* { return &c.training.batch_size; }},
-      {"training.learning_rate", Kind::kDouble, 0, true, 10, {}, "Adam learning rate",
+      {"training.learning_rate",
+       Kind::kDouble,
+       0,
+       true,
+       10,
+       {},
+       "Adam learning rate",
        [](Config& c) -> void* { return &c.training.learning_rate; }},
-      {"training.epochs", Kind::kInt, 1, false, 1000000, {}, "maximum number of epochs",
+      {"training.epochs",
+       Kind::kInt,
+       1,
+       false,
+       1000000,
+       {},
+       "maximum number of epochs",
        [](Config& c) -> void* { return &c.training.epochs; }},
-      {"training.early_stopping_patience", Kind::kInt, 0, false, 1000000, {},
+      {"training.early_stopping_patience",
+       Kind::kInt,
+       0,
+       false,
+       1000000,
+       {},
        "stop after this many epochs without a better val AUC; 0 = never",
        [](Config& c) -> void* { return &c.training.early_stopping_patience; }},
-      {"output.dir", Kind::kString, 0, false, 0, {}, "where run folders are created",
+      {"output.dir",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "where run folders are created",
        [](Config& c) -> void* { return &c.output_dir; }},
-      {"output.name", Kind::kString, 0, false, 0, {}, "run folder prefix",
+      {"output.name",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "run folder prefix",
        [](Config& c) -> void* { return &c.run_name; }},
   };
   return settings;
@@ -180,8 +298,8 @@ void AssignScalar(const Setting& s, Config* c, const std::string& text, const st
           options += (options.empty() ? "" : ", ") + choice;
         }
         if (!found) {
-          throw Error(where + ": '" + s.key + "': unknown value " + Quote(text) + " (expected: " +
-                      options + ")");
+          throw Error(where + ": '" + s.key + "': unknown value " + Quote(text) +
+                      " (expected: " + options + ")");
         }
       }
       if (std::string(s.key) == "model.score") {
@@ -229,7 +347,9 @@ void AssignYaml(const Setting& s, Config* c, const YAML::Node& node, const std::
   }
   if (!node.IsScalar()) {
     throw Error(where + ": '" + s.key + "': expected " + KindName(s.kind) + ", got a " +
-                (node.IsMap() ? "mapping" : node.IsSequence() ? "list" : "null"));
+                (node.IsMap()        ? "mapping"
+                 : node.IsSequence() ? "list"
+                                     : "null"));
   }
   AssignScalar(s, c, node.Scalar(), where);
 }
@@ -303,8 +423,8 @@ void Walk(const YAML::Node& node, const std::string& prefix, Config* c, const st
       AssignYaml(*s, c, kv.second, w);
       continue;
     }
-    const bool section = prefix.empty() &&
-                         (key == "data" || key == "model" || key == "training" || key == "output");
+    const bool section =
+        prefix.empty() && (key == "data" || key == "model" || key == "training" || key == "output");
     if (section) {
       if (kv.second.IsNull()) continue;
       if (!kv.second.IsMap()) throw Error(w + ": '" + key + "': expected a mapping");
@@ -350,7 +470,8 @@ void Config::Set(const std::string& assignment, const std::string& where) {
   const Setting* s = FindSetting(key);
   if (s == nullptr) {
     std::string keys;
-    for (const Setting& setting : Settings()) keys += (keys.empty() ? "" : ", ") + std::string(setting.key);
+    for (const Setting& setting : Settings())
+      keys += (keys.empty() ? "" : ", ") + std::string(setting.key);
     throw Error(where + ": unknown key '" + key + "' (expected one of: " + keys + ")");
   }
   AssignScalar(*s, this, assignment.substr(eq + 1), where);
@@ -409,8 +530,7 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "batch_size" << YAML::Value << training.batch_size;
   out << YAML::Key << "learning_rate" << YAML::Value << training.learning_rate;
   out << YAML::Key << "epochs" << YAML::Value << training.epochs;
-  out << YAML::Key << "early_stopping_patience" << YAML::Value
-      << training.early_stopping_patience;
+  out << YAML::Key << "early_stopping_patience" << YAML::Value << training.early_stopping_patience;
   out << YAML::EndMap;
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "dir" << YAML::Value << output_dir;
@@ -422,8 +542,7 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "label" << YAML::Value << features.label_column;
   out << YAML::Key << "p_true" << YAML::Value << features.p_true_column;
   for (const auto* side : {&features.user, &features.item}) {
-    out << YAML::Key << (side == &features.user ? "user" : "item") << YAML::Value
-        << YAML::BeginSeq;
+    out << YAML::Key << (side == &features.user ? "user" : "item") << YAML::Value << YAML::BeginSeq;
     for (const auto& f : side->features) {
       out << YAML::Flow << YAML::BeginMap << YAML::Key << "column" << YAML::Value << f.column
           << YAML::Key << "type" << YAML::Value << data::FeatureTypeName(f.type) << YAML::EndMap;

@@ -61,13 +61,13 @@ std::string RenderSvg(const std::vector<Panel>& panels) {
       const double v = lo + (hi - lo) * t / 4.0;
       svg << "<line x1=\"" << Num(x0) << "\" x2=\"" << Num(x1) << "\" y1=\"" << Num(Y(v))
           << "\" y2=\"" << Num(Y(v)) << "\" stroke=\"#eee\"/>\n";
-      svg << "<text x=\"" << Num(x0 - 5) << "\" y=\"" << Num(Y(v) + 4)
-          << "\" text-anchor=\"end\">" << Label(v) << "</text>\n";
+      svg << "<text x=\"" << Num(x0 - 5) << "\" y=\"" << Num(Y(v) + 4) << "\" text-anchor=\"end\">"
+          << Label(v) << "</text>\n";
     }
     for (size_t i = 0; i < epochs; ++i) {
       if (epochs > 10 && (i + 1) % ((epochs + 9) / 10) != 0 && i != 0) continue;
-      svg << "<text x=\"" << Num(X(i)) << "\" y=\"" << Num(y0 + 16)
-          << "\" text-anchor=\"middle\">" << i + 1 << "</text>\n";
+      svg << "<text x=\"" << Num(X(i)) << "\" y=\"" << Num(y0 + 16) << "\" text-anchor=\"middle\">"
+          << i + 1 << "</text>\n";
     }
     svg << "<text x=\"" << Num((x0 + x1) / 2) << "\" y=\"" << Num(kH - 8)
         << "\" text-anchor=\"middle\">epoch</text>\n";

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <limits>
 #include <numeric>
 #include <ostream>
 
@@ -40,8 +41,8 @@ std::string MetricsCsv(const std::vector<EpochRecord>& history) {
   for (const EpochRecord& r : history) {
     csv += std::to_string(r.epoch) + "," + Fixed(r.train_loss, 6) + "," +
            Fixed(r.train_accuracy, 6) + "," + Fixed(r.train_auc, 6) + "," + Fixed(r.val_loss, 6) +
-           "," + Fixed(r.val_accuracy, 6) + "," + Fixed(r.val_auc, 6) + "," +
-           (r.best ? "1" : "0") + "\n";
+           "," + Fixed(r.val_accuracy, 6) + "," + Fixed(r.val_auc, 6) + "," + (r.best ? "1" : "0") +
+           "\n";
   }
   return csv;
 }
@@ -116,8 +117,8 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   Rng dropout_rng = rng.Split();
 
   TrainResult result;
-  result.model = std::make_unique<model::TwoTowerModel>(
-      config.model, data.encoder.user.width(), data.encoder.item.width(), &init_rng);
+  result.model = std::make_unique<model::TwoTowerModel>(config.model, data.encoder.user.width(),
+                                                        data.encoder.item.width(), &init_rng);
   model::TwoTowerModel& net = *result.model;
   std::vector<nn::Parameter*> params = net.TrainableParameters();
   nn::Adam adam(params, {config.training.learning_rate});
@@ -135,6 +136,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   std::vector<float> epoch_logits(n), epoch_labels(n);
   std::vector<Matrix> best_weights = net.Snapshot();
   double best_auc = -1.0;
+  double best_loss = std::numeric_limits<double>::infinity();
   int since_best = 0;
   const nlohmann::json config_json = config.ToJson();
   const std::string& dir = options.run_dir;
@@ -178,11 +180,14 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
       r.val_accuracy = val.accuracy;
       r.val_auc = val.auc;
     }
-    // NaN AUC (a one-class validation split) never counts as an improvement.
-    r.best = r.val_auc > best_auc;
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+    // Selection by val AUC; a one-class validation split has no AUC (NaN), and then val loss
+    // decides, so a best model is always kept.
+    r.best = std::isnan(r.val_auc) ? r.val_loss < best_loss : r.val_auc > best_auc;
+    r.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     if (r.best) {
-      best_auc = r.val_auc;
+      if (!std::isnan(r.val_auc)) best_auc = r.val_auc;
+      best_loss = r.val_loss;
       result.best_epoch = epoch;
       since_best = 0;
       best_weights = net.Snapshot();

@@ -42,9 +42,10 @@ const char* ScoreModeName(ScoreMode mode);
 
 struct ModelContext {
   nn::SequentialContext user, item;
-  Vector dot;     // <u, v> per row
-  Vector logits;  // scale * dot + bias
-  Matrix du, dv;  // gradients w.r.t. the tower outputs
+  Vector dot;      // <u, v> per row
+  Vector logits;   // scale * dot + bias
+  Vector dscaled;  // scale * dlogits
+  Matrix du, dv;   // gradients w.r.t. the tower outputs
 };
 
 class TwoTowerModel {

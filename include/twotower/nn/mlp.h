@@ -17,7 +17,9 @@ namespace twotower::nn {
 
 struct SequentialContext {
   std::vector<Context> layers;
-  Matrix grad_a, grad_b;  // ping-pong buffers for the backward pass
+  // grads[j]: the gradient w.r.t. layer j's input. One buffer per layer, each keeping its shape
+  // from step to step, so the backward pass allocates nothing at a fixed batch size.
+  std::vector<Matrix> grads;
 };
 
 struct NamedParameter {

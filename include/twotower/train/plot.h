@@ -11,7 +11,7 @@ namespace twotower::train {
 
 struct Series {
   std::string label;
-  std::string color;  // CSS color
+  std::string color;           // CSS color
   std::vector<double> values;  // one per epoch; NaN values are skipped
 };
 

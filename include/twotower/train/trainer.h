@@ -42,9 +42,9 @@ struct EpochRecord {
 };
 
 struct TrainOptions {
-  bool progress = true;          // progress bars on stderr
-  std::ostream* log = nullptr;   // per-epoch lines; null = silent
-  std::string run_dir;           // empty = write nothing
+  bool progress = true;         // progress bars on stderr
+  std::ostream* log = nullptr;  // per-epoch lines; null = silent
+  std::string run_dir;          // empty = write nothing
 };
 
 struct TrainResult {

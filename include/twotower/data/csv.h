@@ -1,0 +1,72 @@
+// CSV reading and writing (RFC 4180 subset: comma separated, optional double quotes with ""
+// escapes, one record per line; a quoted field may not span lines).
+//
+// CsvReader streams records so that large interaction files are parsed straight into typed
+// arrays; Table holds a small file (users, items) whole, as string columns. Every error names the
+// file and line. Not thread-safe per object.
+#ifndef TWOTOWER_DATA_CSV_H_
+#define TWOTOWER_DATA_CSV_H_
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace twotower::data {
+
+// Parses one CSV line into fields. Throws Error("<where>: ...") on an unterminated quote.
+void SplitCsvLine(std::string_view line, const std::string& where, std::vector<std::string>* out);
+
+// Quotes a field if it contains a comma, quote or line break.
+std::string CsvField(std::string_view value);
+
+// Parses a number; throws Error("<where>: column '<column>': expected a number, got \"x\"").
+double ParseNumber(std::string_view text, const std::string& where, const std::string& column);
+int64_t ParseInteger(std::string_view text, const std::string& where, const std::string& column);
+
+class CsvReader {
+ public:
+  // Opens `path` and reads the header. Throws Error if the file is missing or empty.
+  explicit CsvReader(const std::string& path);
+
+  const std::vector<std::string>& header() const { return header_; }
+  const std::string& path() const { return path_; }
+  // Index of a header column, or throws Error naming the file, the column and the columns found.
+  int RequireColumn(const std::string& name) const;
+  int FindColumn(const std::string& name) const;  // -1 when absent
+
+  // Reads the next record into `fields` (exactly header().size() of them). Returns false at the
+  // end. Skips blank lines. Throws Error("<file>:<line>: expected N columns, got M").
+  bool Next(std::vector<std::string>* fields);
+  int64_t line() const { return line_; }
+  // "<file>:<line>" of the record last returned.
+  std::string Where() const { return path_ + ":" + std::to_string(line_); }
+
+ private:
+  std::string path_;
+  std::ifstream in_;
+  std::vector<std::string> header_;
+  std::string buffer_;
+  int64_t line_ = 0;
+};
+
+// A whole CSV file as string columns.
+struct Table {
+  std::string source;                           // the file path, for messages
+  std::vector<std::string> columns;             // header
+  std::vector<std::vector<std::string>> cells;  // cells[column][row]
+  std::vector<int64_t> lines;                   // file line of each row
+
+  int64_t num_rows() const { return static_cast<int64_t>(lines.size()); }
+  int FindColumn(const std::string& name) const;
+  // The column's values; throws Error("<source>: missing column 'x' (found: a, b)").
+  const std::vector<std::string>& Column(const std::string& name) const;
+  std::string Where(int64_t row) const { return source + ":" + std::to_string(lines[row]); }
+};
+
+Table ReadTable(const std::string& path);
+
+}  // namespace twotower::data
+
+#endif  // TWOTOWER_DATA_CSV_H_

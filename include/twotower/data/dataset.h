@@ -1,0 +1,70 @@
+// Loading a data set: entity tables (users, items) stored once as encoded feature matrices, and
+// interactions stored as index arrays into them (user_row, item_row, label), so memory grows with
+// the data and not with copies of it. Plain value types; const use is thread-safe.
+#ifndef TWOTOWER_DATA_DATASET_H_
+#define TWOTOWER_DATA_DATASET_H_
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "twotower/core/matrix.h"
+#include "twotower/data/csv.h"
+#include "twotower/data/encoder.h"
+#include "twotower/data/schema.h"
+
+namespace twotower::data {
+
+// Maps ids (as written in the files) to table rows.
+struct EntityIndex {
+  std::vector<std::string> ids;
+  std::unordered_map<std::string, int32_t> row_of;
+
+  // Throws Error("<file>:<line>: duplicate id ...") or for a missing id column.
+  static EntityIndex FromTable(const Table& table, const std::string& id_column);
+  int32_t Find(const std::string& id) const {
+    const auto it = row_of.find(id);
+    return it == row_of.end() ? -1 : it->second;
+  }
+};
+
+struct Interactions {
+  std::string source;
+  std::vector<int32_t> user_row;
+  std::vector<int32_t> item_row;
+  std::vector<float> label;   // 0 or 1
+  std::vector<float> p_true;  // empty when the file has no p_true column
+
+  int64_t size() const { return static_cast<int64_t>(label.size()); }
+  bool has_p_true() const { return !p_true.empty(); }
+  double PositiveRate() const;
+};
+
+// Reads an interaction CSV (id columns from the schema, the label column holding 0/1, optional
+// p_true). Ids must exist in the entity indexes. Errors name file:line and column.
+Interactions ReadInteractions(const std::string& path, const FeatureSchema& schema,
+                              const EntityIndex& users, const EntityIndex& items);
+
+struct DataPaths {
+  std::string users, items, train, val, test;
+};
+
+// A whole data set, with the encoder fitted on the entities that occur in the training split.
+struct Dataset {
+  Table users, items;
+  EntityIndex user_index, item_index;
+  FeatureEncoder encoder;
+  Matrix user_features;  // users.num_rows() x encoder.user.width()
+  Matrix item_features;  // items.num_rows() x encoder.item.width()
+  Interactions train, val, test;
+};
+
+Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema);
+
+// Rows of the entities referenced by `ids` (sorted, unique): the rows the encoder fits on.
+std::vector<int64_t> ReferencedRows(const std::vector<int32_t>& ids, int64_t num_rows);
+
+}  // namespace twotower::data
+
+#endif  // TWOTOWER_DATA_DATASET_H_

@@ -1,0 +1,186 @@
+#include "twotower/data/csv.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+#include "twotower/core/error.h"
+
+namespace twotower::data {
+namespace {
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += names[i];
+  }
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+void SplitCsvLine(std::string_view line, const std::string& where, std::vector<std::string>* out) {
+  out->clear();
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  std::string field;
+  size_t i = 0;
+  while (true) {
+    field.clear();
+    if (i < line.size() && line[i] == '"') {
+      ++i;
+      bool closed = false;
+      while (i < line.size()) {
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            field += '"';
+            i += 2;
+          } else {
+            ++i;
+            closed = true;
+            break;
+          }
+        } else {
+          field += line[i++];
+        }
+      }
+      if (!closed) throw Error(where + ": unterminated quoted field");
+      if (i < line.size() && line[i] != ',') {
+        throw Error(where + ": unexpected character after a quoted field (expected ',')");
+      }
+    } else {
+      const size_t end = line.find(',', i);
+      const size_t stop = end == std::string_view::npos ? line.size() : end;
+      field.assign(line.substr(i, stop - i));
+      i = stop;
+    }
+    out->push_back(field);
+    if (i >= line.size()) break;
+    ++i;  // the comma
+    if (i == line.size()) {
+      out->emplace_back();
+      break;
+    }
+  }
+}
+
+std::string CsvField(std::string_view value) {
+  if (value.find_first_of(",\"\n\r") == std::string_view::npos) return std::string(value);
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+double ParseNumber(std::string_view text, const std::string& where, const std::string& column) {
+  const std::string_view t = Trim(text);
+  double value = 0.0;
+  const char* begin = t.data();
+  const char* end = t.data() + t.size();
+  if (t.size() > 1 && *begin == '+' && begin[1] != '-') ++begin;
+  const auto result = std::from_chars(begin, end, value);
+  if (t.empty() || result.ec != std::errc() || result.ptr != end || !std::isfinite(value)) {
+    throw Error(where + ": column '" + column + "': expected a number, got " +
+                Quote(std::string(text)));
+  }
+  return value;
+}
+
+int64_t ParseInteger(std::string_view text, const std::string& where, const std::string& column) {
+  const std::string_view t = Trim(text);
+  int64_t value = 0;
+  const auto result = std::from_chars(t.data(), t.data() + t.size(), value);
+  if (t.empty() || result.ec != std::errc() || result.ptr != t.data() + t.size()) {
+    throw Error(where + ": column '" + column + "': expected an integer, got " +
+                Quote(std::string(text)));
+  }
+  return value;
+}
+
+CsvReader::CsvReader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
+  if (!in_) throw Error(path + ": cannot open: " + std::strerror(errno));
+  while (std::getline(in_, buffer_)) {
+    ++line_;
+    if (Trim(buffer_).empty()) continue;
+    SplitCsvLine(buffer_, Where(), &header_);
+    for (std::string& name : header_) {
+      name = std::string(Trim(name));
+      // A UTF-8 byte order mark on the first column is common in spreadsheet exports.
+      if (name.rfind("\xEF\xBB\xBF", 0) == 0) name.erase(0, 3);
+    }
+    return;
+  }
+  throw Error(path + ": file is empty, expected a header line");
+}
+
+int CsvReader::FindColumn(const std::string& name) const {
+  for (size_t i = 0; i < header_.size(); ++i) {
+    if (header_[i] == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+int CsvReader::RequireColumn(const std::string& name) const {
+  const int index = FindColumn(name);
+  if (index < 0) {
+    throw Error(path_ + ": missing column '" + name + "' (found: " + JoinNames(header_) + ")");
+  }
+  return index;
+}
+
+bool CsvReader::Next(std::vector<std::string>* fields) {
+  while (std::getline(in_, buffer_)) {
+    ++line_;
+    if (Trim(buffer_).empty()) continue;
+    SplitCsvLine(buffer_, Where(), fields);
+    if (fields->size() != header_.size()) {
+      throw Error(Where() + ": expected " + std::to_string(header_.size()) + " columns, got " +
+                  std::to_string(fields->size()));
+    }
+    return true;
+  }
+  if (in_.bad()) throw Error(path_ + ": read failed");
+  return false;
+}
+
+int Table::FindColumn(const std::string& name) const {
+  for (size_t i = 0; i < columns.size(); ++i) {
+    if (columns[i] == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+const std::vector<std::string>& Table::Column(const std::string& name) const {
+  const int index = FindColumn(name);
+  if (index < 0) {
+    throw Error(source + ": missing column '" + name + "' (found: " + JoinNames(columns) + ")");
+  }
+  return cells[index];
+}
+
+Table ReadTable(const std::string& path) {
+  CsvReader reader(path);
+  Table table;
+  table.source = path;
+  table.columns = reader.header();
+  table.cells.resize(table.columns.size());
+  std::vector<std::string> fields;
+  while (reader.Next(&fields)) {
+    for (size_t c = 0; c < fields.size(); ++c) table.cells[c].push_back(std::move(fields[c]));
+    table.lines.push_back(reader.line());
+  }
+  return table;
+}
+
+}  // namespace twotower::data

@@ -1,0 +1,478 @@
+// Runs the real `twotower` binary, as a user would, and checks exit codes, stdout and stderr.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "testing/temp_dir.h"
+#include "twotower/data/npy.h"
+
+namespace twotower {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::ReadBytes;
+using ::testing::StartsWith;
+using testing::TempDir;
+
+struct CliResult {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+// Runs `twotower <args>` with stdout and stderr captured to files in `scratch`.
+CliResult RunCli(const std::vector<std::string>& args, const TempDir& scratch) {
+  static int counter = 0;
+  const std::string base = scratch.File("cli_" + std::to_string(counter++));
+  std::string command = ShellQuote(TWOTOWER_CLI_PATH);
+  // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive) on `" " + string`.
+  for (const std::string& a : args) {
+    command += ' ';
+    command += ShellQuote(a);
+  }
+  command += " >";
+  command += ShellQuote(base + ".out");
+  command += " 2>";
+  command += ShellQuote(base + ".err");
+  command += " </dev/null";
+  const int status = std::system(command.c_str());
+  CliResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadBytes(base + ".out");
+  r.err = ReadBytes(base + ".err");
+  return r;
+}
+
+std::string Repo(const std::string& path) { return std::string(TWOTOWER_SOURCE_DIR) + "/" + path; }
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(line);
+  return lines;
+}
+
+std::vector<std::string> Fields(const std::string& line, char sep) {
+  std::vector<std::string> f;
+  std::istringstream in(line);
+  std::string field;
+  while (std::getline(in, field, sep)) f.push_back(field);
+  return f;
+}
+
+std::vector<std::string> Words(const std::string& line) {
+  std::vector<std::string> w;
+  std::istringstream in(line);
+  std::string word;
+  while (in >> word) w.push_back(word);
+  return w;
+}
+
+// The user's error: non-zero exit, one "error: ..." message on stderr, no internal error.
+void ExpectUserError(const CliResult& r, const std::string& message) {
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(r.code, 1) << "typed errors exit with 1; stderr: " << r.err;
+  EXPECT_THAT(r.err, StartsWith("error: ")) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(message));
+}
+
+// A data set made with `twotower generate` and a model trained on it with `twotower train`,
+// made once per process and shared (read-only) by the tests below.
+struct Shared {
+  TempDir dir;
+  std::string data;   // the generated data set
+  std::string runs;   // --output-dir
+  std::string run;    // the run folder
+  std::string model;  // run/model_best.safetensors
+  CliResult generate, train;
+};
+
+const std::vector<std::string> kSmallModel = {"--set",     "model.embedding_dim=8",
+                                              "--set",     "model.user_hidden_dims=16",
+                                              "--set",     "model.item_hidden_dims=16",
+                                              "--set",     "training.batch_size=64",
+                                              "--threads", "1",
+                                              "--seed",    "3",
+                                              "--quiet"};
+
+Shared& SharedRun() {
+  // Destroyed at exit, which removes its directory.
+  static const std::unique_ptr<Shared> shared = [] {
+    auto s = std::make_unique<Shared>();
+    s->data = s->dir.File("data");
+    s->runs = s->dir.File("runs");
+    s->generate = RunCli({"generate", "--out", s->data, "--users", "200", "--movies", "100",
+                          "--interactions", "2000", "--seed", "5"},
+                         s->dir);
+    std::vector<std::string> args = {"train",
+                                     "--config",
+                                     Repo("config/ranking_config.yaml"),
+                                     "--set",
+                                     "data.dir=" + s->data,
+                                     "--set",
+                                     "training.epochs=2",
+                                     "--output-dir",
+                                     s->runs};
+    args.insert(args.end(), kSmallModel.begin(), kSmallModel.end());
+    s->train = RunCli(args, s->dir);
+    for (const std::string& line : Lines(s->train.out)) {
+      if (line.rfind("run folder: ", 0) == 0) {
+        s->run = line.substr(12);
+        if (!s->run.empty() && s->run.back() == '/') s->run.pop_back();
+      }
+    }
+    s->model = s->run + "/model_best.safetensors";
+    return s;
+  }();
+  return *shared;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Shared& s = SharedRun();
+    ASSERT_EQ(s.generate.code, 0) << s.generate.err;
+    ASSERT_EQ(s.train.code, 0) << s.train.out << s.train.err;
+    EXPECT_EQ(s.generate.err, "");
+    EXPECT_EQ(s.train.err, "");  // --quiet: no progress bars
+    ASSERT_FALSE(s.run.empty()) << s.train.out;
+  }
+  CliResult Run(const std::vector<std::string>& args) { return RunCli(args, scratch_); }
+  // A copy of the shared data set that a test may damage.
+  std::string CopyOfData() {
+    const std::string copy = scratch_.File("data");
+    std::filesystem::copy(SharedRun().data, copy, std::filesystem::copy_options::recursive);
+    return copy;
+  }
+  // `train` on `data_dir` with a small model, plus `extra` arguments.
+  CliResult Train(const std::string& config, const std::string& data_dir,
+                  const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"train",
+                                     "--config",
+                                     config,
+                                     "--set",
+                                     "data.dir=" + data_dir,
+                                     "--epochs",
+                                     "1",
+                                     "--output-dir",
+                                     scratch_.File("runs")};
+    args.insert(args.end(), kSmallModel.begin(), kSmallModel.end());
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Run(args);
+  }
+  // No run folder was created by a failed train.
+  void ExpectNoRunFolder() {
+    const std::string runs = scratch_.File("runs");
+    EXPECT_TRUE(!std::filesystem::exists(runs) || std::filesystem::is_empty(runs));
+  }
+  // Train interactions of a user: movie ids.
+  std::set<std::string> TrainMovies(const std::string& user) {
+    std::set<std::string> movies;
+    for (const std::string& line : Lines(ReadBytes(SharedRun().data + "/train/interactions.csv"))) {
+      const std::vector<std::string> f = Fields(line, ',');
+      if (f.size() == 5 && f[0] == user) movies.insert(f[1]);
+    }
+    return movies;
+  }
+
+  TempDir scratch_;
+};
+
+// ---- happy path -------------------------------------------------------------------------------
+
+TEST_F(CliTest, GenerateWritesTheDataSet) {
+  const Shared& s = SharedRun();
+  EXPECT_THAT(s.generate.out, HasSubstr("wrote " + s.data));
+  EXPECT_THAT(s.generate.out, HasSubstr("train 1400, val 300, test 300"));
+  EXPECT_EQ(Lines(ReadBytes(s.data + "/users.csv")).size(), 201u);
+  EXPECT_EQ(Lines(ReadBytes(s.data + "/movies.csv")).size(), 101u);
+  EXPECT_EQ(Lines(ReadBytes(s.data + "/train/interactions.csv")).size(), 1401u);
+  EXPECT_EQ(Lines(ReadBytes(s.data + "/val/interactions.csv")).size(), 301u);
+  EXPECT_EQ(Lines(ReadBytes(s.data + "/test/interactions.csv")).size(), 301u);
+}
+
+TEST_F(CliTest, TrainWritesARunFolderWithTheOverrides) {
+  const Shared& s = SharedRun();
+  EXPECT_EQ(std::filesystem::path(s.run).parent_path(), std::filesystem::path(s.runs));
+  EXPECT_THAT(s.train.out, HasSubstr("epoch 1/2"));
+  EXPECT_THAT(s.train.out, HasSubstr("epoch 2/2"));
+  EXPECT_THAT(s.train.out, HasSubstr("== test"));
+  for (const char* f : {"config.yaml", "metrics.csv", "model_best.safetensors",
+                        "model_last.safetensors", "test_metrics.json", "training_curves.svg"}) {
+    EXPECT_TRUE(std::filesystem::exists(s.run + "/" + f)) << f;
+  }
+  EXPECT_EQ(Lines(ReadBytes(s.run + "/metrics.csv")).size(), 3u);  // header + 2 epochs
+  const std::string config = ReadBytes(s.run + "/config.yaml");
+  EXPECT_THAT(config, HasSubstr("embedding_dim: 8"));
+  EXPECT_THAT(config, HasSubstr("epochs: 2"));
+  EXPECT_THAT(config, HasSubstr("seed: 3"));
+  EXPECT_THAT(config, HasSubstr("threads: 1"));
+  EXPECT_THAT(config, HasSubstr("dir: " + s.data));
+}
+
+TEST_F(CliTest, EvaluatePrintsMetrics) {
+  const Shared& s = SharedRun();
+  const std::string test = s.data + "/test/interactions.csv";
+  const CliResult r = Run({"evaluate", "--model", s.model, "--interactions", test});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.out, HasSubstr(test + ": 300 interactions"));
+  EXPECT_THAT(r.out, HasSubstr("AUC"));
+  EXPECT_THAT(r.out, HasSubstr("oracle AUC"));
+}
+
+TEST_F(CliTest, EmbedWritesNpyAndIds) {
+  const Shared& s = SharedRun();
+  const std::string out = scratch_.File("emb/items.npy");
+  const CliResult r = Run({"embed", "--model", s.model, "--out", out});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  ASSERT_TRUE(std::filesystem::exists(out));
+  ASSERT_TRUE(std::filesystem::exists(scratch_.File("emb/items.ids.txt")));
+  const Matrix v = data::ReadNpy(out);
+  EXPECT_EQ(v.rows(), 100);
+  EXPECT_EQ(v.cols(), 8);
+  // Tower outputs are L2-normalised.
+  for (int i = 0; i < v.rows(); ++i) EXPECT_NEAR(v.row(i).norm(), 1.0f, 1e-4f) << i;
+  const std::vector<std::string> ids = Lines(ReadBytes(scratch_.File("emb/items.ids.txt")));
+  ASSERT_EQ(ids.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(ids[i], std::to_string(i + 1));
+}
+
+// The result rows of `recommend`: (movie id, score) in printed order.
+std::vector<std::pair<std::string, double>> ResultRows(const std::string& out) {
+  std::vector<std::pair<std::string, double>> rows;
+  const std::vector<std::string> lines = Lines(out);
+  for (size_t i = 2; i < lines.size(); ++i) {
+    const std::vector<std::string> w = Words(lines[i]);
+    if (w.size() >= 3 && w[0] == std::to_string(rows.size() + 1)) {
+      rows.emplace_back(w[1], std::stod(w[2]));
+    }
+  }
+  return rows;
+}
+
+// The user with the most training interactions.
+std::string BusiestUser(const std::string& data_dir) {
+  std::map<std::string, int> counts;
+  for (const std::string& line : Lines(ReadBytes(data_dir + "/train/interactions.csv"))) {
+    const std::vector<std::string> f = Fields(line, ',');
+    if (f.size() == 5 && f[0] != "user_id") ++counts[f[0]];
+  }
+  std::string best;
+  for (const auto& [user, n] : counts) {
+    if (best.empty() || n > counts[best]) best = user;
+  }
+  return best;
+}
+
+TEST_F(CliTest, RecommendExcludesSeenItems) {
+  const Shared& s = SharedRun();
+  const std::string user = BusiestUser(s.data);
+  const std::set<std::string> seen = TrainMovies(user);
+  ASSERT_GE(seen.size(), 5u);
+  const CliResult r =
+      Run({"recommend", "--model", s.model, "--user-id", user, "--k", "5", "--exclude-seen"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.out, StartsWith("top 5 for user " + user));
+  EXPECT_THAT(r.out, HasSubstr("(" + std::to_string(seen.size()) + " seen in train excluded)"));
+  const auto rows = ResultRows(r.out);
+  ASSERT_EQ(rows.size(), 5u) << r.out;
+  std::set<std::string> ids;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(seen.count(rows[i].first), 0u) << rows[i].first << " was rated in train";
+    ids.insert(rows[i].first);
+    EXPECT_GT(rows[i].second, 0.0);
+    EXPECT_LT(rows[i].second, 1.0);
+    if (i > 0) {
+      EXPECT_LE(rows[i].second, rows[i - 1].second);  // best first
+    }
+  }
+  EXPECT_EQ(ids.size(), 5u);
+
+  // Without --exclude-seen the same user gets a ranking that may include seen movies; the
+  // excluded list is that ranking with the seen movies removed.
+  const CliResult all = Run({"recommend", "--model", s.model, "--user-id", user, "--k", "100"});
+  ASSERT_EQ(all.code, 0) << all.err;
+  EXPECT_EQ(all.err, "");
+  std::vector<std::string> expected;
+  for (const auto& [id, score] : ResultRows(all.out)) {
+    if (!seen.count(id) && expected.size() < 5) expected.push_back(id);
+  }
+  std::vector<std::string> got;
+  for (const auto& [id, score] : rows) got.push_back(id);
+  EXPECT_EQ(got, expected);
+}
+
+TEST_F(CliTest, RecommendWithPrecomputedEmbeddingsMatches) {
+  const Shared& s = SharedRun();
+  const std::string npy = scratch_.File("items.npy");
+  ASSERT_EQ(Run({"embed", "--model", s.model, "--out", npy}).code, 0);
+  const std::string user = BusiestUser(s.data);
+  for (const bool exclude : {false, true}) {
+    std::vector<std::string> args = {"recommend", "--model", s.model, "--user-id",
+                                     user,        "--k",     "7"};
+    if (exclude) args.push_back("--exclude-seen");
+    const CliResult direct = Run(args);
+    args.push_back("--embeddings");
+    args.push_back(npy);
+    const CliResult cached = Run(args);
+    ASSERT_EQ(direct.code, 0) << direct.err;
+    ASSERT_EQ(cached.code, 0) << cached.err;
+    EXPECT_EQ(direct.err, "");
+    EXPECT_EQ(cached.err, "");
+    EXPECT_EQ(ResultRows(cached.out).size(), 7u);
+    EXPECT_EQ(cached.out, direct.out);
+  }
+}
+
+// ---- errors -----------------------------------------------------------------------------------
+
+TEST_F(CliTest, MissingConfigFile) {
+  const std::string path = scratch_.File("nope.yaml");
+  const CliResult r = Run({"train", "--config", path});
+  ExpectUserError(r, path + ": cannot open");
+}
+
+TEST_F(CliTest, ConfigWithUnknownKey) {
+  const std::string path = scratch_.Write("bad.yaml", "training:\n  epochs: 2\n  epohcs: 3\n");
+  const CliResult r = Run({"train", "--config", path});
+  ExpectUserError(r, path + ":3: unknown key 'training.epohcs'");
+}
+
+TEST_F(CliTest, NegativeLearningRateFlag) {
+  const CliResult r = Run({"train", "--config", Repo("config/ranking_config.yaml"), "--set",
+                           "training.learning_rate=-1"});
+  ExpectUserError(r, "'training.learning_rate': -1 is out of range");
+}
+
+TEST_F(CliTest, UnknownSetKey) {
+  const CliResult r =
+      Run({"train", "--config", Repo("config/ranking_config.yaml"), "--set", "training.epoch=3"});
+  ExpectUserError(r, "unknown key 'training.epoch'");
+}
+
+TEST_F(CliTest, InteractionsWithWrongColumnCount) {
+  const std::string data = CopyOfData();
+  const std::string train = data + "/train/interactions.csv";
+  std::vector<std::string> lines = Lines(ReadBytes(train));
+  lines[2] = lines[2].substr(0, lines[2].rfind(','));  // line 3 loses its p_true
+  std::string text;
+  for (const std::string& l : lines) text += l + "\n";
+  scratch_.Write("data/train/interactions.csv", text);
+  const CliResult r = Train(Repo("config/ranking_config.yaml"), data);
+  ExpectUserError(r, train + ":3: expected 5 columns, got 4");
+  ExpectNoRunFolder();
+}
+
+TEST_F(CliTest, NonNumericValueInUsers) {
+  const std::string data = CopyOfData();
+  const std::string users = data + "/users.csv";
+  std::vector<std::string> lines = Lines(ReadBytes(users));
+  std::vector<std::string> f = Fields(lines[2], ',');
+  f[1] = "abc";
+  lines[2] = f[0] + "," + f[1] + "," + f[2] + "," + f[3] + "," + f[4];
+  std::string text;
+  for (const std::string& l : lines) text += l + "\n";
+  scratch_.Write("data/users.csv", text);
+  const CliResult r = Train(Repo("config/ranking_config.yaml"), data);
+  ExpectUserError(r, users + ":3: column 'age': expected a number, got \"abc\"");
+  ExpectNoRunFolder();
+}
+
+TEST_F(CliTest, UnknownColumnInFeatureSchema) {
+  const std::string config = scratch_.Write("features.yaml",
+                                            "features:\n"
+                                            "  user:\n"
+                                            "    - {column: age, type: numeric}\n"
+                                            "    - {column: income, type: numeric}\n");
+  const CliResult r = Train(config, SharedRun().data);
+  ExpectUserError(r, SharedRun().data +
+                         "/users.csv: missing column 'income' (found: user_id, age, "
+                         "gender, favorite_genre, activity_level)");
+  ExpectNoRunFolder();
+}
+
+TEST_F(CliTest, UnknownFeatureTypeInConfig) {
+  const std::string config =
+      scratch_.Write("features.yaml", "features:\n  item:\n    - {column: year, type: date}\n");
+  const CliResult r = Train(config, SharedRun().data);
+  ExpectUserError(r, config + ":3: unknown feature type \"date\"");
+}
+
+TEST_F(CliTest, EvaluateWithTruncatedModel) {
+  const Shared& s = SharedRun();
+  const std::string bytes = ReadBytes(s.model);
+  const std::string model =
+      scratch_.Write("truncated.safetensors", bytes.substr(0, bytes.size() / 2));
+  const CliResult r =
+      Run({"evaluate", "--model", model, "--interactions", s.data + "/test/interactions.csv"});
+  ExpectUserError(r, model + ": ");
+  EXPECT_THAT(r.err, HasSubstr("truncated"));
+}
+
+TEST_F(CliTest, EvaluateWithAFileThatIsNotSafetensors) {
+  const Shared& s = SharedRun();
+  const std::string model = scratch_.Write("model.safetensors", "user_id,age\n1,20\n");
+  const CliResult r =
+      Run({"evaluate", "--model", model, "--interactions", s.data + "/test/interactions.csv"});
+  ExpectUserError(r, model + ": not a safetensors file");
+  const std::string missing = scratch_.File("missing.safetensors");
+  ExpectUserError(Run({"embed", "--model", missing}), missing + ": cannot open");
+}
+
+TEST_F(CliTest, RecommendWithUnknownUser) {
+  const Shared& s = SharedRun();
+  const CliResult r = Run({"recommend", "--model", s.model, "--user-id", "99999"});
+  ExpectUserError(r, "--user-id: \"99999\" is not in " + s.data + "/users.csv");
+}
+
+TEST_F(CliTest, RecommendWithMismatchedEmbeddings) {
+  const Shared& s = SharedRun();
+  const std::string npy = scratch_.File("items.npy");
+  ASSERT_EQ(Run({"embed", "--model", s.model, "--out", npy}).code, 0);
+  scratch_.Write("items.ids.txt", "1\n2\n");
+  const CliResult r = Run({"recommend", "--model", s.model, "--user-id", "1", "--embeddings", npy});
+  ExpectUserError(r, scratch_.File("items.ids.txt") + ": has 2 ids");
+}
+
+TEST_F(CliTest, BadCommandLines) {
+  EXPECT_NE(Run({}).code, 0);
+  EXPECT_NE(Run({"fly"}).code, 0);
+  EXPECT_NE(Run({"evaluate"}).code, 0);  // --model and --interactions are required
+  EXPECT_NE(Run({"recommend", "--model", SharedRun().model, "--user-id", "1", "--k", "0"}).code, 0);
+  ExpectUserError(Run({"embed", "--model", SharedRun().model, "--threads", "-1"}), "--threads");
+}
+
+TEST_F(CliTest, ListSettings) {
+  const CliResult r = Run({"train", "--list-settings"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.out, HasSubstr("training.learning_rate ("));
+  EXPECT_THAT(r.out, HasSubstr("model.embedding_dim ("));
+}
+
+}  // namespace
+}  // namespace twotower
