@@ -69,8 +69,8 @@ std::string RenderSvg(const std::vector<Panel>& panels) {
       svg << "<text x=\"" << Num(X(i)) << "\" y=\"" << Num(y0 + 16) << "\" text-anchor=\"middle\">"
           << i + 1 << "</text>\n";
     }
-    svg << "<text x=\"" << Num((x0 + x1) / 2) << "\" y=\"" << Num(kH - 8)
-        << "\" text-anchor=\"middle\">epoch</text>\n";
+    svg << "<text x=\"" << Num(x1) << "\" y=\"" << Num(kH - 8)
+        << "\" text-anchor=\"end\">epoch</text>\n";
     for (size_t si = 0; si < panel.series.size(); ++si) {
       const Series& s = panel.series[si];
       std::string points;
@@ -80,10 +80,12 @@ std::string RenderSvg(const std::vector<Panel>& panels) {
       }
       svg << "<polyline fill=\"none\" stroke=\"" << s.color << "\" stroke-width=\"2\" points=\""
           << points << "\"/>\n";
-      const double ly = y1 + 15 + 15 * static_cast<double>(si);
-      svg << "<line x1=\"" << Num(x1 - 95) << "\" x2=\"" << Num(x1 - 75) << "\" y1=\"" << Num(ly)
+      // Legend on the x-axis label line, left of "epoch", where it never covers a curve.
+      const double ly = kH - 12;
+      const double lx = x0 + 85 * static_cast<double>(si) - 40;
+      svg << "<line x1=\"" << Num(lx) << "\" x2=\"" << Num(lx + 20) << "\" y1=\"" << Num(ly)
           << "\" y2=\"" << Num(ly) << "\" stroke=\"" << s.color << "\" stroke-width=\"2\"/>\n";
-      svg << "<text x=\"" << Num(x1 - 70) << "\" y=\"" << Num(ly + 4) << "\">" << s.label
+      svg << "<text x=\"" << Num(lx + 25) << "\" y=\"" << Num(ly + 4) << "\">" << s.label
           << "</text>\n";
     }
   }
