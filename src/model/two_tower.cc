@@ -15,8 +15,7 @@ nn::Sequential BuildTower(int input_dim, const std::vector<int>& hidden, int emb
     auto linear = std::make_unique<nn::Linear>(prev, h);
     linear->InitPyTorchDefault(rng);
     tower.Add(std::move(linear));
-    tower.Add(std::make_unique<nn::ReLU>(h));
-    tower.Add(std::make_unique<nn::Dropout>(h, dropout));
+    tower.Add(std::make_unique<nn::ReLUDropout>(h, dropout));
     prev = h;
   }
   auto out = std::make_unique<nn::Linear>(prev, embedding_dim);

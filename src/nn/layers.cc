@@ -15,6 +15,37 @@ void CheckInput(const Matrix& x, int dim, const std::string& layer) {
 
 constexpr float kNormEps = 1e-12f;
 
+// Writes an inverted-dropout mask (0 with probability p, else 1 / (1 - p)) for n values.
+// Counter-based bits: the caller draws one key from its generator, then value group g gets
+// SplitMix64(key + g), which has no loop-carried state and so vectorises (the serial generator
+// cost more than the matrix products here). Each 64-bit hash gives four 16-bit uniforms,
+// compared with p quantised to 1/65536 (the drop rate is off by < 2e-5).
+void FillDropoutMask(float p, uint64_t key, float* mask, Eigen::Index n) {
+  const float keep_scale = 1.0f / (1.0f - p);
+  const uint32_t threshold = static_cast<uint32_t>(std::lround(p * 65536.0f));
+  auto bits = [key](uint64_t g) {
+    uint64_t z = key + g * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  const Eigen::Index full = n / 4;
+  for (Eigen::Index g = 0; g < full; ++g) {
+    const uint64_t z = bits(static_cast<uint64_t>(g));
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t u = static_cast<uint32_t>(z >> (16 * j)) & 0xffffu;
+      mask[4 * g + j] = u >= threshold ? keep_scale : 0.0f;
+    }
+  }
+  if (full * 4 < n) {
+    const uint64_t z = bits(static_cast<uint64_t>(full));
+    for (Eigen::Index i = full * 4; i < n; ++i) {
+      const uint32_t u = static_cast<uint32_t>(z >> (16 * (i - full * 4))) & 0xffffu;
+      mask[i] = u >= threshold ? keep_scale : 0.0f;
+    }
+  }
+}
+
 }  // namespace
 
 void Layer::Infer(const Matrix& x, Matrix* y) const {
@@ -95,45 +126,40 @@ void Dropout::ForwardImpl(const Matrix& x, Context* ctx, Rng* rng) {
     return;
   }
   if (rng == nullptr) throw Error("Dropout: Forward needs a random generator");
-  const float keep_scale = 1.0f / (1.0f - p_);
   ctx->aux.resize(x.rows(), x.cols());
   ctx->y.resize(x.rows(), x.cols());
-  // Counter-based bits: one draw from the generator keys the call, then value group g gets
-  // SplitMix64(key + g), which has no loop-carried state and so vectorises (the serial generator
-  // cost more than the matrix products here). Each 64-bit hash gives four 16-bit uniforms,
-  // compared with p quantised to 1/65536 (the drop rate is off by < 2e-5).
-  const uint64_t key = rng->NextU64();
-  const uint32_t threshold = static_cast<uint32_t>(std::lround(p_ * 65536.0f));
-  float* mask = ctx->aux.data();
-  float* y = ctx->y.data();
-  const float* in = x.data();
-  const Eigen::Index n = x.size();
-  auto bits = [key](uint64_t g) {
-    uint64_t z = key + g * 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  };
-  const Eigen::Index full = n / 4;
-  for (Eigen::Index g = 0; g < full; ++g) {
-    const uint64_t z = bits(static_cast<uint64_t>(g));
-    for (int j = 0; j < 4; ++j) {
-      const uint32_t u = static_cast<uint32_t>(z >> (16 * j)) & 0xffffu;
-      mask[4 * g + j] = u >= threshold ? keep_scale : 0.0f;
-    }
-  }
-  if (full * 4 < n) {
-    const uint64_t z = bits(static_cast<uint64_t>(full));
-    for (Eigen::Index i = full * 4; i < n; ++i) {
-      const uint32_t u = static_cast<uint32_t>(z >> (16 * (i - full * 4))) & 0xffffu;
-      mask[i] = u >= threshold ? keep_scale : 0.0f;
-    }
-  }
-  for (Eigen::Index i = 0; i < n; ++i) y[i] = in[i] * mask[i];
+  FillDropoutMask(p_, rng->NextU64(), ctx->aux.data(), x.size());
+  ctx->y.array() = x.array() * ctx->aux.array();
 }
 
 void Dropout::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) {
   if (dx != nullptr) *dx = dy.cwiseProduct(ctx.aux);
+}
+
+ReLUDropout::ReLUDropout(int dim, float p) : Layer(dim, dim), p_(p) {
+  if (!(p >= 0.0f && p < 1.0f)) {
+    throw Error("ReLUDropout: probability must be in [0, 1), got " + std::to_string(p));
+  }
+}
+
+void ReLUDropout::InferImpl(const Matrix& x, Matrix* y) const { *y = x.cwiseMax(0.0f); }
+
+void ReLUDropout::ForwardImpl(const Matrix& x, Context* ctx, Rng* rng) {
+  ctx->aux.resize(x.rows(), x.cols());
+  ctx->y.resize(x.rows(), x.cols());
+  if (p_ == 0.0f) {
+    ctx->aux.setOnes();
+  } else {
+    if (rng == nullptr) throw Error("ReLUDropout: Forward needs a random generator");
+    FillDropoutMask(p_, rng->NextU64(), ctx->aux.data(), x.size());
+  }
+  // Fold the ReLU into the mask (0 where x <= 0), so Backward is a single product.
+  ctx->aux.array() = (x.array() > 0.0f).select(ctx->aux.array(), 0.0f);
+  ctx->y.array() = x.array() * ctx->aux.array();
+}
+
+void ReLUDropout::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) {
+  if (dx != nullptr) dx->array() = dy.array() * ctx.aux.array();
 }
 
 void L2Normalize::InferImpl(const Matrix& x, Matrix* y) const {

@@ -48,10 +48,12 @@ void Sequential::Backward(SequentialContext* ctx, const Matrix& dy, Matrix* dx) 
 
 std::vector<NamedParameter> Sequential::NamedParameters(const std::string& prefix) {
   std::vector<NamedParameter> out;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    for (Parameter* p : layers_[i]->Parameters()) {
-      out.push_back({prefix + std::to_string(i) + "." + p->name, p});
+  int torch_index = 0;
+  for (const auto& layer : layers_) {
+    for (Parameter* p : layer->Parameters()) {
+      out.push_back({prefix + std::to_string(torch_index) + "." + p->name, p});
     }
+    torch_index += layer->TorchModuleCount();
   }
   return out;
 }
@@ -71,6 +73,10 @@ std::string Sequential::Describe() const {
     if (layer->TypeName() == "Linear") {
       out += "Linear(" + std::to_string(layer->in_dim()) + "->" + std::to_string(layer->out_dim()) +
              ")";
+    } else if (const auto* f = dynamic_cast<const ReLUDropout*>(layer.get())) {
+      char buf[48];
+      std::snprintf(buf, sizeof(buf), "ReLU -> Dropout(%.2g)", f->p());
+      out += buf;
     } else if (const auto* d = dynamic_cast<const Dropout*>(layer.get())) {
       char buf[32];
       std::snprintf(buf, sizeof(buf), "Dropout(%.2g)", d->p());

@@ -145,6 +145,12 @@ std::vector<LayerCase> AllCases() {
       {"DropoutZero",
        [] { return std::make_unique<LayerSubject>(std::make_unique<Dropout>(6, 0.0f)); }, true, 0,
        "Dropout"},
+      {"ReLUDropout",
+       [] { return std::make_unique<LayerSubject>(std::make_unique<ReLUDropout>(6, 0.4f), true); },
+       false, 0, "ReLUDropout"},
+      {"ReLUDropoutZero",
+       [] { return std::make_unique<LayerSubject>(std::make_unique<ReLUDropout>(4, 0.0f), true); },
+       true, 0, "ReLUDropout"},
       {"L2Normalize",
        [] { return std::make_unique<LayerSubject>(std::make_unique<L2Normalize>(4)); }, true, 0,
        "L2Normalize"},
@@ -463,6 +469,41 @@ TEST(SequentialTest, NamedParametersFollowPyTorchIndices) {
   EXPECT_EQ(named[2].parameter->value.cols(), 8);
   EXPECT_EQ(seq.in_dim(), 4);
   EXPECT_EQ(seq.out_dim(), 2);
+}
+
+}  // namespace
+}  // namespace twotower::nn
+
+namespace twotower::nn {
+namespace {
+
+TEST(ReLUDropoutTest, EqualsDropoutOfReLUWithTheSameGenerator) {
+  Rng data(11);
+  Matrix x(8, 16);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(data.Normal());
+  ReLU relu(16);
+  Dropout dropout(16, 0.3f);
+  ReLUDropout fused(16, 0.3f);
+  Context c1, c2, c3;
+  Rng r1(5), r2(5);
+  const Matrix& separate = dropout.Forward(relu.Forward(x, &c1, &r1), &c2, &r1);
+  const Matrix& together = fused.Forward(x, &c3, &r2);
+  EXPECT_TRUE(separate.isApprox(together)) << separate << "\n\n" << together;
+  Matrix dy = Matrix::Ones(8, 16), d_separate, d_mid, d_together;
+  dropout.Backward(c2, dy, &d_mid);
+  relu.Backward(c1, d_mid, &d_separate);
+  fused.Backward(c3, dy, &d_together);
+  EXPECT_TRUE(d_separate.isApprox(d_together));
+}
+
+TEST(SequentialTest, FusedLayerKeepsPyTorchIndices) {
+  Sequential seq;
+  seq.Add(std::make_unique<Linear>(3, 4));
+  seq.Add(std::make_unique<ReLUDropout>(4, 0.1f));
+  seq.Add(std::make_unique<Linear>(4, 2));
+  std::vector<std::string> names;
+  for (const auto& p : seq.NamedParameters("t.")) names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"t.0.weight", "t.0.bias", "t.3.weight", "t.3.bias"}));
 }
 
 }  // namespace

@@ -50,6 +50,9 @@ class Layer {
 
   virtual std::vector<Parameter*> Parameters() { return {}; }
   virtual std::string TypeName() const = 0;
+  // How many PyTorch modules this layer stands for (a fused layer stands for several), so
+  // Sequential can name parameters with PyTorch's nn.Sequential indices.
+  virtual int TorchModuleCount() const { return 1; }
   int in_dim() const { return in_dim_; }
   int out_dim() const { return out_dim_; }
 
@@ -101,6 +104,25 @@ class Dropout : public Layer {
  public:
   Dropout(int dim, float p);
   std::string TypeName() const override { return "Dropout"; }
+  float p() const { return p_; }
+
+ protected:
+  void InferImpl(const Matrix& x, Matrix* y) const override;
+  void ForwardImpl(const Matrix& x, Context* ctx, Rng* rng) override;
+  void BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) override;
+
+ private:
+  float p_;
+};
+
+// ReLU followed by Dropout(p) in one pass: y = max(x, 0) * mask. Exactly the composition
+// Dropout(ReLU(x)) (the same generator gives the same mask), with one elementwise pass forward and
+// one backward instead of two each: the towers use it between their Linear layers.
+class ReLUDropout : public Layer {
+ public:
+  ReLUDropout(int dim, float p);
+  std::string TypeName() const override { return "ReLUDropout"; }
+  int TorchModuleCount() const override { return 2; }
   float p() const { return p_; }
 
  protected:

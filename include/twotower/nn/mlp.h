@@ -1,7 +1,8 @@
 // Sequential: a chain of layers run in order; a tower is one.
 //
 // Parameter names follow PyTorch's nn.Sequential: "<index>.weight", so a chain
-// Linear, ReLU, Dropout, Linear names its parameters "0.weight", "0.bias", "3.weight", "3.bias".
+// Linear, ReLU, Dropout, Linear names its parameters "0.weight", "0.bias", "3.weight", "3.bias";
+// a fused layer counts as the modules it stands for (Linear, ReLUDropout, Linear names the same).
 // Thread-safety as Layer: Infer is const and safe from many threads; Forward/Backward use a
 // caller-owned SequentialContext.
 #ifndef TWOTOWER_NN_MLP_H_
