@@ -60,12 +60,24 @@ def bench_step(args):
 
 
 def load_split(path, uidx, iidx):
+    """user_id, movie_id, liked columns via numpy's C parser (fast enough for 10M rows)."""
     with open(path) as f:
-        rows = list(csv.DictReader(f))
-    u = np.array([uidx[r["user_id"]] for r in rows], dtype=np.int64)
-    i = np.array([iidx[r["movie_id"]] for r in rows], dtype=np.int64)
-    y = np.array([float(r["liked"]) for r in rows], dtype=np.float32)
-    return torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(y)
+        header = f.readline().strip().split(",")
+    cols = (header.index("user_id"), header.index("movie_id"), header.index("liked"))
+    a = np.loadtxt(path, delimiter=",", skiprows=1, usecols=cols, dtype=np.int64, ndmin=2)
+    u = map_ids(a[:, 0], uidx)
+    i = map_ids(a[:, 1], iidx)
+    return torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(a[:, 2].astype(np.float32))
+
+
+def map_ids(ids, index):
+    """Maps integer ids to table rows through a sorted lookup (ids as `twotower generate` writes)."""
+    keys = np.array([int(k) for k in index], dtype=np.int64)
+    rows = np.array(list(index.values()), dtype=np.int64)
+    order = np.argsort(keys)
+    pos = np.searchsorted(keys[order], ids)
+    assert (keys[order][pos] == ids).all(), "unknown id"
+    return rows[order][pos]
 
 
 def encode(rows, train_ids, spec):
