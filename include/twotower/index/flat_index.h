@@ -1,0 +1,81 @@
+// FlatIndex: exact top-k by inner product over every stored item.
+//
+// Storage: items in panels of 16 (a panel is dim x 16 floats, item-minor), so a query's scores
+// for 16 items are 16 vector lanes and a batch of queries is a register-blocked matrix product
+// (8 queries x up to 64 items per step) with the top-k test done on the registers: no score
+// matrix is written. A single query streams the panels once, so it runs at memory bandwidth.
+//
+// Arithmetic: every score, on every path (one query or a batch, any thread count, FlatIndex or
+// HnswIndex's re-scoring), is the same chain s = fma(q[p], v[p], s) for p = 0 .. dim-1 from
+// s = 0 (an unfused multiply-add where the CPU has no FMA), so equal vectors give bit-equal
+// scores and ties are decided by label alone.
+//
+// Threads: few queries split the items between threads (each keeps its own top-k; merged at the
+// end), many queries split the queries. Thread-safety as ItemIndex.
+#ifndef TWOTOWER_INDEX_FLAT_INDEX_H_
+#define TWOTOWER_INDEX_FLAT_INDEX_H_
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "twotower/index/item_index.h"
+
+namespace twotower::index {
+
+class HnswIndex;
+namespace internal {
+class ByteSink;
+class PayloadReader;
+}  // namespace internal
+
+class FlatIndex final : public ItemIndex {
+ public:
+  // dim >= 1; throws Error otherwise.
+  explicit FlatIndex(int dim);
+
+  std::string type() const override { return "flat"; }
+  std::string spec() const override { return "flat"; }
+  int dim() const override { return dim_; }
+  int64_t size() const override { return count_; }
+  const std::vector<std::string>& ids() const override { return ids_; }
+  int64_t Find(const std::string& id) const override;
+
+  // Copies the vector of `label` (0 <= label < size()) into out[0 .. dim).
+  void GetVector(int64_t label, float* out) const;
+  // Bytes held by the vectors and ids (for reports).
+  int64_t MemoryBytes() const;
+
+ protected:
+  AddResult AddImpl(const float* vectors, int64_t n, const std::vector<std::string>& ids) override;
+  void SearchImpl(const float* queries, int64_t n, int k, const internal::PreparedFilter* filters,
+                  int64_t* ids_out, float* scores_out) const override;
+  void SaveImpl(const std::string& path) const override;
+
+ private:
+  friend class HnswIndex;  // its exact fall-back and its storage
+  friend std::unique_ptr<ItemIndex> LoadIndex(const std::string& path, int expected_dim);
+
+  struct alignas(64) Lanes {
+    float v[16];
+  };
+  const float* panel(int64_t p) const { return panels_[p * dim_].v; }
+  void SetVector(int64_t label, const float* v);
+  // The ids and vectors sections of an index file (index_file.h), written and read.
+  void EmitItems(internal::ByteSink& sink) const;
+  void ReadItems(internal::PayloadReader& reader, int64_t count);
+  // One query, only the labels of a short allow-list: scores just their panels.
+  void SearchAllowList(const float* query, const internal::PreparedFilter& filter, int k,
+                       int64_t* ids_out, float* scores_out) const;
+
+  int dim_;
+  int64_t count_ = 0;
+  std::vector<Lanes> panels_;  // ceil(count_ / 16) * dim_ entries; padding lanes are zero
+  std::vector<std::string> ids_;
+  std::unordered_map<std::string, int64_t> label_of_;
+};
+
+}  // namespace twotower::index
+
+#endif  // TWOTOWER_INDEX_FLAT_INDEX_H_

@@ -1,0 +1,102 @@
+// HnswIndex: approximate top-k by inner product with a hierarchical navigable small world graph
+// (Malkov & Yashunin 2018) from hnswlib 0.6.2 (Debian's libhnswlib-dev, InnerProductSpace).
+//
+// The same vectors are also kept in a FlatIndex, the exact store this index is built on: the
+// candidates the graph finds are re-scored with FlatIndex's arithmetic (so a score here is
+// bit-equal to FlatIndex's for the same item, and ties go to the lower label), and a search
+// whose filter leaves too few allowed items among the graph's candidates widens ef_search (x4 at
+// a time) and, when that would cost more than an exact scan, scans exactly. A search therefore
+// returns k results whenever k allowed items exist. Small catalogues (size <= 2 * M * ef) are
+// always scanned exactly: that is cheaper than the graph there.
+//
+// Adding an id that exists updates its vector in the graph (hnswlib's addPoint update path) and
+// in the store; it is never duplicated. A build with several threads inserts in parallel, so the
+// graph (not the exact re-scoring) may differ from run to run; one thread gives the same graph
+// for the same input.
+//
+// hnswlib's header defines non-inline functions, so only src/index/hnsw_index.cc includes it;
+// this header does not. Thread-safety as ItemIndex.
+#ifndef TWOTOWER_INDEX_HNSW_INDEX_H_
+#define TWOTOWER_INDEX_HNSW_INDEX_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "twotower/index/flat_index.h"
+#include "twotower/index/item_index.h"
+
+namespace twotower::index {
+namespace internal {
+class PayloadReader;
+}  // namespace internal
+
+struct HnswParams {
+  int M = 32;                 // graph degree (2 * M on the bottom layer); 2 .. 10000
+  int ef_construction = 200;  // candidate list while inserting; >= 1
+  int ef_search = 64;         // candidate list while searching (at least k is used); >= 1
+
+  // "M=32,ef_construction=200,ef_search=64"
+  std::string ToString() const;
+  // Parses "key=value,..." over the defaults; throws Error("index type 'hnsw': ...") naming
+  // the unknown key or the bad value and what was expected.
+  static HnswParams Parse(const std::string& text);
+  // Throws Error naming the field and its range.
+  void Validate() const;
+};
+
+// What searches did, for benchmarks and tests (counts since construction or load).
+struct HnswSearchCounters {
+  int64_t graph_searches = 0;  // graph traversals (a widened search counts each try)
+  int64_t widened = 0;         // queries whose filter made ef_search grow
+  int64_t exact_scans = 0;     // queries answered by an exact scan
+};
+
+class HnswIndex final : public ItemIndex {
+ public:
+  // Throws Error for dim < 1 or invalid params.
+  HnswIndex(int dim, const HnswParams& params);
+  ~HnswIndex() override;
+
+  std::string type() const override { return "hnsw"; }
+  std::string spec() const override { return "hnsw:" + params_.ToString(); }
+  int dim() const override { return store_.dim(); }
+  int64_t size() const override { return store_.size(); }
+  const std::vector<std::string>& ids() const override { return store_.ids(); }
+  int64_t Find(const std::string& id) const override { return store_.Find(id); }
+
+  const HnswParams& params() const { return params_; }
+  // Not safe while searches run. Throws Error for ef_search < 1.
+  void set_ef_search(int ef_search);
+  // The exact store: the same vectors and ids.
+  const FlatIndex& store() const { return store_; }
+  HnswSearchCounters counters() const;
+
+ protected:
+  AddResult AddImpl(const float* vectors, int64_t n, const std::vector<std::string>& ids) override;
+  void SearchImpl(const float* queries, int64_t n, int k, const internal::PreparedFilter* filters,
+                  int64_t* ids_out, float* scores_out) const override;
+  void SaveImpl(const std::string& path) const override;
+
+ private:
+  friend std::unique_ptr<ItemIndex> LoadIndex(const std::string& path, int expected_dim);
+  struct Graph;  // hnswlib's space and HierarchicalNSW
+
+  // The payload after the header (index_file.h); errors name the reader's file.
+  static std::unique_ptr<HnswIndex> ReadPayload(int dim, int64_t count,
+                                                internal::PayloadReader& reader);
+
+  void SearchOne(const float* query, int k, const internal::PreparedFilter* filter,
+                 int64_t* ids_out, float* scores_out) const;
+
+  HnswParams params_;
+  FlatIndex store_;
+  std::unique_ptr<Graph> graph_;
+  mutable std::atomic<int64_t> graph_searches_{0}, widened_{0}, exact_scans_{0};
+};
+
+}  // namespace twotower::index
+
+#endif  // TWOTOWER_INDEX_HNSW_INDEX_H_

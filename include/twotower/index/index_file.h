@@ -1,0 +1,61 @@
+// Index files: what ItemIndex::Save writes and LoadIndex reads.
+//
+// A 64-byte header, then the payload; every integer and float is little-endian.
+//
+//   offset size  field
+//        0    8  magic "TTINDEX\0"
+//        8    4  format_version (kIndexFormatVersion)
+//       12    4  header_size (64)
+//       16    8  type, NUL-padded: "flat" or "hnsw"
+//       24    8  metric, NUL-padded: "ip" (inner product)
+//       32    4  dim
+//       36    4  reserved (0)
+//       40    8  count (items)
+//       48    8  payload_size (bytes after the header)
+//       56    4  checksum: CRC-32C of header bytes 0..47 followed by the whole payload
+//                (payload_size itself is checked against the file size)
+//       60    4  reserved (0)
+//
+// Payload, in order:
+//   type parameters: flat none; hnsw u32 M, u32 ef_construction, u32 ef_search, u32 reserved
+//   ids: count times (u32 byte length, bytes), label order
+//   vectors: count x dim float32, row-major, label order (numpy: np.frombuffer(..., '<f4'))
+//   hnsw only: u64 graph size, then hnswlib's own saveIndex() bytes (its labels are our labels)
+//
+// Loading checks, in this order, and names the file in every error: magic (a foreign file),
+// version, header fields, file size (truncated or trailing bytes), checksum (corruption), then
+// each payload section against the header.
+#ifndef TWOTOWER_INDEX_INDEX_FILE_H_
+#define TWOTOWER_INDEX_INDEX_FILE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace twotower::index {
+
+constexpr uint32_t kIndexFormatVersion = 1;
+constexpr size_t kIndexHeaderSize = 64;
+
+// What the header of an index file says.
+struct IndexInfo {
+  uint32_t format_version = 0;
+  std::string type;    // "flat" | "hnsw"
+  std::string metric;  // "ip"
+  int dim = 0;
+  int64_t count = 0;
+  uint64_t payload_size = 0;
+  uint32_t checksum = 0;
+};
+
+// Reads and checks the header only (magic, version, fields, file size), not the payload: cheap,
+// for messages and for checking the dimension before loading. Throws Error("<path>: ...").
+IndexInfo ReadIndexInfo(const std::string& path);
+
+// CRC-32C (Castagnoli), continuing from `crc` (0 to start): Crc32c(0, "123456789", 9) ==
+// 0xE3069283. Uses the SSE4.2 instruction when compiled for it.
+uint32_t Crc32c(uint32_t crc, const void* data, size_t size);
+
+}  // namespace twotower::index
+
+#endif  // TWOTOWER_INDEX_INDEX_FILE_H_

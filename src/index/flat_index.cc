@@ -1,0 +1,324 @@
+#include "twotower/index/flat_index.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "index/index_file_internal.h"
+#include "index/search_internal.h"
+#include "twotower/core/error.h"
+
+namespace twotower::index {
+namespace {
+
+using internal::Hit;
+using internal::kLanes;
+using internal::kTileQueries;
+using internal::PreparedFilter;
+using internal::ScoreTile;
+using internal::TopK;
+using internal::V16;
+
+// Panels per cache block: about 192 KiB of items, scored against every query tile of a batch
+// while it sits in L2. A multiple of 24 so that the kernels' panel steps (8, 4, 3) divide it.
+int64_t BlockPanels(int d) {
+  const int64_t fit = (192 * 1024) / (static_cast<int64_t>(d) * kLanes * 4);
+  return std::max<int64_t>(24, fit / 24 * 24);
+}
+
+struct Scan {
+  const float* panels;  // panel 0
+  size_t panel_floats;  // d * 16
+  int d;
+  int64_t count;  // items; lanes at or past it are padding
+};
+
+// Pushes the lanes of a scored tile that can enter the heaps. thr[i] caches heaps[i]'s threshold.
+template <int Q, int J>
+inline void Select(const V16 (&acc)[Q][J], int64_t panel, const Scan& s,
+                   const PreparedFilter* const* filters, TopK* heaps, float* thr) {
+  for (int i = 0; i < Q; ++i) {
+    for (int j = 0; j < J; ++j) {
+      uint32_t m = internal::MaskAtLeast(acc[i][j], thr[i]);
+      while (m != 0) {
+        const int l = __builtin_ctz(m);
+        m &= m - 1;
+        const int64_t label = (panel + j) * kLanes + l;
+        if (label >= s.count) break;  // padding lanes come last
+        if (filters[i] != nullptr && !filters[i]->Allows(label)) continue;
+        if (heaps[i].Push(Hit{acc[i][j][l], label})) thr[i] = heaps[i].threshold();
+      }
+    }
+  }
+}
+
+// Scores Q packed queries against panels [p0, p1) and updates their heaps.
+template <int Q>
+void ScanTileQ(const float* qt, const Scan& s, int64_t p0, int64_t p1,
+               const PreparedFilter* const* filters, TopK* heaps) {
+  // Accumulators + panel loads + one broadcast stay within the 32 vector registers of AVX-512;
+  // a single query takes 8 panels at a time so that 8 independent FMA chains hide the latency.
+  constexpr int J = Q == 1 ? 8 : (Q <= 6 ? 4 : 3);
+  float thr[Q];
+  for (int i = 0; i < Q; ++i) thr[i] = heaps[i].threshold();
+  int64_t p = p0;
+  for (; p + J <= p1; p += J) {
+    V16 acc[Q][J];
+    ScoreTile<Q, J>(qt, s.panels + p * s.panel_floats, s.panel_floats, s.d, acc);
+    Select<Q, J>(acc, p, s, filters, heaps, thr);
+  }
+  for (; p < p1; ++p) {
+    V16 acc[Q][1];
+    ScoreTile<Q, 1>(qt, s.panels + p * s.panel_floats, s.panel_floats, s.d, acc);
+    Select<Q, 1>(acc, p, s, filters, heaps, thr);
+  }
+}
+
+void ScanTile(const float* qt, int nq, const Scan& s, int64_t p0, int64_t p1,
+              const PreparedFilter* const* filters, TopK* heaps) {
+  switch (nq) {
+    case 1:
+      return ScanTileQ<1>(qt, s, p0, p1, filters, heaps);
+    case 2:
+      return ScanTileQ<2>(qt, s, p0, p1, filters, heaps);
+    case 3:
+      return ScanTileQ<3>(qt, s, p0, p1, filters, heaps);
+    case 4:
+      return ScanTileQ<4>(qt, s, p0, p1, filters, heaps);
+    case 5:
+      return ScanTileQ<5>(qt, s, p0, p1, filters, heaps);
+    case 6:
+      return ScanTileQ<6>(qt, s, p0, p1, filters, heaps);
+    case 7:
+      return ScanTileQ<7>(qt, s, p0, p1, filters, heaps);
+    default:
+      return ScanTileQ<8>(qt, s, p0, p1, filters, heaps);
+  }
+}
+
+// Scores tiles [t0, t1) of packed queries against panels [p0, p1), block by block.
+void ScanRange(const std::vector<float>& packed, int64_t n, int64_t t0, int64_t t1, const Scan& s,
+               int64_t p0, int64_t p1, const PreparedFilter* const* filters, TopK* heaps) {
+  const int64_t block = BlockPanels(s.d);
+  const size_t tile_floats = static_cast<size_t>(s.d) * kTileQueries;
+  for (int64_t b0 = p0; b0 < p1; b0 += block) {
+    const int64_t b1 = std::min(p1, b0 + block);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int nq = static_cast<int>(std::min<int64_t>(kTileQueries, n - t * kTileQueries));
+      ScanTile(packed.data() + t * tile_floats, nq, s, b0, b1, filters + t * kTileQueries,
+               heaps + (t - t0) * kTileQueries);
+    }
+  }
+}
+
+int Threads() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()); }
+
+}  // namespace
+
+FlatIndex::FlatIndex(int dim) : dim_(dim) {
+  if (dim < 1) throw Error("index: dimension must be at least 1, got " + std::to_string(dim));
+}
+
+int64_t FlatIndex::Find(const std::string& id) const {
+  const auto it = label_of_.find(id);
+  return it == label_of_.end() ? -1 : it->second;
+}
+
+void FlatIndex::SetVector(int64_t label, const float* v) {
+  Lanes* panel = &panels_[(label / kLanes) * dim_];
+  const int64_t lane = label % kLanes;
+  for (int p = 0; p < dim_; ++p) panel[p].v[lane] = v[p];
+}
+
+void FlatIndex::GetVector(int64_t label, float* out) const {
+  const Lanes* panel = &panels_[(label / kLanes) * dim_];
+  const int64_t lane = label % kLanes;
+  for (int p = 0; p < dim_; ++p) out[p] = panel[p].v[lane];
+}
+
+int64_t FlatIndex::MemoryBytes() const {
+  int64_t bytes = static_cast<int64_t>(panels_.capacity() * sizeof(Lanes));
+  for (const std::string& id : ids_) bytes += static_cast<int64_t>(id.capacity() + 48);
+  return bytes;
+}
+
+ItemIndex::AddResult FlatIndex::AddImpl(const float* vectors, int64_t n,
+                                        const std::vector<std::string>& ids) {
+  int64_t new_count = count_;
+  for (int64_t r = 0; r < n; ++r) new_count += label_of_.count(ids[r]) == 0 ? 1 : 0;
+  const int64_t panels = (new_count + kLanes - 1) / kLanes;
+  panels_.resize(static_cast<size_t>(panels * dim_), Lanes{});
+  ids_.reserve(static_cast<size_t>(new_count));
+  label_of_.reserve(static_cast<size_t>(new_count));
+  AddResult result;
+  for (int64_t r = 0; r < n; ++r) {
+    int64_t label = Find(ids[r]);
+    if (label < 0) {
+      label = count_++;
+      ids_.push_back(ids[r]);
+      label_of_.emplace(ids[r], label);
+      ++result.added;
+    } else {
+      ++result.updated;
+    }
+    SetVector(label, vectors + r * dim_);
+  }
+  return result;
+}
+
+void FlatIndex::SearchAllowList(const float* query, const PreparedFilter& filter, int k,
+                                int64_t* ids_out, float* scores_out) const {
+  TopK heap(std::min<int64_t>(k, filter.allowed));
+  std::vector<float> qt(static_cast<size_t>(dim_) * kTileQueries, 0.0f);
+  for (int p = 0; p < dim_; ++p) qt[p * kTileQueries] = query[p];
+  const size_t panel_floats = static_cast<size_t>(dim_) * kLanes;
+  const std::vector<int64_t>& allow = filter.allow;
+  for (size_t a = 0; a < allow.size();) {
+    const int64_t p = allow[a] / kLanes;
+    V16 acc[1][1];
+    ScoreTile<1, 1>(qt.data(), panel(p), panel_floats, dim_, acc);
+    for (; a < allow.size() && allow[a] / kLanes == p; ++a) {
+      heap.Push(Hit{acc[0][0][allow[a] % kLanes], allow[a]});
+    }
+  }
+  heap.Write(k, ids_out, scores_out);
+}
+
+void FlatIndex::SearchImpl(const float* queries, int64_t n, int k, const PreparedFilter* filters,
+                           int64_t* ids_out, float* scores_out) const {
+  const int64_t num_panels = (count_ + kLanes - 1) / kLanes;
+  // A short allow-list is cheaper to score item by item than to filter out of a full scan.
+  std::vector<int64_t> dense, sparse;
+  dense.reserve(static_cast<size_t>(n));
+  for (int64_t q = 0; q < n; ++q) {
+    const bool short_allow = filters != nullptr && filters[q].has_allow &&
+                             static_cast<int64_t>(filters[q].allow.size()) * 4 < num_panels;
+    (short_allow ? sparse : dense).push_back(q);
+  }
+  const int threads = Threads();
+  if (!sparse.empty()) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (sparse.size() > 1)
+    for (size_t i = 0; i < sparse.size(); ++i) {
+      const int64_t q = sparse[i];
+      SearchAllowList(queries + q * dim_, filters[q], k, ids_out + q * k, scores_out + q * k);
+    }
+  }
+  const int64_t nd = static_cast<int64_t>(dense.size());
+  if (nd == 0) return;
+
+  std::vector<float> packed;
+  internal::PackQueries(queries, dense.data(), nd, dim_, &packed);
+  const int64_t tiles = (nd + kTileQueries - 1) / kTileQueries;
+  // Per packed slot: its filter (null for none or for padding slots).
+  std::vector<const PreparedFilter*> slot_filter(static_cast<size_t>(tiles * kTileQueries),
+                                                 nullptr);
+  std::vector<int64_t> capacity(static_cast<size_t>(nd));
+  for (int64_t r = 0; r < nd; ++r) {
+    const int64_t q = dense[r];
+    if (filters != nullptr) slot_filter[r] = &filters[q];
+    capacity[r] = std::min<int64_t>(k, filters != nullptr ? filters[q].allowed : count_);
+  }
+  const Scan scan{panel(0), static_cast<size_t>(dim_) * kLanes, dim_, count_};
+
+  if (nd >= 32 * static_cast<int64_t>(threads)) {
+    // Many queries: blocks of query tiles, each scanned over all items by one thread.
+    const int64_t tiles_per_block =
+        std::clamp<int64_t>((tiles + 2 * threads - 1) / (2 * threads), 1, 32);
+    const int64_t blocks = (tiles + tiles_per_block - 1) / tiles_per_block;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t t0 = b * tiles_per_block;
+      const int64_t t1 = std::min(tiles, t0 + tiles_per_block);
+      std::vector<TopK> heaps(static_cast<size_t>((t1 - t0) * kTileQueries));
+      for (int64_t r = t0 * kTileQueries; r < std::min(nd, t1 * kTileQueries); ++r) {
+        heaps[r - t0 * kTileQueries].Reset(capacity[r]);
+      }
+      ScanRange(packed, nd, t0, t1, scan, 0, num_panels, slot_filter.data(), heaps.data());
+      for (int64_t r = t0 * kTileQueries; r < std::min(nd, t1 * kTileQueries); ++r) {
+        heaps[r - t0 * kTileQueries].Write(k, ids_out + dense[r] * k, scores_out + dense[r] * k);
+      }
+    }
+    return;
+  }
+
+  // Few queries: the items are split between threads, each keeps a top-k per query, merged after.
+  const int64_t step = 24;  // part boundaries on whole kernel steps
+  const int64_t steps = (num_panels + step - 1) / step;
+  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, steps)));
+  const size_t slots = static_cast<size_t>(tiles * kTileQueries);
+  std::vector<TopK> heaps(static_cast<size_t>(parts) * slots);
+  for (int part = 0; part < parts; ++part) {
+    for (int64_t r = 0; r < nd; ++r) heaps[part * slots + r].Reset(capacity[r]);
+  }
+#pragma omp parallel for schedule(static, 1) num_threads(parts)
+  for (int part = 0; part < parts; ++part) {
+    const int64_t p0 = std::min(num_panels, steps * part / parts * step);
+    const int64_t p1 = std::min(num_panels, steps * (part + 1) / parts * step);
+    ScanRange(packed, nd, 0, tiles, scan, p0, p1, slot_filter.data(), heaps.data() + part * slots);
+  }
+  for (int64_t r = 0; r < nd; ++r) {
+    TopK merged(capacity[r]);
+    for (int part = 0; part < parts; ++part) {
+      for (const Hit& h : heaps[part * slots + r].hits()) merged.Push(h);
+    }
+    merged.Write(k, ids_out + dense[r] * k, scores_out + dense[r] * k);
+  }
+}
+
+void FlatIndex::EmitItems(internal::ByteSink& sink) const {
+  std::string buffer;
+  for (const std::string& id : ids_) {
+    const uint32_t len = static_cast<uint32_t>(id.size());
+    buffer.append(reinterpret_cast<const char*>(&len), sizeof(len));
+    buffer += id;
+    if (buffer.size() >= (1u << 20)) {
+      sink.Write(buffer.data(), buffer.size());
+      buffer.clear();
+    }
+  }
+  sink.Write(buffer.data(), buffer.size());
+  // Vectors row-major, one panel (16 items) at a time.
+  std::vector<float> rows(static_cast<size_t>(kLanes) * dim_);
+  for (int64_t first = 0; first < count_; first += kLanes) {
+    const int64_t m = std::min<int64_t>(kLanes, count_ - first);
+    for (int64_t i = 0; i < m; ++i) GetVector(first + i, rows.data() + i * dim_);
+    sink.Write(rows.data(), static_cast<size_t>(m * dim_) * sizeof(float));
+  }
+}
+
+void FlatIndex::ReadItems(internal::PayloadReader& reader, int64_t count) {
+  std::vector<std::string> ids;
+  ids.reserve(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    const uint32_t len = reader.U32("ids");
+    ids.emplace_back(reader.Take(len, "ids"), len);
+  }
+  const size_t bytes = static_cast<size_t>(count) * dim_ * sizeof(float);
+  const char* data = reader.Take(bytes, "vectors");
+  // The payload is not float-aligned: copy through a buffer, one chunk of rows at a time.
+  constexpr int64_t kChunk = 4096;
+  std::vector<float> rows;
+  std::vector<std::string> chunk_ids;
+  for (int64_t first = 0; first < count; first += kChunk) {
+    const int64_t m = std::min(kChunk, count - first);
+    rows.resize(static_cast<size_t>(m * dim_));
+    std::memcpy(rows.data(), data + first * dim_ * sizeof(float), rows.size() * sizeof(float));
+    chunk_ids.assign(ids.begin() + first, ids.begin() + first + m);
+    try {
+      const AddResult r = Add(rows.data(), m, chunk_ids);
+      if (r.updated != 0) throw Error("an id occurs twice");
+    } catch (const Error& e) {
+      reader.Fail(std::string("items ") + std::to_string(first) + ".." +
+                  std::to_string(first + m - 1) + ": " + e.what());
+    }
+  }
+}
+
+void FlatIndex::SaveImpl(const std::string& path) const {
+  internal::WriteIndexFile(path, "flat", dim_, count_,
+                           [this](internal::ByteSink& sink) { EmitItems(sink); });
+}
+
+}  // namespace twotower::index

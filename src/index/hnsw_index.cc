@@ -1,0 +1,415 @@
+// The only translation unit that includes hnswlib: its header defines non-inline functions
+// (cpuid, AVXCapable, ...), so a second includer in the same program would not link.
+#include "twotower/index/hnsw_index.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+
+#include "index/index_file_internal.h"
+#include "index/search_internal.h"
+#include "twotower/core/error.h"
+#include "twotower/core/files.h"
+
+// hnswlib's SIMD distance loops prefetch (and read, to compute the prefetch address) one link
+// past the end of a neighbour list, which AddressSanitizer reports; its plain loops do not.
+#if defined(__SANITIZE_ADDRESS__)
+#define NO_MANUAL_VECTORIZATION
+#endif
+#include <hnswlib/hnswlib.h>
+
+namespace twotower::index {
+namespace {
+
+using Hnsw = hnswlib::HierarchicalNSW<float>;
+using internal::Hit;
+using internal::PreparedFilter;
+using internal::TopK;
+
+constexpr size_t kRandomSeed = 100;  // hnswlib's default: level draws are reproducible
+
+int Threads() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()); }
+
+// A temporary file removed when this object goes out of scope.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& pattern_prefix) {
+    std::string pattern = pattern_prefix + ".XXXXXX";
+    const int fd = ::mkstemp(pattern.data());
+    if (fd < 0) {
+      throw Error(pattern_prefix + ": cannot create a temporary file: " + std::strerror(errno));
+    }
+    ::close(fd);
+    path_ = pattern;
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// The size hnswlib 0.6.2's saveIndex writes for `h`: 13 header fields, the bottom layer, then
+// each element's upper-layer links with their length.
+uint64_t SavedGraphSize(const Hnsw& h) {
+  // offsetLevel0_, max_elements_, cur_element_count, size_data_per_element_, label_offset_,
+  // offsetData_, maxlevel_ (int), enterpoint_node_ (tableint), maxM_, maxM0_, M_, mult_ (double),
+  // ef_construction_.
+  uint64_t size = 6 * sizeof(size_t) + sizeof(int) + sizeof(hnswlib::tableint) +
+                  3 * sizeof(size_t) + sizeof(double) + sizeof(size_t);
+  size += h.cur_element_count * h.size_data_per_element_;
+  for (size_t i = 0; i < h.cur_element_count; ++i) {
+    size += sizeof(unsigned int);
+    if (h.element_levels_[i] > 0) size += h.size_links_per_element_ * h.element_levels_[i];
+  }
+  return size;
+}
+
+bool ParseInt(const std::string& text, int* out) {
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, *out);
+  return ec == std::errc() && ptr == end && !text.empty();
+}
+
+}  // namespace
+
+struct HnswIndex::Graph {
+  explicit Graph(int dim) : space(static_cast<size_t>(dim)) {}
+
+  // Candidates for `query`, closest (largest inner product) first, as (1 - ip, internal id): the
+  // upper layers greedily, then the bottom layer with a candidate list of `ef`. hnswlib's own
+  // searchKnn does the same but reads ef from a member, which concurrent searches with
+  // different ef would race on.
+  std::vector<std::pair<float, hnswlib::tableint>> Search(const float* query, size_t ef) const {
+    const Hnsw& h = *hnsw;
+    if (h.cur_element_count == 0) return {};
+    hnswlib::tableint current = h.enterpoint_node_;
+    float current_dist = h.fstdistfunc_(query, h.getDataByInternalId(current), h.dist_func_param_);
+    for (int level = h.maxlevel_; level > 0; --level) {
+      bool changed = true;
+      while (changed) {
+        changed = false;
+        hnswlib::linklistsizeint* list = h.get_linklist(current, level);
+        const int size = h.getListCount(list);
+        const hnswlib::tableint* links = reinterpret_cast<const hnswlib::tableint*>(list + 1);
+        for (int i = 0; i < size; ++i) {
+          const float d =
+              h.fstdistfunc_(query, h.getDataByInternalId(links[i]), h.dist_func_param_);
+          if (d < current_dist) {
+            current_dist = d;
+            current = links[i];
+            changed = true;
+          }
+        }
+      }
+    }
+    auto top = h.num_deleted_ != 0 ? h.searchBaseLayerST<true>(current, query, ef)
+                                   : h.searchBaseLayerST<false>(current, query, ef);
+    std::vector<std::pair<float, hnswlib::tableint>> out(top.size());
+    for (size_t i = out.size(); i-- > 0;) {
+      out[i] = top.top();
+      top.pop();
+    }
+    return out;
+  }
+
+  hnswlib::InnerProductSpace space;
+  std::unique_ptr<Hnsw> hnsw;  // null until the first item
+};
+
+// ---- params -----------------------------------------------------------------------------------
+
+std::string HnswParams::ToString() const {
+  return "M=" + std::to_string(M) + ",ef_construction=" + std::to_string(ef_construction) +
+         ",ef_search=" + std::to_string(ef_search);
+}
+
+HnswParams HnswParams::Parse(const std::string& text) {
+  HnswParams params;
+  if (text.empty()) return params;
+  std::vector<std::string> seen;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string item = text.substr(start, end - start);
+    start = end + 1;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) {
+      throw Error("index type 'hnsw': expected key=value, got " + Quote(item) +
+                  " (keys: M, ef_construction, ef_search)");
+    }
+    const std::string key = item.substr(0, eq);
+    const std::string value = item.substr(eq + 1);
+    int* field = key == "M"                 ? &params.M
+                 : key == "ef_construction" ? &params.ef_construction
+                 : key == "ef_search"       ? &params.ef_search
+                                            : nullptr;
+    if (field == nullptr) {
+      throw Error("index type 'hnsw': unknown parameter '" + key +
+                  "' (expected: M, ef_construction, ef_search)");
+    }
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+      throw Error("index type 'hnsw': parameter '" + key + "' given twice");
+    }
+    seen.push_back(key);
+    if (!ParseInt(value, field)) {
+      throw Error("index type 'hnsw': parameter '" + key + "': expected an integer, got " +
+                  Quote(value));
+    }
+  }
+  params.Validate();
+  return params;
+}
+
+void HnswParams::Validate() const {
+  auto check = [](const char* key, int value, int lo, int hi) {
+    if (value < lo || value > hi) {
+      throw Error(std::string("index type 'hnsw': parameter '") + key +
+                  "': " + std::to_string(value) + " is out of range (expected " +
+                  std::to_string(lo) + " .. " + std::to_string(hi) + ")");
+    }
+  };
+  check("M", M, 2, 10000);
+  check("ef_construction", ef_construction, 1, 1000000);
+  check("ef_search", ef_search, 1, 1000000);
+}
+
+// ---- index ------------------------------------------------------------------------------------
+
+HnswIndex::HnswIndex(int dim, const HnswParams& params) : params_(params), store_(dim) {
+  params_.Validate();
+  graph_ = std::make_unique<Graph>(dim);
+}
+
+HnswIndex::~HnswIndex() = default;
+
+void HnswIndex::set_ef_search(int ef_search) {
+  HnswParams p = params_;
+  p.ef_search = ef_search;
+  p.Validate();
+  params_ = p;
+}
+
+HnswSearchCounters HnswIndex::counters() const {
+  HnswSearchCounters c;
+  c.graph_searches = graph_searches_.load();
+  c.widened = widened_.load();
+  c.exact_scans = exact_scans_.load();
+  return c;
+}
+
+ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
+                                        const std::vector<std::string>& ids) {
+  const int64_t before = store_.size();
+  const AddResult result = store_.AddImpl(vectors, n, ids);
+  const int64_t after = store_.size();
+  const int d = store_.dim();
+  std::vector<int64_t> fresh, updated;  // rows of `vectors`
+  for (int64_t r = 0; r < n; ++r) (store_.Find(ids[r]) >= before ? fresh : updated).push_back(r);
+
+  Graph& g = *graph_;
+  if (!g.hnsw) {
+    g.hnsw = std::make_unique<Hnsw>(&g.space, static_cast<size_t>(std::max<int64_t>(after, 16)),
+                                    static_cast<size_t>(params_.M),
+                                    static_cast<size_t>(params_.ef_construction), kRandomSeed);
+  } else if (static_cast<size_t>(after) > g.hnsw->max_elements_) {
+    g.hnsw->resizeIndex(std::max<size_t>(after, 2 * g.hnsw->max_elements_));
+  }
+  Hnsw& h = *g.hnsw;
+  auto add = [&](int64_t r) {
+    h.addPoint(vectors + r * d, static_cast<hnswlib::labeltype>(store_.Find(ids[r])));
+  };
+  size_t first = 0;
+  if (h.cur_element_count == 0 && !fresh.empty()) add(fresh[first++]);  // the entry point alone
+  std::string failure;
+  std::mutex failure_mutex;
+#pragma omp parallel for schedule(dynamic, 64) num_threads(Threads())
+  for (size_t i = first; i < fresh.size(); ++i) {
+    try {
+      add(fresh[i]);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(failure_mutex);
+      if (failure.empty()) failure = e.what();
+    }
+  }
+  if (!failure.empty()) throw Error("hnsw index: adding items failed: " + failure);
+  // An id that exists: hnswlib's addPoint replaces its vector and repairs its links.
+  for (int64_t r : updated) add(r);
+  return result;
+}
+
+void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filter, int64_t* ids_out,
+                          float* scores_out) const {
+  const int64_t size = store_.size();
+  const int64_t allowed = filter != nullptr ? filter->allowed : size;
+  const int64_t want = std::min<int64_t>(k, allowed);
+  if (want <= 0) return;  // already padded
+  // Costs in scored items: an exact scan scores every item (or, for a short allow-list, just the
+  // panels holding them); a graph search scores about 2 * M * ef neighbours.
+  const int64_t exact_cost =
+      filter != nullptr && filter->has_allow ? std::min<int64_t>(size, 16 * filter->allowed) : size;
+  const auto graph_cost = [&](int64_t ef) { return 2 * int64_t{params_.M} * ef; };
+  // With a filter, enough candidates to expect `ef_search` allowed ones among them.
+  const int64_t ef0 = std::max<int64_t>(params_.ef_search, k);
+  int64_t ef = ef0;
+  if (filter != nullptr && allowed < size) {
+    ef = static_cast<int64_t>(std::ceil(static_cast<double>(ef0) * size / allowed));
+  }
+  ef = std::min(ef, size);
+  const int d = store_.dim();
+  const Hnsw* h = graph_->hnsw.get();
+  bool widened = ef > ef0;
+  while (h != nullptr && graph_cost(ef) < exact_cost) {
+    graph_searches_.fetch_add(1, std::memory_order_relaxed);
+    // Re-score the allowed candidates with the exact store's arithmetic, from hnswlib's copy of
+    // the vectors (just read by the search, so in cache).
+    TopK heap(want);
+    int64_t found = 0;
+    for (const auto& [dist, internal_id] : graph_->Search(query, static_cast<size_t>(ef))) {
+      const int64_t label = static_cast<int64_t>(h->getExternalLabel(internal_id));
+      if (filter != nullptr && !filter->Allows(label)) continue;
+      ++found;
+      const float* v = reinterpret_cast<const float*>(h->getDataByInternalId(internal_id));
+      heap.Push(Hit{internal::Dot(query, v, d), label});
+    }
+    if (found >= want) {
+      if (widened) widened_.fetch_add(1, std::memory_order_relaxed);
+      heap.Write(k, ids_out, scores_out);
+      return;
+    }
+    if (ef >= size) break;
+    ef = std::min(size, ef * 4);
+    widened = true;
+  }
+  if (widened) widened_.fetch_add(1, std::memory_order_relaxed);
+  exact_scans_.fetch_add(1, std::memory_order_relaxed);
+  store_.SearchImpl(query, 1, k, filter, ids_out, scores_out);
+}
+
+void HnswIndex::SearchImpl(const float* queries, int64_t n, int k, const PreparedFilter* filters,
+                           int64_t* ids_out, float* scores_out) const {
+  const int d = store_.dim();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(Threads()) if (n > 1)
+  for (int64_t q = 0; q < n; ++q) {
+    SearchOne(queries + q * d, k, filters != nullptr ? &filters[q] : nullptr, ids_out + q * k,
+              scores_out + q * k);
+  }
+}
+
+void HnswIndex::SaveImpl(const std::string& path) const {
+  const Hnsw* h = graph_->hnsw.get();
+  // hnswlib writes its graph to a file of its own; it goes into ours as the last section.
+  std::unique_ptr<TempFile> graph;
+  uint64_t graph_size = 0;
+  if (h != nullptr && h->cur_element_count > 0) {
+    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) MakeDirectories(parent.string());
+    graph = std::make_unique<TempFile>(path + ".graph");
+    const_cast<Hnsw*>(h)->saveIndex(graph->path());  // saveIndex is not const, but only reads
+    std::error_code ec;
+    graph_size = std::filesystem::file_size(graph->path(), ec);
+    if (ec || graph_size != SavedGraphSize(*h)) {
+      throw Error(path + ": writing the hnswlib graph failed (" + graph->path() + ": " +
+                  (ec ? ec.message()
+                      : std::to_string(graph_size) + " bytes, expected " +
+                            std::to_string(SavedGraphSize(*h))) +
+                  ")");
+    }
+  }
+  internal::WriteIndexFile(
+      path, "hnsw", store_.dim(), store_.size(), [&](internal::ByteSink& sink) {
+        sink.U32(static_cast<uint32_t>(params_.M));
+        sink.U32(static_cast<uint32_t>(params_.ef_construction));
+        sink.U32(static_cast<uint32_t>(params_.ef_search));
+        sink.U32(0);
+        store_.EmitItems(sink);
+        sink.U64(graph_size);
+        if (graph_size == 0) return;
+        std::ifstream in(graph->path(), std::ios::binary);
+        std::vector<char> buffer(1 << 20);
+        uint64_t left = graph_size;
+        while (left > 0) {
+          const size_t m = static_cast<size_t>(std::min<uint64_t>(left, buffer.size()));
+          if (!in.read(buffer.data(), static_cast<std::streamsize>(m))) {
+            throw Error(path + ": cannot read back the hnswlib graph from " + graph->path());
+          }
+          sink.Write(buffer.data(), m);
+          left -= m;
+        }
+      });
+}
+
+std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count,
+                                                  internal::PayloadReader& reader) {
+  HnswParams params;
+  params.M = static_cast<int>(reader.U32("hnsw parameters"));
+  params.ef_construction = static_cast<int>(reader.U32("hnsw parameters"));
+  params.ef_search = static_cast<int>(reader.U32("hnsw parameters"));
+  reader.U32("hnsw parameters");
+  try {
+    params.Validate();
+  } catch (const Error& e) {
+    reader.Fail(std::string("hnsw parameters: ") + e.what());
+  }
+  auto index = std::make_unique<HnswIndex>(dim, params);
+  index->store_.ReadItems(reader, count);
+  const uint64_t graph_size = reader.U64("graph size");
+  const char* graph_bytes = reader.Take(static_cast<size_t>(graph_size), "graph");
+  reader.ExpectEnd();
+  if (count == 0) {
+    if (graph_size != 0) reader.Fail("graph: present, but the index holds no items");
+    return index;
+  }
+  std::error_code ec;
+  const std::string temp_dir = std::filesystem::temp_directory_path(ec).string();
+  TempFile graph((ec ? std::string(".") : temp_dir) + "/twotower_graph");
+  {
+    std::ofstream out(graph.path(), std::ios::binary);
+    out.write(graph_bytes, static_cast<std::streamsize>(graph_size));
+    if (!out.flush()) throw Error(graph.path() + ": cannot write a temporary file");
+  }
+  Graph& g = *index->graph_;
+  // hnswlib's loading constructor leaves num_deleted_ uninitialised (0.6.2) and loadIndex only
+  // adds to it; start from the empty constructor and zero it first.
+  g.hnsw = std::make_unique<Hnsw>(&g.space);
+  g.hnsw->num_deleted_ = 0;
+  try {
+    g.hnsw->loadIndex(graph.path(), &g.space, static_cast<size_t>(count));
+  } catch (const std::exception& e) {
+    g.hnsw.reset();
+    reader.Fail(std::string("graph: hnswlib cannot load it: ") + e.what());
+  }
+  const Hnsw& h = *g.hnsw;
+  if (h.cur_element_count != static_cast<size_t>(count) ||
+      h.size_data_per_element_ != h.offsetData_ + dim * sizeof(float) + sizeof(size_t) ||
+      h.label_offset_ != h.offsetData_ + dim * sizeof(float) || h.num_deleted_ != 0 ||
+      h.M_ != static_cast<size_t>(params.M)) {
+    reader.Fail("graph: does not match the header (" + std::to_string(h.cur_element_count) +
+                " elements, expected " + std::to_string(count) + " of dimension " +
+                std::to_string(dim) + ")");
+  }
+  std::vector<char> seen(static_cast<size_t>(count), 0);
+  for (size_t i = 0; i < h.cur_element_count; ++i) {
+    const hnswlib::labeltype label = h.getExternalLabel(static_cast<hnswlib::tableint>(i));
+    if (label >= static_cast<size_t>(count) || seen[label]) {
+      reader.Fail("graph: element " + std::to_string(i) + " has label " + std::to_string(label) +
+                  ", expected a distinct label below " + std::to_string(count));
+    }
+    seen[label] = 1;
+  }
+  return index;
+}
+
+}  // namespace twotower::index

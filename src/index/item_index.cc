@@ -1,0 +1,136 @@
+#include "twotower/index/item_index.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+#include "index/index_file_internal.h"
+#include "index/search_internal.h"
+#include "twotower/core/error.h"
+#include "twotower/index/flat_index.h"
+#include "twotower/index/hnsw_index.h"
+
+namespace twotower::index {
+namespace {
+
+// Sorted unique labels; Error for one outside [0, size).
+std::vector<int64_t> SortedLabels(const std::vector<int64_t>& labels, int64_t size, int64_t query,
+                                  const char* what) {
+  std::vector<int64_t> out(labels);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  if (!out.empty() && (out.front() < 0 || out.back() >= size)) {
+    const int64_t bad = out.front() < 0 ? out.front() : out.back();
+    throw Error("search filter of query " + std::to_string(query) + ": " + what + " label " +
+                std::to_string(bad) + " is out of range (the index holds " + std::to_string(size) +
+                " items, labels 0.." + std::to_string(size - 1) + ")");
+  }
+  return out;
+}
+
+internal::PreparedFilter Prepare(const SearchFilter& f, int64_t size, int64_t query) {
+  internal::PreparedFilter p;
+  p.exclude = SortedLabels(f.exclude, size, query, "exclude");
+  if (f.allow.has_value()) {
+    p.has_allow = true;
+    const std::vector<int64_t> allow = SortedLabels(*f.allow, size, query, "allow");
+    std::set_difference(allow.begin(), allow.end(), p.exclude.begin(), p.exclude.end(),
+                        std::back_inserter(p.allow));
+    p.allowed = static_cast<int64_t>(p.allow.size());
+  } else {
+    p.allowed = size - static_cast<int64_t>(p.exclude.size());
+  }
+  return p;
+}
+
+}  // namespace
+
+ItemIndex::AddResult ItemIndex::Add(const float* vectors, int64_t n,
+                                    const std::vector<std::string>& ids) {
+  if (n < 0 || static_cast<int64_t>(ids.size()) != n) {
+    throw Error("index add: " + std::to_string(n) + " vectors but " + std::to_string(ids.size()) +
+                " ids");
+  }
+  if (n == 0) return {};
+  if (vectors == nullptr) throw Error("index add: no vectors given");
+  const int d = dim();
+  std::unordered_map<std::string, int64_t> first_row;
+  first_row.reserve(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) {
+    const std::string& id = ids[r];
+    if (id.empty()) throw Error("index add: row " + std::to_string(r) + ": empty id");
+    if (id.find_first_of("\n\r") != std::string::npos) {
+      throw Error("index add: row " + std::to_string(r) + ": id " + Quote(id) +
+                  " contains a line break");
+    }
+    const auto [it, inserted] = first_row.emplace(id, r);
+    if (!inserted) {
+      throw Error("index add: duplicate id " + Quote(id) + " in rows " +
+                  std::to_string(it->second) + " and " + std::to_string(r));
+    }
+    const float* v = vectors + r * d;
+    for (int p = 0; p < d; ++p) {
+      if (!std::isfinite(v[p])) {
+        throw Error("index add: row " + std::to_string(r) + " (id " + Quote(id) + "): value " +
+                    std::to_string(v[p]) + " at dimension " + std::to_string(p) + " is not finite");
+      }
+    }
+  }
+  return AddImpl(vectors, n, ids);
+}
+
+void ItemIndex::Search(const float* queries, int64_t n, int k, const SearchFilter* filters,
+                       int64_t* ids_out, float* scores_out) const {
+  if (k < 1) throw Error("index search: k must be at least 1, got " + std::to_string(k));
+  if (n < 0) throw Error("index search: negative query count " + std::to_string(n));
+  if (n == 0) return;
+  if (queries == nullptr || ids_out == nullptr || scores_out == nullptr) {
+    throw Error("index search: null query or output array");
+  }
+  const int d = dim();
+  for (int64_t i = 0; i < n * d; ++i) {
+    if (!std::isfinite(queries[i])) {
+      throw Error("index search: query " + std::to_string(i / d) + ": value at dimension " +
+                  std::to_string(i % d) + " is not finite");
+    }
+  }
+  std::vector<internal::PreparedFilter> prepared;
+  if (filters != nullptr) {
+    prepared.reserve(static_cast<size_t>(n));
+    for (int64_t q = 0; q < n; ++q) prepared.push_back(Prepare(filters[q], size(), q));
+  }
+  std::fill(ids_out, ids_out + n * k, int64_t{-1});
+  std::fill(scores_out, scores_out + n * k, -std::numeric_limits<float>::infinity());
+  if (size() == 0) return;
+  SearchImpl(queries, n, k, filters != nullptr ? prepared.data() : nullptr, ids_out, scores_out);
+}
+
+void ItemIndex::Save(const std::string& path) const { SaveImpl(path); }
+
+std::unique_ptr<ItemIndex> MakeIndex(const std::string& spec, int dim) {
+  const size_t colon = spec.find(':');
+  const std::string type = spec.substr(0, colon);
+  const std::string params = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  if (type == "flat") {
+    if (colon != std::string::npos) {
+      throw Error("index type 'flat' takes no parameters, got " + Quote(params));
+    }
+    return std::make_unique<FlatIndex>(dim);
+  }
+  if (type == "hnsw") return std::make_unique<HnswIndex>(dim, HnswParams::Parse(params));
+  throw Error("unknown index type '" + type + "' (expected: flat, hnsw)");
+}
+
+std::unique_ptr<ItemIndex> LoadIndex(const std::string& path, int expected_dim) {
+  const internal::IndexFileContents file = internal::ReadIndexFile(path, expected_dim);
+  internal::PayloadReader reader(path, file.bytes, kIndexHeaderSize);
+  if (file.info.type == "flat") {
+    auto index = std::make_unique<FlatIndex>(file.info.dim);
+    index->ReadItems(reader, file.info.count);
+    reader.ExpectEnd();
+    return index;
+  }
+  return HnswIndex::ReadPayload(file.info.dim, file.info.count, reader);
+}
+
+}  // namespace twotower::index
