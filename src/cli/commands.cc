@@ -2,19 +2,26 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <numeric>
+#include <unordered_map>
 
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
+#include "twotower/core/progress.h"
 #include "twotower/core/threads.h"
 #include "twotower/data/csv.h"
 #include "twotower/data/dataset.h"
 #include "twotower/data/generator.h"
 #include "twotower/data/npy.h"
+#include "twotower/index/flat_index.h"
+#include "twotower/index/index_file.h"
+#include "twotower/index/item_index.h"
 #include "twotower/model/model_file.h"
 #include "twotower/train/config.h"
 #include "twotower/train/trainer.h"
@@ -175,15 +182,207 @@ int RunEmbed(const EmbedArgs& a) {
   return 0;
 }
 
+// ---- item ids and indexes ----------------------------------------------------------------------
+
+// The ids file beside an embeddings .npy (one id per line, row order): `rows` non-empty, distinct
+// ids. Errors name the file and line.
+std::vector<std::string> ReadIdsFile(const std::string& ids_path, int64_t rows,
+                                     const std::string& npy_path) {
+  const std::string text = ReadFile(ids_path);
+  std::vector<std::string> ids;
+  std::unordered_map<std::string, int64_t> line_of;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string id = text.substr(start, end - start);
+    if (!id.empty() && id.back() == '\r') id.pop_back();
+    start = end + 1;
+    const int64_t line = static_cast<int64_t>(ids.size()) + 1;
+    if (id.empty()) throw Error(ids_path + ":" + std::to_string(line) + ": empty id");
+    const auto [it, inserted] = line_of.emplace(id, line);
+    if (!inserted) {
+      throw Error(ids_path + ":" + std::to_string(line) + ": duplicate id " + Quote(id) +
+                  " (also on line " + std::to_string(it->second) + ")");
+    }
+    ids.push_back(std::move(id));
+  }
+  if (static_cast<int64_t>(ids.size()) != rows) {
+    throw Error(ids_path + ": has " + std::to_string(ids.size()) + " ids, but " + npy_path +
+                " has " + std::to_string(rows) + " rows");
+  }
+  return ids;
+}
+
+// Item embeddings from `twotower embed` (.npy plus .ids.txt) as an exact in-memory index.
+std::unique_ptr<index::ItemIndex> IndexFromEmbeddings(const std::string& npy_path, int dim) {
+  const Matrix v = data::ReadNpy(npy_path);
+  if (dim > 0 && v.cols() != dim) {
+    throw Error(npy_path + ": embeddings have dimension " + std::to_string(v.cols()) +
+                ", the model's is " + std::to_string(dim));
+  }
+  const std::vector<std::string> ids = ReadIdsFile(IdsPath(npy_path), v.rows(), npy_path);
+  auto flat = std::make_unique<index::FlatIndex>(static_cast<int>(v.cols()));
+  flat->Add(v.data(), v.rows(), ids);
+  return flat;
+}
+
+// An index file for a model: its dimension must be the model's embedding_dim (checked from the
+// header, before the payload is read).
+std::unique_ptr<index::ItemIndex> LoadIndexForModel(const std::string& path,
+                                                    const std::string& model_path,
+                                                    const model::LoadedModel& m) {
+  const index::IndexInfo info = index::ReadIndexInfo(path);
+  if (info.dim != m.model->embedding_dim()) {
+    throw Error(path + ": index dimension " + std::to_string(info.dim) +
+                " does not match the model's embedding_dim " +
+                std::to_string(m.model->embedding_dim()) + " (" + model_path + ")");
+  }
+  return index::LoadIndex(path, info.dim);
+}
+
+// ---- index build / add --------------------------------------------------------------------------
+
+struct IndexBuildArgs {
+  std::string embeddings, type = "flat", out;
+  bool quiet = false;
+};
+
+int RunIndexBuild(const IndexBuildArgs& a) {
+  const Matrix v = data::ReadNpy(a.embeddings);
+  const std::vector<std::string> ids = ReadIdsFile(IdsPath(a.embeddings), v.rows(), a.embeddings);
+  std::unique_ptr<index::ItemIndex> idx = index::MakeIndex(a.type, static_cast<int>(v.cols()));
+  const auto start = std::chrono::steady_clock::now();
+  {
+    // In chunks, for the progress bar: an HNSW build of a million items takes minutes.
+    constexpr int64_t kChunk = 16384;
+    ProgressBar bar("index", v.rows(), !a.quiet);
+    for (int64_t first = 0; first < v.rows(); first += kChunk) {
+      const int64_t n = std::min(kChunk, v.rows() - first);
+      const std::vector<std::string> chunk(ids.begin() + first, ids.begin() + first + n);
+      idx->Add(v.data() + first * v.cols(), n, chunk);
+      bar.Update(first + n);
+    }
+    bar.Finish();
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  idx->Save(a.out);
+  std::cout << "wrote " << a.out << " (" << idx->spec() << ", " << idx->size() << " items x "
+            << idx->dim() << ", built in " << Fixed(seconds, 2) << "s)\n";
+  return 0;
+}
+
+struct IndexAddArgs {
+  std::string model, index, items, out;
+};
+
+int RunIndexAdd(const IndexAddArgs& a) {
+  const model::LoadedModel m = model::LoadModel(a.model);
+  std::unique_ptr<index::ItemIndex> idx = LoadIndexForModel(a.index, a.model, m);
+  const data::Table items = data::ReadTable(a.items);
+  const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
+  Matrix x, v;
+  m.encoder.item.Encode(items, &x);
+  m.model->EncodeItems(x, &v);
+  const index::ItemIndex::AddResult r = idx->Add(v.data(), v.rows(), item_index.ids);
+  const std::string out = a.out.empty() ? a.index : a.out;
+  idx->Save(out);
+  std::cout << "added " << r.added << " new and updated " << r.updated << " existing items from "
+            << a.items << "; wrote " << out << " (" << idx->spec() << ", " << idx->size()
+            << " items)\n";
+  return 0;
+}
+
 // ---- recommend --------------------------------------------------------------------------------
 
 struct RecommendArgs {
-  std::string model, user_id, embeddings, users, items, train;
+  std::string model, user_id, embeddings, index, users, items, train, out;
   int k = 10;
   bool exclude_seen = false;
+  bool all_users = false;
+  bool quiet = false;
 };
 
+// Writes the top k of every user of `users` to a.out as CSV (user id, rank, item id, score),
+// streamed in chunks of users through an AtomicFile.
+void RecommendAllUsers(const RecommendArgs& a, const model::LoadedModel& m,
+                       const data::Table& users, const index::ItemIndex& idx,
+                       const std::vector<std::vector<int64_t>>& seen) {
+  const auto start = std::chrono::steady_clock::now();
+  Matrix xu_all;
+  m.encoder.user.Encode(users, &xu_all);
+  const std::vector<std::string>& user_ids = users.Column(m.schema.user.id_column);
+  const int64_t n = users.num_rows();
+  const int k = a.k;
+  const double scale = m.model->scale(), bias = m.model->bias();
+
+  AtomicFile file(a.out);
+  file.Write(data::CsvField(m.schema.user.id_column) + ",rank," +
+             data::CsvField(m.schema.item.id_column) + ",score\n");
+  constexpr int64_t kChunk = 4096;
+  Matrix u;
+  std::vector<int64_t> ids(static_cast<size_t>(kChunk * k));
+  std::vector<float> scores(static_cast<size_t>(kChunk * k));
+  std::vector<index::SearchFilter> filters;
+  std::vector<std::string> lines(kChunk);
+  int64_t rows = 0;
+  ProgressBar bar("recommend", n, !a.quiet);
+  for (int64_t first = 0; first < n; first += kChunk) {
+    const int64_t c = std::min(kChunk, n - first);
+    m.model->EncodeUsers(xu_all.middleRows(first, c), &u);
+    if (a.exclude_seen) {
+      filters.assign(static_cast<size_t>(c), {});
+      for (int64_t i = 0; i < c; ++i) filters[i].exclude = seen[first + i];
+    }
+    idx.Search(u.data(), c, k, a.exclude_seen ? filters.data() : nullptr, ids.data(),
+               scores.data());
+    // Formatting is as slow as a small search: one line buffer per user, filled in parallel.
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < c; ++i) {
+      std::string& text = lines[i];
+      text.clear();
+      const std::string user = data::CsvField(user_ids[first + i]);
+      char buf[64];
+      for (int r = 0; r < k; ++r) {
+        const int64_t label = ids[i * k + r];
+        if (label < 0) break;
+        std::snprintf(buf, sizeof(buf), ",%d,", r + 1);
+        text += user;
+        text += buf;
+        text += data::CsvField(idx.ids()[label]);
+        std::snprintf(buf, sizeof(buf), ",%.6f\n", Sigmoid(scale * scores[i * k + r] + bias));
+        text += buf;
+      }
+    }
+    for (int64_t i = 0; i < c; ++i) {
+      file.Write(lines[i]);
+      rows += std::count(lines[i].begin(), lines[i].end(), '\n');
+    }
+    bar.Update(first + c);
+  }
+  file.Commit();
+  bar.Finish();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << "wrote " << a.out << ": " << n << " users, top " << k << " (" << rows
+            << " rows) from " << idx.spec() << " over " << idx.size() << " items";
+  if (a.exclude_seen) std::cout << ", seen in train excluded";
+  std::cout << "; " << Fixed(seconds, 2) << "s, " << Fixed(n / std::max(seconds, 1e-9), 0)
+            << " users/s\n";
+}
+
 int RunRecommend(const RecommendArgs& a) {
+  if (a.all_users == !a.user_id.empty()) {
+    throw Error("recommend: give either --user-id ID or --all-users");
+  }
+  if (a.all_users && a.out.empty()) {
+    throw Error("recommend --all-users: --out FILE is required (the CSV of recommendations)");
+  }
+  if (!a.all_users && !a.out.empty()) throw Error("recommend: --out goes with --all-users");
+  if (!a.index.empty() && !a.embeddings.empty()) {
+    throw Error("recommend: give --index or --embeddings, not both");
+  }
   const model::LoadedModel m = model::LoadModel(a.model);
   data::DataPaths paths = ModelDataPaths(m);
   if (!a.users.empty()) paths.users = a.users;
@@ -193,9 +392,49 @@ int RunRecommend(const RecommendArgs& a) {
   const data::Table items = data::ReadTable(paths.items);
   const auto user_index = data::EntityIndex::FromTable(users, m.schema.user.id_column);
   const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
-  const int32_t user_row = user_index.Find(a.user_id);
-  if (user_row < 0) {
-    throw Error("--user-id: " + Quote(a.user_id) + " is not in " + paths.users);
+  int32_t user_row = -1;
+  if (!a.all_users) {
+    user_row = user_index.Find(a.user_id);
+    if (user_row < 0) {
+      throw Error("--user-id: " + Quote(a.user_id) + " is not in " + paths.users);
+    }
+  }
+
+  // The items: an index file, pre-computed embeddings, or the item tower over the items file.
+  std::unique_ptr<index::ItemIndex> idx;
+  if (!a.index.empty()) {
+    idx = LoadIndexForModel(a.index, a.model, m);
+  } else if (!a.embeddings.empty()) {
+    idx = IndexFromEmbeddings(a.embeddings, m.model->embedding_dim());
+  } else {
+    Matrix xi, v;
+    m.encoder.item.Encode(items, &xi);
+    m.model->EncodeItems(xi, &v);
+    auto flat = std::make_unique<index::FlatIndex>(static_cast<int>(v.cols()));
+    flat->Add(v.data(), v.rows(), item_index.ids);
+    idx = std::move(flat);
+  }
+
+  // Per user, the index labels of the items rated in train.
+  std::vector<std::vector<int64_t>> seen(static_cast<size_t>(users.num_rows()));
+  if (a.exclude_seen) {
+    const data::Interactions history =
+        data::ReadInteractions(paths.train, m.schema, user_index, item_index);
+    std::vector<int64_t> label_of_row(static_cast<size_t>(items.num_rows()));
+    for (int64_t r = 0; r < items.num_rows(); ++r) label_of_row[r] = idx->Find(item_index.ids[r]);
+    for (int64_t i = 0; i < history.size(); ++i) {
+      const int64_t label = label_of_row[history.item_row[i]];
+      if (label >= 0) seen[history.user_row[i]].push_back(label);
+    }
+    for (std::vector<int64_t>& s : seen) {
+      std::sort(s.begin(), s.end());
+      s.erase(std::unique(s.begin(), s.end()), s.end());
+    }
+  }
+
+  if (a.all_users) {
+    RecommendAllUsers(a, m, users, *idx, seen);
+    return 0;
   }
 
   // The user's embedding from its raw row.
@@ -207,75 +446,28 @@ int RunRecommend(const RecommendArgs& a) {
   m.encoder.user.EncodeRow(row, users.Where(user_row), xu.data());
   m.model->EncodeUsers(xu, &u);
 
-  // Item embeddings: pre-computed or computed now.
-  Matrix v;
-  std::vector<std::string> ids;
-  if (!a.embeddings.empty()) {
-    v = data::ReadNpy(a.embeddings);
-    if (v.cols() != m.model->embedding_dim()) {
-      throw Error(a.embeddings + ": embeddings have dimension " + std::to_string(v.cols()) +
-                  ", the model's is " + std::to_string(m.model->embedding_dim()));
-    }
-    const std::string ids_path = IdsPath(a.embeddings);
-    std::string text = ReadFile(ids_path);
-    size_t start = 0;
-    while (start < text.size()) {
-      size_t end = text.find('\n', start);
-      if (end == std::string::npos) end = text.size();
-      ids.push_back(text.substr(start, end - start));
-      start = end + 1;
-    }
-    if (static_cast<int64_t>(ids.size()) != v.rows()) {
-      throw Error(ids_path + ": has " + std::to_string(ids.size()) + " ids, but " + a.embeddings +
-                  " has " + std::to_string(v.rows()) + " rows");
-    }
-  } else {
-    Matrix xi;
-    m.encoder.item.Encode(items, &xi);
-    m.model->EncodeItems(xi, &v);
-    ids = item_index.ids;
-  }
-
-  std::vector<char> excluded(ids.size(), 0);
-  int64_t seen = 0;
-  if (a.exclude_seen) {
-    const data::Interactions history =
-        data::ReadInteractions(paths.train, m.schema, user_index, item_index);
-    std::vector<char> seen_item(items.num_rows(), 0);
-    for (int64_t i = 0; i < history.size(); ++i) {
-      if (history.user_row[i] == user_row) seen_item[history.item_row[i]] = 1;
-    }
-    for (size_t j = 0; j < ids.size(); ++j) {
-      const int32_t r = item_index.Find(ids[j]);
-      if (r >= 0 && seen_item[r]) excluded[j] = 1, ++seen;
-    }
-  }
-
-  const Vector scores = v * u.row(0).transpose();
-  std::vector<int64_t> candidates;
-  for (size_t j = 0; j < ids.size(); ++j) {
-    if (!excluded[j]) candidates.push_back(static_cast<int64_t>(j));
-  }
-  const size_t k = std::min<size_t>(a.k, candidates.size());
-  std::partial_sort(candidates.begin(), candidates.begin() + k, candidates.end(),
-                    [&](int64_t x, int64_t y) {
-                      return scores[x] > scores[y] || (scores[x] == scores[y] && x < y);
-                    });
+  index::SearchFilter filter;
+  filter.exclude = seen[user_row];
+  std::vector<int64_t> labels(static_cast<size_t>(a.k));
+  std::vector<float> scores(static_cast<size_t>(a.k));
+  idx->Search(u.data(), 1, a.k, a.exclude_seen ? &filter : nullptr, labels.data(), scores.data());
+  const size_t k = static_cast<size_t>(
+      std::count_if(labels.begin(), labels.end(), [](int64_t l) { return l >= 0; }));
 
   std::cout << "top " << k << " for user " << a.user_id;
   for (const auto& f : m.schema.user.features) {
     std::cout << "  " << f.column << "=" << users.Column(f.column)[user_row];
   }
-  if (a.exclude_seen) std::cout << "  (" << seen << " seen in train excluded)";
+  if (a.exclude_seen) std::cout << "  (" << filter.exclude.size() << " seen in train excluded)";
   std::cout << "\n";
   std::printf("%4s  %-10s  %7s", "rank", m.schema.item.id_column.c_str(), "score");
   for (const auto& f : m.schema.item.features) std::printf("  %-10s", f.column.c_str());
   std::printf("\n");
   for (size_t r = 0; r < k; ++r) {
-    const int64_t j = candidates[r];
-    const double p = Sigmoid(m.model->scale() * scores[j] + m.model->bias());
-    std::printf("%4zu  %-10s  %7.4f", r + 1, ids[j].c_str(), p);
-    const int32_t item_row = item_index.Find(ids[j]);
+    const std::string& id = idx->ids()[labels[r]];
+    const double p = Sigmoid(m.model->scale() * scores[r] + m.model->bias());
+    std::printf("%4zu  %-10s  %7.4f", r + 1, id.c_str(), p);
+    const int32_t item_row = item_index.Find(id);
     for (const auto& f : m.schema.item.features) {
       std::printf("  %-10s", item_row >= 0 ? items.Column(f.column)[item_row].c_str() : "?");
     }
@@ -331,18 +523,49 @@ int Main(int argc, char** argv) {
   embed->add_option("--threads", threads, "threads (0 = all cores)");
 
   RecommendArgs rec;
-  auto* recommend = app.add_subcommand("recommend", "top-k items for a user");
+  auto* recommend = app.add_subcommand("recommend", "top-k items for a user, or for every user");
   recommend->add_option("--model", rec.model, "model file (.safetensors)")->required();
-  recommend->add_option("--user-id", rec.user_id, "the user's id")->required();
+  recommend->add_option("--user-id", rec.user_id, "the user's id");
+  recommend->add_flag("--all-users", rec.all_users,
+                      "recommend for every user of the users file into --out (CSV)");
+  recommend->add_option("--out", rec.out,
+                        "with --all-users: output CSV (user_id,rank,movie_id,score)");
   recommend->add_option("--k", rec.k, "number of items")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
+  recommend->add_option("--index", rec.index, "item index file (twotower index build)");
   recommend->add_option("--embeddings", rec.embeddings, "pre-computed item embeddings (.npy)");
   recommend->add_flag("--exclude-seen", rec.exclude_seen, "drop items the user rated in train");
   recommend->add_option("--users", rec.users, "users CSV (default: the model's training data)");
   recommend->add_option("--items", rec.items, "items CSV (default: the model's training data)");
   recommend->add_option("--train", rec.train, "train interactions for --exclude-seen");
+  recommend->add_flag("--quiet", rec.quiet, "no progress bar");
   recommend->add_option("--threads", threads, "threads (0 = all cores)");
+
+  auto* index_cmd = app.add_subcommand("index", "build and extend item indexes");
+  index_cmd->require_subcommand(1);
+  IndexBuildArgs ib;
+  auto* index_build =
+      index_cmd->add_subcommand("build", "build an index file from item embeddings (.npy)");
+  index_build
+      ->add_option("--embeddings", ib.embeddings,
+                   "item embeddings from `twotower embed` (ids from <name>.ids.txt)")
+      ->required();
+  index_build
+      ->add_option("--type", ib.type,
+                   "flat (exact) or hnsw[:M=32,ef_construction=200,ef_search=64]")
+      ->capture_default_str();
+  index_build->add_option("--out", ib.out, "index file to write")->required();
+  index_build->add_flag("--quiet", ib.quiet, "no progress bar");
+  index_build->add_option("--threads", threads, "threads (0 = all cores)");
+  IndexAddArgs ia;
+  auto* index_add = index_cmd->add_subcommand(
+      "add", "encode items with a model's item tower and add them (an existing id is updated)");
+  index_add->add_option("--model", ia.model, "model file (.safetensors)")->required();
+  index_add->add_option("--index", ia.index, "index file to extend")->required();
+  index_add->add_option("--items", ia.items, "items CSV with the model's item columns")->required();
+  index_add->add_option("--out", ia.out, "write the result here (default: over --index)");
+  index_add->add_option("--threads", threads, "threads (0 = all cores)");
 
   try {
     app.parse(argc, argv);
@@ -368,6 +591,8 @@ int Main(int argc, char** argv) {
     if (evaluate->parsed()) return RunEvaluate(ev);
     if (embed->parsed()) return RunEmbed(em);
     if (recommend->parsed()) return RunRecommend(rec);
+    if (index_build->parsed()) return RunIndexBuild(ib);
+    if (index_add->parsed()) return RunIndexAdd(ia);
   } catch (const Error& e) {
     std::cout.flush();
     std::cerr << "error: " << e.what() << "\n";
