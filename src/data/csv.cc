@@ -112,13 +112,11 @@ CsvReader::CsvReader(const std::string& path) : path_(path), in_(path, std::ios:
   if (!in_) throw Error(path + ": cannot open: " + std::strerror(errno));
   while (std::getline(in_, buffer_)) {
     ++line_;
+    // A UTF-8 byte order mark before the header is common in spreadsheet exports.
+    if (line_ == 1 && buffer_.rfind("\xEF\xBB\xBF", 0) == 0) buffer_.erase(0, 3);
     if (Trim(buffer_).empty()) continue;
     SplitCsvLine(buffer_, Where(), &header_);
-    for (std::string& name : header_) {
-      name = std::string(Trim(name));
-      // A UTF-8 byte order mark on the first column is common in spreadsheet exports.
-      if (name.rfind("\xEF\xBB\xBF", 0) == 0) name.erase(0, 3);
-    }
+    for (std::string& name : header_) name = std::string(Trim(name));
     return;
   }
   throw Error(path + ": file is empty, expected a header line");

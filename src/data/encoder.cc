@@ -64,7 +64,12 @@ void EntityEncoder::Encode(const Table& table, Matrix* out) const {
     for (int64_t r = 0; r < table.num_rows(); ++r) {
       if (c.spec.type == FeatureType::kNumeric) {
         const double x = ParseNumber(values[r], table.Where(r), c.spec.column);
-        (*out)(r, c.offset) = static_cast<float>((x - c.mean) / c.std);
+        const float z = static_cast<float>((x - c.mean) / c.std);
+        if (!std::isfinite(z)) {
+          throw Error(table.Where(r) + ": column '" + c.spec.column + "': " + Quote(values[r]) +
+                      " is too far from the training mean to encode as a 32-bit float");
+        }
+        (*out)(r, c.offset) = z;
       } else {
         const int k = Lookup(c, values[r]);
         if (k >= 0) (*out)(r, c.offset + k) = 1.0f;
@@ -84,7 +89,12 @@ void EntityEncoder::EncodeRow(const std::vector<std::pair<std::string, std::stri
     if (value == nullptr) throw Error(where + ": missing field '" + c.spec.column + "'");
     if (c.spec.type == FeatureType::kNumeric) {
       const double x = ParseNumber(*value, where, c.spec.column);
-      out[c.offset] = static_cast<float>((x - c.mean) / c.std);
+      const float z = static_cast<float>((x - c.mean) / c.std);
+      if (!std::isfinite(z)) {
+        throw Error(where + ": field '" + c.spec.column + "': " + Quote(*value) +
+                    " is too far from the training mean to encode as a 32-bit float");
+      }
+      out[c.offset] = z;
     } else {
       const int k = Lookup(c, *value);
       if (k >= 0) out[c.offset + k] = 1.0f;

@@ -68,8 +68,13 @@ std::string Format(const char* fmt, double value) {
 }  // namespace
 
 GeneratorSummary GenerateLabData(const GeneratorOptions& options, const std::string& out_dir) {
-  if (options.users <= 0) throw Error("--users: expected a positive count");
-  if (options.movies <= 0) throw Error("--movies: expected a positive count");
+  constexpr int64_t kMaxEntities = 100'000'000;
+  if (options.users <= 0 || options.users > kMaxEntities) {
+    throw Error("--users: expected a count from 1 to 100000000");
+  }
+  if (options.movies <= 0 || options.movies > kMaxEntities) {
+    throw Error("--movies: expected a count from 1 to 100000000");
+  }
   if (options.interactions < 3) throw Error("--interactions: expected at least 3");
   const double pairs = static_cast<double>(options.users) * static_cast<double>(options.movies);
   if (static_cast<double>(options.interactions) > 0.5 * pairs) {

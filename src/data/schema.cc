@@ -94,8 +94,12 @@ FeatureSchema FeatureSchemaFromJson(const nlohmann::json& json, const std::strin
   }
   schema.user = SideFromJson(json["user"], where);
   schema.item = SideFromJson(json["item"], where);
-  if (json.contains("label")) schema.label_column = json["label"].get<std::string>();
-  if (json.contains("p_true")) schema.p_true_column = json["p_true"].get<std::string>();
+  try {
+    if (json.contains("label")) schema.label_column = json["label"].get<std::string>();
+    if (json.contains("p_true")) schema.p_true_column = json["p_true"].get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": malformed feature schema: " + e.what());
+  }
   schema.Validate(where);
   return schema;
 }

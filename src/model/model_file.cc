@@ -1,6 +1,8 @@
 #include "twotower/model/model_file.h"
 
 #include <cstring>
+#include <map>
+#include <tuple>
 
 #include "twotower/core/error.h"
 #include "twotower/model/safetensors.h"
@@ -72,9 +74,44 @@ LoadedModel LoadModel(const std::string& path) {
       data::FeatureEncoder::FromJson(parse("encoder"), path + ": __metadata__.encoder");
   loaded.schema = data::FeatureSchemaFromJson(parse("schema"), path + ": __metadata__.schema");
   loaded.config = file.metadata.count("config") ? parse("config") : nlohmann::json::object();
+  // Check the file's tensors against the shapes the metadata implies before allocating the
+  // model: a corrupt or hostile config must not make us allocate terabytes. The names follow the
+  // towers' layout (Linear at PyTorch indices 0, 3, 6, ...; see two_tower.h).
+  std::map<std::string, std::vector<int64_t>> expected;
+  for (const auto& [prefix, input, hidden] :
+       {std::tuple{"user_tower.layers.", loaded.encoder.user.width(), config.user_hidden_dims},
+        std::tuple{"item_tower.layers.", loaded.encoder.item.width(), config.item_hidden_dims}}) {
+    int64_t prev = input;
+    std::vector<int> dims = hidden;
+    dims.push_back(config.embedding_dim);
+    for (size_t i = 0; i < dims.size(); ++i) {
+      const std::string name = prefix + std::to_string(3 * i);
+      expected[name + ".weight"] = {dims[i], prev};
+      expected[name + ".bias"] = {dims[i]};
+      prev = dims[i];
+    }
+  }
+  expected["scorer.log_scale"] = {};
+  expected["scorer.bias"] = {};
+  for (const auto& [name, shape] : expected) {
+    const auto it = file.tensors.find(name);
+    if (it == file.tensors.end()) throw Error(path + ": missing tensor '" + name + "'");
+    if (it->second.shape != shape) {
+      throw Error(path + ": tensor '" + name + "' has shape " + ShapeText(it->second.shape) +
+                  ", expected " + ShapeText(shape) + " for this model's config and encoder");
+    }
+  }
+  if (file.tensors.size() != expected.size()) {
+    throw Error(path + ": has " + std::to_string(file.tensors.size()) + " tensors, expected " +
+                std::to_string(expected.size()));
+  }
   Rng unused(0);
-  loaded.model = std::make_unique<TwoTowerModel>(config, loaded.encoder.user.width(),
-                                                 loaded.encoder.item.width(), &unused);
+  try {
+    loaded.model = std::make_unique<TwoTowerModel>(config, loaded.encoder.user.width(),
+                                                   loaded.encoder.item.width(), &unused);
+  } catch (const Error& e) {
+    throw Error(path + ": __metadata__.model: " + e.what());
+  }
   for (const auto& named : loaded.model->NamedTensors()) {
     const auto it = file.tensors.find(named.name);
     if (it == file.tensors.end()) throw Error(path + ": missing tensor '" + named.name + "'");

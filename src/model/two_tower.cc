@@ -85,6 +85,7 @@ ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string&
     throw Error(where + ": malformed model config: " + e.what());
   }
   if (c.embedding_dim <= 0) throw Error(where + ": embedding_dim must be positive");
+  if (!(c.dropout >= 0.0 && c.dropout < 1.0)) throw Error(where + ": dropout must be in [0, 1)");
   for (const auto* dims : {&c.user_hidden_dims, &c.item_hidden_dims}) {
     for (int h : *dims) {
       if (h <= 0) throw Error(where + ": hidden widths must be positive");

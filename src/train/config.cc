@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include "twotower/core/error.h"
@@ -320,7 +321,7 @@ void AssignScalar(const Setting& s, Config* c, const std::string& text, const st
       while (std::getline(ss, item, ',')) {
         const auto b = item.find_first_not_of(' ');
         const auto e = item.find_last_not_of(' ');
-        if (b == std::string::npos) continue;
+        if (b == std::string::npos) fail();
         int64_t v;
         if (!ParseInt64(item.substr(b, e - b + 1), &v)) fail();
         CheckRange(s, static_cast<double>(v), where, item);
@@ -411,10 +412,13 @@ void ParseFeatures(const YAML::Node& node, Config* c, const std::string& file) {
 }
 
 void Walk(const YAML::Node& node, const std::string& prefix, Config* c, const std::string& file) {
+  std::set<std::string> seen;
   for (const auto& kv : node) {
     const std::string key = kv.first.Scalar();
     const std::string full = prefix.empty() ? key : prefix + "." + key;
     const std::string w = Where(file, kv.first);
+    // yaml-cpp keeps the last of two equal keys; a silently ignored setting is a bug to report.
+    if (!seen.insert(key).second) throw Error(w + ": key '" + full + "' appears twice");
     if (full == "features") {
       ParseFeatures(kv.second, c, file);
       continue;
@@ -479,7 +483,13 @@ void Config::Set(const std::string& assignment, const std::string& where) {
 }
 
 void Config::Validate(const std::string& where) const {
-  if (data_dir.empty() && users.empty()) throw Error(where + ": 'data.users' is empty");
+  const std::pair<const char*, const std::string*> paths[] = {
+      {"data.users", &users},    {"data.items", &items}, {"data.train", &train},
+      {"data.val", &val},        {"data.test", &test},   {"output.dir", &output_dir},
+      {"output.name", &run_name}};
+  for (const auto& [key, value] : paths) {
+    if (value->empty()) throw Error(where + ": '" + key + "' is empty (expected a path)");
+  }
   features.Validate(where);
 }
 
@@ -556,9 +566,26 @@ std::string Config::ToYaml() const {
 
 std::vector<std::string> SettingsHelp() {
   std::vector<std::string> out;
-  Config defaults;
+  const nlohmann::json defaults = Config().ToJson();
   for (const Setting& s : Settings()) {
-    out.push_back(std::string(s.key) + " (" + KindName(s.kind) + "): " + s.help);
+    // The default, read from the JSON form of a default Config ("model.dropout" ->
+    // [model][dropout]).
+    const std::string key = s.key;
+    const auto dot = key.find('.');
+    nlohmann::json value = dot == std::string::npos
+                               ? defaults[key]
+                               : defaults[key.substr(0, dot)][key.substr(dot + 1)];
+    if (key == "data.items") value = defaults["data"]["items"];
+    std::string range;
+    if (s.kind == Kind::kInt || s.kind == Kind::kDouble || s.kind == Kind::kIntList) {
+      std::ostringstream r;
+      r << ", " << (s.min_exclusive ? "> " : ">= ") << s.min << " and <= " << s.max;
+      range = r.str();
+    }
+    for (const std::string& choice : s.choices)
+      range += (range.empty() ? ", one of: " : " | ") + choice;
+    out.push_back(key + " (" + KindName(s.kind) + ", default " + value.dump() + range +
+                  "): " + s.help);
   }
   return out;
 }

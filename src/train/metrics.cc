@@ -9,6 +9,10 @@ namespace twotower::train {
 
 double Auc(const std::vector<float>& scores, const std::vector<float>& labels) {
   const size_t n = scores.size();
+  // NaN has no order; sorting it would be undefined behaviour. A NaN score means no AUC.
+  for (float s : scores) {
+    if (std::isnan(s)) return std::numeric_limits<double>::quiet_NaN();
+  }
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });

@@ -223,3 +223,16 @@ TEST(ReadTableTest, WrongColumnCountNamesFileAndLine) {
 
 }  // namespace
 }  // namespace twotower::data
+
+namespace twotower::data {
+namespace {
+
+TEST(CsvReaderReviewTest, ByteOrderMarkBeforeAQuotedHeaderIsDropped) {
+  twotower::testing::TempDir dir;
+  const std::string path = dir.Write("bom.csv", "\xEF\xBB\xBF\"user_id\",age\n1,30\n");
+  CsvReader reader(path);
+  EXPECT_EQ(reader.header(), (std::vector<std::string>{"user_id", "age"}));
+}
+
+}  // namespace
+}  // namespace twotower::data

@@ -277,10 +277,10 @@ TEST(GeneratorTest, BadOptionsThrowAndWriteNothing) {
   auto error = [&](GeneratorOptions o) { return ErrorMessage([&] { GenerateLabData(o, out); }); };
   GeneratorOptions o;
   o.users = 0;
-  EXPECT_THAT(error(o), HasSubstr("users: expected a positive count"));
+  EXPECT_THAT(error(o), HasSubstr("--users: expected a count from 1 to 100000000"));
   o = {};
   o.movies = -3;
-  EXPECT_THAT(error(o), HasSubstr("movies: expected a positive count"));
+  EXPECT_THAT(error(o), HasSubstr("--movies: expected a count from 1 to 100000000"));
   o = {};
   o.interactions = 2;
   EXPECT_THAT(error(o), HasSubstr("interactions: expected at least 3"));

@@ -358,3 +358,41 @@ TEST(ConfigTest, SettingsHelpListsEveryKey) {
 
 }  // namespace
 }  // namespace twotower::train
+
+namespace twotower::train {
+namespace {
+
+TEST(ConfigReviewTest, KeyGivenTwiceIsAnError) {
+  const std::string message = twotower::testing::ErrorMessage(
+      [] { Config::FromYamlString("training:\n  epochs: 10\n  epochs: 3\n", "run.yaml"); });
+  EXPECT_THAT(message, ::testing::HasSubstr("run.yaml:3: key 'training.epochs' appears twice"));
+}
+
+TEST(ConfigReviewTest, EmptyDataPathNamesTheKey) {
+  Config c;
+  const std::string message =
+      twotower::testing::ErrorMessage([&] { c.Set("data.users=", "--set"); });
+  EXPECT_THAT(message, ::testing::HasSubstr("'data.users' is empty"));
+}
+
+TEST(ConfigReviewTest, EmptyItemInAListIsAnError) {
+  Config c;
+  const std::string message =
+      twotower::testing::ErrorMessage([&] { c.Set("model.user_hidden_dims=256,,128", "--set"); });
+  EXPECT_THAT(message, ::testing::HasSubstr("expected a list of integers"));
+}
+
+TEST(ConfigReviewTest, SettingsHelpShowsDefaultsAndRanges) {
+  bool found = false;
+  for (const std::string& line : SettingsHelp()) {
+    if (line.rfind("training.learning_rate", 0) == 0) {
+      found = true;
+      EXPECT_THAT(line, ::testing::HasSubstr("default 0.001"));
+      EXPECT_THAT(line, ::testing::HasSubstr("> 0"));
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+}  // namespace
+}  // namespace twotower::train

@@ -89,3 +89,13 @@ TEST(AccuracyTest, AllRightAndAllWrong) {
 
 }  // namespace
 }  // namespace twotower::train
+
+namespace twotower::train {
+namespace {
+
+TEST(AucReviewTest, NaNScoreGivesNaN) {
+  EXPECT_TRUE(std::isnan(Auc({0.1f, std::nanf(""), 0.3f}, {0.0f, 1.0f, 1.0f})));
+}
+
+}  // namespace
+}  // namespace twotower::train

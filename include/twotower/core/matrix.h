@@ -1,4 +1,5 @@
 // Dense float32 matrices used everywhere: row-major, `rows = batch`, `cols = features`.
+// Thread-safety: as Eigen matrices (concurrent reads are safe).
 #ifndef TWOTOWER_CORE_MATRIX_H_
 #define TWOTOWER_CORE_MATRIX_H_
 

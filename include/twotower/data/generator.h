@@ -16,8 +16,9 @@
 // The rating is a latent score r = 3.5 + 0.8 (z + L) with L standard logistic noise, rounded
 // and clipped to 1..5; so liked = (rating >= 4) = (z + L >= 0) happens with probability p_true
 // exactly. Users are drawn with weight 1 / 2 / 4 by activity level, movies uniformly, and
-// (user, movie) pairs are distinct. The constants are chosen so that about 54% of interactions
-// are liked and the oracle AUC (AUC of p_true) is about 0.85. Same seed, same bytes.
+// (user, movie) pairs are distinct. The constants are chosen so that 50-58% of interactions are
+// liked and the oracle AUC (AUC of p_true) is 0.80-0.90: with the defaults, 51.8% and 0.840 on
+// the test split. Same seed, same bytes. Thread-safe (no shared state).
 #ifndef TWOTOWER_DATA_GENERATOR_H_
 #define TWOTOWER_DATA_GENERATOR_H_
 

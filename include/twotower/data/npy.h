@@ -1,5 +1,6 @@
 // NumPy .npy files (format version 1.0, little-endian float32, C order): what numpy.load and
 // FAISS users read as-is.
+// Thread-safe: free functions with no shared state.
 #ifndef TWOTOWER_DATA_NPY_H_
 #define TWOTOWER_DATA_NPY_H_
 

@@ -2,7 +2,8 @@
 //
 // A numeric column is standardised ((x - mean) / std, fitted on the train split); a categorical
 // column is one-hot over a vocabulary fitted on the train split. The schema comes from the
-// config's `features:` section, so a new data set needs no code. Plain value type.
+// config's `features:` section, so a new data set needs no code. Plain value type; thread-safe for
+// const use.
 #ifndef TWOTOWER_DATA_SCHEMA_H_
 #define TWOTOWER_DATA_SCHEMA_H_
 

@@ -4,6 +4,7 @@
 //   format: "twotower.model", format_version: "1", model: ModelConfig JSON,
 //   encoder: FeatureEncoder JSON (vocabularies, means, stds), schema: FeatureSchema JSON,
 //   config: the resolved training config JSON (informative; data paths for the CLI's defaults).
+// Thread-safe: free functions with no shared state.
 #ifndef TWOTOWER_MODEL_MODEL_FILE_H_
 #define TWOTOWER_MODEL_MODEL_FILE_H_
 

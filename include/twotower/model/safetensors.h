@@ -2,6 +2,7 @@
 // header {name: {dtype, shape, data_offsets}, "__metadata__": {string: string}}, then the raw
 // little-endian tensor bytes. We read and write F32 tensors; Python's `safetensors` loads ours.
 // Reading validates everything that comes from the file: sizes, offsets, overlaps, dtypes.
+// Thread-safe: free functions with no shared state.
 #ifndef TWOTOWER_MODEL_SAFETENSORS_H_
 #define TWOTOWER_MODEL_SAFETENSORS_H_
 

@@ -10,7 +10,7 @@ namespace twotower::train {
 
 // Area under the ROC curve: the probability that a random positive scores above a random
 // negative, ties counting one half (Mann-Whitney U with mid-ranks). `labels` are 0/1.
-// Returns NaN when all labels are equal (the AUC is undefined).
+// Returns NaN when all labels are equal (the AUC is undefined) or a score is NaN.
 double Auc(const std::vector<float>& scores, const std::vector<float>& labels);
 
 // Fraction of examples whose logit has the label's sign (logit >= 0 predicts 1).

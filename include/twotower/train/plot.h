@@ -1,6 +1,7 @@
 // A small SVG line chart of per-epoch curves (training_curves.svg in each run folder), so a
 // person sees a run at a glance in any browser. Written by hand: it is ~100 lines and no Debian
 // package renders a chart to SVG from C++ without pulling in a plotting stack.
+// Thread-safe: free functions with no shared state.
 #ifndef TWOTOWER_TRAIN_PLOT_H_
 #define TWOTOWER_TRAIN_PLOT_H_
 
