@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <mutex>
 
 #include "index/index_file_internal.h"
@@ -216,6 +217,12 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
   const AddResult result = store_.AddImpl(vectors, n, ids);
   const int64_t after = store_.size();
   const int d = store_.dim();
+  for (int64_t r = 0; r < n; ++r) {
+    double norm = 0.0;
+    for (int p = 0; p < d; ++p)
+      norm += static_cast<double>(vectors[r * d + p]) * vectors[r * d + p];
+    max_norm_ = std::max(max_norm_, std::sqrt(norm));
+  }
   std::vector<int64_t> fresh, updated;  // rows of `vectors`
   for (int64_t r = 0; r < n; ++r) (store_.Find(ids[r]) >= before ? fresh : updated).push_back(r);
 
@@ -271,20 +278,37 @@ void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filte
   const int d = store_.dim();
   const Hnsw* h = graph_->hnsw.get();
   bool widened = ef > ef0;
+  // hnswlib's distances (1 - inner product, its own summation order) differ from our scores by
+  // at most this, so candidates that close to the k-th are re-scored too: the exact order among
+  // them decides (Higham, Accuracy and Stability of Numerical Algorithms, 3.1: |error| <=
+  // d * eps * |q| |v| per dot product, twice for the two orders).
+  double query_norm = 0.0;
+  for (int p = 0; p < d; ++p) query_norm += static_cast<double>(query[p]) * query[p];
+  const float tolerance = static_cast<float>(2.0 * d * std::numeric_limits<float>::epsilon() *
+                                                 std::sqrt(query_norm) * max_norm_ +
+                                             std::numeric_limits<float>::min());
+  std::vector<const float*> rows;
+  std::vector<int64_t> labels;
+  std::vector<float> scores;
   while (h != nullptr && graph_cost(ef) < exact_cost) {
     graph_searches_.fetch_add(1, std::memory_order_relaxed);
-    // Re-score the allowed candidates with the exact store's arithmetic, from hnswlib's copy of
-    // the vectors (just read by the search, so in cache).
-    TopK heap(want);
-    int64_t found = 0;
+    rows.clear();
+    labels.clear();
+    float boundary = std::numeric_limits<float>::infinity();
     for (const auto& [dist, internal_id] : graph_->Search(query, static_cast<size_t>(ef))) {
+      if (dist > boundary) break;  // candidates come closest first
       const int64_t label = static_cast<int64_t>(h->getExternalLabel(internal_id));
       if (filter != nullptr && !filter->Allows(label)) continue;
-      ++found;
-      const float* v = reinterpret_cast<const float*>(h->getDataByInternalId(internal_id));
-      heap.Push(Hit{internal::Dot(query, v, d), label});
+      // From hnswlib's copy of the vector: the same values, and in cache after the search.
+      rows.push_back(reinterpret_cast<const float*>(h->getDataByInternalId(internal_id)));
+      labels.push_back(label);
+      if (static_cast<int64_t>(rows.size()) == want) boundary = dist + tolerance;
     }
-    if (found >= want) {
+    if (static_cast<int64_t>(rows.size()) >= want) {
+      scores.resize(rows.size());
+      internal::DotRows(query, rows.data(), rows.size(), d, scores.data());
+      TopK heap(want);
+      for (size_t i = 0; i < rows.size(); ++i) heap.Push(Hit{scores[i], labels[i]});
       if (widened) widened_.fetch_add(1, std::memory_order_relaxed);
       heap.Write(k, ids_out, scores_out);
       return;
@@ -365,6 +389,13 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count,
   }
   auto index = std::make_unique<HnswIndex>(dim, params);
   index->store_.ReadItems(reader, count);
+  std::vector<float> v(static_cast<size_t>(dim));
+  for (int64_t label = 0; label < count; ++label) {
+    index->store_.GetVector(label, v.data());
+    double norm = 0.0;
+    for (float x : v) norm += static_cast<double>(x) * x;
+    index->max_norm_ = std::max(index->max_norm_, std::sqrt(norm));
+  }
   const uint64_t graph_size = reader.U64("graph size");
   const char* graph_bytes = reader.Take(static_cast<size_t>(graph_size), "graph");
   reader.ExpectEnd();

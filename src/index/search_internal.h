@@ -115,6 +115,26 @@ inline float Dot(const float* q, const float* v, int d) {
   return s;
 }
 
+// Dot for n rows, four independent chains at a time (each the same chain as Dot).
+inline void DotRows(const float* q, const float* const* rows, size_t n, int d, float* out) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float *r0 = rows[i], *r1 = rows[i + 1], *r2 = rows[i + 2], *r3 = rows[i + 3];
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    for (int p = 0; p < d; ++p) {
+      s0 = MulAdd(q[p], r0[p], s0);
+      s1 = MulAdd(q[p], r1[p], s1);
+      s2 = MulAdd(q[p], r2[p], s2);
+      s3 = MulAdd(q[p], r3[p], s3);
+    }
+    out[i] = s0;
+    out[i + 1] = s1;
+    out[i + 2] = s2;
+    out[i + 3] = s3;
+  }
+  for (; i < n; ++i) out[i] = Dot(q, rows[i], d);
+}
+
 // Sixteen floats: one lane per item of a panel. GCC lowers it to one AVX-512 register, two AVX
 // or four SSE registers, with the same per-lane results.
 typedef float V16 __attribute__((vector_size(64)));

@@ -94,6 +94,9 @@ class HnswIndex final : public ItemIndex {
   HnswParams params_;
   FlatIndex store_;
   std::unique_ptr<Graph> graph_;
+  // The largest stored vector norm: bounds the rounding difference between hnswlib's distances
+  // and our scores (see SearchOne).
+  double max_norm_ = 0.0;
   mutable std::atomic<int64_t> graph_searches_{0}, widened_{0}, exact_scans_{0};
 };
 
