@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Retrieval benchmark: twotower's FlatIndex and HnswIndex against FAISS (IndexFlatIP,
+# IndexHNSWFlat) and hnswlib at equal parameters, on N x 128 float32 unit vectors (random and
+# clustered) with 1,000 queries, threads 1 and 2; plus read bandwidth (and the exact scan's lower
+# bound) and batch recommendations for USERS users. Prints markdown tables (also in
+# $OUT/results.md); raw JSON lines in $OUT/results.jsonl.
+#
+#   bash bench/run_index_bench.sh                  # N=1,000,000, USERS=100,000 (long: hours)
+#   N=20000 USERS=2000 bash bench/run_index_bench.sh   # a quick check of the pipeline
+#
+# Settings (environment): N, D (128), QUERIES (1000), USERS (100000), THREADS ("1 2"),
+# DATASETS ("random clustered"), M (32), EF_CONSTRUCTION (200), EF_SEARCH ("64,128,256"),
+# SINGLE (queries timed one at a time, 1000), BUILD (build-idx), OUT ($BUILD/index_bench).
+# The peers (FAISS and python3-hnswlib) run with OPENBLAS_CORETYPE=SkylakeX in their command
+# only: this CPU has AVX-512 and Debian's OpenBLAS would not pick its AVX-512 kernels for it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-1000000}
+D=${D:-128}
+QUERIES=${QUERIES:-1000}
+USERS=${USERS:-100000}
+THREADS=${THREADS:-"1 2"}
+DATASETS=${DATASETS:-"random clustered"}
+M=${M:-32}
+EF_CONSTRUCTION=${EF_CONSTRUCTION:-200}
+EF_SEARCH=${EF_SEARCH:-"64,128,256"}
+SINGLE=${SINGLE:-1000}
+BUILD=${BUILD:-build-idx}
+OUT=${OUT:-$BUILD/index_bench}
+PY=/usr/bin/python3
+PEER_ENV="OPENBLAS_CORETYPE=SkylakeX"
+
+# Debian packages the peers need, installed if missing.
+missing=()
+for p in python3-numpy python3-faiss python3-hnswlib; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+bash scripts/install_deps.sh
+
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C "$BUILD" bench_index >/dev/null
+BENCH="$BUILD/bench_index"
+
+mkdir -p "$OUT/data" "$OUT/ids"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+log() { echo "== $*" >&2; }
+
+log "data: $N x $D, $QUERIES queries, $USERS users"
+$PY bench/index_bench.py gen --out "$OUT/data" --n "$N" --d "$D" --queries "$QUERIES" \
+  --users "$USERS"
+
+for t in $THREADS; do
+  log "read bandwidth, $t thread(s)"
+  "$BENCH" bandwidth --threads "$t" --gib 1 | tee -a "$RESULTS"
+done
+
+for ds in $DATASETS; do
+  base="$OUT/data/base_$ds.npy"
+  queries="$OUT/data/queries_$ds.npy"
+  for t in $THREADS; do
+    common=(--base "$base" --queries "$queries" --threads "$t" --dataset "$ds" --single "$SINGLE")
+    hnsw=(--M "$M" --ef-construction "$EF_CONSTRUCTION" --ef-search "$EF_SEARCH")
+    log "$ds, $t thread(s): FAISS IndexFlatIP ($PEER_ENV)"
+    env $PEER_ENV $PY bench/index_bench.py run --impl faiss-flat "${common[@]}" \
+      --out-ids "$OUT/ids/${ds}_t${t}_faiss-flat" | tee -a "$RESULTS"
+    log "$ds, $t thread(s): twotower FlatIndex"
+    "$BENCH" run --impl flat "${common[@]}" --out-ids "$OUT/ids/${ds}_t${t}_flat" | tee -a "$RESULTS"
+    log "$ds, $t thread(s): twotower HnswIndex"
+    "$BENCH" run --impl hnsw "${common[@]}" "${hnsw[@]}" --out-ids "$OUT/ids/${ds}_t${t}_hnsw" |
+      tee -a "$RESULTS"
+    log "$ds, $t thread(s): hnswlib (C++, built with our flags)"
+    "$BENCH" run --impl hnswlib "${common[@]}" "${hnsw[@]}" \
+      --out-ids "$OUT/ids/${ds}_t${t}_hnswlib" | tee -a "$RESULTS"
+    log "$ds, $t thread(s): hnswlib (python3-hnswlib, $PEER_ENV)"
+    env $PEER_ENV $PY bench/index_bench.py run --impl hnswlib-py "${common[@]}" "${hnsw[@]}" \
+      --out-ids "$OUT/ids/${ds}_t${t}_hnswlib-py" | tee -a "$RESULTS"
+    log "$ds, $t thread(s): FAISS IndexHNSWFlat ($PEER_ENV)"
+    env $PEER_ENV $PY bench/index_bench.py run --impl faiss-hnsw "${common[@]}" "${hnsw[@]}" \
+      --out-ids "$OUT/ids/${ds}_t${t}_faiss-hnsw" | tee -a "$RESULTS"
+  done
+done
+
+for t in $THREADS; do
+  log "batch recommendations, $USERS users, $t thread(s)"
+  "$BENCH" users --base "$OUT/data/base_random.npy" --users "$OUT/data/users_random.npy" \
+    --threads "$t" --dataset random | tee -a "$RESULTS"
+  env $PEER_ENV $PY bench/index_bench.py users --base "$OUT/data/base_random.npy" \
+    --users "$OUT/data/users_random.npy" --threads "$t" --dataset random | tee -a "$RESULTS"
+done
+
+log "report (peers ran with $PEER_ENV)"
+$PY bench/index_bench.py report --results "$RESULTS" --data "$OUT/data" \
+  --markdown "$OUT/results.md"
+echo "(FAISS and python3-hnswlib ran with $PEER_ENV; twotower and the C++ hnswlib without.)"
