@@ -21,8 +21,9 @@
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 
-// hnswlib's SIMD distance loops prefetch (and read, to compute the prefetch address) one link
-// past the end of a neighbour list, which AddressSanitizer reports; its plain loops do not.
+// hnswlib 0.6.2's SSE code paths read the link after the last one of a neighbour list to
+// prefetch it (hnswalg.h:214, searchBaseLayer), one element past the end of an upper-layer list:
+// AddressSanitizer stops there. Its plain code paths do not, so sanitized builds use those.
 #if defined(__SANITIZE_ADDRESS__)
 #define NO_MANUAL_VECTORIZATION
 #endif
