@@ -5,11 +5,15 @@
 # bound) and batch recommendations for USERS users. Prints markdown tables (also in
 # $OUT/results.md); raw JSON lines in $OUT/results.jsonl.
 #
-#   bash bench/run_index_bench.sh                  # N=1,000,000, USERS=100,000 (long: hours)
-#   N=20000 USERS=2000 bash bench/run_index_bench.sh   # a quick check of the pipeline
+#   bash bench/run_index_bench.sh                  # N=1,000,000, USERS=100,000
+#   N=20000 USERS=2000 SINGLE=200 bash bench/run_index_bench.sh   # a check of the pipeline (4 min)
+#
+# At N=1,000,000 on 2 cores expect hours: every HNSW is built once per dataset and thread count,
+# and Debian's FAISS HNSW build is slow (67 s for 20,000 items on one thread here, so on the
+# order of an hour per million); IMPLS picks a subset.
 #
 # Settings (environment): N, D (128), QUERIES (1000), USERS (100000), THREADS ("1 2"),
-# DATASETS ("random clustered"), M (32), EF_CONSTRUCTION (200), EF_SEARCH ("64,128,256"),
+# DATASETS ("random clustered"), IMPLS ("faiss-flat flat hnsw hnswlib hnswlib-py faiss-hnsw"), M (32), EF_CONSTRUCTION (200), EF_SEARCH ("64,128,256"),
 # SINGLE (queries timed one at a time, 1000), BUILD (build-idx), OUT ($BUILD/index_bench).
 # The peers (FAISS and python3-hnswlib) run with OPENBLAS_CORETYPE=SkylakeX in their command
 # only: this CPU has AVX-512 and Debian's OpenBLAS would not pick its AVX-512 kernels for it.
@@ -22,6 +26,7 @@ QUERIES=${QUERIES:-1000}
 USERS=${USERS:-100000}
 THREADS=${THREADS:-"1 2"}
 DATASETS=${DATASETS:-"random clustered"}
+IMPLS=${IMPLS:-"faiss-flat flat hnsw hnswlib hnswlib-py faiss-hnsw"}
 M=${M:-32}
 EF_CONSTRUCTION=${EF_CONSTRUCTION:-200}
 EF_SEARCH=${EF_SEARCH:-"64,128,256"}
@@ -69,23 +74,27 @@ for ds in $DATASETS; do
   for t in $THREADS; do
     common=(--base "$base" --queries "$queries" --threads "$t" --dataset "$ds" --single "$SINGLE")
     hnsw=(--M "$M" --ef-construction "$EF_CONSTRUCTION" --ef-search "$EF_SEARCH")
-    log "$ds, $t thread(s): FAISS IndexFlatIP ($PEER_ENV)"
-    env $PEER_ENV $PY bench/index_bench.py run --impl faiss-flat "${common[@]}" \
-      --out-ids "$OUT/ids/${ds}_t${t}_faiss-flat" | tee -a "$RESULTS"
-    log "$ds, $t thread(s): twotower FlatIndex"
-    "$BENCH" run --impl flat "${common[@]}" --out-ids "$OUT/ids/${ds}_t${t}_flat" | tee -a "$RESULTS"
-    log "$ds, $t thread(s): twotower HnswIndex"
-    "$BENCH" run --impl hnsw "${common[@]}" "${hnsw[@]}" --out-ids "$OUT/ids/${ds}_t${t}_hnsw" |
-      tee -a "$RESULTS"
-    log "$ds, $t thread(s): hnswlib (C++, built with our flags)"
-    "$BENCH" run --impl hnswlib "${common[@]}" "${hnsw[@]}" \
-      --out-ids "$OUT/ids/${ds}_t${t}_hnswlib" | tee -a "$RESULTS"
-    log "$ds, $t thread(s): hnswlib (python3-hnswlib, $PEER_ENV)"
-    env $PEER_ENV $PY bench/index_bench.py run --impl hnswlib-py "${common[@]}" "${hnsw[@]}" \
-      --out-ids "$OUT/ids/${ds}_t${t}_hnswlib-py" | tee -a "$RESULTS"
-    log "$ds, $t thread(s): FAISS IndexHNSWFlat ($PEER_ENV)"
-    env $PEER_ENV $PY bench/index_bench.py run --impl faiss-hnsw "${common[@]}" "${hnsw[@]}" \
-      --out-ids "$OUT/ids/${ds}_t${t}_faiss-hnsw" | tee -a "$RESULTS"
+    for impl in $IMPLS; do
+      ids=(--out-ids "$OUT/ids/${ds}_t${t}_$impl")
+      case "$impl" in
+        flat)
+          log "$ds, $t thread(s): twotower FlatIndex"
+          "$BENCH" run --impl flat "${common[@]}" "${ids[@]}" ;;
+        hnsw | hnswlib)
+          log "$ds, $t thread(s): $impl (C++; hnswlib is the library itself, built with our flags)"
+          "$BENCH" run --impl "$impl" "${common[@]}" "${hnsw[@]}" "${ids[@]}" ;;
+        faiss-flat)
+          log "$ds, $t thread(s): FAISS IndexFlatIP ($PEER_ENV)"
+          env $PEER_ENV $PY bench/index_bench.py run --impl faiss-flat "${common[@]}" "${ids[@]}" ;;
+        faiss-hnsw | hnswlib-py)
+          log "$ds, $t thread(s): $impl ($PEER_ENV)"
+          env $PEER_ENV $PY bench/index_bench.py run --impl "$impl" "${common[@]}" "${hnsw[@]}" \
+            "${ids[@]}" ;;
+        *)
+          echo "IMPLS: unknown $impl" >&2
+          exit 2 ;;
+      esac | tee -a "$RESULTS"
+    done
   done
 done
 
