@@ -57,6 +57,18 @@ data::DataPaths ModelDataPaths(const model::LoadedModel& loaded) {
   return defaults.ResolvedPaths();
 }
 
+// Reads a table whose path came from the model file's training config unless the user gave
+// `flag`; a failure then says where the path came from and how to override it.
+data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag) {
+  try {
+    return data::ReadTable(path);
+  } catch (const Error& e) {
+    if (!from_model) throw;
+    throw Error(std::string(e.what()) + " (path from the model file's training config; pass " +
+                flag + " to read another file)");
+  }
+}
+
 void PrintEval(const std::string& name, const train::EvalMetrics& m) {
   std::cout << name << ": " << m.count << " interactions  loss " << Fixed(m.loss) << "  accuracy "
             << Fixed(m.accuracy) << "  AUC " << Fixed(m.auc);
@@ -93,6 +105,11 @@ int RunTrain(const TrainArgs& a) {
   train::Config config = train::Config::FromYamlFile(a.config_path);
   for (const std::string& s : a.shortcuts) config.Set(s, "command line");
   for (const std::string& s : a.sets) config.Set(s, "--set");
+  // The model file records the data paths for evaluate/embed/recommend: absolute, so those work
+  // from any directory.
+  if (!config.data_dir.empty()) {
+    config.data_dir = std::filesystem::absolute(config.data_dir).lexically_normal().string();
+  }
   const int threads = SetThreads(config.threads);
 
   std::cout << "== configuration (" << a.config_path << ", resolved)\n" << config.ToYaml();
@@ -139,8 +156,8 @@ int RunEvaluate(const EvaluateArgs& a) {
   data::DataPaths paths = ModelDataPaths(m);
   if (!a.users.empty()) paths.users = a.users;
   if (!a.items.empty()) paths.items = a.items;
-  const data::Table users = data::ReadTable(paths.users);
-  const data::Table items = data::ReadTable(paths.items);
+  const data::Table users = ReadDataTable(paths.users, a.users.empty(), "--users");
+  const data::Table items = ReadDataTable(paths.items, a.items.empty(), "--items");
   const auto user_index = data::EntityIndex::FromTable(users, m.schema.user.id_column);
   const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
   const data::Interactions inter =
@@ -168,7 +185,7 @@ std::string IdsPath(const std::string& npy_path) {
 int RunEmbed(const EmbedArgs& a) {
   const model::LoadedModel m = model::LoadModel(a.model);
   const std::string items_path = a.items.empty() ? ModelDataPaths(m).items : a.items;
-  const data::Table items = data::ReadTable(items_path);
+  const data::Table items = ReadDataTable(items_path, a.items.empty(), "--items");
   const auto index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
   Matrix x, v;
   m.encoder.item.Encode(items, &x);
@@ -388,8 +405,8 @@ int RunRecommend(const RecommendArgs& a) {
   if (!a.users.empty()) paths.users = a.users;
   if (!a.items.empty()) paths.items = a.items;
   if (!a.train.empty()) paths.train = a.train;
-  const data::Table users = data::ReadTable(paths.users);
-  const data::Table items = data::ReadTable(paths.items);
+  const data::Table users = ReadDataTable(paths.users, a.users.empty(), "--users");
+  const data::Table items = ReadDataTable(paths.items, a.items.empty(), "--items");
   const auto user_index = data::EntityIndex::FromTable(users, m.schema.user.id_column);
   const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
   int32_t user_row = -1;
@@ -491,7 +508,8 @@ int Main(int argc, char** argv) {
   generate->add_option("--movies", gen.options.movies, "number of movies")->capture_default_str();
   generate->add_option("--interactions", gen.options.interactions, "number of interactions")
       ->capture_default_str();
-  generate->add_option("--seed", gen.options.seed, "random seed")->capture_default_str();
+  std::string gen_seed = "42";
+  generate->add_option("--seed", gen_seed, "random seed")->capture_default_str();
 
   TrainArgs tr;
   std::string seed, epochs, output_dir, train_threads;
@@ -567,14 +585,40 @@ int Main(int argc, char** argv) {
   index_add->add_option("--out", ia.out, "write the result here (default: over --index)");
   index_add->add_option("--threads", threads, "threads (0 = all cores)");
 
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+      known |= sub->get_name() == argv[1];
+    }
+    if (!known) {
+      std::cerr << "error: unknown command " << Quote(argv[1]) << " (expected: " << names << ")\n";
+      return 1;
+    }
+  }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Usage errors look like every other error: one line, "error:", status 1.
+    std::cerr << "error: " << e.what() << " (see twotower --help)\n";
+    return 1;
   }
 
   try {
-    if (threads < 0) throw Error("--threads: expected 0 (all cores) or a positive count");
+    // --threads and --seed go through the settings table, so every command checks them alike.
+    {
+      train::Config probe;
+      probe.Set("threads=" + std::to_string(threads), "--threads");
+      if (generate->parsed()) {
+        probe.Set("seed=" + gen_seed, "--seed");
+        gen.options.seed = probe.seed;
+      }
+    }
     SetThreads(threads);
     if (generate->parsed()) return RunGenerate(gen);
     if (train_cmd->parsed()) {
