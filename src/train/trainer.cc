@@ -71,15 +71,25 @@ std::string MetricsJson(const EvalMetrics& m, int best_epoch, double seconds) {
 }  // namespace
 
 EvalMetrics Evaluate(const model::TwoTowerModel& model, const Matrix& user_features,
-                     const Matrix& item_features, const data::Interactions& data) {
+                     const Matrix& item_features, const data::Interactions& data,
+                     ProgressBar* progress) {
+  constexpr int64_t kChunk = 65536;
+  const int64_t n = data.size();
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  int64_t done = 0;
   Matrix u, v;
   model.EncodeUsers(user_features, &u);
+  if (progress != nullptr) progress->Update(++done);
   model.EncodeItems(item_features, &v);
-  const int64_t n = data.size();
+  if (progress != nullptr) progress->Update(++done);
   Vector logits(n);
   const float scale = model.scale(), bias = model.bias();
-  for (int64_t i = 0; i < n; ++i) {
-    logits[i] = scale * u.row(data.user_row[i]).dot(v.row(data.item_row[i])) + bias;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t end = std::min(n, (c + 1) * kChunk);
+    for (int64_t i = c * kChunk; i < end; ++i) {
+      logits[i] = scale * u.row(data.user_row[i]).dot(v.row(data.item_row[i])) + bias;
+    }
+    if (progress != nullptr) progress->Update(++done);
   }
   EvalMetrics m;
   m.count = n;
@@ -172,9 +182,9 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     r.train_accuracy = Accuracy(epoch_logits, epoch_labels);
     r.train_auc = Auc(epoch_logits, epoch_labels);
     {
-      ProgressBar val_bar("val", 1, options.progress);
-      const EvalMetrics val = Evaluate(net, data.user_features, data.item_features, data.val);
-      val_bar.Update(1);
+      ProgressBar val_bar("val", 2 + (data.val.size() + 65535) / 65536, options.progress);
+      const EvalMetrics val =
+          Evaluate(net, data.user_features, data.item_features, data.val, &val_bar);
       val_bar.Finish("loss " + Fixed(val.loss));
       r.val_loss = val.loss;
       r.val_accuracy = val.accuracy;

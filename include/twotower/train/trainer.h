@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "twotower/core/progress.h"
 #include "twotower/data/dataset.h"
 #include "twotower/model/two_tower.h"
 #include "twotower/train/config.h"
@@ -30,8 +31,10 @@ struct EvalMetrics {
 
 // Scores every interaction in inference mode. Users and items are each encoded once, then pairs
 // are scored by dot product, so the cost is (users + items) tower passes, not one per pair.
+// `progress`, if given, counts the steps: one per tower pass and one per 65,536 pairs scored.
 EvalMetrics Evaluate(const model::TwoTowerModel& model, const Matrix& user_features,
-                     const Matrix& item_features, const data::Interactions& data);
+                     const Matrix& item_features, const data::Interactions& data,
+                     ProgressBar* progress = nullptr);
 
 struct EpochRecord {
   int epoch = 0;
