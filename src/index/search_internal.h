@@ -147,7 +147,8 @@ inline V16 Load16(const float* p) {
   return v;
 }
 
-inline V16 Broadcast16(float x) { return V16{} + x; }
+// Not `V16{} + x`: that is an addition (0 + -0 is +0), which the compiler must keep.
+inline V16 Broadcast16(float x) { return V16{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
 
 inline V16 MulAdd(V16 a, V16 b, V16 c) {
 #if defined(__AVX512F__)
