@@ -16,7 +16,9 @@
 # DATASETS ("random clustered"), IMPLS ("faiss-flat flat hnsw hnswlib hnswlib-py faiss-hnsw"), M (32), EF_CONSTRUCTION (200), EF_SEARCH ("64,128,256"),
 # SINGLE (queries timed one at a time, 1000), BUILD (build-idx), OUT ($BUILD/index_bench).
 # The peers (FAISS and python3-hnswlib) run with OPENBLAS_CORETYPE=SkylakeX in their command
-# only: this CPU has AVX-512 and Debian's OpenBLAS would not pick its AVX-512 kernels for it.
+# only: this CPU has AVX-512 and Debian's OpenBLAS would not pick its AVX-512 kernels for it; and
+# with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS equal to the thread count being measured (otherwise
+# FAISS's matrix products use every core in its "1 thread" runs and oversubscribe in "2").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,10 +87,10 @@ for ds in $DATASETS; do
           "$BENCH" run --impl "$impl" "${common[@]}" "${hnsw[@]}" "${ids[@]}" ;;
         faiss-flat)
           log "$ds, $t thread(s): FAISS IndexFlatIP ($PEER_ENV)"
-          env $PEER_ENV $PY bench/index_bench.py run --impl faiss-flat "${common[@]}" "${ids[@]}" ;;
+          env $PEER_ENV OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" $PY bench/index_bench.py run --impl faiss-flat "${common[@]}" "${ids[@]}" ;;
         faiss-hnsw | hnswlib-py)
           log "$ds, $t thread(s): $impl ($PEER_ENV)"
-          env $PEER_ENV $PY bench/index_bench.py run --impl "$impl" "${common[@]}" "${hnsw[@]}" \
+          env $PEER_ENV OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" $PY bench/index_bench.py run --impl "$impl" "${common[@]}" "${hnsw[@]}" \
             "${ids[@]}" ;;
         *)
           echo "IMPLS: unknown $impl" >&2
@@ -102,7 +104,7 @@ for t in $THREADS; do
   log "batch recommendations, $USERS users, $t thread(s)"
   "$BENCH" users --base "$OUT/data/base_random.npy" --users "$OUT/data/users_random.npy" \
     --threads "$t" --dataset random | tee -a "$RESULTS"
-  env $PEER_ENV $PY bench/index_bench.py users --base "$OUT/data/base_random.npy" \
+  env $PEER_ENV OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" $PY bench/index_bench.py users --base "$OUT/data/base_random.npy" \
     --users "$OUT/data/users_random.npy" --threads "$t" --dataset random | tee -a "$RESULTS"
 done
 
