@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "testing/cli_runner.h"
 #include "testing/temp_dir.h"
 #include "twotower/data/npy.h"
 
@@ -23,79 +24,15 @@ using testing::ReadBytes;
 using ::testing::StartsWith;
 using testing::TempDir;
 
-struct CliResult {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string ShellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
-
-// Runs `twotower <args>` with stdout and stderr captured to files in `scratch`.
-CliResult RunCli(const std::vector<std::string>& args, const TempDir& scratch) {
-  static int counter = 0;
-  const std::string base = scratch.File("cli_" + std::to_string(counter++));
-  std::string command = ShellQuote(TWOTOWER_CLI_PATH);
-  // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive) on `" " + string`.
-  for (const std::string& a : args) {
-    command += ' ';
-    command += ShellQuote(a);
-  }
-  command += " >";
-  command += ShellQuote(base + ".out");
-  command += " 2>";
-  command += ShellQuote(base + ".err");
-  command += " </dev/null";
-  const int status = std::system(command.c_str());
-  CliResult r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = ReadBytes(base + ".out");
-  r.err = ReadBytes(base + ".err");
-  return r;
-}
+using testing::CliResult;
+using testing::Fields;
+using testing::Lines;
+using testing::RunCli;
+using testing::Words;
 
 std::string Repo(const std::string& path) { return std::string(TWOTOWER_SOURCE_DIR) + "/" + path; }
 
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(line);
-  return lines;
-}
-
-std::vector<std::string> Fields(const std::string& line, char sep) {
-  std::vector<std::string> f;
-  std::istringstream in(line);
-  std::string field;
-  while (std::getline(in, field, sep)) f.push_back(field);
-  return f;
-}
-
-std::vector<std::string> Words(const std::string& line) {
-  std::vector<std::string> w;
-  std::istringstream in(line);
-  std::string word;
-  while (in >> word) w.push_back(word);
-  return w;
-}
-
-// The user's error: non-zero exit, one "error: ..." message on stderr, no internal error.
-void ExpectUserError(const CliResult& r, const std::string& message) {
-  EXPECT_NE(r.code, 0);
-  EXPECT_EQ(r.code, 1) << "typed errors exit with 1; stderr: " << r.err;
-  EXPECT_THAT(r.err, StartsWith("error: ")) << r.err;
-  EXPECT_THAT(r.err, HasSubstr(message));
-}
+using testing::ExpectUserError;
 
 // A data set made with `twotower generate` and a model trained on it with `twotower train`,
 // made once per process and shared (read-only) by the tests below.
