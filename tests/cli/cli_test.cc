@@ -27,6 +27,7 @@ using testing::TempDir;
 using testing::CliResult;
 using testing::Fields;
 using testing::Lines;
+using testing::ResultRows;
 using testing::RunCli;
 using testing::Words;
 
@@ -195,19 +196,6 @@ TEST_F(CliTest, EmbedWritesNpyAndIds) {
   const std::vector<std::string> ids = Lines(ReadBytes(scratch_.File("emb/items.ids.txt")));
   ASSERT_EQ(ids.size(), 100u);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(ids[i], std::to_string(i + 1));
-}
-
-// The result rows of `recommend`: (movie id, score) in printed order.
-std::vector<std::pair<std::string, double>> ResultRows(const std::string& out) {
-  std::vector<std::pair<std::string, double>> rows;
-  const std::vector<std::string> lines = Lines(out);
-  for (size_t i = 2; i < lines.size(); ++i) {
-    const std::vector<std::string> w = Words(lines[i]);
-    if (w.size() >= 3 && w[0] == std::to_string(rows.size() + 1)) {
-      rows.emplace_back(w[1], std::stod(w[2]));
-    }
-  }
-  return rows;
 }
 
 // The user with the most training interactions.

@@ -24,6 +24,7 @@ using testing::Fields;
 using ::testing::HasSubstr;
 using testing::Lines;
 using testing::ReadBytes;
+using testing::ResultRows;
 using testing::RunCli;
 using ::testing::StartsWith;
 using testing::TempDir;
@@ -114,19 +115,6 @@ std::string BusiestUser() {
     if (best.empty() || n > counts[best]) best = user;
   }
   return best;
-}
-
-// (movie id, score) rows of a single-user `recommend`.
-std::vector<std::pair<std::string, double>> ResultRows(const std::string& out) {
-  std::vector<std::pair<std::string, double>> rows;
-  const std::vector<std::string> lines = Lines(out);
-  for (size_t i = 2; i < lines.size(); ++i) {
-    const std::vector<std::string> w = Words(lines[i]);
-    if (w.size() >= 3 && w[0] == std::to_string(rows.size() + 1)) {
-      rows.emplace_back(w[1], std::stod(w[2]));
-    }
-  }
-  return rows;
 }
 
 // ---- happy paths --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "testing/fixtures.h"
 #include "testing/temp_dir.h"
 #include "twotower/core/error.h"
 #include "twotower/data/dataset.h"
@@ -17,21 +18,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using twotower::testing::ErrorMessage;
+using twotower::testing::MakeTable;
 using twotower::testing::TempDir;
-
-// A table built in memory: `rows` of values in `columns` order, file lines 2, 3, ...
-Table MakeTable(const std::string& source, const std::vector<std::string>& columns,
-                const std::vector<std::vector<std::string>>& rows) {
-  Table t;
-  t.source = source;
-  t.columns = columns;
-  t.cells.resize(columns.size());
-  for (size_t r = 0; r < rows.size(); ++r) {
-    for (size_t c = 0; c < columns.size(); ++c) t.cells[c].push_back(rows[r][c]);
-    t.lines.push_back(static_cast<int64_t>(r) + 2);
-  }
-  return t;
-}
 
 EntitySchema UserSchema() {
   EntitySchema s;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 
+#include "testing/fixtures.h"
 #include "testing/temp_dir.h"
 #include "twotower/core/error.h"
 
@@ -16,19 +17,9 @@ namespace {
 
 using ::testing::HasSubstr;
 using twotower::testing::ErrorMessage;
+using twotower::testing::FloatBytes;
 using twotower::testing::ReadBytes;
 using twotower::testing::TempDir;
-
-// Little-endian float32 bytes, written out by hand.
-std::string FloatBytes(std::initializer_list<float> values) {
-  std::string out;
-  for (float v : values) {
-    uint32_t bits;
-    std::memcpy(&bits, &v, 4);
-    for (int i = 0; i < 4; ++i) out += static_cast<char>((bits >> (8 * i)) & 0xff);
-  }
-  return out;
-}
 
 // A version 1.0 .npy file as numpy.save writes it: magic, version, 2-byte LE header length,
 // the header dict padded with spaces and ended by '\n' so the data starts at a multiple of 64.

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "testing/fixtures.h"
 #include "testing/temp_dir.h"
 #include "twotower/core/error.h"
 #include "twotower/model/safetensors.h"
@@ -17,20 +18,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using twotower::testing::ErrorMessage;
+using twotower::testing::MakeTable;
 using twotower::testing::TempDir;
-
-data::Table MakeTable(const std::string& source, const std::vector<std::string>& columns,
-                      const std::vector<std::vector<std::string>>& rows) {
-  data::Table t;
-  t.source = source;
-  t.columns = columns;
-  t.cells.resize(columns.size());
-  for (size_t r = 0; r < rows.size(); ++r) {
-    for (size_t c = 0; c < columns.size(); ++c) t.cells[c].push_back(rows[r][c]);
-    t.lines.push_back(static_cast<int64_t>(r) + 2);
-  }
-  return t;
-}
 
 // A tiny model: users (age numeric, gender one-hot F/M) -> width 3; items (genre one-hot
 // Action/Drama, year numeric) -> width 3; towers 3 -> 6 -> 4 and 3 -> 5 -> 4.

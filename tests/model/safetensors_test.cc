@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "testing/fixtures.h"
 #include "testing/temp_dir.h"
 #include "twotower/core/error.h"
 
@@ -17,18 +18,9 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using twotower::testing::ErrorMessage;
+using twotower::testing::FloatBytes;
 using twotower::testing::ReadBytes;
 using twotower::testing::TempDir;
-
-std::string FloatBytes(std::initializer_list<float> values) {
-  std::string out;
-  for (float v : values) {
-    uint32_t bits;
-    std::memcpy(&bits, &v, 4);
-    for (int i = 0; i < 4; ++i) out += static_cast<char>((bits >> (8 * i)) & 0xff);
-  }
-  return out;
-}
 
 std::string Le64(uint64_t n) {
   std::string out;

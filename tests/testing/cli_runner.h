@@ -81,6 +81,19 @@ inline std::vector<std::string> Words(const std::string& line) {
 }
 
 // A user's error: exit status 1, one "error: ..." message on stderr containing `message`.
+// The result rows of a single-user `recommend`: (movie id, score) in printed order.
+inline std::vector<std::pair<std::string, double>> ResultRows(const std::string& out) {
+  std::vector<std::pair<std::string, double>> rows;
+  const std::vector<std::string> lines = Lines(out);
+  for (size_t i = 2; i < lines.size(); ++i) {
+    const std::vector<std::string> w = Words(lines[i]);
+    if (w.size() >= 3 && w[0] == std::to_string(rows.size() + 1)) {
+      rows.emplace_back(w[1], std::stod(w[2]));
+    }
+  }
+  return rows;
+}
+
 inline void ExpectUserError(const CliResult& r, const std::string& message) {
   EXPECT_EQ(r.code, 1) << "typed errors exit with 1; stderr: " << r.err;
   EXPECT_THAT(r.err, ::testing::StartsWith("error: ")) << r.err;
