@@ -24,6 +24,7 @@ using testing::ReadBytes;
 using ::testing::StartsWith;
 using testing::TempDir;
 
+using testing::BusiestUser;
 using testing::CliResult;
 using testing::Fields;
 using testing::Lines;
@@ -196,20 +197,6 @@ TEST_F(CliTest, EmbedWritesNpyAndIds) {
   const std::vector<std::string> ids = Lines(ReadBytes(scratch_.File("emb/items.ids.txt")));
   ASSERT_EQ(ids.size(), 100u);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(ids[i], std::to_string(i + 1));
-}
-
-// The user with the most training interactions.
-std::string BusiestUser(const std::string& data_dir) {
-  std::map<std::string, int> counts;
-  for (const std::string& line : Lines(ReadBytes(data_dir + "/train/interactions.csv"))) {
-    const std::vector<std::string> f = Fields(line, ',');
-    if (f.size() == 5 && f[0] != "user_id") ++counts[f[0]];
-  }
-  std::string best;
-  for (const auto& [user, n] : counts) {
-    if (best.empty() || n > counts[best]) best = user;
-  }
-  return best;
 }
 
 TEST_F(CliTest, RecommendExcludesSeenItems) {

@@ -104,18 +104,7 @@ class IndexCliTest : public ::testing::Test {
 };
 
 // The user with the most training interactions.
-std::string BusiestUser() {
-  std::map<std::string, int> counts;
-  for (const std::string& line : Lines(ReadBytes(SharedSetup().data + "/train/interactions.csv"))) {
-    const std::vector<std::string> f = Fields(line, ',');
-    if (f.size() == 5 && f[0] != "user_id") ++counts[f[0]];
-  }
-  std::string best;
-  for (const auto& [user, n] : counts) {
-    if (best.empty() || n > counts[best]) best = user;
-  }
-  return best;
-}
+std::string BusiestUser() { return testing::BusiestUser(SharedSetup().data); }
 
 // ---- happy paths --------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -92,6 +93,20 @@ inline std::vector<std::pair<std::string, double>> ResultRows(const std::string&
     }
   }
   return rows;
+}
+
+// The user with the most interactions in `data_dir`/train/interactions.csv (as generated).
+inline std::string BusiestUser(const std::string& data_dir) {
+  std::map<std::string, int> counts;
+  for (const std::string& line : Lines(ReadBytes(data_dir + "/train/interactions.csv"))) {
+    const std::vector<std::string> f = Fields(line, ',');
+    if (f.size() == 5 && f[0] != "user_id") ++counts[f[0]];
+  }
+  std::string best;
+  for (const auto& [user, n] : counts) {
+    if (best.empty() || n > counts[best]) best = user;
+  }
+  return best;
 }
 
 inline void ExpectUserError(const CliResult& r, const std::string& message) {
