@@ -13,6 +13,14 @@
 //       binding drives it (parallel addPoint after a first serial one, searchKnn per query).
 //   bench_index users --base B.npy --users U.npy --threads T [--k 10 --chunk 4096]
 //       batch recommendations: the FlatIndex search `twotower recommend --all-users` runs.
+//   bench_index compare --base B.npy --queries Q.npy --threads 1,2 [--k 10 --M 32
+//       --ef-construction 200 --ef-search 64,128 --rounds 15 --build-threads 1 --limit N]
+//       HnswIndex against raw hnswlib searching the same graph: both are built with
+//       --build-threads (1 makes hnswlib's graph a function of the input, so the two graphs are
+//       identical; the share of equal result ids is printed as the check), then searched in
+//       alternating rounds (batch of all queries, and all queries one at a time); prints the
+//       medians and the median of the per-round ratios, which a noisy machine disturbs least.
+//       --limit takes the first N items only (a one-thread build of a million takes long).
 // Every measurement prints one JSON line on stdout.
 #include <omp.h>
 #include <sys/resource.h>
@@ -320,6 +328,92 @@ int Users(const Args& a) {
   return 0;
 }
 
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 == 1 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+int Compare(const Args& a) {
+  const int k = a.Int("k", 10);
+  const int M = a.Int("M", 32), efc = a.Int("ef-construction", 200);
+  const std::vector<int> efs = IntList(a.Get("ef-search", "64"));
+  const int rounds = a.Int("rounds", 15);
+  Matrix base = twotower::data::ReadNpy(a.Get("base"));
+  const int64_t limit = a.Int("limit", 0);
+  if (limit > 0 && limit < base.rows()) base = Matrix(base.topRows(limit));
+  const Matrix queries = twotower::data::ReadNpy(a.Get("queries"));
+  const int d = static_cast<int>(base.cols());
+  const int64_t nq = queries.rows();
+  twotower::index::HnswParams p;
+  p.M = M;
+  p.ef_construction = efc;
+  p.ef_search = efs[0];
+  std::unique_ptr<Engine> engines[2] = {
+      std::make_unique<OurEngine>(std::make_unique<twotower::index::HnswIndex>(d, p)),
+      std::make_unique<RawHnswlib>(d, M, efc)};
+  twotower::SetThreads(a.Int("build-threads", 1));
+  double build_s[2];
+  for (int e = 0; e < 2; ++e) {
+    const auto start = Clock::now();
+    engines[e]->Build(base);
+    build_s[e] = Seconds(start);
+  }
+  std::vector<int64_t> ids[2];
+  std::vector<float> scores(static_cast<size_t>(nq * k));
+  for (auto& v : ids) v.resize(static_cast<size_t>(nq * k));
+  for (int thread_count : IntList(a.Get("threads", "1")))
+    for (int ef : efs) {
+      const int threads = twotower::SetThreads(thread_count);
+      for (auto& e : engines) e->SetEf(ef);
+      std::vector<double> batch[2], single[2], batch_ratio, single_ratio;
+      for (int round = 0; round < rounds; ++round) {
+        double b[2], s1[2];
+        for (int j = 0; j < 2; ++j) {
+          const int e = (round + j) % 2;  // alternate which goes first
+          auto t = Clock::now();
+          engines[e]->Search(queries.data(), nq, k, ids[e].data(), scores.data());
+          b[e] = nq / Seconds(t);
+          t = Clock::now();
+          for (int64_t i = 0; i < nq; ++i) {
+            engines[e]->Search(queries.row(i).data(), 1, k, ids[e].data() + i * k,
+                               scores.data() + i * k);
+          }
+          s1[e] = nq / Seconds(t);
+        }
+        for (int e = 0; e < 2; ++e) {
+          batch[e].push_back(b[e]);
+          single[e].push_back(s1[e]);
+        }
+        batch_ratio.push_back(b[0] / b[1]);
+        single_ratio.push_back(s1[0] / s1[1]);
+      }
+      // The check that both searched the same graph: result ids in common (as sets per query).
+      int64_t common = 0;
+      for (int64_t q = 0; q < nq; ++q) {
+        std::vector<int64_t> x(ids[0].begin() + q * k, ids[0].begin() + (q + 1) * k);
+        std::vector<int64_t> y(ids[1].begin() + q * k, ids[1].begin() + (q + 1) * k);
+        std::sort(x.begin(), x.end());
+        std::sort(y.begin(), y.end());
+        std::vector<int64_t> both;
+        std::set_intersection(x.begin(), x.end(), y.begin(), y.end(), std::back_inserter(both));
+        common += static_cast<int64_t>(both.size());
+      }
+      std::printf(
+          "{\"mode\": \"compare\", \"dataset\": \"%s\", \"threads\": %d, \"build_threads\": %d, "
+          "\"param\": \"ef_search=%d\", \"n\": %lld, \"nq\": %lld, \"rounds\": %d, "
+          "\"build_s\": [%.3f, %.3f], \"same_ids\": %.4f, \"qps_batch\": [%.1f, %.1f], "
+          "\"qps1\": [%.1f, %.1f], \"ratio_batch\": %.3f, \"ratio1\": %.3f}\n",
+          a.Get("dataset").c_str(), threads, a.Int("build-threads", 1), ef,
+          static_cast<long long>(base.rows()), static_cast<long long>(nq), rounds, build_s[0],
+          build_s[1], static_cast<double>(common) / static_cast<double>(nq * k), Median(batch[0]),
+          Median(batch[1]), Median(single[0]), Median(single[1]), Median(batch_ratio),
+          Median(single_ratio));
+      std::fflush(stdout);
+    }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -329,7 +423,8 @@ int main(int argc, char** argv) {
     if (mode == "bandwidth") return Bandwidth(a);
     if (mode == "run") return Run(a);
     if (mode == "users") return Users(a);
-    std::fprintf(stderr, "usage: bench_index bandwidth|run|users --key value ...\n");
+    if (mode == "compare") return Compare(a);
+    std::fprintf(stderr, "usage: bench_index bandwidth|run|users|compare --key value ...\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -226,6 +226,23 @@ def cmd_report(a):
                            f"{r['recall']:.4f} | {x['recall']:.4f} | "
                            f"{r['qps1'] / x['qps1']:.2f} | {r['qps_batch'] / x['qps_batch']:.2f} |")
 
+    cmp = [r for r in rows if r["mode"] == "compare"]
+    if cmp:
+        out.append("\n### HnswIndex against hnswlib on the same graph (`bench_index compare`)\n")
+        out.append("Both built with one thread (hnswlib's graph is then a function of the input: "
+                   "the two are identical, checked by the share of equal result ids), then "
+                   "searched in alternating rounds; q/s are medians over the rounds, the ratios "
+                   "medians of the per-round ratios.\n")
+        out.append("| data | items | threads | params | same ids | HnswIndex q/s batch 1 | "
+                   "hnswlib q/s batch 1 | ratio | HnswIndex q/s batch 1000 | "
+                   "hnswlib q/s batch 1000 | ratio |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in cmp:
+            out.append(f"| {r['dataset']} | {r['n']:,} | {r['threads']} | {r['param']} | "
+                       f"{r['same_ids']:.4f} | {r['qps1'][0]:,.0f} | {r['qps1'][1]:,.0f} | "
+                       f"{r['ratio1']:.2f} | {r['qps_batch'][0]:,.0f} | "
+                       f"{r['qps_batch'][1]:,.0f} | {r['ratio_batch']:.2f} |")
+
     us = [r for r in rows if r["mode"] == "users"]
     if us:
         out.append("\n### Batch recommendations (top 10 of every user)\n")

@@ -14,7 +14,9 @@
 #
 # Settings (environment): N, D (128), QUERIES (1000), USERS (100000), THREADS ("1 2"),
 # DATASETS ("random clustered"), IMPLS ("faiss-flat flat hnsw hnswlib hnswlib-py faiss-hnsw"), M (32), EF_CONSTRUCTION (200), EF_SEARCH ("64,128,256"),
-# SINGLE (queries timed one at a time, 1000), BUILD (build-idx), OUT ($BUILD/index_bench).
+# SINGLE (queries timed one at a time, 1000), BUILD (build-idx), OUT ($BUILD/index_bench),
+# COMPARE_N (items for the same-graph HnswIndex/hnswlib comparison, 100000; 0 skips it),
+# COMPARE_ROUNDS (11).
 # The peers (FAISS and python3-hnswlib) run with OPENBLAS_CORETYPE=SkylakeX in their command
 # only: this CPU has AVX-512 and Debian's OpenBLAS would not pick its AVX-512 kernels for it; and
 # with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS equal to the thread count being measured (otherwise
@@ -33,6 +35,8 @@ M=${M:-32}
 EF_CONSTRUCTION=${EF_CONSTRUCTION:-200}
 EF_SEARCH=${EF_SEARCH:-"64,128,256"}
 SINGLE=${SINGLE:-1000}
+COMPARE_N=${COMPARE_N:-100000}
+COMPARE_ROUNDS=${COMPARE_ROUNDS:-11}
 BUILD=${BUILD:-build-idx}
 OUT=${OUT:-$BUILD/index_bench}
 PY=/usr/bin/python3
@@ -99,6 +103,16 @@ for ds in $DATASETS; do
     done
   done
 done
+
+if [ "$COMPARE_N" -gt 0 ]; then
+  for ds in $DATASETS; do
+    log "$ds: HnswIndex against hnswlib on the same graph (first $COMPARE_N items, one-thread builds)"
+    "$BENCH" compare --base "$OUT/data/base_$ds.npy" --queries "$OUT/data/queries_$ds.npy" \
+      --limit "$COMPARE_N" --threads "${THREADS// /,}" --dataset "$ds" --M "$M" \
+      --ef-construction "$EF_CONSTRUCTION" --ef-search "$EF_SEARCH" --rounds "$COMPARE_ROUNDS" |
+      tee -a "$RESULTS"
+  done
+fi
 
 for t in $THREADS; do
   log "batch recommendations, $USERS users, $t thread(s)"

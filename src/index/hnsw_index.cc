@@ -1,5 +1,3 @@
-// The only translation unit that includes hnswlib: its header defines non-inline functions
-// (cpuid, AVXCapable, ...), so a second includer in the same program would not link.
 #include "twotower/index/hnsw_index.h"
 
 #include <omp.h>
@@ -16,28 +14,19 @@
 #include <limits>
 #include <mutex>
 
+#include "index/hnsw_graph.h"
 #include "index/index_file_internal.h"
 #include "index/search_internal.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 
-// hnswlib 0.6.2's SSE code paths read the link after the last one of a neighbour list to
-// prefetch it (hnswalg.h:214, searchBaseLayer), one element past the end of an upper-layer list:
-// AddressSanitizer stops there. Its plain code paths do not, so sanitized builds use those.
-#if defined(__SANITIZE_ADDRESS__)
-#define NO_MANUAL_VECTORIZATION
-#endif
-#include <hnswlib/hnswlib.h>
-
 namespace twotower::index {
 namespace {
 
-using Hnsw = hnswlib::HierarchicalNSW<float>;
 using internal::Hit;
+using internal::HnswGraph;
 using internal::PreparedFilter;
 using internal::TopK;
-
-constexpr size_t kRandomSeed = 100;  // hnswlib's default: level draws are reproducible
 
 int Threads() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()); }
 
@@ -62,22 +51,6 @@ class TempFile {
   std::string path_;
 };
 
-// The size hnswlib 0.6.2's saveIndex writes for `h`: 13 header fields, the bottom layer, then
-// each element's upper-layer links with their length.
-uint64_t SavedGraphSize(const Hnsw& h) {
-  // offsetLevel0_, max_elements_, cur_element_count, size_data_per_element_, label_offset_,
-  // offsetData_, maxlevel_ (int), enterpoint_node_ (tableint), maxM_, maxM0_, M_, mult_ (double),
-  // ef_construction_.
-  uint64_t size = 6 * sizeof(size_t) + sizeof(int) + sizeof(hnswlib::tableint) +
-                  3 * sizeof(size_t) + sizeof(double) + sizeof(size_t);
-  size += h.cur_element_count * h.size_data_per_element_;
-  for (size_t i = 0; i < h.cur_element_count; ++i) {
-    size += sizeof(unsigned int);
-    if (h.element_levels_[i] > 0) size += h.size_links_per_element_ * h.element_levels_[i];
-  }
-  return size;
-}
-
 bool ParseInt(const std::string& text, int* out) {
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, *out);
@@ -85,50 +58,6 @@ bool ParseInt(const std::string& text, int* out) {
 }
 
 }  // namespace
-
-struct HnswIndex::Graph {
-  explicit Graph(int dim) : space(static_cast<size_t>(dim)) {}
-
-  // Candidates for `query`, closest (largest inner product) first, as (1 - ip, internal id): the
-  // upper layers greedily, then the bottom layer with a candidate list of `ef`. hnswlib's own
-  // searchKnn does the same but reads ef from a member, which concurrent searches with
-  // different ef would race on.
-  std::vector<std::pair<float, hnswlib::tableint>> Search(const float* query, size_t ef) const {
-    const Hnsw& h = *hnsw;
-    if (h.cur_element_count == 0) return {};
-    hnswlib::tableint current = h.enterpoint_node_;
-    float current_dist = h.fstdistfunc_(query, h.getDataByInternalId(current), h.dist_func_param_);
-    for (int level = h.maxlevel_; level > 0; --level) {
-      bool changed = true;
-      while (changed) {
-        changed = false;
-        hnswlib::linklistsizeint* list = h.get_linklist(current, level);
-        const int size = h.getListCount(list);
-        const hnswlib::tableint* links = reinterpret_cast<const hnswlib::tableint*>(list + 1);
-        for (int i = 0; i < size; ++i) {
-          const float d =
-              h.fstdistfunc_(query, h.getDataByInternalId(links[i]), h.dist_func_param_);
-          if (d < current_dist) {
-            current_dist = d;
-            current = links[i];
-            changed = true;
-          }
-        }
-      }
-    }
-    auto top = h.num_deleted_ != 0 ? h.searchBaseLayerST<true>(current, query, ef)
-                                   : h.searchBaseLayerST<false>(current, query, ef);
-    std::vector<std::pair<float, hnswlib::tableint>> out(top.size());
-    for (size_t i = out.size(); i-- > 0;) {
-      out[i] = top.top();
-      top.pop();
-    }
-    return out;
-  }
-
-  hnswlib::InnerProductSpace space;
-  std::unique_ptr<Hnsw> hnsw;  // null until the first item
-};
 
 // ---- params -----------------------------------------------------------------------------------
 
@@ -192,7 +121,7 @@ void HnswParams::Validate() const {
 
 HnswIndex::HnswIndex(int dim, const HnswParams& params) : params_(params), store_(dim) {
   params_.Validate();
-  graph_ = std::make_unique<Graph>(dim);
+  graph_ = std::make_unique<HnswGraph>(dim, params_.M, params_.ef_construction);
 }
 
 HnswIndex::~HnswIndex() = default;
@@ -227,20 +156,11 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
   std::vector<int64_t> fresh, updated;  // rows of `vectors`
   for (int64_t r = 0; r < n; ++r) (store_.Find(ids[r]) >= before ? fresh : updated).push_back(r);
 
-  Graph& g = *graph_;
-  if (!g.hnsw) {
-    g.hnsw = std::make_unique<Hnsw>(&g.space, static_cast<size_t>(std::max<int64_t>(after, 16)),
-                                    static_cast<size_t>(params_.M),
-                                    static_cast<size_t>(params_.ef_construction), kRandomSeed);
-  } else if (static_cast<size_t>(after) > g.hnsw->max_elements_) {
-    g.hnsw->resizeIndex(std::max<size_t>(after, 2 * g.hnsw->max_elements_));
-  }
-  Hnsw& h = *g.hnsw;
-  auto add = [&](int64_t r) {
-    h.addPoint(vectors + r * d, static_cast<hnswlib::labeltype>(store_.Find(ids[r])));
-  };
+  HnswGraph& g = *graph_;
+  g.Reserve(after);
+  auto add = [&](int64_t r) { g.Add(vectors + r * d, store_.Find(ids[r])); };
   size_t first = 0;
-  if (h.cur_element_count == 0 && !fresh.empty()) add(fresh[first++]);  // the entry point alone
+  if (g.size() == 0 && !fresh.empty()) add(fresh[first++]);  // the entry point alone
   std::string failure;
   std::mutex failure_mutex;
 #pragma omp parallel for schedule(dynamic, 64) num_threads(Threads())
@@ -259,7 +179,7 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
 }
 
 void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filter, int64_t* ids_out,
-                          float* scores_out) const {
+                          float* scores_out, SearchCounts* counts) const {
   const int64_t size = store_.size();
   const int64_t allowed = filter != nullptr ? filter->allowed : size;
   const int64_t want = std::min<int64_t>(k, allowed);
@@ -277,40 +197,41 @@ void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filte
   }
   ef = std::min(ef, size);
   const int d = store_.dim();
-  const Hnsw* h = graph_->hnsw.get();
   bool widened = ef > ef0;
-  // hnswlib's distances (1 - inner product, its own summation order) differ from our scores by
-  // at most this, so candidates that close to the k-th are re-scored too: the exact order among
-  // them decides (Higham, Accuracy and Stability of Numerical Algorithms, 3.1: |error| <=
-  // d * eps * |q| |v| per dot product, twice for the two orders).
+  // hnswlib's distances (1 - inner product, its own summation order and fused multiply-adds)
+  // differ from our scores by at most this, so candidates that close to the k-th are re-scored
+  // too: the exact order among them decides (Higham, Accuracy and Stability of Numerical
+  // Algorithms, 3.1: |error| <= d * eps * |q| |v| per dot product, twice for the two orders).
   double query_norm = 0.0;
   for (int p = 0; p < d; ++p) query_norm += static_cast<double>(query[p]) * query[p];
   const float tolerance = static_cast<float>(2.0 * d * std::numeric_limits<float>::epsilon() *
                                                  std::sqrt(query_norm) * max_norm_ +
                                              std::numeric_limits<float>::min());
-  std::vector<const float*> rows;
-  std::vector<int64_t> labels;
-  std::vector<float> scores;
-  while (h != nullptr && graph_cost(ef) < exact_cost) {
-    graph_searches_.fetch_add(1, std::memory_order_relaxed);
+  // Per-thread scratch: a search allocates nothing once these have grown.
+  thread_local std::vector<HnswGraph::Candidate> candidates;
+  thread_local std::vector<const float*> rows;
+  thread_local std::vector<int64_t> labels;
+  thread_local std::vector<float> scores;
+  while (graph_->size() > 0 && graph_cost(ef) < exact_cost) {
+    ++counts->graph_searches;
+    graph_->Search(query, static_cast<size_t>(ef), &candidates);
     rows.clear();
     labels.clear();
     float boundary = std::numeric_limits<float>::infinity();
-    for (const auto& [dist, internal_id] : graph_->Search(query, static_cast<size_t>(ef))) {
-      if (dist > boundary) break;  // candidates come closest first
-      const int64_t label = static_cast<int64_t>(h->getExternalLabel(internal_id));
-      if (filter != nullptr && !filter->Allows(label)) continue;
-      // From hnswlib's copy of the vector: the same values, and in cache after the search.
-      rows.push_back(reinterpret_cast<const float*>(h->getDataByInternalId(internal_id)));
-      labels.push_back(label);
-      if (static_cast<int64_t>(rows.size()) == want) boundary = dist + tolerance;
+    for (const HnswGraph::Candidate& c : candidates) {
+      if (c.distance > boundary) break;  // candidates come closest first
+      if (filter != nullptr && !filter->Allows(c.label)) continue;
+      // From the graph's copy of the vector: the same values, and in cache after the search.
+      rows.push_back(c.vector);
+      labels.push_back(c.label);
+      if (static_cast<int64_t>(rows.size()) == want) boundary = c.distance + tolerance;
     }
     if (static_cast<int64_t>(rows.size()) >= want) {
       scores.resize(rows.size());
       internal::DotRows(query, rows.data(), rows.size(), d, scores.data());
       TopK heap(want);
       for (size_t i = 0; i < rows.size(); ++i) heap.Push(Hit{scores[i], labels[i]});
-      if (widened) widened_.fetch_add(1, std::memory_order_relaxed);
+      counts->widened += widened;
       heap.Write(k, ids_out, scores_out);
       return;
     }
@@ -318,40 +239,43 @@ void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filte
     ef = std::min(size, ef * 4);
     widened = true;
   }
-  if (widened) widened_.fetch_add(1, std::memory_order_relaxed);
-  exact_scans_.fetch_add(1, std::memory_order_relaxed);
+  counts->widened += widened;
+  ++counts->exact_scans;
   store_.SearchImpl(query, 1, k, filter, ids_out, scores_out);
 }
 
 void HnswIndex::SearchImpl(const float* queries, int64_t n, int k, const PreparedFilter* filters,
                            int64_t* ids_out, float* scores_out) const {
   const int d = store_.dim();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(Threads()) if (n > 1)
-  for (int64_t q = 0; q < n; ++q) {
-    SearchOne(queries + q * d, k, filters != nullptr ? &filters[q] : nullptr, ids_out + q * k,
-              scores_out + q * k);
+  // Counted per thread and added once: shared counters bumped per query cost a contended
+  // cache line in every search.
+  int64_t searches = 0, widened = 0, exact = 0;
+#pragma omp parallel num_threads(Threads()) if (n > 1) reduction(+ : searches, widened, exact)
+  {
+    SearchCounts counts;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t q = 0; q < n; ++q) {
+      SearchOne(queries + q * d, k, filters != nullptr ? &filters[q] : nullptr, ids_out + q * k,
+                scores_out + q * k, &counts);
+    }
+    searches += counts.graph_searches;
+    widened += counts.widened;
+    exact += counts.exact_scans;
   }
+  graph_searches_.fetch_add(searches, std::memory_order_relaxed);
+  widened_.fetch_add(widened, std::memory_order_relaxed);
+  exact_scans_.fetch_add(exact, std::memory_order_relaxed);
 }
 
 void HnswIndex::SaveImpl(const std::string& path) const {
-  const Hnsw* h = graph_->hnsw.get();
   // hnswlib writes its graph to a file of its own; it goes into ours as the last section.
   std::unique_ptr<TempFile> graph;
   uint64_t graph_size = 0;
-  if (h != nullptr && h->cur_element_count > 0) {
+  if (graph_->size() > 0) {
     const std::filesystem::path parent = std::filesystem::path(path).parent_path();
     if (!parent.empty()) MakeDirectories(parent.string());
     graph = std::make_unique<TempFile>(path + ".graph");
-    const_cast<Hnsw*>(h)->saveIndex(graph->path());  // saveIndex is not const, but only reads
-    std::error_code ec;
-    graph_size = std::filesystem::file_size(graph->path(), ec);
-    if (ec || graph_size != SavedGraphSize(*h)) {
-      throw Error(path + ": writing the hnswlib graph failed (" + graph->path() + ": " +
-                  (ec ? ec.message()
-                      : std::to_string(graph_size) + " bytes, expected " +
-                            std::to_string(SavedGraphSize(*h))) +
-                  ")");
-    }
+    graph_size = graph_->Save(graph->path());
   }
   internal::WriteIndexFile(
       path, "hnsw", store_.dim(), store_.size(), [&](internal::ByteSink& sink) {
@@ -412,35 +336,8 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count,
     out.write(graph_bytes, static_cast<std::streamsize>(graph_size));
     if (!out.flush()) throw Error(graph.path() + ": cannot write a temporary file");
   }
-  Graph& g = *index->graph_;
-  // hnswlib's loading constructor leaves num_deleted_ uninitialised (0.6.2) and loadIndex only
-  // adds to it; start from the empty constructor and zero it first.
-  g.hnsw = std::make_unique<Hnsw>(&g.space);
-  g.hnsw->num_deleted_ = 0;
-  try {
-    g.hnsw->loadIndex(graph.path(), &g.space, static_cast<size_t>(count));
-  } catch (const std::exception& e) {
-    g.hnsw.reset();
-    reader.Fail(std::string("graph: hnswlib cannot load it: ") + e.what());
-  }
-  const Hnsw& h = *g.hnsw;
-  if (h.cur_element_count != static_cast<size_t>(count) ||
-      h.size_data_per_element_ != h.offsetData_ + dim * sizeof(float) + sizeof(size_t) ||
-      h.label_offset_ != h.offsetData_ + dim * sizeof(float) || h.num_deleted_ != 0 ||
-      h.M_ != static_cast<size_t>(params.M)) {
-    reader.Fail("graph: does not match the header (" + std::to_string(h.cur_element_count) +
-                " elements, expected " + std::to_string(count) + " of dimension " +
-                std::to_string(dim) + ")");
-  }
-  std::vector<char> seen(static_cast<size_t>(count), 0);
-  for (size_t i = 0; i < h.cur_element_count; ++i) {
-    const hnswlib::labeltype label = h.getExternalLabel(static_cast<hnswlib::tableint>(i));
-    if (label >= static_cast<size_t>(count) || seen[label]) {
-      reader.Fail("graph: element " + std::to_string(i) + " has label " + std::to_string(label) +
-                  ", expected a distinct label below " + std::to_string(count));
-    }
-    seen[label] = 1;
-  }
+  const std::string problem = index->graph_->Load(graph.path(), count);
+  if (!problem.empty()) reader.Fail("graph: " + problem);
   return index;
 }
 

@@ -14,7 +14,7 @@
 // graph (not the exact re-scoring) may differ from run to run; one thread gives the same graph
 // for the same input.
 //
-// hnswlib's header defines non-inline functions, so only src/index/hnsw_index.cc includes it;
+// hnswlib's header defines non-inline functions, so only src/index/hnsw_graph.cc includes it;
 // this header does not. Thread-safety as ItemIndex.
 #ifndef TWOTOWER_INDEX_HNSW_INDEX_H_
 #define TWOTOWER_INDEX_HNSW_INDEX_H_
@@ -30,6 +30,7 @@
 
 namespace twotower::index {
 namespace internal {
+class HnswGraph;
 class PayloadReader;
 }  // namespace internal
 
@@ -82,18 +83,20 @@ class HnswIndex final : public ItemIndex {
 
  private:
   friend std::unique_ptr<ItemIndex> LoadIndex(const std::string& path, int expected_dim);
-  struct Graph;  // hnswlib's space and HierarchicalNSW
-
   // The payload after the header (index_file.h); errors name the reader's file.
   static std::unique_ptr<HnswIndex> ReadPayload(int dim, int64_t count,
                                                 internal::PayloadReader& reader);
 
+  // What one search did, summed per batch into the counters.
+  struct SearchCounts {
+    int64_t graph_searches = 0, widened = 0, exact_scans = 0;
+  };
   void SearchOne(const float* query, int k, const internal::PreparedFilter* filter,
-                 int64_t* ids_out, float* scores_out) const;
+                 int64_t* ids_out, float* scores_out, SearchCounts* counts) const;
 
   HnswParams params_;
   FlatIndex store_;
-  std::unique_ptr<Graph> graph_;
+  std::unique_ptr<internal::HnswGraph> graph_;
   // The largest stored vector norm: bounds the rounding difference between hnswlib's distances
   // and our scores (see SearchOne).
   double max_norm_ = 0.0;

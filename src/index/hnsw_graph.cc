@@ -1,0 +1,167 @@
+// The only translation unit that includes hnswlib (see hnsw_graph.h).
+#include "index/hnsw_graph.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+
+#include "twotower/core/error.h"
+
+// hnswlib 0.6.2's SSE code paths read the link after the last one of a neighbour list to
+// prefetch it (hnswalg.h:214, searchBaseLayer), one element past the end of an upper-layer list:
+// AddressSanitizer stops there. Its plain code paths do not, so sanitized builds use those.
+#if defined(__SANITIZE_ADDRESS__)
+#define NO_MANUAL_VECTORIZATION
+#endif
+#include <hnswlib/hnswlib.h>
+
+namespace twotower::index::internal {
+namespace {
+
+using Hnsw = hnswlib::HierarchicalNSW<float>;
+
+constexpr size_t kRandomSeed = 100;  // hnswlib's default: level draws are reproducible
+
+// The size hnswlib 0.6.2's saveIndex writes for `h`: 13 header fields, the bottom layer, then
+// each element's upper-layer links with their length.
+uint64_t SavedSize(const Hnsw& h) {
+  // offsetLevel0_, max_elements_, cur_element_count, size_data_per_element_, label_offset_,
+  // offsetData_, maxlevel_ (int), enterpoint_node_ (tableint), maxM_, maxM0_, M_, mult_ (double),
+  // ef_construction_.
+  uint64_t size = 6 * sizeof(size_t) + sizeof(int) + sizeof(hnswlib::tableint) +
+                  3 * sizeof(size_t) + sizeof(double) + sizeof(size_t);
+  size += h.cur_element_count * h.size_data_per_element_;
+  for (size_t i = 0; i < h.cur_element_count; ++i) {
+    size += sizeof(unsigned int);
+    if (h.element_levels_[i] > 0) size += h.size_links_per_element_ * h.element_levels_[i];
+  }
+  return size;
+}
+
+}  // namespace
+
+struct HnswGraph::Impl {
+  Impl(int dim, int M, int ef_construction)
+      : space(static_cast<size_t>(dim)), dim(dim), M(M), ef_construction(ef_construction) {}
+
+  hnswlib::InnerProductSpace space;
+  int dim, M, ef_construction;
+  std::unique_ptr<Hnsw> hnsw;  // null until the first Reserve
+};
+
+HnswGraph::HnswGraph(int dim, int M, int ef_construction) {
+  if (dim < 1) throw Error("hnsw graph: dimension must be at least 1, got " + std::to_string(dim));
+  if (M < 2) throw Error("hnsw graph: M must be at least 2, got " + std::to_string(M));
+  impl_ = std::make_unique<Impl>(dim, M, ef_construction);
+}
+
+HnswGraph::~HnswGraph() = default;
+
+int64_t HnswGraph::size() const {
+  return impl_->hnsw ? static_cast<int64_t>(impl_->hnsw->cur_element_count) : 0;
+}
+
+void HnswGraph::Reserve(int64_t capacity) {
+  Impl& g = *impl_;
+  if (!g.hnsw) {
+    g.hnsw = std::make_unique<Hnsw>(&g.space, static_cast<size_t>(std::max<int64_t>(capacity, 16)),
+                                    static_cast<size_t>(g.M),
+                                    static_cast<size_t>(g.ef_construction), kRandomSeed);
+  } else if (static_cast<size_t>(capacity) > g.hnsw->max_elements_) {
+    g.hnsw->resizeIndex(std::max<size_t>(static_cast<size_t>(capacity), 2 * g.hnsw->max_elements_));
+  }
+}
+
+void HnswGraph::Add(const float* vector, int64_t label) {
+  if (!impl_->hnsw) Reserve(1);
+  impl_->hnsw->addPoint(vector, static_cast<hnswlib::labeltype>(label));
+}
+
+void HnswGraph::Search(const float* query, size_t ef, std::vector<Candidate>* out) const {
+  out->clear();
+  if (!impl_->hnsw || impl_->hnsw->cur_element_count == 0) return;
+  const Hnsw& h = *impl_->hnsw;
+  // hnswlib's searchKnn without its ef member: upper layers greedily, then the bottom layer.
+  hnswlib::tableint current = h.enterpoint_node_;
+  float current_dist = h.fstdistfunc_(query, h.getDataByInternalId(current), h.dist_func_param_);
+  for (int level = h.maxlevel_; level > 0; --level) {
+    bool changed = true;
+    while (changed) {
+      changed = false;
+      hnswlib::linklistsizeint* list = h.get_linklist(current, level);
+      const int size = h.getListCount(list);
+      const hnswlib::tableint* links = reinterpret_cast<const hnswlib::tableint*>(list + 1);
+      for (int i = 0; i < size; ++i) {
+        const float d = h.fstdistfunc_(query, h.getDataByInternalId(links[i]), h.dist_func_param_);
+        if (d < current_dist) {
+          current_dist = d;
+          current = links[i];
+          changed = true;
+        }
+      }
+    }
+  }
+  auto top = h.num_deleted_ != 0 ? h.searchBaseLayerST<true>(current, query, ef)
+                                 : h.searchBaseLayerST<false>(current, query, ef);
+  out->resize(top.size());
+  for (size_t i = top.size(); i-- > 0;) {
+    const auto [dist, internal_id] = top.top();
+    top.pop();
+    (*out)[i] = Candidate{dist, static_cast<int64_t>(h.getExternalLabel(internal_id)),
+                          reinterpret_cast<const float*>(h.getDataByInternalId(internal_id))};
+  }
+}
+
+uint64_t HnswGraph::Save(const std::string& path) const {
+  if (!impl_->hnsw) throw Error(path + ": the hnsw graph is empty");
+  Hnsw& h = *impl_->hnsw;
+  h.saveIndex(path);  // not const in hnswlib, but only reads
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec || size != SavedSize(h)) {
+    throw Error(path + ": writing the hnswlib graph failed (" +
+                (ec ? ec.message()
+                    : std::to_string(size) + " bytes, expected " + std::to_string(SavedSize(h))) +
+                ")");
+  }
+  return size;
+}
+
+std::string HnswGraph::Load(const std::string& path, int64_t count) {
+  Impl& g = *impl_;
+  // hnswlib's loading constructor leaves num_deleted_ uninitialised (0.6.2) and loadIndex only
+  // adds to it; start from the empty constructor and zero it first.
+  g.hnsw = std::make_unique<Hnsw>(&g.space);
+  g.hnsw->num_deleted_ = 0;
+  try {
+    g.hnsw->loadIndex(path, &g.space, static_cast<size_t>(count));
+  } catch (const std::exception& e) {
+    g.hnsw.reset();
+    return std::string("hnswlib cannot load it: ") + e.what();
+  }
+  const Hnsw& h = *g.hnsw;
+  std::string problem;
+  const size_t row_bytes = static_cast<size_t>(g.dim) * sizeof(float);
+  if (h.cur_element_count != static_cast<size_t>(count) ||
+      h.size_data_per_element_ != h.offsetData_ + row_bytes + sizeof(size_t) ||
+      h.label_offset_ != h.offsetData_ + row_bytes || h.num_deleted_ != 0 ||
+      h.M_ != static_cast<size_t>(g.M)) {
+    problem = "does not match the header (" + std::to_string(h.cur_element_count) +
+              " elements, expected " + std::to_string(count) + " of dimension " +
+              std::to_string(g.dim) + ")";
+  }
+  std::vector<char> seen(problem.empty() ? static_cast<size_t>(count) : 0, 0);
+  for (size_t i = 0; problem.empty() && i < h.cur_element_count; ++i) {
+    const hnswlib::labeltype label = h.getExternalLabel(static_cast<hnswlib::tableint>(i));
+    if (label >= static_cast<size_t>(count) || seen[label]) {
+      problem = "element " + std::to_string(i) + " has label " + std::to_string(label) +
+                ", expected a distinct label below " + std::to_string(count);
+    } else {
+      seen[label] = 1;
+    }
+  }
+  if (!problem.empty()) g.hnsw.reset();
+  return problem;
+}
+
+}  // namespace twotower::index::internal
