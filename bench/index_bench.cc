@@ -5,9 +5,11 @@
 //   bench_index bandwidth --threads T [--gib 1]
 //       read bandwidth: a vectorised sum over a buffer far larger than the caches (best of 5)
 //   bench_index run --impl flat|hnsw|hnswlib --base B.npy --queries Q.npy --threads T
-//       [--k 10 --M 32 --ef-construction 200 --ef-search 64,128 --single 1000 --out-ids PREFIX]
-//       build time, memory, queries/s one query at a time (the first --single queries) and in
-//       one batch of all queries, per ef_search; writes each batch result's ids to
+//       [--k 10 --M 32 --ef-construction 200 --ef-search 64,128 --single 1000 --out-ids PREFIX
+//        --search-threads 1,2]
+//       build time (with --threads), memory, queries/s one query at a time (the first --single
+//       queries) and in one batch of all queries, per search thread count (default: --threads)
+//       and ef_search; writes each batch result's ids to
 //       PREFIX<param>.ids.npy (int64, nq x k) for bench/index_bench.py to score.
 //       `hnswlib` is hnswlib 0.6.2 itself, compiled here with our flags, driven as its Python
 //       binding drives it (parallel addPoint after a first serial one, searchKnn per query).
@@ -231,7 +233,7 @@ class RawHnswlib : public Engine {
 
 int Run(const Args& a) {
   const std::string impl = a.Get("impl");
-  const int threads = twotower::SetThreads(a.Int("threads", 1));
+  const int build_threads = twotower::SetThreads(a.Int("threads", 1));
   const int k = a.Int("k", 10);
   const int M = a.Int("M", 32), efc = a.Int("ef-construction", 200);
   const Matrix base = twotower::data::ReadNpy(a.Get("base"));
@@ -265,39 +267,46 @@ int Run(const Args& a) {
 
   std::vector<int64_t> ids(static_cast<size_t>(nq * k));
   std::vector<float> scores(static_cast<size_t>(nq * k));
-  for (int ef : efs) {
-    if (ef > 0) engine->SetEf(ef);
-    // One query at a time (each one still uses every thread where the index can).
-    engine->Search(queries.data(), 1, k, ids.data(), scores.data());  // warm-up
-    auto t = Clock::now();
-    for (int64_t i = 0; i < single; ++i) {
-      engine->Search(queries.row(i).data(), 1, k, ids.data() + i * k, scores.data() + i * k);
+  const std::vector<int> search_threads =
+      IntList(a.Get("search-threads", std::to_string(build_threads)));
+  for (int thread_count : search_threads)
+    for (int ef : efs) {
+      const int threads = twotower::SetThreads(thread_count);
+      if (ef > 0) engine->SetEf(ef);
+      // One query at a time (each one still uses every thread where the index can).
+      engine->Search(queries.data(), 1, k, ids.data(), scores.data());  // warm-up
+      auto t = Clock::now();
+      for (int64_t i = 0; i < single; ++i) {
+        engine->Search(queries.row(i).data(), 1, k, ids.data() + i * k, scores.data() + i * k);
+      }
+      const double qps1 = single / Seconds(t);
+      // All queries in one batch, best of 3.
+      double best = 1e30;
+      for (int rep = 0; rep < 3; ++rep) {
+        t = Clock::now();
+        engine->Search(queries.data(), nq, k, ids.data(), scores.data());
+        best = std::min(best, Seconds(t));
+      }
+      const std::string param = ef > 0 ? "ef_search=" + std::to_string(ef) : "";
+      std::string ids_file;
+      if (!a.Get("out-ids").empty()) {
+        ids_file = a.Get("out-ids") +
+                   (search_threads.size() > 1 ? "_s" + std::to_string(threads) : "") +
+                   (ef > 0 ? "_ef" + std::to_string(ef) : "") + ".ids.npy";
+        WriteIdsNpy(ids_file, ids, nq, k);
+      }
+      std::printf(
+          "{\"mode\": \"run\", \"dataset\": \"%s\", \"impl\": \"%s\", \"threads\": %d, "
+          "\"build_threads\": %d, \"param\": \"%s\", \"n\": %lld, \"d\": %d, \"nq\": %lld, "
+          "\"single\": %lld, "
+          "\"build_s\": %.3f, \"index_mib\": %.1f, \"peak_mib\": %.1f, \"qps1\": %.2f, "
+          "\"qps_batch\": %.2f, \"ids\": \"%s\"}\n",
+          a.Get("dataset").c_str(), impl.c_str(), threads, build_threads, param.c_str(),
+          static_cast<long long>(base.rows()), d, static_cast<long long>(nq),
+          static_cast<long long>(single), build_s, index_mib, PeakRssMiB(), qps1, nq / best,
+          ids_file.c_str());
+      std::fflush(stdout);
     }
-    const double qps1 = single / Seconds(t);
-    // All queries in one batch, best of 3.
-    double best = 1e30;
-    for (int rep = 0; rep < 3; ++rep) {
-      t = Clock::now();
-      engine->Search(queries.data(), nq, k, ids.data(), scores.data());
-      best = std::min(best, Seconds(t));
-    }
-    const std::string param = ef > 0 ? "ef_search=" + std::to_string(ef) : "";
-    std::string ids_file;
-    if (!a.Get("out-ids").empty()) {
-      ids_file = a.Get("out-ids") + (ef > 0 ? "_ef" + std::to_string(ef) : "") + ".ids.npy";
-      WriteIdsNpy(ids_file, ids, nq, k);
-    }
-    std::printf(
-        "{\"mode\": \"run\", \"dataset\": \"%s\", \"impl\": \"%s\", \"threads\": %d, "
-        "\"param\": \"%s\", \"n\": %lld, \"d\": %d, \"nq\": %lld, \"single\": %lld, "
-        "\"build_s\": %.3f, \"index_mib\": %.1f, \"peak_mib\": %.1f, \"qps1\": %.2f, "
-        "\"qps_batch\": %.2f, \"ids\": \"%s\"}\n",
-        a.Get("dataset").c_str(), impl.c_str(), threads, param.c_str(),
-        static_cast<long long>(base.rows()), d, static_cast<long long>(nq),
-        static_cast<long long>(single), build_s, index_mib, PeakRssMiB(), qps1, nq / best,
-        ids_file.c_str());
-    std::fflush(stdout);
-  }
   return 0;
 }
 

@@ -6,8 +6,9 @@ Debian's /usr/bin/python3 with python3-numpy, python3-faiss (1.7.3) and python3-
   gen     --out DIR --n N --d D --queries Q --users U --seed S
           base_{random,clustered}.npy (N x D float32 unit vectors), queries_*.npy, users_*.npy
   run     --impl faiss-flat|faiss-hnsw|hnswlib-py --base B --queries Q --threads T
-          [--k 10 --M 32 --ef-construction 200 --ef-search 64,128 --single 1000 --out-ids P]
-          one JSON line per ef_search, as bench_index run prints
+          [--k 10 --M 32 --ef-construction 200 --ef-search 64,128 --single 1000 --out-ids P
+           --search-threads 1,2]
+          one JSON line per search thread count and ef_search, as bench_index run prints
   users   --base B --users U --threads T [--k 10]
           IndexFlatIP.search over all users in one batch
   report  --results results.jsonl --data DIR [--markdown out.md]
@@ -76,6 +77,7 @@ def cmd_run(a):
     single = min(a.single, len(xq))
     efs = [int(e) for e in a.ef_search.split(",")] if a.impl != "faiss-flat" else [0]
     faiss.omp_set_num_threads(a.threads)
+    search_threads = [int(t) for t in (a.search_threads or str(a.threads)).split(",")]
 
     before = rss_mib()
     start = time.perf_counter()
@@ -103,7 +105,10 @@ def cmd_run(a):
         _, labels = index.search(q, k)
         return labels
 
-    for ef in efs:
+    for st, ef in [(st, ef) for st in search_threads for ef in efs]:
+        faiss.omp_set_num_threads(st)
+        if a.impl == "hnswlib-py":
+            index.set_num_threads(st)
         if a.impl == "faiss-hnsw":
             index.hnsw.efSearch = ef
         elif a.impl == "hnswlib-py":
@@ -120,10 +125,12 @@ def cmd_run(a):
             best = min(best, time.perf_counter() - t)
         ids_file = ""
         if a.out_ids:
-            ids_file = a.out_ids + (f"_ef{ef}" if ef else "") + ".ids.npy"
+            ids_file = (a.out_ids + (f"_s{st}" if len(search_threads) > 1 else "") +
+                        (f"_ef{ef}" if ef else "") + ".ids.npy")
             np.save(ids_file, ids)
         print(json.dumps({
-            "mode": "run", "dataset": a.dataset, "impl": a.impl, "threads": a.threads,
+            "mode": "run", "dataset": a.dataset, "impl": a.impl, "threads": st,
+            "build_threads": a.threads,
             "param": f"ef_search={ef}" if ef else "", "n": n, "d": d, "nq": len(xq),
             "single": single, "build_s": round(build_s, 3), "index_mib": round(index_mib, 1),
             "peak_mib": round(peak_mib(), 1), "qps1": round(qps1, 2),
@@ -182,7 +189,7 @@ def cmd_report(a):
     n = runs[0]["n"] if runs else 0
     out.append(f"### Retrieval: {n:,} items x {runs[0]['d'] if runs else 0}, "
                f"{runs[0]['nq'] if runs else 0} queries, k = 10\n")
-    out.append("| data | index | threads | params | build s | index MiB | peak MiB | "
+    out.append("| data | index | threads | params | build s (threads) | index MiB | peak MiB | "
                "q/s batch 1 | q/s batch 1000 | recall@10 |")
     out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in runs:
@@ -192,7 +199,8 @@ def cmd_report(a):
             rec = recall(np.load(r["ids"]), xb, xq, gt[r["dataset"]], gt[r["dataset"]].shape[1])
         r["recall"] = rec
         out.append(f"| {r['dataset']} | {NAMES.get(r['impl'], r['impl'])} | {r['threads']} | "
-                   f"{r['param'] or '-'} | {r['build_s']:.2f} | {r['index_mib']:.0f} | "
+                   f"{r['param'] or '-'} | {r['build_s']:.2f} "
+                   f"({r.get('build_threads', r['threads'])}) | {r['index_mib']:.0f} | "
                    f"{r['peak_mib']:.0f} | {r['qps1']:,.1f} | {r['qps_batch']:,.1f} | {rec:.4f} |")
 
     bw = [r for r in rows if r["mode"] == "bandwidth"]
@@ -286,6 +294,7 @@ def main():
     r.add_argument("--ef-search", default="64")
     r.add_argument("--single", type=int, default=1000)
     r.add_argument("--out-ids", default="")
+    r.add_argument("--search-threads", default="")
     u = sub.add_parser("users")
     u.add_argument("--base", required=True)
     u.add_argument("--users", required=True)

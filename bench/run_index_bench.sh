@@ -8,15 +8,15 @@
 #   bash bench/run_index_bench.sh                  # N=1,000,000, USERS=100,000
 #   N=20000 USERS=2000 SINGLE=200 bash bench/run_index_bench.sh   # a check of the pipeline (4 min)
 #
-# At N=1,000,000 on 2 cores expect hours: every HNSW is built once per dataset and thread count,
-# and Debian's FAISS HNSW build is slow (67 s for 20,000 items on one thread here, so on the
+# At N=1,000,000 on 2 cores expect hours: every HNSW is built once per dataset (with the most
+# threads, then searched with each count), and Debian's FAISS HNSW build is slow (67 s for 20,000 items on one thread here, so on the
 # order of an hour per million); IMPLS picks a subset.
 #
 # Settings (environment): N, D (128), QUERIES (1000), USERS (100000), THREADS ("1 2"),
 # DATASETS ("random clustered"), IMPLS ("faiss-flat flat hnsw hnswlib hnswlib-py faiss-hnsw"), M (32), EF_CONSTRUCTION (200), EF_SEARCH ("64,128,256"),
 # SINGLE (queries timed one at a time, 1000), BUILD (build-idx), OUT ($BUILD/index_bench),
 # COMPARE_N (items for the same-graph HnswIndex/hnswlib comparison, 100000; 0 skips it),
-# COMPARE_ROUNDS (11).
+# COMPARE_ROUNDS (11), USERS_THREADS (thread counts of the batch recommendations, $THREADS).
 # The peers (FAISS and python3-hnswlib) run with OPENBLAS_CORETYPE=SkylakeX in their command
 # only: this CPU has AVX-512 and Debian's OpenBLAS would not pick its AVX-512 kernels for it; and
 # with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS equal to the thread count being measured (otherwise
@@ -29,6 +29,7 @@ D=${D:-128}
 QUERIES=${QUERIES:-1000}
 USERS=${USERS:-100000}
 THREADS=${THREADS:-"1 2"}
+USERS_THREADS=${USERS_THREADS:-$THREADS}
 DATASETS=${DATASETS:-"random clustered"}
 IMPLS=${IMPLS:-"faiss-flat flat hnsw hnswlib hnswlib-py faiss-hnsw"}
 M=${M:-32}
@@ -74,33 +75,42 @@ for t in $THREADS; do
   "$BENCH" bandwidth --threads "$t" --gib 1 | tee -a "$RESULTS"
 done
 
+# Graph indexes are built once per dataset with the most threads (MAX_T) and searched with each
+# thread count; the exact ones are run per thread count (FAISS's BLAS threads are fixed at start).
+MAX_T=$(echo $THREADS | tr ' ' '\n' | sort -n | tail -1)
+SEARCH_T=${THREADS// /,}
 for ds in $DATASETS; do
   base="$OUT/data/base_$ds.npy"
   queries="$OUT/data/queries_$ds.npy"
-  for t in $THREADS; do
-    common=(--base "$base" --queries "$queries" --threads "$t" --dataset "$ds" --single "$SINGLE")
+  for impl in $IMPLS; do
     hnsw=(--M "$M" --ef-construction "$EF_CONSTRUCTION" --ef-search "$EF_SEARCH")
-    for impl in $IMPLS; do
-      ids=(--out-ids "$OUT/ids/${ds}_t${t}_$impl")
-      case "$impl" in
-        flat)
-          log "$ds, $t thread(s): twotower FlatIndex"
-          "$BENCH" run --impl flat "${common[@]}" "${ids[@]}" ;;
-        hnsw | hnswlib)
-          log "$ds, $t thread(s): $impl (C++; hnswlib is the library itself, built with our flags)"
-          "$BENCH" run --impl "$impl" "${common[@]}" "${hnsw[@]}" "${ids[@]}" ;;
-        faiss-flat)
-          log "$ds, $t thread(s): FAISS IndexFlatIP ($PEER_ENV)"
-          env $PEER_ENV OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" $PY bench/index_bench.py run --impl faiss-flat "${common[@]}" "${ids[@]}" ;;
-        faiss-hnsw | hnswlib-py)
-          log "$ds, $t thread(s): $impl ($PEER_ENV)"
-          env $PEER_ENV OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" $PY bench/index_bench.py run --impl "$impl" "${common[@]}" "${hnsw[@]}" \
-            "${ids[@]}" ;;
-        *)
-          echo "IMPLS: unknown $impl" >&2
-          exit 2 ;;
-      esac | tee -a "$RESULTS"
-    done
+    once=(--base "$base" --queries "$queries" --threads "$MAX_T" --search-threads "$SEARCH_T"
+      --dataset "$ds" --single "$SINGLE" --out-ids "$OUT/ids/${ds}_$impl")
+    case "$impl" in
+      flat | faiss-flat)
+        for t in $THREADS; do
+          common=(--base "$base" --queries "$queries" --threads "$t" --dataset "$ds"
+            --single "$SINGLE" --out-ids "$OUT/ids/${ds}_t${t}_$impl")
+          if [ "$impl" = flat ]; then
+            log "$ds, $t thread(s): twotower FlatIndex"
+            "$BENCH" run --impl flat "${common[@]}"
+          else
+            log "$ds, $t thread(s): FAISS IndexFlatIP ($PEER_ENV)"
+            env $PEER_ENV OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" \
+              $PY bench/index_bench.py run --impl faiss-flat "${common[@]}"
+          fi
+        done ;;
+      hnsw | hnswlib)
+        log "$ds: $impl built with $MAX_T thread(s), searched with $SEARCH_T (C++; hnswlib is the library itself, built with our flags)"
+        "$BENCH" run --impl "$impl" "${once[@]}" "${hnsw[@]}" ;;
+      faiss-hnsw | hnswlib-py)
+        log "$ds: $impl built with $MAX_T thread(s), searched with $SEARCH_T ($PEER_ENV)"
+        env $PEER_ENV OPENBLAS_NUM_THREADS="$MAX_T" OMP_NUM_THREADS="$MAX_T" \
+          $PY bench/index_bench.py run --impl "$impl" "${once[@]}" "${hnsw[@]}" ;;
+      *)
+        echo "IMPLS: unknown $impl" >&2
+        exit 2 ;;
+    esac | tee -a "$RESULTS"
   done
 done
 
@@ -114,7 +124,7 @@ if [ "$COMPARE_N" -gt 0 ]; then
   done
 fi
 
-for t in $THREADS; do
+for t in $USERS_THREADS; do
   log "batch recommendations, $USERS users, $t thread(s)"
   "$BENCH" users --base "$OUT/data/base_random.npy" --users "$OUT/data/users_random.npy" \
     --threads "$t" --dataset random | tee -a "$RESULTS"
