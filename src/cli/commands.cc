@@ -9,6 +9,7 @@
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <string_view>
 #include <unordered_map>
 
 #include "twotower/core/error.h"
@@ -175,6 +176,23 @@ struct EmbedArgs {
   std::string model, items, out = "item_embeddings.npy";
 };
 
+// The first line of an ids file `twotower embed` writes: it ties the ids to the embeddings they
+// were written with, so that a crash between the two renames (or a file copied from another run)
+// cannot pair embeddings with ids of the same count but another order. Readers of the file as
+// plain text skip it as a comment (numpy.loadtxt, pandas with comment="#").
+constexpr std::string_view kIdsHeader = "# twotower-ids";
+
+uint32_t EmbeddingsCrc(const Matrix& v) {
+  return index::Crc32c(0, v.data(), static_cast<size_t>(v.size()) * sizeof(float));
+}
+
+std::string IdsHeader(const Matrix& v) {
+  char crc[9];
+  std::snprintf(crc, sizeof(crc), "%08x", EmbeddingsCrc(v));
+  return std::string(kIdsHeader) + " rows=" + std::to_string(v.rows()) +
+         " dim=" + std::to_string(v.cols()) + " crc32c=" + crc;
+}
+
 std::string IdsPath(const std::string& npy_path) {
   std::string base = npy_path;
   if (base.size() > 4 && base.compare(base.size() - 4, 4, ".npy") == 0)
@@ -190,8 +208,10 @@ int RunEmbed(const EmbedArgs& a) {
   Matrix x, v;
   m.encoder.item.Encode(items, &x);
   m.model->EncodeItems(x, &v);
-  std::string ids;
+  std::string ids = IdsHeader(v) + "\n";
   for (const std::string& id : index.ids) ids += id + "\n";
+  // The embeddings first: a crash before the ids are renamed leaves old ids whose header names
+  // other embeddings, which readers refuse.
   data::WriteNpy(a.out, v);
   WriteFileAtomically(IdsPath(a.out), ids);
   std::cout << "wrote " << a.out << " (" << v.rows() << " x " << v.cols() << " float32) and "
@@ -201,21 +221,37 @@ int RunEmbed(const EmbedArgs& a) {
 
 // ---- item ids and indexes ----------------------------------------------------------------------
 
-// The ids file beside an embeddings .npy (one id per line, row order): `rows` non-empty, distinct
-// ids. Errors name the file and line.
-std::vector<std::string> ReadIdsFile(const std::string& ids_path, int64_t rows,
+// The ids file beside an embeddings .npy `v` (one id per line, row order): `v.rows()` non-empty,
+// distinct ids. A first line from `twotower embed` (kIdsHeader) must describe `v`; a file
+// without one (written by hand or another tool) is taken as it is. Errors name the file and line.
+std::vector<std::string> ReadIdsFile(const std::string& ids_path, const Matrix& v,
                                      const std::string& npy_path) {
+  const int64_t rows = v.rows();
   const std::string text = ReadFile(ids_path);
   std::vector<std::string> ids;
   std::unordered_map<std::string, int64_t> line_of;
   size_t start = 0;
+  int64_t header_lines = 0;
+  if (text.rfind(kIdsHeader, 0) == 0) {
+    size_t end = text.find('\n');
+    if (end == std::string::npos) end = text.size();
+    std::string header = text.substr(0, end);
+    if (!header.empty() && header.back() == '\r') header.pop_back();
+    if (header != IdsHeader(v)) {
+      throw Error(ids_path + ":1: written for other embeddings than " + npy_path + " (" +
+                  Quote(header) + ", expected " + Quote(IdsHeader(v)) +
+                  "): run `twotower embed` again to write both");
+    }
+    start = end + 1;
+    header_lines = 1;
+  }
   while (start < text.size()) {
     size_t end = text.find('\n', start);
     if (end == std::string::npos) end = text.size();
     std::string id = text.substr(start, end - start);
     if (!id.empty() && id.back() == '\r') id.pop_back();
     start = end + 1;
-    const int64_t line = static_cast<int64_t>(ids.size()) + 1;
+    const int64_t line = static_cast<int64_t>(ids.size()) + 1 + header_lines;
     if (id.empty()) throw Error(ids_path + ":" + std::to_string(line) + ": empty id");
     const auto [it, inserted] = line_of.emplace(id, line);
     if (!inserted) {
@@ -238,7 +274,7 @@ std::unique_ptr<index::ItemIndex> IndexFromEmbeddings(const std::string& npy_pat
     throw Error(npy_path + ": embeddings have dimension " + std::to_string(v.cols()) +
                 ", the model's is " + std::to_string(dim));
   }
-  const std::vector<std::string> ids = ReadIdsFile(IdsPath(npy_path), v.rows(), npy_path);
+  const std::vector<std::string> ids = ReadIdsFile(IdsPath(npy_path), v, npy_path);
   auto flat = std::make_unique<index::FlatIndex>(static_cast<int>(v.cols()));
   flat->Add(v.data(), v.rows(), ids);
   return flat;
@@ -267,7 +303,7 @@ struct IndexBuildArgs {
 
 int RunIndexBuild(const IndexBuildArgs& a) {
   const Matrix v = data::ReadNpy(a.embeddings);
-  const std::vector<std::string> ids = ReadIdsFile(IdsPath(a.embeddings), v.rows(), a.embeddings);
+  const std::vector<std::string> ids = ReadIdsFile(IdsPath(a.embeddings), v, a.embeddings);
   std::unique_ptr<index::ItemIndex> idx = index::MakeIndex(a.type, static_cast<int>(v.cols()));
   const auto start = std::chrono::steady_clock::now();
   {

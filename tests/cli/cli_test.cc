@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -194,9 +195,43 @@ TEST_F(CliTest, EmbedWritesNpyAndIds) {
   EXPECT_EQ(v.cols(), 8);
   // Tower outputs are L2-normalised.
   for (int i = 0; i < v.rows(); ++i) EXPECT_NEAR(v.row(i).norm(), 1.0f, 1e-4f) << i;
-  const std::vector<std::string> ids = Lines(ReadBytes(scratch_.File("emb/items.ids.txt")));
-  ASSERT_EQ(ids.size(), 100u);
-  for (int i = 0; i < 100; ++i) EXPECT_EQ(ids[i], std::to_string(i + 1));
+  const std::vector<std::string> lines = Lines(ReadBytes(scratch_.File("emb/items.ids.txt")));
+  ASSERT_EQ(lines.size(), 101u);
+  // The first line ties the ids to these embeddings: CRC-32C of the float32 values, computed
+  // here bit by bit from the polynomial (index_file_test checks Crc32c against the standard's
+  // check value).
+  uint32_t crc = ~0u;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(v.data());
+  for (size_t i = 0; i < static_cast<size_t>(v.size()) * sizeof(float); ++i) {
+    crc ^= bytes[i];
+    for (int b = 0; b < 8; ++b) crc = (crc & 1) ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof(hex), "%08x", ~crc);
+  EXPECT_EQ(lines[0], std::string("# twotower-ids rows=100 dim=8 crc32c=") + hex);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(lines[i + 1], std::to_string(i + 1));
+}
+
+TEST_F(CliTest, IdsFromOtherEmbeddingsAreRefused) {
+  const Shared& s = SharedRun();
+  const std::string npy = scratch_.File("items.npy");
+  ASSERT_EQ(Run({"embed", "--model", s.model, "--out", npy}).code, 0);
+  // The state a crash between embed's two renames would leave: new embeddings beside the ids
+  // written for other ones of the same shape.
+  Matrix v = data::ReadNpy(npy);
+  v.row(0).swap(v.row(1));
+  data::WriteNpy(npy, v);
+  const CliResult r = Run({"recommend", "--model", s.model, "--user-id", "1", "--embeddings", npy});
+  ExpectUserError(r,
+                  scratch_.File("items.ids.txt") + ":1: written for other embeddings than " + npy);
+  // Ids without the first line (written by hand) are taken as they are.
+  const std::vector<std::string> lines = Lines(ReadBytes(scratch_.File("items.ids.txt")));
+  std::string plain;
+  for (size_t i = 1; i < lines.size(); ++i) plain += lines[i] + "\n";
+  scratch_.Write("items.ids.txt", plain);
+  const CliResult ok =
+      Run({"recommend", "--model", s.model, "--user-id", "1", "--embeddings", npy});
+  EXPECT_EQ(ok.code, 0) << ok.err;
 }
 
 TEST_F(CliTest, RecommendExcludesSeenItems) {
