@@ -121,11 +121,6 @@ FlatIndex::FlatIndex(int dim) : dim_(dim) {
   if (dim < 1) throw Error("index: dimension must be at least 1, got " + std::to_string(dim));
 }
 
-int64_t FlatIndex::Find(const std::string& id) const {
-  const auto it = label_of_.find(id);
-  return it == label_of_.end() ? -1 : it->second;
-}
-
 void FlatIndex::SetVector(int64_t label, const float* v) {
   Lanes* panel = &panels_[(label / kLanes) * dim_];
   const int64_t lane = label % kLanes;
@@ -140,31 +135,25 @@ void FlatIndex::GetVector(int64_t label, float* out) const {
 
 int64_t FlatIndex::MemoryBytes() const {
   int64_t bytes = static_cast<int64_t>(panels_.capacity() * sizeof(Lanes));
-  for (const std::string& id : ids_) bytes += static_cast<int64_t>(id.capacity() + 48);
+  for (const std::string& id : ids_.ids()) bytes += static_cast<int64_t>(id.capacity() + 48);
   return bytes;
 }
 
 ItemIndex::AddResult FlatIndex::AddImpl(const float* vectors, int64_t n,
                                         const std::vector<std::string>& ids) {
   int64_t new_count = count_;
-  for (int64_t r = 0; r < n; ++r) new_count += label_of_.count(ids[r]) == 0 ? 1 : 0;
+  for (int64_t r = 0; r < n; ++r) new_count += ids_.Find(ids[r]) < 0 ? 1 : 0;
   const int64_t panels = (new_count + kLanes - 1) / kLanes;
   panels_.resize(static_cast<size_t>(panels * dim_), Lanes{});
-  ids_.reserve(static_cast<size_t>(new_count));
-  label_of_.reserve(static_cast<size_t>(new_count));
+  ids_.Reserve(new_count);
   AddResult result;
   for (int64_t r = 0; r < n; ++r) {
-    int64_t label = Find(ids[r]);
-    if (label < 0) {
-      label = count_++;
-      ids_.push_back(ids[r]);
-      label_of_.emplace(ids[r], label);
-      ++result.added;
-    } else {
-      ++result.updated;
-    }
+    bool added = false;
+    const int64_t label = ids_.Insert(ids[r], &added);
+    ++(added ? result.added : result.updated);
     SetVector(label, vectors + r * dim_);
   }
+  count_ = ids_.size();
   return result;
 }
 
@@ -274,17 +263,7 @@ void FlatIndex::SearchImpl(const float* queries, int64_t n, int k, const Prepare
 }
 
 void FlatIndex::EmitItems(internal::ByteSink& sink) const {
-  std::string buffer;
-  for (const std::string& id : ids_) {
-    const uint32_t len = static_cast<uint32_t>(id.size());
-    buffer.append(reinterpret_cast<const char*>(&len), sizeof(len));
-    buffer += id;
-    if (buffer.size() >= (1u << 20)) {
-      sink.Write(buffer.data(), buffer.size());
-      buffer.clear();
-    }
-  }
-  sink.Write(buffer.data(), buffer.size());
+  ids_.Emit(sink);
   // Vectors row-major, one panel (16 items) at a time.
   std::vector<float> rows(static_cast<size_t>(kLanes) * dim_);
   for (int64_t first = 0; first < count_; first += kLanes) {
@@ -295,12 +274,9 @@ void FlatIndex::EmitItems(internal::ByteSink& sink) const {
 }
 
 void FlatIndex::ReadItems(internal::PayloadReader& reader, int64_t count) {
-  std::vector<std::string> ids;
-  ids.reserve(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) {
-    const uint32_t len = reader.U32("ids");
-    ids.emplace_back(reader.Take(len, "ids"), len);
-  }
+  IdTable table;
+  table.Read(reader, count);
+  const std::vector<std::string>& ids = table.ids();
   const size_t bytes = static_cast<size_t>(count) * dim_ * sizeof(float);
   const char* data = reader.Take(bytes, "vectors");
   // The payload is not float-aligned: copy through a buffer, one chunk of rows at a time.
@@ -313,8 +289,7 @@ void FlatIndex::ReadItems(internal::PayloadReader& reader, int64_t count) {
     std::memcpy(rows.data(), data + first * dim_ * sizeof(float), rows.size() * sizeof(float));
     chunk_ids.assign(ids.begin() + first, ids.begin() + first + m);
     try {
-      const AddResult r = Add(rows.data(), m, chunk_ids);
-      if (r.updated != 0) throw Error("an id occurs twice");
+      Add(rows.data(), m, chunk_ids);
     } catch (const Error& e) {
       reader.Fail(std::string("items ") + std::to_string(first) + ".." +
                   std::to_string(first + m - 1) + ": " + e.what());

@@ -112,6 +112,23 @@ void HnswGraph::Search(const float* query, size_t ef, std::vector<Candidate>* ou
   }
 }
 
+const float* HnswGraph::Vector(int64_t label) const {
+  if (!impl_->hnsw) return nullptr;
+  const Hnsw& h = *impl_->hnsw;
+  const auto it = h.label_lookup_.find(static_cast<hnswlib::labeltype>(label));
+  if (it == h.label_lookup_.end()) return nullptr;
+  return reinterpret_cast<const float*>(h.getDataByInternalId(it->second));
+}
+
+void HnswGraph::Elements(int64_t first, int64_t n, int64_t* labels, const float** vectors) const {
+  const Hnsw& h = *impl_->hnsw;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto id = static_cast<hnswlib::tableint>(first + i);
+    labels[i] = static_cast<int64_t>(h.getExternalLabel(id));
+    vectors[i] = reinterpret_cast<const float*>(h.getDataByInternalId(id));
+  }
+}
+
 uint64_t HnswGraph::Save(const std::string& path) const {
   if (!impl_->hnsw) throw Error(path + ": the hnsw graph is empty");
   Hnsw& h = *impl_->hnsw;

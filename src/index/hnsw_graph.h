@@ -43,6 +43,12 @@ class HnswGraph {
   // ef is a member). `out` is cleared first; reusing it saves an allocation per query.
   void Search(const float* query, size_t ef, std::vector<Candidate>* out) const;
 
+  // The graph's copy of the vector of `label`, or null when no element has that label. Not while
+  // adds run.
+  const float* Vector(int64_t label) const;
+  // Elements [first, first + n) in the graph's own order (its memory order): labels and vectors.
+  void Elements(int64_t first, int64_t n, int64_t* labels, const float** vectors) const;
+
   // Writes hnswlib's own file format to `path` and returns its size, checked against the size
   // the format implies; throws Error naming `path` otherwise.
   uint64_t Save(const std::string& path) const;

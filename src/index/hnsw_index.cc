@@ -119,7 +119,8 @@ void HnswParams::Validate() const {
 
 // ---- index ------------------------------------------------------------------------------------
 
-HnswIndex::HnswIndex(int dim, const HnswParams& params) : params_(params), store_(dim) {
+HnswIndex::HnswIndex(int dim, const HnswParams& params) : dim_(dim), params_(params) {
+  if (dim < 1) throw Error("index: dimension must be at least 1, got " + std::to_string(dim));
   params_.Validate();
   graph_ = std::make_unique<HnswGraph>(dim, params_.M, params_.ef_construction);
 }
@@ -143,10 +144,17 @@ HnswSearchCounters HnswIndex::counters() const {
 
 ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
                                         const std::vector<std::string>& ids) {
-  const int64_t before = store_.size();
-  const AddResult result = store_.AddImpl(vectors, n, ids);
-  const int64_t after = store_.size();
-  const int d = store_.dim();
+  const int64_t before = ids_.size();
+  AddResult result;
+  std::vector<int64_t> labels(static_cast<size_t>(n));
+  ids_.Reserve(before + n);
+  for (int64_t r = 0; r < n; ++r) {
+    bool added = false;
+    labels[r] = ids_.Insert(ids[r], &added);
+    ++(added ? result.added : result.updated);
+  }
+  const int64_t after = ids_.size();
+  const int d = dim_;
   for (int64_t r = 0; r < n; ++r) {
     double norm = 0.0;
     for (int p = 0; p < d; ++p)
@@ -154,11 +162,11 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
     max_norm_ = std::max(max_norm_, std::sqrt(norm));
   }
   std::vector<int64_t> fresh, updated;  // rows of `vectors`
-  for (int64_t r = 0; r < n; ++r) (store_.Find(ids[r]) >= before ? fresh : updated).push_back(r);
+  for (int64_t r = 0; r < n; ++r) (labels[r] >= before ? fresh : updated).push_back(r);
 
   HnswGraph& g = *graph_;
   g.Reserve(after);
-  auto add = [&](int64_t r) { g.Add(vectors + r * d, store_.Find(ids[r])); };
+  auto add = [&](int64_t r) { g.Add(vectors + r * d, labels[r]); };
   size_t first = 0;
   if (g.size() == 0 && !fresh.empty()) add(fresh[first++]);  // the entry point alone
   std::string failure;
@@ -180,14 +188,14 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
 
 void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filter, int64_t* ids_out,
                           float* scores_out, SearchCounts* counts) const {
-  const int64_t size = store_.size();
+  const int64_t size = ids_.size();
   const int64_t allowed = filter != nullptr ? filter->allowed : size;
   const int64_t want = std::min<int64_t>(k, allowed);
   if (want <= 0) return;  // already padded
-  // Costs in scored items: an exact scan scores every item (or, for a short allow-list, just the
-  // panels holding them); a graph search scores about 2 * M * ef neighbours.
+  // Costs in scored items: an exact scan scores every item (or, for an allow-list, just those);
+  // a graph search scores about 2 * M * ef neighbours.
   const int64_t exact_cost =
-      filter != nullptr && filter->has_allow ? std::min<int64_t>(size, 16 * filter->allowed) : size;
+      filter != nullptr && filter->has_allow ? std::min<int64_t>(size, filter->allowed) : size;
   const auto graph_cost = [&](int64_t ef) { return 2 * int64_t{params_.M} * ef; };
   // With a filter, enough candidates to expect `ef_search` allowed ones among them.
   const int64_t ef0 = std::max<int64_t>(params_.ef_search, k);
@@ -196,7 +204,7 @@ void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filte
     ef = static_cast<int64_t>(std::ceil(static_cast<double>(ef0) * size / allowed));
   }
   ef = std::min(ef, size);
-  const int d = store_.dim();
+  const int d = dim_;
   bool widened = ef > ef0;
   // hnswlib's distances (1 - inner product, its own summation order and fused multiply-adds)
   // differ from our scores by at most this, so candidates that close to the k-th are re-scored
@@ -241,12 +249,55 @@ void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filte
   }
   counts->widened += widened;
   ++counts->exact_scans;
-  store_.SearchImpl(query, 1, k, filter, ids_out, scores_out);
+  ExactScan(query, k, filter, ids_out, scores_out);
+}
+
+void HnswIndex::ExactScan(const float* query, int k, const PreparedFilter* filter, int64_t* ids_out,
+                          float* scores_out) const {
+  const int64_t size = ids_.size();
+  TopK heap(std::min<int64_t>(k, filter != nullptr ? filter->allowed : size));
+  constexpr int64_t kChunk = 256;
+  int64_t labels[kChunk];
+  const float* rows[kChunk];
+  float scores[kChunk];
+  auto score = [&](int64_t m) {
+    internal::DotRows(query, rows, static_cast<size_t>(m), dim_, scores);
+    for (int64_t i = 0; i < m; ++i) heap.Push(Hit{scores[i], labels[i]});
+  };
+  if (filter != nullptr && filter->has_allow) {
+    // Just the allowed items, looked up by label.
+    const std::vector<int64_t>& allow = filter->allow;
+    for (size_t first = 0; first < allow.size(); first += kChunk) {
+      const int64_t m = std::min<int64_t>(kChunk, static_cast<int64_t>(allow.size() - first));
+      for (int64_t i = 0; i < m; ++i) {
+        labels[i] = allow[first + i];
+        rows[i] = graph_->Vector(labels[i]);
+      }
+      score(m);
+    }
+  } else {
+    // Every element in the graph's memory order, the excluded ones skipped.
+    for (int64_t first = 0; first < size; first += kChunk) {
+      const int64_t m = std::min(kChunk, size - first);
+      graph_->Elements(first, m, labels, rows);
+      int64_t kept = m;
+      if (filter != nullptr) {
+        kept = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          if (!filter->Allows(labels[i])) continue;
+          labels[kept] = labels[i];
+          rows[kept++] = rows[i];
+        }
+      }
+      score(kept);
+    }
+  }
+  heap.Write(k, ids_out, scores_out);
 }
 
 void HnswIndex::SearchImpl(const float* queries, int64_t n, int k, const PreparedFilter* filters,
                            int64_t* ids_out, float* scores_out) const {
-  const int d = store_.dim();
+  const int d = dim_;
   // Counted per thread and added once: shared counters bumped per query cost a contended
   // cache line in every search.
   int64_t searches = 0, widened = 0, exact = 0;
@@ -277,27 +328,30 @@ void HnswIndex::SaveImpl(const std::string& path) const {
     graph = std::make_unique<TempFile>(path + ".graph");
     graph_size = graph_->Save(graph->path());
   }
-  internal::WriteIndexFile(
-      path, "hnsw", store_.dim(), store_.size(), [&](internal::ByteSink& sink) {
-        sink.U32(static_cast<uint32_t>(params_.M));
-        sink.U32(static_cast<uint32_t>(params_.ef_construction));
-        sink.U32(static_cast<uint32_t>(params_.ef_search));
-        sink.U32(0);
-        store_.EmitItems(sink);
-        sink.U64(graph_size);
-        if (graph_size == 0) return;
-        std::ifstream in(graph->path(), std::ios::binary);
-        std::vector<char> buffer(1 << 20);
-        uint64_t left = graph_size;
-        while (left > 0) {
-          const size_t m = static_cast<size_t>(std::min<uint64_t>(left, buffer.size()));
-          if (!in.read(buffer.data(), static_cast<std::streamsize>(m))) {
-            throw Error(path + ": cannot read back the hnswlib graph from " + graph->path());
-          }
-          sink.Write(buffer.data(), m);
-          left -= m;
-        }
-      });
+  internal::WriteIndexFile(path, "hnsw", dim_, ids_.size(), [&](internal::ByteSink& sink) {
+    sink.U32(static_cast<uint32_t>(params_.M));
+    sink.U32(static_cast<uint32_t>(params_.ef_construction));
+    sink.U32(static_cast<uint32_t>(params_.ef_search));
+    sink.U32(0);
+    // The items section as FlatIndex writes it: ids, then the vectors row-major by label.
+    ids_.Emit(sink);
+    for (int64_t label = 0; label < ids_.size(); ++label) {
+      sink.Write(graph_->Vector(label), static_cast<size_t>(dim_) * sizeof(float));
+    }
+    sink.U64(graph_size);
+    if (graph_size == 0) return;
+    std::ifstream in(graph->path(), std::ios::binary);
+    std::vector<char> buffer(1 << 20);
+    uint64_t left = graph_size;
+    while (left > 0) {
+      const size_t m = static_cast<size_t>(std::min<uint64_t>(left, buffer.size()));
+      if (!in.read(buffer.data(), static_cast<std::streamsize>(m))) {
+        throw Error(path + ": cannot read back the hnswlib graph from " + graph->path());
+      }
+      sink.Write(buffer.data(), m);
+      left -= m;
+    }
+  });
 }
 
 std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count,
@@ -313,14 +367,9 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count,
     reader.Fail(std::string("hnsw parameters: ") + e.what());
   }
   auto index = std::make_unique<HnswIndex>(dim, params);
-  index->store_.ReadItems(reader, count);
-  std::vector<float> v(static_cast<size_t>(dim));
-  for (int64_t label = 0; label < count; ++label) {
-    index->store_.GetVector(label, v.data());
-    double norm = 0.0;
-    for (float x : v) norm += static_cast<double>(x) * x;
-    index->max_norm_ = std::max(index->max_norm_, std::sqrt(norm));
-  }
+  index->ids_.Read(reader, count);
+  const size_t row_bytes = static_cast<size_t>(dim) * sizeof(float);
+  const char* vectors = reader.Take(static_cast<size_t>(count) * row_bytes, "vectors");
   const uint64_t graph_size = reader.U64("graph size");
   const char* graph_bytes = reader.Take(static_cast<size_t>(graph_size), "graph");
   reader.ExpectEnd();
@@ -338,6 +387,25 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count,
   }
   const std::string problem = index->graph_->Load(graph.path(), count);
   if (!problem.empty()) reader.Fail("graph: " + problem);
+  // The graph holds the vectors the index searches; the items section must hold the same ones
+  // (it is what FlatIndex and other readers of the file take), and they must be finite.
+  for (int64_t label = 0; label < count; ++label) {
+    const float* v = index->graph_->Vector(label);
+    const std::string item = "item " + std::to_string(label) + " (id " +
+                             Quote(index->ids_.ids()[static_cast<size_t>(label)]) + ")";
+    if (std::memcmp(v, vectors + label * row_bytes, row_bytes) != 0) {
+      reader.Fail("graph: the vector of " + item + " differs from the vectors section");
+    }
+    double norm = 0.0;
+    for (int p = 0; p < dim; ++p) {
+      if (!std::isfinite(v[p])) {
+        reader.Fail("vectors: " + item + ": value at dimension " + std::to_string(p) +
+                    " is not finite");
+      }
+      norm += static_cast<double>(v[p]) * v[p];
+    }
+    index->max_norm_ = std::max(index->max_norm_, std::sqrt(norm));
+  }
   return index;
 }
 

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -648,6 +649,33 @@ TEST(HnswIndexTest, SmallCataloguesAreScannedExactly) {
   ExpectEqualsBruteForce(r, 0, BruteForce(items, items.row(3), 10));
   EXPECT_EQ(hnsw.counters().exact_scans, 1);
   EXPECT_EQ(hnsw.counters().graph_searches, 0);
+}
+
+TEST(HnswIndexTest, LoadRefusesVectorsThatDifferFromTheGraph) {
+  const Items items = RandomItems(50, 4, 41);
+  HnswIndex hnsw(4, HnswParams{});
+  hnsw.Add(items.v.data(), items.n, items.ids);
+  TempDir dir;
+  hnsw.Save(dir.File("h.index"));
+  std::string bytes = ReadBytes(dir.File("h.index"));
+  // The vectors section follows the header (64 bytes), the parameters (16) and the ids (a u32
+  // length and the bytes each); change item 7's first value.
+  size_t offset = 64 + 16;
+  for (const std::string& id : items.ids) offset += 4 + id.size();
+  offset += 7 * 4 * sizeof(float);
+  float value;
+  std::memcpy(&value, bytes.data() + offset, sizeof(value));
+  ASSERT_EQ(value, items.row(7)[0]);  // the offset is right
+  value += 0.5f;
+  std::memcpy(bytes.data() + offset, &value, sizeof(value));
+  // A checksum that matches the change, as the format defines it: the header's first 48 bytes,
+  // then the payload.
+  const uint32_t crc = Crc32c(Crc32c(0, bytes.data(), 48), bytes.data() + 64, bytes.size() - 64);
+  std::memcpy(bytes.data() + 56, &crc, sizeof(crc));
+  const std::string changed = dir.Write("changed.index", bytes);
+  EXPECT_THAT(ErrorMessage([&] { LoadIndex(changed); }),
+              HasSubstr("graph: the vector of item 7 (id \"" + items.ids[7] +
+                        "\") differs from the vectors section"));
 }
 
 // ---- factory and file format ------------------------------------------------------------------

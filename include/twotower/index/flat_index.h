@@ -17,14 +17,13 @@
 
 #include <cstdint>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "twotower/index/id_table.h"
 #include "twotower/index/item_index.h"
 
 namespace twotower::index {
 
-class HnswIndex;
 namespace internal {
 class ByteSink;
 class PayloadReader;
@@ -39,8 +38,8 @@ class FlatIndex final : public ItemIndex {
   std::string spec() const override { return "flat"; }
   int dim() const override { return dim_; }
   int64_t size() const override { return count_; }
-  const std::vector<std::string>& ids() const override { return ids_; }
-  int64_t Find(const std::string& id) const override;
+  const std::vector<std::string>& ids() const override { return ids_.ids(); }
+  int64_t Find(const std::string& id) const override { return ids_.Find(id); }
 
   // Copies the vector of `label` (0 <= label < size()) into out[0 .. dim).
   void GetVector(int64_t label, float* out) const;
@@ -54,7 +53,6 @@ class FlatIndex final : public ItemIndex {
   void SaveImpl(const std::string& path) const override;
 
  private:
-  friend class HnswIndex;  // its exact fall-back and its storage
   friend std::unique_ptr<ItemIndex> LoadIndex(const std::string& path, int expected_dim);
 
   struct alignas(64) Lanes {
@@ -72,8 +70,7 @@ class FlatIndex final : public ItemIndex {
   int dim_;
   int64_t count_ = 0;
   std::vector<Lanes> panels_;  // ceil(count_ / 16) * dim_ entries; padding lanes are zero
-  std::vector<std::string> ids_;
-  std::unordered_map<std::string, int64_t> label_of_;
+  IdTable ids_;
 };
 
 }  // namespace twotower::index

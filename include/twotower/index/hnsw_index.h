@@ -1,11 +1,12 @@
 // HnswIndex: approximate top-k by inner product with a hierarchical navigable small world graph
 // (Malkov & Yashunin 2018) from hnswlib 0.6.2 (Debian's libhnswlib-dev, InnerProductSpace).
 //
-// The same vectors are also kept in a FlatIndex, the exact store this index is built on: the
-// candidates the graph finds are re-scored with FlatIndex's arithmetic (so a score here is
-// bit-equal to FlatIndex's for the same item, and ties go to the lower label), and a search
-// whose filter leaves too few allowed items among the graph's candidates widens ef_search (x4 at
-// a time) and, when that would cost more than an exact scan, scans exactly. A search therefore
+// The vectors live once, in the graph: the candidates the graph finds are re-scored from them
+// with FlatIndex's arithmetic (so a score here is bit-equal to FlatIndex's for the same item, and
+// ties go to the lower label), and a search whose filter leaves too few allowed items among the
+// graph's candidates widens ef_search (x4 at a time) and, when that would cost more than an
+// exact scan, scans the graph's vectors exactly (row by row: slower than FlatIndex's panels, a
+// fall-back for narrow filters that saves a second copy of every vector). A search therefore
 // returns k results whenever k allowed items exist. Small catalogues (size <= 2 * M * ef) are
 // always scanned exactly: that is cheaper than the graph there.
 //
@@ -25,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "twotower/index/flat_index.h"
+#include "twotower/index/id_table.h"
 #include "twotower/index/item_index.h"
 
 namespace twotower::index {
@@ -63,16 +64,14 @@ class HnswIndex final : public ItemIndex {
 
   std::string type() const override { return "hnsw"; }
   std::string spec() const override { return "hnsw:" + params_.ToString(); }
-  int dim() const override { return store_.dim(); }
-  int64_t size() const override { return store_.size(); }
-  const std::vector<std::string>& ids() const override { return store_.ids(); }
-  int64_t Find(const std::string& id) const override { return store_.Find(id); }
+  int dim() const override { return dim_; }
+  int64_t size() const override { return ids_.size(); }
+  const std::vector<std::string>& ids() const override { return ids_.ids(); }
+  int64_t Find(const std::string& id) const override { return ids_.Find(id); }
 
   const HnswParams& params() const { return params_; }
   // Not safe while searches run. Throws Error for ef_search < 1.
   void set_ef_search(int ef_search);
-  // The exact store: the same vectors and ids.
-  const FlatIndex& store() const { return store_; }
   HnswSearchCounters counters() const;
 
  protected:
@@ -93,9 +92,13 @@ class HnswIndex final : public ItemIndex {
   };
   void SearchOne(const float* query, int k, const internal::PreparedFilter* filter,
                  int64_t* ids_out, float* scores_out, SearchCounts* counts) const;
+  // Every allowed item scored, from the graph's vectors.
+  void ExactScan(const float* query, int k, const internal::PreparedFilter* filter,
+                 int64_t* ids_out, float* scores_out) const;
 
+  int dim_;
   HnswParams params_;
-  FlatIndex store_;
+  IdTable ids_;
   std::unique_ptr<internal::HnswGraph> graph_;
   // The largest stored vector norm: bounds the rounding difference between hnswlib's distances
   // and our scores (see SearchOne).
