@@ -192,10 +192,13 @@ void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filte
   const int64_t allowed = filter != nullptr ? filter->allowed : size;
   const int64_t want = std::min<int64_t>(k, allowed);
   if (want <= 0) return;  // already padded
-  // Costs in scored items: an exact scan scores every item (or, for an allow-list, just those);
-  // a graph search scores about 2 * M * ef neighbours.
+  // Costs in graph distances: an exact scan scores every item (or, for an allow-list, just
+  // those), each row costing about 1.5 of hnswlib's SIMD distances (our scalar chains give
+  // bit-equal scores; measured with bench_index compare on 3,000 items, where the scan is 0.8x
+  // the graph at ef 64 and 1.3x at ef 128); a graph search scores about 2 * M * ef neighbours.
   const int64_t exact_cost =
-      filter != nullptr && filter->has_allow ? std::min<int64_t>(size, filter->allowed) : size;
+      (filter != nullptr && filter->has_allow ? std::min<int64_t>(size, filter->allowed) : size) *
+      3 / 2;
   const auto graph_cost = [&](int64_t ef) { return 2 * int64_t{params_.M} * ef; };
   // With a filter, enough candidates to expect `ef_search` allowed ones among them.
   const int64_t ef0 = std::max<int64_t>(params_.ef_search, k);

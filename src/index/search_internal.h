@@ -115,9 +115,18 @@ inline float Dot(const float* q, const float* v, int d) {
   return s;
 }
 
-// Dot for n rows, four independent chains at a time (each the same chain as Dot).
+// Dot for n rows, eight (then four) independent chains at a time, each the same chain as Dot:
+// eight chains keep both FMA pipes busy where four wait on the FMA latency.
 inline void DotRows(const float* q, const float* const* rows, size_t n, int d, float* out) {
   size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    float s[8] = {};
+    for (int p = 0; p < d; ++p) {
+      const float x = q[p];
+      for (int j = 0; j < 8; ++j) s[j] = MulAdd(x, rows[i + j][p], s[j]);
+    }
+    for (int j = 0; j < 8; ++j) out[i + j] = s[j];
+  }
   for (; i + 4 <= n; i += 4) {
     const float *r0 = rows[i], *r1 = rows[i + 1], *r2 = rows[i + 2], *r3 = rows[i + 3];
     float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;

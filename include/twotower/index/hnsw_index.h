@@ -7,8 +7,8 @@
 // graph's candidates widens ef_search (x4 at a time) and, when that would cost more than an
 // exact scan, scans the graph's vectors exactly (row by row: slower than FlatIndex's panels, a
 // fall-back for narrow filters that saves a second copy of every vector). A search therefore
-// returns k results whenever k allowed items exist. Small catalogues (size <= 2 * M * ef) are
-// always scanned exactly: that is cheaper than the graph there.
+// returns k results whenever k allowed items exist. Small catalogues (1.5 * size < 2 * M * ef)
+// are always scanned exactly: that is cheaper than the graph there.
 //
 // Adding an id that exists updates its vector in the graph (hnswlib's addPoint update path) and
 // in the store; it is never duplicated. A build with several threads inserts in parallel, so the
