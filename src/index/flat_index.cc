@@ -274,26 +274,17 @@ void FlatIndex::EmitItems(internal::ByteSink& sink) const {
 }
 
 void FlatIndex::ReadItems(internal::PayloadReader& reader, int64_t count) {
-  IdTable table;
-  table.Read(reader, count);
-  const std::vector<std::string>& ids = table.ids();
-  const size_t bytes = static_cast<size_t>(count) * dim_ * sizeof(float);
-  const char* data = reader.Take(bytes, "vectors");
-  // The payload is not float-aligned: copy through a buffer, one chunk of rows at a time.
-  constexpr int64_t kChunk = 4096;
-  std::vector<float> rows;
-  std::vector<std::string> chunk_ids;
-  for (int64_t first = 0; first < count; first += kChunk) {
-    const int64_t m = std::min(kChunk, count - first);
-    rows.resize(static_cast<size_t>(m * dim_));
-    std::memcpy(rows.data(), data + first * dim_ * sizeof(float), rows.size() * sizeof(float));
-    chunk_ids.assign(ids.begin() + first, ids.begin() + first + m);
-    try {
-      Add(rows.data(), m, chunk_ids);
-    } catch (const Error& e) {
-      reader.Fail(std::string("items ") + std::to_string(first) + ".." +
-                  std::to_string(first + m - 1) + ": " + e.what());
-    }
+  ids_.Read(reader, count);  // validates the ids
+  count_ = count;
+  panels_.resize(static_cast<size_t>((count + kLanes - 1) / kLanes * dim_), Lanes{});
+  const size_t row_bytes = static_cast<size_t>(dim_) * sizeof(float);
+  const char* data = reader.Take(static_cast<size_t>(count) * row_bytes, "vectors");
+  // The payload is not float-aligned: each row goes through an aligned copy.
+  std::vector<float> row(static_cast<size_t>(dim_));
+  for (int64_t label = 0; label < count; ++label) {
+    std::memcpy(row.data(), data + label * row_bytes, row_bytes);
+    reader.CheckFinite(row.data(), dim_, label, ids_.ids()[static_cast<size_t>(label)]);
+    SetVector(label, row.data());
   }
 }
 

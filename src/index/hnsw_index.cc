@@ -394,19 +394,14 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count,
   // (it is what FlatIndex and other readers of the file take), and they must be finite.
   for (int64_t label = 0; label < count; ++label) {
     const float* v = index->graph_->Vector(label);
-    const std::string item = "item " + std::to_string(label) + " (id " +
-                             Quote(index->ids_.ids()[static_cast<size_t>(label)]) + ")";
     if (std::memcmp(v, vectors + label * row_bytes, row_bytes) != 0) {
-      reader.Fail("graph: the vector of " + item + " differs from the vectors section");
+      reader.Fail("graph: the vector of item " + std::to_string(label) + " (id " +
+                  Quote(index->ids_.ids()[static_cast<size_t>(label)]) +
+                  ") differs from the vectors section");
     }
+    reader.CheckFinite(v, dim, label, index->ids_.ids()[static_cast<size_t>(label)]);
     double norm = 0.0;
-    for (int p = 0; p < dim; ++p) {
-      if (!std::isfinite(v[p])) {
-        reader.Fail("vectors: " + item + ": value at dimension " + std::to_string(p) +
-                    " is not finite");
-      }
-      norm += static_cast<double>(v[p]) * v[p];
-    }
+    for (int p = 0; p < dim; ++p) norm += static_cast<double>(v[p]) * v[p];
     index->max_norm_ = std::max(index->max_norm_, std::sqrt(norm));
   }
   return index;

@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -263,6 +264,16 @@ uint64_t PayloadReader::U64(const char* what) { return Get<uint64_t>(Take(8, wha
 void PayloadReader::ExpectEnd() {
   if (remaining() != 0) {
     Fail(std::to_string(remaining()) + " bytes left over after the last section");
+  }
+}
+
+void PayloadReader::CheckFinite(const float* v, int dim, int64_t label,
+                                const std::string& id) const {
+  for (int p = 0; p < dim; ++p) {
+    if (!std::isfinite(v[p])) {
+      Fail("vectors: item " + std::to_string(label) + " (id " + Quote(id) +
+           "): value at dimension " + std::to_string(p) + " is not finite");
+    }
   }
 }
 

@@ -45,6 +45,8 @@ class PayloadReader {
   // Error unless every byte was read.
   void ExpectEnd();
   [[noreturn]] void Fail(const std::string& message) const;
+  // Fails naming the item (label and id) and the dimension unless v[0 .. dim) are all finite.
+  void CheckFinite(const float* v, int dim, int64_t label, const std::string& id) const;
 
  private:
   const std::string& path_;

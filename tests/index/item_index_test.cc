@@ -651,6 +651,41 @@ TEST(HnswIndexTest, SmallCataloguesAreScannedExactly) {
   EXPECT_EQ(hnsw.counters().graph_searches, 0);
 }
 
+// Rewrites an index file's checksum to match its (altered) bytes, as the format defines it: the
+// header's first 48 bytes, then the payload (Crc32c is checked against the standard below).
+void Rechecksum(std::string* bytes) {
+  const uint32_t crc = Crc32c(Crc32c(0, bytes->data(), 48), bytes->data() + 64, bytes->size() - 64);
+  std::memcpy(bytes->data() + 56, &crc, sizeof(crc));
+}
+
+// The offset of item `label`'s first value in a flat or hnsw index file of `items` (header 64
+// bytes, hnsw parameters 16, ids as a u32 length and the bytes each, then the vectors).
+size_t VectorOffset(const Items& items, int64_t label, bool hnsw) {
+  size_t offset = 64 + (hnsw ? 16 : 0);
+  for (const std::string& id : items.ids) offset += 4 + id.size();
+  return offset + static_cast<size_t>(label * items.d) * sizeof(float);
+}
+
+TEST(FlatIndexTest, LoadRefusesVectorsThatAreNotFinite) {
+  const Items items = RandomItems(20, 4, 43);
+  FlatIndex flat(4);
+  flat.Add(items.v.data(), items.n, items.ids);
+  TempDir dir;
+  flat.Save(dir.File("f.index"));
+  std::string bytes = ReadBytes(dir.File("f.index"));
+  const size_t offset = VectorOffset(items, 3, false) + 2 * sizeof(float);
+  float value;
+  std::memcpy(&value, bytes.data() + offset, sizeof(value));
+  ASSERT_EQ(value, items.row(3)[2]);  // the offset is right
+  value = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(bytes.data() + offset, &value, sizeof(value));
+  Rechecksum(&bytes);
+  const std::string changed = dir.Write("nan.index", bytes);
+  EXPECT_THAT(ErrorMessage([&] { LoadIndex(changed); }),
+              HasSubstr("vectors: item 3 (id \"" + items.ids[3] +
+                        "\"): value at dimension 2 is not finite"));
+}
+
 TEST(HnswIndexTest, LoadRefusesVectorsThatDifferFromTheGraph) {
   const Items items = RandomItems(50, 4, 41);
   HnswIndex hnsw(4, HnswParams{});
@@ -658,20 +693,14 @@ TEST(HnswIndexTest, LoadRefusesVectorsThatDifferFromTheGraph) {
   TempDir dir;
   hnsw.Save(dir.File("h.index"));
   std::string bytes = ReadBytes(dir.File("h.index"));
-  // The vectors section follows the header (64 bytes), the parameters (16) and the ids (a u32
-  // length and the bytes each); change item 7's first value.
-  size_t offset = 64 + 16;
-  for (const std::string& id : items.ids) offset += 4 + id.size();
-  offset += 7 * 4 * sizeof(float);
+  // Change item 7's first value in the vectors section.
+  const size_t offset = VectorOffset(items, 7, true);
   float value;
   std::memcpy(&value, bytes.data() + offset, sizeof(value));
   ASSERT_EQ(value, items.row(7)[0]);  // the offset is right
   value += 0.5f;
   std::memcpy(bytes.data() + offset, &value, sizeof(value));
-  // A checksum that matches the change, as the format defines it: the header's first 48 bytes,
-  // then the payload.
-  const uint32_t crc = Crc32c(Crc32c(0, bytes.data(), 48), bytes.data() + 64, bytes.size() - 64);
-  std::memcpy(bytes.data() + 56, &crc, sizeof(crc));
+  Rechecksum(&bytes);
   const std::string changed = dir.Write("changed.index", bytes);
   EXPECT_THAT(ErrorMessage([&] { LoadIndex(changed); }),
               HasSubstr("graph: the vector of item 7 (id \"" + items.ids[7] +
