@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
   }
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2];
-  const double flops = StepFlops(net.user_tower(), batch) + StepFlops(net.item_tower(), batch);
+  const double flops = StepFlops(net.user_tower().mlp(), batch) + StepFlops(net.item_tower().mlp(), batch);
   std::printf(
       "{\"engine\": \"twotower\", \"batch\": %d, \"threads\": %d, \"us_per_step\": %.1f, "
       "\"gflops\": %.2f}\n",

@@ -77,6 +77,52 @@ void PrintEval(const std::string& name, const train::EvalMetrics& m) {
   std::cout << "\n";
 }
 
+std::string FeatureSummary(const data::EntityEncoder& e) {
+  std::string out = std::to_string(e.width()) + " dense columns";
+  for (const data::LearnedFeature& f : e.learned()) {
+    out += ", " + f.column + " embedding " + std::to_string(f.rows) + "x" + std::to_string(f.dim);
+  }
+  return out;
+}
+
+// One line per metric: the model's value at each K, and MostPop's beside it when given.
+void PrintRanking(const std::string& title, const train::RankingMetrics& m,
+                  const train::RankingMetrics* baseline) {
+  std::cout << title << "\n";
+  std::printf("  %-10s", "metric");
+  for (int k : m.ks) std::printf("  %8s", ("@" + std::to_string(k)).c_str());
+  if (baseline != nullptr) {
+    std::printf("   | MostPop");
+    for (int k : baseline->ks) std::printf("  %8s", ("@" + std::to_string(k)).c_str());
+  }
+  std::printf("\n");
+  const char* names[] = {"recall", "ndcg", "hitrate", "mrr", "coverage"};
+  const char* shown[] = {"Recall", "NDCG", "HitRate", "MRR", "Coverage"};
+  for (int i = 0; i < 5; ++i) {
+    std::printf("  %-10s", shown[i]);
+    for (int k : m.ks) std::printf("  %8.4f", m.Get(names[i] + ("@" + std::to_string(k))));
+    if (baseline != nullptr) {
+      std::printf("   |        ");
+      for (int k : baseline->ks) {
+        std::printf("  %8.4f", baseline->Get(names[i] + ("@" + std::to_string(k))));
+      }
+    }
+    std::printf("\n");
+  }
+  std::fflush(stdout);
+}
+
+// True when the model was trained with a pointwise loss, so that sigmoid(scale <u,v> + bias) is
+// a probability; other losses train <u, v> only, and scores are shown as inner products.
+bool HasProbabilities(const model::LoadedModel& m) {
+  const nlohmann::json& j = m.config;
+  if (j.contains("training") && j["training"].is_object() && j["training"].contains("loss") &&
+      j["training"]["loss"].is_string()) {
+    return j["training"]["loss"].get<std::string>() == "bce";
+  }
+  return true;
+}
+
 // ---- generate ---------------------------------------------------------------------------------
 
 struct GenerateArgs {
@@ -116,9 +162,9 @@ int RunTrain(const TrainArgs& a) {
   std::cout << "== configuration (" << a.config_path << ", resolved)\n" << config.ToYaml();
   const data::Dataset d = data::LoadDataset(config.ResolvedPaths(), config.features);
   std::cout << "== data\n"
-            << "  users " << d.users.num_rows() << " (" << d.encoder.user.width()
-            << " features), movies " << d.items.num_rows() << " (" << d.encoder.item.width()
-            << " features)\n"
+            << "  users " << d.users.num_rows() << " (" << FeatureSummary(d.encoder.user)
+            << "), items " << d.items.num_rows() << " (" << FeatureSummary(d.encoder.item)
+            << ")\n"
             << "  interactions: train " << d.train.size() << ", val " << d.val.size() << ", test "
             << d.test.size() << "; positive rate train " << Fixed(d.train.PositiveRate(), 3)
             << ", val " << Fixed(d.val.PositiveRate(), 3) << ", test "
@@ -126,9 +172,9 @@ int RunTrain(const TrainArgs& a) {
   const std::string run_dir = train::CreateRunDirectory(config);
   {
     Rng probe(0);
-    model::TwoTowerModel shape(config.model, d.encoder.user.width(), d.encoder.item.width(),
-                               &probe);
-    std::cout << "== model (score: " << model::ScoreModeName(config.model.score) << ", "
+    model::TwoTowerModel shape(config.model, d.encoder, &probe);
+    std::cout << "== model (loss: " << config.training.loss
+              << ", score: " << model::ScoreModeName(config.model.score) << ", "
               << shape.ParameterCount() << " trainable parameters, " << threads << " threads)\n"
               << "  user tower: " << shape.user_tower().Describe() << "\n"
               << "  item tower: " << shape.item_tower().Describe() << "\n";
@@ -142,6 +188,11 @@ int RunTrain(const TrainArgs& a) {
   std::cout << "== test (best epoch " << r.best_epoch << ", trained in "
             << Fixed(r.train_seconds, 2) << "s)\n";
   PrintEval("test", r.test);
+  if (!r.test_ranking.ks.empty()) {
+    PrintRanking("test ranking (" + std::to_string(r.test_ranking.users) +
+                     " users, all items ranked, train+val items excluded)",
+                 r.test_ranking, &r.test_most_popular);
+  }
   std::cout << "run folder: " << run_dir << "/\n";
   return 0;
 }
@@ -150,6 +201,7 @@ int RunTrain(const TrainArgs& a) {
 
 struct EvaluateArgs {
   std::string model, interactions, users, items;
+  std::vector<std::string> exclude;
 };
 
 int RunEvaluate(const EvaluateArgs& a) {
@@ -163,10 +215,68 @@ int RunEvaluate(const EvaluateArgs& a) {
   const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
   const data::Interactions inter =
       data::ReadInteractions(a.interactions, m.schema, user_index, item_index);
-  Matrix xu, xi;
+  data::EncodedTable xu, xi;
   m.encoder.user.Encode(users, &xu);
   m.encoder.item.Encode(items, &xi);
-  PrintEval(a.interactions, train::Evaluate(*m.model, xu, xi, inter));
+  train::EvalMetrics pointwise = train::Evaluate(*m.model, xu, xi, inter);
+  if (!HasProbabilities(m)) pointwise.loss = pointwise.accuracy = std::nan("");
+  PrintEval(a.interactions, pointwise);
+
+  // Ranking: every item ranked for each user with positives in the file, the items of the
+  // model's earlier splits excluded (train and validation, or the --exclude files), as in
+  // training's test report.
+  train::Config settings;
+  if (m.config.contains("training") && m.config["training"].is_object()) {
+    const nlohmann::json& t = m.config["training"];
+    if (t.contains("positives") && t["positives"].is_string()) {
+      settings.training.positives = t["positives"].get<std::string>();
+    }
+  }
+  if (m.config.contains("evaluation") && m.config["evaluation"].is_object() &&
+      m.config["evaluation"].contains("k") && m.config["evaluation"]["k"].is_array()) {
+    settings.evaluation.k = m.config["evaluation"]["k"].get<std::vector<int>>();
+  }
+  if (settings.evaluation.k.empty()) return 0;
+  std::vector<std::string> exclude = a.exclude;
+  if (exclude.empty()) {
+    for (const std::string* f : {&paths.train, &paths.val}) {
+      std::error_code ec;
+      if (std::filesystem::exists(*f, ec) && !std::filesystem::equivalent(*f, a.interactions, ec)) {
+        exclude.push_back(*f);
+      }
+    }
+  }
+  std::vector<data::Interactions> history;
+  for (const std::string& f : exclude) {
+    history.push_back(data::ReadInteractions(f, m.schema, user_index, item_index));
+  }
+  std::vector<const data::Interactions*> history_ptrs;
+  for (const auto& h : history) history_ptrs.push_back(&h);
+  const bool positives_only = settings.training.positives == "liked";
+  const auto excluded = data::ItemsByUser(history_ptrs, users.num_rows(), false);
+  const auto positives = data::ItemsByUser({&inter}, users.num_rows(), positives_only);
+  Matrix u, v;
+  m.model->EncodeUsers(xu, &u);
+  m.model->EncodeItems(xi, &v);
+  const train::RankingMetrics ranking =
+      train::EvaluateRanking(u, v, positives, excluded, settings.evaluation.k);
+  std::vector<double> counts(items.num_rows(), 0.0);
+  if (!history.empty()) {
+    const data::Interactions& train_split = history.front();
+    for (int64_t i = 0; i < train_split.size(); ++i) {
+      if (positives_only && train_split.label[i] != 1.0f) continue;
+      counts[train_split.item_row[i]] += 1.0;
+    }
+  }
+  const train::RankingMetrics popular =
+      train::EvaluateMostPopular(counts, positives, excluded, settings.evaluation.k);
+  std::string title = "ranking (" + std::to_string(ranking.users) + " users with " +
+                      (positives_only ? "liked" : "any") + " interactions, all " +
+                      std::to_string(items.num_rows()) + " items ranked, excluded:";
+  for (const std::string& f : exclude) title += " " + f;
+  if (exclude.empty()) title += " nothing";
+  PrintRanking(title + "; MostPop counts " + (exclude.empty() ? "nothing" : exclude.front()) + ")",
+               ranking, &popular);
   return 0;
 }
 
@@ -205,7 +315,8 @@ int RunEmbed(const EmbedArgs& a) {
   const std::string items_path = a.items.empty() ? ModelDataPaths(m).items : a.items;
   const data::Table items = ReadDataTable(items_path, a.items.empty(), "--items");
   const auto index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
-  Matrix x, v;
+  data::EncodedTable x;
+  Matrix v;
   m.encoder.item.Encode(items, &x);
   m.model->EncodeItems(x, &v);
   std::string ids = IdsHeader(v) + "\n";
@@ -335,7 +446,8 @@ int RunIndexAdd(const IndexAddArgs& a) {
   std::unique_ptr<index::ItemIndex> idx = LoadIndexForModel(a.index, a.model, m);
   const data::Table items = data::ReadTable(a.items);
   const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
-  Matrix x, v;
+  data::EncodedTable x;
+  Matrix v;
   m.encoder.item.Encode(items, &x);
   m.model->EncodeItems(x, &v);
   const index::ItemIndex::AddResult r = idx->Add(v.data(), v.rows(), item_index.ids);
@@ -350,7 +462,7 @@ int RunIndexAdd(const IndexAddArgs& a) {
 // ---- recommend --------------------------------------------------------------------------------
 
 struct RecommendArgs {
-  std::string model, user_id, embeddings, index, users, items, train, out;
+  std::string model, user_id, embeddings, index, users, items, train, val, out;
   int k = 10;
   bool exclude_seen = false;
   bool all_users = false;
@@ -363,8 +475,11 @@ void RecommendAllUsers(const RecommendArgs& a, const model::LoadedModel& m,
                        const data::Table& users, const index::ItemIndex& idx,
                        const std::vector<std::vector<int64_t>>& seen) {
   const auto start = std::chrono::steady_clock::now();
-  Matrix xu_all;
+  data::EncodedTable xu_all;
   m.encoder.user.Encode(users, &xu_all);
+  Matrix u_all;
+  m.model->EncodeUsers(xu_all, &u_all);
+  const bool probabilities = HasProbabilities(m);
   const std::vector<std::string>& user_ids = users.Column(m.schema.user.id_column);
   const int64_t n = users.num_rows();
   const int k = a.k;
@@ -383,7 +498,7 @@ void RecommendAllUsers(const RecommendArgs& a, const model::LoadedModel& m,
   ProgressBar bar("recommend", n, !a.quiet);
   for (int64_t first = 0; first < n; first += kChunk) {
     const int64_t c = std::min(kChunk, n - first);
-    m.model->EncodeUsers(xu_all.middleRows(first, c), &u);
+    u = u_all.middleRows(first, c);
     if (a.exclude_seen) {
       filters.assign(static_cast<size_t>(c), {});
       for (int64_t i = 0; i < c; ++i) filters[i].exclude = seen[first + i];
@@ -404,7 +519,9 @@ void RecommendAllUsers(const RecommendArgs& a, const model::LoadedModel& m,
         text += user;
         text += buf;
         text += data::CsvField(idx.ids()[label]);
-        std::snprintf(buf, sizeof(buf), ",%.6f\n", Sigmoid(scale * scores[i * k + r] + bias));
+        const double score = scores[i * k + r];
+        std::snprintf(buf, sizeof(buf), ",%.6f\n",
+                      probabilities ? Sigmoid(scale * score + bias) : score);
         text += buf;
       }
     }
@@ -420,7 +537,7 @@ void RecommendAllUsers(const RecommendArgs& a, const model::LoadedModel& m,
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cout << "wrote " << a.out << ": " << n << " users, top " << k << " (" << rows
             << " rows) from " << idx.spec() << " over " << idx.size() << " items";
-  if (a.exclude_seen) std::cout << ", seen in train excluded";
+  if (a.exclude_seen) std::cout << ", seen in train and val excluded";
   std::cout << "; " << Fixed(seconds, 2) << "s, " << Fixed(n / std::max(seconds, 1e-9), 0)
             << " users/s\n";
 }
@@ -441,6 +558,7 @@ int RunRecommend(const RecommendArgs& a) {
   if (!a.users.empty()) paths.users = a.users;
   if (!a.items.empty()) paths.items = a.items;
   if (!a.train.empty()) paths.train = a.train;
+  if (!a.val.empty()) paths.val = a.val;
   const data::Table users = ReadDataTable(paths.users, a.users.empty(), "--users");
   const data::Table items = ReadDataTable(paths.items, a.items.empty(), "--items");
   const auto user_index = data::EntityIndex::FromTable(users, m.schema.user.id_column);
@@ -460,7 +578,8 @@ int RunRecommend(const RecommendArgs& a) {
   } else if (!a.embeddings.empty()) {
     idx = IndexFromEmbeddings(a.embeddings, m.model->embedding_dim());
   } else {
-    Matrix xi, v;
+    data::EncodedTable xi;
+    Matrix v;
     m.encoder.item.Encode(items, &xi);
     m.model->EncodeItems(xi, &v);
     auto flat = std::make_unique<index::FlatIndex>(static_cast<int>(v.cols()));
@@ -468,16 +587,22 @@ int RunRecommend(const RecommendArgs& a) {
     idx = std::move(flat);
   }
 
-  // Per user, the index labels of the items rated in train.
+  // Per user, the index labels of the items rated in train and validation: the history that the
+  // test evaluation excludes.
   std::vector<std::vector<int64_t>> seen(static_cast<size_t>(users.num_rows()));
   if (a.exclude_seen) {
-    const data::Interactions history =
-        data::ReadInteractions(paths.train, m.schema, user_index, item_index);
     std::vector<int64_t> label_of_row(static_cast<size_t>(items.num_rows()));
     for (int64_t r = 0; r < items.num_rows(); ++r) label_of_row[r] = idx->Find(item_index.ids[r]);
-    for (int64_t i = 0; i < history.size(); ++i) {
-      const int64_t label = label_of_row[history.item_row[i]];
-      if (label >= 0) seen[history.user_row[i]].push_back(label);
+    std::vector<std::string> files = {paths.train};
+    std::error_code ec;
+    if (!a.val.empty() || std::filesystem::exists(paths.val, ec)) files.push_back(paths.val);
+    for (const std::string& file : files) {
+      const data::Interactions history =
+          data::ReadInteractions(file, m.schema, user_index, item_index);
+      for (int64_t i = 0; i < history.size(); ++i) {
+        const int64_t label = label_of_row[history.item_row[i]];
+        if (label >= 0) seen[history.user_row[i]].push_back(label);
+      }
     }
     for (std::vector<int64_t>& s : seen) {
       std::sort(s.begin(), s.end());
@@ -495,8 +620,9 @@ int RunRecommend(const RecommendArgs& a) {
   for (size_t c = 0; c < users.columns.size(); ++c) {
     row.emplace_back(users.columns[c], users.cells[c][user_row]);
   }
-  Matrix xu(1, m.encoder.user.width()), u;
-  m.encoder.user.EncodeRow(row, users.Where(user_row), xu.data());
+  data::EncodedTable xu;
+  Matrix u;
+  m.encoder.user.EncodeRow(row, users.Where(user_row), &xu);
   m.model->EncodeUsers(xu, &u);
 
   index::SearchFilter filter;
@@ -511,14 +637,17 @@ int RunRecommend(const RecommendArgs& a) {
   for (const auto& f : m.schema.user.features) {
     std::cout << "  " << f.column << "=" << users.Column(f.column)[user_row];
   }
-  if (a.exclude_seen) std::cout << "  (" << filter.exclude.size() << " seen in train excluded)";
+  if (a.exclude_seen) {
+    std::cout << "  (" << filter.exclude.size() << " seen in train and val excluded)";
+  }
   std::cout << "\n";
   std::printf("%4s  %-10s  %7s", "rank", m.schema.item.id_column.c_str(), "score");
   for (const auto& f : m.schema.item.features) std::printf("  %-10s", f.column.c_str());
   std::printf("\n");
   for (size_t r = 0; r < k; ++r) {
     const std::string& id = idx->ids()[labels[r]];
-    const double p = Sigmoid(m.model->scale() * scores[r] + m.model->bias());
+    const double p = HasProbabilities(m) ? Sigmoid(m.model->scale() * scores[r] + m.model->bias())
+                                         : scores[r];
     std::printf("%4zu  %-10s  %7.4f", r + 1, id.c_str(), p);
     const int32_t item_row = item_index.Find(id);
     for (const auto& f : m.schema.item.features) {
@@ -566,6 +695,10 @@ int Main(int argc, char** argv) {
   evaluate->add_option("--interactions", ev.interactions, "interactions CSV")->required();
   evaluate->add_option("--users", ev.users, "users CSV (default: the model's training data)");
   evaluate->add_option("--items", ev.items, "items CSV (default: the model's training data)");
+  evaluate->add_option("--exclude", ev.exclude,
+                       "interaction files whose items are excluded from each user's ranking, the "
+                       "first also counted for MostPop (repeatable; default: the model's train "
+                       "and val files, less the evaluated file)");
   evaluate->add_option("--threads", threads, "threads (0 = all cores)");
 
   EmbedArgs em;
@@ -589,10 +722,15 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000000));
   recommend->add_option("--index", rec.index, "item index file (twotower index build)");
   recommend->add_option("--embeddings", rec.embeddings, "pre-computed item embeddings (.npy)");
-  recommend->add_flag("--exclude-seen", rec.exclude_seen, "drop items the user rated in train");
+  recommend->add_flag("--exclude-seen", rec.exclude_seen,
+                      "drop items the user rated in train and val (the history the test "
+                      "evaluation excludes)");
   recommend->add_option("--users", rec.users, "users CSV (default: the model's training data)");
   recommend->add_option("--items", rec.items, "items CSV (default: the model's training data)");
   recommend->add_option("--train", rec.train, "train interactions for --exclude-seen");
+  recommend->add_option("--val", rec.val,
+                        "validation interactions for --exclude-seen (default: the model's, "
+                        "when the file exists)");
   recommend->add_flag("--quiet", rec.quiet, "no progress bar");
   recommend->add_option("--threads", threads, "threads (0 = all cores)");
 

@@ -82,6 +82,18 @@ std::vector<int64_t> ReferencedRows(const std::vector<int32_t>& ids, int64_t num
   return rows;
 }
 
+std::vector<std::vector<int32_t>> ItemsByUser(const std::vector<const Interactions*>& splits,
+                                              int64_t num_users, bool positives_only) {
+  std::vector<std::vector<int32_t>> out(num_users);
+  for (const Interactions* split : splits) {
+    for (int64_t i = 0; i < split->size(); ++i) {
+      if (positives_only && split->label[i] != 1.0f) continue;
+      out[split->user_row[i]].push_back(split->item_row[i]);
+    }
+  }
+  return out;
+}
+
 Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema) {
   Dataset d;
   d.users = ReadTable(paths.users);

@@ -7,14 +7,26 @@
 namespace twotower::data {
 
 const char* FeatureTypeName(FeatureType type) {
-  return type == FeatureType::kNumeric ? "numeric" : "categorical";
+  switch (type) {
+    case FeatureType::kNumeric:
+      return "numeric";
+    case FeatureType::kCategorical:
+      return "categorical";
+    case FeatureType::kId:
+      return "id";
+    case FeatureType::kMultiHot:
+      return "multi_hot";
+  }
+  return "";
 }
 
 FeatureType ParseFeatureType(const std::string& name, const std::string& where) {
   if (name == "numeric") return FeatureType::kNumeric;
   if (name == "categorical") return FeatureType::kCategorical;
+  if (name == "id") return FeatureType::kId;
+  if (name == "multi_hot") return FeatureType::kMultiHot;
   throw Error(where + ": unknown feature type " + Quote(name) +
-              " (expected: numeric, categorical)");
+              " (expected: numeric, categorical, id, multi_hot)");
 }
 
 FeatureSchema FeatureSchema::Lab() {
@@ -37,30 +49,115 @@ void FeatureSchema::Validate(const std::string& where) const {
     const std::string name = side == &user ? "user" : "item";
     if (side->id_column.empty()) throw Error(where + ": features." + name + "_id is empty");
     if (side->features.empty()) {
-      throw Error(where + ": features." + name + ": expected at least one feature column");
+      throw Error(where + ": features." + name +
+                  ": expected at least one feature column (a table without features can use its "
+                  "id column: {column: " +
+                  side->id_column + ", type: id})");
     }
     std::set<std::string> seen;
     for (const FeatureSpec& f : side->features) {
+      const std::string w = where + ": features." + name + ": column '" + f.column + "'";
       if (f.column.empty()) throw Error(where + ": features." + name + ": empty column name");
-      if (!seen.insert(f.column).second) {
-        throw Error(where + ": features." + name + ": column '" + f.column + "' listed twice");
+      if (!seen.insert(f.column).second) throw Error(w + " listed twice");
+      if (f.learned() && (f.dim < 1 || f.dim > 65536)) {
+        throw Error(w + ": dim " + std::to_string(f.dim) + " is out of range (expected 1..65536)");
       }
-      if (f.column == side->id_column) {
-        throw Error(where + ": features." + name + ": the id column '" + f.column +
-                    "' cannot also be a feature");
+      if (f.buckets < 0 || f.buckets > (int64_t{1} << 31) - 1) {
+        throw Error(w + ": buckets " + std::to_string(f.buckets) +
+                    " is out of range (expected 1..2147483647, or 0 for a vocabulary)");
+      }
+      if (f.type == FeatureType::kMultiHot && f.delimiter.empty()) {
+        throw Error(w + ": the delimiter is empty");
       }
     }
   }
   if (label_column.empty()) throw Error(where + ": features.label is empty");
 }
 
+nlohmann::json ToJson(const FeatureSpec& f) {
+  nlohmann::json j = {{"column", f.column}, {"type", FeatureTypeName(f.type)}};
+  switch (f.type) {
+    case FeatureType::kNumeric:
+      j["missing"] = f.missing == Missing::kMean ? "mean" : "error";
+      break;
+    case FeatureType::kCategorical:
+      j["encoding"] = f.encoding == Encoding::kEmbedding ? "embedding" : "one_hot";
+      break;
+    case FeatureType::kId:
+      j["buckets"] = f.buckets;
+      break;
+    case FeatureType::kMultiHot:
+      j["delimiter"] = f.delimiter;
+      j["pooling"] = f.pooling == Pooling::kSum ? "sum" : "mean";
+      break;
+  }
+  if (f.learned()) j["dim"] = f.dim;
+  return j;
+}
+
+FeatureSpec FeatureSpecFromJson(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object() || !j.contains("column") || !j.contains("type")) {
+    throw Error(where + ": expected {column: NAME, type: numeric|categorical|id|multi_hot}");
+  }
+  FeatureSpec f;
+  try {
+    f.column = j.at("column").get<std::string>();
+    const std::string w = where + ": column '" + f.column + "'";
+    f.type = ParseFeatureType(j.at("type").get<std::string>(), w);
+    // Which keys each type takes; any other key is refused rather than silently ignored.
+    std::set<std::string> allowed = {"column", "type"};
+    switch (f.type) {
+      case FeatureType::kNumeric:
+        allowed.insert("missing");
+        break;
+      case FeatureType::kCategorical:
+        allowed.insert({"encoding", "dim"});
+        break;
+      case FeatureType::kId:
+        allowed.insert({"buckets", "dim"});
+        break;
+      case FeatureType::kMultiHot:
+        allowed.insert({"delimiter", "pooling", "dim"});
+        break;
+    }
+    for (const auto& [key, value] : j.items()) {
+      if (allowed.count(key) == 0) {
+        std::string expected;
+        for (const std::string& k : allowed) expected += (expected.empty() ? "" : ", ") + k;
+        throw Error(w + ": unknown key '" + key + "' for type " + FeatureTypeName(f.type) +
+                    " (expected: " + expected + ")");
+      }
+    }
+    auto choice = [&](const char* key, std::initializer_list<const char*> options) -> int {
+      if (!j.contains(key)) return 0;
+      const std::string v = j.at(key).get<std::string>();
+      int i = 0;
+      std::string list;
+      for (const char* o : options) {
+        if (v == o) return i;
+        list += (list.empty() ? "" : ", ") + std::string(o);
+        ++i;
+      }
+      throw Error(w + ": '" + key + "': unknown value " + Quote(v) + " (expected: " + list + ")");
+    };
+    f.missing = choice("missing", {"error", "mean"}) == 1 ? Missing::kMean : Missing::kError;
+    f.encoding =
+        choice("encoding", {"one_hot", "embedding"}) == 1 ? Encoding::kEmbedding : Encoding::kOneHot;
+    f.pooling = choice("pooling", {"mean", "sum"}) == 1 ? Pooling::kSum : Pooling::kMean;
+    if (j.contains("delimiter")) f.delimiter = j.at("delimiter").get<std::string>();
+    if (j.contains("buckets")) f.buckets = j.at("buckets").get<int64_t>();
+    if (j.contains("dim")) f.dim = j.at("dim").get<int>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": malformed feature: " + e.what());
+  }
+  return f;
+}
+
 namespace {
 
 nlohmann::json SideToJson(const EntitySchema& side) {
   nlohmann::json features = nlohmann::json::array();
-  for (const FeatureSpec& f : side.features) {
-    features.push_back({{"column", f.column}, {"type", FeatureTypeName(f.type)}});
-  }
+  for (const FeatureSpec& f : side.features) features.push_back(ToJson(f));
   return {{"id", side.id_column}, {"features", features}};
 }
 
@@ -68,10 +165,7 @@ EntitySchema SideFromJson(const nlohmann::json& j, const std::string& where) {
   EntitySchema side;
   try {
     side.id_column = j.at("id").get<std::string>();
-    for (const auto& f : j.at("features")) {
-      side.features.push_back({f.at("column").get<std::string>(),
-                               ParseFeatureType(f.at("type").get<std::string>(), where)});
-    }
+    for (const auto& f : j.at("features")) side.features.push_back(FeatureSpecFromJson(f, where));
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed feature schema: " + e.what());
   }

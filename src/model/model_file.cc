@@ -1,5 +1,6 @@
 #include "twotower/model/model_file.h"
 
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <tuple>
@@ -57,9 +58,10 @@ LoadedModel LoadModel(const std::string& path) {
   if (meta("format") != "twotower.model") {
     throw Error(path + ": not a twotower model file (format " + Quote(meta("format")) + ")");
   }
-  if (meta("format_version") != std::to_string(kModelFormatVersion)) {
+  // Version 1 (dense towers only) is a subset of version 2: its metadata reads the same way.
+  if (meta("format_version") != "1" && meta("format_version") != std::to_string(kModelFormatVersion)) {
     throw Error(path + ": model format version " + meta("format_version") +
-                " is not supported (expected " + std::to_string(kModelFormatVersion) + ")");
+                " is not supported (expected 1 or " + std::to_string(kModelFormatVersion) + ")");
   }
   auto parse = [&](const std::string& key) {
     try {
@@ -78,14 +80,22 @@ LoadedModel LoadModel(const std::string& path) {
   // model: a corrupt or hostile config must not make us allocate terabytes. The names follow the
   // towers' layout (Linear at PyTorch indices 0, 3, 6, ...; see two_tower.h).
   std::map<std::string, std::vector<int64_t>> expected;
-  for (const auto& [prefix, input, hidden] :
-       {std::tuple{"user_tower.layers.", loaded.encoder.user.width(), config.user_hidden_dims},
-        std::tuple{"item_tower.layers.", loaded.encoder.item.width(), config.item_hidden_dims}}) {
-    int64_t prev = input;
-    std::vector<int> dims = hidden;
+  for (const bool user : {true, false}) {
+    const TowerSpec spec = MakeTowerSpec(config, user ? loaded.encoder.user : loaded.encoder.item, user);
+    const std::string prefix = user ? "user_tower." : "item_tower.";
+    int64_t prev = spec.dense_dim;
+    for (const data::LearnedFeature& f : spec.learned) {
+      if (f.rows < 1 || f.rows > (int64_t{1} << 31)) {
+        throw Error(path + ": __metadata__.encoder: feature '" + f.column + "' has " +
+                    std::to_string(f.rows) + " embedding rows (expected 1 .. 2^31)");
+      }
+      expected[prefix + "embeddings." + f.column + ".weight"] = {f.rows, f.dim};
+      prev += f.dim;
+    }
+    std::vector<int> dims = spec.hidden_dims;
     dims.push_back(config.embedding_dim);
     for (size_t i = 0; i < dims.size(); ++i) {
-      const std::string name = prefix + std::to_string(3 * i);
+      const std::string name = prefix + "layers." + std::to_string(3 * i);
       expected[name + ".weight"] = {dims[i], prev};
       expected[name + ".bias"] = {dims[i]};
       prev = dims[i];
@@ -107,8 +117,7 @@ LoadedModel LoadModel(const std::string& path) {
   }
   Rng unused(0);
   try {
-    loaded.model = std::make_unique<TwoTowerModel>(config, loaded.encoder.user.width(),
-                                                   loaded.encoder.item.width(), &unused);
+    loaded.model = std::make_unique<TwoTowerModel>(config, loaded.encoder, &unused);
   } catch (const Error& e) {
     throw Error(path + ": __metadata__.model: " + e.what());
   }
@@ -120,6 +129,13 @@ LoadedModel LoadModel(const std::string& path) {
     if (it->second.shape != expected) {
       throw Error(path + ": tensor '" + named.name + "' has shape " + ShapeText(it->second.shape) +
                   ", expected " + ShapeText(expected) + " for this model's config and encoder");
+    }
+    // A NaN or infinite weight would turn every score into NaN, silently: refused here, once.
+    for (size_t k = 0; k < it->second.data.size(); ++k) {
+      if (!std::isfinite(it->second.data[k])) {
+        throw Error(path + ": tensor '" + named.name + "' has a non-finite value at element " +
+                    std::to_string(k) + " (expected finite float32 weights)");
+      }
     }
     std::memcpy(m.data(), it->second.data.data(), sizeof(float) * m.size());
   }

@@ -10,24 +10,6 @@
 namespace twotower::model {
 namespace {
 
-nn::Sequential BuildTower(int input_dim, const std::vector<int>& hidden, int embedding_dim,
-                          float dropout, Rng* rng) {
-  nn::Sequential tower;
-  int prev = input_dim;
-  for (int h : hidden) {
-    auto linear = std::make_unique<nn::Linear>(prev, h);
-    linear->InitPyTorchDefault(rng);
-    tower.Add(std::move(linear));
-    tower.Add(std::make_unique<nn::ReLUDropout>(h, dropout));
-    prev = h;
-  }
-  auto out = std::make_unique<nn::Linear>(prev, embedding_dim);
-  out->InitPyTorchDefault(rng);
-  tower.Add(std::move(out));
-  tower.Add(std::make_unique<nn::L2Normalize>(embedding_dim));
-  return tower;
-}
-
 // Runs the two tower jobs concurrently when OpenMP has two or more threads, else in order.
 // Exceptions cannot cross an OpenMP region, so they are captured and rethrown after it.
 template <typename UserJob, typename ItemJob>
@@ -62,7 +44,8 @@ const char* ScoreModeName(ScoreMode mode) {
 nlohmann::json ModelConfig::ToJson() const {
   return {{"embedding_dim", embedding_dim},       {"user_hidden_dims", user_hidden_dims},
           {"item_hidden_dims", item_hidden_dims}, {"dropout", dropout},
-          {"score", ScoreModeName(score)},        {"initial_scale", initial_scale}};
+          {"score", ScoreModeName(score)},        {"initial_scale", initial_scale},
+          {"normalize", normalize}};
 }
 
 ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string& where) {
@@ -81,6 +64,7 @@ ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string&
       throw Error(where + ": unknown score mode " + Quote(score));
     }
     if (json.contains("initial_scale")) c.initial_scale = json["initial_scale"].get<double>();
+    if (json.contains("normalize")) c.normalize = json["normalize"].get<bool>();
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed model config: " + e.what());
   }
@@ -94,6 +78,17 @@ ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string&
   return c;
 }
 
+TowerSpec MakeTowerSpec(const ModelConfig& config, const data::EntityEncoder& encoder, bool user) {
+  TowerSpec spec;
+  spec.dense_dim = encoder.width();
+  spec.learned = encoder.learned();
+  spec.hidden_dims = user ? config.user_hidden_dims : config.item_hidden_dims;
+  spec.embedding_dim = config.embedding_dim;
+  spec.dropout = static_cast<float>(config.dropout);
+  spec.normalize = config.normalize;
+  return spec;
+}
+
 TwoTowerModel::TwoTowerModel(const ModelConfig& config, int user_input_dim, int item_input_dim,
                              Rng* init_rng)
     : config_(config) {
@@ -101,13 +96,39 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, int user_input_dim, int 
     throw Error("TwoTowerModel: input widths must be positive (got " +
                 std::to_string(user_input_dim) + " and " + std::to_string(item_input_dim) + ")");
   }
-  const float p = static_cast<float>(config.dropout);
-  user_tower_ =
-      BuildTower(user_input_dim, config.user_hidden_dims, config.embedding_dim, p, init_rng);
-  item_tower_ =
-      BuildTower(item_input_dim, config.item_hidden_dims, config.embedding_dim, p, init_rng);
-  const float log_scale =
-      config.score == ScoreMode::kLearned ? static_cast<float>(std::log(config.initial_scale)) : 0;
+  TowerSpec spec;
+  spec.embedding_dim = config.embedding_dim;
+  spec.dropout = static_cast<float>(config.dropout);
+  spec.normalize = config.normalize;
+  spec.dense_dim = user_input_dim;
+  spec.hidden_dims = config.user_hidden_dims;
+  user_tower_ = Tower(spec, init_rng);
+  spec.dense_dim = item_input_dim;
+  spec.hidden_dims = config.item_hidden_dims;
+  item_tower_ = Tower(spec, init_rng);
+  InitScorer();
+}
+
+TwoTowerModel::TwoTowerModel(const ModelConfig& config, const data::FeatureEncoder& encoder,
+                             Rng* init_rng)
+    : config_(config) {
+  try {
+    user_tower_ = Tower(MakeTowerSpec(config, encoder.user, true), init_rng);
+  } catch (const Error& e) {
+    throw Error(std::string("user tower: ") + e.what());
+  }
+  try {
+    item_tower_ = Tower(MakeTowerSpec(config, encoder.item, false), init_rng);
+  } catch (const Error& e) {
+    throw Error(std::string("item tower: ") + e.what());
+  }
+  InitScorer();
+}
+
+void TwoTowerModel::InitScorer() {
+  const float log_scale = config_.score == ScoreMode::kLearned
+                              ? static_cast<float>(std::log(config_.initial_scale))
+                              : 0;
   log_scale_ = {"scorer.log_scale", Matrix::Constant(1, 1, log_scale), Matrix::Zero(1, 1)};
   bias_ = {"scorer.bias", Matrix::Zero(1, 1), Matrix::Zero(1, 1)};
 }
@@ -123,21 +144,41 @@ void TwoTowerModel::Predict(const Matrix& x_u, const Matrix& x_i, Vector* logits
   ScorePairs(u, v, logits);
 }
 
+void TwoTowerModel::ForwardTowers(const data::EncodedTable& users, const int32_t* user_rows,
+                                  const data::EncodedTable& items, const int32_t* item_rows,
+                                  int64_t n, ModelContext* ctx, Rng* rng) {
+  // The towers are independent until the loss: with two or more threads each tower runs on its
+  // own thread (Eigen stays single-threaded inside an OpenMP region), which scales far better
+  // than splitting the small matrix products of one tower. Each tower gets its own generator
+  // split off `rng`, so the result does not depend on the thread count.
+  Rng user_rng = rng != nullptr ? rng->Split() : Rng(0);
+  Rng item_rng = rng != nullptr ? rng->Split() : Rng(0);
+  RunTowers([&] { user_tower_.Forward(users, user_rows, n, &ctx->user, &user_rng); },
+            [&] { item_tower_.Forward(items, item_rows, n, &ctx->item, &item_rng); });
+}
+
+void TwoTowerModel::BackwardTowers(ModelContext* ctx, const Matrix& du, const Matrix& dv) {
+  RunTowers([&] { user_tower_.Backward(&ctx->user, du); },
+            [&] { item_tower_.Backward(&ctx->item, dv); });
+}
+
+void TwoTowerModel::AddScorerGradient(double d_log_scale, double d_bias) {
+  if (config_.score != ScoreMode::kLearned) return;
+  log_scale_.grad(0, 0) += static_cast<float>(d_log_scale);
+  bias_.grad(0, 0) += static_cast<float>(d_bias);
+}
+
 const Vector& TwoTowerModel::Forward(const Matrix& x_u, const Matrix& x_i, ModelContext* ctx,
                                      Rng* rng) {
   if (x_u.rows() != x_i.rows()) {
     throw Error("TwoTowerModel::Forward: user and item batches differ in size");
   }
-  // The towers are independent until the dot product: with two or more threads each tower runs
-  // on its own thread (Eigen stays single-threaded inside an OpenMP region), which scales far
-  // better than splitting the small matrix products of one tower. Each tower gets its own
-  // generator split off `rng`, so the result does not depend on the thread count.
   Rng user_rng = rng != nullptr ? rng->Split() : Rng(0);
   Rng item_rng = rng != nullptr ? rng->Split() : Rng(0);
   RunTowers([&] { user_tower_.Forward(x_u, &ctx->user, &user_rng); },
             [&] { item_tower_.Forward(x_i, &ctx->item, &item_rng); });
-  const Matrix& u = ctx->user.layers.back().y;
-  const Matrix& v = ctx->item.layers.back().y;
+  const Matrix& u = user_output(*ctx);
+  const Matrix& v = item_output(*ctx);
   ctx->dot.resize(u.rows());
   ctx->dot.noalias() = u.cwiseProduct(v).rowwise().sum();
   ctx->logits.resize(u.rows());
@@ -152,8 +193,8 @@ void TwoTowerModel::Backward(ModelContext* ctx, const Vector& dlogits) {
     log_scale_.grad(0, 0) += s * dlogits.dot(ctx->dot);
     bias_.grad(0, 0) += dlogits.sum();
   }
-  const Matrix& u = ctx->user.layers.back().y;
-  const Matrix& v = ctx->item.layers.back().y;
+  const Matrix& u = user_output(*ctx);
+  const Matrix& v = item_output(*ctx);
   ctx->du.resize(u.rows(), u.cols());
   ctx->dv.resize(v.rows(), v.cols());
   // d logit / du = scale * v (and symmetrically); the scaled dlogits live in the context so
@@ -162,13 +203,12 @@ void TwoTowerModel::Backward(ModelContext* ctx, const Vector& dlogits) {
   ctx->dscaled.array() = dlogits.array() * s;
   ctx->du.array() = v.array().colwise() * ctx->dscaled.array();
   ctx->dv.array() = u.array().colwise() * ctx->dscaled.array();
-  RunTowers([&] { user_tower_.Backward(&ctx->user, ctx->du, nullptr); },
-            [&] { item_tower_.Backward(&ctx->item, ctx->dv, nullptr); });
+  BackwardTowers(ctx, ctx->du, ctx->dv);
 }
 
 std::vector<nn::NamedParameter> TwoTowerModel::NamedTensors() {
-  std::vector<nn::NamedParameter> out = user_tower_.NamedParameters("user_tower.layers.");
-  for (auto& p : item_tower_.NamedParameters("item_tower.layers.")) out.push_back(p);
+  std::vector<nn::NamedParameter> out = user_tower_.NamedParameters("user_tower.");
+  for (auto& p : item_tower_.NamedParameters("item_tower.")) out.push_back(p);
   out.push_back({log_scale_.name, &log_scale_});
   out.push_back({bias_.name, &bias_});
   return out;

@@ -196,7 +196,14 @@ void L2Normalize::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx)
 }
 
 void ZeroGrad(const std::vector<Parameter*>& params) {
-  for (Parameter* p : params) p->grad.setZero();
+  for (Parameter* p : params) {
+    if (!p->sparse) {
+      p->grad.setZero();
+      continue;
+    }
+    for (int32_t r : p->touched_rows) p->grad.row(r).setZero();
+    p->touched_rows.clear();
+  }
 }
 
 }  // namespace twotower::nn

@@ -16,7 +16,7 @@
 namespace twotower::train {
 namespace {
 
-enum class Kind { kInt, kUint64, kDouble, kString, kIntList };
+enum class Kind { kInt, kUint64, kDouble, kString, kIntList, kBool };
 
 // One declared setting. `bind` returns the address of the value inside a Config.
 struct Setting {
@@ -146,6 +146,14 @@ const std::vector<Setting>& Settings() {
        {},
        "initial scale (learned mode)",
        [](Config& c) -> void* { return &c.model.initial_scale; }},
+      {"model.normalize",
+       Kind::kBool,
+       0,
+       false,
+       0,
+       {},
+       "L2-normalise the tower outputs (cosine similarity)",
+       [](Config& c) -> void* { return &c.model.normalize; }},
       {"training.batch_size",
        Kind::kInt,
        1,
@@ -178,6 +186,63 @@ const std::vector<Setting>& Settings() {
        {},
        "stop after this many epochs without a better val AUC; 0 = never",
        [](Config& c) -> void* { return &c.training.early_stopping_patience; }},
+      {"training.loss",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {"bce", "softmax"},
+       "bce: pointwise on labelled pairs; softmax: in-batch sampled softmax over positives",
+       [](Config& c) -> void* { return &c.training.loss; }},
+      {"training.temperature",
+       Kind::kDouble,
+       0,
+       true,
+       1000,
+       {},
+       "softmax: logits are <u, v> / temperature",
+       [](Config& c) -> void* { return &c.training.temperature; }},
+      {"training.logq_correction",
+       Kind::kBool,
+       0,
+       false,
+       0,
+       {},
+       "softmax: subtract log of each item's sampling probability (training frequency)",
+       [](Config& c) -> void* { return &c.training.logq_correction; }},
+      {"training.remove_accidental_hits",
+       Kind::kBool,
+       0,
+       false,
+       0,
+       {},
+       "softmax: a batch item equal to the row's positive is not a negative",
+       [](Config& c) -> void* { return &c.training.remove_accidental_hits; }},
+      {"training.positives",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {"liked", "all"},
+       "which interactions are positives (softmax training, ranking evaluation): liked = label 1",
+       [](Config& c) -> void* { return &c.training.positives; }},
+      {"training.monitor",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "early stopping / best checkpoint: val_auc, val_loss, val_recall@K, val_ndcg@K, "
+       "val_hitrate@K, val_mrr@K (empty: val_auc for bce, val_recall@<first K> for softmax)",
+       [](Config& c) -> void* { return &c.training.monitor; }},
+      {"evaluation.k",
+       Kind::kIntList,
+       1,
+       false,
+       100000,
+       {},
+       "ranking cut-offs K for Recall / NDCG / HitRate / MRR / coverage (empty list: none)",
+       [](Config& c) -> void* { return &c.evaluation.k; }},
       {"output.dir",
        Kind::kString,
        0,
@@ -217,7 +282,7 @@ std::string KnownKeys(const std::string& section) {
     }
     out += (out.empty() ? "" : ", ") + key;
   }
-  if (section.empty()) out += ", data, model, training, output, features";
+  if (section.empty()) out += ", data, model, training, evaluation, output, features";
   return out;
 }
 
@@ -232,6 +297,8 @@ const char* KindName(Kind kind) {
       return "a string";
     case Kind::kIntList:
       return "a list of integers";
+    case Kind::kBool:
+      return "true or false";
   }
   return "";
 }
@@ -310,12 +377,26 @@ void AssignScalar(const Setting& s, Config* c, const std::string& text, const st
       }
       break;
     }
+    case Kind::kBool: {
+      if (text == "true" || text == "True" || text == "1") {
+        *static_cast<bool*>(target) = true;
+      } else if (text == "false" || text == "False" || text == "0") {
+        *static_cast<bool*>(target) = false;
+      } else {
+        fail();
+      }
+      break;
+    }
     case Kind::kIntList: {
-      // "256,128" or "[256, 128]" from a flag.
+      // "256,128" or "[256, 128]" from a flag; "" or "[]" is the empty list.
       std::string t = text;
       if (!t.empty() && t.front() == '[') t.erase(0, 1);
       if (!t.empty() && t.back() == ']') t.pop_back();
       std::vector<int> values;
+      if (t.find_first_not_of(' ') == std::string::npos) {
+        *static_cast<std::vector<int>*>(target) = values;
+        break;
+      }
       std::stringstream ss(t);
       std::string item;
       while (std::getline(ss, item, ',')) {
@@ -366,24 +447,41 @@ data::EntitySchema ParseSide(const YAML::Node& node, const std::string& side,
   const std::string where = Where(file, node);
   if (!node.IsSequence()) {
     throw Error(where + ": 'features." + side +
-                "': expected a list of {column: NAME, type: numeric|categorical}");
+                "': expected a list of {column: NAME, type: numeric|categorical|id|multi_hot}");
   }
   data::EntitySchema schema;
   schema.id_column = id_column;
   for (const auto& item : node) {
     const std::string w = Where(file, item);
     if (!item.IsMap() || !item["column"] || !item["type"]) {
-      throw Error(w + ": 'features." + side + "': expected {column: NAME, type: TYPE}");
+      throw Error(w + ": 'features." + side + "': expected {column: NAME, type: TYPE, ...}");
     }
+    // The map as JSON (FeatureSpecFromJson checks the keys each type takes); integers parsed
+    // here so a YAML scalar like "64" or "abc" gets a message naming the key.
+    nlohmann::json j = nlohmann::json::object();
     for (const auto& kv : item) {
       const std::string k = kv.first.Scalar();
-      if (k != "column" && k != "type") {
-        throw Error(w + ": 'features." + side + "': unknown key '" + k +
-                    "' (expected: column, type)");
+      if (j.contains(k)) {
+        throw Error(Where(file, kv.first) + ": 'features." + side + "': key '" + k +
+                    "' appears twice");
+      }
+      if (!kv.second.IsScalar()) {
+        throw Error(Where(file, kv.second) + ": 'features." + side + "." + k +
+                    "': expected a scalar value");
+      }
+      const std::string v = kv.second.Scalar();
+      if (k == "dim" || k == "buckets") {
+        int64_t n;
+        if (!ParseInt64(v, &n)) {
+          throw Error(Where(file, kv.second) + ": 'features." + side + "." + k +
+                      "': expected an integer, got " + Quote(v));
+        }
+        j[k] = n;
+      } else {
+        j[k] = v;
       }
     }
-    schema.features.push_back(
-        {item["column"].Scalar(), data::ParseFeatureType(item["type"].Scalar(), w)});
+    schema.features.push_back(data::FeatureSpecFromJson(j, w + ": 'features." + side + "'"));
   }
   return schema;
 }
@@ -391,9 +489,12 @@ data::EntitySchema ParseSide(const YAML::Node& node, const std::string& side,
 void ParseFeatures(const YAML::Node& node, Config* c, const std::string& file) {
   if (!node.IsMap()) throw Error(Where(file, node) + ": 'features': expected a mapping");
   data::FeatureSchema s = c->features;
+  std::set<std::string> seen;
   for (const auto& kv : node) {
     const std::string key = kv.first.Scalar();
     const std::string w = Where(file, kv.first);
+    // yaml-cpp's node["x"] would pick one of two equal keys silently.
+    if (!seen.insert(key).second) throw Error(w + ": key 'features." + key + "' appears twice");
     if (key == "user_id" || key == "item_id" || key == "label" || key == "p_true") {
       if (!kv.second.IsScalar()) throw Error(w + ": 'features." + key + "': expected a string");
       const std::string v = kv.second.Scalar();
@@ -428,7 +529,8 @@ void Walk(const YAML::Node& node, const std::string& prefix, Config* c, const st
       continue;
     }
     const bool section =
-        prefix.empty() && (key == "data" || key == "model" || key == "training" || key == "output");
+        prefix.empty() && (key == "data" || key == "model" || key == "training" ||
+                           key == "evaluation" || key == "output");
     if (section) {
       if (kv.second.IsNull()) continue;
       if (!kv.second.IsMap()) throw Error(w + ": '" + key + "': expected a mapping");
@@ -491,6 +593,33 @@ void Config::Validate(const std::string& where) const {
     if (value->empty()) throw Error(where + ": '" + key + "' is empty (expected a path)");
   }
   features.Validate(where);
+  // The monitored value must be one this run computes.
+  const std::string m = Monitor();
+  if (m != "val_auc" && m != "val_loss") {
+    bool ok = false;
+    for (const char* metric : {"val_recall@", "val_ndcg@", "val_hitrate@", "val_mrr@"}) {
+      if (m.rfind(metric, 0) != 0) continue;
+      const std::string k = m.substr(std::string(metric).size());
+      for (int kk : evaluation.k) ok |= k == std::to_string(kk);
+    }
+    if (!ok) {
+      std::string ks;
+      for (int kk : evaluation.k) ks += (ks.empty() ? "" : ", ") + std::to_string(kk);
+      throw Error(where + ": 'training.monitor': unknown value " + Quote(m) +
+                  " (expected val_auc, val_loss, or val_recall@K, val_ndcg@K, val_hitrate@K, "
+                  "val_mrr@K with K in evaluation.k = [" + ks + "])");
+    }
+  }
+  if (training.loss == "softmax" && training.monitor.empty() && evaluation.k.empty()) {
+    throw Error(where + ": 'training.loss' softmax needs a ranking metric to monitor: set " +
+                "evaluation.k (e.g. [10, 20]) or training.monitor");
+  }
+}
+
+std::string Config::Monitor() const {
+  if (!training.monitor.empty()) return training.monitor;
+  if (training.loss == "bce" || evaluation.k.empty()) return "val_auc";
+  return "val_recall@" + std::to_string(evaluation.k.front());
 }
 
 data::DataPaths Config::ResolvedPaths() const {
@@ -508,7 +637,14 @@ nlohmann::json Config::ToJson() const {
   j["training"] = {{"batch_size", training.batch_size},
                    {"learning_rate", training.learning_rate},
                    {"epochs", training.epochs},
-                   {"early_stopping_patience", training.early_stopping_patience}};
+                   {"early_stopping_patience", training.early_stopping_patience},
+                   {"loss", training.loss},
+                   {"temperature", training.temperature},
+                   {"logq_correction", training.logq_correction},
+                   {"remove_accidental_hits", training.remove_accidental_hits},
+                   {"positives", training.positives},
+                   {"monitor", training.monitor}};
+  j["evaluation"] = {{"k", evaluation.k}};
   j["output"] = {{"dir", output_dir}, {"name", run_name}};
   j["features"] = data::ToJson(features);
   return j;
@@ -535,12 +671,22 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "dropout" << YAML::Value << model.dropout;
   out << YAML::Key << "score" << YAML::Value << model::ScoreModeName(model.score);
   out << YAML::Key << "initial_scale" << YAML::Value << model.initial_scale;
+  out << YAML::Key << "normalize" << YAML::Value << model.normalize;
   out << YAML::EndMap;
   out << YAML::Key << "training" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "batch_size" << YAML::Value << training.batch_size;
   out << YAML::Key << "learning_rate" << YAML::Value << training.learning_rate;
   out << YAML::Key << "epochs" << YAML::Value << training.epochs;
   out << YAML::Key << "early_stopping_patience" << YAML::Value << training.early_stopping_patience;
+  out << YAML::Key << "loss" << YAML::Value << training.loss;
+  out << YAML::Key << "temperature" << YAML::Value << training.temperature;
+  out << YAML::Key << "logq_correction" << YAML::Value << training.logq_correction;
+  out << YAML::Key << "remove_accidental_hits" << YAML::Value << training.remove_accidental_hits;
+  out << YAML::Key << "positives" << YAML::Value << training.positives;
+  out << YAML::Key << "monitor" << YAML::Value << training.monitor;
+  out << YAML::EndMap;
+  out << YAML::Key << "evaluation" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "k" << YAML::Value << YAML::Flow << evaluation.k;
   out << YAML::EndMap;
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "dir" << YAML::Value << output_dir;
@@ -554,8 +700,17 @@ std::string Config::ToYaml() const {
   for (const auto* side : {&features.user, &features.item}) {
     out << YAML::Key << (side == &features.user ? "user" : "item") << YAML::Value << YAML::BeginSeq;
     for (const auto& f : side->features) {
-      out << YAML::Flow << YAML::BeginMap << YAML::Key << "column" << YAML::Value << f.column
-          << YAML::Key << "type" << YAML::Value << data::FeatureTypeName(f.type) << YAML::EndMap;
+      out << YAML::Flow << YAML::BeginMap;
+      const nlohmann::json spec = data::ToJson(f);
+      for (auto it = spec.begin(); it != spec.end(); ++it) {
+        out << YAML::Key << it.key() << YAML::Value;
+        if (it.value().is_string()) {
+          out << it.value().get<std::string>();
+        } else {
+          out << it.value().get<int64_t>();
+        }
+      }
+      out << YAML::EndMap;
     }
     out << YAML::EndSeq;
   }

@@ -1,6 +1,10 @@
 #include "twotower/train/loss.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+
+#include "twotower/core/error.h"
 
 namespace twotower::train {
 
@@ -21,6 +25,98 @@ double BinaryCrossEntropyWithLogits(const Vector& z, const float* y, Vector* dz)
     }
   }
   return total / static_cast<double>(n);
+}
+
+}  // namespace twotower::train
+
+namespace twotower::train {
+
+void BceLoss::Compute(const LossBatch& b, LossOutput* out) {
+  const Matrix& u = *b.u;
+  const Matrix& v = *b.v;
+  if (u.rows() != v.rows() || u.cols() != v.cols()) throw Error("BceLoss: u and v differ in shape");
+  // The same arithmetic, in the same order, as TwoTowerModel::Forward / Backward, so the lab's
+  // results do not change with the Loss interface.
+  dot_.resize(u.rows());
+  dot_.noalias() = u.cwiseProduct(v).rowwise().sum();
+  out->logits.resize(u.rows());
+  out->logits.array() = dot_.array() * b.scale + b.bias;
+  out->loss = BinaryCrossEntropyWithLogits(out->logits, b.labels, &dz_);
+  out->d_log_scale = b.scale * dz_.dot(dot_);
+  out->d_bias = dz_.sum();
+  dscaled_.resize(dz_.size());
+  dscaled_.array() = dz_.array() * b.scale;
+  out->du.resize(u.rows(), u.cols());
+  out->dv.resize(v.rows(), v.cols());
+  out->du.array() = v.array().colwise() * dscaled_.array();
+  out->dv.array() = u.array().colwise() * dscaled_.array();
+}
+
+InBatchSoftmaxLoss::InBatchSoftmaxLoss(SoftmaxOptions options) : options_(std::move(options)) {
+  if (!(options_.temperature > 0.0)) throw Error("InBatchSoftmaxLoss: temperature must be > 0");
+}
+
+void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
+  const Matrix& u = *b.u;
+  const Matrix& v = *b.v;
+  if (u.rows() != v.rows() || u.cols() != v.cols()) {
+    throw Error("InBatchSoftmaxLoss: u and v differ in shape");
+  }
+  const Eigen::Index n = u.rows();
+  const float inv_t = static_cast<float>(1.0 / options_.temperature);
+  logits_.resize(n, n);
+  logits_.noalias() = u * v.transpose();
+  logits_ *= inv_t;
+  const bool log_q = !options_.log_q.empty();
+  double total = 0.0;
+  for (Eigen::Index i = 0; i < n; ++i) {
+    float* row = logits_.row(i).data();
+    const int32_t target = b.item_rows[i];
+    float max = -std::numeric_limits<float>::infinity();
+    for (Eigen::Index j = 0; j < n; ++j) {
+      if (log_q) row[j] -= options_.log_q[b.item_rows[j]];
+      if (j != i && options_.remove_accidental_hits && b.item_rows[j] == target) {
+        row[j] = -std::numeric_limits<float>::infinity();
+      }
+      max = std::max(max, row[j]);
+    }
+    const float s_ii = row[i];
+    double sum = 0.0;
+    for (Eigen::Index j = 0; j < n; ++j) {
+      const float e = std::exp(row[j] - max);
+      row[j] = e;  // row now holds exp(s_ij - max)
+      sum += e;
+    }
+    // loss_i = logsumexp_j s_ij - s_ii, with the sum taken relative to the row's max.
+    total += static_cast<double>(max) + std::log(sum) - static_cast<double>(s_ii);
+    // d loss_i / d s_ij = softmax_ij - [i == j]; scaled by 1/n for the mean.
+    const float scale = static_cast<float>(1.0 / (sum * static_cast<double>(n)));
+    for (Eigen::Index j = 0; j < n; ++j) row[j] *= scale;
+    row[i] -= 1.0f / static_cast<float>(n);
+  }
+  out->loss = total / static_cast<double>(n);
+  // s_ij = <u_i, v_j> / t: du = G V / t, dv = G^T U / t.
+  out->du.resize(n, u.cols());
+  out->dv.resize(n, v.cols());
+  out->du.noalias() = logits_ * v;
+  out->du *= inv_t;
+  out->dv.noalias() = logits_.transpose() * u;
+  out->dv *= inv_t;
+  out->d_log_scale = 0.0;
+  out->d_bias = 0.0;
+  out->logits.resize(0);
+}
+
+std::vector<float> LogSamplingProbabilities(const std::vector<int32_t>& positive_item_rows,
+                                            int64_t num_items) {
+  std::vector<int64_t> counts(num_items, 0);
+  for (int32_t r : positive_item_rows) ++counts[r];
+  const double total = std::max<double>(1.0, static_cast<double>(positive_item_rows.size()));
+  std::vector<float> out(num_items);
+  for (int64_t j = 0; j < num_items; ++j) {
+    out[j] = static_cast<float>(std::log(std::max<int64_t>(counts[j], 1) / total));
+  }
+  return out;
 }
 
 }  // namespace twotower::train

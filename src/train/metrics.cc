@@ -4,6 +4,10 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <string>
+
+#include "twotower/core/error.h"
+#include "twotower/index/item_index.h"
 
 namespace twotower::train {
 
@@ -40,6 +44,150 @@ double Accuracy(const std::vector<float>& logits, const std::vector<float>& labe
   size_t correct = 0;
   for (size_t i = 0; i < logits.size(); ++i) correct += (logits[i] >= 0.0f) == (labels[i] > 0.5f);
   return static_cast<double>(correct) / static_cast<double>(logits.size());
+}
+
+}  // namespace twotower::train
+
+namespace twotower::train {
+
+double RankingMetrics::Get(const std::string& name) const {
+  const auto at = name.find('@');
+  if (at == std::string::npos) return std::numeric_limits<double>::quiet_NaN();
+  const std::string metric = name.substr(0, at);
+  int k = 0;
+  try {
+    k = std::stoi(name.substr(at + 1));
+  } catch (...) {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  for (size_t i = 0; i < ks.size(); ++i) {
+    if (ks[i] != k) continue;
+    if (metric == "recall") return recall[i];
+    if (metric == "ndcg") return ndcg[i];
+    if (metric == "hitrate") return hit_rate[i];
+    if (metric == "mrr") return mrr[i];
+    if (metric == "coverage") return coverage[i];
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item_embeddings,
+                               const std::vector<std::vector<int32_t>>& positives,
+                               const std::vector<std::vector<int32_t>>& exclude,
+                               const std::vector<int>& ks) {
+  if (ks.empty()) throw Error("EvaluateRanking: no cut-off K given");
+  for (int k : ks) {
+    if (k < 1) throw Error("EvaluateRanking: K must be >= 1, got " + std::to_string(k));
+  }
+  const int64_t num_users = user_embeddings.rows();
+  const int64_t num_items = item_embeddings.rows();
+  if (static_cast<int64_t>(positives.size()) != num_users ||
+      static_cast<int64_t>(exclude.size()) != num_users ||
+      user_embeddings.cols() != item_embeddings.cols()) {
+    throw Error("EvaluateRanking: sizes do not match");
+  }
+  const int max_k = *std::max_element(ks.begin(), ks.end());
+  RankingMetrics m;
+  m.ks = ks;
+  const size_t nk = ks.size();
+  m.recall.assign(nk, 0.0);
+  m.ndcg.assign(nk, 0.0);
+  m.hit_rate.assign(nk, 0.0);
+  m.mrr.assign(nk, 0.0);
+  m.coverage.assign(nk, 0.0);
+
+  auto index = index::MakeIndex("flat", static_cast<int>(item_embeddings.cols()));
+  std::vector<std::string> ids(num_items);
+  for (int64_t i = 0; i < num_items; ++i) ids[i] = std::to_string(i);
+  const Matrix items = item_embeddings;  // contiguous row-major copy
+  index->Add(items.data(), num_items, ids);
+
+  std::vector<int32_t> evaluated;
+  for (int64_t u = 0; u < num_users; ++u) {
+    for (int32_t p : positives[u]) {
+      if (p < 0 || p >= num_items) throw Error("EvaluateRanking: positive item row out of range");
+    }
+    if (!positives[u].empty()) evaluated.push_back(static_cast<int32_t>(u));
+  }
+  std::vector<std::vector<char>> seen(nk, std::vector<char>(num_items, 0));
+  // Users in chunks: the index searches a chunk of queries at once on all threads.
+  constexpr int64_t kChunk = 1024;
+  Matrix queries;
+  std::vector<index::SearchFilter> filters;
+  std::vector<int64_t> labels;
+  std::vector<float> scores;
+  std::vector<double> discount(max_k + 1);
+  for (int r = 1; r <= max_k; ++r) discount[r] = 1.0 / std::log2(r + 1.0);
+  for (size_t c = 0; c < evaluated.size(); c += kChunk) {
+    const int64_t n = std::min<int64_t>(kChunk, evaluated.size() - c);
+    queries.resize(n, user_embeddings.cols());
+    filters.assign(n, {});
+    for (int64_t q = 0; q < n; ++q) {
+      const int32_t u = evaluated[c + q];
+      queries.row(q) = user_embeddings.row(u);
+      filters[q].exclude.assign(exclude[u].begin(), exclude[u].end());
+    }
+    labels.resize(n * max_k);
+    scores.resize(n * max_k);
+    index->Search(queries.data(), n, max_k, filters.data(), labels.data(), scores.data());
+    for (int64_t q = 0; q < n; ++q) {
+      const int32_t u = evaluated[c + q];
+      std::vector<int32_t> pos = positives[u];
+      std::sort(pos.begin(), pos.end());
+      pos.erase(std::unique(pos.begin(), pos.end()), pos.end());
+      for (size_t ki = 0; ki < nk; ++ki) {
+        const int k = ks[ki];
+        int hits = 0;
+        double dcg = 0.0, rr = 0.0;
+        for (int r = 0; r < k; ++r) {
+          const int64_t label = labels[q * max_k + r];
+          if (label < 0) break;
+          seen[ki][label] = 1;
+          if (std::binary_search(pos.begin(), pos.end(), static_cast<int32_t>(label))) {
+            ++hits;
+            dcg += discount[r + 1];
+            if (rr == 0.0) rr = 1.0 / (r + 1);
+          }
+        }
+        const int ideal = std::min<int>(k, static_cast<int>(pos.size()));
+        double idcg = 0.0;
+        for (int r = 1; r <= ideal; ++r) idcg += discount[r];
+        m.recall[ki] += static_cast<double>(hits) / ideal;
+        m.ndcg[ki] += dcg / idcg;
+        m.hit_rate[ki] += hits > 0 ? 1.0 : 0.0;
+        m.mrr[ki] += rr;
+      }
+    }
+  }
+  m.users = static_cast<int64_t>(evaluated.size());
+  for (size_t ki = 0; ki < nk; ++ki) {
+    const double users = std::max<double>(1.0, static_cast<double>(m.users));
+    m.recall[ki] /= users;
+    m.ndcg[ki] /= users;
+    m.hit_rate[ki] /= users;
+    m.mrr[ki] /= users;
+    int64_t covered = 0;
+    for (char s : seen[ki]) covered += s;
+    m.coverage[ki] = num_items > 0 ? static_cast<double>(covered) / num_items : 0.0;
+  }
+  if (m.users == 0) {
+    for (auto* v : {&m.recall, &m.ndcg, &m.hit_rate, &m.mrr}) {
+      v->assign(nk, std::numeric_limits<double>::quiet_NaN());
+    }
+  }
+  return m;
+}
+
+RankingMetrics EvaluateMostPopular(const std::vector<double>& item_counts,
+                                   const std::vector<std::vector<int32_t>>& positives,
+                                   const std::vector<std::vector<int32_t>>& exclude,
+                                   const std::vector<int>& ks) {
+  // A one-dimensional inner product: every user's vector is [1], every item's [count], so the
+  // exact index ranks by count with the usual tie rule.
+  const Matrix users = Matrix::Ones(static_cast<Eigen::Index>(positives.size()), 1);
+  Matrix items(static_cast<Eigen::Index>(item_counts.size()), 1);
+  for (size_t i = 0; i < item_counts.size(); ++i) items(i, 0) = static_cast<float>(item_counts[i]);
+  return EvaluateRanking(users, items, positives, exclude, ks);
 }
 
 }  // namespace twotower::train

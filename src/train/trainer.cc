@@ -28,50 +28,94 @@ std::string Fixed(double v, int digits = 4) {
   return buf;
 }
 
-// Copies rows `idx[begin, end)` of `src` into `dst` (resized only when the count changes).
-void Gather(const Matrix& src, const std::vector<int32_t>& rows, const int64_t* idx, int64_t n,
-            Matrix* dst) {
-  if (dst->rows() != n || dst->cols() != src.cols()) dst->resize(n, src.cols());
-  for (int64_t i = 0; i < n; ++i) dst->row(i) = src.row(rows[idx[i]]);
-}
-
 std::string MetricsCsv(const std::vector<EpochRecord>& history) {
-  std::string csv =
-      "epoch,train_loss,train_accuracy,train_auc,val_loss,val_accuracy,val_auc,best\n";
+  std::string csv = "epoch,train_loss,train_accuracy,train_auc,val_loss,val_accuracy,val_auc";
+  const std::vector<int> ks = history.empty() ? std::vector<int>{} : history[0].val_ranking.ks;
+  for (const char* metric : {"recall", "ndcg", "hitrate", "mrr", "coverage"}) {
+    for (int k : ks) csv += ",val_" + std::string(metric) + "@" + std::to_string(k);
+  }
+  csv += ",best\n";
   for (const EpochRecord& r : history) {
     csv += std::to_string(r.epoch) + "," + Fixed(r.train_loss, 6) + "," +
            Fixed(r.train_accuracy, 6) + "," + Fixed(r.train_auc, 6) + "," + Fixed(r.val_loss, 6) +
-           "," + Fixed(r.val_accuracy, 6) + "," + Fixed(r.val_auc, 6) + "," + (r.best ? "1" : "0") +
-           "\n";
+           "," + Fixed(r.val_accuracy, 6) + "," + Fixed(r.val_auc, 6);
+    for (const char* metric : {"recall", "ndcg", "hitrate", "mrr", "coverage"}) {
+      for (int k : ks) csv += "," + Fixed(r.val_ranking.Get(metric + ("@" + std::to_string(k))), 6);
+    }
+    csv += std::string(",") + (r.best ? "1" : "0") + "\n";
   }
   return csv;
 }
 
-std::string CurvesSvg(const std::vector<EpochRecord>& history) {
+std::string CurvesSvg(const std::vector<EpochRecord>& history, const std::string& loss_name) {
   Series train_loss{"train", "#1f77b4", {}}, val_loss{"validation", "#d62728", {}};
   Series train_auc{"train", "#1f77b4", {}}, val_auc{"validation", "#d62728", {}};
+  Series val_recall{"validation", "#d62728", {}};
+  const std::vector<int> ks = history.empty() ? std::vector<int>{} : history[0].val_ranking.ks;
   for (const EpochRecord& r : history) {
     train_loss.values.push_back(r.train_loss);
     val_loss.values.push_back(r.val_loss);
     train_auc.values.push_back(r.train_auc);
     val_auc.values.push_back(r.val_auc);
+    if (!ks.empty()) val_recall.values.push_back(r.val_ranking.recall[0]);
   }
-  return RenderSvg({{"BCE loss", {train_loss, val_loss}}, {"AUC", {train_auc, val_auc}}});
+  std::vector<Panel> panels = {{loss_name + " loss", {train_loss, val_loss}},
+                               {"AUC", {train_auc, val_auc}}};
+  if (!ks.empty()) panels.push_back({"Recall@" + std::to_string(ks[0]), {val_recall}});
+  return RenderSvg(panels);
 }
 
-std::string MetricsJson(const EvalMetrics& m, int best_epoch, double seconds) {
-  auto num = [](double v) { return std::isnan(v) ? std::string("null") : Fixed(v, 6); };
-  return "{\n  \"split\": \"test\",\n  \"count\": " + std::to_string(m.count) +
-         ",\n  \"loss\": " + num(m.loss) + ",\n  \"accuracy\": " + num(m.accuracy) +
-         ",\n  \"auc\": " + num(m.auc) + ",\n  \"oracle_auc\": " + num(m.oracle_auc) +
-         ",\n  \"best_epoch\": " + std::to_string(best_epoch) +
-         ",\n  \"train_seconds\": " + Fixed(seconds, 3) + "\n}\n";
+nlohmann::json RankingJson(const RankingMetrics& m) {
+  auto num = [](double v) -> nlohmann::json {
+    if (std::isnan(v)) return nullptr;
+    return std::round(v * 1e6) / 1e6;
+  };
+  nlohmann::json j = {{"users", m.users}};
+  for (size_t i = 0; i < m.ks.size(); ++i) {
+    const std::string k = "@" + std::to_string(m.ks[i]);
+    j["recall" + k] = num(m.recall[i]);
+    j["ndcg" + k] = num(m.ndcg[i]);
+    j["hitrate" + k] = num(m.hit_rate[i]);
+    j["mrr" + k] = num(m.mrr[i]);
+    j["coverage" + k] = num(m.coverage[i]);
+  }
+  return j;
+}
+
+std::string MetricsJson(const TrainResult& r, const std::string& loss) {
+  auto num = [](double v) -> nlohmann::json {
+    if (std::isnan(v)) return nullptr;
+    return std::round(v * 1e6) / 1e6;
+  };
+  const EvalMetrics& m = r.test;
+  nlohmann::ordered_json j;
+  j["split"] = "test";
+  j["count"] = m.count;
+  j["loss"] = num(m.loss);
+  j["accuracy"] = num(m.accuracy);
+  j["auc"] = num(m.auc);
+  j["oracle_auc"] = num(m.oracle_auc);
+  j["training_loss"] = loss;
+  if (!r.test_ranking.ks.empty()) {
+    j["ranking"] = RankingJson(r.test_ranking);
+    j["most_popular"] = RankingJson(r.test_most_popular);
+  }
+  j["best_epoch"] = r.best_epoch;
+  j["train_seconds"] = std::round(r.train_seconds * 1e3) / 1e3;
+  return j.dump(2) + "\n";
+}
+
+// "recall@10 0.1234 ndcg@10 0.1111" for the first K.
+std::string RankingSummary(const RankingMetrics& m) {
+  if (m.ks.empty()) return "";
+  const std::string k = "@" + std::to_string(m.ks[0]);
+  return "recall" + k + " " + Fixed(m.recall[0]) + " ndcg" + k + " " + Fixed(m.ndcg[0]);
 }
 
 }  // namespace
 
-EvalMetrics Evaluate(const model::TwoTowerModel& model, const Matrix& user_features,
-                     const Matrix& item_features, const data::Interactions& data,
+EvalMetrics Evaluate(const model::TwoTowerModel& model, const data::EncodedTable& user_features,
+                     const data::EncodedTable& item_features, const data::Interactions& data,
                      ProgressBar* progress) {
   constexpr int64_t kChunk = 65536;
   const int64_t n = data.size();
@@ -119,6 +163,87 @@ std::string CreateRunDirectory(const Config& config) {
   }
 }
 
+namespace {
+
+std::vector<std::vector<int32_t>> ExcludedItems(const data::Dataset& data, Split split) {
+  std::vector<const data::Interactions*> history = {&data.train};
+  if (split == Split::kTest) history.push_back(&data.val);
+  return data::ItemsByUser(history, data.users.num_rows(), false);
+}
+
+std::vector<std::vector<int32_t>> SplitPositives(const data::Dataset& data, Split split,
+                                                 bool positives_only) {
+  const data::Interactions& s = split == Split::kVal ? data.val : data.test;
+  return data::ItemsByUser({&s}, data.users.num_rows(), positives_only);
+}
+
+}  // namespace
+
+RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const data::Dataset& data,
+                                    Split split, bool positives_only, const std::vector<int>& ks) {
+  Matrix u, v;
+  model.EncodeUsers(data.user_features, &u);
+  model.EncodeItems(data.item_features, &v);
+  return EvaluateRanking(u, v, SplitPositives(data, split, positives_only),
+                         ExcludedItems(data, split), ks);
+}
+
+RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split,
+                                        bool positives_only, const std::vector<int>& ks) {
+  std::vector<double> counts(data.items.num_rows(), 0.0);
+  for (int64_t i = 0; i < data.train.size(); ++i) {
+    if (positives_only && data.train.label[i] != 1.0f) continue;
+    counts[data.train.item_row[i]] += 1.0;
+  }
+  return EvaluateMostPopular(counts, SplitPositives(data, split, positives_only),
+                             ExcludedItems(data, split), ks);
+}
+
+Trainer::Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::AdamOptions adam)
+    : model_(model),
+      loss_(std::move(loss)),
+      params_(model->TrainableParameters()),
+      adam_(params_, adam) {}
+
+double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
+                     const data::EncodedTable& items, const int32_t* item_rows,
+                     const float* labels, int64_t n, Rng* rng) {
+  model_->ForwardTowers(users, user_rows, items, item_rows, n, &ctx_, rng);
+  LossBatch batch;
+  batch.u = &model::TwoTowerModel::user_output(ctx_);
+  batch.v = &model::TwoTowerModel::item_output(ctx_);
+  batch.item_rows = item_rows;
+  batch.labels = labels;
+  batch.scale = model_->scale();
+  batch.bias = model_->bias();
+  loss_->Compute(batch, &out_);
+  nn::ZeroGrad(params_);
+  model_->AddScorerGradient(out_.d_log_scale, out_.d_bias);
+  model_->BackwardTowers(&ctx_, out_.du, out_.dv);
+  adam_.Step();
+  return out_.loss;
+}
+
+std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Dataset& data) {
+  const TrainingConfig& t = config.training;
+  if (t.loss == "bce") return std::make_unique<BceLoss>();
+  if (t.loss == "softmax") {
+    SoftmaxOptions o;
+    o.temperature = t.temperature;
+    o.remove_accidental_hits = t.remove_accidental_hits;
+    if (t.logq_correction) {
+      std::vector<int32_t> positives;
+      const bool liked = t.positives == "liked";
+      for (int64_t i = 0; i < data.train.size(); ++i) {
+        if (!liked || data.train.label[i] == 1.0f) positives.push_back(data.train.item_row[i]);
+      }
+      o.log_q = LogSamplingProbabilities(positives, data.items.num_rows());
+    }
+    return std::make_unique<InBatchSoftmaxLoss>(o);
+  }
+  throw Error("training.loss: unknown loss " + Quote(t.loss) + " (expected: bce, softmax)");
+}
+
 TrainResult Train(const Config& config, const data::Dataset& data, const TrainOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   Rng rng(config.seed);
@@ -127,25 +252,33 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   Rng dropout_rng = rng.Split();
 
   TrainResult result;
-  result.model = std::make_unique<model::TwoTowerModel>(config.model, data.encoder.user.width(),
-                                                        data.encoder.item.width(), &init_rng);
+  result.model = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &init_rng);
   model::TwoTowerModel& net = *result.model;
-  std::vector<nn::Parameter*> params = net.TrainableParameters();
-  nn::Adam adam(params, {config.training.learning_rate});
+  Trainer trainer(&net, MakeLoss(config, data), {config.training.learning_rate});
+  const bool pointwise = trainer.loss().pointwise();
+  const bool positives_only = config.training.positives == "liked";
+  const std::vector<int>& ks = config.evaluation.k;
+  const std::string monitor = config.Monitor();
+  const bool lower_is_better = monitor == "val_loss";
 
+  // The training examples: every labelled pair for a pointwise loss, else the positives.
   const data::Interactions& train = data.train;
-  const int64_t n = train.size();
+  std::vector<int64_t> order;
+  for (int64_t i = 0; i < train.size(); ++i) {
+    if (pointwise || !positives_only || train.label[i] == 1.0f) order.push_back(i);
+  }
+  const int64_t n = static_cast<int64_t>(order.size());
+  if (n == 0) {
+    throw Error(train.source + ": no training positives (training.positives: " +
+                config.training.positives + " and no interaction has label 1)");
+  }
   const int64_t batch = config.training.batch_size;
   const int64_t steps = (n + batch - 1) / batch;
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
 
-  model::ModelContext ctx;
-  Matrix xu, xi;
-  Vector dz;
-  std::vector<float> epoch_logits(n), epoch_labels(n);
+  std::vector<int32_t> batch_users(batch), batch_items(batch);
+  std::vector<float> epoch_logits(pointwise ? n : 0), epoch_labels(n);
   std::vector<Matrix> best_weights = net.Snapshot();
-  double best_auc = -1.0;
+  double best_value = lower_is_better ? std::numeric_limits<double>::infinity() : -1.0;
   double best_loss = std::numeric_limits<double>::infinity();
   int since_best = 0;
   const nlohmann::json config_json = config.ToJson();
@@ -161,17 +294,20 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
       const int64_t begin = s * batch;
       const int64_t m = std::min(batch, n - begin);
       const int64_t* idx = order.data() + begin;
-      Gather(data.user_features, train.user_row, idx, m, &xu);
-      Gather(data.item_features, train.item_row, idx, m, &xi);
       float* labels = epoch_labels.data() + begin;
-      for (int64_t i = 0; i < m; ++i) labels[i] = train.label[idx[i]];
-      const Vector& logits = net.Forward(xu, xi, &ctx, &dropout_rng);
-      const double loss = BinaryCrossEntropyWithLogits(logits, labels, &dz);
-      nn::ZeroGrad(params);
-      net.Backward(&ctx, dz);
-      adam.Step();
+      for (int64_t i = 0; i < m; ++i) {
+        batch_users[i] = train.user_row[idx[i]];
+        batch_items[i] = train.item_row[idx[i]];
+        labels[i] = train.label[idx[i]];
+      }
+      const double loss =
+          trainer.Step(data.user_features, batch_users.data(), data.item_features,
+                       batch_items.data(), labels, m, &dropout_rng);
       loss_sum += loss * static_cast<double>(m);
-      std::copy(logits.data(), logits.data() + m, epoch_logits.data() + begin);
+      if (pointwise) {
+        std::copy(trainer.logits().data(), trainer.logits().data() + m,
+                  epoch_logits.data() + begin);
+      }
       bar.Update(s + 1, "loss " + Fixed(loss_sum / static_cast<double>(begin + m)));
     }
     bar.Finish("loss " + Fixed(loss_sum / static_cast<double>(n)));
@@ -179,24 +315,38 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     EpochRecord r;
     r.epoch = epoch;
     r.train_loss = loss_sum / static_cast<double>(n);
-    r.train_accuracy = Accuracy(epoch_logits, epoch_labels);
-    r.train_auc = Auc(epoch_logits, epoch_labels);
+    r.train_accuracy = pointwise ? Accuracy(epoch_logits, epoch_labels) : std::nan("");
+    r.train_auc = pointwise ? Auc(epoch_logits, epoch_labels) : std::nan("");
     {
       ProgressBar val_bar("val", 2 + (data.val.size() + 65535) / 65536, options.progress);
       const EvalMetrics val =
           Evaluate(net, data.user_features, data.item_features, data.val, &val_bar);
       val_bar.Finish("loss " + Fixed(val.loss));
-      r.val_loss = val.loss;
-      r.val_accuracy = val.accuracy;
+      // The scorer (scale, bias) is trained by pointwise losses only; otherwise its loss and
+      // accuracy mean nothing, and only the ranking of <u, v> (AUC) is reported.
+      r.val_loss = pointwise ? val.loss : std::nan("");
+      r.val_accuracy = pointwise ? val.accuracy : std::nan("");
       r.val_auc = val.auc;
     }
-    // Selection by val AUC; a one-class validation split has no AUC (NaN), and then val loss
-    // decides, so a best model is always kept.
-    r.best = std::isnan(r.val_auc) ? r.val_loss < best_loss : r.val_auc > best_auc;
+    if (!ks.empty()) r.val_ranking = EvaluateRankingSplit(net, data, Split::kVal, positives_only, ks);
+    if (monitor == "val_auc") {
+      r.monitored = r.val_auc;
+    } else if (monitor == "val_loss") {
+      r.monitored = r.val_loss;
+    } else {
+      r.monitored = r.val_ranking.Get(monitor.substr(4));
+    }
+    // Selection by the monitored value; a one-class validation split has no AUC (NaN), and then
+    // val loss decides, so a best model is always kept.
+    if (std::isnan(r.monitored)) {
+      r.best = r.val_loss < best_loss || (std::isnan(r.val_loss) && result.best_epoch == 0);
+    } else {
+      r.best = lower_is_better ? r.monitored < best_value : r.monitored > best_value;
+    }
     r.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     if (r.best) {
-      if (!std::isnan(r.val_auc)) best_auc = r.val_auc;
+      if (!std::isnan(r.monitored)) best_value = r.monitored;
       best_loss = r.val_loss;
       result.best_epoch = epoch;
       since_best = 0;
@@ -210,22 +360,34 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     }
     result.history.push_back(r);
     if (options.log != nullptr) {
-      *options.log << "epoch " << epoch << "/" << config.training.epochs << "  train loss "
-                   << Fixed(r.train_loss) << " acc " << Fixed(r.train_accuracy) << "  |  val loss "
-                   << Fixed(r.val_loss) << " acc " << Fixed(r.val_accuracy) << " auc "
-                   << Fixed(r.val_auc) << "  (" << Fixed(r.seconds, 2) << "s)"
-                   << (r.best ? "  * best, saved" : "") << std::endl;
+      std::ostream& log = *options.log;
+      log << "epoch " << epoch << "/" << config.training.epochs << "  train loss "
+          << Fixed(r.train_loss);
+      if (pointwise) {
+        log << " acc " << Fixed(r.train_accuracy) << "  |  val loss " << Fixed(r.val_loss)
+            << " acc " << Fixed(r.val_accuracy) << " auc " << Fixed(r.val_auc);
+      } else {
+        log << "  |  val auc " << Fixed(r.val_auc);
+      }
+      if (!ks.empty() && (!pointwise || monitor != "val_auc")) {
+        log << " " << RankingSummary(r.val_ranking);
+      }
+      log << "  (" << Fixed(r.seconds, 2) << "s)" << (r.best ? "  * best, saved" : "")
+          << std::endl;
     }
     if (!dir.empty()) {
       WriteFileAtomically(dir + "/metrics.csv", MetricsCsv(result.history));
-      WriteFileAtomically(dir + "/training_curves.svg", CurvesSvg(result.history));
+      WriteFileAtomically(dir + "/training_curves.svg",
+                          CurvesSvg(result.history, pointwise ? "BCE" : "softmax"));
     }
     if (config.training.early_stopping_patience > 0 &&
         since_best >= config.training.early_stopping_patience) {
       if (options.log != nullptr) {
-        *options.log << "early stopping: no better val AUC for "
+        const std::string shown = monitor == "val_auc" ? "val AUC" : monitor;
+        *options.log << "early stopping: no better " << shown << " for "
                      << config.training.early_stopping_patience << " epochs (best epoch "
-                     << result.best_epoch << ", val AUC " << Fixed(best_auc) << ")" << std::endl;
+                     << result.best_epoch << ", " << shown << " " << Fixed(best_value) << ")"
+                     << std::endl;
       }
       break;
     }
@@ -238,9 +400,13 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   result.train_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.test = Evaluate(net, data.user_features, data.item_features, data.test);
+  if (!pointwise) result.test.loss = result.test.accuracy = std::nan("");
+  if (!ks.empty()) {
+    result.test_ranking = EvaluateRankingSplit(net, data, Split::kTest, positives_only, ks);
+    result.test_most_popular = EvaluateMostPopularSplit(data, Split::kTest, positives_only, ks);
+  }
   if (!dir.empty()) {
-    WriteFileAtomically(dir + "/test_metrics.json",
-                        MetricsJson(result.test, result.best_epoch, result.train_seconds));
+    WriteFileAtomically(dir + "/test_metrics.json", MetricsJson(result, trainer.loss().name()));
   }
   return result;
 }

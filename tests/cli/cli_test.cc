@@ -127,11 +127,14 @@ class CliTest : public ::testing::Test {
     EXPECT_TRUE(!std::filesystem::exists(runs) || std::filesystem::is_empty(runs));
   }
   // Train interactions of a user: movie ids.
+  // The movies `user` rated in train and validation: the history --exclude-seen drops.
   std::set<std::string> TrainMovies(const std::string& user) {
     std::set<std::string> movies;
-    for (const std::string& line : Lines(ReadBytes(SharedRun().data + "/train/interactions.csv"))) {
-      const std::vector<std::string> f = Fields(line, ',');
-      if (f.size() == 5 && f[0] == user) movies.insert(f[1]);
+    for (const char* split : {"/train/interactions.csv", "/val/interactions.csv"}) {
+      for (const std::string& line : Lines(ReadBytes(SharedRun().data + split))) {
+        const std::vector<std::string> f = Fields(line, ',');
+        if (f.size() == 5 && f[0] == user) movies.insert(f[1]);
+      }
     }
     return movies;
   }
@@ -244,7 +247,7 @@ TEST_F(CliTest, RecommendExcludesSeenItems) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_THAT(r.out, StartsWith("top 5 for user " + user));
-  EXPECT_THAT(r.out, HasSubstr("(" + std::to_string(seen.size()) + " seen in train excluded)"));
+  EXPECT_THAT(r.out, HasSubstr("(" + std::to_string(seen.size()) + " seen in train and val excluded)"));
   const auto rows = ResultRows(r.out);
   ASSERT_EQ(rows.size(), 5u) << r.out;
   std::set<std::string> ids;
@@ -366,7 +369,7 @@ TEST_F(CliTest, UnknownFeatureTypeInConfig) {
   const std::string config =
       scratch_.Write("features.yaml", "features:\n  item:\n    - {column: year, type: date}\n");
   const CliResult r = Train(config, SharedRun().data);
-  ExpectUserError(r, config + ":3: unknown feature type \"date\"");
+  ExpectUserError(r, config + ":3: 'features.item': column 'year': unknown feature type \"date\"");
 }
 
 TEST_F(CliTest, EvaluateWithTruncatedModel) {

@@ -196,7 +196,7 @@ TEST_F(IndexCliTest, RecommendAllUsersWritesEveryUsersTopK) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, StartsWith("wrote " + out +
                                 ": 200 users, top 5 (1000 rows) from flat over "
-                                "100 items, seen in train excluded; "));
+                                "100 items, seen in train and val excluded; "));
   EXPECT_THAT(r.err, HasSubstr("200/200"));
   const std::vector<std::string> lines = Lines(ReadBytes(out));
   ASSERT_EQ(lines.size(), 1001u);

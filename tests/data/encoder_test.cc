@@ -322,17 +322,17 @@ TEST(LoadDatasetTest, EncoderFitsOnTrainSplitOnly) {
 
   // Every entity is encoded, with the train statistics.
   ASSERT_EQ(d.user_features.rows(), 5);
-  ASSERT_EQ(d.user_features.cols(), 3);
-  EXPECT_FLOAT_EQ(d.user_features(3, 0), static_cast<float>((99.0 - user_mean) / user_std));
-  EXPECT_EQ(d.user_features(3, 1), 0.0f);  // gender X: unseen
-  EXPECT_EQ(d.user_features(3, 2), 0.0f);
-  EXPECT_FLOAT_EQ(d.user_features(4, 0), static_cast<float>((1000.0 - user_mean) / user_std));
-  EXPECT_EQ(d.user_features(4, 1), 1.0f);  // F
+  ASSERT_EQ(d.user_features.dense.cols(), 3);
+  EXPECT_FLOAT_EQ(d.user_features.dense(3, 0), static_cast<float>((99.0 - user_mean) / user_std));
+  EXPECT_EQ(d.user_features.dense(3, 1), 0.0f);  // gender X: unseen
+  EXPECT_EQ(d.user_features.dense(3, 2), 0.0f);
+  EXPECT_FLOAT_EQ(d.user_features.dense(4, 0), static_cast<float>((1000.0 - user_mean) / user_std));
+  EXPECT_EQ(d.user_features.dense(4, 1), 1.0f);  // F
   ASSERT_EQ(d.item_features.rows(), 4);
-  ASSERT_EQ(d.item_features.cols(), 4);
-  for (int c = 0; c < 3; ++c) EXPECT_EQ(d.item_features(3, c), 0.0f);  // Western: unseen
-  EXPECT_FLOAT_EQ(d.item_features(3, 3), static_cast<float>((1900.0 - item_mean) / item_std));
-  EXPECT_FLOAT_EQ(d.item_features(0, 3), 0.0f);
+  ASSERT_EQ(d.item_features.dense.cols(), 4);
+  for (int c = 0; c < 3; ++c) EXPECT_EQ(d.item_features.dense(3, c), 0.0f);  // Western: unseen
+  EXPECT_FLOAT_EQ(d.item_features.dense(3, 3), static_cast<float>((1900.0 - item_mean) / item_std));
+  EXPECT_FLOAT_EQ(d.item_features.dense(0, 3), 0.0f);
 }
 
 TEST(LoadDatasetTest, InteractionsIndexTheEntityTables) {

@@ -148,7 +148,7 @@ TEST(ModelFileTest, FileHoldsPyTorchNamedTensorsAndMetadata) {
   EXPECT_FLOAT_EQ(f.tensors.at("scorer.log_scale").data.at(0), std::log(3.0f));
   EXPECT_FLOAT_EQ(f.tensors.at("scorer.bias").data.at(0), 0.25f);
   EXPECT_EQ(f.metadata.at("format"), "twotower.model");
-  EXPECT_EQ(f.metadata.at("format_version"), "1");
+  EXPECT_EQ(f.metadata.at("format_version"), "2");
   EXPECT_EQ(nlohmann::json::parse(f.metadata.at("encoder")), fx.encoder.ToJson());
   EXPECT_EQ(nlohmann::json::parse(f.metadata.at("config")), fx.train_config);
   EXPECT_EQ(nlohmann::json::parse(f.metadata.at("model"))["embedding_dim"], 4);
@@ -241,8 +241,8 @@ TEST_F(ModelFileErrorTest, WrongFormatOrVersion) {
   file_.metadata["format"] = "pt";
   EXPECT_EQ(LoadError(), path_ + ": not a twotower model file (format \"pt\")");
   file_.metadata["format"] = "twotower.model";
-  file_.metadata["format_version"] = "2";
-  EXPECT_EQ(LoadError(), path_ + ": model format version 2 is not supported (expected 1)");
+  file_.metadata["format_version"] = "3";
+  EXPECT_EQ(LoadError(), path_ + ": model format version 3 is not supported (expected 1 or 2)");
 }
 
 TEST_F(ModelFileErrorTest, MissingOrBrokenMetadataEntries) {

@@ -57,8 +57,8 @@ Vector MeanBceGradient(const Vector& z, const std::vector<float>& y) {
 // Smallest |pre-activation| over every ReLU of both towers (the Linear outputs feeding them).
 float ReluMargin(const TwoTowerModel& model, const ModelContext& ctx) {
   float margin = HUGE_VALF;
-  for (const auto* tower : {&model.user_tower(), &model.item_tower()}) {
-    const nn::SequentialContext& seq = tower == &model.user_tower() ? ctx.user : ctx.item;
+  for (const auto* tower : {&model.user_tower().mlp(), &model.item_tower().mlp()}) {
+    const nn::SequentialContext& seq = tower == &model.user_tower().mlp() ? ctx.user.mlp : ctx.item.mlp;
     for (size_t i = 0; i + 1 < tower->size(); ++i) {
       if (tower->layer(i + 1).TypeName() == "ReLU") {
         margin = std::min(margin, seq.layers[i].y.cwiseAbs().minCoeff());
@@ -222,8 +222,8 @@ TEST(TwoTowerModelTest, TowerOutputsHaveUnitNorm) {
   Rng rng(9);
   model.Forward(x_u, x_i, &ctx, &rng);
   for (int r = 0; r < kRows; ++r) {
-    EXPECT_NEAR(ctx.user.layers.back().y.row(r).norm(), 1.0f, 1e-5f) << "user row " << r;
-    EXPECT_NEAR(ctx.item.layers.back().y.row(r).norm(), 1.0f, 1e-5f) << "item row " << r;
+    EXPECT_NEAR(ctx.user.mlp.layers.back().y.row(r).norm(), 1.0f, 1e-5f) << "user row " << r;
+    EXPECT_NEAR(ctx.item.mlp.layers.back().y.row(r).norm(), 1.0f, 1e-5f) << "item row " << r;
   }
 }
 

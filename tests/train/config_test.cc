@@ -129,7 +129,8 @@ TEST(ConfigTest, AbsoluteDataPathsIgnoreTheDirectory) {
 TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
   EXPECT_EQ(ParseError("training:\n  epochs: 3\n  epohcs: 4\n"),
             "run.yaml:3: unknown key 'training.epohcs' (expected one of: batch_size, "
-            "learning_rate, epochs, early_stopping_patience)");
+            "learning_rate, epochs, early_stopping_patience, loss, temperature, logq_correction, "
+            "remove_accidental_hits, positives, monitor)");
   const std::string top = ParseError("seed: 1\nlearning_rate: 0.1\n");
   EXPECT_THAT(top, HasSubstr("run.yaml:2: unknown key 'learning_rate'"));
   EXPECT_THAT(top, HasSubstr("training"));
@@ -224,13 +225,15 @@ TEST(ConfigTest, FeaturesSectionOnlyOverridesWhatItNames) {
 
 TEST(ConfigTest, FeaturesSectionRejectsBadEntries) {
   EXPECT_EQ(ParseError("features:\n  user:\n    - {column: age, type: ordinal}\n"),
-            "run.yaml:3: unknown feature type \"ordinal\" (expected: numeric, categorical)");
+            "run.yaml:3: 'features.user': column 'age': unknown feature type \"ordinal\" "
+            "(expected: numeric, categorical, id, multi_hot)");
   EXPECT_THAT(ParseError("features:\n  users: []\n"),
               HasSubstr("run.yaml:2: unknown key 'features.users'"));
   EXPECT_THAT(ParseError("features:\n  user:\n    - {column: age, type: numeric, scale: 2}\n"),
-              HasSubstr("run.yaml:3: 'features.user': unknown key 'scale'"));
+              HasSubstr("run.yaml:3: 'features.user': column 'age': unknown key 'scale' for type "
+                        "numeric (expected: column, missing, type)"));
   EXPECT_THAT(ParseError("features:\n  user:\n    - {column: age}\n"),
-              HasSubstr("run.yaml:3: 'features.user': expected {column: NAME, type: TYPE}"));
+              HasSubstr("run.yaml:3: 'features.user': expected {column: NAME, type: TYPE, ...}"));
   EXPECT_THAT(ParseError("features:\n  item: genre\n"),
               HasSubstr("run.yaml:2: 'features.item': expected a list"));
   EXPECT_THAT(ParseError("features:\n  user:\n    - {column: age, type: numeric}\n"
@@ -238,8 +241,16 @@ TEST(ConfigTest, FeaturesSectionRejectsBadEntries) {
               HasSubstr("features.user: column 'age' listed twice"));
   EXPECT_THAT(ParseError("features:\n  user: []\n"),
               HasSubstr("features.user: expected at least one feature column"));
-  EXPECT_THAT(ParseError("features:\n  user:\n    - {column: user_id, type: categorical}\n"),
-              HasSubstr("the id column 'user_id' cannot also be a feature"));
+  EXPECT_THAT(ParseError("features:\n  user:\n    - {column: user_id, type: id, dim: x}\n"),
+              HasSubstr("run.yaml:3: 'features.user.dim': expected an integer, got \"x\""));
+  EXPECT_THAT(ParseError("features:\n  user:\n    - {column: user_id, type: id, dim: 0}\n"),
+              HasSubstr("features.user: column 'user_id': dim 0 is out of range (expected 1..65536)"));
+  EXPECT_THAT(ParseError("features:\n  user:\n    - {column: g, type: multi_hot, pooling: max}\n"),
+              HasSubstr("column 'g': 'pooling': unknown value \"max\" (expected: mean, sum)"));
+  EXPECT_THAT(ParseError("features:\n  item: []\n  item: []\n"),
+              HasSubstr("run.yaml:3: key 'features.item' appears twice"));
+  EXPECT_THAT(ParseError("features:\n  user:\n    - {column: a, type: id, column: b}\n"),
+              HasSubstr("key 'column' appears twice"));
   EXPECT_THAT(ParseError("features: [1]\n"), HasSubstr("'features': expected a mapping"));
 }
 

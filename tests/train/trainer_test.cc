@@ -208,7 +208,10 @@ TEST_F(TrainerTest, WritesTheRunFolder) {
   std::istringstream metrics(ReadBytes(run + "/metrics.csv"));
   std::string line;
   ASSERT_TRUE(std::getline(metrics, line));
-  EXPECT_EQ(line, "epoch,train_loss,train_accuracy,train_auc,val_loss,val_accuracy,val_auc,best");
+  EXPECT_EQ(line,
+            "epoch,train_loss,train_accuracy,train_auc,val_loss,val_accuracy,val_auc,"
+            "val_recall@10,val_recall@20,val_ndcg@10,val_ndcg@20,val_hitrate@10,val_hitrate@20,"
+            "val_mrr@10,val_mrr@20,val_coverage@10,val_coverage@20,best");
   size_t rows = 0;
   while (std::getline(metrics, line)) {
     ASSERT_LT(rows, r.history.size());
@@ -217,11 +220,13 @@ TEST_F(TrainerTest, WritesTheRunFolder) {
     std::string field;
     std::istringstream ls(line);
     while (std::getline(ls, field, ',')) f.push_back(field);
-    ASSERT_EQ(f.size(), 8u) << line;
+    ASSERT_EQ(f.size(), 18u) << line;
     EXPECT_EQ(std::stoi(f[0]), e.epoch);
     EXPECT_NEAR(std::stod(f[1]), e.train_loss, 1e-6);
     EXPECT_NEAR(std::stod(f[6]), e.val_auc, 1e-6);
-    EXPECT_EQ(f[7], e.best ? "1" : "0");
+    EXPECT_NEAR(std::stod(f[7]), e.val_ranking.recall[0], 1e-6);
+    EXPECT_NEAR(std::stod(f[9]), e.val_ranking.ndcg[0], 1e-6);
+    EXPECT_EQ(f[17], e.best ? "1" : "0");
     ++rows;
   }
   EXPECT_EQ(rows, r.history.size());
@@ -229,10 +234,10 @@ TEST_F(TrainerTest, WritesTheRunFolder) {
 
   // The best model loads and scores exactly like the returned (best) model.
   const model::LoadedModel best = model::LoadModel(run + "/model_best.safetensors");
-  Matrix xu(5, data_->user_features.cols()), xi(5, data_->item_features.cols());
+  Matrix xu(5, data_->user_features.dense.cols()), xi(5, data_->item_features.dense.cols());
   for (int i = 0; i < 5; ++i) {
-    xu.row(i) = data_->user_features.row(data_->test.user_row[i]);
-    xi.row(i) = data_->item_features.row(data_->test.item_row[i]);
+    xu.row(i) = data_->user_features.dense.row(data_->test.user_row[i]);
+    xi.row(i) = data_->item_features.dense.row(data_->test.item_row[i]);
   }
   Vector expected, got;
   r.model->Predict(xu, xi, &expected);

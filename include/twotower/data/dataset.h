@@ -55,10 +55,15 @@ struct Dataset {
   Table users, items;
   EntityIndex user_index, item_index;
   FeatureEncoder encoder;
-  Matrix user_features;  // users.num_rows() x encoder.user.width()
-  Matrix item_features;  // items.num_rows() x encoder.item.width()
+  EncodedTable user_features;  // users.num_rows() rows: encoder.user.width() dense + bags
+  EncodedTable item_features;  // items.num_rows() rows
   Interactions train, val, test;
 };
+
+// Per user row, the item rows of `splits`' interactions (all of them with positives_only false;
+// only label 1 with positives_only true), in file order, repeats kept. num_users entries.
+std::vector<std::vector<int32_t>> ItemsByUser(const std::vector<const Interactions*>& splits,
+                                              int64_t num_users, bool positives_only);
 
 Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema);
 

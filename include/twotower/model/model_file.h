@@ -1,7 +1,7 @@
 // Model files: a TwoTowerModel's weights plus everything needed to score raw rows.
 //
 // A .safetensors file with PyTorch-compatible tensor names (see two_tower.h) and __metadata__:
-//   format: "twotower.model", format_version: "1", model: ModelConfig JSON,
+//   format: "twotower.model", format_version: "2", model: ModelConfig JSON,
 //   encoder: FeatureEncoder JSON (vocabularies, means, stds), schema: FeatureSchema JSON,
 //   config: the resolved training config JSON (informative; data paths for the CLI's defaults).
 // Thread-safe: free functions with no shared state.
@@ -18,7 +18,9 @@
 
 namespace twotower::model {
 
-constexpr int kModelFormatVersion = 1;
+// 2: towers with embedding bags (`<tower>.embeddings.<column>.weight`), feature specs with
+// per-type settings. Files of version 1 still load.
+constexpr int kModelFormatVersion = 2;
 
 struct LoadedModel {
   std::unique_ptr<TwoTowerModel> model;

@@ -1,14 +1,17 @@
-// TwoTowerModel: a user tower and an item tower that meet in a scaled dot product.
+// TwoTowerModel: a user tower and an item tower (tower.h) that meet in a scaled dot product.
 //
-//   tower(x) = L2Normalize(Linear_out(Dropout(ReLU(Linear_h(... x)))))   (per hidden width h)
-//   logit(u, v) = scale * <tower_u(x_u), tower_i(x_i)> + bias,   p = sigmoid(logit)
+//   u = tower_u(user row), v = tower_i(item row)          (unit rows unless normalize: false)
+//   logit(u, v) = scale * <u, v> + bias,   p = sigmoid(logit)       (the scorer, for bce)
 //
-// `score: learned` trains scale (as log_scale, so it stays positive) and bias; `score: cosine`
-// fixes scale = 1 and bias = 0, the lab's model exactly. Tensor names match a PyTorch module with
-// `user_tower.layers = nn.Sequential(Linear, ReLU, Dropout, ..., Linear)` and the same for the item
-// tower, plus `scorer.log_scale` and `scorer.bias` (0-d), so weights load with load_state_dict.
-// Thread-safety: the const methods (Encode*, Score*) are safe from many threads; Forward and
-// Backward need a caller-owned ModelContext and exclusive use of the gradients.
+// Retrieval ranks items by <u, v> (the scorer is monotone in it). `score: learned` trains scale
+// (as log_scale, so it stays positive) and bias; `score: cosine` fixes scale = 1 and bias = 0,
+// the lab's model exactly. Towers are built from the feature encoder (dense columns plus
+// embedding bags for id / categorical / multi-hot features). Tensor names match a PyTorch module
+// (bench/reference/twotower_torch.py): `user_tower.embeddings.<column>.weight`,
+// `user_tower.layers.<i>.{weight,bias}` (nn.Sequential indices), the same for the item tower, and
+// `scorer.log_scale`, `scorer.bias` (0-d), so weights load with load_state_dict.
+// Thread-safety: the const methods (Encode*, Score*, Predict) are safe from many threads; Forward
+// and Backward need a caller-owned ModelContext and exclusive use of the gradients.
 #ifndef TWOTOWER_MODEL_TWO_TOWER_H_
 #define TWOTOWER_MODEL_TWO_TOWER_H_
 
@@ -18,6 +21,8 @@
 
 #include "twotower/core/matrix.h"
 #include "twotower/core/rng.h"
+#include "twotower/data/encoder.h"
+#include "twotower/model/tower.h"
 #include "twotower/nn/mlp.h"
 
 namespace twotower::model {
@@ -33,6 +38,7 @@ struct ModelConfig {
   // Initial scale in learned mode. With unit vectors a scale of 1 caps sigmoid at 0.73; starting
   // higher lets the model express confident predictions from the first epochs.
   double initial_scale = 5.0;
+  bool normalize = true;  // L2-normalise the tower outputs
 
   nlohmann::json ToJson() const;
   static ModelConfig FromJson(const nlohmann::json& json, const std::string& where);
@@ -41,7 +47,7 @@ struct ModelConfig {
 const char* ScoreModeName(ScoreMode mode);
 
 struct ModelContext {
-  nn::SequentialContext user, item;
+  TowerContext user, item;
   Vector dot;      // <u, v> per row
   Vector logits;   // scale * dot + bias
   Vector dscaled;  // scale * dlogits
@@ -50,18 +56,37 @@ struct ModelContext {
 
 class TwoTowerModel {
  public:
-  // Builds the towers for inputs of the given widths and initialises them as PyTorch does.
+  // Towers over dense inputs of the given widths (no learned features), initialised as PyTorch
+  // does.
   TwoTowerModel(const ModelConfig& config, int user_input_dim, int item_input_dim, Rng* init_rng);
+  // Towers built from a fitted encoder: its dense columns and learned features.
+  TwoTowerModel(const ModelConfig& config, const data::FeatureEncoder& encoder, Rng* init_rng);
 
-  // x_u: n x user_input_dim() -> n x embedding_dim (unit rows).
+  // Every row of an encoded users / items table -> rows x embedding_dim.
+  void EncodeUsers(const data::EncodedTable& users, Matrix* u) const { user_tower_.Infer(users, u); }
+  void EncodeItems(const data::EncodedTable& items, Matrix* v) const { item_tower_.Infer(items, v); }
+  // Dense-only towers: x_u: n x user_input_dim() -> n x embedding_dim.
   void EncodeUsers(const Matrix& x_u, Matrix* u) const { user_tower_.Infer(x_u, u); }
   void EncodeItems(const Matrix& x_i, Matrix* v) const { item_tower_.Infer(x_i, v); }
   // Row-wise logits for paired embeddings (u.rows() == v.rows()).
   void ScorePairs(const Matrix& u, const Matrix& v, Vector* logits) const;
-  // Inference logits for n (user, item) feature pairs.
+  // Inference logits for n (user, item) dense feature pairs.
   void Predict(const Matrix& x_u, const Matrix& x_i, Vector* logits) const;
 
-  // Training forward (dropout on): returns ctx->logits.
+  // Training forward of both towers (dropout on) for n (user row, item row) pairs of the encoded
+  // tables (which, with the row arrays, must outlive Backward). The outputs are user_output(ctx)
+  // and item_output(ctx), n x embedding_dim each.
+  void ForwardTowers(const data::EncodedTable& users, const int32_t* user_rows,
+                     const data::EncodedTable& items, const int32_t* item_rows, int64_t n,
+                     ModelContext* ctx, Rng* rng);
+  static const Matrix& user_output(const ModelContext& ctx) { return ctx.user.mlp.layers.back().y; }
+  static const Matrix& item_output(const ModelContext& ctx) { return ctx.item.mlp.layers.back().y; }
+  // du, dv: gradients of the loss w.r.t. the tower outputs. Adds into the towers' gradients.
+  void BackwardTowers(ModelContext* ctx, const Matrix& du, const Matrix& dv);
+  // Adds d loss / d log_scale and d loss / d bias into the scorer's gradients (learned mode only).
+  void AddScorerGradient(double d_log_scale, double d_bias);
+
+  // Dense-only training forward (dropout on) with the scorer: returns ctx->logits.
   const Vector& Forward(const Matrix& x_u, const Matrix& x_i, ModelContext* ctx, Rng* rng);
   // dlogits: gradient of the loss w.r.t. ctx->logits. Adds into every trainable gradient.
   void Backward(ModelContext* ctx, const Vector& dlogits);
@@ -75,23 +100,28 @@ class TwoTowerModel {
   float scale() const { return std::exp(log_scale_.value(0, 0)); }
   float bias() const { return bias_.value(0, 0); }
   const ModelConfig& config() const { return config_; }
-  int user_input_dim() const { return user_tower_.in_dim(); }
-  int item_input_dim() const { return item_tower_.in_dim(); }
+  int user_input_dim() const { return user_tower_.input_dim(); }
+  int item_input_dim() const { return item_tower_.input_dim(); }
   int embedding_dim() const { return config_.embedding_dim; }
-  const nn::Sequential& user_tower() const { return user_tower_; }
-  const nn::Sequential& item_tower() const { return item_tower_; }
+  const Tower& user_tower() const { return user_tower_; }
+  const Tower& item_tower() const { return item_tower_; }
 
   // Copies of all tensor values (for keeping the best epoch) and their restoration.
   std::vector<Matrix> Snapshot();
   void Restore(const std::vector<Matrix>& snapshot);
 
  private:
+  void InitScorer();
+
   ModelConfig config_;
-  nn::Sequential user_tower_;
-  nn::Sequential item_tower_;
+  Tower user_tower_;
+  Tower item_tower_;
   nn::Parameter log_scale_;
   nn::Parameter bias_;
 };
+
+// The tower spec of one side for a model config and a fitted encoder.
+TowerSpec MakeTowerSpec(const ModelConfig& config, const data::EntityEncoder& encoder, bool user);
 
 }  // namespace twotower::model
 

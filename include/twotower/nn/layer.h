@@ -11,6 +11,7 @@
 #ifndef TWOTOWER_NN_LAYER_H_
 #define TWOTOWER_NN_LAYER_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,10 @@ struct Parameter {
   std::string name;  // relative to the owning layer, e.g. "weight"
   Matrix value;
   Matrix grad;  // same shape as value
+  // An embedding table: its gradient is nonzero only in touched_rows (rows added by Backward
+  // since the last ZeroGrad, possibly repeated), and ZeroGrad clears only those rows.
+  bool sparse = false;
+  std::vector<int32_t> touched_rows;
 };
 
 // Per-call training state of one layer.
@@ -146,7 +151,7 @@ class L2Normalize : public Layer {
   void BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) override;
 };
 
-// Sets every parameter's gradient to zero.
+// Sets every parameter's gradient to zero (a sparse parameter's touched rows only).
 void ZeroGrad(const std::vector<Parameter*>& params);
 
 }  // namespace twotower::nn

@@ -6,10 +6,14 @@
 //   seed: 42
 //   threads: 0                      # 0 = all cores
 //   data: {dir, users, items, train, val, test}   # file paths relative to dir
-//   model: {embedding_dim, user_hidden_dims, item_hidden_dims, dropout, score, initial_scale}
-//   training: {batch_size, learning_rate, epochs, early_stopping_patience}
+//   model: {embedding_dim, user_hidden_dims, item_hidden_dims, dropout, score, initial_scale,
+//           normalize}
+//   training: {batch_size, learning_rate, epochs, early_stopping_patience, loss, temperature,
+//              logq_correction, remove_accidental_hits, positives, monitor}
+//   evaluation: {k}                 # ranking cut-offs, e.g. [10, 20]
 //   output: {dir, name}             # runs go to <dir>/<name>_<YYYYmmdd_HHMMSS>/
-//   features: {user_id, item_id, label, p_true, user: [{column, type}], item: [...]}
+//   features: {user_id, item_id, label, p_true, user: [{column, type, ...}], item: [...]}
+//             (per-type keys: schema.h)
 // Unknown keys, wrong types and out-of-range values are errors naming the file and key.
 #ifndef TWOTOWER_TRAIN_CONFIG_H_
 #define TWOTOWER_TRAIN_CONFIG_H_
@@ -29,7 +33,20 @@ struct TrainingConfig {
   int batch_size = 256;
   double learning_rate = 1e-3;
   int epochs = 30;
-  int early_stopping_patience = 5;  // epochs without a better val AUC; 0 disables
+  int early_stopping_patience = 5;  // epochs without a better monitored value; 0 disables
+  std::string loss = "bce";         // bce | softmax (loss.h)
+  double temperature = 0.05;        // softmax: logits are <u, v> / temperature
+  bool logq_correction = true;      // softmax: subtract log q(item)
+  bool remove_accidental_hits = true;
+  std::string positives = "liked";  // which interactions are positives: liked | all
+  // What early stopping and the best checkpoint follow: val_auc, val_loss, or
+  // val_<recall|ndcg|hitrate|mrr>@K with K in evaluation.k. Empty = val_auc for bce,
+  // val_recall@<first K> for softmax.
+  std::string monitor;
+};
+
+struct EvaluationConfig {
+  std::vector<int> k = {10, 20};  // ranking cut-offs; empty = no ranking evaluation
 };
 
 struct Config {
@@ -43,6 +60,7 @@ struct Config {
   std::string test = "test/interactions.csv";
   model::ModelConfig model;
   TrainingConfig training;
+  EvaluationConfig evaluation;
   std::string output_dir = "experiments/runs";
   std::string run_name = "ranking_model";
   data::FeatureSchema features = data::FeatureSchema::Lab();
@@ -54,6 +72,9 @@ struct Config {
   void Set(const std::string& assignment, const std::string& where);
   // Checks ranges and the schema; throws Error naming the key.
   void Validate(const std::string& where) const;
+
+  // training.monitor with its default filled in ("val_auc" or "val_recall@K").
+  std::string Monitor() const;
 
   // Data paths resolved against data_dir.
   data::DataPaths ResolvedPaths() const;

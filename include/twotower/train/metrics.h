@@ -1,10 +1,14 @@
-// Classification metrics for pointwise (user, item, liked) evaluation.
+// Metrics: classification metrics for pointwise (user, item, liked) evaluation, and ranking
+// metrics over a full ranking of the catalogue.
 // Pure functions; thread-safe.
 #ifndef TWOTOWER_TRAIN_METRICS_H_
 #define TWOTOWER_TRAIN_METRICS_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include "twotower/core/matrix.h"
 
 namespace twotower::train {
 
@@ -15,6 +19,43 @@ double Auc(const std::vector<float>& scores, const std::vector<float>& labels);
 
 // Fraction of examples whose logit has the label's sign (logit >= 0 predicts 1).
 double Accuracy(const std::vector<float>& logits, const std::vector<float>& labels);
+
+// Ranking quality at several cut-offs K, averaged over the evaluated users (those with at least
+// one positive). For a user with positives P and the top-K list R (best first, the user's
+// excluded items never in it):
+//   Recall@K   = |R ∩ P| / min(|P|, K)
+//   NDCG@K     = sum_{r <= K, R_r in P} 1 / log2(r + 1)  /  sum_{r <= min(|P|, K)} 1 / log2(r + 1)
+//   HitRate@K  = 1 if |R ∩ P| > 0 else 0
+//   MRR@K      = 1 / (rank of the first positive in R), 0 if none
+//   Coverage@K = |union of every evaluated user's R| / number of items (a catalogue property,
+//                not averaged).
+struct RankingMetrics {
+  std::vector<int> ks;
+  std::vector<double> recall, ndcg, hit_rate, mrr, coverage;  // one per K
+  int64_t users = 0;                                           // users evaluated
+
+  // The value of "recall@10", "ndcg@20", "hitrate@10", "mrr@10" or "coverage@10"; NaN when the
+  // name or K is not there.
+  double Get(const std::string& name) const;
+};
+
+// Ranks every item for every user with at least one positive by the inner product
+// <user_embeddings.row(u), item_embeddings.row(i)>, exactly (index::FlatIndex; ties go to the
+// lower item row), skipping exclude[u], and scores the top max(ks) against positives[u].
+// user_embeddings: users x d; item_embeddings: items x d; positives and exclude: one list of item
+// rows per user row (users entries each). `threads` as index::FlatIndex (0 = all).
+// Throws Error for empty ks, K < 1, mismatched sizes or an item row out of range.
+RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item_embeddings,
+                               const std::vector<std::vector<int32_t>>& positives,
+                               const std::vector<std::vector<int32_t>>& exclude,
+                               const std::vector<int>& ks);
+
+// The MostPop baseline under the same protocol: every user gets the items ranked by
+// item_counts (how often each item row is a positive in training), ties to the lower row.
+RankingMetrics EvaluateMostPopular(const std::vector<double>& item_counts,
+                                   const std::vector<std::vector<int32_t>>& positives,
+                                   const std::vector<std::vector<int32_t>>& exclude,
+                                   const std::vector<int>& ks);
 
 }  // namespace twotower::train
 

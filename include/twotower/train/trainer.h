@@ -1,12 +1,16 @@
-// Training and evaluation of a TwoTowerModel on pointwise (user, item, liked) data.
+// Training and evaluation of a TwoTowerModel.
 //
-// Train(): the lab's loop. Per epoch: shuffle the training interactions, step Adam over mini-
-// batches with BCE on the logits, then score the validation split; keep the weights with the best
-// val AUC, stop after `early_stopping_patience` epochs without improvement, evaluate the best
-// weights on the test split. With a run folder it writes config.yaml, metrics.csv (one row per
-// epoch), model_best.safetensors, model_last.safetensors, test_metrics.json and
-// training_curves.svg, each atomically. Same seed and thread count, same metrics.csv bytes.
-// Not thread-safe: one Train call at a time per model.
+// Train(): per epoch, shuffle the training examples (every labelled pair for a pointwise loss such
+// as bce; the pairs counted as positives under training.positives for softmax), run
+// Trainer::Step over mini-batches, then evaluate the validation split: pointwise loss / accuracy /
+// AUC of the labelled pairs, and the ranking metrics of evaluation.k (metrics.h) over a full
+// ranking of all items, each user's training items excluded. Keep the weights with the best
+// monitored value (training.monitor), stop after `early_stopping_patience` epochs without
+// improvement, evaluate the best weights on the test split (ranking: train and validation items
+// excluded) beside the MostPop baseline under the same protocol. With a run folder it writes
+// config.yaml, metrics.csv (one row per epoch), model_best.safetensors, model_last.safetensors,
+// test_metrics.json and training_curves.svg, each atomically. Same seed and thread count, same
+// metrics.csv bytes. Not thread-safe: one Train call at a time per model.
 #ifndef TWOTOWER_TRAIN_TRAINER_H_
 #define TWOTOWER_TRAIN_TRAINER_H_
 
@@ -19,7 +23,10 @@
 #include "twotower/core/progress.h"
 #include "twotower/data/dataset.h"
 #include "twotower/model/two_tower.h"
+#include "twotower/nn/adam.h"
 #include "twotower/train/config.h"
+#include "twotower/train/loss.h"
+#include "twotower/train/metrics.h"
 
 namespace twotower::train {
 
@@ -32,14 +39,57 @@ struct EvalMetrics {
 // Scores every interaction in inference mode. Users and items are each encoded once, then pairs
 // are scored by dot product, so the cost is (users + items) tower passes, not one per pair.
 // `progress`, if given, counts the steps: one per tower pass and one per 65,536 pairs scored.
-EvalMetrics Evaluate(const model::TwoTowerModel& model, const Matrix& user_features,
-                     const Matrix& item_features, const data::Interactions& data,
+EvalMetrics Evaluate(const model::TwoTowerModel& model, const data::EncodedTable& user_features,
+                     const data::EncodedTable& item_features, const data::Interactions& data,
                      ProgressBar* progress = nullptr);
+
+// Which split a ranking evaluation scores, and so which history it excludes: validation
+// excludes each user's training items; test excludes training and validation items.
+enum class Split { kVal, kTest };
+
+// Ranking metrics of `split` (positives: its interactions counted under `positives_only`) for
+// the model: every user tower and item tower pass once, then EvaluateRanking.
+RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const data::Dataset& data,
+                                    Split split, bool positives_only, const std::vector<int>& ks);
+// The MostPop baseline on the same split and protocol; popularity = training positives.
+RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split,
+                                        bool positives_only, const std::vector<int>& ks);
+
+// One optimisation step, the one copy the trainer, the tests and the benchmarks call: forward
+// both towers for n (user row, item row) pairs of the encoded tables, the loss, zero the
+// gradients, backward, Adam. Buffers are reused: at a fixed n a step allocates nothing.
+// Not thread-safe.
+class Trainer {
+ public:
+  // `model` must outlive the Trainer.
+  Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::AdamOptions adam);
+  // labels: n values 0/1 (read by pointwise losses; may be null otherwise). Returns the batch's
+  // mean loss. `rng` drives dropout.
+  double Step(const data::EncodedTable& users, const int32_t* user_rows,
+              const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
+              int64_t n, Rng* rng);
+  // The last step's pair logits (pointwise losses; empty otherwise).
+  const Vector& logits() const { return out_.logits; }
+  const Loss& loss() const { return *loss_; }
+
+ private:
+  model::TwoTowerModel* model_;
+  std::unique_ptr<Loss> loss_;
+  std::vector<nn::Parameter*> params_;
+  nn::Adam adam_;
+  model::ModelContext ctx_;
+  LossOutput out_;
+};
+
+// The loss of config.training (log q from the training positives for softmax).
+std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Dataset& data);
 
 struct EpochRecord {
   int epoch = 0;
   double train_loss = 0, train_accuracy = 0, train_auc = 0;
   double val_loss = 0, val_accuracy = 0, val_auc = 0;
+  RankingMetrics val_ranking;  // empty ks when evaluation.k is empty
+  double monitored = 0;        // the value of training.monitor
   bool best = false;
   double seconds = 0;
 };
@@ -55,6 +105,7 @@ struct TrainResult {
   std::vector<EpochRecord> history;
   int best_epoch = 0;
   EvalMetrics test;
+  RankingMetrics test_ranking, test_most_popular;  // empty ks when evaluation.k is empty
   double train_seconds = 0;
 };
 

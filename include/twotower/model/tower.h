@@ -1,0 +1,89 @@
+// Tower: one side of a two-tower model, built from that side's feature encoder.
+//
+//   input(row) = [dense columns | EmbeddingBag_1(bag_1) | ... | EmbeddingBag_k(bag_k)]
+//   tower(row) = L2Normalize(Linear_out(Dropout(ReLU(Linear_h(... input(row))))))
+//
+// The dense columns and the learned features come from data::EntityEncoder (schema order); a
+// tower may consist of one id feature alone (input = its embedding). With no hidden widths the
+// MLP is a single Linear to embedding_dim. `normalize: false` leaves out the L2Normalize.
+// Tensor names follow a PyTorch module with `embeddings = nn.ModuleDict({column:
+// nn.EmbeddingBag})` and `layers = nn.Sequential(...)`: "<prefix>embeddings.<column>.weight",
+// "<prefix>layers.0.weight", ... (see bench/reference/twotower_torch.py).
+// Thread-safety: Infer is const and safe from many threads; Forward / Backward use a caller-owned
+// TowerContext and need exclusive use of the gradients.
+#ifndef TWOTOWER_MODEL_TOWER_H_
+#define TWOTOWER_MODEL_TOWER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "twotower/core/matrix.h"
+#include "twotower/core/rng.h"
+#include "twotower/data/encoder.h"
+#include "twotower/nn/embedding.h"
+#include "twotower/nn/mlp.h"
+
+namespace twotower::model {
+
+struct TowerContext {
+  Matrix input;  // n x input_dim: the gathered dense columns and pooled embeddings
+  nn::SequentialContext mlp;
+  Matrix dinput;  // gradient w.r.t. input (only when the tower has embeddings)
+  const data::EncodedTable* table = nullptr;
+  const int32_t* rows = nullptr;
+  int64_t n = 0;
+};
+
+struct TowerSpec {
+  int dense_dim = 0;                           // width of the dense columns
+  std::vector<data::LearnedFeature> learned;   // the embedding bags, in order
+  std::vector<int> hidden_dims;                // MLP hidden widths (may be empty)
+  int embedding_dim = 128;                     // output width
+  float dropout = 0.0f;                        // after each hidden ReLU
+  bool normalize = true;                       // L2-normalise the output rows
+};
+
+class Tower {
+ public:
+  Tower() = default;
+  // Builds and initialises (Linear: PyTorch's default; embeddings: N(0, 1/dim)... see .cc).
+  // Throws Error when the input width is 0.
+  Tower(const TowerSpec& spec, Rng* init_rng);
+
+  // Every row of `table` -> table.rows() x embedding_dim. Throws Error if the table does not
+  // match the tower (dense width, number of bags).
+  void Infer(const data::EncodedTable& table, Matrix* y) const;
+  // Dense-only towers: x (n x dense_dim) -> n x embedding_dim.
+  void Infer(const Matrix& x, Matrix* y) const;
+
+  // Training forward for rows[0..n) of `table` (both must outlive Backward); returns the n x
+  // embedding_dim output, which lives in ctx.
+  const Matrix& Forward(const data::EncodedTable& table, const int32_t* rows, int64_t n,
+                        TowerContext* ctx, Rng* rng);
+  // Dense-only towers: x must outlive Backward.
+  const Matrix& Forward(const Matrix& x, TowerContext* ctx, Rng* rng);
+  // dy: n x embedding_dim. Adds into every parameter gradient (embedding tables: touched rows).
+  void Backward(TowerContext* ctx, const Matrix& dy);
+
+  std::vector<nn::NamedParameter> NamedParameters(const std::string& prefix);
+  std::vector<nn::Parameter*> Parameters();
+
+  const TowerSpec& spec() const { return spec_; }
+  const nn::Sequential& mlp() const { return mlp_; }
+  int input_dim() const { return mlp_.in_dim(); }
+  // "EmbeddingBag(user_id: 944x32) + 21 dense -> Linear(53->128) -> L2Normalize"
+  std::string Describe() const;
+
+ private:
+  void CheckTable(const data::EncodedTable& table) const;
+  void Gather(const data::EncodedTable& table, const int32_t* rows, int64_t n, Matrix* input) const;
+
+  TowerSpec spec_;
+  std::vector<nn::EmbeddingBag> bags_;
+  nn::Sequential mlp_;
+};
+
+}  // namespace twotower::model
+
+#endif  // TWOTOWER_MODEL_TOWER_H_
