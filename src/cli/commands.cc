@@ -19,6 +19,7 @@
 #include "twotower/data/csv.h"
 #include "twotower/data/dataset.h"
 #include "twotower/data/generator.h"
+#include "twotower/data/movielens.h"
 #include "twotower/data/npy.h"
 #include "twotower/index/flat_index.h"
 #include "twotower/index/index_file.h"
@@ -100,12 +101,13 @@ void PrintRanking(const std::string& title, const train::RankingMetrics& m,
   const char* shown[] = {"Recall", "NDCG", "HitRate", "MRR", "Coverage"};
   for (int i = 0; i < 5; ++i) {
     std::printf("  %-10s", shown[i]);
-    for (int k : m.ks) std::printf("  %8.4f", m.Get(names[i] + ("@" + std::to_string(k))));
+    // std::string::append, not operator+ on a char*: GCC 12 warns falsely on the latter
+    // (-Wrestrict, GCC bug 105329).
+    auto key = [&](int k) { return std::string(names[i]).append("@").append(std::to_string(k)); };
+    for (int k : m.ks) std::printf("  %8.4f", m.Get(key(k)));
     if (baseline != nullptr) {
       std::printf("   |        ");
-      for (int k : baseline->ks) {
-        std::printf("  %8.4f", baseline->Get(names[i] + ("@" + std::to_string(k))));
-      }
+      for (int k : baseline->ks) std::printf("  %8.4f", baseline->Get(key(k)));
     }
     std::printf("\n");
   }
@@ -139,6 +141,27 @@ int RunGenerate(const GenerateArgs& a) {
   return 0;
 }
 
+// ---- data movielens ---------------------------------------------------------------------------
+
+struct MovieLensArgs {
+  std::string src, out;
+  data::MovieLensOptions options;
+};
+
+int RunMovieLens(const MovieLensArgs& a) {
+  const data::MovieLensSummary s = data::ConvertMovieLens(a.src, a.out, a.options);
+  std::cout << "read " << a.src << " (" << s.layout << "): " << s.users << " users, " << s.movies
+            << " movies, " << s.ratings << " ratings, liked (rating >= " << a.options.like_threshold
+            << ") " << Fixed(100 * s.liked_rate, 1) << "%\n"
+            << "wrote " << a.out << "/{users.csv, movies.csv, train|val|test/interactions.csv, "
+            << "twotower.yaml}\n"
+            << "  " << a.options.split << " split: train " << s.train << ", val " << s.val
+            << ", test " << s.test;
+  if (s.cold_users > 0) std::cout << "; " << s.cold_users << " users have no training rating";
+  std::cout << "\nnext: twotower train --config " << a.out << "/twotower.yaml\n";
+  return 0;
+}
+
 // ---- train ------------------------------------------------------------------------------------
 
 struct TrainArgs {
@@ -163,8 +186,7 @@ int RunTrain(const TrainArgs& a) {
   const data::Dataset d = data::LoadDataset(config.ResolvedPaths(), config.features);
   std::cout << "== data\n"
             << "  users " << d.users.num_rows() << " (" << FeatureSummary(d.encoder.user)
-            << "), items " << d.items.num_rows() << " (" << FeatureSummary(d.encoder.item)
-            << ")\n"
+            << "), items " << d.items.num_rows() << " (" << FeatureSummary(d.encoder.item) << ")\n"
             << "  interactions: train " << d.train.size() << ", val " << d.val.size() << ", test "
             << d.test.size() << "; positive rate train " << Fixed(d.train.PositiveRate(), 3)
             << ", val " << Fixed(d.val.PositiveRate(), 3) << ", test "
@@ -646,8 +668,8 @@ int RunRecommend(const RecommendArgs& a) {
   std::printf("\n");
   for (size_t r = 0; r < k; ++r) {
     const std::string& id = idx->ids()[labels[r]];
-    const double p = HasProbabilities(m) ? Sigmoid(m.model->scale() * scores[r] + m.model->bias())
-                                         : scores[r];
+    const double p =
+        HasProbabilities(m) ? Sigmoid(m.model->scale() * scores[r] + m.model->bias()) : scores[r];
     std::printf("%4zu  %-10s  %7.4f", r + 1, id.c_str(), p);
     const int32_t item_row = item_index.Find(id);
     for (const auto& f : m.schema.item.features) {
@@ -675,6 +697,24 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   std::string gen_seed = "42";
   generate->add_option("--seed", gen_seed, "random seed")->capture_default_str();
+
+  auto* data_cmd = app.add_subcommand("data", "convert public data sets to the lab's layout");
+  data_cmd->require_subcommand(1);
+  MovieLensArgs ml;
+  std::string ml_seed = "0";
+  auto* movielens = data_cmd->add_subcommand(
+      "movielens",
+      "MovieLens (100k, 1m, 10m, latest, 20m, 25m, 32m) -> users, movies, splits, "
+      "twotower.yaml");
+  movielens->add_option("--src", ml.src, "the release's folder (e.g. ml-100k/)")->required();
+  movielens->add_option("--out", ml.out, "output folder")->required();
+  movielens->add_option("--split", ml.options.split, "random | user-temporal | global-temporal")
+      ->capture_default_str();
+  movielens->add_option("--val", ml.options.val, "validation fraction")->capture_default_str();
+  movielens->add_option("--test", ml.options.test, "test fraction")->capture_default_str();
+  movielens->add_option("--seed", ml_seed, "seed of the random split")->capture_default_str();
+  movielens->add_option("--like-threshold", ml.options.like_threshold, "liked = rating >= this")
+      ->capture_default_str();
 
   TrainArgs tr;
   std::string seed, epochs, output_dir, train_threads;
@@ -795,6 +835,12 @@ int Main(int argc, char** argv) {
     }
     SetThreads(threads);
     if (generate->parsed()) return RunGenerate(gen);
+    if (movielens->parsed()) {
+      train::Config probe;
+      probe.Set("seed=" + ml_seed, "--seed");
+      ml.options.seed = probe.seed;
+      return RunMovieLens(ml);
+    }
     if (train_cmd->parsed()) {
       if (list_settings) {
         for (const std::string& line : train::SettingsHelp()) std::cout << line << "\n";

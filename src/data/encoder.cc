@@ -196,7 +196,8 @@ void EntityEncoder::Encode(const Table& table, EncodedTable* out) const {
       }
       continue;
     }
-    for (int64_t r = 0; r < n; ++r) EncodeDense(c, values[r], table.Where(r), out->dense.row(r).data());
+    for (int64_t r = 0; r < n; ++r)
+      EncodeDense(c, values[r], table.Where(r), out->dense.row(r).data());
   }
 }
 
@@ -286,8 +287,8 @@ EntityEncoder EntityEncoder::FromJson(const nlohmann::json& json, const std::str
         }
       } else if (!(c.spec.type == FeatureType::kId && c.spec.buckets > 0)) {
         c.vocabulary = j.at("vocabulary").get<std::vector<std::string>>();
-        if (std::adjacent_find(c.vocabulary.begin(), c.vocabulary.end(),
-                               std::greater_equal<>()) != c.vocabulary.end()) {
+        if (std::adjacent_find(c.vocabulary.begin(), c.vocabulary.end(), std::greater_equal<>()) !=
+            c.vocabulary.end()) {
           throw Error(w + ": vocabulary not sorted or with repeats");
         }
         if (c.vocabulary.size() >= (size_t{1} << 31) - 1) throw Error(w + ": vocabulary too large");

@@ -141,8 +141,8 @@ FeatureSpec FeatureSpecFromJson(const nlohmann::json& j, const std::string& wher
       throw Error(w + ": '" + key + "': unknown value " + Quote(v) + " (expected: " + list + ")");
     };
     f.missing = choice("missing", {"error", "mean"}) == 1 ? Missing::kMean : Missing::kError;
-    f.encoding =
-        choice("encoding", {"one_hot", "embedding"}) == 1 ? Encoding::kEmbedding : Encoding::kOneHot;
+    f.encoding = choice("encoding", {"one_hot", "embedding"}) == 1 ? Encoding::kEmbedding
+                                                                   : Encoding::kOneHot;
     f.pooling = choice("pooling", {"mean", "sum"}) == 1 ? Pooling::kSum : Pooling::kMean;
     if (j.contains("delimiter")) f.delimiter = j.at("delimiter").get<std::string>();
     if (j.contains("buckets")) f.buckets = j.at("buckets").get<int64_t>();

@@ -59,7 +59,8 @@ LoadedModel LoadModel(const std::string& path) {
     throw Error(path + ": not a twotower model file (format " + Quote(meta("format")) + ")");
   }
   // Version 1 (dense towers only) is a subset of version 2: its metadata reads the same way.
-  if (meta("format_version") != "1" && meta("format_version") != std::to_string(kModelFormatVersion)) {
+  if (meta("format_version") != "1" &&
+      meta("format_version") != std::to_string(kModelFormatVersion)) {
     throw Error(path + ": model format version " + meta("format_version") +
                 " is not supported (expected 1 or " + std::to_string(kModelFormatVersion) + ")");
   }
@@ -81,7 +82,8 @@ LoadedModel LoadModel(const std::string& path) {
   // towers' layout (Linear at PyTorch indices 0, 3, 6, ...; see two_tower.h).
   std::map<std::string, std::vector<int64_t>> expected;
   for (const bool user : {true, false}) {
-    const TowerSpec spec = MakeTowerSpec(config, user ? loaded.encoder.user : loaded.encoder.item, user);
+    const TowerSpec spec =
+        MakeTowerSpec(config, user ? loaded.encoder.user : loaded.encoder.item, user);
     const std::string prefix = user ? "user_tower." : "item_tower.";
     int64_t prev = spec.dense_dim;
     for (const data::LearnedFeature& f : spec.learned) {

@@ -125,8 +125,8 @@ void Tower::Backward(TowerContext* ctx, const Matrix& dy) {
 std::vector<nn::NamedParameter> Tower::NamedParameters(const std::string& prefix) {
   std::vector<nn::NamedParameter> out;
   for (size_t f = 0; f < bags_.size(); ++f) {
-    out.push_back({prefix + "embeddings." + spec_.learned[f].column + ".weight",
-                   &bags_[f].weight()});
+    out.push_back(
+        {prefix + "embeddings." + spec_.learned[f].column + ".weight", &bags_[f].weight()});
   }
   for (auto& p : mlp_.NamedParameters(prefix + "layers.")) out.push_back(p);
   return out;

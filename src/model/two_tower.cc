@@ -42,9 +42,12 @@ const char* ScoreModeName(ScoreMode mode) {
 }
 
 nlohmann::json ModelConfig::ToJson() const {
-  return {{"embedding_dim", embedding_dim},       {"user_hidden_dims", user_hidden_dims},
-          {"item_hidden_dims", item_hidden_dims}, {"dropout", dropout},
-          {"score", ScoreModeName(score)},        {"initial_scale", initial_scale},
+  return {{"embedding_dim", embedding_dim},
+          {"user_hidden_dims", user_hidden_dims},
+          {"item_hidden_dims", item_hidden_dims},
+          {"dropout", dropout},
+          {"score", ScoreModeName(score)},
+          {"initial_scale", initial_scale},
           {"normalize", normalize}};
 }
 

@@ -8,8 +8,8 @@ namespace twotower::nn {
 
 EmbeddingBag::EmbeddingBag(int64_t rows, int dim, data::Pooling pooling) : pooling_(pooling) {
   if (rows < 1 || dim < 1) {
-    throw Error("EmbeddingBag: rows and dim must be positive (got " + std::to_string(rows) +
-                " x " + std::to_string(dim) + ")");
+    throw Error("EmbeddingBag: rows and dim must be positive (got " + std::to_string(rows) + " x " +
+                std::to_string(dim) + ")");
   }
   weight_.name = "weight";
   weight_.value = Matrix::Zero(rows, dim);
@@ -41,8 +41,8 @@ void EmbeddingBag::Pool(const data::Bags& bags, const int32_t* rows, int64_t n, 
   }
 }
 
-void EmbeddingBag::Backward(const data::Bags& bags, const int32_t* rows, int64_t n,
-                            const float* dy, int64_t stride) {
+void EmbeddingBag::Backward(const data::Bags& bags, const int32_t* rows, int64_t n, const float* dy,
+                            int64_t stride) {
   const int d = dim();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t b = bags.offsets[rows[i]], e = bags.offsets[rows[i] + 1];

@@ -528,9 +528,8 @@ void Walk(const YAML::Node& node, const std::string& prefix, Config* c, const st
       AssignYaml(*s, c, kv.second, w);
       continue;
     }
-    const bool section =
-        prefix.empty() && (key == "data" || key == "model" || key == "training" ||
-                           key == "evaluation" || key == "output");
+    const bool section = prefix.empty() && (key == "data" || key == "model" || key == "training" ||
+                                            key == "evaluation" || key == "output");
     if (section) {
       if (kv.second.IsNull()) continue;
       if (!kv.second.IsMap()) throw Error(w + ": '" + key + "': expected a mapping");
@@ -607,7 +606,8 @@ void Config::Validate(const std::string& where) const {
       for (int kk : evaluation.k) ks += (ks.empty() ? "" : ", ") + std::to_string(kk);
       throw Error(where + ": 'training.monitor': unknown value " + Quote(m) +
                   " (expected val_auc, val_loss, or val_recall@K, val_ndcg@K, val_hitrate@K, "
-                  "val_mrr@K with K in evaluation.k = [" + ks + "])");
+                  "val_mrr@K with K in evaluation.k = [" +
+                  ks + "])");
     }
   }
   if (training.loss == "softmax" && training.monitor.empty() && evaluation.k.empty()) {

@@ -40,7 +40,10 @@ std::string MetricsCsv(const std::vector<EpochRecord>& history) {
            Fixed(r.train_accuracy, 6) + "," + Fixed(r.train_auc, 6) + "," + Fixed(r.val_loss, 6) +
            "," + Fixed(r.val_accuracy, 6) + "," + Fixed(r.val_auc, 6);
     for (const char* metric : {"recall", "ndcg", "hitrate", "mrr", "coverage"}) {
-      for (int k : ks) csv += "," + Fixed(r.val_ranking.Get(metric + ("@" + std::to_string(k))), 6);
+      for (int k : ks)
+        csv +=
+            "," +
+            Fixed(r.val_ranking.Get(std::string(metric).append("@").append(std::to_string(k))), 6);
     }
     csv += std::string(",") + (r.best ? "1" : "0") + "\n";
   }
@@ -188,8 +191,8 @@ RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const dat
                          ExcludedItems(data, split), ks);
 }
 
-RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split,
-                                        bool positives_only, const std::vector<int>& ks) {
+RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, bool positives_only,
+                                        const std::vector<int>& ks) {
   std::vector<double> counts(data.items.num_rows(), 0.0);
   for (int64_t i = 0; i < data.train.size(); ++i) {
     if (positives_only && data.train.label[i] != 1.0f) continue;
@@ -206,8 +209,8 @@ Trainer::Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::Ad
       adam_(params_, adam) {}
 
 double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
-                     const data::EncodedTable& items, const int32_t* item_rows,
-                     const float* labels, int64_t n, Rng* rng) {
+                     const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
+                     int64_t n, Rng* rng) {
   model_->ForwardTowers(users, user_rows, items, item_rows, n, &ctx_, rng);
   LossBatch batch;
   batch.u = &model::TwoTowerModel::user_output(ctx_);
@@ -300,9 +303,8 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
         batch_items[i] = train.item_row[idx[i]];
         labels[i] = train.label[idx[i]];
       }
-      const double loss =
-          trainer.Step(data.user_features, batch_users.data(), data.item_features,
-                       batch_items.data(), labels, m, &dropout_rng);
+      const double loss = trainer.Step(data.user_features, batch_users.data(), data.item_features,
+                                       batch_items.data(), labels, m, &dropout_rng);
       loss_sum += loss * static_cast<double>(m);
       if (pointwise) {
         std::copy(trainer.logits().data(), trainer.logits().data() + m,
@@ -328,7 +330,8 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
       r.val_accuracy = pointwise ? val.accuracy : std::nan("");
       r.val_auc = val.auc;
     }
-    if (!ks.empty()) r.val_ranking = EvaluateRankingSplit(net, data, Split::kVal, positives_only, ks);
+    if (!ks.empty())
+      r.val_ranking = EvaluateRankingSplit(net, data, Split::kVal, positives_only, ks);
     if (monitor == "val_auc") {
       r.monitored = r.val_auc;
     } else if (monitor == "val_loss") {
@@ -372,8 +375,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
       if (!ks.empty() && (!pointwise || monitor != "val_auc")) {
         log << " " << RankingSummary(r.val_ranking);
       }
-      log << "  (" << Fixed(r.seconds, 2) << "s)" << (r.best ? "  * best, saved" : "")
-          << std::endl;
+      log << "  (" << Fixed(r.seconds, 2) << "s)" << (r.best ? "  * best, saved" : "") << std::endl;
     }
     if (!dir.empty()) {
       WriteFileAtomically(dir + "/metrics.csv", MetricsCsv(result.history));

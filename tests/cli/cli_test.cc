@@ -247,7 +247,8 @@ TEST_F(CliTest, RecommendExcludesSeenItems) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_THAT(r.out, StartsWith("top 5 for user " + user));
-  EXPECT_THAT(r.out, HasSubstr("(" + std::to_string(seen.size()) + " seen in train and val excluded)"));
+  EXPECT_THAT(r.out,
+              HasSubstr("(" + std::to_string(seen.size()) + " seen in train and val excluded)"));
   const auto rows = ResultRows(r.out);
   ASSERT_EQ(rows.size(), 5u) << r.out;
   std::set<std::string> ids;

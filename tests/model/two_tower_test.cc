@@ -58,7 +58,8 @@ Vector MeanBceGradient(const Vector& z, const std::vector<float>& y) {
 float ReluMargin(const TwoTowerModel& model, const ModelContext& ctx) {
   float margin = HUGE_VALF;
   for (const auto* tower : {&model.user_tower().mlp(), &model.item_tower().mlp()}) {
-    const nn::SequentialContext& seq = tower == &model.user_tower().mlp() ? ctx.user.mlp : ctx.item.mlp;
+    const nn::SequentialContext& seq =
+        tower == &model.user_tower().mlp() ? ctx.user.mlp : ctx.item.mlp;
     for (size_t i = 0; i + 1 < tower->size(); ++i) {
       if (tower->layer(i + 1).TypeName() == "ReLU") {
         margin = std::min(margin, seq.layers[i].y.cwiseAbs().minCoeff());

@@ -243,8 +243,9 @@ TEST(ConfigTest, FeaturesSectionRejectsBadEntries) {
               HasSubstr("features.user: expected at least one feature column"));
   EXPECT_THAT(ParseError("features:\n  user:\n    - {column: user_id, type: id, dim: x}\n"),
               HasSubstr("run.yaml:3: 'features.user.dim': expected an integer, got \"x\""));
-  EXPECT_THAT(ParseError("features:\n  user:\n    - {column: user_id, type: id, dim: 0}\n"),
-              HasSubstr("features.user: column 'user_id': dim 0 is out of range (expected 1..65536)"));
+  EXPECT_THAT(
+      ParseError("features:\n  user:\n    - {column: user_id, type: id, dim: 0}\n"),
+      HasSubstr("features.user: column 'user_id': dim 0 is out of range (expected 1..65536)"));
   EXPECT_THAT(ParseError("features:\n  user:\n    - {column: g, type: multi_hot, pooling: max}\n"),
               HasSubstr("column 'g': 'pooling': unknown value \"max\" (expected: mean, sum)"));
   EXPECT_THAT(ParseError("features:\n  item: []\n  item: []\n"),

@@ -36,12 +36,12 @@ struct TowerContext {
 };
 
 struct TowerSpec {
-  int dense_dim = 0;                           // width of the dense columns
-  std::vector<data::LearnedFeature> learned;   // the embedding bags, in order
-  std::vector<int> hidden_dims;                // MLP hidden widths (may be empty)
-  int embedding_dim = 128;                     // output width
-  float dropout = 0.0f;                        // after each hidden ReLU
-  bool normalize = true;                       // L2-normalise the output rows
+  int dense_dim = 0;                          // width of the dense columns
+  std::vector<data::LearnedFeature> learned;  // the embedding bags, in order
+  std::vector<int> hidden_dims;               // MLP hidden widths (may be empty)
+  int embedding_dim = 128;                    // output width
+  float dropout = 0.0f;                       // after each hidden ReLU
+  bool normalize = true;                      // L2-normalise the output rows
 };
 
 class Tower {

@@ -63,8 +63,12 @@ class TwoTowerModel {
   TwoTowerModel(const ModelConfig& config, const data::FeatureEncoder& encoder, Rng* init_rng);
 
   // Every row of an encoded users / items table -> rows x embedding_dim.
-  void EncodeUsers(const data::EncodedTable& users, Matrix* u) const { user_tower_.Infer(users, u); }
-  void EncodeItems(const data::EncodedTable& items, Matrix* v) const { item_tower_.Infer(items, v); }
+  void EncodeUsers(const data::EncodedTable& users, Matrix* u) const {
+    user_tower_.Infer(users, u);
+  }
+  void EncodeItems(const data::EncodedTable& items, Matrix* v) const {
+    item_tower_.Infer(items, v);
+  }
   // Dense-only towers: x_u: n x user_input_dim() -> n x embedding_dim.
   void EncodeUsers(const Matrix& x_u, Matrix* u) const { user_tower_.Infer(x_u, u); }
   void EncodeItems(const Matrix& x_i, Matrix* v) const { item_tower_.Infer(x_i, v); }

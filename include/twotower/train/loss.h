@@ -32,18 +32,18 @@ namespace twotower::train {
 double BinaryCrossEntropyWithLogits(const Vector& z, const float* y, Vector* dz);
 
 struct LossBatch {
-  const Matrix* u = nullptr;            // n x d user tower outputs
-  const Matrix* v = nullptr;            // n x d item tower outputs
-  const int32_t* item_rows = nullptr;   // n: each pair's item (row of the items table)
-  const float* labels = nullptr;        // n: 0/1 (bce)
-  float scale = 1.0f, bias = 0.0f;      // the model's scorer (bce)
+  const Matrix* u = nullptr;           // n x d user tower outputs
+  const Matrix* v = nullptr;           // n x d item tower outputs
+  const int32_t* item_rows = nullptr;  // n: each pair's item (row of the items table)
+  const float* labels = nullptr;       // n: 0/1 (bce)
+  float scale = 1.0f, bias = 0.0f;     // the model's scorer (bce)
 };
 
 struct LossOutput {
-  double loss = 0.0;     // mean over the batch's rows
-  Matrix du, dv;         // n x d: d loss / d u, d loss / d v
+  double loss = 0.0;  // mean over the batch's rows
+  Matrix du, dv;      // n x d: d loss / d u, d loss / d v
   double d_log_scale = 0.0, d_bias = 0.0;
-  Vector logits;         // bce: the n pair logits (for accuracy / AUC); empty otherwise
+  Vector logits;  // bce: the n pair logits (for accuracy / AUC); empty otherwise
 };
 
 class Loss {

@@ -32,7 +32,7 @@ double Accuracy(const std::vector<float>& logits, const std::vector<float>& labe
 struct RankingMetrics {
   std::vector<int> ks;
   std::vector<double> recall, ndcg, hit_rate, mrr, coverage;  // one per K
-  int64_t users = 0;                                           // users evaluated
+  int64_t users = 0;                                          // users evaluated
 
   // The value of "recall@10", "ndcg@20", "hitrate@10", "mrr@10" or "coverage@10"; NaN when the
   // name or K is not there.

@@ -52,8 +52,8 @@ enum class Split { kVal, kTest };
 RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const data::Dataset& data,
                                     Split split, bool positives_only, const std::vector<int>& ks);
 // The MostPop baseline on the same split and protocol; popularity = training positives.
-RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split,
-                                        bool positives_only, const std::vector<int>& ks);
+RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, bool positives_only,
+                                        const std::vector<int>& ks);
 
 // One optimisation step, the one copy the trainer, the tests and the benchmarks call: forward
 // both towers for n (user row, item row) pairs of the encoded tables, the loss, zero the

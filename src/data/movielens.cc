@@ -1,0 +1,525 @@
+#include "twotower/data/movielens.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <unordered_map>
+#include <vector>
+
+#include "twotower/core/error.h"
+#include "twotower/core/files.h"
+#include "twotower/core/rng.h"
+#include "twotower/data/csv.h"
+
+namespace twotower::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Rating {
+  int64_t user = 0, movie = 0;
+  double rating = 0.0;
+  int64_t timestamp = 0;
+};
+
+struct User {
+  std::string age, gender, occupation, zip_prefix;
+};
+
+struct Movie {
+  std::string title, year, genres;
+};
+
+// Lines of a text file through one path: a UTF-8 byte-order mark on the first line and a CR
+// before the LF are dropped, blank lines skipped. Streams, so a 32M-rating file is not held whole.
+class LineReader {
+ public:
+  explicit LineReader(std::string path) : path_(std::move(path)), in_(path_, std::ios::binary) {
+    if (!in_) throw Error(path_ + ": cannot open");
+  }
+  bool Next(std::string* line) {
+    while (std::getline(in_, *line)) {
+      ++number_;
+      if (number_ == 1 && line->rfind("\xEF\xBB\xBF", 0) == 0) line->erase(0, 3);
+      if (!line->empty() && line->back() == '\r') line->pop_back();
+      if (!line->empty()) return true;
+    }
+    return false;
+  }
+  std::string Where() const { return path_ + ":" + std::to_string(number_); }
+
+ private:
+  std::string path_;
+  std::ifstream in_;
+  int64_t number_ = 0;
+};
+
+std::vector<std::string> Split(const std::string& line, const std::string& sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const size_t end = line.find(sep, start);
+    out.push_back(line.substr(start, end == std::string::npos ? end : end - start));
+    if (end == std::string::npos) return out;
+    start = end + sep.size();
+  }
+}
+
+bool IsValidUtf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = s[i];
+    int n;
+    if (c < 0x80) {
+      n = 0;
+    } else if ((c >> 5) == 6) {
+      n = 1;
+    } else if ((c >> 4) == 14) {
+      n = 2;
+    } else if ((c >> 3) == 30) {
+      n = 3;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;
+    for (int k = 1; k <= n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+// ml-100k and ml-1m are Latin-1; later releases UTF-8. Valid UTF-8 is kept as it is.
+std::string ToUtf8(const std::string& s) {
+  if (IsValidUtf8(s)) return s;
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else {
+      out += static_cast<char>(0xC0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3F));
+    }
+  }
+  return out;
+}
+
+int64_t ParseId(const std::string& text, const std::string& where, const char* what) {
+  return ParseInteger(text, where, what);
+}
+
+// "Toy Story (1995)" -> "1995"; "" when the title has no trailing (YYYY).
+std::string YearFromTitle(const std::string& title) {
+  std::string t = title;
+  while (!t.empty() && t.back() == ' ') t.pop_back();
+  if (t.size() >= 6 && t.back() == ')' && t[t.size() - 6] == '(') {
+    const std::string y = t.substr(t.size() - 5, 4);
+    if (std::all_of(y.begin(), y.end(), [](char c) { return c >= '0' && c <= '9'; })) return y;
+  }
+  return "";
+}
+
+const char* kMl100kGenres[] = {"unknown",   "Action",   "Adventure",   "Animation", "Children's",
+                               "Comedy",    "Crime",    "Documentary", "Drama",     "Fantasy",
+                               "Film-Noir", "Horror",   "Musical",     "Mystery",   "Romance",
+                               "Sci-Fi",    "Thriller", "War",         "Western"};
+
+struct Release {
+  std::string layout;
+  std::vector<Rating> ratings;
+  std::unordered_map<int64_t, User> users;  // empty when the release has no user features
+  std::unordered_map<int64_t, Movie> movies;
+  std::vector<int64_t> movie_order;        // movies in file order
+  std::vector<std::string> ratings_where;  // file:line of each rating (for messages)
+  std::string ratings_path;
+};
+
+void ReadMl100k(const fs::path& dir, Release* r) {
+  r->layout = "ml-100k";
+  std::vector<std::string> genres(std::begin(kMl100kGenres), std::end(kMl100kGenres));
+  if (fs::exists(dir / "u.genre")) {
+    genres.clear();
+    LineReader in((dir / "u.genre").string());
+    std::string line;
+    while (in.Next(&line)) {
+      const auto f = Split(line, "|");
+      if (f.size() != 2) throw Error(in.Where() + ": expected name|index, got " + Quote(line));
+      const int64_t index = ParseId(f[1], in.Where(), "index");
+      if (index != static_cast<int64_t>(genres.size())) {
+        throw Error(in.Where() + ": genre index " + f[1] + " out of order (expected " +
+                    std::to_string(genres.size()) + ")");
+      }
+      genres.push_back(ToUtf8(f[0]));
+    }
+  }
+  {
+    LineReader in((dir / "u.item").string());
+    std::string line;
+    while (in.Next(&line)) {
+      const auto f = Split(line, "|");
+      if (f.size() != 5 + genres.size()) {
+        throw Error(in.Where() + ": expected " + std::to_string(5 + genres.size()) +
+                    " '|'-separated fields (id|title|release date|video date|url|" +
+                    std::to_string(genres.size()) + " genre flags), got " +
+                    std::to_string(f.size()));
+      }
+      const int64_t id = ParseId(f[0], in.Where(), "movie id");
+      Movie m;
+      m.title = ToUtf8(f[1]);
+      m.year = YearFromTitle(m.title);
+      if (m.year.empty() && f[2].size() >= 4) {
+        const std::string y = f[2].substr(f[2].size() - 4);
+        if (std::all_of(y.begin(), y.end(), [](char c) { return c >= '0' && c <= '9'; }))
+          m.year = y;
+      }
+      for (size_t g = 0; g < genres.size(); ++g) {
+        const std::string& flag = f[5 + g];
+        if (flag != "0" && flag != "1") {
+          throw Error(in.Where() + ": genre flag " + std::to_string(g + 1) + " (" + genres[g] +
+                      "): expected 0 or 1, got " + Quote(flag));
+        }
+        if (flag == "1") m.genres += (m.genres.empty() ? "" : "|") + genres[g];
+      }
+      if (m.genres.empty()) m.genres = genres.empty() ? "unknown" : genres[0];
+      if (!r->movies.emplace(id, m).second)
+        throw Error(in.Where() + ": duplicate movie id " + f[0]);
+      r->movie_order.push_back(id);
+    }
+  }
+  {
+    LineReader in((dir / "u.user").string());
+    std::string line;
+    while (in.Next(&line)) {
+      const auto f = Split(line, "|");
+      if (f.size() != 5) {
+        throw Error(in.Where() +
+                    ": expected 5 '|'-separated fields (id|age|gender|occupation|zip), "
+                    "got " +
+                    std::to_string(f.size()));
+      }
+      const int64_t id = ParseId(f[0], in.Where(), "user id");
+      ParseNumber(f[1], in.Where(), "age");
+      User u{f[1], f[2], f[3], f[4].empty() ? "?" : f[4].substr(0, 1)};
+      if (!r->users.emplace(id, u).second) throw Error(in.Where() + ": duplicate user id " + f[0]);
+    }
+  }
+  r->ratings_path = (dir / "u.data").string();
+  LineReader in(r->ratings_path);
+  std::string line;
+  while (in.Next(&line)) {
+    const auto f = Split(line, "\t");
+    if (f.size() != 4) {
+      throw Error(in.Where() +
+                  ": expected 4 tab-separated fields (user, item, rating, "
+                  "timestamp), got " +
+                  std::to_string(f.size()));
+    }
+    r->ratings.push_back(
+        {ParseId(f[0], in.Where(), "user id"), ParseId(f[1], in.Where(), "item id"),
+         ParseNumber(f[2], in.Where(), "rating"), ParseInteger(f[3], in.Where(), "timestamp")});
+    r->ratings_where.push_back(in.Where());
+  }
+}
+
+void ReadDatRatings(const fs::path& path, Release* r) {
+  r->ratings_path = path.string();
+  LineReader in(r->ratings_path);
+  std::string line;
+  while (in.Next(&line)) {
+    const auto f = Split(line, "::");
+    if (f.size() != 4) {
+      throw Error(in.Where() + ": expected UserID::MovieID::Rating::Timestamp, got " + Quote(line));
+    }
+    r->ratings.push_back({ParseId(f[0], in.Where(), "UserID"), ParseId(f[1], in.Where(), "MovieID"),
+                          ParseNumber(f[2], in.Where(), "Rating"),
+                          ParseInteger(f[3], in.Where(), "Timestamp")});
+    r->ratings_where.push_back(in.Where());
+  }
+}
+
+void ReadDatMovies(const fs::path& path, Release* r) {
+  LineReader in(path.string());
+  std::string line;
+  while (in.Next(&line)) {
+    const auto f = Split(line, "::");
+    if (f.size() != 3)
+      throw Error(in.Where() + ": expected MovieID::Title::Genres, got " + Quote(line));
+    const int64_t id = ParseId(f[0], in.Where(), "MovieID");
+    Movie m{ToUtf8(f[1]), "", ToUtf8(f[2])};
+    m.year = YearFromTitle(m.title);
+    if (!r->movies.emplace(id, m).second) throw Error(in.Where() + ": duplicate MovieID " + f[0]);
+    r->movie_order.push_back(id);
+  }
+}
+
+void ReadMl1m(const fs::path& dir, Release* r) {
+  r->layout = fs::exists(dir / "users.dat") ? "ml-1m" : "ml-10m";
+  ReadDatMovies(dir / "movies.dat", r);
+  if (fs::exists(dir / "users.dat")) {
+    LineReader in((dir / "users.dat").string());
+    std::string line;
+    while (in.Next(&line)) {
+      const auto f = Split(line, "::");
+      if (f.size() != 5) {
+        throw Error(in.Where() + ": expected UserID::Gender::Age::Occupation::Zip-code, got " +
+                    Quote(line));
+      }
+      const int64_t id = ParseId(f[0], in.Where(), "UserID");
+      ParseNumber(f[2], in.Where(), "Age");
+      User u{f[2], f[1], f[3], f[4].empty() ? "?" : f[4].substr(0, 1)};
+      if (!r->users.emplace(id, u).second) throw Error(in.Where() + ": duplicate UserID " + f[0]);
+    }
+  }
+  ReadDatRatings(dir / "ratings.dat", r);
+}
+
+void ReadMlLatest(const fs::path& dir, Release* r) {
+  r->layout = "ml-latest";
+  {
+    CsvReader in((dir / "movies.csv").string());
+    const int id_col = in.RequireColumn("movieId");
+    const int title_col = in.RequireColumn("title");
+    const int genres_col = in.RequireColumn("genres");
+    std::vector<std::string> f;
+    while (in.Next(&f)) {
+      const int64_t id = ParseId(f[id_col], in.Where(), "movieId");
+      Movie m{ToUtf8(f[title_col]), "", ToUtf8(f[genres_col])};
+      m.year = YearFromTitle(m.title);
+      if (!r->movies.emplace(id, m).second)
+        throw Error(in.Where() + ": duplicate movieId " + f[id_col]);
+      r->movie_order.push_back(id);
+    }
+  }
+  CsvReader in((dir / "ratings.csv").string());
+  r->ratings_path = in.path();
+  const int u = in.RequireColumn("userId"), m = in.RequireColumn("movieId");
+  const int rt = in.RequireColumn("rating"), ts = in.RequireColumn("timestamp");
+  std::vector<std::string> f;
+  while (in.Next(&f)) {
+    r->ratings.push_back({ParseId(f[u], in.Where(), "userId"), ParseId(f[m], in.Where(), "movieId"),
+                          ParseNumber(f[rt], in.Where(), "rating"),
+                          ParseInteger(f[ts], in.Where(), "timestamp")});
+    r->ratings_where.push_back(in.Where());
+  }
+}
+
+std::string Csv(const std::string& s) { return CsvField(s); }
+
+std::string FormatRating(double r) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", r);
+  return buf;
+}
+
+// The config written beside the data: the features the release has, and the settings measured
+// best on ML-100k (BENCHMARKS.md, "MovieLens"), which carry over to the other releases.
+std::string ConfigYaml(const fs::path& out, bool user_features) {
+  std::string y;
+  y += "# Written by `twotower data movielens`: train with\n";
+  y += "#   twotower train --config " + (out / "twotower.yaml").string() + "\n";
+  y += "data:\n  dir: " + out.string() + "\n";
+  y += "  users: users.csv\n  items: movies.csv\n";
+  y += "  train: train/interactions.csv\n  val: val/interactions.csv\n";
+  y += "  test: test/interactions.csv\n";
+  y += "features:\n  user_id: user_id\n  item_id: movie_id\n  label: liked\n";
+  y += "  user:\n    - {column: user_id, type: id, dim: 64}\n";
+  if (user_features) {
+    y += "    - {column: age, type: numeric}\n";
+    y += "    - {column: gender, type: categorical}\n";
+    y += "    - {column: occupation, type: categorical}\n";
+    y += "    - {column: zip_prefix, type: categorical}\n";
+  }
+  y += "  item:\n    - {column: movie_id, type: id, dim: 64}\n";
+  y += "    - {column: genres, type: multi_hot, dim: 16}\n";
+  y += "    - {column: year, type: numeric, missing: mean}\n";
+  y += "model:\n  embedding_dim: 64\n  user_hidden_dims: []\n  item_hidden_dims: []\n";
+  y += "  dropout: 0.0\n";
+  y += "training:\n  loss: softmax\n  temperature: 0.2\n  logq_correction: true\n";
+  y += "  positives: liked\n  batch_size: 256\n  learning_rate: 0.002\n  epochs: 60\n";
+  y += "  early_stopping_patience: 8\n  monitor: val_ndcg@10\n";
+  y += "evaluation:\n  k: [10, 20]\n";
+  y += "output:\n  dir: experiments/runs\n  name: movielens\n";
+  return y;
+}
+
+}  // namespace
+
+MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out,
+                                  const MovieLensOptions& o) {
+  if (o.split != "random" && o.split != "user-temporal" && o.split != "global-temporal") {
+    throw Error("--split: unknown split " + Quote(o.split) +
+                " (expected: random, user-temporal, global-temporal)");
+  }
+  if (!(o.val >= 0.0) || !(o.test > 0.0) || !(o.val + o.test < 1.0)) {
+    throw Error("--val/--test: fractions must be >= 0 (test > 0) and sum to less than 1 (got " +
+                FormatRating(o.val) + " and " + FormatRating(o.test) + ")");
+  }
+  const fs::path dir(src);
+  if (!fs::is_directory(dir)) throw Error(src + ": not a directory");
+  Release r;
+  if (fs::exists(dir / "u.data") && fs::exists(dir / "u.item") && fs::exists(dir / "u.user")) {
+    ReadMl100k(dir, &r);
+  } else if (fs::exists(dir / "ratings.dat") && fs::exists(dir / "movies.dat")) {
+    ReadMl1m(dir, &r);
+  } else if (fs::exists(dir / "ratings.csv") && fs::exists(dir / "movies.csv")) {
+    ReadMlLatest(dir, &r);
+  } else {
+    throw Error(src +
+                ": not a MovieLens folder (expected u.data + u.item + u.user (ml-100k), "
+                "ratings.dat + movies.dat [+ users.dat] (ml-1m, ml-10m), or ratings.csv + "
+                "movies.csv (ml-latest, ml-20m, ml-25m, ml-32m))");
+  }
+  if (r.ratings.empty()) throw Error(r.ratings_path + ": no ratings");
+
+  // Every rating must name a known movie and (where the release has users) a known user.
+  std::vector<int64_t> user_order;
+  std::unordered_map<int64_t, int64_t> user_first;
+  for (size_t i = 0; i < r.ratings.size(); ++i) {
+    const Rating& x = r.ratings[i];
+    if (r.movies.count(x.movie) == 0) {
+      throw Error(r.ratings_where[i] + ": movie " + std::to_string(x.movie) +
+                  " is not in the movies file");
+    }
+    if (!r.users.empty() && r.users.count(x.user) == 0) {
+      throw Error(r.ratings_where[i] + ": user " + std::to_string(x.user) +
+                  " is not in the users file");
+    }
+    if (user_first.emplace(x.user, static_cast<int64_t>(i)).second) user_order.push_back(x.user);
+  }
+
+  // The split: split_of[i] = 0 train, 1 val, 2 test.
+  const size_t n = r.ratings.size();
+  std::vector<uint8_t> split_of(n, 0);
+  auto cut = [&](const std::vector<size_t>& order) {
+    const size_t m = order.size();
+    const size_t n_test = static_cast<size_t>(std::llround(o.test * static_cast<double>(m)));
+    const size_t n_val = static_cast<size_t>(std::llround(o.val * static_cast<double>(m)));
+    for (size_t k = 0; k < m; ++k) {
+      if (k >= m - n_test) {
+        split_of[order[k]] = 2;
+      } else if (k >= m - n_test - n_val) {
+        split_of[order[k]] = 1;
+      }
+    }
+  };
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  if (o.split == "random") {
+    Rng rng(o.seed);
+    for (size_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng.Below(i + 1)]);
+    cut(order);
+  } else if (o.split == "global-temporal") {
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return r.ratings[a].timestamp < r.ratings[b].timestamp;
+    });
+    cut(order);
+  } else {
+    std::unordered_map<int64_t, std::vector<size_t>> by_user;
+    for (size_t i = 0; i < n; ++i) by_user[r.ratings[i].user].push_back(i);
+    for (int64_t u : user_order) {
+      std::vector<size_t>& rows = by_user[u];
+      std::stable_sort(rows.begin(), rows.end(), [&](size_t a, size_t b) {
+        return r.ratings[a].timestamp < r.ratings[b].timestamp;
+      });
+      const size_t m = rows.size();
+      if (m < 3) continue;  // too few to hold any out: all in train
+      size_t n_test = std::max<size_t>(1, std::llround(o.test * static_cast<double>(m)));
+      size_t n_val =
+          o.val > 0 ? std::max<size_t>(1, std::llround(o.val * static_cast<double>(m))) : 0;
+      while (n_test + n_val >= m) (n_val > 1 ? n_val : n_test) -= 1;
+      for (size_t k = 0; k < m; ++k) {
+        if (k >= m - n_test) {
+          split_of[rows[k]] = 2;
+        } else if (k >= m - n_test - n_val) {
+          split_of[rows[k]] = 1;
+        }
+      }
+    }
+  }
+
+  MovieLensSummary s;
+  s.layout = r.layout;
+  std::unordered_map<int64_t, int64_t> train_count;
+  for (size_t i = 0; i < n; ++i) {
+    if (split_of[i] == 0) ++train_count[r.ratings[i].user];
+  }
+  for (int64_t u : user_order) {
+    if (train_count.count(u)) continue;
+    if (o.split == "global-temporal") {
+      ++s.cold_users;
+      continue;
+    }
+    throw Error(r.ratings_path + ": the " + o.split + " split leaves user " + std::to_string(u) +
+                " with no training rating (they have " +
+                std::to_string(std::count_if(r.ratings.begin(), r.ratings.end(),
+                                             [&](const Rating& x) { return x.user == u; })) +
+                "); use smaller --val/--test fractions or another --seed");
+  }
+
+  // Write: tables first, then the splits, then the config.
+  const fs::path out_dir = fs::absolute(fs::path(out)).lexically_normal();
+  MakeDirectories(out_dir.string());
+  {
+    std::string users = "user_id";
+    if (!r.users.empty()) users += ",age,gender,occupation,zip_prefix";
+    users += "\n";
+    std::vector<int64_t> ids;
+    if (!r.users.empty()) {
+      for (const auto& [id, u] : r.users) ids.push_back(id);
+    } else {
+      ids = user_order;
+    }
+    std::sort(ids.begin(), ids.end());
+    for (int64_t id : ids) {
+      users += std::to_string(id);
+      if (!r.users.empty()) {
+        const User& u = r.users.at(id);
+        users += "," + Csv(u.age) + "," + Csv(u.gender) + "," + Csv(u.occupation) + "," +
+                 Csv(u.zip_prefix);
+      }
+      users += "\n";
+    }
+    s.users = static_cast<int64_t>(ids.size());
+    WriteFileAtomically((out_dir / "users.csv").string(), users);
+  }
+  {
+    std::string movies = "movie_id,title,year,genres\n";
+    std::vector<int64_t> ids = r.movie_order;
+    std::sort(ids.begin(), ids.end());
+    for (int64_t id : ids) {
+      const Movie& m = r.movies.at(id);
+      movies += std::to_string(id) + "," + Csv(m.title) + "," + m.year + "," + Csv(m.genres) + "\n";
+    }
+    s.movies = static_cast<int64_t>(ids.size());
+    WriteFileAtomically((out_dir / "movies.csv").string(), movies);
+  }
+  const char* names[] = {"train", "val", "test"};
+  int64_t liked = 0;
+  for (int part = 0; part < 3; ++part) {
+    AtomicFile f((out_dir / names[part] / "interactions.csv").string());
+    f.Write("user_id,movie_id,rating,liked,timestamp\n");
+    int64_t count = 0;
+    std::string line;
+    for (size_t i = 0; i < n; ++i) {
+      if (split_of[i] != part) continue;
+      const Rating& x = r.ratings[i];
+      const bool like = x.rating >= o.like_threshold;
+      liked += like;
+      line = std::to_string(x.user) + "," + std::to_string(x.movie) + "," + FormatRating(x.rating) +
+             (like ? ",1," : ",0,") + std::to_string(x.timestamp) + "\n";
+      f.Write(line);
+      ++count;
+    }
+    f.Commit();
+    (part == 0 ? s.train : part == 1 ? s.val : s.test) = count;
+  }
+  s.ratings = static_cast<int64_t>(n);
+  s.liked_rate = static_cast<double>(liked) / static_cast<double>(n);
+  WriteFileAtomically((out_dir / "twotower.yaml").string(), ConfigYaml(out_dir, !r.users.empty()));
+  return s;
+}
+
+}  // namespace twotower::data
