@@ -91,10 +91,11 @@ void PrintRanking(const std::string& title, const train::RankingMetrics& m,
                   const train::RankingMetrics* baseline) {
   std::cout << title << "\n";
   std::printf("  %-10s", "metric");
-  for (int k : m.ks) std::printf("  %8s", ("@" + std::to_string(k)).c_str());
+  for (int k : m.ks) std::printf("  %8s", (std::string("@").append(std::to_string(k))).c_str());
   if (baseline != nullptr) {
     std::printf("   | MostPop");
-    for (int k : baseline->ks) std::printf("  %8s", ("@" + std::to_string(k)).c_str());
+    for (int k : baseline->ks)
+      std::printf("  %8s", (std::string("@").append(std::to_string(k))).c_str());
   }
   std::printf("\n");
   const char* names[] = {"recall", "ndcg", "hitrate", "mrr", "coverage"};
@@ -207,15 +208,18 @@ int RunTrain(const TrainArgs& a) {
   options.log = &std::cout;
   options.run_dir = run_dir;
   const train::TrainResult r = train::Train(config, d, options);
-  std::cout << "== test (best epoch " << r.best_epoch << ", trained in "
-            << Fixed(r.train_seconds, 2) << "s)\n";
+  std::cout << "== test (best epoch " << r.best_epoch;
+  if (r.refit) std::cout << ", refitted on train + val for " << r.best_epoch << " epochs";
+  std::cout << ", trained in " << Fixed(r.train_seconds, 2) << "s)\n";
   PrintEval("test", r.test);
   if (!r.test_ranking.ks.empty()) {
     PrintRanking("test ranking (" + std::to_string(r.test_ranking.users) +
-                     " users, all items ranked, train+val items excluded)",
+                     " users, all items ranked, train+val items excluded; MostPop counts " +
+                     (r.refit ? "train+val" : "train") + ")",
                  r.test_ranking, &r.test_most_popular);
   }
   std::cout << "run folder: " << run_dir << "/\n";
+  if (r.refit) std::cout << "model: " << run_dir << "/model_refit.safetensors\n";
   return 0;
 }
 

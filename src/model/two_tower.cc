@@ -132,8 +132,9 @@ void TwoTowerModel::InitScorer() {
   const float log_scale = config_.score == ScoreMode::kLearned
                               ? static_cast<float>(std::log(config_.initial_scale))
                               : 0;
-  log_scale_ = {"scorer.log_scale", Matrix::Constant(1, 1, log_scale), Matrix::Zero(1, 1)};
-  bias_ = {"scorer.bias", Matrix::Zero(1, 1), Matrix::Zero(1, 1)};
+  log_scale_ = {
+      "scorer.log_scale", Matrix::Constant(1, 1, log_scale), Matrix::Zero(1, 1), false, {}};
+  bias_ = {"scorer.bias", Matrix::Zero(1, 1), Matrix::Zero(1, 1), false, {}};
 }
 
 void TwoTowerModel::ScorePairs(const Matrix& u, const Matrix& v, Vector* logits) const {

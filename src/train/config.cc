@@ -235,6 +235,14 @@ const std::vector<Setting>& Settings() {
        "early stopping / best checkpoint: val_auc, val_loss, val_recall@K, val_ndcg@K, "
        "val_hitrate@K, val_mrr@K (empty: val_auc for bce, val_recall@<first K> for softmax)",
        [](Config& c) -> void* { return &c.training.monitor; }},
+      {"training.refit",
+       Kind::kBool,
+       0,
+       false,
+       0,
+       {},
+       "after selecting the epoch count on val, train again on train + val (model_refit)",
+       [](Config& c) -> void* { return &c.training.refit; }},
       {"evaluation.k",
        Kind::kIntList,
        1,
@@ -643,7 +651,8 @@ nlohmann::json Config::ToJson() const {
                    {"logq_correction", training.logq_correction},
                    {"remove_accidental_hits", training.remove_accidental_hits},
                    {"positives", training.positives},
-                   {"monitor", training.monitor}};
+                   {"monitor", training.monitor},
+                   {"refit", training.refit}};
   j["evaluation"] = {{"k", evaluation.k}};
   j["output"] = {{"dir", output_dir}, {"name", run_name}};
   j["features"] = data::ToJson(features);
@@ -684,6 +693,7 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "remove_accidental_hits" << YAML::Value << training.remove_accidental_hits;
   out << YAML::Key << "positives" << YAML::Value << training.positives;
   out << YAML::Key << "monitor" << YAML::Value << training.monitor;
+  out << YAML::Key << "refit" << YAML::Value << training.refit;
   out << YAML::EndMap;
   out << YAML::Key << "evaluation" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "k" << YAML::Value << YAML::Flow << evaluation.k;

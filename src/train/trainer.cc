@@ -32,7 +32,8 @@ std::string MetricsCsv(const std::vector<EpochRecord>& history) {
   std::string csv = "epoch,train_loss,train_accuracy,train_auc,val_loss,val_accuracy,val_auc";
   const std::vector<int> ks = history.empty() ? std::vector<int>{} : history[0].val_ranking.ks;
   for (const char* metric : {"recall", "ndcg", "hitrate", "mrr", "coverage"}) {
-    for (int k : ks) csv += ",val_" + std::string(metric) + "@" + std::to_string(k);
+    for (int k : ks)
+      csv += ",val_" + std::string(metric) + std::string("@").append(std::to_string(k));
   }
   csv += ",best\n";
   for (const EpochRecord& r : history) {
@@ -40,10 +41,12 @@ std::string MetricsCsv(const std::vector<EpochRecord>& history) {
            Fixed(r.train_accuracy, 6) + "," + Fixed(r.train_auc, 6) + "," + Fixed(r.val_loss, 6) +
            "," + Fixed(r.val_accuracy, 6) + "," + Fixed(r.val_auc, 6);
     for (const char* metric : {"recall", "ndcg", "hitrate", "mrr", "coverage"}) {
-      for (int k : ks)
-        csv +=
-            "," +
-            Fixed(r.val_ranking.Get(std::string(metric).append("@").append(std::to_string(k))), 6);
+      for (int k : ks) {
+        // append, not "," + string: GCC 12 warns falsely on the latter (-Wrestrict, bug 105329).
+        const double v =
+            r.val_ranking.Get(std::string(metric).append("@").append(std::to_string(k)));
+        csv.append(",").append(Fixed(v, 6));
+      }
     }
     csv += std::string(",") + (r.best ? "1" : "0") + "\n";
   }
@@ -75,7 +78,7 @@ nlohmann::json RankingJson(const RankingMetrics& m) {
   };
   nlohmann::json j = {{"users", m.users}};
   for (size_t i = 0; i < m.ks.size(); ++i) {
-    const std::string k = "@" + std::to_string(m.ks[i]);
+    const std::string k = std::string("@").append(std::to_string(m.ks[i]));
     j["recall" + k] = num(m.recall[i]);
     j["ndcg" + k] = num(m.ndcg[i]);
     j["hitrate" + k] = num(m.hit_rate[i]);
@@ -99,6 +102,7 @@ std::string MetricsJson(const TrainResult& r, const std::string& loss) {
   j["auc"] = num(m.auc);
   j["oracle_auc"] = num(m.oracle_auc);
   j["training_loss"] = loss;
+  j["refit_on_train_and_val"] = r.refit;
   if (!r.test_ranking.ks.empty()) {
     j["ranking"] = RankingJson(r.test_ranking);
     j["most_popular"] = RankingJson(r.test_most_popular);
@@ -111,7 +115,7 @@ std::string MetricsJson(const TrainResult& r, const std::string& loss) {
 // "recall@10 0.1234 ndcg@10 0.1111" for the first K.
 std::string RankingSummary(const RankingMetrics& m) {
   if (m.ks.empty()) return "";
-  const std::string k = "@" + std::to_string(m.ks[0]);
+  const std::string k = std::string("@").append(std::to_string(m.ks[0]));
   return "recall" + k + " " + Fixed(m.recall[0]) + " ndcg" + k + " " + Fixed(m.ndcg[0]);
 }
 
@@ -192,11 +196,14 @@ RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const dat
 }
 
 RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, bool positives_only,
-                                        const std::vector<int>& ks) {
+                                        const std::vector<int>& ks, bool count_val) {
   std::vector<double> counts(data.items.num_rows(), 0.0);
-  for (int64_t i = 0; i < data.train.size(); ++i) {
-    if (positives_only && data.train.label[i] != 1.0f) continue;
-    counts[data.train.item_row[i]] += 1.0;
+  for (const data::Interactions* s : {&data.train, &data.val}) {
+    if (s == &data.val && !count_val) continue;
+    for (int64_t i = 0; i < s->size(); ++i) {
+      if (positives_only && s->label[i] != 1.0f) continue;
+      counts[s->item_row[i]] += 1.0;
+    }
   }
   return EvaluateMostPopular(counts, SplitPositives(data, split, positives_only),
                              ExcludedItems(data, split), ks);
@@ -227,7 +234,8 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   return out_.loss;
 }
 
-std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Dataset& data) {
+std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& train,
+                               int64_t num_items) {
   const TrainingConfig& t = config.training;
   if (t.loss == "bce") return std::make_unique<BceLoss>();
   if (t.loss == "softmax") {
@@ -237,15 +245,89 @@ std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Dataset& data) 
     if (t.logq_correction) {
       std::vector<int32_t> positives;
       const bool liked = t.positives == "liked";
-      for (int64_t i = 0; i < data.train.size(); ++i) {
-        if (!liked || data.train.label[i] == 1.0f) positives.push_back(data.train.item_row[i]);
+      for (int64_t i = 0; i < train.size(); ++i) {
+        if (!liked || train.label[i] == 1.0f) positives.push_back(train.item_row[i]);
       }
-      o.log_q = LogSamplingProbabilities(positives, data.items.num_rows());
+      o.log_q = LogSamplingProbabilities(positives, num_items);
     }
     return std::make_unique<InBatchSoftmaxLoss>(o);
   }
   throw Error("training.loss: unknown loss " + Quote(t.loss) + " (expected: bce, softmax)");
 }
+
+namespace {
+
+struct EpochBuffers {
+  std::vector<int32_t> users, items;
+  std::vector<float> logits, labels;
+};
+
+// The training examples of `source`: every labelled pair for a pointwise loss, else the positives.
+std::vector<int64_t> Examples(const data::Interactions& source, bool pointwise, bool positives_only,
+                              const std::string& positives) {
+  std::vector<int64_t> order;
+  for (int64_t i = 0; i < source.size(); ++i) {
+    if (pointwise || !positives_only || source.label[i] == 1.0f) order.push_back(i);
+  }
+  if (order.empty()) {
+    throw Error(source.source + ": no training positives (training.positives: " + positives +
+                " and no interaction has label 1)");
+  }
+  return order;
+}
+
+// One pass of Trainer::Step over `order` (rows of `source`), shuffled first; returns the mean loss.
+// For pointwise losses buf->logits / labels receive every example's logit and label.
+double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interactions& source,
+                std::vector<int64_t>* order, int64_t batch, Rng* shuffle_rng, Rng* dropout_rng,
+                bool progress, EpochBuffers* buf) {
+  const int64_t n = static_cast<int64_t>(order->size());
+  const int64_t steps = (n + batch - 1) / batch;
+  const bool pointwise = trainer->loss().pointwise();
+  buf->users.resize(batch);
+  buf->items.resize(batch);
+  buf->labels.resize(n);
+  buf->logits.resize(pointwise ? n : 0);
+  for (int64_t i = n - 1; i > 0; --i) std::swap((*order)[i], (*order)[shuffle_rng->Below(i + 1)]);
+  double loss_sum = 0.0;
+  ProgressBar bar("train", steps, progress);
+  for (int64_t s = 0; s < steps; ++s) {
+    const int64_t begin = s * batch;
+    const int64_t m = std::min(batch, n - begin);
+    const int64_t* idx = order->data() + begin;
+    float* labels = buf->labels.data() + begin;
+    for (int64_t i = 0; i < m; ++i) {
+      buf->users[i] = source.user_row[idx[i]];
+      buf->items[i] = source.item_row[idx[i]];
+      labels[i] = source.label[idx[i]];
+    }
+    const double loss = trainer->Step(data.user_features, buf->users.data(), data.item_features,
+                                      buf->items.data(), labels, m, dropout_rng);
+    loss_sum += loss * static_cast<double>(m);
+    if (pointwise) {
+      std::copy(trainer->logits().data(), trainer->logits().data() + m, buf->logits.data() + begin);
+    }
+    bar.Update(s + 1, "loss " + Fixed(loss_sum / static_cast<double>(begin + m)));
+  }
+  bar.Finish("loss " + Fixed(loss_sum / static_cast<double>(n)));
+  return loss_sum / static_cast<double>(n);
+}
+
+data::Interactions Concatenate(const data::Interactions& a, const data::Interactions& b) {
+  data::Interactions out = a;
+  out.source = a.source + " + " + b.source;
+  out.user_row.insert(out.user_row.end(), b.user_row.begin(), b.user_row.end());
+  out.item_row.insert(out.item_row.end(), b.item_row.begin(), b.item_row.end());
+  out.label.insert(out.label.end(), b.label.begin(), b.label.end());
+  if (a.has_p_true() && b.has_p_true()) {
+    out.p_true.insert(out.p_true.end(), b.p_true.begin(), b.p_true.end());
+  } else {
+    out.p_true.clear();
+  }
+  return out;
+}
+
+}  // namespace
 
 TrainResult Train(const Config& config, const data::Dataset& data, const TrainOptions& options) {
   const auto start = std::chrono::steady_clock::now();
@@ -257,29 +339,17 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   TrainResult result;
   result.model = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &init_rng);
   model::TwoTowerModel& net = *result.model;
-  Trainer trainer(&net, MakeLoss(config, data), {config.training.learning_rate});
+  Trainer trainer(&net, MakeLoss(config, data.train, data.items.num_rows()),
+                  {config.training.learning_rate});
   const bool pointwise = trainer.loss().pointwise();
   const bool positives_only = config.training.positives == "liked";
   const std::vector<int>& ks = config.evaluation.k;
   const std::string monitor = config.Monitor();
   const bool lower_is_better = monitor == "val_loss";
-
-  // The training examples: every labelled pair for a pointwise loss, else the positives.
-  const data::Interactions& train = data.train;
-  std::vector<int64_t> order;
-  for (int64_t i = 0; i < train.size(); ++i) {
-    if (pointwise || !positives_only || train.label[i] == 1.0f) order.push_back(i);
-  }
-  const int64_t n = static_cast<int64_t>(order.size());
-  if (n == 0) {
-    throw Error(train.source + ": no training positives (training.positives: " +
-                config.training.positives + " and no interaction has label 1)");
-  }
+  std::vector<int64_t> order =
+      Examples(data.train, pointwise, positives_only, config.training.positives);
   const int64_t batch = config.training.batch_size;
-  const int64_t steps = (n + batch - 1) / batch;
-
-  std::vector<int32_t> batch_users(batch), batch_items(batch);
-  std::vector<float> epoch_logits(pointwise ? n : 0), epoch_labels(n);
+  EpochBuffers buf;
   std::vector<Matrix> best_weights = net.Snapshot();
   double best_value = lower_is_better ? std::numeric_limits<double>::infinity() : -1.0;
   double best_loss = std::numeric_limits<double>::infinity();
@@ -290,35 +360,13 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
 
   for (int epoch = 1; epoch <= config.training.epochs; ++epoch) {
     const auto epoch_start = std::chrono::steady_clock::now();
-    for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[shuffle_rng.Below(i + 1)]);
-    double loss_sum = 0.0;
-    ProgressBar bar("train", steps, options.progress);
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t begin = s * batch;
-      const int64_t m = std::min(batch, n - begin);
-      const int64_t* idx = order.data() + begin;
-      float* labels = epoch_labels.data() + begin;
-      for (int64_t i = 0; i < m; ++i) {
-        batch_users[i] = train.user_row[idx[i]];
-        batch_items[i] = train.item_row[idx[i]];
-        labels[i] = train.label[idx[i]];
-      }
-      const double loss = trainer.Step(data.user_features, batch_users.data(), data.item_features,
-                                       batch_items.data(), labels, m, &dropout_rng);
-      loss_sum += loss * static_cast<double>(m);
-      if (pointwise) {
-        std::copy(trainer.logits().data(), trainer.logits().data() + m,
-                  epoch_logits.data() + begin);
-      }
-      bar.Update(s + 1, "loss " + Fixed(loss_sum / static_cast<double>(begin + m)));
-    }
-    bar.Finish("loss " + Fixed(loss_sum / static_cast<double>(n)));
-
+    const double train_loss = RunEpoch(&trainer, data, data.train, &order, batch, &shuffle_rng,
+                                       &dropout_rng, options.progress, &buf);
     EpochRecord r;
     r.epoch = epoch;
-    r.train_loss = loss_sum / static_cast<double>(n);
-    r.train_accuracy = pointwise ? Accuracy(epoch_logits, epoch_labels) : std::nan("");
-    r.train_auc = pointwise ? Auc(epoch_logits, epoch_labels) : std::nan("");
+    r.train_loss = train_loss;
+    r.train_accuracy = pointwise ? Accuracy(buf.logits, buf.labels) : std::nan("");
+    r.train_auc = pointwise ? Auc(buf.logits, buf.labels) : std::nan("");
     {
       ProgressBar val_bar("val", 2 + (data.val.size() + 65535) / 65536, options.progress);
       const EvalMetrics val =
@@ -399,13 +447,45 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
                      config_json);
   }
   if (result.best_epoch > 0) net.Restore(best_weights);
+  if (config.training.refit && result.best_epoch > 0) {
+    // The usual last step of model selection: the chosen settings and number of epochs, trained
+    // again from the same initial weights on train + validation (what EASE-style baselines
+    // refitted on both see too). The test split is still untouched.
+    const data::Interactions both = Concatenate(data.train, data.val);
+    Rng refit_rng(config.seed);
+    Rng refit_init = refit_rng.Split();
+    Rng refit_shuffle = refit_rng.Split();
+    Rng refit_dropout = refit_rng.Split();
+    auto refit = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &refit_init);
+    Trainer refit_trainer(refit.get(), MakeLoss(config, both, data.items.num_rows()),
+                          {config.training.learning_rate});
+    std::vector<int64_t> refit_order =
+        Examples(both, pointwise, positives_only, config.training.positives);
+    for (int epoch = 1; epoch <= result.best_epoch; ++epoch) {
+      const double loss = RunEpoch(&refit_trainer, data, both, &refit_order, batch, &refit_shuffle,
+                                   &refit_dropout, options.progress, &buf);
+      if (options.log != nullptr) {
+        *options.log << "refit epoch " << epoch << "/" << result.best_epoch
+                     << " on train + val  train loss " << Fixed(loss) << std::endl;
+      }
+    }
+    result.selected_model = std::move(result.model);
+    result.model = std::move(refit);
+    result.refit = true;
+    if (!dir.empty()) {
+      model::SaveModel(dir + "/model_refit.safetensors", *result.model, data.encoder,
+                       config.features, config_json);
+    }
+  }
+  model::TwoTowerModel& final_model = *result.model;
   result.train_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  result.test = Evaluate(net, data.user_features, data.item_features, data.test);
+  result.test = Evaluate(final_model, data.user_features, data.item_features, data.test);
   if (!pointwise) result.test.loss = result.test.accuracy = std::nan("");
   if (!ks.empty()) {
-    result.test_ranking = EvaluateRankingSplit(net, data, Split::kTest, positives_only, ks);
-    result.test_most_popular = EvaluateMostPopularSplit(data, Split::kTest, positives_only, ks);
+    result.test_ranking = EvaluateRankingSplit(final_model, data, Split::kTest, positives_only, ks);
+    result.test_most_popular =
+        EvaluateMostPopularSplit(data, Split::kTest, positives_only, ks, result.refit);
   }
   if (!dir.empty()) {
     WriteFileAtomically(dir + "/test_metrics.json", MetricsJson(result, trainer.loss().name()));

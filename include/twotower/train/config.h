@@ -43,6 +43,9 @@ struct TrainingConfig {
   // val_<recall|ndcg|hitrate|mrr>@K with K in evaluation.k. Empty = val_auc for bce,
   // val_recall@<first K> for softmax.
   std::string monitor;
+  // After selection on val: train again on train + val for the best number of epochs and report
+  // the test split with that model.
+  bool refit = false;
 };
 
 struct EvaluationConfig {

@@ -6,8 +6,10 @@
 // AUC of the labelled pairs, and the ranking metrics of evaluation.k (metrics.h) over a full
 // ranking of all items, each user's training items excluded. Keep the weights with the best
 // monitored value (training.monitor), stop after `early_stopping_patience` epochs without
-// improvement, evaluate the best weights on the test split (ranking: train and validation items
-// excluded) beside the MostPop baseline under the same protocol. With a run folder it writes
+// improvement. With training.refit, train a fresh model (same seed) on train + validation for the
+// best epoch count (model_refit.safetensors). Evaluate the final weights on the test split
+// (ranking: train and validation items excluded) beside the MostPop baseline under the same
+// protocol. With a run folder it writes
 // config.yaml, metrics.csv (one row per epoch), model_best.safetensors, model_last.safetensors,
 // test_metrics.json and training_curves.svg, each atomically. Same seed and thread count, same
 // metrics.csv bytes. Not thread-safe: one Train call at a time per model.
@@ -51,9 +53,10 @@ enum class Split { kVal, kTest };
 // the model: every user tower and item tower pass once, then EvaluateRanking.
 RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const data::Dataset& data,
                                     Split split, bool positives_only, const std::vector<int>& ks);
-// The MostPop baseline on the same split and protocol; popularity = training positives.
+// The MostPop baseline on the same split and protocol; popularity = training positives (and
+// validation positives with count_val, to match a model refitted on both).
 RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, bool positives_only,
-                                        const std::vector<int>& ks);
+                                        const std::vector<int>& ks, bool count_val = false);
 
 // One optimisation step, the one copy the trainer, the tests and the benchmarks call: forward
 // both towers for n (user row, item row) pairs of the encoded tables, the loss, zero the
@@ -81,8 +84,9 @@ class Trainer {
   LossOutput out_;
 };
 
-// The loss of config.training (log q from the training positives for softmax).
-std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Dataset& data);
+// The loss of config.training (log q from the positives of `train` for softmax; num_items rows).
+std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& train,
+                               int64_t num_items);
 
 struct EpochRecord {
   int epoch = 0;
@@ -101,7 +105,9 @@ struct TrainOptions {
 };
 
 struct TrainResult {
-  std::unique_ptr<model::TwoTowerModel> model;  // holds the best weights
+  std::unique_ptr<model::TwoTowerModel> model;  // the best weights (the refitted model if refit)
+  std::unique_ptr<model::TwoTowerModel> selected_model;  // refit: the model selected on val
+  bool refit = false;
   std::vector<EpochRecord> history;
   int best_epoch = 0;
   EvalMetrics test;
