@@ -64,15 +64,13 @@ def metrics_from_topk(topk, positives, ks):
 
 
 def topk_from_scores(scores, exclude, users, kmax):
-    s = scores.copy()
-    s[exclude > 0] = -np.inf
-    out = {}
-    for u in users:
-        row = s[u]
-        # Stable order: higher score first, ties to the lower item row (as twotower's index).
-        order = np.lexsort((np.arange(len(row)), -row))[:kmax]
-        out[u] = [int(i) for i in order]
-    return out
+    users = list(users)
+    s = scores[users].copy()
+    s[exclude[users] > 0] = -np.inf
+    # A stable sort of the negated scores: higher first, ties to the lower item row (as
+    # twotower's index orders them).
+    order = np.argsort(-s, axis=1, kind="stable")[:, :kmax]
+    return {u: [int(i) for i in order[n]] for n, u in enumerate(users)}
 
 
 def ease(x, lam):

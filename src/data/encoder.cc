@@ -91,7 +91,11 @@ void EntityEncoder::Fit(const Table& table, const std::vector<int64_t>& rows) {
         double sum = 0.0;
         int64_t n = 0;
         for (int64_t r : rows) {
-          if (c.spec.missing == Missing::kMean && IsMissingValue(values[r])) continue;
+          if (IsMissingValue(values[r])) {
+            if (c.spec.missing == Missing::kMean) continue;
+            float unused;
+            EncodeDense(c, values[r], table.Where(r), &unused);  // throws the missing-value error
+          }
           sum += ParseNumber(values[r], table.Where(r), name);
           ++n;
         }

@@ -339,7 +339,7 @@ std::string ConfigYaml(const fs::path& out, bool user_features) {
   y += "  dropout: 0.0\n";
   y += "training:\n  loss: softmax\n  temperature: 0.2\n  logq_correction: true\n";
   y += "  positives: liked\n  batch_size: 256\n  learning_rate: 0.002\n  epochs: 60\n";
-  y += "  early_stopping_patience: 8\n  monitor: val_ndcg@10\n";
+  y += "  early_stopping_patience: 8\n  monitor: val_ndcg@10\n  refit: true\n";
   y += "evaluation:\n  k: [10, 20]\n";
   y += "output:\n  dir: experiments/runs\n  name: movielens\n";
   return y;

@@ -1,0 +1,194 @@
+// Towers built from a feature encoder: embedding bags + dense columns -> MLP. Gradients of every
+// tensor (embedding tables included) against finite differences through a retrieval loss, PyTorch
+// names, Infer == Forward without dropout, and a model file round trip.
+#include "twotower/model/tower.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "testing/fixtures.h"
+#include "testing/gradient_check.h"
+#include "testing/temp_dir.h"
+#include "twotower/model/model_file.h"
+#include "twotower/model/two_tower.h"
+#include "twotower/train/loss.h"
+
+namespace twotower::model {
+namespace {
+
+using ::testing::Contains;
+using twotower::testing::MakeTable;
+using twotower::testing::TempDir;
+
+struct Fixture {
+  data::FeatureSchema schema;
+  data::FeatureEncoder encoder;
+  data::Table users, items;
+  data::EncodedTable xu, xi;
+
+  Fixture() {
+    schema.user.id_column = "user_id";
+    data::FeatureSpec uid{"user_id", data::FeatureType::kId};
+    uid.dim = 3;
+    schema.user.features = {uid, {"age", data::FeatureType::kNumeric}};
+    schema.item.id_column = "movie_id";
+    data::FeatureSpec mid{"movie_id", data::FeatureType::kId};
+    mid.dim = 4;
+    data::FeatureSpec genres{"genres", data::FeatureType::kMultiHot};
+    genres.dim = 2;
+    schema.item.features = {mid, genres};
+    users = MakeTable("users.csv", {"user_id", "age"}, {{"u1", "20"}, {"u2", "35"}, {"u3", "61"}});
+    items = MakeTable("movies.csv", {"movie_id", "genres"},
+                      {{"m1", "A|B"}, {"m2", "B"}, {"m3", "C|A"}, {"m4", "B|C"}});
+    encoder.user = data::EntityEncoder(schema.user);
+    encoder.user.Fit(users, {0, 1, 2});
+    encoder.item = data::EntityEncoder(schema.item);
+    encoder.item.Fit(items, {0, 1, 2, 3});
+    encoder.user.Encode(users, &xu);
+    encoder.item.Encode(items, &xi);
+  }
+};
+
+ModelConfig SmallConfig(std::vector<int> hidden, double dropout) {
+  ModelConfig c;
+  c.embedding_dim = 4;
+  c.user_hidden_dims = hidden;
+  c.item_hidden_dims = hidden;
+  c.dropout = dropout;
+  return c;
+}
+
+TEST(TowerTest, TensorNamesFollowThePyTorchModule) {
+  Fixture fx;
+  Rng rng(1);
+  TwoTowerModel model(SmallConfig({5}, 0.0), fx.encoder, &rng);
+  std::vector<std::string> names;
+  for (const auto& t : model.NamedTensors()) names.push_back(t.name);
+  EXPECT_THAT(names, Contains("user_tower.embeddings.user_id.weight"));
+  EXPECT_THAT(names, Contains("item_tower.embeddings.genres.weight"));
+  EXPECT_THAT(names, Contains("item_tower.layers.3.weight"));
+  for (const auto& t : model.NamedTensors()) {
+    if (t.name == "item_tower.embeddings.movie_id.weight") {
+      EXPECT_EQ(t.parameter->value.rows(), 5);  // 4 ids + the out-of-vocabulary row
+      EXPECT_EQ(t.parameter->value.cols(), 4);
+    }
+    if (t.name == "item_tower.layers.0.weight") {
+      EXPECT_EQ(t.parameter->value.cols(), 4 + 2);  // movie_id 4 + genres 2, no dense columns
+    }
+    if (t.name == "user_tower.layers.0.weight") {
+      EXPECT_EQ(t.parameter->value.cols(), 1 + 3);  // age + user_id 3
+    }
+  }
+}
+
+TEST(TowerTest, EveryGradientMatchesFiniteDifferencesThroughInBatchSoftmax) {
+  Fixture fx;
+  Rng rng(3);
+  TwoTowerModel model(SmallConfig({5}, 0.0), fx.encoder, &rng);
+  const std::vector<int32_t> user_rows = {0, 2, 1, 2};
+  const std::vector<int32_t> item_rows = {1, 3, 0, 2};
+  train::InBatchSoftmaxLoss loss({0.5, {-1.0f, -2.0f, -1.5f, -0.5f}, true});
+  auto f = [&] {
+    ModelContext ctx;
+    model.ForwardTowers(fx.xu, user_rows.data(), fx.xi, item_rows.data(), 4, &ctx, nullptr);
+    train::LossBatch b;
+    b.u = &TwoTowerModel::user_output(ctx);
+    b.v = &TwoTowerModel::item_output(ctx);
+    b.item_rows = item_rows.data();
+    train::LossOutput out;
+    loss.Compute(b, &out);
+    return out;
+  };
+  auto params = model.TrainableParameters();
+  nn::ZeroGrad(params);
+  {
+    ModelContext ctx;
+    model.ForwardTowers(fx.xu, user_rows.data(), fx.xi, item_rows.data(), 4, &ctx, nullptr);
+    train::LossBatch b;
+    b.u = &TwoTowerModel::user_output(ctx);
+    b.v = &TwoTowerModel::item_output(ctx);
+    b.item_rows = item_rows.data();
+    train::LossOutput out;
+    loss.Compute(b, &out);
+    model.BackwardTowers(&ctx, out.du, out.dv);
+  }
+  for (const auto& t : model.NamedTensors()) {
+    if (t.name.rfind("scorer.", 0) == 0) continue;  // softmax does not use the scorer
+    const Matrix analytic = t.parameter->grad;
+    const auto numeric = testing::NumericalGradient(
+        &t.parameter->value, [&] { return f().loss; }, 1e-3);
+    if (numeric.cwiseAbs().maxCoeff() == 0.0) {
+      // The out-of-vocabulary rows are in no bag of this batch: zero both ways.
+      EXPECT_EQ(analytic.cwiseAbs().maxCoeff(), 0.0f) << t.name;
+      continue;
+    }
+    EXPECT_TRUE(testing::GradientNear(analytic, numeric, 5e-3, 5e-4)) << t.name;
+  }
+}
+
+TEST(TowerTest, InferEqualsForwardWithoutDropoutAndMatchesEncodeRow) {
+  Fixture fx;
+  Rng rng(8);
+  TwoTowerModel model(SmallConfig({6}, 0.0), fx.encoder, &rng);
+  Matrix all;
+  model.EncodeItems(fx.xi, &all);
+  ModelContext ctx;
+  const std::vector<int32_t> rows = {3, 0};
+  const std::vector<int32_t> user_rows = {0, 1};
+  model.ForwardTowers(fx.xu, user_rows.data(), fx.xi, rows.data(), 2, &ctx, nullptr);
+  const Matrix& v = TwoTowerModel::item_output(ctx);
+  EXPECT_TRUE(v.row(0).isApprox(all.row(3), 1e-6f));
+  EXPECT_TRUE(v.row(1).isApprox(all.row(0), 1e-6f));
+  data::EncodedTable one;
+  fx.encoder.item.EncodeRow({{"movie_id", "m4"}, {"genres", "B|C"}}, "req", &one);
+  Matrix single;
+  model.EncodeItems(one, &single);
+  EXPECT_TRUE(single.row(0).isApprox(all.row(3), 1e-6f));
+}
+
+TEST(TowerTest, IdOnlyTowerWithoutHiddenLayers) {
+  data::FeatureSchema schema;
+  schema.user.id_column = "user_id";
+  schema.user.features = {{"user_id", data::FeatureType::kId}};
+  schema.item.id_column = "movie_id";
+  schema.item.features = {{"movie_id", data::FeatureType::kId}};
+  Fixture fx;
+  data::FeatureEncoder enc;
+  enc.user = data::EntityEncoder(schema.user);
+  enc.user.Fit(fx.users, {0, 1});
+  enc.item = data::EntityEncoder(schema.item);
+  enc.item.Fit(fx.items, {0, 1, 2, 3});
+  Rng rng(2);
+  TwoTowerModel model(SmallConfig({}, 0.0), enc, &rng);
+  EXPECT_EQ(model.user_tower().Describe(),
+            "EmbeddingBag(user_id: 3x32, sum) -> Linear(32->4) -> L2Normalize");
+  data::EncodedTable xu;
+  enc.user.Encode(fx.users, &xu);
+  Matrix u;
+  model.EncodeUsers(xu, &u);
+  // u3 was not in the fitted rows: it shares the out-of-vocabulary row, so its embedding is
+  // whatever that row maps to, and finite.
+  EXPECT_TRUE(u.allFinite());
+  EXPECT_NEAR(u.row(2).norm(), 1.0f, 1e-5f);
+}
+
+TEST(TowerTest, ModelFileRoundTripWithEmbeddings) {
+  Fixture fx;
+  Rng rng(4);
+  TwoTowerModel model(SmallConfig({5}, 0.1), fx.encoder, &rng);
+  TempDir dir;
+  const std::string path = dir.File("m.safetensors");
+  SaveModel(path, model, fx.encoder, fx.schema, nlohmann::json::object());
+  const LoadedModel loaded = LoadModel(path);
+  Matrix a, b;
+  model.EncodeItems(fx.xi, &a);
+  loaded.model->EncodeItems(fx.xi, &b);
+  EXPECT_EQ(a, b);
+  model.EncodeUsers(fx.xu, &a);
+  loaded.model->EncodeUsers(fx.xu, &b);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(loaded.encoder.ToJson(), fx.encoder.ToJson());
+}
+
+}  // namespace
+}  // namespace twotower::model
