@@ -95,7 +95,7 @@ LoadedModel LoadModel(const std::string& path) {
       prev += f.dim;
     }
     std::vector<int> dims = spec.hidden_dims;
-    dims.push_back(config.embedding_dim);
+    if (spec.projection) dims.push_back(config.embedding_dim);
     for (size_t i = 0; i < dims.size(); ++i) {
       const std::string name = prefix + "layers." + std::to_string(3 * i);
       expected[name + ".weight"] = {dims[i], prev};

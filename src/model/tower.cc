@@ -20,6 +20,19 @@ Tower::Tower(const TowerSpec& spec, Rng* init_rng) : spec_(spec) {
   if (input <= 0) {
     throw Error("Tower: the input has no columns (no dense columns and no learned features)");
   }
+  if (!spec.projection) {
+    if (!spec.hidden_dims.empty() || input != spec.embedding_dim) {
+      throw Error(
+          "Tower: projection: false needs no hidden layers and an input as wide as "
+          "embedding_dim (" +
+          std::to_string(spec.embedding_dim) + "), got " + std::to_string(spec.hidden_dims.size()) +
+          " hidden layers and input width " + std::to_string(input) +
+          " (set the id feature's dim to embedding_dim)");
+    }
+    if (spec.normalize) mlp_.Add(std::make_unique<nn::L2Normalize>(spec.embedding_dim));
+    for (nn::EmbeddingBag& bag : bags_) bag.InitNormal(init_rng, kEmbeddingInitStd);
+    return;
+  }
   int prev = input;
   for (int h : spec.hidden_dims) {
     auto linear = std::make_unique<nn::Linear>(prev, h);
@@ -97,7 +110,8 @@ const Matrix& Tower::Forward(const data::EncodedTable& table, const int32_t* row
   ctx->rows = rows;
   ctx->n = n;
   Gather(table, rows, n, &ctx->input);
-  return mlp_.Forward(ctx->input, &ctx->mlp, rng);
+  ctx->output = mlp_.size() == 0 ? &ctx->input : &mlp_.Forward(ctx->input, &ctx->mlp, rng);
+  return *ctx->output;
 }
 
 const Matrix& Tower::Forward(const Matrix& x, TowerContext* ctx, Rng* rng) {
@@ -105,15 +119,20 @@ const Matrix& Tower::Forward(const Matrix& x, TowerContext* ctx, Rng* rng) {
   ctx->table = nullptr;
   ctx->rows = nullptr;
   ctx->n = x.rows();
-  return mlp_.Forward(x, &ctx->mlp, rng);
+  ctx->output = mlp_.size() == 0 ? &x : &mlp_.Forward(x, &ctx->mlp, rng);
+  return *ctx->output;
 }
 
 void Tower::Backward(TowerContext* ctx, const Matrix& dy) {
   if (bags_.empty()) {
-    mlp_.Backward(&ctx->mlp, dy, nullptr);
+    if (mlp_.size() > 0) mlp_.Backward(&ctx->mlp, dy, nullptr);
     return;
   }
-  mlp_.Backward(&ctx->mlp, dy, &ctx->dinput);
+  if (mlp_.size() > 0) {
+    mlp_.Backward(&ctx->mlp, dy, &ctx->dinput);
+  } else {
+    ctx->dinput = dy;
+  }
   int offset = spec_.dense_dim;
   for (size_t f = 0; f < bags_.size(); ++f) {
     bags_[f].Backward(ctx->table->bags[f], ctx->rows, ctx->n, ctx->dinput.data() + offset,
@@ -140,6 +159,7 @@ std::vector<nn::Parameter*> Tower::Parameters() {
 
 std::string Tower::Describe() const {
   if (bags_.empty()) return mlp_.Describe();
+  const std::string rest = mlp_.size() == 0 ? "" : " -> " + mlp_.Describe();
   std::string out;
   for (size_t f = 0; f < bags_.size(); ++f) {
     const data::LearnedFeature& l = spec_.learned[f];
@@ -150,7 +170,7 @@ std::string Tower::Describe() const {
   if (spec_.dense_dim > 0) {
     out += (out.empty() ? "" : " + ") + std::to_string(spec_.dense_dim) + " dense";
   }
-  return out + " -> " + mlp_.Describe();
+  return out + rest;
 }
 
 }  // namespace twotower::model

@@ -48,7 +48,8 @@ nlohmann::json ModelConfig::ToJson() const {
           {"dropout", dropout},
           {"score", ScoreModeName(score)},
           {"initial_scale", initial_scale},
-          {"normalize", normalize}};
+          {"normalize", normalize},
+          {"projection", projection}};
 }
 
 ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string& where) {
@@ -68,6 +69,7 @@ ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string&
     }
     if (json.contains("initial_scale")) c.initial_scale = json["initial_scale"].get<double>();
     if (json.contains("normalize")) c.normalize = json["normalize"].get<bool>();
+    if (json.contains("projection")) c.projection = json["projection"].get<bool>();
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed model config: " + e.what());
   }
@@ -89,6 +91,7 @@ TowerSpec MakeTowerSpec(const ModelConfig& config, const data::EntityEncoder& en
   spec.embedding_dim = config.embedding_dim;
   spec.dropout = static_cast<float>(config.dropout);
   spec.normalize = config.normalize;
+  spec.projection = config.projection;
   return spec;
 }
 
@@ -103,6 +106,7 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, int user_input_dim, int 
   spec.embedding_dim = config.embedding_dim;
   spec.dropout = static_cast<float>(config.dropout);
   spec.normalize = config.normalize;
+  spec.projection = config.projection;
   spec.dense_dim = user_input_dim;
   spec.hidden_dims = config.user_hidden_dims;
   user_tower_ = Tower(spec, init_rng);

@@ -154,6 +154,14 @@ const std::vector<Setting>& Settings() {
        {},
        "L2-normalise the tower outputs (cosine similarity)",
        [](Config& c) -> void* { return &c.model.normalize; }},
+      {"model.projection",
+       Kind::kBool,
+       0,
+       false,
+       0,
+       {},
+       "false: towers without hidden layers have no Linear (input width = embedding_dim)",
+       [](Config& c) -> void* { return &c.model.projection; }},
       {"training.batch_size",
        Kind::kInt,
        1,
@@ -681,6 +689,7 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "score" << YAML::Value << model::ScoreModeName(model.score);
   out << YAML::Key << "initial_scale" << YAML::Value << model.initial_scale;
   out << YAML::Key << "normalize" << YAML::Value << model.normalize;
+  out << YAML::Key << "projection" << YAML::Value << model.projection;
   out << YAML::EndMap;
   out << YAML::Key << "training" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "batch_size" << YAML::Value << training.batch_size;

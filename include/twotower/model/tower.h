@@ -5,7 +5,9 @@
 //
 // The dense columns and the learned features come from data::EntityEncoder (schema order); a
 // tower may consist of one id feature alone (input = its embedding). With no hidden widths the
-// MLP is a single Linear to embedding_dim. `normalize: false` leaves out the L2Normalize.
+// MLP is a single Linear to embedding_dim, or nothing with `projection: false` (then the input
+// width must be embedding_dim: matrix factorisation). `normalize: false` leaves out the
+// L2Normalize.
 // Tensor names follow a PyTorch module with `embeddings = nn.ModuleDict({column:
 // nn.EmbeddingBag})` and `layers = nn.Sequential(...)`: "<prefix>embeddings.<column>.weight",
 // "<prefix>layers.0.weight", ... (see bench/reference/twotower_torch.py).
@@ -29,7 +31,8 @@ namespace twotower::model {
 struct TowerContext {
   Matrix input;  // n x input_dim: the gathered dense columns and pooled embeddings
   nn::SequentialContext mlp;
-  Matrix dinput;  // gradient w.r.t. input (only when the tower has embeddings)
+  Matrix dinput;                   // gradient w.r.t. input (only when the tower has embeddings)
+  const Matrix* output = nullptr;  // the last Forward's output
   const data::EncodedTable* table = nullptr;
   const int32_t* rows = nullptr;
   int64_t n = 0;
@@ -42,6 +45,7 @@ struct TowerSpec {
   int embedding_dim = 128;                    // output width
   float dropout = 0.0f;                       // after each hidden ReLU
   bool normalize = true;                      // L2-normalise the output rows
+  bool projection = true;  // false with no hidden widths: no Linear, input width = embedding_dim
 };
 
 class Tower {

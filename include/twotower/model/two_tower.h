@@ -39,6 +39,9 @@ struct ModelConfig {
   // higher lets the model express confident predictions from the first epochs.
   double initial_scale = 5.0;
   bool normalize = true;  // L2-normalise the tower outputs
+  // false: a tower without hidden layers has no Linear either; its input (e.g. one id
+  // embedding of width embedding_dim) is its output, as in matrix factorisation.
+  bool projection = true;
 
   nlohmann::json ToJson() const;
   static ModelConfig FromJson(const nlohmann::json& json, const std::string& where);
@@ -83,8 +86,8 @@ class TwoTowerModel {
   void ForwardTowers(const data::EncodedTable& users, const int32_t* user_rows,
                      const data::EncodedTable& items, const int32_t* item_rows, int64_t n,
                      ModelContext* ctx, Rng* rng);
-  static const Matrix& user_output(const ModelContext& ctx) { return ctx.user.mlp.layers.back().y; }
-  static const Matrix& item_output(const ModelContext& ctx) { return ctx.item.mlp.layers.back().y; }
+  static const Matrix& user_output(const ModelContext& ctx) { return *ctx.user.output; }
+  static const Matrix& item_output(const ModelContext& ctx) { return *ctx.item.output; }
   // du, dv: gradients of the loss w.r.t. the tower outputs. Adds into the towers' gradients.
   void BackwardTowers(ModelContext* ctx, const Matrix& du, const Matrix& dv);
   // Adds d loss / d log_scale and d loss / d bias into the scorer's gradients (learned mode only).
