@@ -37,6 +37,9 @@ def main():
         subprocess.run([args.dump_tool, args.model, *paths], check=True, stdout=subprocess.DEVNULL)
         ours, meta = read_safetensors(paths[3])
     model.eval()  # dropout off, as in the dump
+    if uenc.learned() or ienc.learned():
+        sys.exit("check_gradients.py feeds random dense inputs: use check_softmax.py for models "
+                 "with learned (embedding) features")
     model.zero_grad()
     loss = F.binary_cross_entropy_with_logits(model(torch.from_numpy(xu), torch.from_numpy(xi)),
                                               torch.from_numpy(y[0]))

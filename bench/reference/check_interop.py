@@ -19,7 +19,8 @@ def main():
     with open(items_path) as f:
         rows = list(csv.DictReader(f))
     with torch.no_grad():
-        v = model.item_tower(torch.from_numpy(item_enc.encode(rows))).numpy()
+        dense, bags = item_enc.encode(rows)
+        v = model.item_tower(torch.from_numpy(dense), bags).numpy()
     ours = np.load(emb_path)
     diff = np.abs(v - ours).max()
     print(f"load_state_dict(strict=True): ok; item embeddings {v.shape}, max |torch - twotower| = {diff:.2e}")

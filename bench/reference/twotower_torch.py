@@ -2,7 +2,8 @@
 interoperability check). Uses only Debian's python3-torch and python3-numpy.
 
 The module's state_dict names and shapes are exactly those of twotower's .safetensors files:
-user_tower.layers.{0,3,6}.{weight,bias}, item_tower.layers..., scorer.log_scale, scorer.bias.
+user_tower.embeddings.<column>.weight (nn.EmbeddingBag), user_tower.layers.{0,3,6}.{weight,bias},
+item_tower..., scorer.log_scale, scorer.bias.
 """
 import json
 import struct
@@ -44,26 +45,52 @@ def write_safetensors(path, tensors, metadata):
 
 
 class Tower(nn.Module):
-    def __init__(self, input_dim, hidden_dims, embedding_dim, dropout):
+    """embedding bags (one per learned feature) + dense columns -> MLP -> L2 normalise."""
+
+    def __init__(self, dense_dim, learned, hidden_dims, embedding_dim, dropout, normalize=True,
+                 projection=True):
         super().__init__()
-        layers, prev = [], input_dim
+        self.embeddings = nn.ModuleDict(
+            {f["column"]: nn.EmbeddingBag(f["rows"], f["dim"], mode=f["mode"]) for f in learned})
+        self.normalize = normalize
+        layers, prev = [], dense_dim + sum(f["dim"] for f in learned)
         for h in hidden_dims:
             layers += [nn.Linear(prev, h), nn.ReLU(), nn.Dropout(dropout)]
             prev = h
-        layers.append(nn.Linear(prev, embedding_dim))
+        if projection:
+            layers.append(nn.Linear(prev, embedding_dim))
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, x):
-        return F.normalize(self.layers(x), dim=1)
+    def forward(self, dense, bags=()):
+        """dense: n x dense_dim tensor; bags: one (ids, offsets) pair per learned feature."""
+        parts = [dense] + [emb(ids, offsets) for emb, (ids, offsets) in zip(self.embeddings.values(), bags)]
+        x = self.layers(torch.cat(parts, dim=1))
+        return F.normalize(x, dim=1) if self.normalize else x
+
+
+class _Dense:
+    def __init__(self, width):
+        self._width = width
+
+    def width(self):
+        return self._width
+
+    def learned(self):
+        return []
 
 
 class TwoTower(nn.Module):
     """logit = exp(log_scale) * <u, v> + bias; cosine mode keeps log_scale = 0 and bias = 0."""
 
-    def __init__(self, user_dim, item_dim, cfg):
+    def __init__(self, user_enc, item_enc, cfg):
+        """user_enc / item_enc: an Encoder, or an int for dense-only towers of that width."""
         super().__init__()
-        self.user_tower = Tower(user_dim, cfg["user_hidden_dims"], cfg["embedding_dim"], cfg["dropout"])
-        self.item_tower = Tower(item_dim, cfg["item_hidden_dims"], cfg["embedding_dim"], cfg["dropout"])
+        user_enc, item_enc = (_Dense(e) if isinstance(e, int) else e for e in (user_enc, item_enc))
+        kw = dict(normalize=cfg.get("normalize", True), projection=cfg.get("projection", True))
+        self.user_tower = Tower(user_enc.width(), user_enc.learned(), cfg["user_hidden_dims"],
+                                cfg["embedding_dim"], cfg["dropout"], **kw)
+        self.item_tower = Tower(item_enc.width(), item_enc.learned(), cfg["item_hidden_dims"],
+                                cfg["embedding_dim"], cfg["dropout"], **kw)
         learned = cfg["score"] == "learned"
         init = float(np.log(cfg.get("initial_scale", 5.0))) if learned else 0.0
         self.scorer = nn.Module()
@@ -74,36 +101,106 @@ class TwoTower(nn.Module):
             self.scorer.register_buffer("log_scale", torch.tensor(0.0))
             self.scorer.register_buffer("bias", torch.tensor(0.0))
 
-    def forward(self, xu, xi):
-        u, v = self.user_tower(xu), self.item_tower(xi)
+    def forward(self, xu, xi, user_bags=(), item_bags=()):
+        u, v = self.user_tower(xu, user_bags), self.item_tower(xi, item_bags)
         return self.scorer.log_scale.exp() * (u * v).sum(1) + self.scorer.bias
 
 
+def in_batch_softmax(u, v, item_rows, temperature, log_q=None, remove_accidental_hits=True):
+    """The in-batch sampled softmax of twotower's `training.loss: softmax` (loss.h), written
+    independently: logits U V^T / t - log q[item_j], accidental hits masked, CE on the diagonal."""
+    logits = u @ v.T / temperature
+    items = torch.as_tensor(item_rows)
+    if log_q is not None:
+        logits = logits - torch.as_tensor(log_q)[items][None, :]
+    if remove_accidental_hits:
+        same = items[:, None] == items[None, :]
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(items)))
+
+
+def fnv1a64(text):
+    h = 0xCBF29CE484222325
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
 class Encoder:
-    """Applies twotower's fitted encoder state (from the model file's metadata) to CSV rows."""
+    """Applies twotower's fitted encoder state (from the model file's metadata) to CSV rows:
+    dense columns (numeric, with a was-missing column under missing: mean; one-hot categorical)
+    and, per learned feature (id, categorical embedding, multi_hot), the embedding-bag rows
+    (0 = out of vocabulary, vocabulary index + 1 otherwise; hashed ids: FNV-1a 64 mod buckets)."""
+
+    MISSING = {"", "NA", "NaN", "nan", "null"}
 
     def __init__(self, state):
         self.state = state
 
+    @staticmethod
+    def _learned(c):
+        return c["type"] in ("id", "multi_hot") or (
+            c["type"] == "categorical" and c.get("encoding") == "embedding")
+
     def width(self):
-        return sum(1 if c["type"] == "numeric" else len(c["vocabulary"]) for c in self.state["columns"])
+        w = 0
+        for c in self.state["columns"]:
+            if self._learned(c):
+                continue
+            if c["type"] == "numeric":
+                w += 2 if c.get("missing") == "mean" else 1
+            else:
+                w += len(c["vocabulary"])
+        return w
+
+    def learned(self):
+        out = []
+        for c in self.state["columns"]:
+            if not self._learned(c):
+                continue
+            rows = c["buckets"] if c["type"] == "id" and c.get("buckets", 0) > 0 else len(c["vocabulary"]) + 1
+            mode = c.get("pooling", "mean") if c["type"] == "multi_hot" else "sum"
+            out.append({"column": c["column"], "rows": rows, "dim": c["dim"], "mode": mode})
+        return out
 
     def encode(self, rows):
+        """-> (dense float32 array, [(ids tensor, offsets tensor) per learned feature])."""
         out = np.zeros((len(rows), self.width()), dtype=np.float32)
+        bags = []
         off = 0
         for c in self.state["columns"]:
-            if c["type"] == "numeric":
+            col = c["column"]
+            if self._learned(c):
+                ids, offsets = [], []
+                index = {v: i for i, v in enumerate(c.get("vocabulary", []))}
+                for row in rows:
+                    offsets.append(len(ids))
+                    if c["type"] == "multi_hot":
+                        tokens = [t.strip() for t in row[col].split(c["delimiter"]) if t.strip()]
+                    else:
+                        tokens = [row[col]]
+                    for t in tokens:
+                        if c["type"] == "id" and c.get("buckets", 0) > 0:
+                            ids.append(fnv1a64(t) % c["buckets"])
+                        else:
+                            ids.append(index.get(t, -1) + 1)
+                bags.append((torch.tensor(ids, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)))
+            elif c["type"] == "numeric":
                 for r, row in enumerate(rows):
-                    out[r, off] = (float(row[c["column"]]) - c["mean"]) / c["std"]
-                off += 1
+                    if c.get("missing") == "mean" and row[col] in self.MISSING:
+                        out[r, off + 1] = 1.0
+                    else:
+                        out[r, off] = (float(row[col]) - c["mean"]) / c["std"]
+                off += 2 if c.get("missing") == "mean" else 1
             else:
                 index = {v: i for i, v in enumerate(c["vocabulary"])}
                 for r, row in enumerate(rows):
-                    k = index.get(row[c["column"]])
+                    k = index.get(row[col])
                     if k is not None:
                         out[r, off + k] = 1.0
                 off += len(c["vocabulary"])
-        return out
+        return out, bags
 
 
 def load_twotower(path):
@@ -112,6 +209,6 @@ def load_twotower(path):
     cfg = json.loads(meta["model"])
     enc = json.loads(meta["encoder"])
     user_enc, item_enc = Encoder(enc["user"]), Encoder(enc["item"])
-    model = TwoTower(user_enc.width(), item_enc.width(), cfg)
+    model = TwoTower(user_enc, item_enc, cfg)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
     return model, user_enc, item_enc, meta

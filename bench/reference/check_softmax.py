@@ -1,0 +1,71 @@
+#!/usr/bin/python3
+"""One in-batch softmax step of twotower and of the PyTorch reference from the same weights and the
+same batch: compares the loss and every gradient (embedding tables included).
+
+usage: check_softmax.py MODEL.safetensors USERS.csv ITEMS.csv BENCH_SOFTMAX_GRAD_DUMP
+       [--batch 256] [--temperature 0.2]
+The batch: random (user, item) rows with one item repeated (an accidental hit) and random log q.
+Prints one line per tensor and the worst relative error max|g_tt - g_torch| / max|g_torch|.
+"""
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from twotower_torch import in_batch_softmax, load_twotower, read_safetensors  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("model")
+    p.add_argument("users")
+    p.add_argument("items")
+    p.add_argument("dump_tool")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.2)
+    a = p.parse_args()
+    model, uenc, ienc, _ = load_twotower(a.model)
+    with open(a.users, newline="", encoding="utf-8") as f:
+        users = list(csv.DictReader(f))
+    with open(a.items, newline="", encoding="utf-8") as f:
+        items = list(csv.DictReader(f))
+    rng = np.random.default_rng(0)
+    pairs = np.stack([rng.integers(0, len(users), a.batch), rng.integers(0, len(items), a.batch)])
+    pairs[1, 1] = pairs[1, 0]  # an accidental hit
+    log_q = np.log(rng.dirichlet(np.ones(len(items)))).astype(np.float32)[None, :]
+    with tempfile.TemporaryDirectory() as d:
+        pairs_path, q_path, out = (os.path.join(d, n) for n in ("p.npy", "q.npy", "g.safetensors"))
+        np.save(pairs_path, pairs.astype(np.float32))
+        np.save(q_path, log_q)
+        subprocess.run([a.dump_tool, a.model, a.users, a.items, pairs_path, q_path,
+                        str(a.temperature), out], check=True, stdout=subprocess.DEVNULL)
+        ours, meta = read_safetensors(out)
+    model.eval()
+    model.zero_grad()
+    ud, ub = uenc.encode([users[i] for i in pairs[0]])
+    idn, ib = ienc.encode([items[i] for i in pairs[1]])
+    u = model.user_tower(torch.from_numpy(ud), ub)
+    v = model.item_tower(torch.from_numpy(idn), ib)
+    loss = in_batch_softmax(u, v, pairs[1], a.temperature, log_q[0])
+    loss.backward()
+    worst = abs(float(meta["loss"]) - loss.item()) / abs(loss.item())
+    print(f"loss: twotower {float(meta['loss']):.7f}  pytorch {loss.item():.7f}  rel {worst:.1e}")
+    for name, param in model.named_parameters():
+        if name.startswith("scorer."):
+            continue
+        g = param.grad.numpy().reshape(ours[name].shape)
+        rel = np.abs(ours[name] - g).max() / max(np.abs(g).max(), 1e-30)
+        worst = max(worst, rel)
+        print(f"{name:40s} {str(tuple(param.shape)):14s} rel {rel:.1e}")
+    print(f"worst relative error {worst:.1e}")
+    sys.exit(0 if worst < 1e-4 else 1)
+
+
+if __name__ == "__main__":
+    main()
