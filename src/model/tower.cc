@@ -17,6 +17,7 @@ Tower::Tower(const TowerSpec& spec, Rng* init_rng) : spec_(spec) {
     bags_.emplace_back(f.rows, f.dim, f.pooling);
     input += f.dim;
   }
+  input_dim_ = input;
   if (input <= 0) {
     throw Error("Tower: the input has no columns (no dense columns and no learned features)");
   }

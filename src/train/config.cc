@@ -251,6 +251,14 @@ const std::vector<Setting>& Settings() {
        {},
        "after selecting the epoch count on val, train again on train + val (model_refit)",
        [](Config& c) -> void* { return &c.training.refit; }},
+      {"training.embedding_l2",
+       Kind::kDouble,
+       0,
+       false,
+       1000,
+       {},
+       "batch L2 penalty on the tower outputs: lambda (mean |u|^2 + mean |v|^2)",
+       [](Config& c) -> void* { return &c.training.embedding_l2; }},
       {"evaluation.k",
        Kind::kIntList,
        1,
@@ -660,7 +668,8 @@ nlohmann::json Config::ToJson() const {
                    {"remove_accidental_hits", training.remove_accidental_hits},
                    {"positives", training.positives},
                    {"monitor", training.monitor},
-                   {"refit", training.refit}};
+                   {"refit", training.refit},
+                   {"embedding_l2", training.embedding_l2}};
   j["evaluation"] = {{"k", evaluation.k}};
   j["output"] = {{"dir", output_dir}, {"name", run_name}};
   j["features"] = data::ToJson(features);
@@ -703,6 +712,7 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "positives" << YAML::Value << training.positives;
   out << YAML::Key << "monitor" << YAML::Value << training.monitor;
   out << YAML::Key << "refit" << YAML::Value << training.refit;
+  out << YAML::Key << "embedding_l2" << YAML::Value << training.embedding_l2;
   out << YAML::EndMap;
   out << YAML::Key << "evaluation" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "k" << YAML::Value << YAML::Flow << evaluation.k;

@@ -209,11 +209,13 @@ RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, 
                              ExcludedItems(data, split), ks);
 }
 
-Trainer::Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::AdamOptions adam)
+Trainer::Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::AdamOptions adam,
+                 double embedding_l2)
     : model_(model),
       loss_(std::move(loss)),
       params_(model->TrainableParameters()),
-      adam_(params_, adam) {}
+      adam_(params_, adam),
+      embedding_l2_(embedding_l2) {}
 
 double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
                      const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
@@ -227,6 +229,15 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   batch.scale = model_->scale();
   batch.bias = model_->bias();
   loss_->Compute(batch, &out_);
+  if (embedding_l2_ > 0.0) {
+    // lambda (|U|^2 + |V|^2) / n: gradient 2 lambda U / n (and V).
+    const double scale = embedding_l2_ / static_cast<double>(n);
+    out_.loss += scale * (static_cast<double>(batch.u->squaredNorm()) +
+                          static_cast<double>(batch.v->squaredNorm()));
+    const float g = static_cast<float>(2.0 * scale);
+    out_.du += g * *batch.u;
+    out_.dv += g * *batch.v;
+  }
   nn::ZeroGrad(params_);
   model_->AddScorerGradient(out_.d_log_scale, out_.d_bias);
   model_->BackwardTowers(&ctx_, out_.du, out_.dv);
@@ -340,7 +351,8 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   result.model = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &init_rng);
   model::TwoTowerModel& net = *result.model;
   Trainer trainer(&net, MakeLoss(config, data.train, data.items.num_rows()),
-                  {config.training.learning_rate});
+                  {config.training.learning_rate},
+                  config.training.embedding_l2);
   const bool pointwise = trainer.loss().pointwise();
   const bool positives_only = config.training.positives == "liked";
   const std::vector<int>& ks = config.evaluation.k;
@@ -458,7 +470,8 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     Rng refit_dropout = refit_rng.Split();
     auto refit = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &refit_init);
     Trainer refit_trainer(refit.get(), MakeLoss(config, both, data.items.num_rows()),
-                          {config.training.learning_rate});
+                          {config.training.learning_rate},
+                  config.training.embedding_l2);
     std::vector<int64_t> refit_order =
         Examples(both, pointwise, positives_only, config.training.positives);
     for (int epoch = 1; epoch <= result.best_epoch; ++epoch) {

@@ -75,7 +75,8 @@ class Tower {
 
   const TowerSpec& spec() const { return spec_; }
   const nn::Sequential& mlp() const { return mlp_; }
-  int input_dim() const { return mlp_.in_dim(); }
+  // Width of the gathered input: dense columns plus every embedding's dim.
+  int input_dim() const { return input_dim_; }
   // "EmbeddingBag(user_id: 944x32) + 21 dense -> Linear(53->128) -> L2Normalize"
   std::string Describe() const;
 
@@ -86,6 +87,7 @@ class Tower {
   TowerSpec spec_;
   std::vector<nn::EmbeddingBag> bags_;
   nn::Sequential mlp_;
+  int input_dim_ = 0;
 };
 
 }  // namespace twotower::model

@@ -65,7 +65,10 @@ RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, 
 class Trainer {
  public:
   // `model` must outlive the Trainer.
-  Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::AdamOptions adam);
+  // embedding_l2: lambda of the batch penalty lambda (mean |u_i|^2 + mean |v_i|^2), added to the
+  // loss and its gradients (TrainingConfig::embedding_l2).
+  Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::AdamOptions adam,
+          double embedding_l2 = 0.0);
   // labels: n values 0/1 (read by pointwise losses; may be null otherwise). Returns the batch's
   // mean loss. `rng` drives dropout.
   double Step(const data::EncodedTable& users, const int32_t* user_rows,
@@ -80,6 +83,7 @@ class Trainer {
   std::unique_ptr<Loss> loss_;
   std::vector<nn::Parameter*> params_;
   nn::Adam adam_;
+  double embedding_l2_;
   model::ModelContext ctx_;
   LossOutput out_;
 };
