@@ -5,6 +5,8 @@
 #   SRC   a MovieLens release folder (default ../shared/data/ml-100k; never committed)
 #   OUT   scratch folder (default /tmp/twotower_movielens)
 #   SEEDS="0 1 2"  SPLITS="random user-temporal"  SETS="--set key=value ..." (extra train flags)
+#   BCE=1: also train the pointwise variant (same config, `--set` flags in BCE_SETS below) and
+#          report its test AUC of liked among rated pairs
 #
 # For each split and seed: `twotower data movielens` writes the data and twotower.yaml, `twotower
 # train` trains with that config unchanged (plus SETS), `twotower recommend --all-users
@@ -44,10 +46,24 @@ for split in $SPLITS; do
       recs+=("twotower_refit=$d/recs_refit.csv")
     fi
     /usr/bin/python3 bench/movielens_eval.py "$d/data" "${recs[@]/#/--recs=}" > "$d/eval.json"
-    /usr/bin/python3 - "$d/eval.json" "$split" "$seed" "$(( (end - start) / 1000000 ))e-3" >> "$results" <<'PY'
+    bce_auc=null
+    if [ "${BCE:-0}" = 1 ]; then
+      # BCE on labelled pairs with the same id features, unnormalised towers and a batch L2
+      # penalty: the pointwise model the issue's AUC target is about.
+      BCE_SETS=(--set training.loss=bce --set model.normalize=false --set model.initial_scale=1
+                --set training.embedding_l2=0.1 --set training.monitor=val_auc
+                --set training.refit=false --set training.early_stopping_patience=4)
+      $TT train --config "$d/data/twotower.yaml" --seed "$seed" --output-dir "$d/runs_bce" --quiet \
+        "${BCE_SETS[@]}" > "$d/train_bce.log"
+      bce_run=$(sed -n 's/^run folder: \(.*\)\/$/\1/p' "$d/train_bce.log" | tail -n 1)
+      bce_auc=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['auc'])" \
+        "$bce_run/test_metrics.json")
+    fi
+    /usr/bin/python3 - "$d/eval.json" "$split" "$seed" "$(( (end - start) / 1000000 ))e-3" "$bce_auc" >> "$results" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-r.update(split=sys.argv[2], seed=int(sys.argv[3]), train_seconds=float(sys.argv[4]))
+r.update(split=sys.argv[2], seed=int(sys.argv[3]), train_seconds=float(sys.argv[4]),
+         bce_test_auc=json.loads(sys.argv[5]))
 print(json.dumps(r))
 PY
     echo "$split seed $seed done ($(tail -n 1 "$d/train.log"))" >&2
@@ -72,6 +88,9 @@ for split in dict.fromkeys(r["split"] for r in rows):
             v = np.array([r[key][m] for r in rs])
             cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}")
         print(f"| {split} | {name} | " + " | ".join(cells) + " |")
+    if rs[0].get("bce_test_auc") is not None:
+        a = np.array([r["bce_test_auc"] for r in rs])
+        print(f"| {split} | twotower bce: test AUC of liked among rated pairs | {a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0:.4f} | | | |")
     t = np.array([r["train_seconds"] for r in rs])
     print(f"| {split} | twotower train time (s) | {t.mean():.1f} ± {t.std(ddof=1) if len(t) > 1 else 0:.1f} | | | |")
 print(f"\n{len(rows)} runs, seeds " + " ".join(str(r['seed']) for r in rows[:len(rows)//max(1,len(set(r['split'] for r in rows)))]) + "; mean ± sample std")
