@@ -69,29 +69,4 @@ PY
     echo "$split seed $seed done ($(tail -n 1 "$d/train.log"))" >&2
   done
 done
-/usr/bin/python3 - "$results" <<'PY'
-import json, sys
-import numpy as np
-rows = [json.loads(l) for l in open(sys.argv[1])]
-print("| split | method | Recall@10 | NDCG@10 | Recall@20 | NDCG@20 |")
-print("| --- | --- | --- | --- | --- | --- |")
-for split in dict.fromkeys(r["split"] for r in rows):
-    rs = [r for r in rows if r["split"] == split]
-    for key, name in [("twotower_refit", "twotower, refit on train+val (the written config)"),
-                      ("ease_fit_train_val", "EASE, refit on train+val"),
-                      ("twotower_train", "twotower, trained on train (selected on val)"),
-                      ("ease_fit_train", "EASE, fit on train"), ("mostpop", "MostPop (train likes)")]:
-        if key not in rs[0]:
-            continue
-        cells = []
-        for m in ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]:
-            v = np.array([r[key][m] for r in rs])
-            cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}")
-        print(f"| {split} | {name} | " + " | ".join(cells) + " |")
-    if rs[0].get("bce_test_auc") is not None:
-        a = np.array([r["bce_test_auc"] for r in rs])
-        print(f"| {split} | twotower bce: test AUC of liked among rated pairs | {a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0:.4f} | | | |")
-    t = np.array([r["train_seconds"] for r in rs])
-    print(f"| {split} | twotower train time (s) | {t.mean():.1f} ± {t.std(ddof=1) if len(t) > 1 else 0:.1f} | | | |")
-print(f"\n{len(rows)} runs, seeds " + " ".join(str(r['seed']) for r in rows[:len(rows)//max(1,len(set(r['split'] for r in rows)))]) + "; mean ± sample std")
-PY
+/usr/bin/python3 bench/movielens_summary.py "$results"
