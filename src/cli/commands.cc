@@ -12,6 +12,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "twotower/app/app.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/progress.h"
@@ -36,39 +37,6 @@ std::string Fixed(double v, int digits = 4) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
   return buf;
-}
-
-double Sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
-
-// Data paths recorded in a model file's training config, with the defaults for absent keys.
-data::DataPaths ModelDataPaths(const model::LoadedModel& loaded) {
-  train::Config defaults;
-  const nlohmann::json& j = loaded.config;
-  if (j.contains("data") && j["data"].is_object()) {
-    const nlohmann::json& d = j["data"];
-    auto get = [&](const char* key, std::string* out) {
-      if (d.contains(key) && d[key].is_string()) *out = d[key].get<std::string>();
-    };
-    get("dir", &defaults.data_dir);
-    get("users", &defaults.users);
-    get("items", &defaults.items);
-    get("train", &defaults.train);
-    get("val", &defaults.val);
-    get("test", &defaults.test);
-  }
-  return defaults.ResolvedPaths();
-}
-
-// Reads a table whose path came from the model file's training config unless the user gave
-// `flag`; a failure then says where the path came from and how to override it.
-data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag) {
-  try {
-    return data::ReadTable(path);
-  } catch (const Error& e) {
-    if (!from_model) throw;
-    throw Error(std::string(e.what()) + " (path from the model file's training config; pass " +
-                flag + " to read another file)");
-  }
 }
 
 void PrintEval(const std::string& name, const train::EvalMetrics& m) {
@@ -113,17 +81,6 @@ void PrintRanking(const std::string& title, const train::RankingMetrics& m,
     std::printf("\n");
   }
   std::fflush(stdout);
-}
-
-// True when the model was trained with a pointwise loss, so that sigmoid(scale <u,v> + bias) is
-// a probability; other losses train <u, v> only, and scores are shown as inner products.
-bool HasProbabilities(const model::LoadedModel& m) {
-  const nlohmann::json& j = m.config;
-  if (j.contains("training") && j["training"].is_object() && j["training"].contains("loss") &&
-      j["training"]["loss"].is_string()) {
-    return j["training"]["loss"].get<std::string>() == "bce";
-  }
-  return true;
 }
 
 // ---- generate ---------------------------------------------------------------------------------
@@ -231,78 +188,21 @@ struct EvaluateArgs {
 };
 
 int RunEvaluate(const EvaluateArgs& a) {
-  const model::LoadedModel m = model::LoadModel(a.model);
-  data::DataPaths paths = ModelDataPaths(m);
-  if (!a.users.empty()) paths.users = a.users;
-  if (!a.items.empty()) paths.items = a.items;
-  const data::Table users = ReadDataTable(paths.users, a.users.empty(), "--users");
-  const data::Table items = ReadDataTable(paths.items, a.items.empty(), "--items");
-  const auto user_index = data::EntityIndex::FromTable(users, m.schema.user.id_column);
-  const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
-  const data::Interactions inter =
-      data::ReadInteractions(a.interactions, m.schema, user_index, item_index);
-  data::EncodedTable xu, xi;
-  m.encoder.user.Encode(users, &xu);
-  m.encoder.item.Encode(items, &xi);
-  train::EvalMetrics pointwise = train::Evaluate(*m.model, xu, xi, inter);
-  if (!HasProbabilities(m)) pointwise.loss = pointwise.accuracy = std::nan("");
-  PrintEval(a.interactions, pointwise);
-
-  // Ranking: every item ranked for each user with positives in the file, the items of the
-  // model's earlier splits excluded (train and validation, or the --exclude files), as in
-  // training's test report.
-  train::Config settings;
-  if (m.config.contains("training") && m.config["training"].is_object()) {
-    const nlohmann::json& t = m.config["training"];
-    if (t.contains("positives") && t["positives"].is_string()) {
-      settings.training.positives = t["positives"].get<std::string>();
-    }
-  }
-  if (m.config.contains("evaluation") && m.config["evaluation"].is_object() &&
-      m.config["evaluation"].contains("k") && m.config["evaluation"]["k"].is_array()) {
-    settings.evaluation.k = m.config["evaluation"]["k"].get<std::vector<int>>();
-  }
-  if (settings.evaluation.k.empty()) return 0;
-  std::vector<std::string> exclude = a.exclude;
-  if (exclude.empty()) {
-    for (const std::string* f : {&paths.train, &paths.val}) {
-      std::error_code ec;
-      if (std::filesystem::exists(*f, ec) && !std::filesystem::equivalent(*f, a.interactions, ec)) {
-        exclude.push_back(*f);
-      }
-    }
-  }
-  std::vector<data::Interactions> history;
-  for (const std::string& f : exclude) {
-    history.push_back(data::ReadInteractions(f, m.schema, user_index, item_index));
-  }
-  std::vector<const data::Interactions*> history_ptrs;
-  for (const auto& h : history) history_ptrs.push_back(&h);
-  const bool positives_only = settings.training.positives == "liked";
-  const auto excluded = data::ItemsByUser(history_ptrs, users.num_rows(), false);
-  const auto positives = data::ItemsByUser({&inter}, users.num_rows(), positives_only);
-  Matrix u, v;
-  m.model->EncodeUsers(xu, &u);
-  m.model->EncodeItems(xi, &v);
-  const train::RankingMetrics ranking =
-      train::EvaluateRanking(u, v, positives, excluded, settings.evaluation.k);
-  std::vector<double> counts(items.num_rows(), 0.0);
-  if (!history.empty()) {
-    const data::Interactions& train_split = history.front();
-    for (int64_t i = 0; i < train_split.size(); ++i) {
-      if (positives_only && train_split.label[i] != 1.0f) continue;
-      counts[train_split.item_row[i]] += 1.0;
-    }
-  }
-  const train::RankingMetrics popular =
-      train::EvaluateMostPopular(counts, positives, excluded, settings.evaluation.k);
-  std::string title = "ranking (" + std::to_string(ranking.users) + " users with " +
-                      (positives_only ? "liked" : "any") + " interactions, all " +
-                      std::to_string(items.num_rows()) + " items ranked, excluded:";
-  for (const std::string& f : exclude) title += " " + f;
-  if (exclude.empty()) title += " nothing";
-  PrintRanking(title + "; MostPop counts " + (exclude.empty() ? "nothing" : exclude.front()) + ")",
-               ranking, &popular);
+  app::DataOverrides overrides;
+  overrides.users = a.users;
+  overrides.items = a.items;
+  const app::Bundle b = app::LoadBundle(a.model, overrides);
+  const app::EvaluationReport r = app::EvaluateInteractions(b, a.interactions, a.exclude);
+  PrintEval(a.interactions, r.pointwise);
+  if (!r.ranked) return 0;
+  std::string title = "ranking (" + std::to_string(r.ranking.users) + " users with " +
+                      (b.positives_only ? "liked" : "any") + " interactions, all " +
+                      std::to_string(b.items.num_rows()) + " items ranked, excluded:";
+  for (const std::string& f : r.excluded) title += " " + f;
+  if (r.excluded.empty()) title += " nothing";
+  PrintRanking(
+      title + "; MostPop counts " + (r.excluded.empty() ? "nothing" : r.excluded.front()) + ")",
+      r.ranking, &r.most_popular);
   return 0;
 }
 
@@ -312,123 +212,27 @@ struct EmbedArgs {
   std::string model, items, out = "item_embeddings.npy";
 };
 
-// The first line of an ids file `twotower embed` writes: it ties the ids to the embeddings they
-// were written with, so that a crash between the two renames (or a file copied from another run)
-// cannot pair embeddings with ids of the same count but another order. Readers of the file as
-// plain text skip it as a comment (numpy.loadtxt, pandas with comment="#").
-constexpr std::string_view kIdsHeader = "# twotower-ids";
-
-uint32_t EmbeddingsCrc(const Matrix& v) {
-  return index::Crc32c(0, v.data(), static_cast<size_t>(v.size()) * sizeof(float));
-}
-
-std::string IdsHeader(const Matrix& v) {
-  char crc[9];
-  std::snprintf(crc, sizeof(crc), "%08x", EmbeddingsCrc(v));
-  return std::string(kIdsHeader) + " rows=" + std::to_string(v.rows()) +
-         " dim=" + std::to_string(v.cols()) + " crc32c=" + crc;
-}
-
-std::string IdsPath(const std::string& npy_path) {
-  std::string base = npy_path;
-  if (base.size() > 4 && base.compare(base.size() - 4, 4, ".npy") == 0)
-    base.resize(base.size() - 4);
-  return base + ".ids.txt";
-}
-
 int RunEmbed(const EmbedArgs& a) {
   const model::LoadedModel m = model::LoadModel(a.model);
-  const std::string items_path = a.items.empty() ? ModelDataPaths(m).items : a.items;
-  const data::Table items = ReadDataTable(items_path, a.items.empty(), "--items");
+  app::DataOverrides overrides;
+  overrides.items = a.items;
+  const data::Table items = [&] {
+    if (!a.items.empty()) return data::ReadTable(a.items);
+    const std::string path = app::ModelDataPaths(m).items;
+    try {
+      return data::ReadTable(path);
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) +
+                  " (path from the model file's training config; pass --items to read another "
+                  "file)");
+    }
+  }();
   const auto index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
-  data::EncodedTable x;
-  Matrix v;
-  m.encoder.item.Encode(items, &x);
-  m.model->EncodeItems(x, &v);
-  std::string ids = IdsHeader(v) + "\n";
-  for (const std::string& id : index.ids) ids += id + "\n";
-  // The embeddings first: a crash before the ids are renamed leaves old ids whose header names
-  // other embeddings, which readers refuse.
-  data::WriteNpy(a.out, v);
-  WriteFileAtomically(IdsPath(a.out), ids);
+  const Matrix v = app::EmbedItems(m, items);
+  app::WriteItemEmbeddings(a.out, v, index.ids);
   std::cout << "wrote " << a.out << " (" << v.rows() << " x " << v.cols() << " float32) and "
-            << IdsPath(a.out) << "\n";
+            << app::IdsPath(a.out) << "\n";
   return 0;
-}
-
-// ---- item ids and indexes ----------------------------------------------------------------------
-
-// The ids file beside an embeddings .npy `v` (one id per line, row order): `v.rows()` non-empty,
-// distinct ids. A first line from `twotower embed` (kIdsHeader) must describe `v`; a file
-// without one (written by hand or another tool) is taken as it is. Errors name the file and line.
-std::vector<std::string> ReadIdsFile(const std::string& ids_path, const Matrix& v,
-                                     const std::string& npy_path) {
-  const int64_t rows = v.rows();
-  const std::string text = ReadFile(ids_path);
-  std::vector<std::string> ids;
-  std::unordered_map<std::string, int64_t> line_of;
-  size_t start = 0;
-  int64_t header_lines = 0;
-  if (text.rfind(kIdsHeader, 0) == 0) {
-    size_t end = text.find('\n');
-    if (end == std::string::npos) end = text.size();
-    std::string header = text.substr(0, end);
-    if (!header.empty() && header.back() == '\r') header.pop_back();
-    if (header != IdsHeader(v)) {
-      throw Error(ids_path + ":1: written for other embeddings than " + npy_path + " (" +
-                  Quote(header) + ", expected " + Quote(IdsHeader(v)) +
-                  "): run `twotower embed` again to write both");
-    }
-    start = end + 1;
-    header_lines = 1;
-  }
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string id = text.substr(start, end - start);
-    if (!id.empty() && id.back() == '\r') id.pop_back();
-    start = end + 1;
-    const int64_t line = static_cast<int64_t>(ids.size()) + 1 + header_lines;
-    if (id.empty()) throw Error(ids_path + ":" + std::to_string(line) + ": empty id");
-    const auto [it, inserted] = line_of.emplace(id, line);
-    if (!inserted) {
-      throw Error(ids_path + ":" + std::to_string(line) + ": duplicate id " + Quote(id) +
-                  " (also on line " + std::to_string(it->second) + ")");
-    }
-    ids.push_back(std::move(id));
-  }
-  if (static_cast<int64_t>(ids.size()) != rows) {
-    throw Error(ids_path + ": has " + std::to_string(ids.size()) + " ids, but " + npy_path +
-                " has " + std::to_string(rows) + " rows");
-  }
-  return ids;
-}
-
-// Item embeddings from `twotower embed` (.npy plus .ids.txt) as an exact in-memory index.
-std::unique_ptr<index::ItemIndex> IndexFromEmbeddings(const std::string& npy_path, int dim) {
-  const Matrix v = data::ReadNpy(npy_path);
-  if (dim > 0 && v.cols() != dim) {
-    throw Error(npy_path + ": embeddings have dimension " + std::to_string(v.cols()) +
-                ", the model's is " + std::to_string(dim));
-  }
-  const std::vector<std::string> ids = ReadIdsFile(IdsPath(npy_path), v, npy_path);
-  auto flat = std::make_unique<index::FlatIndex>(static_cast<int>(v.cols()));
-  flat->Add(v.data(), v.rows(), ids);
-  return flat;
-}
-
-// An index file for a model: its dimension must be the model's embedding_dim (checked from the
-// header, before the payload is read).
-std::unique_ptr<index::ItemIndex> LoadIndexForModel(const std::string& path,
-                                                    const std::string& model_path,
-                                                    const model::LoadedModel& m) {
-  const index::IndexInfo info = index::ReadIndexInfo(path);
-  if (info.dim != m.model->embedding_dim()) {
-    throw Error(path + ": index dimension " + std::to_string(info.dim) +
-                " does not match the model's embedding_dim " +
-                std::to_string(m.model->embedding_dim()) + " (" + model_path + ")");
-  }
-  return index::LoadIndex(path, info.dim);
 }
 
 // ---- index build / add --------------------------------------------------------------------------
@@ -439,8 +243,9 @@ struct IndexBuildArgs {
 };
 
 int RunIndexBuild(const IndexBuildArgs& a) {
-  const Matrix v = data::ReadNpy(a.embeddings);
-  const std::vector<std::string> ids = ReadIdsFile(IdsPath(a.embeddings), v, a.embeddings);
+  const app::ItemEmbeddings e = app::ReadItemEmbeddings(a.embeddings);
+  const Matrix& v = e.vectors;
+  const std::vector<std::string>& ids = e.ids;
   std::unique_ptr<index::ItemIndex> idx = index::MakeIndex(a.type, static_cast<int>(v.cols()));
   const auto start = std::chrono::steady_clock::now();
   {
@@ -469,13 +274,10 @@ struct IndexAddArgs {
 
 int RunIndexAdd(const IndexAddArgs& a) {
   const model::LoadedModel m = model::LoadModel(a.model);
-  std::unique_ptr<index::ItemIndex> idx = LoadIndexForModel(a.index, a.model, m);
+  std::unique_ptr<index::ItemIndex> idx = app::LoadIndexForModel(a.index, a.model, m);
   const data::Table items = data::ReadTable(a.items);
   const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
-  data::EncodedTable x;
-  Matrix v;
-  m.encoder.item.Encode(items, &x);
-  m.model->EncodeItems(x, &v);
+  const Matrix v = app::EmbedItems(m, items);
   const index::ItemIndex::AddResult r = idx->Add(v.data(), v.rows(), item_index.ids);
   const std::string out = a.out.empty() ? a.index : a.out;
   idx->Save(out);
@@ -495,79 +297,6 @@ struct RecommendArgs {
   bool quiet = false;
 };
 
-// Writes the top k of every user of `users` to a.out as CSV (user id, rank, item id, score),
-// streamed in chunks of users through an AtomicFile.
-void RecommendAllUsers(const RecommendArgs& a, const model::LoadedModel& m,
-                       const data::Table& users, const index::ItemIndex& idx,
-                       const std::vector<std::vector<int64_t>>& seen) {
-  const auto start = std::chrono::steady_clock::now();
-  data::EncodedTable xu_all;
-  m.encoder.user.Encode(users, &xu_all);
-  Matrix u_all;
-  m.model->EncodeUsers(xu_all, &u_all);
-  const bool probabilities = HasProbabilities(m);
-  const std::vector<std::string>& user_ids = users.Column(m.schema.user.id_column);
-  const int64_t n = users.num_rows();
-  const int k = a.k;
-  const double scale = m.model->scale(), bias = m.model->bias();
-
-  AtomicFile file(a.out);
-  file.Write(data::CsvField(m.schema.user.id_column) + ",rank," +
-             data::CsvField(m.schema.item.id_column) + ",score\n");
-  constexpr int64_t kChunk = 4096;
-  Matrix u;
-  std::vector<int64_t> ids(static_cast<size_t>(kChunk * k));
-  std::vector<float> scores(static_cast<size_t>(kChunk * k));
-  std::vector<index::SearchFilter> filters;
-  std::vector<std::string> lines(kChunk);
-  int64_t rows = 0;
-  ProgressBar bar("recommend", n, !a.quiet);
-  for (int64_t first = 0; first < n; first += kChunk) {
-    const int64_t c = std::min(kChunk, n - first);
-    u = u_all.middleRows(first, c);
-    if (a.exclude_seen) {
-      filters.assign(static_cast<size_t>(c), {});
-      for (int64_t i = 0; i < c; ++i) filters[i].exclude = seen[first + i];
-    }
-    idx.Search(u.data(), c, k, a.exclude_seen ? filters.data() : nullptr, ids.data(),
-               scores.data());
-    // Formatting is as slow as a small search: one line buffer per user, filled in parallel.
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < c; ++i) {
-      std::string& text = lines[i];
-      text.clear();
-      const std::string user = data::CsvField(user_ids[first + i]);
-      char buf[64];
-      for (int r = 0; r < k; ++r) {
-        const int64_t label = ids[i * k + r];
-        if (label < 0) break;
-        std::snprintf(buf, sizeof(buf), ",%d,", r + 1);
-        text += user;
-        text += buf;
-        text += data::CsvField(idx.ids()[label]);
-        const double score = scores[i * k + r];
-        std::snprintf(buf, sizeof(buf), ",%.6f\n",
-                      probabilities ? Sigmoid(scale * score + bias) : score);
-        text += buf;
-      }
-    }
-    for (int64_t i = 0; i < c; ++i) {
-      file.Write(lines[i]);
-      rows += std::count(lines[i].begin(), lines[i].end(), '\n');
-    }
-    bar.Update(first + c);
-  }
-  file.Commit();
-  bar.Finish();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cout << "wrote " << a.out << ": " << n << " users, top " << k << " (" << rows
-            << " rows) from " << idx.spec() << " over " << idx.size() << " items";
-  if (a.exclude_seen) std::cout << ", seen in train and val excluded";
-  std::cout << "; " << Fixed(seconds, 2) << "s, " << Fixed(n / std::max(seconds, 1e-9), 0)
-            << " users/s\n";
-}
-
 int RunRecommend(const RecommendArgs& a) {
   if (a.all_users == !a.user_id.empty()) {
     throw Error("recommend: give either --user-id ID or --all-users");
@@ -579,105 +308,58 @@ int RunRecommend(const RecommendArgs& a) {
   if (!a.index.empty() && !a.embeddings.empty()) {
     throw Error("recommend: give --index or --embeddings, not both");
   }
-  const model::LoadedModel m = model::LoadModel(a.model);
-  data::DataPaths paths = ModelDataPaths(m);
-  if (!a.users.empty()) paths.users = a.users;
-  if (!a.items.empty()) paths.items = a.items;
-  if (!a.train.empty()) paths.train = a.train;
-  if (!a.val.empty()) paths.val = a.val;
-  const data::Table users = ReadDataTable(paths.users, a.users.empty(), "--users");
-  const data::Table items = ReadDataTable(paths.items, a.items.empty(), "--items");
-  const auto user_index = data::EntityIndex::FromTable(users, m.schema.user.id_column);
-  const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
+  const app::DataOverrides overrides{a.users, a.items, a.train, a.val};
+  const app::Bundle b = app::LoadBundle(a.model, overrides);
   int32_t user_row = -1;
   if (!a.all_users) {
-    user_row = user_index.Find(a.user_id);
+    user_row = b.user_index.Find(a.user_id);
     if (user_row < 0) {
-      throw Error("--user-id: " + Quote(a.user_id) + " is not in " + paths.users);
+      throw Error("--user-id: " + Quote(a.user_id) + " is not in " + b.paths.users);
     }
   }
-
-  // The items: an index file, pre-computed embeddings, or the item tower over the items file.
-  std::unique_ptr<index::ItemIndex> idx;
-  if (!a.index.empty()) {
-    idx = LoadIndexForModel(a.index, a.model, m);
-  } else if (!a.embeddings.empty()) {
-    idx = IndexFromEmbeddings(a.embeddings, m.model->embedding_dim());
-  } else {
-    data::EncodedTable xi;
-    Matrix v;
-    m.encoder.item.Encode(items, &xi);
-    m.model->EncodeItems(xi, &v);
-    auto flat = std::make_unique<index::FlatIndex>(static_cast<int>(v.cols()));
-    flat->Add(v.data(), v.rows(), item_index.ids);
-    idx = std::move(flat);
-  }
-
-  // Per user, the index labels of the items rated in train and validation: the history that the
-  // test evaluation excludes.
-  std::vector<std::vector<int64_t>> seen(static_cast<size_t>(users.num_rows()));
-  if (a.exclude_seen) {
-    std::vector<int64_t> label_of_row(static_cast<size_t>(items.num_rows()));
-    for (int64_t r = 0; r < items.num_rows(); ++r) label_of_row[r] = idx->Find(item_index.ids[r]);
-    std::vector<std::string> files = {paths.train};
-    std::error_code ec;
-    if (!a.val.empty() || std::filesystem::exists(paths.val, ec)) files.push_back(paths.val);
-    for (const std::string& file : files) {
-      const data::Interactions history =
-          data::ReadInteractions(file, m.schema, user_index, item_index);
-      for (int64_t i = 0; i < history.size(); ++i) {
-        const int64_t label = label_of_row[history.item_row[i]];
-        if (label >= 0) seen[history.user_row[i]].push_back(label);
-      }
-    }
-    for (std::vector<int64_t>& s : seen) {
-      std::sort(s.begin(), s.end());
-      s.erase(std::unique(s.begin(), s.end()), s.end());
-    }
-  }
+  const std::unique_ptr<index::ItemIndex> idx = app::OpenItemIndex(b, a.index, a.embeddings);
+  // The items rated in train and validation: the history the test evaluation excludes.
+  std::vector<std::vector<int64_t>> seen;
+  if (a.exclude_seen) seen = app::SeenLabels(b, *idx, app::HistoryFiles(b, overrides));
 
   if (a.all_users) {
-    RecommendAllUsers(a, m, users, *idx, seen);
+    const app::BatchResult r =
+        app::RecommendAllUsers(b, *idx, a.k, a.exclude_seen ? &seen : nullptr, a.out, !a.quiet);
+    std::cout << "wrote " << a.out << ": " << r.users << " users, top " << a.k << " (" << r.rows
+              << " rows) from " << idx->spec() << " over " << idx->size() << " items";
+    if (a.exclude_seen) std::cout << ", seen in train and val excluded";
+    std::cout << "; " << Fixed(r.seconds, 2) << "s, "
+              << Fixed(static_cast<double>(r.users) / std::max(r.seconds, 1e-9), 0) << " users/s\n";
     return 0;
   }
 
-  // The user's embedding from its raw row.
-  std::vector<std::pair<std::string, std::string>> row;
-  for (size_t c = 0; c < users.columns.size(); ++c) {
-    row.emplace_back(users.columns[c], users.cells[c][user_row]);
-  }
-  data::EncodedTable xu;
-  Matrix u;
-  m.encoder.user.EncodeRow(row, users.Where(user_row), &xu);
-  m.model->EncodeUsers(xu, &u);
-
-  index::SearchFilter filter;
-  filter.exclude = seen[user_row];
-  std::vector<int64_t> labels(static_cast<size_t>(a.k));
-  std::vector<float> scores(static_cast<size_t>(a.k));
-  idx->Search(u.data(), 1, a.k, a.exclude_seen ? &filter : nullptr, labels.data(), scores.data());
-  const size_t k = static_cast<size_t>(
-      std::count_if(labels.begin(), labels.end(), [](int64_t l) { return l >= 0; }));
-
-  std::cout << "top " << k << " for user " << a.user_id;
-  for (const auto& f : m.schema.user.features) {
-    std::cout << "  " << f.column << "=" << users.Column(f.column)[user_row];
+  const std::vector<app::Recommendation> recs =
+      app::RecommendForUser(b, *idx, user_row, a.k, a.exclude_seen ? &seen[user_row] : nullptr);
+  const data::FeatureSchema& schema = b.model.schema;
+  std::cout << "top " << recs.size() << " for user " << a.user_id;
+  for (const auto& f : schema.user.features) {
+    if (f.column == schema.user.id_column) continue;
+    std::cout << "  " << f.column << "=" << b.users.Column(f.column)[user_row];
   }
   if (a.exclude_seen) {
-    std::cout << "  (" << filter.exclude.size() << " seen in train and val excluded)";
+    std::cout << "  (" << seen[user_row].size() << " seen in train and val excluded)";
   }
   std::cout << "\n";
-  std::printf("%4s  %-10s  %7s", "rank", m.schema.item.id_column.c_str(), "score");
-  for (const auto& f : m.schema.item.features) std::printf("  %-10s", f.column.c_str());
+  // The item's feature columns, and its title when the items table has one (MovieLens).
+  std::vector<std::string> shown;
+  if (b.items.FindColumn("title") >= 0) shown.push_back("title");
+  for (const auto& f : schema.item.features) {
+    if (f.column != schema.item.id_column && f.column != "title") shown.push_back(f.column);
+  }
+  std::printf("%4s  %-10s  %7s", "rank", schema.item.id_column.c_str(), "score");
+  for (const std::string& c : shown) std::printf("  %-10s", c.c_str());
   std::printf("\n");
-  for (size_t r = 0; r < k; ++r) {
-    const std::string& id = idx->ids()[labels[r]];
-    const double p =
-        HasProbabilities(m) ? Sigmoid(m.model->scale() * scores[r] + m.model->bias()) : scores[r];
-    std::printf("%4zu  %-10s  %7.4f", r + 1, id.c_str(), p);
-    const int32_t item_row = item_index.Find(id);
-    for (const auto& f : m.schema.item.features) {
-      std::printf("  %-10s", item_row >= 0 ? items.Column(f.column)[item_row].c_str() : "?");
+  for (size_t r = 0; r < recs.size(); ++r) {
+    const std::string& id = idx->ids()[recs[r].label];
+    std::printf("%4zu  %-10s  %7.4f", r + 1, id.c_str(), app::DisplayScore(b, recs[r].score));
+    const int32_t item_row = b.item_index.Find(id);
+    for (const std::string& c : shown) {
+      std::printf("  %-10s", item_row >= 0 ? b.items.Column(c)[item_row].c_str() : "?");
     }
     std::printf("\n");
   }

@@ -99,6 +99,14 @@ void Tower::Infer(const data::EncodedTable& table, Matrix* y) const {
   }
 }
 
+void Tower::Infer(const data::EncodedTable& table, const int32_t* rows, int64_t n,
+                  Matrix* y) const {
+  CheckTable(table);
+  Matrix input;
+  Gather(table, rows, n, &input);
+  mlp_.Infer(input, y);
+}
+
 void Tower::Infer(const Matrix& x, Matrix* y) const {
   if (!bags_.empty()) throw Error("Tower: this tower has learned features; pass an EncodedTable");
   mlp_.Infer(x, y);

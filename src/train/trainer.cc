@@ -351,8 +351,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   result.model = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &init_rng);
   model::TwoTowerModel& net = *result.model;
   Trainer trainer(&net, MakeLoss(config, data.train, data.items.num_rows()),
-                  {config.training.learning_rate},
-                  config.training.embedding_l2);
+                  {config.training.learning_rate}, config.training.embedding_l2);
   const bool pointwise = trainer.loss().pointwise();
   const bool positives_only = config.training.positives == "liked";
   const std::vector<int>& ks = config.evaluation.k;
@@ -470,8 +469,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     Rng refit_dropout = refit_rng.Split();
     auto refit = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &refit_init);
     Trainer refit_trainer(refit.get(), MakeLoss(config, both, data.items.num_rows()),
-                          {config.training.learning_rate},
-                  config.training.embedding_l2);
+                          {config.training.learning_rate}, config.training.embedding_l2);
     std::vector<int64_t> refit_order =
         Examples(both, pointwise, positives_only, config.training.positives);
     for (int epoch = 1; epoch <= result.best_epoch; ++epoch) {

@@ -58,6 +58,8 @@ class Tower {
   // Every row of `table` -> table.rows() x embedding_dim. Throws Error if the table does not
   // match the tower (dense width, number of bags).
   void Infer(const data::EncodedTable& table, Matrix* y) const;
+  // Rows rows[0..n) of `table` -> n x embedding_dim.
+  void Infer(const data::EncodedTable& table, const int32_t* rows, int64_t n, Matrix* y) const;
   // Dense-only towers: x (n x dense_dim) -> n x embedding_dim.
   void Infer(const Matrix& x, Matrix* y) const;
 

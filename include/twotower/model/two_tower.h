@@ -72,6 +72,11 @@ class TwoTowerModel {
   void EncodeItems(const data::EncodedTable& items, Matrix* v) const {
     item_tower_.Infer(items, v);
   }
+  // Rows rows[0..n) of an encoded users table -> n x embedding_dim.
+  void EncodeUsers(const data::EncodedTable& users, const int32_t* rows, int64_t n,
+                   Matrix* u) const {
+    user_tower_.Infer(users, rows, n, u);
+  }
   // Dense-only towers: x_u: n x user_input_dim() -> n x embedding_dim.
   void EncodeUsers(const Matrix& x_u, Matrix* u) const { user_tower_.Infer(x_u, u); }
   void EncodeItems(const Matrix& x_i, Matrix* v) const { item_tower_.Infer(x_i, v); }

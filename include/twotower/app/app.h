@@ -1,0 +1,135 @@
+// app: what a user-facing command does, once. The CLI (and later the HTTP server and the Python
+// module) parse their inputs and call these; none of them reads a model, a table, an index or a
+// history file on its own.
+//
+// A Bundle is a loaded model file with the tables it scores: the users and items tables (paths
+// from the model file's training config unless overridden), their id indexes and their encoded
+// features. Thread-safety: a Bundle is immutable after LoadBundle; its const use and the free
+// functions taking a const Bundle are safe from many threads (RecommendAllUsers uses OpenMP
+// threads itself).
+#ifndef TWOTOWER_APP_APP_H_
+#define TWOTOWER_APP_APP_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "twotower/core/matrix.h"
+#include "twotower/data/csv.h"
+#include "twotower/data/dataset.h"
+#include "twotower/index/item_index.h"
+#include "twotower/model/model_file.h"
+#include "twotower/train/metrics.h"
+#include "twotower/train/trainer.h"
+
+namespace twotower::app {
+
+// Files that replace those recorded in the model file's training config; empty = recorded.
+struct DataOverrides {
+  std::string users, items, train, val;
+};
+
+struct Bundle {
+  std::string model_path;
+  model::LoadedModel model;
+  data::DataPaths paths;  // resolved, overrides applied
+  data::Table users, items;
+  data::EntityIndex user_index, item_index;
+  data::EncodedTable user_features, item_features;
+  // True for a model trained with a pointwise loss (bce): sigmoid(scale <u, v> + bias) is then a
+  // probability. Other losses train <u, v> only.
+  bool probabilities = true;
+  // Ranking settings from the model's training config (defaults when absent).
+  std::vector<int> ks = {10, 20};
+  bool positives_only = true;  // training.positives == "liked"
+};
+
+// The data paths recorded in a model file's training config, defaults for absent keys.
+data::DataPaths ModelDataPaths(const model::LoadedModel& loaded);
+
+// Loads the model file and its users and items tables and encodes them. Throws Error naming the
+// file (a path taken from the model file says so, and which flag overrides it).
+Bundle LoadBundle(const std::string& model_path, const DataOverrides& overrides);
+
+// The history a test evaluation excludes and `recommend --exclude-seen` drops: the bundle's train
+// file and, when it exists (or was named), its val file.
+std::vector<std::string> HistoryFiles(const Bundle& bundle, const DataOverrides& overrides);
+
+// ---- item embeddings (.npy + ids file) ---------------------------------------------------------
+
+// "<name>.ids.txt" beside "<name>.npy".
+std::string IdsPath(const std::string& npy_path);
+// Every row of `items` through the model's item tower: items.num_rows() x embedding_dim.
+Matrix EmbedItems(const model::LoadedModel& model, const data::Table& items);
+// Writes the float32 C-order .npy, then the ids file whose first line
+// `# twotower-ids rows=R dim=D crc32c=X` ties it to these values. Atomic per file.
+void WriteItemEmbeddings(const std::string& npy_path, const Matrix& vectors,
+                         const std::vector<std::string>& ids);
+struct ItemEmbeddings {
+  Matrix vectors;                // rows x dim
+  std::vector<std::string> ids;  // rows
+};
+// Reads what WriteItemEmbeddings wrote (or a hand-written ids file without the first line).
+// Throws Error naming the file and line for ids written for other embeddings, an empty or
+// repeated id, or a count that differs from the .npy's rows.
+ItemEmbeddings ReadItemEmbeddings(const std::string& npy_path);
+
+// ---- indexes -----------------------------------------------------------------------------------
+
+// An index file for a model: its dimension must be the model's embedding_dim (checked from the
+// header, before the payload is read).
+std::unique_ptr<index::ItemIndex> LoadIndexForModel(const std::string& path,
+                                                    const std::string& model_path,
+                                                    const model::LoadedModel& model);
+// The items to retrieve from: an index file (index_path), pre-computed embeddings
+// (embeddings_path) or, with both empty, the item tower over the bundle's items (exact).
+std::unique_ptr<index::ItemIndex> OpenItemIndex(const Bundle& bundle, const std::string& index_path,
+                                                const std::string& embeddings_path);
+// Per user row of the bundle, the sorted index labels of the items in `files` (interactions).
+std::vector<std::vector<int64_t>> SeenLabels(const Bundle& bundle, const index::ItemIndex& index,
+                                             const std::vector<std::string>& files);
+
+// ---- evaluate ----------------------------------------------------------------------------------
+
+struct EvaluationReport {
+  train::EvalMetrics pointwise;  // loss / accuracy NaN for non-pointwise models
+  bool ranked = false;           // false when the model's evaluation.k is empty
+  train::RankingMetrics ranking, most_popular;
+  std::vector<std::string> excluded;  // the files whose items were excluded
+};
+// Scores the interactions file: pointwise metrics of its labelled pairs, and the ranking metrics
+// (metrics.h) over all items for each user with positives in it, excluding the items of
+// `exclude` (empty: the bundle's train and val files, less the evaluated file itself); MostPop
+// counts the first excluded file's positives.
+EvaluationReport EvaluateInteractions(const Bundle& bundle, const std::string& path,
+                                      const std::vector<std::string>& exclude);
+
+// ---- recommend ---------------------------------------------------------------------------------
+
+// The score shown for an inner product: the probability for pointwise models, else <u, v>.
+double DisplayScore(const Bundle& bundle, float inner_product);
+
+struct Recommendation {
+  int64_t label = -1;  // the index label (index.ids()[label] is the item id)
+  float score = 0.0f;  // <u, v>
+};
+// The top k items for one user row of the bundle, best first (fewer when fewer are allowed);
+// `exclude` (index labels) may be null.
+std::vector<Recommendation> RecommendForUser(const Bundle& bundle, const index::ItemIndex& index,
+                                             int32_t user_row, int k,
+                                             const std::vector<int64_t>* exclude);
+
+struct BatchResult {
+  int64_t users = 0, rows = 0;
+  double seconds = 0.0;
+};
+// Every user's top k as CSV `<user id>,rank,<item id>,score` (score as DisplayScore), streamed in
+// chunks through an AtomicFile to `out_path`. `seen` (one label list per user row) may be null.
+BatchResult RecommendAllUsers(const Bundle& bundle, const index::ItemIndex& index, int k,
+                              const std::vector<std::vector<int64_t>>* seen,
+                              const std::string& out_path, bool progress);
+
+}  // namespace twotower::app
+
+#endif  // TWOTOWER_APP_APP_H_

@@ -1,0 +1,402 @@
+#include "twotower/app/app.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string_view>
+#include <unordered_map>
+
+#include "twotower/core/error.h"
+#include "twotower/core/files.h"
+#include "twotower/core/progress.h"
+#include "twotower/data/npy.h"
+#include "twotower/index/flat_index.h"
+#include "twotower/index/index_file.h"
+#include "twotower/train/config.h"
+
+namespace twotower::app {
+namespace {
+
+// Reads a table whose path came from the model file's training config unless the user gave
+// `flag`; a failure then says where the path came from and how to override it.
+data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag) {
+  try {
+    return data::ReadTable(path);
+  } catch (const Error& e) {
+    if (!from_model) throw;
+    throw Error(std::string(e.what()) + " (path from the model file's training config; pass " +
+                flag + " to read another file)");
+  }
+}
+
+// The first line of an ids file `twotower embed` writes: it ties the ids to the embeddings they
+// were written with, so that a crash between the two renames (or a file copied from another run)
+// cannot pair embeddings with ids of the same count but another order. Readers of the file as
+// plain text skip it as a comment (numpy.loadtxt, pandas with comment="#").
+constexpr std::string_view kIdsHeader = "# twotower-ids";
+
+std::string IdsHeader(const Matrix& v) {
+  char crc[9];
+  std::snprintf(crc, sizeof(crc), "%08x",
+                index::Crc32c(0, v.data(), static_cast<size_t>(v.size()) * sizeof(float)));
+  return std::string(kIdsHeader) + " rows=" + std::to_string(v.rows()) +
+         " dim=" + std::to_string(v.cols()) + " crc32c=" + crc;
+}
+
+// The ids file beside an embeddings .npy `v` (one id per line, row order): `v.rows()` non-empty,
+// distinct ids. A first line from `twotower embed` (kIdsHeader) must describe `v`; a file
+// without one (written by hand or another tool) is taken as it is. A UTF-8 byte-order mark and CR
+// line ends are dropped, as the CSV reader drops them. Errors name the file and line.
+std::vector<std::string> ReadIdsFile(const std::string& ids_path, const Matrix& v,
+                                     const std::string& npy_path) {
+  const int64_t rows = v.rows();
+  std::string text = ReadFile(ids_path);
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
+  std::vector<std::string> ids;
+  std::unordered_map<std::string, int64_t> line_of;
+  size_t start = 0;
+  int64_t header_lines = 0;
+  if (text.rfind(kIdsHeader, 0) == 0) {
+    size_t end = text.find('\n');
+    if (end == std::string::npos) end = text.size();
+    std::string header = text.substr(0, end);
+    if (!header.empty() && header.back() == '\r') header.pop_back();
+    if (header != IdsHeader(v)) {
+      throw Error(ids_path + ":1: written for other embeddings than " + npy_path + " (" +
+                  Quote(header) + ", expected " + Quote(IdsHeader(v)) +
+                  "): run `twotower embed` again to write both");
+    }
+    start = end + 1;
+    header_lines = 1;
+  }
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string id = text.substr(start, end - start);
+    if (!id.empty() && id.back() == '\r') id.pop_back();
+    start = end + 1;
+    const int64_t line = static_cast<int64_t>(ids.size()) + 1 + header_lines;
+    if (id.empty()) throw Error(ids_path + ":" + std::to_string(line) + ": empty id");
+    const auto [it, inserted] = line_of.emplace(id, line);
+    if (!inserted) {
+      throw Error(ids_path + ":" + std::to_string(line) + ": duplicate id " + Quote(id) +
+                  " (also on line " + std::to_string(it->second) + ")");
+    }
+    ids.push_back(std::move(id));
+  }
+  if (static_cast<int64_t>(ids.size()) != rows) {
+    throw Error(ids_path + ": has " + std::to_string(ids.size()) + " ids, but " + npy_path +
+                " has " + std::to_string(rows) + " rows");
+  }
+  return ids;
+}
+
+double Sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
+
+}  // namespace
+
+data::DataPaths ModelDataPaths(const model::LoadedModel& loaded) {
+  train::Config defaults;
+  const nlohmann::json& j = loaded.config;
+  if (j.contains("data") && j["data"].is_object()) {
+    const nlohmann::json& d = j["data"];
+    auto get = [&](const char* key, std::string* out) {
+      if (d.contains(key) && d[key].is_string()) *out = d[key].get<std::string>();
+    };
+    get("dir", &defaults.data_dir);
+    get("users", &defaults.users);
+    get("items", &defaults.items);
+    get("train", &defaults.train);
+    get("val", &defaults.val);
+    get("test", &defaults.test);
+  }
+  return defaults.ResolvedPaths();
+}
+
+Bundle LoadBundle(const std::string& model_path, const DataOverrides& o) {
+  Bundle b;
+  b.model_path = model_path;
+  b.model = model::LoadModel(model_path);
+  b.paths = ModelDataPaths(b.model);
+  if (!o.users.empty()) b.paths.users = o.users;
+  if (!o.items.empty()) b.paths.items = o.items;
+  if (!o.train.empty()) b.paths.train = o.train;
+  if (!o.val.empty()) b.paths.val = o.val;
+  b.users = ReadDataTable(b.paths.users, o.users.empty(), "--users");
+  b.items = ReadDataTable(b.paths.items, o.items.empty(), "--items");
+  b.user_index = data::EntityIndex::FromTable(b.users, b.model.schema.user.id_column);
+  b.item_index = data::EntityIndex::FromTable(b.items, b.model.schema.item.id_column);
+  b.model.encoder.user.Encode(b.users, &b.user_features);
+  b.model.encoder.item.Encode(b.items, &b.item_features);
+  const nlohmann::json& c = b.model.config;
+  if (c.contains("training") && c["training"].is_object()) {
+    const nlohmann::json& t = c["training"];
+    if (t.contains("loss") && t["loss"].is_string()) {
+      b.probabilities = t["loss"].get<std::string>() == "bce";
+    }
+    if (t.contains("positives") && t["positives"].is_string()) {
+      b.positives_only = t["positives"].get<std::string>() == "liked";
+    }
+  }
+  if (c.contains("evaluation") && c["evaluation"].is_object() && c["evaluation"].contains("k") &&
+      c["evaluation"]["k"].is_array()) {
+    try {
+      b.ks = c["evaluation"]["k"].get<std::vector<int>>();
+    } catch (const nlohmann::json::exception&) {
+      throw Error(model_path + ": __metadata__.config: evaluation.k is not a list of integers");
+    }
+    for (int k : b.ks) {
+      if (k < 1) throw Error(model_path + ": __metadata__.config: evaluation.k must be >= 1");
+    }
+  }
+  return b;
+}
+
+std::vector<std::string> HistoryFiles(const Bundle& bundle, const DataOverrides& overrides) {
+  std::vector<std::string> files = {bundle.paths.train};
+  std::error_code ec;
+  if (!overrides.val.empty() || std::filesystem::exists(bundle.paths.val, ec)) {
+    files.push_back(bundle.paths.val);
+  }
+  return files;
+}
+
+std::string IdsPath(const std::string& npy_path) {
+  std::string base = npy_path;
+  if (base.size() > 4 && base.compare(base.size() - 4, 4, ".npy") == 0) {
+    base.resize(base.size() - 4);
+  }
+  return base + ".ids.txt";
+}
+
+Matrix EmbedItems(const model::LoadedModel& model, const data::Table& items) {
+  data::EncodedTable x;
+  model.encoder.item.Encode(items, &x);
+  Matrix v;
+  model.model->EncodeItems(x, &v);
+  return v;
+}
+
+void WriteItemEmbeddings(const std::string& npy_path, const Matrix& vectors,
+                         const std::vector<std::string>& ids) {
+  if (static_cast<int64_t>(ids.size()) != vectors.rows()) {
+    throw Error("WriteItemEmbeddings: " + std::to_string(ids.size()) + " ids for " +
+                std::to_string(vectors.rows()) + " rows");
+  }
+  std::string text = IdsHeader(vectors) + "\n";
+  for (const std::string& id : ids) text += id + "\n";
+  // The embeddings first: a crash before the ids are renamed leaves old ids whose header names
+  // other embeddings, which readers refuse.
+  data::WriteNpy(npy_path, vectors);
+  WriteFileAtomically(IdsPath(npy_path), text);
+}
+
+ItemEmbeddings ReadItemEmbeddings(const std::string& npy_path) {
+  ItemEmbeddings e;
+  e.vectors = data::ReadNpy(npy_path);
+  e.ids = ReadIdsFile(IdsPath(npy_path), e.vectors, npy_path);
+  return e;
+}
+
+std::unique_ptr<index::ItemIndex> LoadIndexForModel(const std::string& path,
+                                                    const std::string& model_path,
+                                                    const model::LoadedModel& m) {
+  const index::IndexInfo info = index::ReadIndexInfo(path);
+  if (info.dim != m.model->embedding_dim()) {
+    throw Error(path + ": index dimension " + std::to_string(info.dim) +
+                " does not match the model's embedding_dim " +
+                std::to_string(m.model->embedding_dim()) + " (" + model_path + ")");
+  }
+  return index::LoadIndex(path, info.dim);
+}
+
+std::unique_ptr<index::ItemIndex> OpenItemIndex(const Bundle& bundle, const std::string& index_path,
+                                                const std::string& embeddings_path) {
+  if (!index_path.empty() && !embeddings_path.empty()) {
+    throw Error("give an index file or embeddings, not both");
+  }
+  if (!index_path.empty()) return LoadIndexForModel(index_path, bundle.model_path, bundle.model);
+  Matrix v;
+  std::vector<std::string> ids;
+  if (!embeddings_path.empty()) {
+    ItemEmbeddings e = ReadItemEmbeddings(embeddings_path);
+    if (e.vectors.cols() != bundle.model.model->embedding_dim()) {
+      throw Error(embeddings_path + ": embeddings have dimension " +
+                  std::to_string(e.vectors.cols()) + ", the model's is " +
+                  std::to_string(bundle.model.model->embedding_dim()));
+    }
+    v = std::move(e.vectors);
+    ids = std::move(e.ids);
+  } else {
+    bundle.model.model->EncodeItems(bundle.item_features, &v);
+    ids = bundle.item_index.ids;
+  }
+  auto flat = std::make_unique<index::FlatIndex>(static_cast<int>(v.cols()));
+  flat->Add(v.data(), v.rows(), ids);
+  return flat;
+}
+
+std::vector<std::vector<int64_t>> SeenLabels(const Bundle& bundle, const index::ItemIndex& index,
+                                             const std::vector<std::string>& files) {
+  std::vector<std::vector<int64_t>> seen(static_cast<size_t>(bundle.users.num_rows()));
+  std::vector<int64_t> label_of_row(static_cast<size_t>(bundle.items.num_rows()));
+  for (int64_t r = 0; r < bundle.items.num_rows(); ++r) {
+    label_of_row[r] = index.Find(bundle.item_index.ids[r]);
+  }
+  for (const std::string& file : files) {
+    const data::Interactions history =
+        data::ReadInteractions(file, bundle.model.schema, bundle.user_index, bundle.item_index);
+    for (int64_t i = 0; i < history.size(); ++i) {
+      const int64_t label = label_of_row[history.item_row[i]];
+      if (label >= 0) seen[history.user_row[i]].push_back(label);
+    }
+  }
+  for (std::vector<int64_t>& s : seen) {
+    std::sort(s.begin(), s.end());
+    s.erase(std::unique(s.begin(), s.end()), s.end());
+  }
+  return seen;
+}
+
+EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
+                                      const std::vector<std::string>& exclude) {
+  EvaluationReport r;
+  const data::Interactions inter =
+      data::ReadInteractions(path, b.model.schema, b.user_index, b.item_index);
+  const model::TwoTowerModel& net = *b.model.model;
+  r.pointwise = train::Evaluate(net, b.user_features, b.item_features, inter);
+  if (!b.probabilities) r.pointwise.loss = r.pointwise.accuracy = std::nan("");
+  if (b.ks.empty()) return r;
+  r.ranked = true;
+  r.excluded = exclude;
+  if (r.excluded.empty()) {
+    for (const std::string* f : {&b.paths.train, &b.paths.val}) {
+      std::error_code ec;
+      if (std::filesystem::exists(*f, ec) && !std::filesystem::equivalent(*f, path, ec)) {
+        r.excluded.push_back(*f);
+      }
+    }
+  }
+  std::vector<data::Interactions> history;
+  for (const std::string& f : r.excluded) {
+    history.push_back(data::ReadInteractions(f, b.model.schema, b.user_index, b.item_index));
+  }
+  std::vector<const data::Interactions*> history_ptrs;
+  for (const auto& h : history) history_ptrs.push_back(&h);
+  const int64_t num_users = b.users.num_rows();
+  const auto excluded = data::ItemsByUser(history_ptrs, num_users, false);
+  const auto positives = data::ItemsByUser({&inter}, num_users, b.positives_only);
+  Matrix u, v;
+  net.EncodeUsers(b.user_features, &u);
+  net.EncodeItems(b.item_features, &v);
+  r.ranking = train::EvaluateRanking(u, v, positives, excluded, b.ks);
+  std::vector<double> counts(b.items.num_rows(), 0.0);
+  if (!history.empty()) {
+    const data::Interactions& first = history.front();
+    for (int64_t i = 0; i < first.size(); ++i) {
+      if (b.positives_only && first.label[i] != 1.0f) continue;
+      counts[first.item_row[i]] += 1.0;
+    }
+  }
+  r.most_popular = train::EvaluateMostPopular(counts, positives, excluded, b.ks);
+  return r;
+}
+
+double DisplayScore(const Bundle& bundle, float inner_product) {
+  if (!bundle.probabilities) return inner_product;
+  return Sigmoid(bundle.model.model->scale() * inner_product + bundle.model.model->bias());
+}
+
+std::vector<Recommendation> RecommendForUser(const Bundle& b, const index::ItemIndex& index,
+                                             int32_t user_row, int k,
+                                             const std::vector<int64_t>* exclude) {
+  if (user_row < 0 || user_row >= b.users.num_rows()) {
+    throw Error("RecommendForUser: user row out of range");
+  }
+  // The user's embedding from its encoded row (the same arithmetic as a batch of one).
+  std::vector<std::pair<std::string, std::string>> row;
+  for (size_t c = 0; c < b.users.columns.size(); ++c) {
+    row.emplace_back(b.users.columns[c], b.users.cells[c][user_row]);
+  }
+  data::EncodedTable xu;
+  b.model.encoder.user.EncodeRow(row, b.users.Where(user_row), &xu);
+  Matrix u;
+  b.model.model->EncodeUsers(xu, &u);
+  index::SearchFilter filter;
+  if (exclude != nullptr) filter.exclude = *exclude;
+  std::vector<int64_t> labels(static_cast<size_t>(k));
+  std::vector<float> scores(static_cast<size_t>(k));
+  index.Search(u.data(), 1, k, exclude != nullptr ? &filter : nullptr, labels.data(),
+               scores.data());
+  std::vector<Recommendation> out;
+  for (int r = 0; r < k && labels[r] >= 0; ++r) out.push_back({labels[r], scores[r]});
+  return out;
+}
+
+BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int k,
+                              const std::vector<std::vector<int64_t>>* seen,
+                              const std::string& out_path, bool progress) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<std::string>& user_ids = b.user_index.ids;
+  const int64_t n = b.users.num_rows();
+  const data::FeatureSchema& schema = b.model.schema;
+
+  AtomicFile file(out_path);
+  file.Write(data::CsvField(schema.user.id_column) + ",rank," +
+             data::CsvField(schema.item.id_column) + ",score\n");
+  constexpr int64_t kChunk = 4096;
+  std::vector<int64_t> ids(static_cast<size_t>(kChunk * k));
+  std::vector<float> scores(static_cast<size_t>(kChunk * k));
+  std::vector<index::SearchFilter> filters;
+  std::vector<std::string> lines(kChunk);
+  std::vector<int32_t> rows(kChunk);
+  Matrix u;
+  BatchResult result;
+  ProgressBar bar("recommend", n, progress);
+  for (int64_t first = 0; first < n; first += kChunk) {
+    const int64_t c = std::min(kChunk, n - first);
+    if (seen != nullptr) {
+      filters.assign(static_cast<size_t>(c), {});
+      for (int64_t i = 0; i < c; ++i) filters[i].exclude = (*seen)[first + i];
+    }
+    // Users through the tower a chunk at a time: memory does not grow with the user count.
+    for (int64_t i = 0; i < c; ++i) rows[i] = static_cast<int32_t>(first + i);
+    b.model.model->EncodeUsers(b.user_features, rows.data(), c, &u);
+    idx.Search(u.data(), c, k, seen != nullptr ? filters.data() : nullptr, ids.data(),
+               scores.data());
+    // Formatting is as slow as a small search: one line buffer per user, filled in parallel.
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < c; ++i) {
+      std::string& text = lines[i];
+      text.clear();
+      const std::string user = data::CsvField(user_ids[first + i]);
+      char buf[64];
+      for (int r = 0; r < k; ++r) {
+        const int64_t label = ids[i * k + r];
+        if (label < 0) break;
+        std::snprintf(buf, sizeof(buf), ",%d,", r + 1);
+        text += user;
+        text += buf;
+        text += data::CsvField(idx.ids()[label]);
+        std::snprintf(buf, sizeof(buf), ",%.6f\n", DisplayScore(b, scores[i * k + r]));
+        text += buf;
+      }
+    }
+    for (int64_t i = 0; i < c; ++i) {
+      file.Write(lines[i]);
+      result.rows += std::count(lines[i].begin(), lines[i].end(), '\n');
+    }
+    bar.Update(first + c);
+  }
+  file.Commit();
+  bar.Finish();
+  result.users = n;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace twotower::app
