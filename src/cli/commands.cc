@@ -345,11 +345,16 @@ int RunRecommend(const RecommendArgs& a) {
     std::cout << "  (" << seen[user_row].size() << " seen in train and val excluded)";
   }
   std::cout << "\n";
-  // The item's feature columns, and its title when the items table has one (MovieLens).
+  // The item's feature columns, then its title, year and genres when the items table has them
+  // (MovieLens).
   std::vector<std::string> shown;
-  if (b.items.FindColumn("title") >= 0) shown.push_back("title");
   for (const auto& f : schema.item.features) {
-    if (f.column != schema.item.id_column && f.column != "title") shown.push_back(f.column);
+    if (f.column != schema.item.id_column) shown.push_back(f.column);
+  }
+  for (const char* c : {"title", "year", "genres"}) {
+    if (b.items.FindColumn(c) >= 0 && std::find(shown.begin(), shown.end(), c) == shown.end()) {
+      shown.push_back(c);
+    }
   }
   std::printf("%4s  %-10s  %7s", "rank", schema.item.id_column.c_str(), "score");
   for (const std::string& c : shown) std::printf("  %-10s", c.c_str());
