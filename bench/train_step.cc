@@ -15,6 +15,7 @@
 #include "twotower/model/two_tower.h"
 #include "twotower/nn/adam.h"
 #include "twotower/train/loss.h"
+#include "twotower/train/trainer.h"
 
 using namespace twotower;
 
@@ -61,29 +62,32 @@ int main(int argc, char** argv) {
   config.score = score == "cosine" ? model::ScoreMode::kCosine : model::ScoreMode::kLearned;
   Rng rng(1);
   model::TwoTowerModel net(config, user_dim, item_dim, &rng);
-  auto params = net.TrainableParameters();
-  nn::Adam adam(params, {1e-3});
-  Matrix xu(batch, user_dim), xi(batch, item_dim);
-  for (Eigen::Index i = 0; i < xu.size(); ++i) xu.data()[i] = static_cast<float>(rng.Normal());
-  for (Eigen::Index i = 0; i < xi.size(); ++i) xi.data()[i] = static_cast<float>(rng.Normal());
+  // Trainer::Step, the step the trainer runs, over a batch of distinct rows of random tables.
+  train::Trainer trainer(&net, std::make_unique<train::BceLoss>(), {1e-3});
+  data::EncodedTable users, items;
+  users.dense.resize(batch, user_dim);
+  items.dense.resize(batch, item_dim);
+  for (Eigen::Index i = 0; i < users.dense.size(); ++i) {
+    users.dense.data()[i] = static_cast<float>(rng.Normal());
+  }
+  for (Eigen::Index i = 0; i < items.dense.size(); ++i) {
+    items.dense.data()[i] = static_cast<float>(rng.Normal());
+  }
+  std::vector<int32_t> rows(batch);
+  for (int i = 0; i < batch; ++i) rows[i] = i;
   std::vector<float> y(batch);
   for (float& v : y) v = static_cast<float>(rng.Below(2));
-  model::ModelContext ctx;
-  Vector dz;
   std::vector<double> times;
   for (int s = 0; s < steps + 20; ++s) {
     const auto t0 = std::chrono::steady_clock::now();
-    const Vector& z = net.Forward(xu, xi, &ctx, &rng);
-    train::BinaryCrossEntropyWithLogits(z, y.data(), &dz);
-    nn::ZeroGrad(params);
-    net.Backward(&ctx, dz);
-    adam.Step();
+    trainer.Step(users, rows.data(), items, rows.data(), y.data(), batch, &rng);
     const auto t1 = std::chrono::steady_clock::now();
     if (s >= 20) times.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
   }
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2];
-  const double flops = StepFlops(net.user_tower().mlp(), batch) + StepFlops(net.item_tower().mlp(), batch);
+  const double flops =
+      StepFlops(net.user_tower().mlp(), batch) + StepFlops(net.item_tower().mlp(), batch);
   std::printf(
       "{\"engine\": \"twotower\", \"batch\": %d, \"threads\": %d, \"us_per_step\": %.1f, "
       "\"gflops\": %.2f}\n",

@@ -8,9 +8,11 @@
 #include <vector>
 
 #include "twotower/core/threads.h"
+#include "twotower/data/encoder.h"
 #include "twotower/model/two_tower.h"
 #include "twotower/nn/adam.h"
 #include "twotower/train/loss.h"
+#include "twotower/train/trainer.h"
 
 static std::atomic<long> g_mallocs{0};
 #if !defined(__SANITIZE_ADDRESS__)
@@ -25,6 +27,20 @@ extern "C" void* malloc(size_t size) {
 namespace twotower {
 namespace {
 
+// Counts mallocs in 5 steady-state Trainer::Step calls after one sizing step.
+long SteadyStateMallocs(train::Trainer* trainer, const data::EncodedTable& users,
+                        const data::EncodedTable& items, const std::vector<int32_t>& user_rows,
+                        const std::vector<int32_t>& item_rows, const std::vector<float>& y,
+                        Rng* rng) {
+  const int64_t n = static_cast<int64_t>(y.size());
+  trainer->Step(users, user_rows.data(), items, item_rows.data(), y.data(), n, rng);
+  const long before = g_mallocs.load();
+  for (int s = 0; s < 5; ++s) {
+    trainer->Step(users, user_rows.data(), items, item_rows.data(), y.data(), n, rng);
+  }
+  return g_mallocs.load() - before;
+}
+
 TEST(TrainingStepTest, AllocatesNothingAfterTheFirstStep) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "malloc is AddressSanitizer's in this build; counted in normal builds";
@@ -33,27 +49,80 @@ TEST(TrainingStepTest, AllocatesNothingAfterTheFirstStep) {
   model::ModelConfig config;  // the lab's towers: 256-128, embedding 128, dropout 0.3
   Rng rng(3);
   model::TwoTowerModel net(config, 12, 9, &rng);
-  auto params = net.TrainableParameters();
-  nn::Adam adam(params, {1e-3});
+  train::Trainer trainer(&net, std::make_unique<train::BceLoss>(), {1e-3});
   const int batch = 64;
-  Matrix xu = Matrix::Random(batch, 12), xi = Matrix::Random(batch, 9);
+  data::EncodedTable users, items;
+  users.dense = Matrix::Random(batch, 12);
+  items.dense = Matrix::Random(batch, 9);
+  std::vector<int32_t> rows(batch);
   std::vector<float> y(batch);
-  for (int i = 0; i < batch; ++i) y[i] = static_cast<float>(i % 2);
-  model::ModelContext ctx;
-  Vector dz;
-  auto step = [&] {
-    const Vector& z = net.Forward(xu, xi, &ctx, &rng);
-    train::BinaryCrossEntropyWithLogits(z, y.data(), &dz);
-    nn::ZeroGrad(params);
-    net.Backward(&ctx, dz);
-    adam.Step();
-  };
-  step();  // sizes every buffer
+  for (int i = 0; i < batch; ++i) {
+    rows[i] = i;
+    y[i] = static_cast<float>(i % 2);
+  }
   const long sizing = g_mallocs.load();
   ASSERT_GT(sizing, 0) << "the malloc counter is not interposed";
-  const long before = g_mallocs.load();
-  for (int s = 0; s < 5; ++s) step();
-  EXPECT_EQ(g_mallocs.load() - before, 0) << "allocations in 5 steady-state training steps";
+  EXPECT_EQ(SteadyStateMallocs(&trainer, users, items, rows, rows, y, &rng), 0)
+      << "allocations in 5 steady-state training steps";
+  SetThreads(0);
+}
+
+TEST(TrainingStepTest, SoftmaxWithEmbeddingBagsAllocatesNothingAfterTheFirstStep) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "malloc is AddressSanitizer's in this build; counted in normal builds";
+#endif
+  SetThreads(1);
+  // Id towers with a multi-hot bag and a hidden layer; every step touches the same rows, so the
+  // touched-row lists reach their size in the first step.
+  data::FeatureSchema schema;
+  schema.user.id_column = "u";
+  schema.user.features = {{"u", data::FeatureType::kId}};
+  schema.item.id_column = "i";
+  schema.item.features = {{"i", data::FeatureType::kId}, {"tags", data::FeatureType::kMultiHot}};
+  data::Table users_table, items_table;
+  users_table.source = "users";
+  users_table.columns = {"u"};
+  items_table.source = "items";
+  items_table.columns = {"i", "tags"};
+  users_table.cells.resize(1);
+  items_table.cells.resize(2);
+  const int batch = 32;
+  for (int r = 0; r < batch; ++r) {
+    users_table.cells[0].push_back("u" + std::to_string(r));
+    users_table.lines.push_back(r + 2);
+    items_table.cells[0].push_back("i" + std::to_string(r));
+    items_table.cells[1].push_back("a|b" + std::to_string(r % 5));
+    items_table.lines.push_back(r + 2);
+  }
+  std::vector<int64_t> all(batch);
+  for (int r = 0; r < batch; ++r) all[r] = r;
+  data::FeatureEncoder encoder;
+  encoder.user = data::EntityEncoder(schema.user);
+  encoder.user.Fit(users_table, all);
+  encoder.item = data::EntityEncoder(schema.item);
+  encoder.item.Fit(items_table, all);
+  data::EncodedTable users, items;
+  encoder.user.Encode(users_table, &users);
+  encoder.item.Encode(items_table, &items);
+  model::ModelConfig config;
+  config.embedding_dim = 16;
+  config.user_hidden_dims = {24};
+  config.item_hidden_dims = {24};
+  Rng rng(5);
+  model::TwoTowerModel net(config, encoder, &rng);
+  train::Trainer trainer(&net,
+                         std::make_unique<train::InBatchSoftmaxLoss>(
+                             train::SoftmaxOptions{0.2, std::vector<float>(batch, -3.0f), true}),
+                         {1e-3});
+  std::vector<int32_t> user_rows(batch), item_rows(batch);
+  for (int i = 0; i < batch; ++i) {
+    user_rows[i] = i;
+    item_rows[i] = (i * 7) % batch;
+  }
+  item_rows[1] = item_rows[0];  // an accidental hit
+  const std::vector<float> y(batch, 1.0f);
+  EXPECT_EQ(SteadyStateMallocs(&trainer, users, items, user_rows, item_rows, y, &rng), 0)
+      << "allocations in 5 steady-state softmax steps";
   SetThreads(0);
 }
 
