@@ -33,6 +33,10 @@ def main():
                   f"{cell([r['bce_test_auc'] for r in rs])} | | | |")
         print(f"| {split} | twotower train seconds (incl. per-epoch validation and refit) | "
               f"{cell([r['train_seconds'] for r in rs])} | | | |")
+        if rs[0].get("twin_seconds") is not None:
+            ratio = [r["twin_seconds"] / r["train_seconds"] for r in rs]
+            print(f"| {split} | PyTorch twin seconds, same epochs (its faster of 1 and 2 threads) | "
+                  f"{cell([r['twin_seconds'] for r in rs])} | ratio {cell(ratio)} | | |")
     seeds = sorted({r["seed"] for r in rows})
     print(f"\nseeds {' '.join(map(str, seeds))}; mean ± sample std over seeds")
 

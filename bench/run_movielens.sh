@@ -5,6 +5,9 @@
 #   SRC   a MovieLens release folder (default ../shared/data/ml-100k; never committed)
 #   OUT   scratch folder (default /tmp/twotower_movielens)
 #   SEEDS="0 1 2"  SPLITS="random user-temporal"  SETS="--set key=value ..." (extra train flags)
+#   TWIN=1: also time the PyTorch twin (bench/reference/train_movielens_torch.py) for the same
+#          epochs on the same data (1 and 2 threads, OpenBLAS set up for this CPU), and report
+#          the faster
 #   BCE=1: also train the pointwise variant (same config, `--set` flags in BCE_SETS below) and
 #          report its test AUC of liked among rated pairs
 #
@@ -46,6 +49,19 @@ for split in $SPLITS; do
       recs+=("twotower_refit=$d/recs_refit.csv")
     fi
     /usr/bin/python3 bench/movielens_eval.py "$d/data" "${recs[@]/#/--recs=}" > "$d/eval.json"
+    twin_seconds=null
+    if [ "${TWIN:-0}" = 1 ]; then
+      epochs=$(grep -c '^epoch ' "$d/train.log")
+      refit=$(grep -c '^refit epoch ' "$d/train.log" || true)
+      dim=$(sed -n 's/^  embedding_dim: //p' "$d/data/twotower.yaml")
+      twin_seconds=$(for t in 1 2; do
+        OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=$t /usr/bin/python3 \
+          bench/reference/train_movielens_torch.py "$d/data" --epochs "$epochs" \
+          --refit-epochs "$refit" --threads "$t" --dim "$dim" > "$d/twin_$t.json"
+        /usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['seconds'])" \
+          "$d/twin_$t.json"
+      done | sort -g | head -n 1)
+    fi
     bce_auc=null
     if [ "${BCE:-0}" = 1 ]; then
       # BCE on labelled pairs with the same id features, unnormalised towers and a batch L2
@@ -59,11 +75,11 @@ for split in $SPLITS; do
       bce_auc=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['auc'])" \
         "$bce_run/test_metrics.json")
     fi
-    /usr/bin/python3 - "$d/eval.json" "$split" "$seed" "$(( (end - start) / 1000000 ))e-3" "$bce_auc" >> "$results" <<'PY'
+    /usr/bin/python3 - "$d/eval.json" "$split" "$seed" "$(( (end - start) / 1000000 ))e-3" "$bce_auc" "$twin_seconds" >> "$results" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 r.update(split=sys.argv[2], seed=int(sys.argv[3]), train_seconds=float(sys.argv[4]),
-         bce_test_auc=json.loads(sys.argv[5]))
+         bce_test_auc=json.loads(sys.argv[5]), twin_seconds=json.loads(sys.argv[6]))
 print(json.dumps(r))
 PY
     echo "$split seed $seed done ($(tail -n 1 "$d/train.log"))" >&2

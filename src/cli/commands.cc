@@ -135,8 +135,14 @@ int RunTrain(const TrainArgs& a) {
   for (const std::string& s : a.sets) config.Set(s, "--set");
   // The model file records the data paths for evaluate/embed/recommend: absolute, so those work
   // from any directory.
-  if (!config.data_dir.empty()) {
-    config.data_dir = std::filesystem::absolute(config.data_dir).lexically_normal().string();
+  // An empty data.dir means the working directory: recorded as such, so that `recommend` from
+  // another folder does not silently read that folder's files.
+  config.data_dir =
+      std::filesystem::absolute(config.data_dir.empty() ? "." : config.data_dir)
+          .lexically_normal()
+          .string();
+  if (!config.data_dir.empty() && config.data_dir.back() == '/' && config.data_dir.size() > 1) {
+    config.data_dir.pop_back();
   }
   const int threads = SetThreads(config.threads);
 
