@@ -28,15 +28,17 @@ def main():
             cells = [cell([r[key][m] for r in rs])
                      for m in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")]
             print(f"| {split} | {name} | " + " | ".join(cells) + " |")
-        if rs[0].get("bce_test_auc") is not None:
+        if all(r.get("bce_test_auc") is not None for r in rs):
             print(f"| {split} | twotower bce: test AUC of liked among rated pairs | "
                   f"{cell([r['bce_test_auc'] for r in rs])} | | | |")
         print(f"| {split} | twotower train seconds (incl. per-epoch validation and refit) | "
               f"{cell([r['train_seconds'] for r in rs])} | | | |")
-        if rs[0].get("twin_seconds") is not None:
-            ratio = [r["twin_seconds"] / r["train_seconds"] for r in rs]
+        twin = [r for r in rs if r.get("twin_seconds") is not None]
+        if twin:
+            ratio = [r["twin_seconds"] / r["train_seconds"] for r in twin]
             print(f"| {split} | PyTorch twin seconds, same epochs (its faster of 1 and 2 threads) | "
-                  f"{cell([r['twin_seconds'] for r in rs])} | ratio {cell(ratio)} | | |")
+                  f"{cell([r['twin_seconds'] for r in twin])} | ratio {cell(ratio)} | "
+                  f"seeds {' '.join(str(r['seed']) for r in twin)} | |")
     seeds = sorted({r["seed"] for r in rows})
     print(f"\nseeds {' '.join(map(str, seeds))}; mean ± sample std over seeds")
 

@@ -5,10 +5,10 @@
 #   SRC   a MovieLens release folder (default ../shared/data/ml-100k; never committed)
 #   OUT   scratch folder (default /tmp/twotower_movielens)
 #   SEEDS="0 1 2"  SPLITS="random user-temporal"  SETS="--set key=value ..." (extra train flags)
-#   TWIN=1: also time the PyTorch twin (bench/reference/train_movielens_torch.py) for the same
+#   TWIN=1: for seed 0 of the random split, also time the PyTorch twin (bench/reference/train_movielens_torch.py) for the same
 #          epochs on the same data (1 and 2 threads, OpenBLAS set up for this CPU), and report
 #          the faster
-#   BCE=1: also train the pointwise variant (same config, `--set` flags in BCE_SETS below) and
+#   BCE=1: on the random split, also train the pointwise variant (same config, `--set` flags in BCE_SETS below) and
 #          report its test AUC of liked among rated pairs
 #
 # For each split and seed: `twotower data movielens` writes the data and twotower.yaml, `twotower
@@ -50,7 +50,7 @@ for split in $SPLITS; do
     fi
     /usr/bin/python3 bench/movielens_eval.py "$d/data" "${recs[@]/#/--recs=}" > "$d/eval.json"
     twin_seconds=null
-    if [ "${TWIN:-0}" = 1 ]; then
+    if [ "${TWIN:-0}" = 1 ] && [ "$split" = random ] && [ "$seed" = "${SEEDS%% *}" ]; then
       epochs=$(grep -c '^epoch ' "$d/train.log")
       refit=$(grep -c '^refit epoch ' "$d/train.log" || true)
       dim=$(sed -n 's/^  embedding_dim: //p' "$d/data/twotower.yaml")
@@ -63,7 +63,7 @@ for split in $SPLITS; do
       done | sort -g | head -n 1)
     fi
     bce_auc=null
-    if [ "${BCE:-0}" = 1 ]; then
+    if [ "${BCE:-0}" = 1 ] && [ "$split" = random ]; then
       # BCE on labelled pairs with the same id features, unnormalised towers and a batch L2
       # penalty: the pointwise model the AUC target is about.
       BCE_SETS=(--set training.loss=bce --set model.normalize=false --set model.initial_scale=1

@@ -328,9 +328,9 @@ std::string ConfigYaml(const fs::path& out) {
   // Identity only: in measurements on ML-100k the user's age / gender / occupation / zip and the
   // movie's genres and year did not add to Recall / NDCG once the ids are learned, and an
   // id-only model is the same for every release (ml-latest and ml-10m have no user table).
-  y += "  user:\n    - {column: user_id, type: id, dim: 128}\n";
-  y += "  item:\n    - {column: movie_id, type: id, dim: 128}\n";
-  y += "model:\n  embedding_dim: 128\n  user_hidden_dims: []\n  item_hidden_dims: []\n";
+  y += "  user:\n    - {column: user_id, type: id, dim: 256}\n";
+  y += "  item:\n    - {column: movie_id, type: id, dim: 256}\n";
+  y += "model:\n  embedding_dim: 256\n  user_hidden_dims: []\n  item_hidden_dims: []\n";
   y += "  projection: false\n  dropout: 0.0\n";
   y += "training:\n  loss: softmax\n  temperature: 0.2\n  logq_correction: true\n";
   y += "  positives: liked\n  batch_size: 1024\n  learning_rate: 0.002\n  epochs: 100\n";

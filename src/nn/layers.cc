@@ -73,8 +73,8 @@ void Layer::Backward(const Context& ctx, const Matrix& dy, Matrix* dx) {
 }
 
 Linear::Linear(int in_dim, int out_dim) : Layer(in_dim, out_dim) {
-  weight_ = {"weight", Matrix::Zero(out_dim, in_dim), Matrix::Zero(out_dim, in_dim)};
-  bias_ = {"bias", Matrix::Zero(1, out_dim), Matrix::Zero(1, out_dim)};
+  weight_ = {"weight", Matrix::Zero(out_dim, in_dim), Matrix::Zero(out_dim, in_dim), false, {}};
+  bias_ = {"bias", Matrix::Zero(1, out_dim), Matrix::Zero(1, out_dim), false, {}};
 }
 
 void Linear::InitPyTorchDefault(Rng* rng) {
