@@ -67,7 +67,7 @@ for split in $SPLITS; do
       # BCE on labelled pairs with the same id features, unnormalised towers and a batch L2
       # penalty: the pointwise model the AUC target is about.
       BCE_SETS=(--set training.loss=bce --set model.normalize=false --set model.initial_scale=1
-                --set training.embedding_l2=0.1 --set training.monitor=val_auc
+                --set training.embedding_l2=0.05 --set training.monitor=val_auc
                 --set training.refit=false --set training.early_stopping_patience=4)
       $TT train --config "$d/data/twotower.yaml" --seed "$seed" --output-dir "$d/runs_bce" --quiet \
         "${BCE_SETS[@]}" > "$d/train_bce.log"
