@@ -49,6 +49,7 @@ class LineReader {
     return false;
   }
   std::string Where() const { return path_ + ":" + std::to_string(number_); }
+  int64_t line() const { return number_; }
 
  private:
   std::string path_;
@@ -133,7 +134,9 @@ struct Release {
   std::unordered_map<int64_t, User> users;  // empty when the release has no user features
   std::unordered_map<int64_t, Movie> movies;
   std::vector<int64_t> movie_order;        // movies in file order
-  std::vector<std::string> ratings_where;  // file:line of each rating (for messages)
+  // The line of each rating in ratings_path (for messages): a number, not a "file:line" string,
+  // so that 32M ratings do not cost 32M strings.
+  std::vector<int64_t> ratings_line;
   std::string ratings_path;
 };
 
@@ -220,7 +223,7 @@ void ReadMl100k(const fs::path& dir, Release* r) {
     r->ratings.push_back(
         {ParseId(f[0], in.Where(), "user id"), ParseId(f[1], in.Where(), "item id"),
          ParseNumber(f[2], in.Where(), "rating"), ParseInteger(f[3], in.Where(), "timestamp")});
-    r->ratings_where.push_back(in.Where());
+    r->ratings_line.push_back(in.line());
   }
 }
 
@@ -236,7 +239,7 @@ void ReadDatRatings(const fs::path& path, Release* r) {
     r->ratings.push_back({ParseId(f[0], in.Where(), "UserID"), ParseId(f[1], in.Where(), "MovieID"),
                           ParseNumber(f[2], in.Where(), "Rating"),
                           ParseInteger(f[3], in.Where(), "Timestamp")});
-    r->ratings_where.push_back(in.Where());
+    r->ratings_line.push_back(in.line());
   }
 }
 
@@ -302,7 +305,7 @@ void ReadMlLatest(const fs::path& dir, Release* r) {
     r->ratings.push_back({ParseId(f[u], in.Where(), "userId"), ParseId(f[m], in.Where(), "movieId"),
                           ParseNumber(f[rt], in.Where(), "rating"),
                           ParseInteger(f[ts], in.Where(), "timestamp")});
-    r->ratings_where.push_back(in.Where());
+    r->ratings_line.push_back(in.line());
   }
 }
 
@@ -375,11 +378,13 @@ MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out
   for (size_t i = 0; i < r.ratings.size(); ++i) {
     const Rating& x = r.ratings[i];
     if (r.movies.count(x.movie) == 0) {
-      throw Error(r.ratings_where[i] + ": movie " + std::to_string(x.movie) +
+      throw Error(r.ratings_path + ":" + std::to_string(r.ratings_line[i]) + ": movie " +
+                  std::to_string(x.movie) +
                   " is not in the movies file");
     }
     if (!r.users.empty() && r.users.count(x.user) == 0) {
-      throw Error(r.ratings_where[i] + ": user " + std::to_string(x.user) +
+      throw Error(r.ratings_path + ":" + std::to_string(r.ratings_line[i]) + ": user " +
+                  std::to_string(x.user) +
                   " is not in the users file");
     }
     if (user_first.emplace(x.user, static_cast<int64_t>(i)).second) user_order.push_back(x.user);

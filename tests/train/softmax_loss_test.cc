@@ -9,6 +9,7 @@
 #include "testing/gradient_check.h"
 #include "twotower/core/error.h"
 #include "twotower/train/loss.h"
+#include "twotower/train/trainer.h"
 
 namespace twotower::train {
 namespace {
@@ -151,6 +152,36 @@ TEST(BceLossTest, GradientsMatchFiniteDifferencesThroughTheScorer) {
   const double d_bias = (f(2.0f, 0.3f + h).loss - f(2.0f, 0.3f - h).loss) / (2 * h);
   EXPECT_NEAR(out.d_log_scale, d_log_scale, 1e-3);
   EXPECT_NEAR(out.d_bias, d_bias, 1e-3);
+}
+
+}  // namespace
+}  // namespace twotower::train
+
+namespace twotower::train {
+namespace {
+
+TEST(TrainerTest, EmbeddingL2AddsLambdaTimesMeanSquaredNorms) {
+  // Unit-norm tower outputs (normalize: true): the penalty lambda (sum |u|^2 + sum |v|^2) / n is
+  // exactly 2 lambda, whatever the weights.
+  model::ModelConfig config;
+  config.embedding_dim = 4;
+  config.user_hidden_dims = {5};
+  config.item_hidden_dims = {5};
+  config.dropout = 0.0;
+  Rng rng_a(1), rng_b(1);
+  model::TwoTowerModel a(config, 3, 2, &rng_a), b(config, 3, 2, &rng_b);
+  Trainer plain(&a, std::make_unique<BceLoss>(), {1e-3}, 0.0);
+  Trainer penalised(&b, std::make_unique<BceLoss>(), {1e-3}, 0.25);
+  data::EncodedTable users, items;
+  Rng data_rng(7);
+  users.dense = testing::RandomNormal(6, 3, &data_rng);
+  items.dense = testing::RandomNormal(6, 2, &data_rng);
+  const std::vector<int32_t> rows = {0, 1, 2, 3, 4, 5};
+  const std::vector<float> y = {1, 0, 1, 0, 0, 1};
+  Rng step_a(3), step_b(3);
+  const double la = plain.Step(users, rows.data(), items, rows.data(), y.data(), 6, &step_a);
+  const double lb = penalised.Step(users, rows.data(), items, rows.data(), y.data(), 6, &step_b);
+  EXPECT_NEAR(lb - la, 2 * 0.25, 1e-5);
 }
 
 }  // namespace
