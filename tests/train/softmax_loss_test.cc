@@ -160,7 +160,7 @@ TEST(BceLossTest, GradientsMatchFiniteDifferencesThroughTheScorer) {
 namespace twotower::train {
 namespace {
 
-TEST(TrainerTest, EmbeddingL2AddsLambdaTimesMeanSquaredNorms) {
+TEST(TrainerStepTest, EmbeddingL2AddsLambdaTimesMeanSquaredNorms) {
   // Unit-norm tower outputs (normalize: true): the penalty lambda (sum |u|^2 + sum |v|^2) / n is
   // exactly 2 lambda, whatever the weights.
   model::ModelConfig config;
