@@ -273,6 +273,14 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   if (b.ks.empty()) return r;
   r.ranked = true;
   r.excluded = exclude;
+  for (const std::string& f : exclude) {
+    std::error_code ec;
+    if (f == path || std::filesystem::equivalent(f, path, ec)) {
+      throw Error("--exclude: " + f +
+                  " is the file being evaluated (its items would all be "
+                  "excluded; give the earlier splits, e.g. train and val)");
+    }
+  }
   if (r.excluded.empty()) {
     for (const std::string* f : {&b.paths.train, &b.paths.val}) {
       std::error_code ec;
@@ -294,12 +302,12 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   net.EncodeUsers(b.user_features, &u);
   net.EncodeItems(b.item_features, &v);
   r.ranking = train::EvaluateRanking(u, v, positives, excluded, b.ks);
+  // MostPop's popularity: the positives of the excluded history, as in training's test report.
   std::vector<double> counts(b.items.num_rows(), 0.0);
-  if (!history.empty()) {
-    const data::Interactions& first = history.front();
-    for (int64_t i = 0; i < first.size(); ++i) {
-      if (b.positives_only && first.label[i] != 1.0f) continue;
-      counts[first.item_row[i]] += 1.0;
+  for (const data::Interactions& h : history) {
+    for (int64_t i = 0; i < h.size(); ++i) {
+      if (b.positives_only && h.label[i] != 1.0f) continue;
+      counts[h.item_row[i]] += 1.0;
     }
   }
   r.most_popular = train::EvaluateMostPopular(counts, positives, excluded, b.ks);

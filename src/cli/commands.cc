@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <string_view>
@@ -130,17 +131,31 @@ struct TrainArgs {
 };
 
 int RunTrain(const TrainArgs& a) {
+  {
+    // As in the YAML file, a key given twice is refused rather than decided by order.
+    std::map<std::string, std::string> given;
+    for (const std::vector<std::string>* list : {&a.shortcuts, &a.sets}) {
+      for (const std::string& s : *list) {
+        const std::string key = s.substr(0, s.find('='));
+        const auto [it, inserted] = given.emplace(key, s);
+        if (!inserted) {
+          throw Error("--set: key '" + key + "' given twice (" + Quote(it->second) + " and " +
+                      Quote(s) + ")");
+        }
+      }
+    }
+  }
   train::Config config = train::Config::FromYamlFile(a.config_path);
-  for (const std::string& s : a.shortcuts) config.Set(s, "command line");
-  for (const std::string& s : a.sets) config.Set(s, "--set");
+  for (const std::string& s : a.shortcuts) config.Set(s, "command line", false);
+  for (const std::string& s : a.sets) config.Set(s, "--set", false);
+  config.Validate(a.config_path + " with the command line's settings");
   // The model file records the data paths for evaluate/embed/recommend: absolute, so those work
   // from any directory.
   // An empty data.dir means the working directory: recorded as such, so that `recommend` from
   // another folder does not silently read that folder's files.
-  config.data_dir =
-      std::filesystem::absolute(config.data_dir.empty() ? "." : config.data_dir)
-          .lexically_normal()
-          .string();
+  config.data_dir = std::filesystem::absolute(config.data_dir.empty() ? "." : config.data_dir)
+                        .lexically_normal()
+                        .string();
   if (!config.data_dir.empty() && config.data_dir.back() == '/' && config.data_dir.size() > 1) {
     config.data_dir.pop_back();
   }
@@ -177,8 +192,8 @@ int RunTrain(const TrainArgs& a) {
   PrintEval("test", r.test);
   if (!r.test_ranking.ks.empty()) {
     PrintRanking("test ranking (" + std::to_string(r.test_ranking.users) +
-                     " users, all items ranked, train+val items excluded; MostPop counts " +
-                     (r.refit ? "train+val" : "train") + ")",
+                     " users, all items ranked, train+val items excluded; MostPop counts "
+                     "train+val)",
                  r.test_ranking, &r.test_most_popular);
   }
   std::cout << "run folder: " << run_dir << "/\n";
@@ -206,9 +221,7 @@ int RunEvaluate(const EvaluateArgs& a) {
                       std::to_string(b.items.num_rows()) + " items ranked, excluded:";
   for (const std::string& f : r.excluded) title += " " + f;
   if (r.excluded.empty()) title += " nothing";
-  PrintRanking(
-      title + "; MostPop counts " + (r.excluded.empty() ? "nothing" : r.excluded.front()) + ")",
-      r.ranking, &r.most_popular);
+  PrintRanking(title + "; MostPop counts the excluded files)", r.ranking, &r.most_popular);
   return 0;
 }
 

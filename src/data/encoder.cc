@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <set>
 
 #include "twotower/core/error.h"
@@ -29,12 +30,65 @@ std::string Trim(const std::string& s) {
 
 }  // namespace
 
+namespace {
+
+// Vocabularies are stored in the model file as JSON strings, which must be UTF-8: a value in
+// another encoding is refused where it is read, not when the model is saved.
+void RequireUtf8(const std::string& value, const std::string& where, const std::string& column) {
+  if (IsValidUtf8(value)) return;
+  // The value with bytes >= 0x80 written as \xNN: the message itself stays valid text.
+  std::string shown;
+  for (unsigned char c : value.substr(0, 60)) {
+    if (c < 0x80) {
+      shown += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      shown += buf;
+    }
+  }
+  throw Error(where + ": column '" + column + "': \"" + shown + "\"" +
+              " is not UTF-8 text (convert the file to UTF-8)");
+}
+
+}  // namespace
+
 bool IsMissingValue(const std::string& value) {
   return value.empty() || value == "NA" || value == "NaN" || value == "nan" || value == "null";
 }
 
+bool IsValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = s[i];
+    int n;
+    if (c < 0x80) {
+      n = 0;
+    } else if ((c >> 5) == 6) {
+      n = 1;
+    } else if ((c >> 4) == 14) {
+      n = 2;
+    } else if ((c >> 3) == 30) {
+      n = 3;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;
+    for (int k = 1; k <= n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
 std::vector<std::string> SplitList(const std::string& value, const std::string& delimiter) {
   std::vector<std::string> out;
+  if (delimiter.empty()) {
+    std::string token = Trim(value);
+    if (!token.empty()) out.push_back(std::move(token));
+    return out;
+  }
   size_t start = 0;
   while (true) {
     const size_t end = value.find(delimiter, start);
@@ -114,7 +168,10 @@ void EntityEncoder::Fit(const Table& table, const std::vector<int64_t>& rows) {
       case FeatureType::kId: {
         if (c.spec.type == FeatureType::kId && c.spec.buckets > 0) break;
         std::set<std::string> vocabulary;
-        for (int64_t r : rows) vocabulary.insert(values[r]);
+        for (int64_t r : rows) {
+          RequireUtf8(values[r], table.Where(r), name);
+          vocabulary.insert(values[r]);
+        }
         c.vocabulary.assign(vocabulary.begin(), vocabulary.end());
         break;
       }
@@ -126,6 +183,7 @@ void EntityEncoder::Fit(const Table& table, const std::vector<int64_t>& rows) {
             throw Error(table.Where(r) + ": column '" + name + "': empty list (expected one or " +
                         "more values separated by " + Quote(c.spec.delimiter) + ")");
           }
+          RequireUtf8(values[r], table.Where(r), name);
           vocabulary.insert(tokens.begin(), tokens.end());
         }
         c.vocabulary.assign(vocabulary.begin(), vocabulary.end());

@@ -12,6 +12,7 @@
 #include "twotower/core/files.h"
 #include "twotower/core/rng.h"
 #include "twotower/data/csv.h"
+#include "twotower/data/encoder.h"
 
 namespace twotower::data {
 namespace {
@@ -68,31 +69,6 @@ std::vector<std::string> Split(const std::string& line, const std::string& sep) 
   }
 }
 
-bool IsValidUtf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = s[i];
-    int n;
-    if (c < 0x80) {
-      n = 0;
-    } else if ((c >> 5) == 6) {
-      n = 1;
-    } else if ((c >> 4) == 14) {
-      n = 2;
-    } else if ((c >> 3) == 30) {
-      n = 3;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;
-    for (int k = 1; k <= n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
-    }
-    i += n + 1;
-  }
-  return true;
-}
-
 // ml-100k and ml-1m are Latin-1; later releases UTF-8. Valid UTF-8 is kept as it is.
 std::string ToUtf8(const std::string& s) {
   if (IsValidUtf8(s)) return s;
@@ -133,7 +109,7 @@ struct Release {
   std::vector<Rating> ratings;
   std::unordered_map<int64_t, User> users;  // empty when the release has no user features
   std::unordered_map<int64_t, Movie> movies;
-  std::vector<int64_t> movie_order;        // movies in file order
+  std::vector<int64_t> movie_order;  // movies in file order
   // The line of each rating in ratings_path (for messages): a number, not a "file:line" string,
   // so that 32M ratings do not cost 32M strings.
   std::vector<int64_t> ratings_line;
@@ -357,6 +333,13 @@ MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out
   }
   const fs::path dir(src);
   if (!fs::is_directory(dir)) throw Error(src + ": not a directory");
+  {
+    // Writing into the release's own folder would replace ml-latest's movies.csv with ours.
+    std::error_code ec;
+    if (fs::exists(out, ec) && fs::equivalent(dir, fs::path(out), ec)) {
+      throw Error("--out " + out + " is the --src folder: write the converted data elsewhere");
+    }
+  }
   Release r;
   if (fs::exists(dir / "u.data") && fs::exists(dir / "u.item") && fs::exists(dir / "u.user")) {
     ReadMl100k(dir, &r);
@@ -371,6 +354,40 @@ MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out
                 "movies.csv (ml-latest, ml-20m, ml-25m, ml-32m))");
   }
   if (r.ratings.empty()) throw Error(r.ratings_path + ": no ratings");
+  auto where = [&](size_t i) { return r.ratings_path + ":" + std::to_string(r.ratings_line[i]); };
+  for (size_t i = 0; i < r.ratings.size(); ++i) {
+    // MovieLens ratings are 0.5 - 5 stars (whole stars before ml-10m); anything else is a
+    // corrupted file, not a preference.
+    const double v = r.ratings[i].rating;
+    if (!(v >= 0.5 && v <= 5.0)) {
+      throw Error(where(i) + ": rating " + FormatRating(v) +
+                  " is out of range (expected 0.5 to 5)");
+    }
+    if (r.ratings[i].timestamp < 0) {
+      throw Error(where(i) + ": negative timestamp " + std::to_string(r.ratings[i].timestamp));
+    }
+  }
+  {
+    // A (user, movie) pair rated twice would land in two splits: the test split would then hold
+    // a rating the model trained on. Releases have none; a file that has them is refused.
+    std::vector<uint32_t> by_pair(r.ratings.size());
+    std::iota(by_pair.begin(), by_pair.end(), 0u);
+    std::sort(by_pair.begin(), by_pair.end(), [&](uint32_t a, uint32_t b) {
+      const Rating& x = r.ratings[a];
+      const Rating& y = r.ratings[b];
+      return x.user != y.user ? x.user < y.user : x.movie != y.movie ? x.movie < y.movie : a < b;
+    });
+    for (size_t k = 1; k < by_pair.size(); ++k) {
+      const Rating& x = r.ratings[by_pair[k - 1]];
+      const Rating& y = r.ratings[by_pair[k]];
+      if (x.user == y.user && x.movie == y.movie) {
+        throw Error(where(by_pair[k]) + ": user " + std::to_string(y.user) + " rated movie " +
+                    std::to_string(y.movie) + " again (first on line " +
+                    std::to_string(r.ratings_line[by_pair[k - 1]]) +
+                    "): a repeated pair would be split across train and test");
+      }
+    }
+  }
 
   // Every rating must name a known movie and (where the release has users) a known user.
   std::vector<int64_t> user_order;
@@ -379,13 +396,11 @@ MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out
     const Rating& x = r.ratings[i];
     if (r.movies.count(x.movie) == 0) {
       throw Error(r.ratings_path + ":" + std::to_string(r.ratings_line[i]) + ": movie " +
-                  std::to_string(x.movie) +
-                  " is not in the movies file");
+                  std::to_string(x.movie) + " is not in the movies file");
     }
     if (!r.users.empty() && r.users.count(x.user) == 0) {
       throw Error(r.ratings_path + ":" + std::to_string(r.ratings_line[i]) + ": user " +
-                  std::to_string(x.user) +
-                  " is not in the users file");
+                  std::to_string(x.user) + " is not in the users file");
     }
     if (user_first.emplace(x.user, static_cast<int64_t>(i)).second) user_order.push_back(x.user);
   }

@@ -44,6 +44,19 @@ FeatureSchema FeatureSchema::Lab() {
   return s;
 }
 
+void ValidateFeatureSpec(const FeatureSpec& f, const std::string& w) {
+  if (f.learned() && (f.dim < 1 || f.dim > 65536)) {
+    throw Error(w + ": dim " + std::to_string(f.dim) + " is out of range (expected 1..65536)");
+  }
+  if (f.buckets < 0 || f.buckets > (int64_t{1} << 31) - 1) {
+    throw Error(w + ": buckets " + std::to_string(f.buckets) +
+                " is out of range (expected 1..2147483647, or 0 for a vocabulary)");
+  }
+  if (f.type == FeatureType::kMultiHot && f.delimiter.empty()) {
+    throw Error(w + ": the delimiter is empty");
+  }
+}
+
 void FeatureSchema::Validate(const std::string& where) const {
   for (const auto* side : {&user, &item}) {
     const std::string name = side == &user ? "user" : "item";
@@ -59,16 +72,7 @@ void FeatureSchema::Validate(const std::string& where) const {
       const std::string w = where + ": features." + name + ": column '" + f.column + "'";
       if (f.column.empty()) throw Error(where + ": features." + name + ": empty column name");
       if (!seen.insert(f.column).second) throw Error(w + " listed twice");
-      if (f.learned() && (f.dim < 1 || f.dim > 65536)) {
-        throw Error(w + ": dim " + std::to_string(f.dim) + " is out of range (expected 1..65536)");
-      }
-      if (f.buckets < 0 || f.buckets > (int64_t{1} << 31) - 1) {
-        throw Error(w + ": buckets " + std::to_string(f.buckets) +
-                    " is out of range (expected 1..2147483647, or 0 for a vocabulary)");
-      }
-      if (f.type == FeatureType::kMultiHot && f.delimiter.empty()) {
-        throw Error(w + ": the delimiter is empty");
-      }
+      ValidateFeatureSpec(f, w);
     }
   }
   if (label_column.empty()) throw Error(where + ": features.label is empty");
@@ -150,6 +154,7 @@ FeatureSpec FeatureSpecFromJson(const nlohmann::json& j, const std::string& wher
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed feature: " + e.what());
   }
+  ValidateFeatureSpec(f, where + ": column '" + f.column + "'");
   return f;
 }
 

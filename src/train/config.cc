@@ -590,7 +590,7 @@ Config Config::FromYamlFile(const std::string& path) {
   return FromYamlString(ReadFile(path), path);
 }
 
-void Config::Set(const std::string& assignment, const std::string& where) {
+void Config::Set(const std::string& assignment, const std::string& where, bool validate) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos) {
     throw Error(where + ": expected key=value, got " + Quote(assignment));
@@ -604,7 +604,7 @@ void Config::Set(const std::string& assignment, const std::string& where) {
     throw Error(where + ": unknown key '" + key + "' (expected one of: " + keys + ")");
   }
   AssignScalar(*s, this, assignment.substr(eq + 1), where);
-  Validate(where);
+  if (validate) Validate(where);
 }
 
 void Config::Validate(const std::string& where) const {
@@ -632,6 +632,28 @@ void Config::Validate(const std::string& where) const {
                   " (expected val_auc, val_loss, or val_recall@K, val_ndcg@K, val_hitrate@K, "
                   "val_mrr@K with K in evaluation.k = [" +
                   ks + "])");
+    }
+  }
+  if (m == "val_loss" && training.loss != "bce") {
+    throw Error(where +
+                ": 'training.monitor': val_loss is the pointwise (bce) loss on labelled "
+                "pairs; with training.loss " +
+                training.loss +
+                " monitor a ranking metric such as "
+                "val_recall@10");
+  }
+  if (training.loss == "softmax" && training.batch_size < 2) {
+    throw Error(where +
+                ": 'training.batch_size': in-batch softmax needs at least 2 rows per batch "
+                "(the other rows' items are the negatives), got " +
+                std::to_string(training.batch_size));
+  }
+  {
+    std::set<int> ks;
+    for (int k : evaluation.k) {
+      if (!ks.insert(k).second) {
+        throw Error(where + ": 'evaluation.k': " + std::to_string(k) + " is listed twice");
+      }
     }
   }
   if (training.loss == "softmax" && training.monitor.empty() && evaluation.k.empty()) {

@@ -196,10 +196,10 @@ RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const dat
 }
 
 RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, bool positives_only,
-                                        const std::vector<int>& ks, bool count_val) {
+                                        const std::vector<int>& ks) {
   std::vector<double> counts(data.items.num_rows(), 0.0);
   for (const data::Interactions* s : {&data.train, &data.val}) {
-    if (s == &data.val && !count_val) continue;
+    if (s == &data.val && split == Split::kVal) continue;
     for (int64_t i = 0; i < s->size(); ++i) {
       if (positives_only && s->label[i] != 1.0f) continue;
       counts[s->item_row[i]] += 1.0;
@@ -359,6 +359,17 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   const bool lower_is_better = monitor == "val_loss";
   std::vector<int64_t> order =
       Examples(data.train, pointwise, positives_only, config.training.positives);
+  if (monitor != "val_auc" && monitor != "val_loss") {
+    bool any = false;
+    for (int64_t i = 0; i < data.val.size() && !any; ++i) {
+      any = !positives_only || data.val.label[i] == 1.0f;
+    }
+    if (!any) {
+      throw Error(data.val.source +
+                  ": no positives (training.positives: " + config.training.positives + "), so " +
+                  monitor + " is undefined: early stopping would have nothing to follow");
+    }
+  }
   const int64_t batch = config.training.batch_size;
   EpochBuffers buf;
   std::vector<Matrix> best_weights = net.Snapshot();
@@ -495,8 +506,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   if (!pointwise) result.test.loss = result.test.accuracy = std::nan("");
   if (!ks.empty()) {
     result.test_ranking = EvaluateRankingSplit(final_model, data, Split::kTest, positives_only, ks);
-    result.test_most_popular =
-        EvaluateMostPopularSplit(data, Split::kTest, positives_only, ks, result.refit);
+    result.test_most_popular = EvaluateMostPopularSplit(data, Split::kTest, positives_only, ks);
   }
   if (!dir.empty()) {
     WriteFileAtomically(dir + "/test_metrics.json", MetricsJson(result, trainer.loss().name()));

@@ -97,6 +97,12 @@ TEST(MovieLensCliTest, ConvertTrainEvaluateRecommend) {
   ASSERT_EQ(evaluated.size(), 4u) << r.out;
   EXPECT_NEAR(evaluated[0], trained[0], 1e-4);
   EXPECT_NEAR(evaluated[1], trained[1], 1e-4);
+  EXPECT_NEAR(evaluated[2], trained[2], 1e-4);  // MostPop: the same history counted
+  testing::ExpectUserError(
+      RunCli({"evaluate", "--model", run, "--interactions", data + "/test/interactions.csv",
+              "--exclude", data + "/test/interactions.csv"},
+             dir),
+      "is the file being evaluated");
 
   // recommend --all-users --exclude-seen never returns a movie rated in train or val.
   const std::string recs = dir.File("recs.csv");
@@ -119,6 +125,13 @@ TEST(MovieLensCliTest, ConvertTrainEvaluateRecommend) {
     EXPECT_EQ(seen.count(f[0] + "," + f[2]), 0u) << line;
   }
   EXPECT_EQ(rows, 900);
+}
+
+TEST(MovieLensCliTest, SetGivenTwiceIsRefused) {
+  TempDir dir;
+  const CliResult r =
+      RunCli({"train", "--set", "training.epochs=3", "--set", "training.epochs=4"}, dir);
+  testing::ExpectUserError(r, "--set: key 'training.epochs' given twice");
 }
 
 TEST(MovieLensCliTest, UnknownLayoutIsAClearError) {

@@ -163,6 +163,29 @@ TEST(FeatureTypesTest, EncodeRowGivesTheSameBagsAsEncode) {
               HasSubstr("request: missing field 'genres'"));
 }
 
+TEST(FeatureTypesTest, VocabularyValuesMustBeUtf8) {
+  EntitySchema s;
+  s.id_column = "movie_id";
+  s.features = {Spec("genres", FeatureType::kMultiHot)};
+  EntityEncoder enc(s);
+  const Table t = MakeTable("movies.csv", {"movie_id", "genres"}, {{"m1", "A"}, {"m2", "Caf\xE9"}});
+  EXPECT_EQ(ErrorMessage([&] {
+              enc.Fit(t, {0, 1});
+            }),
+            "movies.csv:3: column 'genres': \"Caf\\xe9\" is not UTF-8 text (convert the file to "
+            "UTF-8)");
+}
+
+TEST(FeatureTypesTest, ModelFileSpecsAreValidatedLikeConfigOnes) {
+  // An empty delimiter from a hand-edited model file would make splitting loop forever.
+  const nlohmann::json j = {{"column", "g"}, {"type", "multi_hot"}, {"delimiter", ""}};
+  EXPECT_EQ(ErrorMessage([&] { FeatureSpecFromJson(j, "m.safetensors"); }),
+            "m.safetensors: column 'g': the delimiter is empty");
+  const nlohmann::json k = {{"column", "u"}, {"type", "id"}, {"dim", 0}};
+  EXPECT_THAT(ErrorMessage([&] { FeatureSpecFromJson(k, "m"); }),
+              HasSubstr("dim 0 is out of range"));
+}
+
 TEST(FeatureTypesTest, SchemaRefusesUnknownKeysPerType) {
   const nlohmann::json j = {{"column", "year"}, {"type", "numeric"}, {"pooling", "mean"}};
   EXPECT_EQ(ErrorMessage([&] { FeatureSpecFromJson(j, "cfg"); }),

@@ -143,13 +143,14 @@ TEST(MovieLensTest, Ml1mDoubleColonFiles) {
   TempDir dir;
   dir.Write("src/movies.dat",
             "1::Toy Story (1995)::Animation|Children's|Comedy\n"
-            "2::Jumanji (1995)::Adventure\n");
+            "2::Jumanji (1995)::Adventure\n3::C (1990)::Drama\n4::D (1991)::Drama\n"
+            "5::E (1992)::Drama\n");
   dir.Write("src/users.dat", "1::F::1::10::48067\n2::M::56::16::70072\n");
   std::string ratings;
   for (int u = 1; u <= 2; ++u) {
     for (int k = 0; k < 5; ++k) {
-      ratings += std::to_string(u) + "::" + std::to_string(1 + k % 2) +
-                 "::" + std::to_string(1 + k) + "::" + std::to_string(978300000 + k) + "\r\n";
+      ratings += std::to_string(u) + "::" + std::to_string(1 + k) + "::" + std::to_string(1 + k) +
+                 "::" + std::to_string(978300000 + k) + "\r\n";
     }
   }
   dir.Write("src/ratings.dat", ratings);
@@ -171,11 +172,12 @@ TEST(MovieLensTest, LatestCsvWithQuotedTitlesAndNoUsers) {
   TempDir dir;
   dir.Write("src/movies.csv",
             "movieId,title,genres\n1,\"American President, The (1995)\",Comedy|Drama|Romance\n"
-            "2,Heat (1995),Action|Crime|Thriller\n3,Some Film,(no genres listed)\n");
+            "2,Heat (1995),Action|Crime|Thriller\n3,Some Film,(no genres listed)\n"
+            "4,A (2001),Drama\n5,B (2002),Drama\n6,C (2003),Drama\n");
   std::string ratings = "userId,movieId,rating,timestamp\n";
   for (int u = 7; u <= 9; ++u) {
     for (int k = 0; k < 6; ++k) {
-      ratings += std::to_string(u) + "," + std::to_string(1 + k % 3) + ",4.5," +
+      ratings += std::to_string(u) + "," + std::to_string(1 + k) + ",4.5," +
                  std::to_string(1000 + k) + "\n";
     }
   }
@@ -223,6 +225,18 @@ TEST(MovieLensTest, ErrorsNameTheFolderFileLineOrUser) {
   o.test = 1.0;
   EXPECT_THAT(ErrorMessage([&] { ConvertMovieLens(dir.File("src"), dir.File("out"), o); }),
               HasSubstr("fractions must be >= 0 (test > 0) and sum to less than 1"));
+  o.split = "random";
+  o.test = 0.15;
+  o.val = 0.15;
+  dir.Write("src/ratings.dat", "1::1::4::100\n2::1::9::101\n");
+  EXPECT_EQ(ErrorMessage([&] { ConvertMovieLens(dir.File("src"), dir.File("out"), o); }),
+            dir.File("src/ratings.dat") + ":2: rating 9 is out of range (expected 0.5 to 5)");
+  dir.Write("src/ratings.dat", "1::1::4::100\n2::1::3::101\n1::1::5::102\n");
+  EXPECT_EQ(ErrorMessage([&] { ConvertMovieLens(dir.File("src"), dir.File("out"), o); }),
+            dir.File("src/ratings.dat") + ":3: user 1 rated movie 1 again (first on line 1): a " +
+                "repeated pair would be split across train and test");
+  EXPECT_THAT(ErrorMessage([&] { ConvertMovieLens(dir.File("src"), dir.File("src"), o); }),
+              HasSubstr("is the --src folder"));
   o.split = "by-genre";
   EXPECT_EQ(ErrorMessage([&] { ConvertMovieLens(dir.File("src"), dir.File("out"), o); }),
             "--split: unknown split \"by-genre\" (expected: random, user-temporal, "

@@ -223,6 +223,17 @@ TEST(ConfigTest, FeaturesSectionOnlyOverridesWhatItNames) {
   EXPECT_EQ(data::ToJson(c.features), data::ToJson(expected));
 }
 
+TEST(ConfigTest, RetrievalSettingsThatCannotWorkAreRefused) {
+  EXPECT_THAT(ParseError("training: {loss: softmax, monitor: val_loss}\n"),
+              HasSubstr("'training.monitor': val_loss is the pointwise (bce) loss"));
+  EXPECT_THAT(ParseError("training: {loss: softmax, batch_size: 1}\n"),
+              HasSubstr("'training.batch_size': in-batch softmax needs at least 2 rows"));
+  EXPECT_THAT(ParseError("evaluation: {k: [10, 10]}\n"),
+              HasSubstr("'evaluation.k': 10 is listed twice"));
+  EXPECT_THAT(ParseError("training: {monitor: val_recall@7}\n"),
+              HasSubstr("unknown value \"val_recall@7\""));
+}
+
 TEST(ConfigTest, FeaturesSectionRejectsBadEntries) {
   EXPECT_EQ(ParseError("features:\n  user:\n    - {column: age, type: ordinal}\n"),
             "run.yaml:3: 'features.user': column 'age': unknown feature type \"ordinal\" "
@@ -243,9 +254,9 @@ TEST(ConfigTest, FeaturesSectionRejectsBadEntries) {
               HasSubstr("features.user: expected at least one feature column"));
   EXPECT_THAT(ParseError("features:\n  user:\n    - {column: user_id, type: id, dim: x}\n"),
               HasSubstr("run.yaml:3: 'features.user.dim': expected an integer, got \"x\""));
-  EXPECT_THAT(
-      ParseError("features:\n  user:\n    - {column: user_id, type: id, dim: 0}\n"),
-      HasSubstr("features.user: column 'user_id': dim 0 is out of range (expected 1..65536)"));
+  EXPECT_THAT(ParseError("features:\n  user:\n    - {column: user_id, type: id, dim: 0}\n"),
+              HasSubstr("run.yaml:3: 'features.user': column 'user_id': dim 0 is out of range "
+                        "(expected 1..65536)"));
   EXPECT_THAT(ParseError("features:\n  user:\n    - {column: g, type: multi_hot, pooling: max}\n"),
               HasSubstr("column 'g': 'pooling': unknown value \"max\" (expected: mean, sum)"));
   EXPECT_THAT(ParseError("features:\n  item: []\n  item: []\n"),

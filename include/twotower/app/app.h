@@ -100,8 +100,8 @@ struct EvaluationReport {
 };
 // Scores the interactions file: pointwise metrics of its labelled pairs, and the ranking metrics
 // (metrics.h) over all items for each user with positives in it, excluding the items of
-// `exclude` (empty: the bundle's train and val files, less the evaluated file itself); MostPop
-// counts the first excluded file's positives.
+// `exclude` (empty: the bundle's train and val files, less the evaluated file itself; naming the
+// evaluated file is an error); MostPop counts the excluded files' positives.
 EvaluationReport EvaluateInteractions(const Bundle& bundle, const std::string& path,
                                       const std::vector<std::string>& exclude);
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "twotower/core/matrix.h"
@@ -120,7 +121,11 @@ struct FeatureEncoder {
 // True for the cells a numeric column treats as missing: "", "NA", "NaN", "nan", "null".
 bool IsMissingValue(const std::string& value);
 
-// Splits a multi-hot cell on `delimiter`, trimming spaces; empty tokens are dropped.
+// True when `text` is well-formed UTF-8 (RFC 3629 byte patterns; overlong forms not checked).
+bool IsValidUtf8(std::string_view text);
+
+// Splits a multi-hot cell on `delimiter`, trimming spaces; empty tokens are dropped. An empty
+// delimiter gives the whole trimmed cell as one token.
 std::vector<std::string> SplitList(const std::string& value, const std::string& delimiter);
 
 }  // namespace twotower::data

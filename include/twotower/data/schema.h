@@ -73,6 +73,10 @@ struct FeatureSchema {
   void Validate(const std::string& where) const;
 };
 
+// Throws Error("<where>: ...") for a dim outside 1..65536 (learned features), buckets outside
+// 0..2^31-1 or an empty multi-hot delimiter.
+void ValidateFeatureSpec(const FeatureSpec& spec, const std::string& where);
+
 nlohmann::json ToJson(const FeatureSpec& spec);
 // Throws Error("<where>: ...") naming the offending field.
 FeatureSpec FeatureSpecFromJson(const nlohmann::json& json, const std::string& where);

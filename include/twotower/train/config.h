@@ -76,7 +76,9 @@ struct Config {
   static Config FromYamlFile(const std::string& path);
   static Config FromYamlString(const std::string& text, const std::string& where);
   // Applies "key=value" (dotted key, e.g. training.epochs=10). Throws Error naming the flag.
-  void Set(const std::string& assignment, const std::string& where);
+  // With validate, then checks the whole config (Validate); a caller applying several flags
+  // passes false and calls Validate once after the last, so their order does not matter.
+  void Set(const std::string& assignment, const std::string& where, bool validate = true);
   // Checks ranges and the schema; throws Error naming the key.
   void Validate(const std::string& where) const;
 

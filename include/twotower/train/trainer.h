@@ -53,10 +53,10 @@ enum class Split { kVal, kTest };
 // the model: every user tower and item tower pass once, then EvaluateRanking.
 RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const data::Dataset& data,
                                     Split split, bool positives_only, const std::vector<int>& ks);
-// The MostPop baseline on the same split and protocol; popularity = training positives (and
-// validation positives with count_val, to match a model refitted on both).
+// The MostPop baseline on the same split and protocol; popularity = the positives of the history
+// the split excludes (train for validation; train and validation for test).
 RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, bool positives_only,
-                                        const std::vector<int>& ks, bool count_val = false);
+                                        const std::vector<int>& ks);
 
 // One optimisation step, the one copy the trainer, the tests and the benchmarks call: forward
 // both towers for n (user row, item row) pairs of the encoded tables, the loss, zero the
