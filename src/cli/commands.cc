@@ -327,6 +327,11 @@ int RunRecommend(const RecommendArgs& a) {
   if (!a.index.empty() && !a.embeddings.empty()) {
     throw Error("recommend: give --index or --embeddings, not both");
   }
+  if (!a.exclude_seen && (!a.train.empty() || !a.val.empty())) {
+    throw Error(
+        "recommend: --train and --val name the history --exclude-seen drops; add "
+        "--exclude-seen or leave them out");
+  }
   const app::DataOverrides overrides{a.users, a.items, a.train, a.val};
   const app::Bundle b = app::LoadBundle(a.model, overrides);
   int32_t user_row = -1;

@@ -147,6 +147,11 @@ FeatureSpec FeatureSpecFromJson(const nlohmann::json& j, const std::string& wher
     f.missing = choice("missing", {"error", "mean"}) == 1 ? Missing::kMean : Missing::kError;
     f.encoding = choice("encoding", {"one_hot", "embedding"}) == 1 ? Encoding::kEmbedding
                                                                    : Encoding::kOneHot;
+    if (f.type == FeatureType::kCategorical && f.encoding == Encoding::kOneHot &&
+        j.contains("dim")) {
+      throw Error(w +
+                  ": 'dim' goes with encoding: embedding (one-hot columns have no width to set)");
+    }
     f.pooling = choice("pooling", {"mean", "sum"}) == 1 ? Pooling::kSum : Pooling::kMean;
     if (j.contains("delimiter")) f.delimiter = j.at("delimiter").get<std::string>();
     if (j.contains("buckets")) f.buckets = j.at("buckets").get<int64_t>();
