@@ -88,7 +88,8 @@ TEST(TowerTest, EveryGradientMatchesFiniteDifferencesThroughInBatchSoftmax) {
   const std::vector<int32_t> user_rows = {0, 2, 1, 2};
   const std::vector<int32_t> item_rows = {1, 3, 0, 2};
   train::InBatchSoftmaxLoss loss({0.5, {-1.0f, -2.0f, -1.5f, -0.5f}, true});
-  auto f = [&] {
+  // The loss of the batch; with backward, also adds every gradient.
+  auto f = [&](bool backward) {
     ModelContext ctx;
     model.ForwardTowers(fx.xu, user_rows.data(), fx.xi, item_rows.data(), 4, &ctx, nullptr);
     train::LossBatch b;
@@ -97,26 +98,16 @@ TEST(TowerTest, EveryGradientMatchesFiniteDifferencesThroughInBatchSoftmax) {
     b.item_rows = item_rows.data();
     train::LossOutput out;
     loss.Compute(b, &out);
-    return out;
+    if (backward) model.BackwardTowers(&ctx, out.du, out.dv);
+    return out.loss;
   };
-  auto params = model.TrainableParameters();
-  nn::ZeroGrad(params);
-  {
-    ModelContext ctx;
-    model.ForwardTowers(fx.xu, user_rows.data(), fx.xi, item_rows.data(), 4, &ctx, nullptr);
-    train::LossBatch b;
-    b.u = &TwoTowerModel::user_output(ctx);
-    b.v = &TwoTowerModel::item_output(ctx);
-    b.item_rows = item_rows.data();
-    train::LossOutput out;
-    loss.Compute(b, &out);
-    model.BackwardTowers(&ctx, out.du, out.dv);
-  }
+  nn::ZeroGrad(model.TrainableParameters());
+  f(true);
   for (const auto& t : model.NamedTensors()) {
     if (t.name.rfind("scorer.", 0) == 0) continue;  // softmax does not use the scorer
     const Matrix analytic = t.parameter->grad;
     const auto numeric = testing::NumericalGradient(
-        &t.parameter->value, [&] { return f().loss; }, 1e-3);
+        &t.parameter->value, [&] { return f(false); }, 1e-3);
     if (numeric.cwiseAbs().maxCoeff() == 0.0) {
       // The out-of-vocabulary rows are in no bag of this batch: zero both ways.
       EXPECT_EQ(analytic.cwiseAbs().maxCoeff(), 0.0f) << t.name;
