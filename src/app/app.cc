@@ -336,6 +336,8 @@ std::vector<Recommendation> RecommendForUser(const Bundle& b, const index::ItemI
   b.model.model->EncodeUsers(xu, &u);
   index::SearchFilter filter;
   if (exclude != nullptr) filter.exclude = *exclude;
+  // Buffers sized by what can be returned, not by the request (k may exceed the catalogue).
+  k = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(index.size(), 1)));
   std::vector<int64_t> labels(static_cast<size_t>(k));
   std::vector<float> scores(static_cast<size_t>(k));
   index.Search(u.data(), 1, k, exclude != nullptr ? &filter : nullptr, labels.data(),
@@ -356,7 +358,10 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
   AtomicFile file(out_path);
   file.Write(data::CsvField(schema.user.id_column) + ",rank," +
              data::CsvField(schema.item.id_column) + ",score\n");
-  constexpr int64_t kChunk = 4096;
+  // Buffers sized by what can be returned: at most the catalogue per user, and users in chunks
+  // of at most 4M results (48 MiB of labels and scores) however large k is.
+  k = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(idx.size(), 1)));
+  const int64_t kChunk = std::max<int64_t>(1, std::min<int64_t>(4096, (int64_t{1} << 22) / k));
   std::vector<int64_t> ids(static_cast<size_t>(kChunk * k));
   std::vector<float> scores(static_cast<size_t>(kChunk * k));
   std::vector<index::SearchFilter> filters;

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <new>
 #include <numeric>
 #include <string_view>
 #include <unordered_map>
@@ -575,6 +576,11 @@ int Main(int argc, char** argv) {
   } catch (const Error& e) {
     std::cout.flush();
     std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cout.flush();
+    std::cerr << "error: out of memory (the request or the data needs more memory than this "
+                 "machine has)\n";
     return 1;
   } catch (const std::exception& e) {
     std::cout.flush();

@@ -125,6 +125,13 @@ TEST(MovieLensCliTest, ConvertTrainEvaluateRecommend) {
     EXPECT_EQ(seen.count(f[0] + "," + f[2]), 0u) << line;
   }
   EXPECT_EQ(rows, 900);
+
+  // k far beyond the catalogue: every movie for every user, memory sized by the 60 movies.
+  r = RunCli(
+      {"recommend", "--model", run, "--all-users", "--k", "1000000", "--out", recs, "--quiet"},
+      dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Lines(ReadBytes(recs)).size(), 1u + 90 * 60);
 }
 
 TEST(MovieLensCliTest, SetGivenTwiceIsRefused) {
