@@ -381,15 +381,35 @@ int RunRecommend(const RecommendArgs& a) {
       shown.push_back(c);
     }
   }
+  // Each column as wide as its widest cell (in characters: UTF-8 continuation bytes not
+  // counted), at least 10.
+  auto width = [](const std::string& text) {
+    return static_cast<int>(std::count_if(text.begin(), text.end(), [](char ch) {
+      return (static_cast<unsigned char>(ch) & 0xC0) != 0x80;
+    }));
+  };
+  auto cell = [&](const std::string& c, size_t r) -> std::string {
+    const int32_t item_row = b.item_index.Find(idx->ids()[recs[r].label]);
+    return item_row >= 0 ? b.items.Column(c)[item_row] : "?";
+  };
+  std::vector<int> widths;
+  for (const std::string& c : shown) {
+    int w = std::max(10, width(c));
+    for (size_t r = 0; r < recs.size(); ++r) w = std::max(w, width(cell(c, r)));
+    widths.push_back(w);
+  }
+  auto padded = [&](const std::string& text, int w) {
+    return text + std::string(static_cast<size_t>(std::max(0, w - width(text))), ' ');
+  };
   std::printf("%4s  %-10s  %7s", "rank", schema.item.id_column.c_str(), "score");
-  for (const std::string& c : shown) std::printf("  %-10s", c.c_str());
+  for (size_t i = 0; i < shown.size(); ++i)
+    std::printf("  %s", padded(shown[i], widths[i]).c_str());
   std::printf("\n");
   for (size_t r = 0; r < recs.size(); ++r) {
     const std::string& id = idx->ids()[recs[r].label];
     std::printf("%4zu  %-10s  %7.4f", r + 1, id.c_str(), app::DisplayScore(b, recs[r].score));
-    const int32_t item_row = b.item_index.Find(id);
-    for (const std::string& c : shown) {
-      std::printf("  %-10s", item_row >= 0 ? b.items.Column(c)[item_row].c_str() : "?");
+    for (size_t i = 0; i < shown.size(); ++i) {
+      std::printf("  %s", padded(cell(shown[i], r), widths[i]).c_str());
     }
     std::printf("\n");
   }
