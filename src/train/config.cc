@@ -192,7 +192,7 @@ const std::vector<Setting>& Settings() {
        false,
        1000000,
        {},
-       "stop after this many epochs without a better val AUC; 0 = never",
+       "stop after this many epochs without a better training.monitor value; 0 = never",
        [](Config& c) -> void* { return &c.training.early_stopping_patience; }},
       {"training.loss",
        Kind::kString,
