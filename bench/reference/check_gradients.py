@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from twotower_torch import load_twotower, read_safetensors  # noqa: E402
+from twotower_torch import load_twotower, read_safetensors, report_gradient_parity  # noqa: E402
 
 
 def main():
@@ -44,14 +44,7 @@ def main():
     loss = F.binary_cross_entropy_with_logits(model(torch.from_numpy(xu), torch.from_numpy(xi)),
                                               torch.from_numpy(y[0]))
     loss.backward()
-    worst = abs(float(meta["loss"]) - loss.item()) / abs(loss.item())
-    print(f"loss: twotower {float(meta['loss']):.7f}  pytorch {loss.item():.7f}  rel {worst:.1e}")
-    for name, param in model.named_parameters():
-        g = param.grad.numpy().reshape(ours[name].shape)
-        rel = np.abs(ours[name] - g).max() / max(np.abs(g).max(), 1e-30)
-        worst = max(worst, rel)
-        print(f"{name:32s} {str(tuple(param.shape)):12s} rel {rel:.1e}")
-    print(f"worst relative error {worst:.1e}")
+    worst = report_gradient_parity(model, ours, float(meta["loss"]), loss.item())
     sys.exit(0 if worst < 1e-5 else 1)
 
 

@@ -212,3 +212,20 @@ def load_twotower(path):
     model = TwoTower(user_enc, item_enc, cfg)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
     return model, user_enc, item_enc, meta
+
+
+def report_gradient_parity(model, ours, our_loss, torch_loss, skip=()):
+    """Prints the loss and each parameter's relative gradient error max|g_tt - g_torch| /
+    max|g_torch| (PyTorch's grads after backward(); ours by name), skipping names starting with
+    any prefix in `skip`. Returns the worst relative error, the loss's included."""
+    worst = abs(our_loss - torch_loss) / abs(torch_loss)
+    print(f"loss: twotower {our_loss:.7f}  pytorch {torch_loss:.7f}  rel {worst:.1e}")
+    for name, param in model.named_parameters():
+        if any(name.startswith(p) for p in skip):
+            continue
+        g = param.grad.numpy().reshape(ours[name].shape)
+        rel = np.abs(ours[name] - g).max() / max(np.abs(g).max(), 1e-30)
+        worst = max(worst, rel)
+        print(f"{name:40s} {str(tuple(param.shape)):14s} rel {rel:.1e}")
+    print(f"worst relative error {worst:.1e}")
+    return worst

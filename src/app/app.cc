@@ -21,18 +21,6 @@
 namespace twotower::app {
 namespace {
 
-// Reads a table whose path came from the model file's training config unless the user gave
-// `flag`; a failure then says where the path came from and how to override it.
-data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag) {
-  try {
-    return data::ReadTable(path);
-  } catch (const Error& e) {
-    if (!from_model) throw;
-    throw Error(std::string(e.what()) + " (path from the model file's training config; pass " +
-                flag + " to read another file)");
-  }
-}
-
 // The first line of an ids file `twotower embed` writes: it ties the ids to the embeddings they
 // were written with, so that a crash between the two renames (or a file copied from another run)
 // cannot pair embeddings with ids of the same count but another order. Readers of the file as
@@ -98,6 +86,16 @@ std::vector<std::string> ReadIdsFile(const std::string& ids_path, const Matrix& 
 double Sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 
 }  // namespace
+
+data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag) {
+  try {
+    return data::ReadTable(path);
+  } catch (const Error& e) {
+    if (!from_model) throw;
+    throw Error(std::string(e.what()) + " (path from the model file's training config; pass " +
+                flag + " to read another file)");
+  }
+}
 
 data::DataPaths ModelDataPaths(const model::LoadedModel& loaded) {
   train::Config defaults;
@@ -268,7 +266,10 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   const data::Interactions inter =
       data::ReadInteractions(path, b.model.schema, b.user_index, b.item_index);
   const model::TwoTowerModel& net = *b.model.model;
-  r.pointwise = train::Evaluate(net, b.user_features, b.item_features, inter);
+  Matrix u, v;  // every user and item once, for both evaluations
+  net.EncodeUsers(b.user_features, &u);
+  net.EncodeItems(b.item_features, &v);
+  r.pointwise = train::Evaluate(net, u, v, inter);
   if (!b.probabilities) r.pointwise.loss = r.pointwise.accuracy = std::nan("");
   if (b.ks.empty()) return r;
   r.ranked = true;
@@ -298,9 +299,6 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   const int64_t num_users = b.users.num_rows();
   const auto excluded = data::ItemsByUser(history_ptrs, num_users, false);
   const auto positives = data::ItemsByUser({&inter}, num_users, b.positives_only);
-  Matrix u, v;
-  net.EncodeUsers(b.user_features, &u);
-  net.EncodeItems(b.item_features, &v);
   r.ranking = train::EvaluateRanking(u, v, positives, excluded, b.ks);
   // MostPop's popularity: the positives of the excluded history, as in training's test report.
   std::vector<double> counts(b.items.num_rows(), 0.0);

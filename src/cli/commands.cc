@@ -234,19 +234,8 @@ struct EmbedArgs {
 
 int RunEmbed(const EmbedArgs& a) {
   const model::LoadedModel m = model::LoadModel(a.model);
-  app::DataOverrides overrides;
-  overrides.items = a.items;
-  const data::Table items = [&] {
-    if (!a.items.empty()) return data::ReadTable(a.items);
-    const std::string path = app::ModelDataPaths(m).items;
-    try {
-      return data::ReadTable(path);
-    } catch (const Error& e) {
-      throw Error(std::string(e.what()) +
-                  " (path from the model file's training config; pass --items to read another "
-                  "file)");
-    }
-  }();
+  const data::Table items = app::ReadDataTable(
+      a.items.empty() ? app::ModelDataPaths(m).items : a.items, a.items.empty(), "--items");
   const auto index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
   const Matrix v = app::EmbedItems(m, items);
   app::WriteItemEmbeddings(a.out, v, index.ids);

@@ -331,6 +331,12 @@ MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out
     throw Error("--val/--test: fractions must be >= 0 (test > 0) and sum to less than 1 (got " +
                 FormatRating(o.val) + " and " + FormatRating(o.test) + ")");
   }
+  if (!(o.like_threshold > 0.0 && o.like_threshold <= 5.0)) {
+    throw Error(
+        "--like-threshold: expected a rating in (0, 5] (MovieLens ratings are 0.5 to 5 "
+        "stars), got " +
+        FormatRating(o.like_threshold));
+  }
   const fs::path dir(src);
   if (!fs::is_directory(dir)) throw Error(src + ": not a directory");
   {

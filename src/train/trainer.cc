@@ -124,15 +124,21 @@ std::string RankingSummary(const RankingMetrics& m) {
 EvalMetrics Evaluate(const model::TwoTowerModel& model, const data::EncodedTable& user_features,
                      const data::EncodedTable& item_features, const data::Interactions& data,
                      ProgressBar* progress) {
-  constexpr int64_t kChunk = 65536;
-  const int64_t n = data.size();
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
   int64_t done = 0;
   Matrix u, v;
   model.EncodeUsers(user_features, &u);
   if (progress != nullptr) progress->Update(++done);
   model.EncodeItems(item_features, &v);
   if (progress != nullptr) progress->Update(++done);
+  return Evaluate(model, u, v, data, progress, done);
+}
+
+EvalMetrics Evaluate(const model::TwoTowerModel& model, const Matrix& u, const Matrix& v,
+                     const data::Interactions& data, ProgressBar* progress, int64_t steps_done) {
+  constexpr int64_t kChunk = 65536;
+  const int64_t n = data.size();
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  int64_t done = steps_done;
   Vector logits(n);
   const float scale = model.scale(), bias = model.bias();
   for (int64_t c = 0; c < chunks; ++c) {
@@ -191,6 +197,11 @@ RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const dat
   Matrix u, v;
   model.EncodeUsers(data.user_features, &u);
   model.EncodeItems(data.item_features, &v);
+  return EvaluateRankingSplit(u, v, data, split, positives_only, ks);
+}
+
+RankingMetrics EvaluateRankingSplit(const Matrix& u, const Matrix& v, const data::Dataset& data,
+                                    Split split, bool positives_only, const std::vector<int>& ks) {
   return EvaluateRanking(u, v, SplitPositives(data, split, positives_only),
                          ExcludedItems(data, split), ks);
 }
@@ -389,10 +400,16 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     r.train_loss = train_loss;
     r.train_accuracy = pointwise ? Accuracy(buf.logits, buf.labels) : std::nan("");
     r.train_auc = pointwise ? Auc(buf.logits, buf.labels) : std::nan("");
+    // Both towers run once over every user and item; the pointwise and the ranking evaluation
+    // share the embeddings.
+    Matrix u, v;
     {
       ProgressBar val_bar("val", 2 + (data.val.size() + 65535) / 65536, options.progress);
-      const EvalMetrics val =
-          Evaluate(net, data.user_features, data.item_features, data.val, &val_bar);
+      net.EncodeUsers(data.user_features, &u);
+      val_bar.Update(1);
+      net.EncodeItems(data.item_features, &v);
+      val_bar.Update(2);
+      const EvalMetrics val = Evaluate(net, u, v, data.val, &val_bar, 2);
       val_bar.Finish("loss " + Fixed(val.loss));
       // The scorer (scale, bias) is trained by pointwise losses only; otherwise its loss and
       // accuracy mean nothing, and only the ranking of <u, v> (AUC) is reported.
@@ -401,7 +418,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
       r.val_auc = val.auc;
     }
     if (!ks.empty())
-      r.val_ranking = EvaluateRankingSplit(net, data, Split::kVal, positives_only, ks);
+      r.val_ranking = EvaluateRankingSplit(u, v, data, Split::kVal, positives_only, ks);
     if (monitor == "val_auc") {
       r.monitored = r.val_auc;
     } else if (monitor == "val_loss") {
@@ -502,10 +519,13 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   model::TwoTowerModel& final_model = *result.model;
   result.train_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  result.test = Evaluate(final_model, data.user_features, data.item_features, data.test);
+  Matrix u, v;
+  final_model.EncodeUsers(data.user_features, &u);
+  final_model.EncodeItems(data.item_features, &v);
+  result.test = Evaluate(final_model, u, v, data.test);
   if (!pointwise) result.test.loss = result.test.accuracy = std::nan("");
   if (!ks.empty()) {
-    result.test_ranking = EvaluateRankingSplit(final_model, data, Split::kTest, positives_only, ks);
+    result.test_ranking = EvaluateRankingSplit(u, v, data, Split::kTest, positives_only, ks);
     result.test_most_popular = EvaluateMostPopularSplit(data, Split::kTest, positives_only, ks);
   }
   if (!dir.empty()) {

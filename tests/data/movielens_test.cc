@@ -237,6 +237,11 @@ TEST(MovieLensTest, ErrorsNameTheFolderFileLineOrUser) {
                 "repeated pair would be split across train and test");
   EXPECT_THAT(ErrorMessage([&] { ConvertMovieLens(dir.File("src"), dir.File("src"), o); }),
               HasSubstr("is the --src folder"));
+  o.like_threshold = 7;
+  EXPECT_EQ(ErrorMessage([&] { ConvertMovieLens(dir.File("src"), dir.File("out"), o); }),
+            "--like-threshold: expected a rating in (0, 5] (MovieLens ratings are 0.5 to 5 stars), "
+            "got 7");
+  o.like_threshold = 4;
   o.split = "by-genre";
   EXPECT_EQ(ErrorMessage([&] { ConvertMovieLens(dir.File("src"), dir.File("out"), o); }),
             "--split: unknown split \"by-genre\" (expected: random, user-temporal, "

@@ -45,6 +45,10 @@ struct Bundle {
   bool positives_only = true;  // training.positives == "liked"
 };
 
+// Reads a table; when the path came from the model file's training config (from_model), a
+// failure says so and names `flag`, the option that reads another file.
+data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag);
+
 // The data paths recorded in a model file's training config, defaults for absent keys.
 data::DataPaths ModelDataPaths(const model::LoadedModel& loaded);
 

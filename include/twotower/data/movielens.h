@@ -56,8 +56,10 @@ struct MovieLensSummary {
 
 // Reads the release in `src` and writes the layout above into `out` (each file atomically).
 // Throws Error naming the folder for an unknown layout (listing what it looked for), file:line
-// for a malformed line or a rating of an unknown movie, and the user for a split that leaves a
-// user without training ratings (random, user-temporal), or bad fractions.
+// for a malformed line, a rating of an unknown movie, a rating outside 0.5 - 5, a negative
+// timestamp or a (user, movie) pair rated twice, and the user for a split that leaves a user
+// without training ratings (random, user-temporal); also bad fractions, a like threshold outside
+// (0, 5], and --out equal to --src.
 MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out,
                                   const MovieLensOptions& options);
 

@@ -44,6 +44,12 @@ struct EvalMetrics {
 EvalMetrics Evaluate(const model::TwoTowerModel& model, const data::EncodedTable& user_features,
                      const data::EncodedTable& item_features, const data::Interactions& data,
                      ProgressBar* progress = nullptr);
+// The same from embeddings the caller already has: u (users x d) and v (items x d), every row of
+// the users and items tables through the model's towers (the scorer's scale and bias come from
+// `model`). `progress` counts one step per 65,536 pairs, continuing from `steps_done`.
+EvalMetrics Evaluate(const model::TwoTowerModel& model, const Matrix& u, const Matrix& v,
+                     const data::Interactions& data, ProgressBar* progress = nullptr,
+                     int64_t steps_done = 0);
 
 // Which split a ranking evaluation scores, and so which history it excludes: validation
 // excludes each user's training items; test excludes training and validation items.
@@ -52,6 +58,9 @@ enum class Split { kVal, kTest };
 // Ranking metrics of `split` (positives: its interactions counted under `positives_only`) for
 // the model: every user tower and item tower pass once, then EvaluateRanking.
 RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const data::Dataset& data,
+                                    Split split, bool positives_only, const std::vector<int>& ks);
+// The same from embeddings the caller already has (u: users x d, v: items x d).
+RankingMetrics EvaluateRankingSplit(const Matrix& u, const Matrix& v, const data::Dataset& data,
                                     Split split, bool positives_only, const std::vector<int>& ks);
 // The MostPop baseline on the same split and protocol; popularity = the positives of the history
 // the split excludes (train for validation; train and validation for test).
