@@ -68,13 +68,18 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
   logits_.noalias() = u * v.transpose();
   logits_ *= inv_t;
   const bool log_q = !options_.log_q.empty();
+  if (log_q) {
+    // Each column's correction once per batch, not once per (row, column).
+    column_log_q_.resize(n);
+    for (Eigen::Index j = 0; j < n; ++j) column_log_q_[j] = options_.log_q[b.item_rows[j]];
+  }
   double total = 0.0;
   for (Eigen::Index i = 0; i < n; ++i) {
     float* row = logits_.row(i).data();
     const int32_t target = b.item_rows[i];
     float max = -std::numeric_limits<float>::infinity();
     for (Eigen::Index j = 0; j < n; ++j) {
-      if (log_q) row[j] -= options_.log_q[b.item_rows[j]];
+      if (log_q) row[j] -= column_log_q_[j];
       if (j != i && options_.remove_accidental_hits && b.item_rows[j] == target) {
         row[j] = -std::numeric_limits<float>::infinity();
       }

@@ -85,6 +85,7 @@ class InBatchSoftmaxLoss : public Loss {
  private:
   SoftmaxOptions options_;
   Matrix logits_;
+  Vector column_log_q_;  // log q of each batch column's item
 };
 
 // Sampling probabilities for the logQ correction: log(count_j / total) for every item row j with
