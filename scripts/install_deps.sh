@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages twotower builds with, if any is missing.
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev
-  libcli11-dev libgtest-dev libgmock-dev libhnswlib-dev)
+  libcli11-dev libgtest-dev libgmock-dev libhnswlib-dev libssl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,6 +12,7 @@
 
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
+#include "twotower/core/hash.h"
 #include "twotower/core/progress.h"
 #include "twotower/data/npy.h"
 #include "twotower/index/flat_index.h"
@@ -27,6 +28,7 @@ namespace {
 // plain text skip it as a comment (numpy.loadtxt, pandas with comment="#").
 constexpr std::string_view kIdsHeader = "# twotower-ids";
 
+// The part of the first line that describes `v` itself.
 std::string IdsHeader(const Matrix& v) {
   char crc[9];
   std::snprintf(crc, sizeof(crc), "%08x",
@@ -34,13 +36,16 @@ std::string IdsHeader(const Matrix& v) {
   return std::string(kIdsHeader) + " rows=" + std::to_string(v.rows()) +
          " dim=" + std::to_string(v.cols()) + " crc32c=" + crc;
 }
+constexpr std::string_view kModelField = " model=sha256:";
 
 // The ids file beside an embeddings .npy `v` (one id per line, row order): `v.rows()` non-empty,
-// distinct ids. A first line from `twotower embed` (kIdsHeader) must describe `v`; a file
-// without one (written by hand or another tool) is taken as it is. A UTF-8 byte-order mark and CR
-// line ends are dropped, as the CSV reader drops them. Errors name the file and line.
+// distinct ids. A first line from `twotower embed` (kIdsHeader) must describe `v`, and may end
+// with the model's fingerprint (` model=sha256:<64 hex>`, returned in *model_fingerprint); a file
+// without that line (written by hand or another tool) is taken as it is, its model unknown. A
+// UTF-8 byte-order mark and CR line ends are dropped, as the CSV reader drops them. Errors name
+// the file and line.
 std::vector<std::string> ReadIdsFile(const std::string& ids_path, const Matrix& v,
-                                     const std::string& npy_path) {
+                                     const std::string& npy_path, std::string* model_fingerprint) {
   const int64_t rows = v.rows();
   std::string text = ReadFile(ids_path);
   if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
@@ -48,16 +53,23 @@ std::vector<std::string> ReadIdsFile(const std::string& ids_path, const Matrix& 
   std::unordered_map<std::string, int64_t> line_of;
   size_t start = 0;
   int64_t header_lines = 0;
+  model_fingerprint->clear();
   if (text.rfind(kIdsHeader, 0) == 0) {
     size_t end = text.find('\n');
     if (end == std::string::npos) end = text.size();
     std::string header = text.substr(0, end);
     if (!header.empty() && header.back() == '\r') header.pop_back();
-    if (header != IdsHeader(v)) {
+    const std::string expected = IdsHeader(v);
+    std::string rest = header.rfind(expected, 0) == 0 ? header.substr(expected.size()) : "";
+    const bool model_ok = rest.rfind(kModelField, 0) == 0 &&
+                          IsSha256Hex(std::string_view(rest).substr(kModelField.size()));
+    if (header.rfind(expected, 0) != 0 || (!rest.empty() && !model_ok)) {
       throw Error(ids_path + ":1: written for other embeddings than " + npy_path + " (" +
-                  Quote(header) + ", expected " + Quote(IdsHeader(v)) +
-                  "): run `twotower embed` again to write both");
+                  Quote(header) + ", expected " + Quote(expected) +
+                  " and optionally \" model=sha256:<64 hex digits>\"): run `twotower embed` "
+                  "again to write both");
     }
+    if (!rest.empty()) *model_fingerprint = rest.substr(kModelField.size());
     start = end + 1;
     header_lines = 1;
   }
@@ -82,6 +94,12 @@ std::vector<std::string> ReadIdsFile(const std::string& ids_path, const Matrix& 
   }
   return ids;
 }
+
+}  // namespace
+
+std::string MetaPath(const std::string& out_path) { return out_path + ".meta.json"; }
+
+namespace {
 
 double Sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 
@@ -180,12 +198,19 @@ Matrix EmbedItems(const model::LoadedModel& model, const data::Table& items) {
 }
 
 void WriteItemEmbeddings(const std::string& npy_path, const Matrix& vectors,
-                         const std::vector<std::string>& ids) {
+                         const std::vector<std::string>& ids,
+                         const std::string& model_fingerprint) {
+  if (!model_fingerprint.empty() && !IsSha256Hex(model_fingerprint)) {
+    throw Error("WriteItemEmbeddings: model fingerprint " + Quote(model_fingerprint) +
+                " is not a SHA-256");
+  }
   if (static_cast<int64_t>(ids.size()) != vectors.rows()) {
     throw Error("WriteItemEmbeddings: " + std::to_string(ids.size()) + " ids for " +
                 std::to_string(vectors.rows()) + " rows");
   }
-  std::string text = IdsHeader(vectors) + "\n";
+  std::string text = IdsHeader(vectors);
+  if (!model_fingerprint.empty()) text += std::string(kModelField) + model_fingerprint;
+  text += "\n";
   for (const std::string& id : ids) text += id + "\n";
   // The embeddings first: a crash before the ids are renamed leaves old ids whose header names
   // other embeddings, which readers refuse.
@@ -196,32 +221,58 @@ void WriteItemEmbeddings(const std::string& npy_path, const Matrix& vectors,
 ItemEmbeddings ReadItemEmbeddings(const std::string& npy_path) {
   ItemEmbeddings e;
   e.vectors = data::ReadNpy(npy_path);
-  e.ids = ReadIdsFile(IdsPath(npy_path), e.vectors, npy_path);
+  e.ids = ReadIdsFile(IdsPath(npy_path), e.vectors, npy_path, &e.model_fingerprint);
   return e;
+}
+
+void CheckSameModel(const std::string& file, const std::string& recorded,
+                    const std::string& model_path, const model::LoadedModel& m,
+                    bool allow_other_model) {
+  if (allow_other_model || recorded == m.fingerprint) return;
+  const std::string model = model_path + " (" + ShortFingerprint(m.fingerprint) + ")";
+  const std::string remedy =
+      ": run `twotower embed` and `twotower index build` with this model, or pass "
+      "--allow-other-model if mixing the two is really wanted";
+  if (recorded.empty()) {
+    throw Error(file +
+                ": records no model fingerprint (an index of format 1, or embeddings whose ids "
+                "file has no `# twotower-ids ... model=` line), so it cannot be checked against " +
+                model + remedy);
+  }
+  throw Error(file + ": made by the model " + ShortFingerprint(recorded) + ", not by " + model +
+              ": its item vectors live in another model's space" + remedy);
 }
 
 std::unique_ptr<index::ItemIndex> LoadIndexForModel(const std::string& path,
                                                     const std::string& model_path,
-                                                    const model::LoadedModel& m) {
+                                                    const model::LoadedModel& m,
+                                                    bool allow_other_model) {
   const index::IndexInfo info = index::ReadIndexInfo(path);
   if (info.dim != m.model->embedding_dim()) {
     throw Error(path + ": index dimension " + std::to_string(info.dim) +
                 " does not match the model's embedding_dim " +
                 std::to_string(m.model->embedding_dim()) + " (" + model_path + ")");
   }
-  return index::LoadIndex(path, info.dim);
+  std::unique_ptr<index::ItemIndex> index = index::LoadIndex(path, info.dim);
+  CheckSameModel(path, index->model_fingerprint(), model_path, m, allow_other_model);
+  return index;
 }
 
 std::unique_ptr<index::ItemIndex> OpenItemIndex(const Bundle& bundle, const std::string& index_path,
-                                                const std::string& embeddings_path) {
+                                                const std::string& embeddings_path,
+                                                bool allow_other_model) {
   if (!index_path.empty() && !embeddings_path.empty()) {
     throw Error("give an index file or embeddings, not both");
   }
-  if (!index_path.empty()) return LoadIndexForModel(index_path, bundle.model_path, bundle.model);
+  if (!index_path.empty()) {
+    return LoadIndexForModel(index_path, bundle.model_path, bundle.model, allow_other_model);
+  }
   Matrix v;
   std::vector<std::string> ids;
   if (!embeddings_path.empty()) {
     ItemEmbeddings e = ReadItemEmbeddings(embeddings_path);
+    CheckSameModel(embeddings_path, e.model_fingerprint, bundle.model_path, bundle.model,
+                   allow_other_model);
     if (e.vectors.cols() != bundle.model.model->embedding_dim()) {
       throw Error(embeddings_path + ": embeddings have dimension " +
                   std::to_string(e.vectors.cols()) + ", the model's is " +
@@ -406,6 +457,17 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
   file.Commit();
   bar.Finish();
   result.users = n;
+  // Provenance beside the CSV (which has no room for it): which model and items made it.
+  nlohmann::json meta = {
+      {"file", std::filesystem::path(out_path).filename().string()},
+      {"model", std::filesystem::absolute(b.model_path).lexically_normal().string()},
+      {"model_sha256", b.model.fingerprint},
+      {"items", {{"index", idx.spec()}, {"count", idx.size()}}},
+      {"k", k},
+      {"exclude_seen", seen != nullptr},
+      {"users", n},
+      {"rows", result.rows}};
+  WriteFileAtomically(MetaPath(out_path), meta.dump(2) + "\n");
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

@@ -17,6 +17,7 @@
 #include "twotower/app/app.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
+#include "twotower/core/hash.h"
 #include "twotower/core/progress.h"
 #include "twotower/core/threads.h"
 #include "twotower/data/csv.h"
@@ -238,9 +239,9 @@ int RunEmbed(const EmbedArgs& a) {
       a.items.empty() ? app::ModelDataPaths(m).items : a.items, a.items.empty(), "--items");
   const auto index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
   const Matrix v = app::EmbedItems(m, items);
-  app::WriteItemEmbeddings(a.out, v, index.ids);
+  app::WriteItemEmbeddings(a.out, v, index.ids, m.fingerprint);
   std::cout << "wrote " << a.out << " (" << v.rows() << " x " << v.cols() << " float32) and "
-            << app::IdsPath(a.out) << "\n";
+            << app::IdsPath(a.out) << " (model " << ShortFingerprint(m.fingerprint) << ")\n";
   return 0;
 }
 
@@ -256,6 +257,7 @@ int RunIndexBuild(const IndexBuildArgs& a) {
   const Matrix& v = e.vectors;
   const std::vector<std::string>& ids = e.ids;
   std::unique_ptr<index::ItemIndex> idx = index::MakeIndex(a.type, static_cast<int>(v.cols()));
+  idx->set_model_fingerprint(e.model_fingerprint);  // the model that made the embeddings
   const auto start = std::chrono::steady_clock::now();
   {
     // In chunks, for the progress bar: an HNSW build of a million items takes minutes.
@@ -273,21 +275,28 @@ int RunIndexBuild(const IndexBuildArgs& a) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   idx->Save(a.out);
   std::cout << "wrote " << a.out << " (" << idx->spec() << ", " << idx->size() << " items x "
-            << idx->dim() << ", built in " << Fixed(seconds, 2) << "s)\n";
+            << idx->dim() << ", built in " << Fixed(seconds, 2) << "s, model "
+            << (e.model_fingerprint.empty() ? std::string("unknown")
+                                            : ShortFingerprint(e.model_fingerprint))
+            << ")\n";
   return 0;
 }
 
 struct IndexAddArgs {
   std::string model, index, items, out;
+  bool allow_other_model = false;
 };
 
 int RunIndexAdd(const IndexAddArgs& a) {
   const model::LoadedModel m = model::LoadModel(a.model);
-  std::unique_ptr<index::ItemIndex> idx = app::LoadIndexForModel(a.index, a.model, m);
+  std::unique_ptr<index::ItemIndex> idx =
+      app::LoadIndexForModel(a.index, a.model, m, a.allow_other_model);
   const data::Table items = data::ReadTable(a.items);
   const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
   const Matrix v = app::EmbedItems(m, items);
   const index::ItemIndex::AddResult r = idx->Add(v.data(), v.rows(), item_index.ids);
+  // Vectors of two models (--allow-other-model) make an index of no one model.
+  if (idx->model_fingerprint() != m.fingerprint) idx->set_model_fingerprint("");
   const std::string out = a.out.empty() ? a.index : a.out;
   idx->Save(out);
   std::cout << "added " << r.added << " new and updated " << r.updated << " existing items from "
@@ -303,6 +312,7 @@ struct RecommendArgs {
   int k = 10;
   bool exclude_seen = false;
   bool all_users = false;
+  bool allow_other_model = false;
   bool quiet = false;
 };
 
@@ -331,7 +341,8 @@ int RunRecommend(const RecommendArgs& a) {
       throw Error("--user-id: " + Quote(a.user_id) + " is not in " + b.paths.users);
     }
   }
-  const std::unique_ptr<index::ItemIndex> idx = app::OpenItemIndex(b, a.index, a.embeddings);
+  const std::unique_ptr<index::ItemIndex> idx =
+      app::OpenItemIndex(b, a.index, a.embeddings, a.allow_other_model);
   // The items rated in train and validation: the history the test evaluation excludes.
   std::vector<std::vector<int64_t>> seen;
   if (a.exclude_seen) seen = app::SeenLabels(b, *idx, app::HistoryFiles(b, overrides));
@@ -342,6 +353,7 @@ int RunRecommend(const RecommendArgs& a) {
     std::cout << "wrote " << a.out << ": " << r.users << " users, top " << a.k << " (" << r.rows
               << " rows) from " << idx->spec() << " over " << idx->size() << " items";
     if (a.exclude_seen) std::cout << ", seen in train and val excluded";
+    std::cout << "; provenance in " << app::MetaPath(a.out);
     std::cout << "; " << Fixed(r.seconds, 2) << "s, "
               << Fixed(static_cast<double>(r.users) / std::max(r.seconds, 1e-9), 0) << " users/s\n";
     return 0;
@@ -496,6 +508,8 @@ int Main(int argc, char** argv) {
   recommend->add_option("--val", rec.val,
                         "validation interactions for --exclude-seen (default: the model's, "
                         "when the file exists)");
+  recommend->add_flag("--allow-other-model", rec.allow_other_model,
+                      "use --index / --embeddings made by another model (refused otherwise)");
   recommend->add_flag("--quiet", rec.quiet, "no progress bar");
   recommend->add_option("--threads", threads, "threads (0 = all cores)");
 
@@ -522,6 +536,8 @@ int Main(int argc, char** argv) {
   index_add->add_option("--index", ia.index, "index file to extend")->required();
   index_add->add_option("--items", ia.items, "items CSV with the model's item columns")->required();
   index_add->add_option("--out", ia.out, "write the result here (default: over --index)");
+  index_add->add_flag("--allow-other-model", ia.allow_other_model,
+                      "add to an index made by another model (the result records no model)");
   index_add->add_option("--threads", threads, "threads (0 = all cores)");
 
   if (argc > 1 && argv[1][0] != '-') {

@@ -289,7 +289,7 @@ void FlatIndex::ReadItems(internal::PayloadReader& reader, int64_t count) {
 }
 
 void FlatIndex::SaveImpl(const std::string& path) const {
-  internal::WriteIndexFile(path, "flat", dim_, count_,
+  internal::WriteIndexFile(path, "flat", dim_, count_, model_fingerprint(),
                            [this](internal::ByteSink& sink) { EmitItems(sink); });
 }
 

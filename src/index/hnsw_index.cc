@@ -331,30 +331,31 @@ void HnswIndex::SaveImpl(const std::string& path) const {
     graph = std::make_unique<TempFile>(path + ".graph");
     graph_size = graph_->Save(graph->path());
   }
-  internal::WriteIndexFile(path, "hnsw", dim_, ids_.size(), [&](internal::ByteSink& sink) {
-    sink.U32(static_cast<uint32_t>(params_.M));
-    sink.U32(static_cast<uint32_t>(params_.ef_construction));
-    sink.U32(static_cast<uint32_t>(params_.ef_search));
-    sink.U32(0);
-    // The items section as FlatIndex writes it: ids, then the vectors row-major by label.
-    ids_.Emit(sink);
-    for (int64_t label = 0; label < ids_.size(); ++label) {
-      sink.Write(graph_->Vector(label), static_cast<size_t>(dim_) * sizeof(float));
-    }
-    sink.U64(graph_size);
-    if (graph_size == 0) return;
-    std::ifstream in(graph->path(), std::ios::binary);
-    std::vector<char> buffer(1 << 20);
-    uint64_t left = graph_size;
-    while (left > 0) {
-      const size_t m = static_cast<size_t>(std::min<uint64_t>(left, buffer.size()));
-      if (!in.read(buffer.data(), static_cast<std::streamsize>(m))) {
-        throw Error(path + ": cannot read back the hnswlib graph from " + graph->path());
-      }
-      sink.Write(buffer.data(), m);
-      left -= m;
-    }
-  });
+  internal::WriteIndexFile(
+      path, "hnsw", dim_, ids_.size(), model_fingerprint(), [&](internal::ByteSink& sink) {
+        sink.U32(static_cast<uint32_t>(params_.M));
+        sink.U32(static_cast<uint32_t>(params_.ef_construction));
+        sink.U32(static_cast<uint32_t>(params_.ef_search));
+        sink.U32(0);
+        // The items section as FlatIndex writes it: ids, then the vectors row-major by label.
+        ids_.Emit(sink);
+        for (int64_t label = 0; label < ids_.size(); ++label) {
+          sink.Write(graph_->Vector(label), static_cast<size_t>(dim_) * sizeof(float));
+        }
+        sink.U64(graph_size);
+        if (graph_size == 0) return;
+        std::ifstream in(graph->path(), std::ios::binary);
+        std::vector<char> buffer(1 << 20);
+        uint64_t left = graph_size;
+        while (left > 0) {
+          const size_t m = static_cast<size_t>(std::min<uint64_t>(left, buffer.size()));
+          if (!in.read(buffer.data(), static_cast<std::streamsize>(m))) {
+            throw Error(path + ": cannot read back the hnswlib graph from " + graph->path());
+          }
+          sink.Write(buffer.data(), m);
+          left -= m;
+        }
+      });
 }
 
 std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count,

@@ -11,6 +11,7 @@
 #include "index/index_file_internal.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
+#include "twotower/core/hash.h"
 
 #if defined(__SSE4_2__)
 #include <nmmintrin.h>
@@ -84,9 +85,9 @@ IndexInfo ParseHeader(const std::string& path, const char* h, size_t have, uint6
   }
   IndexInfo info;
   info.format_version = Get<uint32_t>(h + 8);
-  if (info.format_version != kIndexFormatVersion) {
+  if (info.format_version < 1 || info.format_version > kIndexFormatVersion) {
     throw Error(path + ": index format version " + std::to_string(info.format_version) +
-                " is not supported (this build reads version " +
+                " is not supported (this build reads versions 1 .. " +
                 std::to_string(kIndexFormatVersion) + ")");
   }
   const uint32_t header_size = Get<uint32_t>(h + 12);
@@ -191,7 +192,13 @@ IndexInfo ReadIndexInfo(const std::string& path) {
 namespace internal {
 
 void WriteIndexFile(const std::string& path, const std::string& type, int dim, int64_t count,
-                    const std::function<void(ByteSink&)>& emit) {
+                    const std::string& model_fingerprint,
+                    const std::function<void(ByteSink&)>& body) {
+  const auto emit = [&](ByteSink& sink) {
+    sink.U32(static_cast<uint32_t>(model_fingerprint.size()));
+    sink.Write(model_fingerprint.data(), model_fingerprint.size());
+    body(sink);
+  };
   char h[kIndexHeaderSize] = {};
   std::memcpy(h, kMagic, sizeof(kMagic));
   Put<uint32_t>(h + 8, kIndexFormatVersion);
@@ -260,6 +267,18 @@ const char* PayloadReader::Take(size_t size, const char* what) {
 
 uint32_t PayloadReader::U32(const char* what) { return Get<uint32_t>(Take(4, what)); }
 uint64_t PayloadReader::U64(const char* what) { return Get<uint64_t>(Take(8, what)); }
+
+std::string PayloadReader::ModelFingerprint() {
+  const uint32_t size = U32("model fingerprint");
+  if (size != 0 && size != 64) {
+    Fail("model fingerprint: " + std::to_string(size) + " bytes, expected 0 or 64");
+  }
+  std::string fingerprint(Take(size, "model fingerprint"), size);
+  if (size != 0 && !IsSha256Hex(fingerprint)) {
+    Fail("model fingerprint: " + Quote(fingerprint) + " is not 64 lowercase hex digits");
+  }
+  return fingerprint;
+}
 
 void PayloadReader::ExpectEnd() {
   if (remaining() != 0) {

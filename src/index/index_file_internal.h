@@ -22,7 +22,9 @@ class ByteSink {
 
 // Writes header + payload to `path` atomically. `emit` writes the payload into the sink; it is
 // called twice (to checksum, then to write) and must emit the same bytes both times.
+// The payload starts with the model fingerprint section, written here; `emit` writes the rest.
 void WriteIndexFile(const std::string& path, const std::string& type, int dim, int64_t count,
+                    const std::string& model_fingerprint,
                     const std::function<void(ByteSink&)>& emit);
 
 // A whole index file, checked: header, size, checksum (and the dimension when expected_dim > 0).
@@ -41,6 +43,8 @@ class PayloadReader {
   const char* Take(size_t size, const char* what);
   uint32_t U32(const char* what);
   uint64_t U64(const char* what);
+  // The model fingerprint section (format 2): "" or 64 lowercase hex digits; fails otherwise.
+  std::string ModelFingerprint();
   size_t remaining() const { return bytes_.size() - pos_; }
   // Error unless every byte was read.
   void ExpectEnd();

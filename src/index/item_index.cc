@@ -7,6 +7,7 @@
 #include "index/index_file_internal.h"
 #include "index/search_internal.h"
 #include "twotower/core/error.h"
+#include "twotower/core/hash.h"
 #include "twotower/index/flat_index.h"
 #include "twotower/index/hnsw_index.h"
 
@@ -107,6 +108,14 @@ void ItemIndex::Search(const float* queries, int64_t n, int k, const SearchFilte
 
 void ItemIndex::Save(const std::string& path) const { SaveImpl(path); }
 
+void ItemIndex::set_model_fingerprint(const std::string& fingerprint) {
+  if (!fingerprint.empty() && !IsSha256Hex(fingerprint)) {
+    throw Error("index: model fingerprint " + Quote(fingerprint) +
+                " is not a SHA-256 (64 lowercase hex digits)");
+  }
+  model_fingerprint_ = fingerprint;
+}
+
 std::unique_ptr<ItemIndex> MakeIndex(const std::string& spec, int dim) {
   const size_t colon = spec.find(':');
   const std::string type = spec.substr(0, colon);
@@ -124,13 +133,20 @@ std::unique_ptr<ItemIndex> MakeIndex(const std::string& spec, int dim) {
 std::unique_ptr<ItemIndex> LoadIndex(const std::string& path, int expected_dim) {
   const internal::IndexFileContents file = internal::ReadIndexFile(path, expected_dim);
   internal::PayloadReader reader(path, file.bytes, kIndexHeaderSize);
+  const std::string fingerprint = file.info.format_version >= 2
+                                      ? reader.ModelFingerprint()
+                                      : std::string();  // format 1 recorded no model
+  std::unique_ptr<ItemIndex> index;
   if (file.info.type == "flat") {
-    auto index = std::make_unique<FlatIndex>(file.info.dim);
-    index->ReadItems(reader, file.info.count);
+    auto flat = std::make_unique<FlatIndex>(file.info.dim);
+    flat->ReadItems(reader, file.info.count);
     reader.ExpectEnd();
-    return index;
+    index = std::move(flat);
+  } else {
+    index = HnswIndex::ReadPayload(file.info.dim, file.info.count, reader);
   }
-  return HnswIndex::ReadPayload(file.info.dim, file.info.count, reader);
+  index->set_model_fingerprint(fingerprint);
+  return index;
 }
 
 }  // namespace twotower::index

@@ -6,6 +6,9 @@
 #include <tuple>
 
 #include "twotower/core/error.h"
+#include "twotower/core/files.h"
+#include "twotower/core/hash.h"
+#include "twotower/core/json.h"
 #include "twotower/model/safetensors.h"
 
 namespace twotower::model {
@@ -47,7 +50,8 @@ void SaveModel(const std::string& path, TwoTowerModel& model, const data::Featur
 }
 
 LoadedModel LoadModel(const std::string& path) {
-  SafetensorsFile file = ReadSafetensors(path);
+  const std::string bytes = ReadFile(path);
+  SafetensorsFile file = ParseSafetensors(bytes, path);
   auto meta = [&](const std::string& key) -> const std::string& {
     const auto it = file.metadata.find(key);
     if (it == file.metadata.end()) {
@@ -65,13 +69,10 @@ LoadedModel LoadModel(const std::string& path) {
                 " is not supported (expected 1 or " + std::to_string(kModelFormatVersion) + ")");
   }
   auto parse = [&](const std::string& key) {
-    try {
-      return nlohmann::json::parse(meta(key));
-    } catch (const nlohmann::json::exception&) {
-      throw Error(path + ": __metadata__." + key + " is not valid JSON");
-    }
+    return ParseJsonStrict(meta(key), path + ": __metadata__." + key);
   };
   LoadedModel loaded;
+  loaded.fingerprint = Sha256Hex(bytes);
   const ModelConfig config = ModelConfig::FromJson(parse("model"), path + ": __metadata__.model");
   loaded.encoder =
       data::FeatureEncoder::FromJson(parse("encoder"), path + ": __metadata__.encoder");

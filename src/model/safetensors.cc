@@ -6,6 +6,7 @@
 
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
+#include "twotower/core/json.h"
 
 namespace twotower::model {
 namespace {
@@ -45,7 +46,10 @@ void WriteSafetensors(const std::string& path, const SafetensorsFile& file) {
 }
 
 SafetensorsFile ReadSafetensors(const std::string& path) {
-  const std::string bytes = ReadFile(path);
+  return ParseSafetensors(ReadFile(path), path);
+}
+
+SafetensorsFile ParseSafetensors(std::string_view bytes, const std::string& path) {
   if (bytes.size() < 8) {
     throw Error(path + ": not a safetensors file (shorter than the 8-byte header length)");
   }
@@ -56,12 +60,7 @@ SafetensorsFile ReadSafetensors(const std::string& path) {
     throw Error(path + ": not a safetensors file or truncated (header length " + std::to_string(n) +
                 ", file has " + std::to_string(bytes.size()) + " bytes)");
   }
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(n));
-  } catch (const nlohmann::json::exception&) {
-    throw Error(path + ": not a safetensors file (header is not valid JSON)");
-  }
+  const nlohmann::json header = ParseJsonStrict(bytes.substr(8, n), path + ": safetensors header");
   if (!header.is_object()) throw Error(path + ": not a safetensors file (header is not an object)");
   const size_t data_start = 8 + n;
   const size_t data_size = bytes.size() - data_start;

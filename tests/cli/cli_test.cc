@@ -88,6 +88,17 @@ Shared& SharedRun() {
   return *shared;
 }
 
+// The SHA-256 of a file as coreutils' sha256sum prints it: an implementation independent of ours.
+std::string Sha256Sum(const std::string& path) {
+  const std::string command = "sha256sum '" + path + "'";
+  std::FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return "popen failed";
+  char buffer[65] = {};
+  const size_t n = std::fread(buffer, 1, 64, pipe);
+  ::pclose(pipe);
+  return std::string(buffer, n);
+}
+
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -211,7 +222,9 @@ TEST_F(CliTest, EmbedWritesNpyAndIds) {
   }
   char hex[9];
   std::snprintf(hex, sizeof(hex), "%08x", ~crc);
-  EXPECT_EQ(lines[0], std::string("# twotower-ids rows=100 dim=8 crc32c=") + hex);
+  // ... and to the model: the SHA-256 of its file, as coreutils' sha256sum prints it.
+  EXPECT_EQ(lines[0], std::string("# twotower-ids rows=100 dim=8 crc32c=") + hex +
+                          " model=sha256:" + Sha256Sum(s.model));
   for (int i = 0; i < 100; ++i) EXPECT_EQ(lines[i + 1], std::to_string(i + 1));
 }
 
@@ -227,14 +240,65 @@ TEST_F(CliTest, IdsFromOtherEmbeddingsAreRefused) {
   const CliResult r = Run({"recommend", "--model", s.model, "--user-id", "1", "--embeddings", npy});
   ExpectUserError(r,
                   scratch_.File("items.ids.txt") + ":1: written for other embeddings than " + npy);
-  // Ids without the first line (written by hand) are taken as they are.
+  // Ids without the first line (written by hand) are taken as they are, but then nothing says
+  // which model made the vectors: recommending from them needs --allow-other-model.
   const std::vector<std::string> lines = Lines(ReadBytes(scratch_.File("items.ids.txt")));
   std::string plain;
   for (size_t i = 1; i < lines.size(); ++i) plain += lines[i] + "\n";
   scratch_.Write("items.ids.txt", plain);
-  const CliResult ok =
-      Run({"recommend", "--model", s.model, "--user-id", "1", "--embeddings", npy});
+  ExpectUserError(Run({"recommend", "--model", s.model, "--user-id", "1", "--embeddings", npy}),
+                  npy + ": records no model fingerprint");
+  const CliResult ok = Run({"recommend", "--model", s.model, "--user-id", "1", "--embeddings", npy,
+                            "--allow-other-model"});
   EXPECT_EQ(ok.code, 0) << ok.err;
+}
+
+// Issue 12, fault 4: embeddings and an index made by model A, used with model B, were accepted
+// and answered in A's item space. Each derived file records its model's SHA-256 (checked here
+// against sha256sum) and another model is refused, naming both.
+TEST_F(CliTest, FilesMadeByAnotherModelAreRefused) {
+  const Shared& s = SharedRun();
+  const std::string a = s.model;                                                // 2 epochs
+  const CliResult trained = Train(Repo("config/ranking_config.yaml"), s.data);  // 1 epoch
+  ASSERT_EQ(trained.code, 0) << trained.err;
+  std::string b;
+  for (const std::string& line : Lines(trained.out)) {
+    if (line.rfind("run folder: ", 0) == 0) b = line.substr(12) + "model_best.safetensors";
+  }
+  const std::string sha_a = Sha256Sum(a), sha_b = Sha256Sum(b);
+  ASSERT_NE(sha_a, sha_b);
+  const std::string npy = scratch_.File("a.npy"), idx = scratch_.File("a.index");
+  ASSERT_EQ(Run({"embed", "--model", a, "--out", npy}).code, 0);
+  const CliResult built = Run({"index", "build", "--embeddings", npy, "--out", idx, "--quiet"});
+  ASSERT_EQ(built.code, 0) << built.err;
+  EXPECT_THAT(built.out, HasSubstr("model sha256:" + sha_a.substr(0, 12)));
+  // A's own files work with A.
+  EXPECT_EQ(Run({"recommend", "--model", a, "--user-id", "1", "--index", idx}).code, 0);
+  EXPECT_EQ(Run({"recommend", "--model", a, "--user-id", "1", "--embeddings", npy}).code, 0);
+  // B is refused with both fingerprints named, for the index, the embeddings and index add.
+  const std::string both = "made by the model sha256:" + sha_a.substr(0, 12) + ", not by " + b +
+                           " (sha256:" + sha_b.substr(0, 12) + ")";
+  ExpectUserError(Run({"recommend", "--model", b, "--user-id", "1", "--index", idx}),
+                  idx + ": " + both);
+  ExpectUserError(Run({"recommend", "--model", b, "--user-id", "1", "--embeddings", npy}),
+                  npy + ": " + both);
+  const std::string before = ReadBytes(idx);
+  ExpectUserError(
+      Run({"index", "add", "--model", b, "--index", idx, "--items", s.data + "/movies.csv"}),
+      idx + ": " + both);
+  EXPECT_EQ(ReadBytes(idx), before);  // untouched
+  // Overridden on purpose, the mixed index records no model: A is then refused as well.
+  const CliResult mixed = Run({"index", "add", "--model", b, "--index", idx, "--items",
+                               s.data + "/movies.csv", "--allow-other-model"});
+  ASSERT_EQ(mixed.code, 0) << mixed.err;
+  ExpectUserError(Run({"recommend", "--model", a, "--user-id", "1", "--index", idx}),
+                  idx + ": records no model fingerprint");
+  // Batch recommendations say which model made them, beside the CSV.
+  const std::string recs = scratch_.File("recs.csv");
+  ASSERT_EQ(Run({"recommend", "--model", a, "--all-users", "--out", recs, "--quiet"}).code, 0);
+  const std::string meta = ReadBytes(recs + ".meta.json");
+  EXPECT_THAT(meta, HasSubstr("\"model_sha256\": \"" + sha_a + "\""));
+  EXPECT_THAT(meta, HasSubstr("\"k\": 10"));
 }
 
 TEST_F(CliTest, RecommendExcludesSeenItems) {

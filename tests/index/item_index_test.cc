@@ -536,7 +536,7 @@ TYPED_TEST(ItemIndexTest, BadFilesAreErrorsNamingTheFile) {
   const std::string future = dir.Write("future.index", version);
   EXPECT_THAT(ErrorMessage([&] { LoadIndex(future); }),
               HasSubstr(future + ": index format version 9 is not supported (this build reads "
-                                 "version 1)"));
+                                 "versions 1 .. 2)"));
 
   EXPECT_THAT(ErrorMessage([&] { LoadIndex(good, 16); }),
               HasSubstr(good + ": index dimension 8 does not match the expected dimension 16"));
@@ -658,10 +658,11 @@ void Rechecksum(std::string* bytes) {
   std::memcpy(bytes->data() + 56, &crc, sizeof(crc));
 }
 
-// The offset of item `label`'s first value in a flat or hnsw index file of `items` (header 64
-// bytes, hnsw parameters 16, ids as a u32 length and the bytes each, then the vectors).
+// The offset of item `label`'s first value in a flat or hnsw index file of `items` without a
+// model fingerprint (header 64 bytes, the fingerprint's u32 length 0, hnsw parameters 16, ids as
+// a u32 length and the bytes each, then the vectors).
 size_t VectorOffset(const Items& items, int64_t label, bool hnsw) {
-  size_t offset = 64 + (hnsw ? 16 : 0);
+  size_t offset = 64 + 4 + (hnsw ? 16 : 0);
   for (const std::string& id : items.ids) offset += 4 + id.size();
   return offset + static_cast<size_t>(label * items.d) * sizeof(float);
 }
@@ -708,6 +709,40 @@ TEST(HnswIndexTest, LoadRefusesVectorsThatDifferFromTheGraph) {
 }
 
 // ---- factory and file format ------------------------------------------------------------------
+
+TEST(IndexFileTest, ModelFingerprintRoundTripsAndFormat1StillLoads) {
+  const Items items = RandomItems(30, 4, 47);
+  const std::string sha(64, 'a');
+  TempDir dir;
+  for (const char* spec : {"flat", "hnsw"}) {
+    std::unique_ptr<ItemIndex> index = MakeIndex(spec, 4);
+    index->Add(items.v.data(), items.n, items.ids);
+    EXPECT_EQ(index->model_fingerprint(), "");
+    EXPECT_THAT(ErrorMessage([&] { index->set_model_fingerprint("abc"); }),
+                HasSubstr("is not a SHA-256"));
+    index->set_model_fingerprint(sha);
+    index->Save(dir.File("i.index"));
+    EXPECT_EQ(LoadIndex(dir.File("i.index"))->model_fingerprint(), sha);
+    // A format-1 file: the same without the fingerprint section, by the layout in index_file.h.
+    index->set_model_fingerprint("");
+    index->Save(dir.File("v2.index"));
+    std::string bytes = ReadBytes(dir.File("v2.index"));
+    bytes.erase(64, 4);  // the section's u32 length (0)
+    bytes[8] = 1;        // format_version
+    const uint64_t payload = bytes.size() - 64;
+    std::memcpy(bytes.data() + 48, &payload, sizeof(payload));
+    Rechecksum(&bytes);
+    const std::unique_ptr<ItemIndex> v1 = LoadIndex(dir.Write("v1.index", bytes));
+    EXPECT_EQ(v1->model_fingerprint(), "");
+    EXPECT_EQ(v1->ids(), items.ids);
+    // A damaged fingerprint section is named.
+    std::string bad = ReadBytes(dir.File("i.index"));
+    bad[68] = 'G';
+    Rechecksum(&bad);
+    EXPECT_THAT(ErrorMessage([&] { LoadIndex(dir.Write("bad.index", bad)); }),
+                HasSubstr("payload: model fingerprint: \"G"));
+  }
+}
 
 TEST(MakeIndexTest, BuildsFromSpecs) {
   EXPECT_EQ(MakeIndex("flat", 8)->spec(), "flat");

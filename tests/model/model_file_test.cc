@@ -250,7 +250,9 @@ TEST_F(ModelFileErrorTest, MissingOrBrokenMetadataEntries) {
   EXPECT_EQ(LoadError(), path_ + ": not a twotower model file (no 'model' in __metadata__)");
   SetUp();
   file_.metadata["encoder"] = "{broken";
-  EXPECT_EQ(LoadError(), path_ + ": __metadata__.encoder is not valid JSON");
+  EXPECT_THAT(
+      LoadError(),
+      ::testing::StartsWith(path_ + ": __metadata__.encoder: invalid JSON: parse error at line 1"));
   SetUp();
   file_.metadata["model"] = R"({"embedding_dim": 4})";
   EXPECT_THAT(LoadError(), HasSubstr(path_ + ": __metadata__.model: malformed model config"));

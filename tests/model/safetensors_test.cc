@@ -147,9 +147,25 @@ TEST_F(SafetensorsErrorTest, HeaderLengthLargerThanFile) {
   EXPECT_THAT(Error(Le64(0) + "{}"), HasSubstr(path_ + ": not a safetensors file"));
 }
 
+// RFC 8259 leaves a repeated name to the reader; nlohmann keeps the last silently. A tensor
+// named twice would then take whichever entry came last: refused, naming the key.
+TEST_F(SafetensorsErrorTest, KeyGivenTwiceIsRefused) {
+  EXPECT_EQ(Error(Assemble(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                           R"("w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                           std::string(4, '\0'))),
+            path_ +
+                ": safetensors header: duplicate key \"w\" in the top-level object (a key "
+                "may appear once per object)");
+  EXPECT_THAT(Error(Assemble(R"({"w":{"dtype":"F32","dtype":"F16","shape":[1],)"
+                             R"("data_offsets":[0,4]}})",
+                             std::string(4, '\0'))),
+              HasSubstr("duplicate key \"dtype\" in the object at /w"));
+}
+
 TEST_F(SafetensorsErrorTest, HeaderNotJsonOrNotAnObject) {
-  EXPECT_EQ(Error(Assemble("{not json", "")),
-            path_ + ": not a safetensors file (header is not valid JSON)");
+  EXPECT_THAT(
+      Error(Assemble("{not json", "")),
+      HasSubstr(path_ + ": safetensors header: invalid JSON: parse error at line 1, column 3"));
   EXPECT_EQ(Error(Assemble("[1, 2]", "")),
             path_ + ": not a safetensors file (header is not an object)");
 }

@@ -67,29 +67,42 @@ std::string IdsPath(const std::string& npy_path);
 // Every row of `items` through the model's item tower: items.num_rows() x embedding_dim.
 Matrix EmbedItems(const model::LoadedModel& model, const data::Table& items);
 // Writes the float32 C-order .npy, then the ids file whose first line
-// `# twotower-ids rows=R dim=D crc32c=X` ties it to these values. Atomic per file.
+// `# twotower-ids rows=R dim=D crc32c=X model=sha256:<64 hex>` ties it to these values (CRC-32C
+// of the float bytes) and to the model that made them (model_fingerprint, LoadedModel's; "" leaves
+// ` model=...` out). Atomic per file.
 void WriteItemEmbeddings(const std::string& npy_path, const Matrix& vectors,
-                         const std::vector<std::string>& ids);
+                         const std::vector<std::string>& ids, const std::string& model_fingerprint);
 struct ItemEmbeddings {
-  Matrix vectors;                // rows x dim
-  std::vector<std::string> ids;  // rows
+  Matrix vectors;                 // rows x dim
+  std::vector<std::string> ids;   // rows
+  std::string model_fingerprint;  // "" when the ids file does not say
 };
 // Reads what WriteItemEmbeddings wrote (or a hand-written ids file without the first line).
 // Throws Error naming the file and line for ids written for other embeddings, an empty or
 // repeated id, or a count that differs from the .npy's rows.
 ItemEmbeddings ReadItemEmbeddings(const std::string& npy_path);
 
+// Refuses a file derived from another model: `recorded` is the model fingerprint `file` records
+// ("" = unknown, also refused). Throws Error naming the file, both fingerprints and the remedy,
+// unless they match or allow_other_model (the CLI's --allow-other-model).
+void CheckSameModel(const std::string& file, const std::string& recorded,
+                    const std::string& model_path, const model::LoadedModel& model,
+                    bool allow_other_model);
+
 // ---- indexes -----------------------------------------------------------------------------------
 
 // An index file for a model: its dimension must be the model's embedding_dim (checked from the
-// header, before the payload is read).
+// header, before the payload is read) and it must record this model (CheckSameModel).
 std::unique_ptr<index::ItemIndex> LoadIndexForModel(const std::string& path,
                                                     const std::string& model_path,
-                                                    const model::LoadedModel& model);
+                                                    const model::LoadedModel& model,
+                                                    bool allow_other_model);
 // The items to retrieve from: an index file (index_path), pre-computed embeddings
-// (embeddings_path) or, with both empty, the item tower over the bundle's items (exact).
+// (embeddings_path) or, with both empty, the item tower over the bundle's items (exact). A file
+// must record the bundle's model (CheckSameModel).
 std::unique_ptr<index::ItemIndex> OpenItemIndex(const Bundle& bundle, const std::string& index_path,
-                                                const std::string& embeddings_path);
+                                                const std::string& embeddings_path,
+                                                bool allow_other_model);
 // Per user row of the bundle, the sorted index labels of the items in `files` (interactions).
 std::vector<std::vector<int64_t>> SeenLabels(const Bundle& bundle, const index::ItemIndex& index,
                                              const std::vector<std::string>& files);
@@ -124,12 +137,17 @@ std::vector<Recommendation> RecommendForUser(const Bundle& bundle, const index::
                                              int32_t user_row, int k,
                                              const std::vector<int64_t>* exclude);
 
+// "<out_path>.meta.json": the provenance of a recommendations file.
+std::string MetaPath(const std::string& out_path);
+
 struct BatchResult {
   int64_t users = 0, rows = 0;
   double seconds = 0.0;
 };
 // Every user's top k as CSV `<user id>,rank,<item id>,score` (score as DisplayScore), streamed in
-// chunks through an AtomicFile to `out_path`. `seen` (one label list per user row) may be null.
+// chunks through an AtomicFile to `out_path`, then MetaPath(out_path): JSON naming the model
+// (path and model_sha256, its fingerprint), the index spec and size, k, exclude_seen, users and
+// rows. `seen` (one label list per user row) may be null.
 BatchResult RecommendAllUsers(const Bundle& bundle, const index::ItemIndex& index, int k,
                               const std::vector<std::vector<int64_t>>* seen,
                               const std::string& out_path, bool progress);

@@ -17,6 +17,9 @@
 //       60    4  reserved (0)
 //
 // Payload, in order:
+//   model fingerprint (format 2; absent in format 1): u32 length (0 or 64), then that many bytes:
+//     the SHA-256 of the model file whose item tower made the vectors, 64 lowercase hex digits
+//     (core/hash.h), or nothing when unknown
 //   type parameters: flat none; hnsw u32 M, u32 ef_construction, u32 ef_search, u32 reserved
 //   ids: count times (u32 byte length, bytes), label order
 //   vectors: count x dim float32, row-major, label order (numpy: np.frombuffer(..., '<f4'))
@@ -34,7 +37,8 @@
 
 namespace twotower::index {
 
-constexpr uint32_t kIndexFormatVersion = 1;
+// 2 added the model fingerprint; files of version 1 still load (fingerprint unknown).
+constexpr uint32_t kIndexFormatVersion = 2;
 constexpr size_t kIndexHeaderSize = 64;
 
 // What the header of an index file says.

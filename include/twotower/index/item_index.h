@@ -80,6 +80,14 @@ class ItemIndex {
   // Writes the index file atomically (format: index_file.h). Throws Error naming the path.
   void Save(const std::string& path) const;
 
+  // The fingerprint (SHA-256 of the model file, core/hash.h) of the model whose item tower made
+  // these vectors, or "" when unknown (vectors from elsewhere, or an index file of format 1).
+  // Saved in the index file; `twotower recommend` and `index add` refuse an index made by
+  // another model.
+  const std::string& model_fingerprint() const { return model_fingerprint_; }
+  // Throws Error unless `fingerprint` is "" or 64 lowercase hex digits.
+  void set_model_fingerprint(const std::string& fingerprint);
+
  protected:
   // Called after Add's checks: rows are valid and ids distinct.
   virtual AddResult AddImpl(const float* vectors, int64_t n,
@@ -91,6 +99,9 @@ class ItemIndex {
                           float* scores_out) const = 0;
   // Writes the file (through internal::WriteIndexFile, which writes atomically).
   virtual void SaveImpl(const std::string& path) const = 0;
+
+ private:
+  std::string model_fingerprint_;
 };
 
 // Makes an empty index from a spec: "flat", or "hnsw" with optional parameters

@@ -27,6 +27,9 @@ struct LoadedModel {
   data::FeatureEncoder encoder;
   data::FeatureSchema schema;
   nlohmann::json config;  // the training config; an empty object when absent
+  // SHA-256 of the file's bytes, 64 hex digits (what `sha256sum` prints): the model's identity,
+  // recorded in every file derived from it (core/hash.h).
+  std::string fingerprint;
 };
 
 // Writes atomically.

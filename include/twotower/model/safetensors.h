@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace twotower::model {
@@ -27,6 +28,8 @@ struct SafetensorsFile {
 void WriteSafetensors(const std::string& path, const SafetensorsFile& file);
 // Throws Error("<path>: ...") for a missing, truncated or malformed file, or a non-F32 tensor.
 SafetensorsFile ReadSafetensors(const std::string& path);
+// The same from bytes already in memory; errors name `name` where ReadSafetensors names the path.
+SafetensorsFile ParseSafetensors(std::string_view bytes, const std::string& name);
 
 }  // namespace twotower::model
 

@@ -1,0 +1,27 @@
+// Content fingerprints: SHA-256 (FIPS 180-4) from OpenSSL's libcrypto (Debian's libssl-dev).
+//
+// A model's fingerprint is the SHA-256 of its file's bytes, as `sha256sum model.safetensors`
+// prints it: every file derived from a model (item embeddings, indexes, recommendations) records
+// it, and reading one with another model is refused (app.h). Thread-safe: no shared state.
+#ifndef TWOTOWER_CORE_HASH_H_
+#define TWOTOWER_CORE_HASH_H_
+
+#include <string>
+#include <string_view>
+
+namespace twotower {
+
+// The SHA-256 of `bytes` as 64 lowercase hex digits: Sha256Hex("abc") ==
+// "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad". Throws Error if libcrypto
+// fails (out of memory).
+std::string Sha256Hex(std::string_view bytes);
+
+// True for 64 lowercase hex digits (what Sha256Hex returns).
+bool IsSha256Hex(std::string_view text);
+
+// The first 12 hex digits, for messages ("sha256:3a7bd3e2360a"); the whole value when shorter.
+std::string ShortFingerprint(std::string_view sha256_hex);
+
+}  // namespace twotower
+
+#endif  // TWOTOWER_CORE_HASH_H_

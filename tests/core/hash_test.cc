@@ -1,0 +1,30 @@
+#include "twotower/core/hash.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace twotower {
+namespace {
+
+// Expected digests: the examples of FIPS 180-2, appendix B (SHA-256), and of the empty message.
+TEST(Sha256Test, MatchesTheStandardsExamples) {
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256Hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256Hex(std::string(1000000, 'a')),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(Sha256Test, RecognisesItsOwnForm) {
+  EXPECT_TRUE(IsSha256Hex(Sha256Hex("x")));
+  EXPECT_FALSE(IsSha256Hex(""));
+  EXPECT_FALSE(IsSha256Hex(std::string(63, 'a')));
+  EXPECT_FALSE(IsSha256Hex(std::string(64, 'A')));  // lowercase only
+  EXPECT_FALSE(IsSha256Hex(std::string(64, 'g')));
+  EXPECT_EQ(ShortFingerprint(Sha256Hex("abc")), "sha256:ba7816bf8f01");
+}
+
+}  // namespace
+}  // namespace twotower
