@@ -112,6 +112,17 @@ void HnswGraph::Search(const float* query, size_t ef, std::vector<Candidate>* ou
   }
 }
 
+void HnswGraph::MarkDeleted(int64_t label) {
+  if (impl_->hnsw == nullptr || Vector(label) == nullptr) {
+    throw Error("hnsw graph: no element with label " + std::to_string(label) + " to delete");
+  }
+  impl_->hnsw->markDelete(static_cast<hnswlib::labeltype>(label));
+}
+
+bool HnswGraph::IsDeletedElement(int64_t element) const {
+  return impl_->hnsw->isMarkedDeleted(static_cast<hnswlib::tableint>(element));
+}
+
 const float* HnswGraph::Vector(int64_t label) const {
   if (!impl_->hnsw) return nullptr;
   const Hnsw& h = *impl_->hnsw;
@@ -161,8 +172,7 @@ std::string HnswGraph::Load(const std::string& path, int64_t count) {
   const size_t row_bytes = static_cast<size_t>(g.dim) * sizeof(float);
   if (h.cur_element_count != static_cast<size_t>(count) ||
       h.size_data_per_element_ != h.offsetData_ + row_bytes + sizeof(size_t) ||
-      h.label_offset_ != h.offsetData_ + row_bytes || h.num_deleted_ != 0 ||
-      h.M_ != static_cast<size_t>(g.M)) {
+      h.label_offset_ != h.offsetData_ + row_bytes || h.M_ != static_cast<size_t>(g.M)) {
     problem = "does not match the header (" + std::to_string(h.cur_element_count) +
               " elements, expected " + std::to_string(count) + " of dimension " +
               std::to_string(g.dim) + ")";

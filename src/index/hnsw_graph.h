@@ -43,6 +43,12 @@ class HnswGraph {
   // ef is a member). `out` is cleared first; reusing it saves an allocation per query.
   void Search(const float* query, size_t ef, std::vector<Candidate>* out) const;
 
+  // Marks the element of `label` deleted (hnswlib's markDelete): searches still pass through it
+  // but never return it. Throws Error when no element has that label. Not while adds run.
+  void MarkDeleted(int64_t label);
+  // Whether element `first` .. (memory order, as Elements) is marked deleted.
+  bool IsDeletedElement(int64_t element) const;
+
   // The graph's copy of the vector of `label`, or null when no element has that label. Not while
   // adds run.
   const float* Vector(int64_t label) const;
@@ -53,8 +59,8 @@ class HnswGraph {
   // the format implies; throws Error naming `path` otherwise.
   uint64_t Save(const std::string& path) const;
   // Replaces this graph with the one in `path` (hnswlib's format). Returns "" when it loaded and
-  // matches: `count` elements of this graph's dimension and M, no deletions, distinct labels
-  // below `count`; otherwise what is wrong (the graph is then empty).
+  // matches: `count` elements of this graph's dimension and M, distinct labels below `count`
+  // (some may be marked deleted); otherwise what is wrong (the graph is then empty).
   std::string Load(const std::string& path, int64_t count);
 
  private:

@@ -13,6 +13,8 @@
 #include <fstream>
 #include <limits>
 #include <mutex>
+#include <string_view>
+#include <utility>
 
 #include "index/hnsw_graph.h"
 #include "index/index_file_internal.h"
@@ -142,6 +144,44 @@ HnswSearchCounters HnswIndex::counters() const {
   return c;
 }
 
+// ---- items and graph nodes ----------------------------------------------------------------------
+
+namespace {
+uint64_t HashVector(const float* v, int dim) {
+  return std::hash<std::string_view>{}(
+      std::string_view(reinterpret_cast<const char*>(v), static_cast<size_t>(dim) * sizeof(float)));
+}
+}  // namespace
+
+const float* HnswIndex::ItemVector(int64_t label) const { return graph_->Vector(node_of_[label]); }
+
+bool HnswIndex::Detach(int64_t label) {
+  const int64_t node = node_of_[label];
+  int64_t* link = &first_member_[node];
+  while (*link != label) link = &next_member_[*link];
+  *link = next_member_[label];
+  next_member_[label] = -1;
+  node_of_[label] = -1;
+  return first_member_[node] < 0;
+}
+
+void HnswIndex::Attach(int64_t label, int64_t node) {
+  node_of_[label] = node;
+  next_member_[label] = first_member_[node];
+  first_member_[node] = label;
+}
+
+void HnswIndex::IndexNodeHashes() {
+  if (hashes_ready_) return;
+  node_by_hash_.clear();
+  node_by_hash_.reserve(first_member_.size());
+  for (int64_t node = 0; node < static_cast<int64_t>(first_member_.size()); ++node) {
+    if (first_member_[node] >= 0)
+      node_by_hash_.emplace(HashVector(graph_->Vector(node), dim_), node);
+  }
+  hashes_ready_ = true;
+}
+
 ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
                                         const std::vector<std::string>& ids) {
   const int64_t before = ids_.size();
@@ -155,24 +195,85 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
   }
   const int64_t after = ids_.size();
   const int d = dim_;
+  const size_t row_bytes = static_cast<size_t>(d) * sizeof(float);
   for (int64_t r = 0; r < n; ++r) {
     double norm = 0.0;
     for (int p = 0; p < d; ++p)
       norm += static_cast<double>(vectors[r * d + p]) * vectors[r * d + p];
     max_norm_ = std::max(max_norm_, std::sqrt(norm));
   }
-  std::vector<int64_t> fresh, updated;  // rows of `vectors`
-  for (int64_t r = 0; r < n; ++r) (labels[r] >= before ? fresh : updated).push_back(r);
+  node_of_.resize(static_cast<size_t>(after), -1);
+  next_member_.resize(static_cast<size_t>(after), -1);
+  IndexNodeHashes();
+
+  // Decide, row by row, which node each item goes to. Nodes made or moved in this call are
+  // inserted into the graph afterwards; until then their vector is the input row.
+  std::unordered_map<int64_t, int64_t> pending_row;       // node -> row of `vectors`
+  std::vector<std::pair<int64_t, int64_t>> fresh, moved;  // (node, row)
+  auto node_vector = [&](int64_t node) {
+    const auto it = pending_row.find(node);
+    return it != pending_row.end() ? vectors + it->second * d : graph_->Vector(node);
+  };
+  auto forget_hash = [&](int64_t node, const float* v) {
+    auto [first, last] = node_by_hash_.equal_range(HashVector(v, d));
+    for (auto it = first; it != last; ++it) {
+      if (it->second == node) {
+        node_by_hash_.erase(it);
+        return;
+      }
+    }
+  };
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t label = labels[r];
+    const float* v = vectors + r * d;
+    int64_t emptied = -1;  // a node this update leaves without items
+    if (label < before) {
+      const int64_t node = node_of_[label];
+      if (std::memcmp(node_vector(node), v, row_bytes) == 0) continue;  // same vector
+      if (Detach(label)) emptied = node;
+    }
+    const uint64_t hash = HashVector(v, d);
+    int64_t match = -1;
+    auto [first, last] = node_by_hash_.equal_range(hash);
+    for (auto it = first; it != last && match < 0; ++it) {
+      if (it->second != emptied && std::memcmp(node_vector(it->second), v, row_bytes) == 0) {
+        match = it->second;
+      }
+    }
+    if (match >= 0) {
+      Attach(label, match);
+      if (emptied >= 0) {
+        forget_hash(emptied, node_vector(emptied));
+        graph_->MarkDeleted(emptied);
+      }
+    } else if (emptied >= 0) {
+      // The node's only item moves: hnswlib updates the node's vector and repairs its links.
+      forget_hash(emptied, node_vector(emptied));
+      Attach(label, emptied);
+      pending_row[emptied] = r;
+      moved.emplace_back(emptied, r);
+      node_by_hash_.emplace(hash, emptied);
+    } else {
+      const auto node = static_cast<int64_t>(first_member_.size());
+      first_member_.push_back(-1);
+      Attach(label, node);
+      pending_row[node] = r;
+      fresh.emplace_back(node, r);
+      node_by_hash_.emplace(hash, node);
+    }
+  }
 
   HnswGraph& g = *graph_;
-  g.Reserve(after);
-  auto add = [&](int64_t r) { g.Add(vectors + r * d, labels[r]); };
-  size_t first = 0;
-  if (g.size() == 0 && !fresh.empty()) add(fresh[first++]);  // the entry point alone
+  g.Reserve(static_cast<int64_t>(first_member_.size()));
+  auto add = [&](const std::pair<int64_t, int64_t>& node_row) {
+    g.Add(vectors + node_row.second * d, node_row.first);
+  };
+  size_t begin = 0;
+  if (g.size() == 0 && !fresh.empty()) add(fresh[begin++]);  // the entry point alone
   std::string failure;
   std::mutex failure_mutex;
 #pragma omp parallel for schedule(dynamic, 64) num_threads(Threads())
-  for (size_t i = first; i < fresh.size(); ++i) {
+  for (size_t i = begin; i < fresh.size(); ++i) {
     try {
       add(fresh[i]);
     } catch (const std::exception& e) {
@@ -181,8 +282,7 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
     }
   }
   if (!failure.empty()) throw Error("hnsw index: adding items failed: " + failure);
-  // An id that exists: hnswlib's addPoint replaces its vector and repairs its links.
-  for (int64_t r : updated) add(r);
+  for (const auto& node_row : moved) add(node_row);
   return result;
 }
 
@@ -231,11 +331,14 @@ void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filte
     float boundary = std::numeric_limits<float>::infinity();
     for (const HnswGraph::Candidate& c : candidates) {
       if (c.distance > boundary) break;  // candidates come closest first
-      if (filter != nullptr && !filter->Allows(c.label)) continue;
-      // From the graph's copy of the vector: the same values, and in cache after the search.
-      rows.push_back(c.vector);
-      labels.push_back(c.label);
-      if (static_cast<int64_t>(rows.size()) == want) boundary = c.distance + tolerance;
+      // A node holds one or more items with this vector (the graph's copy: the same values, and
+      // in cache after the search).
+      for (int64_t label = first_member_[c.label]; label >= 0; label = next_member_[label]) {
+        if (filter != nullptr && !filter->Allows(label)) continue;
+        rows.push_back(c.vector);
+        labels.push_back(label);
+        if (static_cast<int64_t>(rows.size()) == want) boundary = c.distance + tolerance;
+      }
     }
     if (static_cast<int64_t>(rows.size()) >= want) {
       scores.resize(rows.size());
@@ -263,38 +366,39 @@ void HnswIndex::ExactScan(const float* query, int k, const PreparedFilter* filte
   int64_t labels[kChunk];
   const float* rows[kChunk];
   float scores[kChunk];
-  auto score = [&](int64_t m) {
-    internal::DotRows(query, rows, static_cast<size_t>(m), dim_, scores);
-    for (int64_t i = 0; i < m; ++i) heap.Push(Hit{scores[i], labels[i]});
+  // Not inlined: once per 256 rows, and GCC 12 inlined it warns (wrongly) that DotRows' tail loop
+  // overflows.
+  auto score = [&](size_t count) __attribute__((noinline)) {
+    if (count == 0 || count > static_cast<size_t>(kChunk)) return;
+    internal::DotRows(query, rows, count, dim_, scores);
+    for (size_t i = 0; i < count; ++i) heap.Push(Hit{scores[i], labels[i]});
   };
+  size_t m = 0;  // rows gathered for the next score()
   if (filter != nullptr && filter->has_allow) {
     // Just the allowed items, looked up by label.
-    const std::vector<int64_t>& allow = filter->allow;
-    for (size_t first = 0; first < allow.size(); first += kChunk) {
-      const int64_t m = std::min<int64_t>(kChunk, static_cast<int64_t>(allow.size() - first));
-      for (int64_t i = 0; i < m; ++i) {
-        labels[i] = allow[first + i];
-        rows[i] = graph_->Vector(labels[i]);
-      }
-      score(m);
+    for (int64_t label : filter->allow) {
+      labels[m] = label;
+      rows[m] = ItemVector(label);
+      if (++m == static_cast<size_t>(kChunk)) score(std::exchange(m, size_t{0}));
     }
   } else {
-    // Every element in the graph's memory order, the excluded ones skipped.
-    for (int64_t first = 0; first < size; first += kChunk) {
-      const int64_t m = std::min(kChunk, size - first);
-      graph_->Elements(first, m, labels, rows);
-      int64_t kept = m;
-      if (filter != nullptr) {
-        kept = 0;
-        for (int64_t i = 0; i < m; ++i) {
-          if (!filter->Allows(labels[i])) continue;
-          labels[kept] = labels[i];
-          rows[kept++] = rows[i];
+    // Every node in the graph's memory order, each with its items, the excluded ones skipped.
+    int64_t nodes[kChunk];
+    const float* vectors[kChunk];
+    for (int64_t first = 0; first < graph_->size(); first += kChunk) {
+      const int64_t count = std::min(kChunk, graph_->size() - first);
+      graph_->Elements(first, count, nodes, vectors);
+      for (int64_t i = 0; i < count; ++i) {
+        for (int64_t label = first_member_[nodes[i]]; label >= 0; label = next_member_[label]) {
+          if (filter != nullptr && !filter->Allows(label)) continue;
+          labels[m] = label;
+          rows[m] = vectors[i];
+          if (++m == static_cast<size_t>(kChunk)) score(std::exchange(m, size_t{0}));
         }
       }
-      score(kept);
     }
   }
+  score(m);
   heap.Write(k, ids_out, scores_out);
 }
 
@@ -340,7 +444,12 @@ void HnswIndex::SaveImpl(const std::string& path) const {
         // The items section as FlatIndex writes it: ids, then the vectors row-major by label.
         ids_.Emit(sink);
         for (int64_t label = 0; label < ids_.size(); ++label) {
-          sink.Write(graph_->Vector(label), static_cast<size_t>(dim_) * sizeof(float));
+          sink.Write(ItemVector(label), static_cast<size_t>(dim_) * sizeof(float));
+        }
+        // Format 2: the graph node of each item (identical vectors share one).
+        sink.U64(static_cast<uint64_t>(first_member_.size()));
+        for (int64_t label = 0; label < ids_.size(); ++label) {
+          sink.U64(static_cast<uint64_t>(node_of_[label]));
         }
         sink.U64(graph_size);
         if (graph_size == 0) return;
@@ -358,7 +467,7 @@ void HnswIndex::SaveImpl(const std::string& path) const {
       });
 }
 
-std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count,
+std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count, uint32_t format_version,
                                                   internal::PayloadReader& reader) {
   HnswParams params;
   params.M = static_cast<int>(reader.U32("hnsw parameters"));
@@ -374,6 +483,32 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count,
   index->ids_.Read(reader, count);
   const size_t row_bytes = static_cast<size_t>(dim) * sizeof(float);
   const char* vectors = reader.Take(static_cast<size_t>(count) * row_bytes, "vectors");
+  // Format 1 has no node table: one node per item, with the item's label.
+  uint64_t nodes = static_cast<uint64_t>(count);
+  std::vector<int64_t>& node_of = index->node_of_;
+  node_of.resize(static_cast<size_t>(count));
+  if (format_version >= 2) {
+    nodes = reader.U64("graph nodes");
+    if (nodes > static_cast<uint64_t>(count) + (uint64_t{1} << 32)) {
+      reader.Fail("graph nodes: " + std::to_string(nodes) + " is not plausible for " +
+                  std::to_string(count) + " items");
+    }
+    const char* table = reader.Take(static_cast<size_t>(count) * 8, "node of each item");
+    for (int64_t label = 0; label < count; ++label) {
+      uint64_t node;
+      std::memcpy(&node, table + label * 8, 8);
+      if (node >= nodes) {
+        reader.Fail("node of each item: item " + std::to_string(label) + " has node " +
+                    std::to_string(node) + ", expected below " + std::to_string(nodes));
+      }
+      node_of[label] = static_cast<int64_t>(node);
+    }
+  } else {
+    for (int64_t label = 0; label < count; ++label) node_of[label] = label;
+  }
+  index->next_member_.assign(static_cast<size_t>(count), -1);
+  index->first_member_.assign(static_cast<size_t>(nodes), -1);
+  for (int64_t label = count; label-- > 0;) index->Attach(label, node_of[label]);
   const uint64_t graph_size = reader.U64("graph size");
   const char* graph_bytes = reader.Take(static_cast<size_t>(graph_size), "graph");
   reader.ExpectEnd();
@@ -389,12 +524,27 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count,
     out.write(graph_bytes, static_cast<std::streamsize>(graph_size));
     if (!out.flush()) throw Error(graph.path() + ": cannot write a temporary file");
   }
-  const std::string problem = index->graph_->Load(graph.path(), count);
+  const std::string problem = index->graph_->Load(graph.path(), static_cast<int64_t>(nodes));
   if (!problem.empty()) reader.Fail("graph: " + problem);
+  // A node is marked deleted exactly when no item has it.
+  {
+    std::vector<int64_t> element_node(static_cast<size_t>(nodes));
+    std::vector<const float*> unused(static_cast<size_t>(nodes));
+    index->graph_->Elements(0, static_cast<int64_t>(nodes), element_node.data(), unused.data());
+    for (int64_t e = 0; e < static_cast<int64_t>(nodes); ++e) {
+      const bool deleted = index->graph_->IsDeletedElement(e);
+      const bool empty = index->first_member_[element_node[e]] < 0;
+      if (deleted != empty) {
+        reader.Fail("graph: node " + std::to_string(element_node[e]) +
+                    (empty ? " holds no item but is not marked deleted"
+                           : " holds items but is marked deleted"));
+      }
+    }
+  }
   // The graph holds the vectors the index searches; the items section must hold the same ones
   // (it is what FlatIndex and other readers of the file take), and they must be finite.
   for (int64_t label = 0; label < count; ++label) {
-    const float* v = index->graph_->Vector(label);
+    const float* v = index->ItemVector(label);
     if (std::memcmp(v, vectors + label * row_bytes, row_bytes) != 0) {
       reader.Fail("graph: the vector of item " + std::to_string(label) + " (id " +
                   Quote(index->ids_.ids()[static_cast<size_t>(label)]) +

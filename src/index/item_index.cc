@@ -143,7 +143,8 @@ std::unique_ptr<ItemIndex> LoadIndex(const std::string& path, int expected_dim) 
     reader.ExpectEnd();
     index = std::move(flat);
   } else {
-    index = HnswIndex::ReadPayload(file.info.dim, file.info.count, reader);
+    index =
+        HnswIndex::ReadPayload(file.info.dim, file.info.count, file.info.format_version, reader);
   }
   index->set_model_fingerprint(fingerprint);
   return index;

@@ -23,7 +23,10 @@
 //   type parameters: flat none; hnsw u32 M, u32 ef_construction, u32 ef_search, u32 reserved
 //   ids: count times (u32 byte length, bytes), label order
 //   vectors: count x dim float32, row-major, label order (numpy: np.frombuffer(..., '<f4'))
-//   hnsw only: u64 graph size, then hnswlib's own saveIndex() bytes (its labels are our labels)
+//   hnsw only: (format 2) u64 node count N and count times u64: the graph node of each item,
+//     label order (items with bit-identical vectors share a node; a node no item has is marked
+//     deleted in the graph); then u64 graph size and hnswlib's own saveIndex() bytes, N elements
+//     whose labels are the node numbers. Format 1 has no node table: N = count, node = label.
 //
 // Loading checks, in this order, and names the file in every error: magic (a foreign file),
 // version, header fields, file size (truncated or trailing bytes), checksum (corruption), then
