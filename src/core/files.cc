@@ -1,5 +1,6 @@
 #include "twotower/core/files.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,25 +70,38 @@ void AtomicFile::Write(std::string_view bytes) { Write(bytes.data(), bytes.size(
 void AtomicFile::Write(const void* data, size_t size) {
   if (file_ == nullptr) throw Error(path_ + ": write after commit");
   if (size > 0 && std::fwrite(data, 1, size, file_) != size) {
-    throw Error(path_ + ": write failed: " + std::strerror(errno));
+    throw Error(path_ + ": write failed: " + std::strerror(errno) +
+                " (the previous file, if any, is unchanged)");
   }
 }
 
 void AtomicFile::Commit() {
   if (file_ == nullptr) throw Error(path_ + ": committed twice");
-  bool ok = std::fflush(file_) == 0;
-  ok = ok && ::fsync(::fileno(file_)) == 0;
-  const int saved_errno = errno;
-  ok = (std::fclose(file_) == 0) && ok;
+  // A full disk or a file size limit shows here at the latest (buffered bytes are written by the
+  // flush); the reason is the first failing call's.
+  int failure = 0;
+  if (std::fflush(file_) != 0) failure = errno;
+  if (failure == 0 && ::fsync(::fileno(file_)) != 0) failure = errno;
+  if (std::fclose(file_) != 0 && failure == 0) failure = errno;
   file_ = nullptr;
-  if (!ok) {
+  if (failure != 0) {
     std::remove(temp_path_.c_str());
-    throw Error(path_ + ": write failed: " + std::strerror(saved_errno));
+    throw Error(path_ + ": write failed: " + std::strerror(failure) +
+                " (the previous file, if any, is unchanged)");
   }
   if (std::rename(temp_path_.c_str(), path_.c_str()) != 0) {
     const std::string reason = std::strerror(errno);
     std::remove(temp_path_.c_str());
     throw Error(path_ + ": cannot rename temporary file into place: " + reason);
+  }
+  // The rename itself reaches the disk with the directory: without this, a power cut right after
+  // could leave the old file (or none) although Commit returned.
+  std::filesystem::path parent = std::filesystem::path(path_).parent_path();
+  if (parent.empty()) parent = ".";
+  const int dir = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
   }
 }
 

@@ -301,6 +301,54 @@ TEST_F(CliTest, FilesMadeByAnotherModelAreRefused) {
   EXPECT_THAT(meta, HasSubstr("\"k\": 10"));
 }
 
+// Issue 12: a file size limit (or a full disk) during any write is a clear error naming the
+// file; the previous file is intact and no temporary file is left behind. `ulimit -f 2` (dash:
+// 512-byte blocks) lets each command start but not finish its output.
+TEST_F(CliTest, WritesPastAFileSizeLimitFailCleanly) {
+  const Shared& s = SharedRun();
+  const std::string dir = scratch_.File("out");
+  std::filesystem::create_directories(dir);
+  const std::string npy = dir + "/items.npy";
+  ASSERT_EQ(Run({"embed", "--model", s.model, "--out", npy}).code, 0);
+  const std::string npy_bytes = ReadBytes(npy);
+  const std::string previous = "previous contents\n";
+  const std::string index = dir + "/items.index", recs = dir + "/recs.csv";
+  scratch_.Write("out/items.index", previous);
+  scratch_.Write("out/recs.csv", previous);
+  const std::string limit = "ulimit -f 2; ";
+  struct Case {
+    std::vector<std::string> args;
+    std::string file;
+  };
+  const Case cases[] = {
+      {{"embed", "--model", s.model, "--out", npy}, npy},
+      {{"index", "build", "--embeddings", npy, "--out", index, "--quiet"}, index},
+      {{"recommend", "--model", s.model, "--all-users", "--out", recs, "--quiet"}, recs},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args[0]);
+    const CliResult r = RunCli(c.args, scratch_, limit);
+    EXPECT_EQ(r.code, 1) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.file + ": write failed: File too large"));
+  }
+  EXPECT_EQ(ReadBytes(npy), npy_bytes);
+  EXPECT_EQ(ReadBytes(index), previous);
+  EXPECT_EQ(ReadBytes(recs), previous);
+  // Training stops at its first write of a model file, naming it.
+  std::vector<std::string> args = {
+      "train", "--config",           Repo("config/ranking_config.yaml"),
+      "--set", "data.dir=" + s.data, "--epochs",
+      "1",     "--output-dir",       dir + "/runs"};
+  args.insert(args.end(), kSmallModel.begin(), kSmallModel.end());
+  const CliResult trained = RunCli(args, scratch_, limit);
+  EXPECT_EQ(trained.code, 1) << trained.out << trained.err;
+  EXPECT_THAT(trained.err, HasSubstr(": write failed: File too large"));
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    EXPECT_EQ(entry.path().filename().string().find(".tmp."), std::string::npos)
+        << entry.path() << " left behind";
+  }
+}
+
 TEST_F(CliTest, RecommendExcludesSeenItems) {
   const Shared& s = SharedRun();
   const std::string user = BusiestUser(s.data);

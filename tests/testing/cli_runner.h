@@ -35,11 +35,13 @@ inline std::string ShellQuote(const std::string& s) {
   return out + "'";
 }
 
-// Runs `twotower <args>` with stdout and stderr captured to files in `scratch`.
-inline CliResult RunCli(const std::vector<std::string>& args, const TempDir& scratch) {
+// Runs `twotower <args>` with stdout and stderr captured to files in `scratch`; `shell_prefix`
+// (e.g. "ulimit -f 8; ") runs first in the same shell.
+inline CliResult RunCli(const std::vector<std::string>& args, const TempDir& scratch,
+                        const std::string& shell_prefix = "") {
   static std::atomic<int> counter{0};
   const std::string base = scratch.File("cli_run_" + std::to_string(counter++));
-  std::string command = ShellQuote(TWOTOWER_CLI_PATH);
+  std::string command = shell_prefix + ShellQuote(TWOTOWER_CLI_PATH);
   for (const std::string& a : args) {
     command += ' ';
     command += ShellQuote(a);
