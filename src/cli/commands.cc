@@ -127,12 +127,19 @@ int RunMovieLens(const MovieLensArgs& a) {
 
 struct TrainArgs {
   std::string config_path = "config/ranking_config.yaml";
+  bool config_given = false;
   std::vector<std::string> sets;
   std::vector<std::string> shortcuts;  // already "key=value"
+  std::string resume;                  // a run folder to continue
   bool quiet = false;
 };
 
+int ResumeTrain(const TrainArgs& a);
+int TrainAndReport(const train::Config& config, const std::string& config_path,
+                   const std::string& resume_dir, bool quiet);
+
 int RunTrain(const TrainArgs& a) {
+  if (!a.resume.empty()) return ResumeTrain(a);
   {
     // As in the YAML file, a key given twice is refused rather than decided by order.
     std::map<std::string, std::string> given;
@@ -161,9 +168,15 @@ int RunTrain(const TrainArgs& a) {
   if (!config.data_dir.empty() && config.data_dir.back() == '/' && config.data_dir.size() > 1) {
     config.data_dir.pop_back();
   }
+  return TrainAndReport(config, a.config_path, "", a.quiet);
+}
+
+// Loads the data, trains (into a new run folder, or continuing `resume_dir`) and reports.
+int TrainAndReport(const train::Config& config, const std::string& config_path,
+                   const std::string& resume_dir, bool quiet) {
   const int threads = SetThreads(config.threads);
 
-  std::cout << "== configuration (" << a.config_path << ", resolved)\n" << config.ToYaml();
+  std::cout << "== configuration (" << config_path << ", resolved)\n" << config.ToYaml();
   const data::Dataset d = data::LoadDataset(config.ResolvedPaths(), config.features);
   std::cout << "== data\n"
             << "  users " << d.users.num_rows() << " (" << FeatureSummary(d.encoder.user)
@@ -172,7 +185,7 @@ int RunTrain(const TrainArgs& a) {
             << d.test.size() << "; positive rate train " << Fixed(d.train.PositiveRate(), 3)
             << ", val " << Fixed(d.val.PositiveRate(), 3) << ", test "
             << Fixed(d.test.PositiveRate(), 3) << "\n";
-  const std::string run_dir = train::CreateRunDirectory(config);
+  const std::string run_dir = resume_dir.empty() ? train::CreateRunDirectory(config) : resume_dir;
   {
     Rng probe(0);
     model::TwoTowerModel shape(config.model, d.encoder, &probe);
@@ -184,9 +197,10 @@ int RunTrain(const TrainArgs& a) {
   }
   std::cout << "== training (run folder " << run_dir << ")\n";
   train::TrainOptions options;
-  options.progress = !a.quiet;
+  options.progress = !quiet;
   options.log = &std::cout;
   options.run_dir = run_dir;
+  options.resume = !resume_dir.empty();
   const train::TrainResult r = train::Train(config, d, options);
   std::cout << "== test (best epoch " << r.best_epoch;
   if (r.refit) std::cout << ", refitted on train + val for " << r.best_epoch << " epochs";
@@ -201,6 +215,31 @@ int RunTrain(const TrainArgs& a) {
   std::cout << "run folder: " << run_dir << "/\n";
   if (r.refit) std::cout << "model: " << run_dir << "/model_refit.safetensors\n";
   return 0;
+}
+
+// `train --resume RUN_DIR`: the run's own config.yaml (its resolved settings) and checkpoint.
+int ResumeTrain(const TrainArgs& a) {
+  if (a.config_given || !a.sets.empty() || !a.shortcuts.empty()) {
+    throw Error(
+        "train --resume: the run continues with the settings in its config.yaml; --config, "
+        "--set, --seed, --epochs, --threads and --output-dir cannot change them");
+  }
+  std::string dir = a.resume;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    throw Error("--resume: " + dir + " is not a run folder (no such directory)");
+  }
+  const std::string checkpoint = dir + "/" + train::kCheckpointFile;
+  if (!std::filesystem::exists(checkpoint, ec)) {
+    throw Error("--resume: " + checkpoint +
+                " does not exist: the run ended before its first epoch did, or was trained with "
+                "training.checkpoint false; train again instead");
+  }
+  const std::string config_path = dir + "/config.yaml";
+  train::Config config = train::Config::FromYamlFile(config_path);
+  config.Validate(config_path);
+  return TrainAndReport(config, config_path, dir, a.quiet);
 }
 
 // ---- evaluate ---------------------------------------------------------------------------------
@@ -462,6 +501,9 @@ int Main(int argc, char** argv) {
   train_cmd->add_option("--epochs", epochs, "same as --set training.epochs=N");
   train_cmd->add_option("--threads", train_threads, "same as --set threads=N (0 = all cores)");
   train_cmd->add_option("--output-dir", output_dir, "same as --set output.dir=DIR");
+  train_cmd->add_option("--resume", tr.resume,
+                        "continue the run in this folder from its checkpoint (after a crash or "
+                        "a kill), with its own config.yaml");
   train_cmd->add_flag("--quiet", tr.quiet, "no progress bars");
   bool list_settings = false;
   train_cmd->add_flag("--list-settings", list_settings, "print every setting and exit");
@@ -591,6 +633,7 @@ int Main(int argc, char** argv) {
       if (!epochs.empty()) tr.shortcuts.push_back("training.epochs=" + epochs);
       if (!train_threads.empty()) tr.shortcuts.push_back("threads=" + train_threads);
       if (!output_dir.empty()) tr.shortcuts.push_back("output.dir=" + output_dir);
+      tr.config_given = train_cmd->get_option("--config")->count() > 0;
       return RunTrain(tr);
     }
     if (evaluate->parsed()) return RunEvaluate(ev);

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "twotower/core/error.h"
+#include "twotower/core/failpoint.h"
 
 namespace twotower {
 
@@ -89,6 +90,7 @@ void AtomicFile::Commit() {
     throw Error(path_ + ": write failed: " + std::strerror(failure) +
                 " (the previous file, if any, is unchanged)");
   }
+  FailPoint("files.before_rename");  // tests: a crash with the new bytes not yet in place
   if (std::rename(temp_path_.c_str(), path_.c_str()) != 0) {
     const std::string reason = std::strerror(errno);
     std::remove(temp_path_.c_str());

@@ -1,6 +1,11 @@
 #include "twotower/core/rng.h"
 
+#include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "twotower/core/error.h"
 
 namespace twotower {
 namespace {
@@ -52,6 +57,41 @@ double Rng::Logistic() {
   double u = Uniform();
   while (u <= 0.0) u = Uniform();
   return std::log(u / (1.0 - u));
+}
+
+std::string Rng::SaveState() const {
+  uint64_t spare_bits;
+  std::memcpy(&spare_bits, &spare_normal_, sizeof(spare_bits));
+  const uint64_t words[6] = {s_[0], s_[1], s_[2], s_[3], spare_bits, has_spare_ ? 1u : 0u};
+  std::string out;
+  for (int i = 0; i < 6; ++i) {
+    char buf[17];
+    std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(words[i]));
+    if (i > 0) out += ':';
+    out += buf;
+  }
+  return out;
+}
+
+void Rng::LoadState(const std::string& state) {
+  uint64_t words[6];
+  size_t pos = 0;
+  for (int i = 0; i < 6; ++i) {
+    const size_t end = i < 5 ? state.find(':', pos) : state.size();
+    const std::string word = end == std::string::npos ? "" : state.substr(pos, end - pos);
+    const auto [ptr, ec] = std::from_chars(word.data(), word.data() + word.size(), words[i], 16);
+    if (word.size() != 16 || ec != std::errc() || ptr != word.data() + word.size()) {
+      throw Error("random generator state " + Quote(state) +
+                  ": expected six 16-digit hex words separated by ':'");
+    }
+    pos = end + 1;
+  }
+  if (words[5] > 1 || (words[0] | words[1] | words[2] | words[3]) == 0) {
+    throw Error("random generator state " + Quote(state) + ": not a generator state");
+  }
+  for (int i = 0; i < 4; ++i) s_[i] = words[i];
+  std::memcpy(&spare_normal_, &words[4], sizeof(spare_normal_));
+  has_spare_ = words[5] == 1;
 }
 
 }  // namespace twotower

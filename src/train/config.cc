@@ -251,6 +251,15 @@ const std::vector<Setting>& Settings() {
        {},
        "after selecting the epoch count on val, train again on train + val (model_refit)",
        [](Config& c) -> void* { return &c.training.refit; }},
+      {"training.checkpoint",
+       Kind::kBool,
+       0,
+       false,
+       0,
+       {},
+       "write checkpoint.safetensors (weights, optimiser and generator state) after every epoch, "
+       "for `train --resume RUN_DIR`",
+       [](Config& c) -> void* { return &c.training.checkpoint; }},
       {"training.embedding_l2",
        Kind::kDouble,
        0,
@@ -691,6 +700,7 @@ nlohmann::json Config::ToJson() const {
                    {"positives", training.positives},
                    {"monitor", training.monitor},
                    {"refit", training.refit},
+                   {"checkpoint", training.checkpoint},
                    {"embedding_l2", training.embedding_l2}};
   j["evaluation"] = {{"k", evaluation.k}};
   j["output"] = {{"dir", output_dir}, {"name", run_name}};
@@ -734,6 +744,7 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "positives" << YAML::Value << training.positives;
   out << YAML::Key << "monitor" << YAML::Value << training.monitor;
   out << YAML::Key << "refit" << YAML::Value << training.refit;
+  out << YAML::Key << "checkpoint" << YAML::Value << training.checkpoint;
   out << YAML::Key << "embedding_l2" << YAML::Value << training.embedding_l2;
   out << YAML::EndMap;
   out << YAML::Key << "evaluation" << YAML::Value << YAML::BeginMap;

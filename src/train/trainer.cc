@@ -1,5 +1,6 @@
 #include "twotower/train/trainer.h"
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -10,9 +11,13 @@
 #include <ostream>
 
 #include "twotower/core/error.h"
+#include "twotower/core/failpoint.h"
 #include "twotower/core/files.h"
+#include "twotower/core/hash.h"
+#include "twotower/core/json.h"
 #include "twotower/core/progress.h"
 #include "twotower/model/model_file.h"
+#include "twotower/model/safetensors.h"
 #include "twotower/nn/adam.h"
 #include "twotower/train/loss.h"
 #include "twotower/train/metrics.h"
@@ -300,6 +305,12 @@ std::vector<int64_t> Examples(const data::Interactions& source, bool pointwise, 
 
 // One pass of Trainer::Step over `order` (rows of `source`), shuffled first; returns the mean loss.
 // For pointwise losses buf->logits / labels receive every example's logit and label.
+// The example order of an epoch: Fisher-Yates from `rng` over the previous epoch's order.
+void Shuffle(std::vector<int64_t>* order, Rng* rng) {
+  const int64_t n = static_cast<int64_t>(order->size());
+  for (int64_t i = n - 1; i > 0; --i) std::swap((*order)[i], (*order)[rng->Below(i + 1)]);
+}
+
 double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interactions& source,
                 std::vector<int64_t>* order, int64_t batch, Rng* shuffle_rng, Rng* dropout_rng,
                 bool progress, EpochBuffers* buf) {
@@ -310,7 +321,7 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
   buf->items.resize(batch);
   buf->labels.resize(n);
   buf->logits.resize(pointwise ? n : 0);
-  for (int64_t i = n - 1; i > 0; --i) std::swap((*order)[i], (*order)[shuffle_rng->Below(i + 1)]);
+  Shuffle(order, shuffle_rng);
   double loss_sum = 0.0;
   ProgressBar bar("train", steps, progress);
   for (int64_t s = 0; s < steps; ++s) {
@@ -351,6 +362,250 @@ data::Interactions Concatenate(const data::Interactions& a, const data::Interact
 
 }  // namespace
 
+namespace {
+
+// ---- checkpoints -------------------------------------------------------------------------------
+
+// Doubles as C99 hex floats ("%a"): exact, and NaN ("nan") survives, which JSON numbers cannot.
+std::string HexDouble(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%a", v);
+  return buf;
+}
+
+double ParseHexDouble(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_string()) throw Error(where + ": expected a hex-float string");
+  const std::string text = j.get<std::string>();
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size()) {
+    throw Error(where + ": " + Quote(text) + " is not a number");
+  }
+  return v;
+}
+
+nlohmann::json RecordJson(const EpochRecord& r) {
+  nlohmann::json j = {{"epoch", r.epoch},
+                      {"train_loss", HexDouble(r.train_loss)},
+                      {"train_accuracy", HexDouble(r.train_accuracy)},
+                      {"train_auc", HexDouble(r.train_auc)},
+                      {"val_loss", HexDouble(r.val_loss)},
+                      {"val_accuracy", HexDouble(r.val_accuracy)},
+                      {"val_auc", HexDouble(r.val_auc)},
+                      {"monitored", HexDouble(r.monitored)},
+                      {"best", r.best},
+                      {"seconds", HexDouble(r.seconds)},
+                      {"ks", r.val_ranking.ks},
+                      {"users", r.val_ranking.users}};
+  const std::pair<const char*, const std::vector<double>*> series[] = {
+      {"recall", &r.val_ranking.recall},
+      {"ndcg", &r.val_ranking.ndcg},
+      {"hit_rate", &r.val_ranking.hit_rate},
+      {"mrr", &r.val_ranking.mrr},
+      {"coverage", &r.val_ranking.coverage}};
+  for (const auto& [name, values] : series) {
+    nlohmann::json list = nlohmann::json::array();
+    for (double v : *values) list.push_back(HexDouble(v));
+    j[name] = list;
+  }
+  return j;
+}
+
+EpochRecord RecordFromJson(const nlohmann::json& j, const std::string& where) {
+  try {
+    EpochRecord r;
+    r.epoch = j.at("epoch").get<int>();
+    r.train_loss = ParseHexDouble(j.at("train_loss"), where);
+    r.train_accuracy = ParseHexDouble(j.at("train_accuracy"), where);
+    r.train_auc = ParseHexDouble(j.at("train_auc"), where);
+    r.val_loss = ParseHexDouble(j.at("val_loss"), where);
+    r.val_accuracy = ParseHexDouble(j.at("val_accuracy"), where);
+    r.val_auc = ParseHexDouble(j.at("val_auc"), where);
+    r.monitored = ParseHexDouble(j.at("monitored"), where);
+    r.best = j.at("best").get<bool>();
+    r.seconds = ParseHexDouble(j.at("seconds"), where);
+    r.val_ranking.ks = j.at("ks").get<std::vector<int>>();
+    r.val_ranking.users = j.at("users").get<int64_t>();
+    const std::pair<const char*, std::vector<double>*> series[] = {
+        {"recall", &r.val_ranking.recall},
+        {"ndcg", &r.val_ranking.ndcg},
+        {"hit_rate", &r.val_ranking.hit_rate},
+        {"mrr", &r.val_ranking.mrr},
+        {"coverage", &r.val_ranking.coverage}};
+    for (const auto& [name, values] : series) {
+      for (const nlohmann::json& v : j.at(name)) values->push_back(ParseHexDouble(v, where));
+      if (values->size() != r.val_ranking.ks.size()) {
+        throw Error(where + ": " + name + " has " + std::to_string(values->size()) +
+                    " values for " + std::to_string(r.val_ranking.ks.size()) + " K");
+      }
+    }
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": malformed epoch record (" + e.what() + ")");
+  }
+}
+
+// The early-stopping state after `epoch` completed epochs.
+struct SelectionState {
+  int epoch = 0;
+  bool stopped = false;  // early stopping ended the epochs
+  int best_epoch = 0;
+  double best_value = 0, best_loss = 0;
+  int since_best = 0;
+};
+
+// SHA-256 of each data file the config names (those that exist): a resumed run must see the
+// same data.
+nlohmann::json DataFingerprints(const Config& config) {
+  const data::DataPaths p = config.ResolvedPaths();
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, path] : {std::pair<const char*, const std::string*>{"users", &p.users},
+                                   {"items", &p.items},
+                                   {"train", &p.train},
+                                   {"val", &p.val},
+                                   {"test", &p.test}}) {
+    std::error_code ec;
+    if (!path->empty() && std::filesystem::is_regular_file(*path, ec)) {
+      j[name] = {{"path", *path}, {"sha256", Sha256Hex(ReadFile(*path))}};
+    }
+  }
+  return j;
+}
+
+model::Tensor ToTensor(const Matrix& m) {
+  return model::Tensor{{m.rows(), m.cols()}, std::vector<float>(m.data(), m.data() + m.size())};
+}
+
+void SaveCheckpoint(const std::string& path, model::TwoTowerModel& net, Trainer& trainer,
+                    const std::vector<Matrix>& best_weights, const SelectionState& state,
+                    const std::vector<EpochRecord>& history, const Rng& dropout_rng,
+                    const std::string& config_sha256, const nlohmann::json& data_sha256) {
+  model::SafetensorsFile f;
+  const std::vector<nn::Parameter*> params = net.TrainableParameters();
+  nn::Adam& adam = trainer.optimizer();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string n = std::to_string(i);
+    f.tensors["weights." + n] = ToTensor(params[i]->value);
+    f.tensors["best." + n] = ToTensor(best_weights[i]);
+    f.tensors["adam.m." + n] = ToTensor(adam.first_moments()[i]);
+    f.tensors["adam.v." + n] = ToTensor(adam.second_moments()[i]);
+  }
+  nlohmann::json records = nlohmann::json::array();
+  for (const EpochRecord& r : history) records.push_back(RecordJson(r));
+  f.metadata = {{"format", "twotower.checkpoint"},
+                {"format_version", "1"},
+                {"epoch", std::to_string(state.epoch)},
+                {"stopped", state.stopped ? "1" : "0"},
+                {"best_epoch", std::to_string(state.best_epoch)},
+                {"best_value", HexDouble(state.best_value)},
+                {"best_loss", HexDouble(state.best_loss)},
+                {"since_best", std::to_string(state.since_best)},
+                {"dropout_rng", dropout_rng.SaveState()},
+                {"adam_steps", std::to_string(adam.steps())},
+                {"history", records.dump()},
+                {"config_sha256", config_sha256},
+                {"data_sha256", data_sha256.dump()}};
+  model::WriteSafetensors(path, f);
+}
+
+int ParseCount(const std::string& text, const std::string& where) {
+  int v = -1;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size() || v < 0) {
+    throw Error(where + ": " + Quote(text) + " is not a count");
+  }
+  return v;
+}
+
+// Restores what SaveCheckpoint wrote into `net`, `trainer`, best_weights, *state, *history and
+// *dropout_rng, after checking that it was written with these settings and data.
+void LoadCheckpoint(const std::string& path, model::TwoTowerModel& net, Trainer& trainer,
+                    std::vector<Matrix>* best_weights, SelectionState* state,
+                    std::vector<EpochRecord>* history, Rng* dropout_rng,
+                    const std::string& config_sha256, const nlohmann::json& data_sha256) {
+  const model::SafetensorsFile f = model::ReadSafetensors(path);
+  auto meta = [&](const char* key) -> const std::string& {
+    const auto it = f.metadata.find(key);
+    if (it == f.metadata.end()) {
+      throw Error(path + ": not a twotower checkpoint (no '" + key + "' in __metadata__)");
+    }
+    return it->second;
+  };
+  if (meta("format") != "twotower.checkpoint" || meta("format_version") != "1") {
+    throw Error(path + ": not a twotower checkpoint of format 1 (format " + Quote(meta("format")) +
+                ", version " + Quote(meta("format_version")) + ")");
+  }
+  if (meta("config_sha256") != config_sha256) {
+    throw Error(path +
+                ": written with other settings than the run's config.yaml (settings "
+                "SHA-256 " +
+                ShortFingerprint(meta("config_sha256")) + ", now " +
+                ShortFingerprint(config_sha256) + "): resuming would not continue that run");
+  }
+  const nlohmann::json saved = ParseJsonStrict(meta("data_sha256"), path + ": data_sha256");
+  if (saved != data_sha256) {
+    for (const auto& [name, entry] : data_sha256.items()) {
+      if (!saved.contains(name) || saved[name] != entry) {
+        throw Error(path + ": the " + name + " data changed since the checkpoint (" +
+                    entry.value("path", std::string()) + "): resuming would not continue that run");
+      }
+    }
+    throw Error(path + ": the data files differ from those the checkpoint was written with");
+  }
+  const std::vector<nn::Parameter*> params = net.TrainableParameters();
+  nn::Adam& adam = trainer.optimizer();
+  auto restore = [&](const std::string& name, Matrix* into) {
+    const auto it = f.tensors.find(name);
+    if (it == f.tensors.end()) throw Error(path + ": tensor '" + name + "' is missing");
+    const model::Tensor& t = it->second;
+    if (t.shape.size() != 2 || t.shape[0] != into->rows() || t.shape[1] != into->cols()) {
+      throw Error(path + ": tensor '" + name + "' does not have the model's shape " +
+                  std::to_string(into->rows()) + " x " + std::to_string(into->cols()));
+    }
+    for (float x : t.data) {
+      if (!std::isfinite(x)) throw Error(path + ": tensor '" + name + "' is not finite");
+    }
+    std::copy(t.data.begin(), t.data.end(), into->data());
+  };
+  best_weights->resize(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string n = std::to_string(i);
+    restore("weights." + n, &params[i]->value);
+    (*best_weights)[i].resize(params[i]->value.rows(), params[i]->value.cols());
+    restore("best." + n, &(*best_weights)[i]);
+    restore("adam.m." + n, &adam.first_moments()[i]);
+    restore("adam.v." + n, &adam.second_moments()[i]);
+  }
+  if (f.tensors.size() != 4 * params.size()) {
+    throw Error(path + ": " + std::to_string(f.tensors.size()) + " tensors, expected " +
+                std::to_string(4 * params.size()) + " for this model");
+  }
+  adam.set_steps(ParseCount(meta("adam_steps"), path + ": adam_steps"));
+  state->epoch = ParseCount(meta("epoch"), path + ": epoch");
+  state->stopped = meta("stopped") == "1";
+  state->best_epoch = ParseCount(meta("best_epoch"), path + ": best_epoch");
+  state->best_value = ParseHexDouble(meta("best_value"), path + ": best_value");
+  state->best_loss = ParseHexDouble(meta("best_loss"), path + ": best_loss");
+  state->since_best = ParseCount(meta("since_best"), path + ": since_best");
+  try {
+    dropout_rng->LoadState(meta("dropout_rng"));
+  } catch (const Error& e) {
+    throw Error(path + ": dropout_rng: " + e.what());
+  }
+  history->clear();
+  const nlohmann::json records = ParseJsonStrict(meta("history"), path + ": history");
+  if (!records.is_array()) throw Error(path + ": history: expected a list");
+  for (const nlohmann::json& r : records) {
+    history->push_back(RecordFromJson(r, path + ": history"));
+  }
+  if (static_cast<int>(history->size()) != state->epoch || state->best_epoch > state->epoch) {
+    throw Error(path + ": history holds " + std::to_string(history->size()) +
+                " epochs, but the checkpoint is after epoch " + std::to_string(state->epoch));
+  }
+}
+
+}  // namespace
+
 TrainResult Train(const Config& config, const data::Dataset& data, const TrainOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   Rng rng(config.seed);
@@ -384,14 +639,33 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   const int64_t batch = config.training.batch_size;
   EpochBuffers buf;
   std::vector<Matrix> best_weights = net.Snapshot();
-  double best_value = lower_is_better ? std::numeric_limits<double>::infinity() : -1.0;
-  double best_loss = std::numeric_limits<double>::infinity();
-  int since_best = 0;
+  SelectionState state;
+  state.best_value = lower_is_better ? std::numeric_limits<double>::infinity() : -1.0;
+  state.best_loss = std::numeric_limits<double>::infinity();
   const nlohmann::json config_json = config.ToJson();
   const std::string& dir = options.run_dir;
-  if (!dir.empty()) WriteFileAtomically(dir + "/config.yaml", config.ToYaml());
+  const bool checkpoint = !dir.empty() && config.training.checkpoint;
+  const std::string checkpoint_path = dir + "/" + kCheckpointFile;
+  const std::string config_sha256 = Sha256Hex(config.ToYaml());
+  nlohmann::json data_sha256;
+  if (checkpoint || options.resume) data_sha256 = DataFingerprints(config);
+  if (options.resume) {
+    if (dir.empty()) throw Error("resume: no run folder given");
+    LoadCheckpoint(checkpoint_path, net, trainer, &best_weights, &state, &result.history,
+                   &dropout_rng, config_sha256, data_sha256);
+    // The completed epochs' shuffles, replayed: the same order and generator state as then.
+    for (int e = 0; e < state.epoch; ++e) Shuffle(&order, &shuffle_rng);
+    result.best_epoch = state.best_epoch;
+    if (options.log != nullptr) {
+      *options.log << "resumed " << dir << " after epoch " << state.epoch << " (best epoch "
+                   << state.best_epoch << (state.stopped ? ", early stopping had ended it" : "")
+                   << ")" << std::endl;
+    }
+  } else if (!dir.empty()) {
+    WriteFileAtomically(dir + "/config.yaml", config.ToYaml());
+  }
 
-  for (int epoch = 1; epoch <= config.training.epochs; ++epoch) {
+  for (int epoch = state.epoch + 1; !state.stopped && epoch <= config.training.epochs; ++epoch) {
     const auto epoch_start = std::chrono::steady_clock::now();
     const double train_loss = RunEpoch(&trainer, data, data.train, &order, batch, &shuffle_rng,
                                        &dropout_rng, options.progress, &buf);
@@ -429,24 +703,25 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     // Selection by the monitored value; a one-class validation split has no AUC (NaN), and then
     // val loss decides, so a best model is always kept.
     if (std::isnan(r.monitored)) {
-      r.best = r.val_loss < best_loss || (std::isnan(r.val_loss) && result.best_epoch == 0);
+      r.best = r.val_loss < state.best_loss || (std::isnan(r.val_loss) && state.best_epoch == 0);
     } else {
-      r.best = lower_is_better ? r.monitored < best_value : r.monitored > best_value;
+      r.best = lower_is_better ? r.monitored < state.best_value : r.monitored > state.best_value;
     }
     r.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     if (r.best) {
-      if (!std::isnan(r.monitored)) best_value = r.monitored;
-      best_loss = r.val_loss;
+      if (!std::isnan(r.monitored)) state.best_value = r.monitored;
+      state.best_loss = r.val_loss;
+      state.best_epoch = epoch;
       result.best_epoch = epoch;
-      since_best = 0;
+      state.since_best = 0;
       best_weights = net.Snapshot();
       if (!dir.empty()) {
         model::SaveModel(dir + "/model_best.safetensors", net, data.encoder, config.features,
                          config_json);
       }
     } else {
-      ++since_best;
+      ++state.since_best;
     }
     result.history.push_back(r);
     if (options.log != nullptr) {
@@ -469,16 +744,21 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
       WriteFileAtomically(dir + "/training_curves.svg",
                           CurvesSvg(result.history, pointwise ? "BCE" : "softmax"));
     }
-    if (config.training.early_stopping_patience > 0 &&
-        since_best >= config.training.early_stopping_patience) {
-      if (options.log != nullptr) {
-        const std::string shown = monitor == "val_auc" ? "val AUC" : monitor;
-        *options.log << "early stopping: no better " << shown << " for "
-                     << config.training.early_stopping_patience << " epochs (best epoch "
-                     << result.best_epoch << ", " << shown << " " << Fixed(best_value) << ")"
-                     << std::endl;
-      }
-      break;
+    state.epoch = epoch;
+    state.stopped = config.training.early_stopping_patience > 0 &&
+                    state.since_best >= config.training.early_stopping_patience;
+    if (checkpoint) {
+      FailPoint("train.before_checkpoint");
+      SaveCheckpoint(checkpoint_path, net, trainer, best_weights, state, result.history,
+                     dropout_rng, config_sha256, data_sha256);
+      FailPoint("train.after_checkpoint");
+    }
+    if (state.stopped && options.log != nullptr) {
+      const std::string shown = monitor == "val_auc" ? "val AUC" : monitor;
+      *options.log << "early stopping: no better " << shown << " for "
+                   << config.training.early_stopping_patience << " epochs (best epoch "
+                   << state.best_epoch << ", " << shown << " " << Fixed(state.best_value) << ")"
+                   << std::endl;
     }
   }
   if (!dir.empty()) {

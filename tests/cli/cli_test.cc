@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -16,6 +17,7 @@
 #include "testing/cli_runner.h"
 #include "testing/temp_dir.h"
 #include "twotower/data/npy.h"
+#include "twotower/model/model_file.h"
 
 namespace twotower {
 namespace {
@@ -347,6 +349,108 @@ TEST_F(CliTest, WritesPastAFileSizeLimitFailCleanly) {
     EXPECT_EQ(entry.path().filename().string().find(".tmp."), std::string::npos)
         << entry.path() << " left behind";
   }
+}
+
+// Issue 12: training killed (SIGKILL, at failpoints: core/failpoint.h) at several moments always
+// leaves a loadable best model once an epoch has ended, and `train --resume` then finishes with
+// the metrics.csv of the run that was never interrupted, to the byte.
+TEST_F(CliTest, KilledTrainingResumesToTheSameResult) {
+  const Shared& s = SharedRun();
+  auto train = [&](const std::string& out, const std::string& prefix) {
+    std::vector<std::string> args = {"train",
+                                     "--config",
+                                     Repo("config/ranking_config.yaml"),
+                                     "--set",
+                                     "data.dir=" + s.data,
+                                     "--set",
+                                     "training.early_stopping_patience=0",
+                                     "--epochs",
+                                     "4",
+                                     "--output-dir",
+                                     out};
+    args.insert(args.end(), kSmallModel.begin(), kSmallModel.end());
+    return RunCli(args, scratch_, prefix);
+  };
+  auto run_folder = [](const std::string& out) {
+    std::string found;
+    for (const auto& e : std::filesystem::directory_iterator(out)) found = e.path().string();
+    return found;
+  };
+  const CliResult whole = train(scratch_.File("whole"), "");
+  ASSERT_EQ(whole.code, 0) << whole.err;
+  const std::string expected = ReadBytes(run_folder(scratch_.File("whole")) + "/metrics.csv");
+  ASSERT_EQ(Lines(expected).size(), 5u);  // header + 4 epochs
+
+  const char* kill_points[] = {
+      "train.before_checkpoint#2",  // epoch 2's metrics and best model written, not its checkpoint
+      "train.after_checkpoint#3",   // right after epoch 3's checkpoint
+      "files.before_rename#9",      // some file of a later epoch not yet renamed into place
+      "train.after_checkpoint#4",   // all epochs done: model_last, refit and test remain
+  };
+  for (const char* point : kill_points) {
+    SCOPED_TRACE(point);
+    const std::string out = scratch_.File(std::string("killed_") + point);
+    const CliResult killed = train(out, std::string("TWOTOWER_FAILPOINT='") + point + "' ");
+    ASSERT_NE(killed.code, 0) << "the failpoint was not reached";
+    const std::string run = run_folder(out);
+    ASSERT_FALSE(run.empty());
+    // Whatever the moment, the best model on disk loads.
+    EXPECT_NO_THROW(model::LoadModel(run + "/model_best.safetensors"));
+    const CliResult resumed = Run({"train", "--resume", run, "--quiet"});
+    ASSERT_EQ(resumed.code, 0) << resumed.err;
+    EXPECT_THAT(resumed.out, HasSubstr("resumed " + run + " after epoch"));
+    EXPECT_EQ(ReadBytes(run + "/metrics.csv"), expected);
+    EXPECT_TRUE(std::filesystem::exists(run + "/test_metrics.json"));
+  }
+
+  // Killed before any epoch ended: nothing to resume, and it says so.
+  const std::string early = scratch_.File("early");
+  ASSERT_NE(train(early, "TWOTOWER_FAILPOINT=train.before_checkpoint ").code, 0);
+  ExpectUserError(Run({"train", "--resume", run_folder(early)}),
+                  "checkpoint.safetensors does not exist");
+  // A resume takes the run's own settings.
+  ExpectUserError(Run({"train", "--resume", run_folder(early), "--epochs", "9"}),
+                  "train --resume: the run continues with the settings in its config.yaml");
+}
+
+// A checkpoint is refused when the data or the settings changed since it was written.
+TEST_F(CliTest, ResumeRefusesChangedDataOrSettings) {
+  const std::string data = CopyOfData();
+  const std::string out = scratch_.File("runs_changed");
+  std::vector<std::string> args = {"train", "--config",         Repo("config/ranking_config.yaml"),
+                                   "--set", "data.dir=" + data, "--epochs",
+                                   "3",     "--output-dir",     out};
+  args.insert(args.end(), kSmallModel.begin(), kSmallModel.end());
+  ASSERT_NE(RunCli(args, scratch_, "TWOTOWER_FAILPOINT=train.after_checkpoint ").code, 0);
+  std::string run;
+  for (const auto& e : std::filesystem::directory_iterator(out)) run = e.path().string();
+  const std::string train_csv = data + "/train/interactions.csv";
+  const std::string original = ReadBytes(train_csv);
+  scratch_.Write("data/train/interactions.csv", original + Lines(original).back() + "\n");
+  ExpectUserError(Run({"train", "--resume", run}),
+                  run + "/checkpoint.safetensors: the train data changed since the checkpoint (" +
+                      train_csv + ")");
+  scratch_.Write("data/train/interactions.csv", original);
+  std::string config = ReadBytes(run + "/config.yaml");
+  ASSERT_NE(config.find("seed: 3\n"), std::string::npos);
+  config.replace(config.find("seed: 3\n"), 8, "seed: 4\n");
+  std::ofstream(run + "/config.yaml", std::ios::binary) << config;
+  ExpectUserError(Run({"train", "--resume", run}), "written with other settings");
+}
+
+// A kill during `index build` (the new file complete, not yet renamed) leaves the previous index.
+TEST_F(CliTest, KilledIndexBuildLeavesThePreviousIndex) {
+  const Shared& s = SharedRun();
+  const std::string npy = scratch_.File("e.npy"), idx = scratch_.File("e.index");
+  ASSERT_EQ(Run({"embed", "--model", s.model, "--out", npy}).code, 0);
+  ASSERT_EQ(Run({"index", "build", "--embeddings", npy, "--out", idx, "--quiet"}).code, 0);
+  const std::string before = ReadBytes(idx);
+  const CliResult killed =
+      RunCli({"index", "build", "--embeddings", npy, "--type", "hnsw", "--out", idx, "--quiet"},
+             scratch_, "TWOTOWER_FAILPOINT=files.before_rename ");
+  EXPECT_NE(killed.code, 0);
+  EXPECT_EQ(ReadBytes(idx), before);
+  EXPECT_EQ(Run({"recommend", "--model", s.model, "--user-id", "1", "--index", idx}).code, 0);
 }
 
 TEST_F(CliTest, RecommendExcludesSeenItems) {

@@ -30,7 +30,7 @@ struct ReferenceAdam {
 };
 
 Parameter MakeParameter(int rows, int cols, std::vector<float> values) {
-  Parameter p{"p", Matrix(rows, cols), Matrix::Zero(rows, cols)};
+  Parameter p{"p", Matrix(rows, cols), Matrix::Zero(rows, cols), false, {}};
   for (int i = 0; i < rows * cols; ++i) p.value.data()[i] = values[i];
   return p;
 }

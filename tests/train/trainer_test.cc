@@ -264,9 +264,9 @@ TEST_F(TrainerTest, WritesTheRunFolder) {
     names.push_back(e.path().filename().string());
   }
   std::sort(names.begin(), names.end());
-  EXPECT_EQ(names, (std::vector<std::string>{"config.yaml", "metrics.csv", "model_best.safetensors",
-                                             "model_last.safetensors", "test_metrics.json",
-                                             "training_curves.svg"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"checkpoint.safetensors", "config.yaml", "metrics.csv",
+                                             "model_best.safetensors", "model_last.safetensors",
+                                             "test_metrics.json", "training_curves.svg"}));
 }
 
 TEST_F(TrainerTest, LogsOneLinePerEpoch) {

@@ -8,6 +8,7 @@
 #define TWOTOWER_CORE_RNG_H_
 
 #include <cstdint>
+#include <string>
 
 namespace twotower {
 
@@ -39,6 +40,12 @@ class Rng {
   double Logistic();
   // An independent generator derived from this one's stream.
   Rng Split() { return Rng(NextU64()); }
+
+  // The whole state as text ("s0:s1:s2:s3:spare:has_spare", 16-digit hex words; spare as its
+  // IEEE-754 bits), for training checkpoints: LoadState(SaveState()) continues the same stream.
+  std::string SaveState() const;
+  // Throws Error naming the text when it is not what SaveState writes.
+  void LoadState(const std::string& state);
 
  private:
   static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

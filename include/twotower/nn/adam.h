@@ -24,6 +24,11 @@ class Adam {
   // Applies one update from the parameters' current gradients.
   void Step();
   int64_t steps() const { return t_; }
+  // The moment estimates m and v, one per parameter (the parameter's shape), and the step count:
+  // the optimiser's whole state, for training checkpoints.
+  std::vector<Matrix>& first_moments() { return m_; }
+  std::vector<Matrix>& second_moments() { return v_; }
+  void set_steps(int64_t t) { t_ = t; }
 
  private:
   std::vector<Parameter*> params_;

@@ -46,6 +46,7 @@ struct TrainingConfig {
   // After selection on val: train again on train + val for the best number of epochs and report
   // the test split with that model.
   bool refit = false;
+  bool checkpoint = true;  // checkpoint.safetensors after every epoch (train --resume)
   // lambda of the batch L2 penalty lambda (mean_i |u_i|^2 + mean_i |v_i|^2) on the tower outputs
   // (a regulariser for unnormalised id embeddings; constant, so without effect, when the towers
   // L2-normalise).

@@ -86,6 +86,8 @@ class Trainer {
   // The last step's pair logits (pointwise losses; empty otherwise).
   const Vector& logits() const { return out_.logits; }
   const Loss& loss() const { return *loss_; }
+  // The optimiser, for training checkpoints.
+  nn::Adam& optimizer() { return adam_; }
 
  private:
   model::TwoTowerModel* model_;
@@ -115,7 +117,12 @@ struct TrainOptions {
   bool progress = true;         // progress bars on stderr
   std::ostream* log = nullptr;  // per-epoch lines; null = silent
   std::string run_dir;          // empty = write nothing
+  // Continue the run in run_dir from its checkpoint.safetensors (see Train).
+  bool resume = false;
 };
+
+// The checkpoint Train writes after every epoch when training.checkpoint is set.
+constexpr char kCheckpointFile[] = "checkpoint.safetensors";
 
 struct TrainResult {
   std::unique_ptr<model::TwoTowerModel> model;  // the best weights (the refitted model if refit)
@@ -128,7 +135,20 @@ struct TrainResult {
   double train_seconds = 0;
 };
 
-// Trains on an already loaded data set.
+// Trains on an already loaded data set. With a run_dir it writes there: config.yaml,
+// model_best.safetensors (whenever the monitored value improves), metrics.csv and
+// training_curves.svg (every epoch), checkpoint.safetensors (every epoch, when
+// training.checkpoint), model_last / model_refit.safetensors and test_metrics.json (at the end);
+// each file atomically, so a crash at any moment leaves the previous version of each.
+//
+// The checkpoint holds what the next epoch depends on: weights, Adam's moments and step count,
+// the best weights so far, the dropout generator's state, the early-stopping state and every
+// epoch's metrics, plus the SHA-256 of config.yaml's settings and of each data file. With
+// options.resume, Train continues from it: the example order and its generator are replayed (one
+// shuffle per completed epoch), so the epochs that follow, the selection, refit and test are
+// those of the run that was not interrupted, and metrics.csv comes out byte-identical (same
+// seed, threads and data). Throws Error naming the file for a missing or damaged checkpoint, or
+// one written with other settings or data.
 TrainResult Train(const Config& config, const data::Dataset& data, const TrainOptions& options);
 
 // Creates <config.output_dir>/<config.run_name>_<YYYYmmdd_HHMMSS>[_N]/ and returns its path.
