@@ -3,6 +3,10 @@
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev
   libcli11-dev libgtest-dev libgmock-dev libhnswlib-dev libssl-dev)
+# --fuzz: also what scripts/fuzz.sh needs (clang with libFuzzer and its OpenMP runtime).
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang libclang-rt-14-dev libomp-14-dev)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

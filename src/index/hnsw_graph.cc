@@ -2,6 +2,8 @@
 #include "index/hnsw_graph.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -153,6 +155,90 @@ uint64_t HnswGraph::Save(const std::string& path) const {
                 ")");
   }
   return size;
+}
+
+std::string HnswGraph::Check(const char* bytes, size_t size, int64_t count) const {
+  const Impl& g = *impl_;
+  size_t pos = 0;
+  auto take = [&](void* out, size_t n) {
+    if (size - pos < n) return false;
+    std::memcpy(out, bytes + pos, n);
+    pos += n;
+    return true;
+  };
+  size_t offset_level0, max_elements, elements, size_per_element, label_offset, offset_data;
+  int max_level;
+  hnswlib::tableint entry;
+  size_t max_m, max_m0, m;
+  double mult;
+  size_t ef_construction;
+  if (!take(&offset_level0, 8) || !take(&max_elements, 8) || !take(&elements, 8) ||
+      !take(&size_per_element, 8) || !take(&label_offset, 8) || !take(&offset_data, 8) ||
+      !take(&max_level, 4) || !take(&entry, 4) || !take(&max_m, 8) || !take(&max_m0, 8) ||
+      !take(&m, 8) || !take(&mult, 8) || !take(&ef_construction, 8)) {
+    return "shorter than hnswlib's header";
+  }
+  const size_t M = static_cast<size_t>(g.M);
+  const size_t links0 = 2 * M * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+  const size_t links = M * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+  const size_t data = static_cast<size_t>(g.dim) * sizeof(float);
+  if (offset_level0 != 0 || m != M || max_m != M || max_m0 != 2 * M || offset_data != links0 ||
+      label_offset != links0 + data || size_per_element != links0 + data + sizeof(size_t) ||
+      mult != 1 / std::log(1.0 * static_cast<double>(M)) || ef_construction < 1 ||
+      ef_construction > 1000000) {
+    return "header fields do not match dimension " + std::to_string(g.dim) + " and M " +
+           std::to_string(M);
+  }
+  if (elements != static_cast<size_t>(count) || max_elements < elements) {
+    return std::to_string(elements) + " elements, expected " + std::to_string(count);
+  }
+  if (max_level < 0 || max_level > 64 || (count > 0 && entry >= elements)) {
+    return "entry point " + std::to_string(entry) + " at level " + std::to_string(max_level) +
+           " is out of range";
+  }
+  if ((size - pos) / size_per_element < elements) return "truncated bottom layer";
+  const char* level0 = bytes + pos;
+  pos += elements * size_per_element;
+  // Each element's levels, from its upper-layer link lists.
+  std::vector<int> levels(elements, 0);
+  std::vector<size_t> upper(elements, 0);  // offset of the element's upper-layer lists
+  for (size_t i = 0; i < elements; ++i) {
+    unsigned int list_size;
+    if (!take(&list_size, 4)) return "truncated upper layers";
+    if (list_size % links != 0 || list_size / links > static_cast<size_t>(max_level) ||
+        size - pos < list_size) {
+      return "element " + std::to_string(i) + ": upper-layer links of " +
+             std::to_string(list_size) + " bytes";
+    }
+    levels[i] = static_cast<int>(list_size / links);
+    upper[i] = pos;
+    pos += list_size;
+  }
+  if (pos != size) return std::to_string(size - pos) + " bytes after the graph";
+  if (count > 0 && levels[entry] != max_level) return "the entry point is not on the top layer";
+  // A list: u16 count, u8 flags (bit 0: deleted), u8 unused, then the links.
+  auto check_list = [&](const char* list, size_t capacity, int level) -> std::string {
+    uint16_t n;
+    std::memcpy(&n, list, sizeof(n));
+    if (n > capacity)
+      return "a list of " + std::to_string(n) + " links (at most " + std::to_string(capacity) + ")";
+    for (uint16_t j = 0; j < n; ++j) {
+      hnswlib::tableint to;
+      std::memcpy(&to, list + sizeof(hnswlib::linklistsizeint) + j * sizeof(to), sizeof(to));
+      if (to >= elements || levels[to] < level) {
+        return "a link to element " + std::to_string(to) + " at level " + std::to_string(level);
+      }
+    }
+    return "";
+  };
+  for (size_t i = 0; i < elements; ++i) {
+    std::string problem = check_list(level0 + i * size_per_element, 2 * M, 0);
+    for (int level = 1; problem.empty() && level <= levels[i]; ++level) {
+      problem = check_list(bytes + upper[i] + (level - 1) * links, M, level);
+    }
+    if (!problem.empty()) return "element " + std::to_string(i) + ": " + problem;
+  }
+  return "";
 }
 
 std::string HnswGraph::Load(const std::string& path, int64_t count) {

@@ -58,6 +58,12 @@ class HnswGraph {
   // Writes hnswlib's own file format to `path` and returns its size, checked against the size
   // the format implies; throws Error naming `path` otherwise.
   uint64_t Save(const std::string& path) const;
+  // Checks bytes in hnswlib 0.6.2's saveIndex format before hnswlib reads them (its loadIndex
+  // trusts every size and link in the file): the header fields this graph's dimension and M
+  // imply, `count` elements, every neighbour list's length within M (2 M on the bottom layer),
+  // every link to an element of that layer or above, the entry point on the top layer, and the
+  // exact size. Returns "" when they hold, else what is wrong.
+  std::string Check(const char* bytes, size_t size, int64_t count) const;
   // Replaces this graph with the one in `path` (hnswlib's format). Returns "" when it loaded and
   // matches: `count` elements of this graph's dimension and M, distinct labels below `count`
   // (some may be marked deleted); otherwise what is wrong (the graph is then empty).

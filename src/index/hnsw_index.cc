@@ -489,9 +489,14 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count, uint32
   node_of.resize(static_cast<size_t>(count));
   if (format_version >= 2) {
     nodes = reader.U64("graph nodes");
-    if (nodes > static_cast<uint64_t>(count) + (uint64_t{1} << 32)) {
-      reader.Fail("graph nodes: " + std::to_string(nodes) + " is not plausible for " +
-                  std::to_string(count) + " items");
+    // Each node fills at least its bottom-layer record (2 M links, vector, label) and an
+    // upper-layer length in the graph section: a count the payload cannot hold is refused
+    // before anything is sized by it.
+    const uint64_t node_bytes = 8 * static_cast<uint64_t>(params.M) + 4 + row_bytes + 8 + 4;
+    if (nodes > reader.remaining() / node_bytes) {
+      reader.Fail("graph nodes: " + std::to_string(nodes) + " nodes need at least " +
+                  std::to_string(nodes * node_bytes) + " bytes, " +
+                  std::to_string(reader.remaining()) + " are left");
     }
     const char* table = reader.Take(static_cast<size_t>(count) * 8, "node of each item");
     for (int64_t label = 0; label < count; ++label) {
@@ -516,6 +521,10 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count, uint32
     if (graph_size != 0) reader.Fail("graph: present, but the index holds no items");
     return index;
   }
+  // hnswlib's loader trusts the file: the graph is checked before it reads it.
+  const std::string malformed = index->graph_->Check(graph_bytes, static_cast<size_t>(graph_size),
+                                                     static_cast<int64_t>(nodes));
+  if (!malformed.empty()) reader.Fail("graph: " + malformed);
   std::error_code ec;
   const std::string temp_dir = std::filesystem::temp_directory_path(ec).string();
   TempFile graph((ec ? std::string(".") : temp_dir) + "/twotower_graph");

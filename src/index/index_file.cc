@@ -121,6 +121,14 @@ IndexInfo ParseHeader(const std::string& path, const char* h, size_t have, uint6
     throw Error(path + ": truncated: the header announces " + std::to_string(expected) +
                 " bytes, the file has " + std::to_string(file_size));
   }
+  // Each item takes at least a u32 id length, a one-byte id and its vector: a count the
+  // payload cannot hold is refused before anything is sized by it.
+  const uint64_t min_item_bytes = 4 + 1 + 4 * uint64_t{dim};
+  if (count > info.payload_size / min_item_bytes) {
+    throw Error(path + ": header: " + std::to_string(count) + " items of dimension " +
+                std::to_string(dim) + " need at least " + std::to_string(count * min_item_bytes) +
+                " payload bytes, the header announces " + std::to_string(info.payload_size));
+  }
   if (file_size > expected) {
     throw Error(path + ": " + std::to_string(file_size - expected) +
                 " unexpected bytes after the payload (the header announces " +

@@ -843,6 +843,30 @@ TEST(HnswIndexTest, LoadRefusesVectorsThatDifferFromTheGraph) {
                         "\") differs from the vectors section"));
 }
 
+// Found by fuzz_index: counts in a checksummed file sized allocations before the payload was
+// read. A count the payload cannot hold is refused first.
+TEST(IndexFileTest, CountsThePayloadCannotHoldAreRefused) {
+  const Items items = RandomItems(10, 4, 44);
+  FlatIndex flat(4);
+  flat.Add(items.v.data(), items.n, items.ids);
+  TempDir dir;
+  flat.Save(dir.File("f.index"));
+  std::string bytes = ReadBytes(dir.File("f.index"));
+  const uint64_t huge = uint64_t{1} << 39;
+  std::memcpy(bytes.data() + 40, &huge, sizeof(huge));
+  Rechecksum(&bytes);
+  EXPECT_THAT(ErrorMessage([&] { LoadIndex(dir.Write("count.index", bytes)); }),
+              HasSubstr("header: 549755813888 items of dimension 4 need at least"));
+  HnswIndex hnsw(4, HnswParams{});
+  hnsw.Add(items.v.data(), items.n, items.ids);
+  hnsw.Save(dir.File("h.index"));
+  std::string h = ReadBytes(dir.File("h.index"));
+  std::memcpy(h.data() + VectorOffset(items, items.n, true), &huge, sizeof(huge));
+  Rechecksum(&h);
+  EXPECT_THAT(ErrorMessage([&] { LoadIndex(dir.Write("nodes.index", h)); }),
+              HasSubstr("graph nodes: 549755813888 nodes need at least"));
+}
+
 TEST(HnswIndexTest, LoadRefusesABadNodeTable) {
   const Items items = RandomItems(50, 4, 42);
   HnswIndex hnsw(4, HnswParams{});
