@@ -14,6 +14,7 @@
 #include "twotower/core/files.h"
 #include "twotower/core/hash.h"
 #include "twotower/core/progress.h"
+#include "twotower/core/text.h"
 #include "twotower/data/npy.h"
 #include "twotower/index/flat_index.h"
 #include "twotower/index/index_file.h"
@@ -38,55 +39,44 @@ std::string IdsHeader(const Matrix& v) {
 }
 constexpr std::string_view kModelField = " model=sha256:";
 
-// The ids file beside an embeddings .npy `v` (one id per line, row order): `v.rows()` non-empty,
-// distinct ids. A first line from `twotower embed` (kIdsHeader) must describe `v`, and may end
-// with the model's fingerprint (` model=sha256:<64 hex>`, returned in *model_fingerprint); a file
-// without that line (written by hand or another tool) is taken as it is, its model unknown. A
-// UTF-8 byte-order mark and CR line ends are dropped, as the CSV reader drops them. Errors name
-// the file and line.
+// The ids file beside an embeddings .npy `v` (one id per line, row order, read as every text file
+// is: core/text.h): `v.rows()` distinct ids. A first line from `twotower embed` (kIdsHeader) must
+// describe `v`, and may end with the model's fingerprint (` model=sha256:<64 hex>`, returned in
+// *model_fingerprint); a file without that line (written by hand or another tool) is taken as it
+// is, its model unknown. Errors name the file and line.
 std::vector<std::string> ReadIdsFile(const std::string& ids_path, const Matrix& v,
                                      const std::string& npy_path, std::string* model_fingerprint) {
   const int64_t rows = v.rows();
-  std::string text = ReadFile(ids_path);
-  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
+  TextLineReader lines(ids_path);
   std::vector<std::string> ids;
   std::unordered_map<std::string, int64_t> line_of;
-  size_t start = 0;
-  int64_t header_lines = 0;
   model_fingerprint->clear();
-  if (text.rfind(kIdsHeader, 0) == 0) {
-    size_t end = text.find('\n');
-    if (end == std::string::npos) end = text.size();
-    std::string header = text.substr(0, end);
-    if (!header.empty() && header.back() == '\r') header.pop_back();
-    const std::string expected = IdsHeader(v);
-    std::string rest = header.rfind(expected, 0) == 0 ? header.substr(expected.size()) : "";
-    const bool model_ok = rest.rfind(kModelField, 0) == 0 &&
-                          IsSha256Hex(std::string_view(rest).substr(kModelField.size()));
-    if (header.rfind(expected, 0) != 0 || (!rest.empty() && !model_ok)) {
-      throw Error(ids_path + ":1: written for other embeddings than " + npy_path + " (" +
-                  Quote(header) + ", expected " + Quote(expected) +
-                  " and optionally \" model=sha256:<64 hex digits>\"): run `twotower embed` "
-                  "again to write both");
+  std::string text;
+  bool first = true;
+  while (lines.Next(&text)) {
+    if (first && text.rfind(kIdsHeader, 0) == 0) {
+      first = false;
+      const std::string expected = IdsHeader(v);
+      const std::string rest = text.rfind(expected, 0) == 0 ? text.substr(expected.size()) : "";
+      const bool model_ok = rest.rfind(kModelField, 0) == 0 &&
+                            IsSha256Hex(std::string_view(rest).substr(kModelField.size()));
+      if (text.rfind(expected, 0) != 0 || (!rest.empty() && !model_ok)) {
+        throw Error(lines.Where() + ": written for other embeddings than " + npy_path + " (" +
+                    Quote(text) + ", expected " + Quote(expected) +
+                    " and optionally \" model=sha256:<64 hex digits>\"): run `twotower embed` "
+                    "again to write both");
+      }
+      if (!rest.empty()) *model_fingerprint = rest.substr(kModelField.size());
+      continue;
     }
-    if (!rest.empty()) *model_fingerprint = rest.substr(kModelField.size());
-    start = end + 1;
-    header_lines = 1;
-  }
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string id = text.substr(start, end - start);
-    if (!id.empty() && id.back() == '\r') id.pop_back();
-    start = end + 1;
-    const int64_t line = static_cast<int64_t>(ids.size()) + 1 + header_lines;
-    if (id.empty()) throw Error(ids_path + ":" + std::to_string(line) + ": empty id");
-    const auto [it, inserted] = line_of.emplace(id, line);
+    first = false;
+    const int64_t line = lines.line();
+    const auto [it, inserted] = line_of.emplace(text, line);
     if (!inserted) {
-      throw Error(ids_path + ":" + std::to_string(line) + ": duplicate id " + Quote(id) +
+      throw Error(ids_path + ":" + std::to_string(line) + ": duplicate id " + Quote(text) +
                   " (also on line " + std::to_string(it->second) + ")");
     }
-    ids.push_back(std::move(id));
+    ids.push_back(text);
   }
   if (static_cast<int64_t>(ids.size()) != rows) {
     throw Error(ids_path + ": has " + std::to_string(ids.size()) + " ids, but " + npy_path +
@@ -222,6 +212,17 @@ ItemEmbeddings ReadItemEmbeddings(const std::string& npy_path) {
   ItemEmbeddings e;
   e.vectors = data::ReadNpy(npy_path);
   e.ids = ReadIdsFile(IdsPath(npy_path), e.vectors, npy_path, &e.model_fingerprint);
+  // Checked here, at the boundary, so the message names the file.
+  for (int64_t r = 0; r < e.vectors.rows(); ++r) {
+    for (int64_t c = 0; c < e.vectors.cols(); ++c) {
+      if (!std::isfinite(e.vectors(r, c))) {
+        throw Error(npy_path + ": row " + std::to_string(r) + " (id " + Quote(e.ids[r]) +
+                    "): value at dimension " + std::to_string(c) + " is " +
+                    (std::isnan(e.vectors(r, c)) ? "NaN" : "infinite") +
+                    ", expected finite embeddings");
+      }
+    }
+  }
   return e;
 }
 

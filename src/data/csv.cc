@@ -108,18 +108,19 @@ int64_t ParseInteger(std::string_view text, const std::string& where, const std:
   return value;
 }
 
-CsvReader::CsvReader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
-  if (!in_) throw Error(path + ": cannot open: " + std::strerror(errno));
-  while (std::getline(in_, buffer_)) {
-    ++line_;
-    // A UTF-8 byte order mark before the header is common in spreadsheet exports.
-    if (line_ == 1 && buffer_.rfind("\xEF\xBB\xBF", 0) == 0) buffer_.erase(0, 3);
-    if (Trim(buffer_).empty()) continue;
-    SplitCsvLine(buffer_, Where(), &header_);
-    for (std::string& name : header_) name = std::string(Trim(name));
-    return;
+CsvReader::CsvReader(const std::string& path) : path_(path), lines_(path) {
+  if (!lines_.Next(&buffer_)) throw Error(path + ": file is empty, expected a header line");
+  SplitCsvLine(buffer_, Where(), &header_);
+  for (size_t i = 0; i < header_.size(); ++i) {
+    header_[i] = std::string(Trim(header_[i]));
+    for (size_t j = 0; j < i; ++j) {
+      if (header_[j] == header_[i]) {
+        throw Error(Where() + ": column " + Quote(header_[i]) + " appears twice in the header " +
+                    "(columns " + std::to_string(j + 1) + " and " + std::to_string(i + 1) +
+                    "): rename one");
+      }
+    }
   }
-  throw Error(path + ": file is empty, expected a header line");
 }
 
 int CsvReader::FindColumn(const std::string& name) const {
@@ -138,18 +139,13 @@ int CsvReader::RequireColumn(const std::string& name) const {
 }
 
 bool CsvReader::Next(std::vector<std::string>* fields) {
-  while (std::getline(in_, buffer_)) {
-    ++line_;
-    if (Trim(buffer_).empty()) continue;
-    SplitCsvLine(buffer_, Where(), fields);
-    if (fields->size() != header_.size()) {
-      throw Error(Where() + ": expected " + std::to_string(header_.size()) + " columns, got " +
-                  std::to_string(fields->size()));
-    }
-    return true;
+  if (!lines_.Next(&buffer_)) return false;
+  SplitCsvLine(buffer_, Where(), fields);
+  if (fields->size() != header_.size()) {
+    throw Error(Where() + ": expected " + std::to_string(header_.size()) + " columns, got " +
+                std::to_string(fields->size()));
   }
-  if (in_.bad()) throw Error(path_ + ": read failed");
-  return false;
+  return true;
 }
 
 int Table::FindColumn(const std::string& name) const {

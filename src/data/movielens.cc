@@ -11,6 +11,7 @@
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/rng.h"
+#include "twotower/core/text.h"
 #include "twotower/data/csv.h"
 #include "twotower/data/encoder.h"
 
@@ -33,30 +34,8 @@ struct Movie {
   std::string title, year, genres;
 };
 
-// Lines of a text file through one path: a UTF-8 byte-order mark on the first line and a CR
-// before the LF are dropped, blank lines skipped. Streams, so a 32M-rating file is not held whole.
-class LineReader {
- public:
-  explicit LineReader(std::string path) : path_(std::move(path)), in_(path_, std::ios::binary) {
-    if (!in_) throw Error(path_ + ": cannot open");
-  }
-  bool Next(std::string* line) {
-    while (std::getline(in_, *line)) {
-      ++number_;
-      if (number_ == 1 && line->rfind("\xEF\xBB\xBF", 0) == 0) line->erase(0, 3);
-      if (!line->empty() && line->back() == '\r') line->pop_back();
-      if (!line->empty()) return true;
-    }
-    return false;
-  }
-  std::string Where() const { return path_ + ":" + std::to_string(number_); }
-  int64_t line() const { return number_; }
-
- private:
-  std::string path_;
-  std::ifstream in_;
-  int64_t number_ = 0;
-};
+// Lines of the release's files, read as every text file is (core/text.h).
+using LineReader = TextLineReader;
 
 std::vector<std::string> Split(const std::string& line, const std::string& sep) {
   std::vector<std::string> out;

@@ -236,3 +236,37 @@ TEST(CsvReaderReviewTest, ByteOrderMarkBeforeAQuotedHeaderIsDropped) {
 
 }  // namespace
 }  // namespace twotower::data
+
+namespace twotower::data {
+namespace {
+
+// Issue 12, fault 1's kind: a column named twice in a header was read as its first occurrence.
+TEST(CsvReaderReviewTest, AColumnNamedTwiceIsRefused) {
+  TempDir dir;
+  const std::string path = dir.Write("t.csv", "user_id,movie_id,liked,movie_id\n1,2,1,3\n");
+  EXPECT_EQ(ErrorMessage([&] { ReadTable(path); }),
+            path +
+                ":1: column \"movie_id\" appears twice in the header (columns 2 and 4): "
+                "rename one");
+  // Names are compared after trimming, as they are looked up.
+  const std::string spaced = dir.Write("s.csv", "\n\na, b ,b\n1,2,3\n");
+  EXPECT_THAT(ErrorMessage([&] { ReadTable(spaced); }),
+              HasSubstr(spaced + ":3: column \"b\" appears twice"));
+}
+
+// Issue 12, fault 3's kind: one table however its lines end (core/text.h).
+TEST(CsvReaderReviewTest, LineEndsAndTrailingBlanksDoNotChangeTheTable) {
+  TempDir dir;
+  const Table lf = ReadTable(dir.Write("lf.csv", "id,name\n1,\"a, b\"\n2,c\n"));
+  for (const char* text :
+       {"id,name\r1,\"a, b\"\r2,c\r", "\xEF\xBB\xBFid,name\r\n1,\"a, b\" \r\n2,c\t\r\n\r\n"}) {
+    const Table t = ReadTable(dir.Write("v.csv", text));
+    EXPECT_EQ(t.columns, lf.columns);
+    EXPECT_EQ(t.cells, lf.cells);
+    EXPECT_EQ(t.lines, lf.lines);
+  }
+  EXPECT_EQ(lf.Column("name"), (std::vector<std::string>{"a, b", "c"}));
+}
+
+}  // namespace
+}  // namespace twotower::data

@@ -78,8 +78,9 @@ struct ItemEmbeddings {
   std::string model_fingerprint;  // "" when the ids file does not say
 };
 // Reads what WriteItemEmbeddings wrote (or a hand-written ids file without the first line).
-// Throws Error naming the file and line for ids written for other embeddings, an empty or
-// repeated id, or a count that differs from the .npy's rows.
+// Throws Error naming the file and line for ids written for other embeddings, a repeated id, or
+// a count that differs from the .npy's rows, and naming the file, row and id for a value that
+// is not finite.
 ItemEmbeddings ReadItemEmbeddings(const std::string& npy_path);
 
 // Refuses a file derived from another model: `recorded` is the model fingerprint `file` records

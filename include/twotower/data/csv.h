@@ -8,10 +8,11 @@
 #define TWOTOWER_DATA_CSV_H_
 
 #include <cstdint>
-#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "twotower/core/text.h"
 
 namespace twotower::data {
 
@@ -25,9 +26,12 @@ std::string CsvField(std::string_view value);
 double ParseNumber(std::string_view text, const std::string& where, const std::string& column);
 int64_t ParseInteger(std::string_view text, const std::string& where, const std::string& column);
 
+// Lines come through core/text.h's TextLineReader (byte-order mark, LF / CR LF / CR line ends,
+// trailing blanks, blank lines: the same as every other text file).
 class CsvReader {
  public:
-  // Opens `path` and reads the header. Throws Error if the file is missing or empty.
+  // Opens `path` and reads the header. Throws Error if the file is missing or empty, or if a
+  // column name appears twice in the header (which one a reader means would be a guess).
   explicit CsvReader(const std::string& path);
 
   const std::vector<std::string>& header() const { return header_; }
@@ -39,16 +43,15 @@ class CsvReader {
   // Reads the next record into `fields` (exactly header().size() of them). Returns false at the
   // end. Skips blank lines. Throws Error("<file>:<line>: expected N columns, got M").
   bool Next(std::vector<std::string>* fields);
-  int64_t line() const { return line_; }
+  int64_t line() const { return lines_.line(); }
   // "<file>:<line>" of the record last returned.
-  std::string Where() const { return path_ + ":" + std::to_string(line_); }
+  std::string Where() const { return lines_.Where(); }
 
  private:
   std::string path_;
-  std::ifstream in_;
+  TextLineReader lines_;
   std::vector<std::string> header_;
   std::string buffer_;
-  int64_t line_ = 0;
 };
 
 // A whole CSV file as string columns.

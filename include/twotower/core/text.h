@@ -1,0 +1,43 @@
+// Text files, read one way: every text input (CSV tables, ids files, MovieLens files) goes
+// through TextLineReader, so the same bytes mean the same thing everywhere:
+//   - a UTF-8 byte-order mark at the start of the file is dropped (spreadsheet exports);
+//   - a line ends at LF, CR LF or a lone CR (classic Mac exports);
+//   - spaces and tabs at the end of a line are dropped (they are never data: a CSV field that
+//     needs them is quoted);
+//   - blank lines (empty after that) are skipped, so a file may end with any number of them.
+// Streams the file (a 32M-line file is not held whole). Not thread-safe per object.
+#ifndef TWOTOWER_CORE_TEXT_H_
+#define TWOTOWER_CORE_TEXT_H_
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+namespace twotower {
+
+class TextLineReader {
+ public:
+  // Throws Error("<path>: cannot open: <reason>") or ("<path>: is a directory ...").
+  explicit TextLineReader(std::string path);
+
+  // The next non-blank line, without its line end. Returns false at the end of the file; throws
+  // Error("<path>: read failed") on an I/O error.
+  bool Next(std::string* line);
+  // The 1-based line number of the line last returned (lone CRs count as line ends).
+  int64_t line() const { return line_; }
+  const std::string& path() const { return path_; }
+  // "<path>:<line>", for messages.
+  std::string Where() const { return path_ + ":" + std::to_string(line_); }
+
+ private:
+  std::string path_;
+  std::ifstream in_;
+  std::string chunk_;     // the rest of a physical line holding lone CRs
+  size_t chunk_pos_ = 0;  // where the next line starts in chunk_
+  bool in_chunk_ = false;
+  int64_t line_ = 0;
+};
+
+}  // namespace twotower
+
+#endif  // TWOTOWER_CORE_TEXT_H_

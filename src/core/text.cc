@@ -1,0 +1,48 @@
+#include "twotower/core/text.h"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "twotower/core/error.h"
+
+namespace twotower {
+
+TextLineReader::TextLineReader(std::string path) : path_(std::move(path)) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path_, ec)) {
+    throw Error(path_ + ": is a directory, expected a text file");
+  }
+  in_.open(path_, std::ios::binary);
+  if (!in_) throw Error(path_ + ": cannot open: " + std::strerror(errno));
+}
+
+bool TextLineReader::Next(std::string* line) {
+  while (true) {
+    if (!in_chunk_) {
+      if (!std::getline(in_, chunk_)) {
+        if (in_.bad()) throw Error(path_ + ": read failed");
+        return false;
+      }
+      if (line_ == 0 && chunk_.rfind("\xEF\xBB\xBF", 0) == 0) chunk_.erase(0, 3);
+      chunk_pos_ = 0;
+      in_chunk_ = true;
+    }
+    // Within what getline returned (up to an LF), a CR ends a line: "a\r" (CR LF) or "a\rb".
+    const size_t cr = chunk_.find('\r', chunk_pos_);
+    size_t end = cr == std::string::npos ? chunk_.size() : cr;
+    line->assign(chunk_, chunk_pos_, end - chunk_pos_);
+    ++line_;
+    if (cr == std::string::npos || cr + 1 == chunk_.size()) {
+      in_chunk_ = false;  // the physical line is used up (a CR right before the LF is CR LF)
+    } else {
+      chunk_pos_ = cr + 1;
+    }
+    size_t keep = line->size();
+    while (keep > 0 && ((*line)[keep - 1] == ' ' || (*line)[keep - 1] == '\t')) --keep;
+    line->resize(keep);
+    if (!line->empty()) return true;
+  }
+}
+
+}  // namespace twotower

@@ -1,0 +1,59 @@
+#include "twotower/app/app.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "testing/temp_dir.h"
+#include "twotower/core/error.h"
+#include "twotower/data/npy.h"
+
+namespace twotower::app {
+namespace {
+
+using twotower::testing::TempDir;
+
+// Issue 12, fault 3: an ids file with a byte-order mark put it into the first id, which then
+// matched no movie. The ids file is read as every text file is (core/text.h).
+TEST(ReadItemEmbeddingsTest, IdsMeanTheSameHoweverTheFileWasWritten) {
+  TempDir dir;
+  Matrix v(3, 2);
+  v << 1, 2, 3, 4, 5, 6;
+  const std::string npy = dir.File("e.npy");
+  data::WriteNpy(npy, v);
+  const std::vector<std::string> expected = {"10", "20", "30"};
+  for (const char* text : {"10\n20\n30\n",
+                           "\xEF\xBB\xBF"
+                           "10\r\n20\r\n30\r\n",
+                           "10\r20\r30", "10 \n20\t\n30\n\n\n"}) {
+    dir.Write("e.ids.txt", text);
+    EXPECT_EQ(ReadItemEmbeddings(npy).ids, expected) << ::testing::PrintToString(text);
+  }
+  // With `twotower embed`'s first line, after a byte-order mark and with CR LF, too.
+  WriteItemEmbeddings(npy, v, expected, "");
+  std::string written = ::twotower::testing::ReadBytes(IdsPath(npy));
+  std::string crlf = "\xEF\xBB\xBF";
+  for (char c : written) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+  dir.Write("e.ids.txt", crlf);
+  EXPECT_EQ(ReadItemEmbeddings(npy).ids, expected);
+}
+
+// Issue 12, fault 2's kind: values from a file are checked where they enter, naming the file.
+TEST(ReadItemEmbeddingsTest, NonFiniteValuesAreRefusedNamingFileRowAndId) {
+  TempDir dir;
+  Matrix v(2, 2);
+  v << 1, 2, 3, std::numeric_limits<float>::quiet_NaN();
+  const std::string npy = dir.File("e.npy");
+  data::WriteNpy(npy, v);
+  dir.Write("e.ids.txt", "a\nb\n");
+  EXPECT_THAT([&] { ReadItemEmbeddings(npy); },
+              ::testing::ThrowsMessage<Error>(::testing::StrEq(
+                  npy + ": row 1 (id \"b\"): value at dimension 1 is NaN, expected finite "
+                        "embeddings")));
+}
+
+}  // namespace
+}  // namespace twotower::app
