@@ -28,10 +28,11 @@ for target in csv config model npy ids index; do
     -print_final_stats=1 >"build-fuzz/fuzz_$target.log" 2>&1; then
     echo "fuzz_$target FAILED (input in $findings/):"
     grep -E "ERROR|SUMMARY|runtime error|Test unit written|terminate" "build-fuzz/fuzz_$target.log" |
-      head -20
+      head -20 || true
     failed=1
   else
-    grep -E "stat::number_of_executed_units|cov:" "build-fuzz/fuzz_$target.log" | tail -2 | tr '\n' ' '
+    grep -E "stat::number_of_executed_units|cov:" "build-fuzz/fuzz_$target.log" | tail -2 |
+      tr '\n' ' ' || true
     echo
   fi
 done

@@ -198,6 +198,18 @@ void WriteItemEmbeddings(const std::string& npy_path, const Matrix& vectors,
     throw Error("WriteItemEmbeddings: " + std::to_string(ids.size()) + " ids for " +
                 std::to_string(vectors.rows()) + " rows");
   }
+  // The ids file is read as every text file is (core/text.h): an id it could not give back
+  // unchanged is refused here rather than altered there.
+  for (size_t r = 0; r < ids.size(); ++r) {
+    const std::string& id = ids[r];
+    if (id.empty() || id.find_first_of("\r\n") != std::string::npos || id.front() == ' ' ||
+        id.front() == '\t' || id.back() == ' ' || id.back() == '\t' ||
+        (r == 0 && id.rfind("#", 0) == 0)) {
+      throw Error("WriteItemEmbeddings: id " + Quote(id) + " (row " + std::to_string(r) +
+                  ") is empty, has a line break or blanks at either end" +
+                  (r == 0 ? ", or starts with '#'" : "") + ": an ids file cannot keep it");
+    }
+  }
   std::string text = IdsHeader(vectors);
   if (!model_fingerprint.empty()) text += std::string(kModelField) + model_fingerprint;
   text += "\n";
@@ -236,8 +248,10 @@ void CheckSameModel(const std::string& file, const std::string& recorded,
       "--allow-other-model if mixing the two is really wanted";
   if (recorded.empty()) {
     throw Error(file +
-                ": records no model fingerprint (an index of format 1, or embeddings whose ids "
-                "file has no `# twotower-ids ... model=` line), so it cannot be checked against " +
+                ": records no model fingerprint (an index of format 1, one built from embeddings "
+                "without a model, or one mixed by `index add --allow-other-model`; or embeddings "
+                "whose ids file has no `# twotower-ids ... model=` line), so it cannot be checked "
+                "against " +
                 model + remedy);
   }
   throw Error(file + ": made by the model " + ShortFingerprint(recorded) + ", not by " + model +
@@ -405,6 +419,9 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
   const int64_t n = b.users.num_rows();
   const data::FeatureSchema& schema = b.model.schema;
 
+  const int requested_k = k;
+  // The provenance of a previous file must not stay beside a new one.
+  std::remove(MetaPath(out_path).c_str());
   AtomicFile file(out_path);
   file.Write(data::CsvField(schema.user.id_column) + ",rank," +
              data::CsvField(schema.item.id_column) + ",score\n");
@@ -463,8 +480,13 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
       {"file", std::filesystem::path(out_path).filename().string()},
       {"model", std::filesystem::absolute(b.model_path).lexically_normal().string()},
       {"model_sha256", b.model.fingerprint},
-      {"items", {{"index", idx.spec()}, {"count", idx.size()}}},
-      {"k", k},
+      {"items",
+       {{"index", idx.spec()},
+        {"count", idx.size()},
+        {"model_sha256", idx.model_fingerprint().empty()
+                             ? nlohmann::json()
+                             : nlohmann::json(idx.model_fingerprint())}}},
+      {"k", requested_k},
       {"exclude_seen", seen != nullptr},
       {"users", n},
       {"rows", result.rows}};

@@ -233,8 +233,8 @@ int ResumeTrain(const TrainArgs& a) {
   const std::string checkpoint = dir + "/" + train::kCheckpointFile;
   if (!std::filesystem::exists(checkpoint, ec)) {
     throw Error("--resume: " + checkpoint +
-                " does not exist: the run ended before its first epoch did, or was trained with "
-                "training.checkpoint false; train again instead");
+                " does not exist: no epoch was checkpointed (the run stopped before its first "
+                "checkpoint, or was trained with training.checkpoint false); train again instead");
   }
   const std::string config_path = dir + "/config.yaml";
   train::Config config = train::Config::FromYamlFile(config_path);

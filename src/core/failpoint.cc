@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -21,6 +22,10 @@ struct Armed {
     if (hash != std::string::npos) {
       pass = std::strtol(name.c_str() + hash + 1, nullptr, 10);
       name.resize(hash);
+      if (pass < 1) {  // a count that cannot be met would silently never fire
+        std::fprintf(stderr, "TWOTOWER_FAILPOINT: '#' must be followed by a pass >= 1\n");
+        std::abort();
+      }
     }
   }
 };

@@ -12,8 +12,12 @@
 // hnswlib 0.6.2's SSE code paths read the link after the last one of a neighbour list to
 // prefetch it (hnswalg.h:214, searchBaseLayer), one element past the end of an upper-layer list:
 // AddressSanitizer stops there. Its plain code paths do not, so sanitized builds use those.
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__)  // GCC
 #define NO_MANUAL_VECTORIZATION
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)  // clang
+#define NO_MANUAL_VECTORIZATION
+#endif
 #endif
 #include <hnswlib/hnswlib.h>
 

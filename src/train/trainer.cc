@@ -1,5 +1,7 @@
 #include "twotower/train/trainer.h"
 
+#include <omp.h>
+
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -16,6 +18,7 @@
 #include "twotower/core/hash.h"
 #include "twotower/core/json.h"
 #include "twotower/core/progress.h"
+#include "twotower/core/threads.h"
 #include "twotower/model/model_file.h"
 #include "twotower/model/safetensors.h"
 #include "twotower/nn/adam.h"
@@ -466,7 +469,7 @@ nlohmann::json DataFingerprints(const Config& config) {
                                    {"test", &p.test}}) {
     std::error_code ec;
     if (!path->empty() && std::filesystem::is_regular_file(*path, ec)) {
-      j[name] = {{"path", *path}, {"sha256", Sha256Hex(ReadFile(*path))}};
+      j[name] = {{"path", *path}, {"sha256", Sha256FileHex(*path)}};
     }
   }
   return j;
@@ -479,16 +482,21 @@ model::Tensor ToTensor(const Matrix& m) {
 void SaveCheckpoint(const std::string& path, model::TwoTowerModel& net, Trainer& trainer,
                     const std::vector<Matrix>& best_weights, const SelectionState& state,
                     const std::vector<EpochRecord>& history, const Rng& dropout_rng,
-                    const std::string& config_sha256, const nlohmann::json& data_sha256) {
+                    const std::string& config_sha256, const nlohmann::json& data_sha256,
+                    int threads) {
   model::SafetensorsFile f;
   const std::vector<nn::Parameter*> params = net.TrainableParameters();
   nn::Adam& adam = trainer.optimizer();
   for (size_t i = 0; i < params.size(); ++i) {
     const std::string n = std::to_string(i);
     f.tensors["weights." + n] = ToTensor(params[i]->value);
-    f.tensors["best." + n] = ToTensor(best_weights[i]);
     f.tensors["adam.m." + n] = ToTensor(adam.first_moments()[i]);
     f.tensors["adam.v." + n] = ToTensor(adam.second_moments()[i]);
+  }
+  // The best weights are a Snapshot: every named tensor, the untrained scorer of cosine models
+  // included.
+  for (size_t i = 0; i < best_weights.size(); ++i) {
+    f.tensors["best." + std::to_string(i)] = ToTensor(best_weights[i]);
   }
   nlohmann::json records = nlohmann::json::array();
   for (const EpochRecord& r : history) records.push_back(RecordJson(r));
@@ -502,6 +510,7 @@ void SaveCheckpoint(const std::string& path, model::TwoTowerModel& net, Trainer&
                 {"since_best", std::to_string(state.since_best)},
                 {"dropout_rng", dropout_rng.SaveState()},
                 {"adam_steps", std::to_string(adam.steps())},
+                {"threads", std::to_string(threads)},
                 {"history", records.dump()},
                 {"config_sha256", config_sha256},
                 {"data_sha256", data_sha256.dump()}};
@@ -522,7 +531,8 @@ int ParseCount(const std::string& text, const std::string& where) {
 void LoadCheckpoint(const std::string& path, model::TwoTowerModel& net, Trainer& trainer,
                     std::vector<Matrix>* best_weights, SelectionState* state,
                     std::vector<EpochRecord>* history, Rng* dropout_rng,
-                    const std::string& config_sha256, const nlohmann::json& data_sha256) {
+                    const std::string& config_sha256, const nlohmann::json& data_sha256,
+                    int* threads) {
   const model::SafetensorsFile f = model::ReadSafetensors(path);
   auto meta = [&](const char* key) -> const std::string& {
     const auto it = f.metadata.find(key);
@@ -567,19 +577,22 @@ void LoadCheckpoint(const std::string& path, model::TwoTowerModel& net, Trainer&
     }
     std::copy(t.data.begin(), t.data.end(), into->data());
   };
-  best_weights->resize(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     const std::string n = std::to_string(i);
     restore("weights." + n, &params[i]->value);
-    (*best_weights)[i].resize(params[i]->value.rows(), params[i]->value.cols());
-    restore("best." + n, &(*best_weights)[i]);
     restore("adam.m." + n, &adam.first_moments()[i]);
     restore("adam.v." + n, &adam.second_moments()[i]);
   }
-  if (f.tensors.size() != 4 * params.size()) {
-    throw Error(path + ": " + std::to_string(f.tensors.size()) + " tensors, expected " +
-                std::to_string(4 * params.size()) + " for this model");
+  *best_weights = net.Snapshot();  // the shapes; the values come next
+  for (size_t i = 0; i < best_weights->size(); ++i) {
+    restore("best." + std::to_string(i), &(*best_weights)[i]);
   }
+  const size_t expected = 3 * params.size() + best_weights->size();
+  if (f.tensors.size() != expected) {
+    throw Error(path + ": " + std::to_string(f.tensors.size()) + " tensors, expected " +
+                std::to_string(expected) + " for this model");
+  }
+  *threads = ParseCount(meta("threads"), path + ": threads");
   adam.set_steps(ParseCount(meta("adam_steps"), path + ": adam_steps"));
   state->epoch = ParseCount(meta("epoch"), path + ": epoch");
   state->stopped = meta("stopped") == "1";
@@ -651,8 +664,19 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   if (checkpoint || options.resume) data_sha256 = DataFingerprints(config);
   if (options.resume) {
     if (dir.empty()) throw Error("resume: no run folder given");
+    int threads = 0;
     LoadCheckpoint(checkpoint_path, net, trainer, &best_weights, &state, &result.history,
-                   &dropout_rng, config_sha256, data_sha256);
+                   &dropout_rng, config_sha256, data_sha256, &threads);
+    // `threads: 0` resolves to this machine's cores; the run continues with the count it had,
+    // which the arithmetic's order (and so every result) depends on.
+    const int now = omp_get_max_threads();
+    if (threads != now) {
+      SetThreads(threads);
+      if (options.log != nullptr) {
+        *options.log << "threads: " << threads << ", as the run had (not " << now << ")"
+                     << std::endl;
+      }
+    }
     // The completed epochs' shuffles, replayed: the same order and generator state as then.
     for (int e = 0; e < state.epoch; ++e) Shuffle(&order, &shuffle_rng);
     result.best_epoch = state.best_epoch;
@@ -750,7 +774,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     if (checkpoint) {
       FailPoint("train.before_checkpoint");
       SaveCheckpoint(checkpoint_path, net, trainer, best_weights, state, result.history,
-                     dropout_rng, config_sha256, data_sha256);
+                     dropout_rng, config_sha256, data_sha256, omp_get_max_threads());
       FailPoint("train.after_checkpoint");
     }
     if (state.stopped && options.log != nullptr) {

@@ -403,7 +403,7 @@ TEST_F(CliTest, KilledTrainingResumesToTheSameResult) {
     EXPECT_TRUE(std::filesystem::exists(run + "/test_metrics.json"));
   }
 
-  // Killed before any epoch ended: nothing to resume, and it says so.
+  // Killed before the first checkpoint: nothing to resume, and it says so.
   const std::string early = scratch_.File("early");
   ASSERT_NE(train(early, "TWOTOWER_FAILPOINT=train.before_checkpoint ").code, 0);
   ExpectUserError(Run({"train", "--resume", run_folder(early)}),
@@ -411,6 +411,43 @@ TEST_F(CliTest, KilledTrainingResumesToTheSameResult) {
   // A resume takes the run's own settings.
   ExpectUserError(Run({"train", "--resume", run_folder(early), "--epochs", "9"}),
                   "train --resume: the run continues with the settings in its config.yaml");
+}
+
+// A cosine model's scorer is not trained but is part of the best weights: a resume after the last
+// epoch restores them from the checkpoint (review of issue 12: this threw "wrong snapshot").
+TEST_F(CliTest, ResumeOfACosineModelRestoresItsBestWeights) {
+  const Shared& s = SharedRun();
+  auto train = [&](const std::string& out, const std::string& prefix) {
+    std::vector<std::string> args = {"train",
+                                     "--config",
+                                     Repo("config/ranking_config.yaml"),
+                                     "--set",
+                                     "data.dir=" + s.data,
+                                     "--set",
+                                     "model.score=cosine",
+                                     "--set",
+                                     "training.learning_rate=0.5",
+                                     "--epochs",
+                                     "3",
+                                     "--output-dir",
+                                     out};
+    args.insert(args.end(), kSmallModel.begin(), kSmallModel.end());
+    return RunCli(args, scratch_, prefix);
+  };
+  ASSERT_EQ(train(scratch_.File("whole"), "").code, 0);
+  ASSERT_NE(train(scratch_.File("cut"), "TWOTOWER_FAILPOINT=train.after_checkpoint#3 ").code, 0);
+  std::string whole, cut;
+  for (const auto& e : std::filesystem::directory_iterator(scratch_.File("whole"))) {
+    whole = e.path().string();
+  }
+  for (const auto& e : std::filesystem::directory_iterator(scratch_.File("cut"))) {
+    cut = e.path().string();
+  }
+  const CliResult resumed = Run({"train", "--resume", cut, "--quiet"});
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_EQ(ReadBytes(cut + "/metrics.csv"), ReadBytes(whole + "/metrics.csv"));
+  EXPECT_EQ(ReadBytes(cut + "/test_metrics.json").substr(0, 40),
+            ReadBytes(whole + "/test_metrics.json").substr(0, 40));
 }
 
 // A checkpoint is refused when the data or the settings changed since it was written.

@@ -4,6 +4,9 @@
 
 #include <string>
 
+#include "testing/temp_dir.h"
+#include "twotower/core/error.h"
+
 namespace twotower {
 namespace {
 
@@ -15,6 +18,15 @@ TEST(Sha256Test, MatchesTheStandardsExamples) {
   EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(Sha256Hex(std::string(1000000, 'a')),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(Sha256Test, FilesHashAsTheirBytes) {
+  testing::TempDir dir;
+  const std::string big(3 * (1 << 20) + 5, 'a');  // more than one 1 MiB piece
+  EXPECT_EQ(Sha256FileHex(dir.Write("big", big)), Sha256Hex(big));
+  EXPECT_EQ(Sha256FileHex(dir.Write("abc", "abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_THROW(Sha256FileHex(dir.File("missing")), Error);
 }
 
 TEST(Sha256Test, RecognisesItsOwnForm) {

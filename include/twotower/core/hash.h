@@ -16,6 +16,10 @@ namespace twotower {
 // fails (out of memory).
 std::string Sha256Hex(std::string_view bytes);
 
+// The SHA-256 of a file's bytes, read in 1 MiB pieces (a large file is not held whole). Throws
+// Error naming the file when it cannot be read.
+std::string Sha256FileHex(const std::string& path);
+
 // True for 64 lowercase hex digits (what Sha256Hex returns).
 bool IsSha256Hex(std::string_view text);
 

@@ -13,7 +13,7 @@ namespace twotower {
 
 // Parses `text` as one JSON value. Throws Error("<where>: ...") for invalid JSON (with the
 // parser's line and column) or a key that appears twice in one object ("duplicate key 'b' in
-// /a", a JSON pointer to the object).
+// /a": the path of keys to the object, "*" for an array element).
 nlohmann::json ParseJsonStrict(std::string_view text, const std::string& where);
 
 }  // namespace twotower

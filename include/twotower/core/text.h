@@ -5,7 +5,9 @@
 //   - spaces and tabs at the end of a line are dropped (they are never data: a CSV field that
 //     needs them is quoted);
 //   - blank lines (empty after that) are skipped, so a file may end with any number of them.
-// Streams the file (a 32M-line file is not held whole). Not thread-safe per object.
+// A CR inside a quoted CSV field therefore ends the line (CsvField quotes such values, but no
+// reader of ours takes them back). Streams the file line by line (a file whose only line ends
+// are lone CRs is read as one piece). Not thread-safe per object.
 #ifndef TWOTOWER_CORE_TEXT_H_
 #define TWOTOWER_CORE_TEXT_H_
 
