@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages twotower builds with, if any is missing.
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev
-  libcli11-dev libgtest-dev libgmock-dev libhnswlib-dev libssl-dev)
+  libcli11-dev libgtest-dev libgmock-dev libhnswlib-dev libssl-dev
+  libcpp-httplib-dev libboost-math-dev)
 # --fuzz: also what scripts/fuzz.sh needs (clang with libFuzzer and its OpenMP runtime).
 if [ "${1:-}" = "--fuzz" ]; then
   packages+=(clang libclang-rt-14-dev libomp-14-dev)

@@ -1,9 +1,13 @@
 #include "cli/commands.h"
 
+#include <pthread.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -12,6 +16,7 @@
 #include <new>
 #include <numeric>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 
 #include "twotower/app/app.h"
@@ -29,6 +34,7 @@
 #include "twotower/index/index_file.h"
 #include "twotower/index/item_index.h"
 #include "twotower/model/model_file.h"
+#include "twotower/serve/server.h"
 #include "twotower/train/config.h"
 #include "twotower/train/trainer.h"
 
@@ -457,6 +463,73 @@ int RunRecommend(const RecommendArgs& a) {
   return 0;
 }
 
+// ---- serve ------------------------------------------------------------------------------------
+
+struct ServeArgs {
+  std::string model, index, config, host, events;
+  int port = -1, threads = -1;
+};
+
+int RunServe(const ServeArgs& a) {
+  serve::ServeConfig config;
+  if (!a.config.empty()) {
+    if (!a.model.empty() || !a.index.empty()) {
+      throw Error(
+          "serve: --config names the variants (serve.variants); --model and --index "
+          "go without it");
+    }
+    config = serve::ServeConfig::FromYamlFile(a.config);
+  } else {
+    if (a.model.empty()) throw Error("serve: give --model (and --index), or --config");
+    config.variants.push_back({"default", a.model, a.index, 1.0});
+  }
+  if (!a.host.empty()) config.host = a.host;
+  if (a.port >= 0) config.port = a.port;
+  if (a.threads >= 0) config.threads = a.threads;
+  if (!a.events.empty()) config.events = a.events;
+  config.Validate();
+  // Signals go to one thread, which reloads (SIGHUP) or stops (SIGTERM, SIGINT): blocked here,
+  // before any thread exists, so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  serve::Server server(config);
+  const int port = server.Bind();
+  std::cout << "serving on http://" << config.host << ":" << port << " (";
+  for (size_t i = 0; i < config.variants.size(); ++i) {
+    std::cout << (i ? ", " : "") << config.variants[i].name << ": " << config.variants[i].model;
+  }
+  std::cout << "; events " << config.events << ")" << std::endl;
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    while (true) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (done) return;
+      if (sig == SIGHUP) {
+        const std::string problem = server.Reload();
+        std::cerr << (problem.empty()
+                          ? std::string("reloaded")
+                          : "reload failed, still serving the previous models: " + problem)
+                  << std::endl;
+        continue;
+      }
+      std::cerr << "stopping: finishing requests in flight" << std::endl;
+      server.Stop();
+      return;
+    }
+  });
+  server.Run();
+  done = true;
+  pthread_kill(waiter.native_handle(), SIGTERM);  // wakes it if Run ended otherwise
+  waiter.join();
+  std::cout << "stopped" << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -582,6 +655,20 @@ int Main(int argc, char** argv) {
                       "add to an index made by another model (the result records no model)");
   index_add->add_option("--threads", threads, "threads (0 = all cores)");
 
+  ServeArgs sv;
+  auto* serve_cmd = app.add_subcommand(
+      "serve", "an HTTP recommendation service: recommend, score, similar, live items, A/B tests");
+  serve_cmd->add_option("--model", sv.model, "model file (one variant, \"default\")");
+  serve_cmd->add_option("--index", sv.index, "its index file (default: its items, exact)");
+  serve_cmd->add_option("--config", sv.config,
+                        "YAML file with a serve: section (variants, limits)");
+  serve_cmd->add_option("--host", sv.host, "address to listen on (default 127.0.0.1)");
+  serve_cmd->add_option("--port", sv.port, "port (default 8080; 0 = any free one)")
+      ->check(CLI::Range(0, 65535));
+  serve_cmd->add_option("--threads", sv.threads, "request threads (0 = all cores)")
+      ->check(CLI::Range(0, 1024));
+  serve_cmd->add_option("--events", sv.events, "feedback event log (default events.jsonl)");
+
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;
     bool known = false;
@@ -641,6 +728,7 @@ int Main(int argc, char** argv) {
     if (recommend->parsed()) return RunRecommend(rec);
     if (index_build->parsed()) return RunIndexBuild(ib);
     if (index_add->parsed()) return RunIndexAdd(ia);
+    if (serve_cmd->parsed()) return RunServe(sv);
   } catch (const Error& e) {
     std::cout.flush();
     std::cerr << "error: " << e.what() << "\n";

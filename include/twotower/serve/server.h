@@ -1,0 +1,92 @@
+// `twotower serve`: an HTTP/1.1 JSON service over the app layer (cpp-httplib 0.11 from Debian,
+// nlohmann-json), with live item updates, hot reload and A/B testing of model variants.
+//
+// Routes (README "Serving" has a curl example for each; GET /openapi.json describes them):
+//   POST /v1/recommend   {"user_id": "42" | "user": {column: value}, "k": 10,
+//                         "exclude_seen": false, "exclude": [ids], "allow": [ids]}
+//   POST /v1/score       {"user_id" | "user", "item_ids": [ids]}
+//   POST /v1/similar     {"item_id": "50", "k": 10, "variant": name?}
+//   PUT  /v1/items       {"items": [{column: value}]}     DELETE /v1/items/{id}
+//   POST /v1/feedback    {"user_id", "item_id", "event": impression|click|like, "variant"?}
+//   GET  /v1/experiments/{name}   GET /v1/models   POST /v1/admin/reload (and SIGHUP)
+//   GET  /healthz  /readyz  /metrics (Prometheus text)  /openapi.json
+//
+// Every variant is a model file with its items (an index file, or the model's items table
+// searched exactly). A user goes to the variant experiment.h assigns; the response names it.
+// Items changed through PUT / DELETE live in memory until the next reload (which rereads the
+// files; `twotower index add` makes a change permanent). A reload builds the new variants aside
+// and swaps them in; requests in flight finish on the old ones; a failed reload keeps the old
+// ones and says why.
+//
+// Bad input is a 4xx with {"error": message, "field": name}: malformed JSON, a key given twice, an
+// unknown or mistyped field, a missing one, k outside 1..max_k, a list over max_list, an unknown
+// user without features (404), an unknown item (404), a body over max_body_bytes (413). A failure
+// of ours is a 500 with the same shape. Each request runs on one server thread with a
+// single-threaded search.
+#ifndef TWOTOWER_SERVE_SERVER_H_
+#define TWOTOWER_SERVE_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace twotower::serve {
+
+struct VariantConfig {
+  std::string name;
+  std::string model;  // model file
+  std::string index;  // index file; empty: the model's items, searched exactly
+  double weight = 1.0;
+};
+
+struct ServeConfig {
+  std::string host = "127.0.0.1";
+  int port = 8080;                      // 0: any free port (tests)
+  int threads = 0;                      // request threads; 0: the machine's cores
+  int max_k = 1000;                     // largest k a request may ask for
+  int max_list = 10000;                 // longest exclude / allow / item_ids / items list
+  int64_t max_body_bytes = 1 << 20;     // larger bodies get 413
+  double timeout_seconds = 10.0;        // socket read / write timeout
+  std::string events = "events.jsonl";  // feedback event log (events.h)
+  std::string experiment = "default";   // the experiment's name (GET /v1/experiments/{name})
+  std::string salt = "twotower";        // hashed with the user id for assignment
+  std::vector<VariantConfig> variants;
+
+  // Reads the `serve:` section of a YAML file (keys as the fields above; `variants:` a list of
+  // {name, model, index, weight}). Throws Error naming file, line and key for an unknown or
+  // repeated key or a bad value.
+  static ServeConfig FromYamlFile(const std::string& path);
+  // Throws Error naming the setting: no variant, a variant without name or model, a repeated
+  // name, a negative weight or all weights 0, port / threads / limits out of range.
+  void Validate() const;
+};
+
+class Server {
+ public:
+  // Loads every variant (model, items, index, history for exclude_seen), replays the event log
+  // and warms each variant with one query. Throws Error naming the file that failed.
+  explicit Server(ServeConfig config);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds config.host:config.port and returns the port bound (the chosen one for port 0).
+  // Throws Error when it cannot.
+  int Bind();
+  // Serves on the bound socket until Stop(); returns after the requests in flight were answered
+  // and the event log flushed and synced.
+  void Run();
+  // Stops Run(); callable from any thread (the CLI calls it on SIGTERM / SIGINT).
+  void Stop();
+  // Rereads every variant's files and swaps them in; "" on success, else why (the old ones stay).
+  std::string Reload();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace twotower::serve
+
+#endif  // TWOTOWER_SERVE_SERVER_H_

@@ -1,0 +1,1085 @@
+#include "twotower/serve/server.h"
+
+#include <omp.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "twotower/app/app.h"
+#include "twotower/core/error.h"
+#include "twotower/core/files.h"
+#include "twotower/core/hash.h"
+#include "twotower/core/json.h"
+#include "twotower/serve/events.h"
+#include "twotower/serve/experiment.h"
+
+// After Eigen (through app.h): cpp-httplib brings <resolv.h>, whose `_res` macro breaks Eigen's
+// product kernels, which name a parameter _res.
+#include <httplib.h>
+
+namespace twotower::serve {
+namespace {
+
+using Json = nlohmann::json;
+using Row = std::vector<std::pair<std::string, std::string>>;
+
+// ---- config ------------------------------------------------------------------------------------
+
+std::string At(const std::string& file, const YAML::Node& n) {
+  return file + ":" + std::to_string(n.Mark().line + 1);
+}
+
+// The keys of a YAML mapping, each once, each among `allowed`.
+void CheckKeys(const std::string& file, const YAML::Node& map, const std::string& section,
+               const std::set<std::string>& allowed) {
+  if (!map.IsMap()) throw Error(At(file, map) + ": '" + section + "' must be a mapping");
+  std::set<std::string> seen;
+  for (const auto& kv : map) {
+    const std::string key = kv.first.as<std::string>();
+    if (!allowed.count(key)) {
+      std::string names;
+      for (const std::string& a : allowed) names += (names.empty() ? "" : ", ") + a;
+      throw Error(At(file, kv.first) + ": unknown key '" + section + "." + key +
+                  "' (expected one of: " + names + ")");
+    }
+    if (!seen.insert(key).second) {
+      throw Error(At(file, kv.first) + ": key '" + section + "." + key + "' appears twice");
+    }
+  }
+}
+
+template <typename T>
+T Scalar(const std::string& file, const YAML::Node& n, const std::string& key) {
+  try {
+    return n.as<T>();
+  } catch (const YAML::Exception&) {
+    throw Error(At(file, n) + ": '" + key + "': cannot read " + Quote(n.Scalar()) +
+                " as the expected type");
+  }
+}
+
+}  // namespace
+
+ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw Error(path + ": cannot open");
+  } catch (const YAML::Exception& e) {
+    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+  if (!root.IsMap() || !root["serve"]) throw Error(path + ": expected a 'serve:' section");
+  ServeConfig c;
+  const YAML::Node s = root["serve"];
+  CheckKeys(path, s, "serve",
+            {"host", "port", "threads", "max_k", "max_list", "max_body_bytes", "timeout_seconds",
+             "events", "experiment", "salt", "variants"});
+  for (const auto& kv : s) {
+    const std::string key = kv.first.as<std::string>();
+    const YAML::Node& v = kv.second;
+    const std::string name = "serve." + key;
+    if (key == "host") c.host = Scalar<std::string>(path, v, name);
+    if (key == "port") c.port = Scalar<int>(path, v, name);
+    if (key == "threads") c.threads = Scalar<int>(path, v, name);
+    if (key == "max_k") c.max_k = Scalar<int>(path, v, name);
+    if (key == "max_list") c.max_list = Scalar<int>(path, v, name);
+    if (key == "max_body_bytes") c.max_body_bytes = Scalar<int64_t>(path, v, name);
+    if (key == "timeout_seconds") c.timeout_seconds = Scalar<double>(path, v, name);
+    if (key == "events") c.events = Scalar<std::string>(path, v, name);
+    if (key == "experiment") c.experiment = Scalar<std::string>(path, v, name);
+    if (key == "salt") c.salt = Scalar<std::string>(path, v, name);
+    if (key == "variants") {
+      if (!v.IsSequence()) throw Error(At(path, v) + ": 'serve.variants' must be a list");
+      for (const YAML::Node& item : v) {
+        CheckKeys(path, item, "serve.variants[]", {"name", "model", "index", "weight"});
+        VariantConfig vc;
+        if (item["name"]) vc.name = Scalar<std::string>(path, item["name"], "name");
+        if (item["model"]) vc.model = Scalar<std::string>(path, item["model"], "model");
+        if (item["index"]) vc.index = Scalar<std::string>(path, item["index"], "index");
+        if (item["weight"]) vc.weight = Scalar<double>(path, item["weight"], "weight");
+        c.variants.push_back(vc);
+      }
+    }
+  }
+  // Paths are relative to the config file's folder, and absolute from here on.
+  const std::filesystem::path base = std::filesystem::absolute(path).parent_path();
+  auto resolve = [&](std::string* p) {
+    if (!p->empty() && std::filesystem::path(*p).is_relative()) *p = (base / *p).string();
+  };
+  for (VariantConfig& v : c.variants) {
+    resolve(&v.model);
+    resolve(&v.index);
+  }
+  resolve(&c.events);
+  c.Validate();
+  return c;
+}
+
+void ServeConfig::Validate() const {
+  auto range = [](const char* key, double v, double lo, double hi) {
+    if (!(v >= lo && v <= hi)) {
+      throw Error(std::string("serve.") + key + ": " + std::to_string(v) + " is out of range (" +
+                  std::to_string(lo) + " .. " + std::to_string(hi) + ")");
+    }
+  };
+  range("port", port, 0, 65535);
+  range("threads", threads, 0, 1024);
+  range("max_k", max_k, 1, 1000000);
+  range("max_list", max_list, 1, 10000000);
+  range("max_body_bytes", static_cast<double>(max_body_bytes), 64, 1 << 30);
+  range("timeout_seconds", timeout_seconds, 0.001, 3600);
+  if (variants.empty()) throw Error("serve: no variant (give --model or serve.variants)");
+  std::set<std::string> names;
+  double total = 0;
+  for (const VariantConfig& v : variants) {
+    if (v.name.empty()) throw Error("serve.variants: a variant has no name");
+    if (v.model.empty()) throw Error("serve.variants: '" + v.name + "' has no model");
+    if (!names.insert(v.name).second) {
+      throw Error("serve.variants: the name '" + v.name + "' is used twice");
+    }
+    if (!(v.weight >= 0) || !std::isfinite(v.weight)) {
+      throw Error("serve.variants: '" + v.name + "': weight must be >= 0");
+    }
+    total += v.weight;
+  }
+  if (!(total > 0)) throw Error("serve.variants: the weights sum to 0");
+  if (events.empty()) throw Error("serve.events: a file for the event log is required");
+}
+
+namespace {
+
+// ---- request handling ----------------------------------------------------------------------
+
+// A request we refuse: answered with `status` and {"error": message, "field": field}.
+struct RequestError {
+  int status;
+  std::string message, field;
+};
+
+[[noreturn]] void Refuse(int status, const std::string& field, const std::string& message) {
+  throw RequestError{status, message, field};
+}
+
+Json ParseBody(const httplib::Request& req) {
+  Json body;
+  try {
+    body = ParseJsonStrict(req.body, "request body");
+  } catch (const Error& e) {
+    Refuse(400, "", e.what());
+  }
+  if (!body.is_object()) Refuse(400, "", "request body: expected a JSON object");
+  return body;
+}
+
+void AllowKeys(const Json& body, const std::set<std::string>& allowed) {
+  for (const auto& [key, value] : body.items()) {
+    if (!allowed.count(key)) {
+      std::string names;
+      for (const std::string& a : allowed) names += (names.empty() ? "" : ", ") + a;
+      Refuse(400, key, "unknown field '" + key + "' (expected: " + names + ")");
+    }
+  }
+}
+
+// An id given as a string or an integer.
+std::string IdValue(const Json& v, const std::string& field) {
+  if (v.is_string()) {
+    if (v.get<std::string>().empty()) Refuse(400, field, field + ": empty id");
+    return v.get<std::string>();
+  }
+  if (v.is_number_integer()) return v.dump();
+  Refuse(400, field, field + ": expected a string or an integer id, got " + v.dump());
+}
+
+std::vector<std::string> IdList(const Json& v, const std::string& field, int max_list) {
+  if (!v.is_array()) Refuse(400, field, field + ": expected a list of ids");
+  if (static_cast<int64_t>(v.size()) > max_list) {
+    Refuse(
+        400, field,
+        field + ": " + std::to_string(v.size()) + " entries, at most " + std::to_string(max_list));
+  }
+  std::vector<std::string> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    out.push_back(IdValue(v[i], field + "[" + std::to_string(i) + "]"));
+  }
+  return out;
+}
+
+// A table row from a JSON object of column -> string | number | bool.
+Row RowValue(const Json& v, const std::string& field) {
+  if (!v.is_object()) Refuse(400, field, field + ": expected an object of column: value");
+  Row row;
+  for (const auto& [key, value] : v.items()) {
+    if (value.is_string()) {
+      row.emplace_back(key, value.get<std::string>());
+    } else if (value.is_number() || value.is_boolean()) {
+      row.emplace_back(key, value.dump());
+    } else {
+      Refuse(400, field + "." + key,
+             field + "." + key + ": expected a string or a number, got " + value.dump());
+    }
+  }
+  return row;
+}
+
+int KValue(const Json& body, int max_k) {
+  if (!body.contains("k")) return 10;
+  const Json& k = body["k"];
+  if (!k.is_number_integer()) Refuse(400, "k", "k: expected an integer, got " + k.dump());
+  const int64_t v = k.get<int64_t>();
+  if (v < 1 || v > max_k) {
+    Refuse(400, "k",
+           "k: " + std::to_string(v) + " is out of range (1 .. " + std::to_string(max_k) + ")");
+  }
+  return static_cast<int>(v);
+}
+
+bool BoolValue(const Json& body, const std::string& key, bool fallback) {
+  if (!body.contains(key)) return fallback;
+  if (!body[key].is_boolean()) Refuse(400, key, key + ": expected true or false");
+  return body[key].get<bool>();
+}
+
+std::string Iso8601(std::time_t t) {
+  char buf[32];
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// ---- variants ----------------------------------------------------------------------------------
+
+// One variant's model, items, index and history, as loaded; the index and the live changes
+// under `mutex` (searches shared, PUT / DELETE exclusive).
+struct Loaded {
+  VariantConfig config;
+  app::Bundle bundle;
+  std::unique_ptr<index::ItemIndex> index;
+  std::vector<std::vector<int64_t>> seen;  // per user row: labels in train and val
+  std::string history_error;               // why `seen` is empty, when it is
+  std::string version;                     // the model's SHA-256
+  std::string created;                     // the model file's time
+  Json test_metrics;                       // test_metrics.json beside the model, or null
+  mutable std::shared_mutex mutex;
+  std::unordered_map<std::string, Row> live_items;  // items put through PUT /v1/items
+  std::unordered_set<int64_t> deleted;              // labels removed through DELETE
+};
+
+std::shared_ptr<Loaded> LoadVariant(const VariantConfig& config) {
+  auto v = std::make_shared<Loaded>();
+  v->config = config;
+  v->bundle = app::LoadBundle(config.model, {});
+  v->index = config.index.empty()
+                 ? app::OpenItemIndex(v->bundle, "", "", false)
+                 : app::LoadIndexForModel(config.index, config.model, v->bundle.model, false);
+  try {
+    v->seen = app::SeenLabels(v->bundle, *v->index, app::HistoryFiles(v->bundle, {}));
+  } catch (const Error& e) {
+    v->history_error = e.what();
+  }
+  v->version = v->bundle.model.fingerprint;
+  std::error_code ec;
+  const auto mtime = std::filesystem::last_write_time(config.model, ec);
+  if (!ec) {
+    const auto system = std::chrono::time_point_cast<std::chrono::system_clock::duration>(
+        mtime - decltype(mtime)::clock::now() + std::chrono::system_clock::now());
+    v->created = Iso8601(std::chrono::system_clock::to_time_t(system));
+  }
+  const std::filesystem::path metrics =
+      std::filesystem::path(config.model).parent_path() / "test_metrics.json";
+  if (std::filesystem::exists(metrics, ec)) {
+    try {
+      v->test_metrics = ParseJsonStrict(ReadFile(metrics.string()), metrics.string());
+    } catch (const Error&) {
+      v->test_metrics = nullptr;
+    }
+  }
+  return v;
+}
+
+// The user's embedding: from the users table (user_id) or from features in the request.
+struct UserQuery {
+  Matrix u;
+  int32_t row = -1;  // in the users table, or -1
+};
+
+UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* user) {
+  UserQuery q;
+  Row row;
+  const app::Bundle& b = v.bundle;
+  if (user != nullptr) {
+    row = RowValue(*user, "user");
+    std::set<std::string> allowed = {b.model.schema.user.id_column};
+    for (const auto& f : b.model.schema.user.features) allowed.insert(f.column);
+    for (const auto& [key, value] : row) {
+      if (!allowed.count(key)) {
+        Refuse(400, "user." + key, "user." + key + ": not a column of the model's user tower");
+      }
+    }
+  } else {
+    q.row = b.user_index.Find(user_id);
+    if (q.row < 0) {
+      Refuse(404, "user_id",
+             "user_id " + Quote(user_id) +
+                 " is not in the users table; send \"user\" with its features");
+    }
+    for (size_t c = 0; c < b.users.columns.size(); ++c) {
+      row.emplace_back(b.users.columns[c], b.users.cells[c][q.row]);
+    }
+  }
+  data::EncodedTable x;
+  try {
+    b.model.encoder.user.EncodeRow(row, "user", &x);
+  } catch (const Error& e) {
+    Refuse(400, "user", e.what());
+  }
+  b.model.model->EncodeUsers(x, &q.u);
+  return q;
+}
+
+// The row of an item: a live one (PUT) or the items table's; false when neither has it.
+bool ItemRow(const Loaded& v, const std::string& id, Row* row) {
+  const auto live = v.live_items.find(id);
+  if (live != v.live_items.end()) {
+    *row = live->second;
+    return true;
+  }
+  const int32_t r = v.bundle.item_index.Find(id);
+  if (r < 0) return false;
+  row->clear();
+  for (size_t c = 0; c < v.bundle.items.columns.size(); ++c) {
+    row->emplace_back(v.bundle.items.columns[c], v.bundle.items.cells[c][r]);
+  }
+  return true;
+}
+
+Matrix EncodeItem(const Loaded& v, const Row& row, const std::string& field) {
+  data::EncodedTable x;
+  try {
+    v.bundle.model.encoder.item.EncodeRow(row, field, &x);
+  } catch (const Error& e) {
+    Refuse(400, field, e.what());
+  }
+  Matrix out;
+  v.bundle.model.model->EncodeItems(x, &out);
+  return out;
+}
+
+Json ItemJson(const Loaded& v, const std::string& id, double score) {
+  Json j = {{"item_id", id}, {"score", score}};
+  Row row;
+  if (ItemRow(v, id, &row)) {
+    for (const auto& [column, value] : row) {
+      if (column != v.bundle.model.schema.item.id_column) j[column] = value;
+    }
+  }
+  return j;
+}
+
+// ---- metrics -----------------------------------------------------------------------------------
+
+constexpr double kLatencyBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                      0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+constexpr int kNumBuckets = sizeof(kLatencyBuckets) / sizeof(kLatencyBuckets[0]);
+
+struct Histogram {
+  int64_t buckets[kNumBuckets] = {};
+  int64_t count = 0;
+  double sum = 0;
+};
+
+struct Metrics {
+  std::mutex mutex;
+  std::map<std::tuple<std::string, int, std::string>, int64_t> requests;  // route, status, variant
+  std::map<std::string, Histogram> latency;                               // per route
+  void Record(const std::string& route, int status, const std::string& variant, double seconds) {
+    std::lock_guard<std::mutex> lock(mutex);
+    ++requests[{route, status, variant}];
+    Histogram& h = latency[route];
+    for (int i = 0; i < kNumBuckets; ++i) h.buckets[i] += seconds <= kLatencyBuckets[i];
+    ++h.count;
+    h.sum += seconds;
+  }
+};
+
+std::string Label(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+// Per variant: users with events and the event counts (replayed from the log at start).
+struct Counts {
+  std::unordered_set<std::string> users;
+  int64_t impressions = 0, clicks = 0, likes = 0;
+};
+
+Json OpenApi();
+
+}  // namespace
+
+// ---- the server --------------------------------------------------------------------------------
+
+struct Server::Impl {
+  ServeConfig config;
+  std::mutex variants_mutex;  // guards the vector, not the variants
+  std::vector<std::shared_ptr<Loaded>> variants;
+  std::vector<double> weights;
+  std::atomic<bool> ready{false};
+  std::mutex counts_mutex;
+  std::map<std::string, Counts> counts;
+  std::unique_ptr<EventLog> events;
+  Metrics metrics;
+  std::atomic<int64_t> reloads_ok{0}, reloads_failed{0};
+  std::mutex reload_mutex;  // one reload at a time
+  httplib::Server http;
+  std::thread flusher;
+  std::mutex stop_mutex;
+  std::condition_variable stop_cv;
+  bool stopping = false;
+
+  std::vector<std::shared_ptr<Loaded>> Snapshot() {
+    std::lock_guard<std::mutex> lock(variants_mutex);
+    return variants;
+  }
+  int Assign(const std::string& key) { return AssignVariant(Bucket(config.salt, key), weights); }
+
+  void Count(const Event& e) {
+    std::lock_guard<std::mutex> lock(counts_mutex);
+    Counts& c = counts[e.variant];
+    c.users.insert(e.user_id);
+    if (e.event == "impression") ++c.impressions;
+    if (e.event == "click") ++c.clicks;
+    if (e.event == "like") ++c.likes;
+  }
+
+  void Warm(const Loaded& v) {
+    if (v.bundle.users.num_rows() == 0 || v.index->size() == 0) return;
+    (void)app::RecommendForUser(v.bundle, *v.index, 0, 10, nullptr);
+  }
+
+  // Registers a route: the handler returns the reply body and status, and the variant it used;
+  // errors become JSON replies; every request is counted and timed.
+  struct Reply {
+    int status = 200;
+    Json body;
+    std::string variant;
+  };
+  using Handler = std::function<Reply(const httplib::Request&)>;
+  void Route(const char* method, const std::string& pattern, const std::string& route,
+             Handler handler) {
+    auto wrapped = [this, route, handler](const httplib::Request& req, httplib::Response& res) {
+      const auto start = std::chrono::steady_clock::now();
+      omp_set_num_threads(1);  // one thread per request: no thread team per search
+      Reply reply;
+      try {
+        reply = handler(req);
+      } catch (const RequestError& e) {
+        reply.status = e.status;
+        reply.body = {{"error", e.message}, {"field", e.field}};
+      } catch (const std::bad_alloc&) {
+        reply.status = 503;
+        reply.body = {{"error", "out of memory"}, {"field", ""}};
+      } catch (const std::exception& e) {
+        reply.status = 500;
+        reply.body = {{"error", e.what()}, {"field", ""}};
+      }
+      res.status = reply.status;
+      res.set_content(reply.body.dump(), "application/json");
+      metrics.Record(
+          route, reply.status, reply.variant,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    };
+    const std::string m = method;
+    if (m == "GET") http.Get(pattern, wrapped);
+    if (m == "POST") http.Post(pattern, wrapped);
+    if (m == "PUT") http.Put(pattern, wrapped);
+    if (m == "DELETE") http.Delete(pattern, wrapped);
+  }
+
+  void Routes();
+  Reply Recommend(const httplib::Request& req);
+  Reply Score(const httplib::Request& req);
+  Reply Similar(const httplib::Request& req);
+  Reply PutItems(const httplib::Request& req);
+  Reply DeleteItem(const std::string& id);
+  Reply Feedback(const httplib::Request& req);
+  Reply Experiment(const std::string& name);
+  Reply Models();
+  std::string MetricsText();
+  std::string Reload();
+};
+
+Server::Server(ServeConfig config) : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  config.Validate();
+  s.config = std::move(config);
+  for (const VariantConfig& v : s.config.variants) {
+    s.variants.push_back(LoadVariant(v));
+    s.weights.push_back(v.weight);
+  }
+  s.events = std::make_unique<EventLog>(s.config.events, [&s](const Event& e) { s.Count(e); });
+  for (const auto& v : s.variants) s.Warm(*v);
+  s.ready = true;
+  s.Routes();
+}
+
+Server::~Server() {
+  Stop();
+  if (impl_->flusher.joinable()) impl_->flusher.join();
+}
+
+int Server::Bind() {
+  Impl& s = *impl_;
+  const int threads = s.config.threads > 0
+                          ? s.config.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s.http.set_payload_max_length(static_cast<size_t>(s.config.max_body_bytes));
+  const auto seconds = static_cast<time_t>(s.config.timeout_seconds);
+  const auto micros = static_cast<time_t>((s.config.timeout_seconds - seconds) * 1e6);
+  s.http.set_read_timeout(seconds, micros);
+  s.http.set_write_timeout(seconds, micros);
+  int port = s.config.port;
+  if (port == 0) {
+    port = s.http.bind_to_any_port(s.config.host);
+    if (port < 0) throw Error("serve: cannot bind " + s.config.host + " to a free port");
+  } else if (!s.http.bind_to_port(s.config.host, port)) {
+    throw Error("serve: cannot bind " + s.config.host + ":" + std::to_string(port) +
+                " (in use, or not an address of this machine)");
+  }
+  return port;
+}
+
+void Server::Run() {
+  Impl& s = *impl_;
+  s.flusher = std::thread([&s] {
+    std::unique_lock<std::mutex> lock(s.stop_mutex);
+    while (!s.stopping) {
+      s.stop_cv.wait_for(lock, std::chrono::seconds(1));
+      try {
+        s.events->Flush(true);
+      } catch (const Error&) {
+        // Kept buffered; the next flush tries again (and /metrics shows events logged).
+      }
+    }
+  });
+  s.http.listen_after_bind();  // returns once stopped, after the requests in flight
+  {
+    std::lock_guard<std::mutex> lock(s.stop_mutex);
+    s.stopping = true;
+  }
+  s.stop_cv.notify_all();
+  if (s.flusher.joinable()) s.flusher.join();
+  s.events->Flush(true);
+}
+
+void Server::Stop() {
+  Impl& s = *impl_;
+  s.http.stop();
+}
+
+std::string Server::Reload() { return impl_->Reload(); }
+
+std::string Server::Impl::Reload() {
+  std::lock_guard<std::mutex> one(reload_mutex);
+  try {
+    std::vector<std::shared_ptr<Loaded>> fresh;
+    for (const VariantConfig& v : config.variants) fresh.push_back(LoadVariant(v));
+    for (const auto& v : fresh) Warm(*v);
+    std::lock_guard<std::mutex> lock(variants_mutex);
+    variants.swap(fresh);
+  } catch (const std::exception& e) {
+    ++reloads_failed;
+    return e.what();
+  }
+  ++reloads_ok;
+  return "";
+}
+
+// ---- routes ------------------------------------------------------------------------------------
+
+void Server::Impl::Routes() {
+  Route("POST", "/v1/recommend", "/v1/recommend", [this](const auto& r) { return Recommend(r); });
+  Route("POST", "/v1/score", "/v1/score", [this](const auto& r) { return Score(r); });
+  Route("POST", "/v1/similar", "/v1/similar", [this](const auto& r) { return Similar(r); });
+  Route("PUT", "/v1/items", "/v1/items", [this](const auto& r) { return PutItems(r); });
+  Route("DELETE", R"(/v1/items/([^/]+))", "/v1/items/{id}",
+        [this](const auto& r) { return DeleteItem(r.matches[1]); });
+  Route("POST", "/v1/feedback", "/v1/feedback", [this](const auto& r) { return Feedback(r); });
+  Route("GET", R"(/v1/experiments/([^/]+))", "/v1/experiments/{name}",
+        [this](const auto& r) { return Experiment(r.matches[1]); });
+  Route("GET", "/v1/models", "/v1/models", [this](const auto&) { return Models(); });
+  Route("POST", "/v1/admin/reload", "/v1/admin/reload", [this](const auto&) {
+    const std::string problem = Reload();
+    if (!problem.empty()) {
+      return Reply{500,
+                   {{"error", "reload failed, still serving the previous models: " + problem},
+                    {"field", ""}},
+                   ""};
+    }
+    Json versions = Json::object();
+    for (const auto& v : Snapshot()) versions[v->config.name] = v->version;
+    return Reply{200, {{"reloaded", true}, {"model_versions", versions}}, ""};
+  });
+  Route("GET", "/healthz", "/healthz", [](const auto&) {
+    return Reply{200, {{"status", "ok"}}, ""};
+  });
+  Route("GET", "/readyz", "/readyz", [this](const auto&) {
+    return ready ? Reply{200, {{"status", "ready"}}, ""} : Reply{503, {{"status", "loading"}}, ""};
+  });
+  Route("GET", "/openapi.json", "/openapi.json", [](const auto&) {
+    return Reply{200, OpenApi(), ""};
+  });
+  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(MetricsText(), "text/plain; version=0.0.4");
+  });
+  http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    const std::string message =
+        res.status == 413 ? "request body over " + std::to_string(config.max_body_bytes) + " bytes"
+        : res.status == 404 ? "no route " + req.method + " " + req.path
+                            : "HTTP " + std::to_string(res.status);
+    res.set_content(Json{{"error", message}, {"field", ""}}.dump(), "application/json");
+    metrics.Record(res.status == 404 ? "unmatched" : req.path, res.status, "", 0.0);
+  });
+}
+
+// ---- handlers ----------------------------------------------------------------------------------
+
+namespace {
+
+// The user a request is about: by id, or by features (then assigned by its id column when given,
+// else by its features' canonical JSON).
+struct UserRef {
+  std::string id;  // "" with features only
+  const Json* features = nullptr;
+  std::string assignment;  // what the variant is drawn from
+};
+
+UserRef ReadUser(const Json& body) {
+  UserRef u;
+  const bool by_id = body.contains("user_id"), by_features = body.contains("user");
+  if (by_id == by_features) {
+    Refuse(400, "user_id", "give either \"user_id\" or \"user\" (features of a new user)");
+  }
+  if (by_id) {
+    u.id = IdValue(body["user_id"], "user_id");
+    u.assignment = u.id;
+  } else {
+    u.features = &body["user"];
+    if (!u.features->is_object()) Refuse(400, "user", "user: expected an object of features");
+    u.assignment = u.features->dump();
+  }
+  return u;
+}
+
+}  // namespace
+
+Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
+  const Json body = ParseBody(req);
+  AllowKeys(body, {"user_id", "user", "k", "exclude_seen", "exclude", "allow"});
+  const UserRef user = ReadUser(body);
+  const int k = KValue(body, config.max_k);
+  const bool exclude_seen = BoolValue(body, "exclude_seen", false);
+  std::vector<std::string> exclude, allow;
+  if (body.contains("exclude")) exclude = IdList(body["exclude"], "exclude", config.max_list);
+  const bool has_allow = body.contains("allow");
+  if (has_allow) allow = IdList(body["allow"], "allow", config.max_list);
+  if (user.features != nullptr &&
+      user.features->contains(Snapshot()[0]->bundle.model.schema.user.id_column)) {
+    // A new user's id, when given, is what assigns it.
+  }
+  const auto all = Snapshot();
+  const int vi = Assign(user.assignment);
+  const Loaded& v = *all[vi];
+  Reply reply;
+  reply.variant = v.config.name;
+  const UserQuery q = EncodeUser(v, user.id, user.features);
+  std::shared_lock<std::shared_mutex> lock(v.mutex);
+  index::SearchFilter filter;
+  if (exclude_seen && q.row >= 0) {
+    if (!v.history_error.empty()) {
+      Refuse(409, "exclude_seen",
+             "exclude_seen: the model's history cannot be read: " + v.history_error);
+    }
+    filter.exclude = v.seen[q.row];
+  }
+  auto label_of = [&](const std::string& id, const std::string& field) {
+    const int64_t label = v.index->Find(id);
+    if (label < 0 || v.deleted.count(label))
+      Refuse(404, field, field + ": unknown item " + Quote(id));
+    return label;
+  };
+  for (size_t i = 0; i < exclude.size(); ++i) {
+    filter.exclude.push_back(label_of(exclude[i], "exclude[" + std::to_string(i) + "]"));
+  }
+  filter.exclude.insert(filter.exclude.end(), v.deleted.begin(), v.deleted.end());
+  if (has_allow) {
+    std::vector<int64_t> labels;
+    for (size_t i = 0; i < allow.size(); ++i) {
+      labels.push_back(label_of(allow[i], "allow[" + std::to_string(i) + "]"));
+    }
+    filter.allow = std::move(labels);
+  }
+  const int kk = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(v.index->size(), 1)));
+  std::vector<int64_t> labels(static_cast<size_t>(kk));
+  std::vector<float> scores(static_cast<size_t>(kk));
+  v.index->Search(q.u.data(), 1, kk, &filter, labels.data(), scores.data());
+  Json items = Json::array();
+  for (int r = 0; r < kk && labels[r] >= 0; ++r) {
+    items.push_back(ItemJson(v, v.index->ids()[labels[r]], app::DisplayScore(v.bundle, scores[r])));
+  }
+  reply.body = {{"variant", v.config.name}, {"model_version", v.version}, {"items", items}};
+  return reply;
+}
+
+Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
+  const Json body = ParseBody(req);
+  AllowKeys(body, {"user_id", "user", "item_ids"});
+  const UserRef user = ReadUser(body);
+  if (!body.contains("item_ids")) Refuse(400, "item_ids", "item_ids: required");
+  const std::vector<std::string> ids = IdList(body["item_ids"], "item_ids", config.max_list);
+  const auto all = Snapshot();
+  const Loaded& v = *all[Assign(user.assignment)];
+  const UserQuery q = EncodeUser(v, user.id, user.features);
+  std::shared_lock<std::shared_mutex> lock(v.mutex);
+  Json scores = Json::array();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string field = "item_ids[" + std::to_string(i) + "]";
+    Row row;
+    const int64_t label = v.index->Find(ids[i]);
+    if ((label >= 0 && v.deleted.count(label)) || !ItemRow(v, ids[i], &row)) {
+      Refuse(404, field, field + ": unknown item " + Quote(ids[i]));
+    }
+    const Matrix item = EncodeItem(v, row, field);
+    const float ip = q.u.row(0).dot(item.row(0));
+    scores.push_back({{"item_id", ids[i]}, {"score", app::DisplayScore(v.bundle, ip)}});
+  }
+  return Reply{200,
+               {{"variant", v.config.name}, {"model_version", v.version}, {"scores", scores}},
+               v.config.name};
+}
+
+Server::Impl::Reply Server::Impl::Similar(const httplib::Request& req) {
+  const Json body = ParseBody(req);
+  AllowKeys(body, {"item_id", "k", "variant"});
+  if (!body.contains("item_id")) Refuse(400, "item_id", "item_id: required");
+  const std::string id = IdValue(body["item_id"], "item_id");
+  const int k = KValue(body, config.max_k);
+  const auto all = Snapshot();
+  size_t vi = 0;
+  if (body.contains("variant")) {
+    if (!body["variant"].is_string()) Refuse(400, "variant", "variant: expected a name");
+    const std::string name = body["variant"].get<std::string>();
+    while (vi < all.size() && all[vi]->config.name != name) ++vi;
+    if (vi == all.size()) Refuse(404, "variant", "variant: unknown variant " + Quote(name));
+  }
+  const Loaded& v = *all[vi];
+  std::shared_lock<std::shared_mutex> lock(v.mutex);
+  Row row;
+  const int64_t self = v.index->Find(id);
+  if ((self >= 0 && v.deleted.count(self)) || !ItemRow(v, id, &row)) {
+    Refuse(404, "item_id", "item_id: unknown item " + Quote(id));
+  }
+  const Matrix item = EncodeItem(v, row, "item_id");
+  index::SearchFilter filter;
+  filter.exclude.assign(v.deleted.begin(), v.deleted.end());
+  if (self >= 0) filter.exclude.push_back(self);
+  const int kk = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(v.index->size(), 1)));
+  std::vector<int64_t> labels(static_cast<size_t>(kk));
+  std::vector<float> scores(static_cast<size_t>(kk));
+  v.index->Search(item.data(), 1, kk, &filter, labels.data(), scores.data());
+  Json items = Json::array();
+  for (int r = 0; r < kk && labels[r] >= 0; ++r) {
+    items.push_back(ItemJson(v, v.index->ids()[labels[r]], scores[r]));
+  }
+  return Reply{200,
+               {{"variant", v.config.name}, {"model_version", v.version}, {"items", items}},
+               v.config.name};
+}
+
+Server::Impl::Reply Server::Impl::PutItems(const httplib::Request& req) {
+  const Json body = ParseBody(req);
+  AllowKeys(body, {"items"});
+  if (!body.contains("items") || !body["items"].is_array() || body["items"].empty()) {
+    Refuse(400, "items", "items: expected a non-empty list of item rows");
+  }
+  if (static_cast<int64_t>(body["items"].size()) > config.max_list) {
+    Refuse(400, "items", "items: at most " + std::to_string(config.max_list) + " rows");
+  }
+  const auto all = Snapshot();
+  // Encode for every variant first: a bad row changes nothing anywhere.
+  std::vector<Row> rows;
+  std::vector<std::string> ids;
+  const std::string& id_column = all[0]->bundle.model.schema.item.id_column;
+  std::set<std::string> distinct;
+  for (size_t i = 0; i < body["items"].size(); ++i) {
+    const std::string field = "items[" + std::to_string(i) + "]";
+    rows.push_back(RowValue(body["items"][i], field));
+    std::string id;
+    for (const auto& [column, value] : rows.back()) {
+      if (column == id_column) id = value;
+    }
+    if (id.empty()) Refuse(400, field + "." + id_column, field + ": no " + id_column);
+    if (!distinct.insert(id).second)
+      Refuse(400, field, field + ": item " + Quote(id) + " given twice");
+    ids.push_back(id);
+  }
+  std::vector<Matrix> vectors;
+  for (const auto& v : all) {
+    Matrix m(static_cast<Eigen::Index>(rows.size()), v->bundle.model.model->embedding_dim());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      m.row(static_cast<Eigen::Index>(i)) =
+          EncodeItem(*v, rows[i], "items[" + std::to_string(i) + "]").row(0);
+    }
+    vectors.push_back(std::move(m));
+  }
+  int64_t added = 0, updated = 0;
+  for (size_t vi = 0; vi < all.size(); ++vi) {
+    Loaded& v = *all[vi];
+    std::unique_lock<std::shared_mutex> lock(v.mutex);
+    const index::ItemIndex::AddResult r = v.index->Add(vectors[vi].data(), vectors[vi].rows(), ids);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      v.live_items[ids[i]] = rows[i];
+      v.deleted.erase(v.index->Find(ids[i]));
+    }
+    if (vi == 0) {
+      added = r.added;
+      updated = r.updated;
+    }
+  }
+  return Reply{200, {{"added", added}, {"updated", updated}, {"variants", all.size()}}, ""};
+}
+
+Server::Impl::Reply Server::Impl::DeleteItem(const std::string& id) {
+  const auto all = Snapshot();
+  bool found = false;
+  for (const auto& v : all) {
+    std::unique_lock<std::shared_mutex> lock(v->mutex);
+    const int64_t label = v->index->Find(id);
+    if (label < 0 || v->deleted.count(label)) continue;
+    v->deleted.insert(label);
+    v->live_items.erase(id);
+    found = true;
+  }
+  if (!found) Refuse(404, "id", "unknown item " + Quote(id));
+  return Reply{200, {{"deleted", id}}, ""};
+}
+
+Server::Impl::Reply Server::Impl::Feedback(const httplib::Request& req) {
+  const Json body = ParseBody(req);
+  AllowKeys(body, {"user_id", "item_id", "event", "variant"});
+  for (const char* key : {"user_id", "item_id", "event"}) {
+    if (!body.contains(key)) Refuse(400, key, std::string(key) + ": required");
+  }
+  Event e;
+  e.ts_ms = NowMs();
+  e.user_id = IdValue(body["user_id"], "user_id");
+  e.item_id = IdValue(body["item_id"], "item_id");
+  if (!body["event"].is_string() || !IsEventName(body["event"].get<std::string>())) {
+    Refuse(400, "event",
+           "event: expected \"impression\", \"click\" or \"like\", got " + body["event"].dump());
+  }
+  e.event = body["event"].get<std::string>();
+  const auto all = Snapshot();
+  if (body.contains("variant")) {
+    if (!body["variant"].is_string()) Refuse(400, "variant", "variant: expected a name");
+    e.variant = body["variant"].get<std::string>();
+    bool known = false;
+    for (const auto& v : all) known = known || v->config.name == e.variant;
+    if (!known) Refuse(404, "variant", "variant: unknown variant " + Quote(e.variant));
+  } else {
+    e.variant = all[Assign(e.user_id)]->config.name;
+  }
+  events->Append(e);
+  Count(e);
+  return Reply{202, {{"logged", true}, {"variant", e.variant}}, e.variant};
+}
+
+Server::Impl::Reply Server::Impl::Experiment(const std::string& name) {
+  if (name != config.experiment) {
+    Refuse(404, "name",
+           "unknown experiment " + Quote(name) + " (this server runs " + Quote(config.experiment) +
+               ")");
+  }
+  std::vector<VariantCounts> counts_out;
+  {
+    std::lock_guard<std::mutex> lock(counts_mutex);
+    for (const VariantConfig& v : config.variants) {
+      VariantCounts c;
+      c.name = v.name;
+      c.weight = v.weight;
+      const auto it = counts.find(v.name);
+      if (it != counts.end()) {
+        c.users = static_cast<int64_t>(it->second.users.size());
+        c.impressions = it->second.impressions;
+        c.clicks = it->second.clicks;
+        c.likes = it->second.likes;
+      }
+      counts_out.push_back(c);
+    }
+  }
+  Json out = Readout(config.experiment, counts_out);
+  out["salt"] = config.salt;
+  return Reply{200, out, ""};
+}
+
+Server::Impl::Reply Server::Impl::Models() {
+  Json list = Json::array();
+  for (const auto& v : Snapshot()) {
+    std::shared_lock<std::shared_mutex> lock(v->mutex);
+    list.push_back({{"variant", v->config.name},
+                    {"weight", v->config.weight},
+                    {"model", v->config.model},
+                    {"model_version", v->version},
+                    {"index", v->config.index.empty() ? Json() : Json(v->config.index)},
+                    {"index_spec", v->index->spec()},
+                    {"items", v->index->size() - static_cast<int64_t>(v->deleted.size())},
+                    {"created", v->created},
+                    {"config", v->bundle.model.config},
+                    {"test_metrics", v->test_metrics}});
+  }
+  return Reply{200, {{"models", list}}, ""};
+}
+
+std::string Server::Impl::MetricsText() {
+  std::string out;
+  out += "# HELP twotower_requests_total Requests answered, by route, status and variant.\n";
+  out += "# TYPE twotower_requests_total counter\n";
+  std::lock_guard<std::mutex> lock(metrics.mutex);
+  for (const auto& [key, n] : metrics.requests) {
+    const auto& [route, status, variant] = key;
+    out += "twotower_requests_total{route=\"" + Label(route) + "\",status=\"" +
+           std::to_string(status) + "\",variant=\"" + Label(variant) + "\"} " + std::to_string(n) +
+           "\n";
+  }
+  out += "# HELP twotower_request_duration_seconds Time to answer a request, by route.\n";
+  out += "# TYPE twotower_request_duration_seconds histogram\n";
+  for (const auto& [route, h] : metrics.latency) {
+    const std::string r = "route=\"" + Label(route) + "\"";
+    for (int i = 0; i < kNumBuckets; ++i) {
+      char le[32];
+      std::snprintf(le, sizeof(le), "%g", kLatencyBuckets[i]);
+      out += "twotower_request_duration_seconds_bucket{" + r + ",le=\"" + le + "\"} " +
+             std::to_string(h.buckets[i]) + "\n";
+    }
+    out += "twotower_request_duration_seconds_bucket{" + r + ",le=\"+Inf\"} " +
+           std::to_string(h.count) + "\n";
+    char sum[64];
+    std::snprintf(sum, sizeof(sum), "%.9g", h.sum);
+    out += "twotower_request_duration_seconds_sum{" + r + "} " + sum + "\n";
+    out += "twotower_request_duration_seconds_count{" + r + "} " + std::to_string(h.count) + "\n";
+  }
+  out += "# HELP twotower_index_items Items a variant retrieves from.\n";
+  out += "# TYPE twotower_index_items gauge\n";
+  for (const auto& v : Snapshot()) {
+    std::shared_lock<std::shared_mutex> vlock(v->mutex);
+    out += "twotower_index_items{variant=\"" + Label(v->config.name) + "\"} " +
+           std::to_string(v->index->size() - static_cast<int64_t>(v->deleted.size())) + "\n";
+  }
+  out +=
+      "# HELP twotower_reloads_total Reloads, by result.\n# TYPE twotower_reloads_total counter\n";
+  out += "twotower_reloads_total{result=\"ok\"} " + std::to_string(reloads_ok.load()) + "\n";
+  out +=
+      "twotower_reloads_total{result=\"failed\"} " + std::to_string(reloads_failed.load()) + "\n";
+  out += "# HELP twotower_events_logged_total Feedback events logged since start.\n";
+  out += "# TYPE twotower_events_logged_total counter\n";
+  out += "twotower_events_logged_total " + std::to_string(events->logged()) + "\n";
+  return out;
+}
+
+namespace {
+
+Json OpenApi() {
+  auto body = [](Json properties, std::vector<std::string> required) {
+    Json schema = {{"type", "object"}, {"properties", properties}, {"additionalProperties", false}};
+    if (!required.empty()) schema["required"] = required;
+    return Json{{"required", true}, {"content", {{"application/json", {{"schema", schema}}}}}};
+  };
+  const Json id = {{"oneOf", Json::array({{{"type", "string"}}, {{"type", "integer"}}})}};
+  const Json ids = {{"type", "array"}, {"items", id}};
+  const Json row = {{"type", "object"}, {"additionalProperties", {{"type", "string"}}}};
+  const Json ok = {{"200", {{"description", "OK"}}},
+                   {"400", {{"description", "bad request"}}},
+                   {"404", {{"description", "unknown user, item or name"}}}};
+  auto op = [&](const char* summary, Json request) {
+    Json o = {{"summary", summary}, {"responses", ok}};
+    if (!request.is_null()) o["requestBody"] = request;
+    return o;
+  };
+  Json paths;
+  paths["/v1/recommend"]["post"] =
+      op("top-k items for a user (by id, or by features for a new user)",
+         body({{"user_id", id},
+               {"user", row},
+               {"k", {{"type", "integer"}, {"minimum", 1}}},
+               {"exclude_seen", {{"type", "boolean"}}},
+               {"exclude", ids},
+               {"allow", ids}},
+              {}));
+  paths["/v1/score"]["post"] =
+      op("the model's score for each listed item",
+         body({{"user_id", id}, {"user", row}, {"item_ids", ids}}, {"item_ids"}));
+  paths["/v1/similar"]["post"] =
+      op("nearest items by item embedding",
+         body({{"item_id", id}, {"k", {{"type", "integer"}}}, {"variant", {{"type", "string"}}}},
+              {"item_id"}));
+  paths["/v1/items"]["put"] = op("insert or update items in the live index",
+                                 body({{"items", {{"type", "array"}, {"items", row}}}}, {"items"}));
+  paths["/v1/items/{id}"]["delete"] = op("remove an item from the live index", nullptr);
+  paths["/v1/items/{id}"]["delete"]["parameters"] = Json::array(
+      {{{"name", "id"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}}});
+  paths["/v1/feedback"]["post"] =
+      op("log an impression, click or like",
+         body({{"user_id", id},
+               {"item_id", id},
+               {"event", {{"type", "string"}, {"enum", {"impression", "click", "like"}}}},
+               {"variant", {{"type", "string"}}}},
+              {"user_id", "item_id", "event"}));
+  paths["/v1/experiments/{name}"]["get"] = op("the experiment's readout per variant", nullptr);
+  paths["/v1/experiments/{name}"]["get"]["parameters"] = Json::array(
+      {{{"name", "name"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}}});
+  paths["/v1/models"]["get"] =
+      op("loaded models: version, config, creation time, test metrics", nullptr);
+  paths["/v1/admin/reload"]["post"] = op("reload models, indexes and items from disk", nullptr);
+  paths["/healthz"]["get"] = op("alive", nullptr);
+  paths["/readyz"]["get"] = op("ready: every model and index loaded and warmed", nullptr);
+  paths["/metrics"]["get"] = op("Prometheus text format", nullptr);
+  paths["/openapi.json"]["get"] = op("this document", nullptr);
+  return {{"openapi", "3.0.3"},
+          {"info", {{"title", "twotower serve"}, {"version", "1"}}},
+          {"paths", paths}};
+}
+
+}  // namespace
+
+}  // namespace twotower::serve
