@@ -1,0 +1,376 @@
+// twotower serve, driven over HTTP as a client would: a real server on an ephemeral port, a
+// model trained by the real binary, cpp-httplib's client.
+#include "twotower/serve/server.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "testing/cli_runner.h"
+#include "testing/temp_dir.h"
+#include "twotower/core/error.h"
+#include "twotower/serve/experiment.h"
+
+// After the twotower headers (Eigen): see src/serve/server.cc.
+#include <httplib.h>
+
+namespace twotower::serve {
+namespace {
+
+using ::testing::HasSubstr;
+using twotower::testing::BusiestUser;
+using twotower::testing::Lines;
+using twotower::testing::ResultRows;
+using twotower::testing::RunCli;
+using twotower::testing::TempDir;
+using Json = nlohmann::json;
+
+// Data and two models (different seeds) made once by the real binary.
+struct Models {
+  TempDir dir;
+  std::string data, a, b;
+  bool ok = false;
+};
+
+std::string Train(TempDir& dir, const std::string& data, const std::string& seed) {
+  const auto r = RunCli({"train",
+                         "--config",
+                         std::string(TWOTOWER_SOURCE_DIR) + "/config/ranking_config.yaml",
+                         "--set",
+                         "data.dir=" + data,
+                         "--set",
+                         "model.embedding_dim=8",
+                         "--set",
+                         "model.user_hidden_dims=16",
+                         "--set",
+                         "model.item_hidden_dims=16",
+                         "--epochs",
+                         "2",
+                         "--threads",
+                         "1",
+                         "--seed",
+                         seed,
+                         "--quiet",
+                         "--output-dir",
+                         dir.File("runs_" + seed)},
+                        dir);
+  for (const std::string& line : Lines(r.out)) {
+    if (line.rfind("run folder: ", 0) == 0) return line.substr(12) + "model_best.safetensors";
+  }
+  return "";
+}
+
+Models& Shared() {
+  static const std::unique_ptr<Models> m = [] {
+    auto s = std::make_unique<Models>();
+    s->data = s->dir.File("data");
+    const auto g = RunCli({"generate", "--out", s->data, "--users", "200", "--movies", "100",
+                           "--interactions", "2000", "--seed", "5"},
+                          s->dir);
+    s->a = Train(s->dir, s->data, "3");
+    s->b = Train(s->dir, s->data, "4");
+    s->ok = g.code == 0 && !s->a.empty() && !s->b.empty();
+    return s;
+  }();
+  return *m;
+}
+
+// A server running in a thread for the test's life.
+class Running {
+ public:
+  explicit Running(ServeConfig config) {
+    config.port = 0;
+    config.threads = 4;
+    server_ = std::make_unique<Server>(config);
+    port_ = server_->Bind();
+    thread_ = std::thread([this] { server_->Run(); });
+  }
+  ~Running() { Stop(); }
+  void Stop() {
+    if (!thread_.joinable()) return;
+    server_->Stop();
+    thread_.join();
+  }
+  httplib::Client Client() const { return httplib::Client("127.0.0.1", port_); }
+  Server& server() { return *server_; }
+
+ private:
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+struct Answer {
+  int status = -1;
+  Json body;
+  std::string text;
+};
+
+Answer Call(httplib::Client& c, const std::string& method, const std::string& path,
+            const std::string& body = "") {
+  httplib::Result r = method == "GET"      ? c.Get(path.c_str())
+                      : method == "PUT"    ? c.Put(path.c_str(), body, "application/json")
+                      : method == "DELETE" ? c.Delete(path.c_str())
+                                           : c.Post(path.c_str(), body, "application/json");
+  Answer a;
+  if (!r) return a;
+  a.status = r->status;
+  a.text = r->body;
+  try {
+    a.body = Json::parse(r->body);
+  } catch (const Json::exception&) {
+  }
+  return a;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(Shared().ok) << "could not train the test models"; }
+  ServeConfig OneModel() {
+    ServeConfig c;
+    c.events = scratch_.File("events.jsonl");
+    c.variants = {{"default", Shared().a, "", 1.0}};
+    return c;
+  }
+  TempDir scratch_;
+};
+
+// The service answers what `twotower recommend` answers for the same user.
+TEST_F(ServerTest, RecommendEqualsTheCli) {
+  Running s(OneModel());
+  auto c = s.Client();
+  const std::string user = BusiestUser(Shared().data);
+  const auto cli =
+      RunCli({"recommend", "--model", Shared().a, "--user-id", user, "--k", "5", "--exclude-seen"},
+             scratch_);
+  ASSERT_EQ(cli.code, 0) << cli.err;
+  const auto rows = ResultRows(cli.out);
+  ASSERT_EQ(rows.size(), 5u);
+  const Answer a = Call(c, "POST", "/v1/recommend",
+                        Json{{"user_id", user}, {"k", 5}, {"exclude_seen", true}}.dump());
+  ASSERT_EQ(a.status, 200) << a.text;
+  EXPECT_EQ(a.body["variant"], "default");
+  ASSERT_EQ(a.body["items"].size(), 5u);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(a.body["items"][i]["item_id"], rows[i].first) << i;
+    EXPECT_NEAR(a.body["items"][i]["score"].get<double>(), rows[i].second, 5e-5) << i;
+    EXPECT_TRUE(a.body["items"][i].contains("genre"));  // the item's columns
+  }
+  // A new user given by features, and /v1/score for the first item, agree with each other.
+  const Answer by_features = Call(
+      c, "POST", "/v1/recommend",
+      Json{
+          {"user",
+           {{"age", 30}, {"gender", "F"}, {"favorite_genre", "Drama"}, {"activity_level", "high"}}},
+          {"k", 3}}
+          .dump());
+  ASSERT_EQ(by_features.status, 200) << by_features.text;
+  const std::string top = by_features.body["items"][0]["item_id"];
+  const Answer scored = Call(
+      c, "POST", "/v1/score",
+      Json{
+          {"user",
+           {{"age", 30}, {"gender", "F"}, {"favorite_genre", "Drama"}, {"activity_level", "high"}}},
+          {"item_ids", {top}}}
+          .dump());
+  ASSERT_EQ(scored.status, 200) << scored.text;
+  EXPECT_NEAR(scored.body["scores"][0]["score"].get<double>(),
+              by_features.body["items"][0]["score"].get<double>(), 1e-6);
+}
+
+// Every kind of bad input gets a 4xx naming the field, and the server keeps serving.
+TEST_F(ServerTest, BadInputIsA4xxNamingTheField) {
+  ServeConfig config = OneModel();
+  config.max_k = 50;
+  config.max_list = 3;
+  config.max_body_bytes = 4096;
+  Running s(config);
+  auto c = s.Client();
+  struct Case {
+    std::string path, body;
+    int status;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/recommend", "{not json", 400, ""},
+      {"/v1/recommend", "[1, 2]", 400, ""},
+      {"/v1/recommend", R"({"user_id": "1", "user_id": "2"})", 400, ""},
+      {"/v1/recommend", R"({"user_id": "1", "kk": 3})", 400, "kk"},
+      {"/v1/recommend", R"({"k": 3})", 400, "user_id"},
+      {"/v1/recommend", R"({"user_id": 1.5})", 400, "user_id"},
+      {"/v1/recommend", R"({"user_id": "1", "k": 0})", 400, "k"},
+      {"/v1/recommend", R"({"user_id": "1", "k": 51})", 400, "k"},
+      {"/v1/recommend", R"({"user_id": "1", "k": "3"})", 400, "k"},
+      {"/v1/recommend", R"({"user_id": "1", "exclude": [1, 2, 3, 4]})", 400, "exclude"},
+      {"/v1/recommend", R"({"user_id": "1", "exclude": ["no-such-item"]})", 404, "exclude[0]"},
+      {"/v1/recommend", R"({"user_id": "no-such-user"})", 404, "user_id"},
+      {"/v1/recommend", R"({"user": {"age": 30}})", 400, "user"},
+      {"/v1/recommend", R"({"user": {"age": 30, "height": 2}})", 400, "user.height"},
+      {"/v1/score", R"({"user_id": "1"})", 400, "item_ids"},
+      {"/v1/score", R"({"user_id": "1", "item_ids": ["1", "nope"]})", 404, "item_ids[1]"},
+      {"/v1/similar", R"({"item_id": "nope"})", 404, "item_id"},
+      {"/v1/feedback", R"({"user_id": "1", "item_id": "2", "event": "purchase"})", 400, "event"},
+      {"/v1/feedback", R"({"user_id": "1", "item_id": "2", "event": "click", "variant": "x"})", 404,
+       "variant"},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.path + " " + k.body);
+    const Answer a = Call(c, "POST", k.path, k.body);
+    EXPECT_EQ(a.status, k.status) << a.text;
+    EXPECT_EQ(a.body.value("field", std::string("?")), k.field) << a.text;
+    EXPECT_FALSE(a.body.value("error", std::string()).empty()) << a.text;
+  }
+  EXPECT_EQ(Call(c, "POST", "/v1/recommend", std::string(5000, ' ')).status, 413);
+  EXPECT_EQ(Call(c, "GET", "/v1/experiments/other").status, 404);
+  EXPECT_EQ(Call(c, "DELETE", "/v1/items/nope").status, 404);
+  EXPECT_EQ(Call(c, "GET", "/no/such/route").status, 404);
+  EXPECT_EQ(Call(c, "GET", "/healthz").status, 200);  // still serving
+  const std::string metrics = Call(c, "GET", "/metrics").text;
+  EXPECT_THAT(metrics, HasSubstr("twotower_requests_total{route=\"/v1/recommend\",status=\"400\""));
+}
+
+// An item put into the live index is recommended by the next request; a deleted one is not.
+TEST_F(ServerTest, LiveItemsAreRetrievableAtOnce) {
+  Running s(OneModel());
+  auto c = s.Client();
+  const std::string user = BusiestUser(Shared().data);
+  const Answer before = Call(c, "POST", "/v1/recommend", Json{{"user_id", user}, {"k", 1}}.dump());
+  ASSERT_EQ(before.status, 200) << before.text;
+  // A copy of the user's top item under a new id scores the same, so it ties for first.
+  Json copy = before.body["items"][0];
+  const double score = copy["score"];
+  copy.erase("score");
+  copy.erase("item_id");
+  copy["movie_id"] = "fresh-1";
+  const Answer put = Call(c, "PUT", "/v1/items", Json{{"items", {copy}}}.dump());
+  ASSERT_EQ(put.status, 200) << put.text;
+  EXPECT_EQ(put.body["added"], 1);
+  const Answer after = Call(c, "POST", "/v1/recommend", Json{{"user_id", user}, {"k", 2}}.dump());
+  ASSERT_EQ(after.status, 200);
+  std::vector<std::string> ids;
+  for (const Json& item : after.body["items"]) {
+    ids.push_back(item["item_id"]);
+    EXPECT_NEAR(item["score"].get<double>(), score, 1e-6);
+  }
+  EXPECT_THAT(ids, ::testing::Contains("fresh-1"));
+  EXPECT_EQ(Call(c, "DELETE", "/v1/items/fresh-1").status, 200);
+  const Answer gone = Call(c, "POST", "/v1/recommend", Json{{"user_id", user}, {"k", 2}}.dump());
+  for (const Json& item : gone.body["items"]) EXPECT_NE(item["item_id"], "fresh-1");
+  EXPECT_EQ(Call(c, "POST", "/v1/similar", Json{{"item_id", "fresh-1"}}.dump()).status, 404);
+}
+
+// Reloads while requests run: no request fails, and the models answer with their versions.
+TEST_F(ServerTest, ReloadWhileRequestsRunFailsNone) {
+  Running s(OneModel());
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 3; ++t) {
+    clients.emplace_back([&, t] {
+      auto c = s.Client();
+      for (int i = 0; !stop; ++i) {
+        const Answer a = Call(c, "POST", "/v1/recommend",
+                              Json{{"user_id", std::to_string(1 + (t * 31 + i) % 200)}}.dump());
+        (a.status == 200 ? ok : failed)++;
+      }
+    });
+  }
+  auto c = s.Client();
+  for (int i = 0; i < 4; ++i) {
+    const Answer r = Call(c, "POST", "/v1/admin/reload", "{}");
+    EXPECT_EQ(r.status, 200) << r.text;
+  }
+  stop = true;
+  for (auto& t : clients) t.join();
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_EQ(failed.load(), 0);
+  const Answer models = Call(c, "GET", "/v1/models");
+  ASSERT_EQ(models.status, 200);
+  EXPECT_EQ(models.body["models"][0]["model_version"].get<std::string>().size(), 64u);
+  EXPECT_EQ(Call(c, "GET", "/readyz").status, 200);
+  EXPECT_EQ(Call(c, "GET", "/openapi.json").body["openapi"], "3.0.3");
+  EXPECT_THAT(Call(c, "GET", "/metrics").text,
+              HasSubstr("twotower_reloads_total{result=\"ok\"} 4"));
+}
+
+// Two variants 70 / 30: 10,000 users split close to the weights, each user always in the same
+// variant; the events survive a restart.
+TEST_F(ServerTest, ABAssignmentAndEventsSurviveARestart) {
+  ServeConfig config = OneModel();
+  config.experiment = "home";
+  config.salt = "s1";
+  config.variants = {{"control", Shared().a, "", 70}, {"treatment", Shared().b, "", 30}};
+  std::map<std::string, int> by_variant;
+  {
+    Running s(config);
+    auto c = s.Client();
+    for (int u = 0; u < 10000; ++u) {
+      const Answer a = Call(c, "POST", "/v1/feedback",
+                            Json{{"user_id", std::string("u").append(std::to_string(u))},
+                                 {"item_id", "1"},
+                                 {"event", u % 10 == 0 ? "click" : "impression"}}
+                                .dump());
+      ASSERT_EQ(a.status, 202) << a.text;
+      ++by_variant[a.body["variant"]];
+    }
+    // Stable: the same user again, and a recommendation for a known user names its variant.
+    const Answer again = Call(c, "POST", "/v1/feedback",
+                              Json{{"user_id", "u7"}, {"item_id", "1"}, {"event", "like"}}.dump());
+    const Answer first = Call(c, "POST", "/v1/feedback",
+                              Json{{"user_id", "u7"}, {"item_id", "1"}, {"event", "like"}}.dump());
+    EXPECT_EQ(again.body["variant"], first.body["variant"]);
+    const Answer rec = Call(c, "POST", "/v1/recommend", Json{{"user_id", "3"}}.dump());
+    ASSERT_EQ(rec.status, 200);
+    EXPECT_EQ(rec.body["variant"].get<std::string>(),
+              config.variants[AssignVariant(Bucket("s1", "3"), {70, 30})].name);
+  }
+  EXPECT_NEAR(by_variant["control"], 7000, 183);  // 4 sd of Binomial(10000, 0.7)
+  Running s(config);                              // a restart replays the log
+  auto c = s.Client();
+  const Answer r = Call(c, "GET", "/v1/experiments/home");
+  ASSERT_EQ(r.status, 200) << r.text;
+  int64_t users = 0, impressions = 0, clicks = 0;
+  for (const Json& v : r.body["variants"]) {
+    users += v["users"].get<int64_t>();
+    impressions += v["impressions"].get<int64_t>();
+    clicks += v["clicks"].get<int64_t>();
+    EXPECT_EQ(v["users"].get<int64_t>(), by_variant[v["name"]]);
+  }
+  EXPECT_EQ(users, 10000);
+  EXPECT_EQ(impressions, 9000);
+  EXPECT_EQ(clicks, 1000);
+  EXPECT_EQ(r.body["sample_ratio"]["mismatch"], false);
+  EXPECT_EQ(r.body["comparisons"][0]["variant"], "treatment");
+}
+
+TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {
+  TempDir dir;
+  auto error = [&](const std::string& yaml) {
+    try {
+      ServeConfig::FromYamlFile(dir.Write("serve.yaml", yaml));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_THAT(error("serve: {port: 80, prot: 1}\n"), HasSubstr("unknown key 'serve.prot'"));
+  EXPECT_THAT(error("serve: {variants: [{name: a, model: m}, {name: a, model: n}]}\n"),
+              HasSubstr("the name 'a' is used twice"));
+  EXPECT_THAT(error("serve: {variants: [{name: a, model: m, weight: 0}]}\n"),
+              HasSubstr("weights sum to 0"));
+  EXPECT_THAT(error("serve:\n  port: 1\n  port: 2\n"),
+              HasSubstr(":3: key 'serve.port' appears twice"));
+  EXPECT_THAT(error("serve: {max_k: 0, variants: [{name: a, model: m}]}\n"),
+              HasSubstr("serve.max_k"));
+}
+
+}  // namespace
+}  // namespace twotower::serve
