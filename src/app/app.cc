@@ -14,6 +14,7 @@
 #include "twotower/core/files.h"
 #include "twotower/core/hash.h"
 #include "twotower/core/progress.h"
+#include "twotower/core/rng.h"
 #include "twotower/core/text.h"
 #include "twotower/data/npy.h"
 #include "twotower/index/flat_index.h"
@@ -365,7 +366,7 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   const int64_t num_users = b.users.num_rows();
   const auto excluded = data::ItemsByUser(history_ptrs, num_users, false);
   const auto positives = data::ItemsByUser({&inter}, num_users, b.positives_only);
-  r.ranking = train::EvaluateRanking(u, v, positives, excluded, b.ks);
+  r.ranking = train::EvaluateRanking(u, v, positives, excluded, b.ks, &r.per_user);
   // MostPop's popularity: the positives of the excluded history, as in training's test report.
   std::vector<double> counts(b.items.num_rows(), 0.0);
   for (const data::Interactions& h : history) {
@@ -376,6 +377,82 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   }
   r.most_popular = train::EvaluateMostPopular(counts, positives, excluded, b.ks);
   return r;
+}
+
+ModelComparison CompareModels(const Bundle& a, Bundle& b, const std::string& path,
+                              const std::vector<std::string>& exclude, int resamples,
+                              uint64_t seed) {
+  if (resamples < 100)
+    throw Error("compare: at least 100 bootstrap resamples, got " + std::to_string(resamples));
+  b.ks = a.ks;
+  if (a.ks.empty()) throw Error("compare: the first model's evaluation.k is empty");
+  const EvaluationReport ra = EvaluateInteractions(a, path, exclude);
+  const EvaluationReport rb = EvaluateInteractions(b, path, exclude);
+  // Pair users by id.
+  std::unordered_map<std::string, size_t> in_b;
+  for (size_t i = 0; i < rb.per_user.users.size(); ++i) {
+    in_b[b.user_index.ids[rb.per_user.users[i]]] = i;
+  }
+  std::vector<std::pair<size_t, size_t>> pairs;
+  for (size_t i = 0; i < ra.per_user.users.size(); ++i) {
+    const auto it = in_b.find(a.user_index.ids[ra.per_user.users[i]]);
+    if (it != in_b.end()) pairs.emplace_back(i, it->second);
+  }
+  if (pairs.empty()) throw Error("compare: no user of " + path + " is evaluated by both models");
+  ModelComparison out;
+  out.users = static_cast<int64_t>(pairs.size());
+  out.resamples = resamples;
+  const size_t n = pairs.size();
+  // The resampled user positions, drawn once and shared by every metric (a paired bootstrap).
+  Rng rng(seed);
+  std::vector<std::vector<uint32_t>> draws(static_cast<size_t>(resamples));
+  for (auto& d : draws) {
+    d.resize(n);
+    for (auto& x : d) x = static_cast<uint32_t>(rng.Below(n));
+  }
+  const std::pair<const char*, const std::vector<std::vector<double>> train::PerUserRanking::*>
+      metrics[] = {{"recall", &train::PerUserRanking::recall},
+                   {"ndcg", &train::PerUserRanking::ndcg},
+                   {"hitrate", &train::PerUserRanking::hit_rate},
+                   {"mrr", &train::PerUserRanking::mrr}};
+  for (const auto& [name, member] : metrics) {
+    for (size_t ki = 0; ki < a.ks.size(); ++ki) {
+      const std::vector<double>& va = (ra.per_user.*member)[ki];
+      const std::vector<double>& vb = (rb.per_user.*member)[ki];
+      std::vector<double> d(n);
+      MetricComparison m;
+      m.metric = name;
+      m.k = a.ks[ki];
+      for (size_t i = 0; i < n; ++i) {
+        m.a += va[pairs[i].first];
+        m.b += vb[pairs[i].second];
+        d[i] = vb[pairs[i].second] - va[pairs[i].first];
+      }
+      m.a /= static_cast<double>(n);
+      m.b /= static_cast<double>(n);
+      m.diff = m.b - m.a;
+      std::vector<double> means(static_cast<size_t>(resamples));
+      int better = 0;
+      for (size_t r = 0; r < draws.size(); ++r) {
+        double sum = 0;
+        for (uint32_t x : draws[r]) sum += d[x];
+        means[r] = sum / static_cast<double>(n);
+        better += means[r] > 0;
+      }
+      std::sort(means.begin(), means.end());
+      auto quantile = [&](double q) {
+        const double pos = q * static_cast<double>(means.size() - 1);
+        const size_t lo = static_cast<size_t>(pos);
+        const size_t hi = std::min(lo + 1, means.size() - 1);
+        return means[lo] + (pos - static_cast<double>(lo)) * (means[hi] - means[lo]);
+      };
+      m.lo = quantile(0.025);
+      m.hi = quantile(0.975);
+      m.b_better = static_cast<double>(better) / resamples;
+      out.rows.push_back(m);
+    }
+  }
+  return out;
 }
 
 double DisplayScore(const Bundle& bundle, float inner_product) {

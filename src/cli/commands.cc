@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -15,6 +16,7 @@
 #include <memory>
 #include <new>
 #include <numeric>
+#include <set>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -34,6 +36,8 @@
 #include "twotower/index/index_file.h"
 #include "twotower/index/item_index.h"
 #include "twotower/model/model_file.h"
+#include "twotower/serve/events.h"
+#include "twotower/serve/experiment.h"
 #include "twotower/serve/server.h"
 #include "twotower/train/config.h"
 #include "twotower/train/trainer.h"
@@ -530,6 +534,113 @@ int RunServe(const ServeArgs& a) {
   return 0;
 }
 
+// ---- compare / experiment report -------------------------------------------------------------
+
+struct CompareArgs {
+  std::vector<std::string> models, exclude;
+  std::string interactions;
+  int resamples = 1000;
+  uint64_t seed = 0;
+};
+
+std::string Signed(double v) { return (v >= 0 ? "+" : "") + Fixed(v, 4); }
+
+int RunCompare(const CompareArgs& a) {
+  if (a.models.size() != 2) throw Error("compare: --models takes two model files");
+  const app::Bundle first = app::LoadBundle(a.models[0], {});
+  app::Bundle second = app::LoadBundle(a.models[1], {});
+  const app::ModelComparison c =
+      app::CompareModels(first, second, a.interactions, a.exclude, a.resamples, a.seed);
+  std::cout << "A: " << a.models[0] << " (" << ShortFingerprint(first.model.fingerprint) << ")\n"
+            << "B: " << a.models[1] << " (" << ShortFingerprint(second.model.fingerprint) << ")\n"
+            << "on " << a.interactions << ": " << c.users << " users evaluated by both, "
+            << c.resamples << " paired bootstrap resamples of them (seed " << a.seed << ")\n";
+  std::printf("%-8s %4s  %8s  %8s  %8s  %-20s  %8s\n", "metric", "K", "A", "B", "B - A",
+              "95% interval", "P(B > A)");
+  for (const app::MetricComparison& m : c.rows) {
+    const std::string interval = "[" + Signed(m.lo) + ", " + Signed(m.hi) + "]";
+    std::printf("%-8s %4d  %8.4f  %8.4f  %8s  %-20s  %8.3f\n", m.metric.c_str(), m.k, m.a, m.b,
+                Signed(m.diff).c_str(), interval.c_str(), m.b_better);
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
+struct ExperimentArgs {
+  std::string events, config;
+};
+
+int RunExperimentReport(const ExperimentArgs& a) {
+  std::vector<serve::VariantCounts> variants;
+  std::string name = "default";
+  if (!a.config.empty()) {
+    const serve::ServeConfig config = serve::ServeConfig::FromYamlFile(a.config);
+    name = config.experiment;
+    for (const serve::VariantConfig& v : config.variants) variants.push_back({v.name, v.weight});
+  }
+  std::map<std::string, std::set<std::string>> users;
+  std::map<std::string, std::array<int64_t, 3>> counts;
+  std::vector<std::string> order;
+  int64_t torn = 0;
+  const int64_t n = serve::ReadEvents(
+      a.events,
+      [&](const serve::Event& e) {
+        if (!counts.count(e.variant)) order.push_back(e.variant);
+        users[e.variant].insert(e.user_id);
+        auto& c = counts[e.variant];
+        c[e.event == "impression" ? 0 : e.event == "click" ? 1 : 2] += 1;
+      },
+      &torn);
+  if (variants.empty()) {
+    for (const std::string& v : order) variants.push_back({v, 1.0});
+  }
+  for (serve::VariantCounts& v : variants) {
+    v.users = static_cast<int64_t>(users[v.name].size());
+    v.impressions = counts[v.name][0];
+    v.clicks = counts[v.name][1];
+    v.likes = counts[v.name][2];
+  }
+  const nlohmann::json r = serve::Readout(name, variants);
+  std::cout << "experiment " << name << ": " << n << " events in " << a.events;
+  if (torn > 0) std::cout << " (and a torn last line of " << torn << " bytes, ignored)";
+  if (a.config.empty()) std::cout << "; weights taken as equal (give --config for the real ones)";
+  std::cout << "\n";
+  auto num = [](const nlohmann::json& j, int digits) {
+    return j.is_null() ? std::string("n/a") : Fixed(j.get<double>(), digits);
+  };
+  std::printf("%-12s %7s %8s %11s %8s %7s %8s  %s\n", "variant", "weight", "users", "impressions",
+              "clicks", "likes", "CTR", "95% interval");
+  for (const auto& v : r["variants"]) {
+    const std::string ci = v["ctr_ci95"].is_null() ? "n/a"
+                                                   : "[" + num(v["ctr_ci95"][0], 4) + ", " +
+                                                         num(v["ctr_ci95"][1], 4) + "]";
+    std::printf(
+        "%-12s %7.1f %8lld %11lld %8lld %7lld %8s  %s\n", v["name"].get<std::string>().c_str(),
+        v["weight"].get<double>(), static_cast<long long>(v["users"].get<int64_t>()),
+        static_cast<long long>(v["impressions"].get<int64_t>()),
+        static_cast<long long>(v["clicks"].get<int64_t>()),
+        static_cast<long long>(v["likes"].get<int64_t>()), num(v["ctr"], 4).c_str(), ci.c_str());
+  }
+  for (const auto& c : r["comparisons"]) {
+    std::cout << c["variant"].get<std::string>() << " vs " << c["control"].get<std::string>()
+              << ": CTR difference "
+              << (c["ctr_diff"].is_null() ? "n/a" : Signed(c["ctr_diff"].get<double>()));
+    if (!c["ctr_diff_ci95"].is_null()) {
+      std::cout << " [" << Signed(c["ctr_diff_ci95"][0].get<double>()) << ", "
+                << Signed(c["ctr_diff_ci95"][1].get<double>()) << "]";
+    }
+    std::cout << ", z-test p " << num(c["p_value"], 4) << "\n";
+  }
+  const auto& srm = r["sample_ratio"];
+  std::cout << "sample ratio: chi-square " << num(srm["chi_square"], 3) << " on " << srm["df"]
+            << " df, p " << num(srm["p_value"], 4)
+            << (srm["mismatch"] == true ? "  MISMATCH: the assignment is broken; do not read the "
+                                          "result"
+                                        : "")
+            << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -655,6 +766,28 @@ int Main(int argc, char** argv) {
                       "add to an index made by another model (the result records no model)");
   index_add->add_option("--threads", threads, "threads (0 = all cores)");
 
+  CompareArgs cmp;
+  auto* compare = app.add_subcommand(
+      "compare",
+      "two models on the same interactions: ranking metrics, differences, bootstrap CIs");
+  compare->add_option("--models", cmp.models, "two model files: A B")->required()->expected(2);
+  compare->add_option("--interactions", cmp.interactions, "interactions CSV (e.g. test)")
+      ->required();
+  compare->add_option("--exclude", cmp.exclude,
+                      "interactions whose items are excluded (default: each model's train and "
+                      "val)");
+  compare->add_option("--resamples", cmp.resamples, "bootstrap resamples")->capture_default_str();
+  compare->add_option("--seed", cmp.seed, "bootstrap seed")->capture_default_str();
+  compare->add_option("--threads", threads, "threads (0 = all cores)");
+
+  ExperimentArgs ex;
+  auto* experiment = app.add_subcommand("experiment", "A/B experiments");
+  experiment->require_subcommand(1);
+  auto* report = experiment->add_subcommand("report", "the readout of a serve event log, offline");
+  report->add_option("--events", ex.events, "event log (JSON lines from twotower serve)")
+      ->required();
+  report->add_option("--config", ex.config, "the serve.yaml (experiment name, variant weights)");
+
   ServeArgs sv;
   auto* serve_cmd = app.add_subcommand(
       "serve", "an HTTP recommendation service: recommend, score, similar, live items, A/B tests");
@@ -729,6 +862,8 @@ int Main(int argc, char** argv) {
     if (index_build->parsed()) return RunIndexBuild(ib);
     if (index_add->parsed()) return RunIndexAdd(ia);
     if (serve_cmd->parsed()) return RunServe(sv);
+    if (compare->parsed()) return RunCompare(cmp);
+    if (report->parsed()) return RunExperimentReport(ex);
   } catch (const Error& e) {
     std::cout.flush();
     std::cerr << "error: " << e.what() << "\n";

@@ -74,7 +74,7 @@ double RankingMetrics::Get(const std::string& name) const {
 RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item_embeddings,
                                const std::vector<std::vector<int32_t>>& positives,
                                const std::vector<std::vector<int32_t>>& exclude,
-                               const std::vector<int>& ks) {
+                               const std::vector<int>& ks, PerUserRanking* per_user) {
   if (ks.empty()) throw Error("EvaluateRanking: no cut-off K given");
   for (int k : ks) {
     if (k < 1) throw Error("EvaluateRanking: K must be >= 1, got " + std::to_string(k));
@@ -110,6 +110,12 @@ RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item
     if (!positives[u].empty()) evaluated.push_back(static_cast<int32_t>(u));
   }
   std::vector<std::vector<char>> seen(nk, std::vector<char>(num_items, 0));
+  if (per_user != nullptr) {
+    per_user->users = evaluated;
+    for (auto* v : {&per_user->recall, &per_user->ndcg, &per_user->hit_rate, &per_user->mrr}) {
+      v->assign(nk, std::vector<double>(evaluated.size(), 0.0));
+    }
+  }
   // Users in chunks: the index searches a chunk of queries at once on all threads.
   constexpr int64_t kChunk = 1024;
   Matrix queries;
@@ -156,6 +162,13 @@ RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item
         m.ndcg[ki] += dcg / idcg;
         m.hit_rate[ki] += hits > 0 ? 1.0 : 0.0;
         m.mrr[ki] += rr;
+        if (per_user != nullptr) {
+          const size_t i = c + static_cast<size_t>(q);
+          per_user->recall[ki][i] = static_cast<double>(hits) / ideal;
+          per_user->ndcg[ki][i] = dcg / idcg;
+          per_user->hit_rate[ki][i] = hits > 0 ? 1.0 : 0.0;
+          per_user->mrr[ki][i] = rr;
+        }
       }
     }
   }

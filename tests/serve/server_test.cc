@@ -349,6 +349,56 @@ TEST_F(ServerTest, ABAssignmentAndEventsSurviveARestart) {
   EXPECT_EQ(clicks, 1000);
   EXPECT_EQ(r.body["sample_ratio"]["mismatch"], false);
   EXPECT_EQ(r.body["comparisons"][0]["variant"], "treatment");
+  // The offline readout of the same log counts the same.
+  const auto report = RunCli({"experiment", "report", "--events", config.events}, scratch_);
+  ASSERT_EQ(report.code, 0) << report.err;
+  EXPECT_THAT(report.out, HasSubstr("10002 events in"));  // 10,000 + the two likes of u7
+  int rows = 0;
+  for (const std::string& line : Lines(report.out)) {
+    const auto w = twotower::testing::Words(line);
+    if (w.size() >= 7 && w[1] == "1.0" && (w[0] == "control" || w[0] == "treatment")) {
+      EXPECT_EQ(w[2], std::to_string(by_variant[w[0]])) << line;
+      ++rows;
+    }
+  }
+  EXPECT_EQ(rows, 2) << report.out;
+}
+
+// `twotower compare`: a model against itself differs by exactly 0; against another, each side's
+// means are what `evaluate` reports for it, and the interval holds the difference.
+TEST_F(ServerTest, CompareReportsPairedDifferences) {
+  const std::string test = Shared().data + "/test/interactions.csv";
+  const auto same =
+      RunCli({"compare", "--models", Shared().a, Shared().a, "--interactions", test}, scratch_);
+  ASSERT_EQ(same.code, 0) << same.err;
+  EXPECT_THAT(same.out, HasSubstr("+0.0000  [+0.0000, +0.0000]"));
+  const auto two =
+      RunCli({"compare", "--models", Shared().a, Shared().b, "--interactions", test}, scratch_);
+  ASSERT_EQ(two.code, 0) << two.err;
+  const auto eval_a = RunCli({"evaluate", "--model", Shared().a, "--interactions", test}, scratch_);
+  const auto eval_b = RunCli({"evaluate", "--model", Shared().b, "--interactions", test}, scratch_);
+  ASSERT_EQ(eval_a.code, 0) << eval_a.err;
+  std::string recall_a, recall_b;
+  for (const auto* e : {&eval_a, &eval_b}) {
+    for (const std::string& line : Lines(e->out)) {
+      const auto w = twotower::testing::Words(line);
+      if (w.size() >= 2 && w[0] == "Recall") (e == &eval_a ? recall_a : recall_b) = w[1];
+    }
+  }
+  bool found = false;
+  for (const std::string& line : Lines(two.out)) {
+    const auto w = twotower::testing::Words(line);
+    if (w.size() >= 5 && w[0] == "recall" && w[1] == "10") {
+      found = true;
+      EXPECT_EQ(w[2], recall_a);
+      EXPECT_EQ(w[3], recall_b);
+      const double diff = std::stod(w[4]);
+      const double lo = std::stod(w[5].substr(1)), hi = std::stod(w[6]);
+      EXPECT_LE(lo, diff);
+      EXPECT_GE(hi, diff);
+    }
+  }
+  EXPECT_TRUE(found) << two.out;
 }
 
 TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {

@@ -115,6 +115,7 @@ struct EvaluationReport {
   bool ranked = false;           // false when the model's evaluation.k is empty
   train::RankingMetrics ranking, most_popular;
   std::vector<std::string> excluded;  // the files whose items were excluded
+  train::PerUserRanking per_user;     // the ranking metrics of each evaluated user
 };
 // Scores the interactions file: pointwise metrics of its labelled pairs, and the ranking metrics
 // (metrics.h) over all items for each user with positives in it, excluding the items of
@@ -122,6 +123,26 @@ struct EvaluationReport {
 // evaluated file is an error); MostPop counts the excluded files' positives.
 EvaluationReport EvaluateInteractions(const Bundle& bundle, const std::string& path,
                                       const std::vector<std::string>& exclude);
+
+// Two models on the same interactions, users paired by id: per metric and K, each model's mean
+// over the users both evaluate, the difference (b - a) and its 95% interval from `resamples`
+// bootstrap resamples of the paired users (percentile method; Efron & Tibshirani, An
+// Introduction to the Bootstrap, 1993, ch. 13), and the share of resamples where b is better.
+struct MetricComparison {
+  std::string metric;  // "recall", "ndcg", "hitrate", "mrr"
+  int k = 0;
+  double a = 0, b = 0, diff = 0, lo = 0, hi = 0, b_better = 0;
+};
+struct ModelComparison {
+  int64_t users = 0;  // paired users
+  int resamples = 0;
+  std::vector<MetricComparison> rows;
+};
+// Both bundles are evaluated as EvaluateInteractions does (`exclude` as there), with the same
+// evaluation.k: a's (b.ks is set to it). Throws Error when no user is evaluated by both.
+ModelComparison CompareModels(const Bundle& a, Bundle& b, const std::string& path,
+                              const std::vector<std::string>& exclude, int resamples,
+                              uint64_t seed);
 
 // ---- recommend ---------------------------------------------------------------------------------
 

@@ -26,6 +26,12 @@ struct Event {
 // True for the event names the log takes.
 bool IsEventName(const std::string& name);
 
+// Reads an event log without changing it (`twotower experiment report`): calls `f` with each
+// whole event and returns how many; *torn_bytes receives the length of a torn last line (0 when
+// none). Throws Error naming the file and line for a malformed line.
+int64_t ReadEvents(const std::string& path, const std::function<void(const Event&)>& f,
+                   int64_t* torn_bytes);
+
 class EventLog {
  public:
   // Opens `path` for appending (creating it and its directory), first calling `replay` with each

@@ -45,10 +45,17 @@ struct RankingMetrics {
 // user_embeddings: users x d; item_embeddings: items x d; positives and exclude: one list of item
 // rows per user row (users entries each). `threads` as index::FlatIndex (0 = all).
 // Throws Error for empty ks, K < 1, mismatched sizes or an item row out of range.
+// Per evaluated user, the values EvaluateRanking averages (for paired comparisons of models).
+struct PerUserRanking {
+  std::vector<int32_t> users;                      // evaluated user rows, ascending
+  std::vector<std::vector<double>> recall, ndcg;   // [K index][evaluated user]
+  std::vector<std::vector<double>> hit_rate, mrr;  // [K index][evaluated user]
+};
+// per_user, when not null, receives each evaluated user's values.
 RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item_embeddings,
                                const std::vector<std::vector<int32_t>>& positives,
                                const std::vector<std::vector<int32_t>>& exclude,
-                               const std::vector<int>& ks);
+                               const std::vector<int>& ks, PerUserRanking* per_user = nullptr);
 
 // The MostPop baseline under the same protocol: every user gets the items ranked by
 // item_counts (how often each item row is a positive in training), ties to the lower row.
