@@ -4,8 +4,13 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -399,6 +404,55 @@ TEST_F(ServerTest, CompareReportsPairedDifferences) {
     }
   }
   EXPECT_TRUE(found) << two.out;
+}
+
+// The binary: SIGHUP reloads, SIGTERM finishes, flushes the event log and exits 0.
+TEST_F(ServerTest, TheCommandReloadsOnSighupAndDrainsOnSigterm) {
+  const std::string events = scratch_.File("cmd_events.jsonl");
+  const std::string out = scratch_.File("serve.out");
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::freopen(out.c_str(), "w", stdout);
+    std::freopen((out + ".err").c_str(), "w", stderr);
+    execl(TWOTOWER_CLI_PATH, TWOTOWER_CLI_PATH, "serve", "--model", Shared().a.c_str(), "--port",
+          "0", "--threads", "2", "--events", events.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // The first line names the port.
+  int port = -1;
+  for (int i = 0; i < 300 && port < 0; ++i) {
+    const std::string text = twotower::testing::ReadBytes(out);
+    const size_t at = text.find("http://127.0.0.1:");
+    if (at != std::string::npos && text.find(' ', at) != std::string::npos) {
+      port = std::stoi(text.substr(at + 17));
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ASSERT_GT(port, 0) << twotower::testing::ReadBytes(out + ".err");
+  httplib::Client c("127.0.0.1", port);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Call(c, "POST", "/v1/feedback",
+                   Json{{"user_id", "9"}, {"item_id", "1"}, {"event", "click"}}.dump())
+                  .status,
+              202);
+  }
+  ASSERT_EQ(kill(pid, SIGHUP), 0);
+  bool reloaded = false;
+  for (int i = 0; i < 200 && !reloaded; ++i) {
+    reloaded = twotower::testing::ReadBytes(out + ".err").find("reloaded") != std::string::npos;
+    if (!reloaded) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(reloaded);
+  EXPECT_EQ(Call(c, "GET", "/readyz").status, 200);
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  // Flushed on the way out: all three events are in the log, whole lines.
+  EXPECT_EQ(Lines(twotower::testing::ReadBytes(events)).size(), 3u);
+  EXPECT_THAT(twotower::testing::ReadBytes(out), HasSubstr("stopped"));
 }
 
 TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {

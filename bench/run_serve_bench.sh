@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Serving benchmark: wrk (Debian) against `twotower serve` and against the lab's suggested peer,
+# FastAPI + uvicorn + PyTorch serving the same model file with pre-computed item embeddings
+# (bench/reference/serve_fastapi.py), on the same machine with the same request mix
+# (bench/serve_mix.lua: POST /v1/recommend, k 10, random users, 1 in 20 an unknown user -> 404).
+#
+#   bash bench/run_serve_bench.sh            # ITEMS="1000 1000000" DURATION=20 CONNECTIONS=16
+#
+# For each catalogue size: generate data, train a small lab model (quality is not the point),
+# embed the items; twotower serves them exactly (1,000) or from an HNSW index (1,000,000), the
+# peer always exactly (torch matrix-vector product + topk: what the lab's FastAPI step does).
+# Peak load: wrk with CONNECTIONS connections. Lower load: LIGHT_CONNECTIONS (wrk is a
+# closed-loop generator; Debian has no wrk2 for a fixed rate, so "80% of peak" is approximated
+# by fewer connections, and the achieved rate is reported beside the latencies).
+# Both servers get SERVER_THREADS threads (twotower's request threads; the peer's uvicorn
+# workers, each with one torch thread: its best setting on this machine), wrk WRK_THREADS.
+# Prints one JSON line per run to $OUT/results.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ITEMS="${ITEMS:-1000 1000000}"
+DURATION="${DURATION:-20}"
+CONNECTIONS="${CONNECTIONS:-16}"
+LIGHT_CONNECTIONS="${LIGHT_CONNECTIONS:-2}"
+SERVER_THREADS="${SERVER_THREADS:-2}"
+WRK_THREADS="${WRK_THREADS:-1}"
+USERS="${USERS:-10000}"
+OUT="${OUT:-build/bench_serve}"
+PY=/usr/bin/python3
+T="$PWD/build/twotower"
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
+for p in wrk python3-fastapi python3-uvicorn python3-torch libopenblas0-pthread; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    { echo "missing Debian package: $p (apt-get install $p)"; exit 2; }
+done
+[ -x "$T" ] || bash scripts/build.sh >/dev/null
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+log() { echo "== $*" >&2; }
+
+wait_up() {
+  for _ in $(seq 1 600); do
+    curl -sf "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "server on port $1 did not come up" >&2
+  return 1
+}
+
+run_wrk() {  # name items connections port
+  local line
+  line=$(USERS="$USERS" wrk -t"$WRK_THREADS" -c"$3" -d"${DURATION}s" -s bench/serve_mix.lua \
+    "http://127.0.0.1:$4" | grep '^{')
+  echo "{\"server\": \"$1\", \"items\": $2, \"connections\": $3, ${line:1}" | tee -a "$RESULTS"
+}
+
+for n in $ITEMS; do
+  D="$OUT/items_$n"
+  mkdir -p "$D"
+  if [ ! -f "$D/items.npy" ]; then
+    log "$n items: data, a small model, embeddings"
+    "$T" generate --out "$D/data" --users "$USERS" --movies "$n" --interactions 30000 --seed 1 \
+      >/dev/null
+    "$T" train --config config/ranking_config.yaml --set data.dir="$D/data" --epochs 1 \
+      --set training.checkpoint=false --output-dir "$D/runs" --quiet >/dev/null
+    cp "$D"/runs/*/model_best.safetensors "$D/model.safetensors"
+    "$T" embed --model "$D/model.safetensors" --out "$D/items.npy" >/dev/null
+  fi
+  index_args=()
+  if [ "$n" -ge 100000 ]; then
+    if [ ! -f "$D/items.index" ]; then
+      log "$n items: HNSW index"
+      "$T" index build --embeddings "$D/items.npy" --type hnsw --out "$D/items.index" --quiet
+    fi
+    index_args=(--index "$D/items.index")
+  fi
+  log "$n items: twotower serve (${SERVER_THREADS} threads)"
+  "$T" serve --model "$D/model.safetensors" "${index_args[@]}" --port 18090 \
+    --threads "$SERVER_THREADS" --events "$D/events.jsonl" >"$D/serve.log" 2>&1 &
+  pid=$!
+  wait_up 18090
+  run_wrk twotower "$n" "$CONNECTIONS" 18090
+  run_wrk twotower "$n" "$LIGHT_CONNECTIONS" 18090
+  kill -TERM "$pid"
+  wait "$pid" || true
+  log "$n items: FastAPI + PyTorch ($SERVER_THREADS uvicorn workers, 1 torch thread each)"
+  $PY bench/reference/serve_fastapi.py --model "$D/model.safetensors" --embeddings "$D/items.npy" \
+    --users "$D/data/users.csv" --port 18091 --torch-threads "${PEER_TORCH_THREADS:-1}" \
+    --workers "$SERVER_THREADS" >"$D/peer.log" 2>&1 &
+  peer=$!
+  wait_up 18091
+  run_wrk fastapi-torch "$n" "$CONNECTIONS" 18091
+  run_wrk fastapi-torch "$n" "$LIGHT_CONNECTIONS" 18091
+  kill -TERM "$peer"
+  wait "$peer" || true
+done
+log "results in $RESULTS"
