@@ -28,7 +28,8 @@ OUT="${OUT:-build/bench_serve}"
 PY=/usr/bin/python3
 T="$PWD/build/twotower"
 export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
-for p in wrk python3-fastapi python3-uvicorn python3-torch libopenblas0-pthread; do
+for p in wrk python3-fastapi python3-uvicorn python3-uvloop python3-httptools python3-torch \
+  libopenblas0-pthread; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
     { echo "missing Debian package: $p (apt-get install $p)"; exit 2; }
 done
@@ -84,7 +85,8 @@ for n in $ITEMS; do
   kill -TERM "$pid"
   wait "$pid" || true
   log "$n items: FastAPI + PyTorch ($SERVER_THREADS uvicorn workers, 1 torch thread each)"
-  $PY bench/reference/serve_fastapi.py --model "$D/model.safetensors" --embeddings "$D/items.npy" \
+  OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+    $PY bench/reference/serve_fastapi.py --model "$D/model.safetensors" --embeddings "$D/items.npy" \
     --users "$D/data/users.csv" --port 18091 --torch-threads "${PEER_TORCH_THREADS:-1}" \
     --workers "$SERVER_THREADS" >"$D/peer.log" 2>&1 &
   peer=$!
