@@ -12,8 +12,9 @@
 # Peak load: wrk with CONNECTIONS connections. Lower load: LIGHT_CONNECTIONS (wrk is a
 # closed-loop generator; Debian has no wrk2 for a fixed rate, so "80% of peak" is approximated
 # by fewer connections, and the achieved rate is reported beside the latencies).
-# Both servers get SERVER_THREADS threads (twotower's request threads; the peer's uvicorn
-# workers, each with one torch thread: its best setting on this machine), wrk WRK_THREADS.
+# twotower gets TWOTOWER_THREADS request threads (cpp-httplib serves a keep-alive connection per
+# thread: 16 threads for 16 connections, its best here), the peer PEER_WORKERS uvicorn worker
+# processes with one torch / BLAS thread each (2: its best here, one per core); wrk WRK_THREADS.
 # Prints one JSON line per run to $OUT/results.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,8 @@ ITEMS="${ITEMS:-1000 1000000}"
 DURATION="${DURATION:-20}"
 CONNECTIONS="${CONNECTIONS:-16}"
 LIGHT_CONNECTIONS="${LIGHT_CONNECTIONS:-2}"
-SERVER_THREADS="${SERVER_THREADS:-2}"
+TWOTOWER_THREADS="${TWOTOWER_THREADS:-16}"
+PEER_WORKERS="${PEER_WORKERS:-2}"
 WRK_THREADS="${WRK_THREADS:-1}"
 USERS="${USERS:-10000}"
 OUT="${OUT:-build/bench_serve}"
@@ -75,20 +77,20 @@ for n in $ITEMS; do
     fi
     index_args=(--index "$D/items.index")
   fi
-  log "$n items: twotower serve (${SERVER_THREADS} threads)"
+  log "$n items: twotower serve (${TWOTOWER_THREADS} request threads)"
   "$T" serve --model "$D/model.safetensors" "${index_args[@]}" --port 18090 \
-    --threads "$SERVER_THREADS" --events "$D/events.jsonl" >"$D/serve.log" 2>&1 &
+    --threads "$TWOTOWER_THREADS" --events "$D/events.jsonl" >"$D/serve.log" 2>&1 &
   pid=$!
   wait_up 18090
   run_wrk twotower "$n" "$CONNECTIONS" 18090
   run_wrk twotower "$n" "$LIGHT_CONNECTIONS" 18090
   kill -TERM "$pid"
   wait "$pid" || true
-  log "$n items: FastAPI + PyTorch ($SERVER_THREADS uvicorn workers, 1 torch thread each)"
+  log "$n items: FastAPI + PyTorch ($PEER_WORKERS uvicorn workers, 1 torch thread each)"
   OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
     $PY bench/reference/serve_fastapi.py --model "$D/model.safetensors" --embeddings "$D/items.npy" \
     --users "$D/data/users.csv" --port 18091 --torch-threads "${PEER_TORCH_THREADS:-1}" \
-    --workers "$SERVER_THREADS" >"$D/peer.log" 2>&1 &
+    --workers "$PEER_WORKERS" >"$D/peer.log" 2>&1 &
   peer=$!
   wait_up 18091
   run_wrk fastapi-torch "$n" "$CONNECTIONS" 18091

@@ -621,6 +621,11 @@ int RunExperimentReport(const ExperimentArgs& a) {
         static_cast<long long>(v["clicks"].get<int64_t>()),
         static_cast<long long>(v["likes"].get<int64_t>()), num(v["ctr"], 4).c_str(), ci.c_str());
   }
+  for (const auto& v : r["variants"]) {
+    if (v.contains("problem")) {
+      std::cout << v["name"].get<std::string>() << ": " << v["problem"].get<std::string>() << "\n";
+    }
+  }
   for (const auto& c : r["comparisons"]) {
     std::cout << c["variant"].get<std::string>() << " vs " << c["control"].get<std::string>()
               << ": CTR difference "

@@ -54,6 +54,12 @@ nlohmann::json ParseJsonStrict(std::string_view text, const std::string& where) 
   };
   try {
     return nlohmann::json::parse(text.begin(), text.end(), callback);
+  } catch (const nlohmann::json::out_of_range& e) {
+    // A number the parser cannot hold ("1e400").
+    std::string message = e.what();
+    const size_t bracket = message.find("] ");
+    if (bracket != std::string::npos) message.erase(0, bracket + 2);
+    throw Error(where + ": invalid JSON: " + message);
   } catch (const nlohmann::json::parse_error& e) {
     // what() is "[json.exception.parse_error.101] parse error at line 1, column 3: ...".
     std::string message = e.what();

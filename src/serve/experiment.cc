@@ -40,7 +40,12 @@ nlohmann::json Readout(const std::string& experiment, const std::vector<VariantC
                         {"users", v.users},   {"impressions", v.impressions},
                         {"clicks", v.clicks}, {"likes", v.likes},
                         {"ctr", nullptr},     {"ctr_ci95", nullptr}};
-    if (v.impressions > 0) {
+    if (v.clicks > v.impressions) {
+      // Clicks without their impressions: CTR is not a proportion, and no interval or test on
+      // it means anything. Said, not computed.
+      j["problem"] = "more clicks (" + std::to_string(v.clicks) + ") than impressions (" +
+                     std::to_string(v.impressions) + "): report an impression for every item shown";
+    } else if (v.impressions > 0) {
       const double n = static_cast<double>(v.impressions);
       const double p = static_cast<double>(v.clicks) / n;
       const double denom = 1 + z95 * z95 / n;
@@ -57,7 +62,8 @@ nlohmann::json Readout(const std::string& experiment, const std::vector<VariantC
       const VariantCounts& t = variants[i];
       nlohmann::json j = {{"variant", t.name},        {"control", c.name}, {"ctr_diff", nullptr},
                           {"ctr_diff_ci95", nullptr}, {"z", nullptr},      {"p_value", nullptr}};
-      if (c.impressions > 0 && t.impressions > 0) {
+      if (c.impressions > 0 && t.impressions > 0 && c.clicks <= c.impressions &&
+          t.clicks <= t.impressions) {
         const double n1 = static_cast<double>(c.impressions),
                      n2 = static_cast<double>(t.impressions);
         const double p1 = static_cast<double>(c.clicks) / n1;

@@ -513,7 +513,9 @@ struct Server::Impl {
         reply.body = {{"error", e.what()}, {"field", ""}};
       }
       res.status = reply.status;
-      res.set_content(reply.body.dump(), "application/json");
+      // Replace, not throw, on bytes that are not UTF-8 (an id from the request, echoed).
+      res.set_content(reply.body.dump(-1, ' ', false, Json::error_handler_t::replace),
+                      "application/json");
       metrics.Record(
           route, reply.status, reply.variant,
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -559,14 +561,21 @@ Server::~Server() {
 
 int Server::Bind() {
   Impl& s = *impl_;
-  const int threads = s.config.threads > 0
-                          ? s.config.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // cpp-httplib gives each keep-alive connection one pool thread for as long as it stays open,
+  // so the default allows several connections per core (each request searches on one thread).
+  const int threads =
+      s.config.threads > 0
+          ? s.config.threads
+          : static_cast<int>(std::max(8u, 4 * std::max(1u, std::thread::hardware_concurrency())));
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.http.set_payload_max_length(static_cast<size_t>(s.config.max_body_bytes));
   // Headers and body go out in separate writes: with Nagle's algorithm on, a keep-alive client's
   // delayed ACK holds the second for ~40 ms (measured: 44 ms p50 before this line).
   s.http.set_tcp_nodelay(true);
+  // httplib closes a keep-alive connection after 5 requests by default: a reconnect (accept, a
+  // new task in the pool) every 5th request.
+  s.http.set_keep_alive_max_count(1000);
+  s.http.set_keep_alive_timeout(5);
   const auto seconds = static_cast<time_t>(s.config.timeout_seconds);
   const auto micros = static_cast<time_t>((s.config.timeout_seconds - seconds) * 1e6);
   s.http.set_read_timeout(seconds, micros);
@@ -635,7 +644,7 @@ void Server::Impl::Routes() {
   Route("POST", "/v1/score", "/v1/score", [this](const auto& r) { return Score(r); });
   Route("POST", "/v1/similar", "/v1/similar", [this](const auto& r) { return Similar(r); });
   Route("PUT", "/v1/items", "/v1/items", [this](const auto& r) { return PutItems(r); });
-  Route("DELETE", R"(/v1/items/([^/]+))", "/v1/items/{id}",
+  Route("DELETE", R"(/v1/items/(.+))", "/v1/items/{id}",
         [this](const auto& r) { return DeleteItem(r.matches[1]); });
   Route("POST", "/v1/feedback", "/v1/feedback", [this](const auto& r) { return Feedback(r); });
   Route("GET", R"(/v1/experiments/([^/]+))", "/v1/experiments/{name}",
@@ -665,14 +674,35 @@ void Server::Impl::Routes() {
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(MetricsText(), "text/plain; version=0.0.4");
   });
+  // A chunked body has no length for set_payload_max_length to check before it is read: such a
+  // request is refused before its body is (411), so max_body_bytes holds for every request.
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (req.has_header("Transfer-Encoding")) {
+      res.status = 411;
+      res.set_content(
+          Json{{"error", "send the body with a Content-Length (at most " +
+                             std::to_string(config.max_body_bytes) + " bytes), not chunked"},
+               {"field", ""}}
+              .dump(),
+          "application/json");
+      metrics.Record("error", 411, "", 0.0);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     const std::string message =
-        res.status == 413 ? "request body over " + std::to_string(config.max_body_bytes) + " bytes"
+        res.status == 413
+            ? "request body too large: at most " + std::to_string(config.max_body_bytes) +
+                  " bytes, and 8 KiB for application/x-www-form-urlencoded bodies "
+                  "(curl -d's default): send Content-Type: application/json"
         : res.status == 404 ? "no route " + req.method + " " + req.path
                             : "HTTP " + std::to_string(res.status);
-    res.set_content(Json{{"error", message}, {"field", ""}}.dump(), "application/json");
-    metrics.Record(res.status == 404 ? "unmatched" : req.path, res.status, "", 0.0);
+    res.set_content(Json{{"error", message}, {"field", ""}}.dump(-1, ' ', false,
+                                                                 Json::error_handler_t::replace),
+                    "application/json");
+    metrics.Record(res.status == 404 ? "unmatched" : "error", res.status, "", 0.0);
   });
 }
 

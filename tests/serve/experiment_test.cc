@@ -60,6 +60,12 @@ TEST(ExperimentTest, ReadoutMatchesTheFormulas) {
   const nlohmann::json r3 = Readout("x", w);
   EXPECT_NEAR(r3["sample_ratio"]["chi_square"].get<double>(), 5.0, 1e-12);
   EXPECT_NEAR(r3["sample_ratio"]["p_value"].get<double>(), std::exp(-2.5), 1e-9);
+  // More clicks than impressions: no rate and no test, and the readout says why.
+  std::vector<VariantCounts> broken = {{"a", 1, 1, 1, 3}, {"b", 1, 1, 2, 1}};
+  const nlohmann::json rb = Readout("x", broken);
+  EXPECT_TRUE(rb["variants"][0]["ctr"].is_null());
+  EXPECT_NE(rb["variants"][0]["problem"].get<std::string>().find("more clicks"), std::string::npos);
+  EXPECT_TRUE(rb["comparisons"][0]["p_value"].is_null());
   // No impressions: rates are null, not 0.
   EXPECT_TRUE(r3["variants"][0]["ctr"].is_null());
   EXPECT_TRUE(r3["comparisons"][0]["p_value"].is_null());

@@ -234,6 +234,28 @@ TEST_F(ServerTest, BadInputIsA4xxNamingTheField) {
     EXPECT_FALSE(a.body.value("error", std::string()).empty()) << a.text;
   }
   EXPECT_EQ(Call(c, "POST", "/v1/recommend", std::string(5000, ' ')).status, 413);
+  // Found by a helper trying to break the server: these were 500s, or bypassed the body limit.
+  EXPECT_EQ(Call(c, "POST", "/v1/recommend", R"({"user_id": "1", "k": 1e400})").status, 400);
+  const Answer bad_utf8 = Call(c, "POST", "/v1/recommend", "{\"user_id\": \"\xff\xfe\"}");
+  EXPECT_EQ(bad_utf8.status, 400) << bad_utf8.text;           // not UTF-8: not JSON
+  EXPECT_EQ(Call(c, "DELETE", "/v1/items/%FF").status, 404);  // echoed with U+FFFD, not a 500
+  httplib::Headers chunked = {{"Transfer-Encoding", "chunked"}};
+  const auto streamed = c.Post(
+      "/v1/recommend", chunked,
+      [](size_t offset, httplib::DataSink& sink) {
+        if (offset == 0) {
+          const std::string body = "{}";  // small: sent with the headers, before the refusal
+          sink.write(body.data(), body.size());
+        }
+        sink.done();
+        return true;
+      },
+      "application/json");
+  // The server refuses before reading the body; a client still writing may see the connection
+  // close instead of the 411.
+  if (streamed) {
+    EXPECT_EQ(streamed->status, 411);
+  }
   EXPECT_EQ(Call(c, "GET", "/v1/experiments/other").status, 404);
   EXPECT_EQ(Call(c, "DELETE", "/v1/items/nope").status, 404);
   EXPECT_EQ(Call(c, "GET", "/no/such/route").status, 404);
@@ -270,6 +292,10 @@ TEST_F(ServerTest, LiveItemsAreRetrievableAtOnce) {
   const Answer gone = Call(c, "POST", "/v1/recommend", Json{{"user_id", user}, {"k", 2}}.dump());
   for (const Json& item : gone.body["items"]) EXPECT_NE(item["item_id"], "fresh-1");
   EXPECT_EQ(Call(c, "POST", "/v1/similar", Json{{"item_id", "fresh-1"}}.dump()).status, 404);
+  // An id with a slash can be deleted too.
+  copy["movie_id"] = "a/b";
+  ASSERT_EQ(Call(c, "PUT", "/v1/items", Json{{"items", {copy}}}.dump()).status, 200);
+  EXPECT_EQ(Call(c, "DELETE", "/v1/items/a%2Fb").status, 200);
 }
 
 // Reloads while requests run: no request fails, and the models answer with their versions.

@@ -41,7 +41,8 @@ struct VariantCounts {
 // The readout above as JSON: {"experiment", "variants": [{name, weight, users, impressions,
 // clicks, likes, ctr, ctr_ci95: [lo, hi]} ...], "comparisons": [{variant, control, ctr_diff,
 // ctr_diff_ci95, z, p_value}], "sample_ratio": {chi_square, df, p_value, mismatch (p < 0.001)}}.
-// A rate with no impressions is null, and so is a test without data.
+// A rate with no impressions is null, and so is a test without data; a variant with more clicks
+// than impressions gets "problem" instead of a rate, and no test.
 nlohmann::json Readout(const std::string& experiment, const std::vector<VariantCounts>& variants);
 
 }  // namespace twotower::serve

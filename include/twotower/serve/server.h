@@ -42,8 +42,10 @@ struct VariantConfig {
 
 struct ServeConfig {
   std::string host = "127.0.0.1";
-  int port = 8080;                      // 0: any free port (tests)
-  int threads = 0;                      // request threads; 0: the machine's cores
+  int port = 8080;  // 0: any free port (tests)
+  // Request threads: cpp-httplib serves each open keep-alive connection on one of them, so
+  // give at least as many as concurrent connections; 0: 4 per core, at least 8.
+  int threads = 0;
   int max_k = 1000;                     // largest k a request may ask for
   int max_list = 10000;                 // longest exclude / allow / item_ids / items list
   int64_t max_body_bytes = 1 << 20;     // larger bodies get 413
