@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <shared_mutex>
 #include <thread>
@@ -461,6 +462,7 @@ struct Server::Impl {
   std::atomic<int64_t> reloads_ok{0}, reloads_failed{0};
   std::mutex reload_mutex;  // one reload at a time
   httplib::Server http;
+  std::vector<std::pair<std::string, std::regex>> known;  // (method, path pattern) of each route
   std::thread flusher;
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
@@ -521,6 +523,7 @@ struct Server::Impl {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     };
     const std::string m = method;
+    known.emplace_back(m, std::regex(pattern));
     if (m == "GET") http.Get(pattern, wrapped);
     if (m == "POST") http.Post(pattern, wrapped);
     if (m == "PUT") http.Put(pattern, wrapped);
@@ -692,6 +695,26 @@ void Server::Impl::Routes() {
   });
   http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
+    if (res.status == 404) {
+      // A route that exists for other methods: 405 with the methods it takes (RFC 9110 15.5.6).
+      std::string allow;
+      for (const auto& [method, pattern] : known) {
+        if (method != req.method && std::regex_match(req.path, pattern)) {
+          allow += (allow.empty() ? "" : ", ") + method;
+        }
+      }
+      if (!allow.empty()) {
+        res.status = 405;
+        res.set_header("Allow", allow);
+        res.set_content(
+            Json{{"error", req.method + " is not allowed here (allowed: " + allow + ")"},
+                 {"field", ""}}
+                .dump(-1, ' ', false, Json::error_handler_t::replace),
+            "application/json");
+        metrics.Record("error", 405, "", 0.0);
+        return;
+      }
+    }
     const std::string message =
         res.status == 413
             ? "request body too large: at most " + std::to_string(config.max_body_bytes) +

@@ -259,6 +259,9 @@ TEST_F(ServerTest, BadInputIsA4xxNamingTheField) {
   EXPECT_EQ(Call(c, "GET", "/v1/experiments/other").status, 404);
   EXPECT_EQ(Call(c, "DELETE", "/v1/items/nope").status, 404);
   EXPECT_EQ(Call(c, "GET", "/no/such/route").status, 404);
+  const Answer wrong_method = Call(c, "GET", "/v1/recommend");
+  EXPECT_EQ(wrong_method.status, 405) << wrong_method.text;
+  EXPECT_THAT(wrong_method.body.value("error", std::string()), HasSubstr("allowed: POST"));
   EXPECT_EQ(Call(c, "GET", "/healthz").status, 200);  // still serving
   const std::string metrics = Call(c, "GET", "/metrics").text;
   EXPECT_THAT(metrics, HasSubstr("twotower_requests_total{route=\"/v1/recommend\",status=\"400\""));
