@@ -803,7 +803,9 @@ int Main(int argc, char** argv) {
   serve_cmd->add_option("--host", sv.host, "address to listen on (default 127.0.0.1)");
   serve_cmd->add_option("--port", sv.port, "port (default 8080; 0 = any free one)")
       ->check(CLI::Range(0, 65535));
-  serve_cmd->add_option("--threads", sv.threads, "request threads (0 = all cores)")
+  serve_cmd
+      ->add_option("--threads", sv.threads,
+                   "request threads, one per open connection (0 = 4 per core, at least 8)")
       ->check(CLI::Range(0, 1024));
   serve_cmd->add_option("--events", sv.events, "feedback event log (default events.jsonl)");
 
