@@ -387,6 +387,14 @@ double ParseHexDouble(const nlohmann::json& j, const std::string& where) {
   return v;
 }
 
+// The per-K series of a RankingMetrics, by their names in a checkpoint's history.
+constexpr std::pair<const char*, std::vector<double> RankingMetrics::*> kRankingSeries[] = {
+    {"recall", &RankingMetrics::recall},
+    {"ndcg", &RankingMetrics::ndcg},
+    {"hit_rate", &RankingMetrics::hit_rate},
+    {"mrr", &RankingMetrics::mrr},
+    {"coverage", &RankingMetrics::coverage}};
+
 nlohmann::json RecordJson(const EpochRecord& r) {
   nlohmann::json j = {{"epoch", r.epoch},
                       {"train_loss", HexDouble(r.train_loss)},
@@ -400,15 +408,9 @@ nlohmann::json RecordJson(const EpochRecord& r) {
                       {"seconds", HexDouble(r.seconds)},
                       {"ks", r.val_ranking.ks},
                       {"users", r.val_ranking.users}};
-  const std::pair<const char*, const std::vector<double>*> series[] = {
-      {"recall", &r.val_ranking.recall},
-      {"ndcg", &r.val_ranking.ndcg},
-      {"hit_rate", &r.val_ranking.hit_rate},
-      {"mrr", &r.val_ranking.mrr},
-      {"coverage", &r.val_ranking.coverage}};
-  for (const auto& [name, values] : series) {
+  for (const auto& [name, member] : kRankingSeries) {
     nlohmann::json list = nlohmann::json::array();
-    for (double v : *values) list.push_back(HexDouble(v));
+    for (double v : r.val_ranking.*member) list.push_back(HexDouble(v));
     j[name] = list;
   }
   return j;
@@ -429,13 +431,8 @@ EpochRecord RecordFromJson(const nlohmann::json& j, const std::string& where) {
     r.seconds = ParseHexDouble(j.at("seconds"), where);
     r.val_ranking.ks = j.at("ks").get<std::vector<int>>();
     r.val_ranking.users = j.at("users").get<int64_t>();
-    const std::pair<const char*, std::vector<double>*> series[] = {
-        {"recall", &r.val_ranking.recall},
-        {"ndcg", &r.val_ranking.ndcg},
-        {"hit_rate", &r.val_ranking.hit_rate},
-        {"mrr", &r.val_ranking.mrr},
-        {"coverage", &r.val_ranking.coverage}};
-    for (const auto& [name, values] : series) {
+    for (const auto& [name, member] : kRankingSeries) {
+      std::vector<double>* values = &(r.val_ranking.*member);
       for (const nlohmann::json& v : j.at(name)) values->push_back(ParseHexDouble(v, where));
       if (values->size() != r.val_ranking.ks.size()) {
         throw Error(where + ": " + name + " has " + std::to_string(values->size()) +

@@ -101,6 +101,13 @@ std::string Sha256Sum(const std::string& path) {
   return std::string(buffer, n);
 }
 
+// The one entry of a folder (a run folder inside an --output-dir), or "".
+std::string OnlyEntry(const std::string& dir) {
+  std::string found;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) found = e.path().string();
+  return found;
+}
+
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -371,14 +378,9 @@ TEST_F(CliTest, KilledTrainingResumesToTheSameResult) {
     args.insert(args.end(), kSmallModel.begin(), kSmallModel.end());
     return RunCli(args, scratch_, prefix);
   };
-  auto run_folder = [](const std::string& out) {
-    std::string found;
-    for (const auto& e : std::filesystem::directory_iterator(out)) found = e.path().string();
-    return found;
-  };
   const CliResult whole = train(scratch_.File("whole"), "");
   ASSERT_EQ(whole.code, 0) << whole.err;
-  const std::string expected = ReadBytes(run_folder(scratch_.File("whole")) + "/metrics.csv");
+  const std::string expected = ReadBytes(OnlyEntry(scratch_.File("whole")) + "/metrics.csv");
   ASSERT_EQ(Lines(expected).size(), 5u);  // header + 4 epochs
 
   const char* kill_points[] = {
@@ -392,7 +394,7 @@ TEST_F(CliTest, KilledTrainingResumesToTheSameResult) {
     const std::string out = scratch_.File(std::string("killed_") + point);
     const CliResult killed = train(out, std::string("TWOTOWER_FAILPOINT='") + point + "' ");
     ASSERT_NE(killed.code, 0) << "the failpoint was not reached";
-    const std::string run = run_folder(out);
+    const std::string run = OnlyEntry(out);
     ASSERT_FALSE(run.empty());
     // Whatever the moment, the best model on disk loads.
     EXPECT_NO_THROW(model::LoadModel(run + "/model_best.safetensors"));
@@ -406,10 +408,10 @@ TEST_F(CliTest, KilledTrainingResumesToTheSameResult) {
   // Killed before the first checkpoint: nothing to resume, and it says so.
   const std::string early = scratch_.File("early");
   ASSERT_NE(train(early, "TWOTOWER_FAILPOINT=train.before_checkpoint ").code, 0);
-  ExpectUserError(Run({"train", "--resume", run_folder(early)}),
+  ExpectUserError(Run({"train", "--resume", OnlyEntry(early)}),
                   "checkpoint.safetensors does not exist");
   // A resume takes the run's own settings.
-  ExpectUserError(Run({"train", "--resume", run_folder(early), "--epochs", "9"}),
+  ExpectUserError(Run({"train", "--resume", OnlyEntry(early), "--epochs", "9"}),
                   "train --resume: the run continues with the settings in its config.yaml");
 }
 
@@ -436,13 +438,8 @@ TEST_F(CliTest, ResumeOfACosineModelRestoresItsBestWeights) {
   };
   ASSERT_EQ(train(scratch_.File("whole"), "").code, 0);
   ASSERT_NE(train(scratch_.File("cut"), "TWOTOWER_FAILPOINT=train.after_checkpoint#3 ").code, 0);
-  std::string whole, cut;
-  for (const auto& e : std::filesystem::directory_iterator(scratch_.File("whole"))) {
-    whole = e.path().string();
-  }
-  for (const auto& e : std::filesystem::directory_iterator(scratch_.File("cut"))) {
-    cut = e.path().string();
-  }
+  const std::string whole = OnlyEntry(scratch_.File("whole")),
+                    cut = OnlyEntry(scratch_.File("cut"));
   const CliResult resumed = Run({"train", "--resume", cut, "--quiet"});
   ASSERT_EQ(resumed.code, 0) << resumed.err;
   EXPECT_EQ(ReadBytes(cut + "/metrics.csv"), ReadBytes(whole + "/metrics.csv"));
@@ -459,8 +456,7 @@ TEST_F(CliTest, ResumeRefusesChangedDataOrSettings) {
                                    "3",     "--output-dir",     out};
   args.insert(args.end(), kSmallModel.begin(), kSmallModel.end());
   ASSERT_NE(RunCli(args, scratch_, "TWOTOWER_FAILPOINT=train.after_checkpoint ").code, 0);
-  std::string run;
-  for (const auto& e : std::filesystem::directory_iterator(out)) run = e.path().string();
+  const std::string run = OnlyEntry(out);
   const std::string train_csv = data + "/train/interactions.csv";
   const std::string original = ReadBytes(train_csv);
   scratch_.Write("data/train/interactions.csv", original + Lines(original).back() + "\n");
