@@ -567,7 +567,7 @@ int RunCompare(const CompareArgs& a) {
 }
 
 struct ExperimentArgs {
-  std::string events, config;
+  std::string events, config, control;
 };
 
 int RunExperimentReport(const ExperimentArgs& a) {
@@ -593,6 +593,32 @@ int RunExperimentReport(const ExperimentArgs& a) {
       &torn);
   if (variants.empty()) {
     for (const std::string& v : order) variants.push_back({v, 1.0});
+  } else {
+    // A variant the config does not list would drop out of every count: refuse instead.
+    for (const std::string& v : order) {
+      const bool listed = std::any_of(variants.begin(), variants.end(),
+                                      [&](const serve::VariantCounts& c) { return c.name == v; });
+      if (!listed) {
+        const auto& c = counts[v];
+        throw Error(a.events + ": " + std::to_string(c[0] + c[1] + c[2]) + " events name variant " +
+                    Quote(v) + ", which " + a.config +
+                    " does not list (a log of another experiment, or an old config?)");
+      }
+    }
+  }
+  std::string control_from =
+      a.config.empty() ? "the first variant in the log" : "the first variant of " + a.config;
+  if (!a.control.empty()) {
+    const auto it =
+        std::find_if(variants.begin(), variants.end(),
+                     [&](const serve::VariantCounts& c) { return c.name == a.control; });
+    if (it == variants.end()) {
+      std::string names;
+      for (const auto& v : variants) names += (names.empty() ? "" : ", ") + v.name;
+      throw Error("--control: no variant " + Quote(a.control) + " (the variants: " + names + ")");
+    }
+    std::rotate(variants.begin(), it, it + 1);
+    control_from = "--control";
   }
   for (serve::VariantCounts& v : variants) {
     v.users = static_cast<int64_t>(users[v.name].size());
@@ -605,6 +631,9 @@ int RunExperimentReport(const ExperimentArgs& a) {
   if (torn > 0) std::cout << " (and a torn last line of " << torn << " bytes, ignored)";
   if (a.config.empty()) std::cout << "; weights taken as equal (give --config for the real ones)";
   std::cout << "\n";
+  if (!variants.empty()) {
+    std::cout << "control: " << variants[0].name << " (" << control_from << ")\n";
+  }
   auto num = [](const nlohmann::json& j, int digits) {
     return j.is_null() ? std::string("n/a") : Fixed(j.get<double>(), digits);
   };
@@ -792,6 +821,9 @@ int Main(int argc, char** argv) {
   report->add_option("--events", ex.events, "event log (JSON lines from twotower serve)")
       ->required();
   report->add_option("--config", ex.config, "the serve.yaml (experiment name, variant weights)");
+  report->add_option("--control", ex.control,
+                     "the variant the others are compared with (default: the config's first, "
+                     "else the log's first)");
 
   ServeArgs sv;
   auto* serve_cmd = app.add_subcommand(

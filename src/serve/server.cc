@@ -16,6 +16,7 @@
 #include <regex>
 #include <set>
 #include <shared_mutex>
+#include <sstream>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -89,7 +90,7 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
   const YAML::Node s = root["serve"];
   CheckKeys(path, s, "serve",
             {"host", "port", "threads", "max_k", "max_list", "max_body_bytes", "timeout_seconds",
-             "events", "experiment", "salt", "variants"});
+             "deadline_seconds", "events", "experiment", "salt", "variants"});
   for (const auto& kv : s) {
     const std::string key = kv.first.as<std::string>();
     const YAML::Node& v = kv.second;
@@ -101,6 +102,7 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
     if (key == "max_list") c.max_list = Scalar<int>(path, v, name);
     if (key == "max_body_bytes") c.max_body_bytes = Scalar<int64_t>(path, v, name);
     if (key == "timeout_seconds") c.timeout_seconds = Scalar<double>(path, v, name);
+    if (key == "deadline_seconds") c.deadline_seconds = Scalar<double>(path, v, name);
     if (key == "events") c.events = Scalar<std::string>(path, v, name);
     if (key == "experiment") c.experiment = Scalar<std::string>(path, v, name);
     if (key == "salt") c.salt = Scalar<std::string>(path, v, name);
@@ -144,6 +146,7 @@ void ServeConfig::Validate() const {
   range("max_list", max_list, 1, 10000000);
   range("max_body_bytes", static_cast<double>(max_body_bytes), 64, 1 << 30);
   range("timeout_seconds", timeout_seconds, 0.001, 3600);
+  range("deadline_seconds", deadline_seconds, 1e-6, 3600);
   if (variants.empty()) throw Error("serve: no variant (give --model or serve.variants)");
   std::set<std::string> names;
   double total = 0;
@@ -174,6 +177,20 @@ struct RequestError {
 
 [[noreturn]] void Refuse(int status, const std::string& field, const std::string& message) {
   throw RequestError{status, message, field};
+}
+
+// The deadline of the request this thread is answering (set by the route wrapper).
+thread_local std::chrono::steady_clock::time_point t_deadline;
+thread_local double t_deadline_seconds = 0;
+
+// Refuses the request with 503 when its deadline has passed; called before each stage.
+void CheckDeadline(const char* stage) {
+  if (std::chrono::steady_clock::now() > t_deadline) {
+    std::ostringstream s;
+    s << "the request's deadline (serve.deadline_seconds: " << t_deadline_seconds
+      << ") passed before " << stage << "; nothing was changed";
+    Refuse(503, "", s.str());
+  }
 }
 
 Json ParseBody(const httplib::Request& req) {
@@ -590,6 +607,9 @@ struct Server::Impl {
              Handler handler) {
     auto wrapped = [this, route, handler](const httplib::Request& req, httplib::Response& res) {
       const auto start = std::chrono::steady_clock::now();
+      t_deadline_seconds = config.deadline_seconds;
+      t_deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                               std::chrono::duration<double>(config.deadline_seconds));
       omp_set_num_threads(1);  // one thread per request: no thread team per search
       Reply reply;
       try {
@@ -873,6 +893,7 @@ Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
   const Loaded& v = *all[vi];
   Reply reply;
   reply.variant = v.config.name;
+  CheckDeadline("encoding the user");
   const UserQuery q = EncodeUser(v, user.id, user.features);
   std::shared_lock<std::shared_mutex> lock(v.mutex);
   index::SearchFilter filter;
@@ -903,6 +924,7 @@ Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
   const int kk = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(v.index->size(), 1)));
   std::vector<int64_t> labels(static_cast<size_t>(kk));
   std::vector<float> scores(static_cast<size_t>(kk));
+  CheckDeadline("the search");
   v.index->Search(q.u.data(), 1, kk, &filter, labels.data(), scores.data());
   reply.raw = ItemsReply(v, labels, scores, true);
   return reply;
@@ -916,11 +938,13 @@ Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
   const std::vector<std::string> ids = IdList(body["item_ids"], "item_ids", config.max_list);
   const auto all = Snapshot();
   const Loaded& v = *all[Assign(user.assignment)];
+  CheckDeadline("encoding the user");
   const UserQuery q = EncodeUser(v, user.id, user.features);
   std::shared_lock<std::shared_mutex> lock(v.mutex);
   Json scores = Json::array();
   for (size_t i = 0; i < ids.size(); ++i) {
     const std::string field = "item_ids[" + std::to_string(i) + "]";
+    CheckDeadline(("encoding " + field).c_str());
     Row row;
     const int64_t label = v.index->Find(ids[i]);
     if ((label >= 0 && v.deleted.count(label)) || !ItemRow(v, ids[i], &row)) {
@@ -963,6 +987,7 @@ Server::Impl::Reply Server::Impl::Similar(const httplib::Request& req) {
   const int kk = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(v.index->size(), 1)));
   std::vector<int64_t> labels(static_cast<size_t>(kk));
   std::vector<float> scores(static_cast<size_t>(kk));
+  CheckDeadline("the search");
   v.index->Search(item.data(), 1, kk, &filter, labels.data(), scores.data());
   Reply reply;
   reply.variant = v.config.name;
@@ -984,6 +1009,12 @@ Server::Impl::Reply Server::Impl::PutItems(const httplib::Request& req) {
   std::vector<Row> rows;
   std::vector<std::string> ids;
   const std::string& id_column = all[0]->bundle.model.schema.item.id_column;
+  // The columns an item may have: the items table's and every variant's item features.
+  std::set<std::string> item_columns = {id_column};
+  for (const auto& v : all) {
+    item_columns.insert(v->bundle.items.columns.begin(), v->bundle.items.columns.end());
+    for (const auto& f : v->bundle.model.schema.item.features) item_columns.insert(f.column);
+  }
   std::set<std::string> distinct;
   for (size_t i = 0; i < body["items"].size(); ++i) {
     const std::string field = "items[" + std::to_string(i) + "]";
@@ -991,6 +1022,10 @@ Server::Impl::Reply Server::Impl::PutItems(const httplib::Request& req) {
     std::string id;
     for (const auto& [column, value] : rows.back()) {
       if (column == id_column) id = value;
+      if (!item_columns.count(column)) {
+        Refuse(400, field + "." + column,
+               field + "." + column + ": not a column of the items table or the item tower");
+      }
     }
     if (id.empty()) Refuse(400, field + "." + id_column, field + ": no " + id_column);
     if (!distinct.insert(id).second)
@@ -1001,6 +1036,7 @@ Server::Impl::Reply Server::Impl::PutItems(const httplib::Request& req) {
   for (const auto& v : all) {
     Matrix m(static_cast<Eigen::Index>(rows.size()), v->bundle.model.model->embedding_dim());
     for (size_t i = 0; i < rows.size(); ++i) {
+      CheckDeadline(("encoding items[" + std::to_string(i) + "]").c_str());
       m.row(static_cast<Eigen::Index>(i)) =
           EncodeItem(*v, rows[i], "items[" + std::to_string(i) + "]").row(0);
     }
@@ -1173,7 +1209,9 @@ Json OpenApi() {
   const Json row = {{"type", "object"}, {"additionalProperties", {{"type", "string"}}}};
   const Json ok = {{"200", {{"description", "OK"}}},
                    {"400", {{"description", "bad request"}}},
-                   {"404", {{"description", "unknown user, item or name"}}}};
+                   {"404", {{"description", "unknown user, item or name"}}},
+                   {"413", {{"description", "body over max_body_bytes"}}},
+                   {"503", {{"description", "past deadline_seconds, or out of memory"}}}};
   auto op = [&](const char* summary, Json request) {
     Json o = {{"summary", summary}, {"responses", ok}};
     if (!request.is_null()) o["requestBody"] = request;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -243,6 +244,17 @@ TEST_F(ServerTest, BadInputIsA4xxNamingTheField) {
       {"/v1/feedback", R"({"user_id": "1", "item_id": "2", "event": "click", "variant": "x"})", 404,
        "variant"},
   };
+  const std::vector<Case> puts = {
+      {"/v1/items", R"({"items": [{"movie_id": "n1", "genre": "Drama", "colour": "red"}]})", 400,
+       "items[0].colour"},
+      {"/v1/items", R"({"items": [{"genre": "Drama"}]})", 400, "items[0].movie_id"},
+  };
+  for (const Case& k : puts) {
+    SCOPED_TRACE(k.path + " " + k.body);
+    const Answer a = Call(c, "PUT", k.path, k.body);
+    EXPECT_EQ(a.status, k.status) << a.text;
+    EXPECT_EQ(a.body.value("field", std::string("?")), k.field) << a.text;
+  }
   for (const Case& k : cases) {
     SCOPED_TRACE(k.path + " " + k.body);
     const Answer a = Call(c, "POST", k.path, k.body);
@@ -282,6 +294,24 @@ TEST_F(ServerTest, BadInputIsA4xxNamingTheField) {
   EXPECT_EQ(Call(c, "GET", "/healthz").status, 200);  // still serving
   const std::string metrics = Call(c, "GET", "/metrics").text;
   EXPECT_THAT(metrics, HasSubstr("twotower_requests_total{route=\"/v1/recommend\",status=\"400\""));
+}
+
+// A request past its deadline is a 503 that changes nothing; the server goes on serving.
+TEST_F(ServerTest, ARequestPastItsDeadlineIsA503) {
+  ServeConfig config = OneModel();
+  config.deadline_seconds = 1e-6;  // passed before the first stage of any request
+  Running s(config);
+  auto c = s.Client();
+  const Answer late = Call(c, "POST", "/v1/recommend", R"({"user_id": "1"})");
+  EXPECT_EQ(late.status, 503) << late.text;
+  EXPECT_THAT(late.body.value("error", std::string()), HasSubstr("serve.deadline_seconds"));
+  const Answer put = Call(c, "PUT", "/v1/items",
+                          R"({"items": [{"movie_id": "late-1", "genre": "Drama", "year": 2020,
+                              "duration": 100, "avg_rating": 3.5}]})");
+  EXPECT_EQ(put.status, 503) << put.text;
+  EXPECT_EQ(Call(c, "GET", "/healthz").status, 200);
+  EXPECT_THAT(Call(c, "GET", "/metrics").text,
+              HasSubstr("twotower_requests_total{route=\"/v1/recommend\",status=\"503\""));
 }
 
 // An item put into the live index is recommended by the next request; a deleted one is not.
@@ -427,6 +457,22 @@ TEST_F(ServerTest, ABAssignmentAndEventsSurviveARestart) {
     }
   }
   EXPECT_EQ(rows, 2) << report.out;
+  EXPECT_THAT(report.out, HasSubstr("control: control (the first variant in the log)"));
+  EXPECT_THAT(report.out, HasSubstr("treatment vs control: CTR difference"));
+  // --control picks the other one; a config that does not list a logged variant is refused.
+  const auto flipped = RunCli(
+      {"experiment", "report", "--events", config.events, "--control", "treatment"}, scratch_);
+  ASSERT_EQ(flipped.code, 0) << flipped.err;
+  EXPECT_THAT(flipped.out, HasSubstr("control vs treatment: CTR difference"));
+  twotower::testing::ExpectUserError(
+      RunCli({"experiment", "report", "--events", config.events, "--control", "nope"}, scratch_),
+      "--control: no variant \"nope\" (the variants: control, treatment)");
+  const std::string yaml = scratch_.File("serve.yaml");
+  std::ofstream(yaml) << "serve:\n  experiment: home\n  variants:\n    - name: control\n"
+                      << "      model: " << Shared().a << "\n";
+  twotower::testing::ExpectUserError(
+      RunCli({"experiment", "report", "--events", config.events, "--config", yaml}, scratch_),
+      "events name variant \"treatment\", which " + yaml + " does not list");
 }
 
 // `twotower compare`: a model against itself differs by exactly 0; against another, each side's
@@ -534,6 +580,10 @@ TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {
               HasSubstr(":3: key 'serve.port' appears twice"));
   EXPECT_THAT(error("serve: {max_k: 0, variants: [{name: a, model: m}]}\n"),
               HasSubstr("serve.max_k"));
+  EXPECT_THAT(error("serve: {deadline_seconds: 0, variants: [{name: a, model: m}]}\n"),
+              HasSubstr("serve.deadline_seconds"));
+  EXPECT_THAT(error("serve: {deadline_seconds: soon, variants: [{name: a, model: m}]}\n"),
+              HasSubstr("serve.deadline_seconds"));
 }
 
 }  // namespace

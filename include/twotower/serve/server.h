@@ -46,10 +46,14 @@ struct ServeConfig {
   // Request threads: cpp-httplib serves each open keep-alive connection on one of them, so
   // give at least as many as concurrent connections; 0: 4 per core, at least 8.
   int threads = 0;
-  int max_k = 1000;                     // largest k a request may ask for
-  int max_list = 10000;                 // longest exclude / allow / item_ids / items list
-  int64_t max_body_bytes = 1 << 20;     // larger bodies get 413
-  double timeout_seconds = 10.0;        // socket read / write timeout
+  int max_k = 1000;                  // largest k a request may ask for
+  int max_list = 10000;              // longest exclude / allow / item_ids / items list
+  int64_t max_body_bytes = 1 << 20;  // larger bodies get 413
+  double timeout_seconds = 10.0;     // socket read / write timeout
+  // A request whose handling passes this is answered 503 at the next stage boundary (parsed,
+  // user encoded, searched, each item encoded), before it changes anything; a stage itself is
+  // bounded by max_k, max_list and max_body_bytes, not interrupted.
+  double deadline_seconds = 1.0;
   std::string events = "events.jsonl";  // feedback event log (events.h)
   std::string experiment = "default";   // the experiment's name (GET /v1/experiments/{name})
   std::string salt = "twotower";        // hashed with the user id for assignment
