@@ -90,7 +90,7 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
   const YAML::Node s = root["serve"];
   CheckKeys(path, s, "serve",
             {"host", "port", "threads", "max_k", "max_list", "max_body_bytes", "timeout_seconds",
-             "deadline_seconds", "events", "experiment", "salt", "variants"});
+             "deadline_seconds", "user_cache_mb", "events", "experiment", "salt", "variants"});
   for (const auto& kv : s) {
     const std::string key = kv.first.as<std::string>();
     const YAML::Node& v = kv.second;
@@ -103,6 +103,7 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
     if (key == "max_body_bytes") c.max_body_bytes = Scalar<int64_t>(path, v, name);
     if (key == "timeout_seconds") c.timeout_seconds = Scalar<double>(path, v, name);
     if (key == "deadline_seconds") c.deadline_seconds = Scalar<double>(path, v, name);
+    if (key == "user_cache_mb") c.user_cache_mb = Scalar<int64_t>(path, v, name);
     if (key == "events") c.events = Scalar<std::string>(path, v, name);
     if (key == "experiment") c.experiment = Scalar<std::string>(path, v, name);
     if (key == "salt") c.salt = Scalar<std::string>(path, v, name);
@@ -147,6 +148,7 @@ void ServeConfig::Validate() const {
   range("max_body_bytes", static_cast<double>(max_body_bytes), 64, 1 << 30);
   range("timeout_seconds", timeout_seconds, 0.001, 3600);
   range("deadline_seconds", deadline_seconds, 1e-6, 3600);
+  range("user_cache_mb", static_cast<double>(user_cache_mb), 0, 1 << 20);
   if (variants.empty()) throw Error("serve: no variant (give --model or serve.variants)");
   std::set<std::string> names;
   double total = 0;
@@ -304,7 +306,8 @@ struct Loaded {
   // row r are item_json[item_json_at[r] .. item_json_at[r + 1]).
   std::string item_json;
   std::vector<uint64_t> item_json_at;
-  std::string name_json;  // the variant's name as a JSON string
+  std::string name_json;   // the variant's name as a JSON string
+  Matrix user_embeddings;  // users table rows x dim, or empty (ServeConfig::user_cache_mb)
   mutable std::shared_mutex mutex;
   struct LiveItem {
     Row row;
@@ -358,7 +361,7 @@ void BuildItemJson(Loaded* v) {
   v->item_json.shrink_to_fit();
 }
 
-std::shared_ptr<Loaded> LoadVariant(const VariantConfig& config) {
+std::shared_ptr<Loaded> LoadVariant(const VariantConfig& config, int64_t user_cache_mb) {
   auto v = std::make_shared<Loaded>();
   v->config = config;
   v->bundle = app::LoadBundle(config.model, {});
@@ -373,6 +376,23 @@ std::shared_ptr<Loaded> LoadVariant(const VariantConfig& config) {
   v->version = v->bundle.model.fingerprint;
   v->name_json = JsonString(config.name);
   BuildItemJson(v.get());
+  const double cache_bytes = static_cast<double>(v->bundle.users.num_rows()) *
+                             v->bundle.model.model->embedding_dim() * sizeof(float);
+  if (cache_bytes <= static_cast<double>(user_cache_mb) * (1 << 20)) {
+    // In blocks, so the towers' hidden layers never hold the whole table.
+    const int64_t n = v->bundle.users.num_rows();
+    const int dim = v->bundle.model.model->embedding_dim();
+    v->user_embeddings.resize(n, dim);
+    std::vector<int32_t> rows;
+    Matrix block;
+    for (int64_t first = 0; first < n; first += 4096) {
+      const int64_t m = std::min<int64_t>(4096, n - first);
+      rows.resize(static_cast<size_t>(m));
+      for (int64_t i = 0; i < m; ++i) rows[i] = static_cast<int32_t>(first + i);
+      v->bundle.model.model->EncodeUsers(v->bundle.user_features, rows.data(), m, &block);
+      v->user_embeddings.middleRows(first, m) = block;
+    }
+  }
   std::error_code ec;
   const auto mtime = std::filesystem::last_write_time(config.model, ec);
   if (!ec) {
@@ -418,8 +438,11 @@ UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* us
              "user_id " + Quote(user_id) +
                  " is not in the users table; send \"user\" with its features");
     }
-    // Encoded at load: the tower runs on the row directly.
-    b.model.model->EncodeUsers(b.user_features, &q.row, 1, &q.u);
+    if (v.user_embeddings.rows() > 0) {
+      q.u = v.user_embeddings.row(q.row);
+    } else {  // the row's features were encoded at load: the tower runs on them directly
+      b.model.model->EncodeUsers(b.user_features, &q.row, 1, &q.u);
+    }
     return q;
   }
   data::EncodedTable x;
@@ -662,7 +685,7 @@ Server::Server(ServeConfig config) : impl_(std::make_unique<Impl>()) {
   config.Validate();
   s.config = std::move(config);
   for (const VariantConfig& v : s.config.variants) {
-    s.variants.push_back(LoadVariant(v));
+    s.variants.push_back(LoadVariant(v, s.config.user_cache_mb));
     s.weights.push_back(v.weight);
   }
   s.events = std::make_unique<EventLog>(s.config.events, [&s](const Event& e) { s.Count(e); });
@@ -742,7 +765,9 @@ std::string Server::Impl::Reload() {
   std::lock_guard<std::mutex> one(reload_mutex);
   try {
     std::vector<std::shared_ptr<Loaded>> fresh;
-    for (const VariantConfig& v : config.variants) fresh.push_back(LoadVariant(v));
+    for (const VariantConfig& v : config.variants) {
+      fresh.push_back(LoadVariant(v, config.user_cache_mb));
+    }
     for (const auto& v : fresh) Warm(*v);
     std::lock_guard<std::mutex> lock(variants_mutex);
     variants.swap(fresh);

@@ -166,6 +166,20 @@ TEST_F(ServerTest, RecommendEqualsTheCli) {
   ASSERT_EQ(a.status, 200) << a.text;
   EXPECT_EQ(a.body["variant"], "default");
   ASSERT_EQ(a.body["items"].size(), 5u);
+  // Without the cache of user embeddings the tower runs per request: the same answer.
+  ServeConfig uncached = OneModel();
+  uncached.user_cache_mb = 0;
+  Running s2(uncached);
+  auto c2 = s2.Client();
+  const Answer b = Call(c2, "POST", "/v1/recommend",
+                        Json{{"user_id", user}, {"k", 5}, {"exclude_seen", true}}.dump());
+  ASSERT_EQ(b.status, 200) << b.text;
+  ASSERT_EQ(b.body["items"].size(), a.body["items"].size());
+  for (size_t i = 0; i < a.body["items"].size(); ++i) {  // a batch GEMM against one GEMV
+    EXPECT_EQ(b.body["items"][i]["item_id"], a.body["items"][i]["item_id"]) << i;
+    EXPECT_NEAR(b.body["items"][i]["score"].get<double>(),
+                a.body["items"][i]["score"].get<double>(), 1e-6);
+  }
   for (size_t i = 0; i < rows.size(); ++i) {
     EXPECT_EQ(a.body["items"][i]["item_id"], rows[i].first) << i;
     EXPECT_NEAR(a.body["items"][i]["score"].get<double>(), rows[i].second, 5e-5) << i;

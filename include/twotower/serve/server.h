@@ -54,6 +54,9 @@ struct ServeConfig {
   // user encoded, searched, each item encoded), before it changes anything; a stage itself is
   // bounded by max_k, max_list and max_body_bytes, not interrupted.
   double deadline_seconds = 1.0;
+  // Embeddings of the users table's users are computed at load when they fit in this many MiB
+  // (users x dim x 4 bytes), so a request by user_id runs no tower; 0: always run the tower.
+  int64_t user_cache_mb = 256;
   std::string events = "events.jsonl";  // feedback event log (events.h)
   std::string experiment = "default";   // the experiment's name (GET /v1/experiments/{name})
   std::string salt = "twotower";        // hashed with the user id for assignment
