@@ -4,7 +4,7 @@
 # (bench/reference/serve_fastapi.py), on the same machine with the same request mix
 # (bench/serve_mix.lua: POST /v1/recommend, k 10, random users, 1 in 20 an unknown user -> 404).
 #
-#   bash bench/run_serve_bench.sh            # ITEMS="1000 1000000" DURATION=20 CONNECTIONS=16
+#   bash bench/run_serve_bench.sh   # ITEMS="1000 1000000" DURATION=20 REPEATS=3 CONNECTIONS=16
 #
 # For each catalogue size: generate data, train a small lab model (quality is not the point),
 # embed the items; twotower serves them exactly (1,000) or from an HNSW index (1,000,000), the
@@ -20,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ITEMS="${ITEMS:-1000 1000000}"
 DURATION="${DURATION:-20}"
+REPEATS="${REPEATS:-3}"
 CONNECTIONS="${CONNECTIONS:-16}"
 LIGHT_CONNECTIONS="${LIGHT_CONNECTIONS:-2}"
 TWOTOWER_THREADS="${TWOTOWER_THREADS:-16}"
@@ -50,11 +51,14 @@ wait_up() {
   return 1
 }
 
-run_wrk() {  # name items connections port
+run_wrk() {  # name items connections port: REPEATS runs (fresh connections each)
   local line
-  line=$(USERS="$USERS" wrk -t"$WRK_THREADS" -c"$3" -d"${DURATION}s" -s bench/serve_mix.lua \
-    "http://127.0.0.1:$4" | grep '^{')
-  echo "{\"server\": \"$1\", \"items\": $2, \"connections\": $3, ${line:1}" | tee -a "$RESULTS"
+  for r in $(seq 1 "$REPEATS"); do
+    line=$(USERS="$USERS" wrk -t"$WRK_THREADS" -c"$3" -d"${DURATION}s" -s bench/serve_mix.lua \
+      "http://127.0.0.1:$4" | grep '^{')
+    echo "{\"server\": \"$1\", \"items\": $2, \"connections\": $3, \"run\": $r, ${line:1}" |
+      tee -a "$RESULTS"
+  done
 }
 
 for n in $ITEMS; do
@@ -99,3 +103,27 @@ for n in $ITEMS; do
   wait "$peer" || true
 done
 log "results in $RESULTS"
+# Medians over the runs of each (server, items, connections), and each server's best median.
+$PY - "$RESULTS" <<'PYEOF'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+groups = {}
+for r in runs:
+    groups.setdefault((r["items"], r["server"], r["connections"]), []).append(r)
+print("| items | server | connections | requests/s (median of %d) | runs | p50 ms | p99 ms |"
+      % max(len(g) for g in groups.values()))
+print("| --- | --- | --- | --- | --- | --- | --- |")
+best = {}
+for (items, server, conns), g in sorted(groups.items()):
+    med = lambda k: statistics.median(x[k] for x in g)
+    rps = med("rps")
+    best[(items, server)] = max(best.get((items, server), 0), rps)
+    print("| %s | %s | %d | %.0f | %s | %.2f | %.2f |" % (
+        f"{items:,}", server, conns, rps, " / ".join("%.0f" % x["rps"] for x in g),
+        med("p50_ms"), med("p99_ms")))
+for items in sorted({i for i, _ in best}):
+    ours, peer = best.get((items, "twotower")), best.get((items, "fastapi-torch"))
+    if ours and peer:
+        print("%s items: twotower's best median %.0f / the peer's best median %.0f = %.1fx"
+              % (f"{items:,}", ours, peer, ours / peer))
+PYEOF

@@ -153,16 +153,17 @@ void TwoTowerModel::Predict(const Matrix& x_u, const Matrix& x_i, Vector* logits
 }
 
 void TwoTowerModel::ForwardTowers(const data::EncodedTable& users, const int32_t* user_rows,
-                                  const data::EncodedTable& items, const int32_t* item_rows,
-                                  int64_t n, ModelContext* ctx, Rng* rng) {
+                                  int64_t n_users, const data::EncodedTable& items,
+                                  const int32_t* item_rows, int64_t n_items, ModelContext* ctx,
+                                  Rng* rng) {
   // The towers are independent until the loss: with two or more threads each tower runs on its
   // own thread (Eigen stays single-threaded inside an OpenMP region), which scales far better
   // than splitting the small matrix products of one tower. Each tower gets its own generator
   // split off `rng`, so the result does not depend on the thread count.
   Rng user_rng = rng != nullptr ? rng->Split() : Rng(0);
   Rng item_rng = rng != nullptr ? rng->Split() : Rng(0);
-  RunTowers([&] { user_tower_.Forward(users, user_rows, n, &ctx->user, &user_rng); },
-            [&] { item_tower_.Forward(items, item_rows, n, &ctx->item, &item_rng); });
+  RunTowers([&] { user_tower_.Forward(users, user_rows, n_users, &ctx->user, &user_rng); },
+            [&] { item_tower_.Forward(items, item_rows, n_items, &ctx->item, &item_rng); });
 }
 
 void TwoTowerModel::BackwardTowers(ModelContext* ctx, const Matrix& du, const Matrix& dv) {

@@ -199,16 +199,74 @@ const std::vector<Setting>& Settings() {
        0,
        false,
        0,
-       {"bce", "softmax"},
-       "bce: pointwise on labelled pairs; softmax: in-batch sampled softmax over positives",
+       {"bce", "softmax", "mixed", "bpr", "triplet"},
+       "bce: pointwise on labelled pairs; softmax: in-batch sampled softmax over positives; "
+       "mixed: softmax over in-batch and uniform negatives; bpr, triplet: pairwise on sampled "
+       "negatives",
        [](Config& c) -> void* { return &c.training.loss; }},
+      {"training.sampler",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {"", "uniform", "popularity", "in_batch"},
+       "bpr, triplet: negatives drawn uniformly (default), by popularity, or the batch's items",
+       [](Config& c) -> void* { return &c.training.sampler; }},
+      {"training.num_negatives",
+       Kind::kInt,
+       1,
+       false,
+       1 << 20,
+       {},
+       "bpr, triplet (uniform, popularity): negatives drawn per batch, shared by its rows",
+       [](Config& c) -> void* { return &c.training.num_negatives; }},
+      {"training.num_uniform_negatives",
+       Kind::kInt,
+       1,
+       false,
+       1 << 20,
+       {},
+       "mixed: uniform negatives drawn per batch besides the in-batch ones",
+       [](Config& c) -> void* { return &c.training.num_uniform_negatives; }},
+      {"training.num_hard_negatives",
+       Kind::kInt,
+       0,
+       false,
+       1 << 24,
+       {},
+       "sampled losses: per row keep only this many highest-scoring negatives; 0 = all",
+       [](Config& c) -> void* { return &c.training.num_hard_negatives; }},
+      {"training.exclude_history_negatives",
+       Kind::kBool,
+       0,
+       false,
+       0,
+       {},
+       "sampled losses: a user's training positives are never its negatives",
+       [](Config& c) -> void* { return &c.training.exclude_history_negatives; }},
+      {"training.margin",
+       Kind::kDouble,
+       0,
+       true,
+       2,
+       {},
+       "triplet: hinge margin on <u, v+> - <u, v-> (at most 2: the largest gap of unit vectors)",
+       [](Config& c) -> void* { return &c.training.margin; }},
+      {"training.optimizer",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {"adam", "lazy_adam"},
+       "adam: dense; lazy_adam: embedding tables update only the rows a batch touched",
+       [](Config& c) -> void* { return &c.training.optimizer; }},
       {"training.temperature",
        Kind::kDouble,
        0,
        true,
        1000,
        {},
-       "softmax: logits are <u, v> / temperature",
+       "softmax, mixed, bpr: logits are <u, v> / temperature",
        [](Config& c) -> void* { return &c.training.temperature; }},
       {"training.logq_correction",
        Kind::kBool,
@@ -651,11 +709,46 @@ void Config::Validate(const std::string& where) const {
                 " monitor a ranking metric such as "
                 "val_recall@10");
   }
-  if (training.loss == "softmax" && training.batch_size < 2) {
-    throw Error(where +
-                ": 'training.batch_size': in-batch softmax needs at least 2 rows per batch "
-                "(the other rows' items are the negatives), got " +
+  // The sampler each loss can use, and how many negatives a row can have.
+  const std::string& loss = training.loss;
+  const std::string& sampler = training.sampler;
+  if (!sampler.empty()) {
+    if (loss == "bce") {
+      throw Error(where + ": 'training.sampler': bce trains on the labelled pairs and draws no " +
+                  "negatives; a sampler is for bpr and triplet");
+    }
+    if ((loss == "softmax" && sampler != "in_batch") || loss == "mixed") {
+      throw Error(where + ": 'training.sampler': " + loss + " takes its negatives from " +
+                  (loss == "mixed"
+                       ? "the batch and the uniform draws (num_uniform_negatives)"
+                       : "the batch (in_batch); for uniform negatives use loss: mixed") +
+                  ", not " + Quote(sampler));
+    }
+  }
+  const bool in_batch = loss == "softmax" || loss == "mixed" || sampler == "in_batch";
+  if (loss != "bce" && in_batch && training.batch_size < 2) {
+    throw Error(where + ": 'training.batch_size': in-batch negatives need at least 2 rows per " +
+                "batch (the other rows' items are the negatives), got " +
                 std::to_string(training.batch_size));
+  }
+  if (training.num_hard_negatives > 0) {
+    if (loss == "bce") {
+      throw Error(where + ": 'training.num_hard_negatives': bce draws no negatives");
+    }
+    int64_t drawn = 0;
+    if (in_batch) drawn += training.batch_size - 1;
+    if (loss == "mixed") drawn += training.num_uniform_negatives;
+    if (!in_batch) drawn += training.num_negatives;
+    if (training.num_hard_negatives > drawn) {
+      throw Error(where + ": 'training.num_hard_negatives': " +
+                  std::to_string(training.num_hard_negatives) + " is more than the " +
+                  std::to_string(drawn) + " negatives a row has (" +
+                  (in_batch ? "batch_size - 1" : "num_negatives") +
+                  (loss == "mixed" ? " + num_uniform_negatives" : "") + ")");
+    }
+  }
+  if (training.exclude_history_negatives && loss == "bce") {
+    throw Error(where + ": 'training.exclude_history_negatives': bce draws no negatives");
   }
   {
     std::set<int> ks;
@@ -665,9 +758,10 @@ void Config::Validate(const std::string& where) const {
       }
     }
   }
-  if (training.loss == "softmax" && training.monitor.empty() && evaluation.k.empty()) {
-    throw Error(where + ": 'training.loss' softmax needs a ranking metric to monitor: set " +
-                "evaluation.k (e.g. [10, 20]) or training.monitor");
+  if (training.loss != "bce" && training.monitor.empty() && evaluation.k.empty()) {
+    throw Error(where + ": 'training.loss' " + training.loss +
+                " needs a ranking metric to monitor: set evaluation.k (e.g. [10, 20]) or "
+                "training.monitor");
   }
 }
 
@@ -697,6 +791,13 @@ nlohmann::json Config::ToJson() const {
                    {"temperature", training.temperature},
                    {"logq_correction", training.logq_correction},
                    {"remove_accidental_hits", training.remove_accidental_hits},
+                   {"sampler", training.sampler},
+                   {"num_negatives", training.num_negatives},
+                   {"num_uniform_negatives", training.num_uniform_negatives},
+                   {"num_hard_negatives", training.num_hard_negatives},
+                   {"exclude_history_negatives", training.exclude_history_negatives},
+                   {"margin", training.margin},
+                   {"optimizer", training.optimizer},
                    {"positives", training.positives},
                    {"monitor", training.monitor},
                    {"refit", training.refit},
@@ -741,6 +842,14 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "temperature" << YAML::Value << training.temperature;
   out << YAML::Key << "logq_correction" << YAML::Value << training.logq_correction;
   out << YAML::Key << "remove_accidental_hits" << YAML::Value << training.remove_accidental_hits;
+  out << YAML::Key << "sampler" << YAML::Value << training.sampler;
+  out << YAML::Key << "num_negatives" << YAML::Value << training.num_negatives;
+  out << YAML::Key << "num_uniform_negatives" << YAML::Value << training.num_uniform_negatives;
+  out << YAML::Key << "num_hard_negatives" << YAML::Value << training.num_hard_negatives;
+  out << YAML::Key << "exclude_history_negatives" << YAML::Value
+      << training.exclude_history_negatives;
+  out << YAML::Key << "margin" << YAML::Value << training.margin;
+  out << YAML::Key << "optimizer" << YAML::Value << training.optimizer;
   out << YAML::Key << "positives" << YAML::Value << training.positives;
   out << YAML::Key << "monitor" << YAML::Value << training.monitor;
   out << YAML::Key << "refit" << YAML::Value << training.refit;

@@ -29,6 +29,9 @@
 namespace twotower::train {
 namespace {
 
+// Mixed into config.seed for the negatives' generator, so it differs from the model's streams.
+constexpr uint64_t kSamplingSeed = 0x6e65676174697665ull;  // "negative"
+
 std::string Fixed(double v, int digits = 4) {
   if (std::isnan(v)) return "nan";
   char buf[64];
@@ -229,21 +232,34 @@ RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, 
 }
 
 Trainer::Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::AdamOptions adam,
-                 double embedding_l2)
+                 double embedding_l2, uint64_t sampling_seed)
     : model_(model),
       loss_(std::move(loss)),
       params_(model->TrainableParameters()),
       adam_(params_, adam),
-      embedding_l2_(embedding_l2) {}
+      embedding_l2_(embedding_l2),
+      sampling_seed_(sampling_seed) {}
 
 double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
                      const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
                      int64_t n, Rng* rng) {
-  model_->ForwardTowers(users, user_rows, items, item_rows, n, &ctx_, rng);
+  // This step's negatives: a generator of its own per step (seed and step count).
+  const uint64_t step_seed =
+      sampling_seed_ ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(adam_.steps() + 1));
+  loss_->DrawNegatives(user_rows, item_rows, n, step_seed, &negatives_);
+  const int32_t* all_items = item_rows;
+  if (!negatives_.empty()) {
+    item_rows_.assign(item_rows, item_rows + n);
+    item_rows_.insert(item_rows_.end(), negatives_.begin(), negatives_.end());
+    all_items = item_rows_.data();
+  }
+  const int64_t n_items = n + static_cast<int64_t>(negatives_.size());
+  model_->ForwardTowers(users, user_rows, n, items, all_items, n_items, &ctx_, rng);
   LossBatch batch;
   batch.u = &model::TwoTowerModel::user_output(ctx_);
   batch.v = &model::TwoTowerModel::item_output(ctx_);
-  batch.item_rows = item_rows;
+  batch.item_rows = all_items;
+  batch.user_rows = user_rows;
   batch.labels = labels;
   batch.scale = model_->scale();
   batch.bias = model_->bias();
@@ -251,11 +267,12 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   if (embedding_l2_ > 0.0) {
     // lambda (|U|^2 + |V|^2) / n: gradient 2 lambda U / n (and V).
     const double scale = embedding_l2_ / static_cast<double>(n);
+    // On the batch's own items only, not on drawn negatives.
     out_.loss += scale * (static_cast<double>(batch.u->squaredNorm()) +
-                          static_cast<double>(batch.v->squaredNorm()));
+                          static_cast<double>(batch.v->topRows(n).squaredNorm()));
     const float g = static_cast<float>(2.0 * scale);
     out_.du += g * *batch.u;
-    out_.dv += g * *batch.v;
+    out_.dv.topRows(n) += g * batch.v->topRows(n);
   }
   nn::ZeroGrad(params_);
   model_->AddScorerGradient(out_.d_log_scale, out_.d_bias);
@@ -265,24 +282,60 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
 }
 
 std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& train,
-                               int64_t num_items) {
+                               int64_t num_users, int64_t num_items) {
   const TrainingConfig& t = config.training;
   if (t.loss == "bce") return std::make_unique<BceLoss>();
-  if (t.loss == "softmax") {
+  const bool liked = t.positives == "liked";
+  std::vector<int32_t> positives;
+  for (int64_t i = 0; i < train.size(); ++i) {
+    if (!liked || train.label[i] == 1.0f) positives.push_back(train.item_row[i]);
+  }
+  const bool plain_softmax =
+      t.loss == "softmax" && t.num_hard_negatives == 0 && !t.exclude_history_negatives;
+  if (plain_softmax) {
     SoftmaxOptions o;
     o.temperature = t.temperature;
     o.remove_accidental_hits = t.remove_accidental_hits;
-    if (t.logq_correction) {
-      std::vector<int32_t> positives;
-      const bool liked = t.positives == "liked";
-      for (int64_t i = 0; i < train.size(); ++i) {
-        if (!liked || train.label[i] == 1.0f) positives.push_back(train.item_row[i]);
-      }
-      o.log_q = LogSamplingProbabilities(positives, num_items);
-    }
+    if (t.logq_correction) o.log_q = LogSamplingProbabilities(positives, num_items);
     return std::make_unique<InBatchSoftmaxLoss>(o);
   }
-  throw Error("training.loss: unknown loss " + Quote(t.loss) + " (expected: bce, softmax)");
+  SampledLossOptions o;
+  if (t.loss == "softmax" || t.loss == "mixed") {
+    o.objective = Objective::kSoftmax;
+    o.sampler = t.loss == "mixed" ? Sampler::kMixed : Sampler::kInBatch;
+    o.num_sampled = t.loss == "mixed" ? t.num_uniform_negatives : 0;
+  } else if (t.loss == "bpr" || t.loss == "triplet") {
+    o.objective = t.loss == "bpr" ? Objective::kBpr : Objective::kTriplet;
+    o.sampler = t.sampler == "in_batch"     ? Sampler::kInBatch
+                : t.sampler == "popularity" ? Sampler::kPopularity
+                                            : Sampler::kUniform;
+    o.num_sampled = o.sampler == Sampler::kInBatch ? 0 : t.num_negatives;
+  } else {
+    throw Error("training.loss: unknown loss " + Quote(t.loss) +
+                " (expected: bce, softmax, mixed, bpr, triplet)");
+  }
+  o.num_hard_negatives = t.num_hard_negatives;
+  o.temperature = t.temperature;
+  o.margin = t.margin;
+  o.logq_correction = t.logq_correction;
+  o.remove_accidental_hits = t.remove_accidental_hits;
+  o.num_items = num_items;
+  // q_j: the item's share of the training positives (an item never seen gets one count, so
+  // every item can be drawn and every correction is finite).
+  std::vector<double> counts(static_cast<size_t>(num_items), 0.0);
+  for (int32_t r : positives) counts[r] += 1.0;
+  double total = 0.0;
+  for (double& c : counts) total += (c = std::max(c, 1.0));
+  o.item_probability.resize(counts.size());
+  for (size_t j = 0; j < counts.size(); ++j) o.item_probability[j] = counts[j] / total;
+  if (t.exclude_history_negatives) {
+    o.history = data::ItemsByUser({&train}, num_users, liked);
+    for (auto& items : o.history) {  // sorted and unique: SampledLoss binary-searches them
+      std::sort(items.begin(), items.end());
+      items.erase(std::unique(items.begin(), items.end()), items.end());
+    }
+  }
+  return std::make_unique<SampledLoss>(std::move(o));
 }
 
 namespace {
@@ -626,8 +679,9 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   TrainResult result;
   result.model = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &init_rng);
   model::TwoTowerModel& net = *result.model;
-  Trainer trainer(&net, MakeLoss(config, data.train, data.items.num_rows()),
-                  {config.training.learning_rate}, config.training.embedding_l2);
+  Trainer trainer(&net, MakeLoss(config, data.train, data.users.num_rows(), data.items.num_rows()),
+                  {config.training.learning_rate}, config.training.embedding_l2,
+                  config.seed ^ kSamplingSeed);
   const bool pointwise = trainer.loss().pointwise();
   const bool positives_only = config.training.positives == "liked";
   const std::vector<int>& ks = config.evaluation.k;
@@ -797,8 +851,9 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     Rng refit_shuffle = refit_rng.Split();
     Rng refit_dropout = refit_rng.Split();
     auto refit = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &refit_init);
-    Trainer refit_trainer(refit.get(), MakeLoss(config, both, data.items.num_rows()),
-                          {config.training.learning_rate}, config.training.embedding_l2);
+    Trainer refit_trainer(
+        refit.get(), MakeLoss(config, both, data.users.num_rows(), data.items.num_rows()),
+        {config.training.learning_rate}, config.training.embedding_l2, config.seed ^ kSamplingSeed);
     std::vector<int64_t> refit_order =
         Examples(both, pointwise, positives_only, config.training.positives);
     for (int epoch = 1; epoch <= result.best_epoch; ++epoch) {

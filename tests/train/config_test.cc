@@ -40,6 +40,13 @@ void ExpectSameConfig(const Config& a, const Config& b) {
   EXPECT_EQ(a.training.learning_rate, b.training.learning_rate);
   EXPECT_EQ(a.training.epochs, b.training.epochs);
   EXPECT_EQ(a.training.early_stopping_patience, b.training.early_stopping_patience);
+  EXPECT_EQ(a.training.sampler, b.training.sampler);
+  EXPECT_EQ(a.training.num_negatives, b.training.num_negatives);
+  EXPECT_EQ(a.training.num_uniform_negatives, b.training.num_uniform_negatives);
+  EXPECT_EQ(a.training.num_hard_negatives, b.training.num_hard_negatives);
+  EXPECT_EQ(a.training.exclude_history_negatives, b.training.exclude_history_negatives);
+  EXPECT_EQ(a.training.margin, b.training.margin);
+  EXPECT_EQ(a.training.optimizer, b.training.optimizer);
   EXPECT_EQ(a.output_dir, b.output_dir);
   EXPECT_EQ(a.run_name, b.run_name);
   EXPECT_EQ(data::ToJson(a.features), data::ToJson(b.features));
@@ -129,7 +136,9 @@ TEST(ConfigTest, AbsoluteDataPathsIgnoreTheDirectory) {
 TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
   EXPECT_EQ(ParseError("training:\n  epochs: 3\n  epohcs: 4\n"),
             "run.yaml:3: unknown key 'training.epohcs' (expected one of: batch_size, "
-            "learning_rate, epochs, early_stopping_patience, loss, temperature, logq_correction, "
+            "learning_rate, epochs, early_stopping_patience, loss, sampler, num_negatives, "
+            "num_uniform_negatives, num_hard_negatives, exclude_history_negatives, margin, "
+            "optimizer, temperature, logq_correction, "
             "remove_accidental_hits, positives, monitor, refit, checkpoint, embedding_l2)");
   const std::string top = ParseError("seed: 1\nlearning_rate: 0.1\n");
   EXPECT_THAT(top, HasSubstr("run.yaml:2: unknown key 'learning_rate'"));
@@ -227,11 +236,51 @@ TEST(ConfigTest, RetrievalSettingsThatCannotWorkAreRefused) {
   EXPECT_THAT(ParseError("training: {loss: softmax, monitor: val_loss}\n"),
               HasSubstr("'training.monitor': val_loss is the pointwise (bce) loss"));
   EXPECT_THAT(ParseError("training: {loss: softmax, batch_size: 1}\n"),
-              HasSubstr("'training.batch_size': in-batch softmax needs at least 2 rows"));
+              HasSubstr("'training.batch_size': in-batch negatives need at least 2 rows"));
   EXPECT_THAT(ParseError("evaluation: {k: [10, 10]}\n"),
               HasSubstr("'evaluation.k': 10 is listed twice"));
   EXPECT_THAT(ParseError("training: {monitor: val_recall@7}\n"),
               HasSubstr("unknown value \"val_recall@7\""));
+}
+
+// The sampled objectives' settings: each bad combination names its key.
+TEST(ConfigTest, SampledLossSettingsThatCannotWorkAreRefused) {
+  EXPECT_THAT(ParseError("training: {loss: triplet, margin: 2.5}\n"),
+              HasSubstr("'training.margin'"));
+  EXPECT_THAT(ParseError("training: {loss: triplet, margin: 0}\n"), HasSubstr("'training.margin'"));
+  EXPECT_THAT(ParseError("training: {loss: bpr, temperature: 0}\n"),
+              HasSubstr("'training.temperature'"));
+  EXPECT_THAT(ParseError("training: {loss: bpr, temperature: -1}\n"),
+              HasSubstr("'training.temperature'"));
+  EXPECT_THAT(ParseError("training: {loss: bpr, sampler: gaussian}\n"),
+              HasSubstr("'training.sampler'"));
+  EXPECT_THAT(ParseError("training: {loss: softmax, sampler: uniform}\n"),
+              HasSubstr("'training.sampler': softmax takes its negatives from the batch"));
+  EXPECT_THAT(ParseError("training: {loss: mixed, sampler: popularity}\n"),
+              HasSubstr("'training.sampler': mixed takes its negatives from the batch and"));
+  EXPECT_THAT(ParseError("training: {loss: bce, sampler: uniform}\n"),
+              HasSubstr("'training.sampler': bce trains on the labelled pairs"));
+  EXPECT_THAT(ParseError("training: {loss: bpr, num_negatives: 8, num_hard_negatives: 9}\n"),
+              HasSubstr("'training.num_hard_negatives': 9 is more than the 8 negatives a row "
+                        "has (num_negatives)"));
+  EXPECT_THAT(
+      ParseError("training: {loss: mixed, batch_size: 4, num_uniform_negatives: 2, "
+                 "num_hard_negatives: 6}\n"),
+      HasSubstr(
+          "6 is more than the 5 negatives a row has (batch_size - 1 + num_uniform_negatives)"));
+  EXPECT_THAT(ParseError("training: {loss: bpr, sampler: in_batch, batch_size: 1}\n"),
+              HasSubstr("'training.batch_size': in-batch negatives need at least 2 rows"));
+  EXPECT_THAT(ParseError("training: {loss: bce, num_hard_negatives: 1}\n"),
+              HasSubstr("'training.num_hard_negatives': bce draws no negatives"));
+  EXPECT_THAT(ParseError("training: {loss: bpr, num_negatives: 0}\n"),
+              HasSubstr("'training.num_negatives'"));
+  EXPECT_THAT(ParseError("training: {optimizer: sgd}\n"), HasSubstr("'training.optimizer'"));
+  // And the combinations that do fit parse.
+  EXPECT_NO_THROW(Config::FromYamlString(
+      "training: {loss: mixed, batch_size: 4, num_uniform_negatives: 2, num_hard_negatives: 5}\n",
+      "run.yaml"));
+  EXPECT_NO_THROW(
+      Config::FromYamlString("training: {loss: triplet, sampler: popularity, margin: 2}\n", "r"));
 }
 
 TEST(ConfigTest, FeaturesSectionRejectsBadEntries) {
@@ -319,6 +368,14 @@ TEST(ConfigTest, ToYamlReparsesToAnEqualConfig) {
   c.training.learning_rate = 3e-4;
   c.training.epochs = 12;
   c.training.early_stopping_patience = 0;
+  c.training.loss = "triplet";
+  c.training.sampler = "popularity";
+  c.training.num_negatives = 17;
+  c.training.num_uniform_negatives = 33;
+  c.training.num_hard_negatives = 5;
+  c.training.exclude_history_negatives = true;
+  c.training.margin = 0.375;
+  c.training.optimizer = "lazy_adam";
   c.output_dir = "runs/out";
   c.run_name = "exp-1";
   c.features.label_column = "clicked";

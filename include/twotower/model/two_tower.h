@@ -90,6 +90,13 @@ class TwoTowerModel {
   // and item_output(ctx), n x embedding_dim each.
   void ForwardTowers(const data::EncodedTable& users, const int32_t* user_rows,
                      const data::EncodedTable& items, const int32_t* item_rows, int64_t n,
+                     ModelContext* ctx, Rng* rng) {
+    ForwardTowers(users, user_rows, n, items, item_rows, n, ctx, rng);
+  }
+  // The same with n_users user rows and n_items item rows (a batch's items and then sampled
+  // negatives): user_output is n_users x d, item_output n_items x d.
+  void ForwardTowers(const data::EncodedTable& users, const int32_t* user_rows, int64_t n_users,
+                     const data::EncodedTable& items, const int32_t* item_rows, int64_t n_items,
                      ModelContext* ctx, Rng* rng);
   static const Matrix& user_output(const ModelContext& ctx) { return *ctx.user.output; }
   static const Matrix& item_output(const ModelContext& ctx) { return *ctx.item.output; }

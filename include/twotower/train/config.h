@@ -34,10 +34,21 @@ struct TrainingConfig {
   double learning_rate = 1e-3;
   int epochs = 30;
   int early_stopping_patience = 5;  // epochs without a better monitored value; 0 disables
-  std::string loss = "bce";         // bce | softmax (loss.h)
-  double temperature = 0.05;        // softmax: logits are <u, v> / temperature
-  bool logq_correction = true;      // softmax: subtract log q(item)
+  std::string loss = "bce";         // bce | softmax | mixed | bpr | triplet (loss.h)
+  double temperature = 0.05;        // softmax, mixed, bpr: logits are <u, v> / temperature
+  bool logq_correction = true;      // softmax, mixed: subtract log Q; bpr, triplet: weights
   bool remove_accidental_hits = true;
+  // bpr, triplet: where negatives come from: uniform (default) | popularity | in_batch.
+  // softmax is in_batch and mixed is in_batch + uniform by definition; "" = the loss's own.
+  std::string sampler;
+  int num_negatives = 64;          // bpr, triplet with uniform / popularity: draws per batch
+  int num_uniform_negatives = 64;  // mixed: uniform draws per batch, shared by its rows
+  int num_hard_negatives = 0;      // per row, keep the highest-scoring negatives; 0 = all
+  bool exclude_history_negatives = false;  // never use a user's training positives as its negatives
+  double margin = 0.5;                     // triplet: hinge margin on the similarity gap
+  // adam: dense Adam on every parameter; lazy_adam: embedding tables update only the rows a
+  // batch touched (nn/adam.h), the rest dense.
+  std::string optimizer = "adam";
   std::string positives = "liked";  // which interactions are positives: liked | all
   // What early stopping and the best checkpoint follow: val_auc, val_loss, or
   // val_<recall|ndcg|hitrate|mrr>@K with K in evaluation.k. Empty = val_auc for bce,

@@ -13,6 +13,7 @@
 //            row's own item as the target; a batch item equal to the row's item other than on
 //            the diagonal is an accidental hit and is removed (logit -infinity). Loss:
 //            mean_i (logsumexp_j s_ij - s_ii). Labels are not used: every row is a positive.
+//   mixed, bpr, triplet, and softmax with hard negatives or history exclusion: SampledLoss below.
 // Thread-safety: a Loss keeps scratch buffers; one per training loop.
 #ifndef TWOTOWER_TRAIN_LOSS_H_
 #define TWOTOWER_TRAIN_LOSS_H_
@@ -32,16 +33,19 @@ namespace twotower::train {
 double BinaryCrossEntropyWithLogits(const Vector& z, const float* y, Vector* dz);
 
 struct LossBatch {
-  const Matrix* u = nullptr;           // n x d user tower outputs
-  const Matrix* v = nullptr;           // n x d item tower outputs
-  const int32_t* item_rows = nullptr;  // n: each pair's item (row of the items table)
+  const Matrix* u = nullptr;  // n x d user tower outputs
+  // (n + m) x d item tower outputs: the n pairs' items, then the m negatives the loss drew
+  // (Loss::DrawNegatives; m = 0 for losses that draw none).
+  const Matrix* v = nullptr;
+  const int32_t* item_rows = nullptr;  // n + m: each row's item (row of the items table)
+  const int32_t* user_rows = nullptr;  // n: each pair's user (row of the users table), or null
   const float* labels = nullptr;       // n: 0/1 (bce)
   float scale = 1.0f, bias = 0.0f;     // the model's scorer (bce)
 };
 
 struct LossOutput {
   double loss = 0.0;  // mean over the batch's rows
-  Matrix du, dv;      // n x d: d loss / d u, d loss / d v
+  Matrix du, dv;      // n x d and (n + m) x d: d loss / d u, d loss / d v
   double d_log_scale = 0.0, d_bias = 0.0;
   Vector logits;  // bce: the n pair logits (for accuracy / AUC); empty otherwise
 };
@@ -52,6 +56,15 @@ class Loss {
   // Computes the loss and its gradients for one batch into *out (buffers reused across calls).
   // Throws Error for mismatched shapes.
   virtual void Compute(const LossBatch& batch, LossOutput* out) = 0;
+  // The item rows (of the items table) this step's loss needs encoded besides the batch's n
+  // items: the trainer encodes them after the batch's items (LossBatch::v). `seed` fixes the
+  // draws, so a step is reproducible (the trainer derives it from the seed and step count).
+  // Default: none.
+  virtual void DrawNegatives(const int32_t* user_rows, const int32_t* item_rows, int64_t n,
+                             uint64_t seed, std::vector<int32_t>* negatives) {
+    (void)user_rows, (void)item_rows, (void)n, (void)seed;
+    negatives->clear();
+  }
   virtual std::string name() const = 0;
   // True when the loss reads labels (trains on every labelled pair); false when every pair is a
   // positive (the trainer feeds only the interactions counted as positives).
@@ -86,6 +99,77 @@ class InBatchSoftmaxLoss : public Loss {
   SoftmaxOptions options_;
   Matrix logits_;
   Vector column_log_q_;  // log q of each batch column's item
+};
+
+// ---- sampled negatives: mixed, bpr, triplet ----------------------------------------------------
+//
+// For row i (user u_i, positive item v_i) the negatives are, by sampler:
+//   in_batch    the other rows' items v_j, j != i (each drawn by the data: probability q_j, the
+//               item's share of the training positives; expected count n q_j in a batch);
+//   uniform     m items drawn uniformly from the catalogue with replacement, shared by the batch
+//               (expected count m / N);
+//   popularity  m items drawn with probability q_j, shared by the batch (expected count m q_j);
+//   mixed       in_batch and uniform together (Yang et al., "Mixed Negative Sampling for
+//               Learning Two-tower Neural Networks in Recommendations", WWW 2020): items nobody
+//               clicked, never in a batch, are pushed down too.
+// A negative equal to the row's positive item (an accidental hit, with remove_accidental_hits)
+// and, with `history`, any item in the row's user's training positives is masked: it is not a
+// negative for that row. With num_hard_negatives = h > 0 a row keeps only its h highest-scoring
+// unmasked negatives (TFRS Retrieval's num_hard_negatives; fewer when it has fewer).
+// Objectives, with s = <u, v> and a row's kept negatives K_i (|K_i| = k_i):
+//   softmax  z = s / temperature - log Q_j (logQ correction: Q_j the negative's expected count
+//            in the sample by its source, above; the positive is corrected as an in-batch
+//            column, by log(n q_i)); loss_i = logsumexp({z_i+} U {z_ij : j in K_i}) - z_i+
+//            (Yi et al. 2019; Yang et al. 2020, each source with its own correction).
+//   bpr      loss_i = 1/k_i sum_{j in K_i} w_ij softplus(-(s_i+ - s_ij) / temperature)
+//            (Rendle et al., "BPR: Bayesian Personalized Ranking from Implicit Feedback",
+//            UAI 2009, with a temperature since normalised towers give |s| <= 1).
+//   triplet  loss_i = 1/k_i sum_{j in K_i} w_ij max(0, margin - s_i+ + s_ij) (the hinge on
+//            the similarity gap; Schroff et al., FaceNet, CVPR 2015, on inner products).
+// w_ij: 1, or with logq_correction and a non-uniform source the importance weight
+// (1 / (N q_j)) / mean over K_i of the same, so the expectation is the one over uniform negatives
+// that BPR and the triplet loss are defined with (self-normalised: mean 1 in every row).
+// A row without unmasked negatives contributes 0. The loss is the mean over the n rows.
+enum class Objective { kSoftmax, kBpr, kTriplet };
+enum class Sampler { kInBatch, kUniform, kPopularity, kMixed };
+
+struct SampledLossOptions {
+  Objective objective = Objective::kSoftmax;
+  Sampler sampler = Sampler::kInBatch;
+  int num_sampled = 0;         // m: uniform / popularity / mixed draws per batch (>= 1 for those)
+  int num_hard_negatives = 0;  // 0: every unmasked negative
+  double temperature = 0.05;   // softmax, bpr (> 0)
+  double margin = 0.5;         // triplet (> 0)
+  bool logq_correction = true;
+  bool remove_accidental_hits = true;
+  // q_j per item row (sums to 1): the popularity sampler's distribution and the in-batch
+  // columns' correction. Required (num_items entries) for in_batch, mixed and popularity.
+  std::vector<double> item_probability;
+  int64_t num_items = 0;  // N: the catalogue the uniform and popularity samplers draw from
+  // Per user row: sorted item rows never used as that user's negatives (empty: none).
+  std::vector<std::vector<int32_t>> history;
+};
+
+class SampledLoss : public Loss {
+ public:
+  // Throws Error for options that do not fit together (a missing distribution, m < 1 for a
+  // drawing sampler, temperature or margin <= 0).
+  explicit SampledLoss(SampledLossOptions options);
+  void DrawNegatives(const int32_t* user_rows, const int32_t* item_rows, int64_t n, uint64_t seed,
+                     std::vector<int32_t>* negatives) override;
+  // Needs batch.user_rows when history is set. Throws Error for mismatched shapes.
+  void Compute(const LossBatch& batch, LossOutput* out) override;
+  std::string name() const override;
+  bool pointwise() const override { return false; }
+
+ private:
+  SampledLossOptions o_;
+  std::vector<double> cumulative_;  // popularity sampler: running sums of item_probability
+  Matrix scores_, grad_;            // n x C: negatives' scores, then d loss / d score
+  Vector pos_, gpos_;               // n: positives' scores and d loss / d score
+  std::vector<float> log_q_;        // per column: log of its expected count
+  std::vector<int32_t> keep_;       // scratch: one row's kept columns
+  std::vector<float> z_, w_;        // scratch: one row's kept logits and weights
 };
 
 // Sampling probabilities for the logQ correction: log(count_j / total) for every item row j with

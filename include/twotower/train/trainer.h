@@ -76,8 +76,10 @@ class Trainer {
   // `model` must outlive the Trainer.
   // embedding_l2: lambda of the batch penalty lambda (mean |u_i|^2 + mean |v_i|^2), added to the
   // loss and its gradients (TrainingConfig::embedding_l2).
+  // sampling_seed: the negatives a loss draws at step t come from a generator seeded with
+  // (sampling_seed, t), so a resumed run draws what the uninterrupted one did.
   Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::AdamOptions adam,
-          double embedding_l2 = 0.0);
+          double embedding_l2 = 0.0, uint64_t sampling_seed = 0);
   // labels: n values 0/1 (read by pointwise losses; may be null otherwise). Returns the batch's
   // mean loss. `rng` drives dropout.
   double Step(const data::EncodedTable& users, const int32_t* user_rows,
@@ -95,13 +97,17 @@ class Trainer {
   std::vector<nn::Parameter*> params_;
   nn::Adam adam_;
   double embedding_l2_;
+  uint64_t sampling_seed_;
+  std::vector<int32_t> negatives_, item_rows_;  // the step's drawn negatives; items + negatives
   model::ModelContext ctx_;
   LossOutput out_;
 };
 
-// The loss of config.training (log q from the positives of `train` for softmax; num_items rows).
+// The loss of config.training: q (the logQ correction, the popularity sampler) from the
+// positives of `train` over num_items rows; with training.exclude_history_negatives, each of the
+// num_users users' positives in `train` are never its negatives.
 std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& train,
-                               int64_t num_items);
+                               int64_t num_users, int64_t num_items);
 
 struct EpochRecord {
   int epoch = 0;

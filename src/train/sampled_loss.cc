@@ -1,0 +1,236 @@
+// SampledLoss: softmax, BPR and triplet objectives over in-batch and drawn negatives (loss.h).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "twotower/core/error.h"
+#include "twotower/core/rng.h"
+#include "twotower/train/loss.h"
+
+namespace twotower::train {
+namespace {
+
+bool UsesBatch(Sampler s) { return s == Sampler::kInBatch || s == Sampler::kMixed; }
+bool Draws(Sampler s) { return s != Sampler::kInBatch; }
+
+// softplus(x) = log(1 + e^x), without overflow for large x.
+double Softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+double Sigmoid(double x) {
+  if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
+  const double e = std::exp(x);
+  return e / (1.0 + e);
+}
+
+}  // namespace
+
+SampledLoss::SampledLoss(SampledLossOptions options) : o_(std::move(options)) {
+  if ((o_.objective != Objective::kTriplet) && !(o_.temperature > 0.0)) {
+    throw Error("SampledLoss: temperature must be > 0");
+  }
+  if (o_.objective == Objective::kTriplet && !(o_.margin > 0.0)) {
+    throw Error("SampledLoss: margin must be > 0");
+  }
+  if (o_.num_hard_negatives < 0) throw Error("SampledLoss: num_hard_negatives must be >= 0");
+  if (Draws(o_.sampler)) {
+    if (o_.num_sampled < 1) throw Error("SampledLoss: the sampler draws at least 1 negative");
+    if (o_.num_items < 1) throw Error("SampledLoss: an empty catalogue to draw from");
+  }
+  const bool needs_q = o_.sampler != Sampler::kUniform;
+  if (needs_q && static_cast<int64_t>(o_.item_probability.size()) != o_.num_items) {
+    throw Error("SampledLoss: item_probability needs one entry per item (" +
+                std::to_string(o_.num_items) + "), got " +
+                std::to_string(o_.item_probability.size()));
+  }
+  if (o_.sampler == Sampler::kPopularity) {
+    cumulative_.resize(o_.item_probability.size());
+    double sum = 0.0;
+    for (size_t j = 0; j < o_.item_probability.size(); ++j) {
+      sum += o_.item_probability[j];
+      cumulative_[j] = sum;
+    }
+    if (!(sum > 0.0)) throw Error("SampledLoss: the popularity distribution sums to 0");
+  }
+}
+
+std::string SampledLoss::name() const {
+  switch (o_.objective) {
+    case Objective::kSoftmax:
+      return o_.sampler == Sampler::kMixed ? "mixed" : "softmax";
+    case Objective::kBpr:
+      return "bpr";
+    case Objective::kTriplet:
+      return "triplet";
+  }
+  return "sampled";
+}
+
+void SampledLoss::DrawNegatives(const int32_t* user_rows, const int32_t* item_rows, int64_t n,
+                                uint64_t seed, std::vector<int32_t>* negatives) {
+  (void)user_rows, (void)item_rows, (void)n;
+  negatives->clear();
+  if (!Draws(o_.sampler)) return;
+  Rng rng(seed);
+  negatives->resize(static_cast<size_t>(o_.num_sampled));
+  for (int32_t& r : *negatives) {
+    if (o_.sampler == Sampler::kPopularity) {
+      // Inverse CDF by binary search: the first item whose running sum exceeds u * total.
+      const double u = rng.Uniform() * cumulative_.back();
+      const auto it = std::upper_bound(cumulative_.begin(), cumulative_.end(), u);
+      r = static_cast<int32_t>(std::min<ptrdiff_t>(it - cumulative_.begin(),
+                                                   static_cast<ptrdiff_t>(cumulative_.size()) - 1));
+    } else {
+      r = static_cast<int32_t>(rng.Below(static_cast<uint64_t>(o_.num_items)));
+    }
+  }
+}
+
+void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
+  const Matrix& u = *b.u;
+  const Matrix& v = *b.v;
+  const Eigen::Index n = u.rows();
+  const Eigen::Index m = v.rows() - n;
+  if (u.cols() != v.cols() || m < 0) throw Error("SampledLoss: u and v do not fit together");
+  if (m != (Draws(o_.sampler) ? o_.num_sampled : 0)) {
+    throw Error("SampledLoss: v has " + std::to_string(m) + " negative rows, expected " +
+                std::to_string(Draws(o_.sampler) ? o_.num_sampled : 0));
+  }
+  if (!o_.history.empty() && b.user_rows == nullptr) {
+    throw Error("SampledLoss: history exclusion needs the batch's user rows");
+  }
+  // The negative columns: v's rows [first, n + m): the batch's items (in-batch samplers) and
+  // the drawn ones.
+  const Eigen::Index first = UsesBatch(o_.sampler) ? 0 : n;
+  const Eigen::Index c = n + m - first;
+  const auto vn = v.middleRows(first, c);
+  scores_.resize(n, c);
+  scores_.noalias() = u * vn.transpose();
+  pos_.resize(n);
+  pos_.noalias() = u.cwiseProduct(v.topRows(n)).rowwise().sum();
+  // log Q per column: the expected count of the column's item in this batch's sample.
+  log_q_.assign(static_cast<size_t>(c), 0.0f);
+  const bool correct = o_.logq_correction;
+  const double nn = static_cast<double>(n), nm = static_cast<double>(m);
+  for (Eigen::Index j = 0; j < c; ++j) {
+    const Eigen::Index col = first + j;
+    const int32_t item = b.item_rows[col];
+    double q;
+    if (col < n) {
+      q = nn * o_.item_probability[item];
+    } else if (o_.sampler == Sampler::kPopularity) {
+      q = nm * o_.item_probability[item];
+    } else {
+      q = nm / static_cast<double>(o_.num_items);
+    }
+    log_q_[j] = static_cast<float>(std::log(std::max(q, 1e-30)));
+  }
+  grad_.setZero(n, c);
+  gpos_.setZero(n);
+  const bool pairwise = o_.objective != Objective::kSoftmax;
+  const double inv_t = o_.objective == Objective::kTriplet ? 1.0 : 1.0 / o_.temperature;
+  double total = 0.0;
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const int32_t positive = b.item_rows[i];
+    const std::vector<int32_t>* seen =
+        o_.history.empty() ? nullptr : &o_.history[static_cast<size_t>(b.user_rows[i])];
+    // The row's unmasked negatives, with the value hard-negative mining ranks them by.
+    keep_.clear();
+    z_.clear();
+    for (Eigen::Index j = 0; j < c; ++j) {
+      const Eigen::Index col = first + j;
+      if (col == i) continue;  // the row's own positive
+      const int32_t item = b.item_rows[col];
+      if (o_.remove_accidental_hits && item == positive) continue;
+      if (seen != nullptr && std::binary_search(seen->begin(), seen->end(), item)) continue;
+      keep_.push_back(static_cast<int32_t>(j));
+      const double s = scores_(i, j) * inv_t;
+      z_.push_back(static_cast<float>(!pairwise && correct ? s - log_q_[j] : s));
+    }
+    if (o_.num_hard_negatives > 0 && static_cast<int>(keep_.size()) > o_.num_hard_negatives) {
+      // The h highest; ties broken by column so the selection does not depend on the sort.
+      std::vector<int32_t> order(keep_.size());
+      for (size_t t = 0; t < order.size(); ++t) order[t] = static_cast<int32_t>(t);
+      std::nth_element(order.begin(), order.begin() + o_.num_hard_negatives, order.end(),
+                       [&](int32_t a, int32_t bb) {
+                         return z_[a] != z_[bb] ? z_[a] > z_[bb] : keep_[a] < keep_[bb];
+                       });
+      order.resize(static_cast<size_t>(o_.num_hard_negatives));
+      std::sort(order.begin(), order.end());
+      std::vector<int32_t> k2;
+      std::vector<float> z2;
+      for (int32_t t : order) {
+        k2.push_back(keep_[t]);
+        z2.push_back(z_[t]);
+      }
+      keep_.swap(k2);
+      z_.swap(z2);
+    }
+    const size_t k = keep_.size();
+    if (k == 0) continue;
+    if (!pairwise) {
+      double z_pos = pos_[i] * inv_t;
+      if (correct) z_pos -= std::log(std::max(nn * o_.item_probability[positive], 1e-30));
+      double max = z_pos;
+      for (float z : z_) max = std::max(max, static_cast<double>(z));
+      double sum = std::exp(z_pos - max);
+      for (float z : z_) sum += std::exp(static_cast<double>(z) - max);
+      total += max + std::log(sum) - z_pos;
+      // d loss_i / d z = softmax - [positive]; z = s / t (the correction is a constant).
+      gpos_[i] = static_cast<float>((std::exp(z_pos - max) / sum - 1.0) * inv_t);
+      for (size_t t = 0; t < k; ++t) {
+        grad_(i, keep_[t]) =
+            static_cast<float>(std::exp(static_cast<double>(z_[t]) - max) / sum * inv_t);
+      }
+      continue;
+    }
+    // Importance weights, self-normalised over the row's kept negatives.
+    w_.assign(k, 1.0f);
+    if (correct && o_.sampler != Sampler::kUniform) {
+      double mean = 0.0;
+      for (size_t t = 0; t < k; ++t) {
+        const Eigen::Index col = first + keep_[t];
+        const double q = o_.item_probability[b.item_rows[col]];
+        w_[t] = static_cast<float>(1.0 / (static_cast<double>(o_.num_items) * std::max(q, 1e-30)));
+        mean += w_[t];
+      }
+      mean /= static_cast<double>(k);
+      for (float& w : w_) w = static_cast<float>(w / mean);
+    }
+    const double inv_k = 1.0 / static_cast<double>(k);
+    double row = 0.0, gp = 0.0;
+    for (size_t t = 0; t < k; ++t) {
+      const double s_neg = scores_(i, keep_[t]);
+      const double w = w_[t] * inv_k;
+      double g;  // d loss_i / d s_neg (= - d loss_i / d s_pos for this pair)
+      if (o_.objective == Objective::kBpr) {
+        const double x = (pos_[i] - s_neg) * inv_t;
+        row += w * Softplus(-x);
+        g = w * Sigmoid(-x) * inv_t;
+      } else {
+        const double hinge = o_.margin - pos_[i] + s_neg;
+        row += w * std::max(hinge, 0.0);
+        g = hinge > 0 ? w : 0.0;
+      }
+      grad_(i, keep_[t]) = static_cast<float>(g);
+      gp -= g;
+    }
+    total += row;
+    gpos_[i] = static_cast<float>(gp);
+  }
+  // The mean over rows: every gradient by 1 / n.
+  const float inv_n = static_cast<float>(1.0 / nn);
+  grad_ *= inv_n;
+  gpos_ *= inv_n;
+  out->loss = total / nn;
+  // s_ij = <u_i, v_col(j)>, s_i+ = <u_i, v_i>.
+  out->du.resize(n, u.cols());
+  out->du.noalias() = grad_ * vn;
+  out->du.array() += v.topRows(n).array().colwise() * gpos_.array();
+  out->dv.setZero(n + m, v.cols());
+  out->dv.middleRows(first, c).noalias() = grad_.transpose() * u;
+  out->dv.topRows(n).array() += u.array().colwise() * gpos_.array();
+  out->d_log_scale = 0.0;
+  out->d_bias = 0.0;
+  out->logits.resize(0);
+}
+
+}  // namespace twotower::train

@@ -1,0 +1,315 @@
+// SampledLoss (mixed, bpr, triplet; softmax with hard negatives or history): each objective
+// against a hand computation from its definition in loss.h, gradients against finite
+// differences for every objective x sampler x hard negatives, the samplers' draws against their
+// distributions, and in-batch softmax against the independent InBatchSoftmaxLoss.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "testing/gradient_check.h"
+#include "twotower/core/error.h"
+#include "twotower/train/loss.h"
+
+namespace twotower::train {
+namespace {
+
+using testing::GradientNear;
+using testing::NumericalGradient;
+using testing::RandomNormal;
+
+struct Result {
+  double loss;
+  Matrix du, dv;
+};
+
+Result Compute(SampledLoss* loss, const Matrix& u, const Matrix& v,
+               const std::vector<int32_t>& items, const std::vector<int32_t>& users = {}) {
+  LossBatch b;
+  b.u = &u;
+  b.v = &v;
+  b.item_rows = items.data();
+  b.user_rows = users.empty() ? nullptr : users.data();
+  LossOutput out;
+  loss->Compute(b, &out);
+  return {out.loss, out.du, out.dv};
+}
+
+std::vector<double> Uniform(int n) { return std::vector<double>(n, 1.0 / n); }
+
+double Softplus(double x) { return std::log1p(std::exp(x)); }
+
+// Two users, their positives 0 and 1, one drawn negative (item 2), temperature 1:
+// s = U V^T with u0 = [1, 0], u1 = [0, 1]; v = [[1, 0], [0, 2], [0.5, 0.5]].
+struct Tiny {
+  Matrix u{2, 2}, v{3, 2};
+  std::vector<int32_t> items = {0, 1, 2};
+  Tiny() {
+    u << 1, 0, 0, 1;
+    v << 1, 0, 0, 2, 0.5, 0.5;
+  }
+};
+
+TEST(SampledLossTest, BprMatchesHandComputation) {
+  // Uniform sampler: the negative of both rows is item 2. Row 0: s+ = 1, s- = 0.5;
+  // row 1: s+ = 2, s- = 0.5. loss = mean softplus(-(s+ - s-)).
+  Tiny t;
+  SampledLossOptions o;
+  o.objective = Objective::kBpr;
+  o.sampler = Sampler::kUniform;
+  o.num_sampled = 1;
+  o.num_items = 3;
+  o.temperature = 1.0;
+  SampledLoss loss(o);
+  const double expected = (Softplus(-0.5) + Softplus(-1.5)) / 2;
+  EXPECT_NEAR(Compute(&loss, t.u, t.v, t.items).loss, expected, 1e-6);
+  // In-batch instead: each row's negative is the other row's positive.
+  // Row 0: s+ = 1, s(0, v1) = 0; row 1: s+ = 2, s(1, v0) = 0. (v has no drawn row.)
+  o.sampler = Sampler::kInBatch;
+  o.num_sampled = 0;
+  o.item_probability = Uniform(3);
+  SampledLoss in_batch(o);
+  const Matrix v2 = t.v.topRows(2);
+  EXPECT_NEAR(Compute(&in_batch, t.u, v2, {0, 1}).loss, (Softplus(-1) + Softplus(-2)) / 2, 1e-6);
+}
+
+TEST(SampledLossTest, TripletMatchesHandComputation) {
+  // margin 0.8: row 0 max(0, 0.8 - 1 + 0.5) = 0.3; row 1 max(0, 0.8 - 2 + 0.5) = 0.
+  Tiny t;
+  SampledLossOptions o;
+  o.objective = Objective::kTriplet;
+  o.sampler = Sampler::kUniform;
+  o.num_sampled = 1;
+  o.num_items = 3;
+  o.margin = 0.8;
+  SampledLoss loss(o);
+  const Result r = Compute(&loss, t.u, t.v, t.items);
+  EXPECT_NEAR(r.loss, 0.3 / 2, 1e-6);
+  // Only row 0's hinge is active: d/du0 = (v2 - v0) / 2, d/du1 = 0.
+  EXPECT_NEAR(r.du(0, 0), (0.5 - 1.0) / 2, 1e-6);
+  EXPECT_NEAR(r.du(0, 1), (0.5 - 0.0) / 2, 1e-6);
+  EXPECT_NEAR(r.du(1, 0), 0.0, 1e-7);
+  EXPECT_NEAR(r.du(1, 1), 0.0, 1e-7);
+}
+
+TEST(SampledLossTest, MixedSoftmaxCorrectsEachSourceByItsExpectedCount) {
+  // Mixed with logQ: in-batch columns by log(n q_j), the drawn column by log(m / N).
+  // q = [0.5, 0.25, 0.25], n = 2, m = 1, N = 3, temperature 1.
+  Tiny t;
+  SampledLossOptions o;
+  o.objective = Objective::kSoftmax;
+  o.sampler = Sampler::kMixed;
+  o.num_sampled = 1;
+  o.num_items = 3;
+  o.temperature = 1.0;
+  o.item_probability = {0.5, 0.25, 0.25};
+  SampledLoss loss(o);
+  const double lq0 = std::log(2 * 0.5), lq1 = std::log(2 * 0.25), lq2 = std::log(1.0 / 3);
+  auto lse = [](std::vector<double> x) {
+    double s = 0;
+    for (double v : x) s += std::exp(v);
+    return std::log(s);
+  };
+  // Row 0: positive col 0 (s 1), negatives col 1 (s 0) and the drawn item (s 0.5).
+  const double row0 = lse({1 - lq0, 0 - lq1, 0.5 - lq2}) - (1 - lq0);
+  // Row 1: positive col 1 (s 2), negatives col 0 (s 0) and the drawn item (s 0.5).
+  const double row1 = lse({2 - lq1, 0 - lq0, 0.5 - lq2}) - (2 - lq1);
+  EXPECT_NEAR(Compute(&loss, t.u, t.v, t.items).loss, (row0 + row1) / 2, 1e-5);
+}
+
+TEST(SampledLossTest, InBatchSoftmaxAgreesWithTheInBatchSoftmaxLoss) {
+  Rng rng(3);
+  const Matrix u = RandomNormal(8, 6, &rng) * 0.4f, v = RandomNormal(8, 6, &rng) * 0.4f;
+  const std::vector<int32_t> items = {0, 1, 2, 3, 1, 4, 5, 6};  // an accidental hit
+  std::vector<double> q = {0.1, 0.2, 0.1, 0.15, 0.05, 0.2, 0.2};
+  std::vector<float> log_q;
+  // InBatchSoftmaxLoss subtracts log q; SampledLoss log(n q): a constant per row, same loss.
+  for (double p : q) log_q.push_back(static_cast<float>(std::log(p)));
+  InBatchSoftmaxLoss reference({0.2, log_q, true});
+  SampledLossOptions o;
+  o.sampler = Sampler::kInBatch;
+  o.temperature = 0.2;
+  o.item_probability = q;
+  o.num_items = 7;
+  SampledLoss loss(o);
+  LossBatch b;
+  b.u = &u;
+  b.v = &v;
+  b.item_rows = items.data();
+  LossOutput expected;
+  reference.Compute(b, &expected);
+  const Result r = Compute(&loss, u, v, items);
+  EXPECT_NEAR(r.loss, expected.loss, 1e-5);
+  EXPECT_TRUE(GradientNear(r.du, expected.du.cast<double>(), 1e-4, 1e-6));
+  EXPECT_TRUE(GradientNear(r.dv, expected.dv.cast<double>(), 1e-4, 1e-6));
+}
+
+TEST(SampledLossTest, HardNegativesKeepTheHighestScoringOnes) {
+  // One row, four drawn negatives with scores 0.1, 0.9, 0.5, -0.3; h = 2 keeps 0.9 and 0.5:
+  // BPR over those two equals BPR with only them drawn.
+  Matrix u(1, 1), v(5, 1);
+  u << 1;
+  v << 1.0, 0.1, 0.9, 0.5, -0.3;
+  SampledLossOptions o;
+  o.objective = Objective::kBpr;
+  o.sampler = Sampler::kUniform;
+  o.num_sampled = 4;
+  o.num_items = 10;
+  o.temperature = 1.0;
+  o.num_hard_negatives = 2;
+  SampledLoss loss(o);
+  const double expected = (Softplus(-(1.0 - 0.9)) + Softplus(-(1.0 - 0.5))) / 2;
+  const Result r = Compute(&loss, u, v, {0, 1, 2, 3, 4});
+  EXPECT_NEAR(r.loss, expected, 1e-6);
+  EXPECT_EQ(r.dv(1, 0), 0.0f);  // dropped negatives get no gradient
+  EXPECT_EQ(r.dv(4, 0), 0.0f);
+  EXPECT_NE(r.dv(2, 0), 0.0f);
+}
+
+TEST(SampledLossTest, HistoryAndAccidentalHitsAreNeverNegatives) {
+  // Drawn negatives: item 5 (the row's own positive: an accidental hit), item 7 (in the user's
+  // history) and item 8. Only item 8 counts, so the loss equals the loss with 8 alone drawn.
+  Matrix u(1, 2), v(4, 2), v_alone(2, 2);
+  u << 1, 0.5;
+  v << 0.2, 0.1, 0.9, 0.3, 0.8, -0.2, -0.4, 0.6;
+  v_alone << 0.2, 0.1, -0.4, 0.6;
+  SampledLossOptions o;
+  o.objective = Objective::kTriplet;
+  o.sampler = Sampler::kUniform;
+  o.num_sampled = 3;
+  o.num_items = 10;
+  o.margin = 1.0;
+  o.history = {{}, {3, 7}};  // user 1 has seen items 3 and 7
+  SampledLoss loss(o);
+  const Result r = Compute(&loss, u, v, {5, 5, 7, 8}, {1});
+  o.num_sampled = 1;
+  o.history.clear();
+  SampledLoss alone(o);
+  EXPECT_NEAR(r.loss, Compute(&alone, u, v_alone, {5, 8}).loss, 1e-6);
+  EXPECT_EQ(r.dv(1, 0), 0.0f);
+  EXPECT_EQ(r.dv(2, 0), 0.0f);
+  EXPECT_THROW(Compute(&loss, u, v, {5, 5, 7, 8}), Error);  // history needs the user rows
+}
+
+TEST(SampledLossTest, PopularityImportanceWeightsAreSelfNormalised) {
+  // Triplet, popularity sampler with q = [0.1, 0.6, 0.3] over N = 3 and the drawn negatives
+  // items 1 and 2 (both hinges active with margin 2): weights 1/(N q) = [1/1.8, 1/0.9],
+  // normalised to mean 1: [2/3, 4/3].
+  Matrix u(1, 1), v(3, 1);
+  u << 1;
+  v << 0.5, 0.2, -0.1;
+  SampledLossOptions o;
+  o.objective = Objective::kTriplet;
+  o.sampler = Sampler::kPopularity;
+  o.num_sampled = 2;
+  o.num_items = 3;
+  o.margin = 2.0;
+  o.item_probability = {0.1, 0.6, 0.3};
+  SampledLoss loss(o);
+  const double h1 = 2.0 - 0.5 + 0.2, h2 = 2.0 - 0.5 - 0.1;
+  EXPECT_NEAR(Compute(&loss, u, v, {0, 1, 2}).loss, (2.0 / 3 * h1 + 4.0 / 3 * h2) / 2, 1e-6);
+  o.logq_correction = false;  // unweighted
+  SampledLoss plain(o);
+  EXPECT_NEAR(Compute(&plain, u, v, {0, 1, 2}).loss, (h1 + h2) / 2, 1e-6);
+}
+
+// Every objective x sampler, with and without hard negatives and history: d loss / d u and
+// d loss / d v against central differences.
+TEST(SampledLossTest, GradientsMatchFiniteDifferences) {
+  const int n = 5, m = 4, d = 3, items = 12;
+  std::vector<double> q(items);
+  for (int j = 0; j < items; ++j) q[j] = (j + 1) / 78.0;  // sums to 1
+  for (Objective obj : {Objective::kSoftmax, Objective::kBpr, Objective::kTriplet}) {
+    for (Sampler s :
+         {Sampler::kInBatch, Sampler::kUniform, Sampler::kPopularity, Sampler::kMixed}) {
+      for (int hard : {0, 2}) {
+        SCOPED_TRACE("objective " + std::to_string(static_cast<int>(obj)) + " sampler " +
+                     std::to_string(static_cast<int>(s)) + " hard " + std::to_string(hard));
+        SampledLossOptions o;
+        o.objective = obj;
+        o.sampler = s;
+        o.num_sampled = s == Sampler::kInBatch ? 0 : m;
+        o.num_items = items;
+        o.item_probability = q;
+        o.temperature = 0.5;
+        o.margin = 1.5;  // most hinges active, none at the kink
+        o.num_hard_negatives = hard;
+        o.history = std::vector<std::vector<int32_t>>(3);
+        o.history[2] = {4};
+        SampledLoss loss(o);
+        std::vector<int32_t> rows = {0, 1, 2, 1, 3};  // rows 1 and 3: an accidental hit
+        std::vector<int32_t> drawn;
+        loss.DrawNegatives(nullptr, rows.data(), n, 99, &drawn);
+        ASSERT_EQ(static_cast<int>(drawn.size()), o.num_sampled);
+        drawn.push_back(4);  // (replaced below when nothing is drawn)
+        drawn.pop_back();
+        rows.insert(rows.end(), drawn.begin(), drawn.end());
+        const std::vector<int32_t> users = {0, 1, 2, 0, 2};
+        Rng rng(17);
+        Matrix u = RandomNormal(n, d, &rng) * 0.6f;
+        Matrix v = RandomNormal(n + o.num_sampled, d, &rng) * 0.6f;
+        const Result r = Compute(&loss, u, v, rows, users);
+        auto f = [&] { return Compute(&loss, u, v, rows, users).loss; };
+        EXPECT_TRUE(GradientNear(r.du, NumericalGradient(&u, f, 1e-3), 2e-2, 2e-4));
+        EXPECT_TRUE(GradientNear(r.dv, NumericalGradient(&v, f, 1e-3), 2e-2, 2e-4));
+      }
+    }
+  }
+}
+
+TEST(SampledLossTest, SamplersDrawFromTheirDistributions) {
+  const int items = 4, draws = 200000;
+  SampledLossOptions o;
+  o.sampler = Sampler::kPopularity;
+  o.objective = Objective::kBpr;
+  o.num_sampled = draws;
+  o.num_items = items;
+  o.item_probability = {0.1, 0.2, 0.3, 0.4};
+  SampledLoss pop(o);
+  std::vector<int32_t> drawn;
+  pop.DrawNegatives(nullptr, nullptr, 0, 1, &drawn);
+  std::map<int32_t, int> count;
+  for (int32_t r : drawn) ++count[r];
+  for (int j = 0; j < items; ++j) {
+    const double p = o.item_probability[j];
+    const double sd = std::sqrt(draws * p * (1 - p));
+    EXPECT_NEAR(count[j], draws * p, 5 * sd) << j;  // 5 standard deviations
+  }
+  o.sampler = Sampler::kUniform;
+  SampledLoss uni(o);
+  uni.DrawNegatives(nullptr, nullptr, 0, 1, &drawn);
+  count.clear();
+  for (int32_t r : drawn) ++count[r];
+  for (int j = 0; j < items; ++j) {
+    EXPECT_NEAR(count[j], draws / 4.0, 5 * std::sqrt(draws * 0.25 * 0.75)) << j;
+  }
+  // The same seed draws the same negatives; another seed others.
+  std::vector<int32_t> again, other;
+  uni.DrawNegatives(nullptr, nullptr, 0, 1, &again);
+  uni.DrawNegatives(nullptr, nullptr, 0, 2, &other);
+  EXPECT_EQ(again, drawn);
+  EXPECT_NE(other, drawn);
+}
+
+TEST(SampledLossTest, OptionsThatCannotWorkAreRefused) {
+  SampledLossOptions o;
+  o.sampler = Sampler::kUniform;
+  o.num_items = 5;
+  o.num_sampled = 0;
+  EXPECT_THROW(SampledLoss{o}, Error);  // draws nothing
+  o.num_sampled = 2;
+  o.temperature = 0;
+  EXPECT_THROW(SampledLoss{o}, Error);
+  o.temperature = 0.1;
+  o.sampler = Sampler::kPopularity;  // no distribution
+  EXPECT_THROW(SampledLoss{o}, Error);
+  o.objective = Objective::kTriplet;
+  o.sampler = Sampler::kUniform;
+  o.margin = 0;
+  EXPECT_THROW(SampledLoss{o}, Error);
+}
+
+}  // namespace
+}  // namespace twotower::train
