@@ -45,7 +45,7 @@ def matrix(split, n_users, n_items, liked_only):
     return m
 
 
-def metrics_from_topk(topk, positives, ks):
+def metrics_from_topk(topk, positives, ks, n_items=None):
     """topk: dict user -> list of item rows best first; positives: dict user -> set."""
     out = {}
     for k in ks:
@@ -60,6 +60,10 @@ def metrics_from_topk(topk, positives, ks):
             ndcg.append(dcg / idcg)
         out[f"recall@{k}"] = float(np.mean(rec))
         out[f"ndcg@{k}"] = float(np.mean(ndcg))
+        if n_items:
+            # Catalogue coverage: the share of all items in at least one evaluated user's top k.
+            shown = {it for u in positives for it in topk.get(u, [])[:k]}
+            out[f"coverage@{k}"] = len(shown) / n_items
     return out
 
 
@@ -119,7 +123,7 @@ def main():
     counts = matrix(train, nu, ni, True).sum(axis=0)
     pop = np.tile(counts, (nu, 1))
     result["mostpop"] = metrics_from_topk(
-        topk_from_scores(pop, seen_trval, test_pos.keys(), kmax), test_pos, a.k)
+        topk_from_scores(pop, seen_trval, test_pos.keys(), kmax), test_pos, a.k, ni)
 
     # EASE: (liked only | all rated) x lambda chosen on validation NDCG@first K.
     best = None
@@ -135,10 +139,12 @@ def main():
     x_tr = matrix(train, nu, ni, liked_only)
     result["ease_settings"] = {"lambda": lam, "liked_only": liked_only, "val": best[0]}
     result["ease_fit_train"] = metrics_from_topk(
-        topk_from_scores(x_tr @ ease(x_tr, lam), seen_trval, test_pos.keys(), kmax), test_pos, a.k)
+        topk_from_scores(x_tr @ ease(x_tr, lam), seen_trval, test_pos.keys(), kmax), test_pos, a.k,
+        ni)
     x_tv = np.maximum(x_tr, matrix(val, nu, ni, liked_only))
     result["ease_fit_train_val"] = metrics_from_topk(
-        topk_from_scores(x_tv @ ease(x_tv, lam), seen_trval, test_pos.keys(), kmax), test_pos, a.k)
+        topk_from_scores(x_tv @ ease(x_tv, lam), seen_trval, test_pos.keys(), kmax), test_pos, a.k,
+        ni)
 
     for spec in a.recs:
         name, path = spec.split("=", 1)
@@ -154,7 +160,7 @@ def main():
         topk = {u: [it for _, it in sorted(v)] for u, v in topk.items()}
         if min(len(v) for v in topk.values()) < kmax:
             sys.exit(f"{path}: fewer than {kmax} recommendations for some user (use --k {kmax})")
-        result[name] = metrics_from_topk(topk, test_pos, a.k)
+        result[name] = metrics_from_topk(topk, test_pos, a.k, ni)
     print(json.dumps(result, indent=1))
 
 

@@ -29,6 +29,13 @@
 namespace twotower::train {
 namespace {
 
+nn::AdamOptions OptimizerOptions(const TrainingConfig& t) {
+  nn::AdamOptions o;
+  o.learning_rate = t.learning_rate;
+  o.lazy = t.optimizer == "lazy_adam";
+  return o;
+}
+
 // Mixed into config.seed for the negatives' generator, so it differs from the model's streams.
 constexpr uint64_t kSamplingSeed = 0x6e65676174697665ull;  // "negative"
 
@@ -680,7 +687,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   result.model = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &init_rng);
   model::TwoTowerModel& net = *result.model;
   Trainer trainer(&net, MakeLoss(config, data.train, data.users.num_rows(), data.items.num_rows()),
-                  {config.training.learning_rate}, config.training.embedding_l2,
+                  OptimizerOptions(config.training), config.training.embedding_l2,
                   config.seed ^ kSamplingSeed);
   const bool pointwise = trainer.loss().pointwise();
   const bool positives_only = config.training.positives == "liked";
@@ -851,9 +858,10 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     Rng refit_shuffle = refit_rng.Split();
     Rng refit_dropout = refit_rng.Split();
     auto refit = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &refit_init);
-    Trainer refit_trainer(
-        refit.get(), MakeLoss(config, both, data.users.num_rows(), data.items.num_rows()),
-        {config.training.learning_rate}, config.training.embedding_l2, config.seed ^ kSamplingSeed);
+    Trainer refit_trainer(refit.get(),
+                          MakeLoss(config, both, data.users.num_rows(), data.items.num_rows()),
+                          OptimizerOptions(config.training), config.training.embedding_l2,
+                          config.seed ^ kSamplingSeed);
     std::vector<int64_t> refit_order =
         Examples(both, pointwise, positives_only, config.training.positives);
     for (int epoch = 1; epoch <= result.best_epoch; ++epoch) {

@@ -101,5 +101,85 @@ TEST(AdamTest, ZeroGradientFromTheStartLeavesParameterUnchanged) {
   EXPECT_EQ(p.value(0, 1), -0.5f);
 }
 
+// Lazy Adam on an embedding table, against the paper's update per row (ReferenceAdam): rows 0
+// and 2 are touched at every step (row 2 twice in one step: its gradients add up), row 1 at
+// steps 1 and 3 only, row 3 never. A touched row follows Adam with the global step count; an
+// untouched row stays exactly as it was (dense Adam would keep moving row 1 at step 2 by its
+// momentum), and a row never touched is never changed. Dense parameters get dense Adam.
+TEST(AdamTest, LazyModeUpdatesOnlyTouchedRowsOfSparseParameters) {
+  Parameter table = MakeParameter(4, 2, {1, 2, 3, 4, 5, 6, 7, 8});
+  table.sparse = true;
+  Parameter dense = MakeParameter(1, 2, {0.5f, -0.5f});
+  AdamOptions options;
+  options.learning_rate = 0.01;
+  options.lazy = true;
+  Adam adam({&table, &dense}, options);
+  ReferenceAdam ref[4][2], ref_dense[2];
+  double expected[4][2], expected_dense[2] = {0.5, -0.5};
+  for (int r = 0; r < 4; ++r) {
+    for (int c = 0; c < 2; ++c) {
+      ref[r][c].options = options;
+      expected[r][c] = table.value(r, c);
+    }
+  }
+  for (auto& d : ref_dense) d.options = options;
+  const float g[3][4][2] = {{{0.1f, -0.2f}, {0.3f, 0.05f}, {-0.4f, 0.2f}, {0, 0}},
+                            {{0.2f, 0.1f}, {0, 0}, {0.1f, -0.3f}, {0, 0}},
+                            {{-0.1f, 0.4f}, {0.2f, -0.2f}, {0.05f, 0.05f}, {0, 0}}};
+  for (int step = 0; step < 3; ++step) {
+    ZeroGrad({&table, &dense});
+    std::vector<int32_t> touched = {0, 2, 2};
+    if (step != 1) touched.push_back(1);
+    table.touched_rows = touched;
+    for (int r = 0; r < 4; ++r) {
+      for (int c = 0; c < 2; ++c) table.grad(r, c) = g[step][r][c];
+    }
+    dense.grad << 0.3f * (step + 1), -0.1f;
+    adam.Step();
+    for (int r : {0, 1, 2}) {
+      if (r == 1 && step == 1) continue;
+      for (int c = 0; c < 2; ++c) {
+        // The global step: a row skipped at step 2 uses t = 3 at step 3, as SparseAdam does.
+        ref[r][c].t = step;
+        expected[r][c] = ref[r][c].Step(expected[r][c], g[step][r][c]);
+      }
+    }
+    for (int c = 0; c < 2; ++c) {
+      expected_dense[c] = ref_dense[c].Step(expected_dense[c], dense.grad(0, c));
+    }
+    for (int r = 0; r < 4; ++r) {
+      for (int c = 0; c < 2; ++c) {
+        EXPECT_NEAR(table.value(r, c), expected[r][c], 1e-6) << "step " << step << " row " << r;
+      }
+    }
+    for (int c = 0; c < 2; ++c) EXPECT_NEAR(dense.value(0, c), expected_dense[c], 1e-6);
+  }
+  EXPECT_EQ(table.value(3, 0), 7.0f);  // never touched: exactly the initial value
+  EXPECT_EQ(table.value(3, 1), 8.0f);
+}
+
+// Dense Adam restricted to the touched rows: when every step touches the same rows, lazy and
+// dense Adam give those rows identical values, and lazy leaves the other rows alone.
+TEST(AdamTest, LazyEqualsDenseOnRowsTouchedAtEveryStep) {
+  Parameter lazy_table = MakeParameter(3, 2, {1, 2, 3, 4, 5, 6});
+  Parameter dense_table = lazy_table;
+  lazy_table.sparse = dense_table.sparse = true;
+  AdamOptions lazy_options;
+  lazy_options.lazy = true;
+  Adam lazy({&lazy_table}, lazy_options), dense({&dense_table}, AdamOptions{});
+  for (int step = 0; step < 5; ++step) {
+    for (Parameter* p : {&lazy_table, &dense_table}) {
+      ZeroGrad({p});
+      p->touched_rows = {1};
+      p->grad.row(1) << 0.1f * (step + 1), -0.2f;
+    }
+    lazy.Step();
+    dense.Step();
+  }
+  EXPECT_EQ(lazy_table.value.row(1), dense_table.value.row(1));
+  EXPECT_EQ(lazy_table.value(0, 0), 1.0f);
+  EXPECT_EQ(lazy_table.value(2, 1), 6.0f);
+}
+
 }  // namespace
 }  // namespace twotower::nn
