@@ -120,6 +120,70 @@ def in_batch_softmax(u, v, item_rows, temperature, log_q=None, remove_accidental
     return F.cross_entropy(logits, torch.arange(len(items)))
 
 
+def sampled_loss(u, v, item_rows, user_rows, objective, sampler, q, num_items, hard=0,
+                 temperature=0.2, margin=0.5, logq=True, remove_accidental_hits=True,
+                 history=None):
+    """twotower's SampledLoss (loss.h), written independently from its definition with autograd:
+    u: n x d, v: (n + m) x d (the batch's items, then m drawn negatives), item_rows: n + m.
+    Negatives per row: the other batch columns (in_batch, mixed) and the drawn rows (uniform,
+    popularity, mixed); masked: the row's own column, accidental hits, the user's history.
+    logQ (softmax): in-batch columns log(n q_j), drawn columns log(m / N) (uniform) or
+    log(m q_j) (popularity); pairwise losses instead weight each kept negative by
+    1 / (N q_j) normalised to mean 1 over the row (not for uniform). hard > 0 keeps the row's
+    `hard` highest-scoring negatives (by the corrected logit for softmax)."""
+    n, m = u.shape[0], v.shape[0] - u.shape[0]
+    items = torch.as_tensor(np.asarray(item_rows, dtype=np.int64))
+    q = torch.as_tensor(np.asarray(q, dtype=np.float64))
+    in_batch = sampler in ("in_batch", "mixed")
+    cols = torch.arange(0 if in_batch else n, n + m)
+    s = u @ v[cols].T                                    # n x C raw scores
+    pos = (u * v[:n]).sum(dim=1)                         # n
+    col_items = items[cols]
+    expected = torch.where(cols < n, n * q[col_items],
+                           m * q[col_items] if sampler == "popularity"
+                           else torch.full_like(q[col_items], m / num_items))
+    valid = cols[None, :] != torch.arange(n)[:, None]
+    if remove_accidental_hits:
+        valid &= col_items[None, :] != items[:n, None]
+    if history is not None:
+        for i in range(n):
+            seen = set(history[int(user_rows[i])])
+            for j in range(len(cols)):
+                if int(col_items[j]) in seen:
+                    valid[i, j] = False
+    inv_t = 1.0 if objective == "triplet" else 1.0 / temperature
+    rank = s * inv_t
+    if objective == "softmax" and logq:
+        rank = rank - torch.log(expected).float()[None, :]
+    rank = rank.masked_fill(~valid, float("-inf"))
+    keep = valid.clone()
+    if hard > 0:
+        top = torch.topk(rank, min(hard, rank.shape[1]), dim=1).indices
+        keep = torch.zeros_like(valid).scatter_(1, top, True) & valid
+    total = u.new_zeros(())
+    for i in range(n):
+        k = keep[i]
+        if not bool(k.any()):
+            continue
+        if objective == "softmax":
+            zp = pos[i] * inv_t
+            if logq:
+                zp = zp - float(np.log(n * float(q[items[i]])))
+            z = torch.cat([zp[None], rank[i][k]])
+            total = total + torch.logsumexp(z, 0) - zp
+            continue
+        w = torch.ones(int(k.sum()), dtype=u.dtype)
+        if logq and sampler != "uniform":
+            w = (1.0 / (num_items * q[col_items[k]])).to(u.dtype)
+            w = w / w.mean()
+        if objective == "bpr":
+            per = F.softplus(-(pos[i] - s[i][k]) * inv_t)
+        else:
+            per = torch.relu(margin - pos[i] + s[i][k])
+        total = total + (w * per).mean()
+    return total / n
+
+
 def fnv1a64(text):
     h = 0xCBF29CE484222325
     for byte in text.encode():
