@@ -147,7 +147,8 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
     }
     if (o_.num_hard_negatives > 0 && static_cast<int>(keep_.size()) > o_.num_hard_negatives) {
       // The h highest; ties broken by column so the selection does not depend on the sort.
-      std::vector<int32_t> order(keep_.size());
+      std::vector<int32_t>& order = order_;
+      order.resize(keep_.size());
       for (size_t t = 0; t < order.size(); ++t) order[t] = static_cast<int32_t>(t);
       std::nth_element(order.begin(), order.begin() + o_.num_hard_negatives, order.end(),
                        [&](int32_t a, int32_t bb) {
@@ -155,14 +156,13 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
                        });
       order.resize(static_cast<size_t>(o_.num_hard_negatives));
       std::sort(order.begin(), order.end());
-      std::vector<int32_t> k2;
-      std::vector<float> z2;
-      for (int32_t t : order) {
-        k2.push_back(keep_[t]);
-        z2.push_back(z_[t]);
+      // Compacted in place: order is increasing, so order[t] >= t.
+      for (size_t t = 0; t < order.size(); ++t) {
+        keep_[t] = keep_[order[t]];
+        z_[t] = z_[order[t]];
       }
-      keep_.swap(k2);
-      z_.swap(z2);
+      keep_.resize(order.size());
+      z_.resize(order.size());
     }
     const size_t k = keep_.size();
     if (k == 0) continue;

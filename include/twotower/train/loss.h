@@ -169,6 +169,7 @@ class SampledLoss : public Loss {
   Vector pos_, gpos_;               // n: positives' scores and d loss / d score
   std::vector<float> log_q_;        // per column: log of its expected count
   std::vector<int32_t> keep_;       // scratch: one row's kept columns
+  std::vector<int32_t> order_;      // scratch: hard-negative selection
   std::vector<float> z_, w_;        // scratch: one row's kept logits and weights
 };
 
