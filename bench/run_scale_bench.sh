@@ -64,14 +64,14 @@ training:
   optimizer: lazy_adam
   monitor: val_auc
   checkpoint: false
-  num_hard_negatives: $HARD
+  loss: softmax
 evaluation:
   k: []
 YAML
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
 for loss in $LOSSES; do
-  sets=("training.loss=$loss")
+  sets=("training.loss=$loss" "training.num_hard_negatives=$HARD")
   [ "$loss" = mixed ] && sets+=("training.num_uniform_negatives=$NEG")
   [ "$loss" = bpr ] && sets+=("training.num_negatives=$NEG")
   echo "== $loss: twotower" >&2

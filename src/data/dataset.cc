@@ -69,6 +69,12 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
     }
   }
   if (out.size() == 0) throw Error(path + ": no interactions (expected at least one row)");
+  // Growth by doubling leaves up to half of each column unused: for 10,000,000 interactions
+  // that is about 100 MB held for the whole run.
+  out.user_row.shrink_to_fit();
+  out.item_row.shrink_to_fit();
+  out.label.shrink_to_fit();
+  out.p_true.shrink_to_fit();
   return out;
 }
 

@@ -168,9 +168,13 @@ class SampledLoss : public Loss {
   Matrix scores_, grad_;            // n x C: negatives' scores, then d loss / d score
   Vector pos_, gpos_;               // n: positives' scores and d loss / d score
   std::vector<float> log_q_;        // per column: log of its expected count
-  std::vector<int32_t> keep_;       // scratch: one row's kept columns
-  std::vector<int32_t> order_;      // scratch: hard-negative selection
-  std::vector<float> z_, w_;        // scratch: one row's kept logits and weights
+  struct Scratch {                  // one per thread
+    std::vector<int32_t> keep;      // a row's kept columns
+    std::vector<float> values;      // hard-negative selection
+    std::vector<float> z, w;        // a row's kept logits and weights
+  };
+  std::vector<Scratch> scratch_;
+  std::vector<double> partial_;  // per thread: its rows' loss
 };
 
 // Sampling probabilities for the logQ correction: log(count_j / total) for every item row j with
