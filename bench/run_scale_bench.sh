@@ -8,6 +8,7 @@
 #
 #   bash bench/run_scale_bench.sh     # THREADS=2 LOSSES="softmax mixed bpr" HARD=64 NEG=256
 #                                     # OUT=build/bench_scale (the data, ~600 MB, is kept there)
+#                                     # PEER=0: twotower only (results appended to results.jsonl)
 #
 # twotower: bench_train_epoch (Trainer::Step over the epoch's examples, as `twotower train` steps,
 # without the per-epoch validation), training.optimizer lazy_adam. Both sides: batch 1024, id
@@ -69,7 +70,8 @@ evaluation:
   k: []
 YAML
 RESULTS="$OUT/results.jsonl"
-: > "$RESULTS"
+PEER="${PEER:-1}"
+[ "$PEER" = 1 ] && : > "$RESULTS"
 for loss in $LOSSES; do
   sets=("training.loss=$loss" "training.num_hard_negatives=$HARD")
   [ "$loss" = mixed ] && sets+=("training.num_uniform_negatives=$NEG")
@@ -77,6 +79,7 @@ for loss in $LOSSES; do
   echo "== $loss: twotower" >&2
   line=$(build/bench_train_epoch "$OUT/scale.yaml" "${sets[@]}")
   echo "{\"impl\": \"twotower\", ${line:1}" | tee -a "$RESULTS"
+  [ "$PEER" = 1 ] || continue
   echo "== $loss: PyTorch" >&2
   line=$(OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" /usr/bin/python3 \
     bench/reference/train_scale_torch.py "$D" --loss "$loss" --threads "$THREADS" \
@@ -90,7 +93,7 @@ print("| loss (hard negatives) | twotower examples/s | PyTorch examples/s | rati
       "twotower peak MiB | PyTorch peak MiB |")
 print("| --- | --- | --- | --- | --- | --- |")
 for loss in dict.fromkeys(r["loss"] for r in rows):
-    t = next(r for r in rows if r["loss"] == loss and r["impl"] == "twotower")
+    t = [r for r in rows if r["loss"] == loss and r["impl"] == "twotower"][-1]  # the latest
     p = next(r for r in rows if r["loss"] == loss and r["impl"] == "pytorch")
     print(f"| {loss} | {t['examples_per_second']:,} | {p['examples_per_second']:,} | "
           f"{t['examples_per_second'] / p['examples_per_second']:.1f}x | "

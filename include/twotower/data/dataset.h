@@ -52,6 +52,8 @@ struct DataPaths {
 
 // A whole data set, with the encoder fitted on the entities that occur in the training split.
 struct Dataset {
+  // After LoadDataset: header, source and line numbers (num_rows, messages); the cells are
+  // released once encoded into user_features / item_features.
   Table users, items;
   EntityIndex user_index, item_index;
   FeatureEncoder encoder;
