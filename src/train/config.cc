@@ -909,7 +909,8 @@ std::vector<std::string> SettingsHelp() {
       range = r.str();
     }
     for (const std::string& choice : s.choices)
-      range += (range.empty() ? ", one of: " : " | ") + choice;
+      range +=
+          (range.empty() ? ", one of: " : " | ") + (choice.empty() ? std::string("\"\"") : choice);
     out.push_back(key + " (" + KindName(s.kind) + ", default " + value.dump() + range +
                   "): " + s.help);
   }
