@@ -123,6 +123,20 @@ TEST(TrainingStepTest, SoftmaxWithEmbeddingBagsAllocatesNothingAfterTheFirstStep
   const std::vector<float> y(batch, 1.0f);
   EXPECT_EQ(SteadyStateMallocs(&trainer, users, items, user_rows, item_rows, y, &rng), 0)
       << "allocations in 5 steady-state softmax steps";
+  // Mixed negatives (drawn each step) with hard negatives and lazy Adam: the draws change, the
+  // sizes do not.
+  train::SampledLossOptions o;
+  o.sampler = train::Sampler::kMixed;
+  o.num_sampled = 5;
+  o.num_hard_negatives = 3;
+  o.num_items = batch;
+  o.item_probability.assign(batch, 1.0 / batch);
+  nn::AdamOptions lazy;
+  lazy.lazy = true;
+  model::TwoTowerModel net2(config, encoder, &rng);
+  train::Trainer sampled(&net2, std::make_unique<train::SampledLoss>(o), lazy, 0.0, 7);
+  EXPECT_EQ(SteadyStateMallocs(&sampled, users, items, user_rows, item_rows, y, &rng), 0)
+      << "allocations in 5 steady-state mixed steps";
   SetThreads(0);
 }
 
