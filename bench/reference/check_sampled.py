@@ -12,7 +12,6 @@ suite; here both sides get the same ones). Prints one line per case and tensor, 
 any relative error max|g_tt - g_torch| / max|g_torch| exceeds 1e-4.
 """
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -22,8 +21,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from twotower_torch import (load_twotower, read_safetensors, report_gradient_parity,  # noqa: E402
-                            sampled_loss)
+from twotower_torch import (load_twotower, parity_batch, read_safetensors,  # noqa: E402
+                            report_gradient_parity, sampled_loss)
 
 CASES = [("softmax", "in_batch"), ("softmax", "mixed"), ("bpr", "uniform"),
          ("bpr", "popularity"), ("bpr", "in_batch"), ("triplet", "uniform"),
@@ -43,13 +42,7 @@ def main():
     p.add_argument("--margin", type=float, default=0.5)
     a = p.parse_args()
     model, uenc, ienc, _ = load_twotower(a.model)
-    with open(a.users, newline="", encoding="utf-8") as f:
-        users = list(csv.DictReader(f))
-    with open(a.items, newline="", encoding="utf-8") as f:
-        items = list(csv.DictReader(f))
-    rng = np.random.default_rng(0)
-    pairs = np.stack([rng.integers(0, len(users), a.batch), rng.integers(0, len(items), a.batch)])
-    pairs[1, 1] = pairs[1, 0]  # an accidental hit
+    users, items, rng, pairs = parity_batch(a.users, a.items, a.batch)  # with an accidental hit
     q = rng.dirichlet(np.ones(len(items)))
     worst_all = 0.0
     for objective, sampler in CASES:

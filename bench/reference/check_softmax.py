@@ -8,7 +8,6 @@ The batch: random (user, item) rows with one item repeated (an accidental hit) a
 Prints one line per tensor and the worst relative error max|g_tt - g_torch| / max|g_torch|.
 """
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -18,8 +17,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from twotower_torch import (in_batch_softmax, load_twotower, read_safetensors,  # noqa: E402
-                            report_gradient_parity)
+from twotower_torch import (in_batch_softmax, load_twotower, parity_batch,  # noqa: E402
+                            read_safetensors, report_gradient_parity)
 
 
 def main():
@@ -32,13 +31,7 @@ def main():
     p.add_argument("--temperature", type=float, default=0.2)
     a = p.parse_args()
     model, uenc, ienc, _ = load_twotower(a.model)
-    with open(a.users, newline="", encoding="utf-8") as f:
-        users = list(csv.DictReader(f))
-    with open(a.items, newline="", encoding="utf-8") as f:
-        items = list(csv.DictReader(f))
-    rng = np.random.default_rng(0)
-    pairs = np.stack([rng.integers(0, len(users), a.batch), rng.integers(0, len(items), a.batch)])
-    pairs[1, 1] = pairs[1, 0]  # an accidental hit
+    users, items, rng, pairs = parity_batch(a.users, a.items, a.batch)  # with an accidental hit
     log_q = np.log(rng.dirichlet(np.ones(len(items)))).astype(np.float32)[None, :]
     with tempfile.TemporaryDirectory() as d:
         pairs_path, q_path, out = (os.path.join(d, n) for n in ("p.npy", "q.npy", "g.safetensors"))

@@ -5,6 +5,7 @@ The module's state_dict names and shapes are exactly those of twotower's .safete
 user_tower.embeddings.<column>.weight (nn.EmbeddingBag), user_tower.layers.{0,3,6}.{weight,bias},
 item_tower..., scorer.log_scale, scorer.bias.
 """
+import csv
 import json
 import struct
 
@@ -276,6 +277,20 @@ def load_twotower(path):
     model = TwoTower(user_enc, item_enc, cfg)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
     return model, user_enc, item_enc, meta
+
+
+def parity_batch(users_csv, items_csv, batch):
+    """The parity checks' inputs: the users and items tables as dicts, a numpy generator (seed 0)
+    and a batch of `batch` random (user row, item row) pairs (2 x batch) whose first two rows
+    share their item (an accidental hit)."""
+    with open(users_csv, newline="", encoding="utf-8") as f:
+        users = list(csv.DictReader(f))
+    with open(items_csv, newline="", encoding="utf-8") as f:
+        items = list(csv.DictReader(f))
+    rng = np.random.default_rng(0)
+    pairs = np.stack([rng.integers(0, len(users), batch), rng.integers(0, len(items), batch)])
+    pairs[1, 1] = pairs[1, 0]
+    return users, items, rng, pairs
 
 
 def report_gradient_parity(model, ours, our_loss, torch_loss, skip=()):

@@ -302,7 +302,7 @@ struct Loaded {
   std::string version;                     // the model's SHA-256
   std::string created;                     // the model file's time
   Json test_metrics;                       // test_metrics.json beside the model, or null
-  // The reply JSON of each items-table row, written once at load (see ItemsJson): the bytes of
+  // The reply JSON of each items-table row, written once at load (BuildItemJson): the bytes of
   // row r are item_json[item_json_at[r] .. item_json_at[r + 1]).
   std::string item_json;
   std::vector<uint64_t> item_json_at;
@@ -316,6 +316,14 @@ struct Loaded {
   std::unordered_map<std::string, LiveItem> live_items;  // items put through PUT /v1/items
   std::unordered_set<int64_t> deleted;                   // labels removed through DELETE
 };
+
+// Row r of a table as (column, value) pairs, into *row (cleared first).
+void TableRow(const data::Table& table, int64_t r, Row* row) {
+  row->clear();
+  for (size_t c = 0; c < table.columns.size(); ++c) {
+    row->emplace_back(table.columns[c], table.cells[c][r]);
+  }
+}
 
 // A string as a JSON string, by nlohmann's serializer (bytes that are not UTF-8 replaced).
 std::string JsonString(const std::string& s) {
@@ -351,10 +359,7 @@ void BuildItemJson(Loaded* v) {
   if (id_col == items.columns.size()) throw Error("items table: no column " + Quote(id_column));
   Row row;
   for (int64_t r = 0; r < n; ++r) {
-    row.clear();
-    for (size_t c = 0; c < items.columns.size(); ++c) {
-      row.emplace_back(items.columns[c], items.cells[c][r]);
-    }
+    TableRow(items, r, &row);
     v->item_json += ItemJsonPrefix(items.cells[id_col][r], row, id_column);
     v->item_json_at.push_back(v->item_json.size());
   }
@@ -464,10 +469,7 @@ bool ItemRow(const Loaded& v, const std::string& id, Row* row) {
   }
   const int32_t r = v.bundle.item_index.Find(id);
   if (r < 0) return false;
-  row->clear();
-  for (size_t c = 0; c < v.bundle.items.columns.size(); ++c) {
-    row->emplace_back(v.bundle.items.columns[c], v.bundle.items.cells[c][r]);
-  }
+  TableRow(v.bundle.items, r, row);
   return true;
 }
 
