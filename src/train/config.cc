@@ -719,10 +719,10 @@ void Config::Validate(const std::string& where) const {
     }
     if ((loss == "softmax" && sampler != "in_batch") || loss == "mixed") {
       throw Error(where + ": 'training.sampler': " + loss + " takes its negatives from " +
-                  (loss == "mixed"
-                       ? "the batch and the uniform draws (num_uniform_negatives)"
-                       : "the batch (in_batch); for uniform negatives use loss: mixed") +
-                  ", not " + Quote(sampler));
+                  (loss == "mixed" ? "the batch and the uniform draws (num_uniform_negatives)"
+                                   : "the batch (in_batch)") +
+                  ", so sampler " + Quote(sampler) + " does not apply" +
+                  (loss == "softmax" ? "; for uniform negatives use loss: mixed" : ""));
     }
   }
   const bool in_batch = loss == "softmax" || loss == "mixed" || sampler == "in_batch";
