@@ -3,7 +3,8 @@
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev
   libcli11-dev libgtest-dev libgmock-dev libhnswlib-dev libssl-dev
-  libcpp-httplib-dev libboost-math-dev)
+  libcpp-httplib-dev libboost-math-dev
+  libthrift-dev thrift-compiler libsnappy-dev libzstd-dev zlib1g-dev)
 # --fuzz: also what scripts/fuzz.sh needs (clang with libFuzzer and its OpenMP runtime).
 if [ "${1:-}" = "--fuzz" ]; then
   packages+=(clang libclang-rt-14-dev libomp-14-dev)

@@ -32,6 +32,8 @@
 #include "twotower/data/generator.h"
 #include "twotower/data/movielens.h"
 #include "twotower/data/npy.h"
+#include "twotower/data/parquet.h"
+#include "twotower/data/table.h"
 #include "twotower/index/flat_index.h"
 #include "twotower/index/index_file.h"
 #include "twotower/index/item_index.h"
@@ -109,6 +111,23 @@ int RunGenerate(const GenerateArgs& a) {
             << "  users " << a.options.users << ", movies " << a.options.movies << ", interactions "
             << a.options.interactions << " (train " << s.train << ", val " << s.val << ", test "
             << s.test << "), liked " << Fixed(100 * s.liked_rate, 1) << "%\n";
+  return 0;
+}
+
+// ---- convert ----------------------------------------------------------------------------------
+
+struct ConvertArgs {
+  std::string in, out;
+  std::string compression = "snappy";
+  int64_t row_group_rows = 1'000'000;
+};
+
+int RunConvert(const ConvertArgs& a) {
+  data::ParquetWriteOptions options;
+  options.compression = data::ParseParquetCompression(a.compression, "--compression");
+  options.row_group_rows = a.row_group_rows;
+  const int64_t rows = data::ConvertTable(a.in, a.out, options);
+  std::cout << "wrote " << a.out << ": " << rows << " rows\n";
   return 0;
 }
 
@@ -692,6 +711,18 @@ int Main(int argc, char** argv) {
   std::string gen_seed = "42";
   generate->add_option("--seed", gen_seed, "random seed")->capture_default_str();
 
+  ConvertArgs cv;
+  auto* convert = app.add_subcommand(
+      "convert", "convert a table between CSV and Parquet (by suffix: .parquet or other)");
+  convert->add_option("in", cv.in, "input table (.csv or .parquet)")->required();
+  convert->add_option("out", cv.out, "output table (.csv or .parquet)")->required();
+  convert
+      ->add_option("--compression", cv.compression, "Parquet page codec: snappy, zstd, gzip, none")
+      ->capture_default_str();
+  convert->add_option("--row-group-rows", cv.row_group_rows, "rows per Parquet row group")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 31));
+
   auto* data_cmd = app.add_subcommand("data", "convert public data sets to the lab's layout");
   data_cmd->require_subcommand(1);
   MovieLensArgs ml;
@@ -877,6 +908,7 @@ int Main(int argc, char** argv) {
     }
     SetThreads(threads);
     if (generate->parsed()) return RunGenerate(gen);
+    if (convert->parsed()) return RunConvert(cv);
     if (movielens->parsed()) {
       train::Config probe;
       probe.Set("seed=" + ml_seed, "--seed");

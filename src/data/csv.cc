@@ -6,6 +6,8 @@
 #include <cstring>
 
 #include "twotower/core/error.h"
+#include "twotower/data/parquet.h"
+#include "twotower/data/table.h"
 
 namespace twotower::data {
 namespace {
@@ -164,6 +166,7 @@ const std::vector<std::string>& Table::Column(const std::string& name) const {
 }
 
 Table ReadTable(const std::string& path) {
+  if (IsParquetPath(path)) return ReadParquetTable(path);
   CsvReader reader(path);
   Table table;
   table.source = path;

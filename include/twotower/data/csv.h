@@ -55,19 +55,27 @@ class CsvReader {
 };
 
 // A whole CSV file as string columns.
+// A whole table as string columns: a CSV file, or a Parquet file's values as text (see
+// ParquetColumn::Text in parquet.h: a null is "", as an empty CSV field).
 struct Table {
   std::string source;                           // the file path, for messages
   std::vector<std::string> columns;             // header
   std::vector<std::vector<std::string>> cells;  // cells[column][row]
-  std::vector<int64_t> lines;                   // file line of each row
+  std::vector<int64_t> lines;  // file line of each row (Parquet: row number, from 1)
+  bool numbered_rows = false;  // lines are row numbers (Parquet), not lines
 
   int64_t num_rows() const { return static_cast<int64_t>(lines.size()); }
   int FindColumn(const std::string& name) const;
   // The column's values; throws Error("<source>: missing column 'x' (found: a, b)").
   const std::vector<std::string>& Column(const std::string& name) const;
-  std::string Where(int64_t row) const { return source + ":" + std::to_string(lines[row]); }
+  // "file:17" for a CSV line, "file: row 17" for a Parquet row.
+  std::string Where(int64_t row) const {
+    return source + (numbered_rows ? ": row " : ":") + std::to_string(lines[row]);
+  }
 };
 
+// Reads a CSV file, or a Parquet file when the path ends in ".parquet" (every column, as text;
+// a column of a type the Parquet reader does not support is an Error naming it).
 Table ReadTable(const std::string& path);
 
 }  // namespace twotower::data

@@ -1,0 +1,163 @@
+// Parquet for flat tables: a reader and a writer of twotower's own, on Debian's libthrift (the
+// footer and page headers, Thrift compact protocol, from an IDL compiled at build time:
+// src/data/parquet.thrift), libsnappy, zlib and libzstd (page codecs). Apache Arrow, which would
+// do this, is not packaged for Debian 12.
+//
+// Follows the Apache Parquet format specification (parquet-format: the file layout, the
+// encodings document for PLAIN, RLE / bit-packing hybrid, PLAIN_DICTIONARY and RLE_DICTIONARY,
+// data pages v1 and v2, and "LogicalTypes.md" for the annotations).
+//
+// Reader: flat schemas (a root with leaf columns), each column REQUIRED or OPTIONAL (definition
+// levels 0..1, nulls), physical types BOOLEAN, INT32, INT64, FLOAT, DOUBLE and BYTE_ARRAY (UTF8
+// strings, ENUM and JSON annotations, or none), the INTEGER annotation (8/16/32/64 bits, signed or
+// unsigned); any number of row groups and pages; PLAIN, PLAIN_DICTIONARY, RLE_DICTIONARY, RLE
+// booleans; a chunk that falls back from dictionary to plain pages; data pages v1 and v2; codecs
+// UNCOMPRESSED, SNAPPY, GZIP and ZSTD. Anything else (nested or repeated columns, INT96,
+// FIXED_LEN_BYTE_ARRAY, DECIMAL, DATE, TIME, TIMESTAMP, other encodings and codecs, encryption,
+// column chunks in other files) is an Error naming the file, the column and the feature; a column
+// of an unsupported type fails only when it is read, so other columns of the file stay usable.
+// Every length, offset and count in the file is checked before it is used: a malformed file is an
+// Error, never a crash or an allocation sized by a claim the file's bytes cannot back.
+//
+// Writer: the same types, REQUIRED or OPTIONAL, dictionary encoding for strings with a fall back
+// to plain pages when the dictionary outgrows its limit, data pages v1, SNAPPY by default (ZSTD,
+// GZIP or none), column statistics (null_count, min_value, max_value, with column_orders),
+// created_by, row groups of a set number of rows; written to a temporary name and renamed.
+//
+// Not thread-safe per object; distinct objects may be used from distinct threads.
+#ifndef TWOTOWER_DATA_PARQUET_H_
+#define TWOTOWER_DATA_PARQUET_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace twotower::data {
+
+// The value types of a flat table column. kBoolean, kInt32 and kInt64 values are held as int64
+// (unsigned 64-bit values as their two's-complement bits, see ParquetColumn::is_unsigned); kFloat
+// and kDouble as double.
+enum class ParquetType { kBoolean, kInt32, kInt64, kFloat, kDouble, kString };
+const char* ParquetTypeName(ParquetType type);
+
+enum class ParquetCompression { kNone, kSnappy, kGzip, kZstd };
+// "none" | "snappy" | "gzip" | "zstd"; throws Error("<where>: unknown compression ...").
+ParquetCompression ParseParquetCompression(const std::string& name, const std::string& where);
+
+// True when the path ends in ".parquet" (the suffix every table reader dispatches on).
+bool IsParquetPath(const std::string& path);
+
+// The values of one column over a run of rows (a row group when read). Row r is null when
+// `valid` is non-empty and valid[r] == 0; a null row holds 0 / 0.0 / string index -1.
+struct ParquetColumn {
+  ParquetType type = ParquetType::kInt64;
+  // INTEGER(.., false) / UINT_*: for kInt32 ints hold the (non-negative) value, for kInt64 the
+  // unsigned value's two's-complement bits.
+  bool is_unsigned = false;
+  std::vector<uint8_t> valid;   // per row 1 (value) or 0 (null); empty: no nulls
+  std::vector<int64_t> ints;    // kBoolean (0 / 1), kInt32, kInt64: one per row
+  std::vector<double> doubles;  // kFloat, kDouble: one per row
+  // kString: row r's value is strings[string_index[r]]. Values of dictionary pages share one entry
+  // each (a reader maps each distinct id once); values of plain pages get an entry of their own.
+  std::vector<std::string> strings;
+  std::vector<int32_t> string_index;
+
+  int64_t size() const;
+  bool IsNull(int64_t r) const { return !valid.empty() && valid[r] == 0; }
+  // Row r as table text: integers in decimal, FLOAT and DOUBLE as the shortest text that reads
+  // back to the same float / double ("nan", "inf", "-inf"), booleans "true" / "false", strings as
+  // they are, a null as "".
+  std::string Text(int64_t r) const;
+  void Clear();
+};
+
+struct ParquetColumnInfo {
+  std::string name;
+  ParquetType type = ParquetType::kInt64;
+  bool optional = false;
+  bool is_unsigned = false;
+  // Non-empty when the column cannot be read: what it is, e.g. "physical type INT96".
+  std::string unsupported;
+};
+
+struct ParquetReadOptions {
+  // Largest decoded column chunk (rows x value width) and largest page accepted, in bytes: a file
+  // claiming more is refused before anything that size is allocated. The fuzz target lowers them.
+  int64_t max_chunk_bytes = int64_t{16} << 30;
+  int64_t max_page_bytes = int64_t{1} << 30;
+};
+
+// Streams a Parquet file one column chunk at a time: memory holds the footer, one chunk's bytes
+// and one decoded column.
+class ParquetReader {
+ public:
+  // Opens `path` and reads its footer. Throws Error("<path>: ...") when the file is missing, too
+  // short, lacks the PAR1 magic, has an encrypted or malformed footer, or a nested schema.
+  explicit ParquetReader(const std::string& path, ParquetReadOptions options = {});
+  ~ParquetReader();
+  ParquetReader(const ParquetReader&) = delete;
+  ParquetReader& operator=(const ParquetReader&) = delete;
+
+  const std::string& path() const;
+  int64_t num_rows() const;
+  int num_row_groups() const;
+  int64_t row_group_rows(int row_group) const;
+  const std::vector<ParquetColumnInfo>& columns() const;
+  const std::string& created_by() const;
+  int FindColumn(const std::string& name) const;  // -1 when absent
+  // Index of a column; throws Error("<path>: missing column 'x' (found: a, b)").
+  int RequireColumn(const std::string& name) const;
+
+  // Decodes column `column` of row group `row_group` into `out` (its buffers are reused). Throws
+  // Error("<path>: row group G, column 'x'[, page P]: <what> (expected ...)") for an unsupported
+  // column, encoding or codec and for every inconsistency of the bytes.
+  void ReadColumn(int row_group, int column, ParquetColumn* out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct ParquetColumnSpec {
+  std::string name;
+  ParquetType type = ParquetType::kString;
+  bool optional = false;  // OPTIONAL (nulls allowed) or REQUIRED
+};
+
+struct ParquetWriteOptions {
+  ParquetCompression compression = ParquetCompression::kSnappy;
+  int64_t row_group_rows = 1'000'000;  // rows per row group (>= 1)
+  int64_t page_rows = 65'536;          // rows per data page at most (>= 1)
+  // A string chunk's dictionary past this many bytes of values stops growing: the chunk's
+  // remaining values go to PLAIN pages (parquet-mr's and DuckDB's fall back, the same idea).
+  int64_t dictionary_bytes = int64_t{1} << 20;
+  int zstd_level = 3;
+};
+
+// Writes a Parquet file row group by row group under a temporary name; Close() writes the footer
+// and renames it into place. Destroying an unclosed writer leaves any previous file untouched.
+class ParquetWriter {
+ public:
+  // Throws Error for an empty or repeated column name, or a bad option.
+  ParquetWriter(const std::string& path, std::vector<ParquetColumnSpec> columns,
+                ParquetWriteOptions options = {});
+  ~ParquetWriter();
+  ParquetWriter(const ParquetWriter&) = delete;
+  ParquetWriter& operator=(const ParquetWriter&) = delete;
+
+  // Appends rows: columns[c] holds n rows of spec c's type (all columns the same n); rows are cut
+  // into row groups of options.row_group_rows. A null in a REQUIRED column, a wrong type or
+  // length, or a string index out of range is an Error naming the column.
+  void Write(const std::vector<ParquetColumn>& columns);
+  // Writes buffered rows, the footer, and renames the file into place. Throws Error on I/O errors.
+  void Close();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace twotower::data
+
+#endif  // TWOTOWER_DATA_PARQUET_H_

@@ -1,0 +1,205 @@
+#include "twotower/data/table.h"
+
+#include <charconv>
+#include <cmath>
+
+#include "twotower/core/error.h"
+#include "twotower/core/files.h"
+
+namespace twotower::data {
+namespace {
+
+void AppendCsvRows(const std::vector<ParquetColumn>& columns, int64_t begin, int64_t end,
+                   std::string* out) {
+  for (int64_t r = begin; r < end; ++r) {
+    for (size_t c = 0; c < columns.size(); ++c) {
+      if (c > 0) out->push_back(',');
+      out->append(CsvField(columns[c].Text(r)));
+    }
+    out->push_back('\n');
+  }
+}
+
+template <typename Names>
+std::string CsvHeader(const Names& names) {
+  std::string out;
+  for (size_t c = 0; c < names.size(); ++c) {
+    if (c > 0) out.push_back(',');
+    out.append(CsvField(names[c].name));
+  }
+  out.push_back('\n');
+  return out;
+}
+
+bool IsInteger(const std::string& s) {
+  int64_t v = 0;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+bool IsNumber(const std::string& s, double* v) {
+  const char* begin = s.data();
+  if (s.size() > 1 && s[0] == '+' && s[1] != '-') ++begin;
+  const auto r = std::from_chars(begin, s.data() + s.size(), *v);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(*v);
+}
+
+}  // namespace
+
+Table ReadParquetTable(const std::string& path) {
+  ParquetReader reader(path);
+  Table table;
+  table.source = path;
+  table.numbered_rows = true;
+  const int num_columns = static_cast<int>(reader.columns().size());
+  for (const ParquetColumnInfo& c : reader.columns()) table.columns.push_back(c.name);
+  table.cells.resize(num_columns);
+  for (auto& cells : table.cells) cells.reserve(reader.num_rows());
+  table.lines.reserve(reader.num_rows());
+  ParquetColumn column;
+  for (int g = 0; g < reader.num_row_groups(); ++g) {
+    for (int c = 0; c < num_columns; ++c) {
+      reader.ReadColumn(g, c, &column);
+      for (int64_t r = 0; r < column.size(); ++r) table.cells[c].push_back(column.Text(r));
+    }
+    const int64_t first = static_cast<int64_t>(table.lines.size());
+    for (int64_t r = 0; r < reader.row_group_rows(g); ++r) table.lines.push_back(first + r + 1);
+  }
+  return table;
+}
+
+ParquetColumn& TypedTable::AddColumn(const std::string& name, ParquetType type, bool optional) {
+  specs.push_back({name, type, optional});
+  columns.emplace_back();
+  columns.back().type = type;
+  return columns.back();
+}
+
+void WriteTable(const std::string& path, const TypedTable& table,
+                const ParquetWriteOptions& options) {
+  if (IsParquetPath(path)) {
+    ParquetWriter writer(path, table.specs, options);
+    writer.Write(table.columns);
+    writer.Close();
+    return;
+  }
+  AtomicFile file(path);
+  file.Write(CsvHeader(table.specs));
+  std::string buffer;
+  const int64_t n = table.num_rows();
+  for (int64_t r = 0; r < n; r += 65536) {
+    buffer.clear();
+    AppendCsvRows(table.columns, r, std::min(n, r + 65536), &buffer);
+    file.Write(buffer);
+  }
+  file.Commit();
+}
+
+TypedTable InferTypes(const Table& table) {
+  TypedTable out;
+  for (size_t c = 0; c < table.columns.size(); ++c) {
+    const std::vector<std::string>& cells = table.cells[c];
+    bool integers = true, numbers = true, any_empty = false;
+    double v = 0.0;
+    for (const std::string& s : cells) {
+      if (s.empty()) {
+        any_empty = true;
+        continue;
+      }
+      if (integers && !IsInteger(s)) integers = false;
+      if (!integers && numbers && !IsNumber(s, &v)) numbers = false;
+      if (!numbers) break;
+    }
+    if (!any_empty) {
+      for (const std::string& s : cells) any_empty |= s.empty();
+    }
+    const ParquetType type = integers  ? ParquetType::kInt64
+                             : numbers ? ParquetType::kDouble
+                                       : ParquetType::kString;
+    ParquetColumn& col = out.AddColumn(table.columns[c], type, any_empty);
+    if (any_empty) col.valid.reserve(cells.size());
+    for (const std::string& s : cells) {
+      if (any_empty) col.valid.push_back(s.empty() ? 0 : 1);
+      switch (type) {
+        case ParquetType::kInt64: {
+          int64_t x = 0;
+          if (!s.empty()) std::from_chars(s.data(), s.data() + s.size(), x);
+          col.ints.push_back(x);
+          break;
+        }
+        case ParquetType::kDouble: {
+          double x = 0.0;
+          if (!s.empty()) IsNumber(s, &x);
+          col.doubles.push_back(x);
+          break;
+        }
+        default:
+          if (s.empty()) {
+            col.string_index.push_back(-1);
+          } else {
+            col.string_index.push_back(static_cast<int32_t>(col.strings.size()));
+            col.strings.push_back(s);
+          }
+          break;
+      }
+    }
+  }
+  return out;
+}
+
+int64_t ConvertTable(const std::string& in, const std::string& out,
+                     const ParquetWriteOptions& options) {
+  if (!IsParquetPath(in)) {
+    const Table table = ReadTable(in);
+    const TypedTable typed = InferTypes(table);
+    WriteTable(out, typed, options);
+    return typed.num_rows();
+  }
+  ParquetReader reader(in);
+  std::vector<ParquetColumnSpec> specs;
+  for (const ParquetColumnInfo& c : reader.columns()) {
+    if (!c.unsupported.empty()) {
+      throw Error(in + ": column " + Quote(c.name) + ": " + c.unsupported + " is not supported");
+    }
+    // Unsigned 64-bit values do not fit the writer's signed INT64: refuse rather than wrap.
+    if (c.is_unsigned && c.type == ParquetType::kInt64 && IsParquetPath(out)) {
+      throw Error(in + ": column " + Quote(c.name) +
+                  ": unsigned 64-bit integers cannot be written (twotower writes signed INT64)");
+    }
+    specs.push_back({c.name,
+                     c.is_unsigned && c.type == ParquetType::kInt32 ? ParquetType::kInt64 : c.type,
+                     c.optional});
+  }
+  std::vector<ParquetColumn> columns(specs.size());
+  const int num_columns = static_cast<int>(specs.size());
+  if (IsParquetPath(out)) {
+    ParquetWriter writer(out, specs, options);
+    for (int g = 0; g < reader.num_row_groups(); ++g) {
+      for (int c = 0; c < num_columns; ++c) {
+        reader.ReadColumn(g, c, &columns[c]);
+        // UINT_32 values are held as int64 already; they are written as INT64.
+        columns[c].type = specs[c].type;
+        columns[c].is_unsigned = false;
+      }
+      writer.Write(columns);
+    }
+    writer.Close();
+    return reader.num_rows();
+  }
+  AtomicFile file(out);
+  file.Write(CsvHeader(specs));
+  std::string buffer;
+  for (int g = 0; g < reader.num_row_groups(); ++g) {
+    for (int c = 0; c < num_columns; ++c) reader.ReadColumn(g, c, &columns[c]);
+    const int64_t n = reader.row_group_rows(g);
+    for (int64_t r = 0; r < n; r += 65536) {
+      buffer.clear();
+      AppendCsvRows(columns, r, std::min(n, r + 65536), &buffer);
+      file.Write(buffer);
+    }
+  }
+  file.Commit();
+  return reader.num_rows();
+}
+
+}  // namespace twotower::data
