@@ -107,7 +107,9 @@ struct GenerateArgs {
 
 int RunGenerate(const GenerateArgs& a) {
   const data::GeneratorSummary s = data::GenerateLabData(a.options, a.out);
-  std::cout << "wrote " << a.out << "/{users.csv, movies.csv, train|val|test/interactions.csv}\n"
+  const std::string x = a.options.format == "parquet" ? ".parquet" : ".csv";
+  std::cout << "wrote " << a.out << "/{users" << x << ", movies" << x
+            << ", train|val|test/interactions" << x << "}\n"
             << "  users " << a.options.users << ", movies " << a.options.movies << ", interactions "
             << a.options.interactions << " (train " << s.train << ", val " << s.val << ", test "
             << s.test << "), liked " << Fixed(100 * s.liked_rate, 1) << "%\n";
@@ -710,6 +712,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   std::string gen_seed = "42";
   generate->add_option("--seed", gen_seed, "random seed")->capture_default_str();
+  generate->add_option("--format", gen.options.format, "csv or parquet (the lab's file names)")
+      ->capture_default_str();
 
   ConvertArgs cv;
   auto* convert = app.add_subcommand(

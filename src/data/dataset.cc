@@ -1,6 +1,9 @@
 #include "twotower/data/dataset.h"
 
+#include <charconv>
+
 #include "twotower/core/error.h"
+#include "twotower/data/parquet.h"
 
 namespace twotower::data {
 
@@ -25,8 +28,159 @@ double Interactions::PositiveRate() const {
   return sum / static_cast<double>(label.size());
 }
 
+namespace {
+
+// Maps a Parquet id column to entity rows, looking each distinct id up once: a dictionary entry
+// once per chunk, an integer once per file (a table indexed by value for small values, which
+// ids usually are), anything else once per row as its text.
+class IdMapper {
+ public:
+  IdMapper(const EntityIndex& index, std::string column, std::string table)
+      : index_(index), column_(std::move(column)), table_(std::move(table)) {
+    dense_.assign(2 * index.ids.size() + 1024, kUnseen);
+  }
+
+  // Rows of `col`'s values into out[first..]; `where(r)` names row r for messages.
+  template <typename Where>
+  void Map(const ParquetColumn& col, std::vector<int32_t>* out, Where where) {
+    const int64_t n = col.size();
+    if (col.type == ParquetType::kString) {
+      entry_rows_.assign(col.strings.size(), kUnseen);
+      for (int64_t r = 0; r < n; ++r) {
+        Null(col, r, where);
+        const int32_t e = col.string_index[r];
+        if (entry_rows_[e] == kUnseen) entry_rows_[e] = Lookup(col.strings[e], where, r);
+        out->push_back(entry_rows_[e]);
+      }
+    } else if (col.type == ParquetType::kInt32 || col.type == ParquetType::kInt64) {
+      char buf[32];
+      for (int64_t r = 0; r < n; ++r) {
+        Null(col, r, where);
+        const int64_t v = col.ints[r];
+        int32_t* slot = nullptr;
+        if (v >= 0 && static_cast<uint64_t>(v) < dense_.size()) {
+          slot = &dense_[v];
+        } else {
+          slot = &sparse_.try_emplace(v, kUnseen).first->second;
+        }
+        if (*slot == kUnseen) {
+          const auto res = col.is_unsigned ? std::to_chars(buf, buf + sizeof(buf), static_cast<uint64_t>(v))
+                                           : std::to_chars(buf, buf + sizeof(buf), v);
+          *slot = Lookup(std::string(buf, res.ptr), where, r);
+        }
+        out->push_back(*slot);
+      }
+    } else {
+      for (int64_t r = 0; r < n; ++r) {
+        Null(col, r, where);
+        out->push_back(Lookup(col.Text(r), where, r));
+      }
+    }
+  }
+
+ private:
+  static constexpr int32_t kUnseen = -2;
+
+  template <typename Where>
+  void Null(const ParquetColumn& col, int64_t r, Where where) const {
+    if (col.IsNull(r)) throw Error(where(r) + ": column '" + column_ + "': null id (expected an id)");
+  }
+
+  template <typename Where>
+  int32_t Lookup(const std::string& id, Where where, int64_t r) const {
+    const int32_t row = index_.Find(id);
+    if (row < 0) {
+      throw Error(where(r) + ": column '" + column_ + "': unknown id " + Quote(id) + " (not in the " +
+                  table_ + " table)");
+    }
+    return row;
+  }
+
+  const EntityIndex& index_;
+  std::string column_, table_;
+  std::vector<int32_t> dense_, entry_rows_;
+  std::unordered_map<int64_t, int32_t> sparse_;
+};
+
+// Reads a label column chunk: 0 / 1 as BOOLEAN, integers, floats or the CSV reader's strings.
+template <typename Where>
+void MapLabels(const ParquetColumn& col, const std::string& column, std::vector<float>* out,
+               Where where) {
+  for (int64_t r = 0; r < col.size(); ++r) {
+    if (col.IsNull(r)) throw Error(where(r) + ": column '" + column + "': null label (expected 0 or 1)");
+    double v = -1.0;
+    if (col.type == ParquetType::kString) {
+      const std::string& y = col.strings[col.string_index[r]];
+      if (y == "1" || y == "true" || y == "True") v = 1.0;
+      if (y == "0" || y == "false" || y == "False") v = 0.0;
+    } else if (col.type == ParquetType::kFloat || col.type == ParquetType::kDouble) {
+      v = col.doubles[r];
+    } else {
+      v = col.is_unsigned && col.ints[r] < 0 ? -1.0 : static_cast<double>(col.ints[r]);
+    }
+    if (v != 0.0 && v != 1.0) {
+      throw Error(where(r) + ": column '" + column + "': expected 0 or 1, got " + Quote(col.Text(r)));
+    }
+    out->push_back(static_cast<float>(v));
+  }
+}
+
+Interactions ReadParquetInteractions(const std::string& path, const FeatureSchema& schema,
+                                     const EntityIndex& users, const EntityIndex& items) {
+  ParquetReader reader(path);
+  const int user_col = reader.RequireColumn(schema.user.id_column);
+  const int item_col = reader.RequireColumn(schema.item.id_column);
+  const int label_col = reader.RequireColumn(schema.label_column);
+  const int p_col = reader.FindColumn(schema.p_true_column);
+  Interactions out;
+  out.source = path;
+  out.user_row.reserve(reader.num_rows());
+  out.item_row.reserve(reader.num_rows());
+  out.label.reserve(reader.num_rows());
+  if (p_col >= 0) out.p_true.reserve(reader.num_rows());
+  IdMapper user_ids(users, schema.user.id_column, "users");
+  IdMapper item_ids(items, schema.item.id_column, "items");
+  ParquetColumn col;
+  int64_t first = 0;
+  for (int g = 0; g < reader.num_row_groups(); ++g) {
+    auto where = [&](int64_t r) { return path + ": row " + std::to_string(first + r + 1); };
+    reader.ReadColumn(g, user_col, &col);
+    user_ids.Map(col, &out.user_row, where);
+    reader.ReadColumn(g, item_col, &col);
+    item_ids.Map(col, &out.item_row, where);
+    reader.ReadColumn(g, label_col, &col);
+    MapLabels(col, schema.label_column, &out.label, where);
+    if (p_col >= 0) {
+      reader.ReadColumn(g, p_col, &col);
+      for (int64_t r = 0; r < col.size(); ++r) {
+        double p = -1.0;
+        if (col.IsNull(r)) {
+          p = -1.0;
+        } else if (col.type == ParquetType::kFloat || col.type == ParquetType::kDouble) {
+          p = col.doubles[r];
+        } else if (col.type == ParquetType::kString) {
+          p = ParseNumber(col.strings[col.string_index[r]], where(r), schema.p_true_column);
+        } else {
+          p = static_cast<double>(col.ints[r]);
+        }
+        if (!(p >= 0.0 && p <= 1.0)) {
+          throw Error(where(r) + ": column '" + schema.p_true_column +
+                      "': expected a probability in [0, 1], got " + Quote(col.Text(r)));
+        }
+        out.p_true.push_back(static_cast<float>(p));
+      }
+    }
+    first += reader.row_group_rows(g);
+  }
+  if (out.size() == 0) throw Error(path + ": no interactions (expected at least one row)");
+  return out;
+}
+
+}  // namespace
+
 Interactions ReadInteractions(const std::string& path, const FeatureSchema& schema,
                               const EntityIndex& users, const EntityIndex& items) {
+  if (IsParquetPath(path)) return ReadParquetInteractions(path, schema, users, items);
   CsvReader reader(path);
   const int user_col = reader.RequireColumn(schema.user.id_column);
   const int item_col = reader.RequireColumn(schema.item.id_column);

@@ -10,6 +10,7 @@
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/rng.h"
+#include "twotower/data/table.h"
 
 namespace twotower::data {
 namespace {
@@ -65,6 +66,48 @@ std::string Format(const char* fmt, double value) {
   return buf;
 }
 
+// The entity tables as Parquet, then each split through `write_split(name, begin, end)`.
+template <typename WriteSplit>
+void WriteParquetFiles(const std::vector<User>& users, const std::vector<Movie>& movies,
+                       const std::string& out_dir, WriteSplit write_split, int64_t n_train,
+                       int64_t n_val, int64_t n) {
+  TypedTable u;
+  u.AddColumn("user_id", ParquetType::kInt64);
+  u.AddColumn("age", ParquetType::kInt32);
+  u.AddColumn("gender", ParquetType::kString);
+  u.AddColumn("favorite_genre", ParquetType::kString);
+  u.AddColumn("activity_level", ParquetType::kString);
+  auto add_string = [](ParquetColumn* c, const std::string& v) {
+    c->string_index.push_back(static_cast<int32_t>(c->strings.size()));
+    c->strings.push_back(v);
+  };
+  for (size_t i = 0; i < users.size(); ++i) {
+    u.columns[0].ints.push_back(static_cast<int64_t>(i) + 1);
+    u.columns[1].ints.push_back(users[i].age);
+    add_string(&u.columns[2], users[i].gender == 0 ? "M" : "F");
+    add_string(&u.columns[3], kGenres[users[i].genre]);
+    add_string(&u.columns[4], kActivity[users[i].activity]);
+  }
+  TypedTable m;
+  m.AddColumn("movie_id", ParquetType::kInt64);
+  m.AddColumn("genre", ParquetType::kString);
+  m.AddColumn("year", ParquetType::kInt32);
+  m.AddColumn("duration", ParquetType::kInt32);
+  m.AddColumn("avg_rating", ParquetType::kDouble);
+  for (size_t i = 0; i < movies.size(); ++i) {
+    m.columns[0].ints.push_back(static_cast<int64_t>(i) + 1);
+    add_string(&m.columns[1], kGenres[movies[i].genre]);
+    m.columns[2].ints.push_back(movies[i].year);
+    m.columns[3].ints.push_back(movies[i].duration);
+    m.columns[4].doubles.push_back(std::stod(Format("%.1f", movies[i].avg_rating)));
+  }
+  WriteTable(out_dir + "/users.parquet", u);
+  WriteTable(out_dir + "/movies.parquet", m);
+  write_split("train", 0, n_train);
+  write_split("val", n_train, n_train + n_val);
+  write_split("test", n_train + n_val, n);
+}
+
 }  // namespace
 
 GeneratorSummary GenerateLabData(const GeneratorOptions& options, const std::string& out_dir) {
@@ -82,6 +125,10 @@ GeneratorSummary GenerateLabData(const GeneratorOptions& options, const std::str
                 " is more than half of the " + Format("%.0f", pairs) +
                 " possible user-movie pairs; use more users or movies");
   }
+  if (options.format != "csv" && options.format != "parquet") {
+    throw Error("--format: unknown format " + Quote(options.format) + " (expected: csv, parquet)");
+  }
+  const bool parquet = options.format == "parquet";
   Rng rng(options.seed);
 
   std::vector<User> users(options.users);
@@ -153,6 +200,26 @@ GeneratorSummary GenerateLabData(const GeneratorOptions& options, const std::str
     throw Error("--interactions: too few to split into train, val and test");
   }
 
+  if (parquet) {
+    WriteParquetFiles(users, movies, out_dir, [&](const std::string& name, int64_t begin, int64_t end) {
+      TypedTable t;
+      t.AddColumn("user_id", ParquetType::kInt64);
+      t.AddColumn("movie_id", ParquetType::kInt64);
+      t.AddColumn("rating", ParquetType::kInt32);
+      t.AddColumn("liked", ParquetType::kInt32);
+      t.AddColumn("p_true", ParquetType::kDouble);
+      for (int64_t i = begin; i < end; ++i) {
+        const Row& row = rows[i];
+        t.columns[0].ints.push_back(row.user + 1);
+        t.columns[1].ints.push_back(row.movie + 1);
+        t.columns[2].ints.push_back(row.rating);
+        t.columns[3].ints.push_back(row.rating >= 4 ? 1 : 0);
+        // The CSV's "%.6f", as a double: the same value in both formats.
+        t.columns[4].doubles.push_back(std::stod(Format("%.6f", row.p)));
+      }
+      WriteTable(out_dir + "/" + name + "/interactions.parquet", t);
+    }, n_train, n_val, n);
+  }
   auto write_split = [&](const std::string& name, int64_t begin, int64_t end) {
     std::string csv = "user_id,movie_id,rating,liked,p_true\n";
     csv.reserve(csv.size() + (end - begin) * 28);
@@ -164,11 +231,13 @@ GeneratorSummary GenerateLabData(const GeneratorOptions& options, const std::str
     }
     WriteFileAtomically(out_dir + "/" + name + "/interactions.csv", csv);
   };
-  WriteFileAtomically(out_dir + "/users.csv", users_csv);
-  WriteFileAtomically(out_dir + "/movies.csv", movies_csv);
-  write_split("train", 0, n_train);
-  write_split("val", n_train, n_train + n_val);
-  write_split("test", n_train + n_val, n);
+  if (!parquet) {
+    WriteFileAtomically(out_dir + "/users.csv", users_csv);
+    WriteFileAtomically(out_dir + "/movies.csv", movies_csv);
+    write_split("train", 0, n_train);
+    write_split("val", n_train, n_train + n_val);
+    write_split("test", n_train + n_val, n);
+  }
 
   GeneratorSummary summary;
   summary.train = n_train;

@@ -41,8 +41,10 @@ struct Interactions {
   double PositiveRate() const;
 };
 
-// Reads an interaction CSV (id columns from the schema, the label column holding 0/1, optional
-// p_true). Ids must exist in the entity indexes. Errors name file:line and column.
+// Reads an interaction table, CSV or Parquet by suffix (id columns from the schema, the label
+// column holding 0/1, optional p_true). Ids must exist in the entity indexes. Errors name the
+// file's line (CSV) or row (Parquet) and the column. A Parquet id column may be integers or
+// strings; each distinct id is looked up once.
 Interactions ReadInteractions(const std::string& path, const FeatureSchema& schema,
                               const EntityIndex& users, const EntityIndex& items);
 

@@ -34,6 +34,10 @@ struct GeneratorOptions {
   uint64_t seed = 42;
   double train_fraction = 0.70;
   double val_fraction = 0.15;  // test gets the rest
+  // "csv": users.csv, movies.csv, {train,val,test}/interactions.csv; "parquet": the same names
+  // with .parquet (the lab's files: ids INT64, small integers INT32, avg_rating and p_true
+  // DOUBLE, the rest STRING). Both hold the same values (p_true rounded to 6 decimals in both).
+  std::string format = "csv";
 };
 
 struct GeneratorSummary {
@@ -41,8 +45,9 @@ struct GeneratorSummary {
   double liked_rate = 0.0;
 };
 
-// Writes users.csv, movies.csv and {train,val,test}/interactions.csv under `out_dir`, each file
-// atomically. Throws Error on invalid options (e.g. more interactions than user-movie pairs).
+// Writes users, movies and {train,val,test}/interactions tables under `out_dir` in
+// options.format, each file atomically. Throws Error on invalid options (e.g. more interactions
+// than user-movie pairs, an unknown format).
 GeneratorSummary GenerateLabData(const GeneratorOptions& options, const std::string& out_dir);
 
 }  // namespace twotower::data
