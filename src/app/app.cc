@@ -17,6 +17,8 @@
 #include "twotower/core/rng.h"
 #include "twotower/core/text.h"
 #include "twotower/data/npy.h"
+#include "twotower/data/parquet.h"
+#include "twotower/data/table.h"
 #include "twotower/index/flat_index.h"
 #include "twotower/index/index_file.h"
 #include "twotower/train/config.h"
@@ -172,6 +174,9 @@ std::vector<std::string> HistoryFiles(const Bundle& bundle, const DataOverrides&
   return files;
 }
 
+// The footer key of a Parquet embeddings file that names its model.
+constexpr std::string_view kParquetModelKey = "twotower.model_sha256";
+
 std::string IdsPath(const std::string& npy_path) {
   std::string base = npy_path;
   if (base.size() > 4 && base.compare(base.size() - 4, 4, ".npy") == 0) {
@@ -211,6 +216,24 @@ void WriteItemEmbeddings(const std::string& npy_path, const Matrix& vectors,
                   (r == 0 ? ", or starts with '#'" : "") + ": an ids file cannot keep it");
     }
   }
+  if (data::IsParquetPath(npy_path)) {
+    // One table: the item id (STRING), then e0 .. e{D-1} (FLOAT), one row per item; the model's
+    // SHA-256 in the footer's key-value metadata.
+    data::TypedTable t;
+    data::ParquetColumn& id_col = t.AddColumn("item_id", data::ParquetType::kString);
+    id_col.strings = ids;
+    for (size_t r = 0; r < ids.size(); ++r) id_col.string_index.push_back(static_cast<int32_t>(r));
+    for (int64_t c = 0; c < vectors.cols(); ++c) {
+      data::ParquetColumn& col = t.AddColumn("e" + std::to_string(c), data::ParquetType::kFloat);
+      for (int64_t r = 0; r < vectors.rows(); ++r) col.doubles.push_back(vectors(r, c));
+    }
+    data::ParquetWriteOptions options;
+    if (!model_fingerprint.empty()) {
+      options.key_value_metadata.push_back({std::string(kParquetModelKey), model_fingerprint});
+    }
+    data::WriteTable(npy_path, t, options);
+    return;
+  }
   std::string text = IdsHeader(vectors);
   if (!model_fingerprint.empty()) text += std::string(kModelField) + model_fingerprint;
   text += "\n";
@@ -221,10 +244,63 @@ void WriteItemEmbeddings(const std::string& npy_path, const Matrix& vectors,
   WriteFileAtomically(IdsPath(npy_path), text);
 }
 
+ItemEmbeddings ReadParquetEmbeddings(const std::string& path) {
+  data::ParquetReader reader(path);
+  const std::vector<data::ParquetColumnInfo>& columns = reader.columns();
+  if (columns.size() < 2) {
+    throw Error(path + ": expected an id column and at least one embedding column (e0, e1, ...)");
+  }
+  for (size_t c = 1; c < columns.size(); ++c) {
+    const std::string want = "e" + std::to_string(c - 1);
+    if (columns[c].name != want || columns[c].type != data::ParquetType::kFloat) {
+      throw Error(path + ": column " + std::to_string(c + 1) + " is " + Quote(columns[c].name) +
+                  " (" + data::ParquetTypeName(columns[c].type) + "), expected " + want +
+                  " (FLOAT): the layout `twotower embed --out FILE.parquet` writes");
+    }
+  }
+  ItemEmbeddings e;
+  e.model_fingerprint = reader.KeyValue(std::string(kParquetModelKey));
+  if (!e.model_fingerprint.empty() && !IsSha256Hex(e.model_fingerprint)) {
+    throw Error(path + ": key-value metadata " + std::string(kParquetModelKey) + " is " +
+                Quote(e.model_fingerprint) + ", expected a SHA-256 in hex");
+  }
+  e.vectors.resize(reader.num_rows(), static_cast<int64_t>(columns.size()) - 1);
+  data::ParquetColumn col;
+  std::unordered_map<std::string, int64_t> seen;
+  int64_t first = 0;
+  for (int g = 0; g < reader.num_row_groups(); ++g) {
+    reader.ReadColumn(g, 0, &col);
+    for (int64_t r = 0; r < col.size(); ++r) {
+      if (col.IsNull(r)) throw Error(path + ": row " + std::to_string(first + r + 1) + ": null id");
+      e.ids.push_back(col.Text(r));
+      if (!seen.emplace(e.ids.back(), first + r).second) {
+        throw Error(path + ": row " + std::to_string(first + r + 1) + ": id " +
+                    Quote(e.ids.back()) + " repeats row " + std::to_string(seen[e.ids.back()] + 1));
+      }
+    }
+    for (size_t c = 1; c < columns.size(); ++c) {
+      reader.ReadColumn(g, static_cast<int>(c), &col);
+      for (int64_t r = 0; r < col.size(); ++r) {
+        if (col.IsNull(r)) {
+          throw Error(path + ": row " + std::to_string(first + r + 1) + ": column " +
+                      columns[c].name + " is null, expected a finite value");
+        }
+        e.vectors(first + r, static_cast<int64_t>(c) - 1) = static_cast<float>(col.doubles[r]);
+      }
+    }
+    first += reader.row_group_rows(g);
+  }
+  return e;
+}
+
 ItemEmbeddings ReadItemEmbeddings(const std::string& npy_path) {
   ItemEmbeddings e;
-  e.vectors = data::ReadNpy(npy_path);
-  e.ids = ReadIdsFile(IdsPath(npy_path), e.vectors, npy_path, &e.model_fingerprint);
+  if (data::IsParquetPath(npy_path)) {
+    e = ReadParquetEmbeddings(npy_path);
+  } else {
+    e.vectors = data::ReadNpy(npy_path);
+    e.ids = ReadIdsFile(IdsPath(npy_path), e.vectors, npy_path, &e.model_fingerprint);
+  }
   // Checked here, at the boundary, so the message names the file.
   for (int64_t r = 0; r < e.vectors.rows(); ++r) {
     for (int64_t c = 0; c < e.vectors.cols(); ++c) {
@@ -499,9 +575,27 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
   const int requested_k = k;
   // The provenance of a previous file must not stay beside a new one.
   std::remove(MetaPath(out_path).c_str());
-  AtomicFile file(out_path);
-  file.Write(data::CsvField(schema.user.id_column) + ",rank," +
-             data::CsvField(schema.item.id_column) + ",score\n");
+  const bool parquet = data::IsParquetPath(out_path);
+  std::unique_ptr<AtomicFile> file;
+  std::unique_ptr<data::ParquetWriter> parquet_file;
+  std::vector<data::ParquetColumn> columns(4);
+  if (parquet) {
+    // The same four columns as the CSV; ids as strings (as the index holds them), the score as
+    // the FLOAT it is (the CSV rounds it to 6 decimals).
+    parquet_file = std::make_unique<data::ParquetWriter>(
+        out_path, std::vector<data::ParquetColumnSpec>{
+                      {schema.user.id_column, data::ParquetType::kString, false},
+                      {"rank", data::ParquetType::kInt32, false},
+                      {schema.item.id_column, data::ParquetType::kString, false},
+                      {"score", data::ParquetType::kFloat, false}});
+    columns[0].type = columns[2].type = data::ParquetType::kString;
+    columns[1].type = data::ParquetType::kInt32;
+    columns[3].type = data::ParquetType::kFloat;
+  } else {
+    file = std::make_unique<AtomicFile>(out_path);
+    file->Write(data::CsvField(schema.user.id_column) + ",rank," +
+                data::CsvField(schema.item.id_column) + ",score\n");
+  }
   // Buffers sized by what can be returned: at most the catalogue per user, and users in chunks
   // of at most 4M results (48 MiB of labels and scores) however large k is.
   k = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(idx.size(), 1)));
@@ -525,6 +619,26 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
     b.model.model->EncodeUsers(b.user_features, rows.data(), c, &u);
     idx.Search(u.data(), c, k, seen != nullptr ? filters.data() : nullptr, ids.data(),
                scores.data());
+    if (parquet) {
+      for (data::ParquetColumn& col : columns) col.Clear();
+      for (int64_t i = 0; i < c; ++i) {
+        columns[0].strings.push_back(user_ids[first + i]);
+        const int32_t user_entry = static_cast<int32_t>(i);
+        for (int r = 0; r < k; ++r) {
+          const int64_t label = ids[i * k + r];
+          if (label < 0) break;
+          columns[0].string_index.push_back(user_entry);
+          columns[1].ints.push_back(r + 1);
+          columns[2].string_index.push_back(static_cast<int32_t>(columns[2].strings.size()));
+          columns[2].strings.push_back(idx.ids()[label]);
+          columns[3].doubles.push_back(DisplayScore(b, scores[i * k + r]));
+        }
+      }
+      parquet_file->Write(columns);
+      result.rows += columns[1].size();
+      bar.Update(first + c);
+      continue;
+    }
     // Formatting is as slow as a small search: one line buffer per user, filled in parallel.
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < c; ++i) {
@@ -544,12 +658,16 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
       }
     }
     for (int64_t i = 0; i < c; ++i) {
-      file.Write(lines[i]);
+      file->Write(lines[i]);
       result.rows += std::count(lines[i].begin(), lines[i].end(), '\n');
     }
     bar.Update(first + c);
   }
-  file.Commit();
+  if (parquet) {
+    parquet_file->Close();
+  } else {
+    file->Commit();
+  }
   bar.Finish();
   result.users = n;
   // Provenance beside the CSV (which has no room for it): which model and items made it.

@@ -310,6 +310,11 @@ int RunEmbed(const EmbedArgs& a) {
   const auto index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
   const Matrix v = app::EmbedItems(m, items);
   app::WriteItemEmbeddings(a.out, v, index.ids, m.fingerprint);
+  if (data::IsParquetPath(a.out)) {
+    std::cout << "wrote " << a.out << " (" << v.rows() << " rows: item_id, e0 .. e" << v.cols() - 1
+              << " float32; model " << ShortFingerprint(m.fingerprint) << ")\n";
+    return 0;
+  }
   std::cout << "wrote " << a.out << " (" << v.rows() << " x " << v.cols() << " float32) and "
             << app::IdsPath(a.out) << " (model " << ShortFingerprint(m.fingerprint) << ")\n";
   return 0;
@@ -777,7 +782,9 @@ int Main(int argc, char** argv) {
   auto* embed = app.add_subcommand("embed", "write all item embeddings as .npy plus an ids file");
   embed->add_option("--model", em.model, "model file (.safetensors)")->required();
   embed->add_option("--items", em.items, "items CSV (default: the model's training data)");
-  embed->add_option("--out", em.out, "output .npy (ids go to <out>.ids.txt)")
+  embed
+      ->add_option("--out", em.out,
+                   "output .npy (ids go to <out>.ids.txt), or .parquet (item_id, e0, e1, ...)")
       ->capture_default_str();
   embed->add_option("--threads", threads, "threads (0 = all cores)");
 

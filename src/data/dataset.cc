@@ -64,8 +64,9 @@ class IdMapper {
           slot = &sparse_.try_emplace(v, kUnseen).first->second;
         }
         if (*slot == kUnseen) {
-          const auto res = col.is_unsigned ? std::to_chars(buf, buf + sizeof(buf), static_cast<uint64_t>(v))
-                                           : std::to_chars(buf, buf + sizeof(buf), v);
+          const auto res = col.is_unsigned
+                               ? std::to_chars(buf, buf + sizeof(buf), static_cast<uint64_t>(v))
+                               : std::to_chars(buf, buf + sizeof(buf), v);
           *slot = Lookup(std::string(buf, res.ptr), where, r);
         }
         out->push_back(*slot);
@@ -83,15 +84,16 @@ class IdMapper {
 
   template <typename Where>
   void Null(const ParquetColumn& col, int64_t r, Where where) const {
-    if (col.IsNull(r)) throw Error(where(r) + ": column '" + column_ + "': null id (expected an id)");
+    if (col.IsNull(r))
+      throw Error(where(r) + ": column '" + column_ + "': null id (expected an id)");
   }
 
   template <typename Where>
   int32_t Lookup(const std::string& id, Where where, int64_t r) const {
     const int32_t row = index_.Find(id);
     if (row < 0) {
-      throw Error(where(r) + ": column '" + column_ + "': unknown id " + Quote(id) + " (not in the " +
-                  table_ + " table)");
+      throw Error(where(r) + ": column '" + column_ + "': unknown id " + Quote(id) +
+                  " (not in the " + table_ + " table)");
     }
     return row;
   }
@@ -107,7 +109,8 @@ template <typename Where>
 void MapLabels(const ParquetColumn& col, const std::string& column, std::vector<float>* out,
                Where where) {
   for (int64_t r = 0; r < col.size(); ++r) {
-    if (col.IsNull(r)) throw Error(where(r) + ": column '" + column + "': null label (expected 0 or 1)");
+    if (col.IsNull(r))
+      throw Error(where(r) + ": column '" + column + "': null label (expected 0 or 1)");
     double v = -1.0;
     if (col.type == ParquetType::kString) {
       const std::string& y = col.strings[col.string_index[r]];
@@ -119,7 +122,8 @@ void MapLabels(const ParquetColumn& col, const std::string& column, std::vector<
       v = col.is_unsigned && col.ints[r] < 0 ? -1.0 : static_cast<double>(col.ints[r]);
     }
     if (v != 0.0 && v != 1.0) {
-      throw Error(where(r) + ": column '" + column + "': expected 0 or 1, got " + Quote(col.Text(r)));
+      throw Error(where(r) + ": column '" + column + "': expected 0 or 1, got " +
+                  Quote(col.Text(r)));
     }
     out->push_back(static_cast<float>(v));
   }

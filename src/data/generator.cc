@@ -201,24 +201,27 @@ GeneratorSummary GenerateLabData(const GeneratorOptions& options, const std::str
   }
 
   if (parquet) {
-    WriteParquetFiles(users, movies, out_dir, [&](const std::string& name, int64_t begin, int64_t end) {
-      TypedTable t;
-      t.AddColumn("user_id", ParquetType::kInt64);
-      t.AddColumn("movie_id", ParquetType::kInt64);
-      t.AddColumn("rating", ParquetType::kInt32);
-      t.AddColumn("liked", ParquetType::kInt32);
-      t.AddColumn("p_true", ParquetType::kDouble);
-      for (int64_t i = begin; i < end; ++i) {
-        const Row& row = rows[i];
-        t.columns[0].ints.push_back(row.user + 1);
-        t.columns[1].ints.push_back(row.movie + 1);
-        t.columns[2].ints.push_back(row.rating);
-        t.columns[3].ints.push_back(row.rating >= 4 ? 1 : 0);
-        // The CSV's "%.6f", as a double: the same value in both formats.
-        t.columns[4].doubles.push_back(std::stod(Format("%.6f", row.p)));
-      }
-      WriteTable(out_dir + "/" + name + "/interactions.parquet", t);
-    }, n_train, n_val, n);
+    WriteParquetFiles(
+        users, movies, out_dir,
+        [&](const std::string& name, int64_t begin, int64_t end) {
+          TypedTable t;
+          t.AddColumn("user_id", ParquetType::kInt64);
+          t.AddColumn("movie_id", ParquetType::kInt64);
+          t.AddColumn("rating", ParquetType::kInt32);
+          t.AddColumn("liked", ParquetType::kInt32);
+          t.AddColumn("p_true", ParquetType::kDouble);
+          for (int64_t i = begin; i < end; ++i) {
+            const Row& row = rows[i];
+            t.columns[0].ints.push_back(row.user + 1);
+            t.columns[1].ints.push_back(row.movie + 1);
+            t.columns[2].ints.push_back(row.rating);
+            t.columns[3].ints.push_back(row.rating >= 4 ? 1 : 0);
+            // The CSV's "%.6f", as a double: the same value in both formats.
+            t.columns[4].doubles.push_back(std::stod(Format("%.6f", row.p)));
+          }
+          WriteTable(out_dir + "/" + name + "/interactions.parquet", t);
+        },
+        n_train, n_val, n);
   }
   auto write_split = [&](const std::string& name, int64_t begin, int64_t end) {
     std::string csv = "user_id,movie_id,rating,liked,p_true\n";

@@ -1210,6 +1210,13 @@ int64_t ParquetReader::row_group_rows(int g) const { return impl_->meta.row_grou
 const std::vector<ParquetColumnInfo>& ParquetReader::columns() const { return impl_->columns; }
 const std::string& ParquetReader::created_by() const { return impl_->meta.created_by; }
 
+std::string ParquetReader::KeyValue(const std::string& key) const {
+  for (const pf::KeyValue& kv : impl_->meta.key_value_metadata) {
+    if (kv.key == key) return kv.value;
+  }
+  return "";
+}
+
 int ParquetReader::FindColumn(const std::string& name) const {
   for (size_t i = 0; i < impl_->columns.size(); ++i) {
     if (impl_->columns[i].name == name) return static_cast<int>(i);
@@ -1626,6 +1633,16 @@ ParquetWriter::ParquetWriter(const std::string& path, std::vector<ParquetColumnS
     w.pending.push_back(empty);
   }
   w.meta.__set_column_orders(orders);
+  if (!options.key_value_metadata.empty()) {
+    std::vector<pf::KeyValue> kvs;
+    for (const auto& [key, value] : options.key_value_metadata) {
+      pf::KeyValue kv;
+      kv.key = key;
+      kv.__set_value(value);
+      kvs.push_back(kv);
+    }
+    w.meta.__set_key_value_metadata(kvs);
+  }
   w.file = std::make_unique<AtomicFile>(path);
   w.Emit(std::string_view(kMagic, 4));
 }

@@ -77,6 +77,10 @@ struct ItemEmbeddings {
   std::vector<std::string> ids;   // rows
   std::string model_fingerprint;  // "" when the ids file does not say
 };
+// A path ending in ".parquet" is one table instead: item_id (STRING) and e0 .. e{D-1} (FLOAT),
+// the model's SHA-256 under the footer key "twotower.model_sha256"; the .npy's dtype and the ids
+// file's checks become the table's types and a check of every id and value.
+//
 // Reads what WriteItemEmbeddings wrote (or a hand-written ids file without the first line).
 // Throws Error naming the file and line for ids written for other embeddings, a repeated id, or
 // a count that differs from the .npy's rows, and naming the file, row and id for a value that

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace twotower::data {
@@ -105,6 +106,8 @@ class ParquetReader {
   int64_t row_group_rows(int row_group) const;
   const std::vector<ParquetColumnInfo>& columns() const;
   const std::string& created_by() const;
+  // The footer's key_value_metadata value for `key`, or "" when absent.
+  std::string KeyValue(const std::string& key) const;
   int FindColumn(const std::string& name) const;  // -1 when absent
   // Index of a column; throws Error("<path>: missing column 'x' (found: a, b)").
   int RequireColumn(const std::string& name) const;
@@ -133,6 +136,8 @@ struct ParquetWriteOptions {
   // remaining values go to PLAIN pages (parquet-mr's and DuckDB's fall back, the same idea).
   int64_t dictionary_bytes = int64_t{1} << 20;
   int zstd_level = 3;
+  // The footer's key_value_metadata (e.g. twotower.model_sha256 of an embeddings file).
+  std::vector<std::pair<std::string, std::string>> key_value_metadata;
 };
 
 // Writes a Parquet file row group by row group under a temporary name; Close() writes the footer
