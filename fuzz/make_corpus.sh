@@ -10,7 +10,7 @@ C="$PWD/fuzz/corpus"
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 rm -rf "$C"
-mkdir -p "$C"/{csv,config,model,npy,ids,index}
+mkdir -p "$C"/{csv,config,model,npy,ids,index,parquet}
 
 "$T" generate --out "$W/data" --users 30 --movies 20 --interactions 200 --seed 1 >/dev/null
 head -n 6 "$W/data/users.csv" >"$C/csv/users.csv"
@@ -19,6 +19,20 @@ head -n 6 "$W/data/train/interactions.csv" >"$C/csv/interactions.csv"
 printf 'id,title,genres\n1,"Toy Story, (1995)",Animation|Comedy\n2,"a ""quoted"" title",\n3,"two\nlines",Drama\n' \
   >"$C/csv/quoted.csv"
 printf '\xef\xbb\xbfuser_id,movie_id,liked\r\n1,2,1\r\n2,3,0\r\n\r\n' >"$C/csv/bom_crlf.csv"
+
+# Parquet seeds: the lab's tables in each codec, and a table with nulls, quoting and a
+# dictionary that falls back to plain pages (convert's --row-group-rows 2: several row groups).
+"$T" generate --out "$W/pq" --users 30 --movies 20 --interactions 60 --seed 1 --format parquet \
+  >/dev/null
+cp "$W/pq/users.parquet" "$C/parquet/users.parquet"
+printf 'id,title,genres\n1,"Toy Story, (1995)",Animation|Comedy\n2,"a ""q"" title",\n3,x,Drama\n' \
+  >"$W/quoted.csv"
+for codec in snappy zstd gzip none; do
+  "$T" convert "$W/quoted.csv" "$C/parquet/quoted_$codec.parquet" --compression "$codec" \
+    --row-group-rows 2 >/dev/null
+done
+printf 'a,b,c\n1,,x\n2,2.5,\n,3.5,z\n' >"$W/nulls.csv"
+"$T" convert "$W/nulls.csv" "$C/parquet/nulls.parquet" --compression none >/dev/null
 
 cp config/ranking_config.yaml "$C/config/ranking.yaml"
 cat >"$C/config/ids.yaml" <<'YAML'

@@ -16,7 +16,7 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$PWD/tests
 export ASAN_OPTIONS="detect_leaks=1"
 export OMP_NUM_THREADS=1
 failed=0
-for target in csv config model npy ids index; do
+for target in csv config model npy ids index parquet; do
   work="build-fuzz/corpus/$target"
   findings="build-fuzz/findings/$target"
   rm -rf "$work" "$findings"

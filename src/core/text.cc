@@ -45,4 +45,32 @@ bool TextLineReader::Next(std::string* line) {
   }
 }
 
+bool TextLineReader::NextRaw(std::string* line, std::string* ending) {
+  if (!in_chunk_) {
+    if (!std::getline(in_, chunk_)) {
+      if (in_.bad()) throw Error(path_ + ": read failed");
+      return false;
+    }
+    chunk_had_lf_ = !in_.eof();
+    if (line_ == 0 && chunk_.rfind("\xEF\xBB\xBF", 0) == 0) chunk_.erase(0, 3);
+    chunk_pos_ = 0;
+    in_chunk_ = true;
+  }
+  const size_t cr = chunk_.find('\r', chunk_pos_);
+  const size_t end = cr == std::string::npos ? chunk_.size() : cr;
+  line->assign(chunk_, chunk_pos_, end - chunk_pos_);
+  ++line_;
+  if (cr == std::string::npos) {
+    *ending = chunk_had_lf_ ? "\n" : "";
+    in_chunk_ = false;
+  } else if (cr + 1 == chunk_.size()) {
+    *ending = chunk_had_lf_ ? "\r\n" : "\r";
+    in_chunk_ = false;
+  } else {
+    *ending = "\r";
+    chunk_pos_ = cr + 1;
+  }
+  return true;
+}
+
 }  // namespace twotower

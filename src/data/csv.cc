@@ -28,6 +28,32 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
+// True when `record` ends inside a quoted field: the scan SplitCsvLine makes (a quote opens a
+// field only at the field's start; "" inside is a quote).
+bool EndsInsideQuotes(std::string_view record) {
+  size_t i = 0;
+  while (true) {
+    if (i < record.size() && record[i] == '"') {
+      ++i;
+      while (true) {
+        if (i >= record.size()) return true;
+        if (record[i] == '"') {
+          if (i + 1 < record.size() && record[i + 1] == '"') {
+            i += 2;
+            continue;
+          }
+          ++i;
+          break;
+        }
+        ++i;
+      }
+    }
+    const size_t comma = record.find(',', i);
+    if (comma == std::string_view::npos) return false;
+    i = comma + 1;
+  }
+}
+
 }  // namespace
 
 void SplitCsvLine(std::string_view line, const std::string& where, std::vector<std::string>* out) {
@@ -110,8 +136,30 @@ int64_t ParseInteger(std::string_view text, const std::string& where, const std:
   return value;
 }
 
+bool CsvReader::ReadRecord(std::string* record) {
+  while (true) {
+    if (!lines_.NextRaw(&raw_, &ending_)) return false;
+    record_line_ = lines_.line();
+    if (Trim(raw_).empty()) continue;  // a blank line between records
+    *record = raw_;
+    while (EndsInsideQuotes(*record)) {
+      // The line end is part of the quoted field: keep it, exactly, and go on.
+      const std::string ending = ending_;
+      if (!lines_.NextRaw(&raw_, &ending_)) {
+        throw Error(Where() + ": quoted field not closed before the end of the file");
+      }
+      record->append(ending);
+      record->append(raw_);
+    }
+    size_t keep = record->size();
+    while (keep > 0 && ((*record)[keep - 1] == ' ' || (*record)[keep - 1] == '\t')) --keep;
+    record->resize(keep);
+    return true;
+  }
+}
+
 CsvReader::CsvReader(const std::string& path) : path_(path), lines_(path) {
-  if (!lines_.Next(&buffer_)) throw Error(path + ": file is empty, expected a header line");
+  if (!ReadRecord(&buffer_)) throw Error(path + ": file is empty, expected a header line");
   SplitCsvLine(buffer_, Where(), &header_);
   for (size_t i = 0; i < header_.size(); ++i) {
     header_[i] = std::string(Trim(header_[i]));
@@ -141,7 +189,7 @@ int CsvReader::RequireColumn(const std::string& name) const {
 }
 
 bool CsvReader::Next(std::vector<std::string>* fields) {
-  if (!lines_.Next(&buffer_)) return false;
+  if (!ReadRecord(&buffer_)) return false;
   SplitCsvLine(buffer_, Where(), fields);
   if (fields->size() != header_.size()) {
     throw Error(Where() + ": expected " + std::to_string(header_.size()) + " columns, got " +

@@ -157,6 +157,86 @@ void DecodeHybrid(const uint8_t* p, size_t n, int bit_width, int64_t count, uint
   }
 }
 
+// ULEB128 / zigzag varints of the DELTA encodings; throws `what` when cut off or too long.
+uint64_t ReadUleb(const uint8_t*& p, const uint8_t* end, const std::string& what) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (p >= end) throw Error(what + ": varint cut off");
+    const uint8_t b = *p++;
+    v |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) return v;
+  }
+  throw Error(what + ": varint longer than 10 bytes");
+}
+
+int64_t Unzigzag(uint64_t v) { return static_cast<int64_t>((v >> 1) ^ (~(v & 1) + 1)); }
+
+// DELTA_BINARY_PACKED (encodings document): a header <block size> <miniblocks per block>
+// <value count> <first value, zigzag>, then blocks of <min delta, zigzag> <one bit width per
+// miniblock> <miniblocks of bit-packed deltas, LSB first>. value[i] = value[i-1] + min_delta +
+// packed[i], in wrapping 64-bit arithmetic (INT32 columns truncate, which is the same modulo
+// 2^32). Appends `count` values (at most; fewer is an error) and returns the bytes used. The
+// value count in the header may exceed count only as the page's values (nulls have none).
+size_t DecodeDeltaBinaryPacked(const uint8_t* begin, size_t n, int64_t count,
+                               std::vector<int64_t>* out, const std::string& what) {
+  const uint8_t* p = begin;
+  const uint8_t* end = begin + n;
+  const uint64_t block = ReadUleb(p, end, what);
+  const uint64_t miniblocks = ReadUleb(p, end, what);
+  const uint64_t total = ReadUleb(p, end, what);
+  uint64_t value = static_cast<uint64_t>(Unzigzag(ReadUleb(p, end, what)));
+  if (block == 0 || block % 128 != 0 || miniblocks == 0 || block % miniblocks != 0 ||
+      (block / miniblocks) % 32 != 0 || block > (1u << 20)) {
+    throw Error(what + ": DELTA_BINARY_PACKED block of " + std::to_string(block) + " values in " +
+                std::to_string(miniblocks) +
+                " miniblocks (expected a multiple of 128 in miniblocks of a multiple of 32)");
+  }
+  if (total != static_cast<uint64_t>(count)) {
+    throw Error(what + ": DELTA_BINARY_PACKED header says " + std::to_string(total) +
+                " values, the page has " + std::to_string(count));
+  }
+  if (count == 0) return static_cast<size_t>(p - begin);
+  out->push_back(static_cast<int64_t>(value));
+  int64_t got = 1;
+  const uint64_t per_mini = block / miniblocks;
+  std::vector<uint8_t> widths(miniblocks);
+  while (got < count) {
+    const uint64_t min_delta = static_cast<uint64_t>(Unzigzag(ReadUleb(p, end, what)));
+    if (static_cast<uint64_t>(end - p) < miniblocks)
+      throw Error(what + ": miniblock bit widths cut off");
+    std::memcpy(widths.data(), p, miniblocks);
+    p += miniblocks;
+    for (uint64_t m = 0; m < miniblocks && got < count; ++m) {
+      const int w = widths[m];
+      if (w > 64)
+        throw Error(what + ": miniblock bit width " + std::to_string(w) + " (expected 0..64)");
+      const uint64_t take = std::min<uint64_t>(per_mini, static_cast<uint64_t>(count - got));
+      const size_t bytes = static_cast<size_t>(per_mini * w / 8);  // per_mini is a multiple of 32
+      const size_t needed = static_cast<size_t>((take * w + 7) / 8);
+      const size_t available = static_cast<size_t>(end - p);
+      if (needed > available) throw Error(what + ": miniblock cut off");
+      for (uint64_t i = 0; i < take; ++i) {
+        uint64_t delta = 0;
+        const uint64_t bit = i * w;
+        for (int b = 0; b < w;) {
+          // Up to 8 bits per step from the byte holding bit (bit + b).
+          const uint64_t at = bit + b;
+          const int shift = static_cast<int>(at & 7);
+          const int chunk = std::min(8 - shift, w - b);
+          const uint64_t bits = (p[at >> 3] >> shift) & ((1u << chunk) - 1);
+          delta |= bits << b;
+          b += chunk;
+        }
+        value += min_delta + delta;
+        out->push_back(static_cast<int64_t>(value));
+      }
+      got += static_cast<int64_t>(take);
+      p += std::min(bytes, available);
+    }
+  }
+  return static_cast<size_t>(p - begin);
+}
+
 // Encodes values (each < 2^bit_width) as the hybrid: constant blocks of 8 as repeated runs,
 // other blocks bit-packed, a tail of under 8 values as repeated runs (so no run is padded).
 void EncodeHybrid(const uint32_t* v, int64_t n, int bit_width, std::string* out) {
@@ -207,7 +287,7 @@ void EncodeHybrid(const uint32_t* v, int64_t n, int bit_width, std::string* out)
 // ---------------------------------------------------------------------------------------------
 // Codecs.
 
-const char* CodecName(pf::CompressionCodec::type codec) {
+const char* CodecName(int32_t codec) {
   switch (codec) {
     case pf::CompressionCodec::UNCOMPRESSED:
       return "UNCOMPRESSED";
@@ -229,7 +309,7 @@ const char* CodecName(pf::CompressionCodec::type codec) {
   return "unknown";
 }
 
-const char* EncodingName(pf::Encoding::type e) {
+const char* EncodingName(int32_t e) {
   switch (e) {
     case pf::Encoding::PLAIN:
       return "PLAIN";
@@ -253,14 +333,43 @@ const char* EncodingName(pf::Encoding::type e) {
   return "unknown";
 }
 
-std::string EncodingText(pf::Encoding::type e) {
+std::string ConvertedTypeName(int32_t t) {
+  switch (t) {
+    case pf::ConvertedType::MAP:
+      return "MAP";
+    case pf::ConvertedType::MAP_KEY_VALUE:
+      return "MAP_KEY_VALUE";
+    case pf::ConvertedType::LIST:
+      return "LIST";
+    case pf::ConvertedType::DECIMAL:
+      return "DECIMAL";
+    case pf::ConvertedType::DATE:
+      return "DATE";
+    case pf::ConvertedType::TIME_MILLIS:
+      return "TIME_MILLIS";
+    case pf::ConvertedType::TIME_MICROS:
+      return "TIME_MICROS";
+    case pf::ConvertedType::TIMESTAMP_MILLIS:
+      return "TIMESTAMP_MILLIS";
+    case pf::ConvertedType::TIMESTAMP_MICROS:
+      return "TIMESTAMP_MICROS";
+    case pf::ConvertedType::BSON:
+      return "BSON";
+    case pf::ConvertedType::INTERVAL:
+      return "INTERVAL";
+    default:
+      return std::to_string(t);
+  }
+}
+
+std::string EncodingText(int32_t e) {
   const std::string name = EncodingName(e);
   return name == "unknown" ? "encoding " + std::to_string(static_cast<int>(e)) : name;
 }
 
 // Decompresses exactly `expected` bytes; anything else (a corrupt stream, another size) throws.
-void Decompress(pf::CompressionCodec::type codec, const uint8_t* in, size_t n, size_t expected,
-                std::string* out, const std::string& what) {
+void Decompress(int32_t codec, const uint8_t* in, size_t n, size_t expected, std::string* out,
+                const std::string& what) {
   out->resize(expected);
   char* dst = out->data();
   switch (codec) {
@@ -373,7 +482,7 @@ void Compress(ParquetCompression codec, int zstd_level, const std::string& in, s
   }
 }
 
-pf::CompressionCodec::type CodecOf(ParquetCompression c) {
+int32_t CodecOf(ParquetCompression c) {
   switch (c) {
     case ParquetCompression::kNone:
       return pf::CompressionCodec::UNCOMPRESSED;
@@ -403,7 +512,7 @@ int ValueWidth(ParquetType type) {
   return 8;
 }
 
-pf::Type::type PhysicalOf(ParquetType t) {
+int32_t PhysicalOf(ParquetType t) {
   switch (t) {
     case ParquetType::kBoolean:
       return pf::Type::BOOLEAN;
@@ -531,6 +640,8 @@ struct ParquetReader::Impl {
   std::string chunk;         // the column chunk's bytes
   std::string page;          // one decompressed page
   std::vector<uint32_t> levels, indices;
+  std::vector<int64_t> decoded_ints;  // values of a DELTA / BYTE_STREAM_SPLIT page
+  std::vector<double> decoded_doubles;
 
   ~Impl() {
     if (fd >= 0) ::close(fd);
@@ -718,7 +829,7 @@ struct ParquetReader::Impl {
         c->is_unsigned = true;
         return;
       default:
-        c->unsupported = "converted type " + pf::to_string(e.converted_type);
+        c->unsupported = "converted type " + ConvertedTypeName(e.converted_type);
         return;
     }
   }
@@ -754,7 +865,7 @@ struct ParquetReader::Impl {
     std::string where;
     ParquetType type;
     int max_def;
-    pf::CompressionCodec::type codec;
+    int32_t codec;
     int64_t rows;
     bool has_dictionary = false;
     // The dictionary, decoded: ints or doubles or the out->strings entries [0, dict_size).
@@ -969,7 +1080,7 @@ struct ParquetReader::Impl {
     const bool v2 = header.type == pf::PageType::DATA_PAGE_V2;
     const int64_t num_values =
         v2 ? header.data_page_header_v2.num_values : header.data_page_header.num_values;
-    const pf::Encoding::type encoding =
+    const int32_t encoding =
         v2 ? header.data_page_header_v2.encoding : header.data_page_header.encoding;
     if (num_values < 0 || num_values > s->rows - done) {
       throw Error(where + ": " + std::to_string(num_values) + " values in the page, only " +
@@ -1010,7 +1121,7 @@ struct ParquetReader::Impl {
       data = reinterpret_cast<const uint8_t*>(page.data());
       data_size = page.size();
       if (s->max_def > 0) {
-        const pf::Encoding::type le = header.data_page_header.definition_level_encoding;
+        const int32_t le = header.data_page_header.definition_level_encoding;
         if (le != pf::Encoding::RLE) {
           throw Error(where + ": definition levels in " + EncodingText(le) +
                       " are not supported (expected RLE)");
@@ -1082,10 +1193,20 @@ struct ParquetReader::Impl {
           false);
       return num_values;
     }
+    if (encoding == pf::Encoding::DELTA_BINARY_PACKED ||
+        encoding == pf::Encoding::BYTE_STREAM_SPLIT ||
+        encoding == pf::Encoding::DELTA_LENGTH_BYTE_ARRAY ||
+        encoding == pf::Encoding::DELTA_BYTE_ARRAY) {
+      DecodeOther(encoding, data, data_size, present, s, out, where);
+      SpreadDecoded(s, out, valid_start, num_values, present);
+      return num_values;
+    }
     if (encoding != pf::Encoding::PLAIN) {
       throw Error(where + ": encoding " + EncodingText(encoding) + " is not supported for " +
                   ParquetTypeName(s->type) +
-                  " (supported: PLAIN, RLE_DICTIONARY, PLAIN_DICTIONARY, RLE for BOOLEAN)");
+                  " (supported: PLAIN, RLE_DICTIONARY, PLAIN_DICTIONARY, RLE for BOOLEAN, "
+                  "DELTA_BINARY_PACKED for integers, BYTE_STREAM_SPLIT for numbers, "
+                  "DELTA_LENGTH_BYTE_ARRAY and DELTA_BYTE_ARRAY for strings)");
     }
     switch (s->type) {
       case ParquetType::kBoolean: {
@@ -1158,6 +1279,104 @@ struct ParquetReader::Impl {
       }
     }
     return num_values;
+  }
+
+  // The DELTA_* and BYTE_STREAM_SPLIT encodings: `present` values into decoded_ints /
+  // decoded_doubles, or appended to out->strings.
+  void DecodeOther(int32_t encoding, const uint8_t* data, size_t n, int64_t present, ChunkState* s,
+                   ParquetColumn* out, const std::string& where) {
+    const bool is_int = s->type == ParquetType::kInt32 || s->type == ParquetType::kInt64;
+    const bool is_float = s->type == ParquetType::kFloat || s->type == ParquetType::kDouble;
+    const std::string bad = where + ": encoding " + EncodingText(encoding) + " is not valid for " +
+                            ParquetTypeName(s->type);
+    decoded_ints.clear();
+    decoded_doubles.clear();
+    if (encoding == pf::Encoding::DELTA_BINARY_PACKED) {
+      if (!is_int) throw Error(bad);
+      DecodeDeltaBinaryPacked(data, n, present, &decoded_ints, where);
+      if (s->type == ParquetType::kInt32) {
+        for (int64_t& v : decoded_ints) v = static_cast<int32_t>(static_cast<uint32_t>(v));
+      }
+      return;
+    }
+    if (encoding == pf::Encoding::BYTE_STREAM_SPLIT) {
+      // Byte j of value i is at data[j * present + i] (K streams of `present` bytes).
+      if (!is_int && !is_float) throw Error(bad);
+      const int k = ValueWidth(s->type);
+      if (static_cast<uint64_t>(present) * k != n) {
+        throw Error(where + ": BYTE_STREAM_SPLIT data of " + std::to_string(n) + " bytes for " +
+                    std::to_string(present) + " values of " + std::to_string(k) + " bytes");
+      }
+      uint8_t buf[8];
+      for (int64_t i = 0; i < present; ++i) {
+        for (int j = 0; j < k; ++j) buf[j] = data[static_cast<size_t>(j) * present + i];
+        DecodePlainFixed(buf, 1, s->type, &decoded_ints, &decoded_doubles);
+      }
+      return;
+    }
+    if (s->type != ParquetType::kString) throw Error(bad);
+    std::vector<int64_t>& lengths = decoded_ints;
+    if (encoding == pf::Encoding::DELTA_LENGTH_BYTE_ARRAY) {
+      // The lengths (DELTA_BINARY_PACKED), then the values' bytes one after another.
+      size_t pos = DecodeDeltaBinaryPacked(data, n, present, &lengths, where + ": lengths");
+      for (int64_t i = 0; i < present; ++i) {
+        const int64_t len = lengths[i];
+        if (len < 0 || static_cast<uint64_t>(len) > n - pos) {
+          throw Error(where + ": value " + std::to_string(i) + " of " + std::to_string(len) +
+                      " bytes runs past the page");
+        }
+        out->strings.emplace_back(reinterpret_cast<const char*>(data + pos),
+                                  static_cast<size_t>(len));
+        pos += static_cast<size_t>(len);
+      }
+    } else {
+      // DELTA_BYTE_ARRAY: prefix lengths, then the suffixes as DELTA_LENGTH_BYTE_ARRAY; value i
+      // is the first prefix[i] bytes of value i-1 followed by suffix i.
+      std::vector<int64_t> prefixes;
+      size_t pos = DecodeDeltaBinaryPacked(data, n, present, &prefixes, where + ": prefix lengths");
+      pos += DecodeDeltaBinaryPacked(data + pos, n - pos, present, &lengths,
+                                     where + ": suffix lengths");
+      std::string previous;
+      for (int64_t i = 0; i < present; ++i) {
+        const int64_t prefix = prefixes[i], len = lengths[i];
+        if (prefix < 0 || static_cast<uint64_t>(prefix) > previous.size()) {
+          throw Error(where + ": value " + std::to_string(i) + " shares " + std::to_string(prefix) +
+                      " bytes with a previous value of " + std::to_string(previous.size()));
+        }
+        if (len < 0 || static_cast<uint64_t>(len) > n - pos) {
+          throw Error(where + ": value " + std::to_string(i) + "'s suffix of " +
+                      std::to_string(len) + " bytes runs past the page");
+        }
+        previous.resize(static_cast<size_t>(prefix));
+        previous.append(reinterpret_cast<const char*>(data + pos), static_cast<size_t>(len));
+        pos += static_cast<size_t>(len);
+        out->strings.push_back(previous);
+      }
+    }
+    if (out->strings.size() > static_cast<size_t>(INT32_MAX))
+      throw Error(where + ": too many strings in one chunk");
+  }
+
+  void SpreadDecoded(ChunkState* s, ParquetColumn* out, size_t valid_start, int64_t num_values,
+                     int64_t present) {
+    const int64_t first = static_cast<int64_t>(out->strings.size()) - present;
+    int64_t k = 0;
+    for (int64_t r = 0; r < num_values; ++r) {
+      const bool has = s->max_def == 0 || out->valid[valid_start + r] != 0;
+      switch (s->type) {
+        case ParquetType::kString:
+          out->string_index.push_back(has ? static_cast<int32_t>(first + k) : -1);
+          break;
+        case ParquetType::kFloat:
+        case ParquetType::kDouble:
+          out->doubles.push_back(has ? decoded_doubles[k] : 0.0);
+          break;
+        default:
+          out->ints.push_back(has ? decoded_ints[k] : 0);
+          break;
+      }
+      k += has;
+    }
   }
 
   // Writes num_values rows: present rows take the next of the page's values through `get`
@@ -1407,7 +1626,7 @@ struct ParquetWriter::Impl {
     std::string body;  // compressed
   };
 
-  Page MakePage(pf::PageType::type type, const std::string& raw) {
+  Page MakePage(int32_t type, const std::string& raw) {
     Page page;
     Compress(options.compression, options.zstd_level, raw, &page.body);
     if (raw.size() > static_cast<size_t>(INT32_MAX) ||
@@ -1424,7 +1643,7 @@ struct ParquetWriter::Impl {
   pf::ColumnChunk WriteChunk(const ParquetColumnSpec& spec, const ParquetColumn& col) {
     const int64_t n = col.size();
     std::vector<Page> pages;
-    std::vector<pf::Encoding::type> encodings = {pf::Encoding::RLE};
+    std::vector<int32_t> encodings = {pf::Encoding::RLE};
     // Strings: a dictionary of distinct values in first-seen order until it passes
     // dictionary_bytes; the rows from the first page that needs a value beyond it go PLAIN.
     std::vector<int32_t> dict_index;  // per row: entry, or -1 (null / plain)

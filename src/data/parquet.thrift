@@ -3,6 +3,9 @@
 // src/main/thrift/parquet.thrift); the field ids and enum values are the specification's, so a
 // file written by any Parquet implementation decodes with this IDL. Fields a reader does not know
 // are skipped by Thrift, so structures here list only what twotower uses or must check.
+// Fields of an enum type are declared i32 (the same bytes on the wire): a file may hold any
+// number there, and holding one that is no enumerator in a C++ enum is undefined behaviour; the
+// reader compares the number against the enums' values instead.
 // Compiled at build time by Debian's thrift-compiler (`thrift --gen cpp`), read and written with
 // libthrift's compact protocol.
 
@@ -114,12 +117,12 @@ union LogicalType {
 }
 
 struct SchemaElement {
-  1: optional Type type;
+  1: optional i32 type;  // Type
   2: optional i32 type_length;
-  3: optional FieldRepetitionType repetition_type;
+  3: optional i32 repetition_type;  // FieldRepetitionType
   4: required string name;
   5: optional i32 num_children;
-  6: optional ConvertedType converted_type;
+  6: optional i32 converted_type;  // ConvertedType
   7: optional i32 scale;
   8: optional i32 precision;
   9: optional i32 field_id;
@@ -158,9 +161,9 @@ enum PageType {
 
 struct DataPageHeader {
   1: required i32 num_values;
-  2: required Encoding encoding;
-  3: required Encoding definition_level_encoding;
-  4: required Encoding repetition_level_encoding;
+  2: required i32 encoding;  // Encoding
+  3: required i32 definition_level_encoding;  // Encoding
+  4: required i32 repetition_level_encoding;  // Encoding
   5: optional Statistics statistics;
 }
 
@@ -168,7 +171,7 @@ struct IndexPageHeader {}
 
 struct DictionaryPageHeader {
   1: required i32 num_values;
-  2: required Encoding encoding;
+  2: required i32 encoding;  // Encoding
   3: optional bool is_sorted;
 }
 
@@ -176,7 +179,7 @@ struct DataPageHeaderV2 {
   1: required i32 num_values;
   2: required i32 num_nulls;
   3: required i32 num_rows;
-  4: required Encoding encoding;
+  4: required i32 encoding;  // Encoding
   5: required i32 definition_levels_byte_length;
   6: required i32 repetition_levels_byte_length;
   7: optional bool is_compressed = true;
@@ -184,7 +187,7 @@ struct DataPageHeaderV2 {
 }
 
 struct PageHeader {
-  1: required PageType type;
+  1: required i32 type;  // PageType
   2: required i32 uncompressed_page_size;
   3: required i32 compressed_page_size;
   4: optional i32 crc;
@@ -200,10 +203,10 @@ struct KeyValue {
 }
 
 struct ColumnMetaData {
-  1: required Type type;
-  2: required list<Encoding> encodings;
+  1: required i32 type;  // Type
+  2: required list<i32> encodings;  // Encoding
   3: required list<string> path_in_schema;
-  4: required CompressionCodec codec;
+  4: required i32 codec;  // CompressionCodec
   5: required i64 num_values;
   6: required i64 total_uncompressed_size;
   7: required i64 total_compressed_size;

@@ -132,13 +132,35 @@ TEST(CsvReaderTest, RejectsRowWithTooManyColumns) {
   EXPECT_EQ(ErrorMessage([&] { reader.Next(&fields); }), path + ":2: expected 2 columns, got 3");
 }
 
-TEST(CsvReaderTest, QuotedFieldSpanningLinesIsAnErrorWithFileLine) {
+TEST(CsvReaderTest, QuotedFieldsKeepLineBreaksBlankLinesAndBlanksByteForByte) {
   TempDir dir;
-  const std::string path = dir.Write("t.csv", "a,b\n1,2\n3,\"multi\nline\"\n");
+  // RFC 4180 2.6: a quoted field may hold line breaks. LF, CR LF, a lone CR, a blank line and
+  // trailing blanks inside quotes are data; outside, the usual normalisation applies.
+  const std::string path = dir.Write(
+      "t.csv", "a,b\r\n1,2  \r\n3,\"multi\nline\"\n\n4,\"x  \r\n\r\n\ry\"\n5,\"\"\"\n\"\"\"\n");
   CsvReader reader(path);
   std::vector<std::string> fields;
   ASSERT_TRUE(reader.Next(&fields));
-  EXPECT_EQ(ErrorMessage([&] { reader.Next(&fields); }), path + ":3: unterminated quoted field");
+  EXPECT_EQ(fields, (std::vector<std::string>{"1", "2"}));
+  ASSERT_TRUE(reader.Next(&fields));
+  EXPECT_EQ(fields, (std::vector<std::string>{"3", "multi\nline"}));
+  EXPECT_EQ(reader.Where(), path + ":3");
+  ASSERT_TRUE(reader.Next(&fields));
+  EXPECT_EQ(fields, (std::vector<std::string>{"4", "x  \r\n\r\n\ry"}));
+  EXPECT_EQ(reader.line(), 6);
+  ASSERT_TRUE(reader.Next(&fields));
+  EXPECT_EQ(fields, (std::vector<std::string>{"5", "\"\n\""}));
+  EXPECT_FALSE(reader.Next(&fields));
+}
+
+TEST(CsvReaderTest, QuotedFieldOpenAtTheEndOfTheFileNamesWhereItStarts) {
+  TempDir dir;
+  const std::string path = dir.Write("t.csv", "a,b\n1,2\n3,\"multi\nline\n");
+  CsvReader reader(path);
+  std::vector<std::string> fields;
+  ASSERT_TRUE(reader.Next(&fields));
+  EXPECT_EQ(ErrorMessage([&] { reader.Next(&fields); }),
+            path + ":3: quoted field not closed before the end of the file");
 }
 
 TEST(CsvReaderTest, MissingFileNamesThePath) {

@@ -302,6 +302,65 @@ TEST(ParquetReaderTest, ReadsRleBooleansAndUnsignedIntegers) {
   EXPECT_EQ(t.Column("u"), (std::vector<std::string>{"4294967295", "7", "0", "1"}));
 }
 
+TEST(ParquetReaderTest, DecodesTheDeltaAndByteStreamSplitEncodingsFromTheSpecification) {
+  TempDir dir;
+  // DELTA_BINARY_PACKED, the encodings document's two examples. Header: block size 128 (ULEB
+  // 0x80 0x01), 4 miniblocks, the value count, the first value zigzag-encoded.
+  // 1 2 3 4 5: min delta 1 (zigzag 0x02), every miniblock bit width 0, no packed bytes.
+  const std::string ex1 = std::string("\x80\x01\x04\x05\x02", 5) + "\x02" + std::string(4, '\0');
+  // 7 5 3 1 2 3 4 5: deltas -2 -2 -2 1 1 1 1, min delta -2 (zigzag 0x03), relative 0 0 0 3 3 3 3
+  // at bit width 2 in the first miniblock (32 values, 8 bytes): 0xC0 0x3F then zeros.
+  const std::string ex2 = std::string("\x80\x01\x04\x08\x0e", 5) + "\x03" +
+                          std::string("\x02\x00\x00\x00", 4) + std::string("\xc0\x3f", 2) +
+                          std::string(6, '\0');
+  // The row group has 8 rows: column a gets 6 7 8 as a PLAIN page after its 5.
+  Column a{"a", pf::Type::INT32};
+  a.pages.push_back(DataPageV1(5, pf::Encoding::DELTA_BINARY_PACKED, ex1, ex1));
+  const std::string tail = I32(6) + I32(7) + I32(8);
+  a.pages.push_back(DataPageV1(3, pf::Encoding::PLAIN, tail, tail));
+  Column b{"b", pf::Type::INT64};
+  b.pages.push_back(DataPageV1(8, pf::Encoding::DELTA_BINARY_PACKED, ex2, ex2));
+  // BYTE_STREAM_SPLIT FLOAT 1.0 (00 00 80 3F) and -2.0 (00 00 00 C0) as 4 streams of 2 bytes,
+  // then PLAIN for the other 6 rows.
+  Column f{"f", pf::Type::FLOAT};
+  const std::string split("\x00\x00\x00\x00\x80\x00\x3f\xc0", 8);
+  f.pages.push_back(DataPageV1(2, pf::Encoding::BYTE_STREAM_SPLIT, split, split));
+  std::string rest;
+  for (int i = 0; i < 6; ++i) {
+    const float v = 0.5f * i;
+    rest += std::string(reinterpret_cast<const char*>(&v), 4);
+  }
+  f.pages.push_back(DataPageV1(6, pf::Encoding::PLAIN, rest, rest));
+  // DELTA_LENGTH_BYTE_ARRAY "ab", "", "xyz": lengths 2 0 3 (first 2, zigzag 0x04), deltas -2 3,
+  // min delta -2 (0x03), relative 0 5 at bit width 3 (12 bytes: 5 << 3 = 0x28, zeros), then the
+  // bytes "abxyz". DELTA_BYTE_ARRAY "abc", "abd", "x": prefix lengths 0 2 0, suffix lengths 3 1 1
+  // as DELTA_BINARY_PACKED, then "abc" "d" "x".
+  const std::string dlba = std::string("\x80\x01\x04\x03\x04", 5) + "\x03" +
+                           std::string("\x03\x00\x00\x00", 4) + "\x28" + std::string(11, '\0') +
+                           "abxyz";
+  // prefixes 0 2 0: first 0, deltas 2 -2, min -2 (0x03), relative 4 0, width 3: 4 = 0x04.
+  const std::string prefixes = std::string("\x80\x01\x04\x03\x00", 5) + "\x03" +
+                               std::string("\x03\x00\x00\x00", 4) + "\x04" + std::string(11, '\0');
+  // suffix lengths 3 1 1: first 3 (zigzag 0x06), deltas -2 0, min -2, relative 0 2, width 2:
+  // 2 << 2 = 0x08 (8 bytes).
+  const std::string suffixes = std::string("\x80\x01\x04\x03\x06", 5) + "\x03" +
+                               std::string("\x02\x00\x00\x00", 4) + "\x08" + std::string(7, '\0') +
+                               "abcdx";
+  Column s{"s", pf::Type::BYTE_ARRAY};
+  s.pages.push_back(DataPageV1(3, pf::Encoding::DELTA_LENGTH_BYTE_ARRAY, dlba, dlba));
+  const std::string dba = prefixes + suffixes;
+  s.pages.push_back(DataPageV1(3, pf::Encoding::DELTA_BYTE_ARRAY, dba, dba));
+  const std::string last = Str("p") + Str("q");
+  s.pages.push_back(DataPageV1(2, pf::Encoding::PLAIN, last, last));
+  const Table t = ReadTable(dir.Write("t.parquet", BuildFile({a, b, f, s}, 8)));
+  EXPECT_EQ(t.Column("a"), (std::vector<std::string>{"1", "2", "3", "4", "5", "6", "7", "8"}));
+  EXPECT_EQ(t.Column("b"), (std::vector<std::string>{"7", "5", "3", "1", "2", "3", "4", "5"}));
+  EXPECT_EQ(t.Column("f"),
+            (std::vector<std::string>{"1", "-2", "0", "0.5", "1", "1.5", "2", "2.5"}));
+  EXPECT_EQ(t.Column("s"),
+            (std::vector<std::string>{"ab", "", "xyz", "abc", "abd", "x", "p", "q"}));
+}
+
 TEST(ParquetReaderTest, RefusesMalformedFilesNamingWhatIsWrong) {
   TempDir dir;
   const std::string good = I32(1) + I32(2);
@@ -390,7 +449,7 @@ TEST(ParquetReaderTest, UnsupportedFeaturesAreNamedAndOtherColumnsStayReadable) 
   old.pages.push_back(
       DataPageV1(2, pf::Encoding::PLAIN, std::string(24, '\0'), std::string(24, '\0')));
   Column delta{"d", pf::Type::INT32};
-  delta.pages.push_back(DataPageV1(2, pf::Encoding::DELTA_BINARY_PACKED, ints, ints));
+  delta.pages.push_back(DataPageV1(2, pf::Encoding::RLE, ints, ints));  // RLE only for BOOLEAN
   Column date{"day", pf::Type::INT32};
   date.converted = pf::ConvertedType::DATE;
   date.pages.push_back(DataPageV1(2, pf::Encoding::PLAIN, ints, ints));
@@ -405,7 +464,7 @@ TEST(ParquetReaderTest, UnsupportedFeaturesAreNamedAndOtherColumnsStayReadable) 
   EXPECT_THAT(ErrorMessage([&] { reader.ReadColumn(0, 1, &col); }),
               HasSubstr("column \"ts\": physical type INT96 (legacy timestamps) is not supported"));
   EXPECT_THAT(ErrorMessage([&] { reader.ReadColumn(0, 2, &col); }),
-              HasSubstr("column \"d\", page 0: encoding DELTA_BINARY_PACKED is not supported"));
+              HasSubstr("column \"d\", page 0: encoding RLE is not supported for INT32"));
   EXPECT_THAT(ErrorMessage([&] { reader.ReadColumn(0, 3, &col); }),
               HasSubstr("column \"day\": converted type DATE is not supported"));
   EXPECT_THAT(ErrorMessage([&] { reader.ReadColumn(0, 4, &col); }),

@@ -25,6 +25,11 @@ class TextLineReader {
   // The next non-blank line, without its line end. Returns false at the end of the file; throws
   // Error("<path>: read failed") on an I/O error.
   bool Next(std::string* line);
+  // The next physical line exactly as it is (blank or not, trailing blanks kept; the byte-order
+  // mark is still dropped), and in `ending` its line end: "\n", "\r\n", "\r", or "" for a last
+  // line without one. For readers of formats in which a line end can be data (CSV's quoted
+  // fields). Returns false at the end of the file. Do not mix with Next on one object.
+  bool NextRaw(std::string* line, std::string* ending);
   // The 1-based line number of the line last returned (lone CRs count as line ends).
   int64_t line() const { return line_; }
   const std::string& path() const { return path_; }
@@ -37,6 +42,7 @@ class TextLineReader {
   std::string chunk_;     // the rest of a physical line holding lone CRs
   size_t chunk_pos_ = 0;  // where the next line starts in chunk_
   bool in_chunk_ = false;
+  bool chunk_had_lf_ = false;  // getline stopped at an LF (not at the end of the file)
   int64_t line_ = 0;
 };
 

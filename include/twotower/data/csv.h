@@ -1,5 +1,5 @@
-// CSV reading and writing (RFC 4180 subset: comma separated, optional double quotes with ""
-// escapes, one record per line; a quoted field may not span lines).
+// CSV reading and writing (RFC 4180: comma separated, optional double quotes with "" escapes; a
+// quoted field may hold commas, quotes and line breaks, kept byte for byte).
 //
 // CsvReader streams records so that large interaction files are parsed straight into typed
 // arrays; Table holds a small file (users, items) whole, as string columns. Every error names the
@@ -27,7 +27,8 @@ double ParseNumber(std::string_view text, const std::string& where, const std::s
 int64_t ParseInteger(std::string_view text, const std::string& where, const std::string& column);
 
 // Lines come through core/text.h's TextLineReader (byte-order mark, LF / CR LF / CR line ends,
-// trailing blanks, blank lines: the same as every other text file).
+// trailing blanks, blank lines: the same as every other text file), except inside a quoted
+// field, where line ends, blank lines and blanks are data and kept as they are.
 class CsvReader {
  public:
   // Opens `path` and reads the header. Throws Error if the file is missing or empty, or if a
@@ -41,17 +42,24 @@ class CsvReader {
   int FindColumn(const std::string& name) const;  // -1 when absent
 
   // Reads the next record into `fields` (exactly header().size() of them). Returns false at the
-  // end. Skips blank lines. Throws Error("<file>:<line>: expected N columns, got M").
+  // end. Skips blank lines. Throws Error("<file>:<line>: expected N columns, got M"), or for a
+  // quoted field still open at the end of the file.
   bool Next(std::vector<std::string>* fields);
-  int64_t line() const { return lines_.line(); }
+  // The line the record last returned starts on.
+  int64_t line() const { return record_line_; }
   // "<file>:<line>" of the record last returned.
-  std::string Where() const { return lines_.Where(); }
+  std::string Where() const { return path_ + ":" + std::to_string(record_line_); }
 
  private:
+  // The next record's text (physical lines joined with their own line ends while a quoted field
+  // is open), trailing blanks dropped. False at the end of the file.
+  bool ReadRecord(std::string* record);
+
   std::string path_;
   TextLineReader lines_;
   std::vector<std::string> header_;
-  std::string buffer_;
+  std::string buffer_, raw_, ending_;
+  int64_t record_line_ = 0;
 };
 
 // A whole CSV file as string columns.
