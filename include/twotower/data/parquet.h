@@ -11,7 +11,9 @@
 // levels 0..1, nulls), physical types BOOLEAN, INT32, INT64, FLOAT, DOUBLE and BYTE_ARRAY (UTF8
 // strings, ENUM and JSON annotations, or none), the INTEGER annotation (8/16/32/64 bits, signed or
 // unsigned); any number of row groups and pages; PLAIN, PLAIN_DICTIONARY, RLE_DICTIONARY, RLE
-// booleans; a chunk that falls back from dictionary to plain pages; data pages v1 and v2; codecs
+// booleans, DELTA_BINARY_PACKED, DELTA_LENGTH_BYTE_ARRAY, DELTA_BYTE_ARRAY and BYTE_STREAM_SPLIT
+// (what DuckDB's PARQUET_VERSION V2 and Spark's v2 writers use); a chunk that falls back from
+// dictionary to plain pages; data pages v1 and v2; codecs
 // UNCOMPRESSED, SNAPPY, GZIP and ZSTD. Anything else (nested or repeated columns, INT96,
 // FIXED_LEN_BYTE_ARRAY, DECIMAL, DATE, TIME, TIMESTAMP, other encodings and codecs, encryption,
 // column chunks in other files) is an Error naming the file, the column and the feature; a column
@@ -20,9 +22,10 @@
 // Error, never a crash or an allocation sized by a claim the file's bytes cannot back.
 //
 // Writer: the same types, REQUIRED or OPTIONAL, dictionary encoding for strings with a fall back
-// to plain pages when the dictionary outgrows its limit, data pages v1, SNAPPY by default (ZSTD,
-// GZIP or none), column statistics (null_count, min_value, max_value, with column_orders),
-// created_by, row groups of a set number of rows; written to a temporary name and renamed.
+// to plain pages when the dictionary outgrows its limit, and for numbers where it pays, data pages
+// v1, SNAPPY by default (ZSTD, GZIP or none), column statistics (null_count, min_value, max_value,
+// with column_orders), created_by, row groups of a set number of rows; written to a temporary name
+// and renamed.
 //
 // Not thread-safe per object; distinct objects may be used from distinct threads.
 #ifndef TWOTOWER_DATA_PARQUET_H_
@@ -133,7 +136,9 @@ struct ParquetWriteOptions {
   int64_t row_group_rows = 1'000'000;  // rows per row group (>= 1)
   int64_t page_rows = 65'536;          // rows per data page at most (>= 1)
   // A string chunk's dictionary past this many bytes of values stops growing: the chunk's
-  // remaining values go to PLAIN pages (parquet-mr's and DuckDB's fall back, the same idea).
+  // remaining values go to PLAIN pages (parquet-mr's and DuckDB's fall back, the same idea). A
+  // numeric chunk gets a dictionary when its distinct values fit in this many bytes and the
+  // dictionary makes the chunk at least a quarter smaller than PLAIN; else it is PLAIN.
   int64_t dictionary_bytes = int64_t{1} << 20;
   int zstd_level = 3;
   // The footer's key_value_metadata (e.g. twotower.model_sha256 of an embeddings file).
