@@ -258,6 +258,7 @@ ItemEmbeddings ReadParquetEmbeddings(const std::string& path) {
                   " (FLOAT): the layout `twotower embed --out FILE.parquet` writes");
     }
   }
+  if (reader.num_rows() == 0) throw Error(path + ": no items (expected at least one row)");
   ItemEmbeddings e;
   e.model_fingerprint = reader.KeyValue(std::string(kParquetModelKey));
   if (!e.model_fingerprint.empty() && !IsSha256Hex(e.model_fingerprint)) {

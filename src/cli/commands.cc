@@ -124,7 +124,11 @@ struct ConvertArgs {
   int64_t row_group_rows = 1'000'000;
 };
 
-int RunConvert(const ConvertArgs& a) {
+int RunConvert(const ConvertArgs& a, bool parquet_flags_given) {
+  if (parquet_flags_given && !data::IsParquetPath(a.out)) {
+    throw Error("convert: --compression and --row-group-rows apply to Parquet output, and " +
+                a.out + " is written as CSV (its name does not end in .parquet)");
+  }
   data::ParquetWriteOptions options;
   options.compression = data::ParseParquetCompression(a.compression, "--compression");
   options.row_group_rows = a.row_group_rows;
@@ -726,11 +730,12 @@ int Main(int argc, char** argv) {
   convert->add_option("in", cv.in, "input table (.csv or .parquet)")->required();
   convert->add_option("out", cv.out, "output table (.csv or .parquet)")->required();
   convert
-      ->add_option("--compression", cv.compression, "Parquet page codec: snappy, zstd, gzip, none")
+      ->add_option("--compression", cv.compression,
+                   "Parquet page codec: snappy, zstd, gzip, none (Parquet output only)")
       ->capture_default_str();
   convert->add_option("--row-group-rows", cv.row_group_rows, "rows per Parquet row group")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 31));
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
 
   auto* data_cmd = app.add_subcommand("data", "convert public data sets to the lab's layout");
   data_cmd->require_subcommand(1);
@@ -919,7 +924,10 @@ int Main(int argc, char** argv) {
     }
     SetThreads(threads);
     if (generate->parsed()) return RunGenerate(gen);
-    if (convert->parsed()) return RunConvert(cv);
+    if (convert->parsed()) {
+      return RunConvert(cv, convert->get_option("--compression")->count() > 0 ||
+                                convert->get_option("--row-group-rows")->count() > 0);
+    }
     if (movielens->parsed()) {
       train::Config probe;
       probe.Set("seed=" + ml_seed, "--seed");

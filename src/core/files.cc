@@ -42,6 +42,25 @@ void WriteFileAtomically(const std::string& path, std::string_view content) {
 }
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  // A rename replaces whatever has the name: a symbolic link is followed (the file it names is
+  // replaced, not the link), and anything else that is not a regular file (a device such as
+  // /dev/stdout, a FIFO, a socket, a directory) is refused rather than replaced by a file.
+  {
+    std::error_code ec;
+    const auto link = std::filesystem::symlink_status(path_, ec);
+    if (!ec && std::filesystem::is_symlink(link)) {
+      const std::filesystem::path resolved = std::filesystem::weakly_canonical(path_, ec);
+      if (!ec) path_ = resolved.string();
+    }
+    const auto status = std::filesystem::status(path_, ec);
+    if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
+      throw Error(
+          path_ + ": exists and is not a regular file (" +
+          (std::filesystem::is_directory(status) ? "a directory" : "a device, FIFO or socket") +
+          "); twotower writes a temporary file and renames it over the target, which would "
+          "replace it: name a file");
+    }
+  }
   const std::filesystem::path target(path_);
   if (target.has_parent_path()) MakeDirectories(target.parent_path().string());
   // mkstemp gives every writer its own temporary file, even two in one process.

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "twotower/core/error.h"
@@ -101,7 +102,13 @@ void SplitCsvLine(std::string_view line, const std::string& where, std::vector<s
 }
 
 std::string CsvField(std::string_view value) {
-  if (value.find_first_of(",\"\n\r") == std::string_view::npos) return std::string(value);
+  // Blanks at either end are quoted too: readers (ours among them) drop them from unquoted
+  // fields at the end of a line.
+  const bool edge_blank = !value.empty() && (value.front() == ' ' || value.front() == '\t' ||
+                                             value.back() == ' ' || value.back() == '\t');
+  if (!edge_blank && value.find_first_of(",\"\n\r") == std::string_view::npos) {
+    return std::string(value);
+  }
   std::string out = "\"";
   for (char c : value) {
     if (c == '"') out += '"';
@@ -159,6 +166,20 @@ bool CsvReader::ReadRecord(std::string* record) {
 }
 
 CsvReader::CsvReader(const std::string& path) : path_(path), lines_(path) {
+  {
+    // A Parquet file under another name would read as one odd column of binary "text".
+    char magic[4] = {};
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f != nullptr) {
+      const size_t got = std::fread(magic, 1, 4, f);
+      std::fclose(f);
+      if (got == 4 && std::memcmp(magic, "PAR1", 4) == 0) {
+        throw Error(path +
+                    ": this is a Parquet file (it starts with PAR1), read as CSV because "
+                    "its name does not end in .parquet: rename it");
+      }
+    }
+  }
   if (!ReadRecord(&buffer_)) throw Error(path + ": file is empty, expected a header line");
   SplitCsvLine(buffer_, Where(), &header_);
   for (size_t i = 0; i < header_.size(); ++i) {

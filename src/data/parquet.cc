@@ -534,6 +534,45 @@ int32_t PhysicalOf(ParquetType t) {
   return pf::Type::BYTE_ARRAY;
 }
 
+// RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF.
+bool IsUtf8(std::string_view s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int len = 0;
+    uint32_t cp = 0;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    for (int k = 1; k < len; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if ((b & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (b & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
 std::string JoinNames(const std::vector<ParquetColumnInfo>& columns) {
   std::string out;
   for (size_t i = 0; i < columns.size(); ++i) {
@@ -575,9 +614,13 @@ ParquetCompression ParseParquetCompression(const std::string& name, const std::s
 }
 
 bool IsParquetPath(const std::string& path) {
-  constexpr std::string_view kSuffix = ".parquet";
-  return path.size() > kSuffix.size() &&
-         path.compare(path.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0;
+  constexpr std::string_view kSuffix = ".parquet";  // in any case: .PARQUET, .Parquet
+  if (path.size() <= kSuffix.size()) return false;
+  for (size_t i = 0; i < kSuffix.size(); ++i) {
+    const char c = path[path.size() - kSuffix.size() + i];
+    if ((c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c) != kSuffix[i]) return false;
+  }
+  return true;
 }
 
 int64_t ParquetColumn::size() const {
@@ -1642,6 +1685,11 @@ struct ParquetWriter::Impl {
             (col.string_index[r] < 0 ||
              col.string_index[r] >= static_cast<int64_t>(col.strings.size()))) {
           throw Error(where + ": string index out of range in row " + std::to_string(r));
+        }
+        if (col.type == ParquetType::kString && !IsUtf8(col.strings[col.string_index[r]])) {
+          throw Error(where + ": row " + std::to_string(r + 1) + ": " +
+                      Quote(col.strings[col.string_index[r]]) +
+                      " is not valid UTF-8 (a Parquet STRING holds UTF-8 text)");
         }
       }
     }

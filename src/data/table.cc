@@ -31,17 +31,40 @@ std::string CsvHeader(const Names& names) {
   return out;
 }
 
+// Digits only, with an optional leading '-': text that looks like an integer (an id).
+bool LooksInteger(const std::string& s) {
+  const size_t start = !s.empty() && s[0] == '-' ? 1 : 0;
+  if (start == s.size()) return false;
+  for (size_t i = start; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+  }
+  return true;
+}
+
+// An integer whose decimal text is exactly `s`: no sign but '-', no leading zeros, no "-0",
+// within int64. "007" or "+5" are not (they would come back as "7" and "5").
 bool IsInteger(const std::string& s) {
+  if (!LooksInteger(s)) return false;
+  const size_t start = s[0] == '-' ? 1 : 0;
+  if (s[start] == '0' && (s.size() > start + 1 || start == 1)) return false;
   int64_t v = 0;
   const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
+// A finite number whose value a DOUBLE keeps: integer-looking text only when it is canonical
+// and exact in a double (|v| <= 2^53), so ids such as "0042" or 20-digit numbers stay strings;
+// no leading '+' and no leading zeros before the point ("00.5"), which would not come back.
 bool IsNumber(const std::string& s, double* v) {
-  const char* begin = s.data();
-  if (s.size() > 1 && s[0] == '+' && s[1] != '-') ++begin;
-  const auto r = std::from_chars(begin, s.data() + s.size(), *v);
-  return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(*v);
+  if (s.empty() || s[0] == '+') return false;
+  const size_t start = s[0] == '-' ? 1 : 0;
+  if (s.size() > start + 1 && s[start] == '0' && s[start + 1] >= '0' && s[start + 1] <= '9') {
+    return false;
+  }
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), *v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || !std::isfinite(*v)) return false;
+  if (LooksInteger(s)) return IsInteger(s) && std::fabs(*v) <= 9007199254740992.0;
+  return true;
 }
 
 }  // namespace
@@ -151,6 +174,12 @@ int64_t ConvertTable(const std::string& in, const std::string& out,
                      const ParquetWriteOptions& options) {
   if (!IsParquetPath(in)) {
     const Table table = ReadTable(in);
+    for (size_t c = 0; c < table.columns.size(); ++c) {
+      if (table.columns[c].empty()) {
+        throw Error(in + ":1: column " + std::to_string(c + 1) +
+                    " has an empty name in the header (a table column needs one)");
+      }
+    }
     const TypedTable typed = InferTypes(table);
     WriteTable(out, typed, options);
     return typed.num_rows();

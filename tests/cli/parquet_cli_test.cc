@@ -3,6 +3,7 @@
 // batch recommendations) carry what the CSV / .npy outputs carry.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <filesystem>
@@ -178,6 +179,30 @@ TEST_F(ParquetCliTest, ConvertRoundTripsAndRefusesBadInput) {
   EXPECT_EQ(not_parquet.code, 1);
   EXPECT_THAT(not_parquet.err, HasSubstr(fake + ": not a Parquet file"));
   EXPECT_FALSE(std::filesystem::exists(dir_.File("y.csv")));
+  // Blanks at either end of a value survive Parquet -> CSV -> Parquet (they are quoted).
+  const std::string blanks = dir_.Write("b.csv", "k,v\n1,\"trail \"\n2,\"\t\"\n");
+  ASSERT_EQ(Run({"convert", blanks, dir_.File("b.parquet")}).code, 0);
+  ASSERT_EQ(Run({"convert", dir_.File("b.parquet"), dir_.File("b2.csv")}).code, 0);
+  EXPECT_EQ(ReadBytes(dir_.File("b2.csv")), ReadBytes(blanks));
+  const CliResult csv_flags =
+      Run({"convert", dir_.File("b.parquet"), dir_.File("c.csv"), "--compression", "zstd"});
+  EXPECT_EQ(csv_flags.code, 1);
+  EXPECT_THAT(csv_flags.err,
+              HasSubstr("--compression and --row-group-rows apply to Parquet output"));
+  // Output onto a FIFO is refused, not replaced by a file.
+  const std::string fifo = dir_.File("fifo.csv");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  const CliResult to_fifo = Run({"convert", dir_.File("b.parquet"), fifo});
+  EXPECT_EQ(to_fifo.code, 1);
+  EXPECT_THAT(to_fifo.err, HasSubstr("exists and is not a regular file"));
+  EXPECT_FALSE(std::filesystem::is_regular_file(fifo));
+  // Output through a symbolic link replaces the file it names and keeps the link.
+  const std::string real = dir_.Write("real.csv", "old\n");
+  std::filesystem::create_symlink(real, dir_.File("link.csv"));
+  ASSERT_EQ(Run({"convert", dir_.File("b.parquet"), dir_.File("link.csv")}).code, 0);
+  EXPECT_TRUE(std::filesystem::is_symlink(dir_.File("link.csv")));
+  EXPECT_EQ(ReadBytes(real), ReadBytes(blanks));
+
   const CliResult bad_format = Run({"generate", "--out", dir_.File("g"), "--format", "orc"});
   EXPECT_EQ(bad_format.code, 1);
   EXPECT_THAT(bad_format.err,

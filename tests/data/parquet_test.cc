@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -656,6 +657,56 @@ TEST(ParquetTableTest, InferTypesPicksIntegerDoubleOrStringAndNullsForEmptyCells
   EXPECT_TRUE(typed.specs[3].optional);
   EXPECT_TRUE(typed.columns[3].IsNull(1));
   EXPECT_EQ(typed.columns[1].doubles[2], 1000.0);
+
+  // Text a number type would not give back stays a string: leading zeros, '+', integers past
+  // int64 (as integers) or past 2^53 (as doubles).
+  Table ids;
+  ids.columns = {"zero", "plus", "huge", "big", "ok"};
+  ids.cells = {{"0042", "7"},
+               {"+5", "6"},
+               {"12345678901234567890", "1"},
+               {"9007199254740993.5", "1e300"},
+               {"9223372036854775807", "-9223372036854775808"}};
+  ids.lines = {2, 3};
+  const TypedTable t2 = InferTypes(ids);
+  EXPECT_EQ(t2.specs[0].type, ParquetType::kString);
+  EXPECT_EQ(t2.specs[1].type, ParquetType::kString);
+  EXPECT_EQ(t2.specs[2].type, ParquetType::kString);
+  EXPECT_EQ(t2.specs[3].type, ParquetType::kDouble);  // not integer-looking: a number
+  EXPECT_EQ(t2.specs[4].type, ParquetType::kInt64);
+  EXPECT_EQ(t2.columns[4].ints[1], INT64_MIN);
+}
+
+TEST(ParquetTableTest, SuffixInAnyCaseAndAParquetFileUnderAnotherName) {
+  EXPECT_TRUE(IsParquetPath("a/b.PARQUET"));
+  EXPECT_TRUE(IsParquetPath("b.Parquet"));
+  EXPECT_FALSE(IsParquetPath(".parquet"));
+  EXPECT_FALSE(IsParquetPath("b.parquet.csv"));
+  TempDir dir;
+  TypedTable t;
+  t.AddColumn("a", ParquetType::kInt64).ints = {1, 2};
+  WriteTable(dir.File("t.parquet"), t);
+  std::filesystem::copy_file(dir.File("t.parquet"), dir.File("t.pq"));
+  EXPECT_THAT(ErrorMessage([&] { ReadTable(dir.File("t.pq")); }),
+              HasSubstr("t.pq: this is a Parquet file (it starts with PAR1), read as CSV because "
+                        "its name does not end in .parquet"));
+}
+
+TEST(ParquetWriterTest, RefusesStringsThatAreNotUtf8) {
+  TempDir dir;
+  TypedTable t;
+  ParquetColumn& s = t.AddColumn("s", ParquetType::kString);
+  s.strings = {"ok \xc3\xa9", "bad \xff\xfe", "\xed\xa0\x80"};  // U+D800 is a surrogate
+  s.string_index = {0, 1};
+  EXPECT_THAT(ErrorMessage([&] { WriteTable(dir.File("u.parquet"), t); }),
+              HasSubstr("column \"s\": row 2: "));
+  s.string_index = {0, 2};
+  EXPECT_THAT(ErrorMessage([&] { WriteTable(dir.File("u.parquet"), t); }),
+              HasSubstr("is not valid UTF-8"));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("u.parquet")));
+  s.string_index = {0, 0};
+  WriteTable(dir.File("u.parquet"), t);
+  EXPECT_EQ(ReadTable(dir.File("u.parquet")).Column("s")[0], "ok \xc3\xa9");
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ namespace twotower::data {
 // Parses one CSV line into fields. Throws Error("<where>: ...") on an unterminated quote.
 void SplitCsvLine(std::string_view line, const std::string& where, std::vector<std::string>* out);
 
-// Quotes a field if it contains a comma, quote or line break.
+// Quotes a field if it contains a comma, quote or line break, or starts or ends with a blank.
 std::string CsvField(std::string_view value);
 
 // Parses a number; throws Error("<where>: column '<column>': expected a number, got \"x\"").

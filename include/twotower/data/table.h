@@ -37,10 +37,12 @@ struct TypedTable {
 void WriteTable(const std::string& path, const TypedTable& table,
                 const ParquetWriteOptions& options = {});
 
-// Column types of a text table, inferred from its cells: a column whose non-empty cells are all
-// 64-bit integers is INT64, else all finite numbers DOUBLE, else STRING. A column with an empty
-// cell is OPTIONAL and its empty cells become nulls (CSV cannot tell an empty string from a
-// missing value; DuckDB's CSV reader makes the same choice).
+// Column types of a text table, inferred from its cells so that every value comes back as the
+// same text or the same number: a column whose non-empty cells are all canonical 64-bit integers
+// (no leading zeros or '+': "0042" is an id, not 42) is INT64, else all finite numbers that a
+// double holds exactly as written (integer-looking text only up to 2^53) DOUBLE, else STRING. A
+// column with an empty cell is OPTIONAL and its empty cells become nulls (CSV cannot tell an empty
+// string from a missing value; DuckDB's CSV reader makes the same choice).
 TypedTable InferTypes(const Table& table);
 
 // `twotower convert`: reads `in` and writes `out`, each CSV or Parquet by suffix. Parquet to
