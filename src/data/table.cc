@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
@@ -52,9 +53,8 @@ bool IsInteger(const std::string& s) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
-// A finite number whose value a DOUBLE keeps: integer-looking text only when it is canonical
-// and exact in a double (|v| <= 2^53), so ids such as "0042" or 20-digit numbers stay strings;
-// no leading '+' and no leading zeros before the point ("00.5"), which would not come back.
+// A finite number: no leading '+' and no leading zeros ("0042", "00.5"), which would not come
+// back as written.
 bool IsNumber(const std::string& s, double* v) {
   if (s.empty() || s[0] == '+') return false;
   const size_t start = s[0] == '-' ? 1 : 0;
@@ -63,8 +63,16 @@ bool IsNumber(const std::string& s, double* v) {
   }
   const auto r = std::from_chars(s.data(), s.data() + s.size(), *v);
   if (r.ec != std::errc() || r.ptr != s.data() + s.size() || !std::isfinite(*v)) return false;
-  if (LooksInteger(s)) return IsInteger(s) && std::fabs(*v) <= 9007199254740992.0;
-  return true;
+  return !(LooksInteger(s) && s[start] == '0' && s.size() > start + 1);
+}
+
+// Integer-looking text that a double holds exactly (its exact decimal expansion is the text):
+// 2^63 is, 12345678901234567890 (held as ...7168) is not.
+bool IsExactDouble(const std::string& s, double v) {
+  if (!LooksInteger(s) || s == "-0") return true;
+  char buf[400];
+  std::snprintf(buf, sizeof(buf), "%.0f", v);
+  return s == buf;
 }
 
 }  // namespace
@@ -122,7 +130,10 @@ TypedTable InferTypes(const Table& table) {
   TypedTable out;
   for (size_t c = 0; c < table.columns.size(); ++c) {
     const std::vector<std::string>& cells = table.cells[c];
-    bool integers = true, numbers = true, any_empty = false;
+    // DOUBLE takes integer-looking cells that a double does not hold exactly only beside
+    // cells with a fraction or an exponent (a column of measurements); in a column of
+    // integers only, such a cell is an id, and the column stays STRING.
+    bool integers = true, numbers = true, any_empty = false, fractions = false, inexact = false;
     double v = 0.0;
     for (const std::string& s : cells) {
       if (s.empty()) {
@@ -130,9 +141,18 @@ TypedTable InferTypes(const Table& table) {
         continue;
       }
       if (integers && !IsInteger(s)) integers = false;
-      if (!integers && numbers && !IsNumber(s, &v)) numbers = false;
+      if (!integers && numbers) {
+        if (!IsNumber(s, &v)) {
+          numbers = false;
+        } else if (!LooksInteger(s)) {
+          fractions = true;
+        } else if (!IsExactDouble(s, v)) {
+          inexact = true;
+        }
+      }
       if (!numbers) break;
     }
+    if (!integers && numbers && inexact && !fractions) numbers = false;
     if (!any_empty) {
       for (const std::string& s : cells) any_empty |= s.empty();
     }

@@ -661,12 +661,13 @@ TEST(ParquetTableTest, InferTypesPicksIntegerDoubleOrStringAndNullsForEmptyCells
   // Text a number type would not give back stays a string: leading zeros, '+', integers past
   // int64 (as integers) or past 2^53 (as doubles).
   Table ids;
-  ids.columns = {"zero", "plus", "huge", "big", "ok"};
+  ids.columns = {"zero", "plus", "huge", "big", "ok", "exact"};
   ids.cells = {{"0042", "7"},
                {"+5", "6"},
-               {"12345678901234567890", "1"},
+               {"12345678901234567890", "1"},  // a double would hold 12345678901234567168
                {"9007199254740993.5", "1e300"},
-               {"9223372036854775807", "-9223372036854775808"}};
+               {"9223372036854775807", "-9223372036854775808"},
+               {"9223372036854775808", "9007199254740994"}};  // 2^63 and 2^53 + 2: exact
   ids.lines = {2, 3};
   const TypedTable t2 = InferTypes(ids);
   EXPECT_EQ(t2.specs[0].type, ParquetType::kString);
@@ -675,6 +676,7 @@ TEST(ParquetTableTest, InferTypesPicksIntegerDoubleOrStringAndNullsForEmptyCells
   EXPECT_EQ(t2.specs[3].type, ParquetType::kDouble);  // not integer-looking: a number
   EXPECT_EQ(t2.specs[4].type, ParquetType::kInt64);
   EXPECT_EQ(t2.columns[4].ints[1], INT64_MIN);
+  EXPECT_EQ(t2.specs[5].type, ParquetType::kDouble);
 }
 
 TEST(ParquetTableTest, SuffixInAnyCaseAndAParquetFileUnderAnotherName) {

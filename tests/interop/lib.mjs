@@ -85,7 +85,9 @@ export function formatNumber(type, v) {
   return type === 'FLOAT' ? shortestFloat32(v) : String(v) // String(double) is shortest round-trip
 }
 
-export const csvQuote = s => (/[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s)
+// twotower's CSV writer quotes a comma, quote or line break, and blanks at either end (which an
+// unquoted field at the end of a line would lose).
+export const csvQuote = s => (/[",\r\n]|^[ \t]|[ \t]$/.test(s) ? `"${s.replaceAll('"', '""')}"` : s)
 
 // One cell in twotower's Parquet->CSV format; NULL (and the empty string) is an empty field.
 export function formatCell(type, v) {

@@ -39,8 +39,9 @@ void WriteTable(const std::string& path, const TypedTable& table,
 
 // Column types of a text table, inferred from its cells so that every value comes back as the
 // same text or the same number: a column whose non-empty cells are all canonical 64-bit integers
-// (no leading zeros or '+': "0042" is an id, not 42) is INT64, else all finite numbers that a
-// double holds exactly as written (integer-looking text only up to 2^53) DOUBLE, else STRING. A
+// (no leading zeros or '+': "0042" is an id, not 42) is INT64, else all finite numbers DOUBLE
+// (integer-looking text that a double does not hold exactly, such as 12345678901234567890,
+// only beside values with a fraction or an exponent: alone it is an id), else STRING. A
 // column with an empty cell is OPTIONAL and its empty cells become nulls (CSV cannot tell an empty
 // string from a missing value; DuckDB's CSV reader makes the same choice).
 TypedTable InferTypes(const Table& table);
