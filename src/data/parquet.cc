@@ -127,11 +127,18 @@ void DecodeHybrid(const uint8_t* p, size_t n, int bit_width, int64_t count, uint
       } else {
         const uint64_t mask = (uint64_t{1} << bit_width) - 1;
         uint64_t bit = 0;
-        for (uint64_t i = 0; i < values; ++i, bit += bit_width) {
+        uint64_t i = 0;
+        // While 8 bytes can be loaded at the value's byte, one fixed-size load holds it
+        // (bit_width + 7 <= 39 bits); the run's last values take the bytes that are left.
+        for (; i < values && (bit >> 3) + 8 <= available; ++i, bit += bit_width) {
+          uint64_t word;
+          std::memcpy(&word, p + (bit >> 3), 8);
+          out[got + i] = static_cast<uint32_t>((word >> (bit & 7)) & mask);
+        }
+        for (; i < values; ++i, bit += bit_width) {
           const size_t byte = bit >> 3;
           uint64_t word = 0;
-          const size_t take = std::min<size_t>(8, available - byte);
-          std::memcpy(&word, p + byte, take);
+          std::memcpy(&word, p + byte, std::min<size_t>(8, available - byte));
           out[got + i] = static_cast<uint32_t>((word >> (bit & 7)) & mask);
         }
       }
@@ -177,8 +184,9 @@ int64_t Unzigzag(uint64_t v) { return static_cast<int64_t>((v >> 1) ^ (~(v & 1) 
 // packed[i], in wrapping 64-bit arithmetic (INT32 columns truncate, which is the same modulo
 // 2^32). Appends `count` values (at most; fewer is an error) and returns the bytes used. The
 // value count in the header may exceed count only as the page's values (nulls have none).
-size_t DecodeDeltaBinaryPacked(const uint8_t* begin, size_t n, int64_t count,
-                               std::vector<int64_t>* out, const std::string& what) {
+template <typename IntVector>
+size_t DecodeDeltaBinaryPacked(const uint8_t* begin, size_t n, int64_t count, IntVector* out,
+                               const std::string& what) {
   const uint8_t* p = begin;
   const uint8_t* end = begin + n;
   const uint64_t block = ReadUleb(p, end, what);
@@ -252,14 +260,20 @@ void EncodeHybrid(const uint32_t* v, int64_t n, int bit_width, std::string* out)
     if (packed.empty()) return;
     const uint64_t groups = packed.size() / 8;
     AppendVarint(out, (groups << 1) | 1);
-    const size_t start = out->size();
-    out->resize(start + groups * bit_width, '\0');
-    uint64_t bit = 0;
+    // LSB first: values enter a 64-bit accumulator above the bits already there, whole bytes
+    // leave it from the bottom (bit_width <= 32, so it never holds more than 39 bits).
+    uint64_t acc = 0;
+    int bits = 0;
     for (uint32_t x : packed) {
-      for (int b = 0; b < bit_width; ++b, ++bit) {
-        if ((x >> b) & 1) (*out)[start + (bit >> 3)] |= static_cast<char>(1 << (bit & 7));
+      acc |= static_cast<uint64_t>(x) << bits;
+      bits += bit_width;
+      while (bits >= 8) {
+        out->push_back(static_cast<char>(acc & 0xff));
+        acc >>= 8;
+        bits -= 8;
       }
     }
+    if (bits > 0) out->push_back(static_cast<char>(acc & 0xff));
     packed.clear();
   };
   while (i + 8 <= n) {
@@ -687,8 +701,8 @@ struct ParquetReader::Impl {
   std::string chunk;         // the column chunk's bytes
   std::string page;          // one decompressed page
   std::vector<uint32_t> levels, indices;
-  std::vector<int64_t> decoded_ints;  // values of a DELTA / BYTE_STREAM_SPLIT page
-  std::vector<double> decoded_doubles;
+  ParquetColumn::Ints decoded_ints;  // values of a DELTA / BYTE_STREAM_SPLIT page
+  ParquetColumn::Doubles decoded_doubles;
 
   ~Impl() {
     if (fd >= 0) ::close(fd);
@@ -916,8 +930,8 @@ struct ParquetReader::Impl {
     int64_t rows;
     bool has_dictionary = false;
     // The dictionary, decoded: ints or doubles or the out->strings entries [0, dict_size).
-    std::vector<int64_t> dict_ints;
-    std::vector<double> dict_doubles;
+    ParquetColumn::Ints dict_ints;
+    ParquetColumn::Doubles dict_doubles;
     int64_t dict_size = 0;
   };
 
@@ -1098,8 +1112,9 @@ struct ParquetReader::Impl {
   }
 
   // Appends `count` PLAIN values (little-endian, as this machine) to ints or doubles.
-  static void DecodePlainFixed(const uint8_t* q, int64_t count, ParquetType type,
-                               std::vector<int64_t>* ints, std::vector<double>* doubles) {
+  template <typename IntVector, typename DoubleVector>
+  static void DecodePlainFixed(const uint8_t* q, int64_t count, ParquetType type, IntVector* ints,
+                               DoubleVector* doubles) {
     const size_t n = static_cast<size_t>(count);
     switch (type) {
       case ParquetType::kInt32: {
@@ -1350,8 +1365,8 @@ struct ParquetReader::Impl {
         if (s->max_def == 0) {
           DecodePlainFixed(data, present, s->type, &out->ints, &out->doubles);
         } else {
-          std::vector<int64_t>& ints = out->ints;
-          std::vector<double>& doubles = out->doubles;
+          ParquetColumn::Ints& ints = out->ints;
+          ParquetColumn::Doubles& doubles = out->doubles;
           int64_t k = 0;
           for (int64_t r = 0; r < num_values; ++r) {
             const bool has = out->valid[valid_start + r] != 0;
@@ -1413,7 +1428,7 @@ struct ParquetReader::Impl {
       return;
     }
     if (s->type != ParquetType::kString) throw Error(bad);
-    std::vector<int64_t>& lengths = decoded_ints;
+    ParquetColumn::Ints& lengths = decoded_ints;
     if (encoding == pf::Encoding::DELTA_LENGTH_BYTE_ARRAY) {
       // The lengths (DELTA_BINARY_PACKED), then the values' bytes one after another.
       size_t pos = DecodeDeltaBinaryPacked(data, n, present, &lengths, where + ": lengths");
@@ -1430,7 +1445,7 @@ struct ParquetReader::Impl {
     } else {
       // DELTA_BYTE_ARRAY: prefix lengths, then the suffixes as DELTA_LENGTH_BYTE_ARRAY; value i
       // is the first prefix[i] bytes of value i-1 followed by suffix i.
-      std::vector<int64_t> prefixes;
+      ParquetColumn::Ints prefixes;
       size_t pos = DecodeDeltaBinaryPacked(data, n, present, &prefixes, where + ": prefix lengths");
       pos += DecodeDeltaBinaryPacked(data + pos, n - pos, present, &lengths,
                                      where + ": suffix lengths");
@@ -1818,7 +1833,47 @@ struct ParquetWriter::Impl {
       dict_index.assign(n, -1);
       int64_t present = 0;
       bool fits = true;
-      for (int64_t r = 0; r < n && fits; ++r) {
+      // Integers of a small range (ratings, flags, ids of a modest catalogue) find their entry
+      // in a table indexed by value - min, not a hash map.
+      int64_t lo = 0, hi = -1;
+      if (spec.type == ParquetType::kInt32 || spec.type == ParquetType::kInt64) {
+        for (int64_t r = 0; r < n; ++r) {
+          if (col.IsNull(r)) continue;
+          if (hi < lo) {
+            lo = hi = col.ints[r];
+          } else {
+            lo = std::min(lo, col.ints[r]);
+            hi = std::max(hi, col.ints[r]);
+          }
+        }
+      }
+      const bool dense =
+          hi >= lo && static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) <
+                          static_cast<uint64_t>(std::min<int64_t>(int64_t{1} << 22, 4 * n));
+      if (dense) {
+        std::vector<int32_t> slot(static_cast<size_t>(hi - lo) + 1, -1);
+        int32_t entries = 0;
+        for (int64_t r = 0; r < n && fits; ++r) {
+          if (col.IsNull(r)) continue;
+          ++present;
+          int32_t& e = slot[static_cast<size_t>(col.ints[r] - lo)];
+          if (e < 0) {
+            if (int64_t{entries + 1} * width > options.dictionary_bytes) {
+              fits = false;
+              break;
+            }
+            e = entries++;
+            PlainValue(col, r, &raw);
+          }
+          dict_index[r] = e;
+          if (r + 1 == std::min<int64_t>(n, options.page_rows) &&
+              4 * int64_t{entries} > 3 * present) {
+            fits = false;
+          }
+        }
+        for (int32_t e = 0; e < entries; ++e) entry_of.emplace(e, e);  // only its size is used
+      }
+      for (int64_t r = 0; r < n && fits && !dense; ++r) {
         if (col.IsNull(r)) continue;
         ++present;
         uint64_t key = 0;
@@ -1838,6 +1893,12 @@ struct ParquetWriter::Impl {
           PlainValue(col, r, &raw);
         }
         dict_index[r] = it->second;
+        // Nearly every value new on the first page (ids of a large catalogue, measurements):
+        // no dictionary will pay, and hashing the rest of the chunk would cost more than PLAIN.
+        if (r + 1 == std::min<int64_t>(n, options.page_rows) &&
+            4 * static_cast<int64_t>(entry_of.size()) > 3 * present) {
+          fits = false;
+        }
       }
       const int64_t d = static_cast<int64_t>(entry_of.size());
       const int64_t dict_cost =

@@ -215,7 +215,7 @@ TEST(ParquetReaderTest, ReadsPlainRequiredAndOptionalColumnsBuiltByHand) {
   EXPECT_TRUE(reader.columns()[1].optional);
   ParquetColumn c;
   reader.ReadColumn(0, 0, &c);
-  EXPECT_EQ(c.ints, (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(c.ints, (ParquetColumn::Ints{1, 2, 3}));
   reader.ReadColumn(0, 1, &c);
   EXPECT_EQ(c.Text(0), "a");
   EXPECT_TRUE(c.IsNull(1));
@@ -240,7 +240,7 @@ TEST(ParquetReaderTest, DecodesTheSpecificationsBitPackingExample) {
   ParquetReader reader(dir.Write("t.parquet", BuildFile({c}, 8)));
   ParquetColumn col;
   reader.ReadColumn(0, 0, &col);
-  EXPECT_EQ(col.ints, (std::vector<int64_t>{100, 101, 102, 103, 104, 105, 106, 107}));
+  EXPECT_EQ(col.ints, (ParquetColumn::Ints{100, 101, 102, 103, 104, 105, 106, 107}));
 }
 
 TEST(ParquetReaderTest, ReadsAChunkThatFallsBackFromDictionaryToPlain) {
@@ -461,7 +461,7 @@ TEST(ParquetReaderTest, UnsupportedFeaturesAreNamedAndOtherColumnsStayReadable) 
   ParquetReader reader(path);
   ParquetColumn col;
   reader.ReadColumn(0, 0, &col);
-  EXPECT_EQ(col.ints, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(col.ints, (ParquetColumn::Ints{1, 2}));
   EXPECT_THAT(ErrorMessage([&] { reader.ReadColumn(0, 1, &col); }),
               HasSubstr("column \"ts\": physical type INT96 (legacy timestamps) is not supported"));
   EXPECT_THAT(ErrorMessage([&] { reader.ReadColumn(0, 2, &col); }),
