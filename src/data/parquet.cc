@@ -10,6 +10,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <charconv>
 #include <cmath>
@@ -17,6 +18,7 @@
 #include <limits>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 #include "parquet_types.h"  // generated from src/data/parquet.thrift by thrift-compiler
 #include "twotower/core/error.h"
@@ -90,6 +92,29 @@ int BitWidth(uint64_t max_value) { return max_value == 0 ? 0 : 64 - std::countl_
 // values, LSB first, or a repeated run of (header >> 1) copies of a value in ceil(width / 8)
 // bytes.
 
+// Unpacks one group of 8 values of W bits (W bytes, LSB first) from p into out. Reads up to
+// W + 8 bytes from p: the caller makes sure they are there.
+template <int W>
+void Unpack8(const uint8_t* p, uint32_t* out) {
+  constexpr uint64_t kMask = (uint64_t{1} << W) - 1;
+  for (int k = 0; k < 8; ++k) {
+    constexpr int kW = W;
+    const int bit = k * kW;
+    uint64_t word;
+    std::memcpy(&word, p + (bit >> 3), 8);
+    out[k] = static_cast<uint32_t>((word >> (bit & 7)) & kMask);
+  }
+}
+
+using UnpackFn = void (*)(const uint8_t*, uint32_t*);
+
+template <int... W>
+constexpr std::array<UnpackFn, sizeof...(W) + 1> MakeUnpackers(std::integer_sequence<int, W...>) {
+  return {nullptr, &Unpack8<W + 1>...};
+}
+// kUnpack[w] unpacks width w, 1..32 (0 is handled apart: every value is 0).
+constexpr auto kUnpack = MakeUnpackers(std::make_integer_sequence<int, 32>{});
+
 // Decodes `count` values of `bit_width` bits from [p, p + n) into out[0..count). Throws the
 // message `what` + detail when the bytes end early or a header is malformed.
 void DecodeHybrid(const uint8_t* p, size_t n, int bit_width, int64_t count, uint32_t* out,
@@ -128,6 +153,14 @@ void DecodeHybrid(const uint8_t* p, size_t n, int bit_width, int64_t count, uint
         const uint64_t mask = (uint64_t{1} << bit_width) - 1;
         uint64_t bit = 0;
         uint64_t i = 0;
+        // Whole groups of 8 through an unpacker compiled for this width, while its loads stay
+        // inside the bytes there are; then one value at a time.
+        const UnpackFn unpack = kUnpack[bit_width];
+        while (i + 8 <= values && (bit >> 3) + bit_width + 8 <= available) {
+          unpack(p + (bit >> 3), out + got + i);
+          i += 8;
+          bit += 8 * static_cast<uint64_t>(bit_width);
+        }
         // While 8 bytes can be loaded at the value's byte, one fixed-size load holds it
         // (bit_width + 7 <= 39 bits); the run's last values take the bytes that are left.
         for (; i < values && (bit >> 3) + 8 <= available; ++i, bit += bit_width) {
