@@ -146,11 +146,12 @@ struct MovieLensArgs {
 
 int RunMovieLens(const MovieLensArgs& a) {
   const data::MovieLensSummary s = data::ConvertMovieLens(a.src, a.out, a.options);
+  const std::string x = a.options.format == "parquet" ? ".parquet" : ".csv";
   std::cout << "read " << a.src << " (" << s.layout << "): " << s.users << " users, " << s.movies
             << " movies, " << s.ratings << " ratings, liked (rating >= " << a.options.like_threshold
             << ") " << Fixed(100 * s.liked_rate, 1) << "%\n"
-            << "wrote " << a.out << "/{users.csv, movies.csv, train|val|test/interactions.csv, "
-            << "twotower.yaml}\n"
+            << "wrote " << a.out << "/{users" << x << ", movies" << x
+            << ", train|val|test/interactions" << x << ", twotower.yaml}\n"
             << "  " << a.options.split << " split: train " << s.train << ", val " << s.val
             << ", test " << s.test;
   if (s.cold_users > 0) std::cout << "; " << s.cold_users << " users have no training rating";
@@ -752,6 +753,7 @@ int Main(int argc, char** argv) {
   movielens->add_option("--val", ml.options.val, "validation fraction")->capture_default_str();
   movielens->add_option("--test", ml.options.test, "test fraction")->capture_default_str();
   movielens->add_option("--seed", ml_seed, "seed of the random split")->capture_default_str();
+  movielens->add_option("--format", ml.options.format, "csv or parquet")->capture_default_str();
   movielens->add_option("--like-threshold", ml.options.like_threshold, "liked = rating >= this")
       ->capture_default_str();
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -14,6 +15,7 @@
 #include "twotower/core/text.h"
 #include "twotower/data/csv.h"
 #include "twotower/data/encoder.h"
+#include "twotower/data/table.h"
 
 namespace twotower::data {
 namespace {
@@ -274,14 +276,14 @@ std::string FormatRating(double r) {
 
 // The config written beside the data: the features the release has, and the settings measured
 // best on ML-100k (BENCHMARKS.md, "MovieLens"), which carry over to the other releases.
-std::string ConfigYaml(const fs::path& out) {
+std::string ConfigYaml(const fs::path& out, const std::string& x) {
   std::string y;
   y += "# Written by `twotower data movielens`: train with\n";
   y += "#   twotower train --config " + (out / "twotower.yaml").string() + "\n";
   y += "data:\n  dir: " + out.string() + "\n";
-  y += "  users: users.csv\n  items: movies.csv\n";
-  y += "  train: train/interactions.csv\n  val: val/interactions.csv\n";
-  y += "  test: test/interactions.csv\n";
+  y += "  users: users" + x + "\n  items: movies" + x + "\n";
+  y += "  train: train/interactions" + x + "\n  val: val/interactions" + x + "\n";
+  y += "  test: test/interactions" + x + "\n";
   y += "features:\n  user_id: user_id\n  item_id: movie_id\n  label: liked\n";
   // Identity only: in measurements on ML-100k the user's age / gender / occupation / zip and the
   // movie's genres and year did not add to Recall / NDCG once the ids are learned, and an
@@ -302,6 +304,9 @@ std::string ConfigYaml(const fs::path& out) {
 
 MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out,
                                   const MovieLensOptions& o) {
+  if (o.format != "csv" && o.format != "parquet") {
+    throw Error("--format: unknown format " + Quote(o.format) + " (expected: csv, parquet)");
+  }
   if (o.split != "random" && o.split != "user-temporal" && o.split != "global-temporal") {
     throw Error("--split: unknown split " + Quote(o.split) +
                 " (expected: random, user-temporal, global-temporal)");
@@ -518,7 +523,17 @@ MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out
   }
   s.ratings = static_cast<int64_t>(n);
   s.liked_rate = static_cast<double>(liked) / static_cast<double>(n);
-  WriteFileAtomically((out_dir / "twotower.yaml").string(), ConfigYaml(out_dir));
+  const bool parquet = o.format == "parquet";
+  if (parquet) {
+    for (const char* name :
+         {"users", "movies", "train/interactions", "val/interactions", "test/interactions"}) {
+      const std::string csv = (out_dir / (std::string(name) + ".csv")).string();
+      ConvertTable(csv, (out_dir / (std::string(name) + ".parquet")).string(), {});
+      std::remove(csv.c_str());
+    }
+  }
+  WriteFileAtomically((out_dir / "twotower.yaml").string(),
+                      ConfigYaml(out_dir, parquet ? ".parquet" : ".csv"));
   return s;
 }
 

@@ -44,6 +44,9 @@ struct MovieLensOptions {
   double test = 0.15;
   uint64_t seed = 0;
   double like_threshold = 4.0;
+  // "csv" or "parquet": the tables' format (Parquet: each table converted from the CSV the
+  // loader writes, types as `twotower convert` infers them, then the CSV removed).
+  std::string format = "csv";
 };
 
 struct MovieLensSummary {
