@@ -29,28 +29,49 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-// True when `record` ends inside a quoted field: the scan SplitCsvLine makes (a quote opens a
-// field only at the field's start; "" inside is a quote).
-bool EndsInsideQuotes(std::string_view record) {
-  size_t i = 0;
+// Scans `record` from *pos with SplitCsvLine's rules (a quote opens a field only at the field's
+// start; "" inside is a quote) and returns true when it ends inside a quoted field. *pos and
+// *in_quotes carry the scan over, so a record growing line by line is scanned once, not once per
+// line (a stray quote in a large file would make that quadratic).
+bool EndsInsideQuotes(std::string_view record, size_t* pos, bool* in_quotes) {
+  size_t i = *pos;
   while (true) {
-    if (i < record.size() && record[i] == '"') {
-      ++i;
-      while (true) {
-        if (i >= record.size()) return true;
-        if (record[i] == '"') {
-          if (i + 1 < record.size() && record[i + 1] == '"') {
-            i += 2;
-            continue;
-          }
-          ++i;
-          break;
-        }
+    if (!*in_quotes) {
+      if (i < record.size() && record[i] == '"') {
+        *in_quotes = true;
         ++i;
+      } else {
+        const size_t comma = record.find(',', i);
+        if (comma == std::string_view::npos) {
+          *pos = record.size();
+          return false;
+        }
+        i = comma + 1;
+        continue;
       }
     }
+    // Inside quotes: find the closing quote (one not followed by another).
+    while (true) {
+      if (i >= record.size()) {
+        *pos = record.size();
+        return true;
+      }
+      if (record[i] == '"') {
+        if (i + 1 < record.size() && record[i + 1] == '"') {
+          i += 2;
+          continue;
+        }
+        ++i;
+        *in_quotes = false;
+        break;
+      }
+      ++i;
+    }
     const size_t comma = record.find(',', i);
-    if (comma == std::string_view::npos) return false;
+    if (comma == std::string_view::npos) {
+      *pos = record.size();
+      return false;
+    }
     i = comma + 1;
   }
 }
@@ -149,7 +170,9 @@ bool CsvReader::ReadRecord(std::string* record) {
     record_line_ = lines_.line();
     if (Trim(raw_).empty()) continue;  // a blank line between records
     *record = raw_;
-    while (EndsInsideQuotes(*record)) {
+    size_t pos = 0;
+    bool in_quotes = false;
+    while (EndsInsideQuotes(*record, &pos, &in_quotes)) {
       // The line end is part of the quoted field: keep it, exactly, and go on.
       const std::string ending = ending_;
       if (!lines_.NextRaw(&raw_, &ending_)) {

@@ -39,12 +39,17 @@ constexpr char kMagic[4] = {'P', 'A', 'R', '1'};
 
 template <typename T>
 size_t ThriftRead(const uint8_t* data, size_t size, T* out) {
-  auto buffer = std::make_shared<TMemoryBuffer>(
-      const_cast<uint8_t*>(data), static_cast<uint32_t>(size), TMemoryBuffer::OBSERVE);
-  const int32_t limit = static_cast<int32_t>(std::min<size_t>(size, INT32_MAX));
-  TCompactProtocolT<TMemoryBuffer> protocol(buffer, limit, limit);
+  // A header never needs more than 4 GiB; a larger chunk is read from its first 4 GiB.
+  const uint32_t n = static_cast<uint32_t>(std::min<size_t>(size, UINT32_MAX));
+  auto buffer =
+      std::make_shared<TMemoryBuffer>(const_cast<uint8_t*>(data), n, TMemoryBuffer::OBSERVE);
+  // Strings are bounded by the bytes there are. Lists too, and also by 2^20 elements: an
+  // element of a list of structs may take one byte on the wire and hundreds in memory.
+  const int32_t string_limit = static_cast<int32_t>(std::min<uint32_t>(n, INT32_MAX));
+  const int32_t container_limit = static_cast<int32_t>(std::min<uint32_t>(n, 1u << 20));
+  TCompactProtocolT<TMemoryBuffer> protocol(buffer, string_limit, container_limit);
   out->read(&protocol);
-  return size - buffer->available_read();
+  return n - buffer->available_read();
 }
 
 template <typename T>
@@ -140,6 +145,11 @@ void DecodeHybrid(const uint8_t* p, size_t n, int bit_width, int64_t count, uint
     if (header & 1) {
       const uint64_t groups = header >> 1;
       if (groups == 0) throw Error(what + ": empty bit-packed run");
+      // Writers may pad a run past the values it holds (DuckDB does); only a count that would
+      // overflow the arithmetic below is refused.
+      if (groups > (uint64_t{1} << 40)) {
+        throw Error(what + ": bit-packed run of " + std::to_string(groups) + " groups of 8");
+      }
       const uint64_t values = std::min<uint64_t>(groups * 8, static_cast<uint64_t>(count - got));
       const uint64_t bits_needed = values * static_cast<uint64_t>(bit_width);
       const size_t available = static_cast<size_t>(end - p);
@@ -487,6 +497,34 @@ void DecompressInto(int32_t codec, const uint8_t* in, size_t n, char* dst, size_
 
 void Decompress(int32_t codec, const uint8_t* in, size_t n, size_t expected, std::string* out,
                 const std::string& what) {
+  // Sizes the stream can tell are checked before the buffer is sized by the header's claim.
+  if (codec == pf::CompressionCodec::UNCOMPRESSED && n != expected) {
+    throw Error(what + ": uncompressed page of " + std::to_string(n) + " bytes, header says " +
+                std::to_string(expected));
+  }
+  if (codec == pf::CompressionCodec::SNAPPY) {
+    size_t length = 0;
+    if (!snappy::GetUncompressedLength(reinterpret_cast<const char*>(in), n, &length)) {
+      throw Error(what + ": corrupt SNAPPY data");
+    }
+    if (length != expected) {
+      throw Error(what + ": SNAPPY data decompresses to " + std::to_string(length) +
+                  " bytes, the page header says " + std::to_string(expected));
+    }
+  }
+  if (codec == pf::CompressionCodec::ZSTD) {
+    const unsigned long long length = ZSTD_getFrameContentSize(in, n);
+    if (length != ZSTD_CONTENTSIZE_UNKNOWN && length != ZSTD_CONTENTSIZE_ERROR &&
+        length != expected) {
+      throw Error(what + ": ZSTD data decompresses to " + std::to_string(length) +
+                  " bytes, the page header says " + std::to_string(expected));
+    }
+  }
+  // Deflate expands at most about 1032 to 1 (zlib's technical notes).
+  if (codec == pf::CompressionCodec::GZIP && expected / 1032 > n + 64) {
+    throw Error(what + ": " + std::to_string(n) + " bytes of GZIP data cannot hold the " +
+                std::to_string(expected) + " bytes the page header says");
+  }
   out->resize(expected);
   DecompressInto(codec, in, n, out->data(), expected, what);
 }
@@ -966,6 +1004,7 @@ struct ParquetReader::Impl {
     ParquetColumn::Ints dict_ints;
     ParquetColumn::Doubles dict_doubles;
     int64_t dict_size = 0;
+    int64_t string_bytes = 0;  // bytes of decoded DELTA_BYTE_ARRAY values so far
   };
 
   void ReadColumn(int g, int c, ParquetColumn* out) {
@@ -1009,6 +1048,10 @@ struct ParquetReader::Impl {
                   " rows would decode to more than the reader's limit of " +
                   std::to_string(options.max_chunk_bytes) + " bytes");
     }
+    out->Clear();
+    out->type = info.type;
+    out->is_unsigned = info.is_unsigned;
+    if (s.rows == 0) return;  // an empty row group: nothing to read, whatever its offsets say
     int64_t start = md.data_page_offset;
     if (md.__isset.dictionary_page_offset && md.dictionary_page_offset > 0 &&
         md.dictionary_page_offset < start) {
@@ -1496,6 +1539,12 @@ struct ParquetReader::Impl {
         previous.resize(static_cast<size_t>(prefix));
         previous.append(reinterpret_cast<const char*>(data + pos), static_cast<size_t>(len));
         pos += static_cast<size_t>(len);
+        // Shared prefixes let a few bytes stand for long values: the chunk's text is bounded.
+        s->string_bytes += static_cast<int64_t>(previous.size());
+        if (s->string_bytes > options.max_chunk_bytes) {
+          throw Error(where + ": the chunk's strings would take more than the reader's limit of " +
+                      std::to_string(options.max_chunk_bytes) + " bytes");
+        }
         out->strings.push_back(previous);
       }
     }
@@ -1562,7 +1611,11 @@ ParquetReader::ParquetReader(const std::string& path, ParquetReadOptions options
     : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
   impl_->options = options;
-  impl_->Open();
+  try {
+    impl_->Open();
+  } catch (const std::bad_alloc&) {
+    throw Error(path + ": out of memory reading the footer (corrupt file?)");
+  }
 }
 
 ParquetReader::~ParquetReader() = default;
@@ -1601,7 +1654,11 @@ int ParquetReader::RequireColumn(const std::string& name) const {
 void ParquetReader::ReadColumn(int row_group, int column, ParquetColumn* out) {
   try {
     impl_->ReadColumn(row_group, column, out);
+  } catch (const Error&) {
+    out->Clear();  // no partly decoded (and partly uninitialised) values are left behind
+    throw;
   } catch (const std::bad_alloc&) {
+    out->Clear();
     throw Error(impl_->path + ": out of memory reading row group " + std::to_string(row_group) +
                 ", column " + Quote(impl_->columns[column].name));
   }
@@ -1733,6 +1790,11 @@ struct ParquetWriter::Impl {
             (col.string_index[r] < 0 ||
              col.string_index[r] >= static_cast<int64_t>(col.strings.size()))) {
           throw Error(where + ": string index out of range in row " + std::to_string(r));
+        }
+        if (col.type == ParquetType::kInt32 &&
+            (col.ints[r] < INT32_MIN || col.ints[r] > INT32_MAX)) {
+          throw Error(where + ": row " + std::to_string(r + 1) + ": " +
+                      std::to_string(col.ints[r]) + " does not fit an INT32 column");
         }
         if (col.type == ParquetType::kString && !IsUtf8(col.strings[col.string_index[r]])) {
           throw Error(where + ": row " + std::to_string(r + 1) + ": " +

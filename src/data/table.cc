@@ -91,6 +91,20 @@ Table ReadParquetTable(const std::string& path) {
   for (int g = 0; g < reader.num_row_groups(); ++g) {
     for (int c = 0; c < num_columns; ++c) {
       reader.ReadColumn(g, c, &column);
+      if (column.type == ParquetType::kString) {
+        // One long dictionary entry referenced by every row would be copied into every cell:
+        // the chunk's text is bounded as the reader bounds its decoded values.
+        int64_t bytes = 0;
+        for (int64_t r = 0; r < column.size(); ++r) {
+          if (!column.IsNull(r))
+            bytes += static_cast<int64_t>(column.strings[column.string_index[r]].size());
+        }
+        if (bytes > ParquetReadOptions().max_chunk_bytes) {
+          throw Error(path + ": row group " + std::to_string(g) + ", column " +
+                      Quote(table.columns[c]) + ": " + std::to_string(bytes) +
+                      " bytes of text, more than the reader's limit");
+        }
+      }
       for (int64_t r = 0; r < column.size(); ++r) table.cells[c].push_back(column.Text(r));
     }
     const int64_t first = static_cast<int64_t>(table.lines.size());
