@@ -362,6 +362,33 @@ TEST(ParquetReaderTest, DecodesTheDeltaAndByteStreamSplitEncodingsFromTheSpecifi
             (std::vector<std::string>{"ab", "", "xyz", "abc", "abd", "x", "p", "q"}));
 }
 
+TEST(ParquetReaderTest, BoundsTheTextSharedPrefixesExpandTo) {
+  TempDir dir;
+  // DELTA_BYTE_ARRAY: 9 values, the first 200 x's, each next one sharing all 200 bytes.
+  // Prefix lengths 0, 200 x 8: first 0, deltas 200 then 0 (min delta 0), width 8.
+  std::string prefixes = std::string("\x80\x01\x04\x09\x00", 5) + std::string("\x00", 1) +
+                         std::string("\x08\x00\x00\x00", 4) + "\xc8" + std::string(31, '\0');
+  // Suffix lengths 200, 0 x 8: first 200 (zigzag 400: 0x90 0x03), deltas -200 then 0 (min -200,
+  // zigzag 399: 0x8f 0x03), relative 0 then 200 x 7, width 8.
+  std::string suffixes = std::string("\x80\x01\x04\x09\x90\x03", 6) + "\x8f\x03" +
+                         std::string("\x08\x00\x00\x00", 4) + std::string(1, '\0') +
+                         std::string(7, '\xc8') + std::string(24, '\0') + std::string(200, 'x');
+  const std::string page = prefixes + suffixes;
+  Column c{"s", pf::Type::BYTE_ARRAY};
+  c.pages.push_back(DataPageV1(9, pf::Encoding::DELTA_BYTE_ARRAY, page, page));
+  const std::string path = dir.Write("t.parquet", BuildFile({c}, 9));
+  const Table t = ReadTable(path);
+  EXPECT_EQ(t.Column("s"), std::vector<std::string>(9, std::string(200, 'x')));
+  ParquetReadOptions small;
+  small.max_chunk_bytes = 1000;  // 1,800 bytes of text from a 300-byte page
+  ParquetReader reader(path, small);
+  ParquetColumn col;
+  EXPECT_THAT(
+      ErrorMessage([&] { reader.ReadColumn(0, 0, &col); }),
+      HasSubstr("the chunk's strings would take more than the reader's limit of 1000 bytes"));
+  EXPECT_EQ(col.size(), 0);
+}
+
 TEST(ParquetReaderTest, RefusesMalformedFilesNamingWhatIsWrong) {
   TempDir dir;
   const std::string good = I32(1) + I32(2);
