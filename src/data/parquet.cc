@@ -424,26 +424,49 @@ std::string EncodingText(int32_t e) {
   return name == "unknown" ? "encoding " + std::to_string(static_cast<int>(e)) : name;
 }
 
-// Decompresses exactly `expected` bytes; anything else (a corrupt stream, another size) throws.
+// Checks what a page's stream says of its size against the header's `expected` bytes, before
+// a buffer of that size is made: an uncompressed page's length, snappy's and zstd's recorded
+// lengths, deflate's largest expansion. Throws Error naming the mismatch.
+void CheckDecompressedSize(int32_t codec, const uint8_t* in, size_t n, size_t expected,
+                           const std::string& what) {
+  if (codec == pf::CompressionCodec::UNCOMPRESSED && n != expected) {
+    throw Error(what + ": uncompressed page of " + std::to_string(n) + " bytes, header says " +
+                std::to_string(expected));
+  }
+  if (codec == pf::CompressionCodec::SNAPPY) {
+    size_t length = 0;
+    if (!snappy::GetUncompressedLength(reinterpret_cast<const char*>(in), n, &length)) {
+      throw Error(what + ": corrupt SNAPPY data");
+    }
+    if (length != expected) {
+      throw Error(what + ": SNAPPY data decompresses to " + std::to_string(length) +
+                  " bytes, the page header says " + std::to_string(expected));
+    }
+  }
+  if (codec == pf::CompressionCodec::ZSTD) {
+    const unsigned long long length = ZSTD_getFrameContentSize(in, n);
+    if (length != ZSTD_CONTENTSIZE_UNKNOWN && length != ZSTD_CONTENTSIZE_ERROR &&
+        length != expected) {
+      throw Error(what + ": ZSTD data decompresses to " + std::to_string(length) +
+                  " bytes, the page header says " + std::to_string(expected));
+    }
+  }
+  // Deflate expands at most about 1032 to 1 (zlib's technical notes).
+  if (codec == pf::CompressionCodec::GZIP && expected / 1032 > n + 64) {
+    throw Error(what + ": " + std::to_string(n) + " bytes of GZIP data cannot hold the " +
+                std::to_string(expected) + " bytes the page header says");
+  }
+}
+
+// Decompresses exactly `expected` bytes into dst; anything else (a corrupt stream, another size)
+// throws. The caller has run CheckDecompressedSize before sizing dst.
 void DecompressInto(int32_t codec, const uint8_t* in, size_t n, char* dst, size_t expected,
                     const std::string& what) {
   switch (codec) {
     case pf::CompressionCodec::UNCOMPRESSED:
-      if (n != expected) {
-        throw Error(what + ": uncompressed page of " + std::to_string(n) + " bytes, header says " +
-                    std::to_string(expected));
-      }
       if (n > 0) std::memcpy(dst, in, n);
       return;
     case pf::CompressionCodec::SNAPPY: {
-      size_t length = 0;
-      if (!snappy::GetUncompressedLength(reinterpret_cast<const char*>(in), n, &length)) {
-        throw Error(what + ": corrupt SNAPPY data");
-      }
-      if (length != expected) {
-        throw Error(what + ": SNAPPY data decompresses to " + std::to_string(length) +
-                    " bytes, the page header says " + std::to_string(expected));
-      }
       if (!snappy::RawUncompress(reinterpret_cast<const char*>(in), n, dst)) {
         throw Error(what + ": corrupt SNAPPY data");
       }
@@ -497,34 +520,7 @@ void DecompressInto(int32_t codec, const uint8_t* in, size_t n, char* dst, size_
 
 void Decompress(int32_t codec, const uint8_t* in, size_t n, size_t expected, std::string* out,
                 const std::string& what) {
-  // Sizes the stream can tell are checked before the buffer is sized by the header's claim.
-  if (codec == pf::CompressionCodec::UNCOMPRESSED && n != expected) {
-    throw Error(what + ": uncompressed page of " + std::to_string(n) + " bytes, header says " +
-                std::to_string(expected));
-  }
-  if (codec == pf::CompressionCodec::SNAPPY) {
-    size_t length = 0;
-    if (!snappy::GetUncompressedLength(reinterpret_cast<const char*>(in), n, &length)) {
-      throw Error(what + ": corrupt SNAPPY data");
-    }
-    if (length != expected) {
-      throw Error(what + ": SNAPPY data decompresses to " + std::to_string(length) +
-                  " bytes, the page header says " + std::to_string(expected));
-    }
-  }
-  if (codec == pf::CompressionCodec::ZSTD) {
-    const unsigned long long length = ZSTD_getFrameContentSize(in, n);
-    if (length != ZSTD_CONTENTSIZE_UNKNOWN && length != ZSTD_CONTENTSIZE_ERROR &&
-        length != expected) {
-      throw Error(what + ": ZSTD data decompresses to " + std::to_string(length) +
-                  " bytes, the page header says " + std::to_string(expected));
-    }
-  }
-  // Deflate expands at most about 1032 to 1 (zlib's technical notes).
-  if (codec == pf::CompressionCodec::GZIP && expected / 1032 > n + 64) {
-    throw Error(what + ": " + std::to_string(n) + " bytes of GZIP data cannot hold the " +
-                std::to_string(expected) + " bytes the page header says");
-  }
+  CheckDecompressedSize(codec, in, n, expected, what);
   out->resize(expected);
   DecompressInto(codec, in, n, out->data(), expected, what);
 }
@@ -1270,6 +1266,8 @@ struct ParquetReader::Impl {
                static_cast<int64_t>(header.uncompressed_page_size) == num_values * 8) {
       // The common case of a REQUIRED 8-byte column: decompressed straight into the values,
       // which are the page's bytes (little-endian), sparing a copy of every byte.
+      CheckDecompressedSize(s->codec, body, header.compressed_page_size,
+                            header.uncompressed_page_size, where);
       const bool is_int = s->type == ParquetType::kInt64;
       const size_t at = is_int ? out->ints.size() : out->doubles.size();
       char* dst = nullptr;
@@ -1945,6 +1943,7 @@ struct ParquetWriter::Impl {
       const bool dense =
           hi >= lo && static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) <
                           static_cast<uint64_t>(std::min<int64_t>(int64_t{1} << 22, 4 * n));
+      int64_t dense_entries = 0;
       if (dense) {
         std::vector<int32_t> slot(static_cast<size_t>(hi - lo) + 1, -1);
         int32_t entries = 0;
@@ -1966,7 +1965,7 @@ struct ParquetWriter::Impl {
             fits = false;
           }
         }
-        for (int32_t e = 0; e < entries; ++e) entry_of.emplace(e, e);  // only its size is used
+        dense_entries = entries;
       }
       for (int64_t r = 0; r < n && fits && !dense; ++r) {
         if (col.IsNull(r)) continue;
@@ -1995,7 +1994,7 @@ struct ParquetWriter::Impl {
           fits = false;
         }
       }
-      const int64_t d = static_cast<int64_t>(entry_of.size());
+      const int64_t d = dense ? dense_entries : static_cast<int64_t>(entry_of.size());
       const int64_t dict_cost =
           d * width + (present * std::max(1, BitWidth(d > 0 ? d - 1 : 0)) + 7) / 8;
       if (fits && d > 0 && 4 * dict_cost <= 3 * present * width) {

@@ -31,6 +31,7 @@ using testing::BusiestUser;
 using testing::CliResult;
 using testing::Fields;
 using testing::Lines;
+using testing::OnlyEntry;
 using testing::ResultRows;
 using testing::RunCli;
 using testing::Words;
@@ -99,13 +100,6 @@ std::string Sha256Sum(const std::string& path) {
   const size_t n = std::fread(buffer, 1, 64, pipe);
   ::pclose(pipe);
   return std::string(buffer, n);
-}
-
-// The one entry of a folder (a run folder inside an --output-dir), or "".
-std::string OnlyEntry(const std::string& dir) {
-  std::string found;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) found = e.path().string();
-  return found;
 }
 
 class CliTest : public ::testing::Test {

@@ -17,38 +17,13 @@ namespace twotower {
 namespace {
 
 using testing::CliResult;
+using testing::Fields;
 using ::testing::HasSubstr;
+using testing::Lines;
+using testing::OnlyEntry;
 using testing::ReadBytes;
 using testing::RunCli;
 using testing::TempDir;
-
-std::vector<std::string> SplitLines(const std::string& text) {
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    lines.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-  return lines;
-}
-
-std::vector<std::string> SplitFields(const std::string& line) {
-  std::vector<std::string> f;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = line.find(',', start);
-    f.push_back(line.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) return f;
-    start = comma + 1;
-  }
-}
-
-std::string RunFolder(const std::string& runs) {
-  for (const auto& e : std::filesystem::directory_iterator(runs)) return e.path().string();
-  return "";
-}
 
 class ParquetCliTest : public ::testing::Test {
  protected:
@@ -95,7 +70,7 @@ class ParquetCliTest : public ::testing::Test {
                              "--output-dir",
                              runs});
     EXPECT_EQ(t.code, 0) << t.out << t.err;
-    return RunFolder(runs);
+    return OnlyEntry(runs);
   }
 
   TempDir dir_;
@@ -110,7 +85,7 @@ TEST_F(ParquetCliTest, TheLabsDataAsParquetTrainsToTheSameMetricsAsItsCsvTwin) {
   // test_metrics.json is the same but for its wall-clock train_seconds line.
   auto without_time = [](const std::string& text) {
     std::string out;
-    for (const std::string& line : SplitLines(text)) {
+    for (const std::string& line : Lines(text)) {
       if (line.find("train_seconds") == std::string::npos) out += line + "\n";
     }
     return out;
@@ -129,13 +104,13 @@ TEST_F(ParquetCliTest, TheLabsDataAsParquetTrainsToTheSameMetricsAsItsCsvTwin) {
                 .code,
             0);
   ASSERT_EQ(Run({"convert", dir_.File("recs.parquet"), dir_.File("recs_back.csv")}).code, 0);
-  const std::vector<std::string> a = SplitLines(ReadBytes(dir_.File("recs.csv")));
-  const std::vector<std::string> b = SplitLines(ReadBytes(dir_.File("recs_back.csv")));
+  const std::vector<std::string> a = Lines(ReadBytes(dir_.File("recs.csv")));
+  const std::vector<std::string> b = Lines(ReadBytes(dir_.File("recs_back.csv")));
   ASSERT_EQ(a.size(), 1u + 150u * 3u);
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(a[0], b[0]);
   for (size_t i = 1; i < a.size(); ++i) {
-    const auto fa = SplitFields(a[i]), fb = SplitFields(b[i]);
+    const auto fa = Fields(a[i], ','), fb = Fields(b[i], ',');
     ASSERT_EQ(fa.size(), 4u);
     ASSERT_EQ(fb.size(), 4u);
     EXPECT_EQ(fa[0] + fa[1] + fa[2], fb[0] + fb[1] + fb[2]) << i;

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -73,6 +74,13 @@ inline std::vector<std::string> Fields(const std::string& line, char sep) {
   std::string field;
   while (std::getline(in, field, sep)) f.push_back(field);
   return f;
+}
+
+// The one entry of a folder (a run folder inside an --output-dir), or "".
+inline std::string OnlyEntry(const std::string& dir) {
+  std::string found;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) found = e.path().string();
+  return found;
 }
 
 inline std::vector<std::string> Words(const std::string& line) {

@@ -4,8 +4,8 @@
 // do this, is not packaged for Debian 12.
 //
 // Follows the Apache Parquet format specification (parquet-format: the file layout, the
-// encodings document for PLAIN, RLE / bit-packing hybrid, PLAIN_DICTIONARY and RLE_DICTIONARY,
-// data pages v1 and v2, and "LogicalTypes.md" for the annotations).
+// encodings document for PLAIN, RLE / bit-packing hybrid, the dictionary, DELTA and
+// BYTE_STREAM_SPLIT encodings, data pages v1 and v2, and "LogicalTypes.md" for the annotations).
 //
 // Reader: flat schemas (a root with leaf columns), each column REQUIRED or OPTIONAL (definition
 // levels 0..1, nulls), physical types BOOLEAN, INT32, INT64, FLOAT, DOUBLE and BYTE_ARRAY (UTF8
@@ -19,7 +19,8 @@
 // column chunks in other files) is an Error naming the file, the column and the feature; a column
 // of an unsupported type fails only when it is read, so other columns of the file stay usable.
 // Every length, offset and count in the file is checked before it is used: a malformed file is an
-// Error, never a crash or an allocation sized by a claim the file's bytes cannot back.
+// Error, never a crash, and what a file's claims make the reader allocate stays within
+// ParquetReadOptions' limits.
 //
 // Writer: the same types, REQUIRED or OPTIONAL, dictionary encoding for strings with a fall back
 // to plain pages when the dictionary outgrows its limit, and for numbers where it pays, data pages
