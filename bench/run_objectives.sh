@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The retrieval objectives on MovieLens (issue 9): every training.loss, with and without hard
-# negatives, several seeds, beside MostPop and EASE computed in the same runs
-# (bench/run_movielens.sh: same split, same protocol, bench/movielens_eval.py scores the
-# recommendation files independently of twotower).
+# The retrieval objectives on MovieLens (issue 9): every training.loss, without hard negatives,
+# with them, and with easy negatives blended in, several seeds, beside MostPop and EASE computed
+# in the same runs (bench/run_movielens.sh: same split, same protocol, bench/movielens_eval.py
+# scores the recommendation files independently of twotower).
 #
-#   bash bench/run_objectives.sh [SRC] [OUT]     # SEEDS="0 1 2" SPLITS=random HARD=64
+#   bash bench/run_objectives.sh [SRC] [OUT]     # SEEDS="0 1 2" SPLITS=random HARD=64 EASY=64
 #
 # Each objective keeps the MovieLens config twotower writes (batch 1024, temperature 0.2,
 # refit on train + val) and changes only the loss settings listed below.
@@ -15,26 +15,35 @@ OUT="${2:-/tmp/twotower_objectives}"
 export SEEDS="${SEEDS:-0 1 2}"
 export SPLITS="${SPLITS:-random}"
 HARD="${HARD:-64}"
+EASY="${EASY:-64}"
 NEG="${NEG:-256}"
 declare -a NAMES=(
   "softmax"
   "softmax+hard"
+  "softmax+hard+easy"
   "mixed"
   "mixed+hard"
+  "mixed+hard+easy"
   "bpr"
   "bpr+hard"
+  "bpr+hard+easy"
   "triplet"
   "triplet+hard"
+  "triplet+hard+easy"
 )
 declare -a SETTINGS=(
   "--set training.loss=softmax"
   "--set training.loss=softmax --set training.num_hard_negatives=$HARD"
+  "--set training.loss=softmax --set training.num_hard_negatives=$HARD --set training.num_easy_negatives=$EASY"
   "--set training.loss=mixed --set training.num_uniform_negatives=$NEG"
   "--set training.loss=mixed --set training.num_uniform_negatives=$NEG --set training.num_hard_negatives=$HARD"
+  "--set training.loss=mixed --set training.num_uniform_negatives=$NEG --set training.num_hard_negatives=$HARD --set training.num_easy_negatives=$EASY"
   "--set training.loss=bpr --set training.num_negatives=$NEG"
   "--set training.loss=bpr --set training.num_negatives=$NEG --set training.num_hard_negatives=$HARD"
+  "--set training.loss=bpr --set training.num_negatives=$NEG --set training.num_hard_negatives=$HARD --set training.num_easy_negatives=$EASY"
   "--set training.loss=triplet --set training.num_negatives=$NEG"
   "--set training.loss=triplet --set training.num_negatives=$NEG --set training.num_hard_negatives=$HARD"
+  "--set training.loss=triplet --set training.num_negatives=$NEG --set training.num_hard_negatives=$HARD --set training.num_easy_negatives=$EASY"
 )
 mkdir -p "$OUT"
 for i in "${!NAMES[@]}"; do

@@ -236,6 +236,15 @@ const std::vector<Setting>& Settings() {
        {},
        "sampled losses: per row keep only this many highest-scoring negatives; 0 = all",
        [](Config& c) -> void* { return &c.training.num_hard_negatives; }},
+      {"training.num_easy_negatives",
+       Kind::kInt,
+       0,
+       false,
+       1 << 24,
+       {},
+       "with num_hard_negatives: per row, also keep this many of its other negatives, drawn at "
+       "random (easy negatives blended with the hard ones)",
+       [](Config& c) -> void* { return &c.training.num_easy_negatives; }},
       {"training.exclude_history_negatives",
        Kind::kBool,
        0,
@@ -747,6 +756,10 @@ void Config::Validate(const std::string& where) const {
                   (loss == "mixed" ? " + num_uniform_negatives" : "") + ")");
     }
   }
+  if (training.num_easy_negatives > 0 && training.num_hard_negatives == 0) {
+    throw Error(where + ": 'training.num_easy_negatives': easy negatives are kept beside hard " +
+                "ones; set training.num_hard_negatives too (0 keeps every negative already)");
+  }
   if (training.exclude_history_negatives && loss == "bce") {
     throw Error(where + ": 'training.exclude_history_negatives': bce draws no negatives");
   }
@@ -795,6 +808,7 @@ nlohmann::json Config::ToJson() const {
                    {"num_negatives", training.num_negatives},
                    {"num_uniform_negatives", training.num_uniform_negatives},
                    {"num_hard_negatives", training.num_hard_negatives},
+                   {"num_easy_negatives", training.num_easy_negatives},
                    {"exclude_history_negatives", training.exclude_history_negatives},
                    {"margin", training.margin},
                    {"optimizer", training.optimizer},
@@ -846,6 +860,7 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "num_negatives" << YAML::Value << training.num_negatives;
   out << YAML::Key << "num_uniform_negatives" << YAML::Value << training.num_uniform_negatives;
   out << YAML::Key << "num_hard_negatives" << YAML::Value << training.num_hard_negatives;
+  out << YAML::Key << "num_easy_negatives" << YAML::Value << training.num_easy_negatives;
   out << YAML::Key << "exclude_history_negatives" << YAML::Value
       << training.exclude_history_negatives;
   out << YAML::Key << "margin" << YAML::Value << training.margin;

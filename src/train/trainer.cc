@@ -270,6 +270,7 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   batch.labels = labels;
   batch.scale = model_->scale();
   batch.bias = model_->bias();
+  batch.seed = step_seed;
   loss_->Compute(batch, &out_);
   if (embedding_l2_ > 0.0) {
     // lambda (|U|^2 + |V|^2) / n: gradient 2 lambda U / n (and V).
@@ -322,6 +323,7 @@ std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& t
                 " (expected: bce, softmax, mixed, bpr, triplet)");
   }
   o.num_hard_negatives = t.num_hard_negatives;
+  o.num_easy_negatives = t.num_easy_negatives;
   o.temperature = t.temperature;
   o.margin = t.margin;
   o.logq_correction = t.logq_correction;

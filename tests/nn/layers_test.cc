@@ -8,6 +8,7 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -127,6 +128,8 @@ struct LayerCase {
   size_t parameter_count;  // tensors
   std::string type_name;   // in error messages ("" for Sequential)
 };
+// gtest prints a parameter in test listings and failures; without this, the raw bytes.
+void PrintTo(const LayerCase& c, std::ostream* os) { *os << c.name; }
 
 std::vector<LayerCase> AllCases() {
   return {

@@ -44,6 +44,7 @@ void ExpectSameConfig(const Config& a, const Config& b) {
   EXPECT_EQ(a.training.num_negatives, b.training.num_negatives);
   EXPECT_EQ(a.training.num_uniform_negatives, b.training.num_uniform_negatives);
   EXPECT_EQ(a.training.num_hard_negatives, b.training.num_hard_negatives);
+  EXPECT_EQ(a.training.num_easy_negatives, b.training.num_easy_negatives);
   EXPECT_EQ(a.training.exclude_history_negatives, b.training.exclude_history_negatives);
   EXPECT_EQ(a.training.margin, b.training.margin);
   EXPECT_EQ(a.training.optimizer, b.training.optimizer);
@@ -137,7 +138,8 @@ TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
   EXPECT_EQ(ParseError("training:\n  epochs: 3\n  epohcs: 4\n"),
             "run.yaml:3: unknown key 'training.epohcs' (expected one of: batch_size, "
             "learning_rate, epochs, early_stopping_patience, loss, sampler, num_negatives, "
-            "num_uniform_negatives, num_hard_negatives, exclude_history_negatives, margin, "
+            "num_uniform_negatives, num_hard_negatives, num_easy_negatives, "
+            "exclude_history_negatives, margin, "
             "optimizer, temperature, logq_correction, "
             "remove_accidental_hits, positives, monitor, refit, checkpoint, embedding_l2)");
   const std::string top = ParseError("seed: 1\nlearning_rate: 0.1\n");
@@ -272,6 +274,11 @@ TEST(ConfigTest, SampledLossSettingsThatCannotWorkAreRefused) {
               HasSubstr("'training.batch_size': in-batch negatives need at least 2 rows"));
   EXPECT_THAT(ParseError("training: {loss: bce, num_hard_negatives: 1}\n"),
               HasSubstr("'training.num_hard_negatives': bce draws no negatives"));
+  EXPECT_THAT(ParseError("training: {loss: softmax, num_easy_negatives: 4}\n"),
+              HasSubstr("'training.num_easy_negatives': easy negatives are kept beside hard "
+                        "ones; set training.num_hard_negatives too"));
+  EXPECT_THAT(ParseError("training: {loss: softmax, num_easy_negatives: -1}\n"),
+              HasSubstr("'training.num_easy_negatives'"));
   EXPECT_THAT(ParseError("training: {loss: bpr, num_negatives: 0}\n"),
               HasSubstr("'training.num_negatives'"));
   EXPECT_THAT(ParseError("training: {optimizer: sgd}\n"), HasSubstr("'training.optimizer'"));
@@ -373,6 +380,7 @@ TEST(ConfigTest, ToYamlReparsesToAnEqualConfig) {
   c.training.num_negatives = 17;
   c.training.num_uniform_negatives = 33;
   c.training.num_hard_negatives = 5;
+  c.training.num_easy_negatives = 7;
   c.training.exclude_history_negatives = true;
   c.training.margin = 0.375;
   c.training.optimizer = "lazy_adam";

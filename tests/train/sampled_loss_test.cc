@@ -26,8 +26,10 @@ struct Result {
 };
 
 Result Compute(SampledLoss* loss, const Matrix& u, const Matrix& v,
-               const std::vector<int32_t>& items, const std::vector<int32_t>& users = {}) {
+               const std::vector<int32_t>& items, const std::vector<int32_t>& users = {},
+               uint64_t seed = 0) {
   LossBatch b;
+  b.seed = seed;
   b.u = &u;
   b.v = &v;
   b.item_rows = items.data();
@@ -168,6 +170,76 @@ TEST(SampledLossTest, HardNegativesKeepTheHighestScoringOnes) {
   EXPECT_NE(r.dv(2, 0), 0.0f);
 }
 
+// Softmax, one row, temperature 1, no correction: positive score 1 and four drawn negatives
+// scoring 0.9 (the hard one with h = 1) and 0.1, 0.5, -0.3 (the R = 3 others).
+struct EasyCase {
+  Matrix u{1, 1}, v{5, 1};
+  std::vector<int32_t> items = {0, 1, 2, 3, 4};
+  SampledLossOptions o;
+  EasyCase() {
+    u << 1;
+    v << 1.0, 0.9, 0.1, 0.5, -0.3;
+    o.objective = Objective::kSoftmax;
+    o.sampler = Sampler::kUniform;
+    o.num_sampled = 4;
+    o.num_items = 10;
+    o.temperature = 1.0;
+    o.logq_correction = false;
+    o.num_hard_negatives = 1;
+  }
+};
+
+TEST(SampledLossTest, AllEasyNegativesGiveTheFullSoftmax) {
+  // e = R: every negative is kept and each easy one stands for R / e = 1: the full softmax.
+  EasyCase c;
+  c.o.num_easy_negatives = 3;
+  SampledLoss loss(c.o);
+  const double z = std::exp(1.0) + std::exp(0.9) + std::exp(0.1) + std::exp(0.5) + std::exp(-0.3);
+  EXPECT_NEAR(Compute(&loss, c.u, c.v, c.items, {}, 7).loss, std::log(z) - 1.0, 1e-6);
+  c.o.num_easy_negatives = 10;  // more than R: all R, still weight 1
+  SampledLoss more(c.o);
+  EXPECT_NEAR(Compute(&more, c.u, c.v, c.items, {}, 7).loss, std::log(z) - 1.0, 1e-6);
+}
+
+TEST(SampledLossTest, OneEasyNegativeIsUniformAndItsNormaliserUnbiased) {
+  // e = 1 of R = 3: the kept easy negative x gets weight 3, loss = log(e^1 + e^0.9 + 3 e^s_x) - 1,
+  // one of three hand-computed values. Over seeds each x is chosen about a third of the time,
+  // and the mean of the estimated normaliser exp(loss + 1) is the full one (its expectation).
+  EasyCase c;
+  c.o.num_easy_negatives = 1;
+  SampledLoss loss(c.o);
+  const double base = std::exp(1.0) + std::exp(0.9);
+  const double rest[3] = {0.1, 0.5, -0.3};
+  const double full = base + std::exp(0.1) + std::exp(0.5) + std::exp(-0.3);
+  int chosen[3] = {0, 0, 0};
+  double sum = 0.0;
+  const int trials = 600;
+  for (int seed = 0; seed < trials; ++seed) {
+    const Result r = Compute(&loss, c.u, c.v, c.items, {}, static_cast<uint64_t>(seed) * 7919);
+    int which = -1;
+    for (int x = 0; x < 3; ++x) {
+      if (std::abs(r.loss - (std::log(base + 3 * std::exp(rest[x])) - 1.0)) < 1e-5) which = x;
+    }
+    ASSERT_GE(which, 0) << "seed " << seed << ": loss " << r.loss << " is no hand value";
+    ++chosen[which];
+    // Only the hard negative (row 1) and the chosen easy one get a gradient.
+    for (int x = 0; x < 3; ++x) EXPECT_EQ(r.dv(2 + x, 0) != 0.0f, x == which);
+    EXPECT_NE(r.dv(1, 0), 0.0f);
+    sum += std::exp(r.loss + 1.0);
+  }
+  // Binomial(600, 1/3): mean 200, standard deviation 11.5; 5 deviations either way.
+  for (int x = 0; x < 3; ++x) EXPECT_NEAR(chosen[x], 200, 58) << "negative " << x;
+  // The estimate's spread: values 3 e^s_x, standard deviation below 1.4 per draw.
+  EXPECT_NEAR(sum / trials, full, 5 * 1.4 / std::sqrt(trials));
+}
+
+TEST(SampledLossTest, EasyNegativesNeedHardOnes) {
+  EasyCase c;
+  c.o.num_hard_negatives = 0;
+  c.o.num_easy_negatives = 2;
+  EXPECT_THROW(SampledLoss{c.o}, Error);
+}
+
 TEST(SampledLossTest, HistoryAndAccidentalHitsAreNeverNegatives) {
   // Drawn negatives: item 5 (the row's own positive: an accidental hit), item 7 (in the user's
   // history) and item 8. Only item 8 counts, so the loss equals the loss with 8 alone drawn.
@@ -224,9 +296,10 @@ TEST(SampledLossTest, GradientsMatchFiniteDifferences) {
   for (Objective obj : {Objective::kSoftmax, Objective::kBpr, Objective::kTriplet}) {
     for (Sampler s :
          {Sampler::kInBatch, Sampler::kUniform, Sampler::kPopularity, Sampler::kMixed}) {
-      for (int hard : {0, 2}) {
+      for (auto [hard, easy] : {std::pair{0, 0}, std::pair{2, 0}, std::pair{2, 1}}) {
         SCOPED_TRACE("objective " + std::to_string(static_cast<int>(obj)) + " sampler " +
-                     std::to_string(static_cast<int>(s)) + " hard " + std::to_string(hard));
+                     std::to_string(static_cast<int>(s)) + " hard " + std::to_string(hard) +
+                     " easy " + std::to_string(easy));
         SampledLossOptions o;
         o.objective = obj;
         o.sampler = s;
@@ -236,6 +309,7 @@ TEST(SampledLossTest, GradientsMatchFiniteDifferences) {
         o.temperature = 0.5;
         o.margin = 1.5;  // most hinges active, none at the kink
         o.num_hard_negatives = hard;
+        o.num_easy_negatives = easy;
         o.history = std::vector<std::vector<int32_t>>(3);
         o.history[2] = {4};
         SampledLoss loss(o);
@@ -250,8 +324,8 @@ TEST(SampledLossTest, GradientsMatchFiniteDifferences) {
         Rng rng(17);
         Matrix u = RandomNormal(n, d, &rng) * 0.6f;
         Matrix v = RandomNormal(n + o.num_sampled, d, &rng) * 0.6f;
-        const Result r = Compute(&loss, u, v, rows, users);
-        auto f = [&] { return Compute(&loss, u, v, rows, users).loss; };
+        const Result r = Compute(&loss, u, v, rows, users, 5);
+        auto f = [&] { return Compute(&loss, u, v, rows, users, 5).loss; };
         EXPECT_TRUE(GradientNear(r.du, NumericalGradient(&u, f, 1e-3), 2e-2, 2e-4));
         EXPECT_TRUE(GradientNear(r.dv, NumericalGradient(&v, f, 1e-3), 2e-2, 2e-4));
       }

@@ -44,6 +44,7 @@ struct TrainingConfig {
   int num_negatives = 64;          // bpr, triplet with uniform / popularity: draws per batch
   int num_uniform_negatives = 64;  // mixed: uniform draws per batch, shared by its rows
   int num_hard_negatives = 0;      // per row, keep the highest-scoring negatives; 0 = all
+  int num_easy_negatives = 0;      // with hard negatives: random others kept per row beside them
   bool exclude_history_negatives = false;  // never use a user's training positives as its negatives
   double margin = 0.5;                     // triplet: hinge margin on the similarity gap
   // adam: dense Adam on every parameter; lazy_adam: embedding tables update only the rows a

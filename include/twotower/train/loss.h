@@ -41,6 +41,9 @@ struct LossBatch {
   const int32_t* user_rows = nullptr;  // n: each pair's user (row of the users table), or null
   const float* labels = nullptr;       // n: 0/1 (bce)
   float scale = 1.0f, bias = 0.0f;     // the model's scorer (bce)
+  // The step's seed, for random choices inside a loss (SampledLoss's easy negatives); the
+  // trainer passes the one it gave DrawNegatives, so a step is reproducible.
+  uint64_t seed = 0;
 };
 
 struct LossOutput {
@@ -115,12 +118,19 @@ class InBatchSoftmaxLoss : public Loss {
 // A negative equal to the row's positive item (an accidental hit, with remove_accidental_hits)
 // and, with `history`, any item in the row's user's training positives is masked: it is not a
 // negative for that row. With num_hard_negatives = h > 0 a row keeps only its h highest-scoring
-// unmasked negatives (TFRS Retrieval's num_hard_negatives; fewer when it has fewer).
+// unmasked negatives (TFRS Retrieval's num_hard_negatives; fewer when it has fewer), and with
+// num_easy_negatives = e > 0 also e of its R other unmasked negatives, drawn uniformly without
+// replacement (all R when R <= e): easy negatives blended with the hard ones (Huang et al.,
+// "Embedding-based Retrieval in Facebook Search", KDD 2020). Hard negatives alone select the
+// items a user scores highest, which on real data are often items the user likes but has not
+// rated; in-batch softmax with 64 hard of 1,023 collapsed on MovieLens-100K (BENCHMARKS.md).
 // Objectives, with s = <u, v> and a row's kept negatives K_i (|K_i| = k_i):
 //   softmax  z = s / temperature - log Q_j (logQ correction: Q_j the negative's expected count
 //            in the sample by its source, above; the positive is corrected as an in-batch
 //            column, by log(n q_i)); loss_i = logsumexp({z_i+} U {z_ij : j in K_i}) - z_i+
-//            (Yi et al. 2019; Yang et al. 2020, each source with its own correction).
+//            (Yi et al. 2019; Yang et al. 2020, each source with its own correction). An easy
+//            negative's logit gets + log(R / e): it stands for R / e of the row's non-hard
+//            negatives, so the normaliser is an unbiased estimate of the one over all of them.
 //   bpr      loss_i = 1/k_i sum_{j in K_i} w_ij softplus(-(s_i+ - s_ij) / temperature)
 //            (Rendle et al., "BPR: Bayesian Personalized Ranking from Implicit Feedback",
 //            UAI 2009, with a temperature since normalised towers give |s| <= 1).
@@ -138,12 +148,14 @@ struct SampledLossOptions {
   Sampler sampler = Sampler::kInBatch;
   int num_sampled = 0;         // m: uniform / popularity / mixed draws per batch (>= 1 for those)
   int num_hard_negatives = 0;  // 0: every unmasked negative
+  int num_easy_negatives = 0;  // with num_hard_negatives: random others kept per row (>= 0)
   double temperature = 0.05;   // softmax, bpr (> 0)
   double margin = 0.5;         // triplet (> 0)
   bool logq_correction = true;
   bool remove_accidental_hits = true;
   // q_j per item row (sums to 1): the popularity sampler's distribution and the in-batch
-  // columns' correction. Required (num_items entries) for in_batch, mixed and popularity.
+  // columns' correction. Required (num_items entries) for in_batch, mixed and popularity, and
+  // for softmax with logq_correction (its positive is corrected by log(n q)).
   std::vector<double> item_probability;
   int64_t num_items = 0;  // N: the catalogue the uniform and popularity samplers draw from
   // Per user row: sorted item rows never used as that user's negatives (empty: none).
@@ -153,7 +165,7 @@ struct SampledLossOptions {
 class SampledLoss : public Loss {
  public:
   // Throws Error for options that do not fit together (a missing distribution, m < 1 for a
-  // drawing sampler, temperature or margin <= 0).
+  // drawing sampler, temperature or margin <= 0, easy negatives without hard ones).
   explicit SampledLoss(SampledLossOptions options);
   void DrawNegatives(const int32_t* user_rows, const int32_t* item_rows, int64_t n, uint64_t seed,
                      std::vector<int32_t>* negatives) override;
@@ -168,10 +180,13 @@ class SampledLoss : public Loss {
   Matrix scores_, grad_;            // n x C: negatives' scores, then d loss / d score
   Vector pos_, gpos_;               // n: positives' scores and d loss / d score
   std::vector<float> log_q_;        // per column: log of its expected count
+  std::vector<float> log_p_;        // per item row: log item_probability (empty for uniform)
   struct Scratch {                  // one per thread
     std::vector<int32_t> keep;      // a row's kept columns
     std::vector<float> values;      // hard-negative selection
     std::vector<float> z, w;        // a row's kept logits and weights
+    std::vector<int32_t> rest;      // easy-negative candidates: the row's non-hard columns
+    std::vector<float> rest_z;      // and their logits
   };
   std::vector<Scratch> scratch_;
   std::vector<double> partial_;  // per thread: its rows' loss
