@@ -122,6 +122,7 @@ int Sampled(char** a) {
   o.num_hard_negatives = std::stoi(a[10]);
   o.temperature = std::stod(a[11]);
   o.margin = std::stod(a[12]);
+  o.num_easy_negatives = std::stoi(a[13]);
   o.num_items = n.items.rows();
   o.item_probability.assign(q.data(), q.data() + q.size());
   train::SampledLoss loss(o);
@@ -133,6 +134,7 @@ int Sampled(char** a) {
   batch.v = &model::TwoTowerModel::item_output(ctx);
   batch.item_rows = item_rows.data();
   batch.user_rows = user_rows.data();
+  batch.seed = std::stoull(a[14]);
   train::LossOutput out;
   loss.Compute(batch, &out);
   Backward(n, &ctx, out, a[7]);
@@ -143,11 +145,11 @@ int Sampled(char** a) {
 
 int main(int argc, char** argv) {
   const bool sampled = argc > 1 && std::strcmp(argv[1], "--sampled") == 0;
-  if ((!sampled && argc != 8) || (sampled && argc != 14)) {
+  if ((!sampled && argc != 8) || (sampled && argc != 16)) {
     return std::fprintf(stderr,
                         "usage: %s MODEL USERS ITEMS PAIRS LOGQ TEMPERATURE OUT\n"
                         "       %s --sampled MODEL USERS ITEMS PAIRS NEGATIVES Q OUT LOSS SAMPLER "
-                        "HARD TEMPERATURE MARGIN\n",
+                        "HARD TEMPERATURE MARGIN EASY SEED\n",
                         argv[0], argv[0]),
            2;
   }

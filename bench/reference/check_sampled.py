@@ -5,7 +5,10 @@ loss.h's definitions) from the same weights, the same batch and the same drawn n
 compares the loss and every gradient (embedding tables included).
 
 usage: check_sampled.py MODEL.safetensors USERS.csv ITEMS.csv BENCH_SOFTMAX_GRAD_DUMP
-       [--batch 128] [--negatives 32] [--hard 8] [--temperature 0.2] [--margin 0.5]
+       [--batch 128] [--negatives 32] [--hard 8] [--easy 4] [--temperature 0.2] [--margin 0.5]
+Each case runs without hard negatives, with `hard`, and with `hard` plus `easy` easy negatives
+(chosen inside the loss from the step's seed: the reference makes the same draws with its own
+xoshiro256**, twotower_torch.easy_choice).
 The batch: random (user, item) rows with one item repeated (an accidental hit); q: a random
 distribution over the items; negatives drawn from it (the samplers' draws are tested in the C++
 suite; here both sides get the same ones). Prints one line per case and tensor, and exits 1 when
@@ -38,6 +41,8 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--negatives", type=int, default=32)
     p.add_argument("--hard", type=int, default=8)
+    p.add_argument("--easy", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0x5EED)
     p.add_argument("--temperature", type=float, default=0.2)
     p.add_argument("--margin", type=float, default=0.5)
     a = p.parse_args()
@@ -46,7 +51,7 @@ def main():
     q = rng.dirichlet(np.ones(len(items)))
     worst_all = 0.0
     for objective, sampler in CASES:
-        for hard in (0, a.hard):
+        for hard, easy in ((0, 0), (a.hard, 0), (a.hard, a.easy)):
             if objective == "softmax" and sampler == "in_batch" and hard == 0:
                 continue  # that is InBatchSoftmaxLoss: check_softmax.py
             m = 0 if sampler == "in_batch" else a.negatives
@@ -60,7 +65,8 @@ def main():
                 np.save(paths[1], negatives.astype(np.float32)[None, :])
                 np.save(paths[2], q.astype(np.float32)[None, :])
                 subprocess.run([a.dump_tool, "--sampled", a.model, a.users, a.items, *paths,
-                                objective, sampler, str(hard), str(a.temperature), str(a.margin)],
+                                objective, sampler, str(hard), str(a.temperature), str(a.margin),
+                                str(easy), str(a.seed)],
                                check=True, stdout=subprocess.DEVNULL)
                 ours, meta = read_safetensors(paths[3])
             model.eval()
@@ -73,9 +79,9 @@ def main():
             # q as twotower reads it: float32.
             loss = sampled_loss(u, v, rows, pairs[0], objective, sampler,
                                 q.astype(np.float32).astype(np.float64), len(items), hard,
-                                a.temperature, a.margin)
+                                a.temperature, a.margin, easy=easy, seed=a.seed)
             loss.backward()
-            print(f"== {objective} / {sampler}, hard negatives {hard}, {m} drawn")
+            print(f"== {objective} / {sampler}, hard negatives {hard}, easy {easy}, {m} drawn")
             worst = report_gradient_parity(model, ours, float(meta["loss"]), loss.item(),
                                            skip=("scorer.",))
             worst_all = max(worst_all, worst)

@@ -121,9 +121,63 @@ def in_batch_softmax(u, v, item_rows, temperature, log_q=None, remove_accidental
     return F.cross_entropy(logits, torch.arange(len(items)))
 
 
+M64 = 0xFFFFFFFFFFFFFFFF
+
+
+class Xoshiro256:
+    """xoshiro256** (Blackman & Vigna 2018) seeded through SplitMix64, and Lemire's unbiased
+    bounded integers (2019): the published algorithms, as twotower's Rng names them, so a draw
+    made inside a twotower loss can be made here too."""
+
+    def __init__(self, seed):
+        state, self.s = seed & M64, []
+        for _ in range(4):
+            state = (state + 0x9E3779B97F4A7C15) & M64
+            z = state
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+            self.s.append(z ^ (z >> 31))
+
+    @staticmethod
+    def _rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & M64
+
+    def next(self):
+        s = self.s
+        result = (self._rotl((s[1] * 5) & M64, 7) * 9) & M64
+        t = (s[1] << 17) & M64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = self._rotl(s[3], 45)
+        return result
+
+    def below(self, n):
+        m = self.next() * n
+        if (m & M64) < n:
+            threshold = ((1 << 64) - n) % n  # (2^64 - n) mod n, as unsigned -n % n
+            while (m & M64) < threshold:
+                m = self.next() * n
+        return m >> 64
+
+
+def easy_choice(rest, e, step_seed, row):
+    """loss.h's easy negatives: e of the row's non-hard columns `rest` (column order), by a
+    partial Fisher-Yates shuffle from the generator of (step seed, row)."""
+    rest = list(rest)
+    rng = Xoshiro256(step_seed ^ ((0xD1B54A32D192ED03 * (row + 1)) & M64))
+    take = min(len(rest), e)
+    for t in range(take):
+        pick = t + rng.below(len(rest) - t)
+        rest[t], rest[pick] = rest[pick], rest[t]
+    return rest[:take]
+
+
 def sampled_loss(u, v, item_rows, user_rows, objective, sampler, q, num_items, hard=0,
                  temperature=0.2, margin=0.5, logq=True, remove_accidental_hits=True,
-                 history=None):
+                 history=None, easy=0, seed=0):
     """twotower's SampledLoss (loss.h), written independently from its definition with autograd:
     u: n x d, v: (n + m) x d (the batch's items, then m drawn negatives), item_rows: n + m.
     Negatives per row: the other batch columns (in_batch, mixed) and the drawn rows (uniform,
@@ -131,7 +185,9 @@ def sampled_loss(u, v, item_rows, user_rows, objective, sampler, q, num_items, h
     logQ (softmax): in-batch columns log(n q_j), drawn columns log(m / N) (uniform) or
     log(m q_j) (popularity); pairwise losses instead weight each kept negative by
     1 / (N q_j) normalised to mean 1 over the row (not for uniform). hard > 0 keeps the row's
-    `hard` highest-scoring negatives (by the corrected logit for softmax)."""
+    `hard` highest-scoring negatives (by the corrected logit for softmax), and `easy` of its
+    other negatives chosen by easy_choice with the step's `seed`; for softmax an easy negative's
+    logit gets + log(R / e), R the row's non-hard negatives."""
     n, m = u.shape[0], v.shape[0] - u.shape[0]
     items = torch.as_tensor(np.asarray(item_rows, dtype=np.int64))
     q = torch.as_tensor(np.asarray(q, dtype=np.float64))
@@ -158,9 +214,19 @@ def sampled_loss(u, v, item_rows, user_rows, objective, sampler, q, num_items, h
         rank = rank - torch.log(expected).float()[None, :]
     rank = rank.masked_fill(~valid, float("-inf"))
     keep = valid.clone()
+    shift = torch.zeros_like(rank)  # log(R / e) on the easy negatives (softmax)
     if hard > 0:
-        top = torch.topk(rank, min(hard, rank.shape[1]), dim=1).indices
+        # The `hard` highest, ties to the lower column (a stable descending sort): a duplicate
+        # drawn item scores the same in two columns, and which one is hard decides the rest.
+        top = torch.sort(rank, dim=1, descending=True, stable=True).indices[:, :hard]
         keep = torch.zeros_like(valid).scatter_(1, top, True) & valid
+        if easy > 0:
+            for i in range(n):
+                rest = torch.nonzero(valid[i] & ~keep[i]).flatten().tolist()
+                chosen = easy_choice(rest, easy, seed, i)
+                if chosen:
+                    keep[i, chosen] = True
+                    shift[i, chosen] = float(np.log(len(rest) / len(chosen)))
     total = u.new_zeros(())
     for i in range(n):
         k = keep[i]
@@ -170,7 +236,7 @@ def sampled_loss(u, v, item_rows, user_rows, objective, sampler, q, num_items, h
             zp = pos[i] * inv_t
             if logq:
                 zp = zp - float(np.log(n * float(q[items[i]])))
-            z = torch.cat([zp[None], rank[i][k]])
+            z = torch.cat([zp[None], (rank[i] + shift[i])[k]])
             total = total + torch.logsumexp(z, 0) - zp
             continue
         w = torch.ones(int(k.sum()), dtype=u.dtype)

@@ -144,7 +144,21 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
     }
     log_q_[j] = static_cast<float>(lq);
   }
-  grad_.resize(n, c);  // each row zeroed by its thread below
+  // With hard negatives a row keeps at most h + e of its C columns: its gradient is kept as a
+  // list of (column, value) pairs and applied by row gathers and scatters, instead of a dense
+  // n x C matrix and two GEMMs that would be mostly zeros (64 + 64 of 1,280 columns at scale).
+  const bool sparse = o_.num_hard_negatives > 0;
+  const Eigen::Index row_cap =
+      sparse ? std::min<Eigen::Index>(
+                   c, static_cast<Eigen::Index>(o_.num_hard_negatives) + o_.num_easy_negatives)
+             : 0;
+  if (sparse) {
+    sparse_col_.resize(static_cast<size_t>(n * row_cap));
+    sparse_grad_.resize(static_cast<size_t>(n * row_cap));
+    sparse_count_.assign(static_cast<size_t>(n), 0);
+  } else {
+    grad_.resize(n, c);  // each row zeroed by its thread below
+  }
   gpos_.setZero(n);
   // The loss is the mean over rows: every gradient is written already divided by n.
   const double inv_n = 1.0 / static_cast<double>(n);
@@ -164,7 +178,16 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
     std::vector<float>& z_ = sc.z;
     std::vector<float>& w_ = sc.w;
     double& total = partial_[static_cast<size_t>(omp_get_thread_num())];
-    grad_.row(i).setZero();
+    if (!sparse) grad_.row(i).setZero();
+    // d loss / d s for the row's t-th kept column.
+    const auto put = [&](size_t t, double g) {
+      if (sparse) {
+        sparse_col_[static_cast<size_t>(i * row_cap) + t] = keep_[t];
+        sparse_grad_[static_cast<size_t>(i * row_cap) + t] = static_cast<float>(g);
+      } else {
+        grad_(i, keep_[t]) = static_cast<float>(g);
+      }
+    };
     const int32_t positive = b.item_rows[i];
     const std::vector<int32_t>* seen =
         o_.history.empty() ? nullptr : &o_.history[static_cast<size_t>(b.user_rows[i])];
@@ -238,6 +261,7 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
     }
     const size_t k = keep_.size();
     if (k == 0) continue;
+    if (sparse) sparse_count_[static_cast<size_t>(i)] = static_cast<int32_t>(k);
     if (!pairwise) {
       double z_pos = pos_[i] * inv_t;
       if (correct) z_pos -= log_n + log_p_[positive];
@@ -252,8 +276,7 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
       // d loss_i / d z = softmax - [positive]; z = s / t (the correction is a constant).
       gpos_[i] = static_cast<float>((std::exp(z_pos - max) / sum - 1.0) * inv_t * inv_n);
       for (size_t t = 0; t < k; ++t) {
-        grad_(i, keep_[t]) =
-            static_cast<float>(std::exp(static_cast<double>(z_[t]) - max) / sum * inv_t * inv_n);
+        put(t, std::exp(static_cast<double>(z_[t]) - max) / sum * inv_t * inv_n);
       }
       continue;
     }
@@ -285,7 +308,7 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
         row += w * std::max(hinge, 0.0);
         g = hinge > 0 ? w : 0.0;
       }
-      grad_(i, keep_[t]) = static_cast<float>(g * inv_n);
+      put(t, g * inv_n);
       gp -= g;
     }
     total += row;
@@ -295,10 +318,31 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
   out->loss = total / nn;
   // s_ij = <u_i, v_col(j)>, s_i+ = <u_i, v_i>.
   out->du.resize(n, u.cols());
-  out->du.noalias() = grad_ * vn;
-  out->du.array() += v.topRows(n).array().colwise() * gpos_.array();
   out->dv.setZero(n + m, v.cols());
-  out->dv.middleRows(first, c).noalias() = grad_.transpose() * u;
+  if (sparse) {
+    // du_i = sum_t g_it v_col(t): a gather per row (rows are independent, so in parallel);
+    // dv_col += g_it u_i: a scatter, in row order on one thread, so the sums do not depend on
+    // the thread count (n (h + e) row updates of d floats: 65,536 x 32 at scale, ~0.2 ms).
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (Eigen::Index i = 0; i < n; ++i) {
+      auto du_i = out->du.row(i);
+      du_i.setZero();
+      const size_t base = static_cast<size_t>(i * row_cap);
+      for (int32_t t = 0; t < sparse_count_[static_cast<size_t>(i)]; ++t) {
+        du_i.noalias() += sparse_grad_[base + t] * vn.row(sparse_col_[base + t]);
+      }
+    }
+    for (Eigen::Index i = 0; i < n; ++i) {
+      const size_t base = static_cast<size_t>(i * row_cap);
+      for (int32_t t = 0; t < sparse_count_[static_cast<size_t>(i)]; ++t) {
+        out->dv.row(first + sparse_col_[base + t]).noalias() += sparse_grad_[base + t] * u.row(i);
+      }
+    }
+  } else {
+    out->du.noalias() = grad_ * vn;
+    out->dv.middleRows(first, c).noalias() = grad_.transpose() * u;
+  }
+  out->du.array() += v.topRows(n).array().colwise() * gpos_.array();
   out->dv.topRows(n).array() += u.array().colwise() * gpos_.array();
   out->d_log_scale = 0.0;
   out->d_bias = 0.0;

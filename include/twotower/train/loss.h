@@ -178,15 +178,18 @@ class SampledLoss : public Loss {
   SampledLossOptions o_;
   std::vector<double> cumulative_;  // popularity sampler: running sums of item_probability
   Matrix scores_, grad_;            // n x C: negatives' scores, then d loss / d score
-  Vector pos_, gpos_;               // n: positives' scores and d loss / d score
-  std::vector<float> log_q_;        // per column: log of its expected count
-  std::vector<float> log_p_;        // per item row: log item_probability (empty for uniform)
-  struct Scratch {                  // one per thread
-    std::vector<int32_t> keep;      // a row's kept columns
-    std::vector<float> values;      // hard-negative selection
-    std::vector<float> z, w;        // a row's kept logits and weights
-    std::vector<int32_t> rest;      // easy-negative candidates: the row's non-hard columns
-    std::vector<float> rest_z;      // and their logits
+  // With hard negatives, d loss / d score as up to h + e (column, value) pairs per row instead.
+  std::vector<int32_t> sparse_col_, sparse_count_;
+  std::vector<float> sparse_grad_;
+  Vector pos_, gpos_;           // n: positives' scores and d loss / d score
+  std::vector<float> log_q_;    // per column: log of its expected count
+  std::vector<float> log_p_;    // per item row: log item_probability (empty for uniform)
+  struct Scratch {              // one per thread
+    std::vector<int32_t> keep;  // a row's kept columns
+    std::vector<float> values;  // hard-negative selection
+    std::vector<float> z, w;    // a row's kept logits and weights
+    std::vector<int32_t> rest;  // easy-negative candidates: the row's non-hard columns
+    std::vector<float> rest_z;  // and their logits
   };
   std::vector<Scratch> scratch_;
   std::vector<double> partial_;  // per thread: its rows' loss
