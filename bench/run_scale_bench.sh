@@ -26,6 +26,20 @@ ITEMS="${ITEMS:-1000000}"
 INTERACTIONS="${INTERACTIONS:-14285714}"  # the generator's 70% train split: 10,000,000
 export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
 [ -x build/bench_train_epoch ] || bash scripts/build.sh >/dev/null
+PEER="${PEER:-1}"
+if [ "$PEER" = 1 ]; then  # the peer's Debian packages, installed if missing
+  missing=()
+  for p in python3-numpy python3-torch libopenblas0-pthread; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
 D="$OUT/data"
 mkdir -p "$OUT"
 if [ ! -f "$D/train/interactions.csv" ]; then
@@ -70,7 +84,6 @@ evaluation:
   k: []
 YAML
 RESULTS="$OUT/results.jsonl"
-PEER="${PEER:-1}"
 [ "$PEER" = 1 ] && : > "$RESULTS"
 for loss in $LOSSES; do
   sets=("training.loss=$loss" "training.num_hard_negatives=$HARD")
