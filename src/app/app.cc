@@ -302,11 +302,12 @@ ItemEmbeddings ReadItemEmbeddings(const std::string& npy_path) {
     e.vectors = data::ReadNpy(npy_path);
     e.ids = ReadIdsFile(IdsPath(npy_path), e.vectors, npy_path, &e.model_fingerprint);
   }
-  // Checked here, at the boundary, so the message names the file.
+  // Checked here, at the boundary, so the message names the file. Rows count from 1, as in the
+  // other messages about a table's rows; dimensions from 0, as the Parquet columns e0.. are named.
   for (int64_t r = 0; r < e.vectors.rows(); ++r) {
     for (int64_t c = 0; c < e.vectors.cols(); ++c) {
       if (!std::isfinite(e.vectors(r, c))) {
-        throw Error(npy_path + ": row " + std::to_string(r) + " (id " + Quote(e.ids[r]) +
+        throw Error(npy_path + ": row " + std::to_string(r + 1) + " (id " + Quote(e.ids[r]) +
                     "): value at dimension " + std::to_string(c) + " is " +
                     (std::isnan(e.vectors(r, c)) ? "NaN" : "infinite") +
                     ", expected finite embeddings");

@@ -67,7 +67,12 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   std::string pattern = path_ + ".tmp.XXXXXX";
   const int fd = ::mkstemp(pattern.data());
   if (fd < 0) throw Error(path_ + ": cannot write: " + std::strerror(errno));
-  ::fchmod(fd, 0644);
+  // A replaced file keeps its permission bits (a private 0600 output stays private); a new one
+  // gets 0644. (umask is not consulted: reading it means setting it, which races with other
+  // threads creating files.)
+  struct stat existing {};
+  const bool replaces = ::stat(path_.c_str(), &existing) == 0 && S_ISREG(existing.st_mode);
+  ::fchmod(fd, replaces ? (existing.st_mode & 07777) : 0644);
   temp_path_ = pattern;
   file_ = ::fdopen(fd, "wb");
   if (file_ == nullptr) {

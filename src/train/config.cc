@@ -418,13 +418,23 @@ bool ParseInt64(const std::string& text, int64_t* v) {
   return !text.empty() && r.ec == std::errc() && r.ptr == text.data() + text.size();
 }
 
+// A range bound as a person reads it: the shortest text that reads back as the same double
+// (1048576, not the stream's 1.04858e+06; 0.3, 1e-08).
+std::string Bound(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
+std::string RangeText(const Setting& s) {
+  return std::string(s.min_exclusive ? "> " : ">= ") + Bound(s.min) + " and <= " + Bound(s.max);
+}
+
 void CheckRange(const Setting& s, double v, const std::string& where, const std::string& shown) {
   const bool low = s.min_exclusive ? v <= s.min : v < s.min;
   if (low || v > s.max) {
-    std::ostringstream msg;
-    msg << where << ": '" << s.key << "': " << shown << " is out of range (expected "
-        << (s.min_exclusive ? "> " : ">= ") << s.min << " and <= " << s.max << ")";
-    throw Error(msg.str());
+    throw Error(where + ": '" + s.key + "': " + shown + " is out of range (expected " +
+                RangeText(s) + ")");
   }
 }
 
@@ -919,9 +929,7 @@ std::vector<std::string> SettingsHelp() {
     if (key == "data.items") value = defaults["data"]["items"];
     std::string range;
     if (s.kind == Kind::kInt || s.kind == Kind::kDouble || s.kind == Kind::kIntList) {
-      std::ostringstream r;
-      r << ", " << (s.min_exclusive ? "> " : ">= ") << s.min << " and <= " << s.max;
-      range = r.str();
+      range = ", " + RangeText(s);
     }
     for (const std::string& choice : s.choices)
       range +=

@@ -51,7 +51,7 @@ TEST(ReadItemEmbeddingsTest, NonFiniteValuesAreRefusedNamingFileRowAndId) {
   dir.Write("e.ids.txt", "a\nb\n");
   EXPECT_THAT([&] { ReadItemEmbeddings(npy); },
               ::testing::ThrowsMessage<Error>(::testing::StrEq(
-                  npy + ": row 1 (id \"b\"): value at dimension 1 is NaN, expected finite "
+                  npy + ": row 2 (id \"b\"): value at dimension 1 is NaN, expected finite "
                         "embeddings")));
 }
 

@@ -76,6 +76,30 @@ TEST(AtomicFileTest, CommitReplacesTargetAndLeavesNoTemporary) {
   EXPECT_EQ(ListDirectory(dir.path()), std::vector<std::string>{"model.bin"});
 }
 
+TEST(AtomicFileTest, ReplacedFileKeepsItsPermissionsAndANewOneGets0644) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  const std::string path = dir.Write("private.csv", "old");
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);  // 0600
+  {
+    AtomicFile file(path);
+    file.Write("new");
+    file.Commit();
+  }
+  EXPECT_EQ(ReadBytes(path), "new");
+  EXPECT_EQ(fs::status(path).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  const std::string fresh = dir.File("fresh.csv");
+  {
+    AtomicFile file(fresh);
+    file.Write("x");
+    file.Commit();
+  }
+  EXPECT_EQ(fs::status(fresh).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                fs::perms::others_read);
+}
+
 TEST(AtomicFileTest, UncommittedFileLeavesOldTargetIntactAndNoTemporary) {
   TempDir dir;
   const std::string path = dir.Write("model.bin", "old");

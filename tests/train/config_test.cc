@@ -184,6 +184,10 @@ TEST(ConfigTest, OutOfRangeValuesAreErrors) {
             "run.yaml:2: 'training.learning_rate': -0.001 is out of range (expected > 0 and <= "
             "10)");
   EXPECT_THAT(ParseError("training:\n  learning_rate: 0\n"), HasSubstr("is out of range"));
+  // Bounds print as written, not in the stream's six digits (1.04858e+06).
+  EXPECT_EQ(ParseError("training:\n  num_negatives: 2000000\n"),
+            "run.yaml:2: 'training.num_negatives': 2000000 is out of range (expected >= 1 and <= "
+            "1048576)");
   EXPECT_THAT(ParseError("training:\n  batch_size: 0\n"),
               HasSubstr("'training.batch_size': 0 is out of range"));
   EXPECT_THAT(ParseError("model:\n  dropout: 1.5\n"),
