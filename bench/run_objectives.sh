@@ -5,6 +5,7 @@
 # scores the recommendation files independently of twotower).
 #
 #   bash bench/run_objectives.sh [SRC] [OUT]     # SEEDS="0 1 2" SPLITS=random HARD=64 EASY=64
+#                                                # ONLY="softmax+hard+easy ..." (a subset)
 #
 # Each objective keeps the MovieLens config twotower writes (batch 1024, temperature 0.2,
 # refit on train + val) and changes only the loss settings listed below.
@@ -45,6 +46,14 @@ declare -a SETTINGS=(
   "--set training.loss=triplet --set training.num_negatives=$NEG --set training.num_hard_negatives=$HARD"
   "--set training.loss=triplet --set training.num_negatives=$NEG --set training.num_hard_negatives=$HARD --set training.num_easy_negatives=$EASY"
 )
+# ONLY="name ...": run just these variants (the summary then lists only them).
+if [ -n "${ONLY:-}" ]; then
+  keep_names=() keep_settings=()
+  for i in "${!NAMES[@]}"; do
+    case " $ONLY " in *" ${NAMES[$i]} "*) keep_names+=("${NAMES[$i]}") keep_settings+=("${SETTINGS[$i]}") ;; esac
+  done
+  NAMES=("${keep_names[@]}") SETTINGS=("${keep_settings[@]}")
+fi
 mkdir -p "$OUT"
 for i in "${!NAMES[@]}"; do
   name="${NAMES[$i]}"
