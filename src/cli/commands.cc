@@ -233,7 +233,7 @@ int TrainAndReport(const train::Config& config, const std::string& config_path,
   }
   const train::TrainingConfig& t = config.training;
   if (t.loss == "softmax" && t.num_hard_negatives > 0 && t.num_easy_negatives == 0) {
-    // Measured, not guessed: BENCHMARKS.md, "Objectives on MovieLens-100K".
+    // Measured, not guessed: BENCHMARKS.md, "Retrieval objectives on MovieLens-100K".
     std::cerr << "warning: training.num_hard_negatives with in-batch softmax and no "
                  "training.num_easy_negatives: the hardest in-batch negatives are often items "
                  "the user likes but has not rated, and on MovieLens-100K this collapsed to "

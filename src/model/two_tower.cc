@@ -37,6 +37,8 @@ void RunTowers(const UserJob& user_job, const ItemJob& item_job) {
 
 }  // namespace
 
+std::ostream& operator<<(std::ostream& os, ScoreMode mode) { return os << ScoreModeName(mode); }
+
 const char* ScoreModeName(ScoreMode mode) {
   return mode == ScoreMode::kLearned ? "learned" : "cosine";
 }

@@ -758,6 +758,11 @@ void Config::Validate(const std::string& where) const {
     if (in_batch) drawn += training.batch_size - 1;
     if (loss == "mixed") drawn += training.num_uniform_negatives;
     if (!in_batch) drawn += training.num_negatives;
+    if (training.num_easy_negatives > 0 && training.num_hard_negatives >= drawn) {
+      throw Error(where + ": 'training.num_easy_negatives': num_hard_negatives (" +
+                  std::to_string(training.num_hard_negatives) + ") already keeps all " +
+                  std::to_string(drawn) + " negatives a row has, so none is left to draw");
+    }
     if (training.num_hard_negatives > drawn) {
       throw Error(where + ": 'training.num_hard_negatives': " +
                   std::to_string(training.num_hard_negatives) + " is more than the " +

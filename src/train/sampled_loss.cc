@@ -166,10 +166,16 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
   const double inv_t = o_.objective == Objective::kTriplet ? 1.0 : 1.0 / o_.temperature;
   double total = 0.0;
   // Rows are independent: each thread takes a block of rows with its own scratch and writes
-  // only its rows of grad_ and gpos_; the per-thread sums are added in thread order (so the loss
-  // depends on the thread count only through that rounding).
+  // only its rows of grad_ (or sparse_*) and gpos_; the per-thread sums are added in thread order
+  // (so the loss depends on the thread count only through that rounding).
   const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(n / 64)));
-  scratch_.resize(static_cast<size_t>(threads));
+  // Grown, never shrunk (a short last batch uses fewer threads), and every buffer reserved for
+  // a whole row of C, so no step after the first allocates.
+  if (scratch_.size() < static_cast<size_t>(threads)) scratch_.resize(static_cast<size_t>(threads));
+  for (Scratch& sc : scratch_) {
+    for (auto* v : {&sc.keep, &sc.rest}) v->reserve(static_cast<size_t>(c));
+    for (auto* v : {&sc.values, &sc.z, &sc.w, &sc.rest_z}) v->reserve(static_cast<size_t>(c));
+  }
   partial_.assign(static_cast<size_t>(threads), 0.0);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (Eigen::Index i = 0; i < n; ++i) {
@@ -228,7 +234,10 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
       rest_z.clear();
       size_t out = 0;
       for (size_t t = 0; t < keep_.size(); ++t) {
-        if (z_[t] > threshold || (z_[t] == threshold && ties-- > 0)) {
+        // out < h: at most h are hard even when NaN scores leave nth_element without an order
+        // (the sparse rows hold h + e entries).
+        if (static_cast<int>(out) < h &&
+            (z_[t] > threshold || (z_[t] == threshold && ties-- > 0))) {
           keep_[out] = keep_[t];
           z_[out] = z_[t];
           ++out;

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <ostream>
 #include <string>
 #include <vector>
 
@@ -13,9 +12,6 @@
 #include "twotower/core/error.h"
 
 namespace twotower::model {
-// gtest prints a parameter in test listings and failures; without this, the raw bytes.
-void PrintTo(ScoreMode mode, std::ostream* os) { *os << ScoreModeName(mode); }
-
 namespace {
 
 using ::testing::HasSubstr;

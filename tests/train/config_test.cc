@@ -281,6 +281,10 @@ TEST(ConfigTest, SampledLossSettingsThatCannotWorkAreRefused) {
   EXPECT_THAT(ParseError("training: {loss: softmax, num_easy_negatives: 4}\n"),
               HasSubstr("'training.num_easy_negatives': easy negatives are kept beside hard "
                         "ones; set training.num_hard_negatives too"));
+  EXPECT_THAT(ParseError("training: {loss: bpr, num_negatives: 8, num_hard_negatives: 8, "
+                         "num_easy_negatives: 2}\n"),
+              HasSubstr("'training.num_easy_negatives': num_hard_negatives (8) already keeps "
+                        "all 8 negatives a row has"));
   EXPECT_THAT(ParseError("training: {loss: softmax, num_easy_negatives: -1}\n"),
               HasSubstr("'training.num_easy_negatives'"));
   EXPECT_THAT(ParseError("training: {loss: bpr, num_negatives: 0}\n"),

@@ -11,6 +11,8 @@
 
 #include "testing/gradient_check.h"
 #include "twotower/core/error.h"
+#include "twotower/core/rng.h"
+#include "twotower/core/threads.h"
 #include "twotower/train/loss.h"
 
 namespace twotower::train {
@@ -231,6 +233,37 @@ TEST(SampledLossTest, OneEasyNegativeIsUniformAndItsNormaliserUnbiased) {
   for (int x = 0; x < 3; ++x) EXPECT_NEAR(chosen[x], 200, 58) << "negative " << x;
   // The estimate's spread: values 3 e^s_x, standard deviation below 1.4 per draw.
   EXPECT_NEAR(sum / trials, full, 5 * 1.4 / std::sqrt(trials));
+}
+
+TEST(SampledLossTest, HardAndEasyNegativesDoNotDependOnTheThreadCount) {
+  // 256 rows run on up to 4 threads: the draws come from (seed, row) and the sparse gradients are
+  // summed per row and scattered in row order, so du and dv are bitwise equal for any thread
+  // count; the loss differs only by the rounding of per-thread partial sums.
+  const int n = 256, m = 32, d = 8, items = 300;
+  SampledLossOptions o;
+  o.sampler = Sampler::kMixed;
+  o.num_sampled = m;
+  o.num_items = items;
+  o.item_probability = Uniform(items);
+  o.temperature = 0.2;
+  o.num_hard_negatives = 16;
+  o.num_easy_negatives = 8;
+  Rng rng(3);
+  const Matrix u = RandomNormal(n, d, &rng), v = RandomNormal(n + m, d, &rng);
+  std::vector<int32_t> rows(n + m);
+  for (int i = 0; i < n + m; ++i) rows[i] = static_cast<int32_t>(rng.Below(items));
+  std::vector<Result> results;
+  for (int threads : {1, 2, 4}) {
+    SetThreads(threads);
+    SampledLoss loss(o);
+    results.push_back(Compute(&loss, u, v, rows, {}, 42));
+  }
+  SetThreads(0);
+  for (size_t r = 1; r < results.size(); ++r) {
+    EXPECT_NEAR(results[r].loss, results[0].loss, 1e-9 * std::abs(results[0].loss));
+    EXPECT_TRUE(results[r].du == results[0].du) << "du differs with " << (1 << r) << " threads";
+    EXPECT_TRUE(results[r].dv == results[0].dv) << "dv differs with " << (1 << r) << " threads";
+  }
 }
 
 TEST(SampledLossTest, EasyNegativesNeedHardOnes) {

@@ -123,12 +123,13 @@ TEST(TrainingStepTest, SoftmaxWithEmbeddingBagsAllocatesNothingAfterTheFirstStep
   const std::vector<float> y(batch, 1.0f);
   EXPECT_EQ(SteadyStateMallocs(&trainer, users, items, user_rows, item_rows, y, &rng), 0)
       << "allocations in 5 steady-state softmax steps";
-  // Mixed negatives (drawn each step) with hard negatives and lazy Adam: the draws change, the
-  // sizes do not.
+  // Mixed negatives (drawn each step) with hard and easy negatives and lazy Adam: the draws
+  // change, the sizes do not.
   train::SampledLossOptions o;
   o.sampler = train::Sampler::kMixed;
   o.num_sampled = 5;
   o.num_hard_negatives = 3;
+  o.num_easy_negatives = 2;
   o.num_items = batch;
   o.item_probability.assign(batch, 1.0 / batch);
   nn::AdamOptions lazy;

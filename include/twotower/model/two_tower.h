@@ -16,6 +16,7 @@
 #define TWOTOWER_MODEL_TWO_TOWER_H_
 
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,8 @@ struct ModelConfig {
 };
 
 const char* ScoreModeName(ScoreMode mode);
+// Writes ScoreModeName(mode) (for logs, and for gtest, which prints parameters with it).
+std::ostream& operator<<(std::ostream& os, ScoreMode mode);
 
 struct ModelContext {
   TowerContext user, item;

@@ -129,8 +129,8 @@ class InBatchSoftmaxLoss : public Loss {
 //            in the sample by its source, above; the positive is corrected as an in-batch
 //            column, by log(n q_i)); loss_i = logsumexp({z_i+} U {z_ij : j in K_i}) - z_i+
 //            (Yi et al. 2019; Yang et al. 2020, each source with its own correction). An easy
-//            negative's logit gets + log(R / e): it stands for R / e of the row's non-hard
-//            negatives, so the normaliser is an unbiased estimate of the one over all of them.
+//            negative's logit gets + log(R / min(R, e)): it stands for that many of the row's
+//            non-hard negatives, so the normaliser is an unbiased estimate of the one over all.
 //   bpr      loss_i = 1/k_i sum_{j in K_i} w_ij softplus(-(s_i+ - s_ij) / temperature)
 //            (Rendle et al., "BPR: Bayesian Personalized Ranking from Implicit Feedback",
 //            UAI 2009, with a temperature since normalised towers give |s| <= 1).
