@@ -44,17 +44,7 @@ PY=/usr/bin/python3
 PEER_ENV="OPENBLAS_CORETYPE=SkylakeX"
 
 # Debian packages the peers need, installed if missing.
-missing=()
-for p in python3-numpy python3-faiss python3-hnswlib; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}" >&2
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash bench/install_missing.sh python3-numpy python3-faiss python3-hnswlib
 bash scripts/install_deps.sh
 
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -27,17 +27,7 @@ TT=./build/twotower
 # Debian packages the reference scripts need, installed if missing.
 need=(python3-numpy)
 [ "${TWIN:-0}" = 1 ] && need+=(python3-torch libopenblas0-pthread)
-missing=()
-for p in "${need[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}" >&2
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash bench/install_missing.sh "${need[@]}"
 [ -x "$TT" ] || bash scripts/build.sh -DTWOTOWER_BUILD_TESTS=OFF >/dev/null
 mkdir -p "$OUT"
 results="$OUT/results.jsonl"

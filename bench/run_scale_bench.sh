@@ -28,17 +28,7 @@ export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
 [ -x build/bench_train_epoch ] || bash scripts/build.sh >/dev/null
 PEER="${PEER:-1}"
 if [ "$PEER" = 1 ]; then  # the peer's Debian packages, installed if missing
-  missing=()
-  for p in python3-numpy python3-torch libopenblas0-pthread; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing: ${missing[*]}" >&2
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  bash bench/install_missing.sh python3-numpy python3-torch libopenblas0-pthread
 fi
 D="$OUT/data"
 mkdir -p "$OUT"
