@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
+#include <numeric>
 #include <string_view>
 #include <unordered_map>
 
@@ -566,9 +568,57 @@ std::vector<Recommendation> RecommendForUser(const Bundle& b, const index::ItemI
   return out;
 }
 
+Reranker LoadReranker(const std::string& path, const Bundle& b, const index::ItemIndex& index,
+                      int candidates) {
+  if (candidates < 1) {
+    throw Error("--candidates: expected at least 1, got " + std::to_string(candidates));
+  }
+  Reranker r;
+  r.path = path;
+  r.candidates = candidates;
+  r.ranker = model::LoadRanker(path);
+  try {
+    r.ranker.encoder.user.Encode(b.users, &r.user_features);
+    r.ranker.encoder.item.Encode(b.items, &r.item_features);
+  } catch (const Error& e) {
+    throw Error(path + ": the ranker cannot read the two-tower model's tables: " + e.what());
+  }
+  r.label_rows.resize(static_cast<size_t>(index.size()));
+  for (int64_t label = 0; label < index.size(); ++label) {
+    const int32_t row = b.item_index.Find(index.ids()[label]);
+    if (row < 0) {
+      throw Error("--rerank: item " + Quote(index.ids()[label]) + " of the index is not in " +
+                  b.paths.items +
+                  ", so the ranker has no features for it (pass --items with "
+                  "the table the index was built from)");
+    }
+    r.label_rows[label] = row;
+  }
+  return r;
+}
+
+std::vector<Recommendation> Rerank(const Reranker& r, int32_t user_row,
+                                   const std::vector<Recommendation>& candidates, int k) {
+  const int64_t n = static_cast<int64_t>(candidates.size());
+  std::vector<int32_t> users(n, user_row), items(n);
+  for (int64_t i = 0; i < n; ++i) items[i] = r.label_rows.at(candidates[i].label);
+  Vector logits;
+  r.ranker.model->Score(r.user_features, users.data(), r.item_features, items.data(), n, &logits);
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t c) { return logits[a] > logits[c]; });
+  std::vector<Recommendation> out;
+  for (int64_t i = 0; i < std::min<int64_t>(k, n); ++i) {
+    out.push_back({candidates[order[i]].label, logits[order[i]]});
+  }
+  return out;
+}
+
 BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int k,
                               const std::vector<std::vector<int64_t>>* seen,
-                              const std::string& out_path, bool progress) {
+                              const std::string& out_path, bool progress,
+                              const Reranker* reranker) {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<std::string>& user_ids = b.user_index.ids;
   const int64_t n = b.users.num_rows();
@@ -601,9 +651,17 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
   // Buffers sized by what can be returned: at most the catalogue per user, and users in chunks
   // of at most 4M results (48 MiB of labels and scores) however large k is.
   k = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(idx.size(), 1)));
-  const int64_t kChunk = std::max<int64_t>(1, std::min<int64_t>(4096, (int64_t{1} << 22) / k));
-  std::vector<int64_t> ids(static_cast<size_t>(kChunk * k));
-  std::vector<float> scores(static_cast<size_t>(kChunk * k));
+  // w: how many each user retrieves (the ranker's candidates when re-ranking); the first k of
+  // each row of ids / scores are written, scores already as shown (DisplayScore, or the
+  // ranker's probability).
+  const int w = reranker == nullptr
+                    ? k
+                    : static_cast<int>(std::min<int64_t>(std::max(k, reranker->candidates),
+                                                         std::max<int64_t>(idx.size(), 1)));
+  const int64_t kChunk = std::max<int64_t>(1, std::min<int64_t>(4096, (int64_t{1} << 22) / w));
+  std::vector<int64_t> ids(static_cast<size_t>(kChunk * w));
+  std::vector<float> scores(static_cast<size_t>(kChunk * w));
+  std::vector<double> shown(static_cast<size_t>(kChunk * w));
   std::vector<index::SearchFilter> filters;
   std::vector<std::string> lines(kChunk);
   std::vector<int32_t> rows(kChunk);
@@ -619,21 +677,47 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
     // Users through the tower a chunk at a time: memory does not grow with the user count.
     for (int64_t i = 0; i < c; ++i) rows[i] = static_cast<int32_t>(first + i);
     b.model.model->EncodeUsers(b.user_features, rows.data(), c, &u);
-    idx.Search(u.data(), c, k, seen != nullptr ? filters.data() : nullptr, ids.data(),
+    idx.Search(u.data(), c, w, seen != nullptr ? filters.data() : nullptr, ids.data(),
                scores.data());
+    if (reranker == nullptr) {
+      for (int64_t i = 0; i < c * w; ++i) shown[i] = DisplayScore(b, scores[i]);
+    } else {
+      // Each user's candidates re-ordered by the ranker (Score is const: users in parallel).
+      std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic)
+      for (int64_t i = 0; i < c; ++i) {
+        try {
+          std::vector<Recommendation> candidates;
+          for (int r = 0; r < w && ids[i * w + r] >= 0; ++r) {
+            candidates.push_back({ids[i * w + r], scores[i * w + r]});
+          }
+          const std::vector<Recommendation> top =
+              Rerank(*reranker, static_cast<int32_t>(first + i), candidates, k);
+          for (int r = 0; r < w; ++r) {
+            const bool have = r < static_cast<int>(top.size());
+            ids[i * w + r] = have ? top[r].label : -1;
+            shown[i * w + r] = have ? Sigmoid(top[r].score) : 0.0;
+          }
+        } catch (...) {
+#pragma omp critical
+          error = std::current_exception();
+        }
+      }
+      if (error) std::rethrow_exception(error);
+    }
     if (parquet) {
       for (data::ParquetColumn& col : columns) col.Clear();
       for (int64_t i = 0; i < c; ++i) {
         columns[0].strings.push_back(user_ids[first + i]);
         const int32_t user_entry = static_cast<int32_t>(i);
         for (int r = 0; r < k; ++r) {
-          const int64_t label = ids[i * k + r];
+          const int64_t label = ids[i * w + r];
           if (label < 0) break;
           columns[0].string_index.push_back(user_entry);
           columns[1].ints.push_back(r + 1);
           columns[2].string_index.push_back(static_cast<int32_t>(columns[2].strings.size()));
           columns[2].strings.push_back(idx.ids()[label]);
-          columns[3].doubles.push_back(DisplayScore(b, scores[i * k + r]));
+          columns[3].doubles.push_back(shown[i * w + r]);
         }
       }
       parquet_file->Write(columns);
@@ -649,13 +733,13 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
       const std::string user = data::CsvField(user_ids[first + i]);
       char buf[64];
       for (int r = 0; r < k; ++r) {
-        const int64_t label = ids[i * k + r];
+        const int64_t label = ids[i * w + r];
         if (label < 0) break;
         std::snprintf(buf, sizeof(buf), ",%d,", r + 1);
         text += user;
         text += buf;
         text += data::CsvField(idx.ids()[label]);
-        std::snprintf(buf, sizeof(buf), ",%.6f\n", DisplayScore(b, scores[i * k + r]));
+        std::snprintf(buf, sizeof(buf), ",%.6f\n", shown[i * w + r]);
         text += buf;
       }
     }
@@ -683,6 +767,13 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
         {"model_sha256", idx.model_fingerprint().empty()
                              ? nlohmann::json()
                              : nlohmann::json(idx.model_fingerprint())}}},
+      {"rerank",
+       reranker == nullptr
+           ? nlohmann::json()
+           : nlohmann::json{{"model",
+                             std::filesystem::absolute(reranker->path).lexically_normal().string()},
+                            {"model_sha256", reranker->ranker.fingerprint},
+                            {"candidates", reranker->candidates}}},
       {"k", requested_k},
       {"exclude_seen", seen != nullptr},
       {"users", n},

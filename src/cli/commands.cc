@@ -42,6 +42,7 @@
 #include "twotower/serve/experiment.h"
 #include "twotower/serve/server.h"
 #include "twotower/train/config.h"
+#include "twotower/train/ranker_trainer.h"
 #include "twotower/train/trainer.h"
 
 namespace twotower::cli {
@@ -207,6 +208,35 @@ int RunTrain(const TrainArgs& a) {
   return TrainAndReport(config, a.config_path, "", a.quiet);
 }
 
+// model.kind: ranker: trains the ranker into run_dir and reports its test metrics.
+int TrainRankerAndReport(const train::Config& config, const data::Dataset& d,
+                         const std::string& run_dir, int threads, bool quiet) {
+  {
+    Rng probe(0);
+    model::Ranker shape(config.model, d.encoder, &probe);
+    std::cout << "== ranker (bce on labelled pairs, " << shape.ParameterCount()
+              << " trainable parameters, " << threads << " threads)\n"
+              << "  " << shape.Describe() << "\n";
+  }
+  std::cout << "== training (run folder " << run_dir << "; rankers write no checkpoint)\n";
+  train::TrainOptions options;
+  options.progress = !quiet;
+  options.log = &std::cout;
+  options.run_dir = run_dir;
+  const train::RankerTrainResult r = train::TrainRanker(config, d, options);
+  std::cout << "== test (best epoch " << r.best_epoch << ", trained in "
+            << Fixed(r.train_seconds, 2) << "s)\n";
+  PrintEval("test", r.test);
+  if (!r.test_ranking.ks.empty()) {
+    PrintRanking("test ranking (" + std::to_string(r.test_ranking.users) +
+                     " users, the ranker scoring every item, train+val items excluded; MostPop "
+                     "counts train+val)",
+                 r.test_ranking, &r.test_most_popular);
+  }
+  std::cout << "run folder: " << run_dir << "/\n";
+  return 0;
+}
+
 // Loads the data, trains (into a new run folder, or continuing `resume_dir`) and reports.
 int TrainAndReport(const train::Config& config, const std::string& config_path,
                    const std::string& resume_dir, bool quiet) {
@@ -222,6 +252,8 @@ int TrainAndReport(const train::Config& config, const std::string& config_path,
             << ", val " << Fixed(d.val.PositiveRate(), 3) << ", test "
             << Fixed(d.test.PositiveRate(), 3) << "\n";
   const std::string run_dir = resume_dir.empty() ? train::CreateRunDirectory(config) : resume_dir;
+  if (config.model.kind == "ranker")
+    return TrainRankerAndReport(config, d, run_dir, threads, quiet);
   {
     Rng probe(0);
     model::TwoTowerModel shape(config.model, d.encoder, &probe);
@@ -398,6 +430,8 @@ int RunIndexAdd(const IndexAddArgs& a) {
 
 struct RecommendArgs {
   std::string model, user_id, embeddings, index, users, items, train, val, out;
+  std::string rerank;   // a ranker re-ordering the retrieved candidates
+  int candidates = -1;  // how many it re-orders; -1 = not given (200)
   int k = 10;
   bool exclude_seen = false;
   bool all_users = false;
@@ -421,6 +455,16 @@ int RunRecommend(const RecommendArgs& a) {
         "recommend: --train and --val name the history --exclude-seen drops; add "
         "--exclude-seen or leave them out");
   }
+  if (a.candidates != -1 && a.rerank.empty()) {
+    throw Error(
+        "recommend: --candidates is how many retrieved items --rerank re-orders; add "
+        "--rerank RANKER or leave it out");
+  }
+  const int candidates = a.candidates == -1 ? 200 : a.candidates;
+  if (!a.rerank.empty() && candidates < a.k) {
+    throw Error("recommend: --candidates " + std::to_string(candidates) + " is fewer than --k " +
+                std::to_string(a.k) + " (the ranker re-orders the candidates and keeps the top k)");
+  }
   const app::DataOverrides overrides{a.users, a.items, a.train, a.val};
   const app::Bundle b = app::LoadBundle(a.model, overrides);
   int32_t user_row = -1;
@@ -435,21 +479,31 @@ int RunRecommend(const RecommendArgs& a) {
   // The items rated in train and validation: the history the test evaluation excludes.
   std::vector<std::vector<int64_t>> seen;
   if (a.exclude_seen) seen = app::SeenLabels(b, *idx, app::HistoryFiles(b, overrides));
+  std::unique_ptr<app::Reranker> reranker;
+  if (!a.rerank.empty()) {
+    reranker = std::make_unique<app::Reranker>(app::LoadReranker(a.rerank, b, *idx, candidates));
+  }
 
   if (a.all_users) {
-    const app::BatchResult r =
-        app::RecommendAllUsers(b, *idx, a.k, a.exclude_seen ? &seen : nullptr, a.out, !a.quiet);
+    const app::BatchResult r = app::RecommendAllUsers(
+        b, *idx, a.k, a.exclude_seen ? &seen : nullptr, a.out, !a.quiet, reranker.get());
     std::cout << "wrote " << a.out << ": " << r.users << " users, top " << a.k << " (" << r.rows
               << " rows) from " << idx->spec() << " over " << idx->size() << " items";
     if (a.exclude_seen) std::cout << ", seen in train and val excluded";
+    if (reranker) {
+      std::cout << ", re-ranked by " << a.rerank << " from the top " << reranker->candidates;
+    }
     std::cout << "; provenance in " << app::MetaPath(a.out);
     std::cout << "; " << Fixed(r.seconds, 2) << "s, "
               << Fixed(static_cast<double>(r.users) / std::max(r.seconds, 1e-9), 0) << " users/s\n";
     return 0;
   }
 
-  const std::vector<app::Recommendation> recs =
-      app::RecommendForUser(b, *idx, user_row, a.k, a.exclude_seen ? &seen[user_row] : nullptr);
+  std::vector<app::Recommendation> recs =
+      app::RecommendForUser(b, *idx, user_row, reranker ? std::max(a.k, candidates) : a.k,
+                            a.exclude_seen ? &seen[user_row] : nullptr);
+  const size_t retrieved = recs.size();
+  if (reranker) recs = app::Rerank(*reranker, user_row, recs, a.k);
   const data::FeatureSchema& schema = b.model.schema;
   std::cout << "top " << recs.size() << " for user " << a.user_id;
   for (const auto& f : schema.user.features) {
@@ -458,6 +512,10 @@ int RunRecommend(const RecommendArgs& a) {
   }
   if (a.exclude_seen) {
     std::cout << "  (" << seen[user_row].size() << " seen in train and val excluded)";
+  }
+  if (reranker) {
+    std::cout << "  (re-ranked by " << a.rerank << " from the top " << retrieved
+              << " retrieved; score: the ranker's probability)";
   }
   std::cout << "\n";
   // The item's feature columns, then its title, year and genres when the items table has them
@@ -497,7 +555,9 @@ int RunRecommend(const RecommendArgs& a) {
   std::printf("\n");
   for (size_t r = 0; r < recs.size(); ++r) {
     const std::string& id = idx->ids()[recs[r].label];
-    std::printf("%4zu  %-10s  %7.4f", r + 1, id.c_str(), app::DisplayScore(b, recs[r].score));
+    const double score = reranker ? 1.0 / (1.0 + std::exp(-static_cast<double>(recs[r].score)))
+                                  : app::DisplayScore(b, recs[r].score);
+    std::printf("%4zu  %-10s  %7.4f", r + 1, id.c_str(), score);
     for (size_t i = 0; i < shown.size(); ++i) {
       std::printf("  %s", padded(cell(shown[i], r), widths[i]).c_str());
     }
@@ -828,6 +888,12 @@ int Main(int argc, char** argv) {
                         "when the file exists)");
   recommend->add_flag("--allow-other-model", rec.allow_other_model,
                       "use --index / --embeddings made by another model (refused otherwise)");
+  recommend->add_option("--rerank", rec.rerank,
+                        "a ranker (model.kind: ranker) that re-orders the retrieved candidates");
+  recommend
+      ->add_option("--candidates", rec.candidates,
+                   "with --rerank: how many items to retrieve for the ranker (default 200)")
+      ->check(CLI::Range(1, 1000000));
   recommend->add_flag("--quiet", rec.quiet, "no progress bar");
   recommend->add_option("--threads", threads, "threads (0 = all cores)");
 

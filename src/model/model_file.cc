@@ -28,38 +28,87 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-}  // namespace
+// Checks the file's tensors against the model's (names, PyTorch shapes, finite values, no extra
+// ones) and copies them in.
+void CopyTensors(const std::string& path, const SafetensorsFile& file,
+                 const std::vector<nn::NamedParameter>& named_tensors) {
+  for (const auto& named : named_tensors) {
+    const auto it = file.tensors.find(named.name);
+    if (it == file.tensors.end()) throw Error(path + ": missing tensor '" + named.name + "'");
+    Matrix& m = named.parameter->value;
+    const std::vector<int64_t> expected = TorchShape(named.name, m);
+    if (it->second.shape != expected) {
+      throw Error(path + ": tensor '" + named.name + "' has shape " + ShapeText(it->second.shape) +
+                  ", expected " + ShapeText(expected) + " for this model's config and encoder");
+    }
+    // A NaN or infinite weight would turn every score into NaN, silently: refused here, once.
+    for (size_t k = 0; k < it->second.data.size(); ++k) {
+      if (!std::isfinite(it->second.data[k])) {
+        throw Error(path + ": tensor '" + named.name + "' has a non-finite value at element " +
+                    std::to_string(k) + " (expected finite float32 weights)");
+      }
+    }
+    std::memcpy(m.data(), it->second.data.data(), sizeof(float) * m.size());
+  }
+  if (file.tensors.size() != named_tensors.size()) {
+    throw Error(path + ": has " + std::to_string(file.tensors.size()) + " tensors, expected " +
+                std::to_string(named_tensors.size()));
+  }
+}
 
-void SaveModel(const std::string& path, TwoTowerModel& model, const data::FeatureEncoder& encoder,
-               const data::FeatureSchema& schema, const nlohmann::json& config) {
+// Every tensor of a model into a safetensors file with the common metadata.
+SafetensorsFile MakeFile(const std::vector<nn::NamedParameter>& named_tensors, const char* format,
+                         int version, const ModelConfig& model, const data::FeatureEncoder& encoder,
+                         const data::FeatureSchema& schema, const nlohmann::json& config) {
   SafetensorsFile file;
-  for (const auto& named : model.NamedTensors()) {
+  for (const auto& named : named_tensors) {
     const Matrix& m = named.parameter->value;
     Tensor t;
     t.shape = TorchShape(named.name, m);
     t.data.assign(m.data(), m.data() + m.size());
     file.tensors[named.name] = std::move(t);
   }
-  file.metadata["format"] = "twotower.model";
-  file.metadata["format_version"] = std::to_string(kModelFormatVersion);
-  file.metadata["model"] = model.config().ToJson().dump();
+  file.metadata["format"] = format;
+  file.metadata["format_version"] = std::to_string(version);
+  file.metadata["model"] = model.ToJson().dump();
   file.metadata["encoder"] = encoder.ToJson().dump();
   file.metadata["schema"] = data::ToJson(schema).dump();
   file.metadata["config"] = config.dump();
-  WriteSafetensors(path, file);
+  return file;
+}
+
+// The metadata value of `key`, or Error naming the file.
+const std::string& Meta(const SafetensorsFile& file, const std::string& path,
+                        const std::string& key) {
+  const auto it = file.metadata.find(key);
+  if (it == file.metadata.end()) {
+    throw Error(path + ": not a twotower model file (no '" + key + "' in __metadata__)");
+  }
+  return it->second;
+}
+
+constexpr char kTwoTowerFormat[] = "twotower.model";
+constexpr char kRankerFormat[] = "twotower.ranker";
+
+}  // namespace
+
+void SaveModel(const std::string& path, TwoTowerModel& model, const data::FeatureEncoder& encoder,
+               const data::FeatureSchema& schema, const nlohmann::json& config) {
+  WriteSafetensors(path, MakeFile(model.NamedTensors(), kTwoTowerFormat, kModelFormatVersion,
+                                  model.config(), encoder, schema, config));
 }
 
 LoadedModel LoadModel(const std::string& path) {
   const std::string bytes = ReadFile(path);
   SafetensorsFile file = ParseSafetensors(bytes, path);
-  auto meta = [&](const std::string& key) -> const std::string& {
-    const auto it = file.metadata.find(key);
-    if (it == file.metadata.end()) {
-      throw Error(path + ": not a twotower model file (no '" + key + "' in __metadata__)");
-    }
-    return it->second;
-  };
-  if (meta("format") != "twotower.model") {
+  auto meta = [&](const std::string& key) -> const std::string& { return Meta(file, path, key); };
+  if (meta("format") == kRankerFormat) {
+    throw Error(path +
+                ": is a ranker (model.kind: ranker), not a two-tower model: it re-ranks "
+                "what a two-tower model retrieves (`recommend --model TWO_TOWER --rerank " +
+                path + "`)");
+  }
+  if (meta("format") != kTwoTowerFormat) {
     throw Error(path + ": not a twotower model file (format " + Quote(meta("format")) + ")");
   }
   // Version 1 (dense towers only) is a subset of version 2: its metadata reads the same way.
@@ -74,6 +123,10 @@ LoadedModel LoadModel(const std::string& path) {
   LoadedModel loaded;
   loaded.fingerprint = Sha256Hex(bytes);
   const ModelConfig config = ModelConfig::FromJson(parse("model"), path + ": __metadata__.model");
+  if (config.kind != "two_tower") {
+    throw Error(path + ": __metadata__.model: kind is " + Quote(config.kind) +
+                " in a two-tower model file (expected \"two_tower\")");
+  }
   loaded.encoder =
       data::FeatureEncoder::FromJson(parse("encoder"), path + ": __metadata__.encoder");
   loaded.schema = data::FeatureSchemaFromJson(parse("schema"), path + ": __metadata__.schema");
@@ -124,28 +177,68 @@ LoadedModel LoadModel(const std::string& path) {
   } catch (const Error& e) {
     throw Error(path + ": __metadata__.model: " + e.what());
   }
-  for (const auto& named : loaded.model->NamedTensors()) {
-    const auto it = file.tensors.find(named.name);
-    if (it == file.tensors.end()) throw Error(path + ": missing tensor '" + named.name + "'");
-    Matrix& m = named.parameter->value;
-    const std::vector<int64_t> expected = TorchShape(named.name, m);
-    if (it->second.shape != expected) {
-      throw Error(path + ": tensor '" + named.name + "' has shape " + ShapeText(it->second.shape) +
-                  ", expected " + ShapeText(expected) + " for this model's config and encoder");
-    }
-    // A NaN or infinite weight would turn every score into NaN, silently: refused here, once.
-    for (size_t k = 0; k < it->second.data.size(); ++k) {
-      if (!std::isfinite(it->second.data[k])) {
-        throw Error(path + ": tensor '" + named.name + "' has a non-finite value at element " +
-                    std::to_string(k) + " (expected finite float32 weights)");
-      }
-    }
-    std::memcpy(m.data(), it->second.data.data(), sizeof(float) * m.size());
+  CopyTensors(path, file, loaded.model->NamedTensors());
+  return loaded;
+}
+
+void SaveRanker(const std::string& path, Ranker& ranker, const data::FeatureEncoder& encoder,
+                const data::FeatureSchema& schema, const nlohmann::json& config) {
+  WriteSafetensors(path, MakeFile(ranker.NamedTensors(), kRankerFormat, kRankerFormatVersion,
+                                  ranker.config(), encoder, schema, config));
+}
+
+LoadedRanker LoadRanker(const std::string& path) {
+  const std::string bytes = ReadFile(path);
+  SafetensorsFile file = ParseSafetensors(bytes, path);
+  const std::string& format = Meta(file, path, "format");
+  if (format == kTwoTowerFormat) {
+    throw Error(path +
+                ": is a two-tower model, not a ranker: --rerank takes a model trained "
+                "with model.kind: ranker");
   }
-  if (file.tensors.size() != loaded.model->NamedTensors().size()) {
-    throw Error(path + ": has " + std::to_string(file.tensors.size()) + " tensors, expected " +
-                std::to_string(loaded.model->NamedTensors().size()));
+  if (format != kRankerFormat) {
+    throw Error(path + ": not a twotower ranker file (format " + Quote(format) + ")");
   }
+  if (Meta(file, path, "format_version") != std::to_string(kRankerFormatVersion)) {
+    throw Error(path + ": ranker format version " + Meta(file, path, "format_version") +
+                " is not supported (expected " + std::to_string(kRankerFormatVersion) + ")");
+  }
+  auto parse = [&](const std::string& key) {
+    return ParseJsonStrict(Meta(file, path, key), path + ": __metadata__." + key);
+  };
+  LoadedRanker loaded;
+  loaded.fingerprint = Sha256Hex(bytes);
+  const ModelConfig config = ModelConfig::FromJson(parse("model"), path + ": __metadata__.model");
+  if (config.kind != "ranker") {
+    throw Error(path + ": __metadata__.model: kind is " + Quote(config.kind) +
+                ", expected \"ranker\"");
+  }
+  loaded.encoder =
+      data::FeatureEncoder::FromJson(parse("encoder"), path + ": __metadata__.encoder");
+  loaded.schema = data::FeatureSchemaFromJson(parse("schema"), path + ": __metadata__.schema");
+  loaded.config = file.metadata.count("config") ? parse("config") : nlohmann::json::object();
+  // Shapes before allocation, as LoadModel does.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
+  try {
+    expected = RankerTensorShapes(config, loaded.encoder);
+  } catch (const Error& e) {
+    throw Error(path + ": __metadata__.encoder: " + e.what());
+  }
+  for (const auto& [name, shape] : expected) {
+    const auto it = file.tensors.find(name);
+    if (it == file.tensors.end()) throw Error(path + ": missing tensor '" + name + "'");
+    if (it->second.shape != shape) {
+      throw Error(path + ": tensor '" + name + "' has shape " + ShapeText(it->second.shape) +
+                  ", expected " + ShapeText(shape) + " for this ranker's config and encoder");
+    }
+  }
+  Rng unused(0);
+  try {
+    loaded.model = std::make_unique<Ranker>(config, loaded.encoder, &unused);
+  } catch (const Error& e) {
+    throw Error(path + ": __metadata__.model: " + e.what());
+  }
+  CopyTensors(path, file, loaded.model->NamedTensors());
   return loaded;
 }
 

@@ -51,7 +51,10 @@ nlohmann::json ModelConfig::ToJson() const {
           {"score", ScoreModeName(score)},
           {"initial_scale", initial_scale},
           {"normalize", normalize},
-          {"projection", projection}};
+          {"projection", projection},
+          {"kind", kind},
+          {"cross_layers", cross_layers},
+          {"ranker_hidden_dims", ranker_hidden_dims}};
 }
 
 ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string& where) {
@@ -72,12 +75,25 @@ ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string&
     if (json.contains("initial_scale")) c.initial_scale = json["initial_scale"].get<double>();
     if (json.contains("normalize")) c.normalize = json["normalize"].get<bool>();
     if (json.contains("projection")) c.projection = json["projection"].get<bool>();
+    // Files written before rankers existed are two-tower models.
+    if (json.contains("kind")) c.kind = json["kind"].get<std::string>();
+    if (json.contains("cross_layers")) c.cross_layers = json["cross_layers"].get<int>();
+    if (json.contains("ranker_hidden_dims")) {
+      c.ranker_hidden_dims = json["ranker_hidden_dims"].get<std::vector<int>>();
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed model config: " + e.what());
   }
   if (c.embedding_dim <= 0) throw Error(where + ": embedding_dim must be positive");
+  if (c.kind != "two_tower" && c.kind != "ranker") {
+    throw Error(where + ": unknown model kind " + Quote(c.kind) +
+                " (expected two_tower or ranker)");
+  }
+  if (c.cross_layers < 0 || c.cross_layers > 16) {
+    throw Error(where + ": cross_layers must be in [0, 16], got " + std::to_string(c.cross_layers));
+  }
   if (!(c.dropout >= 0.0 && c.dropout < 1.0)) throw Error(where + ": dropout must be in [0, 1)");
-  for (const auto* dims : {&c.user_hidden_dims, &c.item_hidden_dims}) {
+  for (const auto* dims : {&c.user_hidden_dims, &c.item_hidden_dims, &c.ranker_hidden_dims}) {
     for (int h : *dims) {
       if (h <= 0) throw Error(where + ": hidden widths must be positive");
     }

@@ -162,6 +162,32 @@ const std::vector<Setting>& Settings() {
        {},
        "false: towers without hidden layers have no Linear (input width = embedding_dim)",
        [](Config& c) -> void* { return &c.model.projection; }},
+      {"model.kind",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {"two_tower", "ranker"},
+       "two_tower: user and item towers meeting in a dot product (retrieval); ranker: user and "
+       "item features together through a DCN-v2 cross network and an MLP (a second stage, "
+       "`recommend --rerank`)",
+       [](Config& c) -> void* { return &c.model.kind; }},
+      {"model.cross_layers",
+       Kind::kInt,
+       0,
+       false,
+       16,
+       {},
+       "ranker: DCN-v2 cross layers x_{l+1} = x_0 * (W_l x_l + b_l) + x_l; 0 = MLP only",
+       [](Config& c) -> void* { return &c.model.cross_layers; }},
+      {"model.ranker_hidden_dims",
+       Kind::kIntList,
+       1,
+       false,
+       65536,
+       {},
+       "ranker: hidden widths of the MLP after the cross network (then a Linear to one logit)",
+       [](Config& c) -> void* { return &c.model.ranker_hidden_dims; }},
       {"training.batch_size",
        Kind::kInt,
        1,
@@ -720,6 +746,24 @@ void Config::Validate(const std::string& where) const {
                   ks + "])");
     }
   }
+  if (model.kind == "ranker") {
+    // The ranker is a pointwise model of labelled pairs (BCE), selected on the validation AUC or
+    // loss; what it has not got is refused here rather than ignored.
+    if (training.loss != "bce") {
+      throw Error(where + ": 'training.loss': a ranker (model.kind: ranker) trains with bce on " +
+                  "labelled pairs, got " + Quote(training.loss));
+    }
+    if (m != "val_auc" && m != "val_loss") {
+      throw Error(where + ": 'training.monitor': a ranker is selected on val_auc or val_loss, " +
+                  "got " + Quote(m));
+    }
+    if (training.refit) {
+      throw Error(where + ": 'training.refit': not supported for rankers (model.kind: ranker)");
+    }
+    if (training.embedding_l2 != 0.0) {
+      throw Error(where + ": 'training.embedding_l2': penalises tower outputs; a ranker has none");
+    }
+  }
   if (m == "val_loss" && training.loss != "bce") {
     throw Error(where +
                 ": 'training.monitor': val_loss is the pointwise (bce) loss on labelled "
@@ -861,6 +905,9 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "initial_scale" << YAML::Value << model.initial_scale;
   out << YAML::Key << "normalize" << YAML::Value << model.normalize;
   out << YAML::Key << "projection" << YAML::Value << model.projection;
+  out << YAML::Key << "kind" << YAML::Value << model.kind;
+  out << YAML::Key << "cross_layers" << YAML::Value << model.cross_layers;
+  out << YAML::Key << "ranker_hidden_dims" << YAML::Value << YAML::Flow << model.ranker_hidden_dims;
   out << YAML::EndMap;
   out << YAML::Key << "training" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "batch_size" << YAML::Value << training.batch_size;

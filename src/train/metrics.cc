@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -71,20 +72,20 @@ double RankingMetrics::Get(const std::string& name) const {
   return std::numeric_limits<double>::quiet_NaN();
 }
 
-RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item_embeddings,
-                               const std::vector<std::vector<int32_t>>& positives,
-                               const std::vector<std::vector<int32_t>>& exclude,
-                               const std::vector<int>& ks, PerUserRanking* per_user) {
+namespace {
+
+// The top-`max_k` item rows (best first, -1 padding) of a chunk of evaluated user rows, written
+// to labels[q * max_k ...].
+using TopK = std::function<void(const int32_t* users, int64_t n, int max_k, int64_t* labels)>;
+
+// The metrics of metrics.h for the users with positives, from their top lists.
+RankingMetrics Accumulate(int64_t num_users, int64_t num_items,
+                          const std::vector<std::vector<int32_t>>& positives,
+                          const std::vector<int>& ks, PerUserRanking* per_user, int64_t chunk,
+                          const TopK& top_k) {
   if (ks.empty()) throw Error("EvaluateRanking: no cut-off K given");
   for (int k : ks) {
     if (k < 1) throw Error("EvaluateRanking: K must be >= 1, got " + std::to_string(k));
-  }
-  const int64_t num_users = user_embeddings.rows();
-  const int64_t num_items = item_embeddings.rows();
-  if (static_cast<int64_t>(positives.size()) != num_users ||
-      static_cast<int64_t>(exclude.size()) != num_users ||
-      user_embeddings.cols() != item_embeddings.cols()) {
-    throw Error("EvaluateRanking: sizes do not match");
   }
   const int max_k = *std::max_element(ks.begin(), ks.end());
   RankingMetrics m;
@@ -95,12 +96,6 @@ RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item
   m.hit_rate.assign(nk, 0.0);
   m.mrr.assign(nk, 0.0);
   m.coverage.assign(nk, 0.0);
-
-  auto index = index::MakeIndex("flat", static_cast<int>(item_embeddings.cols()));
-  std::vector<std::string> ids(num_items);
-  for (int64_t i = 0; i < num_items; ++i) ids[i] = std::to_string(i);
-  const Matrix items = item_embeddings;  // contiguous row-major copy
-  index->Add(items.data(), num_items, ids);
 
   std::vector<int32_t> evaluated;
   for (int64_t u = 0; u < num_users; ++u) {
@@ -116,26 +111,13 @@ RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item
       v->assign(nk, std::vector<double>(evaluated.size(), 0.0));
     }
   }
-  // Users in chunks: the index searches a chunk of queries at once on all threads.
-  constexpr int64_t kChunk = 1024;
-  Matrix queries;
-  std::vector<index::SearchFilter> filters;
   std::vector<int64_t> labels;
-  std::vector<float> scores;
   std::vector<double> discount(max_k + 1);
   for (int r = 1; r <= max_k; ++r) discount[r] = 1.0 / std::log2(r + 1.0);
-  for (size_t c = 0; c < evaluated.size(); c += kChunk) {
-    const int64_t n = std::min<int64_t>(kChunk, evaluated.size() - c);
-    queries.resize(n, user_embeddings.cols());
-    filters.assign(n, {});
-    for (int64_t q = 0; q < n; ++q) {
-      const int32_t u = evaluated[c + q];
-      queries.row(q) = user_embeddings.row(u);
-      filters[q].exclude.assign(exclude[u].begin(), exclude[u].end());
-    }
-    labels.resize(n * max_k);
-    scores.resize(n * max_k);
-    index->Search(queries.data(), n, max_k, filters.data(), labels.data(), scores.data());
+  for (size_t c = 0; c < evaluated.size(); c += chunk) {
+    const int64_t n = std::min<int64_t>(chunk, evaluated.size() - c);
+    labels.assign(n * max_k, -1);
+    top_k(evaluated.data() + c, n, max_k, labels.data());
     for (int64_t q = 0; q < n; ++q) {
       const int32_t u = evaluated[c + q];
       std::vector<int32_t> pos = positives[u];
@@ -189,6 +171,83 @@ RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item
     }
   }
   return m;
+}
+
+}  // namespace
+
+RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item_embeddings,
+                               const std::vector<std::vector<int32_t>>& positives,
+                               const std::vector<std::vector<int32_t>>& exclude,
+                               const std::vector<int>& ks, PerUserRanking* per_user) {
+  const int64_t num_users = user_embeddings.rows();
+  const int64_t num_items = item_embeddings.rows();
+  if (static_cast<int64_t>(positives.size()) != num_users ||
+      static_cast<int64_t>(exclude.size()) != num_users ||
+      user_embeddings.cols() != item_embeddings.cols()) {
+    throw Error("EvaluateRanking: sizes do not match");
+  }
+  if (ks.empty()) throw Error("EvaluateRanking: no cut-off K given");
+  auto index = index::MakeIndex("flat", static_cast<int>(item_embeddings.cols()));
+  std::vector<std::string> ids(num_items);
+  for (int64_t i = 0; i < num_items; ++i) ids[i] = std::to_string(i);
+  const Matrix items = item_embeddings;  // contiguous row-major copy
+  index->Add(items.data(), num_items, ids);
+  // Users in chunks: the index searches a chunk of queries at once on all threads.
+  Matrix queries;
+  std::vector<index::SearchFilter> filters;
+  std::vector<float> scores;
+  return Accumulate(
+      num_users, num_items, positives, ks, per_user, 1024,
+      [&](const int32_t* users, int64_t n, int max_k, int64_t* labels) {
+        queries.resize(n, user_embeddings.cols());
+        filters.assign(n, {});
+        for (int64_t q = 0; q < n; ++q) {
+          queries.row(q) = user_embeddings.row(users[q]);
+          filters[q].exclude.assign(exclude[users[q]].begin(), exclude[users[q]].end());
+        }
+        scores.resize(n * max_k);
+        index->Search(queries.data(), n, max_k, filters.data(), labels, scores.data());
+      });
+}
+
+RankingMetrics EvaluateRankingByScores(
+    int64_t num_users, int64_t num_items,
+    const std::function<void(int32_t user, float* scores)>& score_items,
+    const std::vector<std::vector<int32_t>>& positives,
+    const std::vector<std::vector<int32_t>>& exclude, const std::vector<int>& ks,
+    PerUserRanking* per_user) {
+  if (static_cast<int64_t>(positives.size()) != num_users ||
+      static_cast<int64_t>(exclude.size()) != num_users) {
+    throw Error("EvaluateRankingByScores: sizes do not match");
+  }
+  std::vector<float> scores(num_items);
+  std::vector<int32_t> order(num_items);
+  return Accumulate(num_users, num_items, positives, ks, per_user, 1,
+                    [&](const int32_t* users, int64_t /*n*/, int max_k, int64_t* labels) {
+                      const int32_t u = users[0];
+                      score_items(u, scores.data());
+                      int64_t m = 0;
+                      std::vector<char> excluded(num_items, 0);
+                      for (int32_t e : exclude[u]) {
+                        if (e >= 0 && e < num_items) excluded[e] = 1;
+                      }
+                      for (int32_t i = 0; i < num_items; ++i) {
+                        if (excluded[i]) continue;
+                        if (std::isnan(scores[i])) {
+                          throw Error("EvaluateRankingByScores: item row " + std::to_string(i) +
+                                      " scored NaN for user row " + std::to_string(u));
+                        }
+                        order[m++] = i;
+                      }
+                      const int64_t top = std::min<int64_t>(max_k, m);
+                      // Higher score first; ties to the lower item row, as the exact index.
+                      std::partial_sort(order.begin(), order.begin() + top, order.begin() + m,
+                                        [&](int32_t a, int32_t b) {
+                                          return scores[a] > scores[b] ||
+                                                 (scores[a] == scores[b] && a < b);
+                                        });
+                      for (int64_t r = 0; r < top; ++r) labels[r] = order[r];
+                    });
 }
 
 RankingMetrics EvaluateMostPopular(const std::vector<double>& item_counts,

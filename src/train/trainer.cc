@@ -12,6 +12,7 @@
 #include <numeric>
 #include <ostream>
 
+#include "train/run_files_internal.h"
 #include "twotower/core/error.h"
 #include "twotower/core/failpoint.h"
 #include "twotower/core/files.h"
@@ -39,7 +40,9 @@ nn::AdamOptions OptimizerOptions(const TrainingConfig& t) {
 // Mixed into config.seed for the negatives' generator, so it differs from the model's streams.
 constexpr uint64_t kSamplingSeed = 0x6e65676174697665ull;  // "negative"
 
-std::string Fixed(double v, int digits = 4) {
+}  // namespace
+
+std::string Fixed(double v, int digits) {
   if (std::isnan(v)) return "nan";
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
@@ -105,6 +108,8 @@ nlohmann::json RankingJson(const RankingMetrics& m) {
   }
   return j;
 }
+
+namespace {
 
 std::string MetricsJson(const TrainResult& r, const std::string& loss) {
   auto num = [](double v) -> nlohmann::json {
@@ -194,8 +199,6 @@ std::string CreateRunDirectory(const Config& config) {
   }
 }
 
-namespace {
-
 std::vector<std::vector<int32_t>> ExcludedItems(const data::Dataset& data, Split split) {
   std::vector<const data::Interactions*> history = {&data.train};
   if (split == Split::kTest) history.push_back(&data.val);
@@ -207,8 +210,6 @@ std::vector<std::vector<int32_t>> SplitPositives(const data::Dataset& data, Spli
   const data::Interactions& s = split == Split::kVal ? data.val : data.test;
   return data::ItemsByUser({&s}, data.users.num_rows(), positives_only);
 }
-
-}  // namespace
 
 RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const data::Dataset& data,
                                     Split split, bool positives_only, const std::vector<int>& ks) {

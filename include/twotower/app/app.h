@@ -163,6 +163,29 @@ std::vector<Recommendation> RecommendForUser(const Bundle& bundle, const index::
                                              int32_t user_row, int k,
                                              const std::vector<int64_t>* exclude);
 
+// ---- re-ranking ---------------------------------------------------------------------------------
+
+// A ranker (model/ranker.h) ready to re-order what a bundle's two-tower model retrieves from
+// `index`: the bundle's users and items tables encoded with the ranker's own encoder, and each
+// index label's row of the items table.
+struct Reranker {
+  std::string path;
+  model::LoadedRanker ranker;
+  data::EncodedTable user_features, item_features;
+  std::vector<int32_t> label_rows;  // index label -> row of bundle.items
+  int candidates = 200;             // how many retrieved items the ranker re-orders
+};
+// Throws Error naming `path` for a file that is not a ranker, tables without the ranker's feature
+// columns, an index item that is not in the bundle's items table (the ranker needs its
+// features), or candidates < 1.
+Reranker LoadReranker(const std::string& path, const Bundle& bundle, const index::ItemIndex& index,
+                      int candidates);
+// The top k of `candidates` (retrieved for user_row, best first) re-ordered by the ranker's
+// logit, highest first (ties keep the retrieval order); each score is the ranker's logit, so
+// sigmoid(score) is its probability of a like. k > candidates.size() returns them all.
+std::vector<Recommendation> Rerank(const Reranker& reranker, int32_t user_row,
+                                   const std::vector<Recommendation>& candidates, int k);
+
 // "<out_path>.meta.json": the provenance of a recommendations file.
 std::string MetaPath(const std::string& out_path);
 
@@ -174,9 +197,13 @@ struct BatchResult {
 // chunks through an AtomicFile to `out_path`, then MetaPath(out_path): JSON naming the model
 // (path and model_sha256, its fingerprint), the index spec and size, k, exclude_seen, users and
 // rows. `seen` (one label list per user row) may be null.
+// With `reranker` (may be null), each user's top reranker->candidates are retrieved and the
+// top k of them by the ranker are written, the score being the ranker's probability; the
+// provenance names the ranker too.
 BatchResult RecommendAllUsers(const Bundle& bundle, const index::ItemIndex& index, int k,
                               const std::vector<std::vector<int64_t>>* seen,
-                              const std::string& out_path, bool progress);
+                              const std::string& out_path, bool progress,
+                              const Reranker* reranker = nullptr);
 
 }  // namespace twotower::app
 

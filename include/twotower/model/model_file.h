@@ -4,6 +4,8 @@
 //   format: "twotower.model", format_version: "2", model: ModelConfig JSON,
 //   encoder: FeatureEncoder JSON (vocabularies, means, stds), schema: FeatureSchema JSON,
 //   config: the resolved training config JSON (informative; data paths for the CLI's defaults).
+// A ranker (ranker.h) is stored the same way with format "twotower.ranker", format_version "1";
+// each loader refuses the other's files with a message saying what the file is.
 // Thread-safe: free functions with no shared state.
 #ifndef TWOTOWER_MODEL_MODEL_FILE_H_
 #define TWOTOWER_MODEL_MODEL_FILE_H_
@@ -14,6 +16,7 @@
 
 #include "twotower/data/encoder.h"
 #include "twotower/data/schema.h"
+#include "twotower/model/ranker.h"
 #include "twotower/model/two_tower.h"
 
 namespace twotower::model {
@@ -37,8 +40,25 @@ void SaveModel(const std::string& path, TwoTowerModel& model, const data::Featur
                const data::FeatureSchema& schema, const nlohmann::json& config);
 
 // Throws Error("<path>: ...") for a file that is missing, truncated, not safetensors, not a
-// twotower model, of an unknown version, or whose tensors are missing or mis-shaped.
+// twotower model (a ranker is named as such), of an unknown version, or whose tensors are
+// missing, mis-shaped or not finite.
 LoadedModel LoadModel(const std::string& path);
+
+constexpr int kRankerFormatVersion = 1;
+
+struct LoadedRanker {
+  std::unique_ptr<Ranker> model;
+  data::FeatureEncoder encoder;
+  data::FeatureSchema schema;
+  nlohmann::json config;    // the training config; an empty object when absent
+  std::string fingerprint;  // SHA-256 of the file's bytes, as LoadedModel's
+};
+
+// Writes atomically.
+void SaveRanker(const std::string& path, Ranker& ranker, const data::FeatureEncoder& encoder,
+                const data::FeatureSchema& schema, const nlohmann::json& config);
+// Throws Error("<path>: ...") as LoadModel does; a two-tower model file is named as such.
+LoadedRanker LoadRanker(const std::string& path);
 
 }  // namespace twotower::model
 

@@ -43,6 +43,11 @@ struct ModelConfig {
   // false: a tower without hidden layers has no Linear either; its input (e.g. one id
   // embedding of width embedding_dim) is its output, as in matrix factorisation.
   bool projection = true;
+  // "two_tower" (this file) or "ranker" (ranker.h: user and item features seen together, for a
+  // second stage). The ranker reads cross_layers, ranker_hidden_dims and dropout.
+  std::string kind = "two_tower";
+  int cross_layers = 2;                              // DCN-v2 cross layers (nn/cross.h); 0 = none
+  std::vector<int> ranker_hidden_dims = {256, 128};  // the ranker's MLP after the cross network
 
   nlohmann::json ToJson() const;
   static ModelConfig FromJson(const nlohmann::json& json, const std::string& where);

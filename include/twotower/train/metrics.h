@@ -5,6 +5,7 @@
 #define TWOTOWER_TRAIN_METRICS_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,18 @@ RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item
                                const std::vector<std::vector<int32_t>>& positives,
                                const std::vector<std::vector<int32_t>>& exclude,
                                const std::vector<int>& ks, PerUserRanking* per_user = nullptr);
+
+// The same protocol for a model that scores (user, item) pairs rather than embedding them (a
+// ranker): score_items(u, scores) writes num_items scores (higher = better) for user row u, and
+// the top max(ks) of the items not in exclude[u] are scored against positives[u] (ties to the
+// lower item row). One call per evaluated user. Throws Error as EvaluateRanking does, and for a
+// NaN score.
+RankingMetrics EvaluateRankingByScores(
+    int64_t num_users, int64_t num_items,
+    const std::function<void(int32_t user, float* scores)>& score_items,
+    const std::vector<std::vector<int32_t>>& positives,
+    const std::vector<std::vector<int32_t>>& exclude, const std::vector<int>& ks,
+    PerUserRanking* per_user = nullptr);
 
 // The MostPop baseline under the same protocol: every user gets the items ranked by
 // item_counts (how often each item row is a positive in training), ties to the lower row.

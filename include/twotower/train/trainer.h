@@ -62,6 +62,11 @@ RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const dat
 // The same from embeddings the caller already has (u: users x d, v: items x d).
 RankingMetrics EvaluateRankingSplit(const Matrix& u, const Matrix& v, const data::Dataset& data,
                                     Split split, bool positives_only, const std::vector<int>& ks);
+// Per user row, the items a ranking evaluation of `split` excludes (train; test: train and val),
+// and the positives it scores (the split's interactions, label 1 only with positives_only).
+std::vector<std::vector<int32_t>> ExcludedItems(const data::Dataset& data, Split split);
+std::vector<std::vector<int32_t>> SplitPositives(const data::Dataset& data, Split split,
+                                                 bool positives_only);
 // The MostPop baseline on the same split and protocol; popularity = the positives of the history
 // the split excludes (train for validation; train and validation for test).
 RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, bool positives_only,

@@ -1,0 +1,75 @@
+// Training and evaluation of a Ranker (model/ranker.h; model.kind: ranker).
+//
+// TrainRanker: per epoch, shuffle every labelled training pair, run RankerTrainer::Step (BCE with
+// logits, Adam) over mini-batches, then score the validation pairs: loss, accuracy, AUC. Keep the
+// weights with the best training.monitor (val_auc or val_loss), stop after
+// early_stopping_patience epochs without improvement. Then the test split: its pairs' AUC, and,
+// with evaluation.k, the ranking metrics of the ranker scoring every item for every test user
+// (train and val items excluded; metrics.h's EvaluateRankingByScores) beside MostPop. The run
+// folder gets config.yaml, metrics.csv, training_curves.svg, model_best.safetensors,
+// model_last.safetensors and test_metrics.json, each atomically (no checkpoint: a ranker run is
+// not resumable, and training.refit is refused by Config::Validate).
+// Same seed and thread count, same metrics.csv bytes. Not thread-safe.
+#ifndef TWOTOWER_TRAIN_RANKER_TRAINER_H_
+#define TWOTOWER_TRAIN_RANKER_TRAINER_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "twotower/data/dataset.h"
+#include "twotower/model/ranker.h"
+#include "twotower/nn/adam.h"
+#include "twotower/train/config.h"
+#include "twotower/train/metrics.h"
+#include "twotower/train/trainer.h"
+
+namespace twotower::train {
+
+// Scores every labelled pair of `data` with the ranker in inference mode: BCE loss, accuracy,
+// AUC (and the oracle AUC of p_true when the file has it).
+EvalMetrics EvaluateRanker(const model::Ranker& ranker, const data::EncodedTable& users,
+                           const data::EncodedTable& items, const data::Interactions& data);
+
+// Ranking metrics of `split` (as EvaluateRankingSplit) with the ranker scoring every item for
+// each evaluated user: users x items network passes.
+RankingMetrics EvaluateRankerRankingSplit(const model::Ranker& ranker, const data::Dataset& data,
+                                          Split split, bool positives_only,
+                                          const std::vector<int>& ks);
+
+// One optimisation step: forward n pairs, mean BCE with logits against labels (0/1), zero the
+// gradients, backward, Adam. At a fixed n a step allocates nothing after the first.
+class RankerTrainer {
+ public:
+  // `ranker` must outlive the trainer.
+  RankerTrainer(model::Ranker* ranker, nn::AdamOptions adam);
+  // Returns the batch's mean loss; logits() holds its n logits.
+  double Step(const data::EncodedTable& users, const int32_t* user_rows,
+              const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
+              int64_t n, Rng* rng);
+  const Vector& logits() const { return ctx_.logits; }
+
+ private:
+  model::Ranker* ranker_;
+  std::vector<nn::Parameter*> params_;
+  nn::Adam adam_;
+  model::RankerContext ctx_;
+  Vector dlogits_;
+};
+
+struct RankerTrainResult {
+  std::unique_ptr<model::Ranker> model;  // the best weights
+  std::vector<EpochRecord> history;      // val_ranking empty: selection is pointwise
+  int best_epoch = 0;
+  EvalMetrics test;
+  RankingMetrics test_ranking, test_most_popular;  // empty ks when evaluation.k is empty
+  double train_seconds = 0;
+};
+
+// Throws Error for a config that is not a ranker's (Config::Validate's rules) or options.resume.
+RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
+                              const TrainOptions& options);
+
+}  // namespace twotower::train
+
+#endif  // TWOTOWER_TRAIN_RANKER_TRAINER_H_
