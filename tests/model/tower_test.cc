@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "testing/encoded_fixture.h"
 #include "testing/fixtures.h"
 #include "testing/gradient_check.h"
 #include "testing/temp_dir.h"
@@ -20,34 +21,7 @@ using ::testing::Contains;
 using twotower::testing::MakeTable;
 using twotower::testing::TempDir;
 
-struct Fixture {
-  data::FeatureSchema schema;
-  data::FeatureEncoder encoder;
-  data::Table users, items;
-  data::EncodedTable xu, xi;
-
-  Fixture() {
-    schema.user.id_column = "user_id";
-    data::FeatureSpec uid{"user_id", data::FeatureType::kId};
-    uid.dim = 3;
-    schema.user.features = {uid, {"age", data::FeatureType::kNumeric}};
-    schema.item.id_column = "movie_id";
-    data::FeatureSpec mid{"movie_id", data::FeatureType::kId};
-    mid.dim = 4;
-    data::FeatureSpec genres{"genres", data::FeatureType::kMultiHot};
-    genres.dim = 2;
-    schema.item.features = {mid, genres};
-    users = MakeTable("users.csv", {"user_id", "age"}, {{"u1", "20"}, {"u2", "35"}, {"u3", "61"}});
-    items = MakeTable("movies.csv", {"movie_id", "genres"},
-                      {{"m1", "A|B"}, {"m2", "B"}, {"m3", "C|A"}, {"m4", "B|C"}});
-    encoder.user = data::EntityEncoder(schema.user);
-    encoder.user.Fit(users, {0, 1, 2});
-    encoder.item = data::EntityEncoder(schema.item);
-    encoder.item.Fit(items, {0, 1, 2, 3});
-    encoder.user.Encode(users, &xu);
-    encoder.item.Encode(items, &xi);
-  }
-};
+using Fixture = twotower::testing::EncodedFixture;
 
 ModelConfig SmallConfig(std::vector<int> hidden, double dropout) {
   ModelConfig c;

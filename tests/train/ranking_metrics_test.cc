@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "testing/gradient_check.h"
 #include "twotower/core/error.h"
 #include "twotower/train/metrics.h"
 
@@ -40,6 +41,64 @@ TEST(RankingMetricsTest, OneUserByHand) {
   EXPECT_DOUBLE_EQ(m.coverage[1], 2.0 / 6.0);
   EXPECT_DOUBLE_EQ(m.Get("recall@4"), 1.0);
   EXPECT_TRUE(std::isnan(m.Get("recall@3")));
+}
+
+TEST(RankingMetricsTest, ByScoresOneUserByHandWithTiesToTheLowerRow) {
+  // The same user as OneUserByHand, scored by a function; items 0 and 5 tie at 0.6, so 0 comes
+  // first: list 1, 3, 0, 5, 2. Positives {3, 2}: 3 at rank 2, 2 at rank 5.
+  const std::vector<float> scores = {0.6f, 0.8f, 0.5f, 0.7f, 0.9f, 0.6f};
+  int calls = 0;
+  const RankingMetrics m =
+      EvaluateRankingByScores(2, 6,
+                              [&](int32_t u, float* out) {
+                                EXPECT_EQ(u, 1);  // user 0 has no positives and is not scored
+                                ++calls;
+                                std::copy(scores.begin(), scores.end(), out);
+                              },
+                              {{}, {3, 2}}, {{}, {4}}, {2, 4, 5});
+  EXPECT_EQ(calls, 1);
+  ASSERT_EQ(m.users, 1);
+  EXPECT_DOUBLE_EQ(m.recall[0], 0.5);
+  EXPECT_DOUBLE_EQ(m.recall[1], 0.5);
+  EXPECT_DOUBLE_EQ(m.recall[2], 1.0);
+  const double idcg2 = 1.0 + 1.0 / std::log2(3.0);
+  EXPECT_NEAR(m.ndcg[2], (1.0 / std::log2(3.0) + 1.0 / std::log2(6.0)) / idcg2, 1e-12);
+  EXPECT_DOUBLE_EQ(m.mrr[0], 0.5);
+  // Coverage@4: 1, 3, 0, 5 of 6 items.
+  EXPECT_DOUBLE_EQ(m.coverage[1], 4.0 / 6.0);
+}
+
+TEST(RankingMetricsTest, ByScoresAgreesWithTheInnerProductProtocol) {
+  Rng rng(11);
+  // Small integers: every inner product is exact in float32, so both paths see the same ties.
+  const Matrix u = testing::RandomNormal(30, 4, &rng).array().round().matrix();
+  const Matrix v = testing::RandomNormal(50, 4, &rng).array().round().matrix();
+  std::vector<std::vector<int32_t>> positives(30), exclude(30);
+  for (int q = 0; q < 30; ++q) {
+    for (int j = 0; j < 3; ++j) positives[q].push_back(static_cast<int32_t>(rng.Below(50)));
+    if (q % 3 == 0) positives[q].clear();
+    for (int j = 0; j < 5; ++j) exclude[q].push_back(static_cast<int32_t>(rng.Below(50)));
+  }
+  const RankingMetrics a = EvaluateRanking(u, v, positives, exclude, {5, 10});
+  const RankingMetrics b = EvaluateRankingByScores(30, 50,
+                                                   [&](int32_t q, float* out) {
+                                                     for (int i = 0; i < 50; ++i)
+                                                       out[i] = u.row(q).dot(v.row(i));
+                                                   },
+                                                   positives, exclude, {5, 10});
+  EXPECT_EQ(a.users, b.users);
+  for (size_t k = 0; k < 2; ++k) {
+    EXPECT_NEAR(a.recall[k], b.recall[k], 1e-12);
+    EXPECT_NEAR(a.ndcg[k], b.ndcg[k], 1e-12);
+    EXPECT_NEAR(a.coverage[k], b.coverage[k], 1e-12);
+  }
+}
+
+TEST(RankingMetricsTest, ByScoresRefusesNaN) {
+  EXPECT_THROW(
+      EvaluateRankingByScores(1, 2, [](int32_t, float* out) { out[0] = out[1] = std::nanf(""); },
+                              {{0}}, {{}}, {1}),
+      Error);
 }
 
 TEST(RankingMetricsTest, RecallDividesByMinOfPositivesAndKAndSkipsUsersWithoutPositives) {

@@ -1,0 +1,220 @@
+// Training a ranker (train/ranker_trainer.h): on data where the like is planted in a user-item
+// cross that a low-dimensional two-tower model cannot express, the ranker beats it; the run
+// folder's files; the test metrics recomputed independently; the config rules for rankers.
+#include "twotower/train/ranker_trainer.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "testing/temp_dir.h"
+#include "twotower/core/error.h"
+#include "twotower/core/rng.h"
+#include "twotower/core/threads.h"
+#include "twotower/model/model_file.h"
+#include "twotower/train/trainer.h"
+
+namespace twotower::train {
+namespace {
+
+using ::testing::HasSubstr;
+using twotower::testing::ReadBytes;
+using twotower::testing::TempDir;
+
+// AUC by pair counting (ties count one half), independent of the library's Auc.
+double NaiveAuc(const std::vector<double>& scores, const std::vector<float>& labels) {
+  double wins = 0.0, pairs = 0.0;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (labels[i] != 1.0f) continue;
+    for (size_t j = 0; j < scores.size(); ++j) {
+      if (labels[j] != 0.0f) continue;
+      pairs += 1;
+      wins += scores[i] > scores[j] ? 1.0 : scores[i] == scores[j] ? 0.5 : 0.0;
+    }
+  }
+  return wins / pairs;
+}
+
+// The planted cross. Every user has a 3-bit code (columns a0 a1 a2, 0/1) and every item one
+// (b0 b1 b2); the user likes the item iff the inner product of the codes is odd:
+// liked = popcount(a & b) mod 2. Over the 8 x 8 codes that is the Sylvester-Hadamard sign
+// pattern, whose sign-rank is at least sqrt(8) > 2 (Forster, "A linear lower bound on the
+// unbounded error probabilistic communication complexity", JCSS 2002): no two-tower model with
+// embedding_dim 2 (logit = s <u, v> + c, a matrix of rank <= 3 with the bias, and <= 2 in the
+// <u, v> that orders it) can sign-represent it, while a ranker sees both codes at once. 64 users
+// and 64 items (8 of each code) and all 4,096 pairs, split 60 / 20 / 20 at random.
+class PlantedCrossTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    SetThreads(1);
+    dir_ = new TempDir;
+    std::string users = "user_id,a0,a1,a2\n", items = "movie_id,b0,b1,b2\n";
+    for (int i = 0; i < 64; ++i) {
+      const int code = i % 8;
+      // append, not "," + string: GCC 12 warns falsely on the latter (-Wrestrict, bug 105329).
+      std::string bits;
+      for (int b = 0; b < 3; ++b) bits.append(",").append(std::to_string((code >> b) & 1));
+      bits.append("\n");
+      users.append("u").append(std::to_string(i)).append(bits);
+      items.append("m").append(std::to_string(i)).append(bits);
+    }
+    std::string splits[3];
+    for (auto& s : splits) s = "user_id,movie_id,liked\n";
+    Rng rng(5);
+    for (int u = 0; u < 64; ++u) {
+      for (int m = 0; m < 64; ++m) {
+        const int liked = std::popcount(static_cast<unsigned>((u % 8) & (m % 8))) % 2;
+        const double r = rng.Uniform();
+        const int split = r < 0.6 ? 0 : r < 0.8 ? 1 : 2;
+        splits[split].append("u").append(std::to_string(u)).append(",m");
+        splits[split].append(std::to_string(m)).append(",").append(std::to_string(liked));
+        splits[split].append("\n");
+      }
+    }
+    data::DataPaths p;
+    p.users = dir_->Write("users.csv", users);
+    p.items = dir_->Write("movies.csv", items);
+    p.train = dir_->Write("train.csv", splits[0]);
+    p.val = dir_->Write("val.csv", splits[1]);
+    p.test = dir_->Write("test.csv", splits[2]);
+    data_ = new data::Dataset(data::LoadDataset(p, Schema()));
+  }
+  static void TearDownTestSuite() {
+    delete data_;
+    delete dir_;
+    data_ = nullptr;
+    dir_ = nullptr;
+    SetThreads(0);
+  }
+  static data::FeatureSchema Schema() {
+    data::FeatureSchema s;
+    s.user.id_column = "user_id";
+    s.item.id_column = "movie_id";
+    for (const char* c : {"a0", "a1", "a2"}) s.user.features.push_back({c});
+    for (const char* c : {"b0", "b1", "b2"}) s.item.features.push_back({c});
+    return s;
+  }
+  static Config BaseConfig() {
+    Config c;
+    c.seed = 7;
+    c.threads = 1;
+    c.features = Schema();
+    c.model.dropout = 0.0;
+    c.training.batch_size = 64;
+    c.training.learning_rate = 0.01;
+    c.training.epochs = 40;
+    c.training.early_stopping_patience = 0;
+    c.evaluation.k = {};
+    return c;
+  }
+  static Config RankerConfig() {
+    Config c = BaseConfig();
+    c.model.kind = "ranker";
+    c.model.cross_layers = 2;
+    c.model.ranker_hidden_dims = {32, 32};
+    return c;
+  }
+  static TrainOptions Quiet(const std::string& run_dir = "") {
+    TrainOptions o;
+    o.progress = false;
+    o.run_dir = run_dir;
+    return o;
+  }
+
+  static TempDir* dir_;
+  static data::Dataset* data_;
+};
+
+TempDir* PlantedCrossTest::dir_ = nullptr;
+data::Dataset* PlantedCrossTest::data_ = nullptr;
+
+TEST_F(PlantedCrossTest, TheRankerLearnsTheCrossThatATwoTowerModelOfDimensionTwoCannot) {
+  Config two_tower = BaseConfig();
+  two_tower.model.embedding_dim = 2;
+  two_tower.model.user_hidden_dims = two_tower.model.item_hidden_dims = {32};
+  two_tower.model.normalize = false;
+  const TrainResult baseline = Train(two_tower, *data_, Quiet());
+  const RankerTrainResult ranker = TrainRanker(RankerConfig(), *data_, Quiet());
+  // The test AUC recomputed from the returned ranker by pair counting.
+  Vector logits;
+  ranker.model->Score(data_->user_features, data_->test.user_row.data(), data_->item_features,
+                      data_->test.item_row.data(), data_->test.size(), &logits);
+  const std::vector<double> scores(logits.data(), logits.data() + logits.size());
+  const double ranker_auc = NaiveAuc(scores, data_->test.label);
+  EXPECT_NEAR(ranker.test.auc, ranker_auc, 1e-9);
+  EXPECT_GT(ranker_auc, 0.97);
+  // Measured over seeds 1-5: two-tower 0.85 - 0.89, ranker 1.0 (and a two-tower of dimension 8,
+  // above the sign-rank, also reaches 1.0: the cross is out of reach of dimension 2 only).
+  EXPECT_LT(baseline.test.auc, ranker_auc - 0.05)
+      << "two-tower (dim 2) " << baseline.test.auc << ", ranker " << ranker_auc;
+}
+
+TEST_F(PlantedCrossTest, WritesTheRunFolderAndTheBestModelLoads) {
+  TempDir run;
+  Config c = RankerConfig();
+  c.training.epochs = 3;
+  c.evaluation.k = {5};
+  const RankerTrainResult r = TrainRanker(c, *data_, Quiet(run.path().string()));
+  for (const char* f : {"config.yaml", "metrics.csv", "training_curves.svg",
+                        "model_best.safetensors", "model_last.safetensors", "test_metrics.json"}) {
+    EXPECT_TRUE(std::filesystem::exists(run.File(f))) << f;
+  }
+  EXPECT_FALSE(std::filesystem::exists(run.File(kCheckpointFile)));
+  const std::string csv = ReadBytes(run.File("metrics.csv"));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4);  // header + 3 epochs
+  const model::LoadedRanker best = model::LoadRanker(run.File("model_best.safetensors"));
+  const EvalMetrics again =
+      EvaluateRanker(*best.model, data_->user_features, data_->item_features, data_->test);
+  EXPECT_DOUBLE_EQ(again.auc, r.test.auc);  // the best weights are the ones tested
+  const nlohmann::json j = nlohmann::json::parse(ReadBytes(run.File("test_metrics.json")));
+  EXPECT_EQ(j["model_kind"], "ranker");
+  EXPECT_NEAR(j["auc"].get<double>(), r.test.auc, 1e-6);
+  EXPECT_TRUE(j["ranking"].contains("recall@5"));
+  ASSERT_EQ(r.test_ranking.ks, std::vector<int>{5});
+  EXPECT_GT(r.test_ranking.users, 0);
+}
+
+TEST_F(PlantedCrossTest, SameSeedSameMetricsBytes) {
+  TempDir a, b;
+  Config c = RankerConfig();
+  c.training.epochs = 2;
+  c.model.dropout = 0.2;
+  TrainRanker(c, *data_, Quiet(a.path().string()));
+  TrainRanker(c, *data_, Quiet(b.path().string()));
+  EXPECT_EQ(ReadBytes(a.File("metrics.csv")), ReadBytes(b.File("metrics.csv")));
+}
+
+TEST(RankerConfigTest, WhatARankerCannotDoIsRefusedNamingTheKey) {
+  Config c;
+  c.model.kind = "ranker";
+  c.Validate("cfg");
+  c.training.loss = "softmax";
+  EXPECT_THAT([&] { c.Validate("cfg"); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("'training.loss': a ranker")));
+  c.training.loss = "bce";
+  c.training.monitor = "val_recall@10";
+  EXPECT_THAT([&] { c.Validate("cfg"); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("'training.monitor': a ranker")));
+  c.training.monitor = "";
+  c.training.refit = true;
+  EXPECT_THAT([&] { c.Validate("cfg"); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("'training.refit'")));
+  Config d;
+  EXPECT_THAT([&] { d.Set("model.kind=tower", "--set"); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("expected: two_tower, ranker")));
+  EXPECT_THAT([&] { d.Set("model.cross_layers=17", "--set"); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("model.cross_layers")));
+  d.Set("model.kind=ranker", "--set");
+  d.Set("model.ranker_hidden_dims=[64]", "--set");
+  const Config back = Config::FromYamlString(d.ToYaml(), "round trip");
+  EXPECT_EQ(back.model.kind, "ranker");
+  EXPECT_EQ(back.model.ranker_hidden_dims, std::vector<int>{64});
+}
+
+}  // namespace
+}  // namespace twotower::train
