@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <limits>
 #include <numeric>
 #include <string_view>
 #include <unordered_map>
@@ -24,6 +25,7 @@
 #include "twotower/index/flat_index.h"
 #include "twotower/index/index_file.h"
 #include "twotower/train/config.h"
+#include "twotower/train/ranker_trainer.h"
 
 namespace twotower::app {
 namespace {
@@ -408,7 +410,8 @@ std::vector<std::vector<int64_t>> SeenLabels(const Bundle& bundle, const index::
 }
 
 EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
-                                      const std::vector<std::string>& exclude) {
+                                      const std::vector<std::string>& exclude,
+                                      const Reranker* reranker) {
   EvaluationReport r;
   const data::Interactions inter =
       data::ReadInteractions(path, b.model.schema, b.user_index, b.item_index);
@@ -416,8 +419,14 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   Matrix u, v;  // every user and item once, for both evaluations
   net.EncodeUsers(b.user_features, &u);
   net.EncodeItems(b.item_features, &v);
-  r.pointwise = train::Evaluate(net, u, v, inter);
-  if (!b.probabilities) r.pointwise.loss = r.pointwise.accuracy = std::nan("");
+  if (reranker != nullptr) {
+    // The pairs' probabilities are the ranker's: the last stage decides what is shown.
+    r.pointwise = train::EvaluateRanker(*reranker->ranker.model, reranker->user_features,
+                                        reranker->item_features, inter);
+  } else {
+    r.pointwise = train::Evaluate(net, u, v, inter);
+    if (!b.probabilities) r.pointwise.loss = r.pointwise.accuracy = std::nan("");
+  }
   if (b.ks.empty()) return r;
   r.ranked = true;
   r.excluded = exclude;
@@ -446,7 +455,40 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   const int64_t num_users = b.users.num_rows();
   const auto excluded = data::ItemsByUser(history_ptrs, num_users, false);
   const auto positives = data::ItemsByUser({&inter}, num_users, b.positives_only);
-  r.ranking = train::EvaluateRanking(u, v, positives, excluded, b.ks, &r.per_user);
+  if (reranker == nullptr) {
+    r.ranking = train::EvaluateRanking(u, v, positives, excluded, b.ks, &r.per_user);
+  } else {
+    // The two stages exactly as `recommend --rerank` runs them: the top `candidates` items by
+    // <u, v> (the user's history excluded, ties to the lower row, as the exact index), re-ordered
+    // by the ranker's logit; every other item scores lowest().
+    const int64_t num_items = v.rows();
+    const int64_t c = std::min<int64_t>(reranker->candidates, num_items);
+    std::vector<float> dot(num_items);
+    std::vector<int32_t> order(num_items), users(c), items(c);
+    std::vector<char> skip(num_items, 0);
+    Vector logits;
+    r.ranking = train::EvaluateRankingByScores(
+        num_users, num_items,
+        [&](int32_t user, float* scores) {
+          Eigen::Map<Vector>(dot.data(), num_items).noalias() = v * u.row(user).transpose();
+          std::fill(skip.begin(), skip.end(), 0);
+          for (int32_t e : excluded[user]) skip[e] = 1;
+          int64_t m = 0;
+          for (int32_t i = 0; i < num_items; ++i) {
+            if (!skip[i]) order[m++] = i;
+          }
+          const int64_t top = std::min(c, m);
+          std::partial_sort(
+              order.begin(), order.begin() + top, order.begin() + m,
+              [&](int32_t x, int32_t y) { return dot[x] > dot[y] || (dot[x] == dot[y] && x < y); });
+          std::fill(scores, scores + num_items, std::numeric_limits<float>::lowest());
+          std::fill(users.begin(), users.end(), user);
+          reranker->ranker.model->Score(reranker->user_features, users.data(),
+                                        reranker->item_features, order.data(), top, &logits);
+          for (int64_t j = 0; j < top; ++j) scores[order[j]] = logits[j];
+        },
+        positives, excluded, b.ks, &r.per_user);
+  }
   // MostPop's popularity: the positives of the excluded history, as in training's test report.
   std::vector<double> counts(b.items.num_rows(), 0.0);
   for (const data::Interactions& h : history) {
@@ -568,7 +610,7 @@ std::vector<Recommendation> RecommendForUser(const Bundle& b, const index::ItemI
   return out;
 }
 
-Reranker LoadReranker(const std::string& path, const Bundle& b, const index::ItemIndex& index,
+Reranker LoadReranker(const std::string& path, const Bundle& b, const index::ItemIndex* index,
                       int candidates) {
   if (candidates < 1) {
     throw Error("--candidates: expected at least 1, got " + std::to_string(candidates));
@@ -583,11 +625,12 @@ Reranker LoadReranker(const std::string& path, const Bundle& b, const index::Ite
   } catch (const Error& e) {
     throw Error(path + ": the ranker cannot read the two-tower model's tables: " + e.what());
   }
-  r.label_rows.resize(static_cast<size_t>(index.size()));
-  for (int64_t label = 0; label < index.size(); ++label) {
-    const int32_t row = b.item_index.Find(index.ids()[label]);
+  if (index == nullptr) return r;
+  r.label_rows.resize(static_cast<size_t>(index->size()));
+  for (int64_t label = 0; label < index->size(); ++label) {
+    const int32_t row = b.item_index.Find(index->ids()[label]);
     if (row < 0) {
-      throw Error("--rerank: item " + Quote(index.ids()[label]) + " of the index is not in " +
+      throw Error("--rerank: item " + Quote(index->ids()[label]) + " of the index is not in " +
                   b.paths.items +
                   ", so the ranker has no features for it (pass --items with "
                   "the table the index was built from)");

@@ -322,7 +322,8 @@ int ResumeTrain(const TrainArgs& a) {
 // ---- evaluate ---------------------------------------------------------------------------------
 
 struct EvaluateArgs {
-  std::string model, interactions, users, items;
+  std::string model, interactions, users, items, rerank;
+  int candidates = -1;  // -1 = not given (200)
   std::vector<std::string> exclude;
 };
 
@@ -330,13 +331,30 @@ int RunEvaluate(const EvaluateArgs& a) {
   app::DataOverrides overrides;
   overrides.users = a.users;
   overrides.items = a.items;
+  if (a.candidates != -1 && a.rerank.empty()) {
+    throw Error(
+        "evaluate: --candidates is how many retrieved items --rerank re-orders; add "
+        "--rerank RANKER or leave it out");
+  }
   const app::Bundle b = app::LoadBundle(a.model, overrides);
-  const app::EvaluationReport r = app::EvaluateInteractions(b, a.interactions, a.exclude);
-  PrintEval(a.interactions, r.pointwise);
+  std::unique_ptr<app::Reranker> reranker;
+  if (!a.rerank.empty()) {
+    reranker = std::make_unique<app::Reranker>(
+        app::LoadReranker(a.rerank, b, nullptr, a.candidates == -1 ? 200 : a.candidates));
+  }
+  const app::EvaluationReport r =
+      app::EvaluateInteractions(b, a.interactions, a.exclude, reranker.get());
+  PrintEval(a.interactions + (reranker ? " (the ranker's scores)" : ""), r.pointwise);
   if (!r.ranked) return 0;
+  const std::string ranked =
+      !reranker ? "all " + std::to_string(b.items.num_rows()) + " items ranked"
+      : reranker->candidates >= b.items.num_rows()
+          ? "the ranker scoring all " + std::to_string(b.items.num_rows()) + " items"
+          : "the top " + std::to_string(reranker->candidates) + " of " +
+                std::to_string(b.items.num_rows()) + " items by <u, v> re-ranked by the ranker";
   std::string title = "ranking (" + std::to_string(r.ranking.users) + " users with " +
-                      (b.positives_only ? "liked" : "any") + " interactions, all " +
-                      std::to_string(b.items.num_rows()) + " items ranked, excluded:";
+                      (b.positives_only ? "liked" : "any") + " interactions, " + ranked +
+                      ", excluded:";
   for (const std::string& f : r.excluded) title += " " + f;
   if (r.excluded.empty()) title += " nothing";
   PrintRanking(title + "; MostPop counts the excluded files)", r.ranking, &r.most_popular);
@@ -481,7 +499,8 @@ int RunRecommend(const RecommendArgs& a) {
   if (a.exclude_seen) seen = app::SeenLabels(b, *idx, app::HistoryFiles(b, overrides));
   std::unique_ptr<app::Reranker> reranker;
   if (!a.rerank.empty()) {
-    reranker = std::make_unique<app::Reranker>(app::LoadReranker(a.rerank, b, *idx, candidates));
+    reranker =
+        std::make_unique<app::Reranker>(app::LoadReranker(a.rerank, b, idx.get(), candidates));
   }
 
   if (a.all_users) {
@@ -852,6 +871,14 @@ int Main(int argc, char** argv) {
                        "interaction files whose items are excluded from each user's ranking, the "
                        "first also counted for MostPop (repeatable; default: the model's train "
                        "and val files, less the evaluated file)");
+  evaluate->add_option("--rerank", ev.rerank,
+                       "a ranker (model.kind: ranker): evaluate the two stages, the model's "
+                       "retrieval re-ordered by the ranker, as recommend --rerank");
+  evaluate
+      ->add_option("--candidates", ev.candidates,
+                   "with --rerank: items retrieved per user (default 200; the catalogue "
+                   "size or more: the ranker scores every item)")
+      ->check(CLI::Range(1, 1000000000));
   evaluate->add_option("--threads", threads, "threads (0 = all cores)");
 
   EmbedArgs em;

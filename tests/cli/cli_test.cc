@@ -738,6 +738,28 @@ TEST_F(CliTest, RerankReordersTheRetrievedCandidatesWithTheRanker) {
     }
   }
 
+  // evaluate --rerank with every item as a candidate is the ranker scoring every item: the
+  // ranking train printed for its test split (the same protocol, scores assembled apart).
+  const CliResult evaluated =
+      Run({"evaluate", "--model", s.model, "--interactions", s.data + "/test/interactions.csv",
+           "--rerank", ranker, "--candidates", "100"});
+  ASSERT_EQ(evaluated.code, 0) << evaluated.err;
+  EXPECT_THAT(evaluated.out, HasSubstr("the ranker scoring all 100 items"));
+  auto metric_lines = [](const std::string& out) {
+    std::vector<std::string> found;
+    for (const std::string& line : Lines(out)) {
+      if (line.rfind("  Recall ", 0) == 0 || line.rfind("  NDCG ", 0) == 0) found.push_back(line);
+    }
+    return found;
+  };
+  EXPECT_EQ(metric_lines(evaluated.out), metric_lines(trained.out));
+  EXPECT_EQ(metric_lines(evaluated.out).size(), 2u);
+  const CliResult two_stage =
+      Run({"evaluate", "--model", s.model, "--interactions", s.data + "/test/interactions.csv",
+           "--rerank", ranker, "--candidates", "20"});
+  ASSERT_EQ(two_stage.code, 0) << two_stage.err;
+  EXPECT_THAT(two_stage.out, HasSubstr("the top 20 of 100 items by <u, v> re-ranked"));
+
   ExpectUserError(Run({"recommend", "--model", ranker, "--user-id", user}),
                   "is a ranker (model.kind: ranker), not a two-tower model");
   ExpectUserError(Run({"recommend", "--model", s.model, "--user-id", user, "--rerank", s.model}),

@@ -112,6 +112,26 @@ std::unique_ptr<index::ItemIndex> OpenItemIndex(const Bundle& bundle, const std:
 std::vector<std::vector<int64_t>> SeenLabels(const Bundle& bundle, const index::ItemIndex& index,
                                              const std::vector<std::string>& files);
 
+// ---- re-ranking ---------------------------------------------------------------------------------
+
+// A ranker (model/ranker.h) ready to re-order what a bundle's two-tower model retrieves from
+// `index`: the bundle's users and items tables encoded with the ranker's own encoder, and each
+// index label's row of the items table.
+struct Reranker {
+  std::string path;
+  model::LoadedRanker ranker;
+  data::EncodedTable user_features, item_features;
+  std::vector<int32_t> label_rows;  // index label -> row of bundle.items
+  int candidates = 200;             // how many retrieved items the ranker re-orders
+};
+// Throws Error naming `path` for a file that is not a ranker, tables without the ranker's feature
+// columns, an index item that is not in the bundle's items table (the ranker needs its
+// features), or candidates < 1.
+// `index` (may be null: no label_rows, for evaluation over the items table) is what
+// `recommend` retrieves from.
+Reranker LoadReranker(const std::string& path, const Bundle& bundle, const index::ItemIndex* index,
+                      int candidates);
+
 // ---- evaluate ----------------------------------------------------------------------------------
 
 struct EvaluationReport {
@@ -125,8 +145,13 @@ struct EvaluationReport {
 // (metrics.h) over all items for each user with positives in it, excluding the items of
 // `exclude` (empty: the bundle's train and val files, less the evaluated file itself; naming the
 // evaluated file is an error); MostPop counts the excluded files' positives.
+// With `reranker` (may be null), the two stages as `recommend --rerank` runs them: the pointwise
+// metrics are the ranker's on the labelled pairs, and each user's ranking is the top
+// reranker->candidates by <u, v> re-ordered by the ranker (candidates >= the catalogue: the
+// ranker scoring every item).
 EvaluationReport EvaluateInteractions(const Bundle& bundle, const std::string& path,
-                                      const std::vector<std::string>& exclude);
+                                      const std::vector<std::string>& exclude,
+                                      const Reranker* reranker = nullptr);
 
 // Two models on the same interactions, users paired by id: per metric and K, each model's mean
 // over the users both evaluate, the difference (b - a) and its 95% interval from `resamples`
@@ -163,23 +188,6 @@ std::vector<Recommendation> RecommendForUser(const Bundle& bundle, const index::
                                              int32_t user_row, int k,
                                              const std::vector<int64_t>* exclude);
 
-// ---- re-ranking ---------------------------------------------------------------------------------
-
-// A ranker (model/ranker.h) ready to re-order what a bundle's two-tower model retrieves from
-// `index`: the bundle's users and items tables encoded with the ranker's own encoder, and each
-// index label's row of the items table.
-struct Reranker {
-  std::string path;
-  model::LoadedRanker ranker;
-  data::EncodedTable user_features, item_features;
-  std::vector<int32_t> label_rows;  // index label -> row of bundle.items
-  int candidates = 200;             // how many retrieved items the ranker re-orders
-};
-// Throws Error naming `path` for a file that is not a ranker, tables without the ranker's feature
-// columns, an index item that is not in the bundle's items table (the ranker needs its
-// features), or candidates < 1.
-Reranker LoadReranker(const std::string& path, const Bundle& bundle, const index::ItemIndex& index,
-                      int candidates);
 // The top k of `candidates` (retrieved for user_row, best first) re-ordered by the ranker's
 // logit, highest first (ties keep the retrieval order); each score is the ranker's logit, so
 // sigmoid(score) is its probability of a like. k > candidates.size() returns them all.
