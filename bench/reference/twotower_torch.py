@@ -3,7 +3,8 @@ interoperability check). Uses only Debian's python3-torch and python3-numpy.
 
 The module's state_dict names and shapes are exactly those of twotower's .safetensors files:
 user_tower.embeddings.<column>.weight (nn.EmbeddingBag), user_tower.layers.{0,3,6}.{weight,bias},
-item_tower..., scorer.log_scale, scorer.bias.
+item_tower..., scorer.log_scale, scorer.bias; and for a ranker (`Ranker`):
+{user,item}_embeddings.<column>.weight, cross.<l>.{weight,bias}, deep.{0,3,6}.{weight,bias}.
 """
 import csv
 import json
@@ -105,6 +106,35 @@ class TwoTower(nn.Module):
     def forward(self, xu, xi, user_bags=(), item_bags=()):
         u, v = self.user_tower(xu, user_bags), self.item_tower(xi, item_bags)
         return self.scorer.log_scale.exp() * (u * v).sum(1) + self.scorer.bias
+
+
+class Ranker(nn.Module):
+    """twotower's ranker (model.kind: ranker, model/ranker.h): x0 = [user dense | user bags |
+    item dense | item bags], DCN-v2 cross layers x_{l+1} = x0 * (x_l W_l^T + b_l) + x_l, then
+    Linear -> ReLU -> Dropout per ranker_hidden_dims and a Linear to one logit."""
+
+    def __init__(self, user_enc, item_enc, cfg):
+        super().__init__()
+        self.user_embeddings, self.item_embeddings = (
+            nn.ModuleDict({f["column"]: nn.EmbeddingBag(f["rows"], f["dim"], mode=f["mode"])
+                           for f in e.learned()}) for e in (user_enc, item_enc))
+        d = sum(e.width() + sum(f["dim"] for f in e.learned()) for e in (user_enc, item_enc))
+        self.cross = nn.ModuleList([nn.Linear(d, d) for _ in range(cfg["cross_layers"])])
+        layers, prev = [], d
+        for h in cfg["ranker_hidden_dims"]:
+            layers += [nn.Linear(prev, h), nn.ReLU(), nn.Dropout(cfg["dropout"])]
+            prev = h
+        self.deep = nn.Sequential(*layers, nn.Linear(prev, 1))
+
+    def forward(self, xu, xi, user_bags=(), item_bags=()):
+        """xu, xi: n x dense width; *_bags: one (ids, offsets) pair per learned feature.
+        Returns the n logits."""
+        parts = [xu] + [emb(*b) for emb, b in zip(self.user_embeddings.values(), user_bags)]
+        parts += [xi] + [emb(*b) for emb, b in zip(self.item_embeddings.values(), item_bags)]
+        x0 = x = torch.cat(parts, dim=1)
+        for layer in self.cross:
+            x = x0 * layer(x) + x
+        return self.deep(x).squeeze(1)
 
 
 def in_batch_softmax(u, v, item_rows, temperature, log_q=None, remove_accidental_hits=True):
@@ -341,6 +371,18 @@ def load_twotower(path):
     enc = json.loads(meta["encoder"])
     user_enc, item_enc = Encoder(enc["user"]), Encoder(enc["item"])
     model = TwoTower(user_enc, item_enc, cfg)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
+    return model, user_enc, item_enc, meta
+
+
+def load_ranker(path):
+    """As load_twotower, for a ranker file (format twotower.ranker)."""
+    tensors, meta = read_safetensors(path)
+    if meta.get("format") != "twotower.ranker":
+        raise ValueError(f"{path}: format {meta.get('format')!r}, expected 'twotower.ranker'")
+    enc = json.loads(meta["encoder"])
+    user_enc, item_enc = Encoder(enc["user"]), Encoder(enc["item"])
+    model = Ranker(user_enc, item_enc, json.loads(meta["model"]))
     model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
     return model, user_enc, item_enc, meta
 

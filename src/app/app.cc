@@ -647,6 +647,14 @@ std::vector<Recommendation> Rerank(const Reranker& r, int32_t user_row,
   for (int64_t i = 0; i < n; ++i) items[i] = r.label_rows.at(candidates[i].label);
   Vector logits;
   r.ranker.model->Score(r.user_features, users.data(), r.item_features, items.data(), n, &logits);
+  for (int64_t i = 0; i < n; ++i) {
+    // Finite weights (checked when loaded) can still overflow: refused, never sorted as if ranked.
+    if (!std::isfinite(logits[i])) {
+      throw Error(r.path + ": the ranker scored item row " + std::to_string(items[i]) +
+                  " for user row " + std::to_string(user_row) + " as " + std::to_string(logits[i]) +
+                  " (expected a finite logit)");
+    }
+  }
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),

@@ -183,13 +183,11 @@ void Ranker::Restore(const std::vector<Matrix>& snapshot) {
 std::string Ranker::Describe() const {
   std::string out = "x0 = ";
   for (const Side* side : {&user_, &item_}) {
-    std::string part;
+    // In x0's order: the dense columns, then each bag.
+    std::string part = side->dense_dim > 0 ? std::to_string(side->dense_dim) + " dense" : "";
     for (const data::LearnedFeature& l : side->learned) {
       part += (part.empty() ? "" : " + ") + std::string("EmbeddingBag(") + l.column + ": " +
               std::to_string(l.rows) + "x" + std::to_string(l.dim) + ")";
-    }
-    if (side->dense_dim > 0) {
-      part += (part.empty() ? "" : " + ") + std::to_string(side->dense_dim) + " dense";
     }
     out += (side == &user_ ? "" : " | ") + (part.empty() ? std::string("nothing") : part);
   }

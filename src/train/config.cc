@@ -236,7 +236,9 @@ const std::vector<Setting>& Settings() {
        false,
        0,
        {"", "uniform", "popularity", "in_batch"},
-       "bpr, triplet: negatives drawn uniformly (default), by popularity, or the batch's items",
+       "bpr, triplet: negatives drawn uniformly (default), by popularity, or the batch's items; "
+       "ranker: uniform or popularity adds num_negatives unrated (user, item) pairs labelled 0 "
+       "to each batch (default: the labelled pairs only)",
        [](Config& c) -> void* { return &c.training.sampler; }},
       {"training.num_negatives",
        Kind::kInt,
@@ -244,7 +246,8 @@ const std::vector<Setting>& Settings() {
        false,
        1 << 20,
        {},
-       "bpr, triplet (uniform, popularity): negatives drawn per batch, shared by its rows",
+       "bpr, triplet (uniform, popularity): negatives drawn per batch, shared by its rows; "
+       "ranker with a sampler: unrated pairs added per batch",
        [](Config& c) -> void* { return &c.training.num_negatives; }},
       {"training.num_uniform_negatives",
        Kind::kInt,
@@ -753,9 +756,16 @@ void Config::Validate(const std::string& where) const {
       throw Error(where + ": 'training.loss': a ranker (model.kind: ranker) trains with bce on " +
                   "labelled pairs, got " + Quote(training.loss));
     }
-    if (m != "val_auc" && m != "val_loss") {
-      throw Error(where + ": 'training.monitor': a ranker is selected on val_auc or val_loss, " +
-                  "got " + Quote(m));
+    if (training.sampler == "in_batch") {
+      throw Error(where + ": 'training.sampler': a ranker draws its sampled negatives uniformly " +
+                  "or by popularity (in_batch is for the retrieval losses)");
+    }
+    if (training.num_hard_negatives > 0 || training.num_easy_negatives > 0) {
+      throw Error(where + ": 'training.num_hard_negatives': not used by rankers");
+    }
+    if (training.exclude_history_negatives) {
+      throw Error(where + ": 'training.exclude_history_negatives': a ranker's sampled " +
+                  "negatives always skip the user's training items");
     }
     if (training.refit) {
       throw Error(where + ": 'training.refit': not supported for rankers (model.kind: ranker)");
@@ -775,7 +785,7 @@ void Config::Validate(const std::string& where) const {
   // The sampler each loss can use, and how many negatives a row can have.
   const std::string& loss = training.loss;
   const std::string& sampler = training.sampler;
-  if (!sampler.empty()) {
+  if (!sampler.empty() && model.kind != "ranker") {
     if (loss == "bce") {
       throw Error(where + ": 'training.sampler': bce trains on the labelled pairs and draws no " +
                   "negatives; a sampler is for bpr and triplet");

@@ -63,6 +63,76 @@ double RankerTrainer::Step(const data::EncodedTable& users, const int32_t* user_
   return loss;
 }
 
+namespace {
+
+// Unrated pairs for a ranker (training.sampler uniform | popularity): each step adds
+// num_negatives (user, item) pairs labelled 0, the users taken in turn from the batch's rows and
+// the items drawn uniformly or with probability proportional to their training positives + 1 (so
+// every item can be drawn, as MakeLoss's q). An item the user has in the training split (rated,
+// liked or not) is drawn again, up to kRedraws times, then skipped. Without such pairs a ranker
+// trained on rated pairs learns "liked among rated", not "liked among all items", and ranks
+// unseen obscure items first (BENCHMARKS.md, "The lab's table").
+class UnratedSampler {
+ public:
+  UnratedSampler(const Config& config, const data::Dataset& data) {
+    const std::string& s = config.training.sampler;
+    if (s.empty()) return;
+    count_ = config.training.num_negatives;
+    num_items_ = data.item_features.rows();
+    rated_ = data::ItemsByUser({&data.train}, data.user_features.rows(), false);
+    for (auto& items : rated_) {
+      std::sort(items.begin(), items.end());
+      items.erase(std::unique(items.begin(), items.end()), items.end());
+    }
+    if (s == "popularity") {
+      std::vector<double> counts(static_cast<size_t>(num_items_), 1.0);
+      for (int64_t i = 0; i < data.train.size(); ++i) {
+        if (data.train.label[i] == 1.0f) counts[data.train.item_row[i]] += 1.0;
+      }
+      cumulative_.resize(counts.size());
+      std::partial_sum(counts.begin(), counts.end(), cumulative_.begin());
+    }
+  }
+  int count() const { return count_; }
+  // Writes up to count() pairs for the batch's users[0..n) into users / items from position n
+  // on and labels[0..) (0); returns how many.
+  int64_t Draw(int64_t n, std::vector<int32_t>* users, std::vector<int32_t>* items, float* labels,
+               Rng* rng) const {
+    constexpr int kRedraws = 16;
+    int64_t added = 0;
+    for (int j = 0; j < count_; ++j) {
+      const int32_t user = (*users)[j % n];
+      const std::vector<int32_t>& rated = rated_[user];
+      for (int attempt = 0; attempt < kRedraws; ++attempt) {
+        const int32_t item = DrawItem(rng);
+        if (std::binary_search(rated.begin(), rated.end(), item)) continue;
+        (*users)[n + added] = user;
+        (*items)[n + added] = item;
+        labels[added] = 0.0f;
+        ++added;
+        break;
+      }
+    }
+    return added;
+  }
+
+ private:
+  int32_t DrawItem(Rng* rng) const {
+    if (cumulative_.empty()) return static_cast<int32_t>(rng->Below(num_items_));
+    const double u = rng->Uniform() * cumulative_.back();
+    const auto it = std::upper_bound(cumulative_.begin(), cumulative_.end(), u);
+    return static_cast<int32_t>(
+        std::min<ptrdiff_t>(it - cumulative_.begin(), static_cast<ptrdiff_t>(num_items_) - 1));
+  }
+
+  int count_ = 0;
+  int64_t num_items_ = 0;
+  std::vector<std::vector<int32_t>> rated_;
+  std::vector<double> cumulative_;
+};
+
+}  // namespace
+
 RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
                               const TrainOptions& options) {
   config.Validate("TrainRanker");
@@ -76,6 +146,8 @@ RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
   Rng init_rng = rng.Split();
   Rng shuffle_rng = rng.Split();
   Rng dropout_rng = rng.Split();
+  Rng negative_rng = rng.Split();
+  const UnratedSampler sampler(config, data);
   RankerTrainResult result;
   result.model = std::make_unique<model::Ranker>(config.model, data.encoder, &init_rng);
   model::Ranker& net = *result.model;
@@ -90,8 +162,8 @@ RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   const int64_t batch = config.training.batch_size;
-  std::vector<int32_t> users(batch), items(batch);
-  std::vector<float> labels(n), logits(n);
+  std::vector<int32_t> users(batch + sampler.count()), items(batch + sampler.count());
+  std::vector<float> labels(n), logits(n), step_labels(batch + sampler.count());
   std::vector<Matrix> best_weights = net.Snapshot();
   double best_value = lower_is_better ? std::numeric_limits<double>::infinity() : -1.0;
   double best_loss = std::numeric_limits<double>::infinity();
@@ -114,10 +186,14 @@ RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
           const int64_t e = order[begin + i];
           users[i] = data.train.user_row[e];
           items[i] = data.train.item_row[e];
-          labels[begin + i] = data.train.label[e];
+          step_labels[i] = labels[begin + i] = data.train.label[e];
         }
+        // The labelled pairs, then the unrated ones (when training.sampler is set). The loss and
+        // the train metrics are the mean over all of them, and the labelled pairs' AUC.
+        const int64_t extra =
+            sampler.Draw(m, &users, &items, step_labels.data() + m, &negative_rng);
         const double loss = trainer.Step(data.user_features, users.data(), data.item_features,
-                                         items.data(), labels.data() + begin, m, &dropout_rng);
+                                         items.data(), step_labels.data(), m + extra, &dropout_rng);
         std::copy(trainer.logits().data(), trainer.logits().data() + m, logits.data() + begin);
         loss_sum += loss * static_cast<double>(m);
         bar.Update(s + 1, "loss " + Fixed(loss_sum / static_cast<double>(begin + m)));
@@ -133,7 +209,14 @@ RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
     r.val_loss = val.loss;
     r.val_accuracy = val.accuracy;
     r.val_auc = val.auc;
-    r.monitored = lower_is_better ? r.val_loss : r.val_auc;
+    if (monitor != "val_auc" && monitor != "val_loss") {
+      // Every item for every validation user through the ranker: the cost of a ranking monitor.
+      r.val_ranking = EvaluateRankerRankingSplit(
+          net, data, Split::kVal, config.training.positives == "liked", config.evaluation.k);
+      r.monitored = r.val_ranking.Get(monitor.substr(4));
+    } else {
+      r.monitored = lower_is_better ? r.val_loss : r.val_auc;
+    }
     // As the two-tower trainer: a one-class validation split has no AUC, and val loss decides.
     if (std::isnan(r.monitored)) {
       r.best = r.val_loss < best_loss || (std::isnan(r.val_loss) && result.best_epoch == 0);
@@ -160,8 +243,15 @@ RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
       *options.log << "epoch " << epoch << "/" << config.training.epochs << "  train loss "
                    << Fixed(r.train_loss) << " acc " << Fixed(r.train_accuracy) << "  |  val loss "
                    << Fixed(r.val_loss) << " acc " << Fixed(r.val_accuracy) << " auc "
-                   << Fixed(r.val_auc) << "  (" << Fixed(r.seconds, 2) << "s)"
-                   << (r.best ? "  * best, saved" : "") << std::endl;
+                   << Fixed(r.val_auc)
+                   << (r.val_ranking.ks.empty()
+                           ? std::string()
+                           : " recall@" + std::to_string(r.val_ranking.ks[0]) + " " +
+                                 Fixed(r.val_ranking.recall[0]) + " ndcg@" +
+                                 std::to_string(r.val_ranking.ks[0]) + " " +
+                                 Fixed(r.val_ranking.ndcg[0]))
+                   << "  (" << Fixed(r.seconds, 2) << "s)" << (r.best ? "  * best, saved" : "")
+                   << std::endl;
     }
     if (!dir.empty()) {
       WriteFileAtomically(dir + "/metrics.csv", MetricsCsv(result.history));

@@ -9,6 +9,7 @@
 #include <bit>
 #include <cmath>
 #include <filesystem>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -189,6 +190,73 @@ TEST_F(PlantedCrossTest, SameSeedSameMetricsBytes) {
   EXPECT_EQ(ReadBytes(a.File("metrics.csv")), ReadBytes(b.File("metrics.csv")));
 }
 
+// In training, each user rates 8 of the 20 popular items and 2 of the 180 others, and likes
+// what they rate at random: among rated pairs there is nothing to learn, and a ranker of rated
+// pairs ranks the items about as well as chance. Validation and test hold 2 liked popular items
+// each. With unrated pairs sampled as negatives (training.sampler) the ranker learns which items
+// get rated at all, and its Recall@10 over all items is far above chance.
+TEST(RankerSamplerTest, UnratedNegativesTeachTheRankerWhatGetsRated) {
+  SetThreads(1);
+  TempDir dir;
+  std::string users = "user_id\n", items = "movie_id\n";
+  for (int i = 0; i < 100; ++i) users.append("u").append(std::to_string(i)).append("\n");
+  for (int i = 0; i < 200; ++i) items.append("m").append(std::to_string(i)).append("\n");
+  std::string splits[3];
+  for (auto& s : splits) s = "user_id,movie_id,liked\n";
+  Rng rng(3);
+  for (int u = 0; u < 100; ++u) {
+    std::vector<int> popular(20);
+    std::iota(popular.begin(), popular.end(), 0);
+    for (int j = 19; j > 0; --j) std::swap(popular[j], popular[rng.Below(j + 1)]);
+    for (int j = 0; j < 14; ++j) {  // 8 + 2 rated in train, 2 liked in val, 2 in test
+      const int split = j < 10 ? 0 : j < 12 ? 1 : 2;
+      const int item = j < 8    ? popular[j]
+                       : j < 10 ? 20 + static_cast<int>(rng.Below(180))
+                                : popular[j - 2];
+      splits[split].append("u").append(std::to_string(u)).append(",m");
+      splits[split].append(std::to_string(item)).append(",");
+      splits[split].append(split == 0 ? std::to_string(rng.Below(2)) : "1").append("\n");
+    }
+  }
+  data::DataPaths p;
+  p.users = dir.Write("users.csv", users);
+  p.items = dir.Write("movies.csv", items);
+  p.train = dir.Write("train.csv", splits[0]);
+  p.val = dir.Write("val.csv", splits[1]);
+  p.test = dir.Write("test.csv", splits[2]);
+  data::FeatureSchema schema;
+  schema.user.id_column = "user_id";
+  schema.item.id_column = "movie_id";
+  data::FeatureSpec uid{"user_id", data::FeatureType::kId}, mid{"movie_id", data::FeatureType::kId};
+  uid.dim = mid.dim = 8;
+  schema.user.features = {uid};
+  schema.item.features = {mid};
+  const data::Dataset data = data::LoadDataset(p, schema);
+  Config c;
+  c.seed = 2;
+  c.threads = 1;
+  c.features = schema;
+  c.model.kind = "ranker";
+  c.model.ranker_hidden_dims = {16};
+  c.model.dropout = 0.0;
+  c.training.batch_size = 64;
+  c.training.learning_rate = 0.01;
+  c.training.epochs = 10;
+  c.training.early_stopping_patience = 0;
+  c.evaluation.k = {10};
+  TrainOptions quiet;
+  quiet.progress = false;
+  const RankerTrainResult rated_only = TrainRanker(c, data, quiet);
+  c.training.sampler = "uniform";
+  c.training.num_negatives = 64;
+  const RankerTrainResult with_unrated = TrainRanker(c, data, quiet);
+  SetThreads(0);
+  // Chance: 2 test positives among the 190 unrated items, 10 picked: Recall@10 = 10 / 190.
+  // Measured over seeds 1-7: rated pairs only 0.04 - 0.24, with unrated negatives 0.83 - 0.90.
+  EXPECT_LT(rated_only.test_ranking.recall[0], 0.4);
+  EXPECT_GT(with_unrated.test_ranking.recall[0], 0.7);
+}
+
 TEST(RankerConfigTest, WhatARankerCannotDoIsRefusedNamingTheKey) {
   Config c;
   c.model.kind = "ranker";
@@ -197,10 +265,17 @@ TEST(RankerConfigTest, WhatARankerCannotDoIsRefusedNamingTheKey) {
   EXPECT_THAT([&] { c.Validate("cfg"); },
               ::testing::ThrowsMessage<Error>(HasSubstr("'training.loss': a ranker")));
   c.training.loss = "bce";
-  c.training.monitor = "val_recall@10";
+  c.training.monitor = "val_recall@10";  // a ranking metric: every item scored per user
+  c.Validate("cfg");
+  c.training.monitor = "val_recall@5";
   EXPECT_THAT([&] { c.Validate("cfg"); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("'training.monitor': a ranker")));
+              ::testing::ThrowsMessage<Error>(HasSubstr("'training.monitor'")));
   c.training.monitor = "";
+  c.training.sampler = "in_batch";
+  EXPECT_THAT([&] { c.Validate("cfg"); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("'training.sampler': a ranker")));
+  c.training.sampler = "popularity";
+  c.Validate("cfg");
   c.training.refit = true;
   EXPECT_THAT([&] { c.Validate("cfg"); },
               ::testing::ThrowsMessage<Error>(HasSubstr("'training.refit'")));

@@ -81,8 +81,9 @@ class Ranker {
 
   const ModelConfig& config() const { return config_; }
   int input_dim() const { return input_dim_; }
-  // "x0 = EmbeddingBag(user_id: 944x32) + 21 dense | EmbeddingBag(item_id: ...) + 20 dense (110)
-  //  -> Cross(110, 2 layers) -> Linear(110->256) ReLU Dropout(0.3) ... -> Linear(128->1)"
+  // "x0 = 43 dense + EmbeddingBag(user_id: 944x32) | 2 dense + EmbeddingBag(movie_id: 1641x32)
+  //  + ... (125) -> Cross(125, 2 layers) -> Linear(125->256) -> ReLU -> ... -> Linear(128->1)",
+  // in x0's column order.
   std::string Describe() const;
 
  private:

@@ -1,8 +1,12 @@
 // Training and evaluation of a Ranker (model/ranker.h; model.kind: ranker).
 //
 // TrainRanker: per epoch, shuffle every labelled training pair, run RankerTrainer::Step (BCE with
-// logits, Adam) over mini-batches, then score the validation pairs: loss, accuracy, AUC. Keep the
-// weights with the best training.monitor (val_auc or val_loss), stop after
+// logits, Adam) over mini-batches, then score the validation pairs: loss, accuracy, AUC. With
+// training.sampler (uniform | popularity) each batch also gets training.num_negatives unrated
+// (user, item) pairs labelled 0 (users in turn from the batch, items the user has not rated in
+// train): what a ranker needs to rank all items rather than only rated ones. Keep the weights
+// with the best training.monitor (val_auc, val_loss, or a ranking metric val_recall@K ...,
+// which scores every item for every validation user each epoch), stop after
 // early_stopping_patience epochs without improvement. Then the test split: its pairs' AUC, and,
 // with evaluation.k, the ranking metrics of the ranker scoring every item for every test user
 // (train and val items excluded; metrics.h's EvaluateRankingByScores) beside MostPop. The run
