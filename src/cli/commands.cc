@@ -589,22 +589,28 @@ int RunRecommend(const RecommendArgs& a) {
 // ---- serve ------------------------------------------------------------------------------------
 
 struct ServeArgs {
-  std::string model, index, config, host, events;
-  int port = -1, threads = -1;
+  std::string model, index, config, host, events, rerank;
+  int port = -1, threads = -1, candidates = -1;
 };
 
 int RunServe(const ServeArgs& a) {
   serve::ServeConfig config;
   if (!a.config.empty()) {
-    if (!a.model.empty() || !a.index.empty()) {
+    if (!a.model.empty() || !a.index.empty() || !a.rerank.empty() || a.candidates != -1) {
       throw Error(
-          "serve: --config names the variants (serve.variants); --model and --index "
-          "go without it");
+          "serve: --config names the variants (serve.variants); --model, --index, --rerank "
+          "and --candidates go without it");
     }
     config = serve::ServeConfig::FromYamlFile(a.config);
   } else {
     if (a.model.empty()) throw Error("serve: give --model (and --index), or --config");
-    config.variants.push_back({"default", a.model, a.index, 1.0});
+    if (a.candidates != -1 && a.rerank.empty()) {
+      throw Error(
+          "serve: --candidates is how many retrieved items --rerank re-orders; add "
+          "--rerank RANKER or leave it out");
+    }
+    config.variants.push_back(
+        {"default", a.model, a.index, 1.0, a.rerank, a.candidates == -1 ? 200 : a.candidates});
   }
   if (!a.host.empty()) config.host = a.host;
   if (a.port >= 0) config.port = a.port;
@@ -624,6 +630,10 @@ int RunServe(const ServeArgs& a) {
   std::cout << "serving on http://" << config.host << ":" << port << " (";
   for (size_t i = 0; i < config.variants.size(); ++i) {
     std::cout << (i ? ", " : "") << config.variants[i].name << ": " << config.variants[i].model;
+    if (!config.variants[i].rerank.empty()) {
+      std::cout << " re-ranked by " << config.variants[i].rerank << " (top "
+                << config.variants[i].candidates << ")";
+    }
   }
   std::cout << "; events " << config.events << ")" << std::endl;
   std::atomic<bool> done{false};
@@ -991,6 +1001,10 @@ int Main(int argc, char** argv) {
                    "request threads, one per open connection (0 = 4 per core, at least 8)")
       ->check(CLI::Range(0, 1024));
   serve_cmd->add_option("--events", sv.events, "feedback event log (default events.jsonl)");
+  serve_cmd->add_option("--rerank", sv.rerank,
+                        "a ranker (model.kind: ranker) re-ordering what --model retrieves");
+  serve_cmd->add_option("--candidates", sv.candidates,
+                        "with --rerank: items retrieved per request (default 200)");
 
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <regex>
 #include <set>
 #include <shared_mutex>
@@ -110,12 +111,17 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
     if (key == "variants") {
       if (!v.IsSequence()) throw Error(At(path, v) + ": 'serve.variants' must be a list");
       for (const YAML::Node& item : v) {
-        CheckKeys(path, item, "serve.variants[]", {"name", "model", "index", "weight"});
+        CheckKeys(path, item, "serve.variants[]",
+                  {"name", "model", "index", "weight", "rerank", "candidates"});
         VariantConfig vc;
         if (item["name"]) vc.name = Scalar<std::string>(path, item["name"], "name");
         if (item["model"]) vc.model = Scalar<std::string>(path, item["model"], "model");
         if (item["index"]) vc.index = Scalar<std::string>(path, item["index"], "index");
         if (item["weight"]) vc.weight = Scalar<double>(path, item["weight"], "weight");
+        if (item["rerank"]) vc.rerank = Scalar<std::string>(path, item["rerank"], "rerank");
+        if (item["candidates"]) {
+          vc.candidates = Scalar<int>(path, item["candidates"], "candidates");
+        }
         c.variants.push_back(vc);
       }
     }
@@ -128,6 +134,7 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
   for (VariantConfig& v : c.variants) {
     resolve(&v.model);
     resolve(&v.index);
+    resolve(&v.rerank);
   }
   resolve(&c.events);
   c.Validate();
@@ -157,6 +164,10 @@ void ServeConfig::Validate() const {
     if (v.model.empty()) throw Error("serve.variants: '" + v.name + "' has no model");
     if (!names.insert(v.name).second) {
       throw Error("serve.variants: the name '" + v.name + "' is used twice");
+    }
+    if (v.candidates < 1 || v.candidates > 1000000) {
+      throw Error("serve.variants: '" + v.name + "': candidates must be in [1, 1000000], got " +
+                  std::to_string(v.candidates));
     }
     if (!(v.weight >= 0) || !std::isfinite(v.weight)) {
       throw Error("serve.variants: '" + v.name + "': weight must be >= 0");
@@ -315,6 +326,7 @@ struct Loaded {
   };
   std::unordered_map<std::string, LiveItem> live_items;  // items put through PUT /v1/items
   std::unordered_set<int64_t> deleted;                   // labels removed through DELETE
+  std::unique_ptr<app::Reranker> reranker;               // config.rerank's, or null
 };
 
 // Row r of a table as (column, value) pairs, into *row (cleared first).
@@ -378,6 +390,10 @@ std::shared_ptr<Loaded> LoadVariant(const VariantConfig& config, int64_t user_ca
   } catch (const Error& e) {
     v->history_error = e.what();
   }
+  if (!config.rerank.empty()) {
+    v->reranker = std::make_unique<app::Reranker>(
+        app::LoadReranker(config.rerank, v->bundle, v->index.get(), config.candidates));
+  }
   v->version = v->bundle.model.fingerprint;
   v->name_json = JsonString(config.name);
   BuildItemJson(v.get());
@@ -431,9 +447,14 @@ UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* us
     row = RowValue(*user, "user");
     std::set<std::string> allowed = {b.model.schema.user.id_column};
     for (const auto& f : b.model.schema.user.features) allowed.insert(f.column);
+    if (v.reranker) {  // the ranker may read other columns of the user
+      for (const auto& f : v.reranker->ranker.schema.user.features) allowed.insert(f.column);
+    }
     for (const auto& [key, value] : row) {
       if (!allowed.count(key)) {
-        Refuse(400, "user." + key, "user." + key + ": not a column of the model's user tower");
+        Refuse(400, "user." + key,
+               "user." + key + ": not a column of the model's user tower" +
+                   (v.reranker ? std::string(" or of its ranker") : std::string()));
       }
     }
   } else {
@@ -525,6 +546,83 @@ std::string ItemsReply(const Loaded& v, const std::vector<int64_t>& labels,
   }
   out += "]}";
   return out;
+}
+
+// Re-orders the retrieved labels (best first, -1 padding) by v's ranker and keeps the top k,
+// scores becoming the ranker's probabilities. The user is the users table's row `user_row`, or
+// (-1) the request's features encoded with the ranker's own encoder; an item put through PUT is
+// scored from its live features, every other from the items table (app::Rerank's encoding).
+void Rerank(const Loaded& v, int32_t user_row, const Json* user_features, int k,
+            std::vector<int64_t>* labels, std::vector<float>* scores) {
+  const app::Reranker& r = *v.reranker;
+  const model::Ranker& ranker = *r.ranker.model;
+  data::EncodedTable user_one;
+  const data::EncodedTable* users = &r.user_features;
+  int32_t urow = user_row;
+  if (user_row < 0) {
+    try {
+      r.ranker.encoder.user.EncodeRow(RowValue(*user_features, "user"), "user", &user_one);
+    } catch (const Error& e) {
+      Refuse(400, "user", std::string("the ranker's user features: ") + e.what());
+    }
+    users = &user_one;
+    urow = 0;
+  }
+  std::vector<int64_t> candidates;
+  for (int64_t label : *labels) {
+    if (label >= 0) candidates.push_back(label);
+  }
+  const int64_t n = static_cast<int64_t>(candidates.size());
+  std::vector<float> logits(n);
+  std::vector<int32_t> table_rows, user_rows;
+  std::vector<int64_t> table_at;  // candidate positions scored from the items table
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t label = candidates[i];
+    const std::string& id = v.index->ids()[label];
+    const auto live = v.live_items.find(id);
+    if (live == v.live_items.end() && label < static_cast<int64_t>(r.label_rows.size())) {
+      table_rows.push_back(r.label_rows[label]);
+      table_at.push_back(i);
+      continue;
+    }
+    // A live item (new, or updated by PUT): its own features through the ranker's encoder.
+    if (live == v.live_items.end()) {
+      throw Error("re-ranking: item " + Quote(id) + " is neither in the items table nor live");
+    }
+    data::EncodedTable item_one;
+    try {
+      r.ranker.encoder.item.EncodeRow(live->second.row, "items", &item_one);
+    } catch (const Error& e) {
+      Refuse(409, "items", "item " + Quote(id) + " cannot be re-ranked: " + e.what());
+    }
+    const int32_t zero = 0;
+    Vector one;
+    ranker.Score(*users, &urow, item_one, &zero, 1, &one);
+    logits[i] = one[0];
+  }
+  user_rows.assign(table_rows.size(), urow);
+  Vector table_logits;
+  ranker.Score(*users, user_rows.data(), r.item_features, table_rows.data(),
+               static_cast<int64_t>(table_rows.size()), &table_logits);
+  for (size_t j = 0; j < table_at.size(); ++j) logits[table_at[j]] = table_logits[j];
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(logits[i])) {
+      throw Error(r.path + ": the ranker scored item " + Quote(v.index->ids()[candidates[i]]) +
+                  " as " + std::to_string(logits[i]) + " (expected a finite logit)");
+    }
+  }
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return logits[a] > logits[b]; });
+  const int64_t keep = std::min<int64_t>(k, n);
+  labels->assign(keep, -1);
+  scores->assign(keep, 0.0f);
+  for (int64_t i = 0; i < keep; ++i) {
+    (*labels)[i] = candidates[order[i]];
+    (*scores)[i] =
+        static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(logits[order[i]]))));
+  }
 }
 
 // ---- metrics -----------------------------------------------------------------------------------
@@ -948,11 +1046,18 @@ Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
     }
     filter.allow = std::move(labels);
   }
-  const int kk = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(v.index->size(), 1)));
+  const int wanted = v.reranker ? std::max(k, v.reranker->candidates) : k;
+  const int kk = static_cast<int>(std::min<int64_t>(wanted, std::max<int64_t>(v.index->size(), 1)));
   std::vector<int64_t> labels(static_cast<size_t>(kk));
   std::vector<float> scores(static_cast<size_t>(kk));
   CheckDeadline("the search");
   v.index->Search(q.u.data(), 1, kk, &filter, labels.data(), scores.data());
+  if (v.reranker) {
+    CheckDeadline("re-ranking");
+    Rerank(v, q.row, user.features, k, &labels, &scores);
+    reply.raw = ItemsReply(v, labels, scores, false);
+    return reply;
+  }
   reply.raw = ItemsReply(v, labels, scores, true);
   return reply;
 }

@@ -144,7 +144,7 @@ class ServerTest : public ::testing::Test {
   ServeConfig OneModel() {
     ServeConfig c;
     c.events = scratch_.File("events.jsonl");
-    c.variants = {{"default", Shared().a, "", 1.0}};
+    c.variants = {{"default", Shared().a, "", 1.0, "", 200}};
     return c;
   }
   TempDir scratch_;
@@ -221,6 +221,67 @@ TEST_F(ServerTest, RecommendEqualsTheCli) {
   ASSERT_EQ(scored.status, 200) << scored.text;
   EXPECT_NEAR(scored.body["scores"][0]["score"].get<double>(),
               by_features.body["items"][0]["score"].get<double>(), 1e-6);
+}
+
+// A variant with a ranker answers what `recommend --rerank` answers; a new user by features and a
+// live item (PUT) are re-ranked from their own features; a live copy of an item scores as the
+// item does.
+TEST_F(ServerTest, RerankedVariantEqualsTheCli) {
+  const auto trained =
+      RunCli({"train", "--config", std::string(TWOTOWER_SOURCE_DIR) + "/config/ranking_config.yaml",
+              "--set", "data.dir=" + Shared().data, "--set", "model.kind=ranker", "--set",
+              "model.ranker_hidden_dims=16", "--epochs", "2", "--threads", "1", "--quiet",
+              "--output-dir", scratch_.File("rk")},
+             scratch_);
+  ASSERT_EQ(trained.code, 0) << trained.err;
+  std::string ranker;
+  for (const std::string& line : Lines(trained.out)) {
+    if (line.rfind("run folder: ", 0) == 0) ranker = line.substr(12) + "model_best.safetensors";
+  }
+  ServeConfig config = OneModel();
+  config.variants[0].rerank = ranker;
+  config.variants[0].candidates = 30;
+  Running s(config);
+  auto c = s.Client();
+  const std::string user = BusiestUser(Shared().data);
+  const auto cli = RunCli({"recommend", "--model", Shared().a, "--user-id", user, "--k", "5",
+                           "--exclude-seen", "--rerank", ranker, "--candidates", "30"},
+                          scratch_);
+  ASSERT_EQ(cli.code, 0) << cli.err;
+  const auto rows = ResultRows(cli.out);
+  ASSERT_EQ(rows.size(), 5u);
+  const Answer a = Call(c, "POST", "/v1/recommend",
+                        Json{{"user_id", user}, {"k", 5}, {"exclude_seen", true}}.dump());
+  ASSERT_EQ(a.status, 200) << a.text;
+  ASSERT_EQ(a.body["items"].size(), 5u);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(a.body["items"][i]["item_id"], rows[i].first) << i;
+    EXPECT_NEAR(a.body["items"][i]["score"].get<double>(), rows[i].second, 5e-5) << i;
+  }
+  const Json features = {
+      {"age", 30}, {"gender", "F"}, {"favorite_genre", "Drama"}, {"activity_level", "high"}};
+  const Answer by_features =
+      Call(c, "POST", "/v1/recommend", Json{{"user", features}, {"k", 3}}.dump());
+  ASSERT_EQ(by_features.status, 200) << by_features.text;
+  ASSERT_EQ(by_features.body["items"].size(), 3u);
+  // The top item again under a new id: the ranker sees the same features, so the same score.
+  Json copy = a.body["items"][0];
+  const double score = copy["score"];
+  copy.erase("score");
+  copy.erase("item_id");
+  copy["movie_id"] = "fresh-ranked";
+  ASSERT_EQ(Call(c, "PUT", "/v1/items", Json{{"items", {copy}}}.dump()).status, 200);
+  const Answer after = Call(c, "POST", "/v1/recommend",
+                            Json{{"user_id", user}, {"k", 2}, {"exclude_seen", true}}.dump());
+  ASSERT_EQ(after.status, 200) << after.text;
+  bool found = false;
+  for (const Json& item : after.body["items"]) {
+    if (item["item_id"] == "fresh-ranked") {
+      found = true;
+      EXPECT_NEAR(item["score"].get<double>(), score, 1e-6);
+    }
+  }
+  EXPECT_TRUE(found) << after.text;
 }
 
 // Every kind of bad input gets a 4xx naming the field, and the server keeps serving.
@@ -416,7 +477,8 @@ TEST_F(ServerTest, ABAssignmentAndEventsSurviveARestart) {
   ServeConfig config = OneModel();
   config.experiment = "home";
   config.salt = "s1";
-  config.variants = {{"control", Shared().a, "", 70}, {"treatment", Shared().b, "", 30}};
+  config.variants = {{"control", Shared().a, "", 70, "", 200},
+                     {"treatment", Shared().b, "", 30, "", 200}};
   std::map<std::string, int> by_variant;
   {
     Running s(config);
@@ -590,6 +652,8 @@ TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {
               HasSubstr("the name 'a' is used twice"));
   EXPECT_THAT(error("serve: {variants: [{name: a, model: m, weight: 0}]}\n"),
               HasSubstr("weights sum to 0"));
+  EXPECT_THAT(error("serve: {variants: [{name: a, model: m, rerank: r, candidates: 0}]}\n"),
+              HasSubstr("'a': candidates must be in [1, 1000000], got 0"));
   EXPECT_THAT(error("serve:\n  port: 1\n  port: 2\n"),
               HasSubstr(":3: key 'serve.port' appears twice"));
   EXPECT_THAT(error("serve: {max_k: 0, variants: [{name: a, model: m}]}\n"),

@@ -12,11 +12,12 @@
 //   GET  /healthz  /readyz  /metrics (Prometheus text)  /openapi.json
 //
 // Every variant is a model file with its items (an index file, or the model's items table
-// searched exactly). A user goes to the variant experiment.h assigns; the response names it.
-// Items changed through PUT / DELETE live in memory until the next reload (which rereads the
-// files; `twotower index add` makes a change permanent). A reload builds the new variants aside
-// and swaps them in; requests in flight finish on the old ones; a failed reload keeps the old
-// ones and says why.
+// searched exactly), and optionally a ranker that re-orders what it retrieves (`rerank`,
+// `candidates`: app::Rerank; live items are scored from their PUT features). A user goes to the
+// variant experiment.h assigns; the response names it. Items changed through PUT / DELETE live in
+// memory until the next reload (which rereads the files; `twotower index add` makes a change
+// permanent). A reload builds the new variants aside and swaps them in; requests in flight finish
+// on the old ones; a failed reload keeps the old ones and says why.
 //
 // Bad input is a 4xx with {"error": message, "field": name}: malformed JSON, a key given twice, an
 // unknown or mistyped field, a missing one, k outside 1..max_k, a list over max_list, an unknown
@@ -38,6 +39,10 @@ struct VariantConfig {
   std::string model;  // model file
   std::string index;  // index file; empty: the model's items, searched exactly
   double weight = 1.0;
+  // A ranker (model.kind: ranker) that re-orders the top `candidates` the model retrieves, as
+  // `recommend --rerank`; empty: none. /v1/recommend then returns the ranker's probabilities.
+  std::string rerank;
+  int candidates = 200;
 };
 
 struct ServeConfig {
@@ -63,8 +68,8 @@ struct ServeConfig {
   std::vector<VariantConfig> variants;
 
   // Reads the `serve:` section of a YAML file (keys as the fields above; `variants:` a list of
-  // {name, model, index, weight}). Throws Error naming file, line and key for an unknown or
-  // repeated key or a bad value.
+  // {name, model, index, weight, rerank, candidates}). Throws Error naming file, line and key for
+  // an unknown or repeated key or a bad value.
   static ServeConfig FromYamlFile(const std::string& path);
   // Throws Error naming the setting: no variant, a variant without name or model, a repeated
   // name, a negative weight or all weights 0, port / threads / limits out of range.
