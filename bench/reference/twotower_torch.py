@@ -102,10 +102,25 @@ class TwoTower(nn.Module):
         else:
             self.scorer.register_buffer("log_scale", torch.tensor(0.0))
             self.scorer.register_buffer("bias", torch.tensor(0.0))
+        # Auxiliary task heads (two_tower.h's TaskSpec): Linear(d, 1) on u * v for a regression,
+        # Linear(d, classes) on v for an item_class task.
+        tasks = cfg.get("tasks", [])
+        if tasks:
+            self.tasks = nn.ModuleDict({
+                t["name"]: nn.Linear(cfg["embedding_dim"],
+                                     1 if t["type"] == "regression" else len(t["classes"]))
+                for t in tasks})
+        self.task_types = {t["name"]: t["type"] for t in tasks}
 
     def forward(self, xu, xi, user_bags=(), item_bags=()):
         u, v = self.user_tower(xu, user_bags), self.item_tower(xi, item_bags)
         return self.scorer.log_scale.exp() * (u * v).sum(1) + self.scorer.bias
+
+    def task_outputs(self, xu, xi, user_bags=(), item_bags=()):
+        """Each task head's output for the pairs: n (regression) or n x classes (logits)."""
+        u, v = self.user_tower(xu, user_bags), self.item_tower(xi, item_bags)
+        return {name: head(u * v).squeeze(1) if self.task_types[name] == "regression" else head(v)
+                for name, head in self.tasks.items()} if self.task_types else {}
 
 
 class Ranker(nn.Module):

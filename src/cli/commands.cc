@@ -43,6 +43,7 @@
 #include "twotower/serve/server.h"
 #include "twotower/train/config.h"
 #include "twotower/train/ranker_trainer.h"
+#include "twotower/train/tasks.h"
 #include "twotower/train/trainer.h"
 
 namespace twotower::cli {
@@ -243,7 +244,9 @@ int TrainAndReport(const train::Config& config, const std::string& config_path,
   const int threads = SetThreads(config.threads);
 
   std::cout << "== configuration (" << config_path << ", resolved)\n" << config.ToYaml();
-  const data::Dataset d = data::LoadDataset(config.ResolvedPaths(), config.features);
+  const data::Dataset d = data::LoadDataset(config.ResolvedPaths(), config.features,
+                                            train::TaskTargetColumns(config.model.tasks),
+                                            train::TaskItemColumns(config.model.tasks));
   std::cout << "== data\n"
             << "  users " << d.users.num_rows() << " (" << FeatureSummary(d.encoder.user)
             << "), items " << d.items.num_rows() << " (" << FeatureSummary(d.encoder.item) << ")\n"
@@ -256,12 +259,20 @@ int TrainAndReport(const train::Config& config, const std::string& config_path,
     return TrainRankerAndReport(config, d, run_dir, threads, quiet);
   {
     Rng probe(0);
-    model::TwoTowerModel shape(config.model, d.encoder, &probe);
+    model::ModelConfig shape_config = config.model;
+    train::FitTaskTargets(&shape_config.tasks, d);  // the item_class heads' widths
+    model::TwoTowerModel shape(shape_config, d.encoder, &probe);
     std::cout << "== model (loss: " << config.training.loss
               << ", score: " << model::ScoreModeName(config.model.score) << ", "
               << shape.ParameterCount() << " trainable parameters, " << threads << " threads)\n"
               << "  user tower: " << shape.user_tower().Describe() << "\n"
               << "  item tower: " << shape.item_tower().Describe() << "\n";
+    for (const model::TaskSpec& t : shape_config.tasks) {
+      std::cout << "  task " << t.name << ": " << t.type << " of '" << t.column << "'"
+                << (t.type == "item_class" ? " (" + std::to_string(t.classes.size()) + " classes)"
+                                           : std::string())
+                << ", weight " << t.weight << "\n";
+    }
   }
   const train::TrainingConfig& t = config.training;
   if (t.loss == "softmax" && t.num_hard_negatives > 0 && t.num_easy_negatives == 0) {
@@ -288,6 +299,9 @@ int TrainAndReport(const train::Config& config, const std::string& config_path,
                      " users, all items ranked, train+val items excluded; MostPop counts "
                      "train+val)",
                  r.test_ranking, &r.test_most_popular);
+  }
+  for (const train::TaskMetric& t : r.test_tasks) {
+    std::cout << "test task " << t.name << ": " << t.metric << " " << Fixed(t.value) << "\n";
   }
   std::cout << "run folder: " << run_dir << "/\n";
   if (r.refit) std::cout << "model: " << run_dir << "/model_refit.safetensors\n";

@@ -1,6 +1,7 @@
 #include "twotower/data/dataset.h"
 
 #include <charconv>
+#include <cmath>
 
 #include "twotower/core/error.h"
 #include "twotower/data/parquet.h"
@@ -130,14 +131,18 @@ void MapLabels(const ParquetColumn& col, const std::string& column, std::vector<
 }
 
 Interactions ReadParquetInteractions(const std::string& path, const FeatureSchema& schema,
-                                     const EntityIndex& users, const EntityIndex& items) {
+                                     const EntityIndex& users, const EntityIndex& items,
+                                     const std::vector<std::string>& target_columns) {
   ParquetReader reader(path);
+  std::vector<int> target_cols;
+  for (const std::string& c : target_columns) target_cols.push_back(reader.RequireColumn(c));
   const int user_col = reader.RequireColumn(schema.user.id_column);
   const int item_col = reader.RequireColumn(schema.item.id_column);
   const int label_col = reader.RequireColumn(schema.label_column);
   const int p_col = reader.FindColumn(schema.p_true_column);
   Interactions out;
   out.source = path;
+  out.targets.resize(target_columns.size());
   out.user_row.reserve(reader.num_rows());
   out.item_row.reserve(reader.num_rows());
   out.label.reserve(reader.num_rows());
@@ -174,6 +179,26 @@ Interactions ReadParquetInteractions(const std::string& path, const FeatureSchem
         out.p_true.push_back(static_cast<float>(p));
       }
     }
+    for (size_t t = 0; t < target_cols.size(); ++t) {
+      reader.ReadColumn(g, target_cols[t], &col);
+      for (int64_t r = 0; r < col.size(); ++r) {
+        double v = std::nan("");
+        if (col.IsNull(r)) {
+          v = std::nan("");
+        } else if (col.type == ParquetType::kFloat || col.type == ParquetType::kDouble) {
+          v = col.doubles[r];
+        } else if (col.type == ParquetType::kString) {
+          v = ParseNumber(col.strings[col.string_index[r]], where(r), target_columns[t]);
+        } else {
+          v = static_cast<double>(col.ints[r]);
+        }
+        if (!std::isfinite(v)) {
+          throw Error(where(r) + ": column '" + target_columns[t] + "': expected a number, got " +
+                      Quote(col.Text(r)));
+        }
+        out.targets[t].push_back(static_cast<float>(v));
+      }
+    }
     first += reader.row_group_rows(g);
   }
   if (out.size() == 0) throw Error(path + ": no interactions (expected at least one row)");
@@ -183,15 +208,21 @@ Interactions ReadParquetInteractions(const std::string& path, const FeatureSchem
 }  // namespace
 
 Interactions ReadInteractions(const std::string& path, const FeatureSchema& schema,
-                              const EntityIndex& users, const EntityIndex& items) {
-  if (IsParquetPath(path)) return ReadParquetInteractions(path, schema, users, items);
+                              const EntityIndex& users, const EntityIndex& items,
+                              const std::vector<std::string>& target_columns) {
+  if (IsParquetPath(path)) {
+    return ReadParquetInteractions(path, schema, users, items, target_columns);
+  }
   CsvReader reader(path);
+  std::vector<int> target_cols;
+  for (const std::string& c : target_columns) target_cols.push_back(reader.RequireColumn(c));
   const int user_col = reader.RequireColumn(schema.user.id_column);
   const int item_col = reader.RequireColumn(schema.item.id_column);
   const int label_col = reader.RequireColumn(schema.label_column);
   const int p_col = reader.FindColumn(schema.p_true_column);
   Interactions out;
   out.source = path;
+  out.targets.resize(target_columns.size());
   std::vector<std::string> f;
   while (reader.Next(&f)) {
     const int32_t u = users.Find(f[user_col]);
@@ -224,6 +255,11 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
                     "': expected a probability in [0, 1], got " + Quote(f[p_col]));
       }
       out.p_true.push_back(static_cast<float>(p));
+    }
+    for (size_t t = 0; t < target_cols.size(); ++t) {
+      // ParseNumber refuses what is not a finite number, naming the line and column.
+      const double v = ParseNumber(f[target_cols[t]], reader.Where(), target_columns[t]);
+      out.targets[t].push_back(static_cast<float>(v));
     }
   }
   if (out.size() == 0) throw Error(path + ": no interactions (expected at least one row)");
@@ -258,7 +294,9 @@ std::vector<std::vector<int32_t>> ItemsByUser(const std::vector<const Interactio
   return out;
 }
 
-Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema) {
+Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema,
+                    const std::vector<std::string>& target_columns,
+                    const std::vector<std::string>& item_columns) {
   Dataset d;
   d.users = ReadTable(paths.users);
   d.items = ReadTable(paths.items);
@@ -267,9 +305,10 @@ Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema) {
   // Check every feature column exists before reading the big files.
   for (const FeatureSpec& f : schema.user.features) d.users.Column(f.column);
   for (const FeatureSpec& f : schema.item.features) d.items.Column(f.column);
-  d.train = ReadInteractions(paths.train, schema, d.user_index, d.item_index);
-  d.val = ReadInteractions(paths.val, schema, d.user_index, d.item_index);
-  d.test = ReadInteractions(paths.test, schema, d.user_index, d.item_index);
+  for (const std::string& c : item_columns) d.item_text[c] = d.items.Column(c);
+  d.train = ReadInteractions(paths.train, schema, d.user_index, d.item_index, target_columns);
+  d.val = ReadInteractions(paths.val, schema, d.user_index, d.item_index, target_columns);
+  d.test = ReadInteractions(paths.test, schema, d.user_index, d.item_index, target_columns);
   // Fit on the training split only: statistics of val/test entities must not leak in.
   d.encoder.user = EntityEncoder(schema.user);
   d.encoder.item = EntityEncoder(schema.item);

@@ -159,6 +159,10 @@ LoadedModel LoadModel(const std::string& path) {
   }
   expected["scorer.log_scale"] = {};
   expected["scorer.bias"] = {};
+  for (const TaskSpec& t : config.tasks) {
+    expected["tasks." + t.name + ".weight"] = {t.outputs(), config.embedding_dim};
+    expected["tasks." + t.name + ".bias"] = {t.outputs()};
+  }
   for (const auto& [name, shape] : expected) {
     const auto it = file.tensors.find(name);
     if (it == file.tensors.end()) throw Error(path + ": missing tensor '" + name + "'");

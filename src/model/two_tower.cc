@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <exception>
+#include <set>
 
 #include "twotower/core/error.h"
 
@@ -39,6 +40,39 @@ void RunTowers(const UserJob& user_job, const ItemJob& item_job) {
 
 std::ostream& operator<<(std::ostream& os, ScoreMode mode) { return os << ScoreModeName(mode); }
 
+nlohmann::json TasksJson(const std::vector<TaskSpec>& tasks) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const TaskSpec& t : tasks) {
+    out.push_back({{"name", t.name},
+                   {"type", t.type},
+                   {"column", t.column},
+                   {"weight", t.weight},
+                   {"delimiter", t.delimiter},
+                   {"classes", t.classes}});
+  }
+  return out;
+}
+
+void ValidateTask(const TaskSpec& t, const std::string& where) {
+  if (t.name.empty() ||
+      t.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "0123456789_") != std::string::npos) {
+    throw Error(where + ": task name " + Quote(t.name) +
+                " must be letters, digits and '_' (it names the head's tensors)");
+  }
+  if (t.type != "regression" && t.type != "item_class") {
+    throw Error(where + ": task '" + t.name + "': unknown type " + Quote(t.type) +
+                " (expected regression or item_class)");
+  }
+  if (t.column.empty()) throw Error(where + ": task '" + t.name + "': no column");
+  if (!(t.weight > 0.0) || !std::isfinite(t.weight)) {
+    throw Error(where + ": task '" + t.name + "': weight must be a positive number");
+  }
+  if (t.type == "regression" && !t.delimiter.empty()) {
+    throw Error(where + ": task '" + t.name + "': a delimiter is for item_class tasks");
+  }
+}
+
 const char* ScoreModeName(ScoreMode mode) {
   return mode == ScoreMode::kLearned ? "learned" : "cosine";
 }
@@ -54,7 +88,8 @@ nlohmann::json ModelConfig::ToJson() const {
           {"projection", projection},
           {"kind", kind},
           {"cross_layers", cross_layers},
-          {"ranker_hidden_dims", ranker_hidden_dims}};
+          {"ranker_hidden_dims", ranker_hidden_dims},
+          {"tasks", TasksJson(tasks)}};
 }
 
 ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string& where) {
@@ -81,6 +116,18 @@ ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string&
     if (json.contains("ranker_hidden_dims")) {
       c.ranker_hidden_dims = json["ranker_hidden_dims"].get<std::vector<int>>();
     }
+    if (json.contains("tasks")) {
+      for (const nlohmann::json& t : json.at("tasks")) {
+        TaskSpec task;
+        task.name = t.at("name").get<std::string>();
+        task.type = t.at("type").get<std::string>();
+        task.column = t.at("column").get<std::string>();
+        task.weight = t.at("weight").get<double>();
+        task.delimiter = t.at("delimiter").get<std::string>();
+        task.classes = t.at("classes").get<std::vector<std::string>>();
+        c.tasks.push_back(std::move(task));
+      }
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed model config: " + e.what());
   }
@@ -88,6 +135,19 @@ ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string&
   if (c.kind != "two_tower" && c.kind != "ranker") {
     throw Error(where + ": unknown model kind " + Quote(c.kind) +
                 " (expected two_tower or ranker)");
+  }
+  std::set<std::string> task_names;
+  for (const TaskSpec& t : c.tasks) {
+    ValidateTask(t, where);
+    if (!task_names.insert(t.name).second) {
+      throw Error(where + ": task '" + t.name + "' is listed twice");
+    }
+    if (t.type == "item_class" && t.classes.size() > (size_t{1} << 20)) {
+      throw Error(where + ": task '" + t.name + "' has more than 2^20 classes");
+    }
+  }
+  if (!c.tasks.empty() && c.kind != "two_tower") {
+    throw Error(where + ": tasks are heads on a two-tower model's towers; a ranker has none");
   }
   if (c.cross_layers < 0 || c.cross_layers > 16) {
     throw Error(where + ": cross_layers must be in [0, 16], got " + std::to_string(c.cross_layers));
@@ -132,6 +192,7 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, int user_input_dim, int 
   spec.hidden_dims = config.item_hidden_dims;
   item_tower_ = Tower(spec, init_rng);
   InitScorer();
+  InitTasks(init_rng);
 }
 
 TwoTowerModel::TwoTowerModel(const ModelConfig& config, const data::FeatureEncoder& encoder,
@@ -148,6 +209,19 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, const data::FeatureEncod
     throw Error(std::string("item tower: ") + e.what());
   }
   InitScorer();
+  InitTasks(init_rng);
+}
+
+void TwoTowerModel::InitTasks(Rng* init_rng) {
+  // After everything else, so a model without tasks draws what it always did.
+  for (const TaskSpec& t : config_.tasks) {
+    if (t.outputs() < 1) {
+      throw Error("task '" + t.name + "': no classes (the item_class column has no values)");
+    }
+    auto head = std::make_unique<nn::Linear>(config_.embedding_dim, t.outputs());
+    head->InitPyTorchDefault(init_rng);
+    task_heads_.push_back(std::move(head));
+  }
 }
 
 void TwoTowerModel::InitScorer() {
@@ -238,6 +312,13 @@ std::vector<nn::NamedParameter> TwoTowerModel::NamedTensors() {
   for (auto& p : item_tower_.NamedParameters("item_tower.")) out.push_back(p);
   out.push_back({log_scale_.name, &log_scale_});
   out.push_back({bias_.name, &bias_});
+  for (size_t t = 0; t < task_heads_.size(); ++t) {
+    for (auto& p : std::vector<nn::NamedParameter>{
+             {"tasks." + config_.tasks[t].name + ".weight", &task_heads_[t]->weight()},
+             {"tasks." + config_.tasks[t].name + ".bias", &task_heads_[t]->bias()}}) {
+      out.push_back(p);
+    }
+  }
   return out;
 }
 
@@ -247,6 +328,10 @@ std::vector<nn::Parameter*> TwoTowerModel::TrainableParameters() {
   if (config_.score == ScoreMode::kLearned) {
     out.push_back(&log_scale_);
     out.push_back(&bias_);
+  }
+  for (auto& head : task_heads_) {
+    out.push_back(&head->weight());
+    out.push_back(&head->bias());
   }
   return out;
 }

@@ -411,7 +411,7 @@ std::string KnownKeys(const std::string& section) {
     }
     out += (out.empty() ? "" : ", ") + key;
   }
-  if (section.empty()) out += ", data, model, training, evaluation, output, features";
+  if (section.empty()) out += ", data, model, training, evaluation, output, features, tasks";
   return out;
 }
 
@@ -651,6 +651,47 @@ void ParseFeatures(const YAML::Node& node, Config* c, const std::string& file) {
   c->features = s;
 }
 
+// `tasks:`, a list of {name, type, column, weight, delimiter} (two_tower.h's TaskSpec).
+void ParseTasks(const YAML::Node& node, Config* c, const std::string& file) {
+  if (node.IsNull()) return;
+  if (!node.IsSequence()) {
+    throw Error(Where(file, node) + ": 'tasks': expected a list of {name, type, column, weight}");
+  }
+  std::vector<model::TaskSpec> tasks;
+  for (const YAML::Node& item : node) {
+    const std::string w = Where(file, item);
+    if (!item.IsMap()) throw Error(w + ": 'tasks': expected {name, type, column, weight}");
+    model::TaskSpec t;
+    std::set<std::string> seen;
+    for (const auto& kv : item) {
+      const std::string key = kv.first.Scalar();
+      const std::string kw = Where(file, kv.first);
+      if (!seen.insert(key).second) throw Error(kw + ": key 'tasks." + key + "' appears twice");
+      if (!kv.second.IsScalar()) throw Error(kw + ": 'tasks." + key + "': expected a scalar");
+      const std::string v = kv.second.Scalar();
+      if (key == "name") {
+        t.name = v;
+      } else if (key == "type") {
+        t.type = v;
+      } else if (key == "column") {
+        t.column = v;
+      } else if (key == "delimiter") {
+        t.delimiter = v;
+      } else if (key == "weight") {
+        bool ok = false;
+        t.weight = ParseDouble(v, &ok);
+        if (!ok) throw Error(kw + ": 'tasks.weight': expected a number, got " + Quote(v));
+      } else {
+        throw Error(kw + ": unknown key 'tasks." + key +
+                    "' (expected: name, type, column, weight, delimiter)");
+      }
+    }
+    model::ValidateTask(t, w + ": 'tasks'");
+    tasks.push_back(std::move(t));
+  }
+  c->model.tasks = std::move(tasks);
+}
+
 void Walk(const YAML::Node& node, const std::string& prefix, Config* c, const std::string& file) {
   std::set<std::string> seen;
   for (const auto& kv : node) {
@@ -661,6 +702,10 @@ void Walk(const YAML::Node& node, const std::string& prefix, Config* c, const st
     if (!seen.insert(key).second) throw Error(w + ": key '" + full + "' appears twice");
     if (full == "features") {
       ParseFeatures(kv.second, c, file);
+      continue;
+    }
+    if (full == "tasks") {
+      ParseTasks(kv.second, c, file);
       continue;
     }
     if (const Setting* s = FindSetting(full)) {
@@ -748,6 +793,19 @@ void Config::Validate(const std::string& where) const {
                   "val_mrr@K with K in evaluation.k = [" +
                   ks + "])");
     }
+  }
+  {
+    std::set<std::string> names;
+    for (const model::TaskSpec& t : model.tasks) {
+      model::ValidateTask(t, where + ": 'tasks'");
+      if (!names.insert(t.name).second) {
+        throw Error(where + ": 'tasks': the name '" + t.name + "' is used twice");
+      }
+    }
+  }
+  if (model.kind == "ranker" && !model.tasks.empty()) {
+    throw Error(where + ": 'tasks': heads on the towers of a two-tower model; a ranker " +
+                "(model.kind: ranker) has none");
   }
   if (model.kind == "ranker") {
     // The ranker is a pointwise model of labelled pairs (BCE), selected on the validation AUC or
@@ -950,6 +1008,17 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "dir" << YAML::Value << output_dir;
   out << YAML::Key << "name" << YAML::Value << run_name;
   out << YAML::EndMap;
+  if (!model.tasks.empty()) {
+    out << YAML::Key << "tasks" << YAML::Value << YAML::BeginSeq;
+    for (const model::TaskSpec& t : model.tasks) {
+      out << YAML::Flow << YAML::BeginMap << YAML::Key << "name" << YAML::Value << t.name
+          << YAML::Key << "type" << YAML::Value << t.type << YAML::Key << "column" << YAML::Value
+          << t.column << YAML::Key << "weight" << YAML::Value << t.weight;
+      if (!t.delimiter.empty()) out << YAML::Key << "delimiter" << YAML::Value << t.delimiter;
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
   out << YAML::Key << "features" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "user_id" << YAML::Value << features.user.id_column;
   out << YAML::Key << "item_id" << YAML::Value << features.item.id_column;

@@ -26,6 +26,7 @@
 #include "twotower/train/loss.h"
 #include "twotower/train/metrics.h"
 #include "twotower/train/plot.h"
+#include "twotower/train/tasks.h"
 
 namespace twotower::train {
 namespace {
@@ -56,6 +57,9 @@ std::string MetricsCsv(const std::vector<EpochRecord>& history) {
     for (int k : ks)
       csv += ",val_" + std::string(metric) + std::string("@").append(std::to_string(k));
   }
+  if (!history.empty()) {
+    for (const std::string& name : history[0].task_names) csv.append(",").append(name);
+  }
   csv += ",best\n";
   for (const EpochRecord& r : history) {
     csv += std::to_string(r.epoch) + "," + Fixed(r.train_loss, 6) + "," +
@@ -69,6 +73,7 @@ std::string MetricsCsv(const std::vector<EpochRecord>& history) {
         csv.append(",").append(Fixed(v, 6));
       }
     }
+    for (double v : r.val_tasks) csv.append(",").append(Fixed(v, 6));
     csv += std::string(",") + (r.best ? "1" : "0") + "\n";
   }
   return csv;
@@ -129,6 +134,11 @@ std::string MetricsJson(const TrainResult& r, const std::string& loss) {
   if (!r.test_ranking.ks.empty()) {
     j["ranking"] = RankingJson(r.test_ranking);
     j["most_popular"] = RankingJson(r.test_most_popular);
+  }
+  if (!r.test_tasks.empty()) {
+    nlohmann::ordered_json tasks;
+    for (const TaskMetric& t : r.test_tasks) tasks[t.name] = {{t.metric, num(t.value)}};
+    j["tasks"] = tasks;
   }
   j["best_epoch"] = r.best_epoch;
   j["train_seconds"] = std::round(r.train_seconds * 1e3) / 1e3;
@@ -248,9 +258,11 @@ Trainer::Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::Ad
       embedding_l2_(embedding_l2),
       sampling_seed_(sampling_seed) {}
 
+void Trainer::SetTasks(TaskTargets targets) { tasks_ = std::move(targets); }
+
 double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
                      const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
-                     int64_t n, Rng* rng) {
+                     int64_t n, Rng* rng, const std::vector<const float*>* task_targets) {
   // This step's negatives: a generator of its own per step (seed and step count).
   const uint64_t step_seed =
       sampling_seed_ ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(adam_.steps() + 1));
@@ -285,6 +297,16 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   }
   nn::ZeroGrad(params_);
   model_->AddScorerGradient(out_.d_log_scale, out_.d_bias);
+  if (!model_->config().tasks.empty()) {
+    // The task heads read the same tower outputs; their gradients join the main loss's.
+    TaskBatch tb;
+    tb.u = batch.u;
+    tb.v = batch.v;
+    tb.item_rows = item_rows;
+    tb.n = n;
+    if (task_targets != nullptr) tb.targets = *task_targets;
+    out_.loss += TaskLosses(*model_, tasks_, tb, &out_.du, &out_.dv, &task_losses_);
+  }
   model_->BackwardTowers(&ctx_, out_.du, out_.dv);
   adam_.Step();
   return out_.loss;
@@ -353,6 +375,8 @@ namespace {
 struct EpochBuffers {
   std::vector<int32_t> users, items;
   std::vector<float> logits, labels;
+  std::vector<std::vector<float>> targets;  // per task: the batch's regression targets
+  std::vector<const float*> target_ptrs;
 };
 
 // The training examples of `source`: every labelled pair for a pointwise loss, else the positives.
@@ -379,8 +403,15 @@ void Shuffle(std::vector<int64_t>* order, Rng* rng) {
 
 double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interactions& source,
                 std::vector<int64_t>* order, int64_t batch, Rng* shuffle_rng, Rng* dropout_rng,
-                bool progress, EpochBuffers* buf) {
+                bool progress, EpochBuffers* buf, const TaskTargets& tasks) {
   const int64_t n = static_cast<int64_t>(order->size());
+  buf->targets.resize(tasks.target_index.size());
+  buf->target_ptrs.assign(tasks.target_index.size(), nullptr);
+  for (size_t t = 0; t < tasks.target_index.size(); ++t) {
+    if (tasks.target_index[t] < 0) continue;
+    buf->targets[t].resize(batch);
+    buf->target_ptrs[t] = buf->targets[t].data();
+  }
   const int64_t steps = (n + batch - 1) / batch;
   const bool pointwise = trainer->loss().pointwise();
   buf->users.resize(batch);
@@ -400,8 +431,14 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
       buf->items[i] = source.item_row[idx[i]];
       labels[i] = source.label[idx[i]];
     }
+    for (size_t t = 0; t < tasks.target_index.size(); ++t) {
+      if (tasks.target_index[t] < 0) continue;
+      const std::vector<float>& column = source.targets.at(tasks.target_index[t]);
+      for (int64_t i = 0; i < m; ++i) buf->targets[t][i] = column[idx[i]];
+    }
     const double loss = trainer->Step(data.user_features, buf->users.data(), data.item_features,
-                                      buf->items.data(), labels, m, dropout_rng);
+                                      buf->items.data(), labels, m, dropout_rng,
+                                      buf->target_ptrs.empty() ? nullptr : &buf->target_ptrs);
     loss_sum += loss * static_cast<double>(m);
     if (pointwise) {
       std::copy(trainer->logits().data(), trainer->logits().data() + m, buf->logits.data() + begin);
@@ -422,6 +459,9 @@ data::Interactions Concatenate(const data::Interactions& a, const data::Interact
     out.p_true.insert(out.p_true.end(), b.p_true.begin(), b.p_true.end());
   } else {
     out.p_true.clear();
+  }
+  for (size_t t = 0; t < out.targets.size() && t < b.targets.size(); ++t) {
+    out.targets[t].insert(out.targets[t].end(), b.targets[t].begin(), b.targets[t].end());
   }
   return out;
 }
@@ -476,6 +516,10 @@ nlohmann::json RecordJson(const EpochRecord& r) {
     for (double v : r.val_ranking.*member) list.push_back(HexDouble(v));
     j[name] = list;
   }
+  j["task_names"] = r.task_names;
+  nlohmann::json tasks = nlohmann::json::array();
+  for (double v : r.val_tasks) tasks.push_back(HexDouble(v));
+  j["val_tasks"] = tasks;
   return j;
 }
 
@@ -500,6 +544,16 @@ EpochRecord RecordFromJson(const nlohmann::json& j, const std::string& where) {
       if (values->size() != r.val_ranking.ks.size()) {
         throw Error(where + ": " + name + " has " + std::to_string(values->size()) +
                     " values for " + std::to_string(r.val_ranking.ks.size()) + " K");
+      }
+    }
+    if (j.contains("task_names")) {  // checkpoints written before tasks existed have none
+      r.task_names = j.at("task_names").get<std::vector<std::string>>();
+      for (const nlohmann::json& v : j.at("val_tasks")) {
+        r.val_tasks.push_back(ParseHexDouble(v, where));
+      }
+      if (r.val_tasks.size() != r.task_names.size()) {
+        throw Error(where + ": val_tasks has " + std::to_string(r.val_tasks.size()) +
+                    " values for " + std::to_string(r.task_names.size()) + " tasks");
       }
     }
     return r;
@@ -687,11 +741,15 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   Rng dropout_rng = rng.Split();
 
   TrainResult result;
-  result.model = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &init_rng);
+  // The item_class tasks' classes are fitted on the items table before the heads are sized.
+  model::ModelConfig model_config = config.model;
+  const TaskTargets task_targets = FitTaskTargets(&model_config.tasks, data);
+  result.model = std::make_unique<model::TwoTowerModel>(model_config, data.encoder, &init_rng);
   model::TwoTowerModel& net = *result.model;
   Trainer trainer(&net, MakeLoss(config, data.train, data.users.num_rows(), data.items.num_rows()),
                   OptimizerOptions(config.training), config.training.embedding_l2,
                   config.seed ^ kSamplingSeed);
+  trainer.SetTasks(task_targets);
   const bool pointwise = trainer.loss().pointwise();
   const bool positives_only = config.training.positives == "liked";
   const std::vector<int>& ks = config.evaluation.k;
@@ -753,7 +811,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   for (int epoch = state.epoch + 1; !state.stopped && epoch <= config.training.epochs; ++epoch) {
     const auto epoch_start = std::chrono::steady_clock::now();
     const double train_loss = RunEpoch(&trainer, data, data.train, &order, batch, &shuffle_rng,
-                                       &dropout_rng, options.progress, &buf);
+                                       &dropout_rng, options.progress, &buf, task_targets);
     EpochRecord r;
     r.epoch = epoch;
     r.train_loss = train_loss;
@@ -778,6 +836,10 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     }
     if (!ks.empty())
       r.val_ranking = EvaluateRankingSplit(u, v, data, Split::kVal, positives_only, ks);
+    r.val_tasks = EvaluateTasks(net, task_targets, u, v, data.val);
+    for (const model::TaskSpec& t : model_config.tasks) {
+      r.task_names.push_back("val_" + t.name + "_" + TaskMetricName(t));
+    }
     if (monitor == "val_auc") {
       r.monitored = r.val_auc;
     } else if (monitor == "val_loss") {
@@ -822,6 +884,9 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
       if (!ks.empty() && (!pointwise || monitor != "val_auc")) {
         log << " " << RankingSummary(r.val_ranking);
       }
+      for (size_t t = 0; t < r.val_tasks.size(); ++t) {
+        log << " " << r.task_names[t].substr(4) << " " << Fixed(r.val_tasks[t]);
+      }
       log << "  (" << Fixed(r.seconds, 2) << "s)" << (r.best ? "  * best, saved" : "") << std::endl;
     }
     if (!dir.empty()) {
@@ -860,16 +925,17 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     Rng refit_init = refit_rng.Split();
     Rng refit_shuffle = refit_rng.Split();
     Rng refit_dropout = refit_rng.Split();
-    auto refit = std::make_unique<model::TwoTowerModel>(config.model, data.encoder, &refit_init);
+    auto refit = std::make_unique<model::TwoTowerModel>(model_config, data.encoder, &refit_init);
     Trainer refit_trainer(refit.get(),
                           MakeLoss(config, both, data.users.num_rows(), data.items.num_rows()),
                           OptimizerOptions(config.training), config.training.embedding_l2,
                           config.seed ^ kSamplingSeed);
+    refit_trainer.SetTasks(task_targets);
     std::vector<int64_t> refit_order =
         Examples(both, pointwise, positives_only, config.training.positives);
     for (int epoch = 1; epoch <= result.best_epoch; ++epoch) {
       const double loss = RunEpoch(&refit_trainer, data, both, &refit_order, batch, &refit_shuffle,
-                                   &refit_dropout, options.progress, &buf);
+                                   &refit_dropout, options.progress, &buf, task_targets);
       if (options.log != nullptr) {
         *options.log << "refit epoch " << epoch << "/" << result.best_epoch
                      << " on train + val  train loss " << Fixed(loss) << std::endl;
@@ -894,6 +960,11 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   if (!ks.empty()) {
     result.test_ranking = EvaluateRankingSplit(u, v, data, Split::kTest, positives_only, ks);
     result.test_most_popular = EvaluateMostPopularSplit(data, Split::kTest, positives_only, ks);
+  }
+  const std::vector<double> test_tasks = EvaluateTasks(final_model, task_targets, u, v, data.test);
+  for (size_t t = 0; t < model_config.tasks.size(); ++t) {
+    result.test_tasks.push_back(
+        {model_config.tasks[t].name, TaskMetricName(model_config.tasks[t]), test_tasks[t]});
   }
   if (!dir.empty()) {
     WriteFileAtomically(dir + "/test_metrics.json", MetricsJson(result, trainer.loss().name()));

@@ -5,6 +5,7 @@
 #define TWOTOWER_DATA_DATASET_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -35,6 +36,9 @@ struct Interactions {
   std::vector<int32_t> item_row;
   std::vector<float> label;   // 0 or 1
   std::vector<float> p_true;  // empty when the file has no p_true column
+  // One column per requested target column (ReadInteractions' target_columns), size() values
+  // each: numbers a task trains against (e.g. rating).
+  std::vector<std::vector<float>> targets;
 
   int64_t size() const { return static_cast<int64_t>(label.size()); }
   bool has_p_true() const { return !p_true.empty(); }
@@ -44,9 +48,11 @@ struct Interactions {
 // Reads an interaction table, CSV or Parquet by suffix (id columns from the schema, the label
 // column holding 0/1, optional p_true). Ids must exist in the entity indexes. Errors name the
 // file's line (CSV) or row (Parquet) and the column. A Parquet id column may be integers or
-// strings; each distinct id is looked up once.
+// strings; each distinct id is looked up once. Each of target_columns must exist and hold finite
+// numbers (Error naming the line or row and the column otherwise): Interactions::targets.
 Interactions ReadInteractions(const std::string& path, const FeatureSchema& schema,
-                              const EntityIndex& users, const EntityIndex& items);
+                              const EntityIndex& users, const EntityIndex& items,
+                              const std::vector<std::string>& target_columns = {});
 
 struct DataPaths {
   std::string users, items, train, val, test;
@@ -62,6 +68,9 @@ struct Dataset {
   EncodedTable user_features;  // users.num_rows() rows: encoder.user.width() dense + bags
   EncodedTable item_features;  // items.num_rows() rows
   Interactions train, val, test;
+  // The text of the items-table columns LoadDataset was asked to keep (item_columns), by name:
+  // what an item_class task is fitted on after the other cells are released.
+  std::map<std::string, std::vector<std::string>> item_text;
 };
 
 // Per user row, the item rows of `splits`' interactions (all of them with positives_only false;
@@ -69,7 +78,11 @@ struct Dataset {
 std::vector<std::vector<int32_t>> ItemsByUser(const std::vector<const Interactions*>& splits,
                                               int64_t num_users, bool positives_only);
 
-Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema);
+// target_columns: read from every interaction file (Interactions::targets); item_columns: kept as
+// text (Dataset::item_text). Errors name the file and the column.
+Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema,
+                    const std::vector<std::string>& target_columns = {},
+                    const std::vector<std::string>& item_columns = {});
 
 // Rows of the entities referenced by `ids` (sorted, unique): the rows the encoder fits on.
 std::vector<int64_t> ReferencedRows(const std::vector<int32_t>& ids, int64_t num_rows);

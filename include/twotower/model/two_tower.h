@@ -15,6 +15,7 @@
 #ifndef TWOTOWER_MODEL_TWO_TOWER_H_
 #define TWOTOWER_MODEL_TWO_TOWER_H_
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
@@ -29,6 +30,25 @@
 namespace twotower::model {
 
 enum class ScoreMode { kLearned, kCosine };
+
+// An auxiliary task (multi-task learning, the config's `tasks:` list), trained beside the main
+// objective with its own head and loss weight (train/tasks.h has the losses):
+//   regression  a numeric column of the interaction files (e.g. rating), predicted from the pair
+//               as w . (u * v) + b (a learned weighting of the dot product), mean squared error
+//   item_class  a column of the items table (e.g. genre), predicted from the item embedding alone
+//               as softmax(W v + b) over `classes` (cross-entropy), or, with a delimiter
+//               (multi-valued cells such as "Action|Comedy"), one sigmoid per class (binary
+//               cross-entropy averaged over the classes)
+// Heads are tensors "tasks.<name>.weight" ([1 or classes, embedding_dim]) and "tasks.<name>.bias".
+struct TaskSpec {
+  std::string name;                  // letters, digits, '_'
+  std::string type;                  // "regression" | "item_class"
+  std::string column;                // the target column
+  double weight = 1.0;               // the task loss's weight beside the main objective's (1)
+  std::string delimiter;             // item_class: "" one label per item, else the cells' separator
+  std::vector<std::string> classes;  // item_class: the labels, sorted (fitted on the items table)
+  int outputs() const { return type == "regression" ? 1 : static_cast<int>(classes.size()); }
+};
 
 struct ModelConfig {
   int embedding_dim = 128;
@@ -48,12 +68,17 @@ struct ModelConfig {
   std::string kind = "two_tower";
   int cross_layers = 2;                              // DCN-v2 cross layers (nn/cross.h); 0 = none
   std::vector<int> ranker_hidden_dims = {256, 128};  // the ranker's MLP after the cross network
+  std::vector<TaskSpec> tasks;                       // auxiliary task heads (two_tower only)
 
   nlohmann::json ToJson() const;
   static ModelConfig FromJson(const nlohmann::json& json, const std::string& where);
 };
 
 const char* ScoreModeName(ScoreMode mode);
+// The tasks as the model file's JSON; ValidateTask throws Error("<where>: ...") naming the task
+// for a bad name, type, column, weight or delimiter.
+nlohmann::json TasksJson(const std::vector<TaskSpec>& tasks);
+void ValidateTask(const TaskSpec& task, const std::string& where);
 // Writes ScoreModeName(mode) (for logs, and for gtest, which prints parameters with it).
 std::ostream& operator<<(std::ostream& os, ScoreMode mode);
 
@@ -132,6 +157,9 @@ class TwoTowerModel {
   int embedding_dim() const { return config_.embedding_dim; }
   const Tower& user_tower() const { return user_tower_; }
   const Tower& item_tower() const { return item_tower_; }
+  // The head of config().tasks[t]: y = x W^T + b with x = u * v (regression) or v (item_class).
+  const nn::Linear& task_head(size_t t) const { return *task_heads_[t]; }
+  nn::Linear& task_head(size_t t) { return *task_heads_[t]; }
 
   // Copies of all tensor values (for keeping the best epoch) and their restoration.
   std::vector<Matrix> Snapshot();
@@ -139,12 +167,14 @@ class TwoTowerModel {
 
  private:
   void InitScorer();
+  void InitTasks(Rng* init_rng);
 
   ModelConfig config_;
   Tower user_tower_;
   Tower item_tower_;
   nn::Parameter log_scale_;
   nn::Parameter bias_;
+  std::vector<std::unique_ptr<nn::Linear>> task_heads_;
 };
 
 // The tower spec of one side for a model config and a fitted encoder.

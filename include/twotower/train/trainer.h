@@ -29,6 +29,7 @@
 #include "twotower/train/config.h"
 #include "twotower/train/loss.h"
 #include "twotower/train/metrics.h"
+#include "twotower/train/tasks.h"
 
 namespace twotower::train {
 
@@ -86,10 +87,16 @@ class Trainer {
   Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::AdamOptions adam,
           double embedding_l2 = 0.0, uint64_t sampling_seed = 0);
   // labels: n values 0/1 (read by pointwise losses; may be null otherwise). Returns the batch's
-  // mean loss. `rng` drives dropout.
+  // mean loss, plus sum_t weight_t L_t of the model's tasks (tasks.h). `rng` drives dropout.
+  // task_targets: per task, the n pairs' regression targets (null for item_class tasks); needed
+  // when the model has a regression task.
   double Step(const data::EncodedTable& users, const int32_t* user_rows,
               const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
-              int64_t n, Rng* rng);
+              int64_t n, Rng* rng, const std::vector<const float*>* task_targets = nullptr);
+  // The item classes of the model's item_class tasks (FitTaskTargets).
+  void SetTasks(TaskTargets targets);
+  // The last step's unweighted task losses.
+  const std::vector<double>& task_losses() const { return task_losses_; }
   // The last step's pair logits (pointwise losses; empty otherwise).
   const Vector& logits() const { return out_.logits; }
   const Loss& loss() const { return *loss_; }
@@ -106,6 +113,8 @@ class Trainer {
   std::vector<int32_t> negatives_, item_rows_;  // the step's drawn negatives; items + negatives
   model::ModelContext ctx_;
   LossOutput out_;
+  TaskTargets tasks_;
+  std::vector<double> task_losses_;
 };
 
 // The loss of config.training: q (the logQ correction, the popularity sampler) from the
@@ -119,7 +128,10 @@ struct EpochRecord {
   double train_loss = 0, train_accuracy = 0, train_auc = 0;
   double val_loss = 0, val_accuracy = 0, val_auc = 0;
   RankingMetrics val_ranking;  // empty ks when evaluation.k is empty
-  double monitored = 0;        // the value of training.monitor
+  // The auxiliary tasks' validation metrics ("val_<task>_rmse" | "val_<task>_accuracy"; tasks.h).
+  std::vector<std::string> task_names;
+  std::vector<double> val_tasks;
+  double monitored = 0;  // the value of training.monitor
   bool best = false;
   double seconds = 0;
 };
@@ -135,6 +147,11 @@ struct TrainOptions {
 // The checkpoint Train writes after every epoch when training.checkpoint is set.
 constexpr char kCheckpointFile[] = "checkpoint.safetensors";
 
+struct TaskMetric {
+  std::string name, metric;  // the task, "rmse" or "accuracy"
+  double value = 0;
+};
+
 struct TrainResult {
   std::unique_ptr<model::TwoTowerModel> model;  // the best weights (the refitted model if refit)
   std::unique_ptr<model::TwoTowerModel> selected_model;  // refit: the model selected on val
@@ -143,6 +160,7 @@ struct TrainResult {
   int best_epoch = 0;
   EvalMetrics test;
   RankingMetrics test_ranking, test_most_popular;  // empty ks when evaluation.k is empty
+  std::vector<TaskMetric> test_tasks;              // one per config.model.tasks entry
   double train_seconds = 0;
 };
 
