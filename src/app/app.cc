@@ -458,6 +458,12 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   if (reranker == nullptr) {
     r.ranking = train::EvaluateRanking(u, v, positives, excluded, b.ks, &r.per_user);
   } else {
+    const int max_k = *std::max_element(b.ks.begin(), b.ks.end());
+    if (reranker->candidates < max_k) {
+      throw Error("--candidates " + std::to_string(reranker->candidates) +
+                  " is fewer than the largest evaluation.k (" + std::to_string(max_k) +
+                  "): a re-ranked list has at most --candidates items");
+    }
     // The two stages exactly as `recommend --rerank` runs them: the top `candidates` items by
     // <u, v> (the user's history excluded, ties to the lower row, as the exact index), re-ordered
     // by the ranker's logit; every other item scores lowest().

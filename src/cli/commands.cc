@@ -322,6 +322,14 @@ int ResumeTrain(const TrainArgs& a) {
     throw Error("--resume: " + dir + " is not a run folder (no such directory)");
   }
   const std::string checkpoint = dir + "/" + train::kCheckpointFile;
+  if (std::filesystem::exists(dir + "/config.yaml", ec)) {
+    const train::Config run = train::Config::FromYamlFile(dir + "/config.yaml");
+    if (run.model.kind == "ranker") {
+      throw Error("--resume: " + dir +
+                  " is a ranker run (model.kind: ranker): rankers write no checkpoint and "
+                  "cannot resume; train it again instead");
+    }
+  }
   if (!std::filesystem::exists(checkpoint, ec)) {
     throw Error("--resume: " + checkpoint +
                 " does not exist: no epoch was checkpointed (the run stopped before its first "
@@ -494,7 +502,8 @@ int RunRecommend(const RecommendArgs& a) {
   }
   const int candidates = a.candidates == -1 ? 200 : a.candidates;
   if (!a.rerank.empty() && candidates < a.k) {
-    throw Error("recommend: --candidates " + std::to_string(candidates) + " is fewer than --k " +
+    throw Error("recommend: --candidates " + std::to_string(candidates) +
+                (a.candidates == -1 ? " (the default)" : "") + " is fewer than --k " +
                 std::to_string(a.k) + " (the ranker re-orders the candidates and keeps the top k)");
   }
   const app::DataOverrides overrides{a.users, a.items, a.train, a.val};

@@ -118,8 +118,20 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
         if (item["model"]) vc.model = Scalar<std::string>(path, item["model"], "model");
         if (item["index"]) vc.index = Scalar<std::string>(path, item["index"], "index");
         if (item["weight"]) vc.weight = Scalar<double>(path, item["weight"], "weight");
-        if (item["rerank"]) vc.rerank = Scalar<std::string>(path, item["rerank"], "rerank");
+        if (item["rerank"]) {
+          vc.rerank = item["rerank"].IsNull() ? std::string()
+                                              : Scalar<std::string>(path, item["rerank"], "rerank");
+          if (vc.rerank.empty()) {
+            throw Error(At(path, item["rerank"]) +
+                        ": 'rerank': expected the path of a ranker model file");
+          }
+        }
         if (item["candidates"]) {
+          if (!item["rerank"]) {
+            throw Error(At(path, item["candidates"]) +
+                        ": 'candidates' is how many retrieved items 'rerank' re-orders; give "
+                        "'rerank' too or leave it out");
+          }
           vc.candidates = Scalar<int>(path, item["candidates"], "candidates");
         }
         c.variants.push_back(vc);
@@ -529,15 +541,20 @@ void AppendItem(const Loaded& v, const std::string& id, double score, std::strin
   *out += '}';
 }
 
-// A reply {"variant", "model_version", "items": [...]} for ranked labels of v's index.
+// A reply {"variant", "model_version", ["ranker_version",] "items": [...]} for ranked labels of
+// v's index.
 std::string ItemsReply(const Loaded& v, const std::vector<int64_t>& labels,
-                       const std::vector<float>& scores, bool display) {
+                       const std::vector<float>& scores, bool display, bool reranked = false) {
   std::string out;
   out.reserve(96 + labels.size() * 160);
   out += "{\"variant\":";
   out += v.name_json;
   out += ",\"model_version\":\"";
   out += v.version;  // hex digits
+  if (reranked) {    // the ranker that ordered the items, by its SHA-256
+    out += "\",\"ranker_version\":\"";
+    out += v.reranker->ranker.fingerprint;
+  }
   out += "\",\"items\":[";
   for (size_t r = 0; r < labels.size() && labels[r] >= 0; ++r) {
     if (r > 0) out += ',';
@@ -1055,7 +1072,7 @@ Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
   if (v.reranker) {
     CheckDeadline("re-ranking");
     Rerank(v, q.row, user.features, k, &labels, &scores);
-    reply.raw = ItemsReply(v, labels, scores, false);
+    reply.raw = ItemsReply(v, labels, scores, false, true);
     return reply;
   }
   reply.raw = ItemsReply(v, labels, scores, true);
@@ -1146,6 +1163,9 @@ Server::Impl::Reply Server::Impl::PutItems(const httplib::Request& req) {
   for (const auto& v : all) {
     item_columns.insert(v->bundle.items.columns.begin(), v->bundle.items.columns.end());
     for (const auto& f : v->bundle.model.schema.item.features) item_columns.insert(f.column);
+    if (v->reranker) {
+      for (const auto& f : v->reranker->ranker.schema.item.features) item_columns.insert(f.column);
+    }
   }
   std::set<std::string> distinct;
   for (size_t i = 0; i < body["items"].size(); ++i) {
@@ -1171,6 +1191,19 @@ Server::Impl::Reply Server::Impl::PutItems(const httplib::Request& req) {
       CheckDeadline(("encoding items[" + std::to_string(i) + "]").c_str());
       m.row(static_cast<Eigen::Index>(i)) =
           EncodeItem(*v, rows[i], "items[" + std::to_string(i) + "]").row(0);
+      if (v->reranker) {
+        // A variant's ranker must be able to score the item too, or every later request that
+        // retrieves it would fail: refused here, before anything changes.
+        data::EncodedTable x;
+        try {
+          v->reranker->ranker.encoder.item.EncodeRow(rows[i], "items[" + std::to_string(i) + "]",
+                                                     &x);
+        } catch (const Error& e) {
+          Refuse(400, "items[" + std::to_string(i) + "]",
+                 std::string(e.what()) + " (variant '" + v->config.name + "' re-ranks with " +
+                     v->config.rerank + ", which reads it)");
+        }
+      }
     }
     vectors.push_back(std::move(m));
   }
@@ -1268,16 +1301,21 @@ Server::Impl::Reply Server::Impl::Models() {
   Json list = Json::array();
   for (const auto& v : Snapshot()) {
     std::shared_lock<std::shared_mutex> lock(v->mutex);
-    list.push_back({{"variant", v->config.name},
-                    {"weight", v->config.weight},
-                    {"model", v->config.model},
-                    {"model_version", v->version},
-                    {"index", v->config.index.empty() ? Json() : Json(v->config.index)},
-                    {"index_spec", v->index->spec()},
-                    {"items", v->index->size() - static_cast<int64_t>(v->deleted.size())},
-                    {"created", v->created},
-                    {"config", v->bundle.model.config},
-                    {"test_metrics", v->test_metrics}});
+    list.push_back(
+        {{"variant", v->config.name},
+         {"weight", v->config.weight},
+         {"model", v->config.model},
+         {"model_version", v->version},
+         {"index", v->config.index.empty() ? Json() : Json(v->config.index)},
+         {"index_spec", v->index->spec()},
+         {"items", v->index->size() - static_cast<int64_t>(v->deleted.size())},
+         {"created", v->created},
+         {"rerank", v->reranker ? Json{{"model", v->config.rerank},
+                                       {"model_version", v->reranker->ranker.fingerprint},
+                                       {"candidates", v->config.candidates}}
+                                : Json()},
+         {"config", v->bundle.model.config},
+         {"test_metrics", v->test_metrics}});
   }
   return Reply{200, {{"models", list}}, ""};
 }

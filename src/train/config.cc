@@ -819,7 +819,9 @@ void Config::Validate(const std::string& where) const {
                   "or by popularity (in_batch is for the retrieval losses)");
     }
     if (training.num_hard_negatives > 0 || training.num_easy_negatives > 0) {
-      throw Error(where + ": 'training.num_hard_negatives': not used by rankers");
+      throw Error(where + ": 'training." +
+                  (training.num_hard_negatives > 0 ? "num_hard_negatives" : "num_easy_negatives") +
+                  "': not used by rankers");
     }
     if (training.exclude_history_negatives) {
       throw Error(where + ": 'training.exclude_history_negatives': a ranker's sampled " +

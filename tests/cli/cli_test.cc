@@ -772,6 +772,11 @@ TEST_F(CliTest, RerankReordersTheRetrievedCandidatesWithTheRanker) {
   ExpectUserError(
       Run({"evaluate", "--model", ranker, "--interactions", s.data + "/test/interactions.csv"}),
       "is a ranker");
+  ExpectUserError(Run({"evaluate", "--model", s.model, "--interactions",
+                       s.data + "/test/interactions.csv", "--rerank", ranker, "--candidates", "5"}),
+                  "--candidates 5 is fewer than the largest evaluation.k (20)");
+  ExpectUserError(Run({"train", "--resume", OnlyEntry(scratch_.File("runs"))}),
+                  "is a ranker run (model.kind: ranker): rankers write no checkpoint");
 }
 
 }  // namespace

@@ -282,6 +282,39 @@ TEST_F(ServerTest, RerankedVariantEqualsTheCli) {
     }
   }
   EXPECT_TRUE(found) << after.text;
+  const Answer models = Call(c, "GET", "/v1/models");
+  ASSERT_EQ(models.status, 200);
+  EXPECT_EQ(models.body["models"][0]["rerank"]["candidates"], 30);
+  EXPECT_EQ(a.body["ranker_version"], models.body["models"][0]["rerank"]["model_version"]);
+
+  // A two-tower model reading the genre alone, re-ranked by the ranker reading every column: a
+  // live item the ranker cannot read is refused at PUT, and the service goes on answering.
+  const std::string genre_only = scratch_.Write(
+      "genre_only.yaml",
+      "features:\n  item: [{column: genre, type: categorical}]\nmodel: {embedding_dim: 8, "
+      "user_hidden_dims: [16], item_hidden_dims: [16]}\n");
+  const auto tt =
+      RunCli({"train", "--config", genre_only, "--set", "data.dir=" + Shared().data, "--epochs",
+              "1", "--threads", "1", "--quiet", "--output-dir", scratch_.File("genre_only")},
+             scratch_);
+  ASSERT_EQ(tt.code, 0) << tt.err;
+  std::string genre_model;
+  for (const std::string& line : Lines(tt.out)) {
+    if (line.rfind("run folder: ", 0) == 0) {
+      genre_model = line.substr(12) + "model_best.safetensors";
+    }
+  }
+  ServeConfig two = OneModel();
+  two.variants = {{"default", genre_model, "", 1.0, ranker, 30}};
+  two.events = scratch_.File("events2.jsonl");
+  Running s2(two);
+  auto c2 = s2.Client();
+  const Answer refused = Call(c2, "PUT", "/v1/items",
+                              Json{{"items", {{{"movie_id", "n1"}, {"genre", "Drama"}}}}}.dump());
+  EXPECT_EQ(refused.status, 400) << refused.text;
+  EXPECT_THAT(refused.body.value("error", ""), HasSubstr("re-ranks with"));
+  EXPECT_EQ(Call(c2, "POST", "/v1/recommend", Json{{"user_id", user}, {"k", 3}}.dump()).status,
+            200);
 }
 
 // Every kind of bad input gets a 4xx naming the field, and the server keeps serving.
@@ -654,6 +687,10 @@ TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {
               HasSubstr("weights sum to 0"));
   EXPECT_THAT(error("serve: {variants: [{name: a, model: m, rerank: r, candidates: 0}]}\n"),
               HasSubstr("'a': candidates must be in [1, 1000000], got 0"));
+  EXPECT_THAT(error("serve: {variants: [{name: a, model: m, candidates: 50}]}\n"),
+              HasSubstr("'candidates' is how many retrieved items 'rerank' re-orders"));
+  EXPECT_THAT(error("serve: {variants: [{name: a, model: m, rerank: null}]}\n"),
+              HasSubstr("'rerank': expected the path of a ranker model file"));
   EXPECT_THAT(error("serve:\n  port: 1\n  port: 2\n"),
               HasSubstr(":3: key 'serve.port' appears twice"));
   EXPECT_THAT(error("serve: {max_k: 0, variants: [{name: a, model: m}]}\n"),
