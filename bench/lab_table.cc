@@ -13,6 +13,7 @@
 // Prints one JSON line.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -66,6 +67,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (users < 1 || k < 1 || candidates < 1 || new_items < 0) {
+    std::cerr << "--users, --k and --candidates must be >= 1, --new-items >= 0\n";
+    return 2;
+  }
   if (model.empty() || ranker.empty()) {
     std::cerr << "usage: bench_lab_table --model TWO_TOWER --ranker RANKER [--index I] ...\n";
     return 2;
@@ -77,6 +82,7 @@ int main(int argc, char** argv) {
     const app::Reranker reranker = app::LoadReranker(ranker, b, idx.get(), candidates);
     const double load_ms = Ms(load_start, Clock::now());
     const int64_t num_items = idx->size();
+    if (num_items == 0) throw Error("the index has no items");
     users = static_cast<int>(std::min<int64_t>(users, b.users.num_rows()));
     if (ranker_all_users < 0) ranker_all_users = users;
     ranker_all_users = std::min(ranker_all_users, users);
@@ -103,8 +109,11 @@ int main(int argc, char** argv) {
         std::vector<int32_t> user_rows(num_items, u);
         Vector logits;
         reranker.ranker.model->Score(reranker.user_features, user_rows.data(),
-                                     reranker.item_features, reranker.label_rows.data(),
-                                     num_items, &logits);
+                                     reranker.item_features, reranker.label_rows.data(), num_items,
+                                     &logits);
+        for (int64_t i = 0; i < num_items; ++i) {
+          if (!std::isfinite(logits[i])) throw Error("the ranker scored an item non-finite");
+        }
         std::vector<int32_t> order(num_items);
         std::iota(order.begin(), order.end(), 0);
         std::partial_sort(order.begin(), order.begin() + std::min<int64_t>(k, num_items),
@@ -136,8 +145,8 @@ int main(int argc, char** argv) {
         "\"ranker_all_users\": %d, \"add_item_ms\": %.4f, \"index\": \"%s\", \"checksum\": "
         "%lld}\n",
         static_cast<long long>(num_items), users, k, candidates, load_ms, Median(two_tower),
-        Median(rerank), Median(ranker_all), ranker_all_users, Median(add_item),
-        idx->spec().c_str(), static_cast<long long>(checksum));
+        Median(rerank), Median(ranker_all), ranker_all_users, Median(add_item), idx->spec().c_str(),
+        static_cast<long long>(checksum));
   } catch (const twotower::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

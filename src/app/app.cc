@@ -472,6 +472,7 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
     std::vector<float> dot(num_items);
     std::vector<int32_t> order(num_items), users(c), items(c);
     std::vector<char> skip(num_items, 0);
+    std::vector<int64_t> rank_order;
     Vector logits;
     r.ranking = train::EvaluateRankingByScores(
         num_users, num_items,
@@ -491,7 +492,22 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
           std::fill(users.begin(), users.end(), user);
           reranker->ranker.model->Score(reranker->user_features, users.data(),
                                         reranker->item_features, order.data(), top, &logits);
-          for (int64_t j = 0; j < top; ++j) scores[order[j]] = logits[j];
+          for (int64_t j = 0; j < top; ++j) {
+            if (!std::isfinite(logits[j])) {
+              throw Error(reranker->path + ": the ranker scored item row " +
+                          std::to_string(order[j]) + " for user row " + std::to_string(user) +
+                          " as " + std::to_string(logits[j]) + " (expected a finite logit)");
+            }
+          }
+          // Rerank's order (by logit, ties kept in retrieval order), written as descending
+          // ranks so the metrics' tie rule (the lower item row) cannot reorder it.
+          rank_order.resize(static_cast<size_t>(top));
+          std::iota(rank_order.begin(), rank_order.end(), 0);
+          std::stable_sort(rank_order.begin(), rank_order.end(),
+                           [&](int64_t x, int64_t y) { return logits[x] > logits[y]; });
+          for (int64_t j = 0; j < top; ++j) {
+            scores[order[rank_order[j]]] = static_cast<float>(top - j);
+          }
         },
         positives, excluded, b.ks, &r.per_user);
   }

@@ -192,9 +192,9 @@ Interactions ReadParquetInteractions(const std::string& path, const FeatureSchem
         } else {
           v = static_cast<double>(col.ints[r]);
         }
-        if (!std::isfinite(v)) {
-          throw Error(where(r) + ": column '" + target_columns[t] + "': expected a number, got " +
-                      Quote(col.Text(r)));
+        if (!std::isfinite(static_cast<float>(v))) {  // finite, and within float32's range
+          throw Error(where(r) + ": column '" + target_columns[t] +
+                      "': expected a number within float32's range, got " + Quote(col.Text(r)));
         }
         out.targets[t].push_back(static_cast<float>(v));
       }
@@ -259,6 +259,10 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
     for (size_t t = 0; t < target_cols.size(); ++t) {
       // ParseNumber refuses what is not a finite number, naming the line and column.
       const double v = ParseNumber(f[target_cols[t]], reader.Where(), target_columns[t]);
+      if (!std::isfinite(static_cast<float>(v))) {
+        throw Error(reader.Where() + ": column '" + target_columns[t] +
+                    "': expected a number within float32's range, got " + Quote(f[target_cols[t]]));
+      }
       out.targets[t].push_back(static_cast<float>(v));
     }
   }

@@ -145,6 +145,18 @@ ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string&
     if (t.type == "item_class" && t.classes.size() > (size_t{1} << 20)) {
       throw Error(where + ": task '" + t.name + "' has more than 2^20 classes");
     }
+    if (t.type == "regression" && !t.classes.empty()) {
+      throw Error(where + ": task '" + t.name + "': a regression task has no classes");
+    }
+    for (size_t k = 0; k < t.classes.size(); ++k) {
+      if (t.classes[k].empty() || (k > 0 && !(t.classes[k - 1] < t.classes[k])) ||
+          (!t.delimiter.empty() && t.classes[k].find(t.delimiter) != std::string::npos)) {
+        throw Error(where + ": task '" + t.name + "': class " + std::to_string(k) + " (" +
+                    Quote(t.classes[k]) +
+                    ") breaks the order (expected distinct non-empty labels, sorted, without the "
+                    "delimiter)");
+      }
+    }
   }
   if (!c.tasks.empty() && c.kind != "two_tower") {
     throw Error(where + ": tasks are heads on a two-tower model's towers; a ranker has none");

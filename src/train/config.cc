@@ -975,9 +975,16 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "initial_scale" << YAML::Value << model.initial_scale;
   out << YAML::Key << "normalize" << YAML::Value << model.normalize;
   out << YAML::Key << "projection" << YAML::Value << model.projection;
-  out << YAML::Key << "kind" << YAML::Value << model.kind;
-  out << YAML::Key << "cross_layers" << YAML::Value << model.cross_layers;
-  out << YAML::Key << "ranker_hidden_dims" << YAML::Value << YAML::Flow << model.ranker_hidden_dims;
+  // The ranker's keys only when they say something: a two-tower run's config.yaml (and with it
+  // the settings hash a checkpoint records) stays what it was before rankers existed.
+  const model::ModelConfig defaults;
+  if (model.kind != defaults.kind || model.cross_layers != defaults.cross_layers ||
+      model.ranker_hidden_dims != defaults.ranker_hidden_dims) {
+    out << YAML::Key << "kind" << YAML::Value << model.kind;
+    out << YAML::Key << "cross_layers" << YAML::Value << model.cross_layers;
+    out << YAML::Key << "ranker_hidden_dims" << YAML::Value << YAML::Flow
+        << model.ranker_hidden_dims;
+  }
   out << YAML::EndMap;
   out << YAML::Key << "training" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "batch_size" << YAML::Value << training.batch_size;

@@ -298,6 +298,9 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   nn::ZeroGrad(params_);
   model_->AddScorerGradient(out_.d_log_scale, out_.d_bias);
   if (!model_->config().tasks.empty()) {
+    if (tasks_.target_index.size() != model_->config().tasks.size()) {
+      throw Error("Trainer::Step: the model has tasks; call SetTasks with their targets first");
+    }
     // The task heads read the same tower outputs; their gradients join the main loss's.
     TaskBatch tb;
     tb.u = batch.u;
@@ -743,6 +746,18 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   TrainResult result;
   // The item_class tasks' classes are fitted on the items table before the heads are sized.
   model::ModelConfig model_config = config.model;
+  const std::vector<std::string> target_columns = TaskTargetColumns(model_config.tasks);
+  for (const data::Interactions* split : {&data.train, &data.val, &data.test}) {
+    bool ok = split->targets.size() == target_columns.size();
+    for (size_t c = 0; ok && c < split->targets.size(); ++c) {
+      ok = static_cast<int64_t>(split->targets[c].size()) == split->size();
+    }
+    if (!ok) {
+      throw Error(split->source +
+                  ": the tasks' target columns were not read (load the data "
+                  "with LoadDataset's target_columns = TaskTargetColumns(config.model.tasks))");
+    }
+  }
   const TaskTargets task_targets = FitTaskTargets(&model_config.tasks, data);
   result.model = std::make_unique<model::TwoTowerModel>(model_config, data.encoder, &init_rng);
   model::TwoTowerModel& net = *result.model;

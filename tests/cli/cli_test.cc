@@ -752,8 +752,19 @@ TEST_F(CliTest, RerankReordersTheRetrievedCandidatesWithTheRanker) {
     }
     return found;
   };
-  EXPECT_EQ(metric_lines(evaluated.out), metric_lines(trained.out));
-  EXPECT_EQ(metric_lines(evaluated.out).size(), 2u);
+  // Equal up to one rank swap among 100 users (the pairs are scored in batches of other sizes,
+  // which may round a last bit differently): 0.002 on a 4-decimal mean.
+  const std::vector<std::string> ours = metric_lines(evaluated.out);
+  const std::vector<std::string> theirs = metric_lines(trained.out);
+  ASSERT_EQ(ours.size(), 2u);
+  ASSERT_EQ(theirs.size(), 2u);
+  for (size_t l = 0; l < 2; ++l) {
+    const std::vector<std::string> a = Words(ours[l]), b = Words(theirs[l]);
+    ASSERT_GE(a.size(), 3u);
+    ASSERT_GE(b.size(), 3u);
+    EXPECT_EQ(a[0], b[0]);
+    for (size_t w = 1; w < 3; ++w) EXPECT_NEAR(std::stod(a[w]), std::stod(b[w]), 0.002) << a[0];
+  }
   const CliResult two_stage =
       Run({"evaluate", "--model", s.model, "--interactions", s.data + "/test/interactions.csv",
            "--rerank", ranker, "--candidates", "20"});

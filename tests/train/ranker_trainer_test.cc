@@ -284,7 +284,11 @@ TEST(RankerConfigTest, WhatARankerCannotDoIsRefusedNamingTheKey) {
               ::testing::ThrowsMessage<Error>(HasSubstr("expected: two_tower, ranker")));
   EXPECT_THAT([&] { d.Set("model.cross_layers=17", "--set"); },
               ::testing::ThrowsMessage<Error>(HasSubstr("model.cross_layers")));
+  // A two-tower run's resolved config has no ranker keys (its checkpoints' settings hash is
+  // unchanged); a ranker's has them.
+  EXPECT_EQ(d.ToYaml().find("kind:"), std::string::npos);
   d.Set("model.kind=ranker", "--set");
+  EXPECT_NE(d.ToYaml().find("kind: ranker"), std::string::npos);
   d.Set("model.ranker_hidden_dims=[64]", "--set");
   const Config back = Config::FromYamlString(d.ToYaml(), "round trip");
   EXPECT_EQ(back.model.kind, "ranker");

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -213,6 +214,33 @@ TEST(TaskConfigTest, TheTasksSectionIsReadValidatedAndWrittenBack) {
       ::testing::ThrowsMessage<Error>(HasSubstr("a ranker")));
 }
 
+TEST(TaskModelFileTest, ClassesOutOfOrderOrOnARegressionAreRefused) {
+  model::ModelConfig c;
+  c.tasks = {Task("genre", "item_class", 1.0, {"b", "a"})};
+  EXPECT_THAT([&] { model::ModelConfig::FromJson(c.ToJson(), "m"); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("class 1 (\"a\") breaks the order")));
+  c.tasks = {Task("rating", "regression", 1.0, {"x"})};
+  EXPECT_THAT([&] { model::ModelConfig::FromJson(c.ToJson(), "m"); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("a regression task has no classes")));
+}
+
+TEST(TaskTargetsTest, ATargetBeyondFloat32IsRefusedNamingLineAndColumn) {
+  TempDir dir;
+  data::DataPaths p;
+  p.users = dir.Write("users.csv", "user_id\nu1\n");
+  p.items = dir.Write("items.csv", "item_id\ni1\n");
+  p.train = dir.Write("train.csv", "user_id,item_id,liked,rating\nu1,i1,1,4\nu1,i1,0,1e39\n");
+  p.val = p.test = p.train;
+  data::FeatureSchema schema;
+  schema.user.id_column = "user_id";
+  schema.item.id_column = "item_id";
+  schema.user.features = {{"user_id", data::FeatureType::kId}};
+  schema.item.features = {{"item_id", data::FeatureType::kId}};
+  EXPECT_THAT([&] { data::LoadDataset(p, schema, {"rating"}); },
+              ::testing::ThrowsMessage<Error>(
+                  HasSubstr("train.csv:3: column 'rating': expected a number within float32")));
+}
+
 TEST(TaskModelFileTest, HeadsAndClassesRoundTrip) {
   TempDir dir;
   Rng rng(3);
@@ -289,12 +317,16 @@ TEST(TaskEndToEndTest, TaskMetricsBeatTheTrivialPredictors) {
   double sq = 0.0;
   for (float y : d.test.targets[0]) sq += (y - mean) * (y - mean);
   const double mean_rmse = std::sqrt(sq / static_cast<double>(d.test.size()));
+  // The most common genre among the distinct test items (the items the accuracy is over).
+  std::set<int32_t> test_items(d.test.item_row.begin(), d.test.item_row.end());
   std::map<std::string, int> counts;
-  for (const std::string& genre : d.item_text.at("genre")) ++counts[genre];
+  for (int32_t item : test_items) ++counts[d.item_text.at("genre")[item]];
   int most = 0;
   for (const auto& [genre, count] : counts) most = std::max(most, count);
-  const double majority = static_cast<double>(most) / static_cast<double>(d.items.num_rows());
+  const double majority = static_cast<double>(most) / static_cast<double>(test_items.size());
   SetThreads(0);
+  // Measured over seeds 1-3: RMSE 1.14 - 1.15 against the mean's 1.40; accuracy 1.0 against a
+  // majority share of about 0.2 (the item ids are embedded, and every test item is a training one).
   EXPECT_EQ(r.test_tasks[0].metric, "rmse");
   EXPECT_LT(r.test_tasks[0].value, mean_rmse - 0.05) << "mean predictor " << mean_rmse;
   EXPECT_EQ(r.test_tasks[1].metric, "accuracy");

@@ -75,7 +75,8 @@ RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, 
 
 // One optimisation step, the one copy the trainer, the tests and the benchmarks call: forward
 // both towers for n (user row, item row) pairs of the encoded tables, the loss, zero the
-// gradients, backward, Adam. Buffers are reused: at a fixed n a step allocates nothing.
+// gradients, backward, Adam. Buffers are reused: at a fixed n a step allocates nothing (a model
+// with task heads excepted: their losses use small per-step temporaries).
 // Not thread-safe.
 class Trainer {
  public:
