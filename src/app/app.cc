@@ -9,6 +9,7 @@
 #include <exception>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <string_view>
 #include <unordered_map>
@@ -26,6 +27,7 @@
 #include "twotower/index/index_file.h"
 #include "twotower/train/config.h"
 #include "twotower/train/ranker_trainer.h"
+#include "twotower/train/tasks.h"
 
 namespace twotower::app {
 namespace {
@@ -413,12 +415,29 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
                                       const std::vector<std::string>& exclude,
                                       const Reranker* reranker) {
   EvaluationReport r;
-  const data::Interactions inter =
-      data::ReadInteractions(path, b.model.schema, b.user_index, b.item_index);
+  const std::vector<model::TaskSpec>& tasks = b.model.model->config().tasks;
+  const data::Interactions inter = data::ReadInteractions(
+      path, b.model.schema, b.user_index, b.item_index, train::TaskTargetColumns(tasks));
   const model::TwoTowerModel& net = *b.model.model;
   Matrix u, v;  // every user and item once, for both evaluations
   net.EncodeUsers(b.user_features, &u);
   net.EncodeItems(b.item_features, &v);
+  if (!tasks.empty()) {
+    // The task heads on this file: regression targets from it, item classes from the items table.
+    std::map<std::string, std::vector<std::string>> item_text;
+    for (const std::string& c : train::TaskItemColumns(tasks)) {
+      try {
+        item_text[c] = b.items.Column(c);
+      } catch (const Error& e) {
+        throw Error(std::string(e.what()) + " (the model's task heads read it)");
+      }
+    }
+    const std::vector<double> values =
+        train::EvaluateTasks(net, train::TaskTargetsFor(tasks, item_text), u, v, inter);
+    for (size_t t = 0; t < tasks.size(); ++t) {
+      r.tasks.push_back({tasks[t].name, train::TaskMetricName(tasks[t]), values[t]});
+    }
+  }
   if (reranker != nullptr) {
     // The pairs' probabilities are the ranker's: the last stage decides what is shown.
     r.pointwise = train::EvaluateRanker(*reranker->ranker.model, reranker->user_features,

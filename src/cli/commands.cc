@@ -367,6 +367,9 @@ int RunEvaluate(const EvaluateArgs& a) {
   const app::EvaluationReport r =
       app::EvaluateInteractions(b, a.interactions, a.exclude, reranker.get());
   PrintEval(a.interactions + (reranker ? " (the ranker's scores)" : ""), r.pointwise);
+  for (const train::TaskMetric& t : r.tasks) {
+    std::cout << "task " << t.name << ": " << t.metric << " " << Fixed(t.value) << "\n";
+  }
   if (!r.ranked) return 0;
   const std::string ranked =
       !reranker ? "all " + std::to_string(b.items.num_rows()) + " items ranked"

@@ -790,5 +790,34 @@ TEST_F(CliTest, RerankReordersTheRetrievedCandidatesWithTheRanker) {
                   "is a ranker run (model.kind: ranker): rankers write no checkpoint");
 }
 
+// A model with task heads: train reports each task's test metric, and evaluate on the test file
+// reports the same (the heads load from the model file; the targets come from the files).
+TEST_F(CliTest, TaskHeadsAreReportedByTrainAndEvaluate) {
+  const Shared& s = SharedRun();
+  const std::string config = scratch_.Write(
+      "tasks.yaml", ReadBytes(Repo("config/ranking_config.yaml")) +
+                        "\ntasks:\n  - {name: rating, type: regression, column: rating, weight: "
+                        "0.5}\n  - {name: genre, type: item_class, column: genre}\n");
+  const CliResult trained = Train(config, s.data);
+  ASSERT_EQ(trained.code, 0) << trained.out << trained.err;
+  EXPECT_THAT(trained.out, HasSubstr("task genre: item_class of 'genre' ("));
+  std::vector<std::string> reported;
+  for (const std::string& line : Lines(trained.out)) {
+    if (line.rfind("test task ", 0) == 0) reported.push_back(line.substr(5));
+  }
+  ASSERT_EQ(reported.size(), 2u) << trained.out;
+  const std::string model = OnlyEntry(scratch_.File("runs")) + "/model_best.safetensors";
+  const CliResult evaluated =
+      Run({"evaluate", "--model", model, "--interactions", s.data + "/test/interactions.csv"});
+  ASSERT_EQ(evaluated.code, 0) << evaluated.err;
+  std::vector<std::string> again;
+  for (const std::string& line : Lines(evaluated.out)) {
+    if (line.rfind("task ", 0) == 0) again.push_back(line);
+  }
+  EXPECT_EQ(again, reported);
+  const std::string csv = ReadBytes(OnlyEntry(scratch_.File("runs")) + "/metrics.csv");
+  EXPECT_THAT(csv, HasSubstr(",val_rating_rmse,val_genre_accuracy,best\n"));
+}
+
 }  // namespace
 }  // namespace twotower

@@ -138,8 +138,9 @@ struct EvaluationReport {
   train::EvalMetrics pointwise;  // loss / accuracy NaN for non-pointwise models
   bool ranked = false;           // false when the model's evaluation.k is empty
   train::RankingMetrics ranking, most_popular;
-  std::vector<std::string> excluded;  // the files whose items were excluded
-  train::PerUserRanking per_user;     // the ranking metrics of each evaluated user
+  std::vector<std::string> excluded;     // the files whose items were excluded
+  train::PerUserRanking per_user;        // the ranking metrics of each evaluated user
+  std::vector<train::TaskMetric> tasks;  // the model's task heads on the file (tasks.h)
 };
 // Scores the interactions file: pointwise metrics of its labelled pairs, and the ranking metrics
 // (metrics.h) over all items for each user with positives in it, excluding the items of
