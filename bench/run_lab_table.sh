@@ -36,6 +36,23 @@ metrics() {
   awk '/ AUC / && auc == "" {for(i=1;i<=NF;i++) if($i=="AUC") {auc=$(i+1); break}}
        /^  Recall /{r=$2} /^  NDCG /{n=$2} END{print auc, r, n}' "$1"
 }
+# The five evaluations of a data set's folder ($1) on its test split: the two-tower model alone,
+# each ranker scoring every one of the $2 items, and each re-ranking CANDIDATES.
+evaluate_all() {
+  local dir=$1 all=$2
+  local m r rr test="$1/data/test/interactions.csv"
+  m="$(run_folder "$dir/two_tower.log")/model_best.safetensors"
+  r="$(run_folder "$dir/ranker.log")/model_best.safetensors"
+  rr="$(run_folder "$dir/ranker_rated.log")/model_best.safetensors"
+  $TT evaluate --model "$m" --interactions "$test" > "$dir/eval_two_tower.txt"
+  local name ranker candidates
+  for name in ranker_all rerank ranker_rated rerank_rated; do
+    case $name in ranker_all | rerank) ranker=$r ;; *) ranker=$rr ;; esac
+    case $name in ranker_all | ranker_rated) candidates=$all ;; *) candidates=$CANDIDATES ;; esac
+    $TT evaluate --model "$m" --interactions "$test" --rerank "$ranker" \
+      --candidates "$candidates" > "$dir/eval_$name.txt"
+  done
+}
 record() {  # data seed row evaluate-output
   read -r auc recall ndcg <<< "$(metrics "$4")"
   echo "{\"data\": \"$1\", \"seed\": $2, \"row\": \"$3\", \"auc\": $auc, \"recall@10\": $recall, \"ndcg@10\": $ndcg}" >> "$results"
@@ -53,17 +70,11 @@ for seed in $SEEDS; do
   $TT train --config config/movielens_ranker.yaml --set "data.dir=$d/data" --seed "$seed" \
     --set training.sampler= --set training.monitor=val_auc --output-dir "$d/runs" --quiet \
     > "$d/ranker_rated.log"
-  M="$(run_folder "$d/two_tower.log")/model_best.safetensors"
-  R="$(run_folder "$d/ranker.log")/model_best.safetensors"
-  RR="$(run_folder "$d/ranker_rated.log")/model_best.safetensors"
-  test="$d/data/test/interactions.csv"
-  $TT evaluate --model "$M" --interactions "$test" > "$d/eval_two_tower.txt"
-  $TT evaluate --model "$M" --interactions "$test" --rerank "$R" --candidates 1682 > "$d/eval_ranker_all.txt"
-  $TT evaluate --model "$M" --interactions "$test" --rerank "$R" --candidates "$CANDIDATES" > "$d/eval_rerank.txt"
-  $TT evaluate --model "$M" --interactions "$test" --rerank "$RR" --candidates 1682 > "$d/eval_ranker_rated.txt"
-  $TT evaluate --model "$M" --interactions "$test" --rerank "$RR" --candidates "$CANDIDATES" > "$d/eval_rerank_rated.txt"
+  evaluate_all "$d" 1682
   if [ "$seed" = "${SEEDS%% *}" ]; then
-    $LAB --model "$M" --ranker "$R" --users 200 --candidates "$CANDIDATES" > "$OUT/speed_ml.json"
+    $LAB --model "$(run_folder "$d/two_tower.log")/model_best.safetensors" \
+      --ranker "$(run_folder "$d/ranker.log")/model_best.safetensors" --users 200 \
+      --candidates "$CANDIDATES" > "$OUT/speed_ml.json"
   fi
   echo "movielens seed $seed done" >&2
 
@@ -78,15 +89,7 @@ for seed in $SEEDS; do
     --set training.monitor=val_recall@10 --output-dir "$s/runs" --quiet > "$s/ranker.log"
   $TT train --config config/ranking_config.yaml --set "data.dir=$s/data" --seed "$seed" \
     --set model.kind=ranker --output-dir "$s/runs" --quiet > "$s/ranker_rated.log"
-  M="$(run_folder "$s/two_tower.log")/model_best.safetensors"
-  R="$(run_folder "$s/ranker.log")/model_best.safetensors"
-  RR="$(run_folder "$s/ranker_rated.log")/model_best.safetensors"
-  test="$s/data/test/interactions.csv"
-  $TT evaluate --model "$M" --interactions "$test" > "$s/eval_two_tower.txt"
-  $TT evaluate --model "$M" --interactions "$test" --rerank "$R" --candidates 500 > "$s/eval_ranker_all.txt"
-  $TT evaluate --model "$M" --interactions "$test" --rerank "$R" --candidates "$CANDIDATES" > "$s/eval_rerank.txt"
-  $TT evaluate --model "$M" --interactions "$test" --rerank "$RR" --candidates 500 > "$s/eval_ranker_rated.txt"
-  $TT evaluate --model "$M" --interactions "$test" --rerank "$RR" --candidates "$CANDIDATES" > "$s/eval_rerank_rated.txt"
+  evaluate_all "$s" 500
   echo "synthetic seed $seed done" >&2
 done
 

@@ -5,25 +5,13 @@
 #include <cmath>
 #include <vector>
 
+#include "testing/reference_metrics.h"
 #include "twotower/core/rng.h"
 
 namespace twotower::train {
 namespace {
 
-// Reference AUC by counting every (positive, negative) pair: 1 if the positive scores higher,
-// 1/2 on a tie.
-double PairwiseAuc(const std::vector<float>& scores, const std::vector<float>& labels) {
-  double wins = 0, pairs = 0;
-  for (size_t i = 0; i < scores.size(); ++i) {
-    if (labels[i] != 1) continue;
-    for (size_t j = 0; j < scores.size(); ++j) {
-      if (labels[j] != 0) continue;
-      pairs += 1;
-      wins += scores[i] > scores[j] ? 1.0 : scores[i] == scores[j] ? 0.5 : 0.0;
-    }
-  }
-  return wins / pairs;
-}
+using twotower::testing::PairwiseAuc;
 
 TEST(AucTest, PerfectRankingIsOne) {
   EXPECT_DOUBLE_EQ(Auc({0.1f, 0.2f, 0.7f, 0.9f, 0.3f}, {0, 0, 1, 1, 0}), 1.0);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "testing/reference_metrics.h"
 #include "testing/temp_dir.h"
 #include "twotower/core/threads.h"
 #include "twotower/data/generator.h"
@@ -22,20 +23,6 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using twotower::testing::ReadBytes;
 using twotower::testing::TempDir;
-
-// AUC by pair counting (ties count one half), written independently of the library's Auc.
-double NaiveAuc(const std::vector<double>& scores, const std::vector<float>& labels) {
-  double wins = 0.0, pairs = 0.0;
-  for (size_t i = 0; i < scores.size(); ++i) {
-    if (labels[i] != 1.0f) continue;
-    for (size_t j = 0; j < scores.size(); ++j) {
-      if (labels[j] != 0.0f) continue;
-      pairs += 1;
-      wins += scores[i] > scores[j] ? 1.0 : scores[i] == scores[j] ? 0.5 : 0.0;
-    }
-  }
-  return wins / pairs;
-}
 
 // One shared small data set for the suite (generated once, read-only afterwards).
 class TrainerTest : public ::testing::Test {
@@ -102,7 +89,7 @@ TEST_F(TrainerTest, LearnsClearlyBetterThanChance) {
   EXPECT_EQ(r.test.count, data_->test.size());
   // The oracle AUC is the AUC of the generator's p_true on the test split.
   std::vector<double> p(data_->test.p_true.begin(), data_->test.p_true.end());
-  EXPECT_NEAR(r.test.oracle_auc, NaiveAuc(p, data_->test.label), 1e-9);
+  EXPECT_NEAR(r.test.oracle_auc, twotower::testing::PairwiseAuc(p, data_->test.label), 1e-9);
 
   // Recompute the test metrics from the returned model's embeddings, in double.
   Matrix u, v;
@@ -123,7 +110,7 @@ TEST_F(TrainerTest, LearnsClearlyBetterThanChance) {
     loss += std::log1p(std::exp(-std::abs(z))) + std::max(z, 0.0) - z * y;
     correct += (z >= 0) == (y == 1.0);
   }
-  EXPECT_NEAR(r.test.auc, NaiveAuc(logits, test.label), 2e-3);
+  EXPECT_NEAR(r.test.auc, twotower::testing::PairwiseAuc(logits, test.label), 2e-3);
   EXPECT_NEAR(r.test.loss, loss / test.size(), 1e-4);
   EXPECT_NEAR(r.test.accuracy, static_cast<double>(correct) / test.size(), 2e-3);
 }
