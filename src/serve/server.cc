@@ -565,12 +565,12 @@ std::string ItemsReply(const Loaded& v, const std::vector<int64_t>& labels,
   return out;
 }
 
-// Re-orders the retrieved labels (best first, -1 padding) by v's ranker and keeps the top k,
-// scores becoming the ranker's probabilities. The user is the users table's row `user_row`, or
-// (-1) the request's features encoded with the ranker's own encoder; an item put through PUT is
-// scored from its live features, every other from the items table (app::Rerank's encoding).
-void Rerank(const Loaded& v, int32_t user_row, const Json* user_features, int k,
-            std::vector<int64_t>* labels, std::vector<float>* scores) {
+// The logits of v's ranker for the items `ids` and the user: the users table's row `user_row`,
+// or (-1) the request's features encoded with the ranker's own encoder. An item put through PUT
+// is scored from its live features, every other from its items-table row (app::Reranker's
+// encoding). Refuses a non-finite logit.
+std::vector<float> RankerLogits(const Loaded& v, int32_t user_row, const Json* user_features,
+                                const std::vector<std::string>& ids) {
   const app::Reranker& r = *v.reranker;
   const model::Ranker& ranker = *r.ranker.model;
   data::EncodedTable user_one;
@@ -585,32 +585,28 @@ void Rerank(const Loaded& v, int32_t user_row, const Json* user_features, int k,
     users = &user_one;
     urow = 0;
   }
-  std::vector<int64_t> candidates;
-  for (int64_t label : *labels) {
-    if (label >= 0) candidates.push_back(label);
-  }
-  const int64_t n = static_cast<int64_t>(candidates.size());
+  const int64_t n = static_cast<int64_t>(ids.size());
   std::vector<float> logits(n);
   std::vector<int32_t> table_rows, user_rows;
-  std::vector<int64_t> table_at;  // candidate positions scored from the items table
+  std::vector<int64_t> table_at;  // positions scored from the items table
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t label = candidates[i];
-    const std::string& id = v.index->ids()[label];
-    const auto live = v.live_items.find(id);
-    if (live == v.live_items.end() && label < static_cast<int64_t>(r.label_rows.size())) {
-      table_rows.push_back(r.label_rows[label]);
+    const auto live = v.live_items.find(ids[i]);
+    if (live == v.live_items.end()) {
+      const int32_t row = v.bundle.item_index.Find(ids[i]);
+      if (row < 0) {
+        throw Error("re-ranking: item " + Quote(ids[i]) +
+                    " is neither in the items table nor live");
+      }
+      table_rows.push_back(row);
       table_at.push_back(i);
       continue;
     }
     // A live item (new, or updated by PUT): its own features through the ranker's encoder.
-    if (live == v.live_items.end()) {
-      throw Error("re-ranking: item " + Quote(id) + " is neither in the items table nor live");
-    }
     data::EncodedTable item_one;
     try {
       r.ranker.encoder.item.EncodeRow(live->second.row, "items", &item_one);
     } catch (const Error& e) {
-      Refuse(409, "items", "item " + Quote(id) + " cannot be re-ranked: " + e.what());
+      Refuse(409, "items", "item " + Quote(ids[i]) + " cannot be re-ranked: " + e.what());
     }
     const int32_t zero = 0;
     Vector one;
@@ -624,10 +620,29 @@ void Rerank(const Loaded& v, int32_t user_row, const Json* user_features, int k,
   for (size_t j = 0; j < table_at.size(); ++j) logits[table_at[j]] = table_logits[j];
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(logits[i])) {
-      throw Error(r.path + ": the ranker scored item " + Quote(v.index->ids()[candidates[i]]) +
-                  " as " + std::to_string(logits[i]) + " (expected a finite logit)");
+      throw Error(r.path + ": the ranker scored item " + Quote(ids[i]) + " as " +
+                  std::to_string(logits[i]) + " (expected a finite logit)");
     }
   }
+  return logits;
+}
+
+double Probability(float logit) { return 1.0 / (1.0 + std::exp(-static_cast<double>(logit))); }
+
+// Re-orders the retrieved labels (best first, -1 padding) by v's ranker (RankerLogits; ties keep
+// the retrieval order, as app::Rerank) and keeps the top k, the scores becoming the ranker's
+// probabilities.
+void Rerank(const Loaded& v, int32_t user_row, const Json* user_features, int k,
+            std::vector<int64_t>* labels, std::vector<float>* scores) {
+  std::vector<int64_t> candidates;
+  std::vector<std::string> ids;
+  for (int64_t label : *labels) {
+    if (label < 0) continue;
+    candidates.push_back(label);
+    ids.push_back(v.index->ids()[label]);
+  }
+  const std::vector<float> logits = RankerLogits(v, user_row, user_features, ids);
+  const int64_t n = static_cast<int64_t>(candidates.size());
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
@@ -637,8 +652,7 @@ void Rerank(const Loaded& v, int32_t user_row, const Json* user_features, int k,
   scores->assign(keep, 0.0f);
   for (int64_t i = 0; i < keep; ++i) {
     (*labels)[i] = candidates[order[i]];
-    (*scores)[i] =
-        static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(logits[order[i]]))));
+    (*scores)[i] = static_cast<float>(Probability(logits[order[i]]));
   }
 }
 
@@ -1091,6 +1105,7 @@ Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
   const UserQuery q = EncodeUser(v, user.id, user.features);
   std::shared_lock<std::shared_mutex> lock(v.mutex);
   Json scores = Json::array();
+  std::vector<double> shown;
   for (size_t i = 0; i < ids.size(); ++i) {
     const std::string field = "item_ids[" + std::to_string(i) + "]";
     CheckDeadline(("encoding " + field).c_str());
@@ -1099,13 +1114,24 @@ Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
     if ((label >= 0 && v.deleted.count(label)) || !ItemRow(v, ids[i], &row)) {
       Refuse(404, field, field + ": unknown item " + Quote(ids[i]));
     }
+    if (v.reranker) continue;  // scored below, all at once, by the variant's last stage
     const Matrix item = EncodeItem(v, row, field);
-    const float ip = q.u.row(0).dot(item.row(0));
-    scores.push_back({{"item_id", ids[i]}, {"score", app::DisplayScore(v.bundle, ip)}});
+    shown.push_back(app::DisplayScore(v.bundle, q.u.row(0).dot(item.row(0))));
   }
-  return Reply{200,
-               {{"variant", v.config.name}, {"model_version", v.version}, {"scores", scores}},
-               v.config.name};
+  if (v.reranker) {
+    // The score a re-ranked variant shows is its ranker's probability, as in /v1/recommend.
+    CheckDeadline("re-ranking");
+    for (float logit : RankerLogits(v, q.row, user.features, ids)) {
+      shown.push_back(Probability(logit));
+    }
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    scores.push_back({{"item_id", ids[i]}, {"score", shown[i]}});
+  }
+  Json reply = {{"variant", v.config.name}, {"model_version", v.version}};
+  if (v.reranker) reply["ranker_version"] = v.reranker->ranker.fingerprint;
+  reply["scores"] = scores;
+  return Reply{200, reply, v.config.name};
 }
 
 Server::Impl::Reply Server::Impl::Similar(const httplib::Request& req) {

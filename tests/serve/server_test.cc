@@ -258,6 +258,14 @@ TEST_F(ServerTest, RerankedVariantEqualsTheCli) {
     EXPECT_EQ(a.body["items"][i]["item_id"], rows[i].first) << i;
     EXPECT_NEAR(a.body["items"][i]["score"].get<double>(), rows[i].second, 5e-5) << i;
   }
+  // /v1/score on the variant shows what /v1/recommend shows: the ranker's probability.
+  const Answer scored =
+      Call(c, "POST", "/v1/score",
+           Json{{"user_id", user}, {"item_ids", {a.body["items"][1]["item_id"]}}}.dump());
+  ASSERT_EQ(scored.status, 200) << scored.text;
+  EXPECT_NEAR(scored.body["scores"][0]["score"].get<double>(),
+              a.body["items"][1]["score"].get<double>(), 1e-6);
+  EXPECT_EQ(scored.body["ranker_version"], a.body["ranker_version"]);
   const Json features = {
       {"age", 30}, {"gender", "F"}, {"favorite_genre", "Drama"}, {"activity_level", "high"}};
   const Answer by_features =

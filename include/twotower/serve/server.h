@@ -40,7 +40,8 @@ struct VariantConfig {
   std::string index;  // index file; empty: the model's items, searched exactly
   double weight = 1.0;
   // A ranker (model.kind: ranker) that re-orders the top `candidates` the model retrieves, as
-  // `recommend --rerank`; empty: none. /v1/recommend then returns the ranker's probabilities.
+  // `recommend --rerank`; empty: none. /v1/recommend and /v1/score then return the ranker's
+  // probabilities (and its SHA-256 as ranker_version).
   std::string rerank;
   int candidates = 200;
 };
