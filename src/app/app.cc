@@ -491,7 +491,6 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
     std::vector<float> dot(num_items);
     std::vector<int32_t> order(num_items), users(c), items(c);
     std::vector<char> skip(num_items, 0);
-    std::vector<int64_t> rank_order;
     Vector logits;
     r.ranking = train::EvaluateRankingByScores(
         num_users, num_items,
@@ -511,19 +510,13 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
           std::fill(users.begin(), users.end(), user);
           reranker->ranker.model->Score(reranker->user_features, users.data(),
                                         reranker->item_features, order.data(), top, &logits);
-          for (int64_t j = 0; j < top; ++j) {
-            if (!std::isfinite(logits[j])) {
-              throw Error(reranker->path + ": the ranker scored item row " +
-                          std::to_string(order[j]) + " for user row " + std::to_string(user) +
-                          " as " + std::to_string(logits[j]) + " (expected a finite logit)");
-            }
-          }
-          // Rerank's order (by logit, ties kept in retrieval order), written as descending
-          // ranks so the metrics' tie rule (the lower item row) cannot reorder it.
-          rank_order.resize(static_cast<size_t>(top));
-          std::iota(rank_order.begin(), rank_order.end(), 0);
-          std::stable_sort(rank_order.begin(), rank_order.end(),
-                           [&](int64_t x, int64_t y) { return logits[x] > logits[y]; });
+          // Rerank's order, written as descending ranks so the metrics' tie rule (the lower item
+          // row) cannot reorder it.
+          const std::vector<int64_t> rank_order =
+              RerankOrder(logits.data(), top, reranker->path, [&](int64_t j) {
+                return "item row " + std::to_string(order[j]) + " for user row " +
+                       std::to_string(user);
+              });
           for (int64_t j = 0; j < top; ++j) {
             scores[order[rank_order[j]]] = static_cast<float>(top - j);
           }
@@ -681,6 +674,21 @@ Reranker LoadReranker(const std::string& path, const Bundle& b, const index::Ite
   return r;
 }
 
+std::vector<int64_t> RerankOrder(const float* logits, int64_t n, const std::string& ranker_path,
+                                 const std::function<std::string(int64_t)>& name) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(logits[i])) {
+      throw Error(ranker_path + ": the ranker scored " + name(i) + " as " +
+                  std::to_string(logits[i]) + " (expected a finite logit)");
+    }
+  }
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t c) { return logits[a] > logits[c]; });
+  return order;
+}
+
 std::vector<Recommendation> Rerank(const Reranker& r, int32_t user_row,
                                    const std::vector<Recommendation>& candidates, int k) {
   const int64_t n = static_cast<int64_t>(candidates.size());
@@ -688,18 +696,9 @@ std::vector<Recommendation> Rerank(const Reranker& r, int32_t user_row,
   for (int64_t i = 0; i < n; ++i) items[i] = r.label_rows.at(candidates[i].label);
   Vector logits;
   r.ranker.model->Score(r.user_features, users.data(), r.item_features, items.data(), n, &logits);
-  for (int64_t i = 0; i < n; ++i) {
-    // Finite weights (checked when loaded) can still overflow: refused, never sorted as if ranked.
-    if (!std::isfinite(logits[i])) {
-      throw Error(r.path + ": the ranker scored item row " + std::to_string(items[i]) +
-                  " for user row " + std::to_string(user_row) + " as " + std::to_string(logits[i]) +
-                  " (expected a finite logit)");
-    }
-  }
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t c) { return logits[a] > logits[c]; });
+  const std::vector<int64_t> order = RerankOrder(logits.data(), n, r.path, [&](int64_t i) {
+    return "item row " + std::to_string(items[i]) + " for user row " + std::to_string(user_row);
+  });
   std::vector<Recommendation> out;
   for (int64_t i = 0; i < std::min<int64_t>(k, n); ++i) {
     out.push_back({candidates[order[i]].label, logits[order[i]]});

@@ -209,6 +209,16 @@ int RunTrain(const TrainArgs& a) {
   return TrainAndReport(config, a.config_path, "", a.quiet);
 }
 
+// A run's test section: the pointwise metrics and, when ranked, the ranking beside MostPop.
+void PrintTest(const train::EvalMetrics& test, const train::RankingMetrics& ranking,
+               const train::RankingMetrics& most_popular, const std::string& how) {
+  PrintEval("test", test);
+  if (ranking.ks.empty()) return;
+  PrintRanking("test ranking (" + std::to_string(ranking.users) + " users, " + how +
+                   ", train+val items excluded; MostPop counts train+val)",
+               ranking, &most_popular);
+}
+
 // model.kind: ranker: trains the ranker into run_dir and reports its test metrics.
 int TrainRankerAndReport(const train::Config& config, const data::Dataset& d,
                          const std::string& run_dir, int threads, bool quiet) {
@@ -227,13 +237,7 @@ int TrainRankerAndReport(const train::Config& config, const data::Dataset& d,
   const train::RankerTrainResult r = train::TrainRanker(config, d, options);
   std::cout << "== test (best epoch " << r.best_epoch << ", trained in "
             << Fixed(r.train_seconds, 2) << "s)\n";
-  PrintEval("test", r.test);
-  if (!r.test_ranking.ks.empty()) {
-    PrintRanking("test ranking (" + std::to_string(r.test_ranking.users) +
-                     " users, the ranker scoring every item, train+val items excluded; MostPop "
-                     "counts train+val)",
-                 r.test_ranking, &r.test_most_popular);
-  }
+  PrintTest(r.test, r.test_ranking, r.test_most_popular, "the ranker scoring every item");
   std::cout << "run folder: " << run_dir << "/\n";
   return 0;
 }
@@ -293,13 +297,7 @@ int TrainAndReport(const train::Config& config, const std::string& config_path,
   std::cout << "== test (best epoch " << r.best_epoch;
   if (r.refit) std::cout << ", refitted on train + val for " << r.best_epoch << " epochs";
   std::cout << ", trained in " << Fixed(r.train_seconds, 2) << "s)\n";
-  PrintEval("test", r.test);
-  if (!r.test_ranking.ks.empty()) {
-    PrintRanking("test ranking (" + std::to_string(r.test_ranking.users) +
-                     " users, all items ranked, train+val items excluded; MostPop counts "
-                     "train+val)",
-                 r.test_ranking, &r.test_most_popular);
-  }
+  PrintTest(r.test, r.test_ranking, r.test_most_popular, "all items ranked");
   for (const train::TaskMetric& t : r.test_tasks) {
     std::cout << "test task " << t.name << ": " << t.metric << " " << Fixed(t.value) << "\n";
   }

@@ -568,7 +568,7 @@ std::string ItemsReply(const Loaded& v, const std::vector<int64_t>& labels,
 // The logits of v's ranker for the items `ids` and the user: the users table's row `user_row`,
 // or (-1) the request's features encoded with the ranker's own encoder. An item put through PUT
 // is scored from its live features, every other from its items-table row (app::Reranker's
-// encoding). Refuses a non-finite logit.
+// encoding).
 std::vector<float> RankerLogits(const Loaded& v, int32_t user_row, const Json* user_features,
                                 const std::vector<std::string>& ids) {
   const app::Reranker& r = *v.reranker;
@@ -618,12 +618,6 @@ std::vector<float> RankerLogits(const Loaded& v, int32_t user_row, const Json* u
   ranker.Score(*users, user_rows.data(), r.item_features, table_rows.data(),
                static_cast<int64_t>(table_rows.size()), &table_logits);
   for (size_t j = 0; j < table_at.size(); ++j) logits[table_at[j]] = table_logits[j];
-  for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(logits[i])) {
-      throw Error(r.path + ": the ranker scored item " + Quote(ids[i]) + " as " +
-                  std::to_string(logits[i]) + " (expected a finite logit)");
-    }
-  }
   return logits;
 }
 
@@ -643,10 +637,8 @@ void Rerank(const Loaded& v, int32_t user_row, const Json* user_features, int k,
   }
   const std::vector<float> logits = RankerLogits(v, user_row, user_features, ids);
   const int64_t n = static_cast<int64_t>(candidates.size());
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return logits[a] > logits[b]; });
+  const std::vector<int64_t> order = app::RerankOrder(
+      logits.data(), n, v.reranker->path, [&](int64_t i) { return "item " + Quote(ids[i]); });
   const int64_t keep = std::min<int64_t>(k, n);
   labels->assign(keep, -1);
   scores->assign(keep, 0.0f);
@@ -1121,9 +1113,11 @@ Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
   if (v.reranker) {
     // The score a re-ranked variant shows is its ranker's probability, as in /v1/recommend.
     CheckDeadline("re-ranking");
-    for (float logit : RankerLogits(v, q.row, user.features, ids)) {
-      shown.push_back(Probability(logit));
-    }
+    const std::vector<float> logits = RankerLogits(v, q.row, user.features, ids);
+    // Every logit checked as re-ranking checks them (the order itself is not needed here).
+    app::RerankOrder(logits.data(), static_cast<int64_t>(logits.size()), v.reranker->path,
+                     [&](int64_t i) { return "item " + Quote(ids[i]); });
+    for (float logit : logits) shown.push_back(Probability(logit));
   }
   for (size_t i = 0; i < ids.size(); ++i) {
     scores.push_back({{"item_id", ids[i]}, {"score", shown[i]}});

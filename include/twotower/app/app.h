@@ -11,6 +11,7 @@
 #define TWOTOWER_APP_APP_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -188,6 +189,13 @@ struct Recommendation {
 std::vector<Recommendation> RecommendForUser(const Bundle& bundle, const index::ItemIndex& index,
                                              int32_t user_row, int k,
                                              const std::vector<int64_t>* exclude);
+
+// The order in which a ranker's logits[0..n) put their candidates: positions, highest logit first,
+// ties kept in the given (retrieval) order. The one ordering Rerank, evaluate --rerank and the
+// server use. Throws Error naming `ranker_path` and name(i) for a non-finite logit (finite
+// weights can still overflow).
+std::vector<int64_t> RerankOrder(const float* logits, int64_t n, const std::string& ranker_path,
+                                 const std::function<std::string(int64_t)>& name);
 
 // The top k of `candidates` (retrieved for user_row, best first) re-ordered by the ranker's
 // logit, highest first (ties keep the retrieval order); each score is the ranker's logit, so
