@@ -20,6 +20,7 @@
 #include "twotower/core/progress.h"
 #include "twotower/core/rng.h"
 #include "twotower/core/text.h"
+#include "twotower/data/history.h"
 #include "twotower/data/npy.h"
 #include "twotower/data/parquet.h"
 #include "twotower/data/table.h"
@@ -168,7 +169,26 @@ Bundle LoadBundle(const std::string& model_path, const DataOverrides& o) {
       if (k < 1) throw Error(model_path + ": __metadata__.config: evaluation.k must be >= 1");
     }
   }
+  if (b.model.encoder.user.schema().history.enabled()) {
+    // The user-history feature reads what the user did before: the train and val files.
+    std::vector<data::Interactions> earlier;
+    for (const std::string& f : HistoryFiles(b, o)) {
+      earlier.push_back(data::ReadInteractions(f, b.model.schema, b.user_index, b.item_index));
+    }
+    AttachHistory(b, earlier, &b.user_features);
+  }
   return b;
+}
+
+void AttachHistory(const Bundle& b, const std::vector<data::Interactions>& earlier,
+                   data::EncodedTable* users) {
+  const data::HistorySpec& spec = b.model.encoder.user.schema().history;
+  if (!spec.enabled()) return;
+  std::vector<const data::Interactions*> sources;
+  for (const data::Interactions& e : earlier) sources.push_back(&e);
+  users->history = data::UserHistory(
+      sources, b.users.num_rows(),
+      b.item_features.bags.at(data::HistoryTableBag(b.model.encoder.item)), spec.length);
 }
 
 std::vector<std::string> HistoryFiles(const Bundle& bundle, const DataOverrides& overrides) {
@@ -419,8 +439,36 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   const data::Interactions inter = data::ReadInteractions(
       path, b.model.schema, b.user_index, b.item_index, train::TaskTargetColumns(tasks));
   const model::TwoTowerModel& net = *b.model.model;
+  // The files before this one: what the ranking excludes and what a user history reads.
+  for (const std::string& f : exclude) {
+    std::error_code ec;
+    if (f == path || std::filesystem::equivalent(f, path, ec)) {
+      throw Error("--exclude: " + f +
+                  " is the file being evaluated (its items would all be "
+                  "excluded; give the earlier splits, e.g. train and val)");
+    }
+  }
+  std::vector<std::string> earlier_files = exclude;
+  if (earlier_files.empty()) {
+    for (const std::string* f : {&b.paths.train, &b.paths.val}) {
+      std::error_code ec;
+      if (std::filesystem::exists(*f, ec) && !std::filesystem::equivalent(*f, path, ec)) {
+        earlier_files.push_back(*f);
+      }
+    }
+  }
+  std::vector<data::Interactions> earlier;
+  for (const std::string& f : earlier_files) {
+    earlier.push_back(data::ReadInteractions(f, b.model.schema, b.user_index, b.item_index));
+  }
   Matrix u, v;  // every user and item once, for both evaluations
-  net.EncodeUsers(b.user_features, &u);
+  if (b.model.encoder.user.schema().history.enabled()) {
+    data::EncodedTable users = b.user_features;
+    AttachHistory(b, earlier, &users);
+    net.EncodeUsers(users, &u);
+  } else {
+    net.EncodeUsers(b.user_features, &u);
+  }
   net.EncodeItems(b.item_features, &v);
   if (!tasks.empty()) {
     // The task heads on this file: regression targets from it, item classes from the items table.
@@ -448,29 +496,9 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   }
   if (b.ks.empty()) return r;
   r.ranked = true;
-  r.excluded = exclude;
-  for (const std::string& f : exclude) {
-    std::error_code ec;
-    if (f == path || std::filesystem::equivalent(f, path, ec)) {
-      throw Error("--exclude: " + f +
-                  " is the file being evaluated (its items would all be "
-                  "excluded; give the earlier splits, e.g. train and val)");
-    }
-  }
-  if (r.excluded.empty()) {
-    for (const std::string* f : {&b.paths.train, &b.paths.val}) {
-      std::error_code ec;
-      if (std::filesystem::exists(*f, ec) && !std::filesystem::equivalent(*f, path, ec)) {
-        r.excluded.push_back(*f);
-      }
-    }
-  }
-  std::vector<data::Interactions> history;
-  for (const std::string& f : r.excluded) {
-    history.push_back(data::ReadInteractions(f, b.model.schema, b.user_index, b.item_index));
-  }
+  r.excluded = earlier_files;
   std::vector<const data::Interactions*> history_ptrs;
-  for (const auto& h : history) history_ptrs.push_back(&h);
+  for (const auto& h : earlier) history_ptrs.push_back(&h);
   const int64_t num_users = b.users.num_rows();
   const auto excluded = data::ItemsByUser(history_ptrs, num_users, false);
   const auto positives = data::ItemsByUser({&inter}, num_users, b.positives_only);
@@ -525,7 +553,7 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   }
   // MostPop's popularity: the positives of the excluded history, as in training's test report.
   std::vector<double> counts(b.items.num_rows(), 0.0);
-  for (const data::Interactions& h : history) {
+  for (const data::Interactions& h : earlier) {
     for (int64_t i = 0; i < h.size(); ++i) {
       if (b.positives_only && h.label[i] != 1.0f) continue;
       counts[h.item_row[i]] += 1.0;
@@ -629,6 +657,12 @@ std::vector<Recommendation> RecommendForUser(const Bundle& b, const index::ItemI
   }
   data::EncodedTable xu;
   b.model.encoder.user.EncodeRow(row, b.users.Where(user_row), &xu);
+  if (b.user_features.history.rows() > 0) {  // the user's history, as attached at load
+    const data::Bags& h = b.user_features.history;
+    xu.history.ids.assign(h.ids.begin() + h.offsets[user_row],
+                          h.ids.begin() + h.offsets[user_row + 1]);
+    xu.history.offsets = {0, static_cast<int64_t>(xu.history.ids.size())};
+  }
   Matrix u;
   b.model.model->EncodeUsers(xu, &u);
   index::SearchFilter filter;

@@ -135,14 +135,16 @@ Interactions ReadParquetInteractions(const std::string& path, const FeatureSchem
                                      const std::vector<std::string>& target_columns) {
   ParquetReader reader(path);
   std::vector<int> target_cols;
-  for (const std::string& c : target_columns) target_cols.push_back(reader.RequireColumn(c));
+  std::vector<std::string> numeric_columns = target_columns;
+  if (!schema.timestamp_column.empty()) numeric_columns.push_back(schema.timestamp_column);
+  for (const std::string& c : numeric_columns) target_cols.push_back(reader.RequireColumn(c));
   const int user_col = reader.RequireColumn(schema.user.id_column);
   const int item_col = reader.RequireColumn(schema.item.id_column);
   const int label_col = reader.RequireColumn(schema.label_column);
   const int p_col = reader.FindColumn(schema.p_true_column);
   Interactions out;
   out.source = path;
-  out.targets.resize(target_columns.size());
+  out.targets.resize(numeric_columns.size());
   out.user_row.reserve(reader.num_rows());
   out.item_row.reserve(reader.num_rows());
   out.label.reserve(reader.num_rows());
@@ -188,20 +190,25 @@ Interactions ReadParquetInteractions(const std::string& path, const FeatureSchem
         } else if (col.type == ParquetType::kFloat || col.type == ParquetType::kDouble) {
           v = col.doubles[r];
         } else if (col.type == ParquetType::kString) {
-          v = ParseNumber(col.strings[col.string_index[r]], where(r), target_columns[t]);
+          v = ParseNumber(col.strings[col.string_index[r]], where(r), numeric_columns[t]);
         } else {
           v = static_cast<double>(col.ints[r]);
         }
         if (!std::isfinite(static_cast<float>(v))) {  // finite, and within float32's range
-          throw Error(where(r) + ": column '" + target_columns[t] +
+          throw Error(where(r) + ": column '" + numeric_columns[t] +
                       "': expected a number within float32's range, got " + Quote(col.Text(r)));
         }
-        out.targets[t].push_back(static_cast<float>(v));
+        if (t == target_columns.size()) {
+          out.timestamp.push_back(v);  // the timestamp column, in double precision
+        } else {
+          out.targets[t].push_back(static_cast<float>(v));
+        }
       }
     }
     first += reader.row_group_rows(g);
   }
   if (out.size() == 0) throw Error(path + ": no interactions (expected at least one row)");
+  out.targets.resize(target_columns.size());
   return out;
 }
 
@@ -216,6 +223,8 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
   CsvReader reader(path);
   std::vector<int> target_cols;
   for (const std::string& c : target_columns) target_cols.push_back(reader.RequireColumn(c));
+  const int time_col =
+      schema.timestamp_column.empty() ? -1 : reader.RequireColumn(schema.timestamp_column);
   const int user_col = reader.RequireColumn(schema.user.id_column);
   const int item_col = reader.RequireColumn(schema.item.id_column);
   const int label_col = reader.RequireColumn(schema.label_column);
@@ -265,6 +274,9 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
       }
       out.targets[t].push_back(static_cast<float>(v));
     }
+    if (time_col >= 0) {
+      out.timestamp.push_back(ParseNumber(f[time_col], reader.Where(), schema.timestamp_column));
+    }
   }
   if (out.size() == 0) throw Error(path + ": no interactions (expected at least one row)");
   // Growth by doubling leaves up to half of each column unused: for 10,000,000 interactions
@@ -273,6 +285,7 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
   out.item_row.shrink_to_fit();
   out.label.shrink_to_fit();
   out.p_true.shrink_to_fit();
+  out.timestamp.shrink_to_fit();
   return out;
 }
 

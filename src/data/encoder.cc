@@ -328,7 +328,9 @@ nlohmann::json EntityEncoder::ToJson() const {
     }
     columns.push_back(j);
   }
-  return {{"id", schema_.id_column}, {"columns", columns}};
+  nlohmann::json out = {{"id", schema_.id_column}, {"columns", columns}};
+  if (schema_.history.enabled()) out["history"] = data::ToJson(schema_.history);
+  return out;
 }
 
 EntityEncoder EntityEncoder::FromJson(const nlohmann::json& json, const std::string& where) {
@@ -357,6 +359,10 @@ EntityEncoder EntityEncoder::FromJson(const nlohmann::json& json, const std::str
       }
       encoder.schema_.features.push_back(c.spec);
       encoder.columns_.push_back(std::move(c));
+    }
+    if (json.contains("history")) {
+      encoder.schema_.history =
+          HistorySpecFromJson(json.at("history"), where + ": encoder history");
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed encoder state: " + e.what());

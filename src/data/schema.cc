@@ -76,6 +76,68 @@ void FeatureSchema::Validate(const std::string& where) const {
     }
   }
   if (label_column.empty()) throw Error(where + ": features.label is empty");
+  if (item.history.enabled()) throw Error(where + ": a history belongs to the user side");
+  if (user.history.enabled()) {
+    const std::string w = where + ": features.history";
+    const int f = HistoryTableFeature(item);
+    if (f < 0) {
+      throw Error(w +
+                  ": the history is embedded with the item id table, and the item side has "
+                  "no `id` feature on its id column (add {column: " +
+                  item.id_column + ", type: id} to features.item)");
+    }
+    const int dim = item.features[f].dim;
+    if (user.history.heads < 1 || dim % user.history.heads != 0) {
+      throw Error(w + ": heads " + std::to_string(user.history.heads) +
+                  " must be at least 1 and divide the item id feature's dim (" +
+                  std::to_string(dim) + ")");
+    }
+  }
+}
+
+int HistoryTableFeature(const EntitySchema& item) {
+  for (size_t f = 0; f < item.features.size(); ++f) {
+    if (item.features[f].column == item.id_column && item.features[f].type == FeatureType::kId) {
+      return static_cast<int>(f);
+    }
+  }
+  return -1;
+}
+
+nlohmann::json ToJson(const HistorySpec& h) {
+  return {{"length", h.length}, {"pooling", h.pooling}, {"heads", h.heads}};
+}
+
+HistorySpec HistorySpecFromJson(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object()) throw Error(where + ": expected {length, pooling, heads}");
+  HistorySpec h;
+  try {
+    for (const auto& [key, value] : j.items()) {
+      if (key == "length") {
+        h.length = value.get<int>();
+      } else if (key == "heads") {
+        h.heads = value.get<int>();
+      } else if (key == "pooling") {
+        h.pooling = value.get<std::string>();
+      } else {
+        throw Error(where + ": unknown key '" + key + "' (expected: length, pooling, heads)");
+      }
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": malformed history: " + e.what());
+  }
+  if (h.length < 0 || h.length > 10000) {
+    throw Error(where + ": length " + std::to_string(h.length) +
+                " is out of range (expected 1..10000, or 0 for no history)");
+  }
+  if (h.pooling != "attention" && h.pooling != "mean") {
+    throw Error(where + ": pooling " + Quote(h.pooling) +
+                " is unknown (expected: attention, mean)");
+  }
+  if (h.heads < 1 || h.heads > 65536) {
+    throw Error(where + ": heads " + std::to_string(h.heads) + " is out of range (expected 1..)");
+  }
+  return h;
 }
 
 nlohmann::json ToJson(const FeatureSpec& f) {
@@ -168,7 +230,9 @@ namespace {
 nlohmann::json SideToJson(const EntitySchema& side) {
   nlohmann::json features = nlohmann::json::array();
   for (const FeatureSpec& f : side.features) features.push_back(ToJson(f));
-  return {{"id", side.id_column}, {"features", features}};
+  nlohmann::json j = {{"id", side.id_column}, {"features", features}};
+  if (side.history.enabled()) j["history"] = ToJson(side.history);
+  return j;
 }
 
 EntitySchema SideFromJson(const nlohmann::json& j, const std::string& where) {
@@ -176,6 +240,8 @@ EntitySchema SideFromJson(const nlohmann::json& j, const std::string& where) {
   try {
     side.id_column = j.at("id").get<std::string>();
     for (const auto& f : j.at("features")) side.features.push_back(FeatureSpecFromJson(f, where));
+    if (j.contains("history"))
+      side.history = HistorySpecFromJson(j["history"], where + ": history");
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed feature schema: " + e.what());
   }
@@ -188,7 +254,8 @@ nlohmann::json ToJson(const FeatureSchema& schema) {
   return {{"user", SideToJson(schema.user)},
           {"item", SideToJson(schema.item)},
           {"label", schema.label_column},
-          {"p_true", schema.p_true_column}};
+          {"p_true", schema.p_true_column},
+          {"timestamp", schema.timestamp_column}};
 }
 
 FeatureSchema FeatureSchemaFromJson(const nlohmann::json& json, const std::string& where) {
@@ -201,6 +268,9 @@ FeatureSchema FeatureSchemaFromJson(const nlohmann::json& json, const std::strin
   try {
     if (json.contains("label")) schema.label_column = json["label"].get<std::string>();
     if (json.contains("p_true")) schema.p_true_column = json["p_true"].get<std::string>();
+    if (json.contains("timestamp")) {
+      schema.timestamp_column = json["timestamp"].get<std::string>();
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed feature schema: " + e.what());
   }

@@ -136,8 +136,12 @@ LoadedModel LoadModel(const std::string& path) {
   // towers' layout (Linear at PyTorch indices 0, 3, 6, ...; see two_tower.h).
   std::map<std::string, std::vector<int64_t>> expected;
   for (const bool user : {true, false}) {
-    const TowerSpec spec =
-        MakeTowerSpec(config, user ? loaded.encoder.user : loaded.encoder.item, user);
+    TowerSpec spec;
+    try {
+      spec = MakeTowerSpec(config, loaded.encoder, user);
+    } catch (const Error& e) {
+      throw Error(path + ": __metadata__.encoder: " + e.what());
+    }
     const std::string prefix = user ? "user_tower." : "item_tower.";
     int64_t prev = spec.dense_dim;
     for (const data::LearnedFeature& f : spec.learned) {
@@ -147,6 +151,19 @@ LoadedModel LoadModel(const std::string& path) {
       }
       expected[prefix + "embeddings." + f.column + ".weight"] = {f.rows, f.dim};
       prev += f.dim;
+    }
+    if (spec.history.enabled()) {
+      const data::HistorySpec& h = spec.history;
+      if (spec.history_dim % h.heads != 0) {
+        throw Error(path + ": __metadata__.encoder: history heads " + std::to_string(h.heads) +
+                    " do not divide the item id feature's dim " + std::to_string(spec.history_dim));
+      }
+      if (h.pooling == "attention") {
+        expected[prefix + "history.query"] = {1, spec.history_dim};
+        if (prev > 0) expected[prefix + "history.query_proj.weight"] = {spec.history_dim, prev};
+        expected[prefix + "history.recency"] = {h.heads, h.length};
+      }
+      prev += spec.history_dim;
     }
     std::vector<int> dims = spec.hidden_dims;
     if (spec.projection) dims.push_back(config.embedding_dim);

@@ -17,6 +17,14 @@ Tower::Tower(const TowerSpec& spec, Rng* init_rng) : spec_(spec) {
     bags_.emplace_back(f.rows, f.dim, f.pooling);
     input += f.dim;
   }
+  if (spec.history.enabled()) {
+    const int query = input;
+    input += spec.history_dim;
+    history_ = nn::AttentionPooling(
+        spec.history.pooling == "mean" ? nn::AttentionPooling::Mode::kMean
+                                       : nn::AttentionPooling::Mode::kAttention,
+        spec.history_dim, spec.history.heads, spec.history.length, query);
+  }
   input_dim_ = input;
   if (input <= 0) {
     throw Error("Tower: the input has no columns (no dense columns and no learned features)");
@@ -32,6 +40,7 @@ Tower::Tower(const TowerSpec& spec, Rng* init_rng) : spec_(spec) {
     }
     if (spec.normalize) mlp_.Add(std::make_unique<nn::L2Normalize>(spec.embedding_dim));
     for (nn::EmbeddingBag& bag : bags_) bag.InitNormal(init_rng, kEmbeddingInitStd);
+    history_.InitPyTorchDefault(init_rng);
     return;
   }
   int prev = input;
@@ -48,6 +57,7 @@ Tower::Tower(const TowerSpec& spec, Rng* init_rng) : spec_(spec) {
   if (spec.normalize) mlp_.Add(std::make_unique<nn::L2Normalize>(spec.embedding_dim));
   // Tables after the MLP, so a dense-only tower draws exactly the generator values it always did.
   for (nn::EmbeddingBag& bag : bags_) bag.InitNormal(init_rng, kEmbeddingInitStd);
+  history_.InitPyTorchDefault(init_rng);
 }
 
 void Tower::CheckTable(const data::EncodedTable& table) const {
@@ -60,10 +70,44 @@ void Tower::CheckTable(const data::EncodedTable& table) const {
   for (const data::Bags& b : table.bags) {
     if (b.rows() != table.rows()) throw Error("Tower: a bag column has the wrong number of rows");
   }
+  if (has_history() && history_table_ == nullptr) {
+    throw Error("Tower: the history feature has no table to read (internal: SetHistoryTable)");
+  }
+}
+
+void Tower::GatherInfer(const data::EncodedTable& table, const int32_t* rows, int64_t n,
+                        Matrix* input) const {
+  GatherFeatures(table, rows, n, input);
+  if (!has_history()) return;
+  if (table.history.rows() != table.rows()) {
+    throw Error(
+        "Tower: the user tower reads each user's history (features.history), and this "
+        "users table has none attached");
+  }
+  const Matrix query = input->leftCols(query_dim());
+  history_.Infer(*history_table_, table.history, rows, n, query, input->data() + query_dim(),
+                 input->cols());
 }
 
 void Tower::Gather(const data::EncodedTable& table, const int32_t* rows, int64_t n,
-                   Matrix* input) const {
+                   HistoryRows history, TowerContext* ctx) {
+  GatherFeatures(table, rows, n, &ctx->input);
+  if (!has_history()) return;
+  if (history.bags == nullptr) {
+    if (table.history.rows() != table.rows()) {
+      throw Error(
+          "Tower: the user tower reads each user's history (features.history), and this "
+          "users table has none attached");
+    }
+    history = {&table.history, rows};
+  }
+  ctx->query_input = ctx->input.leftCols(query_dim());
+  history_.Forward(*history_table_, *history.bags, history.rows, n, ctx->query_input,
+                   ctx->input.data() + query_dim(), ctx->input.cols(), &ctx->history);
+}
+
+void Tower::GatherFeatures(const data::EncodedTable& table, const int32_t* rows, int64_t n,
+                           Matrix* input) const {
   if (input->rows() != n || input->cols() != input_dim()) input->resize(n, input_dim());
   const int d = spec_.dense_dim;
   for (int64_t i = 0; i < n; ++i) {
@@ -79,7 +123,7 @@ void Tower::Gather(const data::EncodedTable& table, const int32_t* rows, int64_t
 
 void Tower::Infer(const data::EncodedTable& table, Matrix* y) const {
   CheckTable(table);
-  if (bags_.empty()) {
+  if (bags_.empty() && !has_history()) {
     mlp_.Infer(table.dense, y);
     return;
   }
@@ -93,7 +137,7 @@ void Tower::Infer(const data::EncodedTable& table, Matrix* y) const {
     const int64_t m = std::min(kChunk, n - b);
     rows.resize(m);
     for (int64_t i = 0; i < m; ++i) rows[i] = static_cast<int32_t>(b + i);
-    Gather(table, rows.data(), m, &input);
+    GatherInfer(table, rows.data(), m, &input);
     mlp_.Infer(input, &out);
     y->middleRows(b, m) = out;
   }
@@ -103,28 +147,32 @@ void Tower::Infer(const data::EncodedTable& table, const int32_t* rows, int64_t 
                   Matrix* y) const {
   CheckTable(table);
   Matrix input;
-  Gather(table, rows, n, &input);
+  GatherInfer(table, rows, n, &input);
   mlp_.Infer(input, y);
 }
 
 void Tower::Infer(const Matrix& x, Matrix* y) const {
-  if (!bags_.empty()) throw Error("Tower: this tower has learned features; pass an EncodedTable");
+  if (!bags_.empty() || has_history()) {
+    throw Error("Tower: this tower has learned features; pass an EncodedTable");
+  }
   mlp_.Infer(x, y);
 }
 
 const Matrix& Tower::Forward(const data::EncodedTable& table, const int32_t* rows, int64_t n,
-                             TowerContext* ctx, Rng* rng) {
+                             TowerContext* ctx, Rng* rng, HistoryRows history) {
   CheckTable(table);
   ctx->table = &table;
   ctx->rows = rows;
   ctx->n = n;
-  Gather(table, rows, n, &ctx->input);
+  Gather(table, rows, n, history, ctx);
   ctx->output = mlp_.size() == 0 ? &ctx->input : &mlp_.Forward(ctx->input, &ctx->mlp, rng);
   return *ctx->output;
 }
 
 const Matrix& Tower::Forward(const Matrix& x, TowerContext* ctx, Rng* rng) {
-  if (!bags_.empty()) throw Error("Tower: this tower has learned features; pass an EncodedTable");
+  if (!bags_.empty() || has_history()) {
+    throw Error("Tower: this tower has learned features; pass an EncodedTable");
+  }
   ctx->table = nullptr;
   ctx->rows = nullptr;
   ctx->n = x.rows();
@@ -133,7 +181,7 @@ const Matrix& Tower::Forward(const Matrix& x, TowerContext* ctx, Rng* rng) {
 }
 
 void Tower::Backward(TowerContext* ctx, const Matrix& dy) {
-  if (bags_.empty()) {
+  if (bags_.empty() && !has_history()) {
     if (mlp_.size() > 0) mlp_.Backward(&ctx->mlp, dy, nullptr);
     return;
   }
@@ -141,6 +189,15 @@ void Tower::Backward(TowerContext* ctx, const Matrix& dy) {
     mlp_.Backward(&ctx->mlp, dy, &ctx->dinput);
   } else {
     ctx->dinput = dy;
+  }
+  if (has_history()) {
+    // The history block's gradient goes to the attention (and its query input, the rest of the
+    // row) before the bags read their share of the row.
+    const int q = query_dim();
+    if (ctx->dquery.rows() != ctx->n || ctx->dquery.cols() != q) ctx->dquery.resize(ctx->n, q);
+    ctx->dquery.setZero();
+    history_.Backward(&ctx->history, ctx->dinput.data() + q, ctx->dinput.cols(), &ctx->dquery);
+    ctx->dinput.leftCols(q) += ctx->dquery;
   }
   int offset = spec_.dense_dim;
   for (size_t f = 0; f < bags_.size(); ++f) {
@@ -156,8 +213,13 @@ std::vector<nn::NamedParameter> Tower::NamedParameters(const std::string& prefix
     out.push_back(
         {prefix + "embeddings." + spec_.learned[f].column + ".weight", &bags_[f].weight()});
   }
+  for (auto& p : history_.NamedParameters(prefix + "history.")) out.push_back(p);
   for (auto& p : mlp_.NamedParameters(prefix + "layers.")) out.push_back(p);
   return out;
+}
+
+void Tower::ScatterHistoryGradient(const TowerContext& ctx, nn::Parameter* table) const {
+  if (has_history()) nn::AttentionPooling::ScatterTableGradient(ctx.history, table);
 }
 
 std::vector<nn::Parameter*> Tower::Parameters() {
@@ -167,7 +229,7 @@ std::vector<nn::Parameter*> Tower::Parameters() {
 }
 
 std::string Tower::Describe() const {
-  if (bags_.empty()) return mlp_.Describe();
+  if (bags_.empty() && !has_history()) return mlp_.Describe();
   const std::string rest = mlp_.size() == 0 ? "" : " -> " + mlp_.Describe();
   std::string out;
   for (size_t f = 0; f < bags_.size(); ++f) {
@@ -179,6 +241,7 @@ std::string Tower::Describe() const {
   if (spec_.dense_dim > 0) {
     out += (out.empty() ? "" : " + ") + std::to_string(spec_.dense_dim) + " dense";
   }
+  if (has_history()) out += (out.empty() ? "" : " + ") + history_.Describe();
   return out + rest;
 }
 

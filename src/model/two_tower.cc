@@ -7,6 +7,7 @@
 #include <set>
 
 #include "twotower/core/error.h"
+#include "twotower/data/history.h"
 
 namespace twotower::model {
 namespace {
@@ -173,8 +174,13 @@ ModelConfig ModelConfig::FromJson(const nlohmann::json& json, const std::string&
   return c;
 }
 
-TowerSpec MakeTowerSpec(const ModelConfig& config, const data::EntityEncoder& encoder, bool user) {
+TowerSpec MakeTowerSpec(const ModelConfig& config, const data::FeatureEncoder& both, bool user) {
+  const data::EntityEncoder& encoder = user ? both.user : both.item;
   TowerSpec spec;
+  if (user && encoder.schema().history.enabled()) {
+    spec.history = encoder.schema().history;
+    spec.history_dim = both.item.learned()[data::HistoryTableBag(both.item)].dim;
+  }
   spec.dense_dim = encoder.width();
   spec.learned = encoder.learned();
   spec.hidden_dims = user ? config.user_hidden_dims : config.item_hidden_dims;
@@ -211,14 +217,18 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, const data::FeatureEncod
                              Rng* init_rng)
     : config_(config) {
   try {
-    user_tower_ = Tower(MakeTowerSpec(config, encoder.user, true), init_rng);
+    user_tower_ = Tower(MakeTowerSpec(config, encoder, true), init_rng);
   } catch (const Error& e) {
     throw Error(std::string("user tower: ") + e.what());
   }
   try {
-    item_tower_ = Tower(MakeTowerSpec(config, encoder.item, false), init_rng);
+    item_tower_ = Tower(MakeTowerSpec(config, encoder, false), init_rng);
   } catch (const Error& e) {
     throw Error(std::string("item tower: ") + e.what());
+  }
+  if (user_tower_.has_history()) {
+    history_table_ = &item_tower_.bag(data::HistoryTableBag(encoder.item)).weight();
+    user_tower_.SetHistoryTable(&history_table_->value);
   }
   InitScorer();
   InitTasks(init_rng);
@@ -260,19 +270,28 @@ void TwoTowerModel::ForwardTowers(const data::EncodedTable& users, const int32_t
                                   int64_t n_users, const data::EncodedTable& items,
                                   const int32_t* item_rows, int64_t n_items, ModelContext* ctx,
                                   Rng* rng) {
+  ForwardTowers(users, user_rows, n_users, HistoryRows{}, items, item_rows, n_items, ctx, rng);
+}
+
+void TwoTowerModel::ForwardTowers(const data::EncodedTable& users, const int32_t* user_rows,
+                                  int64_t n_users, HistoryRows history,
+                                  const data::EncodedTable& items, const int32_t* item_rows,
+                                  int64_t n_items, ModelContext* ctx, Rng* rng) {
   // The towers are independent until the loss: with two or more threads each tower runs on its
   // own thread (Eigen stays single-threaded inside an OpenMP region), which scales far better
   // than splitting the small matrix products of one tower. Each tower gets its own generator
   // split off `rng`, so the result does not depend on the thread count.
   Rng user_rng = rng != nullptr ? rng->Split() : Rng(0);
   Rng item_rng = rng != nullptr ? rng->Split() : Rng(0);
-  RunTowers([&] { user_tower_.Forward(users, user_rows, n_users, &ctx->user, &user_rng); },
+  RunTowers([&] { user_tower_.Forward(users, user_rows, n_users, &ctx->user, &user_rng, history); },
             [&] { item_tower_.Forward(items, item_rows, n_items, &ctx->item, &item_rng); });
 }
 
 void TwoTowerModel::BackwardTowers(ModelContext* ctx, const Matrix& du, const Matrix& dv) {
   RunTowers([&] { user_tower_.Backward(&ctx->user, du); },
             [&] { item_tower_.Backward(&ctx->item, dv); });
+  // After both: the item tower's backward writes the same table.
+  if (history_table_ != nullptr) user_tower_.ScatterHistoryGradient(ctx->user, history_table_);
 }
 
 void TwoTowerModel::AddScorerGradient(double d_log_scale, double d_bias) {

@@ -489,6 +489,8 @@ UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* us
   } catch (const Error& e) {
     Refuse(400, "user", e.what());
   }
+  // A user given by features has no interactions the server knows: an empty history.
+  if (b.model.encoder.user.schema().history.enabled()) x.history = data::Bags{{0, 0}, {}};
   b.model.model->EncodeUsers(x, &q.u);
   return q;
 }

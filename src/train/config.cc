@@ -98,6 +98,38 @@ const std::vector<Setting>& Settings() {
        {},
        "test interactions (CSV)",
        [](Config& c) -> void* { return &c.test; }},
+      {"features.timestamp",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "interaction column giving each interaction's time (orders the user history)",
+       [](Config& c) -> void* { return &c.features.timestamp_column; }},
+      {"features.history.length",
+       Kind::kInt,
+       0,
+       false,
+       10000,
+       {},
+       "user-history feature: the most recent positives kept (0 = no history)",
+       [](Config& c) -> void* { return &c.features.user.history.length; }},
+      {"features.history.pooling",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {"attention", "mean"},
+       "user-history pooling: attention (learned query, recency bias) or mean",
+       [](Config& c) -> void* { return &c.features.user.history.pooling; }},
+      {"features.history.heads",
+       Kind::kInt,
+       1,
+       false,
+       65536,
+       {},
+       "user-history attention heads (must divide the item id feature's dim)",
+       [](Config& c) -> void* { return &c.features.user.history.heads; }},
       {"model.embedding_dim",
        Kind::kInt,
        1,
@@ -628,25 +660,52 @@ data::EntitySchema ParseSide(const YAML::Node& node, const std::string& side,
 void ParseFeatures(const YAML::Node& node, Config* c, const std::string& file) {
   if (!node.IsMap()) throw Error(Where(file, node) + ": 'features': expected a mapping");
   data::FeatureSchema s = c->features;
+  data::HistorySpec history = s.user.history;
   std::set<std::string> seen;
   for (const auto& kv : node) {
     const std::string key = kv.first.Scalar();
     const std::string w = Where(file, kv.first);
     // yaml-cpp's node["x"] would pick one of two equal keys silently.
     if (!seen.insert(key).second) throw Error(w + ": key 'features." + key + "' appears twice");
-    if (key == "user_id" || key == "item_id" || key == "label" || key == "p_true") {
+    if (key == "user_id" || key == "item_id" || key == "label" || key == "p_true" ||
+        key == "timestamp") {
       if (!kv.second.IsScalar()) throw Error(w + ": 'features." + key + "': expected a string");
       const std::string v = kv.second.Scalar();
       if (key == "user_id") s.user.id_column = v;
       if (key == "item_id") s.item.id_column = v;
       if (key == "label") s.label_column = v;
       if (key == "p_true") s.p_true_column = v;
+      if (key == "timestamp") s.timestamp_column = v;
+    } else if (key == "history") {
+      if (!kv.second.IsMap()) {
+        throw Error(w + ": 'features.history': expected {length, pooling, heads}");
+      }
+      nlohmann::json j = nlohmann::json::object();
+      for (const auto& h : kv.second) {
+        const std::string k = h.first.Scalar();
+        const std::string v = h.second.IsScalar() ? h.second.Scalar() : "";
+        if (j.contains(k)) {
+          throw Error(Where(file, h.first) + ": 'features.history." + k + "' appears twice");
+        }
+        if (k == "length" || k == "heads") {
+          int64_t n;
+          if (!h.second.IsScalar() || !ParseInt64(v, &n) || n < 0 || n > (1 << 20)) {
+            throw Error(Where(file, h.second) + ": 'features.history." + k +
+                        "': expected a non-negative integer, got " + Quote(v));
+          }
+          j[k] = n;
+        } else {
+          j[k] = v;
+        }
+      }
+      history = data::HistorySpecFromJson(j, w + ": 'features.history'");
     } else if (key != "user" && key != "item") {
       throw Error(w + ": unknown key 'features." + key +
-                  "' (expected: user_id, item_id, label, p_true, user, item)");
+                  "' (expected: user_id, item_id, label, p_true, timestamp, history, user, item)");
     }
   }
   if (node["user"]) s.user = ParseSide(node["user"], "user", s.user.id_column, file);
+  s.user.history = history;
   if (node["item"]) s.item = ParseSide(node["item"], "item", s.item.id_column, file);
   c->features = s;
 }
@@ -806,6 +865,10 @@ void Config::Validate(const std::string& where) const {
   if (model.kind == "ranker" && !model.tasks.empty()) {
     throw Error(where + ": 'tasks': heads on the towers of a two-tower model; a ranker " +
                 "(model.kind: ranker) has none");
+  }
+  if (model.kind == "ranker" && features.user.history.enabled()) {
+    throw Error(where + ": 'features.history': the user-history feature is a two-tower user " +
+                "tower's input; a ranker (model.kind: ranker) does not read it");
   }
   if (model.kind == "ranker") {
     // The ranker is a pointwise model of labelled pairs (BCE), selected on the validation AUC or
@@ -1033,6 +1096,15 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "item_id" << YAML::Value << features.item.id_column;
   out << YAML::Key << "label" << YAML::Value << features.label_column;
   out << YAML::Key << "p_true" << YAML::Value << features.p_true_column;
+  if (!features.timestamp_column.empty()) {
+    out << YAML::Key << "timestamp" << YAML::Value << features.timestamp_column;
+  }
+  if (features.user.history.enabled()) {
+    const data::HistorySpec& h = features.user.history;
+    out << YAML::Key << "history" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key
+        << "length" << YAML::Value << h.length << YAML::Key << "pooling" << YAML::Value << h.pooling
+        << YAML::Key << "heads" << YAML::Value << h.heads << YAML::EndMap;
+  }
   for (const auto* side : {&features.user, &features.item}) {
     out << YAML::Key << (side == &features.user ? "user" : "item") << YAML::Value << YAML::BeginSeq;
     for (const auto& f : side->features) {

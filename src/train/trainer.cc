@@ -20,6 +20,7 @@
 #include "twotower/core/json.h"
 #include "twotower/core/progress.h"
 #include "twotower/core/threads.h"
+#include "twotower/data/history.h"
 #include "twotower/model/model_file.h"
 #include "twotower/model/safetensors.h"
 #include "twotower/nn/adam.h"
@@ -262,7 +263,8 @@ void Trainer::SetTasks(TaskTargets targets) { tasks_ = std::move(targets); }
 
 double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
                      const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
-                     int64_t n, Rng* rng, const std::vector<const float*>* task_targets) {
+                     int64_t n, Rng* rng, const std::vector<const float*>* task_targets,
+                     model::HistoryRows history) {
   // This step's negatives: a generator of its own per step (seed and step count).
   const uint64_t step_seed =
       sampling_seed_ ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(adam_.steps() + 1));
@@ -274,7 +276,7 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
     all_items = item_rows_.data();
   }
   const int64_t n_items = n + static_cast<int64_t>(negatives_.size());
-  model_->ForwardTowers(users, user_rows, n, items, all_items, n_items, &ctx_, rng);
+  model_->ForwardTowers(users, user_rows, n, history, items, all_items, n_items, &ctx_, rng);
   LossBatch batch;
   batch.u = &model::TwoTowerModel::user_output(ctx_);
   batch.v = &model::TwoTowerModel::item_output(ctx_);
@@ -376,7 +378,7 @@ std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& t
 namespace {
 
 struct EpochBuffers {
-  std::vector<int32_t> users, items;
+  std::vector<int32_t> users, items, examples;  // examples: the batch rows of the source
   std::vector<float> logits, labels;
   std::vector<std::vector<float>> targets;  // per task: the batch's regression targets
   std::vector<const float*> target_ptrs;
@@ -404,9 +406,11 @@ void Shuffle(std::vector<int64_t>* order, Rng* rng) {
   for (int64_t i = n - 1; i > 0; --i) std::swap((*order)[i], (*order)[rng->Below(i + 1)]);
 }
 
+// history: per example of `source`, its user history (null without a history feature).
 double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interactions& source,
-                std::vector<int64_t>* order, int64_t batch, Rng* shuffle_rng, Rng* dropout_rng,
-                bool progress, EpochBuffers* buf, const TaskTargets& tasks) {
+                const data::Bags* history, std::vector<int64_t>* order, int64_t batch,
+                Rng* shuffle_rng, Rng* dropout_rng, bool progress, EpochBuffers* buf,
+                const TaskTargets& tasks) {
   const int64_t n = static_cast<int64_t>(order->size());
   buf->targets.resize(tasks.target_index.size());
   buf->target_ptrs.assign(tasks.target_index.size(), nullptr);
@@ -419,6 +423,7 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
   const bool pointwise = trainer->loss().pointwise();
   buf->users.resize(batch);
   buf->items.resize(batch);
+  buf->examples.resize(batch);
   buf->labels.resize(n);
   buf->logits.resize(pointwise ? n : 0);
   Shuffle(order, shuffle_rng);
@@ -432,6 +437,7 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
     for (int64_t i = 0; i < m; ++i) {
       buf->users[i] = source.user_row[idx[i]];
       buf->items[i] = source.item_row[idx[i]];
+      buf->examples[i] = static_cast<int32_t>(idx[i]);
       labels[i] = source.label[idx[i]];
     }
     for (size_t t = 0; t < tasks.target_index.size(); ++t) {
@@ -439,9 +445,10 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
       const std::vector<float>& column = source.targets.at(tasks.target_index[t]);
       for (int64_t i = 0; i < m; ++i) buf->targets[t][i] = column[idx[i]];
     }
-    const double loss = trainer->Step(data.user_features, buf->users.data(), data.item_features,
-                                      buf->items.data(), labels, m, dropout_rng,
-                                      buf->target_ptrs.empty() ? nullptr : &buf->target_ptrs);
+    const double loss = trainer->Step(
+        data.user_features, buf->users.data(), data.item_features, buf->items.data(), labels, m,
+        dropout_rng, buf->target_ptrs.empty() ? nullptr : &buf->target_ptrs,
+        model::HistoryRows{history, history != nullptr ? buf->examples.data() : nullptr});
     loss_sum += loss * static_cast<double>(m);
     if (pointwise) {
       std::copy(trainer->logits().data(), trainer->logits().data() + m, buf->logits.data() + begin);
@@ -458,6 +465,11 @@ data::Interactions Concatenate(const data::Interactions& a, const data::Interact
   out.user_row.insert(out.user_row.end(), b.user_row.begin(), b.user_row.end());
   out.item_row.insert(out.item_row.end(), b.item_row.begin(), b.item_row.end());
   out.label.insert(out.label.end(), b.label.begin(), b.label.end());
+  if (a.has_timestamp() && b.has_timestamp()) {
+    out.timestamp.insert(out.timestamp.end(), b.timestamp.begin(), b.timestamp.end());
+  } else {
+    out.timestamp.clear();
+  }
   if (a.has_p_true() && b.has_p_true()) {
     out.p_true.insert(out.p_true.end(), b.p_true.begin(), b.p_true.end());
   } else {
@@ -736,6 +748,34 @@ void LoadCheckpoint(const std::string& path, model::TwoTowerModel& net, Trainer&
 
 }  // namespace
 
+namespace {
+
+struct HistoryTables {
+  bool enabled = false;
+  int length = 0;
+  data::Bags table_rows;  // the item id feature's bag of the items table
+  data::Bags train;       // per training example
+  data::EncodedTable val_users, test_users;
+};
+
+HistoryTables MakeHistories(const data::Dataset& data) {
+  HistoryTables h;
+  const data::HistorySpec& spec = data.encoder.user.schema().history;
+  if (!spec.enabled()) return h;
+  h.enabled = true;
+  h.length = spec.length;
+  h.table_rows = data.item_features.bags.at(data::HistoryTableBag(data.encoder.item));
+  h.train = data::ExampleHistory(data.train, h.table_rows, h.length);
+  const int64_t users = data.users.num_rows();
+  h.val_users = data.user_features;
+  h.val_users.history = data::UserHistory({&data.train}, users, h.table_rows, h.length);
+  h.test_users = data.user_features;
+  h.test_users.history = data::UserHistory({&data.train, &data.val}, users, h.table_rows, h.length);
+  return h;
+}
+
+}  // namespace
+
 TrainResult Train(const Config& config, const data::Dataset& data, const TrainOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   Rng rng(config.seed);
@@ -784,6 +824,15 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     }
   }
   const int64_t batch = config.training.batch_size;
+  // The user-history feature: each training example reads the user's positives before it; an
+  // evaluation reads everything before the split it scores (validation: train; test: train and
+  // validation), attached to a copy of the users table.
+  const HistoryTables histories = MakeHistories(data);
+  const data::Bags* train_history = histories.enabled ? &histories.train : nullptr;
+  const data::EncodedTable& val_users =
+      histories.enabled ? histories.val_users : data.user_features;
+  const data::EncodedTable& test_users =
+      histories.enabled ? histories.test_users : data.user_features;
   EpochBuffers buf;
   std::vector<Matrix> best_weights = net.Snapshot();
   SelectionState state;
@@ -825,8 +874,9 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
 
   for (int epoch = state.epoch + 1; !state.stopped && epoch <= config.training.epochs; ++epoch) {
     const auto epoch_start = std::chrono::steady_clock::now();
-    const double train_loss = RunEpoch(&trainer, data, data.train, &order, batch, &shuffle_rng,
-                                       &dropout_rng, options.progress, &buf, task_targets);
+    const double train_loss =
+        RunEpoch(&trainer, data, data.train, train_history, &order, batch, &shuffle_rng,
+                 &dropout_rng, options.progress, &buf, task_targets);
     EpochRecord r;
     r.epoch = epoch;
     r.train_loss = train_loss;
@@ -837,7 +887,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     Matrix u, v;
     {
       ProgressBar val_bar("val", 2 + (data.val.size() + 65535) / 65536, options.progress);
-      net.EncodeUsers(data.user_features, &u);
+      net.EncodeUsers(val_users, &u);
       val_bar.Update(1);
       net.EncodeItems(data.item_features, &v);
       val_bar.Update(2);
@@ -948,9 +998,14 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     refit_trainer.SetTasks(task_targets);
     std::vector<int64_t> refit_order =
         Examples(both, pointwise, positives_only, config.training.positives);
+    data::Bags both_history;
+    if (histories.enabled) {
+      both_history = data::ExampleHistory(both, histories.table_rows, histories.length);
+    }
     for (int epoch = 1; epoch <= result.best_epoch; ++epoch) {
-      const double loss = RunEpoch(&refit_trainer, data, both, &refit_order, batch, &refit_shuffle,
-                                   &refit_dropout, options.progress, &buf, task_targets);
+      const double loss = RunEpoch(
+          &refit_trainer, data, both, histories.enabled ? &both_history : nullptr, &refit_order,
+          batch, &refit_shuffle, &refit_dropout, options.progress, &buf, task_targets);
       if (options.log != nullptr) {
         *options.log << "refit epoch " << epoch << "/" << result.best_epoch
                      << " on train + val  train loss " << Fixed(loss) << std::endl;
@@ -968,7 +1023,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   result.train_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   Matrix u, v;
-  final_model.EncodeUsers(data.user_features, &u);
+  final_model.EncodeUsers(test_users, &u);
   final_model.EncodeItems(data.item_features, &v);
   result.test = Evaluate(final_model, u, v, data.test);
   if (!pointwise) result.test.loss = result.test.accuracy = std::nan("");

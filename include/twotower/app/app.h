@@ -53,9 +53,16 @@ data::Table ReadDataTable(const std::string& path, bool from_model, const char* 
 // The data paths recorded in a model file's training config, defaults for absent keys.
 data::DataPaths ModelDataPaths(const model::LoadedModel& loaded);
 
-// Loads the model file and its users and items tables and encodes them. Throws Error naming the
-// file (a path taken from the model file says so, and which flag overrides it).
+// Loads the model file and its users and items tables and encodes them (and, for a model with a
+// user-history feature, reads HistoryFiles and attaches each user's history). Throws Error naming
+// the file (a path taken from the model file says so, and which flag overrides it).
 Bundle LoadBundle(const std::string& model_path, const DataOverrides& overrides);
+
+// A model with a user-history feature: attaches to `users` (the bundle's encoded users table or a
+// copy) each user's history from `earlier` (the interactions before what is scored; LoadBundle
+// attaches the HistoryFiles). Nothing for other models.
+void AttachHistory(const Bundle& bundle, const std::vector<data::Interactions>& earlier,
+                   data::EncodedTable* users);
 
 // The history a test evaluation excludes and `recommend --exclude-seen` drops: the bundle's train
 // file and, when it exists (or was named), its val file.

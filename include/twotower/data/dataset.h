@@ -39,9 +39,12 @@ struct Interactions {
   // One column per requested target column (ReadInteractions' target_columns), size() values
   // each: numbers a task trains against (e.g. rating).
   std::vector<std::vector<float>> targets;
+  // Each interaction's time (the schema's timestamp column); empty when it names none.
+  std::vector<double> timestamp;
 
   int64_t size() const { return static_cast<int64_t>(label.size()); }
   bool has_p_true() const { return !p_true.empty(); }
+  bool has_timestamp() const { return !timestamp.empty(); }
   double PositiveRate() const;
 };
 
@@ -49,7 +52,8 @@ struct Interactions {
 // column holding 0/1, optional p_true). Ids must exist in the entity indexes. Errors name the
 // file's line (CSV) or row (Parquet) and the column. A Parquet id column may be integers or
 // strings; each distinct id is looked up once. Each of target_columns must exist and hold finite
-// numbers (Error naming the line or row and the column otherwise): Interactions::targets.
+// numbers (Error naming the line or row and the column otherwise): Interactions::targets. So must
+// the schema's timestamp column when it names one (Interactions::timestamp).
 Interactions ReadInteractions(const std::string& path, const FeatureSchema& schema,
                               const EntityIndex& users, const EntityIndex& items,
                               const std::vector<std::string>& target_columns = {});

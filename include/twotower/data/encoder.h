@@ -35,10 +35,14 @@ struct Bags {
   int64_t rows() const { return static_cast<int64_t>(offsets.size()) - 1; }
 };
 
-// A table after encoding: rows x dense_width floats plus one Bags per learned feature.
+// A table after encoding: rows x dense_width floats plus one Bags per learned feature. A users
+// table read by a model with a history feature also carries each user's history (history.h:
+// item-embedding rows, oldest first; rows() bags), attached after encoding; otherwise `history`
+// has no rows.
 struct EncodedTable {
   Matrix dense;
   std::vector<Bags> bags;
+  Bags history;
   int64_t rows() const { return dense.rows(); }
 };
 

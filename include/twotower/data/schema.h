@@ -53,10 +53,29 @@ struct FeatureSpec {
   }
 };
 
+// The user-history feature (the config's `features.history`): per user (per training example: as
+// of that example's timestamp, data/history.h), the item-embedding rows of the user's last
+// `length` positive interactions, embedded with the item tower's id table (the item side's `id`
+// feature on its id column; shared, not copied) and pooled into one more block of the user
+// tower's input:
+//   attention  multi-head attention pooling with the user tower's candidate-free query, as in
+//              nn/attention.h (a learned query plus a projection of the user's other inputs, a
+//              learned recency bias per head and position)
+//   mean       the average of the history rows (the baseline attention is measured against)
+// length 0 means no history feature.
+struct HistorySpec {
+  int length = 0;                     // 0..10000: the most recent positives kept
+  std::string pooling = "attention";  // "attention" | "mean"
+  int heads = 1;                      // attention heads; must divide the item id feature's dim
+  bool enabled() const { return length > 0; }
+};
+
 // One side (users or items): the id column that interactions refer to, and the feature columns.
+// `history` is set on the user side only.
 struct EntitySchema {
   std::string id_column;
   std::vector<FeatureSpec> features;
+  HistorySpec history;
 };
 
 struct FeatureSchema {
@@ -64,12 +83,17 @@ struct FeatureSchema {
   EntitySchema item;
   std::string label_column = "liked";    // 0/1 in the interaction files
   std::string p_true_column = "p_true";  // optional: the generator's true probability
+  // Optional: a numeric column of the interaction files giving each interaction's time (any
+  // unit); orders the user-history feature. Empty: the files' row order is the time order.
+  std::string timestamp_column;
 
   // The lab's features: user age, gender, favorite_genre, activity_level; movie genre, year,
   // duration, avg_rating.
   static FeatureSchema Lab();
   // Throws Error if a side has no features, a column is listed twice, a name is empty or a
-  // setting is out of range.
+  // setting is out of range; or for a history (user.history) without an item `id` feature on
+  // the item id column to embed it, a length outside 0..10000, an unknown pooling, or heads < 1
+  // or not dividing that feature's dim.
   void Validate(const std::string& where) const;
 };
 
@@ -81,6 +105,13 @@ nlohmann::json ToJson(const FeatureSpec& spec);
 // Throws Error("<where>: ...") naming the offending field.
 FeatureSpec FeatureSpecFromJson(const nlohmann::json& json, const std::string& where);
 nlohmann::json ToJson(const FeatureSchema& schema);
+// The history spec as JSON ({length, pooling, heads}) and back; HistorySpecFromJson throws
+// Error("<where>: ...") naming the key for a malformed or out-of-range value.
+nlohmann::json ToJson(const HistorySpec& history);
+HistorySpec HistorySpecFromJson(const nlohmann::json& json, const std::string& where);
+// The index (in item.features) of the item-side `id` feature on the item id column, the table a
+// history is embedded with; -1 when there is none.
+int HistoryTableFeature(const EntitySchema& item);
 FeatureSchema FeatureSchemaFromJson(const nlohmann::json& json, const std::string& where);
 
 }  // namespace twotower::data

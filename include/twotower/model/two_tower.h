@@ -92,6 +92,9 @@ struct ModelContext {
 
 class TwoTowerModel {
  public:
+  // Not copyable or movable: the user tower's history reads the item tower's table by address.
+  TwoTowerModel(const TwoTowerModel&) = delete;
+  TwoTowerModel& operator=(const TwoTowerModel&) = delete;
   // Towers over dense inputs of the given widths (no learned features), initialised as PyTorch
   // does.
   TwoTowerModel(const ModelConfig& config, int user_input_dim, int item_input_dim, Rng* init_rng);
@@ -133,7 +136,12 @@ class TwoTowerModel {
                      ModelContext* ctx, Rng* rng);
   static const Matrix& user_output(const ModelContext& ctx) { return *ctx.user.output; }
   static const Matrix& item_output(const ModelContext& ctx) { return *ctx.item.output; }
-  // du, dv: gradients of the loss w.r.t. the tower outputs. Adds into the towers' gradients.
+  // The same, the user rows reading per-example histories (user tower with a history feature).
+  void ForwardTowers(const data::EncodedTable& users, const int32_t* user_rows, int64_t n_users,
+                     HistoryRows history, const data::EncodedTable& items, const int32_t* item_rows,
+                     int64_t n_items, ModelContext* ctx, Rng* rng);
+  // du, dv: gradients of the loss w.r.t. the tower outputs. Adds into the towers' gradients
+  // (the item id table also receives the user history's share, after both towers).
   void BackwardTowers(ModelContext* ctx, const Matrix& du, const Matrix& dv);
   // Adds d loss / d log_scale and d loss / d bias into the scorer's gradients (learned mode only).
   void AddScorerGradient(double d_log_scale, double d_bias);
@@ -168,6 +176,8 @@ class TwoTowerModel {
  private:
   void InitScorer();
   void InitTasks(Rng* init_rng);
+  // The item id table a user history reads (null without a history).
+  nn::Parameter* history_table_ = nullptr;
 
   ModelConfig config_;
   Tower user_tower_;
@@ -177,8 +187,9 @@ class TwoTowerModel {
   std::vector<std::unique_ptr<nn::Linear>> task_heads_;
 };
 
-// The tower spec of one side for a model config and a fitted encoder.
-TowerSpec MakeTowerSpec(const ModelConfig& config, const data::EntityEncoder& encoder, bool user);
+// The tower spec of one side for a model config and a fitted encoder (the user side's history
+// reads the item side's id feature). Throws Error for a history without that feature.
+TowerSpec MakeTowerSpec(const ModelConfig& config, const data::FeatureEncoder& encoder, bool user);
 
 }  // namespace twotower::model
 

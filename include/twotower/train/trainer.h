@@ -90,10 +90,12 @@ class Trainer {
   // labels: n values 0/1 (read by pointwise losses; may be null otherwise). Returns the batch's
   // mean loss, plus sum_t weight_t L_t of the model's tasks (tasks.h). `rng` drives dropout.
   // task_targets: per task, the n pairs' regression targets (null for item_class tasks); needed
-  // when the model has a regression task.
+  // when the model has a regression task. history: the n examples' user histories (a model with a
+  // history feature; default: the users table's own, EncodedTable::history).
   double Step(const data::EncodedTable& users, const int32_t* user_rows,
               const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
-              int64_t n, Rng* rng, const std::vector<const float*>* task_targets = nullptr);
+              int64_t n, Rng* rng, const std::vector<const float*>* task_targets = nullptr,
+              model::HistoryRows history = {});
   // The item classes of the model's item_class tasks (FitTaskTargets).
   void SetTasks(TaskTargets targets);
   // The last step's unweighted task losses.
