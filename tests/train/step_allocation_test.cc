@@ -138,6 +138,26 @@ TEST(TrainingStepTest, SoftmaxWithEmbeddingBagsAllocatesNothingAfterTheFirstStep
   train::Trainer sampled(&net2, std::make_unique<train::SampledLoss>(o), lazy, 0.0, 7);
   EXPECT_EQ(SteadyStateMallocs(&sampled, users, items, user_rows, item_rows, y, &rng), 0)
       << "allocations in 5 steady-state mixed steps";
+  // A user history pooled by attention over the item id table: user r read items r+1 .. r+3.
+  schema.user.history = {4, "attention", 2};
+  data::FeatureEncoder with_history = encoder;
+  with_history.user = data::EntityEncoder(schema.user);
+  with_history.user.Fit(users_table, all);
+  data::EncodedTable history_users;
+  with_history.user.Encode(users_table, &history_users);
+  for (int r = 0; r < batch; ++r) {
+    for (int k = 1; k <= 1 + r % 3; ++k) {
+      history_users.history.ids.push_back(items.bags[0].ids[(r + k) % batch]);
+    }
+    history_users.history.offsets.push_back(static_cast<int64_t>(history_users.history.ids.size()));
+  }
+  model::TwoTowerModel net3(config, with_history, &rng);
+  train::Trainer attention(&net3,
+                           std::make_unique<train::InBatchSoftmaxLoss>(
+                               train::SoftmaxOptions{0.2, std::vector<float>(batch, -3.0f), true}),
+                           {1e-3});
+  EXPECT_EQ(SteadyStateMallocs(&attention, history_users, items, user_rows, item_rows, y, &rng), 0)
+      << "allocations in 5 steady-state steps with history attention";
   SetThreads(0);
 }
 
