@@ -46,16 +46,59 @@ def write_safetensors(path, tensors, metadata):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
+class HistoryPooling(nn.Module):
+    """twotower's user-history pooling (nn/attention.h), written the padded way: histories are an
+    n x L tensor of table rows with a boolean mask (True = a real entry, the most recent last),
+    positions past a history's end are masked to -inf before the softmax. With pooling "mean" it
+    averages the real entries and has no parameters. The table (the item tower's id embedding) is
+    passed to forward, not owned, so the state dict holds it once, under item_tower."""
+
+    def __init__(self, spec, dim, query_dim):
+        super().__init__()
+        self.pooling, self.heads, self.length = spec["pooling"], spec["heads"], spec["length"]
+        if self.pooling == "attention":
+            self.query = nn.Parameter(torch.zeros(1, dim))
+            if query_dim > 0:
+                self.query_proj = nn.Linear(query_dim, dim, bias=False)
+            self.recency = nn.Parameter(torch.zeros(self.heads, self.length))
+
+    def forward(self, table, ids, mask, x):
+        """table: rows x d; ids, mask: n x L (entries right-aligned or not: steps back are counted
+        from each row's last real entry); x: n x query_dim. -> n x d."""
+        e = table[ids]  # n x L x d
+        m = mask.to(e.dtype)
+        if self.pooling == "mean":
+            return (e * m.unsqueeze(2)).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
+        n, L, d = e.shape
+        h, dh = self.heads, d // self.heads
+        q = self.query.expand(n, d)
+        if hasattr(self, "query_proj"):
+            q = q + self.query_proj(x)
+        # steps back from the most recent real entry: count of real entries after each position
+        back = (m.flip(1).cumsum(1).flip(1) - 1).clamp(min=0).long()  # n x L
+        bias = self.recency[:, back].permute(1, 0, 2)  # n x H x L
+        scores = torch.einsum("nlhk,nhk->nhl", e.view(n, L, h, dh), q.view(n, h, dh))
+        scores = scores / dh ** 0.5 + bias
+        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        a = torch.softmax(scores, dim=2)
+        a = torch.nan_to_num(a, nan=0.0)  # an empty history: every score -inf, pools to zeros
+        return torch.einsum("nhl,nlhk->nhk", a, e.view(n, L, h, dh)).reshape(n, d)
+
+
 class Tower(nn.Module):
-    """embedding bags (one per learned feature) + dense columns -> MLP -> L2 normalise."""
+    """embedding bags (one per learned feature) + dense columns [+ pooled history] -> MLP -> L2
+    normalise."""
 
     def __init__(self, dense_dim, learned, hidden_dims, embedding_dim, dropout, normalize=True,
-                 projection=True):
+                 projection=True, history=None, history_dim=0):
         super().__init__()
         self.embeddings = nn.ModuleDict(
             {f["column"]: nn.EmbeddingBag(f["rows"], f["dim"], mode=f["mode"]) for f in learned})
         self.normalize = normalize
         layers, prev = [], dense_dim + sum(f["dim"] for f in learned)
+        if history:
+            self.history = HistoryPooling(history, history_dim, prev)
+            prev += history_dim
         for h in hidden_dims:
             layers += [nn.Linear(prev, h), nn.ReLU(), nn.Dropout(dropout)]
             prev = h
@@ -63,9 +106,13 @@ class Tower(nn.Module):
             layers.append(nn.Linear(prev, embedding_dim))
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, dense, bags=()):
-        """dense: n x dense_dim tensor; bags: one (ids, offsets) pair per learned feature."""
+    def forward(self, dense, bags=(), history=None):
+        """dense: n x dense_dim tensor; bags: one (ids, offsets) pair per learned feature;
+        history (a user tower with one): (table, ids, mask), as HistoryPooling.forward."""
         parts = [dense] + [emb(ids, offsets) for emb, (ids, offsets) in zip(self.embeddings.values(), bags)]
+        if hasattr(self, "history"):
+            table, ids, mask = history
+            parts.append(self.history(table, ids, mask, torch.cat(parts, dim=1)))
         x = self.layers(torch.cat(parts, dim=1))
         return F.normalize(x, dim=1) if self.normalize else x
 
@@ -89,8 +136,15 @@ class TwoTower(nn.Module):
         super().__init__()
         user_enc, item_enc = (_Dense(e) if isinstance(e, int) else e for e in (user_enc, item_enc))
         kw = dict(normalize=cfg.get("normalize", True), projection=cfg.get("projection", True))
+        history = getattr(user_enc, "state", {}).get("history")
+        self.history_column = None
+        history_dim = 0
+        if history:  # embedded with the item side's id feature
+            self.history_column = item_enc.state["id"]
+            history_dim = next(f["dim"] for f in item_enc.learned() if f["column"] == self.history_column)
         self.user_tower = Tower(user_enc.width(), user_enc.learned(), cfg["user_hidden_dims"],
-                                cfg["embedding_dim"], cfg["dropout"], **kw)
+                                cfg["embedding_dim"], cfg["dropout"], history=history,
+                                history_dim=history_dim, **kw)
         self.item_tower = Tower(item_enc.width(), item_enc.learned(), cfg["item_hidden_dims"],
                                 cfg["embedding_dim"], cfg["dropout"], **kw)
         learned = cfg["score"] == "learned"
@@ -111,6 +165,10 @@ class TwoTower(nn.Module):
                                      1 if t["type"] == "regression" else len(t["classes"]))
                 for t in tasks})
         self.task_types = {t["name"]: t["type"] for t in tasks}
+
+    def history_input(self, ids, mask):
+        """The user tower's history argument: the item tower's id table with padded ids / mask."""
+        return (self.item_tower.embeddings[self.history_column].weight, ids, mask)
 
     def forward(self, xu, xi, user_bags=(), item_bags=()):
         u, v = self.user_tower(xu, user_bags), self.item_tower(xi, item_bags)
