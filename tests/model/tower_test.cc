@@ -57,40 +57,49 @@ TEST(TowerTest, TensorNamesFollowThePyTorchModule) {
   }
 }
 
-TEST(TowerTest, EveryGradientMatchesFiniteDifferencesThroughInBatchSoftmax) {
-  Fixture fx;
-  Rng rng(3);
-  TwoTowerModel model(SmallConfig({5}, 0.0), fx.encoder, &rng);
-  const std::vector<int32_t> user_rows = {0, 2, 1, 2};
-  const std::vector<int32_t> item_rows = {1, 3, 0, 2};
+// In-batch softmax over n (user, item) pairs, every tensor's gradient (the scorer's aside) against
+// finite differences; `history` names per-example histories for a history tower.
+void ExpectSoftmaxGradientsMatch(TwoTowerModel* model, const Fixture& fx,
+                                 const std::vector<int32_t>& user_rows,
+                                 const std::vector<int32_t>& item_rows, HistoryRows history,
+                                 const std::string& label) {
+  const int64_t n = static_cast<int64_t>(user_rows.size());
   train::InBatchSoftmaxLoss loss({0.5, {-1.0f, -2.0f, -1.5f, -0.5f}, true});
   // The loss of the batch; with backward, also adds every gradient.
   auto f = [&](bool backward) {
     ModelContext ctx;
-    model.ForwardTowers(fx.xu, user_rows.data(), fx.xi, item_rows.data(), 4, &ctx, nullptr);
+    model->ForwardTowers(fx.xu, user_rows.data(), n, history, fx.xi, item_rows.data(), n, &ctx,
+                         nullptr);
     train::LossBatch b;
     b.u = &TwoTowerModel::user_output(ctx);
     b.v = &TwoTowerModel::item_output(ctx);
     b.item_rows = item_rows.data();
     train::LossOutput out;
     loss.Compute(b, &out);
-    if (backward) model.BackwardTowers(&ctx, out.du, out.dv);
+    if (backward) model->BackwardTowers(&ctx, out.du, out.dv);
     return out.loss;
   };
-  nn::ZeroGrad(model.TrainableParameters());
+  nn::ZeroGrad(model->TrainableParameters());
   f(true);
-  for (const auto& t : model.NamedTensors()) {
+  for (const auto& t : model->NamedTensors()) {
     if (t.name.rfind("scorer.", 0) == 0) continue;  // softmax does not use the scorer
     const Matrix analytic = t.parameter->grad;
     const auto numeric = testing::NumericalGradient(
         &t.parameter->value, [&] { return f(false); }, 1e-3);
     if (numeric.cwiseAbs().maxCoeff() == 0.0) {
       // The out-of-vocabulary rows are in no bag of this batch: zero both ways.
-      EXPECT_EQ(analytic.cwiseAbs().maxCoeff(), 0.0f) << t.name;
+      EXPECT_EQ(analytic.cwiseAbs().maxCoeff(), 0.0f) << label << " " << t.name;
       continue;
     }
-    EXPECT_TRUE(testing::GradientNear(analytic, numeric, 5e-3, 5e-4)) << t.name;
+    EXPECT_TRUE(testing::GradientNear(analytic, numeric, 5e-3, 5e-4)) << label << " " << t.name;
   }
+}
+
+TEST(TowerTest, EveryGradientMatchesFiniteDifferencesThroughInBatchSoftmax) {
+  Fixture fx;
+  Rng rng(3);
+  TwoTowerModel model(SmallConfig({5}, 0.0), fx.encoder, &rng);
+  ExpectSoftmaxGradientsMatch(&model, fx, {0, 2, 1, 2}, {1, 3, 0, 2}, {}, "no history");
 }
 
 TEST(TowerTest, InferEqualsForwardWithoutDropoutAndMatchesEncodeRow) {
@@ -209,36 +218,9 @@ void CheckHistoryGradients(const std::string& pooling) {
           testing::RandomNormal(t.parameter->value.rows(), t.parameter->value.cols(), &rng);
     }
   }
-  const std::vector<int32_t> user_rows = {0, 2, 1};
   const std::vector<int32_t> example_rows = {0, 1, 2};
-  const std::vector<int32_t> item_rows = {1, 3, 0};
-  train::InBatchSoftmaxLoss loss({0.5, {-1.0f, -2.0f, -1.5f, -0.5f}, true});
-  auto f = [&](bool backward) {
-    ModelContext ctx;
-    model.ForwardTowers(fx.xu, user_rows.data(), 3, HistoryRows{&fx.examples, example_rows.data()},
-                        fx.xi, item_rows.data(), 3, &ctx, nullptr);
-    train::LossBatch b;
-    b.u = &TwoTowerModel::user_output(ctx);
-    b.v = &TwoTowerModel::item_output(ctx);
-    b.item_rows = item_rows.data();
-    train::LossOutput out;
-    loss.Compute(b, &out);
-    if (backward) model.BackwardTowers(&ctx, out.du, out.dv);
-    return out.loss;
-  };
-  nn::ZeroGrad(model.TrainableParameters());
-  f(true);
-  for (const auto& t : model.NamedTensors()) {
-    if (t.name.rfind("scorer.", 0) == 0) continue;
-    const Matrix analytic = t.parameter->grad;
-    const auto numeric = testing::NumericalGradient(
-        &t.parameter->value, [&] { return f(false); }, 1e-3);
-    if (numeric.cwiseAbs().maxCoeff() == 0.0) {
-      EXPECT_EQ(analytic.cwiseAbs().maxCoeff(), 0.0f) << t.name;
-      continue;
-    }
-    EXPECT_TRUE(testing::GradientNear(analytic, numeric, 5e-3, 5e-4)) << pooling << " " << t.name;
-  }
+  ExpectSoftmaxGradientsMatch(&model, fx, {0, 2, 1}, {1, 3, 0},
+                              HistoryRows{&fx.examples, example_rows.data()}, pooling);
 }
 
 TEST(TowerTest, HistoryGradientsMatchFiniteDifferencesWithTheSharedTable) {
