@@ -27,6 +27,7 @@
 #include "twotower/core/files.h"
 #include "twotower/core/hash.h"
 #include "twotower/core/json.h"
+#include "twotower/data/history.h"
 #include "twotower/serve/events.h"
 #include "twotower/serve/experiment.h"
 
@@ -451,10 +452,21 @@ struct UserQuery {
   int32_t row = -1;  // in the users table, or -1
 };
 
-UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* user) {
+// `history` (a request's "history", with "user" only): the new user's item ids, oldest first.
+UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* user,
+                     const Json* history, int max_list) {
   UserQuery q;
   Row row;
   const app::Bundle& b = v.bundle;
+  const data::HistorySpec& spec = b.model.encoder.user.schema().history;
+  if (history != nullptr && !spec.enabled()) {
+    Refuse(400, "history", "history: the model's user tower reads no history (features.history)");
+  }
+  if (history != nullptr && user == nullptr) {
+    Refuse(400, "history",
+           "history: goes with \"user\" (a known user's history is read from the model's train "
+           "and val files)");
+  }
   if (user != nullptr) {
     row = RowValue(*user, "user");
     std::set<std::string> allowed = {b.model.schema.user.id_column};
@@ -489,8 +501,24 @@ UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* us
   } catch (const Error& e) {
     Refuse(400, "user", e.what());
   }
-  // A user given by features has no interactions the server knows: an empty history.
-  if (b.model.encoder.user.schema().history.enabled()) x.history = data::Bags{{0, 0}, {}};
+  // A user given by features: the request's history, or none.
+  if (spec.enabled()) {
+    std::vector<int32_t> items;
+    if (history != nullptr) {
+      const std::vector<std::string> ids = IdList(*history, "history", max_list);
+      for (size_t i = 0; i < ids.size(); ++i) {
+        const int32_t item = b.item_index.Find(ids[i]);
+        if (item < 0) {
+          const std::string field = "history[" + std::to_string(i) + "]";
+          Refuse(404, field,
+                 field + ": unknown item " + Quote(ids[i]) + " (not in the items table)");
+        }
+        items.push_back(item);
+      }
+    }
+    x.history = data::HistoryOfItems(
+        items, b.item_features.bags.at(data::HistoryTableBag(b.model.encoder.item)), spec.length);
+  }
   b.model.model->EncodeUsers(x, &q.u);
   return q;
 }
@@ -1026,7 +1054,7 @@ UserRef ReadUser(const Json& body) {
 
 Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
   const Json body = ParseBody(req);
-  AllowKeys(body, {"user_id", "user", "k", "exclude_seen", "exclude", "allow"});
+  AllowKeys(body, {"user_id", "user", "history", "k", "exclude_seen", "exclude", "allow"});
   const UserRef user = ReadUser(body);
   const int k = KValue(body, config.max_k);
   const bool exclude_seen = BoolValue(body, "exclude_seen", false);
@@ -1044,7 +1072,9 @@ Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
   Reply reply;
   reply.variant = v.config.name;
   CheckDeadline("encoding the user");
-  const UserQuery q = EncodeUser(v, user.id, user.features);
+  const UserQuery q =
+      EncodeUser(v, user.id, user.features, body.contains("history") ? &body["history"] : nullptr,
+                 config.max_list);
   std::shared_lock<std::shared_mutex> lock(v.mutex);
   index::SearchFilter filter;
   if (exclude_seen && q.row >= 0) {
@@ -1089,14 +1119,16 @@ Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
 
 Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
   const Json body = ParseBody(req);
-  AllowKeys(body, {"user_id", "user", "item_ids"});
+  AllowKeys(body, {"user_id", "user", "history", "item_ids"});
   const UserRef user = ReadUser(body);
   if (!body.contains("item_ids")) Refuse(400, "item_ids", "item_ids: required");
   const std::vector<std::string> ids = IdList(body["item_ids"], "item_ids", config.max_list);
   const auto all = Snapshot();
   const Loaded& v = *all[Assign(user.assignment)];
   CheckDeadline("encoding the user");
-  const UserQuery q = EncodeUser(v, user.id, user.features);
+  const UserQuery q =
+      EncodeUser(v, user.id, user.features, body.contains("history") ? &body["history"] : nullptr,
+                 config.max_list);
   std::shared_lock<std::shared_mutex> lock(v.mutex);
   Json scores = Json::array();
   std::vector<double> shown;
@@ -1414,6 +1446,7 @@ Json OpenApi() {
       op("top-k items for a user (by id, or by features for a new user)",
          body({{"user_id", id},
                {"user", row},
+               {"history", ids},
                {"k", {{"type", "integer"}, {"minimum", 1}}},
                {"exclude_seen", {{"type", "boolean"}}},
                {"exclude", ids},
@@ -1421,7 +1454,7 @@ Json OpenApi() {
               {}));
   paths["/v1/score"]["post"] =
       op("the model's score for each listed item",
-         body({{"user_id", id}, {"user", row}, {"item_ids", ids}}, {"item_ids"}));
+         body({{"user_id", id}, {"user", row}, {"history", ids}, {"item_ids", ids}}, {"item_ids"}));
   paths["/v1/similar"]["post"] =
       op("nearest items by item embedding",
          body({{"item_id", id}, {"k", {{"type", "integer"}}}, {"variant", {{"type", "string"}}}},

@@ -35,6 +35,7 @@ using ::testing::HasSubstr;
 using twotower::testing::BusiestUser;
 using twotower::testing::Fields;
 using twotower::testing::Lines;
+using twotower::testing::ReadBytes;
 using twotower::testing::ResultRows;
 using twotower::testing::RunCli;
 using twotower::testing::TempDir;
@@ -326,6 +327,102 @@ TEST_F(ServerTest, RerankedVariantEqualsTheCli) {
 }
 
 // Every kind of bad input gets a 4xx naming the field, and the server keeps serving.
+// A model with a user history: by id the server reads the history from the train and val files
+// (as `recommend` does); a new user given by features reads the request's "history". The same
+// features and the same history (read here from the files: the user's liked movies, train then
+// val, in file order, the last 4) give the same answer as the user's id.
+TEST_F(ServerTest, HistoryByIdEqualsTheCliAndByFeaturesWithTheSameHistory) {
+  const std::string yaml = scratch_.Write(
+      "history.yaml",
+      "data: {dir: " + Shared().data +
+          "}\n"
+          "features:\n"
+          "  user_id: user_id\n"
+          "  item_id: movie_id\n"
+          "  history: {length: 4, pooling: attention, heads: 2}\n"
+          "  user: [{column: age, type: numeric}, {column: gender, type: categorical}]\n"
+          "  item: [{column: movie_id, type: id, dim: 8}, {column: genre, type: categorical}]\n"
+          "model: {embedding_dim: 8, user_hidden_dims: [16], item_hidden_dims: [16], dropout: 0}\n"
+          "training: {epochs: 2, batch_size: 64}\n");
+  const auto trained = RunCli({"train", "--config", yaml, "--threads", "1", "--quiet",
+                               "--output-dir", scratch_.File("hist")},
+                              scratch_);
+  ASSERT_EQ(trained.code, 0) << trained.err;
+  std::string model;
+  for (const std::string& line : Lines(trained.out)) {
+    if (line.rfind("run folder: ", 0) == 0) model = line.substr(12) + "model_best.safetensors";
+  }
+  ServeConfig config = OneModel();
+  config.variants[0].model = model;
+  Running s(config);
+  auto c = s.Client();
+  const std::string user = BusiestUser(Shared().data);
+  const auto cli = RunCli({"recommend", "--model", model, "--user-id", user, "--k", "5"}, scratch_);
+  ASSERT_EQ(cli.code, 0) << cli.err;
+  const auto rows = ResultRows(cli.out);
+  ASSERT_EQ(rows.size(), 5u);
+  const Answer by_id = Call(c, "POST", "/v1/recommend", Json{{"user_id", user}, {"k", 5}}.dump());
+  ASSERT_EQ(by_id.status, 200) << by_id.text;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(by_id.body["items"][i]["item_id"], rows[i].first) << i;
+    EXPECT_NEAR(by_id.body["items"][i]["score"].get<double>(), rows[i].second, 5e-5) << i;
+  }
+  // The user's features and history, from the files.
+  Json features;
+  const std::vector<std::string> header =
+      Fields(Lines(ReadBytes(Shared().data + "/users.csv"))[0], ',');
+  for (const std::string& line : Lines(ReadBytes(Shared().data + "/users.csv"))) {
+    const std::vector<std::string> f = Fields(line, ',');
+    if (f[0] != user) continue;
+    for (size_t k = 0; k < f.size(); ++k) {
+      if (header[k] == "age" || header[k] == "gender") features[header[k]] = f[k];
+    }
+  }
+  std::vector<std::string> liked;
+  for (const char* split : {"/train/interactions.csv", "/val/interactions.csv"}) {
+    const std::vector<std::string> lines = Lines(ReadBytes(Shared().data + split));
+    const std::vector<std::string> h = Fields(lines[0], ',');
+    const auto col = [&](const char* name) {
+      return std::find(h.begin(), h.end(), name) - h.begin();
+    };
+    for (size_t l = 1; l < lines.size(); ++l) {
+      const std::vector<std::string> f = Fields(lines[l], ',');
+      if (f[col("user_id")] == user && f[col("liked")] == "1") liked.push_back(f[col("movie_id")]);
+    }
+  }
+  ASSERT_GE(liked.size(), 4u);
+  const Json history(std::vector<std::string>(liked.end() - 4, liked.end()));
+  const Answer by_features = Call(c, "POST", "/v1/recommend",
+                                  Json{{"user", features}, {"history", history}, {"k", 5}}.dump());
+  ASSERT_EQ(by_features.status, 200) << by_features.text;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(by_features.body["items"][i]["item_id"], rows[i].first) << i;
+    EXPECT_NEAR(by_features.body["items"][i]["score"].get<double>(), rows[i].second, 5e-5) << i;
+  }
+  // Without the history the same features score otherwise.
+  const Answer none = Call(
+      c, "POST", "/v1/score",
+      Json{{"user", features}, {"history", Json::array()}, {"item_ids", {rows[0].first}}}.dump());
+  ASSERT_EQ(none.status, 200) << none.text;
+  EXPECT_GT(std::abs(none.body["scores"][0]["score"].get<double>() - rows[0].second), 1e-4);
+  // Refused, naming the field: a history with a user id, an unknown item, a model without one.
+  const Answer with_id =
+      Call(c, "POST", "/v1/recommend", Json{{"user_id", user}, {"history", history}}.dump());
+  EXPECT_EQ(with_id.status, 400);
+  EXPECT_EQ(with_id.body["field"], "history");
+  const Answer unknown = Call(c, "POST", "/v1/recommend",
+                              Json{{"user", features}, {"history", {"no-such-movie"}}}.dump());
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(unknown.body["field"], "history[0]");
+  Running plain(OneModel());
+  auto p = plain.Client();
+  const Answer no_history =
+      Call(p, "POST", "/v1/recommend",
+           Json{{"user", Json{{"age", "30"}}}, {"history", Json::array()}}.dump());
+  EXPECT_EQ(no_history.status, 400);
+  EXPECT_EQ(no_history.body["field"], "history");
+}
+
 TEST_F(ServerTest, BadInputIsA4xxNamingTheField) {
   ServeConfig config = OneModel();
   config.max_k = 50;
