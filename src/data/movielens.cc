@@ -276,7 +276,11 @@ std::string FormatRating(double r) {
 
 // The config written beside the data: the features the release has, and the settings measured
 // best on ML-100k (BENCHMARKS.md, "MovieLens"), which carry over to the other releases.
-std::string ConfigYaml(const fs::path& out, const std::string& x) {
+// With a user-temporal split (each user's next interactions held out) the user tower also reads
+// the user's last 50 liked movies by timestamp, pooled by attention: ahead of the id-only towers
+// on that split, behind them on the random and global-temporal ones (BENCHMARKS.md, "User
+// history").
+std::string ConfigYaml(const fs::path& out, const std::string& x, bool history) {
   std::string y;
   y += "# Written by `twotower data movielens`: train with\n";
   y += "#   twotower train --config " + (out / "twotower.yaml").string() + "\n";
@@ -285,13 +289,17 @@ std::string ConfigYaml(const fs::path& out, const std::string& x) {
   y += "  train: train/interactions" + x + "\n  val: val/interactions" + x + "\n";
   y += "  test: test/interactions" + x + "\n";
   y += "features:\n  user_id: user_id\n  item_id: movie_id\n  label: liked\n";
+  if (history) {
+    y += "  timestamp: timestamp\n  history: {length: 50, pooling: attention, heads: 1}\n";
+  }
   // Identity only: in measurements on ML-100k the user's age / gender / occupation / zip and the
   // movie's genres and year did not add to Recall / NDCG once the ids are learned, and an
   // id-only model is the same for every release (ml-latest and ml-10m have no user table).
   y += "  user:\n    - {column: user_id, type: id, dim: 256}\n";
   y += "  item:\n    - {column: movie_id, type: id, dim: 256}\n";
   y += "model:\n  embedding_dim: 256\n  user_hidden_dims: []\n  item_hidden_dims: []\n";
-  y += "  projection: false\n  dropout: 0.0\n";
+  // A history widens the user tower's input: then a Linear maps it to the embedding.
+  y += std::string("  projection: ") + (history ? "true" : "false") + "\n  dropout: 0.0\n";
   y += "training:\n  loss: softmax\n  temperature: 0.2\n  logq_correction: true\n";
   y += "  positives: liked\n  batch_size: 1024\n  learning_rate: 0.002\n  epochs: 100\n";
   y += "  early_stopping_patience: 8\n  monitor: val_recall@10\n  refit: true\n";
@@ -532,8 +540,9 @@ MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out
       std::remove(csv.c_str());
     }
   }
-  WriteFileAtomically((out_dir / "twotower.yaml").string(),
-                      ConfigYaml(out_dir, parquet ? ".parquet" : ".csv"));
+  WriteFileAtomically(
+      (out_dir / "twotower.yaml").string(),
+      ConfigYaml(out_dir, parquet ? ".parquet" : ".csv", o.split == "user-temporal"));
   return s;
 }
 

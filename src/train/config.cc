@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -1012,6 +1013,7 @@ nlohmann::json Config::ToJson() const {
   j["evaluation"] = {{"k", evaluation.k}};
   j["output"] = {{"dir", output_dir}, {"name", run_name}};
   j["features"] = data::ToJson(features);
+  j["features"]["history"] = data::ToJson(features.user.history);  // also when off (length 0)
   return j;
 }
 
@@ -1134,10 +1136,9 @@ std::vector<std::string> SettingsHelp() {
     // The default, read from the JSON form of a default Config ("model.dropout" ->
     // [model][dropout]).
     const std::string key = s.key;
-    const auto dot = key.find('.');
-    nlohmann::json value = dot == std::string::npos
-                               ? defaults[key]
-                               : defaults[key.substr(0, dot)][key.substr(dot + 1)];
+    std::string pointer = "/" + key;
+    std::replace(pointer.begin(), pointer.end(), '.', '/');
+    nlohmann::json value = defaults.value(nlohmann::json::json_pointer(pointer), nlohmann::json());
     if (key == "data.items") value = defaults["data"]["items"];
     std::string range;
     if (s.kind == Kind::kInt || s.kind == Kind::kDouble || s.kind == Kind::kIntList) {

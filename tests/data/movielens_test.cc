@@ -137,6 +137,18 @@ TEST(MovieLensTest, UserTemporalHoldsOutEachUsersLatestRatings) {
   for (int k : ks["val"]) EXPECT_TRUE(k == 6 || k == 7) << k;
   for (int k : ks["train"]) EXPECT_LE(k, 5);
   EXPECT_EQ(ks["test"].size(), 8u);
+  // The config written for this split adds the user history by timestamp (and the Linear it
+  // needs); the random split's has none.
+  const train::Config c = train::Config::FromYamlFile(dir.File("out/twotower.yaml"));
+  EXPECT_EQ(c.features.timestamp_column, "timestamp");
+  EXPECT_EQ(c.features.user.history.length, 50);
+  EXPECT_EQ(c.features.user.history.pooling, "attention");
+  EXPECT_TRUE(c.model.projection);
+  o.split = "random";
+  ConvertMovieLens(dir.File("src"), dir.File("out"), o);
+  const train::Config r = train::Config::FromYamlFile(dir.File("out/twotower.yaml"));
+  EXPECT_FALSE(r.features.user.history.enabled());
+  EXPECT_FALSE(r.model.projection);
 }
 
 TEST(MovieLensTest, Ml1mDoubleColonFiles) {
