@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The user-history feature on MovieLens-100K (issue 13): the config `twotower data movielens`
-# writes (in-batch softmax over id embeddings, refit on train + val), without a history, and with
+# The user-history feature on MovieLens-100K (issue 13): the id-only config `twotower data
+# movielens` writes for the random split (in-batch softmax over id embeddings, refit on train +
+# val; the user-temporal config differs only by the history), without a history, and with
 # each user's last LENGTH liked movies (by timestamp; per training example only those before it)
 # embedded with the movie_id table and pooled by mean or by attention.
 #
@@ -25,9 +26,11 @@ bash bench/install_missing.sh python3-numpy
 mkdir -p "$OUT"
 H=(--set model.projection=true --set features.timestamp=timestamp
    --set "features.history.length=$LENGTH")
+# Each variant sets the history and the Linear itself: the config written for user-temporal
+# already has the attention history.
 declare -A SETS=(
-  [none]=""
-  [projection]="--set model.projection=true"
+  [none]="--set features.history.length=0 --set model.projection=false"
+  [projection]="--set features.history.length=0 --set model.projection=true"
   [mean]="${H[*]} --set features.history.pooling=mean"
   [attention]="${H[*]} --set features.history.pooling=attention --set features.history.heads=1"
   [attention4]="${H[*]} --set features.history.pooling=attention --set features.history.heads=4"

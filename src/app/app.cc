@@ -173,7 +173,13 @@ Bundle LoadBundle(const std::string& model_path, const DataOverrides& o) {
     // The user-history feature reads what the user did before: the train and val files.
     std::vector<data::Interactions> earlier;
     for (const std::string& f : HistoryFiles(b, o)) {
-      earlier.push_back(data::ReadInteractions(f, b.model.schema, b.user_index, b.item_index));
+      try {
+        earlier.push_back(data::ReadInteractions(f, b.model.schema, b.user_index, b.item_index));
+      } catch (const Error& e) {
+        throw Error(std::string(e.what()) +
+                    " (the model's user-history feature reads the train and val files; "
+                    "--train / --val name others)");
+      }
     }
     AttachHistory(b, earlier, &b.user_features);
   }
@@ -439,8 +445,11 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
   const data::Interactions inter = data::ReadInteractions(
       path, b.model.schema, b.user_index, b.item_index, train::TaskTargetColumns(tasks));
   const model::TwoTowerModel& net = *b.model.model;
-  // The files before this one: what the ranking excludes and what a user history reads.
-  for (const std::string& f : exclude) {
+  // The files before this one: what the ranking excludes and what a user history reads (read only
+  // when one of them needs them).
+  const bool history = b.model.encoder.user.schema().history.enabled();
+  const bool need_earlier = history || !b.ks.empty();
+  for (const std::string& f : need_earlier ? exclude : std::vector<std::string>{}) {
     std::error_code ec;
     if (f == path || std::filesystem::equivalent(f, path, ec)) {
       throw Error("--exclude: " + f +
@@ -448,8 +457,8 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
                   "excluded; give the earlier splits, e.g. train and val)");
     }
   }
-  std::vector<std::string> earlier_files = exclude;
-  if (earlier_files.empty()) {
+  std::vector<std::string> earlier_files = need_earlier ? exclude : std::vector<std::string>{};
+  if (need_earlier && earlier_files.empty()) {
     for (const std::string* f : {&b.paths.train, &b.paths.val}) {
       std::error_code ec;
       if (std::filesystem::exists(*f, ec) && !std::filesystem::equivalent(*f, path, ec)) {
@@ -462,7 +471,7 @@ EvaluationReport EvaluateInteractions(const Bundle& b, const std::string& path,
     earlier.push_back(data::ReadInteractions(f, b.model.schema, b.user_index, b.item_index));
   }
   Matrix u, v;  // every user and item once, for both evaluations
-  if (b.model.encoder.user.schema().history.enabled()) {
+  if (history) {
     data::EncodedTable users = b.user_features;
     AttachHistory(b, earlier, &users);
     net.EncodeUsers(users, &u);

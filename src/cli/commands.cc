@@ -491,11 +491,6 @@ int RunRecommend(const RecommendArgs& a) {
   if (!a.index.empty() && !a.embeddings.empty()) {
     throw Error("recommend: give --index or --embeddings, not both");
   }
-  if (!a.exclude_seen && (!a.train.empty() || !a.val.empty())) {
-    throw Error(
-        "recommend: --train and --val name the history --exclude-seen drops; add "
-        "--exclude-seen or leave them out");
-  }
   if (a.candidates != -1 && a.rerank.empty()) {
     throw Error(
         "recommend: --candidates is how many retrieved items --rerank re-orders; add "
@@ -509,6 +504,12 @@ int RunRecommend(const RecommendArgs& a) {
   }
   const app::DataOverrides overrides{a.users, a.items, a.train, a.val};
   const app::Bundle b = app::LoadBundle(a.model, overrides);
+  if (!a.exclude_seen && (!a.train.empty() || !a.val.empty()) &&
+      !b.model.encoder.user.schema().history.enabled()) {
+    throw Error(
+        "recommend: --train and --val name the history --exclude-seen drops (and a user-history "
+        "model reads); this model has no history feature: add --exclude-seen or leave them out");
+  }
   int32_t user_row = -1;
   if (!a.all_users) {
     user_row = b.user_index.Find(a.user_id);
@@ -943,10 +944,12 @@ int Main(int argc, char** argv) {
                       "evaluation excludes)");
   recommend->add_option("--users", rec.users, "users CSV (default: the model's training data)");
   recommend->add_option("--items", rec.items, "items CSV (default: the model's training data)");
-  recommend->add_option("--train", rec.train, "train interactions for --exclude-seen");
+  recommend->add_option("--train", rec.train,
+                        "train interactions for --exclude-seen and a user-history model's "
+                        "histories (default: the model's)");
   recommend->add_option("--val", rec.val,
-                        "validation interactions for --exclude-seen (default: the model's, "
-                        "when the file exists)");
+                        "validation interactions for --exclude-seen and histories (default: the "
+                        "model's, when the file exists)");
   recommend->add_flag("--allow-other-model", rec.allow_other_model,
                       "use --index / --embeddings made by another model (refused otherwise)");
   recommend->add_option("--rerank", rec.rerank,

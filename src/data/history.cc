@@ -86,22 +86,57 @@ int HistoryTableBag(const EntityEncoder& item) {
               item.schema().id_column + "' to embed the history with");
 }
 
-Bags ExampleHistory(const Interactions& data, const Bags& item_table_rows, int length) {
+ExampleHistories BuildExampleHistories(const Interactions& data, const Bags& item_table_rows,
+                                       int length) {
   CheckLength(length);
   int64_t num_users = 0;
   for (int32_t u : data.user_row) num_users = std::max<int64_t>(num_users, u + 1);
   bool timed = false;
   const auto lines = Timelines({&data}, num_users, &timed);
-  Bags out;
-  out.offsets.reserve(data.size() + 1);
+  ExampleHistories h;
+  h.length = length;
+  for (const std::vector<Event>& line : lines) {
+    AppendBag(line, line.size(), static_cast<int>(line.size()) + 1, item_table_rows, &h.timelines);
+  }
+  h.end.resize(data.size());
   for (int64_t i = 0; i < data.size(); ++i) {
     const std::vector<Event>& line = lines[data.user_row[i]];
     // Positives strictly before example i: an earlier timestamp, or an earlier row.
     const double t = timed ? data.timestamp[i] : static_cast<double>(i);
     const auto end = std::lower_bound(line.begin(), line.end(), t,
                                       [](const Event& e, double v) { return e.time < v; });
-    AppendBag(line, static_cast<size_t>(end - line.begin()), length, item_table_rows, &out);
+    h.end[i] = h.timelines.offsets[data.user_row[i]] + (end - line.begin());
   }
+  return h;
+}
+
+void ExampleHistories::Gather(const int64_t* examples, const int32_t* users, int64_t n,
+                              Bags* out) const {
+  out->ids.clear();
+  out->offsets.clear();
+  out->offsets.push_back(0);
+  for (int64_t i = 0; i < n; ++i) {
+    if (examples[i] < 0 || examples[i] >= static_cast<int64_t>(end.size()) || users[i] < 0 ||
+        users[i] >= timelines.rows()) {
+      throw Error("history: example or user row out of range");
+    }
+    const int64_t e = end[examples[i]];
+    const int64_t b = std::max(timelines.offsets[users[i]], e - length);
+    if (e < timelines.offsets[users[i]] || e > timelines.offsets[users[i] + 1]) {
+      throw Error("history: example " + std::to_string(examples[i]) + " is not user row " +
+                  std::to_string(users[i]) + "'s");
+    }
+    out->ids.insert(out->ids.end(), timelines.ids.begin() + b, timelines.ids.begin() + e);
+    out->offsets.push_back(static_cast<int64_t>(out->ids.size()));
+  }
+}
+
+Bags ExampleHistory(const Interactions& data, const Bags& item_table_rows, int length) {
+  const ExampleHistories h = BuildExampleHistories(data, item_table_rows, length);
+  std::vector<int64_t> all(data.size());
+  for (int64_t i = 0; i < data.size(); ++i) all[i] = i;
+  Bags out;
+  h.Gather(all.data(), data.user_row.data(), data.size(), &out);
   return out;
 }
 

@@ -36,7 +36,9 @@ Tower::Tower(const TowerSpec& spec, Rng* init_rng) : spec_(spec) {
           "embedding_dim (" +
           std::to_string(spec.embedding_dim) + "), got " + std::to_string(spec.hidden_dims.size()) +
           " hidden layers and input width " + std::to_string(input) +
-          " (set the id feature's dim to embedding_dim)");
+          (spec.history.enabled() ? " (features.history adds " + std::to_string(spec.history_dim) +
+                                        " columns: set model.projection: true)"
+                                  : std::string(" (set the id feature's dim to embedding_dim)")));
     }
     if (spec.normalize) mlp_.Add(std::make_unique<nn::L2Normalize>(spec.embedding_dim));
     for (nn::EmbeddingBag& bag : bags_) bag.InitNormal(init_rng, kEmbeddingInitStd);

@@ -449,7 +449,8 @@ std::shared_ptr<Loaded> LoadVariant(const VariantConfig& config, int64_t user_ca
 // The user's embedding: from the users table (user_id) or from features in the request.
 struct UserQuery {
   Matrix u;
-  int32_t row = -1;  // in the users table, or -1
+  int32_t row = -1;                  // in the users table, or -1
+  std::vector<std::string> history;  // the request's history (a new user), item ids
 };
 
 // `history` (a request's "history", with "user" only): the new user's item ids, oldest first.
@@ -501,20 +502,30 @@ UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* us
   } catch (const Error& e) {
     Refuse(400, "user", e.what());
   }
-  // A user given by features: the request's history, or none.
-  if (spec.enabled()) {
+  // A user given by features: the request's history; else, for a user of the users table named
+  // by its id column, the history loaded for it; else none.
+  if (spec.enabled() && history == nullptr) {
+    int32_t known = -1;
+    for (const auto& [key, value] : row) {
+      if (key == b.model.schema.user.id_column) known = b.user_index.Find(value);
+    }
+    x.history = data::Bags{{0, 0}, {}};
+    if (known >= 0) {
+      const data::Bags& h = b.user_features.history;
+      x.history.ids.assign(h.ids.begin() + h.offsets[known], h.ids.begin() + h.offsets[known + 1]);
+      x.history.offsets[1] = static_cast<int64_t>(x.history.ids.size());
+    }
+  } else if (spec.enabled()) {
     std::vector<int32_t> items;
-    if (history != nullptr) {
-      const std::vector<std::string> ids = IdList(*history, "history", max_list);
-      for (size_t i = 0; i < ids.size(); ++i) {
-        const int32_t item = b.item_index.Find(ids[i]);
-        if (item < 0) {
-          const std::string field = "history[" + std::to_string(i) + "]";
-          Refuse(404, field,
-                 field + ": unknown item " + Quote(ids[i]) + " (not in the items table)");
-        }
-        items.push_back(item);
+    q.history = IdList(*history, "history", max_list);
+    for (size_t i = 0; i < q.history.size(); ++i) {
+      const int32_t item = b.item_index.Find(q.history[i]);
+      if (item < 0) {
+        const std::string field = "history[" + std::to_string(i) + "]";
+        Refuse(404, field,
+               field + ": unknown item " + Quote(q.history[i]) + " (not in the items table)");
       }
+      items.push_back(item);
     }
     x.history = data::HistoryOfItems(
         items, b.item_features.bags.at(data::HistoryTableBag(b.model.encoder.item)), spec.length);
@@ -1083,6 +1094,12 @@ Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
              "exclude_seen: the model's history cannot be read: " + v.history_error);
     }
     filter.exclude = v.seen[q.row];
+  }
+  if (exclude_seen && q.row < 0) {  // a new user's seen items: its request history
+    for (const std::string& id : q.history) {
+      const int64_t label = v.index->Find(id);
+      if (label >= 0) filter.exclude.push_back(label);
+    }
   }
   auto label_of = [&](const std::string& id, const std::string& field) {
     const int64_t label = v.index->Find(id);

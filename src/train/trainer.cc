@@ -378,7 +378,8 @@ std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& t
 namespace {
 
 struct EpochBuffers {
-  std::vector<int32_t> users, items, examples;  // examples: the batch rows of the source
+  std::vector<int32_t> users, items, examples;  // examples: 0 .. batch - 1
+  data::Bags history;                           // the batch's user histories
   std::vector<float> logits, labels;
   std::vector<std::vector<float>> targets;  // per task: the batch's regression targets
   std::vector<const float*> target_ptrs;
@@ -406,9 +407,9 @@ void Shuffle(std::vector<int64_t>* order, Rng* rng) {
   for (int64_t i = n - 1; i > 0; --i) std::swap((*order)[i], (*order)[rng->Below(i + 1)]);
 }
 
-// history: per example of `source`, its user history (null without a history feature).
+// history: the examples' user histories (null without a history feature).
 double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interactions& source,
-                const data::Bags* history, std::vector<int64_t>* order, int64_t batch,
+                const data::ExampleHistories* history, std::vector<int64_t>* order, int64_t batch,
                 Rng* shuffle_rng, Rng* dropout_rng, bool progress, EpochBuffers* buf,
                 const TaskTargets& tasks) {
   const int64_t n = static_cast<int64_t>(order->size());
@@ -437,7 +438,7 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
     for (int64_t i = 0; i < m; ++i) {
       buf->users[i] = source.user_row[idx[i]];
       buf->items[i] = source.item_row[idx[i]];
-      buf->examples[i] = static_cast<int32_t>(idx[i]);
+      buf->examples[i] = static_cast<int32_t>(i);
       labels[i] = source.label[idx[i]];
     }
     for (size_t t = 0; t < tasks.target_index.size(); ++t) {
@@ -445,10 +446,12 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
       const std::vector<float>& column = source.targets.at(tasks.target_index[t]);
       for (int64_t i = 0; i < m; ++i) buf->targets[t][i] = column[idx[i]];
     }
+    if (history != nullptr) history->Gather(idx, buf->users.data(), m, &buf->history);
     const double loss = trainer->Step(
         data.user_features, buf->users.data(), data.item_features, buf->items.data(), labels, m,
         dropout_rng, buf->target_ptrs.empty() ? nullptr : &buf->target_ptrs,
-        model::HistoryRows{history, history != nullptr ? buf->examples.data() : nullptr});
+        history != nullptr ? model::HistoryRows{&buf->history, buf->examples.data()}
+                           : model::HistoryRows{});
     loss_sum += loss * static_cast<double>(m);
     if (pointwise) {
       std::copy(trainer->logits().data(), trainer->logits().data() + m, buf->logits.data() + begin);
@@ -751,11 +754,13 @@ void LoadCheckpoint(const std::string& path, model::TwoTowerModel& net, Trainer&
 namespace {
 
 struct HistoryTables {
-  bool enabled = false;
+  bool enabled = false, test = false;
   int length = 0;
-  data::Bags table_rows;  // the item id feature's bag of the items table
-  data::Bags train;       // per training example
-  data::EncodedTable val_users, test_users;
+  const data::Bags* table_rows = nullptr;  // the item id feature's bag of the items table
+  data::ExampleHistories train;            // per training example
+  // A copy of the users table with each user's history: train's for validation, then train and
+  // validation's for the test (AttachTestHistory).
+  data::EncodedTable users;
 };
 
 HistoryTables MakeHistories(const data::Dataset& data) {
@@ -764,14 +769,21 @@ HistoryTables MakeHistories(const data::Dataset& data) {
   if (!spec.enabled()) return h;
   h.enabled = true;
   h.length = spec.length;
-  h.table_rows = data.item_features.bags.at(data::HistoryTableBag(data.encoder.item));
-  h.train = data::ExampleHistory(data.train, h.table_rows, h.length);
-  const int64_t users = data.users.num_rows();
-  h.val_users = data.user_features;
-  h.val_users.history = data::UserHistory({&data.train}, users, h.table_rows, h.length);
-  h.test_users = data.user_features;
-  h.test_users.history = data::UserHistory({&data.train, &data.val}, users, h.table_rows, h.length);
+  h.table_rows = &data.item_features.bags.at(data::HistoryTableBag(data.encoder.item));
+  h.train = data::BuildExampleHistories(data.train, *h.table_rows, h.length);
+  h.users = data.user_features;
+  h.users.history =
+      data::UserHistory({&data.train}, data.users.num_rows(), *h.table_rows, h.length);
   return h;
+}
+
+// After the last epoch on train: the histories the test reads (train and validation).
+void AttachTestHistory(const data::Dataset& data, HistoryTables* h) {
+  if (!h->enabled || h->test) return;
+  h->test = true;
+  h->train = {};  // no longer needed
+  h->users.history =
+      data::UserHistory({&data.train, &data.val}, data.users.num_rows(), *h->table_rows, h->length);
 }
 
 }  // namespace
@@ -827,12 +839,9 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   // The user-history feature: each training example reads the user's positives before it; an
   // evaluation reads everything before the split it scores (validation: train; test: train and
   // validation), attached to a copy of the users table.
-  const HistoryTables histories = MakeHistories(data);
-  const data::Bags* train_history = histories.enabled ? &histories.train : nullptr;
-  const data::EncodedTable& val_users =
-      histories.enabled ? histories.val_users : data.user_features;
-  const data::EncodedTable& test_users =
-      histories.enabled ? histories.test_users : data.user_features;
+  HistoryTables histories = MakeHistories(data);
+  const data::ExampleHistories* train_history = histories.enabled ? &histories.train : nullptr;
+  const data::EncodedTable& users = histories.enabled ? histories.users : data.user_features;
   EpochBuffers buf;
   std::vector<Matrix> best_weights = net.Snapshot();
   SelectionState state;
@@ -887,7 +896,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     Matrix u, v;
     {
       ProgressBar val_bar("val", 2 + (data.val.size() + 65535) / 65536, options.progress);
-      net.EncodeUsers(val_users, &u);
+      net.EncodeUsers(users, &u);
       val_bar.Update(1);
       net.EncodeItems(data.item_features, &v);
       val_bar.Update(2);
@@ -998,9 +1007,10 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     refit_trainer.SetTasks(task_targets);
     std::vector<int64_t> refit_order =
         Examples(both, pointwise, positives_only, config.training.positives);
-    data::Bags both_history;
+    AttachTestHistory(data, &histories);
+    data::ExampleHistories both_history;
     if (histories.enabled) {
-      both_history = data::ExampleHistory(both, histories.table_rows, histories.length);
+      both_history = data::BuildExampleHistories(both, *histories.table_rows, histories.length);
     }
     for (int epoch = 1; epoch <= result.best_epoch; ++epoch) {
       const double loss = RunEpoch(
@@ -1023,7 +1033,8 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
   result.train_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   Matrix u, v;
-  final_model.EncodeUsers(test_users, &u);
+  AttachTestHistory(data, &histories);
+  final_model.EncodeUsers(users, &u);
   final_model.EncodeItems(data.item_features, &v);
   result.test = Evaluate(final_model, u, v, data.test);
   if (!pointwise) result.test.loss = result.test.accuracy = std::nan("");

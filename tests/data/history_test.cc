@@ -60,6 +60,24 @@ TEST(HistoryTest, ExampleHistoryHoldsOnlyEarlierPositives) {
   EXPECT_THAT(Bag(two, 5), ElementsAre(11, 14));
 }
 
+TEST(HistoryTest, GatherReadsAnyExamplesFromOneTimelinePerUser) {
+  const Interactions x =
+      Make({0, 0, 0, 0, 1, 0}, {1, 2, 3, 4, 0, 5}, {1, 1, 0, 1, 1, 1}, {30, 10, 20, 30, 5, 40});
+  const ExampleHistories h = BuildExampleHistories(x, TableRows(6), 2);
+  EXPECT_EQ(h.timelines.ids.size(), 5u);  // the positives once, not once per example
+  const std::vector<int64_t> examples = {5, 4, 0};
+  const std::vector<int32_t> users = {0, 1, 0};
+  Bags out;
+  h.Gather(examples.data(), users.data(), 3, &out);
+  ASSERT_EQ(out.rows(), 3);
+  EXPECT_THAT(Bag(out, 0), ElementsAre(11, 14));
+  EXPECT_THAT(Bag(out, 1), ElementsAre());
+  EXPECT_THAT(Bag(out, 2), ElementsAre(12));
+  const std::vector<int32_t> wrong = {1};
+  EXPECT_THAT([&] { h.Gather(examples.data(), wrong.data(), 1, &out); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("is not user row 1's")));
+}
+
 TEST(HistoryTest, WithoutTimestampsFileOrderIsTime) {
   const Interactions x = Make({0, 0, 0, 0}, {1, 2, 3, 4}, {1, 0, 1, 1});
   const Bags h = ExampleHistory(x, TableRows(5), 10);

@@ -399,6 +399,29 @@ TEST_F(ServerTest, HistoryByIdEqualsTheCliAndByFeaturesWithTheSameHistory) {
     EXPECT_EQ(by_features.body["items"][i]["item_id"], rows[i].first) << i;
     EXPECT_NEAR(by_features.body["items"][i]["score"].get<double>(), rows[i].second, 5e-5) << i;
   }
+  // Features naming the user's id, without a history: the user's loaded history.
+  Json with_own_id = features;
+  with_own_id["user_id"] = user;
+  const Answer own = Call(c, "POST", "/v1/recommend", Json{{"user", with_own_id}, {"k", 5}}.dump());
+  ASSERT_EQ(own.status, 200) << own.text;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(own.body["items"][i]["item_id"], rows[i].first) << i;
+  }
+  // exclude_seen drops a new user's request history from the answer.
+  const Json first_two = Json::array({rows[0].first, rows[1].first});
+  const Answer seen = Call(
+      c, "POST", "/v1/recommend",
+      Json{{"user", features}, {"history", first_two}, {"k", 5}, {"exclude_seen", true}}.dump());
+  ASSERT_EQ(seen.status, 200) << seen.text;
+  for (const Json& item : seen.body["items"]) {
+    EXPECT_NE(item["item_id"], rows[0].first);
+    EXPECT_NE(item["item_id"], rows[1].first);
+  }
+  // `recommend --train` without --exclude-seen names a history model's history file.
+  const auto other = RunCli({"recommend", "--model", model, "--user-id", user, "--k", "5",
+                             "--train", Shared().data + "/val/interactions.csv"},
+                            scratch_);
+  EXPECT_EQ(other.code, 0) << other.err;
   // Without the history the same features score otherwise.
   const Answer none = Call(
       c, "POST", "/v1/score",

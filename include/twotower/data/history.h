@@ -26,10 +26,27 @@ namespace twotower::data {
 // history is embedded with (schema.h's HistoryTableFeature); throws Error when there is none.
 int HistoryTableBag(const EntityEncoder& item);
 
-// Per example i of `data` (data.size() bags): the table rows of the last `length` positives of
-// the same user in `data` that come before example i. item_table_rows: the id feature's bag of the
-// encoded items table (exactly one table row per item row). Throws Error when an item's bag does
-// not hold exactly one row, or when length < 1.
+// The per-example histories of a training split, stored once per user: each user's positives as
+// table rows, oldest first (timelines, one bag per user row), and for each example the end of its
+// history in timelines.ids. Memory grows with the data, not with data x length.
+struct ExampleHistories {
+  Bags timelines;
+  std::vector<int64_t> end;  // per example: one past the last entry before it
+  int length = 0;
+
+  // The histories of examples[0..n) of the split (users[i]: example i's user row) into `out` as n
+  // bags, reusing its buffers (no allocation once they have grown). Throws Error for an example
+  // or user out of range.
+  void Gather(const int64_t* examples, const int32_t* users, int64_t n, Bags* out) const;
+};
+
+// Per example i of `data`: the table rows of the last `length` positives of the same user in
+// `data` that come before example i. item_table_rows: the id feature's bag of the encoded items
+// table (exactly one table row per item row). Throws Error when an item's bag does not hold
+// exactly one row, or when length < 1.
+ExampleHistories BuildExampleHistories(const Interactions& data, const Bags& item_table_rows,
+                                       int length);
+// The same gathered for every example (data.size() bags): for tests and small data.
 Bags ExampleHistory(const Interactions& data, const Bags& item_table_rows, int length);
 
 // Per user row (num_users bags): the table rows of the last `length` positives of the user in
