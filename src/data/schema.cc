@@ -87,7 +87,8 @@ void FeatureSchema::Validate(const std::string& where) const {
                   item.id_column + ", type: id} to features.item)");
     }
     const int dim = item.features[f].dim;
-    if (user.history.heads < 1 || dim % user.history.heads != 0) {
+    if (user.history.pooling == "attention" &&
+        (user.history.heads < 1 || dim % user.history.heads != 0)) {
       throw Error(w + ": heads " + std::to_string(user.history.heads) +
                   " must be at least 1 and divide the item id feature's dim (" +
                   std::to_string(dim) + ")");
@@ -111,31 +112,32 @@ nlohmann::json ToJson(const HistorySpec& h) {
 HistorySpec HistorySpecFromJson(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) throw Error(where + ": expected {length, pooling, heads}");
   HistorySpec h;
-  try {
-    for (const auto& [key, value] : j.items()) {
-      if (key == "length") {
-        h.length = value.get<int>();
-      } else if (key == "heads") {
-        h.heads = value.get<int>();
-      } else if (key == "pooling") {
-        h.pooling = value.get<std::string>();
-      } else {
-        throw Error(where + ": unknown key '" + key + "' (expected: length, pooling, heads)");
-      }
+  // Integers in range only: a float, a boolean or a value beyond int would otherwise be
+  // truncated or wrapped by the JSON library's conversion.
+  auto integer = [&](const std::string& key, const nlohmann::json& v, int64_t lo, int64_t hi) {
+    if (!v.is_number_integer() || v.get<int64_t>() < lo ||
+        (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(hi)
+                                : v.get<int64_t>() > hi)) {
+      throw Error(where + ": " + key + " " + v.dump() + " is not an integer in " +
+                  std::to_string(lo) + ".." + std::to_string(hi));
     }
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(where + ": malformed history: " + e.what());
-  }
-  if (h.length < 0 || h.length > 10000) {
-    throw Error(where + ": length " + std::to_string(h.length) +
-                " is out of range (expected 1..10000, or 0 for no history)");
+    return static_cast<int>(v.get<int64_t>());
+  };
+  for (const auto& [key, value] : j.items()) {
+    if (key == "length") {
+      h.length = integer(key, value, 0, 10000);
+    } else if (key == "heads") {
+      h.heads = integer(key, value, 1, 65536);
+    } else if (key == "pooling") {
+      if (!value.is_string()) throw Error(where + ": pooling " + value.dump() + " is not a string");
+      h.pooling = value.get<std::string>();
+    } else {
+      throw Error(where + ": unknown key '" + key + "' (expected: length, pooling, heads)");
+    }
   }
   if (h.pooling != "attention" && h.pooling != "mean") {
     throw Error(where + ": pooling " + Quote(h.pooling) +
                 " is unknown (expected: attention, mean)");
-  }
-  if (h.heads < 1 || h.heads > 65536) {
-    throw Error(where + ": heads " + std::to_string(h.heads) + " is out of range (expected 1..)");
   }
   return h;
 }

@@ -15,6 +15,18 @@ namespace twotower::model {
 
 namespace {
 
+// The history settings are stored twice (schema and encoder; the encoder's builds the tower):
+// a file whose copies disagree was edited or damaged.
+void CheckHistoryCopies(const std::string& path, const data::FeatureSchema& schema,
+                        const data::FeatureEncoder& encoder) {
+  const nlohmann::json a = data::ToJson(schema.user.history);
+  const nlohmann::json b = data::ToJson(encoder.user.schema().history);
+  if (a != b) {
+    throw Error(path + ": __metadata__: the schema's user history " + a.dump() +
+                " and the encoder's " + b.dump() + " disagree");
+  }
+}
+
 // The PyTorch shape of a tensor: 0-d scorer values, 1-d biases, [out, in] weights.
 std::vector<int64_t> TorchShape(const std::string& name, const Matrix& m) {
   if (name.rfind("scorer.", 0) == 0) return {};
@@ -130,6 +142,7 @@ LoadedModel LoadModel(const std::string& path) {
   loaded.encoder =
       data::FeatureEncoder::FromJson(parse("encoder"), path + ": __metadata__.encoder");
   loaded.schema = data::FeatureSchemaFromJson(parse("schema"), path + ": __metadata__.schema");
+  CheckHistoryCopies(path, loaded.schema, loaded.encoder);
   loaded.config = file.metadata.count("config") ? parse("config") : nlohmann::json::object();
   // Check the file's tensors against the shapes the metadata implies before allocating the
   // model: a corrupt or hostile config must not make us allocate terabytes. The names follow the
@@ -154,7 +167,7 @@ LoadedModel LoadModel(const std::string& path) {
     }
     if (spec.history.enabled()) {
       const data::HistorySpec& h = spec.history;
-      if (spec.history_dim % h.heads != 0) {
+      if (h.pooling == "attention" && spec.history_dim % h.heads != 0) {
         throw Error(path + ": __metadata__.encoder: history heads " + std::to_string(h.heads) +
                     " do not divide the item id feature's dim " + std::to_string(spec.history_dim));
       }
@@ -237,6 +250,7 @@ LoadedRanker LoadRanker(const std::string& path) {
   loaded.encoder =
       data::FeatureEncoder::FromJson(parse("encoder"), path + ": __metadata__.encoder");
   loaded.schema = data::FeatureSchemaFromJson(parse("schema"), path + ": __metadata__.schema");
+  CheckHistoryCopies(path, loaded.schema, loaded.encoder);
   loaded.config = file.metadata.count("config") ? parse("config") : nlohmann::json::object();
   // Shapes before allocation, as LoadModel does.
   std::vector<std::pair<std::string, std::vector<int64_t>>> expected;

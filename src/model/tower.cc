@@ -23,7 +23,8 @@ Tower::Tower(const TowerSpec& spec, Rng* init_rng) : spec_(spec) {
     history_ = nn::AttentionPooling(
         spec.history.pooling == "mean" ? nn::AttentionPooling::Mode::kMean
                                        : nn::AttentionPooling::Mode::kAttention,
-        spec.history_dim, spec.history.heads, spec.history.length, query);
+        spec.history_dim, spec.history.pooling == "mean" ? 1 : spec.history.heads,
+        spec.history.length, query);
   }
   input_dim_ = input;
   if (input <= 0) {

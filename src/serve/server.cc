@@ -450,18 +450,31 @@ std::shared_ptr<Loaded> LoadVariant(const VariantConfig& config, int64_t user_ca
 struct UserQuery {
   Matrix u;
   int32_t row = -1;                  // in the users table, or -1
+  int32_t named_row = -1;            // features naming a known user's id: its row (seen items)
   std::vector<std::string> history;  // the request's history (a new user), item ids
 };
 
+// Whether any variant's user tower reads a history (then a request's "history" is read by those
+// variants and ignored by the others, as A/B tests need; else it is refused).
+bool SomeVariantReadsHistory(const std::vector<std::shared_ptr<Loaded>>& all) {
+  for (const auto& v : all) {
+    if (v->bundle.model.encoder.user.schema().history.enabled()) return true;
+  }
+  return false;
+}
+
 // `history` (a request's "history", with "user" only): the new user's item ids, oldest first.
 UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* user,
-                     const Json* history, int max_list) {
+                     const Json* history, int max_list, bool some_variant_reads_history) {
   UserQuery q;
   Row row;
   const app::Bundle& b = v.bundle;
   const data::HistorySpec& spec = b.model.encoder.user.schema().history;
   if (history != nullptr && !spec.enabled()) {
-    Refuse(400, "history", "history: the model's user tower reads no history (features.history)");
+    if (!some_variant_reads_history) {
+      Refuse(400, "history", "history: the model's user tower reads no history (features.history)");
+    }
+    history = nullptr;  // another variant's model reads it
   }
   if (history != nullptr && user == nullptr) {
     Refuse(400, "history",
@@ -504,11 +517,12 @@ UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* us
   }
   // A user given by features: the request's history; else, for a user of the users table named
   // by its id column, the history loaded for it; else none.
+  int32_t known = -1;
+  for (const auto& [key, value] : row) {
+    if (key == b.model.schema.user.id_column) known = b.user_index.Find(value);
+  }
+  q.named_row = known;
   if (spec.enabled() && history == nullptr) {
-    int32_t known = -1;
-    for (const auto& [key, value] : row) {
-      if (key == b.model.schema.user.id_column) known = b.user_index.Find(value);
-    }
     x.history = data::Bags{{0, 0}, {}};
     if (known >= 0) {
       const data::Bags& h = b.user_features.history;
@@ -523,7 +537,9 @@ UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* us
       if (item < 0) {
         const std::string field = "history[" + std::to_string(i) + "]";
         Refuse(404, field,
-               field + ": unknown item " + Quote(q.history[i]) + " (not in the items table)");
+               field + ": unknown item " + Quote(q.history[i]) +
+                   " (not in the items table; an item added by PUT /v1/items has no trained "
+                   "embedding for a history to read)");
       }
       items.push_back(item);
     }
@@ -1085,17 +1101,19 @@ Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
   CheckDeadline("encoding the user");
   const UserQuery q =
       EncodeUser(v, user.id, user.features, body.contains("history") ? &body["history"] : nullptr,
-                 config.max_list);
+                 config.max_list, SomeVariantReadsHistory(all));
   std::shared_lock<std::shared_mutex> lock(v.mutex);
   index::SearchFilter filter;
-  if (exclude_seen && q.row >= 0) {
+  // The seen items of a user of the users table, by id or named by its features' id column.
+  const int32_t seen_row = q.row >= 0 ? q.row : q.named_row;
+  if (exclude_seen && seen_row >= 0) {
     if (!v.history_error.empty()) {
       Refuse(409, "exclude_seen",
              "exclude_seen: the model's history cannot be read: " + v.history_error);
     }
-    filter.exclude = v.seen[q.row];
+    filter.exclude = v.seen[seen_row];
   }
-  if (exclude_seen && q.row < 0) {  // a new user's seen items: its request history
+  if (exclude_seen) {  // a new user's seen items: its request history
     for (const std::string& id : q.history) {
       const int64_t label = v.index->Find(id);
       if (label >= 0) filter.exclude.push_back(label);
@@ -1145,7 +1163,7 @@ Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
   CheckDeadline("encoding the user");
   const UserQuery q =
       EncodeUser(v, user.id, user.features, body.contains("history") ? &body["history"] : nullptr,
-                 config.max_list);
+                 config.max_list, SomeVariantReadsHistory(all));
   std::shared_lock<std::shared_mutex> lock(v.mutex);
   Json scores = Json::array();
   std::vector<double> shown;

@@ -690,16 +690,16 @@ void ParseFeatures(const YAML::Node& node, Config* c, const std::string& file) {
         }
         if (k == "length" || k == "heads") {
           int64_t n;
-          if (!h.second.IsScalar() || !ParseInt64(v, &n) || n < 0 || n > (1 << 20)) {
+          if (!h.second.IsScalar() || !ParseInt64(v, &n)) {
             throw Error(Where(file, h.second) + ": 'features.history." + k +
-                        "': expected a non-negative integer, got " + Quote(v));
+                        "': expected an integer, got " + Quote(v));
           }
           j[k] = n;
         } else {
           j[k] = v;
         }
       }
-      history = data::HistorySpecFromJson(j, w + ": 'features.history'");
+      history = data::HistorySpecFromJson(j, Where(file, kv.second) + ": 'features.history'");
     } else if (key != "user" && key != "item") {
       throw Error(w + ": unknown key 'features." + key +
                   "' (expected: user_id, item_id, label, p_true, timestamp, history, user, item)");

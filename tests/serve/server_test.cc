@@ -340,7 +340,9 @@ TEST_F(ServerTest, HistoryByIdEqualsTheCliAndByFeaturesWithTheSameHistory) {
           "  user_id: user_id\n"
           "  item_id: movie_id\n"
           "  history: {length: 4, pooling: attention, heads: 2}\n"
-          "  user: [{column: age, type: numeric}, {column: gender, type: categorical}]\n"
+          "  user: [{column: age, type: numeric}, {column: gender, type: categorical},\n"
+          "         {column: favorite_genre, type: categorical},\n"
+          "         {column: activity_level, type: categorical}]\n"
           "  item: [{column: movie_id, type: id, dim: 8}, {column: genre, type: categorical}]\n"
           "model: {embedding_dim: 8, user_hidden_dims: [16], item_hidden_dims: [16], dropout: 0}\n"
           "training: {epochs: 2, batch_size: 64}\n");
@@ -375,7 +377,7 @@ TEST_F(ServerTest, HistoryByIdEqualsTheCliAndByFeaturesWithTheSameHistory) {
     const std::vector<std::string> f = Fields(line, ',');
     if (f[0] != user) continue;
     for (size_t k = 0; k < f.size(); ++k) {
-      if (header[k] == "age" || header[k] == "gender") features[header[k]] = f[k];
+      if (header[k] != "user_id") features[header[k]] = f[k];
     }
   }
   std::vector<std::string> liked;
@@ -437,6 +439,23 @@ TEST_F(ServerTest, HistoryByIdEqualsTheCliAndByFeaturesWithTheSameHistory) {
                               Json{{"user", features}, {"history", {"no-such-movie"}}}.dump());
   EXPECT_EQ(unknown.status, 404);
   EXPECT_EQ(unknown.body["field"], "history[0]");
+  // An A/B test of the history model against the lab model (same user columns, no history): a
+  // request's history is read by the variant whose model reads one and ignored by the other, so
+  // every user is answered.
+  ServeConfig ab = OneModel();
+  ab.variants = {{"lab", Shared().a, "", 1.0, "", 200}, {"history", model, "", 1.0, "", 200}};
+  Running both(ab);
+  auto cb = both.Client();
+  std::set<std::string> variants;
+  for (int i = 0; i < 20; ++i) {
+    Json lab_user = features;
+    lab_user["age"] = std::to_string(20 + i);
+    const Answer r = Call(cb, "POST", "/v1/recommend",
+                          Json{{"user", lab_user}, {"history", history}, {"k", 3}}.dump());
+    ASSERT_EQ(r.status, 200) << r.text;
+    variants.insert(r.body["variant"].get<std::string>());
+  }
+  EXPECT_EQ(variants.size(), 2u);
   Running plain(OneModel());
   auto p = plain.Client();
   const Answer no_history =

@@ -135,6 +135,16 @@ TEST(HistoryConfigTest, KeysAreReadValidatedAndWrittenBack) {
             "h.yaml");
       },
       ::testing::ThrowsMessage<Error>(HasSubstr("no `id` feature on its id column")));
+  // Mean pooling has no heads to divide the dim.
+  c.Set("features.history.pooling=mean", "test", false);
+  c.Validate("cfg");
+  c.Set("features.history.pooling=attention", "test", false);
+  // A model file's history values: integers in range only, never truncated or wrapped.
+  for (const char* bad : {R"({"length": 4294967346})", R"({"length": 50.7})", R"({"length": true})",
+                          R"({"heads": -4294967295})", R"({"length": "50"})"}) {
+    EXPECT_THROW(data::HistorySpecFromJson(nlohmann::json::parse(bad), "m"), Error) << bad;
+  }
+  EXPECT_EQ(data::HistorySpecFromJson(nlohmann::json::parse(R"({"length": 7})"), "m").length, 7);
   c.Set("features.history.heads=1", "test", false);
   c.Set("model.kind=ranker", "test", false);
   EXPECT_THAT([&] { c.Validate("cfg"); },
