@@ -118,9 +118,11 @@ TaskTargets TaskTargetsFor(const std::vector<model::TaskSpec>& tasks,
 }
 
 double TaskLosses(model::TwoTowerModel& model, const TaskTargets& targets, const TaskBatch& b,
-                  Matrix* du, Matrix* dv, std::vector<double>* losses) {
+                  Matrix* du, Matrix* dv, std::vector<double>* losses, TaskScratch* scratch) {
   const std::vector<model::TaskSpec>& tasks = model.config().tasks;
   losses->assign(tasks.size(), 0.0);
+  TaskScratch local;
+  TaskScratch& s = scratch != nullptr ? *scratch : local;
   const Matrix& u = *b.u;
   const Matrix& v = *b.v;
   const int64_t n = b.n;
@@ -135,7 +137,8 @@ double TaskLosses(model::TwoTowerModel& model, const TaskTargets& targets, const
       if (y == nullptr) throw Error("task '" + task.name + "': no regression targets given");
       // z_i = w . (u_i * v_i) + b; L = mean (z - y)^2; dz = 2 (z - y) / n.
       double loss = 0.0;
-      RowVector dw = RowVector::Zero(w.cols());
+      RowVector& dw = s.dw;
+      dw.setZero(w.cols());
       double dbias = 0.0;
       for (int64_t i = 0; i < n; ++i) {
         const double z =
@@ -159,9 +162,14 @@ double TaskLosses(model::TwoTowerModel& model, const TaskTargets& targets, const
       int64_t labelled = 0;
       for (int64_t i = 0; i < n; ++i) labelled += classes.at(b.item_rows[i]).empty() ? 0 : 1;
       if (labelled == 0) continue;
-      Matrix z = v.topRows(n) * w.transpose();
+      s.z.resize(tasks.size());
+      s.dz.resize(tasks.size());
+      Matrix& z = s.z[t];
+      z.resize(n, C);
+      z.noalias() = v.topRows(n) * w.transpose();
       z.rowwise() += head.bias().value.row(0);
-      Matrix dz = Matrix::Zero(n, C);
+      Matrix& dz = s.dz[t];
+      dz.setZero(n, C);
       double loss = 0.0;
       for (int64_t i = 0; i < n; ++i) {
         const std::vector<int32_t>& labels = classes[b.item_rows[i]];

@@ -304,13 +304,14 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
       throw Error("Trainer::Step: the model has tasks; call SetTasks with their targets first");
     }
     // The task heads read the same tower outputs; their gradients join the main loss's.
-    TaskBatch tb;
+    TaskBatch& tb = task_batch_;
     tb.u = batch.u;
     tb.v = batch.v;
     tb.item_rows = item_rows;
     tb.n = n;
-    if (task_targets != nullptr) tb.targets = *task_targets;
-    out_.loss += TaskLosses(*model_, tasks_, tb, &out_.du, &out_.dv, &task_losses_);
+    tb.targets.clear();
+    if (task_targets != nullptr) tb.targets.assign(task_targets->begin(), task_targets->end());
+    out_.loss += TaskLosses(*model_, tasks_, tb, &out_.du, &out_.dv, &task_losses_, &task_scratch_);
   }
   model_->BackwardTowers(&ctx_, out_.du, out_.dv);
   adam_.Step();

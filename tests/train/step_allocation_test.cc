@@ -12,6 +12,7 @@
 #include "twotower/model/two_tower.h"
 #include "twotower/nn/adam.h"
 #include "twotower/train/loss.h"
+#include "twotower/train/tasks.h"
 #include "twotower/train/trainer.h"
 
 static std::atomic<long> g_mallocs{0};
@@ -64,6 +65,61 @@ TEST(TrainingStepTest, AllocatesNothingAfterTheFirstStep) {
   ASSERT_GT(sizing, 0) << "the malloc counter is not interposed";
   EXPECT_EQ(SteadyStateMallocs(&trainer, users, items, rows, rows, y, &rng), 0)
       << "allocations in 5 steady-state training steps";
+  SetThreads(0);
+}
+
+TEST(TrainingStepTest, TaskHeadsAllocateNothingAfterTheFirstStep) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "malloc is AddressSanitizer's in this build; counted in normal builds";
+#endif
+  SetThreads(1);
+  // A regression head, a one-label and a multi-label item_class head on dense towers.
+  model::ModelConfig config;
+  config.embedding_dim = 16;
+  config.user_hidden_dims = config.item_hidden_dims = {24};
+  model::TaskSpec rating, genre, tags;
+  rating.name = rating.column = "rating";
+  rating.type = "regression";
+  genre.name = genre.column = "genre";
+  genre.type = "item_class";
+  genre.classes = {"a", "b", "c"};
+  tags.name = tags.column = "tags";
+  tags.type = "item_class";
+  tags.classes = {"x", "y"};
+  tags.delimiter = "|";
+  config.tasks = {rating, genre, tags};
+  Rng rng(9);
+  model::TwoTowerModel net(config, 6, 5, &rng);
+  train::Trainer trainer(&net, std::make_unique<train::BceLoss>(), {1e-3});
+  const int batch = 32;
+  train::TaskTargets targets;
+  targets.target_index = {0, -1, -1};
+  targets.item_classes.resize(3);
+  for (int i = 0; i < batch; ++i) {
+    targets.item_classes[1].push_back({i % 3});
+    targets.item_classes[2].push_back(i % 4 == 0 ? std::vector<int32_t>{}
+                                                 : std::vector<int32_t>{0, 1});
+  }
+  trainer.SetTasks(targets);
+  data::EncodedTable users, items;
+  users.dense = Matrix::Random(batch, 6);
+  items.dense = Matrix::Random(batch, 5);
+  std::vector<int32_t> rows(batch);
+  std::vector<float> y(batch), ratings(batch);
+  for (int i = 0; i < batch; ++i) {
+    rows[i] = i;
+    y[i] = static_cast<float>(i % 2);
+    ratings[i] = static_cast<float>(1 + i % 5);
+  }
+  const std::vector<const float*> task_targets = {ratings.data(), nullptr, nullptr};
+  const int64_t n = batch;
+  trainer.Step(users, rows.data(), items, rows.data(), y.data(), n, &rng, &task_targets);
+  const long before = g_mallocs.load();
+  for (int s = 0; s < 5; ++s) {
+    trainer.Step(users, rows.data(), items, rows.data(), y.data(), n, &rng, &task_targets);
+  }
+  EXPECT_EQ(g_mallocs.load() - before, 0) << "allocations in 5 steady-state steps with task heads";
+  EXPECT_EQ(trainer.task_losses().size(), 3u);
   SetThreads(0);
 }
 

@@ -53,11 +53,20 @@ struct TaskBatch {
   std::vector<const float*> targets;
 };
 
+// Working buffers of TaskLosses, kept by the caller between steps so that a step of the same
+// batch size allocates nothing (DESIGN.md, "Engine").
+struct TaskScratch {
+  RowVector dw;               // 1 x d: a regression head's weight gradient
+  std::vector<Matrix> z, dz;  // per task, n x C_t: an item_class head's logits, their gradient
+};
+
 // Adds, for every task of `model`, weight_t * d L_t / d u into du (n x d), into the first n
 // rows of dv, and into the head's parameter gradients; writes each L_t (unweighted) into
 // *losses and returns sum_t weight_t L_t. Throws Error for a missing regression target.
+// scratch: reused buffers (null: local ones).
 double TaskLosses(model::TwoTowerModel& model, const TaskTargets& targets, const TaskBatch& batch,
-                  Matrix* du, Matrix* dv, std::vector<double>* losses);
+                  Matrix* du, Matrix* dv, std::vector<double>* losses,
+                  TaskScratch* scratch = nullptr);
 
 // Each task's metric on a split, from every user's (u) and item's (v) embedding: regression the
 // RMSE over the split's pairs, item_class the accuracy over the split's distinct labelled items.

@@ -117,6 +117,8 @@ class Trainer {
   model::ModelContext ctx_;
   LossOutput out_;
   TaskTargets tasks_;
+  TaskBatch task_batch_;
+  TaskScratch task_scratch_;
   std::vector<double> task_losses_;
 };
 
