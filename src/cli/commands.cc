@@ -616,6 +616,7 @@ int RunRecommend(const RecommendArgs& a) {
 struct ServeArgs {
   std::string model, index, config, host, events, rerank;
   int port = -1, threads = -1, candidates = -1;
+  bool no_live_history = false;
 };
 
 int RunServe(const ServeArgs& a) {
@@ -641,6 +642,7 @@ int RunServe(const ServeArgs& a) {
   if (a.port >= 0) config.port = a.port;
   if (a.threads >= 0) config.threads = a.threads;
   if (!a.events.empty()) config.events = a.events;
+  if (a.no_live_history) config.live_history = false;
   config.Validate();
   // Signals go to one thread, which reloads (SIGHUP) or stops (SIGTERM, SIGINT): blocked here,
   // before any thread exists, so every thread inherits the mask.
@@ -1028,6 +1030,9 @@ int Main(int argc, char** argv) {
                    "request threads, one per open connection (0 = 4 per core, at least 8)")
       ->check(CLI::Range(0, 1024));
   serve_cmd->add_option("--events", sv.events, "feedback event log (default events.jsonl)");
+  serve_cmd->add_flag("--no-live-history", sv.no_live_history,
+                      "likes sent to /v1/feedback do not join the users' histories and seen "
+                      "items (serve.live_history: false)");
   serve_cmd->add_option("--rerank", sv.rerank,
                         "a ranker (model.kind: ranker) re-ordering what --model retrieves");
   serve_cmd->add_option("--candidates", sv.candidates,

@@ -92,7 +92,8 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
   const YAML::Node s = root["serve"];
   CheckKeys(path, s, "serve",
             {"host", "port", "threads", "max_k", "max_list", "max_body_bytes", "timeout_seconds",
-             "deadline_seconds", "user_cache_mb", "events", "experiment", "salt", "variants"});
+             "deadline_seconds", "user_cache_mb", "events", "live_history", "experiment", "salt",
+             "variants"});
   for (const auto& kv : s) {
     const std::string key = kv.first.as<std::string>();
     const YAML::Node& v = kv.second;
@@ -107,6 +108,7 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
     if (key == "deadline_seconds") c.deadline_seconds = Scalar<double>(path, v, name);
     if (key == "user_cache_mb") c.user_cache_mb = Scalar<int64_t>(path, v, name);
     if (key == "events") c.events = Scalar<std::string>(path, v, name);
+    if (key == "live_history") c.live_history = Scalar<bool>(path, v, name);
     if (key == "experiment") c.experiment = Scalar<std::string>(path, v, name);
     if (key == "salt") c.salt = Scalar<std::string>(path, v, name);
     if (key == "variants") {
@@ -340,7 +342,32 @@ struct Loaded {
   std::unordered_map<std::string, LiveItem> live_items;  // items put through PUT /v1/items
   std::unordered_set<int64_t> deleted;                   // labels removed through DELETE
   std::unique_ptr<app::Reranker> reranker;               // config.rerank's, or null
+  // Likes no older than the model file (ServeConfig::live_history), per users-table row, in the
+  // order they came: the items-table rows (history) and index labels (exclude_seen) of the items.
+  int64_t model_ms = 0;  // the model file's modification time, Unix milliseconds
+  struct LiveLikes {
+    std::vector<int32_t> item_rows;
+    std::vector<int64_t> labels;
+  };
+  mutable std::mutex likes_mutex;
+  std::unordered_map<int32_t, LiveLikes> likes;
 };
+
+// {"users": users with likes since the model, "history_items": the liked items their histories
+// gained} (ServeConfig::live_history).
+Json LiveLikeCounts(const Loaded& v) {
+  std::lock_guard<std::mutex> lock(v.likes_mutex);
+  int64_t n = 0;
+  for (const auto& [row, l] : v.likes) n += static_cast<int64_t>(l.item_rows.size());
+  return {{"users", v.likes.size()}, {"history_items", n}};
+}
+
+// The likes of users-table row `row` since the model (a copy: the map changes under requests).
+Loaded::LiveLikes LikesOf(const Loaded& v, int32_t row) {
+  std::lock_guard<std::mutex> lock(v.likes_mutex);
+  const auto it = v.likes.find(row);
+  return it == v.likes.end() ? Loaded::LiveLikes{} : it->second;
+}
 
 // Row r of a table as (column, value) pairs, into *row (cleared first).
 void TableRow(const data::Table& table, int64_t r, Row* row) {
@@ -433,6 +460,8 @@ std::shared_ptr<Loaded> LoadVariant(const VariantConfig& config, int64_t user_ca
     const auto system = std::chrono::time_point_cast<std::chrono::system_clock::duration>(
         mtime - decltype(mtime)::clock::now() + std::chrono::system_clock::now());
     v->created = Iso8601(std::chrono::system_clock::to_time_t(system));
+    v->model_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(system.time_since_epoch()).count();
   }
   const std::filesystem::path metrics =
       std::filesystem::path(config.model).parent_path() / "test_metrics.json";
@@ -502,12 +531,17 @@ UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* us
              "user_id " + Quote(user_id) +
                  " is not in the users table; send \"user\" with its features");
     }
-    if (v.user_embeddings.rows() > 0) {
-      q.u = v.user_embeddings.row(q.row);
-    } else {  // the row's features were encoded at load: the tower runs on them directly
-      b.model.model->EncodeUsers(b.user_features, &q.row, 1, &q.u);
+    if (!spec.enabled() || LikesOf(v, q.row).item_rows.empty()) {
+      if (v.user_embeddings.rows() > 0) {
+        q.u = v.user_embeddings.row(q.row);
+      } else {  // the row's features were encoded at load: the tower runs on them directly
+        b.model.model->EncodeUsers(b.user_features, &q.row, 1, &q.u);
+      }
+      return q;
     }
-    return q;
+    // Likes since the model change the history: the row's features are encoded again, below,
+    // with the loaded history and the likes after it.
+    TableRow(b.users, q.row, &row);
   }
   data::EncodedTable x;
   try {
@@ -521,13 +555,24 @@ UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* us
   for (const auto& [key, value] : row) {
     if (key == b.model.schema.user.id_column) known = b.user_index.Find(value);
   }
-  q.named_row = known;
+  if (q.row < 0) q.named_row = known;
   if (spec.enabled() && history == nullptr) {
     x.history = data::Bags{{0, 0}, {}};
     if (known >= 0) {
       const data::Bags& h = b.user_features.history;
-      x.history.ids.assign(h.ids.begin() + h.offsets[known], h.ids.begin() + h.offsets[known + 1]);
-      x.history.offsets[1] = static_cast<int64_t>(x.history.ids.size());
+      std::vector<int32_t>& ids = x.history.ids;
+      ids.assign(h.ids.begin() + h.offsets[known], h.ids.begin() + h.offsets[known + 1]);
+      const Loaded::LiveLikes likes = LikesOf(v, known);
+      if (!likes.item_rows.empty()) {  // after the loaded history, the last `length` in all
+        const data::Bags later = data::HistoryOfItems(
+            likes.item_rows, b.item_features.bags.at(data::HistoryTableBag(b.model.encoder.item)),
+            spec.length);
+        ids.insert(ids.end(), later.ids.begin(), later.ids.end());
+        if (static_cast<int>(ids.size()) > spec.length) {
+          ids.erase(ids.begin(), ids.end() - spec.length);
+        }
+      }
+      x.history.offsets[1] = static_cast<int64_t>(ids.size());
     }
   } else if (spec.enabled()) {
     std::vector<int32_t> items;
@@ -765,6 +810,10 @@ struct Server::Impl {
   std::mutex counts_mutex;
   std::map<std::string, Counts> counts;
   std::unique_ptr<EventLog> events;
+  // Every like logged or replayed (live_history): a reload applies them to the new variants.
+  // Held while a like is applied and while a reload swaps, so none is missed.
+  std::mutex likes_mutex;
+  std::vector<Event> likes;
   Metrics metrics;
   std::atomic<int64_t> reloads_ok{0}, reloads_failed{0};
   std::mutex reload_mutex;  // one reload at a time
@@ -788,6 +837,27 @@ struct Server::Impl {
     if (e.event == "impression") ++c.impressions;
     if (e.event == "click") ++c.clicks;
     if (e.event == "like") ++c.likes;
+  }
+
+  // Adds a like to variant v's live likes when it is no older than v's model and names a user of
+  // its users table and an item it knows (a live item only joins the seen items: it has no
+  // trained embedding for a history to read).
+  void ApplyLike(Loaded& v, const Event& e) {
+    if (e.ts_ms < v.model_ms) return;
+    const int32_t user = v.bundle.user_index.Find(e.user_id);
+    if (user < 0) return;
+    const int32_t item = v.bundle.item_index.Find(e.item_id);
+    int64_t label = -1;
+    {
+      std::shared_lock<std::shared_mutex> lock(v.mutex);
+      label = v.index->Find(e.item_id);
+    }
+    std::lock_guard<std::mutex> lock(v.likes_mutex);
+    Loaded::LiveLikes& l = v.likes[user];
+    if (item >= 0 && v.bundle.model.encoder.user.schema().history.enabled()) {
+      l.item_rows.push_back(item);
+    }
+    if (label >= 0) l.labels.push_back(label);
   }
 
   void Warm(const Loaded& v) {
@@ -868,7 +938,13 @@ Server::Server(ServeConfig config) : impl_(std::make_unique<Impl>()) {
     s.variants.push_back(LoadVariant(v, s.config.user_cache_mb));
     s.weights.push_back(v.weight);
   }
-  s.events = std::make_unique<EventLog>(s.config.events, [&s](const Event& e) { s.Count(e); });
+  s.events = std::make_unique<EventLog>(s.config.events, [&s](const Event& e) {
+    s.Count(e);
+    if (s.config.live_history && e.event == "like") s.likes.push_back(e);
+  });
+  for (const auto& v : s.variants) {
+    for (const Event& e : s.likes) s.ApplyLike(*v, e);
+  }
   for (const auto& v : s.variants) s.Warm(*v);
   s.ready = true;
   s.Routes();
@@ -949,6 +1025,10 @@ std::string Server::Impl::Reload() {
       fresh.push_back(LoadVariant(v, config.user_cache_mb));
     }
     for (const auto& v : fresh) Warm(*v);
+    std::lock_guard<std::mutex> hold(likes_mutex);
+    for (const auto& v : fresh) {
+      for (const Event& e : likes) ApplyLike(*v, e);
+    }
     std::lock_guard<std::mutex> lock(variants_mutex);
     variants.swap(fresh);
   } catch (const std::exception& e) {
@@ -1112,6 +1192,8 @@ Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
              "exclude_seen: the model's history cannot be read: " + v.history_error);
     }
     filter.exclude = v.seen[seen_row];
+    const Loaded::LiveLikes likes = LikesOf(v, seen_row);
+    filter.exclude.insert(filter.exclude.end(), likes.labels.begin(), likes.labels.end());
   }
   if (exclude_seen) {  // a new user's seen items: its request history
     for (const std::string& id : q.history) {
@@ -1355,6 +1437,11 @@ Server::Impl::Reply Server::Impl::Feedback(const httplib::Request& req) {
   }
   events->Append(e);
   Count(e);
+  if (config.live_history && e.event == "like") {
+    std::lock_guard<std::mutex> lock(likes_mutex);
+    likes.push_back(e);
+    for (const auto& v : Snapshot()) ApplyLike(*v, e);
+  }
   return Reply{202, {{"logged", true}, {"variant", e.variant}}, e.variant};
 }
 
@@ -1403,6 +1490,7 @@ Server::Impl::Reply Server::Impl::Models() {
                                        {"model_version", v->reranker->ranker.fingerprint},
                                        {"candidates", v->config.candidates}}
                                 : Json()},
+         {"live_likes", LiveLikeCounts(*v)},
          {"config", v->bundle.model.config},
          {"test_metrics", v->test_metrics}});
   }

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -327,33 +328,75 @@ TEST_F(ServerTest, RerankedVariantEqualsTheCli) {
 }
 
 // Every kind of bad input gets a 4xx naming the field, and the server keeps serving.
+// A model with an attention history over the last 4 likes, trained once by the real binary.
+const std::string& HistoryModel() {
+  static const std::string model = [] {
+    TempDir& dir = Shared().dir;
+    const std::string yaml = dir.Write(
+        "history.yaml",
+        "data: {dir: " + Shared().data +
+            "}\n"
+            "features:\n"
+            "  user_id: user_id\n"
+            "  item_id: movie_id\n"
+            "  history: {length: 4, pooling: attention, heads: 2}\n"
+            "  user: [{column: age, type: numeric}, {column: gender, type: categorical},\n"
+            "         {column: favorite_genre, type: categorical},\n"
+            "         {column: activity_level, type: categorical}]\n"
+            "  item: [{column: movie_id, type: id, dim: 8}, {column: genre, type: categorical}]\n"
+            "model: {embedding_dim: 8, user_hidden_dims: [16], item_hidden_dims: [16], dropout: "
+            "0}\n"
+            "training: {epochs: 2, batch_size: 64}\n");
+    const auto trained = RunCli(
+        {"train", "--config", yaml, "--threads", "1", "--quiet", "--output-dir", dir.File("hist")},
+        dir);
+    for (const std::string& line : Lines(trained.out)) {
+      if (line.rfind("run folder: ", 0) == 0) return line.substr(12) + "model_best.safetensors";
+    }
+    return std::string();
+  }();
+  return model;
+}
+
+// The features of a user of the generated users table, without its id, from the file.
+Json UserFeatures(const std::string& user) {
+  Json features;
+  const std::vector<std::string> lines = Lines(ReadBytes(Shared().data + "/users.csv"));
+  const std::vector<std::string> header = Fields(lines[0], ',');
+  for (const std::string& line : lines) {
+    const std::vector<std::string> f = Fields(line, ',');
+    if (f[0] != user) continue;
+    for (size_t k = 0; k < f.size(); ++k) {
+      if (header[k] != "user_id") features[header[k]] = f[k];
+    }
+  }
+  return features;
+}
+
+// The items `user` liked in the generated train and val files, in file order.
+std::vector<std::string> LikedInFiles(const std::string& user) {
+  std::vector<std::string> liked;
+  for (const char* split : {"/train/interactions.csv", "/val/interactions.csv"}) {
+    const std::vector<std::string> lines = Lines(ReadBytes(Shared().data + split));
+    const std::vector<std::string> h = Fields(lines[0], ',');
+    const auto col = [&](const char* name) {
+      return std::find(h.begin(), h.end(), name) - h.begin();
+    };
+    for (size_t l = 1; l < lines.size(); ++l) {
+      const std::vector<std::string> f = Fields(lines[l], ',');
+      if (f[col("user_id")] == user && f[col("liked")] == "1") liked.push_back(f[col("movie_id")]);
+    }
+  }
+  return liked;
+}
+
 // A model with a user history: by id the server reads the history from the train and val files
 // (as `recommend` does); a new user given by features reads the request's "history". The same
 // features and the same history (read here from the files: the user's liked movies, train then
 // val, in file order, the last 4) give the same answer as the user's id.
 TEST_F(ServerTest, HistoryByIdEqualsTheCliAndByFeaturesWithTheSameHistory) {
-  const std::string yaml = scratch_.Write(
-      "history.yaml",
-      "data: {dir: " + Shared().data +
-          "}\n"
-          "features:\n"
-          "  user_id: user_id\n"
-          "  item_id: movie_id\n"
-          "  history: {length: 4, pooling: attention, heads: 2}\n"
-          "  user: [{column: age, type: numeric}, {column: gender, type: categorical},\n"
-          "         {column: favorite_genre, type: categorical},\n"
-          "         {column: activity_level, type: categorical}]\n"
-          "  item: [{column: movie_id, type: id, dim: 8}, {column: genre, type: categorical}]\n"
-          "model: {embedding_dim: 8, user_hidden_dims: [16], item_hidden_dims: [16], dropout: 0}\n"
-          "training: {epochs: 2, batch_size: 64}\n");
-  const auto trained = RunCli({"train", "--config", yaml, "--threads", "1", "--quiet",
-                               "--output-dir", scratch_.File("hist")},
-                              scratch_);
-  ASSERT_EQ(trained.code, 0) << trained.err;
-  std::string model;
-  for (const std::string& line : Lines(trained.out)) {
-    if (line.rfind("run folder: ", 0) == 0) model = line.substr(12) + "model_best.safetensors";
-  }
+  const std::string model = HistoryModel();
+  ASSERT_FALSE(model.empty()) << "could not train the history model";
   ServeConfig config = OneModel();
   config.variants[0].model = model;
   Running s(config);
@@ -370,28 +413,8 @@ TEST_F(ServerTest, HistoryByIdEqualsTheCliAndByFeaturesWithTheSameHistory) {
     EXPECT_NEAR(by_id.body["items"][i]["score"].get<double>(), rows[i].second, 5e-5) << i;
   }
   // The user's features and history, from the files.
-  Json features;
-  const std::vector<std::string> header =
-      Fields(Lines(ReadBytes(Shared().data + "/users.csv"))[0], ',');
-  for (const std::string& line : Lines(ReadBytes(Shared().data + "/users.csv"))) {
-    const std::vector<std::string> f = Fields(line, ',');
-    if (f[0] != user) continue;
-    for (size_t k = 0; k < f.size(); ++k) {
-      if (header[k] != "user_id") features[header[k]] = f[k];
-    }
-  }
-  std::vector<std::string> liked;
-  for (const char* split : {"/train/interactions.csv", "/val/interactions.csv"}) {
-    const std::vector<std::string> lines = Lines(ReadBytes(Shared().data + split));
-    const std::vector<std::string> h = Fields(lines[0], ',');
-    const auto col = [&](const char* name) {
-      return std::find(h.begin(), h.end(), name) - h.begin();
-    };
-    for (size_t l = 1; l < lines.size(); ++l) {
-      const std::vector<std::string> f = Fields(lines[l], ',');
-      if (f[col("user_id")] == user && f[col("liked")] == "1") liked.push_back(f[col("movie_id")]);
-    }
-  }
+  const Json features = UserFeatures(user);
+  const std::vector<std::string> liked = LikedInFiles(user);
   ASSERT_GE(liked.size(), 4u);
   const Json history(std::vector<std::string>(liked.end() - 4, liked.end()));
   const Answer by_features = Call(c, "POST", "/v1/recommend",
@@ -463,6 +486,120 @@ TEST_F(ServerTest, HistoryByIdEqualsTheCliAndByFeaturesWithTheSameHistory) {
            Json{{"user", Json{{"age", "30"}}}, {"history", Json::array()}}.dump());
   EXPECT_EQ(no_history.status, 400);
   EXPECT_EQ(no_history.body["field"], "history");
+}
+
+// Likes sent to /v1/feedback join the user's history and seen items (live_history): by id the
+// user is then answered as a new user with its features and, as request history, the last 4 of
+// its liked movies in the files followed by the new likes; exclude_seen drops the new likes; a
+// restart replays them from the event log; a newer model file drops them at reload; with
+// live_history off they change nothing.
+TEST_F(ServerTest, LikesJoinTheHistoryAndSeenItems) {
+  const std::string trained = HistoryModel();
+  ASSERT_FALSE(trained.empty()) << "could not train the history model";
+  const std::string model = scratch_.File("model.safetensors");
+  std::filesystem::copy_file(trained, model);
+  ServeConfig config = OneModel();
+  config.variants[0].model = model;
+  const std::string user = BusiestUser(Shared().data);
+  const Json features = UserFeatures(user);
+  const std::vector<std::string> liked = LikedInFiles(user);
+  ASSERT_GE(liked.size(), 4u);
+  const Json by_id = {{"user_id", user}, {"k", 5}};
+  // The by-id answers before and after the likes, as (item, score).
+  std::vector<std::pair<std::string, double>> before, after;
+  const auto same_as = [](const Answer& a, const std::vector<std::pair<std::string, double>>& b) {
+    ASSERT_EQ(a.status, 200) << a.text;
+    ASSERT_EQ(a.body["items"].size(), b.size());
+    for (size_t i = 0; i < b.size(); ++i) {
+      EXPECT_EQ(a.body["items"][i]["item_id"], b[i].first) << i;
+      EXPECT_NEAR(a.body["items"][i]["score"].get<double>(), b[i].second, 1e-6) << i;
+    }
+  };
+  {
+    Running s(config);
+    auto c = s.Client();
+    const Answer first = Call(c, "POST", "/v1/recommend", by_id.dump());
+    ASSERT_EQ(first.status, 200) << first.text;
+    for (const Json& item : first.body["items"]) {
+      before.emplace_back(item["item_id"], item["score"].get<double>());
+    }
+    // The two top items, liked now; an impression and a like of an unknown item change nothing.
+    for (const std::string& item : {before[0].first, before[1].first}) {
+      const Answer fed = Call(c, "POST", "/v1/feedback",
+                              Json{{"user_id", user}, {"item_id", item}, {"event", "like"}}.dump());
+      ASSERT_EQ(fed.status, 202) << fed.text;
+    }
+    for (const Json& other :
+         {Json{{"user_id", user}, {"item_id", before[2].first}, {"event", "click"}},
+          Json{{"user_id", user}, {"item_id", "no-such"}, {"event", "like"}}}) {
+      ASSERT_EQ(Call(c, "POST", "/v1/feedback", other.dump()).status, 202);
+    }
+    std::vector<std::string> expected_history(liked.end() - 2, liked.end());
+    expected_history.push_back(before[0].first);
+    expected_history.push_back(before[1].first);
+    const Answer expected =
+        Call(c, "POST", "/v1/recommend",
+             Json{{"user", features}, {"history", expected_history}, {"k", 5}}.dump());
+    ASSERT_EQ(expected.status, 200) << expected.text;
+    const Answer now = Call(c, "POST", "/v1/recommend", by_id.dump());
+    ASSERT_EQ(now.status, 200) << now.text;
+    ASSERT_EQ(now.body["items"].size(), 5u);
+    for (size_t i = 0; i < 5; ++i) {
+      EXPECT_EQ(now.body["items"][i]["item_id"], expected.body["items"][i]["item_id"]) << i;
+      EXPECT_NEAR(now.body["items"][i]["score"].get<double>(),
+                  expected.body["items"][i]["score"].get<double>(), 1e-6)
+          << i;
+      after.emplace_back(now.body["items"][i]["item_id"],
+                         now.body["items"][i]["score"].get<double>());
+    }
+    const Answer scores = Call(c, "POST", "/v1/score",
+                               Json{{"user_id", user}, {"item_ids", {before[0].first}}}.dump());
+    ASSERT_EQ(scores.status, 200) << scores.text;
+    EXPECT_GT(std::abs(scores.body["scores"][0]["score"].get<double>() - before[0].second), 1e-5)
+        << "the likes did not change the user's embedding";
+    // Every item unless seen: the new likes are among them, then excluded.
+    const auto ids_of = [](const Answer& a) {
+      std::set<std::string> ids;
+      for (const Json& item : a.body["items"]) ids.insert(item["item_id"].get<std::string>());
+      return ids;
+    };
+    const Answer all = Call(c, "POST", "/v1/recommend", Json{{"user_id", user}, {"k", 100}}.dump());
+    const Answer unseen = Call(c, "POST", "/v1/recommend",
+                               Json{{"user_id", user}, {"k", 100}, {"exclude_seen", true}}.dump());
+    ASSERT_EQ(all.status, 200) << all.text;
+    ASSERT_EQ(unseen.status, 200) << unseen.text;
+    EXPECT_EQ(ids_of(all).count(before[0].first), 1u);
+    EXPECT_EQ(ids_of(unseen).count(before[0].first), 0u);
+    EXPECT_EQ(ids_of(unseen).count(before[1].first), 0u);
+    EXPECT_EQ(ids_of(unseen).count(before[2].first), ids_of(all).count(before[2].first))
+        << "a click is not a like";
+    const Answer models = Call(c, "GET", "/v1/models");
+    EXPECT_EQ(models.body["models"][0]["live_likes"]["users"], 1);
+    EXPECT_EQ(models.body["models"][0]["live_likes"]["history_items"], 2);
+  }
+  // A restart replays the likes from the event log.
+  {
+    Running s(config);
+    auto c = s.Client();
+    same_as(Call(c, "POST", "/v1/recommend", by_id.dump()), after);
+    // A newer model file (retrained on data holding the likes) drops them at reload.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::filesystem::copy_file(trained, model, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::last_write_time(model, std::filesystem::file_time_type::clock::now());
+    ASSERT_EQ(Call(c, "POST", "/v1/admin/reload", "{}").status, 200);
+    same_as(Call(c, "POST", "/v1/recommend", by_id.dump()), before);
+  }
+  // With live_history off, likes change nothing.
+  ServeConfig off = config;
+  off.events = scratch_.File("events-off.jsonl");
+  off.live_history = false;
+  Running s(off);
+  auto c = s.Client();
+  ASSERT_EQ(Call(c, "POST", "/v1/feedback",
+                 Json{{"user_id", user}, {"item_id", before[0].first}, {"event", "like"}}.dump())
+                .status,
+            202);
+  same_as(Call(c, "POST", "/v1/recommend", by_id.dump()), before);
 }
 
 TEST_F(ServerTest, BadInputIsA4xxNamingTheField) {

@@ -8,6 +8,7 @@
 //   POST /v1/similar     {"item_id": "50", "k": 10, "variant": name?}
 //   PUT  /v1/items       {"items": [{column: value}]}     DELETE /v1/items/{id}
 //   POST /v1/feedback    {"user_id", "item_id", "event": impression|click|like, "variant"?}
+//                        (a like joins the user's history and seen items: live_history)
 //   GET  /v1/experiments/{name}   GET /v1/models   POST /v1/admin/reload (and SIGHUP)
 //   GET  /healthz  /readyz  /metrics (Prometheus text)  /openapi.json
 //
@@ -64,8 +65,14 @@ struct ServeConfig {
   // (users x dim x 4 bytes), so a request by user_id runs no tower; 0: always run the tower.
   int64_t user_cache_mb = 256;
   std::string events = "events.jsonl";  // feedback event log (events.h)
-  std::string experiment = "default";   // the experiment's name (GET /v1/experiments/{name})
-  std::string salt = "twotower";        // hashed with the user id for assignment
+  // Likes (POST /v1/feedback, and those replayed from the log) no older than a variant's model
+  // file join the user's history (a model with features.history: its last `length` liked items,
+  // oldest first) and its exclude_seen items, for users of the users table; a new model file
+  // drops them at the next reload, as its training data should hold them. false: the model's
+  // train and val files only.
+  bool live_history = true;
+  std::string experiment = "default";  // the experiment's name (GET /v1/experiments/{name})
+  std::string salt = "twotower";       // hashed with the user id for assignment
   std::vector<VariantConfig> variants;
 
   // Reads the `serve:` section of a YAML file (keys as the fields above; `variants:` a list of
