@@ -1117,8 +1117,12 @@ void Server::Impl::Routes() {
     const std::string message =
         res.status == 413
             ? "request body too large: at most " + std::to_string(config.max_body_bytes) +
-                  " bytes, and 8 KiB for application/x-www-form-urlencoded bodies "
-                  "(curl -d's default): send Content-Type: application/json"
+                  " bytes (max_body_bytes)" +
+                  (req.get_header_value("Content-Type")
+                               .rfind("application/x-www-form-urlencoded", 0) == 0
+                       ? std::string(", and 8 KiB for an application/x-www-form-urlencoded body "
+                                     "(curl -d's default): send Content-Type: application/json")
+                       : std::string())
         : res.status == 404 ? "no route " + req.method + " " + req.path
                             : "HTTP " + std::to_string(res.status);
     res.set_content(Json{{"error", message}, {"field", ""}}.dump(-1, ' ', false,

@@ -654,7 +654,16 @@ TEST_F(ServerTest, BadInputIsA4xxNamingTheField) {
     EXPECT_EQ(a.body.value("field", std::string("?")), k.field) << a.text;
     EXPECT_FALSE(a.body.value("error", std::string()).empty()) << a.text;
   }
-  EXPECT_EQ(Call(c, "POST", "/v1/recommend", std::string(5000, ' ')).status, 413);
+  const Answer large = Call(c, "POST", "/v1/recommend", std::string(5000, ' '));
+  EXPECT_EQ(large.status, 413);
+  EXPECT_THAT(large.body.value("error", std::string()), HasSubstr("max_body_bytes"));
+  EXPECT_THAT(large.body.value("error", std::string()), ::testing::Not(HasSubstr("curl -d")))
+      << "a JSON body is not told to send JSON";
+  const auto form =
+      c.Post("/v1/recommend", std::string(9000, 'a'), "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  EXPECT_EQ(form->status, 413);
+  EXPECT_THAT(form->body, HasSubstr("send Content-Type: application/json"));
   // Found by a helper trying to break the server: these were 500s, or bypassed the body limit.
   EXPECT_EQ(Call(c, "POST", "/v1/recommend", R"({"user_id": "1", "k": 1e400})").status, 400);
   const Answer bad_utf8 = Call(c, "POST", "/v1/recommend", "{\"user_id\": \"\xff\xfe\"}");
