@@ -99,12 +99,6 @@ std::vector<std::string> ReadIdsFile(const std::string& ids_path, const Matrix& 
 
 std::string MetaPath(const std::string& out_path) { return out_path + ".meta.json"; }
 
-namespace {
-
-double Sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
-
-}  // namespace
-
 data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag) {
   try {
     return data::ReadTable(path);
@@ -749,10 +743,32 @@ std::vector<Recommendation> Rerank(const Reranker& r, int32_t user_row,
   return out;
 }
 
+void EncodeKnownUsers(const Bundle& b, int64_t first, int64_t n, Matrix* out) {
+  const int64_t total = b.users.num_rows();
+  if (first < 0 || n < 0 || first + n > total) {
+    throw Error(ErrorCode::kInternal, "EncodeKnownUsers: rows [" + std::to_string(first) + ", " +
+                                          std::to_string(first + n) + ") out of range (" +
+                                          std::to_string(total) + " users)");
+  }
+  out->resize(n, b.model.model->embedding_dim());
+  std::vector<int32_t> rows;
+  Matrix block;
+  // Whole blocks through the tower: a GEMM's rounding can depend on how many rows it multiplies
+  // (Eigen picks other kernels for one row), so each user is always computed in the same block.
+  for (int64_t bf = first / kUserBlock * kUserBlock; bf < first + n; bf += kUserBlock) {
+    const int64_t m = std::min(kUserBlock, total - bf);
+    rows.resize(static_cast<size_t>(m));
+    std::iota(rows.begin(), rows.end(), static_cast<int32_t>(bf));
+    b.model.model->EncodeUsers(b.user_features, rows.data(), m, &block);
+    const int64_t lo = std::max(first, bf), hi = std::min(first + n, bf + m);
+    out->middleRows(lo - first, hi - lo) = block.middleRows(lo - bf, hi - lo);
+  }
+}
+
 BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int k,
                               const std::vector<std::vector<int64_t>>* seen,
-                              const std::string& out_path, bool progress,
-                              const Reranker* reranker) {
+                              const std::string& out_path, bool progress, const Reranker* reranker,
+                              const Matrix* user_embeddings) {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<std::string>& user_ids = b.user_index.ids;
   const int64_t n = b.users.num_rows();
@@ -798,8 +814,13 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
   std::vector<double> shown(static_cast<size_t>(kChunk * w));
   std::vector<index::SearchFilter> filters;
   std::vector<std::string> lines(kChunk);
-  std::vector<int32_t> rows(kChunk);
-  Matrix u;
+  if (user_embeddings != nullptr && user_embeddings->rows() != n) {
+    throw Error(ErrorCode::kInternal, "RecommendAllUsers: user_embeddings has " +
+                                          std::to_string(user_embeddings->rows()) + " rows, " +
+                                          std::to_string(n) + " users");
+  }
+  Matrix u, block;
+  int64_t block_first = -1;
   BatchResult result;
   ProgressBar bar("recommend", n, progress);
   for (int64_t first = 0; first < n; first += kChunk) {
@@ -808,9 +829,24 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
       filters.assign(static_cast<size_t>(c), {});
       for (int64_t i = 0; i < c; ++i) filters[i].exclude = (*seen)[first + i];
     }
-    // Users through the tower a chunk at a time: memory does not grow with the user count.
-    for (int64_t i = 0; i < c; ++i) rows[i] = static_cast<int32_t>(first + i);
-    b.model.model->EncodeUsers(b.user_features, rows.data(), c, &u);
+    // Users through the tower a block at a time (EncodeKnownUsers' blocks, so that each user's
+    // embedding is the one every other path computes): memory does not grow with the user count.
+    if (user_embeddings != nullptr) {
+      u = user_embeddings->middleRows(first, c);
+    } else {
+      u.resize(c, b.model.model->embedding_dim());
+      for (int64_t i = 0; i < c;) {
+        const int64_t r = first + i;
+        const int64_t bf = r / kUserBlock * kUserBlock;
+        if (bf != block_first) {
+          EncodeKnownUsers(b, bf, std::min(kUserBlock, n - bf), &block);
+          block_first = bf;
+        }
+        const int64_t m = std::min(c - i, bf + block.rows() - r);
+        u.middleRows(i, m) = block.middleRows(r - bf, m);
+        i += m;
+      }
+    }
     idx.Search(u.data(), c, w, seen != nullptr ? filters.data() : nullptr, ids.data(),
                scores.data());
     if (reranker == nullptr) {

@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "twotower/app/app.h"
+#include "twotower/app/recommender.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/hash.h"
@@ -343,7 +344,7 @@ int ResumeTrain(const TrainArgs& a) {
 
 struct EvaluateArgs {
   std::string model, interactions, users, items, rerank;
-  int candidates = -1;  // -1 = not given (200)
+  int candidates = -1;  // -1 = not given (app::kDefaultCandidates)
   std::vector<std::string> exclude;
 };
 
@@ -359,8 +360,8 @@ int RunEvaluate(const EvaluateArgs& a) {
   const app::Bundle b = app::LoadBundle(a.model, overrides);
   std::unique_ptr<app::Reranker> reranker;
   if (!a.rerank.empty()) {
-    reranker = std::make_unique<app::Reranker>(
-        app::LoadReranker(a.rerank, b, nullptr, a.candidates == -1 ? 200 : a.candidates));
+    reranker = std::make_unique<app::Reranker>(app::LoadReranker(
+        a.rerank, b, nullptr, a.candidates == -1 ? app::kDefaultCandidates : a.candidates));
   }
   const app::EvaluationReport r =
       app::EvaluateInteractions(b, a.interactions, a.exclude, reranker.get());
@@ -472,7 +473,7 @@ int RunIndexAdd(const IndexAddArgs& a) {
 struct RecommendArgs {
   std::string model, user_id, embeddings, index, users, items, train, val, out;
   std::string rerank;   // a ranker re-ordering the retrieved candidates
-  int candidates = -1;  // how many it re-orders; -1 = not given (200)
+  int candidates = -1;  // how many it re-orders; -1 = not given (app::kDefaultCandidates)
   int k = 10;
   bool exclude_seen = false;
   bool all_users = false;
@@ -496,16 +497,27 @@ int RunRecommend(const RecommendArgs& a) {
         "recommend: --candidates is how many retrieved items --rerank re-orders; add "
         "--rerank RANKER or leave it out");
   }
-  const int candidates = a.candidates == -1 ? 200 : a.candidates;
+  const int candidates = a.candidates == -1 ? app::kDefaultCandidates : a.candidates;
   if (!a.rerank.empty() && candidates < a.k) {
     throw Error("recommend: --candidates " + std::to_string(candidates) +
                 (a.candidates == -1 ? " (the default)" : "") + " is fewer than --k " +
                 std::to_string(a.k) + " (the ranker re-orders the candidates and keeps the top k)");
   }
-  const app::DataOverrides overrides{a.users, a.items, a.train, a.val};
-  const app::Bundle b = app::LoadBundle(a.model, overrides);
-  if (!a.exclude_seen && (!a.train.empty() || !a.val.empty()) &&
-      !b.model.encoder.user.schema().history.enabled()) {
+  app::RecommenderOptions options;
+  options.model = a.model;
+  options.index = a.index;
+  options.embeddings = a.embeddings;
+  options.data = {a.users, a.items, a.train, a.val};
+  options.allow_other_model = a.allow_other_model;
+  options.rerank = a.rerank;
+  options.candidates = candidates;
+  // --exclude-seen needs the history files; without it they are not read for seen items.
+  options.require_history = a.exclude_seen;
+  // One user: its embedding computed in its block of users, as --all-users and serve compute it.
+  if (!a.all_users) options.user_cache_mb = 0;
+  const std::unique_ptr<app::Recommender> rec = app::Recommender::Open(options);
+  const app::Bundle& b = rec->bundle();
+  if (!a.exclude_seen && (!a.train.empty() || !a.val.empty()) && !rec->reads_history()) {
     throw Error(
         "recommend: --train and --val name the history --exclude-seen drops (and a user-history "
         "model reads); this model has no history feature: add --exclude-seen or leave them out");
@@ -514,28 +526,17 @@ int RunRecommend(const RecommendArgs& a) {
   if (!a.all_users) {
     user_row = b.user_index.Find(a.user_id);
     if (user_row < 0) {
-      throw Error("--user-id: " + Quote(a.user_id) + " is not in " + b.paths.users);
+      throw Error(ErrorCode::kNotFound,
+                  "--user-id: " + Quote(a.user_id) + " is not in " + b.paths.users, "--user-id");
     }
   }
-  const std::unique_ptr<index::ItemIndex> idx =
-      app::OpenItemIndex(b, a.index, a.embeddings, a.allow_other_model);
-  // The items rated in train and validation: the history the test evaluation excludes.
-  std::vector<std::vector<int64_t>> seen;
-  if (a.exclude_seen) seen = app::SeenLabels(b, *idx, app::HistoryFiles(b, overrides));
-  std::unique_ptr<app::Reranker> reranker;
-  if (!a.rerank.empty()) {
-    reranker =
-        std::make_unique<app::Reranker>(app::LoadReranker(a.rerank, b, idx.get(), candidates));
-  }
-
   if (a.all_users) {
-    const app::BatchResult r = app::RecommendAllUsers(
-        b, *idx, a.k, a.exclude_seen ? &seen : nullptr, a.out, !a.quiet, reranker.get());
+    const app::BatchResult r = rec->RecommendAll(a.k, a.exclude_seen, a.out, !a.quiet);
     std::cout << "wrote " << a.out << ": " << r.users << " users, top " << a.k << " (" << r.rows
-              << " rows) from " << idx->spec() << " over " << idx->size() << " items";
+              << " rows) from " << rec->index_spec() << " over " << rec->num_items() << " items";
     if (a.exclude_seen) std::cout << ", seen in train and val excluded";
-    if (reranker) {
-      std::cout << ", re-ranked by " << a.rerank << " from the top " << reranker->candidates;
+    if (rec->reranks()) {
+      std::cout << ", re-ranked by " << a.rerank << " from the top " << candidates;
     }
     std::cout << "; provenance in " << app::MetaPath(a.out);
     std::cout << "; " << Fixed(r.seconds, 2) << "s, "
@@ -543,22 +544,23 @@ int RunRecommend(const RecommendArgs& a) {
     return 0;
   }
 
-  std::vector<app::Recommendation> recs =
-      app::RecommendForUser(b, *idx, user_row, reranker ? std::max(a.k, candidates) : a.k,
-                            a.exclude_seen ? &seen[user_row] : nullptr);
-  const size_t retrieved = recs.size();
-  if (reranker) recs = app::Rerank(*reranker, user_row, recs, a.k);
+  app::RecommendRequest request;
+  request.user.id = a.user_id;
+  request.k = a.k;
+  request.exclude_seen = a.exclude_seen;
+  const app::Recommendations recs = rec->Recommend(request);
+  const std::vector<app::ScoredItem>& items = recs.items;
   const data::FeatureSchema& schema = b.model.schema;
-  std::cout << "top " << recs.size() << " for user " << a.user_id;
+  std::cout << "top " << items.size() << " for user " << a.user_id;
   for (const auto& f : schema.user.features) {
     if (f.column == schema.user.id_column) continue;
     std::cout << "  " << f.column << "=" << b.users.Column(f.column)[user_row];
   }
   if (a.exclude_seen) {
-    std::cout << "  (" << seen[user_row].size() << " seen in train and val excluded)";
+    std::cout << "  (" << recs.seen_excluded << " seen in train and val excluded)";
   }
-  if (reranker) {
-    std::cout << "  (re-ranked by " << a.rerank << " from the top " << retrieved
+  if (recs.reranked) {
+    std::cout << "  (re-ranked by " << a.rerank << " from the top " << recs.retrieved
               << " retrieved; score: the ranker's probability)";
   }
   std::cout << "\n";
@@ -581,13 +583,12 @@ int RunRecommend(const RecommendArgs& a) {
     }));
   };
   auto cell = [&](const std::string& c, size_t r) -> std::string {
-    const int32_t item_row = b.item_index.Find(idx->ids()[recs[r].label]);
-    return item_row >= 0 ? b.items.Column(c)[item_row] : "?";
+    return items[r].item_row >= 0 ? b.items.Column(c)[items[r].item_row] : "?";
   };
   std::vector<int> widths;
   for (const std::string& c : shown) {
     int w = std::max(10, width(c));
-    for (size_t r = 0; r < recs.size(); ++r) w = std::max(w, width(cell(c, r)));
+    for (size_t r = 0; r < items.size(); ++r) w = std::max(w, width(cell(c, r)));
     widths.push_back(w);
   }
   auto padded = [&](const std::string& text, int w) {
@@ -597,11 +598,8 @@ int RunRecommend(const RecommendArgs& a) {
   for (size_t i = 0; i < shown.size(); ++i)
     std::printf("  %s", padded(shown[i], widths[i]).c_str());
   std::printf("\n");
-  for (size_t r = 0; r < recs.size(); ++r) {
-    const std::string& id = idx->ids()[recs[r].label];
-    const double score = reranker ? 1.0 / (1.0 + std::exp(-static_cast<double>(recs[r].score)))
-                                  : app::DisplayScore(b, recs[r].score);
-    std::printf("%4zu  %-10s  %7.4f", r + 1, id.c_str(), score);
+  for (size_t r = 0; r < items.size(); ++r) {
+    std::printf("%4zu  %-10s  %7.4f", r + 1, items[r].id.c_str(), items[r].score);
     for (size_t i = 0; i < shown.size(); ++i) {
       std::printf("  %s", padded(cell(shown[i], r), widths[i]).c_str());
     }
@@ -635,8 +633,8 @@ int RunServe(const ServeArgs& a) {
           "serve: --candidates is how many retrieved items --rerank re-orders; add "
           "--rerank RANKER or leave it out");
     }
-    config.variants.push_back(
-        {"default", a.model, a.index, 1.0, a.rerank, a.candidates == -1 ? 200 : a.candidates});
+    config.variants.push_back({"default", a.model, a.index, 1.0, a.rerank,
+                               a.candidates == -1 ? app::kDefaultCandidates : a.candidates});
   }
   if (!a.host.empty()) config.host = a.host;
   if (a.port >= 0) config.port = a.port;
@@ -913,8 +911,10 @@ int Main(int argc, char** argv) {
                        "retrieval re-ordered by the ranker, as recommend --rerank");
   evaluate
       ->add_option("--candidates", ev.candidates,
-                   "with --rerank: items retrieved per user (default 200; the catalogue "
-                   "size or more: the ranker scores every item)")
+                   "with --rerank: items retrieved per user (default " +
+                       std::to_string(app::kDefaultCandidates) +
+                       "; the catalogue "
+                       "size or more: the ranker scores every item)")
       ->check(CLI::Range(1, 1000000000));
   evaluate->add_option("--threads", threads, "threads (0 = all cores)");
 
@@ -958,7 +958,8 @@ int Main(int argc, char** argv) {
                         "a ranker (model.kind: ranker) that re-orders the retrieved candidates");
   recommend
       ->add_option("--candidates", rec.candidates,
-                   "with --rerank: how many items to retrieve for the ranker (default 200)")
+                   "with --rerank: how many items to retrieve for the ranker (default " +
+                       std::to_string(app::kDefaultCandidates) + ")")
       ->check(CLI::Range(1, 1000000));
   recommend->add_flag("--quiet", rec.quiet, "no progress bar");
   recommend->add_option("--threads", threads, "threads (0 = all cores)");
@@ -1036,7 +1037,8 @@ int Main(int argc, char** argv) {
   serve_cmd->add_option("--rerank", sv.rerank,
                         "a ranker (model.kind: ranker) re-ordering what --model retrieves");
   serve_cmd->add_option("--candidates", sv.candidates,
-                        "with --rerank: items retrieved per request (default 200)");
+                        "with --rerank: items retrieved per request (default " +
+                            std::to_string(app::kDefaultCandidates) + ")");
 
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;

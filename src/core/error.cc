@@ -4,6 +4,26 @@
 
 namespace twotower {
 
+const char* ErrorCodeName(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+      return "invalid_argument";
+    case ErrorCode::kNotFound:
+      return "not_found";
+    case ErrorCode::kCorruptData:
+      return "corrupt_data";
+    case ErrorCode::kIo:
+      return "io";
+    case ErrorCode::kConflict:
+      return "conflict";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
+    case ErrorCode::kInternal:
+      return "internal";
+  }
+  return "internal";
+}
+
 std::string Quote(const std::string& value) {
   constexpr size_t kMaxShown = 60;
   std::string out = "\"";

@@ -21,10 +21,12 @@ std::string ReadFile(const std::string& path) {
     throw Error(path + ": is a directory, expected a file");
   }
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open: " + std::strerror(errno));
+  if (!in)
+    throw Error(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+                path + ": cannot open: " + std::strerror(errno));
   std::ostringstream ss;
   ss << in.rdbuf();
-  if (in.bad()) throw Error(path + ": read failed");
+  if (in.bad()) throw Error(ErrorCode::kIo, path + ": read failed");
   return ss.str();
 }
 
@@ -32,7 +34,7 @@ void MakeDirectories(const std::string& path) {
   if (path.empty()) return;
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
-  if (ec) throw Error(path + ": cannot create directory: " + ec.message());
+  if (ec) throw Error(ErrorCode::kIo, path + ": cannot create directory: " + ec.message());
 }
 
 void WriteFileAtomically(const std::string& path, std::string_view content) {
@@ -66,7 +68,7 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   // mkstemp gives every writer its own temporary file, even two in one process.
   std::string pattern = path_ + ".tmp.XXXXXX";
   const int fd = ::mkstemp(pattern.data());
-  if (fd < 0) throw Error(path_ + ": cannot write: " + std::strerror(errno));
+  if (fd < 0) throw Error(ErrorCode::kIo, path_ + ": cannot write: " + std::strerror(errno));
   // A replaced file keeps its permission bits (a private 0600 output stays private); a new one
   // gets 0644. (umask is not consulted: reading it means setting it, which races with other
   // threads creating files.)
@@ -79,7 +81,7 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
     const std::string reason = std::strerror(errno);
     ::close(fd);
     std::remove(temp_path_.c_str());
-    throw Error(path_ + ": cannot write: " + reason);
+    throw Error(ErrorCode::kIo, path_ + ": cannot write: " + reason);
   }
 }
 
@@ -95,8 +97,8 @@ void AtomicFile::Write(std::string_view bytes) { Write(bytes.data(), bytes.size(
 void AtomicFile::Write(const void* data, size_t size) {
   if (file_ == nullptr) throw Error(path_ + ": write after commit");
   if (size > 0 && std::fwrite(data, 1, size, file_) != size) {
-    throw Error(path_ + ": write failed: " + std::strerror(errno) +
-                " (the previous file, if any, is unchanged)");
+    throw Error(ErrorCode::kIo, path_ + ": write failed: " + std::strerror(errno) +
+                                    " (the previous file, if any, is unchanged)");
   }
 }
 
@@ -111,14 +113,14 @@ void AtomicFile::Commit() {
   file_ = nullptr;
   if (failure != 0) {
     std::remove(temp_path_.c_str());
-    throw Error(path_ + ": write failed: " + std::strerror(failure) +
-                " (the previous file, if any, is unchanged)");
+    throw Error(ErrorCode::kIo, path_ + ": write failed: " + std::strerror(failure) +
+                                    " (the previous file, if any, is unchanged)");
   }
   FailPoint("files.before_rename");  // tests: a crash with the new bytes not yet in place
   if (std::rename(temp_path_.c_str(), path_.c_str()) != 0) {
     const std::string reason = std::strerror(errno);
     std::remove(temp_path_.c_str());
-    throw Error(path_ + ": cannot rename temporary file into place: " + reason);
+    throw Error(ErrorCode::kIo, path_ + ": cannot rename temporary file into place: " + reason);
   }
   // The rename itself reaches the disk with the directory: without this, a power cut right after
   // could leave the old file (or none) although Commit returned.

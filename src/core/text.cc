@@ -14,7 +14,9 @@ TextLineReader::TextLineReader(std::string path) : path_(std::move(path)) {
     throw Error(path_ + ": is a directory, expected a text file");
   }
   in_.open(path_, std::ios::binary);
-  if (!in_) throw Error(path_ + ": cannot open: " + std::strerror(errno));
+  if (!in_)
+    throw Error(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+                path_ + ": cannot open: " + std::strerror(errno));
 }
 
 bool TextLineReader::Next(std::string* line) {

@@ -32,7 +32,7 @@ void WriteNpy(const std::string& path, const Matrix& m) {
 Matrix ReadNpy(const std::string& path) {
   const std::string bytes = ReadFile(path);
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) {
-    throw Error(path + ": not a .npy file (bad magic)");
+    throw Error(ErrorCode::kCorruptData, path + ": not a .npy file (bad magic)");
   }
   const int major = static_cast<unsigned char>(bytes[6]);
   size_t header_len, offset;
@@ -40,26 +40,28 @@ Matrix ReadNpy(const std::string& path) {
     header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
     offset = 10;
   } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) throw Error(path + ": truncated .npy header");
+    if (bytes.size() < 12) throw Error(ErrorCode::kCorruptData, path + ": truncated .npy header");
     uint32_t l;
     std::memcpy(&l, bytes.data() + 8, 4);
     header_len = l;
     offset = 12;
   } else {
-    throw Error(path + ": unsupported .npy version " + std::to_string(major));
+    throw Error(ErrorCode::kCorruptData,
+                path + ": unsupported .npy version " + std::to_string(major));
   }
-  if (offset + header_len > bytes.size()) throw Error(path + ": truncated .npy header");
+  if (offset + header_len > bytes.size())
+    throw Error(ErrorCode::kCorruptData, path + ": truncated .npy header");
   const std::string header = bytes.substr(offset, header_len);
   if (header.find("'descr': '<f4'") == std::string::npos) {
-    throw Error(path + ": expected float32 ('<f4') data");
+    throw Error(ErrorCode::kCorruptData, path + ": expected float32 ('<f4') data");
   }
   if (header.find("'fortran_order': False") == std::string::npos) {
-    throw Error(path + ": expected C order (fortran_order False)");
+    throw Error(ErrorCode::kCorruptData, path + ": expected C order (fortran_order False)");
   }
   std::smatch m;
   static const std::regex shape_re(R"('shape':\s*\((\d+),\s*(\d+),?\))");
   if (!std::regex_search(header, m, shape_re)) {
-    throw Error(path + ": expected a 2-D array shape (rows, cols)");
+    throw Error(ErrorCode::kCorruptData, path + ": expected a 2-D array shape (rows, cols)");
   }
   int64_t rows = 0, cols = 0;
   const std::string rows_text = m[1], cols_text = m[2];
@@ -69,14 +71,16 @@ Matrix ReadNpy(const std::string& path) {
   constexpr int64_t kMaxElements = int64_t{1} << 40;
   if (r1.ec != std::errc() || r2.ec != std::errc() || rows > kMaxElements || cols > kMaxElements ||
       (cols > 0 && rows > kMaxElements / cols)) {
-    throw Error(path + ": implausible array shape (" + rows_text + ", " + cols_text + ")");
+    throw Error(ErrorCode::kCorruptData,
+                path + ": implausible array shape (" + rows_text + ", " + cols_text + ")");
   }
   const size_t data_offset = offset + header_len;
   const size_t need = static_cast<size_t>(rows) * static_cast<size_t>(cols) * sizeof(float);
   if (bytes.size() - data_offset != need) {
-    throw Error(path + ": expected " + std::to_string(need) + " data bytes for shape (" +
-                std::to_string(rows) + ", " + std::to_string(cols) + "), found " +
-                std::to_string(bytes.size() - data_offset));
+    throw Error(ErrorCode::kCorruptData, path + ": expected " + std::to_string(need) +
+                                             " data bytes for shape (" + std::to_string(rows) +
+                                             ", " + std::to_string(cols) + "), found " +
+                                             std::to_string(bytes.size() - data_offset));
   }
   Matrix out(rows, cols);
   if (need > 0) std::memcpy(out.data(), bytes.data() + data_offset, need);

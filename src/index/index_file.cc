@@ -67,9 +67,9 @@ std::unique_ptr<std::FILE, FileCloser> OpenForRead(const std::string& path, uint
     throw Error(path + ": is a directory, expected an index file");
   }
   std::unique_ptr<std::FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
-  if (!f) throw Error(path + ": cannot open: " + std::strerror(errno));
+  if (!f) throw Error(ErrorCode::kIo, path + ": cannot open: " + std::strerror(errno));
   const auto bytes = std::filesystem::file_size(path, ec);
-  if (ec) throw Error(path + ": cannot read: " + ec.message());
+  if (ec) throw Error(ErrorCode::kIo, path + ": cannot read: " + ec.message());
   *size = bytes;
   return f;
 }
@@ -77,62 +77,72 @@ std::unique_ptr<std::FILE, FileCloser> OpenForRead(const std::string& path, uint
 // Checks the header bytes (the first min(64, file_size) bytes) and the file size.
 IndexInfo ParseHeader(const std::string& path, const char* h, size_t have, uint64_t file_size) {
   if (have < sizeof(kMagic) || std::memcmp(h, kMagic, sizeof(kMagic)) != 0) {
-    throw Error(path + ": not a twotower index file (it does not start with \"TTINDEX\")");
+    throw Error(ErrorCode::kCorruptData,
+                path + ": not a twotower index file (it does not start with \"TTINDEX\")");
   }
   if (have < kIndexHeaderSize) {
-    throw Error(path + ": truncated: " + std::to_string(file_size) +
-                " bytes, but the header alone is " + std::to_string(kIndexHeaderSize));
+    throw Error(ErrorCode::kCorruptData, path + ": truncated: " + std::to_string(file_size) +
+                                             " bytes, but the header alone is " +
+                                             std::to_string(kIndexHeaderSize));
   }
   IndexInfo info;
   info.format_version = Get<uint32_t>(h + 8);
   if (info.format_version < 1 || info.format_version > kIndexFormatVersion) {
-    throw Error(path + ": index format version " + std::to_string(info.format_version) +
-                " is not supported (this build reads versions 1 .. " +
-                std::to_string(kIndexFormatVersion) + ")");
+    throw Error(ErrorCode::kCorruptData, path + ": index format version " +
+                                             std::to_string(info.format_version) +
+                                             " is not supported (this build reads versions 1 .. " +
+                                             std::to_string(kIndexFormatVersion) + ")");
   }
   const uint32_t header_size = Get<uint32_t>(h + 12);
   if (header_size != kIndexHeaderSize) {
-    throw Error(path + ": header size " + std::to_string(header_size) + ", expected " +
-                std::to_string(kIndexHeaderSize));
+    throw Error(ErrorCode::kCorruptData, path + ": header size " + std::to_string(header_size) +
+                                             ", expected " + std::to_string(kIndexHeaderSize));
   }
   info.type = Field8(h + 16);
   info.metric = Field8(h + 24);
   if (info.type != "flat" && info.type != "hnsw") {
-    throw Error(path + ": unknown index type " + Quote(info.type) +
-                " in the header (expected: flat, hnsw)");
+    throw Error(ErrorCode::kCorruptData, path + ": unknown index type " + Quote(info.type) +
+                                             " in the header (expected: flat, hnsw)");
   }
   if (info.metric != "ip") {
-    throw Error(path + ": metric " + Quote(info.metric) + " is not supported (expected: ip)");
+    throw Error(ErrorCode::kCorruptData,
+                path + ": metric " + Quote(info.metric) + " is not supported (expected: ip)");
   }
   const uint32_t dim = Get<uint32_t>(h + 32);
   if (dim < 1 || dim > (1u << 20)) {
-    throw Error(path + ": header: dimension " + std::to_string(dim) + ", expected 1 .. 1048576");
+    throw Error(ErrorCode::kCorruptData,
+                path + ": header: dimension " + std::to_string(dim) + ", expected 1 .. 1048576");
   }
   info.dim = static_cast<int>(dim);
   const uint64_t count = Get<uint64_t>(h + 40);
   if (count > (uint64_t{1} << 40)) {
-    throw Error(path + ": header: item count " + std::to_string(count) + " is not plausible");
+    throw Error(ErrorCode::kCorruptData,
+                path + ": header: item count " + std::to_string(count) + " is not plausible");
   }
   info.count = static_cast<int64_t>(count);
   info.payload_size = Get<uint64_t>(h + 48);
   info.checksum = Get<uint32_t>(h + kChecksumOffset);
   const uint64_t expected = kIndexHeaderSize + info.payload_size;
   if (info.payload_size > file_size || file_size < expected) {
-    throw Error(path + ": truncated: the header announces " + std::to_string(expected) +
-                " bytes, the file has " + std::to_string(file_size));
+    throw Error(ErrorCode::kCorruptData, path + ": truncated: the header announces " +
+                                             std::to_string(expected) + " bytes, the file has " +
+                                             std::to_string(file_size));
   }
   // Each item takes at least a u32 id length, a one-byte id and its vector: a count the
   // payload cannot hold is refused before anything is sized by it.
   const uint64_t min_item_bytes = 4 + 1 + 4 * uint64_t{dim};
   if (count > info.payload_size / min_item_bytes) {
-    throw Error(path + ": header: " + std::to_string(count) + " items of dimension " +
-                std::to_string(dim) + " need at least " + std::to_string(count * min_item_bytes) +
-                " payload bytes, the header announces " + std::to_string(info.payload_size));
+    throw Error(ErrorCode::kCorruptData,
+                path + ": header: " + std::to_string(count) + " items of dimension " +
+                    std::to_string(dim) + " need at least " +
+                    std::to_string(count * min_item_bytes) +
+                    " payload bytes, the header announces " + std::to_string(info.payload_size));
   }
   if (file_size > expected) {
-    throw Error(path + ": " + std::to_string(file_size - expected) +
-                " unexpected bytes after the payload (the header announces " +
-                std::to_string(expected) + ")");
+    throw Error(ErrorCode::kCorruptData,
+                path + ": " + std::to_string(file_size - expected) +
+                    " unexpected bytes after the payload (the header announces " +
+                    std::to_string(expected) + ")");
   }
   return info;
 }
@@ -230,7 +240,8 @@ void WriteIndexFile(const std::string& path, const std::string& type, int dim, i
   sink.crc_ = header_crc;
   emit(sink);
   if (sink.size_ != measure.size_ || sink.crc_ != measure.crc_) {
-    throw Error(path + ": internal error: the payload changed while it was written");
+    throw Error(ErrorCode::kInternal,
+                path + ": internal error: the payload changed while it was written");
   }
   file.Commit();
 }
@@ -250,7 +261,7 @@ IndexFileContents ReadIndexFile(const std::string& path, int expected_dim) {
   std::memcpy(c.bytes.data(), h, kIndexHeaderSize);
   const size_t rest = file_size - kIndexHeaderSize;
   if (rest > 0 && std::fread(c.bytes.data() + kIndexHeaderSize, 1, rest, f.get()) != rest) {
-    throw Error(path + ": read failed: " + std::strerror(errno));
+    throw Error(ErrorCode::kIo, path + ": read failed: " + std::strerror(errno));
   }
   uint32_t crc = Crc32c(0, c.bytes.data(), kChecksummedHeaderBytes);
   crc = Crc32c(crc, c.bytes.data() + kIndexHeaderSize, rest);
@@ -258,7 +269,7 @@ IndexFileContents ReadIndexFile(const std::string& path, int expected_dim) {
     char buf[96];
     std::snprintf(buf, sizeof(buf), "checksum mismatch (header 0x%08x, contents 0x%08x)",
                   c.info.checksum, crc);
-    throw Error(path + ": " + buf + ": the file is corrupted");
+    throw Error(ErrorCode::kCorruptData, path + ": " + buf + ": the file is corrupted");
   }
   return c;
 }
@@ -305,7 +316,7 @@ void PayloadReader::CheckFinite(const float* v, int dim, int64_t label,
 }
 
 void PayloadReader::Fail(const std::string& message) const {
-  throw Error(path_ + ": payload: " + message);
+  throw Error(ErrorCode::kCorruptData, path_ + ": payload: " + message);
 }
 
 }  // namespace internal

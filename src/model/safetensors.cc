@@ -51,27 +51,33 @@ SafetensorsFile ReadSafetensors(const std::string& path) {
 
 SafetensorsFile ParseSafetensors(std::string_view bytes, const std::string& path) {
   if (bytes.size() < 8) {
-    throw Error(path + ": not a safetensors file (shorter than the 8-byte header length)");
+    throw Error(ErrorCode::kCorruptData,
+                path + ": not a safetensors file (shorter than the 8-byte header length)");
   }
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i)
     n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
   if (n == 0 || n > bytes.size() - 8) {
-    throw Error(path + ": not a safetensors file or truncated (header length " + std::to_string(n) +
-                ", file has " + std::to_string(bytes.size()) + " bytes)");
+    throw Error(ErrorCode::kCorruptData,
+                path + ": not a safetensors file or truncated (header length " + std::to_string(n) +
+                    ", file has " + std::to_string(bytes.size()) + " bytes)");
   }
   const nlohmann::json header = ParseJsonStrict(bytes.substr(8, n), path + ": safetensors header");
-  if (!header.is_object()) throw Error(path + ": not a safetensors file (header is not an object)");
+  if (!header.is_object())
+    throw Error(ErrorCode::kCorruptData,
+                path + ": not a safetensors file (header is not an object)");
   const size_t data_start = 8 + n;
   const size_t data_size = bytes.size() - data_start;
   SafetensorsFile file;
   std::vector<std::pair<int64_t, int64_t>> ranges;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") {
-      if (!entry.is_object()) throw Error(path + ": __metadata__ must be an object");
+      if (!entry.is_object())
+        throw Error(ErrorCode::kCorruptData, path + ": __metadata__ must be an object");
       for (const auto& [key, value] : entry.items()) {
         if (!value.is_string()) {
-          throw Error(path + ": __metadata__." + key + ": expected a string value");
+          throw Error(ErrorCode::kCorruptData,
+                      path + ": __metadata__." + key + ": expected a string value");
         }
         file.metadata[key] = value.get<std::string>();
       }
@@ -80,45 +86,50 @@ SafetensorsFile ParseSafetensors(std::string_view bytes, const std::string& path
     const std::string where = path + ": tensor '" + name + "'";
     if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") ||
         !entry.contains("data_offsets")) {
-      throw Error(where + ": expected dtype, shape and data_offsets");
+      throw Error(ErrorCode::kCorruptData, where + ": expected dtype, shape and data_offsets");
     }
     if (entry["dtype"] != "F32") {
-      throw Error(where + ": dtype " + entry["dtype"].dump() + " is not supported (expected F32)");
+      throw Error(ErrorCode::kCorruptData,
+                  where + ": dtype " + entry["dtype"].dump() + " is not supported (expected F32)");
     }
     Tensor t;
     try {
       t.shape = entry["shape"].get<std::vector<int64_t>>();
       const auto offsets = entry["data_offsets"].get<std::vector<int64_t>>();
-      if (offsets.size() != 2) throw Error(where + ": data_offsets must have two entries");
+      if (offsets.size() != 2)
+        throw Error(ErrorCode::kCorruptData, where + ": data_offsets must have two entries");
       // Bound the element count as it is multiplied: a hostile shape must not overflow it.
       constexpr int64_t kMaxElements = int64_t{1} << 40;
       int64_t count = 1;
       for (int64_t d : t.shape) {
         if (d < 0 || d > kMaxElements || (d > 0 && count > kMaxElements / d)) {
-          throw Error(where + ": invalid shape " + entry["shape"].dump());
+          throw Error(ErrorCode::kCorruptData, where + ": invalid shape " + entry["shape"].dump());
         }
         count *= d;
       }
       const int64_t begin = offsets[0], end = offsets[1];
       if (begin < 0 || end < begin || static_cast<uint64_t>(end) > data_size) {
-        throw Error(where + ": data offsets [" + std::to_string(begin) + ", " +
-                    std::to_string(end) + ") lie outside the " + std::to_string(data_size) +
-                    " data bytes (truncated file?)");
+        throw Error(ErrorCode::kCorruptData, where + ": data offsets [" + std::to_string(begin) +
+                                                 ", " + std::to_string(end) + ") lie outside the " +
+                                                 std::to_string(data_size) +
+                                                 " data bytes (truncated file?)");
       }
       if (end - begin != count * static_cast<int64_t>(sizeof(float))) {
-        throw Error(where + ": " + std::to_string(end - begin) + " bytes do not match its shape");
+        throw Error(ErrorCode::kCorruptData,
+                    where + ": " + std::to_string(end - begin) + " bytes do not match its shape");
       }
       t.data.resize(count);
       if (count > 0) std::memcpy(t.data.data(), bytes.data() + data_start + begin, end - begin);
       ranges.emplace_back(begin, end);
     } catch (const nlohmann::json::exception&) {
-      throw Error(where + ": malformed shape or data_offsets");
+      throw Error(ErrorCode::kCorruptData, where + ": malformed shape or data_offsets");
     }
     file.tensors.emplace(name, std::move(t));
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) {
-    if (ranges[i].first < ranges[i - 1].second) throw Error(path + ": tensors overlap");
+    if (ranges[i].first < ranges[i - 1].second)
+      throw Error(ErrorCode::kCorruptData, path + ": tensors overlap");
   }
   return file;
 }

@@ -41,9 +41,11 @@ int64_t ReadEvents(const std::string& path, const std::function<void(const Event
       e.event = j.at("event").get<std::string>();
       e.variant = j.at("variant").get<std::string>();
     } catch (const nlohmann::json::exception& ex) {
-      throw Error(where + ": not an event (" + std::string(ex.what()) + ")");
+      throw Error(ErrorCode::kCorruptData,
+                  where + ": not an event (" + std::string(ex.what()) + ")");
     }
-    if (!IsEventName(e.event)) throw Error(where + ": unknown event " + Quote(e.event));
+    if (!IsEventName(e.event))
+      throw Error(ErrorCode::kCorruptData, where + ": unknown event " + Quote(e.event));
     f(e);
     ++count;
     start = nl + 1;
@@ -63,12 +65,14 @@ EventLog::EventLog(std::string path, const std::function<void(const Event&)>& re
       torn_ = 1;
       const auto size = std::filesystem::file_size(path_, ec);
       if (ec || ::truncate(path_.c_str(), static_cast<off_t>(size) - torn_bytes) != 0) {
-        throw Error(path_ + ": cannot cut off a torn last line: " + std::strerror(errno));
+        throw Error(ErrorCode::kIo,
+                    path_ + ": cannot cut off a torn last line: " + std::strerror(errno));
       }
     }
   }
   file_ = std::fopen(path_.c_str(), "ab");
-  if (file_ == nullptr) throw Error(path_ + ": cannot open for appending: " + std::strerror(errno));
+  if (file_ == nullptr)
+    throw Error(ErrorCode::kIo, path_ + ": cannot open for appending: " + std::strerror(errno));
 }
 
 EventLog::~EventLog() {
@@ -96,12 +100,12 @@ void EventLog::Flush(bool sync) {
   if (!buffer_.empty()) {
     if (std::fwrite(buffer_.data(), 1, buffer_.size(), file_) != buffer_.size() ||
         std::fflush(file_) != 0) {
-      throw Error(path_ + ": write failed: " + std::strerror(errno));
+      throw Error(ErrorCode::kIo, path_ + ": write failed: " + std::strerror(errno));
     }
     buffer_.clear();
   }
   if (sync && ::fsync(::fileno(file_)) != 0) {
-    throw Error(path_ + ": fsync failed: " + std::strerror(errno));
+    throw Error(ErrorCode::kIo, path_ + ": fsync failed: " + std::strerror(errno));
   }
 }
 

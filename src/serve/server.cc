@@ -23,6 +23,7 @@
 #include <unordered_set>
 
 #include "twotower/app/app.h"
+#include "twotower/app/recommender.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/hash.h"
@@ -39,7 +40,7 @@ namespace twotower::serve {
 namespace {
 
 using Json = nlohmann::json;
-using Row = std::vector<std::pair<std::string, std::string>>;
+using Row = app::Row;
 
 // ---- config ------------------------------------------------------------------------------------
 
@@ -197,38 +198,43 @@ namespace {
 
 // ---- request handling ----------------------------------------------------------------------
 
-// A request we refuse: answered with `status` and {"error": message, "field": field}.
-struct RequestError {
-  int status;
-  std::string message, field;
-};
+// A request we refuse: an Error with its code (answered with HttpStatus(code)) and the field.
+[[noreturn]] void Refuse(ErrorCode code, const std::string& field, const std::string& message) {
+  throw Error(code, message, field);
+}
 
-[[noreturn]] void Refuse(int status, const std::string& field, const std::string& message) {
-  throw RequestError{status, message, field};
+// The one table from error codes to HTTP statuses (RFC 9110): what the client can fix is 4xx,
+// what it can retry 503, the rest 500.
+int HttpStatus(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+      return 400;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kConflict:
+      return 409;
+    case ErrorCode::kUnavailable:
+      return 503;
+    case ErrorCode::kCorruptData:
+    case ErrorCode::kIo:
+    case ErrorCode::kInternal:
+      return 500;
+  }
+  return 500;
 }
 
 // The deadline of the request this thread is answering (set by the route wrapper).
-thread_local std::chrono::steady_clock::time_point t_deadline;
-thread_local double t_deadline_seconds = 0;
-
-// Refuses the request with 503 when its deadline has passed; called before each stage.
-void CheckDeadline(const char* stage) {
-  if (std::chrono::steady_clock::now() > t_deadline) {
-    std::ostringstream s;
-    s << "the request's deadline (serve.deadline_seconds: " << t_deadline_seconds
-      << ") passed before " << stage << "; nothing was changed";
-    Refuse(503, "", s.str());
-  }
-}
+thread_local app::Deadline t_deadline;
 
 Json ParseBody(const httplib::Request& req) {
   Json body;
   try {
     body = ParseJsonStrict(req.body, "request body");
   } catch (const Error& e) {
-    Refuse(400, "", e.what());
+    Refuse(ErrorCode::kInvalidArgument, "", e.what());
   }
-  if (!body.is_object()) Refuse(400, "", "request body: expected a JSON object");
+  if (!body.is_object())
+    Refuse(ErrorCode::kInvalidArgument, "", "request body: expected a JSON object");
   return body;
 }
 
@@ -237,7 +243,8 @@ void AllowKeys(const Json& body, const std::set<std::string>& allowed) {
     if (!allowed.count(key)) {
       std::string names;
       for (const std::string& a : allowed) names += (names.empty() ? "" : ", ") + a;
-      Refuse(400, key, "unknown field '" + key + "' (expected: " + names + ")");
+      Refuse(ErrorCode::kInvalidArgument, key,
+             "unknown field '" + key + "' (expected: " + names + ")");
     }
   }
 }
@@ -245,18 +252,20 @@ void AllowKeys(const Json& body, const std::set<std::string>& allowed) {
 // An id given as a string or an integer.
 std::string IdValue(const Json& v, const std::string& field) {
   if (v.is_string()) {
-    if (v.get<std::string>().empty()) Refuse(400, field, field + ": empty id");
+    if (v.get<std::string>().empty())
+      Refuse(ErrorCode::kInvalidArgument, field, field + ": empty id");
     return v.get<std::string>();
   }
   if (v.is_number_integer()) return v.dump();
-  Refuse(400, field, field + ": expected a string or an integer id, got " + v.dump());
+  Refuse(ErrorCode::kInvalidArgument, field,
+         field + ": expected a string or an integer id, got " + v.dump());
 }
 
 std::vector<std::string> IdList(const Json& v, const std::string& field, int max_list) {
-  if (!v.is_array()) Refuse(400, field, field + ": expected a list of ids");
+  if (!v.is_array()) Refuse(ErrorCode::kInvalidArgument, field, field + ": expected a list of ids");
   if (static_cast<int64_t>(v.size()) > max_list) {
     Refuse(
-        400, field,
+        ErrorCode::kInvalidArgument, field,
         field + ": " + std::to_string(v.size()) + " entries, at most " + std::to_string(max_list));
   }
   std::vector<std::string> out;
@@ -268,7 +277,8 @@ std::vector<std::string> IdList(const Json& v, const std::string& field, int max
 
 // A table row from a JSON object of column -> string | number | bool.
 Row RowValue(const Json& v, const std::string& field) {
-  if (!v.is_object()) Refuse(400, field, field + ": expected an object of column: value");
+  if (!v.is_object())
+    Refuse(ErrorCode::kInvalidArgument, field, field + ": expected an object of column: value");
   Row row;
   for (const auto& [key, value] : v.items()) {
     if (value.is_string()) {
@@ -276,7 +286,7 @@ Row RowValue(const Json& v, const std::string& field) {
     } else if (value.is_number() || value.is_boolean()) {
       row.emplace_back(key, value.dump());
     } else {
-      Refuse(400, field + "." + key,
+      Refuse(ErrorCode::kInvalidArgument, field + "." + key,
              field + "." + key + ": expected a string or a number, got " + value.dump());
     }
   }
@@ -286,10 +296,11 @@ Row RowValue(const Json& v, const std::string& field) {
 int KValue(const Json& body, int max_k) {
   if (!body.contains("k")) return 10;
   const Json& k = body["k"];
-  if (!k.is_number_integer()) Refuse(400, "k", "k: expected an integer, got " + k.dump());
+  if (!k.is_number_integer())
+    Refuse(ErrorCode::kInvalidArgument, "k", "k: expected an integer, got " + k.dump());
   const int64_t v = k.get<int64_t>();
   if (v < 1 || v > max_k) {
-    Refuse(400, "k",
+    Refuse(ErrorCode::kInvalidArgument, "k",
            "k: " + std::to_string(v) + " is out of range (1 .. " + std::to_string(max_k) + ")");
   }
   return static_cast<int>(v);
@@ -297,7 +308,8 @@ int KValue(const Json& body, int max_k) {
 
 bool BoolValue(const Json& body, const std::string& key, bool fallback) {
   if (!body.contains(key)) return fallback;
-  if (!body[key].is_boolean()) Refuse(400, key, key + ": expected true or false");
+  if (!body[key].is_boolean())
+    Refuse(ErrorCode::kInvalidArgument, key, key + ": expected true or false");
   return body[key].get<bool>();
 }
 
@@ -317,65 +329,19 @@ int64_t NowMs() {
 
 // ---- variants ----------------------------------------------------------------------------------
 
-// One variant's model, items, index and history, as loaded; the index and the live changes
-// under `mutex` (searches shared, PUT / DELETE exclusive).
+// One variant: the app::Recommender that answers for it, and what only HTTP needs: the reply
+// bytes of each items-table row, the model file's time and its run's test metrics.
 struct Loaded {
   VariantConfig config;
-  app::Bundle bundle;
-  std::unique_ptr<index::ItemIndex> index;
-  std::vector<std::vector<int64_t>> seen;  // per user row: labels in train and val
-  std::string history_error;               // why `seen` is empty, when it is
-  std::string version;                     // the model's SHA-256
-  std::string created;                     // the model file's time
-  Json test_metrics;                       // test_metrics.json beside the model, or null
+  std::unique_ptr<app::Recommender> rec;
+  std::string created;  // the model file's time
+  Json test_metrics;    // test_metrics.json beside the model, or null
   // The reply JSON of each items-table row, written once at load (BuildItemJson): the bytes of
   // row r are item_json[item_json_at[r] .. item_json_at[r + 1]).
   std::string item_json;
   std::vector<uint64_t> item_json_at;
-  std::string name_json;   // the variant's name as a JSON string
-  Matrix user_embeddings;  // users table rows x dim, or empty (ServeConfig::user_cache_mb)
-  mutable std::shared_mutex mutex;
-  struct LiveItem {
-    Row row;
-    std::string json;  // as item_json
-  };
-  std::unordered_map<std::string, LiveItem> live_items;  // items put through PUT /v1/items
-  std::unordered_set<int64_t> deleted;                   // labels removed through DELETE
-  std::unique_ptr<app::Reranker> reranker;               // config.rerank's, or null
-  // Likes no older than the model file (ServeConfig::live_history), per users-table row, in the
-  // order they came: the items-table rows (history) and index labels (exclude_seen) of the items.
-  int64_t model_ms = 0;  // the model file's modification time, Unix milliseconds
-  struct LiveLikes {
-    std::vector<int32_t> item_rows;
-    std::vector<int64_t> labels;
-  };
-  mutable std::mutex likes_mutex;
-  std::unordered_map<int32_t, LiveLikes> likes;
+  std::string name_json;  // the variant's name as a JSON string
 };
-
-// {"users": users with likes since the model, "history_items": the liked items their histories
-// gained} (ServeConfig::live_history).
-Json LiveLikeCounts(const Loaded& v) {
-  std::lock_guard<std::mutex> lock(v.likes_mutex);
-  int64_t n = 0;
-  for (const auto& [row, l] : v.likes) n += static_cast<int64_t>(l.item_rows.size());
-  return {{"users", v.likes.size()}, {"history_items", n}};
-}
-
-// The likes of users-table row `row` since the model (a copy: the map changes under requests).
-Loaded::LiveLikes LikesOf(const Loaded& v, int32_t row) {
-  std::lock_guard<std::mutex> lock(v.likes_mutex);
-  const auto it = v.likes.find(row);
-  return it == v.likes.end() ? Loaded::LiveLikes{} : it->second;
-}
-
-// Row r of a table as (column, value) pairs, into *row (cleared first).
-void TableRow(const data::Table& table, int64_t r, Row* row) {
-  row->clear();
-  for (size_t c = 0; c < table.columns.size(); ++c) {
-    row->emplace_back(table.columns[c], table.cells[c][r]);
-  }
-}
 
 // A string as a JSON string, by nlohmann's serializer (bytes that are not UTF-8 replaced).
 std::string JsonString(const std::string& s) {
@@ -399,8 +365,8 @@ std::string ItemJsonPrefix(const std::string& id, const Row& row, const std::str
 }
 
 void BuildItemJson(Loaded* v) {
-  const data::Table& items = v->bundle.items;
-  const std::string& id_column = v->bundle.model.schema.item.id_column;
+  const data::Table& items = v->rec->bundle().items;
+  const std::string& id_column = v->rec->bundle().model.schema.item.id_column;
   const int64_t n = items.num_rows();
   v->item_json_at.assign(1, 0);
   v->item_json_at.reserve(static_cast<size_t>(n) + 1);
@@ -411,7 +377,10 @@ void BuildItemJson(Loaded* v) {
   if (id_col == items.columns.size()) throw Error("items table: no column " + Quote(id_column));
   Row row;
   for (int64_t r = 0; r < n; ++r) {
-    TableRow(items, r, &row);
+    row.clear();
+    for (size_t c = 0; c < items.columns.size(); ++c) {
+      row.emplace_back(items.columns[c], items.cells[c][r]);
+    }
     v->item_json += ItemJsonPrefix(items.cells[id_col][r], row, id_column);
     v->item_json_at.push_back(v->item_json.size());
   }
@@ -421,47 +390,25 @@ void BuildItemJson(Loaded* v) {
 std::shared_ptr<Loaded> LoadVariant(const VariantConfig& config, int64_t user_cache_mb) {
   auto v = std::make_shared<Loaded>();
   v->config = config;
-  v->bundle = app::LoadBundle(config.model, {});
-  v->index = config.index.empty()
-                 ? app::OpenItemIndex(v->bundle, "", "", false)
-                 : app::LoadIndexForModel(config.index, config.model, v->bundle.model, false);
-  try {
-    v->seen = app::SeenLabels(v->bundle, *v->index, app::HistoryFiles(v->bundle, {}));
-  } catch (const Error& e) {
-    v->history_error = e.what();
-  }
-  if (!config.rerank.empty()) {
-    v->reranker = std::make_unique<app::Reranker>(
-        app::LoadReranker(config.rerank, v->bundle, v->index.get(), config.candidates));
-  }
-  v->version = v->bundle.model.fingerprint;
+  app::RecommenderOptions options;
+  options.name = config.name;
+  options.model = config.model;
+  options.index = config.index;
+  options.rerank = config.rerank;
+  options.candidates = config.candidates;
+  options.user_cache_mb = user_cache_mb;
+  // A users table over user_cache_mb: each request encodes its user's row alone (latency), not
+  // the user's block.
+  options.uncached_user_blocks = false;
+  v->rec = app::Recommender::Open(options);
   v->name_json = JsonString(config.name);
   BuildItemJson(v.get());
-  const double cache_bytes = static_cast<double>(v->bundle.users.num_rows()) *
-                             v->bundle.model.model->embedding_dim() * sizeof(float);
-  if (cache_bytes <= static_cast<double>(user_cache_mb) * (1 << 20)) {
-    // In blocks, so the towers' hidden layers never hold the whole table.
-    const int64_t n = v->bundle.users.num_rows();
-    const int dim = v->bundle.model.model->embedding_dim();
-    v->user_embeddings.resize(n, dim);
-    std::vector<int32_t> rows;
-    Matrix block;
-    for (int64_t first = 0; first < n; first += 4096) {
-      const int64_t m = std::min<int64_t>(4096, n - first);
-      rows.resize(static_cast<size_t>(m));
-      for (int64_t i = 0; i < m; ++i) rows[i] = static_cast<int32_t>(first + i);
-      v->bundle.model.model->EncodeUsers(v->bundle.user_features, rows.data(), m, &block);
-      v->user_embeddings.middleRows(first, m) = block;
-    }
-  }
   std::error_code ec;
   const auto mtime = std::filesystem::last_write_time(config.model, ec);
   if (!ec) {
     const auto system = std::chrono::time_point_cast<std::chrono::system_clock::duration>(
         mtime - decltype(mtime)::clock::now() + std::chrono::system_clock::now());
     v->created = Iso8601(std::chrono::system_clock::to_time_t(system));
-    v->model_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(system.time_since_epoch()).count();
   }
   const std::filesystem::path metrics =
       std::filesystem::path(config.model).parent_path() / "test_metrics.json";
@@ -475,167 +422,31 @@ std::shared_ptr<Loaded> LoadVariant(const VariantConfig& config, int64_t user_ca
   return v;
 }
 
-// The user's embedding: from the users table (user_id) or from features in the request.
-struct UserQuery {
-  Matrix u;
-  int32_t row = -1;                  // in the users table, or -1
-  int32_t named_row = -1;            // features naming a known user's id: its row (seen items)
-  std::vector<std::string> history;  // the request's history (a new user), item ids
-};
-
 // Whether any variant's user tower reads a history (then a request's "history" is read by those
 // variants and ignored by the others, as A/B tests need; else it is refused).
 bool SomeVariantReadsHistory(const std::vector<std::shared_ptr<Loaded>>& all) {
   for (const auto& v : all) {
-    if (v->bundle.model.encoder.user.schema().history.enabled()) return true;
+    if (v->rec->reads_history()) return true;
   }
   return false;
 }
 
-// `history` (a request's "history", with "user" only): the new user's item ids, oldest first.
-UserQuery EncodeUser(const Loaded& v, const std::string& user_id, const Json* user,
-                     const Json* history, int max_list, bool some_variant_reads_history) {
-  UserQuery q;
-  Row row;
-  const app::Bundle& b = v.bundle;
-  const data::HistorySpec& spec = b.model.encoder.user.schema().history;
-  if (history != nullptr && !spec.enabled()) {
-    if (!some_variant_reads_history) {
-      Refuse(400, "history", "history: the model's user tower reads no history (features.history)");
-    }
-    history = nullptr;  // another variant's model reads it
-  }
-  if (history != nullptr && user == nullptr) {
-    Refuse(400, "history",
-           "history: goes with \"user\" (a known user's history is read from the model's train "
-           "and val files)");
-  }
-  if (user != nullptr) {
-    row = RowValue(*user, "user");
-    std::set<std::string> allowed = {b.model.schema.user.id_column};
-    for (const auto& f : b.model.schema.user.features) allowed.insert(f.column);
-    if (v.reranker) {  // the ranker may read other columns of the user
-      for (const auto& f : v.reranker->ranker.schema.user.features) allowed.insert(f.column);
-    }
-    for (const auto& [key, value] : row) {
-      if (!allowed.count(key)) {
-        Refuse(400, "user." + key,
-               "user." + key + ": not a column of the model's user tower" +
-                   (v.reranker ? std::string(" or of its ranker") : std::string()));
-      }
-    }
-  } else {
-    q.row = b.user_index.Find(user_id);
-    if (q.row < 0) {
-      Refuse(404, "user_id",
-             "user_id " + Quote(user_id) +
-                 " is not in the users table; send \"user\" with its features");
-    }
-    if (!spec.enabled() || LikesOf(v, q.row).item_rows.empty()) {
-      if (v.user_embeddings.rows() > 0) {
-        q.u = v.user_embeddings.row(q.row);
-      } else {  // the row's features were encoded at load: the tower runs on them directly
-        b.model.model->EncodeUsers(b.user_features, &q.row, 1, &q.u);
-      }
-      return q;
-    }
-    // Likes since the model change the history: the row's features are encoded again, below,
-    // with the loaded history and the likes after it.
-    TableRow(b.users, q.row, &row);
-  }
-  data::EncodedTable x;
-  try {
-    b.model.encoder.user.EncodeRow(row, "user", &x);
-  } catch (const Error& e) {
-    Refuse(400, "user", e.what());
-  }
-  // A user given by features: the request's history; else, for a user of the users table named
-  // by its id column, the history loaded for it; else none.
-  int32_t known = -1;
-  for (const auto& [key, value] : row) {
-    if (key == b.model.schema.user.id_column) known = b.user_index.Find(value);
-  }
-  if (q.row < 0) q.named_row = known;
-  if (spec.enabled() && history == nullptr) {
-    x.history = data::Bags{{0, 0}, {}};
-    if (known >= 0) {
-      const data::Bags& h = b.user_features.history;
-      std::vector<int32_t>& ids = x.history.ids;
-      ids.assign(h.ids.begin() + h.offsets[known], h.ids.begin() + h.offsets[known + 1]);
-      const Loaded::LiveLikes likes = LikesOf(v, known);
-      if (!likes.item_rows.empty()) {  // after the loaded history, the last `length` in all
-        const data::Bags later = data::HistoryOfItems(
-            likes.item_rows, b.item_features.bags.at(data::HistoryTableBag(b.model.encoder.item)),
-            spec.length);
-        ids.insert(ids.end(), later.ids.begin(), later.ids.end());
-        if (static_cast<int>(ids.size()) > spec.length) {
-          ids.erase(ids.begin(), ids.end() - spec.length);
-        }
-      }
-      x.history.offsets[1] = static_cast<int64_t>(ids.size());
-    }
-  } else if (spec.enabled()) {
-    std::vector<int32_t> items;
-    q.history = IdList(*history, "history", max_list);
-    for (size_t i = 0; i < q.history.size(); ++i) {
-      const int32_t item = b.item_index.Find(q.history[i]);
-      if (item < 0) {
-        const std::string field = "history[" + std::to_string(i) + "]";
-        Refuse(404, field,
-               field + ": unknown item " + Quote(q.history[i]) +
-                   " (not in the items table; an item added by PUT /v1/items has no trained "
-                   "embedding for a history to read)");
-      }
-      items.push_back(item);
-    }
-    x.history = data::HistoryOfItems(
-        items, b.item_features.bags.at(data::HistoryTableBag(b.model.encoder.item)), spec.length);
-  }
-  b.model.model->EncodeUsers(x, &q.u);
-  return q;
-}
-
-// The row of an item: a live one (PUT) or the items table's; false when neither has it.
-bool ItemRow(const Loaded& v, const std::string& id, Row* row) {
-  const auto live = v.live_items.find(id);
-  if (live != v.live_items.end()) {
-    *row = live->second.row;
-    return true;
-  }
-  const int32_t r = v.bundle.item_index.Find(id);
-  if (r < 0) return false;
-  TableRow(v.bundle.items, r, row);
-  return true;
-}
-
-Matrix EncodeItem(const Loaded& v, const Row& row, const std::string& field) {
-  data::EncodedTable x;
-  try {
-    v.bundle.model.encoder.item.EncodeRow(row, field, &x);
-  } catch (const Error& e) {
-    Refuse(400, field, e.what());
-  }
-  Matrix out;
-  v.bundle.model.model->EncodeItems(x, &out);
-  return out;
-}
-
 // Appends an item's reply object, {"item_id", its columns..., "score"}, to `out`.
-void AppendItem(const Loaded& v, const std::string& id, double score, std::string* out) {
-  const auto live = v.live_items.find(id);
-  if (live != v.live_items.end()) {
-    *out += live->second.json;
-  } else if (const int32_t r = v.bundle.item_index.Find(id); r >= 0) {
+void AppendItem(const Loaded& v, const app::ScoredItem& item, std::string* out) {
+  if (item.live) {
+    *out += ItemJsonPrefix(item.id, *item.live, v.rec->bundle().model.schema.item.id_column);
+  } else if (item.item_row >= 0) {
+    const int32_t r = item.item_row;
     out->append(v.item_json, v.item_json_at[r], v.item_json_at[r + 1] - v.item_json_at[r]);
   } else {
     *out += "{\"item_id\":";
-    *out += JsonString(id);
+    *out += JsonString(item.id);
   }
   *out += ",\"score\":";
   // Shortest decimal that reads back as the same double (std::to_chars), as nlohmann writes.
   char buf[32];
-  if (std::isfinite(score)) {
-    const auto end = std::to_chars(buf, buf + sizeof(buf), score).ptr;
+  if (std::isfinite(item.score)) {
+    const auto end = std::to_chars(buf, buf + sizeof(buf), item.score).ptr;
     out->append(buf, end);
   } else {
     *out += "null";
@@ -643,113 +454,26 @@ void AppendItem(const Loaded& v, const std::string& id, double score, std::strin
   *out += '}';
 }
 
-// A reply {"variant", "model_version", ["ranker_version",] "items": [...]} for ranked labels of
-// v's index.
-std::string ItemsReply(const Loaded& v, const std::vector<int64_t>& labels,
-                       const std::vector<float>& scores, bool display, bool reranked = false) {
+// A reply {"variant", "model_version", ["ranker_version",] "items": [...]}.
+std::string ItemsReply(const Loaded& v, const app::Recommendations& recs) {
   std::string out;
-  out.reserve(96 + labels.size() * 160);
+  out.reserve(96 + recs.items.size() * 160);
   out += "{\"variant\":";
   out += v.name_json;
   out += ",\"model_version\":\"";
-  out += v.version;  // hex digits
-  if (reranked) {    // the ranker that ordered the items, by its SHA-256
+  out += v.rec->model_version();  // hex digits
+  if (recs.reranked) {            // the ranker that ordered the items, by its SHA-256
     out += "\",\"ranker_version\":\"";
-    out += v.reranker->ranker.fingerprint;
+    out += v.rec->ranker_version();
   }
   out += "\",\"items\":[";
-  for (size_t r = 0; r < labels.size() && labels[r] >= 0; ++r) {
+  for (size_t r = 0; r < recs.items.size(); ++r) {
     if (r > 0) out += ',';
-    const double score = display ? app::DisplayScore(v.bundle, scores[r]) : scores[r];
-    AppendItem(v, v.index->ids()[labels[r]], score, &out);
+    AppendItem(v, recs.items[r], &out);
   }
   out += "]}";
   return out;
 }
-
-// The logits of v's ranker for the items `ids` and the user: the users table's row `user_row`,
-// or (-1) the request's features encoded with the ranker's own encoder. An item put through PUT
-// is scored from its live features, every other from its items-table row (app::Reranker's
-// encoding).
-std::vector<float> RankerLogits(const Loaded& v, int32_t user_row, const Json* user_features,
-                                const std::vector<std::string>& ids) {
-  const app::Reranker& r = *v.reranker;
-  const model::Ranker& ranker = *r.ranker.model;
-  data::EncodedTable user_one;
-  const data::EncodedTable* users = &r.user_features;
-  int32_t urow = user_row;
-  if (user_row < 0) {
-    try {
-      r.ranker.encoder.user.EncodeRow(RowValue(*user_features, "user"), "user", &user_one);
-    } catch (const Error& e) {
-      Refuse(400, "user", std::string("the ranker's user features: ") + e.what());
-    }
-    users = &user_one;
-    urow = 0;
-  }
-  const int64_t n = static_cast<int64_t>(ids.size());
-  std::vector<float> logits(n);
-  std::vector<int32_t> table_rows, user_rows;
-  std::vector<int64_t> table_at;  // positions scored from the items table
-  for (int64_t i = 0; i < n; ++i) {
-    const auto live = v.live_items.find(ids[i]);
-    if (live == v.live_items.end()) {
-      const int32_t row = v.bundle.item_index.Find(ids[i]);
-      if (row < 0) {
-        throw Error("re-ranking: item " + Quote(ids[i]) +
-                    " is neither in the items table nor live");
-      }
-      table_rows.push_back(row);
-      table_at.push_back(i);
-      continue;
-    }
-    // A live item (new, or updated by PUT): its own features through the ranker's encoder.
-    data::EncodedTable item_one;
-    try {
-      r.ranker.encoder.item.EncodeRow(live->second.row, "items", &item_one);
-    } catch (const Error& e) {
-      Refuse(409, "items", "item " + Quote(ids[i]) + " cannot be re-ranked: " + e.what());
-    }
-    const int32_t zero = 0;
-    Vector one;
-    ranker.Score(*users, &urow, item_one, &zero, 1, &one);
-    logits[i] = one[0];
-  }
-  user_rows.assign(table_rows.size(), urow);
-  Vector table_logits;
-  ranker.Score(*users, user_rows.data(), r.item_features, table_rows.data(),
-               static_cast<int64_t>(table_rows.size()), &table_logits);
-  for (size_t j = 0; j < table_at.size(); ++j) logits[table_at[j]] = table_logits[j];
-  return logits;
-}
-
-double Probability(float logit) { return 1.0 / (1.0 + std::exp(-static_cast<double>(logit))); }
-
-// Re-orders the retrieved labels (best first, -1 padding) by v's ranker (RankerLogits; ties keep
-// the retrieval order, as app::Rerank) and keeps the top k, the scores becoming the ranker's
-// probabilities.
-void Rerank(const Loaded& v, int32_t user_row, const Json* user_features, int k,
-            std::vector<int64_t>* labels, std::vector<float>* scores) {
-  std::vector<int64_t> candidates;
-  std::vector<std::string> ids;
-  for (int64_t label : *labels) {
-    if (label < 0) continue;
-    candidates.push_back(label);
-    ids.push_back(v.index->ids()[label]);
-  }
-  const std::vector<float> logits = RankerLogits(v, user_row, user_features, ids);
-  const int64_t n = static_cast<int64_t>(candidates.size());
-  const std::vector<int64_t> order = app::RerankOrder(
-      logits.data(), n, v.reranker->path, [&](int64_t i) { return "item " + Quote(ids[i]); });
-  const int64_t keep = std::min<int64_t>(k, n);
-  labels->assign(keep, -1);
-  scores->assign(keep, 0.0f);
-  for (int64_t i = 0; i < keep; ++i) {
-    (*labels)[i] = candidates[order[i]];
-    (*scores)[i] = static_cast<float>(Probability(logits[order[i]]));
-  }
-}
-
 // ---- metrics -----------------------------------------------------------------------------------
 
 constexpr double kLatencyBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -829,6 +553,11 @@ struct Server::Impl {
     return variants;
   }
   int Assign(const std::string& key) { return AssignVariant(Bucket(config.salt, key), weights); }
+  // A request's user lands where its id lands, however the request names it.
+  int Assign(const app::UserRef& user) {
+    return Assign(
+        app::AssignmentKey(user, Snapshot()[0]->rec->bundle().model.schema.user.id_column));
+  }
 
   void Count(const Event& e) {
     std::lock_guard<std::mutex> lock(counts_mutex);
@@ -839,30 +568,16 @@ struct Server::Impl {
     if (e.event == "like") ++c.likes;
   }
 
-  // Adds a like to variant v's live likes when it is no older than v's model and names a user of
-  // its users table and an item it knows (a live item only joins the seen items: it has no
-  // trained embedding for a history to read).
-  void ApplyLike(Loaded& v, const Event& e) {
-    if (e.ts_ms < v.model_ms) return;
-    const int32_t user = v.bundle.user_index.Find(e.user_id);
-    if (user < 0) return;
-    const int32_t item = v.bundle.item_index.Find(e.item_id);
-    int64_t label = -1;
-    {
-      std::shared_lock<std::shared_mutex> lock(v.mutex);
-      label = v.index->Find(e.item_id);
-    }
-    std::lock_guard<std::mutex> lock(v.likes_mutex);
-    Loaded::LiveLikes& l = v.likes[user];
-    if (item >= 0 && v.bundle.model.encoder.user.schema().history.enabled()) {
-      l.item_rows.push_back(item);
-    }
-    if (label >= 0) l.labels.push_back(label);
-  }
+  // A like reaches variant v's live likes (app::Recommender::RecordLike says which count).
+  void ApplyLike(Loaded& v, const Event& e) { v.rec->RecordLike(e.user_id, e.item_id, e.ts_ms); }
 
+  // One request through the variant, so the first real one does not pay for cold caches.
   void Warm(const Loaded& v) {
-    if (v.bundle.users.num_rows() == 0 || v.index->size() == 0) return;
-    (void)app::RecommendForUser(v.bundle, *v.index, 0, 10, nullptr);
+    const app::Bundle& b = v.rec->bundle();
+    if (b.users.num_rows() == 0 || v.rec->num_items() == 0) return;
+    app::RecommendRequest r;
+    r.user.id = b.user_index.ids[0];
+    (void)v.rec->Recommend(r);
   }
 
   // Registers a route: the handler returns the reply body and status, and the variant it used;
@@ -880,16 +595,18 @@ struct Server::Impl {
              Handler handler) {
     auto wrapped = [this, route, handler](const httplib::Request& req, httplib::Response& res) {
       const auto start = std::chrono::steady_clock::now();
-      t_deadline_seconds = config.deadline_seconds;
-      t_deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                               std::chrono::duration<double>(config.deadline_seconds));
+      std::ostringstream what;
+      what << "serve.deadline_seconds: " << config.deadline_seconds;
+      t_deadline.what = what.str();
+      t_deadline.at = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                  std::chrono::duration<double>(config.deadline_seconds));
       omp_set_num_threads(1);  // one thread per request: no thread team per search
       Reply reply;
       try {
         reply = handler(req);
-      } catch (const RequestError& e) {
-        reply.status = e.status;
-        reply.body = {{"error", e.message}, {"field", e.field}};
+      } catch (const Error& e) {
+        reply.status = HttpStatus(e.code());
+        reply.body = {{"error", e.what()}, {"field", e.field()}};
       } catch (const std::bad_alloc&) {
         reply.status = 503;
         reply.body = {{"error", "out of memory"}, {"field", ""}};
@@ -1061,7 +778,7 @@ void Server::Impl::Routes() {
                    ""};
     }
     Json versions = Json::object();
-    for (const auto& v : Snapshot()) versions[v->config.name] = v->version;
+    for (const auto& v : Snapshot()) versions[v->config.name] = v->rec->model_version();
     return Reply{200, {{"reloaded", true}, {"model_versions", versions}}, ""};
   });
   Route("GET", "/healthz", "/healthz", [](const auto&) {
@@ -1136,27 +853,34 @@ void Server::Impl::Routes() {
 
 namespace {
 
-// The user a request is about: by id, or by features (then assigned by its id column when given,
-// else by its features' canonical JSON).
-struct UserRef {
-  std::string id;  // "" with features only
-  const Json* features = nullptr;
-  std::string assignment;  // what the variant is drawn from
-};
-
-UserRef ReadUser(const Json& body) {
-  UserRef u;
+// The user a request is about: "user_id", or "user" (features) with an optional "history".
+app::UserRef ReadUser(const Json& body, int max_list, bool some_variant_reads_history) {
+  app::UserRef u;
   const bool by_id = body.contains("user_id"), by_features = body.contains("user");
   if (by_id == by_features) {
-    Refuse(400, "user_id", "give either \"user_id\" or \"user\" (features of a new user)");
+    Refuse(ErrorCode::kInvalidArgument, "user_id",
+           "give either \"user_id\" or \"user\" (features of a new user)");
   }
   if (by_id) {
     u.id = IdValue(body["user_id"], "user_id");
-    u.assignment = u.id;
   } else {
-    u.features = &body["user"];
-    if (!u.features->is_object()) Refuse(400, "user", "user: expected an object of features");
-    u.assignment = u.features->dump();
+    if (!body["user"].is_object()) {
+      Refuse(ErrorCode::kInvalidArgument, "user", "user: expected an object of features");
+    }
+    u.features = RowValue(body["user"], "user");
+  }
+  if (body.contains("history")) {
+    if (!some_variant_reads_history) {
+      Refuse(ErrorCode::kInvalidArgument, "history",
+             "history: the model's user tower reads no history (features.history)");
+    }
+    if (by_id) {
+      Refuse(ErrorCode::kInvalidArgument, "history",
+             "history: goes with \"user\" (a known user's history is read from the model's "
+             "train and val files)");
+    }
+    u.history = IdList(body["history"], "history", max_list);
+    u.ignore_unread_history = true;  // read by the variants whose model reads one
   }
   return u;
 }
@@ -1166,119 +890,34 @@ UserRef ReadUser(const Json& body) {
 Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
   const Json body = ParseBody(req);
   AllowKeys(body, {"user_id", "user", "history", "k", "exclude_seen", "exclude", "allow"});
-  const UserRef user = ReadUser(body);
-  const int k = KValue(body, config.max_k);
-  const bool exclude_seen = BoolValue(body, "exclude_seen", false);
-  std::vector<std::string> exclude, allow;
-  if (body.contains("exclude")) exclude = IdList(body["exclude"], "exclude", config.max_list);
-  const bool has_allow = body.contains("allow");
-  if (has_allow) allow = IdList(body["allow"], "allow", config.max_list);
-  if (user.features != nullptr &&
-      user.features->contains(Snapshot()[0]->bundle.model.schema.user.id_column)) {
-    // A new user's id, when given, is what assigns it.
-  }
   const auto all = Snapshot();
-  const int vi = Assign(user.assignment);
-  const Loaded& v = *all[vi];
+  app::RecommendRequest r;
+  r.user = ReadUser(body, config.max_list, SomeVariantReadsHistory(all));
+  r.k = KValue(body, config.max_k);
+  r.exclude_seen = BoolValue(body, "exclude_seen", false);
+  if (body.contains("exclude")) r.exclude = IdList(body["exclude"], "exclude", config.max_list);
+  if (body.contains("allow")) r.allow = IdList(body["allow"], "allow", config.max_list);
+  const Loaded& v = *all[Assign(r.user)];
   Reply reply;
   reply.variant = v.config.name;
-  CheckDeadline("encoding the user");
-  const UserQuery q =
-      EncodeUser(v, user.id, user.features, body.contains("history") ? &body["history"] : nullptr,
-                 config.max_list, SomeVariantReadsHistory(all));
-  std::shared_lock<std::shared_mutex> lock(v.mutex);
-  index::SearchFilter filter;
-  // The seen items of a user of the users table, by id or named by its features' id column.
-  const int32_t seen_row = q.row >= 0 ? q.row : q.named_row;
-  if (exclude_seen && seen_row >= 0) {
-    if (!v.history_error.empty()) {
-      Refuse(409, "exclude_seen",
-             "exclude_seen: the model's history cannot be read: " + v.history_error);
-    }
-    filter.exclude = v.seen[seen_row];
-    const Loaded::LiveLikes likes = LikesOf(v, seen_row);
-    filter.exclude.insert(filter.exclude.end(), likes.labels.begin(), likes.labels.end());
-  }
-  if (exclude_seen) {  // a new user's seen items: its request history
-    for (const std::string& id : q.history) {
-      const int64_t label = v.index->Find(id);
-      if (label >= 0) filter.exclude.push_back(label);
-    }
-  }
-  auto label_of = [&](const std::string& id, const std::string& field) {
-    const int64_t label = v.index->Find(id);
-    if (label < 0 || v.deleted.count(label))
-      Refuse(404, field, field + ": unknown item " + Quote(id));
-    return label;
-  };
-  for (size_t i = 0; i < exclude.size(); ++i) {
-    filter.exclude.push_back(label_of(exclude[i], "exclude[" + std::to_string(i) + "]"));
-  }
-  filter.exclude.insert(filter.exclude.end(), v.deleted.begin(), v.deleted.end());
-  if (has_allow) {
-    std::vector<int64_t> labels;
-    for (size_t i = 0; i < allow.size(); ++i) {
-      labels.push_back(label_of(allow[i], "allow[" + std::to_string(i) + "]"));
-    }
-    filter.allow = std::move(labels);
-  }
-  const int wanted = v.reranker ? std::max(k, v.reranker->candidates) : k;
-  const int kk = static_cast<int>(std::min<int64_t>(wanted, std::max<int64_t>(v.index->size(), 1)));
-  std::vector<int64_t> labels(static_cast<size_t>(kk));
-  std::vector<float> scores(static_cast<size_t>(kk));
-  CheckDeadline("the search");
-  v.index->Search(q.u.data(), 1, kk, &filter, labels.data(), scores.data());
-  if (v.reranker) {
-    CheckDeadline("re-ranking");
-    Rerank(v, q.row, user.features, k, &labels, &scores);
-    reply.raw = ItemsReply(v, labels, scores, false, true);
-    return reply;
-  }
-  reply.raw = ItemsReply(v, labels, scores, true);
+  reply.raw = ItemsReply(v, v.rec->Recommend(r, t_deadline));
   return reply;
 }
 
 Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
   const Json body = ParseBody(req);
   AllowKeys(body, {"user_id", "user", "history", "item_ids"});
-  const UserRef user = ReadUser(body);
-  if (!body.contains("item_ids")) Refuse(400, "item_ids", "item_ids: required");
-  const std::vector<std::string> ids = IdList(body["item_ids"], "item_ids", config.max_list);
   const auto all = Snapshot();
-  const Loaded& v = *all[Assign(user.assignment)];
-  CheckDeadline("encoding the user");
-  const UserQuery q =
-      EncodeUser(v, user.id, user.features, body.contains("history") ? &body["history"] : nullptr,
-                 config.max_list, SomeVariantReadsHistory(all));
-  std::shared_lock<std::shared_mutex> lock(v.mutex);
+  const app::UserRef user = ReadUser(body, config.max_list, SomeVariantReadsHistory(all));
+  if (!body.contains("item_ids"))
+    Refuse(ErrorCode::kInvalidArgument, "item_ids", "item_ids: required");
+  const std::vector<std::string> ids = IdList(body["item_ids"], "item_ids", config.max_list);
+  const Loaded& v = *all[Assign(user)];
+  const std::vector<app::ScoredItem> scored = v.rec->Score(user, ids, t_deadline);
   Json scores = Json::array();
-  std::vector<double> shown;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const std::string field = "item_ids[" + std::to_string(i) + "]";
-    CheckDeadline(("encoding " + field).c_str());
-    Row row;
-    const int64_t label = v.index->Find(ids[i]);
-    if ((label >= 0 && v.deleted.count(label)) || !ItemRow(v, ids[i], &row)) {
-      Refuse(404, field, field + ": unknown item " + Quote(ids[i]));
-    }
-    if (v.reranker) continue;  // scored below, all at once, by the variant's last stage
-    const Matrix item = EncodeItem(v, row, field);
-    shown.push_back(app::DisplayScore(v.bundle, q.u.row(0).dot(item.row(0))));
-  }
-  if (v.reranker) {
-    // The score a re-ranked variant shows is its ranker's probability, as in /v1/recommend.
-    CheckDeadline("re-ranking");
-    const std::vector<float> logits = RankerLogits(v, q.row, user.features, ids);
-    // Every logit checked as re-ranking checks them (the order itself is not needed here).
-    app::RerankOrder(logits.data(), static_cast<int64_t>(logits.size()), v.reranker->path,
-                     [&](int64_t i) { return "item " + Quote(ids[i]); });
-    for (float logit : logits) shown.push_back(Probability(logit));
-  }
-  for (size_t i = 0; i < ids.size(); ++i) {
-    scores.push_back({{"item_id", ids[i]}, {"score", shown[i]}});
-  }
-  Json reply = {{"variant", v.config.name}, {"model_version", v.version}};
-  if (v.reranker) reply["ranker_version"] = v.reranker->ranker.fingerprint;
+  for (const app::ScoredItem& s : scored) scores.push_back({{"item_id", s.id}, {"score", s.score}});
+  Json reply = {{"variant", v.config.name}, {"model_version", v.rec->model_version()}};
+  if (v.rec->reranks()) reply["ranker_version"] = v.rec->ranker_version();
   reply["scores"] = scores;
   return Reply{200, reply, v.config.name};
 }
@@ -1286,36 +925,26 @@ Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
 Server::Impl::Reply Server::Impl::Similar(const httplib::Request& req) {
   const Json body = ParseBody(req);
   AllowKeys(body, {"item_id", "k", "variant"});
-  if (!body.contains("item_id")) Refuse(400, "item_id", "item_id: required");
+  if (!body.contains("item_id"))
+    Refuse(ErrorCode::kInvalidArgument, "item_id", "item_id: required");
   const std::string id = IdValue(body["item_id"], "item_id");
   const int k = KValue(body, config.max_k);
   const auto all = Snapshot();
   size_t vi = 0;
   if (body.contains("variant")) {
-    if (!body["variant"].is_string()) Refuse(400, "variant", "variant: expected a name");
+    if (!body["variant"].is_string()) {
+      Refuse(ErrorCode::kInvalidArgument, "variant", "variant: expected a name");
+    }
     const std::string name = body["variant"].get<std::string>();
     while (vi < all.size() && all[vi]->config.name != name) ++vi;
-    if (vi == all.size()) Refuse(404, "variant", "variant: unknown variant " + Quote(name));
+    if (vi == all.size()) {
+      Refuse(ErrorCode::kNotFound, "variant", "variant: unknown variant " + Quote(name));
+    }
   }
   const Loaded& v = *all[vi];
-  std::shared_lock<std::shared_mutex> lock(v.mutex);
-  Row row;
-  const int64_t self = v.index->Find(id);
-  if ((self >= 0 && v.deleted.count(self)) || !ItemRow(v, id, &row)) {
-    Refuse(404, "item_id", "item_id: unknown item " + Quote(id));
-  }
-  const Matrix item = EncodeItem(v, row, "item_id");
-  index::SearchFilter filter;
-  filter.exclude.assign(v.deleted.begin(), v.deleted.end());
-  if (self >= 0) filter.exclude.push_back(self);
-  const int kk = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(v.index->size(), 1)));
-  std::vector<int64_t> labels(static_cast<size_t>(kk));
-  std::vector<float> scores(static_cast<size_t>(kk));
-  CheckDeadline("the search");
-  v.index->Search(item.data(), 1, kk, &filter, labels.data(), scores.data());
   Reply reply;
   reply.variant = v.config.name;
-  reply.raw = ItemsReply(v, labels, scores, false);
+  reply.raw = ItemsReply(v, v.rec->Similar(id, k, t_deadline));
   return reply;
 }
 
@@ -1323,94 +952,39 @@ Server::Impl::Reply Server::Impl::PutItems(const httplib::Request& req) {
   const Json body = ParseBody(req);
   AllowKeys(body, {"items"});
   if (!body.contains("items") || !body["items"].is_array() || body["items"].empty()) {
-    Refuse(400, "items", "items: expected a non-empty list of item rows");
+    Refuse(ErrorCode::kInvalidArgument, "items", "items: expected a non-empty list of item rows");
   }
   if (static_cast<int64_t>(body["items"].size()) > config.max_list) {
-    Refuse(400, "items", "items: at most " + std::to_string(config.max_list) + " rows");
+    Refuse(ErrorCode::kInvalidArgument, "items",
+           "items: at most " + std::to_string(config.max_list) + " rows");
+  }
+  std::vector<Row> rows;
+  for (size_t i = 0; i < body["items"].size(); ++i) {
+    rows.push_back(RowValue(body["items"][i], "items[" + std::to_string(i) + "]"));
   }
   const auto all = Snapshot();
-  // Encode for every variant first: a bad row changes nothing anywhere.
-  std::vector<Row> rows;
-  std::vector<std::string> ids;
-  const std::string& id_column = all[0]->bundle.model.schema.item.id_column;
-  // The columns an item may have: the items table's and every variant's item features.
-  std::set<std::string> item_columns = {id_column};
+  // The columns an item may have: those of any variant. Prepared on every variant first: a bad
+  // row changes nothing anywhere.
+  std::set<std::string> columns;
   for (const auto& v : all) {
-    item_columns.insert(v->bundle.items.columns.begin(), v->bundle.items.columns.end());
-    for (const auto& f : v->bundle.model.schema.item.features) item_columns.insert(f.column);
-    if (v->reranker) {
-      for (const auto& f : v->reranker->ranker.schema.item.features) item_columns.insert(f.column);
-    }
+    const std::set<std::string> c = v->rec->ItemColumns();
+    columns.insert(c.begin(), c.end());
   }
-  std::set<std::string> distinct;
-  for (size_t i = 0; i < body["items"].size(); ++i) {
-    const std::string field = "items[" + std::to_string(i) + "]";
-    rows.push_back(RowValue(body["items"][i], field));
-    std::string id;
-    for (const auto& [column, value] : rows.back()) {
-      if (column == id_column) id = value;
-      if (!item_columns.count(column)) {
-        Refuse(400, field + "." + column,
-               field + "." + column + ": not a column of the items table or the item tower");
-      }
-    }
-    if (id.empty()) Refuse(400, field + "." + id_column, field + ": no " + id_column);
-    if (!distinct.insert(id).second)
-      Refuse(400, field, field + ": item " + Quote(id) + " given twice");
-    ids.push_back(id);
-  }
-  std::vector<Matrix> vectors;
-  for (const auto& v : all) {
-    Matrix m(static_cast<Eigen::Index>(rows.size()), v->bundle.model.model->embedding_dim());
-    for (size_t i = 0; i < rows.size(); ++i) {
-      CheckDeadline(("encoding items[" + std::to_string(i) + "]").c_str());
-      m.row(static_cast<Eigen::Index>(i)) =
-          EncodeItem(*v, rows[i], "items[" + std::to_string(i) + "]").row(0);
-      if (v->reranker) {
-        // A variant's ranker must be able to score the item too, or every later request that
-        // retrieves it would fail: refused here, before anything changes.
-        data::EncodedTable x;
-        try {
-          v->reranker->ranker.encoder.item.EncodeRow(rows[i], "items[" + std::to_string(i) + "]",
-                                                     &x);
-        } catch (const Error& e) {
-          Refuse(400, "items[" + std::to_string(i) + "]",
-                 std::string(e.what()) + " (variant '" + v->config.name + "' re-ranks with " +
-                     v->config.rerank + ", which reads it)");
-        }
-      }
-    }
-    vectors.push_back(std::move(m));
-  }
-  int64_t added = 0, updated = 0;
+  std::vector<app::PreparedItems> prepared;
+  for (const auto& v : all) prepared.push_back(v->rec->PrepareItems(rows, columns, t_deadline));
+  app::PutResult first;
   for (size_t vi = 0; vi < all.size(); ++vi) {
-    Loaded& v = *all[vi];
-    std::unique_lock<std::shared_mutex> lock(v.mutex);
-    const index::ItemIndex::AddResult r = v.index->Add(vectors[vi].data(), vectors[vi].rows(), ids);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      v.live_items[ids[i]] = {rows[i], ItemJsonPrefix(ids[i], rows[i], id_column)};
-      v.deleted.erase(v.index->Find(ids[i]));
-    }
-    if (vi == 0) {
-      added = r.added;
-      updated = r.updated;
-    }
+    const app::PutResult r = all[vi]->rec->CommitItems(prepared[vi]);
+    if (vi == 0) first = r;
   }
-  return Reply{200, {{"added", added}, {"updated", updated}, {"variants", all.size()}}, ""};
+  return Reply{
+      200, {{"added", first.added}, {"updated", first.updated}, {"variants", all.size()}}, ""};
 }
 
 Server::Impl::Reply Server::Impl::DeleteItem(const std::string& id) {
-  const auto all = Snapshot();
   bool found = false;
-  for (const auto& v : all) {
-    std::unique_lock<std::shared_mutex> lock(v->mutex);
-    const int64_t label = v->index->Find(id);
-    if (label < 0 || v->deleted.count(label)) continue;
-    v->deleted.insert(label);
-    v->live_items.erase(id);
-    found = true;
-  }
-  if (!found) Refuse(404, "id", "unknown item " + Quote(id));
+  for (const auto& v : Snapshot()) found = v->rec->DeleteItem(id) || found;
+  if (!found) Refuse(ErrorCode::kNotFound, "id", "unknown item " + Quote(id));
   return Reply{200, {{"deleted", id}}, ""};
 }
 
@@ -1418,24 +992,27 @@ Server::Impl::Reply Server::Impl::Feedback(const httplib::Request& req) {
   const Json body = ParseBody(req);
   AllowKeys(body, {"user_id", "item_id", "event", "variant"});
   for (const char* key : {"user_id", "item_id", "event"}) {
-    if (!body.contains(key)) Refuse(400, key, std::string(key) + ": required");
+    if (!body.contains(key))
+      Refuse(ErrorCode::kInvalidArgument, key, std::string(key) + ": required");
   }
   Event e;
   e.ts_ms = NowMs();
   e.user_id = IdValue(body["user_id"], "user_id");
   e.item_id = IdValue(body["item_id"], "item_id");
   if (!body["event"].is_string() || !IsEventName(body["event"].get<std::string>())) {
-    Refuse(400, "event",
+    Refuse(ErrorCode::kInvalidArgument, "event",
            "event: expected \"impression\", \"click\" or \"like\", got " + body["event"].dump());
   }
   e.event = body["event"].get<std::string>();
   const auto all = Snapshot();
   if (body.contains("variant")) {
-    if (!body["variant"].is_string()) Refuse(400, "variant", "variant: expected a name");
+    if (!body["variant"].is_string())
+      Refuse(ErrorCode::kInvalidArgument, "variant", "variant: expected a name");
     e.variant = body["variant"].get<std::string>();
     bool known = false;
     for (const auto& v : all) known = known || v->config.name == e.variant;
-    if (!known) Refuse(404, "variant", "variant: unknown variant " + Quote(e.variant));
+    if (!known)
+      Refuse(ErrorCode::kNotFound, "variant", "variant: unknown variant " + Quote(e.variant));
   } else {
     e.variant = all[Assign(e.user_id)]->config.name;
   }
@@ -1451,7 +1028,7 @@ Server::Impl::Reply Server::Impl::Feedback(const httplib::Request& req) {
 
 Server::Impl::Reply Server::Impl::Experiment(const std::string& name) {
   if (name != config.experiment) {
-    Refuse(404, "name",
+    Refuse(ErrorCode::kNotFound, "name",
            "unknown experiment " + Quote(name) + " (this server runs " + Quote(config.experiment) +
                ")");
   }
@@ -1480,23 +1057,23 @@ Server::Impl::Reply Server::Impl::Experiment(const std::string& name) {
 Server::Impl::Reply Server::Impl::Models() {
   Json list = Json::array();
   for (const auto& v : Snapshot()) {
-    std::shared_lock<std::shared_mutex> lock(v->mutex);
-    list.push_back(
-        {{"variant", v->config.name},
-         {"weight", v->config.weight},
-         {"model", v->config.model},
-         {"model_version", v->version},
-         {"index", v->config.index.empty() ? Json() : Json(v->config.index)},
-         {"index_spec", v->index->spec()},
-         {"items", v->index->size() - static_cast<int64_t>(v->deleted.size())},
-         {"created", v->created},
-         {"rerank", v->reranker ? Json{{"model", v->config.rerank},
-                                       {"model_version", v->reranker->ranker.fingerprint},
-                                       {"candidates", v->config.candidates}}
-                                : Json()},
-         {"live_likes", LiveLikeCounts(*v)},
-         {"config", v->bundle.model.config},
-         {"test_metrics", v->test_metrics}});
+    const app::Recommender& r = *v->rec;
+    const auto [like_users, like_items] = r.live_like_counts();
+    list.push_back({{"variant", v->config.name},
+                    {"weight", v->config.weight},
+                    {"model", v->config.model},
+                    {"model_version", r.model_version()},
+                    {"index", v->config.index.empty() ? Json() : Json(v->config.index)},
+                    {"index_spec", r.index_spec()},
+                    {"items", r.num_items()},
+                    {"created", v->created},
+                    {"rerank", r.reranks() ? Json{{"model", v->config.rerank},
+                                                  {"model_version", r.ranker_version()},
+                                                  {"candidates", v->config.candidates}}
+                                           : Json()},
+                    {"live_likes", {{"users", like_users}, {"history_items", like_items}}},
+                    {"config", r.bundle().model.config},
+                    {"test_metrics", v->test_metrics}});
   }
   return Reply{200, {{"models", list}}, ""};
 }
@@ -1532,9 +1109,8 @@ std::string Server::Impl::MetricsText() {
   out += "# HELP twotower_index_items Items a variant retrieves from.\n";
   out += "# TYPE twotower_index_items gauge\n";
   for (const auto& v : Snapshot()) {
-    std::shared_lock<std::shared_mutex> vlock(v->mutex);
     out += "twotower_index_items{variant=\"" + Label(v->config.name) + "\"} " +
-           std::to_string(v->index->size() - static_cast<int64_t>(v->deleted.size())) + "\n";
+           std::to_string(v->rec->num_items()) + "\n";
   }
   out +=
       "# HELP twotower_reloads_total Reloads, by result.\n# TYPE twotower_reloads_total counter\n";

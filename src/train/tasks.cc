@@ -31,7 +31,6 @@ std::vector<std::string> Labels(const std::string& cell, const std::string& deli
 }
 
 double Softplus(double z) { return std::max(z, 0.0) + std::log1p(std::exp(-std::abs(z))); }
-double Sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 
 }  // namespace
 

@@ -122,6 +122,10 @@ std::vector<std::vector<int64_t>> SeenLabels(const Bundle& bundle, const index::
 
 // ---- re-ranking ---------------------------------------------------------------------------------
 
+// How many retrieved items a ranker re-orders unless told otherwise (--candidates,
+// serve.variants[].candidates): the one place this default is written.
+constexpr int kDefaultCandidates = 200;
+
 // A ranker (model/ranker.h) ready to re-order what a bundle's two-tower model retrieves from
 // `index`: the bundle's users and items tables encoded with the ranker's own encoder, and each
 // index label's row of the items table.
@@ -129,8 +133,8 @@ struct Reranker {
   std::string path;
   model::LoadedRanker ranker;
   data::EncodedTable user_features, item_features;
-  std::vector<int32_t> label_rows;  // index label -> row of bundle.items
-  int candidates = 200;             // how many retrieved items the ranker re-orders
+  std::vector<int32_t> label_rows;      // index label -> row of bundle.items
+  int candidates = kDefaultCandidates;  // how many retrieved items the ranker re-orders
 };
 // Throws Error naming `path` for a file that is not a ranker, tables without the ranker's feature
 // columns, an index item that is not in the bundle's items table (the ranker needs its
@@ -210,6 +214,16 @@ std::vector<int64_t> RerankOrder(const float* logits, int64_t n, const std::stri
 std::vector<Recommendation> Rerank(const Reranker& reranker, int32_t user_row,
                                    const std::vector<Recommendation>& candidates, int k);
 
+// Known users are encoded by the user tower in blocks of this many rows from row 0, wherever
+// their embeddings are computed (RecommendAllUsers, Recommender's cache): a user's embedding is
+// then the same bits on every path.
+constexpr int64_t kUserBlock = 4096;
+
+// The embeddings of users-table rows [first, first + n) (n x embedding_dim) into *out, each
+// computed within its block of kUserBlock rows (blocks start at row 0; whole blocks are encoded,
+// so `first` and `n` need not be aligned). Throws Error for rows out of range.
+void EncodeKnownUsers(const Bundle& bundle, int64_t first, int64_t n, Matrix* out);
+
 // "<out_path>.meta.json": the provenance of a recommendations file.
 std::string MetaPath(const std::string& out_path);
 
@@ -223,11 +237,13 @@ struct BatchResult {
 // rows. `seen` (one label list per user row) may be null.
 // With `reranker` (may be null), each user's top reranker->candidates are retrieved and the
 // top k of them by the ranker are written, the score being the ranker's probability; the
-// provenance names the ranker too.
+// provenance names the ranker too. `user_embeddings` (may be null: computed here by
+// EncodeKnownUsers) holds every user's embedding as EncodeKnownUsers computes them.
 BatchResult RecommendAllUsers(const Bundle& bundle, const index::ItemIndex& index, int k,
                               const std::vector<std::vector<int64_t>>* seen,
                               const std::string& out_path, bool progress,
-                              const Reranker* reranker = nullptr);
+                              const Reranker* reranker = nullptr,
+                              const Matrix* user_embeddings = nullptr);
 
 }  // namespace twotower::app
 

@@ -33,6 +33,8 @@
 #include <string>
 #include <vector>
 
+#include "twotower/app/app.h"
+
 namespace twotower::serve {
 
 struct VariantConfig {
@@ -44,7 +46,7 @@ struct VariantConfig {
   // `recommend --rerank`; empty: none. /v1/recommend and /v1/score then return the ranker's
   // probabilities (and its SHA-256 as ranker_version).
   std::string rerank;
-  int candidates = 200;
+  int candidates = app::kDefaultCandidates;
 };
 
 struct ServeConfig {
