@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "twotower/app/app.h"
+#include "twotower/app/experiment.h"
 #include "twotower/app/recommender.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
@@ -479,6 +480,8 @@ struct RecommendArgs {
   bool all_users = false;
   bool allow_other_model = false;
   bool quiet = false;
+  std::vector<std::string> exclude_items, allow_items;  // with --user-id
+  bool json = false;                                    // with --user-id
 };
 
 int RunRecommend(const RecommendArgs& a) {
@@ -489,6 +492,9 @@ int RunRecommend(const RecommendArgs& a) {
     throw Error("recommend --all-users: --out FILE is required (the CSV of recommendations)");
   }
   if (!a.all_users && !a.out.empty()) throw Error("recommend: --out goes with --all-users");
+  if (a.all_users && (!a.exclude_items.empty() || !a.allow_items.empty() || a.json)) {
+    throw Error("recommend: --exclude-items, --allow-items and --json go with --user-id");
+  }
   if (!a.index.empty() && !a.embeddings.empty()) {
     throw Error("recommend: give --index or --embeddings, not both");
   }
@@ -548,7 +554,27 @@ int RunRecommend(const RecommendArgs& a) {
   request.user.id = a.user_id;
   request.k = a.k;
   request.exclude_seen = a.exclude_seen;
-  const app::Recommendations recs = rec->Recommend(request);
+  request.exclude = a.exclude_items;
+  if (!a.allow_items.empty()) request.allow = a.allow_items;
+  app::Recommendations recs;
+  try {
+    recs = rec->Recommend(request);
+  } catch (const Error& e) {  // name the flag, not the request field
+    const std::string& f = e.field();
+    const std::string flag = f.rfind("exclude[", 0) == 0 ? "--exclude-items"
+                             : f.rfind("allow[", 0) == 0 ? "--allow-items"
+                                                         : "";
+    if (flag.empty()) throw;
+    throw Error(e.code(), flag + ": " + e.what(), flag);
+  }
+  if (a.json) {
+    nlohmann::json out = {{"user_id", a.user_id}, {"items", nlohmann::json::array()}};
+    for (const app::ScoredItem& item : recs.items) {
+      out["items"].push_back({{"item_id", item.id}, {"score", item.score}});
+    }
+    std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return 0;
+  }
   const std::vector<app::ScoredItem>& items = recs.items;
   const data::FeatureSchema& schema = b.model.schema;
   std::cout << "top " << items.size() << " for user " << a.user_id;
@@ -661,6 +687,7 @@ int RunServe(const ServeArgs& a) {
     }
   }
   std::cout << "; events " << config.events << ")" << std::endl;
+  for (const std::string& note : server.notes()) std::cerr << note << std::endl;
   std::atomic<bool> done{false};
   std::thread waiter([&] {
     while (true) {
@@ -725,47 +752,26 @@ struct ExperimentArgs {
 };
 
 int RunExperimentReport(const ExperimentArgs& a) {
-  std::vector<serve::VariantCounts> variants;
-  std::string name = "default";
+  std::string name = "default", salt;
+  std::vector<app::Arm> arms;
   if (!a.config.empty()) {
     const serve::ServeConfig config = serve::ServeConfig::FromYamlFile(a.config);
     name = config.experiment;
-    for (const serve::VariantConfig& v : config.variants) variants.push_back({v.name, v.weight});
+    salt = config.salt;
+    for (const serve::VariantConfig& v : config.variants) arms.push_back({v.name, v.weight});
   }
-  std::map<std::string, std::set<std::string>> users;
-  std::map<std::string, std::array<int64_t, 3>> counts;
-  std::vector<std::string> order;
+  // The tallies the server keeps, from the same log: live and offline readouts agree.
+  app::Experiment experiment(name, salt, arms, a.config);
   int64_t torn = 0;
   const int64_t n = serve::ReadEvents(
-      a.events,
-      [&](const serve::Event& e) {
-        if (!counts.count(e.variant)) order.push_back(e.variant);
-        users[e.variant].insert(e.user_id);
-        auto& c = counts[e.variant];
-        c[e.event == "impression" ? 0 : e.event == "click" ? 1 : 2] += 1;
-      },
+      a.events, [&](const serve::Event& e) { experiment.Count(e.variant, e.user_id, e.event); },
       &torn);
-  if (variants.empty()) {
-    for (const std::string& v : order) variants.push_back({v, 1.0});
-  } else {
-    // A variant the config does not list would drop out of every count: refuse instead.
-    for (const std::string& v : order) {
-      const bool listed = std::any_of(variants.begin(), variants.end(),
-                                      [&](const serve::VariantCounts& c) { return c.name == v; });
-      if (!listed) {
-        const auto& c = counts[v];
-        throw Error(a.events + ": " + std::to_string(c[0] + c[1] + c[2]) + " events name variant " +
-                    Quote(v) + ", which " + a.config +
-                    " does not list (a log of another experiment, or an old config?)");
-      }
-    }
-  }
+  std::vector<app::ArmCounts> variants = experiment.Counts(a.events);
   std::string control_from =
       a.config.empty() ? "the first variant in the log" : "the first variant of " + a.config;
   if (!a.control.empty()) {
-    const auto it =
-        std::find_if(variants.begin(), variants.end(),
-                     [&](const serve::VariantCounts& c) { return c.name == a.control; });
+    const auto it = std::find_if(variants.begin(), variants.end(),
+                                 [&](const app::ArmCounts& c) { return c.name == a.control; });
     if (it == variants.end()) {
       std::string names;
       for (const auto& v : variants) names += (names.empty() ? "" : ", ") + v.name;
@@ -773,12 +779,6 @@ int RunExperimentReport(const ExperimentArgs& a) {
     }
     std::rotate(variants.begin(), it, it + 1);
     control_from = "--control";
-  }
-  for (serve::VariantCounts& v : variants) {
-    v.users = static_cast<int64_t>(users[v.name].size());
-    v.impressions = counts[v.name][0];
-    v.clicks = counts[v.name][1];
-    v.likes = counts[v.name][2];
   }
   const nlohmann::json r = serve::Readout(name, variants);
   std::cout << "experiment " << name << ": " << n << " events in " << a.events;
@@ -961,6 +961,17 @@ int Main(int argc, char** argv) {
                    "with --rerank: how many items to retrieve for the ranker (default " +
                        std::to_string(app::kDefaultCandidates) + ")")
       ->check(CLI::Range(1, 1000000));
+  recommend
+      ->add_option("--exclude-items", rec.exclude_items,
+                   "item ids never recommended to --user-id (comma-separated or repeated)")
+      ->delimiter(',');
+  recommend
+      ->add_option("--allow-items", rec.allow_items,
+                   "recommend --user-id only these item ids (comma-separated or repeated)")
+      ->delimiter(',');
+  recommend->add_flag("--json", rec.json,
+                      "with --user-id: print {\"user_id\", \"items\": [{item_id, score}]} with "
+                      "scores in full precision (what POST /v1/recommend answers), not the table");
   recommend->add_flag("--quiet", rec.quiet, "no progress bar");
   recommend->add_option("--threads", threads, "threads (0 = all cores)");
 

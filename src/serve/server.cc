@@ -23,6 +23,7 @@
 #include <unordered_set>
 
 #include "twotower/app/app.h"
+#include "twotower/app/experiment.h"
 #include "twotower/app/recommender.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
@@ -90,6 +91,7 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
   }
   if (!root.IsMap() || !root["serve"]) throw Error(path + ": expected a 'serve:' section");
   ServeConfig c;
+  c.source = path;
   const YAML::Node s = root["serve"];
   CheckKeys(path, s, "serve",
             {"host", "port", "threads", "max_k", "max_list", "max_body_bytes", "timeout_seconds",
@@ -513,12 +515,6 @@ std::string Label(const std::string& s) {
   return out;
 }
 
-// Per variant: users with events and the event counts (replayed from the log at start).
-struct Counts {
-  std::unordered_set<std::string> users;
-  int64_t impressions = 0, clicks = 0, likes = 0;
-};
-
 Json OpenApi();
 
 }  // namespace
@@ -529,10 +525,9 @@ struct Server::Impl {
   ServeConfig config;
   std::mutex variants_mutex;  // guards the vector, not the variants
   std::vector<std::shared_ptr<Loaded>> variants;
-  std::vector<double> weights;
   std::atomic<bool> ready{false};
-  std::mutex counts_mutex;
-  std::map<std::string, Counts> counts;
+  std::unique_ptr<app::Experiment> experiment;  // assignment and the tallies of logged events
+  std::vector<std::string> notes;
   std::unique_ptr<EventLog> events;
   // Every like logged or replayed (live_history): a reload applies them to the new variants.
   // Held while a like is applied and while a reload swaps, so none is missed.
@@ -552,21 +547,14 @@ struct Server::Impl {
     std::lock_guard<std::mutex> lock(variants_mutex);
     return variants;
   }
-  int Assign(const std::string& key) { return AssignVariant(Bucket(config.salt, key), weights); }
+  int Assign(const std::string& key) { return experiment->Assign(key); }
   // A request's user lands where its id lands, however the request names it.
   int Assign(const app::UserRef& user) {
     return Assign(
         app::AssignmentKey(user, Snapshot()[0]->rec->bundle().model.schema.user.id_column));
   }
 
-  void Count(const Event& e) {
-    std::lock_guard<std::mutex> lock(counts_mutex);
-    Counts& c = counts[e.variant];
-    c.users.insert(e.user_id);
-    if (e.event == "impression") ++c.impressions;
-    if (e.event == "click") ++c.clicks;
-    if (e.event == "like") ++c.likes;
-  }
+  void Count(const Event& e) { experiment->Count(e.variant, e.user_id, e.event); }
 
   // A like reaches variant v's live likes (app::Recommender::RecordLike says which count).
   void ApplyLike(Loaded& v, const Event& e) { v.rec->RecordLike(e.user_id, e.item_id, e.ts_ms); }
@@ -651,10 +639,13 @@ Server::Server(ServeConfig config) : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
   config.Validate();
   s.config = std::move(config);
+  std::vector<app::Arm> arms;
   for (const VariantConfig& v : s.config.variants) {
     s.variants.push_back(LoadVariant(v, s.config.user_cache_mb));
-    s.weights.push_back(v.weight);
+    arms.push_back({v.name, v.weight});
   }
+  s.experiment = std::make_unique<app::Experiment>(s.config.experiment, s.config.salt,
+                                                   std::move(arms), s.config.source);
   s.events = std::make_unique<EventLog>(s.config.events, [&s](const Event& e) {
     s.Count(e);
     if (s.config.live_history && e.event == "like") s.likes.push_back(e);
@@ -663,6 +654,11 @@ Server::Server(ServeConfig config) : impl_(std::make_unique<Impl>()) {
     for (const Event& e : s.likes) s.ApplyLike(*v, e);
   }
   for (const auto& v : s.variants) s.Warm(*v);
+  const std::string unlisted = s.experiment->UnlistedMessage(s.config.events);
+  if (!unlisted.empty()) {
+    s.notes.push_back("warning: " + unlisted + "; GET /v1/experiments/" + s.config.experiment +
+                      " refuses to read out until they are listed");
+  }
   s.ready = true;
   s.Routes();
 }
@@ -733,6 +729,8 @@ void Server::Stop() {
 }
 
 std::string Server::Reload() { return impl_->Reload(); }
+
+const std::vector<std::string>& Server::notes() const { return impl_->notes; }
 
 std::string Server::Impl::Reload() {
   std::lock_guard<std::mutex> one(reload_mutex);
@@ -1032,23 +1030,8 @@ Server::Impl::Reply Server::Impl::Experiment(const std::string& name) {
            "unknown experiment " + Quote(name) + " (this server runs " + Quote(config.experiment) +
                ")");
   }
-  std::vector<VariantCounts> counts_out;
-  {
-    std::lock_guard<std::mutex> lock(counts_mutex);
-    for (const VariantConfig& v : config.variants) {
-      VariantCounts c;
-      c.name = v.name;
-      c.weight = v.weight;
-      const auto it = counts.find(v.name);
-      if (it != counts.end()) {
-        c.users = static_cast<int64_t>(it->second.users.size());
-        c.impressions = it->second.impressions;
-        c.clicks = it->second.clicks;
-        c.likes = it->second.likes;
-      }
-      counts_out.push_back(c);
-    }
-  }
+  // A readout never hides events: one of arms the config does not list is refused (409).
+  const std::vector<app::ArmCounts> counts_out = experiment->Counts(config.events);
   Json out = Readout(config.experiment, counts_out);
   out["salt"] = config.salt;
   return Reply{200, out, ""};

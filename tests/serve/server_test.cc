@@ -22,7 +22,9 @@
 #include <vector>
 
 #include "testing/cli_runner.h"
+#include "testing/serve_client.h"
 #include "testing/temp_dir.h"
+#include "testing/trained_models.h"
 #include "twotower/core/error.h"
 #include "twotower/serve/experiment.h"
 
@@ -33,112 +35,19 @@ namespace twotower::serve {
 namespace {
 
 using ::testing::HasSubstr;
+using twotower::testing::Answer;
 using twotower::testing::BusiestUser;
+using twotower::testing::Call;
 using twotower::testing::Fields;
+using twotower::testing::HistoryModel;
 using twotower::testing::Lines;
 using twotower::testing::ReadBytes;
 using twotower::testing::ResultRows;
 using twotower::testing::RunCli;
+using twotower::testing::Running;
+using twotower::testing::Shared;
 using twotower::testing::TempDir;
 using Json = nlohmann::json;
-
-// Data and two models (different seeds) made once by the real binary.
-struct Models {
-  TempDir dir;
-  std::string data, a, b;
-  bool ok = false;
-};
-
-std::string Train(TempDir& dir, const std::string& data, const std::string& seed) {
-  const auto r = RunCli({"train",
-                         "--config",
-                         std::string(TWOTOWER_SOURCE_DIR) + "/config/ranking_config.yaml",
-                         "--set",
-                         "data.dir=" + data,
-                         "--set",
-                         "model.embedding_dim=8",
-                         "--set",
-                         "model.user_hidden_dims=16",
-                         "--set",
-                         "model.item_hidden_dims=16",
-                         "--epochs",
-                         "2",
-                         "--threads",
-                         "1",
-                         "--seed",
-                         seed,
-                         "--quiet",
-                         "--output-dir",
-                         dir.File("runs_" + seed)},
-                        dir);
-  for (const std::string& line : Lines(r.out)) {
-    if (line.rfind("run folder: ", 0) == 0) return line.substr(12) + "model_best.safetensors";
-  }
-  return "";
-}
-
-Models& Shared() {
-  static const std::unique_ptr<Models> m = [] {
-    auto s = std::make_unique<Models>();
-    s->data = s->dir.File("data");
-    const auto g = RunCli({"generate", "--out", s->data, "--users", "200", "--movies", "100",
-                           "--interactions", "2000", "--seed", "5"},
-                          s->dir);
-    s->a = Train(s->dir, s->data, "3");
-    s->b = Train(s->dir, s->data, "4");
-    s->ok = g.code == 0 && !s->a.empty() && !s->b.empty();
-    return s;
-  }();
-  return *m;
-}
-
-// A server running in a thread for the test's life.
-class Running {
- public:
-  explicit Running(ServeConfig config) {
-    config.port = 0;
-    config.threads = 4;
-    server_ = std::make_unique<Server>(config);
-    port_ = server_->Bind();
-    thread_ = std::thread([this] { server_->Run(); });
-  }
-  ~Running() { Stop(); }
-  void Stop() {
-    if (!thread_.joinable()) return;
-    server_->Stop();
-    thread_.join();
-  }
-  httplib::Client Client() const { return httplib::Client("127.0.0.1", port_); }
-  Server& server() { return *server_; }
-
- private:
-  std::unique_ptr<Server> server_;
-  std::thread thread_;
-  int port_ = 0;
-};
-
-struct Answer {
-  int status = -1;
-  Json body;
-  std::string text;
-};
-
-Answer Call(httplib::Client& c, const std::string& method, const std::string& path,
-            const std::string& body = "") {
-  httplib::Result r = method == "GET"      ? c.Get(path.c_str())
-                      : method == "PUT"    ? c.Put(path.c_str(), body, "application/json")
-                      : method == "DELETE" ? c.Delete(path.c_str())
-                                           : c.Post(path.c_str(), body, "application/json");
-  Answer a;
-  if (!r) return a;
-  a.status = r->status;
-  a.text = r->body;
-  try {
-    a.body = Json::parse(r->body);
-  } catch (const Json::exception&) {
-  }
-  return a;
-}
 
 class ServerTest : public ::testing::Test {
  protected:
@@ -328,36 +237,6 @@ TEST_F(ServerTest, RerankedVariantEqualsTheCli) {
 }
 
 // Every kind of bad input gets a 4xx naming the field, and the server keeps serving.
-// A model with an attention history over the last 4 likes, trained once by the real binary.
-const std::string& HistoryModel() {
-  static const std::string model = [] {
-    TempDir& dir = Shared().dir;
-    const std::string yaml = dir.Write(
-        "history.yaml",
-        "data: {dir: " + Shared().data +
-            "}\n"
-            "features:\n"
-            "  user_id: user_id\n"
-            "  item_id: movie_id\n"
-            "  history: {length: 4, pooling: attention, heads: 2}\n"
-            "  user: [{column: age, type: numeric}, {column: gender, type: categorical},\n"
-            "         {column: favorite_genre, type: categorical},\n"
-            "         {column: activity_level, type: categorical}]\n"
-            "  item: [{column: movie_id, type: id, dim: 8}, {column: genre, type: categorical}]\n"
-            "model: {embedding_dim: 8, user_hidden_dims: [16], item_hidden_dims: [16], dropout: "
-            "0}\n"
-            "training: {epochs: 2, batch_size: 64}\n");
-    const auto trained = RunCli(
-        {"train", "--config", yaml, "--threads", "1", "--quiet", "--output-dir", dir.File("hist")},
-        dir);
-    for (const std::string& line : Lines(trained.out)) {
-      if (line.rfind("run folder: ", 0) == 0) return line.substr(12) + "model_best.safetensors";
-    }
-    return std::string();
-  }();
-  return model;
-}
-
 // The features of a user of the generated users table, without its id, from the file.
 Json UserFeatures(const std::string& user) {
   Json features;

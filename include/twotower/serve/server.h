@@ -76,6 +76,8 @@ struct ServeConfig {
   std::string experiment = "default";  // the experiment's name (GET /v1/experiments/{name})
   std::string salt = "twotower";       // hashed with the user id for assignment
   std::vector<VariantConfig> variants;
+  // Where the variants came from, for messages: the YAML file, or the command line.
+  std::string source = "the command line's --model";
 
   // Reads the `serve:` section of a YAML file (keys as the fields above; `variants:` a list of
   // {name, model, index, weight, rerank, candidates}). Throws Error naming file, line and key for
@@ -105,6 +107,8 @@ class Server {
   void Stop();
   // Rereads every variant's files and swaps them in; "" on success, else why (the old ones stay).
   std::string Reload();
+  // What the start found worth saying (events of arms the config does not list), one line each.
+  const std::vector<std::string>& notes() const;
 
  private:
   struct Impl;
