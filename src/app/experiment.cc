@@ -145,8 +145,8 @@ int64_t Experiment::events() const {
   return events_;
 }
 
-std::vector<std::pair<std::string, int64_t>> Experiment::Unlisted() const {
-  std::vector<std::pair<std::string, int64_t>> out;
+std::vector<ArmCounts> Experiment::Unlisted() const {
+  std::vector<ArmCounts> out;
   if (config_source_.empty()) return out;
   std::lock_guard<std::mutex> lock(mutex_);
   for (const std::string& name : seen_order_) {
@@ -154,24 +154,28 @@ std::vector<std::pair<std::string, int64_t>> Experiment::Unlisted() const {
         std::any_of(arms_.begin(), arms_.end(), [&](const Arm& a) { return a.name == name; });
     if (listed) continue;
     const Tally& t = tallies_.at(name);
-    out.emplace_back(name, t.impressions + t.clicks + t.likes);
+    out.push_back(
+        {name, 0.0, static_cast<int64_t>(t.users.size()), t.impressions, t.clicks, t.likes});
   }
   return out;
 }
 
 std::string Experiment::UnlistedMessage(const std::string& events_source) const {
   std::string out;
-  for (const auto& [name, n] : Unlisted()) {
-    out += (out.empty() ? events_source + ": " : "; ") + std::to_string(n) +
-           " events name variant " + Quote(name) + ", which " + config_source_ + " does not list";
+  for (const ArmCounts& c : Unlisted()) {
+    out += (out.empty() ? events_source + ": " : "; ") +
+           std::to_string(c.impressions + c.clicks + c.likes) + " events name variant " +
+           Quote(c.name) + ", which " + config_source_ + " does not list";
   }
-  if (!out.empty()) out += " (a log of another experiment, or an old config?)";
+  if (!out.empty()) {
+    out +=
+        " (renamed, or a log of another experiment?); shown apart, outside the comparisons "
+        "and the sample-ratio test";
+  }
   return out;
 }
 
-std::vector<ArmCounts> Experiment::Counts(const std::string& events_source) const {
-  const std::string unlisted = UnlistedMessage(events_source);
-  if (!unlisted.empty()) throw Error(ErrorCode::kConflict, unlisted);
+std::vector<ArmCounts> Experiment::Counts() const {
   std::vector<Arm> arms = arms_;
   std::lock_guard<std::mutex> lock(mutex_);
   if (config_source_.empty() && arms.empty()) {
@@ -192,6 +196,27 @@ std::vector<ArmCounts> Experiment::Counts(const std::string& events_source) cons
     out.push_back(c);
   }
   return out;
+}
+
+ExperimentReadout Experiment::Readout(const std::string& events_source,
+                                      const std::string& control) const {
+  std::vector<ArmCounts> counts = Counts();
+  if (!control.empty()) {
+    const auto it = std::find_if(counts.begin(), counts.end(),
+                                 [&](const ArmCounts& c) { return c.name == control; });
+    if (it == counts.end()) {
+      std::string names;
+      for (const auto& v : counts) names += (names.empty() ? "" : ", ") + v.name;
+      throw Error(ErrorCode::kInvalidArgument,
+                  "control: no variant " + Quote(control) + " (the variants: " + names + ")",
+                  "control");
+    }
+    std::rotate(counts.begin(), it, it + 1);
+  }
+  ExperimentReadout r = ReadOut(name_, counts);
+  r.unlisted = Unlisted();
+  r.warning = UnlistedMessage(events_source);
+  return r;
 }
 
 }  // namespace twotower::app

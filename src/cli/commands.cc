@@ -766,66 +766,61 @@ int RunExperimentReport(const ExperimentArgs& a) {
   const int64_t n = serve::ReadEvents(
       a.events, [&](const serve::Event& e) { experiment.Count(e.variant, e.user_id, e.event); },
       &torn);
-  std::vector<app::ArmCounts> variants = experiment.Counts(a.events);
-  std::string control_from =
-      a.config.empty() ? "the first variant in the log" : "the first variant of " + a.config;
-  if (!a.control.empty()) {
-    const auto it = std::find_if(variants.begin(), variants.end(),
-                                 [&](const app::ArmCounts& c) { return c.name == a.control; });
-    if (it == variants.end()) {
-      std::string names;
-      for (const auto& v : variants) names += (names.empty() ? "" : ", ") + v.name;
-      throw Error("--control: no variant " + Quote(a.control) + " (the variants: " + names + ")");
-    }
-    std::rotate(variants.begin(), it, it + 1);
-    control_from = "--control";
+  app::ExperimentReadout r;
+  try {
+    r = experiment.Readout(a.events, a.control);
+  } catch (const Error& e) {
+    if (e.field() != "control") throw;
+    throw Error(e.code(), std::string("--") + e.what(), "--control");
   }
-  const nlohmann::json r = serve::Readout(name, variants);
+  const std::string control_from = !a.control.empty() ? "--control"
+                                   : a.config.empty() ? "the first variant in the log"
+                                                      : "the first variant of " + a.config;
   std::cout << "experiment " << name << ": " << n << " events in " << a.events;
   if (torn > 0) std::cout << " (and a torn last line of " << torn << " bytes, ignored)";
   if (a.config.empty()) std::cout << "; weights taken as equal (give --config for the real ones)";
   std::cout << "\n";
-  if (!variants.empty()) {
-    std::cout << "control: " << variants[0].name << " (" << control_from << ")\n";
+  if (!r.arms.empty()) {
+    std::cout << "control: " << r.arms[0].counts.name << " (" << control_from << ")\n";
   }
-  auto num = [](const nlohmann::json& j, int digits) {
-    return j.is_null() ? std::string("n/a") : Fixed(j.get<double>(), digits);
+  auto num = [](const std::optional<double>& v, int digits) {
+    return v ? Fixed(*v, digits) : std::string("n/a");
   };
   std::printf("%-12s %7s %8s %11s %8s %7s %8s  %s\n", "variant", "weight", "users", "impressions",
               "clicks", "likes", "CTR", "95% interval");
-  for (const auto& v : r["variants"]) {
-    const std::string ci = v["ctr_ci95"].is_null() ? "n/a"
-                                                   : "[" + num(v["ctr_ci95"][0], 4) + ", " +
-                                                         num(v["ctr_ci95"][1], 4) + "]";
-    std::printf(
-        "%-12s %7.1f %8lld %11lld %8lld %7lld %8s  %s\n", v["name"].get<std::string>().c_str(),
-        v["weight"].get<double>(), static_cast<long long>(v["users"].get<int64_t>()),
-        static_cast<long long>(v["impressions"].get<int64_t>()),
-        static_cast<long long>(v["clicks"].get<int64_t>()),
-        static_cast<long long>(v["likes"].get<int64_t>()), num(v["ctr"], 4).c_str(), ci.c_str());
+  auto row = [](const app::ArmCounts& c, const std::string& weight, const std::string& ctr,
+                const std::string& ci) {
+    std::printf("%-12s %7s %8lld %11lld %8lld %7lld %8s  %s\n", c.name.c_str(), weight.c_str(),
+                static_cast<long long>(c.users), static_cast<long long>(c.impressions),
+                static_cast<long long>(c.clicks), static_cast<long long>(c.likes), ctr.c_str(),
+                ci.c_str());
+  };
+  for (const app::ArmReadout& v : r.arms) {
+    const std::string ci =
+        v.ctr_lo ? "[" + num(v.ctr_lo, 4) + ", " + num(v.ctr_hi, 4) + "]" : std::string("n/a");
+    row(v.counts, Fixed(v.counts.weight, 1), num(v.ctr, 4), ci);
   }
-  for (const auto& v : r["variants"]) {
-    if (v.contains("problem")) {
-      std::cout << v["name"].get<std::string>() << ": " << v["problem"].get<std::string>() << "\n";
+  for (const app::ArmCounts& c : r.unlisted) row(c, "-", "-", "(not in the config)");
+  for (const app::ArmReadout& v : r.arms) {
+    if (!v.problem.empty()) std::cout << v.counts.name << ": " << v.problem << "\n";
+  }
+  for (const app::ArmComparison& c : r.comparisons) {
+    std::cout << c.arm << " vs " << c.control << ": CTR difference "
+              << (c.ctr_diff ? Signed(*c.ctr_diff) : std::string("n/a"));
+    if (c.ctr_diff_lo) {
+      std::cout << " [" << Signed(*c.ctr_diff_lo) << ", " << Signed(*c.ctr_diff_hi) << "]";
     }
+    std::cout << ", z-test p " << num(c.p_value, 4) << "\n";
   }
-  for (const auto& c : r["comparisons"]) {
-    std::cout << c["variant"].get<std::string>() << " vs " << c["control"].get<std::string>()
-              << ": CTR difference "
-              << (c["ctr_diff"].is_null() ? "n/a" : Signed(c["ctr_diff"].get<double>()));
-    if (!c["ctr_diff_ci95"].is_null()) {
-      std::cout << " [" << Signed(c["ctr_diff_ci95"][0].get<double>()) << ", "
-                << Signed(c["ctr_diff_ci95"][1].get<double>()) << "]";
-    }
-    std::cout << ", z-test p " << num(c["p_value"], 4) << "\n";
-  }
-  const auto& srm = r["sample_ratio"];
-  std::cout << "sample ratio: chi-square " << num(srm["chi_square"], 3) << " on " << srm["df"]
-            << " df, p " << num(srm["p_value"], 4)
-            << (srm["mismatch"] == true ? "  MISMATCH: the assignment is broken; do not read the "
-                                          "result"
-                                        : "")
+  const app::SampleRatio& srm = r.sample_ratio;
+  std::cout << "sample ratio: chi-square " << num(srm.chi_square, 3) << " on " << srm.df
+            << " df, p " << num(srm.p_value, 4)
+            << (srm.mismatch.value_or(false)
+                    ? "  MISMATCH: the assignment is broken; do not read the result"
+                    : "")
             << "\n";
+  std::cout.flush();
+  if (!r.warning.empty()) std::cerr << "warning: " << r.warning << std::endl;
   return 0;
 }
 

@@ -35,6 +35,17 @@ nlohmann::json ReadoutJson(const app::ExperimentReadout& r) {
                          {"df", s.df},
                          {"p_value", OrNull(s.p_value)},
                          {"mismatch", s.mismatch ? nlohmann::json(*s.mismatch) : nlohmann::json()}};
+  if (!r.unlisted.empty()) {
+    out["unlisted"] = nlohmann::json::array();
+    for (const app::ArmCounts& v : r.unlisted) {
+      out["unlisted"].push_back({{"name", v.name},
+                                 {"users", v.users},
+                                 {"impressions", v.impressions},
+                                 {"clicks", v.clicks},
+                                 {"likes", v.likes}});
+    }
+    out["warning"] = r.warning;
+  }
   return out;
 }
 

@@ -656,8 +656,7 @@ Server::Server(ServeConfig config) : impl_(std::make_unique<Impl>()) {
   for (const auto& v : s.variants) s.Warm(*v);
   const std::string unlisted = s.experiment->UnlistedMessage(s.config.events);
   if (!unlisted.empty()) {
-    s.notes.push_back("warning: " + unlisted + "; GET /v1/experiments/" + s.config.experiment +
-                      " refuses to read out until they are listed");
+    s.notes.push_back("warning: " + unlisted);
   }
   s.ready = true;
   s.Routes();
@@ -1030,9 +1029,8 @@ Server::Impl::Reply Server::Impl::Experiment(const std::string& name) {
            "unknown experiment " + Quote(name) + " (this server runs " + Quote(config.experiment) +
                ")");
   }
-  // A readout never hides events: one of arms the config does not list is refused (409).
-  const std::vector<app::ArmCounts> counts_out = experiment->Counts(config.events);
-  Json out = Readout(config.experiment, counts_out);
+  // A readout never hides events: those of arms the config does not list are shown apart.
+  Json out = ReadoutJson(experiment->Readout(config.events));
   out["salt"] = config.salt;
   return Reply{200, out, ""};
 }

@@ -449,29 +449,50 @@ TEST_F(RecommenderTest, AnArmDependsOnTheUserNotOnTheRequestsForm) {
   }
 }
 
-// Events of an arm the config does not list: the offline report and the live readout both refuse
-// naming it, and the server says so at start.
-TEST_F(RecommenderTest, ReadoutsRefuseEventsOfUnlistedArmsAlike) {
+// Events of an arm the config does not list (an arm renamed): the offline report and the live
+// readout both show them apart, with the same counts and a warning, and the server says so at
+// start.
+TEST_F(RecommenderTest, ReadoutsShowEventsOfUnlistedArmsAlike) {
   serve::ServeConfig config = Serving(Shared().a);
-  const std::string events =
-      scratch_.Write("renamed.jsonl",
-                     "{\"ts_ms\":1,\"user_id\":\"1\",\"item_id\":\"5\",\"event\":\"impression\","
-                     "\"variant\":\"old-name\"}\n");
-  config.events = events;
+  std::string log;
+  for (int u = 0; u < 4; ++u) {
+    log += "{\"ts_ms\":1,\"user_id\":\"" + std::to_string(u) +
+           "\",\"item_id\":\"5\",\"event\":\"impression\",\"variant\":\"old-name\"}\n";
+  }
+  log +=
+      "{\"ts_ms\":2,\"user_id\":\"1\",\"item_id\":\"5\",\"event\":\"click\",\"variant\":"
+      "\"old-name\"}\n";
+  config.events = scratch_.Write("renamed.jsonl", log);
   Running server(config);
   ASSERT_EQ(server.server().notes().size(), 1u);
-  EXPECT_THAT(server.server().notes()[0], HasSubstr("1 events name variant \"old-name\""));
+  EXPECT_THAT(server.server().notes()[0], HasSubstr("5 events name variant \"old-name\""));
   auto client = server.Client();
   const Answer live = Call(client, "GET", "/v1/experiments/default");
-  EXPECT_EQ(live.status, 409) << live.text;
-  EXPECT_THAT(live.body.value("error", ""), HasSubstr("events name variant \"old-name\""));
+  ASSERT_EQ(live.status, 200) << live.text;
+  EXPECT_THAT(live.body.value("warning", ""), HasSubstr("5 events name variant \"old-name\""));
+  ASSERT_EQ(live.body["unlisted"].size(), 1u);
+  EXPECT_EQ(live.body["unlisted"][0]["users"], 4);
+  EXPECT_EQ(live.body["unlisted"][0]["impressions"], 4);
+  EXPECT_EQ(live.body["unlisted"][0]["clicks"], 1);
+  EXPECT_EQ(live.body["variants"][0]["users"], 0);
   server.Stop();
   const std::string yaml = scratch_.Write(
       "one.yaml", "serve:\n  variants:\n    - {name: default, model: " + Shared().a + "}\n");
   const auto report =
-      RunCli({"experiment", "report", "--events", events, "--config", yaml}, scratch_);
-  EXPECT_EQ(report.code, 1);
-  EXPECT_THAT(report.err, HasSubstr("1 events name variant \"old-name\", which " + yaml));
+      RunCli({"experiment", "report", "--events", config.events, "--config", yaml}, scratch_);
+  ASSERT_EQ(report.code, 0) << report.err;
+  EXPECT_THAT(report.err, HasSubstr("5 events name variant \"old-name\", which " + yaml));
+  bool shown = false;
+  for (const std::string& line : Lines(report.out)) {
+    const std::vector<std::string> w = twotower::testing::Words(line);
+    if (w.size() >= 6 && w[0] == "old-name") {
+      shown = true;
+      EXPECT_EQ(w[2], "4") << line;  // users
+      EXPECT_EQ(w[3], "4") << line;  // impressions
+      EXPECT_EQ(w[4], "1") << line;  // clicks
+    }
+  }
+  EXPECT_TRUE(shown) << report.out;
 }
 
 }  // namespace

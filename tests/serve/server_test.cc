@@ -740,7 +740,8 @@ TEST_F(ServerTest, ABAssignmentAndEventsSurviveARestart) {
   EXPECT_EQ(rows, 2) << report.out;
   EXPECT_THAT(report.out, HasSubstr("control: control (the first variant in the log)"));
   EXPECT_THAT(report.out, HasSubstr("treatment vs control: CTR difference"));
-  // --control picks the other one; a config that does not list a logged variant is refused.
+  // --control picks the other one; the events of a logged variant the config does not list are
+  // shown apart, with a warning.
   const auto flipped = RunCli(
       {"experiment", "report", "--events", config.events, "--control", "treatment"}, scratch_);
   ASSERT_EQ(flipped.code, 0) << flipped.err;
@@ -751,9 +752,21 @@ TEST_F(ServerTest, ABAssignmentAndEventsSurviveARestart) {
   const std::string yaml = scratch_.File("serve.yaml");
   std::ofstream(yaml) << "serve:\n  experiment: home\n  variants:\n    - name: control\n"
                       << "      model: " << Shared().a << "\n";
-  twotower::testing::ExpectUserError(
-      RunCli({"experiment", "report", "--events", config.events, "--config", yaml}, scratch_),
-      "events name variant \"treatment\", which " + yaml + " does not list");
+  const auto unlisted =
+      RunCli({"experiment", "report", "--events", config.events, "--config", yaml}, scratch_);
+  ASSERT_EQ(unlisted.code, 0) << unlisted.err;
+  EXPECT_THAT(unlisted.err,
+              HasSubstr("events name variant \"treatment\", which " + yaml + " does not list"));
+  bool shown = false;
+  for (const std::string& line : Lines(unlisted.out)) {
+    const auto w = twotower::testing::Words(line);
+    if (w.size() >= 7 && w[0] == "treatment" && w[1] == "-") {
+      EXPECT_EQ(w[2], std::to_string(by_variant["treatment"])) << line;
+      EXPECT_THAT(line, HasSubstr("(not in the config)"));
+      shown = true;
+    }
+  }
+  EXPECT_TRUE(shown) << unlisted.out;
 }
 
 // `twotower compare`: a model against itself differs by exactly 0; against another, each side's

@@ -73,7 +73,11 @@ struct ExperimentReadout {
   std::string experiment;
   std::vector<ArmReadout> arms;  // the control first
   std::vector<ArmComparison> comparisons;
-  SampleRatio sample_ratio;
+  SampleRatio sample_ratio;  // over `arms`
+  // Arms the log names that the config does not list (renamed, or another experiment's log):
+  // shown, never dropped, outside the comparisons and the sample-ratio test; `warning` says so.
+  std::vector<ArmCounts> unlisted;
+  std::string warning;
 };
 
 // The readout above of `arms` (the first is the control).
@@ -95,15 +99,21 @@ class Experiment {
   void Count(const std::string& arm, const std::string& user_id, const std::string& event);
   int64_t events() const;
 
-  // The arms the events name that the config does not list, with their event counts, in
-  // first-seen order (none without a config).
-  std::vector<std::pair<std::string, int64_t>> Unlisted() const;
+  // The counts of the arms the events name that the config does not list, in first-seen
+  // order (none without a config).
+  std::vector<ArmCounts> Unlisted() const;
   // The same as a sentence naming `events_source` and the config, "" when there are none.
   std::string UnlistedMessage(const std::string& events_source) const;
 
-  // The counts of every arm, in the config's order. Throws Error(kConflict, UnlistedMessage)
-  // when events name arms the config does not list: a readout never hides events.
-  std::vector<ArmCounts> Counts(const std::string& events_source) const;
+  // The counts of every configured arm, in the config's order (without a config: every arm the
+  // events name, in first-seen order, weight 1).
+  std::vector<ArmCounts> Counts() const;
+
+  // ReadOut of Counts() with `control` (default: the first arm) moved first, and the unlisted
+  // arms with UnlistedMessage(events_source): a readout never hides events. Throws
+  // Error(kInvalidArgument, field "control") for a control that is not an arm.
+  ExperimentReadout Readout(const std::string& events_source,
+                            const std::string& control = "") const;
 
  private:
   std::string name_, salt_, config_source_;
