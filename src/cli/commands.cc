@@ -24,6 +24,7 @@
 #include "twotower/app/app.h"
 #include "twotower/app/experiment.h"
 #include "twotower/app/recommender.h"
+#include "twotower/app/train.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/hash.h"
@@ -49,6 +50,22 @@
 #include "twotower/train/trainer.h"
 
 namespace twotower::cli {
+
+int ExitCode(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kNotFound:
+    case ErrorCode::kCorruptData:
+    case ErrorCode::kIo:
+    case ErrorCode::kConflict:
+    case ErrorCode::kUnavailable:
+      return 1;
+    case ErrorCode::kInternal:
+      return 2;
+  }
+  return 2;
+}
+
 namespace {
 
 std::string Fixed(double v, int digits = 4) {
@@ -56,6 +73,16 @@ std::string Fixed(double v, int digits = 4) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
   return buf;
+}
+
+// Rethrows an app error whose field is `field` (its message "field: ...") as one about the
+// command's flag ("--flag: ..."); any other error as it is.
+[[noreturn]] void RethrowNamingFlag(const Error& e, const std::string& field,
+                                    const std::string& flag) {
+  if (e.field() != field) throw e;
+  std::string message = e.what();
+  if (message.rfind(field + ": ", 0) == 0) message = message.substr(field.size() + 2);
+  throw Error(e.code(), flag + ": " + message, flag);
 }
 
 void PrintEval(const std::string& name, const train::EvalMetrics& m) {
@@ -174,43 +201,6 @@ struct TrainArgs {
   bool quiet = false;
 };
 
-int ResumeTrain(const TrainArgs& a);
-int TrainAndReport(const train::Config& config, const std::string& config_path,
-                   const std::string& resume_dir, bool quiet);
-
-int RunTrain(const TrainArgs& a) {
-  if (!a.resume.empty()) return ResumeTrain(a);
-  {
-    // As in the YAML file, a key given twice is refused rather than decided by order.
-    std::map<std::string, std::string> given;
-    for (const std::vector<std::string>* list : {&a.shortcuts, &a.sets}) {
-      for (const std::string& s : *list) {
-        const std::string key = s.substr(0, s.find('='));
-        const auto [it, inserted] = given.emplace(key, s);
-        if (!inserted) {
-          throw Error("--set: key '" + key + "' given twice (" + Quote(it->second) + " and " +
-                      Quote(s) + ")");
-        }
-      }
-    }
-  }
-  train::Config config = train::Config::FromYamlFile(a.config_path);
-  for (const std::string& s : a.shortcuts) config.Set(s, "command line", false);
-  for (const std::string& s : a.sets) config.Set(s, "--set", false);
-  config.Validate(a.config_path + " with the command line's settings");
-  // The model file records the data paths for evaluate/embed/recommend: absolute, so those work
-  // from any directory.
-  // An empty data.dir means the working directory: recorded as such, so that `recommend` from
-  // another folder does not silently read that folder's files.
-  config.data_dir = std::filesystem::absolute(config.data_dir.empty() ? "." : config.data_dir)
-                        .lexically_normal()
-                        .string();
-  if (!config.data_dir.empty() && config.data_dir.back() == '/' && config.data_dir.size() > 1) {
-    config.data_dir.pop_back();
-  }
-  return TrainAndReport(config, a.config_path, "", a.quiet);
-}
-
 // A run's test section: the pointwise metrics and, when ranked, the ranking beside MostPop.
 void PrintTest(const train::EvalMetrics& test, const train::RankingMetrics& ranking,
                const train::RankingMetrics& most_popular, const std::string& how) {
@@ -221,124 +211,78 @@ void PrintTest(const train::EvalMetrics& test, const train::RankingMetrics& rank
                ranking, &most_popular);
 }
 
-// model.kind: ranker: trains the ranker into run_dir and reports its test metrics.
-int TrainRankerAndReport(const train::Config& config, const data::Dataset& d,
-                         const std::string& run_dir, int threads, bool quiet) {
-  {
-    Rng probe(0);
-    model::Ranker shape(config.model, d.encoder, &probe);
-    std::cout << "== ranker (bce on labelled pairs, " << shape.ParameterCount()
-              << " trainable parameters, " << threads << " threads)\n"
-              << "  " << shape.Describe() << "\n";
+// Prints each stage of app::Train as it comes.
+class PrintingObserver : public app::TrainObserver {
+ public:
+  void Configured(const train::Config& config, const std::string& source) override {
+    std::cout << "== configuration (" << source << ", resolved)\n" << config.ToYaml();
   }
-  std::cout << "== training (run folder " << run_dir << "; rankers write no checkpoint)\n";
-  train::TrainOptions options;
-  options.progress = !quiet;
-  options.log = &std::cout;
-  options.run_dir = run_dir;
-  const train::RankerTrainResult r = train::TrainRanker(config, d, options);
-  std::cout << "== test (best epoch " << r.best_epoch << ", trained in "
-            << Fixed(r.train_seconds, 2) << "s)\n";
-  PrintTest(r.test, r.test_ranking, r.test_most_popular, "the ranker scoring every item");
-  std::cout << "run folder: " << run_dir << "/\n";
-  return 0;
-}
-
-// Loads the data, trains (into a new run folder, or continuing `resume_dir`) and reports.
-int TrainAndReport(const train::Config& config, const std::string& config_path,
-                   const std::string& resume_dir, bool quiet) {
-  const int threads = SetThreads(config.threads);
-
-  std::cout << "== configuration (" << config_path << ", resolved)\n" << config.ToYaml();
-  const data::Dataset d = data::LoadDataset(config.ResolvedPaths(), config.features,
-                                            train::TaskTargetColumns(config.model.tasks),
-                                            train::TaskItemColumns(config.model.tasks));
-  std::cout << "== data\n"
-            << "  users " << d.users.num_rows() << " (" << FeatureSummary(d.encoder.user)
-            << "), items " << d.items.num_rows() << " (" << FeatureSummary(d.encoder.item) << ")\n"
-            << "  interactions: train " << d.train.size() << ", val " << d.val.size() << ", test "
-            << d.test.size() << "; positive rate train " << Fixed(d.train.PositiveRate(), 3)
-            << ", val " << Fixed(d.val.PositiveRate(), 3) << ", test "
-            << Fixed(d.test.PositiveRate(), 3) << "\n";
-  const std::string run_dir = resume_dir.empty() ? train::CreateRunDirectory(config) : resume_dir;
-  if (config.model.kind == "ranker")
-    return TrainRankerAndReport(config, d, run_dir, threads, quiet);
-  {
-    Rng probe(0);
-    model::ModelConfig shape_config = config.model;
-    train::FitTaskTargets(&shape_config.tasks, d);  // the item_class heads' widths
-    model::TwoTowerModel shape(shape_config, d.encoder, &probe);
-    std::cout << "== model (loss: " << config.training.loss
-              << ", score: " << model::ScoreModeName(config.model.score) << ", "
-              << shape.ParameterCount() << " trainable parameters, " << threads << " threads)\n"
-              << "  user tower: " << shape.user_tower().Describe() << "\n"
-              << "  item tower: " << shape.item_tower().Describe() << "\n";
-    for (const model::TaskSpec& t : shape_config.tasks) {
+  void DataLoaded(const data::Dataset& d) override {
+    std::cout << "== data\n"
+              << "  users " << d.users.num_rows() << " (" << FeatureSummary(d.encoder.user)
+              << "), items " << d.items.num_rows() << " (" << FeatureSummary(d.encoder.item)
+              << ")\n"
+              << "  interactions: train " << d.train.size() << ", val " << d.val.size() << ", test "
+              << d.test.size() << "; positive rate train " << Fixed(d.train.PositiveRate(), 3)
+              << ", val " << Fixed(d.val.PositiveRate(), 3) << ", test "
+              << Fixed(d.test.PositiveRate(), 3) << "\n";
+  }
+  void ModelBuilt(const app::ModelSummary& m) override {
+    if (m.ranker) {
+      std::cout << "== ranker (bce on labelled pairs, " << m.parameters << " trainable parameters, "
+                << m.threads << " threads)\n"
+                << "  " << m.ranker_layers << "\n";
+      return;
+    }
+    std::cout << "== model (loss: " << m.loss << ", score: " << m.score << ", " << m.parameters
+              << " trainable parameters, " << m.threads << " threads)\n"
+              << "  user tower: " << m.user_tower << "\n"
+              << "  item tower: " << m.item_tower << "\n";
+    for (const model::TaskSpec& t : m.tasks) {
       std::cout << "  task " << t.name << ": " << t.type << " of '" << t.column << "'"
                 << (t.type == "item_class" ? " (" + std::to_string(t.classes.size()) + " classes)"
                                            : std::string())
                 << ", weight " << t.weight << "\n";
     }
   }
-  const train::TrainingConfig& t = config.training;
-  if (t.loss == "softmax" && t.num_hard_negatives > 0 && t.num_easy_negatives == 0) {
-    // Measured, not guessed: BENCHMARKS.md, "Retrieval objectives on MovieLens-100K".
-    std::cerr << "warning: training.num_hard_negatives with in-batch softmax and no "
-                 "training.num_easy_negatives: the hardest in-batch negatives are often items "
-                 "the user likes but has not rated, and on MovieLens-100K this collapsed to "
-                 "MostPop's Recall@10; num_easy_negatives (e.g. 64) keeps random ones beside "
-                 "them\n";
+  void Warning(const std::string& message) override { std::cerr << "warning: " << message << "\n"; }
+  void Training(const std::string& run_dir, bool ranker) override {
+    std::cout << "== training (run folder " << run_dir
+              << (ranker ? "; rankers write no checkpoint)\n" : ")\n");
   }
-  std::cout << "== training (run folder " << run_dir << ")\n";
-  train::TrainOptions options;
-  options.progress = !quiet;
-  options.log = &std::cout;
-  options.run_dir = run_dir;
-  options.resume = !resume_dir.empty();
-  const train::TrainResult r = train::Train(config, d, options);
-  std::cout << "== test (best epoch " << r.best_epoch;
-  if (r.refit) std::cout << ", refitted on train + val for " << r.best_epoch << " epochs";
-  std::cout << ", trained in " << Fixed(r.train_seconds, 2) << "s)\n";
-  PrintTest(r.test, r.test_ranking, r.test_most_popular, "all items ranked");
-  for (const train::TaskMetric& t : r.test_tasks) {
-    std::cout << "test task " << t.name << ": " << t.metric << " " << Fixed(t.value) << "\n";
-  }
-  std::cout << "run folder: " << run_dir << "/\n";
-  if (r.refit) std::cout << "model: " << run_dir << "/model_refit.safetensors\n";
-  return 0;
-}
+};
 
-// `train --resume RUN_DIR`: the run's own config.yaml (its resolved settings) and checkpoint.
-int ResumeTrain(const TrainArgs& a) {
-  if (a.config_given || !a.sets.empty() || !a.shortcuts.empty()) {
+int RunTrain(const TrainArgs& a) {
+  if (!a.resume.empty() && (a.config_given || !a.sets.empty() || !a.shortcuts.empty())) {
     throw Error(
         "train --resume: the run continues with the settings in its config.yaml; --config, "
         "--set, --seed, --epochs, --threads and --output-dir cannot change them");
   }
-  std::string dir = a.resume;
-  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec)) {
-    throw Error("--resume: " + dir + " is not a run folder (no such directory)");
+  app::TrainRequest request;
+  request.config_path = a.config_path;
+  for (const std::string& s : a.shortcuts) request.settings.emplace_back(s, "command line");
+  for (const std::string& s : a.sets) request.settings.emplace_back(s, "--set");
+  request.resume = a.resume;
+  request.progress = !a.quiet;
+  request.log = &std::cout;
+  PrintingObserver printer;
+  app::TrainOutcome r;
+  try {
+    r = app::Train(request, &printer);
+  } catch (const Error& e) {
+    RethrowNamingFlag(e, "resume", "--resume");
   }
-  const std::string checkpoint = dir + "/" + train::kCheckpointFile;
-  if (std::filesystem::exists(dir + "/config.yaml", ec)) {
-    const train::Config run = train::Config::FromYamlFile(dir + "/config.yaml");
-    if (run.model.kind == "ranker") {
-      throw Error("--resume: " + dir +
-                  " is a ranker run (model.kind: ranker): rankers write no checkpoint and "
-                  "cannot resume; train it again instead");
-    }
+  std::cout << "== test (best epoch " << r.best_epoch;
+  if (r.refit) std::cout << ", refitted on train + val for " << r.best_epoch << " epochs";
+  std::cout << ", trained in " << Fixed(r.train_seconds, 2) << "s)\n";
+  PrintTest(r.test, r.test_ranking, r.test_most_popular,
+            r.ranker ? "the ranker scoring every item" : "all items ranked");
+  for (const train::TaskMetric& t : r.test_tasks) {
+    std::cout << "test task " << t.name << ": " << t.metric << " " << Fixed(t.value) << "\n";
   }
-  if (!std::filesystem::exists(checkpoint, ec)) {
-    throw Error("--resume: " + checkpoint +
-                " does not exist: no epoch was checkpointed (the run stopped before its first "
-                "checkpoint, or was trained with training.checkpoint false); train again instead");
-  }
-  const std::string config_path = dir + "/config.yaml";
-  train::Config config = train::Config::FromYamlFile(config_path);
-  config.Validate(config_path);
-  return TrainAndReport(config, config_path, dir, a.quiet);
+  std::cout << "run folder: " << r.run_dir << "/\n";
+  if (r.refit) std::cout << "model: " << r.run_dir << "/model_refit.safetensors\n";
+  return 0;
 }
 
 // ---- evaluate ---------------------------------------------------------------------------------
@@ -417,31 +361,12 @@ struct IndexBuildArgs {
 };
 
 int RunIndexBuild(const IndexBuildArgs& a) {
-  const app::ItemEmbeddings e = app::ReadItemEmbeddings(a.embeddings);
-  const Matrix& v = e.vectors;
-  const std::vector<std::string>& ids = e.ids;
-  std::unique_ptr<index::ItemIndex> idx = index::MakeIndex(a.type, static_cast<int>(v.cols()));
-  idx->set_model_fingerprint(e.model_fingerprint);  // the model that made the embeddings
-  const auto start = std::chrono::steady_clock::now();
-  {
-    // In chunks, for the progress bar: an HNSW build of a million items takes minutes.
-    constexpr int64_t kChunk = 16384;
-    ProgressBar bar("index", v.rows(), !a.quiet);
-    for (int64_t first = 0; first < v.rows(); first += kChunk) {
-      const int64_t n = std::min(kChunk, v.rows() - first);
-      const std::vector<std::string> chunk(ids.begin() + first, ids.begin() + first + n);
-      idx->Add(v.data() + first * v.cols(), n, chunk);
-      bar.Update(first + n);
-    }
-    bar.Finish();
-  }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  idx->Save(a.out);
-  std::cout << "wrote " << a.out << " (" << idx->spec() << ", " << idx->size() << " items x "
-            << idx->dim() << ", built in " << Fixed(seconds, 2) << "s, model "
-            << (e.model_fingerprint.empty() ? std::string("unknown")
-                                            : ShortFingerprint(e.model_fingerprint))
+  const app::IndexBuildResult r = app::BuildIndex(a.embeddings, a.type, a.out, !a.quiet);
+  const index::ItemIndex& idx = *r.index;
+  std::cout << "wrote " << a.out << " (" << idx.spec() << ", " << idx.size() << " items x "
+            << idx.dim() << ", built in " << Fixed(r.seconds, 2) << "s, model "
+            << (idx.model_fingerprint().empty() ? std::string("unknown")
+                                                : ShortFingerprint(idx.model_fingerprint()))
             << ")\n";
   return 0;
 }
@@ -452,20 +377,12 @@ struct IndexAddArgs {
 };
 
 int RunIndexAdd(const IndexAddArgs& a) {
-  const model::LoadedModel m = model::LoadModel(a.model);
-  std::unique_ptr<index::ItemIndex> idx =
-      app::LoadIndexForModel(a.index, a.model, m, a.allow_other_model);
-  const data::Table items = data::ReadTable(a.items);
-  const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
-  const Matrix v = app::EmbedItems(m, items);
-  const index::ItemIndex::AddResult r = idx->Add(v.data(), v.rows(), item_index.ids);
-  // Vectors of two models (--allow-other-model) make an index of no one model.
-  if (idx->model_fingerprint() != m.fingerprint) idx->set_model_fingerprint("");
   const std::string out = a.out.empty() ? a.index : a.out;
-  idx->Save(out);
-  std::cout << "added " << r.added << " new and updated " << r.updated << " existing items from "
-            << a.items << "; wrote " << out << " (" << idx->spec() << ", " << idx->size()
-            << " items)\n";
+  const app::IndexAddResult r =
+      app::AddToIndex(a.model, a.index, a.items, out, a.allow_other_model);
+  std::cout << "added " << r.added.added << " new and updated " << r.added.updated
+            << " existing items from " << a.items << "; wrote " << out << " (" << r.index->spec()
+            << ", " << r.index->size() << " items)\n";
   return 0;
 }
 
@@ -1114,8 +1031,9 @@ int Main(int argc, char** argv) {
     if (report->parsed()) return RunExperimentReport(ex);
   } catch (const Error& e) {
     std::cout.flush();
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
+    std::cerr << (e.code() == ErrorCode::kInternal ? "internal error: " : "error: ") << e.what()
+              << "\n";
+    return ExitCode(e.code());
   } catch (const std::bad_alloc&) {
     std::cout.flush();
     std::cerr << "error: out of memory (the request or the data needs more memory than this "

@@ -1,0 +1,214 @@
+#include "twotower/app/train.h"
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+
+#include "twotower/core/error.h"
+#include "twotower/core/progress.h"
+#include "twotower/core/rng.h"
+#include "twotower/core/threads.h"
+#include "twotower/index/index_file.h"
+#include "twotower/model/model_file.h"
+#include "twotower/model/ranker.h"
+#include "twotower/train/ranker_trainer.h"
+#include "twotower/train/tasks.h"
+
+namespace twotower::app {
+namespace {
+
+// A run folder to resume: its config.yaml's settings, checked to be resumable.
+train::Config ResumeConfig(const std::string& resume, std::string* source) {
+  std::string dir = resume;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    throw Error(ErrorCode::kNotFound, "resume: " + dir + " is not a run folder (no such directory)",
+                "resume");
+  }
+  const std::string checkpoint = dir + "/" + train::kCheckpointFile;
+  if (std::filesystem::exists(dir + "/config.yaml", ec)) {
+    const train::Config run = train::Config::FromYamlFile(dir + "/config.yaml");
+    if (run.model.kind == "ranker") {
+      throw Error(ErrorCode::kConflict,
+                  "resume: " + dir +
+                      " is a ranker run (model.kind: ranker): rankers write no checkpoint and "
+                      "cannot resume; train it again instead",
+                  "resume");
+    }
+  }
+  if (!std::filesystem::exists(checkpoint, ec)) {
+    throw Error(ErrorCode::kNotFound,
+                "resume: " + checkpoint +
+                    " does not exist: no epoch was checkpointed (the run stopped before its first "
+                    "checkpoint, or was trained with training.checkpoint false); train again "
+                    "instead",
+                "resume");
+  }
+  *source = dir + "/config.yaml";
+  train::Config config = train::Config::FromYamlFile(*source);
+  config.Validate(*source);
+  return config;
+}
+
+}  // namespace
+
+train::Config ResolveTrainConfig(const TrainRequest& request, std::string* source) {
+  if (!request.resume.empty()) {
+    if (!request.settings.empty()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "resume: the run continues with the settings in its config.yaml; settings "
+                  "cannot change them",
+                  "resume");
+    }
+    return ResumeConfig(request.resume, source);
+  }
+  {
+    // As in the YAML file, a key given twice is refused rather than decided by order.
+    std::map<std::string, std::string> given;
+    for (const auto& [setting, where] : request.settings) {
+      const std::string key = setting.substr(0, setting.find('='));
+      const auto [it, inserted] = given.emplace(key, setting);
+      if (!inserted) {
+        throw Error("--set: key '" + key + "' given twice (" + Quote(it->second) + " and " +
+                    Quote(setting) + ")");
+      }
+    }
+  }
+  train::Config config = train::Config::FromYamlFile(request.config_path);
+  for (const auto& [setting, where] : request.settings) config.Set(setting, where, false);
+  config.Validate(request.config_path + " with the command line's settings");
+  // The model file records the data paths for evaluate/embed/recommend: absolute, so those work
+  // from any directory. An empty data.dir means the working directory: recorded as such, so that
+  // `recommend` from another folder does not silently read that folder's files.
+  config.data_dir = std::filesystem::absolute(config.data_dir.empty() ? "." : config.data_dir)
+                        .lexically_normal()
+                        .string();
+  if (!config.data_dir.empty() && config.data_dir.back() == '/' && config.data_dir.size() > 1) {
+    config.data_dir.pop_back();
+  }
+  *source = request.config_path;
+  return config;
+}
+
+TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
+  TrainObserver silent;
+  TrainObserver& o = observer != nullptr ? *observer : silent;
+  std::string source;
+  const train::Config config = ResolveTrainConfig(request, &source);
+  const bool resume = !request.resume.empty();
+  const int threads = SetThreads(config.threads);
+  o.Configured(config, source);
+  const data::Dataset d = data::LoadDataset(config.ResolvedPaths(), config.features,
+                                            train::TaskTargetColumns(config.model.tasks),
+                                            train::TaskItemColumns(config.model.tasks));
+  o.DataLoaded(d);
+  TrainOutcome out;
+  out.ranker = config.model.kind == "ranker";
+  if (resume) {
+    out.run_dir = request.resume;
+    while (out.run_dir.size() > 1 && out.run_dir.back() == '/') out.run_dir.pop_back();
+  } else {
+    out.run_dir = train::CreateRunDirectory(config);
+  }
+  ModelSummary summary;
+  summary.ranker = out.ranker;
+  summary.threads = threads;
+  summary.loss = config.training.loss;
+  {
+    // The shapes only, to describe them (the trainers build their own from the seed).
+    Rng probe(0);
+    if (out.ranker) {
+      model::Ranker shape(config.model, d.encoder, &probe);
+      summary.parameters = shape.ParameterCount();
+      summary.ranker_layers = shape.Describe();
+    } else {
+      model::ModelConfig shape_config = config.model;
+      train::FitTaskTargets(&shape_config.tasks, d);  // the item_class heads' widths
+      model::TwoTowerModel shape(shape_config, d.encoder, &probe);
+      summary.parameters = shape.ParameterCount();
+      summary.score = model::ScoreModeName(config.model.score);
+      summary.user_tower = shape.user_tower().Describe();
+      summary.item_tower = shape.item_tower().Describe();
+      summary.tasks = shape_config.tasks;
+    }
+  }
+  o.ModelBuilt(summary);
+  const train::TrainingConfig& t = config.training;
+  if (!out.ranker && t.loss == "softmax" && t.num_hard_negatives > 0 && t.num_easy_negatives == 0) {
+    // Measured, not guessed: BENCHMARKS.md, "Retrieval objectives on MovieLens-100K".
+    o.Warning(
+        "training.num_hard_negatives with in-batch softmax and no training.num_easy_negatives: "
+        "the hardest in-batch negatives are often items the user likes but has not rated, and "
+        "on MovieLens-100K this collapsed to MostPop's Recall@10; num_easy_negatives (e.g. 64) "
+        "keeps random ones beside them");
+  }
+  o.Training(out.run_dir, out.ranker);
+  train::TrainOptions options;
+  options.progress = request.progress;
+  options.log = request.log;
+  options.run_dir = out.run_dir;
+  if (out.ranker) {
+    const train::RankerTrainResult r = train::TrainRanker(config, d, options);
+    out.best_epoch = r.best_epoch;
+    out.train_seconds = r.train_seconds;
+    out.test = r.test;
+    out.test_ranking = r.test_ranking;
+    out.test_most_popular = r.test_most_popular;
+    return out;
+  }
+  options.resume = resume;
+  const train::TrainResult r = train::Train(config, d, options);
+  out.best_epoch = r.best_epoch;
+  out.refit = r.refit;
+  out.train_seconds = r.train_seconds;
+  out.test = r.test;
+  out.test_ranking = r.test_ranking;
+  out.test_most_popular = r.test_most_popular;
+  out.test_tasks = r.test_tasks;
+  return out;
+}
+
+IndexBuildResult BuildIndex(const std::string& embeddings_path, const std::string& spec,
+                            const std::string& out_path, bool progress) {
+  const ItemEmbeddings e = ReadItemEmbeddings(embeddings_path);
+  const Matrix& v = e.vectors;
+  const std::vector<std::string>& ids = e.ids;
+  IndexBuildResult out;
+  out.index = index::MakeIndex(spec, static_cast<int>(v.cols()));
+  out.index->set_model_fingerprint(e.model_fingerprint);  // the model that made the embeddings
+  const auto start = std::chrono::steady_clock::now();
+  {
+    // In chunks, for the progress bar: an HNSW build of a million items takes minutes.
+    constexpr int64_t kChunk = 16384;
+    ProgressBar bar("index", v.rows(), progress);
+    for (int64_t first = 0; first < v.rows(); first += kChunk) {
+      const int64_t n = std::min(kChunk, v.rows() - first);
+      const std::vector<std::string> chunk(ids.begin() + first, ids.begin() + first + n);
+      out.index->Add(v.data() + first * v.cols(), n, chunk);
+      bar.Update(first + n);
+    }
+    bar.Finish();
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.index->Save(out_path);
+  return out;
+}
+
+IndexAddResult AddToIndex(const std::string& model_path, const std::string& index_path,
+                          const std::string& items_path, const std::string& out_path,
+                          bool allow_other_model) {
+  const model::LoadedModel m = model::LoadModel(model_path);
+  IndexAddResult out;
+  out.index = LoadIndexForModel(index_path, model_path, m, allow_other_model);
+  const data::Table items = data::ReadTable(items_path);
+  const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
+  const Matrix v = EmbedItems(m, items);
+  out.added = out.index->Add(v.data(), v.rows(), item_index.ids);
+  // Vectors of two models (--allow-other-model) make an index of no one model.
+  if (out.index->model_fingerprint() != m.fingerprint) out.index->set_model_fingerprint("");
+  out.index->Save(out_path);
+  return out;
+}
+
+}  // namespace twotower::app
