@@ -1,5 +1,5 @@
-// The `twotower` subcommands: parse flags, call the library, print. No logic of its own beyond
-// presentation; every error from the library surfaces as one line and exit status 1.
+// The `twotower` command's entry point (src/main.cc calls Main). The subcommands live one per
+// file under src/cli/ (cli.h); each parses flags, calls `app` once and prints.
 #ifndef TWOTOWER_CLI_COMMANDS_H_
 #define TWOTOWER_CLI_COMMANDS_H_
 

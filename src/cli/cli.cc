@@ -1,0 +1,161 @@
+// `twotower`: the table of subcommands, and Main, which parses and runs the one given.
+#include "cli/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "twotower/core/error.h"
+#include "twotower/core/threads.h"
+#include "twotower/train/config.h"
+
+namespace twotower::cli {
+
+// The one table of subcommands, in the order --help lists them.
+constexpr Define kCommands[] = {DefineGenerate, DefineConvert,    DefineData,      DefineTrain,
+                                DefineEvaluate, DefineEmbed,      DefineRecommend, DefineIndex,
+                                DefineCompare,  DefineExperiment, DefineServe};
+
+int ExitCode(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kNotFound:
+    case ErrorCode::kCorruptData:
+    case ErrorCode::kIo:
+    case ErrorCode::kConflict:
+    case ErrorCode::kUnavailable:
+      return 1;
+    case ErrorCode::kInternal:
+      return 2;
+  }
+  return 2;
+}
+
+std::string Fixed(double v, int digits) {
+  if (std::isnan(v)) return "n/a";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+// Rethrows an app error whose field is `field` (its message "field: ...") as one about the
+// command's flag ("--flag: ..."); any other error as it is.
+[[noreturn]] void RethrowNamingFlag(const Error& e, const std::string& field,
+                                    const std::string& flag) {
+  if (e.field() != field) throw e;
+  std::string message = e.what();
+  if (message.rfind(field + ": ", 0) == 0) message = message.substr(field.size() + 2);
+  throw Error(e.code(), flag + ": " + message, flag);
+}
+
+void PrintEval(const std::string& name, const train::EvalMetrics& m) {
+  std::cout << name << ": " << m.count << " interactions  loss " << Fixed(m.loss) << "  accuracy "
+            << Fixed(m.accuracy) << "  AUC " << Fixed(m.auc);
+  if (!std::isnan(m.oracle_auc)) std::cout << "  (oracle AUC " << Fixed(m.oracle_auc) << ")";
+  std::cout << "\n";
+}
+
+std::string FeatureSummary(const data::EntityEncoder& e) {
+  std::string out = std::to_string(e.width()) + " dense columns";
+  for (const data::LearnedFeature& f : e.learned()) {
+    out += ", " + f.column + " embedding " + std::to_string(f.rows) + "x" + std::to_string(f.dim);
+  }
+  return out;
+}
+
+// One line per metric: the model's value at each K, and MostPop's beside it when given.
+void PrintRanking(const std::string& title, const train::RankingMetrics& m,
+                  const train::RankingMetrics* baseline) {
+  std::cout << title << "\n";
+  std::printf("  %-10s", "metric");
+  for (int k : m.ks) std::printf("  %8s", (std::string("@").append(std::to_string(k))).c_str());
+  if (baseline != nullptr) {
+    std::printf("   | MostPop");
+    for (int k : baseline->ks)
+      std::printf("  %8s", (std::string("@").append(std::to_string(k))).c_str());
+  }
+  std::printf("\n");
+  const char* names[] = {"recall", "ndcg", "hitrate", "mrr", "coverage"};
+  const char* shown[] = {"Recall", "NDCG", "HitRate", "MRR", "Coverage"};
+  for (int i = 0; i < 5; ++i) {
+    std::printf("  %-10s", shown[i]);
+    // std::string::append, not operator+ on a char*: GCC 12 warns falsely on the latter
+    // (-Wrestrict, GCC bug 105329).
+    auto key = [&](int k) { return std::string(names[i]).append("@").append(std::to_string(k)); };
+    for (int k : m.ks) std::printf("  %8.4f", m.Get(key(k)));
+    if (baseline != nullptr) {
+      std::printf("   |        ");
+      for (int k : baseline->ks) std::printf("  %8.4f", baseline->Get(key(k)));
+    }
+    std::printf("\n");
+  }
+  std::fflush(stdout);
+}
+
+std::string Signed(double v) { return (v >= 0 ? "+" : "") + Fixed(v, 4); }
+
+int Main(int argc, char** argv) {
+  CLI::App app{"twotower: train, evaluate and serve two-tower recommendation models"};
+  app.require_subcommand(1);
+  Common common;
+  std::vector<Registered> commands;
+  for (const Define define : kCommands) commands.push_back(define(&app, &common));
+
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+      known |= sub->get_name() == argv[1];
+    }
+    if (!known) {
+      std::cerr << "error: unknown command " << Quote(argv[1]) << " (expected: " << names << ")\n";
+      return 1;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Usage errors look like every other error: one line, "error:", status 1.
+    std::cerr << "error: " << e.what() << " (see twotower --help)\n";
+    return 1;
+  }
+
+  try {
+    // --threads goes through the settings table, so every command checks it alike.
+    {
+      train::Config probe;
+      probe.Set("threads=" + std::to_string(common.threads), "--threads");
+    }
+    SetThreads(common.threads);
+    for (const Registered& r : commands) {
+      if (r.command->parsed()) return r.run();
+    }
+  } catch (const Error& e) {
+    std::cout.flush();
+    std::cerr << (e.code() == ErrorCode::kInternal ? "internal error: " : "error: ") << e.what()
+              << "\n";
+    return ExitCode(e.code());
+  } catch (const std::bad_alloc&) {
+    std::cout.flush();
+    std::cerr << "error: out of memory (the request or the data needs more memory than this "
+                 "machine has)\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cout.flush();
+    std::cerr << "internal error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}
+
+}  // namespace twotower::cli

@@ -1,0 +1,128 @@
+// twotower serve: the HTTP service (serve::Server) until SIGTERM; SIGHUP reloads.
+#include <pthread.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/cli.h"
+#include "twotower/core/error.h"
+#include "twotower/serve/server.h"
+
+namespace twotower::cli {
+namespace {
+
+struct ServeArgs {
+  std::string model, index, config, host, events, rerank;
+  int port = -1, threads = -1, candidates = -1;
+  bool no_live_history = false;
+};
+
+int RunServe(const ServeArgs& a) {
+  serve::ServeConfig config;
+  if (!a.config.empty()) {
+    if (!a.model.empty() || !a.index.empty() || !a.rerank.empty() || a.candidates != -1) {
+      throw Error(
+          "serve: --config names the variants (serve.variants); --model, --index, --rerank "
+          "and --candidates go without it");
+    }
+    config = serve::ServeConfig::FromYamlFile(a.config);
+  } else {
+    if (a.model.empty()) throw Error("serve: give --model (and --index), or --config");
+    if (a.candidates != -1 && a.rerank.empty()) {
+      throw Error(
+          "serve: --candidates is how many retrieved items --rerank re-orders; add "
+          "--rerank RANKER or leave it out");
+    }
+    config.variants.push_back({"default", a.model, a.index, 1.0, a.rerank,
+                               a.candidates == -1 ? app::kDefaultCandidates : a.candidates});
+  }
+  if (!a.host.empty()) config.host = a.host;
+  if (a.port >= 0) config.port = a.port;
+  if (a.threads >= 0) config.threads = a.threads;
+  if (!a.events.empty()) config.events = a.events;
+  if (a.no_live_history) config.live_history = false;
+  config.Validate();
+  // Signals go to one thread, which reloads (SIGHUP) or stops (SIGTERM, SIGINT): blocked here,
+  // before any thread exists, so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  serve::Server server(config);
+  const int port = server.Bind();
+  std::cout << "serving on http://" << config.host << ":" << port << " (";
+  for (size_t i = 0; i < config.variants.size(); ++i) {
+    std::cout << (i ? ", " : "") << config.variants[i].name << ": " << config.variants[i].model;
+    if (!config.variants[i].rerank.empty()) {
+      std::cout << " re-ranked by " << config.variants[i].rerank << " (top "
+                << config.variants[i].candidates << ")";
+    }
+  }
+  std::cout << "; events " << config.events << ")" << std::endl;
+  for (const std::string& note : server.notes()) std::cerr << note << std::endl;
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    while (true) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (done) return;
+      if (sig == SIGHUP) {
+        const std::string problem = server.Reload();
+        std::cerr << (problem.empty()
+                          ? std::string("reloaded")
+                          : "reload failed, still serving the previous models: " + problem)
+                  << std::endl;
+        continue;
+      }
+      std::cerr << "stopping: finishing requests in flight" << std::endl;
+      server.Stop();
+      return;
+    }
+  });
+  server.Run();
+  done = true;
+  pthread_kill(waiter.native_handle(), SIGTERM);  // wakes it if Run ended otherwise
+  waiter.join();
+  std::cout << "stopped" << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+Registered DefineServe(CLI::App* app, Common* /*common*/) {
+  auto sv_p = std::make_shared<ServeArgs>();
+  ServeArgs& sv = *sv_p;
+  auto* serve_cmd = app->add_subcommand(
+      "serve", "an HTTP recommendation service: recommend, score, similar, live items, A/B tests");
+  serve_cmd->add_option("--model", sv.model, "model file (one variant, \"default\")");
+  serve_cmd->add_option("--index", sv.index, "its index file (default: its items, exact)");
+  serve_cmd->add_option("--config", sv.config,
+                        "YAML file with a serve: section (variants, limits)");
+  serve_cmd->add_option("--host", sv.host, "address to listen on (default 127.0.0.1)");
+  serve_cmd->add_option("--port", sv.port, "port (default 8080; 0 = any free one)")
+      ->check(CLI::Range(0, 65535));
+  serve_cmd
+      ->add_option("--threads", sv.threads,
+                   "request threads, one per open connection (0 = 4 per core, at least 8)")
+      ->check(CLI::Range(0, 1024));
+  serve_cmd->add_option("--events", sv.events, "feedback event log (default events.jsonl)");
+  serve_cmd->add_flag("--no-live-history", sv.no_live_history,
+                      "likes sent to /v1/feedback do not join the users' histories and seen "
+                      "items (serve.live_history: false)");
+  serve_cmd->add_option("--rerank", sv.rerank,
+                        "a ranker (model.kind: ranker) re-ordering what --model retrieves");
+  serve_cmd->add_option("--candidates", sv.candidates,
+                        "with --rerank: items retrieved per request (default " +
+                            std::to_string(app::kDefaultCandidates) + ")");
+  return {serve_cmd, [sv_p] { return RunServe(*sv_p); }};
+}
+
+}  // namespace twotower::cli
