@@ -75,7 +75,6 @@ struct Recommender::State {
   std::string history_error;               // why `seen` is empty, when it is
   std::unique_ptr<Reranker> reranker;      // options.rerank's, or null
   Matrix user_embeddings;  // users x dim (kUserBlock blocks), or empty (options.user_cache_mb)
-  int64_t model_ms = 0;    // the model file's modification time, Unix milliseconds
 
   // The index and the live items and deletions: searches shared, PUT / DELETE exclusive.
   mutable std::shared_mutex mutex;
@@ -323,14 +322,6 @@ std::unique_ptr<Recommender> Recommender::Open(const RecommenderOptions& options
   if (static_cast<double>(n) * dim * sizeof(float) <=
       static_cast<double>(options.user_cache_mb) * (1 << 20)) {
     EncodeKnownUsers(b, 0, n, &s->user_embeddings);
-  }
-  std::error_code ec;
-  const auto mtime = std::filesystem::last_write_time(options.model, ec);
-  if (!ec) {
-    const auto system = std::chrono::time_point_cast<std::chrono::system_clock::duration>(
-        mtime - decltype(mtime)::clock::now() + std::chrono::system_clock::now());
-    s->model_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(system.time_since_epoch()).count();
   }
   return std::unique_ptr<Recommender>(new Recommender(std::move(s)));
 }
@@ -618,10 +609,8 @@ bool Recommender::DeleteItem(const std::string& id) {
   return true;
 }
 
-void Recommender::RecordLike(const std::string& user_id, const std::string& item_id,
-                             int64_t ts_ms) {
+void Recommender::RecordLike(const std::string& user_id, const std::string& item_id) {
   State& v = *s_;
-  if (ts_ms < v.model_ms) return;
   const int32_t user = v.bundle.user_index.Find(user_id);
   if (user < 0) return;
   const int32_t item = v.bundle.item_index.Find(item_id);

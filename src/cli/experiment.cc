@@ -33,10 +33,9 @@ int RunExperimentReport(const ExperimentArgs& a) {
   }
   // The tallies the server keeps, from the same log: live and offline readouts agree.
   app::Experiment experiment(name, salt, arms, a.config);
-  int64_t torn = 0;
-  const int64_t n = serve::ReadEvents(
-      a.events, [&](const serve::Event& e) { experiment.Count(e.variant, e.user_id, e.event); },
-      &torn);
+  const serve::ReadReport read = serve::ReadEvents(
+      a.events, [&](const serve::Event& e) { experiment.Count(e.variant, e.user_id, e.event); });
+  const int64_t n = read.events;
   app::ExperimentReadout r;
   try {
     r = experiment.Readout(a.events, a.control);
@@ -48,7 +47,10 @@ int RunExperimentReport(const ExperimentArgs& a) {
                                    : a.config.empty() ? "the first variant in the log"
                                                       : "the first variant of " + a.config;
   std::cout << "experiment " << name << ": " << n << " events in " << a.events;
-  if (torn > 0) std::cout << " (and a torn last line of " << torn << " bytes, ignored)";
+  if (read.torn_bytes > 0) {
+    std::cout << " (and a torn last line of " << read.torn_bytes << " bytes, ignored)";
+  }
+  if (read.unterminated) std::cout << " (the last one without its newline)";
   if (a.config.empty()) std::cout << "; weights taken as equal (give --config for the real ones)";
   std::cout << "\n";
   if (!r.arms.empty()) {

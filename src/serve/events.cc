@@ -16,41 +16,77 @@ bool IsEventName(const std::string& name) {
   return name == "impression" || name == "click" || name == "like";
 }
 
-int64_t ReadEvents(const std::string& path, const std::function<void(const Event&)>& f,
-                   int64_t* torn_bytes) {
+namespace {
+
+// The event on one line of the log; throws Error (kCorruptData) naming `where`.
+Event ParseEvent(std::string_view line, const std::string& where) {
+  nlohmann::json j;
+  try {
+    j = ParseJsonStrict(line, where);
+  } catch (const Error& e) {
+    throw Error(ErrorCode::kCorruptData, e.what());
+  }
+  Event e;
+  try {
+    e.ts_ms = j.at("ts_ms").get<int64_t>();
+    e.user_id = j.at("user_id").get<std::string>();
+    e.item_id = j.at("item_id").get<std::string>();
+    e.event = j.at("event").get<std::string>();
+    e.variant = j.at("variant").get<std::string>();
+    if (j.contains("models")) e.models = j.at("models").get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& ex) {
+    throw Error(ErrorCode::kCorruptData, where + ": not an event (" + std::string(ex.what()) + ")");
+  }
+  if (!IsEventName(e.event)) {
+    throw Error(ErrorCode::kCorruptData, where + ": unknown event " + Quote(e.event));
+  }
+  return e;
+}
+
+}  // namespace
+
+std::string ReadReport::Describe(const std::string& path, bool repaired) const {
+  std::string out = path + ": " + std::to_string(events) + " events read";
+  if (unterminated) {
+    out += repaired ? "; the last event had no newline after it: kept, and the newline added"
+                    : "; the last event has no newline after it (kept)";
+  }
+  if (torn_bytes > 0) {
+    out += (repaired ? "; a torn last line of " : "; a torn last line of ") +
+           std::to_string(torn_bytes) +
+           (repaired ? " bytes (not a whole event: a write cut by a crash) was cut off"
+                     : " bytes is not a whole event (a write cut by a crash) and is ignored");
+  }
+  return out;
+}
+
+ReadReport ReadEvents(const std::string& path, const std::function<void(const Event&)>& f) {
   const std::string text = ReadFile(path);
   size_t start = 0;
-  int64_t line = 0, count = 0;
-  *torn_bytes = 0;
+  int64_t line = 0;
+  ReadReport r;
   while (start < text.size()) {
     const size_t nl = text.find('\n', start);
     ++line;
+    const std::string where = path + ":" + std::to_string(line);
     if (nl == std::string::npos) {
-      // Written up to a crash: no line end, so not a whole event.
-      *torn_bytes = static_cast<int64_t>(text.size() - start);
+      // The last line has no line end: a whole event whose newline was lost, or a write cut by
+      // a crash. Only a whole, valid event counts.
+      try {
+        const Event e = ParseEvent(std::string_view(text).substr(start), where);
+        f(e);
+        ++r.events;
+        r.unterminated = true;
+      } catch (const Error&) {
+        r.torn_bytes = static_cast<int64_t>(text.size() - start);
+      }
       break;
     }
-    const std::string where = path + ":" + std::to_string(line);
-    const nlohmann::json j =
-        ParseJsonStrict(std::string_view(text).substr(start, nl - start), where);
-    Event e;
-    try {
-      e.ts_ms = j.at("ts_ms").get<int64_t>();
-      e.user_id = j.at("user_id").get<std::string>();
-      e.item_id = j.at("item_id").get<std::string>();
-      e.event = j.at("event").get<std::string>();
-      e.variant = j.at("variant").get<std::string>();
-    } catch (const nlohmann::json::exception& ex) {
-      throw Error(ErrorCode::kCorruptData,
-                  where + ": not an event (" + std::string(ex.what()) + ")");
-    }
-    if (!IsEventName(e.event))
-      throw Error(ErrorCode::kCorruptData, where + ": unknown event " + Quote(e.event));
-    f(e);
-    ++count;
+    f(ParseEvent(std::string_view(text).substr(start, nl - start), where));
+    ++r.events;
     start = nl + 1;
   }
-  return count;
+  return r;
 }
 
 EventLog::EventLog(std::string path, const std::function<void(const Event&)>& replay)
@@ -59,12 +95,10 @@ EventLog::EventLog(std::string path, const std::function<void(const Event&)>& re
   if (p.has_parent_path()) MakeDirectories(p.parent_path().string());
   std::error_code ec;
   if (std::filesystem::exists(path_, ec)) {
-    int64_t torn_bytes = 0;
-    replayed_ = ReadEvents(path_, replay, &torn_bytes);
-    if (torn_bytes > 0) {
-      torn_ = 1;
+    replayed_ = ReadEvents(path_, replay);
+    if (replayed_.torn_bytes > 0) {
       const auto size = std::filesystem::file_size(path_, ec);
-      if (ec || ::truncate(path_.c_str(), static_cast<off_t>(size) - torn_bytes) != 0) {
+      if (ec || ::truncate(path_.c_str(), static_cast<off_t>(size) - replayed_.torn_bytes) != 0) {
         throw Error(ErrorCode::kIo,
                     path_ + ": cannot cut off a torn last line: " + std::strerror(errno));
       }
@@ -73,6 +107,13 @@ EventLog::EventLog(std::string path, const std::function<void(const Event&)>& re
   file_ = std::fopen(path_.c_str(), "ab");
   if (file_ == nullptr)
     throw Error(ErrorCode::kIo, path_ + ": cannot open for appending: " + std::strerror(errno));
+  if (replayed_.unterminated) {
+    // The last event is whole: end its line, so the next one does not join it.
+    if (std::fputc('\n', file_) == EOF || std::fflush(file_) != 0) {
+      throw Error(ErrorCode::kIo,
+                  path_ + ": cannot end the last event's line: " + std::strerror(errno));
+    }
+  }
 }
 
 EventLog::~EventLog() {
@@ -84,26 +125,25 @@ EventLog::~EventLog() {
 }
 
 void EventLog::Append(const Event& e) {
-  const nlohmann::json j = {{"ts_ms", e.ts_ms},
-                            {"user_id", e.user_id},
-                            {"item_id", e.item_id},
-                            {"event", e.event},
-                            {"variant", e.variant}};
+  nlohmann::json j = {{"ts_ms", e.ts_ms},
+                      {"user_id", e.user_id},
+                      {"item_id", e.item_id},
+                      {"event", e.event},
+                      {"variant", e.variant}};
+  if (!e.models.empty()) j["models"] = e.models;
   const std::string line = j.dump() + "\n";
   std::lock_guard<std::mutex> lock(mutex_);
-  buffer_ += line;
+  // Through to the operating system before the caller acknowledges the event: a killed process
+  // loses nothing it answered. One write per event; Flush(true) adds the fsync.
+  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
+    // Not logged: the caller refuses the event (a 5xx), so nothing acknowledged is lost.
+    throw Error(ErrorCode::kIo, path_ + ": write failed: " + std::strerror(errno));
+  }
   ++logged_;
 }
 
 void EventLog::Flush(bool sync) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!buffer_.empty()) {
-    if (std::fwrite(buffer_.data(), 1, buffer_.size(), file_) != buffer_.size() ||
-        std::fflush(file_) != 0) {
-      throw Error(ErrorCode::kIo, path_ + ": write failed: " + std::strerror(errno));
-    }
-    buffer_.clear();
-  }
   if (sync && ::fsync(::fileno(file_)) != 0) {
     throw Error(ErrorCode::kIo, path_ + ": fsync failed: " + std::strerror(errno));
   }

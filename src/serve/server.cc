@@ -556,8 +556,18 @@ struct Server::Impl {
 
   void Count(const Event& e) { experiment->Count(e.variant, e.user_id, e.event); }
 
-  // A like reaches variant v's live likes (app::Recommender::RecordLike says which count).
-  void ApplyLike(Loaded& v, const Event& e) { v.rec->RecordLike(e.user_id, e.item_id, e.ts_ms); }
+  // A like joins variant v's live history unless v's model may have been trained with it: by
+  // content, never by file times. A like records the SHA-256 of every model served when it came;
+  // it applies to a model among them (the same model, reloaded or restarted, keeps its likes), and
+  // not to another (a new model's training data should hold it). A like of a log written before
+  // likes recorded their models applies to every model.
+  void ApplyLike(Loaded& v, const Event& e) {
+    if (!e.models.empty() &&
+        std::find(e.models.begin(), e.models.end(), v.rec->model_version()) == e.models.end()) {
+      return;
+    }
+    v.rec->RecordLike(e.user_id, e.item_id);
+  }
 
   // One request through the variant, so the first real one does not pay for cold caches.
   void Warm(const Loaded& v) {
@@ -654,6 +664,7 @@ Server::Server(ServeConfig config) : impl_(std::make_unique<Impl>()) {
     for (const Event& e : s.likes) s.ApplyLike(*v, e);
   }
   for (const auto& v : s.variants) s.Warm(*v);
+  s.notes.push_back(s.events->replayed().Describe(s.config.events, true));
   const std::string unlisted = s.experiment->UnlistedMessage(s.config.events);
   if (!unlisted.empty()) {
     s.notes.push_back("warning: " + unlisted);
@@ -1012,6 +1023,9 @@ Server::Impl::Reply Server::Impl::Feedback(const httplib::Request& req) {
       Refuse(ErrorCode::kNotFound, "variant", "variant: unknown variant " + Quote(e.variant));
   } else {
     e.variant = all[Assign(e.user_id)]->config.name;
+  }
+  if (e.event == "like") {
+    for (const auto& v : all) e.models.push_back(v->rec->model_version());
   }
   events->Append(e);
   Count(e);

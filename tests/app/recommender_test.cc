@@ -464,8 +464,9 @@ TEST_F(RecommenderTest, ReadoutsShowEventsOfUnlistedArmsAlike) {
       "\"old-name\"}\n";
   config.events = scratch_.Write("renamed.jsonl", log);
   Running server(config);
-  ASSERT_EQ(server.server().notes().size(), 1u);
-  EXPECT_THAT(server.server().notes()[0], HasSubstr("5 events name variant \"old-name\""));
+  ASSERT_EQ(server.server().notes().size(), 2u);
+  EXPECT_THAT(server.server().notes()[0], HasSubstr("renamed.jsonl: 5 events read"));
+  EXPECT_THAT(server.server().notes()[1], HasSubstr("5 events name variant \"old-name\""));
   auto client = server.Client();
   const Answer live = Call(client, "GET", "/v1/experiments/default");
   ASSERT_EQ(live.status, 200) << live.text;

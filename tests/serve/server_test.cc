@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -370,8 +371,9 @@ TEST_F(ServerTest, HistoryByIdEqualsTheCliAndByFeaturesWithTheSameHistory) {
 // Likes sent to /v1/feedback join the user's history and seen items (live_history): by id the
 // user is then answered as a new user with its features and, as request history, the last 4 of
 // its liked movies in the files followed by the new likes; exclude_seen drops the new likes; a
-// restart replays them from the event log; a newer model file drops them at reload; with
-// live_history off they change nothing.
+// restart replays them from the event log; the same model content copied again (a new file time)
+// keeps them at reload, a model with other content (retrained) drops them; with live_history off
+// they change nothing.
 TEST_F(ServerTest, LikesJoinTheHistoryAndSeenItems) {
   const std::string trained = HistoryModel();
   ASSERT_FALSE(trained.empty()) << "could not train the history model";
@@ -386,7 +388,9 @@ TEST_F(ServerTest, LikesJoinTheHistoryAndSeenItems) {
   const Json by_id = {{"user_id", user}, {"k", 5}};
   // The by-id answers before and after the likes, as (item, score).
   std::vector<std::pair<std::string, double>> before, after;
-  const auto same_as = [](const Answer& a, const std::vector<std::pair<std::string, double>>& b) {
+  const auto same_as = [](const Answer& a, const std::vector<std::pair<std::string, double>>& b,
+                          const char* what) {
+    SCOPED_TRACE(what);
     ASSERT_EQ(a.status, 200) << a.text;
     ASSERT_EQ(a.body["items"].size(), b.size());
     for (size_t i = 0; i < b.size(); ++i) {
@@ -460,25 +464,44 @@ TEST_F(ServerTest, LikesJoinTheHistoryAndSeenItems) {
   {
     Running s(config);
     auto c = s.Client();
-    same_as(Call(c, "POST", "/v1/recommend", by_id.dump()), after);
-    // A newer model file (retrained on data holding the likes) drops them at reload.
+    same_as(Call(c, "POST", "/v1/recommend", by_id.dump()), after, "restart");
+    // The same model copied again, with a new file time: the same content, so the likes stay.
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     std::filesystem::copy_file(trained, model, std::filesystem::copy_options::overwrite_existing);
     std::filesystem::last_write_time(model, std::filesystem::file_time_type::clock::now());
     ASSERT_EQ(Call(c, "POST", "/v1/admin/reload", "{}").status, 200);
-    same_as(Call(c, "POST", "/v1/recommend", by_id.dump()), before);
+    same_as(Call(c, "POST", "/v1/recommend", by_id.dump()), after, "the same content again");
+    // A model with other content (retrained on data holding the likes) drops them at reload:
+    // it answers as that model does without likes (a server of its own with an empty log).
+    const std::string& retrained = twotower::testing::RetrainedHistoryModel();
+    ASSERT_FALSE(retrained.empty());
+    std::filesystem::copy_file(retrained, model, std::filesystem::copy_options::overwrite_existing);
+    ASSERT_EQ(Call(c, "POST", "/v1/admin/reload", "{}").status, 200);
+    ServeConfig fresh = config;
+    fresh.events = scratch_.File("events-fresh.jsonl");
+    Running r(fresh);
+    auto rc = r.Client();
+    const Answer without = Call(rc, "POST", "/v1/recommend", by_id.dump());
+    ASSERT_EQ(without.status, 200) << without.text;
+    std::vector<std::pair<std::string, double>> expected;
+    for (const Json& item : without.body["items"]) {
+      expected.emplace_back(item["item_id"], item["score"].get<double>());
+    }
+    same_as(Call(c, "POST", "/v1/recommend", by_id.dump()), expected, "another model");
+    EXPECT_EQ(Call(c, "GET", "/v1/models").body["models"][0]["live_likes"]["users"], 0);
   }
   // With live_history off, likes change nothing.
   ServeConfig off = config;
   off.events = scratch_.File("events-off.jsonl");
   off.live_history = false;
+  off.variants[0].model = trained;  // `model` now holds the retrained one
   Running s(off);
   auto c = s.Client();
   ASSERT_EQ(Call(c, "POST", "/v1/feedback",
                  Json{{"user_id", user}, {"item_id", before[0].first}, {"event", "like"}}.dump())
                 .status,
             202);
-  same_as(Call(c, "POST", "/v1/recommend", by_id.dump()), before);
+  same_as(Call(c, "POST", "/v1/recommend", by_id.dump()), before, "live_history off");
 }
 
 TEST_F(ServerTest, BadInputIsA4xxNamingTheField) {
@@ -853,6 +876,70 @@ TEST_F(ServerTest, TheCommandReloadsOnSighupAndDrainsOnSigterm) {
   // Flushed on the way out: all three events are in the log, whole lines.
   EXPECT_EQ(Lines(twotower::testing::ReadBytes(events)).size(), 3u);
   EXPECT_THAT(twotower::testing::ReadBytes(out), HasSubstr("stopped"));
+}
+
+// The command killed (SIGKILL, no chance to flush) at random points of a feedback stream: after a
+// restart the readout counts every event the server acknowledged (202), and at most those sent.
+TEST_F(ServerTest, EveryAcknowledgedEventSurvivesAKill) {
+  std::mt19937 random(20261206);
+  for (int round = 0; round < 3; ++round) {
+    const std::string events = scratch_.File("killed_" + std::to_string(round) + ".jsonl");
+    const std::string out = scratch_.File("killed_" + std::to_string(round) + ".out");
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      std::freopen(out.c_str(), "w", stdout);
+      std::freopen((out + ".err").c_str(), "w", stderr);
+      execl(TWOTOWER_CLI_PATH, TWOTOWER_CLI_PATH, "serve", "--model", Shared().a.c_str(), "--port",
+            "0", "--threads", "2", "--events", events.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    int port = -1;
+    for (int i = 0; i < 300 && port < 0; ++i) {
+      const std::string text = twotower::testing::ReadBytes(out);
+      const size_t at = text.find("http://127.0.0.1:");
+      if (at != std::string::npos && text.find(' ', at) != std::string::npos) {
+        port = std::stoi(text.substr(at + 17));
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+    ASSERT_GT(port, 0) << twotower::testing::ReadBytes(out + ".err");
+    std::atomic<int> sent{0}, acknowledged{0};
+    std::atomic<bool> stop{false};
+    std::thread stream([&] {
+      httplib::Client c("127.0.0.1", port);
+      c.set_read_timeout(2, 0);
+      for (int i = 0; !stop; ++i) {
+        ++sent;
+        const Answer a = Call(
+            c, "POST", "/v1/feedback",
+            Json{{"user_id", std::to_string(i)}, {"item_id", "1"}, {"event", "impression"}}.dump());
+        if (a.status == 202) {
+          ++acknowledged;
+        } else if (a.status == -1) {
+          return;  // the server is gone
+        }
+      }
+    });
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 400)(random)));
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    stop = true;
+    stream.join();
+    ASSERT_GT(acknowledged.load(), 0) << "no event was acknowledged before the kill";
+    ServeConfig config = OneModel();
+    config.events = events;
+    Running s(config);
+    auto c = s.Client();
+    const Answer readout = Call(c, "GET", "/v1/experiments/default");
+    ASSERT_EQ(readout.status, 200) << readout.text;
+    const int64_t counted = readout.body["variants"][0]["impressions"].get<int64_t>();
+    EXPECT_GE(counted, acknowledged.load()) << "round " << round;
+    EXPECT_LE(counted, sent.load()) << "round " << round;
+  }
 }
 
 TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {

@@ -96,6 +96,19 @@ inline const std::string& HistoryModel() {
   return model;
 }
 
+// The history model's settings trained again with another seed: the same schema, other weights
+// (a model "retrained": another SHA-256).
+inline const std::string& RetrainedHistoryModel() {
+  static const std::string model = [] {
+    TempDir& dir = Shared().dir;
+    HistoryModel();  // writes history.yaml
+    return RunModel(RunCli({"train", "--config", dir.File("history.yaml"), "--threads", "1",
+                            "--seed", "9", "--quiet", "--output-dir", dir.File("hist_retrained")},
+                           dir));
+  }();
+  return model;
+}
+
 // A ranker (model.kind: ranker) over the shared data.
 inline const std::string& Ranker() {
   static const std::string model = [] {

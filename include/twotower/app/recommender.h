@@ -7,7 +7,8 @@
 // it retrieves from (an index file, pre-computed embeddings, or the item tower over the items
 // table: exact), the items each user has seen (train and val files), an optional ranker that
 // re-orders what is retrieved (DCN-v2, model/ranker.h), the items put or deleted since it was
-// opened, and likes since the model file (user histories and seen items grow with them).
+// opened, and likes the model was not trained with (user histories and seen items grow with
+// them; which likes those are is the caller's to say, e.g. by the model's SHA-256).
 //
 // The same request gives the same ids and the same score bits whichever front end sends it: a
 // known user's embedding comes from the users table encoded in blocks of kUserBlock rows from row
@@ -170,10 +171,9 @@ class Recommender {
   PutResult PutItems(const std::vector<Row>& rows);
   // Removes an item from what is retrieved; false when it is unknown or already deleted.
   bool DeleteItem(const std::string& id);
-  // A like at ts_ms (Unix milliseconds): when no older than the model file and naming a known
-  // user, the item joins the user's seen items and (a history model, an items-table item) its
-  // history. Others are ignored.
-  void RecordLike(const std::string& user_id, const std::string& item_id, int64_t ts_ms);
+  // A like the model was not trained with: for a known user, the item joins the user's seen items
+  // and (a history model, an items-table item) its history. A like of an unknown user is ignored.
+  void RecordLike(const std::string& user_id, const std::string& item_id);
 
   // Every user's top k, as RecommendAllUsers writes them (app.h), with exclude_seen dropping
   // each user's train and val items. Live items and likes are not part of a batch.

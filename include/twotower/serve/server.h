@@ -67,11 +67,12 @@ struct ServeConfig {
   // (users x dim x 4 bytes), so a request by user_id runs no tower; 0: always run the tower.
   int64_t user_cache_mb = 256;
   std::string events = "events.jsonl";  // feedback event log (events.h)
-  // Likes (POST /v1/feedback, and those replayed from the log) no older than a variant's model
-  // file join the user's history (a model with features.history: its last `length` liked items,
-  // oldest first) and its exclude_seen items, for users of the users table; a new model file
-  // drops them at the next reload, as its training data should hold them. false: the model's
-  // train and val files only.
+  // Likes (POST /v1/feedback, and those replayed from the log) join the user's history (a model
+  // with features.history: its last `length` liked items, oldest first) and its exclude_seen
+  // items, for users of the users table, in every variant whose model was served when the like
+  // came (the log records the models' SHA-256): a reload or restart with the same model content
+  // keeps them, however its file was copied or touched; a model with other content drops them,
+  // as its training data should hold them. false: the model's train and val files only.
   bool live_history = true;
   std::string experiment = "default";  // the experiment's name (GET /v1/experiments/{name})
   std::string salt = "twotower";       // hashed with the user id for assignment
