@@ -554,8 +554,14 @@ PreparedItems Recommender::PrepareItems(const std::vector<Row>& rows,
              field + "." + column + ": not a column of the items table or the item tower");
       }
     }
-    if (id.empty())
+    if (id.empty()) {
       Fail(ErrorCode::kInvalidArgument, field + "." + id_column, field + ": no " + id_column);
+    }
+    if (id.size() > data::kMaxIdBytes) {
+      Fail(ErrorCode::kInvalidArgument, field + "." + id_column,
+           field + "." + id_column + ": an id of " + std::to_string(id.size()) +
+               " bytes, at most " + std::to_string(data::kMaxIdBytes));
+    }
     if (!distinct.insert(id).second) {
       Fail(ErrorCode::kInvalidArgument, field, field + ": item " + Quote(id) + " given twice");
     }

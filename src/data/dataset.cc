@@ -15,6 +15,11 @@ EntityIndex EntityIndex::FromTable(const Table& table, const std::string& id_col
   index.row_of.reserve(ids.size());
   for (size_t r = 0; r < ids.size(); ++r) {
     if (ids[r].empty()) throw Error(table.Where(r) + ": column '" + id_column + "': empty id");
+    if (ids[r].size() > kMaxIdBytes) {
+      throw Error(table.Where(r) + ": column '" + id_column + "': an id of " +
+                  std::to_string(ids[r].size()) + " bytes " + Quote(ids[r]) + ", at most " +
+                  std::to_string(kMaxIdBytes));
+    }
     if (!index.row_of.emplace(ids[r], static_cast<int32_t>(r)).second) {
       throw Error(table.Where(r) + ": column '" + id_column + "': duplicate id " + Quote(ids[r]));
     }

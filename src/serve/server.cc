@@ -251,12 +251,20 @@ void AllowKeys(const Json& body, const std::set<std::string>& allowed) {
   }
 }
 
-// An id given as a string or an integer.
+// An id given as a string, or an integer written as one (42; never 42.0 or 4.2e1: a number
+// another tool turned into a float is refused, not made into another id), 1 to
+// data::kMaxIdBytes bytes: the one rule for ids from JSON, wherever they appear (user_id,
+// item_id, lists, and the id columns of "user" features and PUT rows).
 std::string IdValue(const Json& v, const std::string& field) {
   if (v.is_string()) {
-    if (v.get<std::string>().empty())
-      Refuse(ErrorCode::kInvalidArgument, field, field + ": empty id");
-    return v.get<std::string>();
+    const std::string& id = v.get_ref<const std::string&>();
+    if (id.empty()) Refuse(ErrorCode::kInvalidArgument, field, field + ": empty id");
+    if (id.size() > data::kMaxIdBytes) {
+      Refuse(ErrorCode::kInvalidArgument, field,
+             field + ": an id of " + std::to_string(id.size()) + " bytes, at most " +
+                 std::to_string(data::kMaxIdBytes));
+    }
+    return id;
   }
   if (v.is_number_integer()) return v.dump();
   Refuse(ErrorCode::kInvalidArgument, field,
@@ -277,13 +285,16 @@ std::vector<std::string> IdList(const Json& v, const std::string& field, int max
   return out;
 }
 
-// A table row from a JSON object of column -> string | number | bool.
-Row RowValue(const Json& v, const std::string& field) {
+// A table row from a JSON object of column -> string | number | bool; the value of `id_column`
+// (when given) follows IdValue's rule.
+Row RowValue(const Json& v, const std::string& field, const std::string& id_column = "") {
   if (!v.is_object())
     Refuse(ErrorCode::kInvalidArgument, field, field + ": expected an object of column: value");
   Row row;
   for (const auto& [key, value] : v.items()) {
-    if (value.is_string()) {
+    if (!id_column.empty() && key == id_column) {
+      row.emplace_back(key, IdValue(value, field + "." + key));
+    } else if (value.is_string()) {
       row.emplace_back(key, value.get<std::string>());
     } else if (value.is_number() || value.is_boolean()) {
       row.emplace_back(key, value.dump());
@@ -431,6 +442,11 @@ bool SomeVariantReadsHistory(const std::vector<std::shared_ptr<Loaded>>& all) {
     if (v->rec->reads_history()) return true;
   }
   return false;
+}
+
+// The user id column (the first variant's: A/B variants serve the same users).
+const std::string& UserIdColumn(const std::vector<std::shared_ptr<Loaded>>& all) {
+  return all[0]->rec->bundle().model.schema.user.id_column;
 }
 
 // Appends an item's reply object, {"item_id", its columns..., "score"}, to `out`.
@@ -862,7 +878,8 @@ void Server::Impl::Routes() {
 namespace {
 
 // The user a request is about: "user_id", or "user" (features) with an optional "history".
-app::UserRef ReadUser(const Json& body, int max_list, bool some_variant_reads_history) {
+app::UserRef ReadUser(const Json& body, int max_list, bool some_variant_reads_history,
+                      const std::string& id_column) {
   app::UserRef u;
   const bool by_id = body.contains("user_id"), by_features = body.contains("user");
   if (by_id == by_features) {
@@ -875,7 +892,7 @@ app::UserRef ReadUser(const Json& body, int max_list, bool some_variant_reads_hi
     if (!body["user"].is_object()) {
       Refuse(ErrorCode::kInvalidArgument, "user", "user: expected an object of features");
     }
-    u.features = RowValue(body["user"], "user");
+    u.features = RowValue(body["user"], "user", id_column);
   }
   if (body.contains("history")) {
     if (!some_variant_reads_history) {
@@ -900,7 +917,7 @@ Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
   AllowKeys(body, {"user_id", "user", "history", "k", "exclude_seen", "exclude", "allow"});
   const auto all = Snapshot();
   app::RecommendRequest r;
-  r.user = ReadUser(body, config.max_list, SomeVariantReadsHistory(all));
+  r.user = ReadUser(body, config.max_list, SomeVariantReadsHistory(all), UserIdColumn(all));
   r.k = KValue(body, config.max_k);
   r.exclude_seen = BoolValue(body, "exclude_seen", false);
   if (body.contains("exclude")) r.exclude = IdList(body["exclude"], "exclude", config.max_list);
@@ -916,7 +933,8 @@ Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
   const Json body = ParseBody(req);
   AllowKeys(body, {"user_id", "user", "history", "item_ids"});
   const auto all = Snapshot();
-  const app::UserRef user = ReadUser(body, config.max_list, SomeVariantReadsHistory(all));
+  const app::UserRef user =
+      ReadUser(body, config.max_list, SomeVariantReadsHistory(all), UserIdColumn(all));
   if (!body.contains("item_ids"))
     Refuse(ErrorCode::kInvalidArgument, "item_ids", "item_ids: required");
   const std::vector<std::string> ids = IdList(body["item_ids"], "item_ids", config.max_list);
@@ -966,11 +984,12 @@ Server::Impl::Reply Server::Impl::PutItems(const httplib::Request& req) {
     Refuse(ErrorCode::kInvalidArgument, "items",
            "items: at most " + std::to_string(config.max_list) + " rows");
   }
+  const auto all = Snapshot();
   std::vector<Row> rows;
   for (size_t i = 0; i < body["items"].size(); ++i) {
-    rows.push_back(RowValue(body["items"][i], "items[" + std::to_string(i) + "]"));
+    rows.push_back(RowValue(body["items"][i], "items[" + std::to_string(i) + "]",
+                            all[0]->rec->bundle().model.schema.item.id_column));
   }
-  const auto all = Snapshot();
   // The columns an item may have: those of any variant. Prepared on every variant first: a bad
   // row changes nothing anywhere.
   std::set<std::string> columns;

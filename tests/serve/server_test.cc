@@ -27,6 +27,7 @@
 #include "testing/temp_dir.h"
 #include "testing/trained_models.h"
 #include "twotower/core/error.h"
+#include "twotower/data/dataset.h"
 #include "twotower/serve/experiment.h"
 
 // After the twotower headers (Eigen): see src/serve/server.cc.
@@ -940,6 +941,54 @@ TEST_F(ServerTest, EveryAcknowledgedEventSurvivesAKill) {
     EXPECT_GE(counted, acknowledged.load()) << "round " << round;
     EXPECT_LE(counted, sent.load()) << "round " << round;
   }
+}
+
+// Ids are text, exactly, under one rule wherever they enter: strings, and integers written as
+// integers (a float such as 5.0 is refused, never made into another id "5.0"), at most
+// kMaxIdBytes bytes, so that whatever PUT accepts, DELETE can name.
+TEST_F(ServerTest, IdsAreTextUnderOneRule) {
+  Running s(OneModel());
+  auto c = s.Client();
+  const std::string movie = twotower::testing::Fields(
+      Lines(twotower::testing::ReadBytes(Shared().data + "/movies.csv")).at(1), ',')[0];
+  Json row = {{"movie_id", std::stod(movie)},
+              {"genre", "Drama"},
+              {"year", "1990"},
+              {"duration", "100"},
+              {"avg_rating", "3.5"}};
+  ASSERT_TRUE(row["movie_id"].is_number_float());
+  const Answer as_float = Call(c, "PUT", "/v1/items", Json{{"items", {row}}}.dump());
+  EXPECT_EQ(as_float.status, 400) << as_float.text;
+  EXPECT_EQ(as_float.body["field"], "items[0].movie_id");
+  row["movie_id"] = std::stoi(movie);  // the same id as an integer: the existing item
+  const Answer as_int = Call(c, "PUT", "/v1/items", Json{{"items", {row}}}.dump());
+  ASSERT_EQ(as_int.status, 200) << as_int.text;
+  EXPECT_EQ(as_int.body["added"], 0);
+  EXPECT_EQ(as_int.body["updated"], 1);
+  const Answer user_float =
+      Call(c, "POST", "/v1/recommend",
+           Json{{"user", {{"user_id", 42.0}, {"age", 30}, {"gender", "F"}}}}.dump());
+  EXPECT_EQ(user_float.status, 400) << user_float.text;
+  EXPECT_EQ(user_float.body["field"], "user.user_id");
+  // The longest id is accepted, and deleted by its path; one byte more is refused.
+  row["movie_id"] = std::string(data::kMaxIdBytes, 'x');
+  ASSERT_EQ(Call(c, "PUT", "/v1/items", Json{{"items", {row}}}.dump()).status, 200);
+  EXPECT_EQ(Call(c, "DELETE", "/v1/items/" + std::string(data::kMaxIdBytes, 'x')).status, 200);
+  row["movie_id"] = std::string(data::kMaxIdBytes + 1, 'x');
+  const Answer too_long = Call(c, "PUT", "/v1/items", Json{{"items", {row}}}.dump());
+  EXPECT_EQ(too_long.status, 400) << too_long.text;
+  EXPECT_EQ(too_long.body["field"], "items[0].movie_id");
+  const Answer long_user = Call(c, "POST", "/v1/recommend",
+                                Json{{"user_id", std::string(data::kMaxIdBytes + 1, '7')}}.dump());
+  EXPECT_EQ(long_user.status, 400) << long_user.text;
+  EXPECT_EQ(long_user.body["field"], "user_id");
+  // A table with such an id is refused at the boundary, naming the file and line.
+  const std::string users = scratch_.Write(
+      "users.csv", "user_id,age\n1,30\n" + std::string(data::kMaxIdBytes + 1, 'u') + ",40\n");
+  twotower::testing::ExpectUserError(RunCli({"recommend", "--model", Shared().a, "--users", users,
+                                             "--all-users", "--out", scratch_.File("r.csv")},
+                                            scratch_),
+                                     users + ":3: column 'user_id': an id of 1025 bytes");
 }
 
 TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {

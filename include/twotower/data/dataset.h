@@ -17,12 +17,19 @@
 
 namespace twotower::data {
 
+// The longest id, in bytes, wherever ids enter (tables, request bodies, PUT rows): short enough
+// that every route naming an id in its path (DELETE /v1/items/{id}, up to 3 characters a byte
+// when percent-encoded) stays under the HTTP library's 8,192-character URI limit. An id is the
+// text of its cell or JSON string, 1 to kMaxIdBytes bytes, compared byte for byte.
+constexpr size_t kMaxIdBytes = 1024;
+
 // Maps ids (as written in the files) to table rows.
 struct EntityIndex {
   std::vector<std::string> ids;
   std::unordered_map<std::string, int32_t> row_of;
 
-  // Throws Error("<file>:<line>: duplicate id ...") or for a missing id column.
+  // Throws Error("<file>:<line>: duplicate id ...") or for a missing id column, an empty id or
+  // one over kMaxIdBytes.
   static EntityIndex FromTable(const Table& table, const std::string& id_column);
   int32_t Find(const std::string& id) const {
     const auto it = row_of.find(id);
