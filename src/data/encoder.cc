@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <set>
 
 #include "twotower/core/error.h"
@@ -135,6 +136,26 @@ void EntityEncoder::Layout() {
   width_ = offset;
 }
 
+namespace {
+
+// A numeric feature's cell: a finite number within a 32-bit float's range, the range the towers
+// compute in. A larger one (1e200, or 8.98846567431158e307, Stata's missing-value code written
+// out) would overflow the fitted variance to infinity and poison the model: refused here, where
+// it enters, naming the file, row and column.
+double FeatureNumber(const std::string& value, const std::string& where,
+                     const std::string& column) {
+  const double x = ParseNumber(value, where, column);
+  if (std::fabs(x) > std::numeric_limits<float>::max()) {
+    throw Error(where + ": column '" + column + "': " + Quote(value) +
+                " is outside the range of a 32-bit float (about +-3.4e38), which the towers "
+                "compute in (expected a number in that range; a missing-value code? give the "
+                "cell empty and `missing: mean` in the feature spec)");
+  }
+  return x;
+}
+
+}  // namespace
+
 void EntityEncoder::Fit(const Table& table, const std::vector<int64_t>& rows) {
   for (Column& c : columns_) {
     const std::vector<std::string>& values = table.Column(c.spec.column);
@@ -150,18 +171,23 @@ void EntityEncoder::Fit(const Table& table, const std::vector<int64_t>& rows) {
             float unused;
             EncodeDense(c, values[r], table.Where(r), &unused);  // throws the missing-value error
           }
-          sum += ParseNumber(values[r], table.Where(r), name);
+          sum += FeatureNumber(values[r], table.Where(r), name);
           ++n;
         }
         c.mean = n == 0 ? 0.0 : sum / static_cast<double>(n);
         double sq = 0.0;
         for (int64_t r : rows) {
           if (c.spec.missing == Missing::kMean && IsMissingValue(values[r])) continue;
-          const double d = ParseNumber(values[r], table.Where(r), name) - c.mean;
+          const double d = FeatureNumber(values[r], table.Where(r), name) - c.mean;
           sq += d * d;
         }
         const double var = n == 0 ? 0.0 : sq / static_cast<double>(n);
         c.std = var > 1e-12 ? std::sqrt(var) : 1.0;
+        if (!std::isfinite(c.mean) || !std::isfinite(c.std)) {  // cannot happen in range; checked
+          throw Error(ErrorCode::kInternal, table.source + ": column '" + name +
+                                                "': the fitted mean or standard deviation is not "
+                                                "finite");
+        }
         break;
       }
       case FeatureType::kCategorical:
@@ -230,7 +256,7 @@ void EntityEncoder::EncodeDense(const Column& c, const std::string& value, const
       throw Error(where + ": column '" + c.spec.column + "': missing value " + Quote(value) +
                   " (expected a number; `missing: mean` in the feature spec imputes the mean)");
     }
-    const double x = ParseNumber(value, where, c.spec.column);
+    const double x = FeatureNumber(value, where, c.spec.column);
     const float z = static_cast<float>((x - c.mean) / c.std);
     if (!std::isfinite(z)) {
       throw Error(where + ": column '" + c.spec.column + "': " + Quote(value) +

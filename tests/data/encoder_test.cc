@@ -180,6 +180,35 @@ TEST(EntityEncoderTest, NonNumericValueNamesFileLineAndColumn) {
             "users.csv:3: column 'age': expected a number, got \"abc\"");
 }
 
+// One huge finite cell must not poison the model: its square would overflow the variance to
+// infinity (a model file that cannot be loaded). A value beyond a 32-bit float's range is refused
+// naming the file, row and column; the largest float still fits, with finite statistics.
+TEST(EntityEncoderTest, AValueBeyondFloatRangeIsRefusedAndTheLargestFloatFits) {
+  for (const char* huge : {"1e200", "8.98846567431158e307", "-3.5e38"}) {
+    EntityEncoder enc(UserSchema());
+    const Table table = MakeTable("users.csv", {"user_id", "age", "gender", "genre"},
+                                  {{"u1", "20", "M", "Drama"}, {"u2", huge, "F", "Action"}});
+    EXPECT_THAT(ErrorMessage([&] {
+                  enc.Fit(table, {0, 1});
+                }),
+                HasSubstr("users.csv:3: column 'age': \"" + std::string(huge) +
+                          "\" is outside the range of a 32-bit float"))
+        << huge;
+  }
+  EntityEncoder enc(UserSchema());
+  const Table table = MakeTable("users.csv", {"user_id", "age", "gender", "genre"},
+                                {{"u1", "20", "M", "Drama"}, {"u2", "3.4e38", "F", "Action"}});
+  enc.Fit(table, {0, 1});
+  // By hand: mean (20 + 3.4e38) / 2, population std half the difference.
+  const nlohmann::json j = enc.ToJson();
+  EXPECT_DOUBLE_EQ(j["columns"][0]["mean"].get<double>(), (20 + 3.4e38) / 2);
+  EXPECT_DOUBLE_EQ(j["columns"][0]["std"].get<double>(), (3.4e38 - 20) / 2);
+  Matrix x;
+  enc.Encode(table, &x);
+  EXPECT_FLOAT_EQ(x(0, 0), -1.0f);
+  EXPECT_FLOAT_EQ(x(1, 0), 1.0f);
+}
+
 TEST(EntityEncoderTest, MissingColumnNamesFileAndColumnsFound) {
   EntitySchema s = UserSchema();
   s.features.push_back({"income", FeatureType::kNumeric});
