@@ -715,8 +715,9 @@ std::vector<int64_t> RerankOrder(const float* logits, int64_t n, const std::stri
                                  const std::function<std::string(int64_t)>& name) {
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(logits[i])) {
-      throw Error(ranker_path + ": the ranker scored " + name(i) + " as " +
-                  std::to_string(logits[i]) + " (expected a finite logit)");
+      throw Error(ErrorCode::kCorruptData, ranker_path + ": the ranker scored " + name(i) + " as " +
+                                               std::to_string(logits[i]) +
+                                               " (expected a finite logit)");
     }
   }
   std::vector<int64_t> order(static_cast<size_t>(n));

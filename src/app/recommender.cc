@@ -40,6 +40,21 @@ void Encoding(const std::string& field, const std::string& prefix, F&& f) {
   }
 }
 
+// Runs f; an Error that names no request field and says kInvalidArgument did not come from the
+// request (every request check names its field): it is a fault of ours or of a model file, and
+// leaves as kInternal, so that no front end blames the caller for it.
+template <typename F>
+auto Guarded(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kInvalidArgument && e.field().empty()) {
+      throw Error(ErrorCode::kInternal, e.what());
+    }
+    throw;
+  }
+}
+
 }  // namespace
 
 void Deadline::Check(const char* stage) const {
@@ -307,11 +322,15 @@ std::unique_ptr<Recommender> Recommender::Open(const RecommenderOptions& options
   s->bundle = LoadBundle(options.model, options.data);
   const Bundle& b = s->bundle;
   s->index = OpenItemIndex(b, options.index, options.embeddings, options.allow_other_model);
-  try {
-    s->seen = SeenLabels(b, *s->index, HistoryFiles(b, options.data));
-  } catch (const Error& e) {
-    if (options.require_history) throw;
-    s->history_error = e.what();
+  if (!options.load_seen) {
+    s->history_error = "the seen items were not loaded (RecommenderOptions::load_seen)";
+  } else {
+    try {
+      s->seen = SeenLabels(b, *s->index, HistoryFiles(b, options.data));
+    } catch (const Error& e) {
+      if (options.require_history) throw;
+      s->history_error = e.what();
+    }
   }
   if (!options.rerank.empty()) {
     s->reranker = std::make_unique<Reranker>(
@@ -355,6 +374,11 @@ const std::string& Recommender::history_error() const { return s_->history_error
 
 Recommendations Recommender::Recommend(const RecommendRequest& request,
                                        const Deadline& deadline) const {
+  return Guarded([&] { return RecommendImpl(request, deadline); });
+}
+
+Recommendations Recommender::RecommendImpl(const RecommendRequest& request,
+                                           const Deadline& deadline) const {
   const State& v = *s_;
   if (request.k < 1) {
     Fail(ErrorCode::kInvalidArgument, "k",
@@ -448,6 +472,12 @@ Recommendations Recommender::Recommend(const RecommendRequest& request,
 std::vector<ScoredItem> Recommender::Score(const UserRef& user,
                                            const std::vector<std::string>& item_ids,
                                            const Deadline& deadline) const {
+  return Guarded([&] { return ScoreImpl(user, item_ids, deadline); });
+}
+
+std::vector<ScoredItem> Recommender::ScoreImpl(const UserRef& user,
+                                               const std::vector<std::string>& item_ids,
+                                               const Deadline& deadline) const {
   const State& v = *s_;
   deadline.Check("encoding the user");
   const State::Query q = v.EncodeUser(user);
@@ -486,6 +516,11 @@ std::vector<ScoredItem> Recommender::Score(const UserRef& user,
 
 Recommendations Recommender::Similar(const std::string& item_id, int k,
                                      const Deadline& deadline) const {
+  return Guarded([&] { return SimilarImpl(item_id, k, deadline); });
+}
+
+Recommendations Recommender::SimilarImpl(const std::string& item_id, int k,
+                                         const Deadline& deadline) const {
   const State& v = *s_;
   if (k < 1)
     Fail(ErrorCode::kInvalidArgument, "k", "k: expected at least 1, got " + std::to_string(k));
@@ -562,6 +597,10 @@ PreparedItems Recommender::PrepareItems(const std::vector<Row>& rows,
            field + "." + id_column + ": an id of " + std::to_string(id.size()) +
                " bytes, at most " + std::to_string(data::kMaxIdBytes));
     }
+    if (id.find_first_of("\n\r") != std::string::npos) {  // an index file holds one id a line
+      Fail(ErrorCode::kInvalidArgument, field + "." + id_column,
+           field + "." + id_column + ": an id cannot hold a line break, got " + Quote(id));
+    }
     if (!distinct.insert(id).second) {
       Fail(ErrorCode::kInvalidArgument, field, field + ": item " + Quote(id) + " given twice");
     }
@@ -573,6 +612,14 @@ PreparedItems Recommender::PrepareItems(const std::vector<Row>& rows,
     const std::string field = "items[" + std::to_string(i) + "]";
     deadline.Check(("encoding " + field).c_str());
     out.vectors.row(static_cast<Eigen::Index>(i)) = v.EncodeItem(rows[i], field).row(0);
+    // Checked here, not at commit: a server puts an item on every variant only when every
+    // variant can take it.
+    if (!out.vectors.row(static_cast<Eigen::Index>(i)).allFinite()) {
+      Fail(ErrorCode::kInvalidArgument, field,
+           field +
+               ": the item tower gives a non-finite embedding for this row (a feature value "
+               "far outside what the model was trained on?)");
+    }
     if (v.reranker) {
       // The ranker must be able to score the item too, or every later request that retrieves it
       // would fail: refused here, before anything changes.
@@ -593,7 +640,7 @@ PutResult Recommender::CommitItems(const PreparedItems& items) {
   State& v = *s_;
   std::unique_lock<std::shared_mutex> lock(v.mutex);
   const index::ItemIndex::AddResult r =
-      v.index->Add(items.vectors.data(), items.vectors.rows(), items.ids);
+      Guarded([&] { return v.index->Add(items.vectors.data(), items.vectors.rows(), items.ids); });
   for (size_t i = 0; i < items.ids.size(); ++i) {
     v.live_items[items.ids[i]] = items.rows[i];
     v.deleted.erase(v.index->Find(items.ids[i]));

@@ -62,6 +62,7 @@ int RunRecommend(const RecommendArgs& a) {
   options.candidates = candidates;
   // --exclude-seen needs the history files; without it they are not read for seen items.
   options.require_history = a.exclude_seen;
+  options.load_seen = a.exclude_seen;
   // One user: its embedding computed in its block of users, as --all-users and serve compute it.
   if (!a.all_users) options.user_cache_mb = 0;
   const std::unique_ptr<app::Recommender> rec = app::Recommender::Open(options);

@@ -15,7 +15,14 @@ void AppendCsvRows(const std::vector<ParquetColumn>& columns, int64_t begin, int
   for (int64_t r = begin; r < end; ++r) {
     for (size_t c = 0; c < columns.size(); ++c) {
       if (c > 0) out->push_back(',');
-      out->append(CsvField(columns[c].Text(r)));
+      const std::string text = columns[c].Text(r);
+      // A one-column row with an empty cell would be a blank line, which readers (ours, per
+      // core/text.h) skip: written as "" so the row survives.
+      if (columns.size() == 1 && text.empty()) {
+        out->append("\"\"");
+      } else {
+        out->append(CsvField(text));
+      }
     }
     out->push_back('\n');
   }

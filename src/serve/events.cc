@@ -135,9 +135,20 @@ void EventLog::Append(const Event& e) {
   std::lock_guard<std::mutex> lock(mutex_);
   // Through to the operating system before the caller acknowledges the event: a killed process
   // loses nothing it answered. One write per event; Flush(true) adds the fsync.
+  const long before = std::ftell(file_);
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
-    // Not logged: the caller refuses the event (a 5xx), so nothing acknowledged is lost.
-    throw Error(ErrorCode::kIo, path_ + ": write failed: " + std::strerror(errno));
+    // Not logged: the caller refuses the event (a 5xx), so nothing acknowledged is lost. A part
+    // of the line may have reached the file (a full disk): cut back to the last whole event, or
+    // the next event would join it into a line no start could read.
+    const int error = errno;
+    std::clearerr(file_);
+    if (before < 0 || ::ftruncate(::fileno(file_), before) != 0 ||
+        std::fseek(file_, 0, SEEK_END) != 0) {
+      throw Error(ErrorCode::kIo,
+                  path_ + ": write failed (" + std::strerror(error) +
+                      ") and a partial line could not be cut off: " + std::strerror(errno));
+    }
+    throw Error(ErrorCode::kIo, path_ + ": write failed: " + std::strerror(error));
   }
   ++logged_;
 }

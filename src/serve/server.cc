@@ -543,7 +543,8 @@ struct Server::Impl {
   std::vector<std::shared_ptr<Loaded>> variants;
   std::atomic<bool> ready{false};
   std::unique_ptr<app::Experiment> experiment;  // assignment and the tallies of logged events
-  std::vector<std::string> notes;
+  std::vector<std::string> notes;               // guarded by notes_mutex after the start
+  std::mutex notes_mutex;
   std::unique_ptr<EventLog> events;
   // Every like logged or replayed (live_history): a reload applies them to the new variants.
   // Held while a like is applied and while a reload swaps, so none is missed.
@@ -585,13 +586,20 @@ struct Server::Impl {
     v.rec->RecordLike(e.user_id, e.item_id);
   }
 
-  // One request through the variant, so the first real one does not pay for cold caches.
+  // One request through the variant, so the first real one does not pay for cold caches. A
+  // failure is said (a note), not fatal: that user's requests will say it again.
   void Warm(const Loaded& v) {
     const app::Bundle& b = v.rec->bundle();
     if (b.users.num_rows() == 0 || v.rec->num_items() == 0) return;
     app::RecommendRequest r;
     r.user.id = b.user_index.ids[0];
-    (void)v.rec->Recommend(r);
+    try {
+      (void)v.rec->Recommend(r);
+    } catch (const Error& e) {
+      std::lock_guard<std::mutex> lock(notes_mutex);
+      notes.push_back("warning: variant '" + v.config.name + "': warming up with user " +
+                      Quote(r.user.id) + " failed: " + e.what());
+    }
   }
 
   // Registers a route: the handler returns the reply body and status, and the variant it used;

@@ -978,6 +978,10 @@ TEST_F(ServerTest, IdsAreTextUnderOneRule) {
   const Answer too_long = Call(c, "PUT", "/v1/items", Json{{"items", {row}}}.dump());
   EXPECT_EQ(too_long.status, 400) << too_long.text;
   EXPECT_EQ(too_long.body["field"], "items[0].movie_id");
+  row["movie_id"] = "two\nlines";  // an index file holds one id a line
+  const Answer broken = Call(c, "PUT", "/v1/items", Json{{"items", {row}}}.dump());
+  EXPECT_EQ(broken.status, 400) << broken.text;
+  EXPECT_EQ(broken.body["field"], "items[0].movie_id");
   const Answer long_user = Call(c, "POST", "/v1/recommend",
                                 Json{{"user_id", std::string(data::kMaxIdBytes + 1, '7')}}.dump());
   EXPECT_EQ(long_user.status, 400) << long_user.text;

@@ -62,6 +62,9 @@ struct RecommenderOptions {
   // Whether the history files (train, val) must be readable at Open. When false, a failure to
   // read them is kept and refused only by a request with exclude_seen (kConflict).
   bool require_history = false;
+  // Whether to read the seen items (train and val) at all; false: exclude_seen is refused
+  // (kConflict) and Open reads no interactions file for them (a one-off recommendation).
+  bool load_seen = true;
 };
 
 // Who a request is for: a user of the users table by its id, or a user given by its feature
@@ -183,6 +186,10 @@ class Recommender {
  private:
   struct State;
   explicit Recommender(std::unique_ptr<State> state);
+  Recommendations RecommendImpl(const RecommendRequest& request, const Deadline& deadline) const;
+  std::vector<ScoredItem> ScoreImpl(const UserRef& user, const std::vector<std::string>& item_ids,
+                                    const Deadline& deadline) const;
+  Recommendations SimilarImpl(const std::string& item_id, int k, const Deadline& deadline) const;
   std::unique_ptr<State> s_;
 };
 
