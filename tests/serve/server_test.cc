@@ -831,12 +831,16 @@ TEST_F(ServerTest, CompareReportsPairedDifferences) {
 }
 
 // The binary: SIGHUP reloads, SIGTERM finishes, flushes the event log and exits 0.
-TEST_F(ServerTest, TheCommandReloadsOnSighupAndDrainsOnSigterm) {
-  const std::string events = scratch_.File("cmd_events.jsonl");
-  const std::string out = scratch_.File("serve.out");
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
+// `twotower serve --model <the lab model> --events EVENTS` started as a child process on a free
+// port, its stdout in `out` (stderr in out + ".err"); port -1 when it did not say one in 15 s.
+struct ServeCommand {
+  pid_t pid = -1;
+  int port = -1;
+};
+ServeCommand StartServeCommand(const std::string& events, const std::string& out) {
+  ServeCommand child;
+  child.pid = fork();
+  if (child.pid == 0) {
     std::freopen(out.c_str(), "w", stdout);
     std::freopen((out + ".err").c_str(), "w", stderr);
     execl(TWOTOWER_CLI_PATH, TWOTOWER_CLI_PATH, "serve", "--model", Shared().a.c_str(), "--port",
@@ -844,16 +848,25 @@ TEST_F(ServerTest, TheCommandReloadsOnSighupAndDrainsOnSigterm) {
     _exit(127);
   }
   // The first line names the port.
-  int port = -1;
-  for (int i = 0; i < 300 && port < 0; ++i) {
+  for (int i = 0; i < 300 && child.pid > 0 && child.port < 0; ++i) {
     const std::string text = twotower::testing::ReadBytes(out);
     const size_t at = text.find("http://127.0.0.1:");
     if (at != std::string::npos && text.find(' ', at) != std::string::npos) {
-      port = std::stoi(text.substr(at + 17));
+      child.port = std::stoi(text.substr(at + 17));
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
+  return child;
+}
+
+TEST_F(ServerTest, TheCommandReloadsOnSighupAndDrainsOnSigterm) {
+  const std::string events = scratch_.File("cmd_events.jsonl");
+  const std::string out = scratch_.File("serve.out");
+  const ServeCommand command = StartServeCommand(events, out);
+  const pid_t pid = command.pid;
+  const int port = command.port;
+  ASSERT_GT(pid, 0);
   ASSERT_GT(port, 0) << twotower::testing::ReadBytes(out + ".err");
   httplib::Client c("127.0.0.1", port);
   for (int i = 0; i < 3; ++i) {
@@ -886,25 +899,10 @@ TEST_F(ServerTest, EveryAcknowledgedEventSurvivesAKill) {
   for (int round = 0; round < 3; ++round) {
     const std::string events = scratch_.File("killed_" + std::to_string(round) + ".jsonl");
     const std::string out = scratch_.File("killed_" + std::to_string(round) + ".out");
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      std::freopen(out.c_str(), "w", stdout);
-      std::freopen((out + ".err").c_str(), "w", stderr);
-      execl(TWOTOWER_CLI_PATH, TWOTOWER_CLI_PATH, "serve", "--model", Shared().a.c_str(), "--port",
-            "0", "--threads", "2", "--events", events.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    int port = -1;
-    for (int i = 0; i < 300 && port < 0; ++i) {
-      const std::string text = twotower::testing::ReadBytes(out);
-      const size_t at = text.find("http://127.0.0.1:");
-      if (at != std::string::npos && text.find(' ', at) != std::string::npos) {
-        port = std::stoi(text.substr(at + 17));
-      } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-    }
+    const ServeCommand command = StartServeCommand(events, out);
+    const pid_t pid = command.pid;
+    const int port = command.port;
+    ASSERT_GT(pid, 0);
     ASSERT_GT(port, 0) << twotower::testing::ReadBytes(out + ".err");
     std::atomic<int> sent{0}, acknowledged{0};
     std::atomic<bool> stop{false};
