@@ -7,6 +7,7 @@
 
 #include "fuzz_input.h"
 #include "twotower/core/error.h"
+#include "twotower/core/hash.h"
 #include "twotower/index/index_file.h"
 #include "twotower/index/item_index.h"
 
@@ -21,8 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::memcpy(bytes.data() + 48, &payload, sizeof(payload));
     }
     if (mode & 2) {
-      uint32_t crc = twotower::index::Crc32c(0, bytes.data(), 48);
-      crc = twotower::index::Crc32c(crc, bytes.data() + 64, bytes.size() - 64);
+      uint32_t crc = twotower::Crc32c(0, bytes.data(), 48);
+      crc = twotower::Crc32c(crc, bytes.data() + 64, bytes.size() - 64);
       std::memcpy(bytes.data() + 56, &crc, sizeof(crc));
     }
   }

@@ -43,7 +43,7 @@ constexpr std::string_view kIdsHeader = "# twotower-ids";
 std::string IdsHeader(const Matrix& v) {
   char crc[9];
   std::snprintf(crc, sizeof(crc), "%08x",
-                index::Crc32c(0, v.data(), static_cast<size_t>(v.size()) * sizeof(float)));
+                Crc32c(0, v.data(), static_cast<size_t>(v.size()) * sizeof(float)));
   return std::string(kIdsHeader) + " rows=" + std::to_string(v.rows()) +
          " dim=" + std::to_string(v.cols()) + " crc32c=" + crc;
 }

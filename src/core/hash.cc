@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -10,9 +11,26 @@
 
 #include "twotower/core/error.h"
 
+#if defined(__SSE4_2__)
+#include <nmmintrin.h>
+#endif
+
 namespace twotower {
 
 namespace {
+
+// The byte-at-a-time table of CRC-32C (reflected polynomial 0x82F63B78), for CPUs without
+// SSE4.2.
+struct CrcTable {
+  uint32_t t[256];
+  CrcTable() {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int b = 0; b < 8; ++b) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      t[i] = c;
+    }
+  }
+};
 
 std::string Hex(const unsigned char* digest) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -70,6 +88,33 @@ bool IsSha256Hex(std::string_view text) {
 
 std::string ShortFingerprint(std::string_view sha256_hex) {
   return "sha256:" + std::string(sha256_hex.substr(0, 12));
+}
+
+uint32_t Crc32c(uint32_t crc, const void* data, size_t size) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint32_t c = ~crc;
+#if defined(__SSE4_2__)
+  uint64_t c64 = c;
+  while (size >= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c64 = _mm_crc32_u64(c64, word);
+    p += 8;
+    size -= 8;
+  }
+  c = static_cast<uint32_t>(c64);
+  while (size > 0) {
+    c = _mm_crc32_u8(c, *p++);
+    --size;
+  }
+#else
+  static const CrcTable table;
+  while (size > 0) {
+    c = table.t[(c ^ *p++) & 0xff] ^ (c >> 8);
+    --size;
+  }
+#endif
+  return ~c;
 }
 
 }  // namespace twotower

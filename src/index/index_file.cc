@@ -13,10 +13,6 @@
 #include "twotower/core/files.h"
 #include "twotower/core/hash.h"
 
-#if defined(__SSE4_2__)
-#include <nmmintrin.h>
-#endif
-
 static_assert(std::endian::native == std::endian::little,
               "index files are little-endian and read with memcpy");
 
@@ -26,17 +22,6 @@ namespace {
 constexpr char kMagic[8] = {'T', 'T', 'I', 'N', 'D', 'E', 'X', '\0'};
 constexpr size_t kChecksummedHeaderBytes = 48;  // magic .. count
 constexpr size_t kChecksumOffset = 56;
-
-struct CrcTable {
-  uint32_t t[256];
-  CrcTable() {
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int b = 0; b < 8; ++b) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-      t[i] = c;
-    }
-  }
-};
 
 std::string Field8(const char* p) {
   size_t n = 0;
@@ -171,33 +156,6 @@ class FileSink : public internal::ByteSink {
 };
 
 }  // namespace
-
-uint32_t Crc32c(uint32_t crc, const void* data, size_t size) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  uint32_t c = ~crc;
-#if defined(__SSE4_2__)
-  uint64_t c64 = c;
-  while (size >= 8) {
-    uint64_t word;
-    std::memcpy(&word, p, 8);
-    c64 = _mm_crc32_u64(c64, word);
-    p += 8;
-    size -= 8;
-  }
-  c = static_cast<uint32_t>(c64);
-  while (size > 0) {
-    c = _mm_crc32_u8(c, *p++);
-    --size;
-  }
-#else
-  static const CrcTable table;
-  while (size > 0) {
-    c = table.t[(c ^ *p++) & 0xff] ^ (c >> 8);
-    --size;
-  }
-#endif
-  return ~c;
-}
 
 IndexInfo ReadIndexInfo(const std::string& path) {
   uint64_t file_size = 0;

@@ -215,7 +215,7 @@ TEST_F(CliTest, EmbedWritesNpyAndIds) {
   const std::vector<std::string> lines = Lines(ReadBytes(scratch_.File("emb/items.ids.txt")));
   ASSERT_EQ(lines.size(), 101u);
   // The first line ties the ids to these embeddings: CRC-32C of the float32 values, computed
-  // here bit by bit from the polynomial (index_file_test checks Crc32c against the standard's
+  // here bit by bit from the polynomial (hash_test checks Crc32c against the standard's
   // check value).
   uint32_t crc = ~0u;
   const auto* bytes = reinterpret_cast<const unsigned char*>(v.data());

@@ -38,5 +38,13 @@ TEST(Sha256Test, RecognisesItsOwnForm) {
   EXPECT_EQ(ShortFingerprint(Sha256Hex("abc")), "sha256:ba7816bf8f01");
 }
 
+TEST(Crc32cTest, MatchesTheStandardCheckValue) {
+  // The CRC-32C check value from the catalogue of parametrised CRC algorithms.
+  EXPECT_EQ(Crc32c(0, "123456789", 9), 0xE3069283u);
+  // Continuing over pieces gives the checksum of the whole.
+  EXPECT_EQ(Crc32c(Crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+  EXPECT_EQ(Crc32c(0, "", 0), 0u);
+}
+
 }  // namespace
 }  // namespace twotower

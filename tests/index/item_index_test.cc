@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "testing/temp_dir.h"
+#include "twotower/core/hash.h"
 #include "twotower/core/rng.h"
 #include "twotower/index/flat_index.h"
 #include "twotower/index/hnsw_index.h"
@@ -967,14 +968,6 @@ TEST(MakeIndexTest, RejectsBadSpecs) {
             "index type 'flat' takes no parameters, got \"M=8\"");
   EXPECT_THAT(ErrorMessage([] { MakeIndex("flat", 0); }),
               HasSubstr("dimension must be at least 1, got 0"));
-}
-
-TEST(IndexFileTest, Crc32cMatchesTheStandardCheckValue) {
-  // The CRC-32C check value from the catalogue of parametrised CRC algorithms.
-  EXPECT_EQ(Crc32c(0, "123456789", 9), 0xE3069283u);
-  // Continuing over pieces gives the checksum of the whole.
-  EXPECT_EQ(Crc32c(Crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
-  EXPECT_EQ(Crc32c(0, "", 0), 0u);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// Content fingerprints: SHA-256 (FIPS 180-4) from OpenSSL's libcrypto (Debian's libssl-dev).
+// Content fingerprints and checksums: SHA-256 (FIPS 180-4) from OpenSSL's libcrypto (Debian's
+// libssl-dev), and CRC-32C.
 //
 // A model's fingerprint is the SHA-256 of its file's bytes, as `sha256sum model.safetensors`
 // prints it: every file derived from a model (item embeddings, indexes, recommendations) records
@@ -6,6 +7,8 @@
 #ifndef TWOTOWER_CORE_HASH_H_
 #define TWOTOWER_CORE_HASH_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -22,6 +25,11 @@ std::string Sha256FileHex(const std::string& path);
 
 // True for 64 lowercase hex digits (what Sha256Hex returns).
 bool IsSha256Hex(std::string_view text);
+
+// CRC-32C (Castagnoli; RFC 3720 B.4), continuing from `crc` (0 to start):
+// Crc32c(0, "123456789", 9) == 0xE3069283. Uses the SSE4.2 instruction when compiled for it.
+// The checksum of index files (index/index_file.h) and of the floats an ids file describes (app.h).
+uint32_t Crc32c(uint32_t crc, const void* data, size_t size);
 
 // The first 12 hex digits, for messages ("sha256:3a7bd3e2360a"); the whole value when shorter.
 std::string ShortFingerprint(std::string_view sha256_hex);

@@ -59,10 +59,6 @@ struct IndexInfo {
 // for messages and for checking the dimension before loading. Throws Error("<path>: ...").
 IndexInfo ReadIndexInfo(const std::string& path);
 
-// CRC-32C (Castagnoli), continuing from `crc` (0 to start): Crc32c(0, "123456789", 9) ==
-// 0xE3069283. Uses the SSE4.2 instruction when compiled for it.
-uint32_t Crc32c(uint32_t crc, const void* data, size_t size);
-
 }  // namespace twotower::index
 
 #endif  // TWOTOWER_INDEX_INDEX_FILE_H_
