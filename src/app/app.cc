@@ -200,6 +200,17 @@ std::vector<std::string> HistoryFiles(const Bundle& bundle, const DataOverrides&
   return files;
 }
 
+EmbedResult EmbedItemsToFile(const std::string& model_path, const std::string& items_path,
+                             const std::string& out_path) {
+  const model::LoadedModel m = model::LoadModel(model_path);
+  const data::Table items = ReadDataTable(items_path.empty() ? ModelDataPaths(m).items : items_path,
+                                          items_path.empty(), "--items");
+  const auto index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
+  const Matrix v = EmbedItems(m, items);
+  WriteItemEmbeddings(out_path, v, index.ids, m.fingerprint);
+  return {v.rows(), static_cast<int>(v.cols()), m.fingerprint, data::IsParquetPath(out_path)};
+}
+
 // The footer key of a Parquet embeddings file that names its model.
 constexpr std::string_view kParquetModelKey = "twotower.model_sha256";
 

@@ -169,6 +169,20 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   return out;
 }
 
+uint64_t ParseSeed(const std::string& text, const std::string& flag) {
+  train::Config probe;
+  probe.Set("seed=" + text, flag);
+  return probe.seed;
+}
+
+int ParseThreads(int threads, const std::string& flag) {
+  train::Config probe;
+  probe.Set("threads=" + std::to_string(threads), flag);
+  return probe.threads;
+}
+
+std::vector<std::string> SettingsHelp() { return train::SettingsHelp(); }
+
 IndexBuildResult BuildIndex(const std::string& embeddings_path, const std::string& spec,
                             const std::string& out_path, bool progress) {
   const ItemEmbeddings e = ReadItemEmbeddings(embeddings_path);

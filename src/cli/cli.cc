@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "twotower/app/train.h"
 #include "twotower/core/error.h"
 #include "twotower/core/threads.h"
-#include "twotower/train/config.h"
 
 namespace twotower::cli {
 
@@ -132,10 +132,7 @@ int Main(int argc, char** argv) {
 
   try {
     // --threads goes through the settings table, so every command checks it alike.
-    {
-      train::Config probe;
-      probe.Set("threads=" + std::to_string(common.threads), "--threads");
-    }
+    { app::ParseThreads(common.threads, "--threads"); }
     SetThreads(common.threads);
     for (const Registered& r : commands) {
       if (r.command->parsed()) return r.run();

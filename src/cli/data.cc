@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "twotower/app/train.h"
 #include "twotower/core/error.h"
 #include "twotower/data/movielens.h"
-#include "twotower/train/config.h"
 
 namespace twotower::cli {
 namespace {
@@ -58,9 +58,7 @@ Registered DefineData(CLI::App* app, Common* /*common*/) {
       ->capture_default_str();
   return {data_cmd, [ml_p, ml_seed_p] {
             MovieLensArgs& ml = *ml_p;
-            train::Config probe;
-            probe.Set("seed=" + *ml_seed_p, "--seed");
-            ml.options.seed = probe.seed;
+            ml.options.seed = app::ParseSeed(*ml_seed_p, "--seed");
             return RunMovieLens(ml);
           }};
 }

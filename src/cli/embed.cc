@@ -9,8 +9,6 @@
 #include "twotower/app/app.h"
 #include "twotower/core/error.h"
 #include "twotower/core/hash.h"
-#include "twotower/data/parquet.h"
-#include "twotower/model/model_file.h"
 
 namespace twotower::cli {
 namespace {
@@ -20,19 +18,14 @@ struct EmbedArgs {
 };
 
 int RunEmbed(const EmbedArgs& a) {
-  const model::LoadedModel m = model::LoadModel(a.model);
-  const data::Table items = app::ReadDataTable(
-      a.items.empty() ? app::ModelDataPaths(m).items : a.items, a.items.empty(), "--items");
-  const auto index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
-  const Matrix v = app::EmbedItems(m, items);
-  app::WriteItemEmbeddings(a.out, v, index.ids, m.fingerprint);
-  if (data::IsParquetPath(a.out)) {
-    std::cout << "wrote " << a.out << " (" << v.rows() << " rows: item_id, e0 .. e" << v.cols() - 1
-              << " float32; model " << ShortFingerprint(m.fingerprint) << ")\n";
+  const app::EmbedResult r = app::EmbedItemsToFile(a.model, a.items, a.out);
+  if (r.parquet) {
+    std::cout << "wrote " << a.out << " (" << r.rows << " rows: item_id, e0 .. e" << r.dim - 1
+              << " float32; model " << ShortFingerprint(r.model_fingerprint) << ")\n";
     return 0;
   }
-  std::cout << "wrote " << a.out << " (" << v.rows() << " x " << v.cols() << " float32) and "
-            << app::IdsPath(a.out) << " (model " << ShortFingerprint(m.fingerprint) << ")\n";
+  std::cout << "wrote " << a.out << " (" << r.rows << " x " << r.dim << " float32) and "
+            << app::IdsPath(a.out) << " (model " << ShortFingerprint(r.model_fingerprint) << ")\n";
   return 0;
 }
 

@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "twotower/app/train.h"
 #include "twotower/core/error.h"
 #include "twotower/data/generator.h"
-#include "twotower/train/config.h"
 
 namespace twotower::cli {
 namespace {
@@ -47,9 +47,7 @@ Registered DefineGenerate(CLI::App* app, Common* /*common*/) {
       ->capture_default_str();
   return {generate, [gen_p, gen_seed_p] {
             GenerateArgs& gen = *gen_p;
-            train::Config probe;  // --seed as the settings table reads a seed
-            probe.Set("seed=" + *gen_seed_p, "--seed");
-            gen.options.seed = probe.seed;
+            gen.options.seed = app::ParseSeed(*gen_seed_p, "--seed");
             return RunGenerate(gen);
           }};
 }

@@ -138,7 +138,7 @@ Registered DefineTrain(CLI::App* app, Common* /*common*/) {
   return {train_cmd, [=] {
             TrainArgs& tr = *tr_p;
             if (*list_settings_p) {
-              for (const std::string& line : train::SettingsHelp()) std::cout << line << "\n";
+              for (const std::string& line : app::SettingsHelp()) std::cout << line << "\n";
               return 0;
             }
             if (!seed_p->empty()) tr.shortcuts.push_back("seed=" + *seed_p);

@@ -89,6 +89,17 @@ struct ItemEmbeddings {
 // the model's SHA-256 under the footer key "twotower.model_sha256"; the .npy's dtype and the ids
 // file's checks become the table's types and a check of every id and value.
 //
+// `twotower embed`: every row of the items table (`items_path`, or "" for the one the model
+// file records) through the model's item tower, written by WriteItemEmbeddings to out_path.
+struct EmbedResult {
+  int64_t rows = 0;
+  int dim = 0;
+  std::string model_fingerprint;
+  bool parquet = false;  // one Parquet table instead of .npy + ids file
+};
+EmbedResult EmbedItemsToFile(const std::string& model_path, const std::string& items_path,
+                             const std::string& out_path);
+
 // Reads what WriteItemEmbeddings wrote (or a hand-written ids file without the first line).
 // Throws Error naming the file and line for ids written for other embeddings, a repeated id, or
 // a count that differs from the .npy's rows, and naming the file, row and id for a value that

@@ -82,6 +82,13 @@ train::Config ResolveTrainConfig(const TrainRequest& request, std::string* sourc
 // Trains as described above. `observer` may be null.
 TrainOutcome Train(const TrainRequest& request, TrainObserver* observer = nullptr);
 
+// A flag's value checked as the setting it stands for (the settings table's rules and message):
+// `--seed` as `seed`, `--threads` as `threads`. Throws Error naming `flag`.
+uint64_t ParseSeed(const std::string& text, const std::string& flag);
+int ParseThreads(int threads, const std::string& flag);
+// One line per setting (key, type, default, range, help): `train --list-settings`.
+std::vector<std::string> SettingsHelp();
+
 // ---- indexes -----------------------------------------------------------------------------------
 
 struct IndexBuildResult {
