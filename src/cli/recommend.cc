@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli/cli.h"
@@ -35,6 +36,14 @@ int RunRecommend(const RecommendArgs& a) {
     throw Error("recommend --all-users: --out FILE is required (the CSV of recommendations)");
   }
   if (!a.all_users && !a.out.empty()) throw Error("recommend: --out goes with --all-users");
+  for (const auto& [flag, ids] : {std::pair{"--exclude-items", &a.exclude_items},
+                                  std::pair{"--allow-items", &a.allow_items}}) {
+    for (const std::string& id : *ids) {
+      if (id.empty()) {
+        throw Error(std::string(flag) + ": an empty item id (expected item ids, comma-separated)");
+      }
+    }
+  }
   if (a.all_users && (!a.exclude_items.empty() || !a.allow_items.empty() || a.json)) {
     throw Error("recommend: --exclude-items, --allow-items and --json go with --user-id");
   }

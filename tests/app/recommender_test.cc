@@ -382,6 +382,19 @@ TEST_F(RecommenderTest, ErrorsNameTheirCodeAndField) {
   }
 }
 
+// The command's item-id flags name what was wrong: an unknown id, an empty one.
+TEST_F(RecommenderTest, TheCommandsItemFlagsNameWhatWasWrong) {
+  const std::string user = BusiestUser(Shared().data);
+  twotower::testing::ExpectUserError(
+      RunCli({"recommend", "--model", Shared().a, "--user-id", user, "--exclude-items", "nope"},
+             scratch_),
+      "--exclude-items: exclude[0]: unknown item \"nope\"");
+  twotower::testing::ExpectUserError(
+      RunCli({"recommend", "--model", Shared().a, "--user-id", user, "--allow-items", ""},
+             scratch_),
+      "--allow-items: an empty item id");
+}
+
 // A known user lands in the same A/B arm however a request names it (by id, or by features that
 // carry its id), and feedback, credited by the same key, counts in that arm: the live readout
 // and `experiment report` agree.
