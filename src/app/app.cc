@@ -208,7 +208,8 @@ EmbedResult EmbedItemsToFile(const std::string& model_path, const std::string& i
   const auto index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
   const Matrix v = EmbedItems(m, items);
   WriteItemEmbeddings(out_path, v, index.ids, m.fingerprint);
-  return {v.rows(), static_cast<int>(v.cols()), m.fingerprint, data::IsParquetPath(out_path)};
+  return {v.rows(), static_cast<int>(v.cols()), m.fingerprint,
+          data::TableFormatOf(out_path) == data::TableFormat::kParquet};
 }
 
 // The footer key of a Parquet embeddings file that names its model.
@@ -253,7 +254,7 @@ void WriteItemEmbeddings(const std::string& npy_path, const Matrix& vectors,
                   (r == 0 ? ", or starts with '#'" : "") + ": an ids file cannot keep it");
     }
   }
-  if (data::IsParquetPath(npy_path)) {
+  if (data::TableFormatOf(npy_path) == data::TableFormat::kParquet) {
     // One table: the item id (STRING), then e0 .. e{D-1} (FLOAT), one row per item; the model's
     // SHA-256 in the footer's key-value metadata.
     data::TypedTable t;
@@ -333,7 +334,7 @@ ItemEmbeddings ReadParquetEmbeddings(const std::string& path) {
 
 ItemEmbeddings ReadItemEmbeddings(const std::string& npy_path) {
   ItemEmbeddings e;
-  if (data::IsParquetPath(npy_path)) {
+  if (data::TableFormatOf(npy_path) == data::TableFormat::kParquet) {
     e = ReadParquetEmbeddings(npy_path);
   } else {
     e.vectors = data::ReadNpy(npy_path);
@@ -789,7 +790,7 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
   const int requested_k = k;
   // The provenance of a previous file must not stay beside a new one.
   std::remove(MetaPath(out_path).c_str());
-  const bool parquet = data::IsParquetPath(out_path);
+  const bool parquet = data::TableFormatOf(out_path) == data::TableFormat::kParquet;
   std::unique_ptr<AtomicFile> file;
   std::unique_ptr<data::ParquetWriter> parquet_file;
   std::vector<data::ParquetColumn> columns(4);

@@ -21,7 +21,7 @@ struct ConvertArgs {
 };
 
 int RunConvert(const ConvertArgs& a, bool parquet_flags_given) {
-  if (parquet_flags_given && !data::IsParquetPath(a.out)) {
+  if (parquet_flags_given && data::TableFormatOf(a.out) != data::TableFormat::kParquet) {
     throw Error("convert: --compression and --row-group-rows apply to Parquet output, and " +
                 a.out + " is written as CSV (its name does not end in .parquet)");
   }

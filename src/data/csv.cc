@@ -257,19 +257,4 @@ const std::vector<std::string>& Table::Column(const std::string& name) const {
   return cells[index];
 }
 
-Table ReadTable(const std::string& path) {
-  if (IsParquetPath(path)) return ReadParquetTable(path);
-  CsvReader reader(path);
-  Table table;
-  table.source = path;
-  table.columns = reader.header();
-  table.cells.resize(table.columns.size());
-  std::vector<std::string> fields;
-  while (reader.Next(&fields)) {
-    for (size_t c = 0; c < fields.size(); ++c) table.cells[c].push_back(std::move(fields[c]));
-    table.lines.push_back(reader.line());
-  }
-  return table;
-}
-
 }  // namespace twotower::data

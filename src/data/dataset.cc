@@ -5,6 +5,7 @@
 
 #include "twotower/core/error.h"
 #include "twotower/data/parquet.h"
+#include "twotower/data/table.h"
 
 namespace twotower::data {
 
@@ -135,50 +136,68 @@ void MapLabels(const ParquetColumn& col, const std::string& column, std::vector<
   }
 }
 
-Interactions ReadParquetInteractions(const std::string& path, const FeatureSchema& schema,
-                                     const EntityIndex& users, const EntityIndex& items,
-                                     const std::vector<std::string>& target_columns) {
-  ParquetReader reader(path);
-  std::vector<int> target_cols;
-  std::vector<std::string> numeric_columns = target_columns;
-  if (!schema.timestamp_column.empty()) numeric_columns.push_back(schema.timestamp_column);
-  for (const std::string& c : numeric_columns) target_cols.push_back(reader.RequireColumn(c));
-  const int user_col = reader.RequireColumn(schema.user.id_column);
-  const int item_col = reader.RequireColumn(schema.item.id_column);
-  const int label_col = reader.RequireColumn(schema.label_column);
-  const int p_col = reader.FindColumn(schema.p_true_column);
+// A number column's row r as a double: NaN for a null, a string parsed as ParseNumber does
+// (refusing what is not a finite number, naming `where(r)` and `column`).
+template <typename Where>
+double NumberAt(const ParquetColumn& col, int64_t r, const std::string& column, Where where) {
+  if (col.IsNull(r)) return std::nan("");
+  switch (col.type) {
+    case ParquetType::kFloat:
+    case ParquetType::kDouble:
+      return col.doubles[r];
+    case ParquetType::kString:
+      return ParseNumber(col.strings[col.string_index[r]], where(r), column);
+    default:
+      return col.is_unsigned ? static_cast<double>(static_cast<uint64_t>(col.ints[r]))
+                             : static_cast<double>(col.ints[r]);
+  }
+}
+
+}  // namespace
+
+// One body for every format: TableReader gives batches of columns (CSV: text, Parquet: typed),
+// and each column is mapped by its type.
+Interactions ReadInteractions(const std::string& path, const FeatureSchema& schema,
+                              const EntityIndex& users, const EntityIndex& items,
+                              const std::vector<std::string>& target_columns) {
+  const std::unique_ptr<TableReader> reader = TableReader::Open(path);
+  // Wanted columns, in the order they are checked: targets, timestamp, user, item, label, p_true.
+  std::vector<int> wanted;
+  for (const std::string& c : target_columns) wanted.push_back(reader->RequireColumn(c));
+  const bool has_time = !schema.timestamp_column.empty();
+  if (has_time) wanted.push_back(reader->RequireColumn(schema.timestamp_column));
+  const size_t user_at = wanted.size();
+  wanted.push_back(reader->RequireColumn(schema.user.id_column));
+  wanted.push_back(reader->RequireColumn(schema.item.id_column));
+  wanted.push_back(reader->RequireColumn(schema.label_column));
+  const int p_col = reader->FindColumn(schema.p_true_column);
+  if (p_col >= 0) wanted.push_back(p_col);
+  const size_t num_targets = target_columns.size();
+
   Interactions out;
   out.source = path;
-  out.targets.resize(numeric_columns.size());
-  out.user_row.reserve(reader.num_rows());
-  out.item_row.reserve(reader.num_rows());
-  out.label.reserve(reader.num_rows());
-  if (p_col >= 0) out.p_true.reserve(reader.num_rows());
+  out.targets.resize(num_targets);
+  if (reader->num_rows_hint() >= 0) {
+    const int64_t n = reader->num_rows_hint();
+    out.user_row.reserve(n);
+    out.item_row.reserve(n);
+    out.label.reserve(n);
+    if (p_col >= 0) out.p_true.reserve(n);
+    if (has_time) out.timestamp.reserve(n);
+    for (std::vector<float>& t : out.targets) t.reserve(n);
+  }
   IdMapper user_ids(users, schema.user.id_column, "users");
   IdMapper item_ids(items, schema.item.id_column, "items");
-  ParquetColumn col;
-  int64_t first = 0;
-  for (int g = 0; g < reader.num_row_groups(); ++g) {
-    auto where = [&](int64_t r) { return path + ": row " + std::to_string(first + r + 1); };
-    reader.ReadColumn(g, user_col, &col);
-    user_ids.Map(col, &out.user_row, where);
-    reader.ReadColumn(g, item_col, &col);
-    item_ids.Map(col, &out.item_row, where);
-    reader.ReadColumn(g, label_col, &col);
-    MapLabels(col, schema.label_column, &out.label, where);
+  std::vector<ParquetColumn> batch;
+  auto where = [&](int64_t r) { return reader->Where(r); };
+  while (reader->Next(wanted, &batch) > 0) {
+    user_ids.Map(batch[user_at], &out.user_row, where);
+    item_ids.Map(batch[user_at + 1], &out.item_row, where);
+    MapLabels(batch[user_at + 2], schema.label_column, &out.label, where);
     if (p_col >= 0) {
-      reader.ReadColumn(g, p_col, &col);
+      const ParquetColumn& col = batch[user_at + 3];
       for (int64_t r = 0; r < col.size(); ++r) {
-        double p = -1.0;
-        if (col.IsNull(r)) {
-          p = -1.0;
-        } else if (col.type == ParquetType::kFloat || col.type == ParquetType::kDouble) {
-          p = col.doubles[r];
-        } else if (col.type == ParquetType::kString) {
-          p = ParseNumber(col.strings[col.string_index[r]], where(r), schema.p_true_column);
-        } else {
-          p = static_cast<double>(col.ints[r]);
-        }
+        const double p = NumberAt(col, r, schema.p_true_column, where);
         if (!(p >= 0.0 && p <= 1.0)) {
           throw Error(where(r) + ": column '" + schema.p_true_column +
                       "': expected a probability in [0, 1], got " + Quote(col.Text(r)));
@@ -186,111 +205,39 @@ Interactions ReadParquetInteractions(const std::string& path, const FeatureSchem
         out.p_true.push_back(static_cast<float>(p));
       }
     }
-    for (size_t t = 0; t < target_cols.size(); ++t) {
-      reader.ReadColumn(g, target_cols[t], &col);
+    for (size_t t = 0; t < num_targets; ++t) {
+      const ParquetColumn& col = batch[t];
       for (int64_t r = 0; r < col.size(); ++r) {
-        double v = std::nan("");
-        if (col.IsNull(r)) {
-          v = std::nan("");
-        } else if (col.type == ParquetType::kFloat || col.type == ParquetType::kDouble) {
-          v = col.doubles[r];
-        } else if (col.type == ParquetType::kString) {
-          v = ParseNumber(col.strings[col.string_index[r]], where(r), numeric_columns[t]);
-        } else {
-          v = static_cast<double>(col.ints[r]);
-        }
+        const double v = NumberAt(col, r, target_columns[t], where);
         if (!std::isfinite(static_cast<float>(v))) {  // finite, and within float32's range
-          throw Error(where(r) + ": column '" + numeric_columns[t] +
+          throw Error(where(r) + ": column '" + target_columns[t] +
                       "': expected a number within float32's range, got " + Quote(col.Text(r)));
         }
-        if (t == target_columns.size()) {
-          out.timestamp.push_back(v);  // the timestamp column, in double precision
-        } else {
-          out.targets[t].push_back(static_cast<float>(v));
+        out.targets[t].push_back(static_cast<float>(v));
+      }
+    }
+    if (has_time) {
+      const ParquetColumn& col = batch[num_targets];
+      for (int64_t r = 0; r < col.size(); ++r) {
+        // In double precision: seconds or milliseconds since 1970 need more than a float holds.
+        const double v = NumberAt(col, r, schema.timestamp_column, where);
+        if (!std::isfinite(v)) {
+          throw Error(where(r) + ": column '" + schema.timestamp_column +
+                      "': expected a finite number, got " + Quote(col.Text(r)));
         }
+        out.timestamp.push_back(v);
       }
-    }
-    first += reader.row_group_rows(g);
-  }
-  if (out.size() == 0) throw Error(path + ": no interactions (expected at least one row)");
-  out.targets.resize(target_columns.size());
-  return out;
-}
-
-}  // namespace
-
-Interactions ReadInteractions(const std::string& path, const FeatureSchema& schema,
-                              const EntityIndex& users, const EntityIndex& items,
-                              const std::vector<std::string>& target_columns) {
-  if (IsParquetPath(path)) {
-    return ReadParquetInteractions(path, schema, users, items, target_columns);
-  }
-  CsvReader reader(path);
-  std::vector<int> target_cols;
-  for (const std::string& c : target_columns) target_cols.push_back(reader.RequireColumn(c));
-  const int time_col =
-      schema.timestamp_column.empty() ? -1 : reader.RequireColumn(schema.timestamp_column);
-  const int user_col = reader.RequireColumn(schema.user.id_column);
-  const int item_col = reader.RequireColumn(schema.item.id_column);
-  const int label_col = reader.RequireColumn(schema.label_column);
-  const int p_col = reader.FindColumn(schema.p_true_column);
-  Interactions out;
-  out.source = path;
-  out.targets.resize(target_columns.size());
-  std::vector<std::string> f;
-  while (reader.Next(&f)) {
-    const int32_t u = users.Find(f[user_col]);
-    if (u < 0) {
-      throw Error(reader.Where() + ": column '" + schema.user.id_column + "': unknown id " +
-                  Quote(f[user_col]) + " (not in the users table)");
-    }
-    const int32_t i = items.Find(f[item_col]);
-    if (i < 0) {
-      throw Error(reader.Where() + ": column '" + schema.item.id_column + "': unknown id " +
-                  Quote(f[item_col]) + " (not in the items table)");
-    }
-    const std::string& y = f[label_col];
-    float label;
-    if (y == "1" || y == "true" || y == "True") {
-      label = 1.0f;
-    } else if (y == "0" || y == "false" || y == "False") {
-      label = 0.0f;
-    } else {
-      throw Error(reader.Where() + ": column '" + schema.label_column + "': expected 0 or 1, got " +
-                  Quote(y));
-    }
-    out.user_row.push_back(u);
-    out.item_row.push_back(i);
-    out.label.push_back(label);
-    if (p_col >= 0) {
-      const double p = ParseNumber(f[p_col], reader.Where(), schema.p_true_column);
-      if (p < 0.0 || p > 1.0) {
-        throw Error(reader.Where() + ": column '" + schema.p_true_column +
-                    "': expected a probability in [0, 1], got " + Quote(f[p_col]));
-      }
-      out.p_true.push_back(static_cast<float>(p));
-    }
-    for (size_t t = 0; t < target_cols.size(); ++t) {
-      // ParseNumber refuses what is not a finite number, naming the line and column.
-      const double v = ParseNumber(f[target_cols[t]], reader.Where(), target_columns[t]);
-      if (!std::isfinite(static_cast<float>(v))) {
-        throw Error(reader.Where() + ": column '" + target_columns[t] +
-                    "': expected a number within float32's range, got " + Quote(f[target_cols[t]]));
-      }
-      out.targets[t].push_back(static_cast<float>(v));
-    }
-    if (time_col >= 0) {
-      out.timestamp.push_back(ParseNumber(f[time_col], reader.Where(), schema.timestamp_column));
     }
   }
   if (out.size() == 0) throw Error(path + ": no interactions (expected at least one row)");
-  // Growth by doubling leaves up to half of each column unused: for 10,000,000 interactions
-  // that is about 100 MB held for the whole run.
+  // Growth by doubling (CSV, whose row count is not known ahead) leaves up to half of each column
+  // unused: for 10,000,000 interactions that is about 100 MB held for the whole run.
   out.user_row.shrink_to_fit();
   out.item_row.shrink_to_fit();
   out.label.shrink_to_fit();
   out.p_true.shrink_to_fit();
   out.timestamp.shrink_to_fit();
+  for (std::vector<float>& t : out.targets) t.shrink_to_fit();
   return out;
 }
 

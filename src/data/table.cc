@@ -84,21 +84,171 @@ bool IsExactDouble(const std::string& s, double v) {
 
 }  // namespace
 
-Table ReadParquetTable(const std::string& path) {
-  ParquetReader reader(path);
+namespace {
+
+class CsvTableReader final : public TableReader {
+ public:
+  explicit CsvTableReader(const std::string& path) : reader_(path) {}
+  const std::string& path() const override { return reader_.path(); }
+  TableFormat format() const override { return TableFormat::kCsv; }
+  const std::vector<std::string>& column_names() const override { return reader_.header(); }
+  int64_t num_rows_hint() const override { return -1; }
+  int RequireColumn(const std::string& name) const override { return reader_.RequireColumn(name); }
+  int64_t Line(int64_t r) const override { return lines_[r]; }
+
+  int64_t Next(const std::vector<int>& columns, std::vector<ParquetColumn>* out) override {
+    out->resize(columns.size());
+    for (ParquetColumn& col : *out) {
+      // The strings keep their buffers from batch to batch; the rest is emptied.
+      std::vector<std::string> strings = std::move(col.strings);
+      col.Clear();
+      col.type = ParquetType::kString;
+      col.is_unsigned = false;
+      col.strings = std::move(strings);
+    }
+    lines_.clear();
+    int64_t n = 0;
+    while (n < kCsvBatchRows && reader_.Next(&fields_)) {
+      for (size_t i = 0; i < columns.size(); ++i) {
+        ParquetColumn& col = (*out)[i];
+        if (static_cast<int64_t>(col.strings.size()) <= n) col.strings.emplace_back();
+        col.strings[n].assign(fields_[columns[i]]);
+        col.string_index.push_back(static_cast<int32_t>(n));
+      }
+      lines_.push_back(reader_.line());
+      ++n;
+    }
+    for (ParquetColumn& col : *out) col.strings.resize(n);
+    return n;
+  }
+
+ private:
+  CsvReader reader_;
+  std::vector<std::string> fields_;
+  std::vector<int64_t> lines_;
+};
+
+class ParquetTableReader final : public TableReader {
+ public:
+  explicit ParquetTableReader(const std::string& path) : reader_(path) {
+    for (const ParquetColumnInfo& c : reader_.columns()) names_.push_back(c.name);
+  }
+  const std::string& path() const override { return reader_.path(); }
+  TableFormat format() const override { return TableFormat::kParquet; }
+  const std::vector<std::string>& column_names() const override { return names_; }
+  int64_t num_rows_hint() const override { return reader_.num_rows(); }
+  int RequireColumn(const std::string& name) const override { return reader_.RequireColumn(name); }
+  int64_t Line(int64_t r) const override { return first_ + r + 1; }
+
+  int64_t Next(const std::vector<int>& columns, std::vector<ParquetColumn>* out) override {
+    first_ += rows_;
+    rows_ = 0;
+    // A row group of no rows is skipped: 0 means the end of the file.
+    while (next_ < reader_.num_row_groups() && reader_.row_group_rows(next_) == 0) ++next_;
+    if (next_ >= reader_.num_row_groups()) return 0;
+    out->resize(columns.size());
+    for (size_t i = 0; i < columns.size(); ++i) reader_.ReadColumn(next_, columns[i], &(*out)[i]);
+    rows_ = reader_.row_group_rows(next_);
+    ++next_;
+    return rows_;
+  }
+
+ private:
+  ParquetReader reader_;
+  std::vector<std::string> names_;
+  int next_ = 0;       // the next row group
+  int64_t first_ = 0;  // rows before the last batch
+  int64_t rows_ = 0;   // rows of the last batch
+};
+
+class CsvTableWriter final : public TableWriter {
+ public:
+  CsvTableWriter(const std::string& path, const std::vector<ParquetColumnSpec>& columns)
+      : file_(path) {
+    file_.Write(CsvHeader(columns));
+  }
+  TableFormat format() const override { return TableFormat::kCsv; }
+  void Write(const std::vector<ParquetColumn>& columns) override {
+    const int64_t n = columns.empty() ? 0 : columns[0].size();
+    for (int64_t r = 0; r < n; r += 65536) {
+      buffer_.clear();
+      AppendCsvRows(columns, r, std::min(n, r + 65536), &buffer_);
+      file_.Write(buffer_);
+    }
+  }
+  void Close() override { file_.Commit(); }
+
+ private:
+  AtomicFile file_;
+  std::string buffer_;
+};
+
+class ParquetTableWriter final : public TableWriter {
+ public:
+  ParquetTableWriter(const std::string& path, std::vector<ParquetColumnSpec> columns,
+                     const ParquetWriteOptions& options)
+      : writer_(path, std::move(columns), options) {}
+  TableFormat format() const override { return TableFormat::kParquet; }
+  void Write(const std::vector<ParquetColumn>& columns) override { writer_.Write(columns); }
+  void Close() override { writer_.Close(); }
+
+ private:
+  ParquetWriter writer_;
+};
+
+}  // namespace
+
+TableFormat TableFormatOf(const std::string& path) {
+  return IsParquetPath(path) ? TableFormat::kParquet : TableFormat::kCsv;
+}
+
+std::unique_ptr<TableReader> TableReader::Open(const std::string& path) {
+  if (TableFormatOf(path) == TableFormat::kParquet) {
+    return std::make_unique<ParquetTableReader>(path);
+  }
+  return std::make_unique<CsvTableReader>(path);
+}
+
+int TableReader::FindColumn(const std::string& name) const {
+  const std::vector<std::string>& names = column_names();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+std::string TableReader::Where(int64_t r) const {
+  return path() + (format() == TableFormat::kParquet ? ": row " : ":") + std::to_string(Line(r));
+}
+
+std::unique_ptr<TableWriter> TableWriter::Open(const std::string& path,
+                                               std::vector<ParquetColumnSpec> columns,
+                                               const ParquetWriteOptions& options) {
+  if (TableFormatOf(path) == TableFormat::kParquet) {
+    return std::make_unique<ParquetTableWriter>(path, std::move(columns), options);
+  }
+  return std::make_unique<CsvTableWriter>(path, columns);
+}
+
+Table ReadTable(const std::string& path) {
+  const std::unique_ptr<TableReader> reader = TableReader::Open(path);
   Table table;
   table.source = path;
-  table.numbered_rows = true;
-  const int num_columns = static_cast<int>(reader.columns().size());
-  for (const ParquetColumnInfo& c : reader.columns()) table.columns.push_back(c.name);
+  table.numbered_rows = reader->format() == TableFormat::kParquet;
+  table.columns = reader->column_names();
+  const int num_columns = static_cast<int>(table.columns.size());
   table.cells.resize(num_columns);
-  for (auto& cells : table.cells) cells.reserve(reader.num_rows());
-  table.lines.reserve(reader.num_rows());
-  ParquetColumn column;
-  for (int g = 0; g < reader.num_row_groups(); ++g) {
+  if (reader->num_rows_hint() >= 0) {
+    for (auto& cells : table.cells) cells.reserve(reader->num_rows_hint());
+    table.lines.reserve(reader->num_rows_hint());
+  }
+  std::vector<int> all(num_columns);
+  for (int c = 0; c < num_columns; ++c) all[c] = c;
+  std::vector<ParquetColumn> batch;
+  for (int64_t g = 0, n = 0; (n = reader->Next(all, &batch)) > 0; ++g) {
     for (int c = 0; c < num_columns; ++c) {
-      reader.ReadColumn(g, c, &column);
-      if (column.type == ParquetType::kString) {
+      ParquetColumn& column = batch[c];
+      if (column.type == ParquetType::kString && reader->format() == TableFormat::kParquet) {
         // One long dictionary entry referenced by every row would be copied into every cell:
         // the chunk's text is bounded as the reader bounds its decoded values.
         int64_t bytes = 0;
@@ -112,10 +262,14 @@ Table ReadParquetTable(const std::string& path) {
                       " bytes of text, more than the reader's limit");
         }
       }
-      for (int64_t r = 0; r < column.size(); ++r) table.cells[c].push_back(column.Text(r));
+      if (reader->format() == TableFormat::kCsv) {
+        // Each CSV cell is its own entry: moved, not copied.
+        for (int64_t r = 0; r < n; ++r) table.cells[c].push_back(std::move(column.strings[r]));
+      } else {
+        for (int64_t r = 0; r < n; ++r) table.cells[c].push_back(column.Text(r));
+      }
     }
-    const int64_t first = static_cast<int64_t>(table.lines.size());
-    for (int64_t r = 0; r < reader.row_group_rows(g); ++r) table.lines.push_back(first + r + 1);
+    for (int64_t r = 0; r < n; ++r) table.lines.push_back(reader->Line(r));
   }
   return table;
 }
@@ -129,22 +283,9 @@ ParquetColumn& TypedTable::AddColumn(const std::string& name, ParquetType type, 
 
 void WriteTable(const std::string& path, const TypedTable& table,
                 const ParquetWriteOptions& options) {
-  if (IsParquetPath(path)) {
-    ParquetWriter writer(path, table.specs, options);
-    writer.Write(table.columns);
-    writer.Close();
-    return;
-  }
-  AtomicFile file(path);
-  file.Write(CsvHeader(table.specs));
-  std::string buffer;
-  const int64_t n = table.num_rows();
-  for (int64_t r = 0; r < n; r += 65536) {
-    buffer.clear();
-    AppendCsvRows(table.columns, r, std::min(n, r + 65536), &buffer);
-    file.Write(buffer);
-  }
-  file.Commit();
+  const std::unique_ptr<TableWriter> writer = TableWriter::Open(path, table.specs, options);
+  writer->Write(table.columns);
+  writer->Close();
 }
 
 TypedTable InferTypes(const Table& table) {
@@ -213,7 +354,7 @@ TypedTable InferTypes(const Table& table) {
 
 int64_t ConvertTable(const std::string& in, const std::string& out,
                      const ParquetWriteOptions& options) {
-  if (!IsParquetPath(in)) {
+  if (TableFormatOf(in) == TableFormat::kCsv) {
     const Table table = ReadTable(in);
     for (size_t c = 0; c < table.columns.size(); ++c) {
       if (table.columns[c].empty()) {
@@ -232,7 +373,8 @@ int64_t ConvertTable(const std::string& in, const std::string& out,
       throw Error(in + ": column " + Quote(c.name) + ": " + c.unsupported + " is not supported");
     }
     // Unsigned 64-bit values do not fit the writer's signed INT64: refuse rather than wrap.
-    if (c.is_unsigned && c.type == ParquetType::kInt64 && IsParquetPath(out)) {
+    if (c.is_unsigned && c.type == ParquetType::kInt64 &&
+        TableFormatOf(out) == TableFormat::kParquet) {
       throw Error(in + ": column " + Quote(c.name) +
                   ": unsigned 64-bit integers cannot be written (twotower writes signed INT64)");
     }
@@ -242,33 +384,20 @@ int64_t ConvertTable(const std::string& in, const std::string& out,
   }
   std::vector<ParquetColumn> columns(specs.size());
   const int num_columns = static_cast<int>(specs.size());
-  if (IsParquetPath(out)) {
-    ParquetWriter writer(out, specs, options);
-    for (int g = 0; g < reader.num_row_groups(); ++g) {
-      for (int c = 0; c < num_columns; ++c) {
-        reader.ReadColumn(g, c, &columns[c]);
-        // UINT_32 values are held as int64 already; they are written as INT64.
+  const std::unique_ptr<TableWriter> writer = TableWriter::Open(out, specs, options);
+  for (int g = 0; g < reader.num_row_groups(); ++g) {
+    for (int c = 0; c < num_columns; ++c) {
+      reader.ReadColumn(g, c, &columns[c]);
+      if (writer->format() == TableFormat::kParquet) {
+        // UINT_32 values are held as int64 already; they are written as INT64. (CSV keeps the
+        // flag: the text of an unsigned value is its own.)
         columns[c].type = specs[c].type;
         columns[c].is_unsigned = false;
       }
-      writer.Write(columns);
     }
-    writer.Close();
-    return reader.num_rows();
+    writer->Write(columns);
   }
-  AtomicFile file(out);
-  file.Write(CsvHeader(specs));
-  std::string buffer;
-  for (int g = 0; g < reader.num_row_groups(); ++g) {
-    for (int c = 0; c < num_columns; ++c) reader.ReadColumn(g, c, &columns[c]);
-    const int64_t n = reader.row_group_rows(g);
-    for (int64_t r = 0; r < n; r += 65536) {
-      buffer.clear();
-      AppendCsvRows(columns, r, std::min(n, r + 65536), &buffer);
-      file.Write(buffer);
-    }
-  }
-  file.Commit();
+  writer->Close();
   return reader.num_rows();
 }
 

@@ -1,11 +1,14 @@
-// Tables by file type. Every table twotower reads or writes is CSV or Parquet, chosen by the
-// path's suffix (".parquet": Parquet, anything else: CSV): ReadTable (csv.h) reads either as text,
-// WriteTable writes typed columns as either, ConvertTable turns one into the other. Plain
-// functions over value types; thread-safe for distinct arguments.
+// Tables whatever their format. Every table twotower reads or writes is CSV or Parquet, and
+// TableFormatOf is the one place that picks which (by the path's suffix). TableReader streams
+// any table in batches of rows (ReadInteractions and ReadTable read through it), TableWriter
+// writes typed columns to either format, ReadTable (csv.h) reads a whole table as text,
+// ConvertTable turns one format into the other. Objects are not thread-safe; distinct objects may
+// be used from distinct threads.
 #ifndef TWOTOWER_DATA_TABLE_H_
 #define TWOTOWER_DATA_TABLE_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,10 +17,67 @@
 
 namespace twotower::data {
 
-// A Parquet file as a text Table: every column of every row group, each value as
-// ParquetColumn::Text gives it (a null is ""), rows numbered from 1 for messages. Throws the
-// reader's Error for an unreadable file or a column of an unsupported type.
-Table ReadParquetTable(const std::string& path);
+// The format of a table file: Parquet when the path ends in ".parquet", else CSV (RFC 4180).
+enum class TableFormat { kCsv, kParquet };
+TableFormat TableFormatOf(const std::string& path);
+
+// A table file read in batches of rows, whatever its format: a CSV file in batches of
+// kCsvBatchRows records (every value a kString column), a Parquet file one row group at a time
+// (each column with its own type, see ParquetColumn). Memory holds one batch of the requested
+// columns.
+class TableReader {
+ public:
+  static constexpr int64_t kCsvBatchRows = 65'536;
+  // Opens `path` (TableFormatOf picks the reader) and reads its header or footer. Throws the
+  // format reader's Error("<path>: ...") for a missing, empty or malformed file.
+  static std::unique_ptr<TableReader> Open(const std::string& path);
+  virtual ~TableReader() = default;
+
+  virtual const std::string& path() const = 0;
+  virtual TableFormat format() const = 0;
+  virtual const std::vector<std::string>& column_names() const = 0;
+  // Rows of the file when its metadata says so before reading (Parquet), else -1 (CSV).
+  virtual int64_t num_rows_hint() const = 0;
+  int FindColumn(const std::string& name) const;  // -1 when absent
+  // Index of a column; throws Error("<path>: missing column 'x' (found: a, b)").
+  virtual int RequireColumn(const std::string& name) const = 0;
+
+  // Reads the next batch: (*out)[i] receives column columns[i] of the batch (out is resized;
+  // its buffers are reused). Returns the batch's rows, 0 at the end of the file. Throws the
+  // format reader's Error naming the file and the line or row group.
+  virtual int64_t Next(const std::vector<int>& columns, std::vector<ParquetColumn>* out) = 0;
+  // Row r (from 0) of the last batch: its file line (CSV; a record's first line) or its row
+  // number from 1 (Parquet).
+  virtual int64_t Line(int64_t r) const = 0;
+  // Row r of the last batch for messages: "<file>:<line>" (CSV) or "<file>: row <n>" (Parquet),
+  // as Table::Where writes them.
+  std::string Where(int64_t r) const;
+
+ protected:
+  TableReader() = default;
+};
+
+// Writes typed columns to a table file, streaming, under a temporary name: Close() renames it
+// into place; destroying an unclosed writer leaves any previous file untouched. Parquet with
+// `options`; CSV as a header, then each value as ParquetColumn::Text gives it, quoted as RFC 4180
+// requires, a null as an empty field (options do not apply).
+class TableWriter {
+ public:
+  // Throws Error for an empty or repeated column name or a bad option (Parquet), or when the
+  // file cannot be created.
+  static std::unique_ptr<TableWriter> Open(const std::string& path,
+                                           std::vector<ParquetColumnSpec> columns,
+                                           const ParquetWriteOptions& options = {});
+  virtual ~TableWriter() = default;
+  virtual TableFormat format() const = 0;
+  // Appends rows: columns[c] holds n rows of spec c's type (all columns the same n). Throws
+  // Error naming the column for a wrong type or length (Parquet), or on an I/O error.
+  virtual void Write(const std::vector<ParquetColumn>& columns) = 0;
+  virtual void Close() = 0;
+
+ protected:
+  TableWriter() = default;
+};
 
 // Columns with types: what the writers take. specs[c] describes columns[c]; all columns have
 // the same number of rows.
