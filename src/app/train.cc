@@ -27,16 +27,6 @@ train::Config ResumeConfig(const std::string& resume, std::string* source) {
                 "resume");
   }
   const std::string checkpoint = dir + "/" + train::kCheckpointFile;
-  if (std::filesystem::exists(dir + "/config.yaml", ec)) {
-    const train::Config run = train::Config::FromYamlFile(dir + "/config.yaml");
-    if (run.model.kind == "ranker") {
-      throw Error(ErrorCode::kConflict,
-                  "resume: " + dir +
-                      " is a ranker run (model.kind: ranker): rankers write no checkpoint and "
-                      "cannot resume; train it again instead",
-                  "resume");
-    }
-  }
   if (!std::filesystem::exists(checkpoint, ec)) {
     throw Error(ErrorCode::kNotFound,
                 "resume: " + checkpoint +
@@ -149,8 +139,10 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   options.log = request.log;
   options.run_dir = out.run_dir;
   if (out.ranker) {
+    options.resume = resume;
     const train::RankerTrainResult r = train::TrainRanker(config, d, options);
     out.best_epoch = r.best_epoch;
+    out.refit = r.refit;
     out.train_seconds = r.train_seconds;
     out.test = r.test;
     out.test_ranking = r.test_ranking;

@@ -69,9 +69,8 @@ class PrintingObserver : public app::TrainObserver {
     }
   }
   void Warning(const std::string& message) override { std::cerr << "warning: " << message << "\n"; }
-  void Training(const std::string& run_dir, bool ranker) override {
-    std::cout << "== training (run folder " << run_dir
-              << (ranker ? "; rankers write no checkpoint)\n" : ")\n");
+  void Training(const std::string& run_dir, bool /*ranker*/) override {
+    std::cout << "== training (run folder " << run_dir << ")\n";
   }
 };
 

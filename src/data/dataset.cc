@@ -241,6 +241,28 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
   return out;
 }
 
+Interactions Concatenate(const Interactions& a, const Interactions& b) {
+  Interactions out = a;
+  out.source = a.source + " + " + b.source;
+  out.user_row.insert(out.user_row.end(), b.user_row.begin(), b.user_row.end());
+  out.item_row.insert(out.item_row.end(), b.item_row.begin(), b.item_row.end());
+  out.label.insert(out.label.end(), b.label.begin(), b.label.end());
+  if (a.has_timestamp() && b.has_timestamp()) {
+    out.timestamp.insert(out.timestamp.end(), b.timestamp.begin(), b.timestamp.end());
+  } else {
+    out.timestamp.clear();
+  }
+  if (a.has_p_true() && b.has_p_true()) {
+    out.p_true.insert(out.p_true.end(), b.p_true.begin(), b.p_true.end());
+  } else {
+    out.p_true.clear();
+  }
+  for (size_t t = 0; t < out.targets.size() && t < b.targets.size(); ++t) {
+    out.targets[t].insert(out.targets[t].end(), b.targets[t].begin(), b.targets[t].end());
+  }
+  return out;
+}
+
 std::vector<int64_t> ReferencedRows(const std::vector<int32_t>& ids, int64_t num_rows) {
   std::vector<char> used(num_rows, 0);
   for (int32_t id : ids) used[id] = 1;

@@ -891,9 +891,6 @@ void Config::Validate(const std::string& where) const {
       throw Error(where + ": 'training.exclude_history_negatives': a ranker's sampled " +
                   "negatives always skip the user's training items");
     }
-    if (training.refit) {
-      throw Error(where + ": 'training.refit': not supported for rankers (model.kind: ranker)");
-    }
     if (training.embedding_l2 != 0.0) {
       throw Error(where + ": 'training.embedding_l2': penalises tower outputs; a ranker has none");
     }

@@ -6,11 +6,12 @@
 #include <limits>
 #include <numeric>
 
-#include "train/run_files_internal.h"
+#include "train/run_folder.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/progress.h"
 #include "twotower/model/model_file.h"
+#include "twotower/train/fit.h"
 #include "twotower/train/loss.h"
 
 namespace twotower::train {
@@ -74,20 +75,22 @@ namespace {
 // unseen obscure items first (BENCHMARKS.md, "The lab's table").
 class UnratedSampler {
  public:
-  UnratedSampler(const Config& config, const data::Dataset& data) {
+  // `source`: the interactions trained on (their rated pairs are not drawn).
+  UnratedSampler(const Config& config, const data::Dataset& data,
+                 const data::Interactions& source) {
     const std::string& s = config.training.sampler;
     if (s.empty()) return;
     count_ = config.training.num_negatives;
     num_items_ = data.item_features.rows();
-    rated_ = data::ItemsByUser({&data.train}, data.user_features.rows(), false);
+    rated_ = data::ItemsByUser({&source}, data.user_features.rows(), false);
     for (auto& items : rated_) {
       std::sort(items.begin(), items.end());
       items.erase(std::unique(items.begin(), items.end()), items.end());
     }
     if (s == "popularity") {
       std::vector<double> counts(static_cast<size_t>(num_items_), 1.0);
-      for (int64_t i = 0; i < data.train.size(); ++i) {
-        if (data.train.label[i] == 1.0f) counts[data.train.item_row[i]] += 1.0;
+      for (int64_t i = 0; i < source.size(); ++i) {
+        if (source.label[i] == 1.0f) counts[source.item_row[i]] += 1.0;
       }
       cumulative_.resize(counts.size());
       std::partial_sum(counts.begin(), counts.end(), cumulative_.begin());
@@ -131,149 +134,163 @@ class UnratedSampler {
   std::vector<double> cumulative_;
 };
 
+// The ranker as the fit loop sees it: the model, its RankerTrainer, the labelled pairs of one
+// split (train; train + validation for a refit), the unrated-pair sampler and the generators.
+class RankerFit final : public FitModel {
+ public:
+  RankerFit(const Config& config, const data::Dataset& data,
+            std::unique_ptr<data::Interactions> owned, const data::Interactions* source)
+      : config_(config),
+        data_(data),
+        owned_(std::move(owned)),
+        source_(owned_ != nullptr ? *owned_ : *source),
+        sampler_(config, data, source_) {
+    // The two-tower trainer's streams (init, shuffle, dropout), then the unrated pairs'.
+    Rng rng(config.seed);
+    Rng init_rng = rng.Split();
+    shuffle_rng_ = rng.Split();
+    dropout_rng_ = rng.Split();
+    negative_rng_ = rng.Split();
+    model_ = std::make_unique<model::Ranker>(config.model, data.encoder, &init_rng);
+    nn::AdamOptions adam;
+    adam.learning_rate = config.training.learning_rate;
+    adam.lazy = config.training.optimizer == "lazy_adam";
+    trainer_ = std::make_unique<RankerTrainer>(model_.get(), adam);
+    const int64_t n = source_.size();
+    if (n == 0) throw Error(source_.source + ": no labelled pairs to train the ranker on");
+    order_.resize(n);
+    std::iota(order_.begin(), order_.end(), 0);
+    const int64_t batch = config.training.batch_size;
+    users_.resize(batch + sampler_.count());
+    items_.resize(batch + sampler_.count());
+    step_labels_.resize(batch + sampler_.count());
+    labels_.resize(n);
+    logits_.resize(n);
+  }
+
+  void TrainEpoch(bool progress, EpochRecord* r) override {
+    Shuffle();
+    const int64_t n = source_.size();
+    const int64_t batch = config_.training.batch_size;
+    const int64_t steps = (n + batch - 1) / batch;
+    double loss_sum = 0.0;
+    ProgressBar bar("train", steps, progress);
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t begin = s * batch;
+      const int64_t m = std::min(batch, n - begin);
+      for (int64_t i = 0; i < m; ++i) {
+        const int64_t e = order_[begin + i];
+        users_[i] = source_.user_row[e];
+        items_[i] = source_.item_row[e];
+        step_labels_[i] = labels_[begin + i] = source_.label[e];
+      }
+      // The labelled pairs, then the unrated ones (when training.sampler is set). The loss and
+      // the train metrics are the mean over all of them, and the labelled pairs' AUC.
+      const int64_t extra =
+          sampler_.Draw(m, &users_, &items_, step_labels_.data() + m, &negative_rng_);
+      const double loss =
+          trainer_->Step(data_.user_features, users_.data(), data_.item_features, items_.data(),
+                         step_labels_.data(), m + extra, &dropout_rng_);
+      std::copy(trainer_->logits().data(), trainer_->logits().data() + m, logits_.data() + begin);
+      loss_sum += loss * static_cast<double>(m);
+      bar.Update(s + 1, "loss " + Fixed(loss_sum / static_cast<double>(begin + m)));
+    }
+    bar.Finish("loss " + Fixed(loss_sum / static_cast<double>(n)));
+    r->train_loss = loss_sum / static_cast<double>(n);
+    r->train_accuracy = Accuracy(logits_, labels_);
+    r->train_auc = Auc(logits_, labels_);
+  }
+
+  void ReplayShuffles(int epochs) override {
+    for (int e = 0; e < epochs; ++e) Shuffle();
+  }
+
+  void Validate(bool /*progress*/, EpochRecord* r) override {
+    const EvalMetrics val =
+        EvaluateRanker(*model_, data_.user_features, data_.item_features, data_.val);
+    r->val_loss = val.loss;
+    r->val_accuracy = val.accuracy;
+    r->val_auc = val.auc;
+    const std::string monitor = config_.Monitor();
+    if (monitor != "val_auc" && monitor != "val_loss") {
+      // Every item for every validation user through the ranker: the cost of a ranking monitor,
+      // paid only when it decides.
+      r->val_ranking = EvaluateRankerRankingSplit(
+          *model_, data_, Split::kVal, config_.training.positives == "liked", config_.evaluation.k);
+    }
+  }
+
+  std::string EpochSummary(const EpochRecord& r) const override {
+    // append, not "a" + b: GCC 12 warns falsely on the latter (-Wrestrict, bug 105329).
+    std::string out;
+    out.append(" acc ").append(Fixed(r.train_accuracy)).append("  |  val loss ");
+    out.append(Fixed(r.val_loss)).append(" acc ").append(Fixed(r.val_accuracy));
+    out.append(" auc ").append(Fixed(r.val_auc));
+    if (!r.val_ranking.ks.empty()) out.append(" ").append(RankingSummary(r.val_ranking));
+    return out;
+  }
+
+  std::string LossName() const override { return "BCE"; }
+  std::vector<Matrix> Snapshot() const override { return model_->Snapshot(); }
+  void Restore(const std::vector<Matrix>& w) override { model_->Restore(w); }
+  std::vector<nn::Parameter*> TrainableParameters() override {
+    return model_->TrainableParameters();
+  }
+  nn::Adam& Optimizer() override { return trainer_->optimizer(); }
+  std::vector<std::pair<std::string, Rng*>> Generators() override {
+    return {{"dropout_rng", &dropout_rng_}, {"negative_rng", &negative_rng_}};
+  }
+  void Save(const std::string& path) const override {
+    model::SaveRanker(path, *model_, data_.encoder, config_.features, config_.ToJson());
+  }
+  std::unique_ptr<FitModel> ForRefit() const override {
+    return std::make_unique<RankerFit>(
+        config_, data_,
+        std::make_unique<data::Interactions>(data::Concatenate(data_.train, data_.val)), nullptr);
+  }
+
+  std::unique_ptr<model::Ranker> TakeModel() { return std::move(model_); }
+
+ private:
+  // The epoch's order: Fisher-Yates over the previous epoch's.
+  void Shuffle() {
+    for (int64_t i = static_cast<int64_t>(order_.size()) - 1; i > 0; --i) {
+      std::swap(order_[i], order_[shuffle_rng_.Below(i + 1)]);
+    }
+  }
+
+  const Config& config_;
+  const data::Dataset& data_;
+  std::unique_ptr<data::Interactions> owned_;
+  const data::Interactions& source_;
+  const UnratedSampler sampler_;
+  Rng shuffle_rng_{0}, dropout_rng_{0}, negative_rng_{0};
+  std::unique_ptr<model::Ranker> model_;
+  std::unique_ptr<RankerTrainer> trainer_;
+  std::vector<int64_t> order_;
+  std::vector<int32_t> users_, items_;
+  std::vector<float> labels_, logits_, step_labels_;
+};
+
 }  // namespace
 
 RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
                               const TrainOptions& options) {
   config.Validate("TrainRanker");
   if (config.model.kind != "ranker") throw Error("TrainRanker: model.kind is not ranker");
-  if (options.resume) {
-    throw Error("train --resume: a ranker run writes no checkpoint; train it again instead");
-  }
   const auto start = std::chrono::steady_clock::now();
-  // The same streams as the two-tower trainer: init, shuffle, dropout.
-  Rng rng(config.seed);
-  Rng init_rng = rng.Split();
-  Rng shuffle_rng = rng.Split();
-  Rng dropout_rng = rng.Split();
-  Rng negative_rng = rng.Split();
-  const UnratedSampler sampler(config, data);
+  RankerFit fit(config, data, nullptr, &data.train);
+  FitResult fitted = Fit(config, options, &fit);
   RankerTrainResult result;
-  result.model = std::make_unique<model::Ranker>(config.model, data.encoder, &init_rng);
-  model::Ranker& net = *result.model;
-  nn::AdamOptions adam;
-  adam.learning_rate = config.training.learning_rate;
-  adam.lazy = config.training.optimizer == "lazy_adam";
-  RankerTrainer trainer(&net, adam);
-  const std::string monitor = config.Monitor();
-  const bool lower_is_better = monitor == "val_loss";
-  const int64_t n = data.train.size();
-  if (n == 0) throw Error(data.train.source + ": no labelled pairs to train the ranker on");
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  const int64_t batch = config.training.batch_size;
-  std::vector<int32_t> users(batch + sampler.count()), items(batch + sampler.count());
-  std::vector<float> labels(n), logits(n), step_labels(batch + sampler.count());
-  std::vector<Matrix> best_weights = net.Snapshot();
-  double best_value = lower_is_better ? std::numeric_limits<double>::infinity() : -1.0;
-  double best_loss = std::numeric_limits<double>::infinity();
-  int since_best = 0;
-  const nlohmann::json config_json = config.ToJson();
-  const std::string& dir = options.run_dir;
-  if (!dir.empty()) WriteFileAtomically(dir + "/config.yaml", config.ToYaml());
-
-  for (int epoch = 1; epoch <= config.training.epochs; ++epoch) {
-    const auto epoch_start = std::chrono::steady_clock::now();
-    for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[shuffle_rng.Below(i + 1)]);
-    const int64_t steps = (n + batch - 1) / batch;
-    double loss_sum = 0.0;
-    {
-      ProgressBar bar("train", steps, options.progress);
-      for (int64_t s = 0; s < steps; ++s) {
-        const int64_t begin = s * batch;
-        const int64_t m = std::min(batch, n - begin);
-        for (int64_t i = 0; i < m; ++i) {
-          const int64_t e = order[begin + i];
-          users[i] = data.train.user_row[e];
-          items[i] = data.train.item_row[e];
-          step_labels[i] = labels[begin + i] = data.train.label[e];
-        }
-        // The labelled pairs, then the unrated ones (when training.sampler is set). The loss and
-        // the train metrics are the mean over all of them, and the labelled pairs' AUC.
-        const int64_t extra =
-            sampler.Draw(m, &users, &items, step_labels.data() + m, &negative_rng);
-        const double loss = trainer.Step(data.user_features, users.data(), data.item_features,
-                                         items.data(), step_labels.data(), m + extra, &dropout_rng);
-        std::copy(trainer.logits().data(), trainer.logits().data() + m, logits.data() + begin);
-        loss_sum += loss * static_cast<double>(m);
-        bar.Update(s + 1, "loss " + Fixed(loss_sum / static_cast<double>(begin + m)));
-      }
-      bar.Finish("loss " + Fixed(loss_sum / static_cast<double>(n)));
-    }
-    EpochRecord r;
-    r.epoch = epoch;
-    r.train_loss = loss_sum / static_cast<double>(n);
-    r.train_accuracy = Accuracy(logits, labels);
-    r.train_auc = Auc(logits, labels);
-    const EvalMetrics val = EvaluateRanker(net, data.user_features, data.item_features, data.val);
-    r.val_loss = val.loss;
-    r.val_accuracy = val.accuracy;
-    r.val_auc = val.auc;
-    if (monitor != "val_auc" && monitor != "val_loss") {
-      // Every item for every validation user through the ranker: the cost of a ranking monitor.
-      r.val_ranking = EvaluateRankerRankingSplit(
-          net, data, Split::kVal, config.training.positives == "liked", config.evaluation.k);
-      r.monitored = r.val_ranking.Get(monitor.substr(4));
-    } else {
-      r.monitored = lower_is_better ? r.val_loss : r.val_auc;
-    }
-    // As the two-tower trainer: a one-class validation split has no AUC, and val loss decides.
-    if (std::isnan(r.monitored)) {
-      r.best = r.val_loss < best_loss || (std::isnan(r.val_loss) && result.best_epoch == 0);
-    } else {
-      r.best = lower_is_better ? r.monitored < best_value : r.monitored > best_value;
-    }
-    r.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
-    if (r.best) {
-      if (!std::isnan(r.monitored)) best_value = r.monitored;
-      best_loss = r.val_loss;
-      result.best_epoch = epoch;
-      since_best = 0;
-      best_weights = net.Snapshot();
-      if (!dir.empty()) {
-        model::SaveRanker(dir + "/model_best.safetensors", net, data.encoder, config.features,
-                          config_json);
-      }
-    } else {
-      ++since_best;
-    }
-    result.history.push_back(r);
-    if (options.log != nullptr) {
-      *options.log << "epoch " << epoch << "/" << config.training.epochs << "  train loss "
-                   << Fixed(r.train_loss) << " acc " << Fixed(r.train_accuracy) << "  |  val loss "
-                   << Fixed(r.val_loss) << " acc " << Fixed(r.val_accuracy) << " auc "
-                   << Fixed(r.val_auc)
-                   << (r.val_ranking.ks.empty()
-                           ? std::string()
-                           : " recall@" + std::to_string(r.val_ranking.ks[0]) + " " +
-                                 Fixed(r.val_ranking.recall[0]) + " ndcg@" +
-                                 std::to_string(r.val_ranking.ks[0]) + " " +
-                                 Fixed(r.val_ranking.ndcg[0]))
-                   << "  (" << Fixed(r.seconds, 2) << "s)" << (r.best ? "  * best, saved" : "")
-                   << std::endl;
-    }
-    if (!dir.empty()) {
-      WriteFileAtomically(dir + "/metrics.csv", MetricsCsv(result.history));
-      WriteFileAtomically(dir + "/training_curves.svg", CurvesSvg(result.history, "BCE"));
-    }
-    if (config.training.early_stopping_patience > 0 &&
-        since_best >= config.training.early_stopping_patience) {
-      if (options.log != nullptr) {
-        const std::string shown = monitor == "val_auc" ? "val AUC" : monitor;
-        *options.log << "early stopping: no better " << shown << " for "
-                     << config.training.early_stopping_patience << " epochs (best epoch "
-                     << result.best_epoch << ", " << shown << " " << Fixed(best_value) << ")"
-                     << std::endl;
-      }
-      break;
-    }
+  result.history = std::move(fitted.history);
+  result.best_epoch = fitted.best_epoch;
+  result.model = fit.TakeModel();
+  if (fitted.refit != nullptr) {
+    result.selected_model = std::move(result.model);
+    result.model = static_cast<RankerFit&>(*fitted.refit).TakeModel();
+    result.refit = true;
   }
-  if (!dir.empty()) {
-    model::SaveRanker(dir + "/model_last.safetensors", net, data.encoder, config.features,
-                      config_json);
-  }
-  if (result.best_epoch > 0) net.Restore(best_weights);
+  const model::Ranker& net = *result.model;
   result.train_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.test = EvaluateRanker(net, data.user_features, data.item_features, data.test);
@@ -283,28 +300,8 @@ RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
     result.test_ranking = EvaluateRankerRankingSplit(net, data, Split::kTest, positives_only, ks);
     result.test_most_popular = EvaluateMostPopularSplit(data, Split::kTest, positives_only, ks);
   }
-  if (!dir.empty()) {
-    auto num = [](double v) -> nlohmann::json {
-      if (std::isnan(v)) return nullptr;
-      return std::round(v * 1e6) / 1e6;
-    };
-    nlohmann::ordered_json j;
-    j["split"] = "test";
-    j["model_kind"] = "ranker";
-    j["count"] = result.test.count;
-    j["loss"] = num(result.test.loss);
-    j["accuracy"] = num(result.test.accuracy);
-    j["auc"] = num(result.test.auc);
-    j["oracle_auc"] = num(result.test.oracle_auc);
-    j["training_loss"] = "bce";
-    if (!ks.empty()) {
-      j["ranking"] = RankingJson(result.test_ranking);
-      j["ranking"]["scored"] = "every item for every user, by the ranker";
-      j["most_popular"] = RankingJson(result.test_most_popular);
-    }
-    j["best_epoch"] = result.best_epoch;
-    j["train_seconds"] = std::round(result.train_seconds * 1e3) / 1e3;
-    WriteFileAtomically(dir + "/test_metrics.json", j.dump(2) + "\n");
+  if (!options.run_dir.empty()) {
+    WriteFileAtomically(options.run_dir + "/test_metrics.json", RankerTestMetricsJson(result));
   }
   return result;
 }

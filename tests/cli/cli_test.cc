@@ -409,6 +409,51 @@ TEST_F(CliTest, KilledTrainingResumesToTheSameResult) {
                   "train --resume: the run continues with the settings in its config.yaml");
 }
 
+// The ranker trains through the same fit loop: killed after a checkpoint, `train --resume`
+// finishes it with the metrics.csv and test metrics of the run that was never interrupted (its
+// unrated-pair generator restored from the checkpoint, not replayed).
+TEST_F(CliTest, AKilledRankerRunResumesToTheSameResult) {
+  const Shared& s = SharedRun();
+  auto train = [&](const std::string& out, const std::string& prefix) {
+    std::vector<std::string> args = {"train",
+                                     "--config",
+                                     Repo("config/ranking_config.yaml"),
+                                     "--set",
+                                     "data.dir=" + s.data,
+                                     "--set",
+                                     "model.kind=ranker",
+                                     "--set",
+                                     "model.ranker_hidden_dims=[16]",
+                                     "--set",
+                                     "model.dropout=0.2",
+                                     "--set",
+                                     "training.sampler=popularity",
+                                     "--set",
+                                     "training.early_stopping_patience=0",
+                                     "--epochs",
+                                     "3",
+                                     "--output-dir",
+                                     out};
+    args.insert(args.end(), kSmallModel.begin(), kSmallModel.end());
+    return RunCli(args, scratch_, prefix);
+  };
+  const CliResult whole = train(scratch_.File("ranker_whole"), "");
+  ASSERT_EQ(whole.code, 0) << whole.err;
+  const std::string whole_run = OnlyEntry(scratch_.File("ranker_whole"));
+  ASSERT_NE(train(scratch_.File("ranker_cut"), "TWOTOWER_FAILPOINT=train.after_checkpoint#2 ").code,
+            0);
+  const std::string cut = OnlyEntry(scratch_.File("ranker_cut"));
+  EXPECT_EQ(Lines(ReadBytes(cut + "/metrics.csv")).size(), 3u);  // header + 2 epochs
+  const CliResult resumed = Run({"train", "--resume", cut, "--quiet"});
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_THAT(resumed.out, HasSubstr("resumed " + cut + " after epoch 2"));
+  EXPECT_EQ(ReadBytes(cut + "/metrics.csv"), ReadBytes(whole_run + "/metrics.csv"));
+  const nlohmann::json a = nlohmann::json::parse(ReadBytes(whole_run + "/test_metrics.json"));
+  const nlohmann::json b = nlohmann::json::parse(ReadBytes(cut + "/test_metrics.json"));
+  EXPECT_EQ(a["auc"], b["auc"]);
+  EXPECT_EQ(a["ranking"], b["ranking"]);
+}
+
 // A cosine model's scorer is not trained but is part of the best weights: a resume after the last
 // epoch restores them from the checkpoint (review of issue 12: this threw "wrong snapshot").
 TEST_F(CliTest, ResumeOfACosineModelRestoresItsBestWeights) {
@@ -786,8 +831,6 @@ TEST_F(CliTest, RerankReordersTheRetrievedCandidatesWithTheRanker) {
   ExpectUserError(Run({"evaluate", "--model", s.model, "--interactions",
                        s.data + "/test/interactions.csv", "--rerank", ranker, "--candidates", "5"}),
                   "--candidates 5 is fewer than the largest evaluation.k (20)");
-  ExpectUserError(Run({"train", "--resume", OnlyEntry(scratch_.File("runs"))}),
-                  "is a ranker run (model.kind: ranker): rankers write no checkpoint");
 }
 
 // A model with task heads: train reports each task's test metric, and evaluate on the test file

@@ -8,6 +8,7 @@
 
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <numeric>
 #include <string>
@@ -152,7 +153,7 @@ TEST_F(PlantedCrossTest, WritesTheRunFolderAndTheBestModelLoads) {
                         "model_best.safetensors", "model_last.safetensors", "test_metrics.json"}) {
     EXPECT_TRUE(std::filesystem::exists(run.File(f))) << f;
   }
-  EXPECT_FALSE(std::filesystem::exists(run.File(kCheckpointFile)));
+  EXPECT_TRUE(std::filesystem::exists(run.File(kCheckpointFile)));  // the one fit loop's
   const std::string csv = ReadBytes(run.File("metrics.csv"));
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4);  // header + 3 epochs
   const model::LoadedRanker best = model::LoadRanker(run.File("model_best.safetensors"));
@@ -165,6 +166,44 @@ TEST_F(PlantedCrossTest, WritesTheRunFolderAndTheBestModelLoads) {
   EXPECT_TRUE(j["ranking"].contains("recall@5"));
   ASSERT_EQ(r.test_ranking.ks, std::vector<int>{5});
   EXPECT_GT(r.test_ranking.users, 0);
+}
+
+// training.refit: the refitted ranker is, bit for bit, a ranker trained from the same seed on
+// train + validation for the selected number of epochs (that run's last weights).
+TEST_F(PlantedCrossTest, RefitIsAFreshRankerTrainedOnTrainAndValidationForTheSelectedEpochs) {
+  TempDir run, again;
+  Config c = RankerConfig();
+  c.training.epochs = 6;
+  c.training.early_stopping_patience = 2;
+  c.training.monitor = "val_loss";
+  c.training.sampler = "popularity";
+  c.model.dropout = 0.2;
+  c.training.refit = true;
+  const RankerTrainResult r = TrainRanker(c, *data_, Quiet(run.path().string()));
+  ASSERT_TRUE(r.refit);
+  ASSERT_NE(r.selected_model, nullptr);
+  ASSERT_GT(r.best_epoch, 0);
+  EXPECT_TRUE(std::filesystem::exists(run.File("model_refit.safetensors")));
+
+  data::Dataset both = *data_;
+  both.train = data::Concatenate(data_->train, data_->val);
+  ASSERT_EQ(both.train.size(), data_->train.size() + data_->val.size());
+  Config plain = c;
+  plain.training.refit = false;
+  plain.training.epochs = r.best_epoch;
+  plain.training.early_stopping_patience = 0;
+  TrainRanker(plain, both, Quiet(again.path().string()));
+  const model::LoadedRanker last = model::LoadRanker(again.File("model_last.safetensors"));
+  const std::vector<Matrix> expected = last.model->Snapshot();
+  const std::vector<Matrix> got = r.model->Snapshot();
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].size(), expected[i].size());
+    EXPECT_EQ(0, std::memcmp(got[i].data(), expected[i].data(), got[i].size() * sizeof(float)))
+        << "tensor " << i;
+  }
+  // And it is not the selected model: it saw more data.
+  EXPECT_NE(r.selected_model->Snapshot()[0], got[0]);
 }
 
 TEST_F(PlantedCrossTest, SameSeedSameMetricsBytes) {
@@ -263,9 +302,8 @@ TEST(RankerConfigTest, WhatARankerCannotDoIsRefusedNamingTheKey) {
               ::testing::ThrowsMessage<Error>(HasSubstr("'training.sampler': a ranker")));
   c.training.sampler = "popularity";
   c.Validate("cfg");
-  c.training.refit = true;
-  EXPECT_THAT([&] { c.Validate("cfg"); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("'training.refit'")));
+  c.training.refit = true;  // the one fit loop refits rankers as two-tower models
+  c.Validate("cfg");
   Config d;
   EXPECT_THAT([&] { d.Set("model.kind=tower", "--set"); },
               ::testing::ThrowsMessage<Error>(HasSubstr("expected: two_tower, ranker")));

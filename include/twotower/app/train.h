@@ -60,7 +60,7 @@ class TrainObserver {
   virtual void ModelBuilt(const ModelSummary& /*model*/) {}
   // A setting that is valid but measured to do badly (BENCHMARKS.md says where).
   virtual void Warning(const std::string& /*message*/) {}
-  // Training starts, writing into run_dir (rankers write no checkpoint).
+  // Training starts, writing into run_dir.
   virtual void Training(const std::string& /*run_dir*/, bool /*ranker*/) {}
 };
 

@@ -55,6 +55,10 @@ struct Interactions {
   double PositiveRate() const;
 };
 
+// The rows of `a` then those of `b` (source "a + b"). Timestamps and p_true are kept only when
+// both have them; targets column by column.
+Interactions Concatenate(const Interactions& a, const Interactions& b);
+
 // Reads an interaction table, CSV or Parquet by suffix (id columns from the schema, the label
 // column holding 0/1, optional p_true). Ids must exist in the entity indexes. Errors name the
 // file's line (CSV) or row (Parquet) and the column. A Parquet id column may be integers or

@@ -4,7 +4,7 @@
 // the items' rows and labels, and the model's scorer, and returns the mean loss with its
 // gradients w.r.t. u, v and the scorer. Objectives that compare a row with other rows' items
 // (in-batch softmax, later mixed negatives, BPR, triplet) need no special path in the model or
-// the trainer. MakeLoss builds one from the config's `training.loss`.
+// the trainer. MakeLoss (loss_factory.h) builds one from the config's `training.loss`.
 //   bce      pointwise: logit = scale <u, v> + bias, binary cross-entropy with the label.
 //   softmax  in-batch sampled softmax (Yi et al., "Sampling-Bias-Corrected Neural Modeling for
 //            Large Corpus Item Recommendations", RecSys 2019; TFRS's Retrieval task): for row i,

@@ -10,9 +10,8 @@
 // early_stopping_patience epochs without improvement. Then the test split: its pairs' AUC, and,
 // with evaluation.k, the ranking metrics of the ranker scoring every item for every test user
 // (train and val items excluded; metrics.h's EvaluateRankingByScores) beside MostPop. The run
-// folder gets config.yaml, metrics.csv, training_curves.svg, model_best.safetensors,
-// model_last.safetensors and test_metrics.json, each atomically (no checkpoint: a ranker run is
-// not resumable, and training.refit is refused by Config::Validate).
+// folder, checkpoints, --resume and training.refit are the one fit loop's (fit.h), as for the
+// two-tower model; test_metrics.json is the ranker's own.
 // Same seed and thread count, same metrics.csv bytes. Not thread-safe.
 #ifndef TWOTOWER_TRAIN_RANKER_TRAINER_H_
 #define TWOTOWER_TRAIN_RANKER_TRAINER_H_
@@ -52,6 +51,8 @@ class RankerTrainer {
               const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
               int64_t n, Rng* rng);
   const Vector& logits() const { return ctx_.logits; }
+  // The optimiser, for training checkpoints.
+  nn::Adam& optimizer() { return adam_; }
 
  private:
   model::Ranker* ranker_;
@@ -62,15 +63,19 @@ class RankerTrainer {
 };
 
 struct RankerTrainResult {
-  std::unique_ptr<model::Ranker> model;  // the best weights
-  std::vector<EpochRecord> history;      // val_ranking empty: selection is pointwise
+  std::unique_ptr<model::Ranker> model;           // the best weights (the refitted model if refit)
+  std::unique_ptr<model::Ranker> selected_model;  // refit: the model selected on val
+  bool refit = false;
+  std::vector<EpochRecord> history;  // val_ranking empty: selection is pointwise
   int best_epoch = 0;
   EvalMetrics test;
   RankingMetrics test_ranking, test_most_popular;  // empty ks when evaluation.k is empty
   double train_seconds = 0;
 };
 
-// Throws Error for a config that is not a ranker's (Config::Validate's rules) or options.resume.
+// Trains through the one fit loop (fit.h: selection, early stopping, checkpoints and resume,
+// refit, the run folder), then evaluates the test split and writes test_metrics.json. Throws
+// Error for a config that is not a ranker's (Config::Validate's rules) and whatever Fit throws.
 RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
                               const TrainOptions& options);
 

@@ -7,12 +7,11 @@
 // ranking of all items, each user's training items excluded. Keep the weights with the best
 // monitored value (training.monitor), stop after `early_stopping_patience` epochs without
 // improvement. With training.refit, train a fresh model (same seed) on train + validation for the
-// best epoch count (model_refit.safetensors). Evaluate the final weights on the test split
-// (ranking: train and validation items excluded) beside the MostPop baseline under the same
-// protocol. With a run folder it writes
-// config.yaml, metrics.csv (one row per epoch), model_best.safetensors, model_last.safetensors,
-// test_metrics.json and training_curves.svg, each atomically. Same seed and thread count, same
-// metrics.csv bytes. Not thread-safe: one Train call at a time per model.
+// best epoch count (model_refit.safetensors). The epochs, selection, checkpoints and run folder
+// are the one fit loop's (fit.h), shared with the ranker. Evaluate the final weights on the test
+// split (ranking: train and validation items excluded) beside the MostPop baseline under the
+// same protocol (test_metrics.json). Same seed and thread count, same metrics.csv bytes. Not
+// thread-safe: one Train call at a time per model.
 #ifndef TWOTOWER_TRAIN_TRAINER_H_
 #define TWOTOWER_TRAIN_TRAINER_H_
 
@@ -27,7 +26,9 @@
 #include "twotower/model/two_tower.h"
 #include "twotower/nn/adam.h"
 #include "twotower/train/config.h"
+#include "twotower/train/fit.h"
 #include "twotower/train/loss.h"
+#include "twotower/train/loss_factory.h"
 #include "twotower/train/metrics.h"
 #include "twotower/train/tasks.h"
 
@@ -122,36 +123,6 @@ class Trainer {
   std::vector<double> task_losses_;
 };
 
-// The loss of config.training: q (the logQ correction, the popularity sampler) from the
-// positives of `train` over num_items rows; with training.exclude_history_negatives, each of the
-// num_users users' positives in `train` are never its negatives.
-std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& train,
-                               int64_t num_users, int64_t num_items);
-
-struct EpochRecord {
-  int epoch = 0;
-  double train_loss = 0, train_accuracy = 0, train_auc = 0;
-  double val_loss = 0, val_accuracy = 0, val_auc = 0;
-  RankingMetrics val_ranking;  // empty ks when evaluation.k is empty
-  // The auxiliary tasks' validation metrics ("val_<task>_rmse" | "val_<task>_accuracy"; tasks.h).
-  std::vector<std::string> task_names;
-  std::vector<double> val_tasks;
-  double monitored = 0;  // the value of training.monitor
-  bool best = false;
-  double seconds = 0;
-};
-
-struct TrainOptions {
-  bool progress = true;         // progress bars on stderr
-  std::ostream* log = nullptr;  // per-epoch lines; null = silent
-  std::string run_dir;          // empty = write nothing
-  // Continue the run in run_dir from its checkpoint.safetensors (see Train).
-  bool resume = false;
-};
-
-// The checkpoint Train writes after every epoch when training.checkpoint is set.
-constexpr char kCheckpointFile[] = "checkpoint.safetensors";
-
 struct TaskMetric {
   std::string name, metric;  // the task, "rmse" or "accuracy"
   double value = 0;
@@ -169,24 +140,12 @@ struct TrainResult {
   double train_seconds = 0;
 };
 
-// Trains on an already loaded data set. With a run_dir it writes there: config.yaml,
-// model_best.safetensors (whenever the monitored value improves), metrics.csv and
-// training_curves.svg (every epoch), checkpoint.safetensors (every epoch, when
-// training.checkpoint), model_last / model_refit.safetensors and test_metrics.json (at the end);
-// each file atomically, so a crash at any moment leaves the previous version of each.
-//
-// The checkpoint holds what the next epoch depends on: weights, Adam's moments and step count,
-// the best weights so far, the dropout generator's state, the early-stopping state and every
-// epoch's metrics, plus the SHA-256 of config.yaml's settings and of each data file. With
-// options.resume, Train continues from it: the example order and its generator are replayed (one
-// shuffle per completed epoch), so the epochs that follow, the selection, refit and test are
-// those of the run that was not interrupted, and metrics.csv comes out byte-identical (same
-// seed, threads and data). Throws Error naming the file for a missing or damaged checkpoint, or
-// one written with other settings or data.
+// Trains on an already loaded data set through the one fit loop (fit.h: epochs, selection,
+// early stopping, checkpoints and resume, refit, the run folder's per-epoch files), then
+// evaluates the final weights on the test split and writes test_metrics.json to the run folder.
+// Throws Error for data that was loaded without the tasks' target columns, a ranking monitor
+// with no validation positives, and whatever Fit throws.
 TrainResult Train(const Config& config, const data::Dataset& data, const TrainOptions& options);
-
-// Creates <config.output_dir>/<config.run_name>_<YYYYmmdd_HHMMSS>[_N]/ and returns its path.
-std::string CreateRunDirectory(const Config& config);
 
 }  // namespace twotower::train
 
