@@ -1,0 +1,171 @@
+// ParquetType and ParquetColumn (include/twotower/data/parquet.h): type names, compression
+// names, the .parquet suffix, a column's rows as table text; and the type helpers of internal.h,
+// which map ParquetType to the specification's physical types (parquet.thrift's Type) and name
+// its converted types (LogicalTypes.md).
+#include <charconv>
+#include <cmath>
+#include <string_view>
+
+#include "data/parquet/internal.h"
+#include "parquet_types.h"  // generated from src/data/parquet/parquet.thrift by thrift-compiler
+#include "twotower/core/error.h"
+#include "twotower/data/parquet.h"
+
+namespace twotower::data {
+namespace parquet_internal {
+namespace pf = parquet_format;
+
+std::string ConvertedTypeName(int32_t t) {
+  switch (t) {
+    case pf::ConvertedType::MAP:
+      return "MAP";
+    case pf::ConvertedType::MAP_KEY_VALUE:
+      return "MAP_KEY_VALUE";
+    case pf::ConvertedType::LIST:
+      return "LIST";
+    case pf::ConvertedType::DECIMAL:
+      return "DECIMAL";
+    case pf::ConvertedType::DATE:
+      return "DATE";
+    case pf::ConvertedType::TIME_MILLIS:
+      return "TIME_MILLIS";
+    case pf::ConvertedType::TIME_MICROS:
+      return "TIME_MICROS";
+    case pf::ConvertedType::TIMESTAMP_MILLIS:
+      return "TIMESTAMP_MILLIS";
+    case pf::ConvertedType::TIMESTAMP_MICROS:
+      return "TIMESTAMP_MICROS";
+    case pf::ConvertedType::BSON:
+      return "BSON";
+    case pf::ConvertedType::INTERVAL:
+      return "INTERVAL";
+    default:
+      return std::to_string(t);
+  }
+}
+
+int ValueWidth(ParquetType type) {
+  switch (type) {
+    case ParquetType::kBoolean:
+      return 1;
+    case ParquetType::kInt32:
+    case ParquetType::kFloat:
+      return 4;
+    case ParquetType::kInt64:
+    case ParquetType::kDouble:
+      return 8;
+    case ParquetType::kString:
+      return 4;
+  }
+  return 8;
+}
+
+int32_t PhysicalOf(ParquetType t) {
+  switch (t) {
+    case ParquetType::kBoolean:
+      return pf::Type::BOOLEAN;
+    case ParquetType::kInt32:
+      return pf::Type::INT32;
+    case ParquetType::kInt64:
+      return pf::Type::INT64;
+    case ParquetType::kFloat:
+      return pf::Type::FLOAT;
+    case ParquetType::kDouble:
+      return pf::Type::DOUBLE;
+    case ParquetType::kString:
+      return pf::Type::BYTE_ARRAY;
+  }
+  return pf::Type::BYTE_ARRAY;
+}
+
+}  // namespace parquet_internal
+
+// =============================================================================================
+
+const char* ParquetTypeName(ParquetType type) {
+  switch (type) {
+    case ParquetType::kBoolean:
+      return "BOOLEAN";
+    case ParquetType::kInt32:
+      return "INT32";
+    case ParquetType::kInt64:
+      return "INT64";
+    case ParquetType::kFloat:
+      return "FLOAT";
+    case ParquetType::kDouble:
+      return "DOUBLE";
+    case ParquetType::kString:
+      return "STRING";
+  }
+  return "?";
+}
+
+ParquetCompression ParseParquetCompression(const std::string& name, const std::string& where) {
+  if (name == "none" || name == "uncompressed") return ParquetCompression::kNone;
+  if (name == "snappy") return ParquetCompression::kSnappy;
+  if (name == "gzip") return ParquetCompression::kGzip;
+  if (name == "zstd") return ParquetCompression::kZstd;
+  throw Error(where + ": unknown compression " + Quote(name) +
+              " (expected: snappy, zstd, gzip, none)");
+}
+
+bool IsParquetPath(const std::string& path) {
+  constexpr std::string_view kSuffix = ".parquet";  // in any case: .PARQUET, .Parquet
+  if (path.size() <= kSuffix.size()) return false;
+  for (size_t i = 0; i < kSuffix.size(); ++i) {
+    const char c = path[path.size() - kSuffix.size() + i];
+    if ((c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c) != kSuffix[i]) return false;
+  }
+  return true;
+}
+
+int64_t ParquetColumn::size() const {
+  switch (type) {
+    case ParquetType::kFloat:
+    case ParquetType::kDouble:
+      return static_cast<int64_t>(doubles.size());
+    case ParquetType::kString:
+      return static_cast<int64_t>(string_index.size());
+    default:
+      return static_cast<int64_t>(ints.size());
+  }
+}
+
+std::string ParquetColumn::Text(int64_t r) const {
+  if (IsNull(r)) return "";
+  char buf[64];
+  switch (type) {
+    case ParquetType::kBoolean:
+      return ints[r] != 0 ? "true" : "false";
+    case ParquetType::kInt32:
+    case ParquetType::kInt64: {
+      const auto res = is_unsigned
+                           ? std::to_chars(buf, buf + sizeof(buf), static_cast<uint64_t>(ints[r]))
+                           : std::to_chars(buf, buf + sizeof(buf), ints[r]);
+      return std::string(buf, res.ptr);
+    }
+    case ParquetType::kFloat:
+    case ParquetType::kDouble: {
+      const double v = doubles[r];
+      if (std::isnan(v)) return "nan";
+      if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+      const auto res = type == ParquetType::kFloat
+                           ? std::to_chars(buf, buf + sizeof(buf), static_cast<float>(v))
+                           : std::to_chars(buf, buf + sizeof(buf), v);
+      return std::string(buf, res.ptr);
+    }
+    case ParquetType::kString:
+      return strings[string_index[r]];
+  }
+  return "";
+}
+
+void ParquetColumn::Clear() {
+  valid.clear();
+  ints.clear();
+  doubles.clear();
+  strings.clear();
+  string_index.clear();
+}
+
+}  // namespace twotower::data
