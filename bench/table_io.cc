@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
       const std::string path = argv[2];
       const auto t = Clock::now();
       int64_t rows = 0;
-      if (data::IsParquetPath(path)) {
+      if (data::TableFormatOf(path) == data::TableFormat::kParquet) {
         data::ParquetReader reader(path);
         data::ParquetColumn col;
         for (int g = 0; g < reader.num_row_groups(); ++g) {

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <string_view>
 
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
@@ -199,7 +200,13 @@ class ParquetTableWriter final : public TableWriter {
 }  // namespace
 
 TableFormat TableFormatOf(const std::string& path) {
-  return IsParquetPath(path) ? TableFormat::kParquet : TableFormat::kCsv;
+  constexpr std::string_view kSuffix = ".parquet";  // in any case: .PARQUET, .Parquet
+  if (path.size() <= kSuffix.size()) return TableFormat::kCsv;
+  for (size_t i = 0; i < kSuffix.size(); ++i) {
+    const char c = path[path.size() - kSuffix.size() + i];
+    if ((c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c) != kSuffix[i]) return TableFormat::kCsv;
+  }
+  return TableFormat::kParquet;
 }
 
 std::unique_ptr<TableReader> TableReader::Open(const std::string& path) {

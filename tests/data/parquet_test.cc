@@ -707,10 +707,10 @@ TEST(ParquetTableTest, InferTypesPicksIntegerDoubleOrStringAndNullsForEmptyCells
 }
 
 TEST(ParquetTableTest, SuffixInAnyCaseAndAParquetFileUnderAnotherName) {
-  EXPECT_TRUE(IsParquetPath("a/b.PARQUET"));
-  EXPECT_TRUE(IsParquetPath("b.Parquet"));
-  EXPECT_FALSE(IsParquetPath(".parquet"));
-  EXPECT_FALSE(IsParquetPath("b.parquet.csv"));
+  EXPECT_EQ(TableFormatOf("a/b.PARQUET"), TableFormat::kParquet);
+  EXPECT_EQ(TableFormatOf("b.Parquet"), TableFormat::kParquet);
+  EXPECT_EQ(TableFormatOf(".parquet"), TableFormat::kCsv);
+  EXPECT_EQ(TableFormatOf("b.parquet.csv"), TableFormat::kCsv);
   TempDir dir;
   TypedTable t;
   t.AddColumn("a", ParquetType::kInt64).ints = {1, 2};

@@ -1,7 +1,7 @@
 // Parquet for flat tables: a reader and a writer of twotower's own, on Debian's libthrift (the
 // footer and page headers, Thrift compact protocol, from an IDL compiled at build time:
-// src/data/parquet.thrift), libsnappy, zlib and libzstd (page codecs). Apache Arrow, which would
-// do this, is not packaged for Debian 12.
+// src/data/parquet/parquet.thrift), libsnappy, zlib and libzstd (page codecs). Apache Arrow, which
+// would do this, is not packaged for Debian 12.
 //
 // Follows the Apache Parquet format specification (parquet-format: the file layout, the
 // encodings document for PLAIN, RLE / bit-packing hybrid, the dictionary, DELTA and
@@ -50,9 +50,6 @@ const char* ParquetTypeName(ParquetType type);
 enum class ParquetCompression { kNone, kSnappy, kGzip, kZstd };
 // "none" | "snappy" | "gzip" | "zstd"; throws Error("<where>: unknown compression ...").
 ParquetCompression ParseParquetCompression(const std::string& name, const std::string& where);
-
-// True when the path ends in ".parquet" (the suffix every table reader dispatches on).
-bool IsParquetPath(const std::string& path);
 
 // std::allocator, except that resize() leaves new elements of a trivial type uninitialised: the
 // reader writes decoded values over them at once, and zeroing them first was a tenth of the time

@@ -109,16 +109,6 @@ ParquetCompression ParseParquetCompression(const std::string& name, const std::s
               " (expected: snappy, zstd, gzip, none)");
 }
 
-bool IsParquetPath(const std::string& path) {
-  constexpr std::string_view kSuffix = ".parquet";  // in any case: .PARQUET, .Parquet
-  if (path.size() <= kSuffix.size()) return false;
-  for (size_t i = 0; i < kSuffix.size(); ++i) {
-    const char c = path[path.size() - kSuffix.size() + i];
-    if ((c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c) != kSuffix[i]) return false;
-  }
-  return true;
-}
-
 int64_t ParquetColumn::size() const {
   switch (type) {
     case ParquetType::kFloat:
