@@ -13,25 +13,14 @@
 
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
+#include "twotower/core/settings.h"
 
 namespace twotower::train {
 namespace {
 
-enum class Kind { kInt, kUint64, kDouble, kString, kIntList, kBool };
-
-// One declared setting. `bind` returns the address of the value inside a Config.
-struct Setting {
-  const char* key;
-  Kind kind;
-  double min;  // numeric lower bound (inclusive unless min_exclusive)
-  bool min_exclusive;
-  double max;
-  std::vector<std::string> choices;  // for strings: allowed values (empty = any)
-  const char* help;
-  std::function<void*(Config&)> bind;
-};
-
-constexpr double kInf = std::numeric_limits<double>::infinity();
+using Kind = SettingKind;
+using Setting = twotower::Setting<Config>;
+constexpr double kInf = kSettingInf;
 
 const std::vector<Setting>& Settings() {
   static const std::vector<Setting> settings = {
@@ -42,7 +31,9 @@ const std::vector<Setting>& Settings() {
        kInf,
        {},
        "random seed (data order, init, dropout)",
-       [](Config& c) -> void* { return &c.seed; }},
+       [](Config& c) -> void* { return &c.seed; },
+       {},
+       {}},
       {"threads",
        Kind::kInt,
        0,
@@ -50,7 +41,9 @@ const std::vector<Setting>& Settings() {
        1024,
        {},
        "worker threads; 0 = all cores",
-       [](Config& c) -> void* { return &c.threads; }},
+       [](Config& c) -> void* { return &c.threads; },
+       {},
+       {}},
       {"data.dir",
        Kind::kString,
        0,
@@ -58,7 +51,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "directory the data paths are relative to",
-       [](Config& c) -> void* { return &c.data_dir; }},
+       [](Config& c) -> void* { return &c.data_dir; },
+       {},
+       {}},
       {"data.users",
        Kind::kString,
        0,
@@ -66,7 +61,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "users table (CSV)",
-       [](Config& c) -> void* { return &c.users; }},
+       [](Config& c) -> void* { return &c.users; },
+       {},
+       {}},
       {"data.items",
        Kind::kString,
        0,
@@ -74,7 +71,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "items table (CSV)",
-       [](Config& c) -> void* { return &c.items; }},
+       [](Config& c) -> void* { return &c.items; },
+       {},
+       {}},
       {"data.train",
        Kind::kString,
        0,
@@ -82,7 +81,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "training interactions (CSV)",
-       [](Config& c) -> void* { return &c.train; }},
+       [](Config& c) -> void* { return &c.train; },
+       {},
+       {}},
       {"data.val",
        Kind::kString,
        0,
@@ -90,7 +91,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "validation interactions (CSV)",
-       [](Config& c) -> void* { return &c.val; }},
+       [](Config& c) -> void* { return &c.val; },
+       {},
+       {}},
       {"data.test",
        Kind::kString,
        0,
@@ -98,7 +101,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "test interactions (CSV)",
-       [](Config& c) -> void* { return &c.test; }},
+       [](Config& c) -> void* { return &c.test; },
+       {},
+       {}},
       {"features.timestamp",
        Kind::kString,
        0,
@@ -106,7 +111,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "interaction column giving each interaction's time (orders the user history)",
-       [](Config& c) -> void* { return &c.features.timestamp_column; }},
+       [](Config& c) -> void* { return &c.features.timestamp_column; },
+       {},
+       {}},
       {"features.history.length",
        Kind::kInt,
        0,
@@ -114,7 +121,9 @@ const std::vector<Setting>& Settings() {
        10000,
        {},
        "user-history feature: the most recent positives kept (0 = no history)",
-       [](Config& c) -> void* { return &c.features.user.history.length; }},
+       [](Config& c) -> void* { return &c.features.user.history.length; },
+       {},
+       {}},
       {"features.history.pooling",
        Kind::kString,
        0,
@@ -122,7 +131,9 @@ const std::vector<Setting>& Settings() {
        0,
        {"attention", "mean"},
        "user-history pooling: attention (learned query, recency bias) or mean",
-       [](Config& c) -> void* { return &c.features.user.history.pooling; }},
+       [](Config& c) -> void* { return &c.features.user.history.pooling; },
+       {},
+       {}},
       {"features.history.heads",
        Kind::kInt,
        1,
@@ -130,7 +141,9 @@ const std::vector<Setting>& Settings() {
        65536,
        {},
        "user-history attention heads (must divide the item id feature's dim)",
-       [](Config& c) -> void* { return &c.features.user.history.heads; }},
+       [](Config& c) -> void* { return &c.features.user.history.heads; },
+       {},
+       {}},
       {"model.embedding_dim",
        Kind::kInt,
        1,
@@ -138,7 +151,9 @@ const std::vector<Setting>& Settings() {
        65536,
        {},
        "width of the tower outputs",
-       [](Config& c) -> void* { return &c.model.embedding_dim; }},
+       [](Config& c) -> void* { return &c.model.embedding_dim; },
+       {},
+       {}},
       {"model.user_hidden_dims",
        Kind::kIntList,
        1,
@@ -146,7 +161,9 @@ const std::vector<Setting>& Settings() {
        65536,
        {},
        "user tower hidden widths",
-       [](Config& c) -> void* { return &c.model.user_hidden_dims; }},
+       [](Config& c) -> void* { return &c.model.user_hidden_dims; },
+       {},
+       {}},
       {"model.item_hidden_dims",
        Kind::kIntList,
        1,
@@ -154,7 +171,9 @@ const std::vector<Setting>& Settings() {
        65536,
        {},
        "item tower hidden widths",
-       [](Config& c) -> void* { return &c.model.item_hidden_dims; }},
+       [](Config& c) -> void* { return &c.model.item_hidden_dims; },
+       {},
+       {}},
       {"model.dropout",
        Kind::kDouble,
        0,
@@ -162,7 +181,9 @@ const std::vector<Setting>& Settings() {
        0.99,
        {},
        "dropout probability after each ReLU",
-       [](Config& c) -> void* { return &c.model.dropout; }},
+       [](Config& c) -> void* { return &c.model.dropout; },
+       {},
+       {}},
       {"model.score",
        Kind::kString,
        0,
@@ -170,7 +191,11 @@ const std::vector<Setting>& Settings() {
        0,
        {"learned", "cosine"},
        "learned: sigmoid(scale <u,v> + bias), scale and bias trained; cosine: sigmoid(<u,v>)",
-       [](Config& c) -> void* { return &c.model.score; }},
+       nullptr,
+       [](const Config& c) { return std::string(model::ScoreModeName(c.model.score)); },
+       [](Config& c, const std::string& text) {
+         c.model.score = text == "learned" ? model::ScoreMode::kLearned : model::ScoreMode::kCosine;
+       }},
       {"model.initial_scale",
        Kind::kDouble,
        0,
@@ -178,7 +203,9 @@ const std::vector<Setting>& Settings() {
        1000,
        {},
        "initial scale (learned mode)",
-       [](Config& c) -> void* { return &c.model.initial_scale; }},
+       [](Config& c) -> void* { return &c.model.initial_scale; },
+       {},
+       {}},
       {"model.normalize",
        Kind::kBool,
        0,
@@ -186,7 +213,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "L2-normalise the tower outputs (cosine similarity)",
-       [](Config& c) -> void* { return &c.model.normalize; }},
+       [](Config& c) -> void* { return &c.model.normalize; },
+       {},
+       {}},
       {"model.projection",
        Kind::kBool,
        0,
@@ -194,7 +223,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "false: towers without hidden layers have no Linear (input width = embedding_dim)",
-       [](Config& c) -> void* { return &c.model.projection; }},
+       [](Config& c) -> void* { return &c.model.projection; },
+       {},
+       {}},
       {"model.kind",
        Kind::kString,
        0,
@@ -204,7 +235,9 @@ const std::vector<Setting>& Settings() {
        "two_tower: user and item towers meeting in a dot product (retrieval); ranker: user and "
        "item features together through a DCN-v2 cross network and an MLP (a second stage, "
        "`recommend --rerank`)",
-       [](Config& c) -> void* { return &c.model.kind; }},
+       [](Config& c) -> void* { return &c.model.kind; },
+       {},
+       {}},
       {"model.cross_layers",
        Kind::kInt,
        0,
@@ -212,7 +245,9 @@ const std::vector<Setting>& Settings() {
        16,
        {},
        "ranker: DCN-v2 cross layers x_{l+1} = x_0 * (W_l x_l + b_l) + x_l; 0 = MLP only",
-       [](Config& c) -> void* { return &c.model.cross_layers; }},
+       [](Config& c) -> void* { return &c.model.cross_layers; },
+       {},
+       {}},
       {"model.ranker_hidden_dims",
        Kind::kIntList,
        1,
@@ -220,7 +255,9 @@ const std::vector<Setting>& Settings() {
        65536,
        {},
        "ranker: hidden widths of the MLP after the cross network (then a Linear to one logit)",
-       [](Config& c) -> void* { return &c.model.ranker_hidden_dims; }},
+       [](Config& c) -> void* { return &c.model.ranker_hidden_dims; },
+       {},
+       {}},
       {"training.batch_size",
        Kind::kInt,
        1,
@@ -228,7 +265,9 @@ const std::vector<Setting>& Settings() {
        1 << 24,
        {},
        "examples per step",
-       [](Config& c) -> void* { return &c.training.batch_size; }},
+       [](Config& c) -> void* { return &c.training.batch_size; },
+       {},
+       {}},
       {"training.learning_rate",
        Kind::kDouble,
        0,
@@ -236,7 +275,9 @@ const std::vector<Setting>& Settings() {
        10,
        {},
        "Adam learning rate",
-       [](Config& c) -> void* { return &c.training.learning_rate; }},
+       [](Config& c) -> void* { return &c.training.learning_rate; },
+       {},
+       {}},
       {"training.epochs",
        Kind::kInt,
        1,
@@ -244,7 +285,9 @@ const std::vector<Setting>& Settings() {
        1000000,
        {},
        "maximum number of epochs",
-       [](Config& c) -> void* { return &c.training.epochs; }},
+       [](Config& c) -> void* { return &c.training.epochs; },
+       {},
+       {}},
       {"training.early_stopping_patience",
        Kind::kInt,
        0,
@@ -252,7 +295,9 @@ const std::vector<Setting>& Settings() {
        1000000,
        {},
        "stop after this many epochs without a better training.monitor value; 0 = never",
-       [](Config& c) -> void* { return &c.training.early_stopping_patience; }},
+       [](Config& c) -> void* { return &c.training.early_stopping_patience; },
+       {},
+       {}},
       {"training.loss",
        Kind::kString,
        0,
@@ -262,7 +307,39 @@ const std::vector<Setting>& Settings() {
        "bce: pointwise on labelled pairs; softmax: in-batch sampled softmax over positives; "
        "mixed: softmax over in-batch and uniform negatives; bpr, triplet: pairwise on sampled "
        "negatives",
-       [](Config& c) -> void* { return &c.training.loss; }},
+       [](Config& c) -> void* { return &c.training.loss; },
+       {},
+       {}},
+      {"training.temperature",
+       Kind::kDouble,
+       0,
+       true,
+       1000,
+       {},
+       "softmax, mixed, bpr: logits are <u, v> / temperature",
+       [](Config& c) -> void* { return &c.training.temperature; },
+       {},
+       {}},
+      {"training.logq_correction",
+       Kind::kBool,
+       0,
+       false,
+       0,
+       {},
+       "softmax: subtract log of each item's sampling probability (training frequency)",
+       [](Config& c) -> void* { return &c.training.logq_correction; },
+       {},
+       {}},
+      {"training.remove_accidental_hits",
+       Kind::kBool,
+       0,
+       false,
+       0,
+       {},
+       "softmax: a batch item equal to the row's positive is not a negative",
+       [](Config& c) -> void* { return &c.training.remove_accidental_hits; },
+       {},
+       {}},
       {"training.sampler",
        Kind::kString,
        0,
@@ -272,7 +349,9 @@ const std::vector<Setting>& Settings() {
        "bpr, triplet: negatives drawn uniformly (default), by popularity, or the batch's items; "
        "ranker: uniform or popularity adds num_negatives unrated (user, item) pairs labelled 0 "
        "to each batch (default: the labelled pairs only)",
-       [](Config& c) -> void* { return &c.training.sampler; }},
+       [](Config& c) -> void* { return &c.training.sampler; },
+       {},
+       {}},
       {"training.num_negatives",
        Kind::kInt,
        1,
@@ -281,7 +360,9 @@ const std::vector<Setting>& Settings() {
        {},
        "bpr, triplet (uniform, popularity): negatives drawn per batch, shared by its rows; "
        "ranker with a sampler: unrated pairs added per batch",
-       [](Config& c) -> void* { return &c.training.num_negatives; }},
+       [](Config& c) -> void* { return &c.training.num_negatives; },
+       {},
+       {}},
       {"training.num_uniform_negatives",
        Kind::kInt,
        1,
@@ -289,7 +370,9 @@ const std::vector<Setting>& Settings() {
        1 << 20,
        {},
        "mixed: uniform negatives drawn per batch besides the in-batch ones",
-       [](Config& c) -> void* { return &c.training.num_uniform_negatives; }},
+       [](Config& c) -> void* { return &c.training.num_uniform_negatives; },
+       {},
+       {}},
       {"training.num_hard_negatives",
        Kind::kInt,
        0,
@@ -297,7 +380,9 @@ const std::vector<Setting>& Settings() {
        1 << 24,
        {},
        "sampled losses: per row keep only this many highest-scoring negatives; 0 = all",
-       [](Config& c) -> void* { return &c.training.num_hard_negatives; }},
+       [](Config& c) -> void* { return &c.training.num_hard_negatives; },
+       {},
+       {}},
       {"training.num_easy_negatives",
        Kind::kInt,
        0,
@@ -306,7 +391,9 @@ const std::vector<Setting>& Settings() {
        {},
        "with num_hard_negatives: per row, also keep this many of its other negatives, drawn at "
        "random (easy negatives blended with the hard ones)",
-       [](Config& c) -> void* { return &c.training.num_easy_negatives; }},
+       [](Config& c) -> void* { return &c.training.num_easy_negatives; },
+       {},
+       {}},
       {"training.exclude_history_negatives",
        Kind::kBool,
        0,
@@ -314,7 +401,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "sampled losses: a user's training positives are never its negatives",
-       [](Config& c) -> void* { return &c.training.exclude_history_negatives; }},
+       [](Config& c) -> void* { return &c.training.exclude_history_negatives; },
+       {},
+       {}},
       {"training.margin",
        Kind::kDouble,
        0,
@@ -322,7 +411,9 @@ const std::vector<Setting>& Settings() {
        2,
        {},
        "triplet: hinge margin on <u, v+> - <u, v-> (at most 2: the largest gap of unit vectors)",
-       [](Config& c) -> void* { return &c.training.margin; }},
+       [](Config& c) -> void* { return &c.training.margin; },
+       {},
+       {}},
       {"training.optimizer",
        Kind::kString,
        0,
@@ -330,31 +421,9 @@ const std::vector<Setting>& Settings() {
        0,
        {"adam", "lazy_adam"},
        "adam: dense; lazy_adam: embedding tables update only the rows a batch touched",
-       [](Config& c) -> void* { return &c.training.optimizer; }},
-      {"training.temperature",
-       Kind::kDouble,
-       0,
-       true,
-       1000,
+       [](Config& c) -> void* { return &c.training.optimizer; },
        {},
-       "softmax, mixed, bpr: logits are <u, v> / temperature",
-       [](Config& c) -> void* { return &c.training.temperature; }},
-      {"training.logq_correction",
-       Kind::kBool,
-       0,
-       false,
-       0,
-       {},
-       "softmax: subtract log of each item's sampling probability (training frequency)",
-       [](Config& c) -> void* { return &c.training.logq_correction; }},
-      {"training.remove_accidental_hits",
-       Kind::kBool,
-       0,
-       false,
-       0,
-       {},
-       "softmax: a batch item equal to the row's positive is not a negative",
-       [](Config& c) -> void* { return &c.training.remove_accidental_hits; }},
+       {}},
       {"training.positives",
        Kind::kString,
        0,
@@ -362,7 +431,9 @@ const std::vector<Setting>& Settings() {
        0,
        {"liked", "all"},
        "which interactions are positives (softmax training, ranking evaluation): liked = label 1",
-       [](Config& c) -> void* { return &c.training.positives; }},
+       [](Config& c) -> void* { return &c.training.positives; },
+       {},
+       {}},
       {"training.monitor",
        Kind::kString,
        0,
@@ -371,7 +442,9 @@ const std::vector<Setting>& Settings() {
        {},
        "early stopping / best checkpoint: val_auc, val_loss, val_recall@K, val_ndcg@K, "
        "val_hitrate@K, val_mrr@K (empty: val_auc for bce, val_recall@<first K> for softmax)",
-       [](Config& c) -> void* { return &c.training.monitor; }},
+       [](Config& c) -> void* { return &c.training.monitor; },
+       {},
+       {}},
       {"training.refit",
        Kind::kBool,
        0,
@@ -379,7 +452,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "after selecting the epoch count on val, train again on train + val (model_refit)",
-       [](Config& c) -> void* { return &c.training.refit; }},
+       [](Config& c) -> void* { return &c.training.refit; },
+       {},
+       {}},
       {"training.checkpoint",
        Kind::kBool,
        0,
@@ -388,7 +463,9 @@ const std::vector<Setting>& Settings() {
        {},
        "write checkpoint.safetensors (weights, optimiser and generator state) after every epoch, "
        "for `train --resume RUN_DIR`",
-       [](Config& c) -> void* { return &c.training.checkpoint; }},
+       [](Config& c) -> void* { return &c.training.checkpoint; },
+       {},
+       {}},
       {"training.embedding_l2",
        Kind::kDouble,
        0,
@@ -396,7 +473,9 @@ const std::vector<Setting>& Settings() {
        1000,
        {},
        "batch L2 penalty on the tower outputs: lambda (mean |u|^2 + mean |v|^2)",
-       [](Config& c) -> void* { return &c.training.embedding_l2; }},
+       [](Config& c) -> void* { return &c.training.embedding_l2; },
+       {},
+       {}},
       {"evaluation.k",
        Kind::kIntList,
        1,
@@ -404,7 +483,9 @@ const std::vector<Setting>& Settings() {
        100000,
        {},
        "ranking cut-offs K for Recall / NDCG / HitRate / MRR / coverage (empty list: none)",
-       [](Config& c) -> void* { return &c.evaluation.k; }},
+       [](Config& c) -> void* { return &c.evaluation.k; },
+       {},
+       {}},
       {"output.dir",
        Kind::kString,
        0,
@@ -412,7 +493,9 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "where run folders are created",
-       [](Config& c) -> void* { return &c.output_dir; }},
+       [](Config& c) -> void* { return &c.output_dir; },
+       {},
+       {}},
       {"output.name",
        Kind::kString,
        0,
@@ -420,199 +503,24 @@ const std::vector<Setting>& Settings() {
        0,
        {},
        "run folder prefix",
-       [](Config& c) -> void* { return &c.run_name; }},
+       [](Config& c) -> void* { return &c.run_name; },
+       {},
+       {}},
   };
   return settings;
 }
 
 const Setting* FindSetting(const std::string& key) {
-  for (const Setting& s : Settings()) {
-    if (key == s.key) return &s;
-  }
-  return nullptr;
+  return twotower::FindSetting(Settings(), key);
 }
 
 std::string KnownKeys(const std::string& section) {
-  std::string out;
-  for (const Setting& s : Settings()) {
-    std::string key = s.key;
-    if (!section.empty()) {
-      if (key.rfind(section + ".", 0) != 0) continue;
-      key = key.substr(section.size() + 1);
-    } else if (key.find('.') != std::string::npos) {
-      continue;
-    }
-    out += (out.empty() ? "" : ", ") + key;
-  }
+  std::string out = KnownSettingKeys(Settings(), section);
   if (section.empty()) out += ", data, model, training, evaluation, output, features, tasks";
   return out;
 }
 
-const char* KindName(Kind kind) {
-  switch (kind) {
-    case Kind::kInt:
-    case Kind::kUint64:
-      return "an integer";
-    case Kind::kDouble:
-      return "a number";
-    case Kind::kString:
-      return "a string";
-    case Kind::kIntList:
-      return "a list of integers";
-    case Kind::kBool:
-      return "true or false";
-  }
-  return "";
-}
-
-double ParseDouble(const std::string& text, bool* ok) {
-  double v = 0;
-  const char* b = text.data();
-  const char* e = text.data() + text.size();
-  if (b != e && *b == '+') ++b;
-  const auto r = std::from_chars(b, e, v);
-  *ok = b != e && r.ec == std::errc() && r.ptr == e && std::isfinite(v);
-  return v;
-}
-
-bool ParseInt64(const std::string& text, int64_t* v) {
-  const auto r = std::from_chars(text.data(), text.data() + text.size(), *v);
-  return !text.empty() && r.ec == std::errc() && r.ptr == text.data() + text.size();
-}
-
-// A range bound as a person reads it: the shortest text that reads back as the same double
-// (1048576, not the stream's 1.04858e+06; 0.3, 1e-08).
-std::string Bound(double v) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
-  return std::string(buf, r.ptr);
-}
-
-std::string RangeText(const Setting& s) {
-  return std::string(s.min_exclusive ? "> " : ">= ") + Bound(s.min) + " and <= " + Bound(s.max);
-}
-
-void CheckRange(const Setting& s, double v, const std::string& where, const std::string& shown) {
-  const bool low = s.min_exclusive ? v <= s.min : v < s.min;
-  if (low || v > s.max) {
-    throw Error(where + ": '" + s.key + "': " + shown + " is out of range (expected " +
-                RangeText(s) + ")");
-  }
-}
-
-// Assigns a scalar given as text (from YAML or a flag) to the setting.
-void AssignScalar(const Setting& s, Config* c, const std::string& text, const std::string& where) {
-  void* target = s.bind(*c);
-  auto fail = [&]() {
-    throw Error(where + ": '" + s.key + "': expected " + KindName(s.kind) + ", got " + Quote(text));
-  };
-  switch (s.kind) {
-    case Kind::kInt: {
-      int64_t v;
-      if (!ParseInt64(text, &v)) fail();
-      CheckRange(s, static_cast<double>(v), where, text);
-      *static_cast<int*>(target) = static_cast<int>(v);
-      break;
-    }
-    case Kind::kUint64: {
-      uint64_t v;
-      const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
-      if (text.empty() || r.ec != std::errc() || r.ptr != text.data() + text.size()) fail();
-      *static_cast<uint64_t*>(target) = v;
-      break;
-    }
-    case Kind::kDouble: {
-      bool ok;
-      const double v = ParseDouble(text, &ok);
-      if (!ok) fail();
-      CheckRange(s, v, where, text);
-      *static_cast<double*>(target) = v;
-      break;
-    }
-    case Kind::kString: {
-      if (!s.choices.empty()) {
-        bool found = false;
-        std::string options;
-        for (const std::string& choice : s.choices) {
-          found |= choice == text;
-          options += (options.empty() ? "" : ", ") + choice;
-        }
-        if (!found) {
-          throw Error(where + ": '" + s.key + "': unknown value " + Quote(text) +
-                      " (expected: " + options + ")");
-        }
-      }
-      if (std::string(s.key) == "model.score") {
-        c->model.score = text == "learned" ? model::ScoreMode::kLearned : model::ScoreMode::kCosine;
-      } else {
-        *static_cast<std::string*>(target) = text;
-      }
-      break;
-    }
-    case Kind::kBool: {
-      if (text == "true" || text == "True" || text == "1") {
-        *static_cast<bool*>(target) = true;
-      } else if (text == "false" || text == "False" || text == "0") {
-        *static_cast<bool*>(target) = false;
-      } else {
-        fail();
-      }
-      break;
-    }
-    case Kind::kIntList: {
-      // "256,128" or "[256, 128]" from a flag; "" or "[]" is the empty list.
-      std::string t = text;
-      if (!t.empty() && t.front() == '[') t.erase(0, 1);
-      if (!t.empty() && t.back() == ']') t.pop_back();
-      std::vector<int> values;
-      if (t.find_first_not_of(' ') == std::string::npos) {
-        *static_cast<std::vector<int>*>(target) = values;
-        break;
-      }
-      std::stringstream ss(t);
-      std::string item;
-      while (std::getline(ss, item, ',')) {
-        const auto b = item.find_first_not_of(' ');
-        const auto e = item.find_last_not_of(' ');
-        if (b == std::string::npos) fail();
-        int64_t v;
-        if (!ParseInt64(item.substr(b, e - b + 1), &v)) fail();
-        CheckRange(s, static_cast<double>(v), where, item);
-        values.push_back(static_cast<int>(v));
-      }
-      *static_cast<std::vector<int>*>(target) = values;
-      break;
-    }
-  }
-}
-
-void AssignYaml(const Setting& s, Config* c, const YAML::Node& node, const std::string& where) {
-  if (s.kind == Kind::kIntList) {
-    if (!node.IsSequence()) {
-      throw Error(where + ": '" + s.key + "': expected a list of integers like [256, 128]");
-    }
-    std::string text;
-    for (const auto& item : node) {
-      if (!item.IsScalar()) throw Error(where + ": '" + s.key + "': expected a list of integers");
-      text += (text.empty() ? "" : ",") + item.Scalar();
-    }
-    AssignScalar(s, c, text, where);
-    return;
-  }
-  if (!node.IsScalar()) {
-    throw Error(where + ": '" + s.key + "': expected " + KindName(s.kind) + ", got a " +
-                (node.IsMap()        ? "mapping"
-                 : node.IsSequence() ? "list"
-                                     : "null"));
-  }
-  AssignScalar(s, c, node.Scalar(), where);
-}
-
-std::string Where(const std::string& file, const YAML::Node& node) {
-  const YAML::Mark mark = node.Mark();
-  if (mark.line >= 0) return file + ":" + std::to_string(mark.line + 1);
-  return file;
-}
+std::string Where(const std::string& file, const YAML::Node& node) { return YamlWhere(file, node); }
 
 data::EntitySchema ParseSide(const YAML::Node& node, const std::string& side,
                              const std::string& id_column, const std::string& file) {
@@ -644,7 +552,7 @@ data::EntitySchema ParseSide(const YAML::Node& node, const std::string& side,
       const std::string v = kv.second.Scalar();
       if (k == "dim" || k == "buckets") {
         int64_t n;
-        if (!ParseInt64(v, &n)) {
+        if (!ParseInt64Text(v, &n)) {
           throw Error(Where(file, kv.second) + ": 'features." + side + "." + k +
                       "': expected an integer, got " + Quote(v));
         }
@@ -690,7 +598,7 @@ void ParseFeatures(const YAML::Node& node, Config* c, const std::string& file) {
         }
         if (k == "length" || k == "heads") {
           int64_t n;
-          if (!h.second.IsScalar() || !ParseInt64(v, &n)) {
+          if (!h.second.IsScalar() || !ParseInt64Text(v, &n)) {
             throw Error(Where(file, h.second) + ": 'features.history." + k +
                         "': expected an integer, got " + Quote(v));
           }
@@ -739,7 +647,7 @@ void ParseTasks(const YAML::Node& node, Config* c, const std::string& file) {
         t.delimiter = v;
       } else if (key == "weight") {
         bool ok = false;
-        t.weight = ParseDouble(v, &ok);
+        t.weight = ParseFiniteDouble(v, &ok);
         if (!ok) throw Error(kw + ": 'tasks.weight': expected a number, got " + Quote(v));
       } else {
         throw Error(kw + ": unknown key 'tasks." + key +
@@ -823,7 +731,7 @@ void Config::Set(const std::string& assignment, const std::string& where, bool v
       keys += (keys.empty() ? "" : ", ") + std::string(setting.key);
     throw Error(where + ": unknown key '" + key + "' (expected one of: " + keys + ")");
   }
-  AssignScalar(*s, this, assignment.substr(eq + 1), where);
+  AssignText(*s, this, assignment.substr(eq + 1), where);
   if (validate) Validate(where);
 }
 
@@ -979,106 +887,75 @@ data::DataPaths Config::ResolvedPaths() const {
           Resolve(data_dir, val), Resolve(data_dir, test)};
 }
 
+namespace {
+
+// Settings outside the table's generic form in the written config: the features section is the
+// schema's (written whole, below), and the ranker's keys appear in config.yaml only when one of
+// them says something, so a two-tower run's config.yaml (and with it the settings hash a
+// checkpoint records) stays what it was before rankers existed.
+bool InFeatures(const Setting& s) { return std::string(s.key).rfind("features.", 0) == 0; }
+constexpr const char* kRankerKeys[] = {"model.kind", "model.cross_layers",
+                                       "model.ranker_hidden_dims"};
+bool IsRankerKey(const Setting& s) {
+  for (const char* k : kRankerKeys) {
+    if (std::string(s.key) == k) return true;
+  }
+  return false;
+}
+
+// The JSON object at a dotted key's parent ("model.dropout" -> (*j)["model"]), and its last part.
+nlohmann::json& Parent(nlohmann::json* j, const std::string& key, std::string* leaf) {
+  nlohmann::json* at = j;
+  size_t begin = 0;
+  for (size_t dot; (dot = key.find('.', begin)) != std::string::npos; begin = dot + 1) {
+    at = &(*at)[key.substr(begin, dot - begin)];
+  }
+  *leaf = key.substr(begin);
+  return *at;
+}
+
+}  // namespace
+
 nlohmann::json Config::ToJson() const {
-  nlohmann::json j;
-  j["seed"] = seed;
-  j["threads"] = threads;
-  j["data"] = {{"dir", data_dir}, {"users", users}, {"items", items},
-               {"train", train},  {"val", val},     {"test", test}};
-  j["model"] = model.ToJson();
-  j["training"] = {{"batch_size", training.batch_size},
-                   {"learning_rate", training.learning_rate},
-                   {"epochs", training.epochs},
-                   {"early_stopping_patience", training.early_stopping_patience},
-                   {"loss", training.loss},
-                   {"temperature", training.temperature},
-                   {"logq_correction", training.logq_correction},
-                   {"remove_accidental_hits", training.remove_accidental_hits},
-                   {"sampler", training.sampler},
-                   {"num_negatives", training.num_negatives},
-                   {"num_uniform_negatives", training.num_uniform_negatives},
-                   {"num_hard_negatives", training.num_hard_negatives},
-                   {"num_easy_negatives", training.num_easy_negatives},
-                   {"exclude_history_negatives", training.exclude_history_negatives},
-                   {"margin", training.margin},
-                   {"optimizer", training.optimizer},
-                   {"positives", training.positives},
-                   {"monitor", training.monitor},
-                   {"refit", training.refit},
-                   {"checkpoint", training.checkpoint},
-                   {"embedding_l2", training.embedding_l2}};
-  j["evaluation"] = {{"k", evaluation.k}};
-  j["output"] = {{"dir", output_dir}, {"name", run_name}};
+  // Every declared setting, by its dotted key; then the parts that are not plain settings.
+  nlohmann::json j = nlohmann::json::object();
+  for (const Setting& s : Settings()) {
+    if (InFeatures(s)) continue;
+    std::string leaf;
+    Parent(&j, s.key, &leaf)[leaf] = ValueJson(s, *this);
+  }
+  j["model"]["tasks"] = model::TasksJson(model.tasks);
   j["features"] = data::ToJson(features);
   j["features"]["history"] = data::ToJson(features.user.history);  // also when off (length 0)
   return j;
 }
 
 std::string Config::ToYaml() const {
+  const Config defaults;
+  bool ranker = false;
+  for (const Setting& s : Settings()) {
+    ranker |= IsRankerKey(s) && ValueJson(s, *this) != ValueJson(s, defaults);
+  }
   YAML::Emitter out;
   out.SetDoublePrecision(15);
   out << YAML::BeginMap;
-  out << YAML::Key << "seed" << YAML::Value << seed;
-  out << YAML::Key << "threads" << YAML::Value << threads;
-  out << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "dir" << YAML::Value << data_dir;
-  out << YAML::Key << "users" << YAML::Value << users;
-  out << YAML::Key << "items" << YAML::Value << items;
-  out << YAML::Key << "train" << YAML::Value << train;
-  out << YAML::Key << "val" << YAML::Value << val;
-  out << YAML::Key << "test" << YAML::Value << test;
-  out << YAML::EndMap;
-  out << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "embedding_dim" << YAML::Value << model.embedding_dim;
-  out << YAML::Key << "user_hidden_dims" << YAML::Value << YAML::Flow << model.user_hidden_dims;
-  out << YAML::Key << "item_hidden_dims" << YAML::Value << YAML::Flow << model.item_hidden_dims;
-  out << YAML::Key << "dropout" << YAML::Value << model.dropout;
-  out << YAML::Key << "score" << YAML::Value << model::ScoreModeName(model.score);
-  out << YAML::Key << "initial_scale" << YAML::Value << model.initial_scale;
-  out << YAML::Key << "normalize" << YAML::Value << model.normalize;
-  out << YAML::Key << "projection" << YAML::Value << model.projection;
-  // The ranker's keys only when they say something: a two-tower run's config.yaml (and with it
-  // the settings hash a checkpoint records) stays what it was before rankers existed.
-  const model::ModelConfig defaults;
-  if (model.kind != defaults.kind || model.cross_layers != defaults.cross_layers ||
-      model.ranker_hidden_dims != defaults.ranker_hidden_dims) {
-    out << YAML::Key << "kind" << YAML::Value << model.kind;
-    out << YAML::Key << "cross_layers" << YAML::Value << model.cross_layers;
-    out << YAML::Key << "ranker_hidden_dims" << YAML::Value << YAML::Flow
-        << model.ranker_hidden_dims;
+  // The settings in the table's order, each section one mapping (the table lists a section's
+  // keys together).
+  std::string section;
+  for (const Setting& s : Settings()) {
+    if (InFeatures(s) || (IsRankerKey(s) && !ranker)) continue;
+    const std::string key = s.key;
+    const size_t dot = key.find('.');
+    const std::string now = dot == std::string::npos ? "" : key.substr(0, dot);
+    if (now != section) {
+      if (!section.empty()) out << YAML::EndMap;
+      if (!now.empty()) out << YAML::Key << now << YAML::Value << YAML::BeginMap;
+      section = now;
+    }
+    out << YAML::Key << key.substr(dot == std::string::npos ? 0 : dot + 1) << YAML::Value;
+    EmitSettingYaml(&out, ValueJson(s, *this));
   }
-  out << YAML::EndMap;
-  out << YAML::Key << "training" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "batch_size" << YAML::Value << training.batch_size;
-  out << YAML::Key << "learning_rate" << YAML::Value << training.learning_rate;
-  out << YAML::Key << "epochs" << YAML::Value << training.epochs;
-  out << YAML::Key << "early_stopping_patience" << YAML::Value << training.early_stopping_patience;
-  out << YAML::Key << "loss" << YAML::Value << training.loss;
-  out << YAML::Key << "temperature" << YAML::Value << training.temperature;
-  out << YAML::Key << "logq_correction" << YAML::Value << training.logq_correction;
-  out << YAML::Key << "remove_accidental_hits" << YAML::Value << training.remove_accidental_hits;
-  out << YAML::Key << "sampler" << YAML::Value << training.sampler;
-  out << YAML::Key << "num_negatives" << YAML::Value << training.num_negatives;
-  out << YAML::Key << "num_uniform_negatives" << YAML::Value << training.num_uniform_negatives;
-  out << YAML::Key << "num_hard_negatives" << YAML::Value << training.num_hard_negatives;
-  out << YAML::Key << "num_easy_negatives" << YAML::Value << training.num_easy_negatives;
-  out << YAML::Key << "exclude_history_negatives" << YAML::Value
-      << training.exclude_history_negatives;
-  out << YAML::Key << "margin" << YAML::Value << training.margin;
-  out << YAML::Key << "optimizer" << YAML::Value << training.optimizer;
-  out << YAML::Key << "positives" << YAML::Value << training.positives;
-  out << YAML::Key << "monitor" << YAML::Value << training.monitor;
-  out << YAML::Key << "refit" << YAML::Value << training.refit;
-  out << YAML::Key << "checkpoint" << YAML::Value << training.checkpoint;
-  out << YAML::Key << "embedding_l2" << YAML::Value << training.embedding_l2;
-  out << YAML::EndMap;
-  out << YAML::Key << "evaluation" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "k" << YAML::Value << YAML::Flow << evaluation.k;
-  out << YAML::EndMap;
-  out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "dir" << YAML::Value << output_dir;
-  out << YAML::Key << "name" << YAML::Value << run_name;
-  out << YAML::EndMap;
+  if (!section.empty()) out << YAML::EndMap;
   if (!model.tasks.empty()) {
     out << YAML::Key << "tasks" << YAML::Value << YAML::BeginSeq;
     for (const model::TaskSpec& t : model.tasks) {
@@ -1126,28 +1003,6 @@ std::string Config::ToYaml() const {
   return std::string(out.c_str()) + "\n";
 }
 
-std::vector<std::string> SettingsHelp() {
-  std::vector<std::string> out;
-  const nlohmann::json defaults = Config().ToJson();
-  for (const Setting& s : Settings()) {
-    // The default, read from the JSON form of a default Config ("model.dropout" ->
-    // [model][dropout]).
-    const std::string key = s.key;
-    std::string pointer = "/" + key;
-    std::replace(pointer.begin(), pointer.end(), '.', '/');
-    nlohmann::json value = defaults.value(nlohmann::json::json_pointer(pointer), nlohmann::json());
-    if (key == "data.items") value = defaults["data"]["items"];
-    std::string range;
-    if (s.kind == Kind::kInt || s.kind == Kind::kDouble || s.kind == Kind::kIntList) {
-      range = ", " + RangeText(s);
-    }
-    for (const std::string& choice : s.choices)
-      range +=
-          (range.empty() ? ", one of: " : " | ") + (choice.empty() ? std::string("\"\"") : choice);
-    out.push_back(key + " (" + KindName(s.kind) + ", default " + value.dump() + range +
-                  "): " + s.help);
-  }
-  return out;
-}
+std::vector<std::string> SettingsHelp() { return SettingsHelpLines(Settings()); }
 
 }  // namespace twotower::train
