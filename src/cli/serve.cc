@@ -19,11 +19,17 @@ namespace {
 
 struct ServeArgs {
   std::string model, index, config, host, events, rerank;
-  int port = -1, threads = -1, candidates = -1;
+  std::string port, threads;  // "" = not given; checked by the serve settings' declarations
+  int candidates = -1;
   bool no_live_history = false;
+  bool list_settings = false;
 };
 
 int RunServe(const ServeArgs& a) {
+  if (a.list_settings) {
+    for (const std::string& line : serve::ServeSettingsHelp()) std::cout << line << "\n";
+    return 0;
+  }
   serve::ServeConfig config;
   if (!a.config.empty()) {
     if (!a.model.empty() || !a.index.empty() || !a.rerank.empty() || a.candidates != -1) {
@@ -42,11 +48,12 @@ int RunServe(const ServeArgs& a) {
     config.variants.push_back({"default", a.model, a.index, 1.0, a.rerank,
                                a.candidates == -1 ? app::kDefaultCandidates : a.candidates});
   }
-  if (!a.host.empty()) config.host = a.host;
-  if (a.port >= 0) config.port = a.port;
-  if (a.threads >= 0) config.threads = a.threads;
-  if (!a.events.empty()) config.events = a.events;
-  if (a.no_live_history) config.live_history = false;
+  // The flags that are serve.yaml settings go through their declarations (type and range).
+  if (!a.host.empty()) config.Set("host", a.host, "--host");
+  if (!a.port.empty()) config.Set("port", a.port, "--port");
+  if (!a.threads.empty()) config.Set("threads", a.threads, "--threads");
+  if (!a.events.empty()) config.Set("events", a.events, "--events");
+  if (a.no_live_history) config.Set("live_history", "false", "--no-live-history");
   config.Validate();
   // Signals go to one thread, which reloads (SIGHUP) or stops (SIGTERM, SIGINT): blocked here,
   // before any thread exists, so every thread inherits the mask.
@@ -107,12 +114,9 @@ Registered DefineServe(CLI::App* app, Common* /*common*/) {
   serve_cmd->add_option("--config", sv.config,
                         "YAML file with a serve: section (variants, limits)");
   serve_cmd->add_option("--host", sv.host, "address to listen on (default 127.0.0.1)");
-  serve_cmd->add_option("--port", sv.port, "port (default 8080; 0 = any free one)")
-      ->check(CLI::Range(0, 65535));
-  serve_cmd
-      ->add_option("--threads", sv.threads,
-                   "request threads, one per open connection (0 = 4 per core, at least 8)")
-      ->check(CLI::Range(0, 1024));
+  serve_cmd->add_option("--port", sv.port, "port (default 8080; 0 = any free one)");
+  serve_cmd->add_option("--threads", sv.threads,
+                        "request threads, one per open connection (0 = 4 per core, at least 8)");
   serve_cmd->add_option("--events", sv.events, "feedback event log (default events.jsonl)");
   serve_cmd->add_flag("--no-live-history", sv.no_live_history,
                       "likes sent to /v1/feedback do not join the users' histories and seen "
@@ -122,6 +126,8 @@ Registered DefineServe(CLI::App* app, Common* /*common*/) {
   serve_cmd->add_option("--candidates", sv.candidates,
                         "with --rerank: items retrieved per request (default " +
                             std::to_string(app::kDefaultCandidates) + ")");
+  serve_cmd->add_flag("--list-settings", sv.list_settings,
+                      "print every serve.yaml setting (type, default, range) and exit");
   return {serve_cmd, [sv_p] { return RunServe(*sv_p); }};
 }
 

@@ -27,9 +27,12 @@ bool ParseInt64Text(const std::string& text, int64_t* v) {
 
 namespace {
 
-// A range bound as a person reads it: the shortest text that reads back as the same double
-// (1048576, not the stream's 1.04858e+06; 0.3, 1e-08).
+// A range bound as a person reads it: an integer in full (1000000, not 1e+06), else the shortest
+// text that reads back as the same double (0.3, 1e-08; not the stream's 1.04858e+06).
 std::string Bound(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9007199254740992.0) {
+    return std::to_string(static_cast<int64_t>(v));  // 1000000, not 1e+06
+  }
   char buf[32];
   const auto r = std::to_chars(buf, buf + sizeof(buf), v);
   return std::string(buf, r.ptr);

@@ -29,6 +29,7 @@
 #include "twotower/core/files.h"
 #include "twotower/core/hash.h"
 #include "twotower/core/json.h"
+#include "twotower/core/settings.h"
 #include "twotower/data/history.h"
 #include "twotower/serve/events.h"
 #include "twotower/serve/experiment.h"
@@ -45,37 +46,164 @@ using Row = app::Row;
 
 // ---- config ------------------------------------------------------------------------------------
 
-std::string At(const std::string& file, const YAML::Node& n) {
-  return file + ":" + std::to_string(n.Mark().line + 1);
+using twotower::Setting;
+using Kind = SettingKind;
+
+// serve.yaml's settings, each declared once (core/settings.h): name, type, range, help, member.
+// The defaults are ServeConfig's member initialisers.
+const std::vector<Setting<ServeConfig>>& ServeSettings() {
+  using S = Setting<ServeConfig>;
+  auto at = [](SettingSpec spec, auto member) {
+    return S{std::move(spec), [member](ServeConfig& c) -> void* { return &(c.*member); }, {}, {}};
+  };
+  static const std::vector<S> table = {
+      at({"serve.host", Kind::kString, 0, false, 0, {}, "address to listen on"},
+         &ServeConfig::host),
+      at({"serve.port", Kind::kInt, 0, false, 65535, {}, "port; 0 = any free one"},
+         &ServeConfig::port),
+      at({"serve.threads",
+          Kind::kInt,
+          0,
+          false,
+          1024,
+          {},
+          "request threads, one per open connection; 0 = 4 per core, at least 8"},
+         &ServeConfig::threads),
+      at({"serve.max_k", Kind::kInt, 1, false, 1e6, {}, "largest k a request may ask for"},
+         &ServeConfig::max_k),
+      at({"serve.max_list",
+          Kind::kInt,
+          1,
+          false,
+          1e7,
+          {},
+          "longest exclude / allow / item_ids / items list of a request"},
+         &ServeConfig::max_list),
+      at({"serve.max_body_bytes",
+          Kind::kInt64,
+          64,
+          false,
+          1 << 30,
+          {},
+          "larger request bodies are answered 413"},
+         &ServeConfig::max_body_bytes),
+      at({"serve.timeout_seconds",
+          Kind::kDouble,
+          0.001,
+          false,
+          3600,
+          {},
+          "socket read / write timeout"},
+         &ServeConfig::timeout_seconds),
+      at({"serve.deadline_seconds",
+          Kind::kDouble,
+          1e-6,
+          false,
+          3600,
+          {},
+          "a request still running after this is answered 503 at its next stage"},
+         &ServeConfig::deadline_seconds),
+      at({"serve.user_cache_mb",
+          Kind::kInt64,
+          0,
+          false,
+          1 << 20,
+          {},
+          "MiB of user embeddings computed at load (0: the tower runs per request)"},
+         &ServeConfig::user_cache_mb),
+      at({"serve.events", Kind::kString, 0, false, 0, {}, "feedback event log (JSON lines)"},
+         &ServeConfig::events),
+      at({"serve.live_history",
+          Kind::kBool,
+          0,
+          false,
+          0,
+          {},
+          "likes from /v1/feedback join the users' histories and seen items"},
+         &ServeConfig::live_history),
+      at({"serve.experiment", Kind::kString, 0, false, 0, {}, "the experiment's name"},
+         &ServeConfig::experiment),
+      at({"serve.salt", Kind::kString, 0, false, 0, {}, "hashed with the user id for assignment"},
+         &ServeConfig::salt),
+  };
+  return table;
 }
 
-// The keys of a YAML mapping, each once, each among `allowed`.
-void CheckKeys(const std::string& file, const YAML::Node& map, const std::string& section,
-               const std::set<std::string>& allowed) {
-  if (!map.IsMap()) throw Error(At(file, map) + ": '" + section + "' must be a mapping");
+// One entry of serve.variants.
+const std::vector<Setting<VariantConfig>>& VariantSettings() {
+  using S = Setting<VariantConfig>;
+  auto at = [](SettingSpec spec, auto member) {
+    return S{std::move(spec), [member](VariantConfig& c) -> void* { return &(c.*member); }, {}, {}};
+  };
+  static const std::vector<S> table = {
+      at({"name", Kind::kString, 0, false, 0, {}, "the variant's name (its arm)"},
+         &VariantConfig::name),
+      at({"model", Kind::kString, 0, false, 0, {}, "model file"}, &VariantConfig::model),
+      at({"index",
+          Kind::kString,
+          0,
+          false,
+          0,
+          {},
+          "index file (default: the model's items, exact)"},
+         &VariantConfig::index),
+      at({"weight", Kind::kDouble, 0, false, kSettingInf, {}, "share of the users it gets"},
+         &VariantConfig::weight),
+      at({"rerank",
+          Kind::kString,
+          0,
+          false,
+          0,
+          {},
+          "a ranker re-ordering what the model retrieves"},
+         &VariantConfig::rerank),
+      at({"candidates", Kind::kInt, 1, false, 1e6, {}, "with rerank: items retrieved per request"},
+         &VariantConfig::candidates),
+  };
+  return table;
+}
+
+// The keys of a YAML mapping, each once (yaml-cpp keeps the last of two equal keys; a silently
+// ignored setting is a bug to report).
+void CheckRepeats(const std::string& file, const YAML::Node& map, const std::string& section) {
   std::set<std::string> seen;
   for (const auto& kv : map) {
     const std::string key = kv.first.as<std::string>();
-    if (!allowed.count(key)) {
-      std::string names;
-      for (const std::string& a : allowed) names += (names.empty() ? "" : ", ") + a;
-      throw Error(At(file, kv.first) + ": unknown key '" + section + "." + key +
-                  "' (expected one of: " + names + ")");
-    }
     if (!seen.insert(key).second) {
-      throw Error(At(file, kv.first) + ": key '" + section + "." + key + "' appears twice");
+      throw Error(YamlWhere(file, kv.first) + ": key '" + section + "." + key + "' appears twice");
     }
   }
 }
 
-template <typename T>
-T Scalar(const std::string& file, const YAML::Node& n, const std::string& key) {
-  try {
-    return n.as<T>();
-  } catch (const YAML::Exception&) {
-    throw Error(At(file, n) + ": '" + key + "': cannot read " + Quote(n.Scalar()) +
-                " as the expected type");
+VariantConfig ParseVariant(const std::string& path, const YAML::Node& item) {
+  if (!item.IsMap()) {
+    throw Error(YamlWhere(path, item) + ": 'serve.variants[]' must be a mapping");
   }
+  CheckRepeats(path, item, "serve.variants[]");
+  VariantConfig vc;
+  for (const auto& kv : item) {
+    const std::string key = kv.first.as<std::string>();
+    const Setting<VariantConfig>* s = FindSetting(VariantSettings(), key);
+    if (s == nullptr) {
+      throw Error(YamlWhere(path, kv.first) + ": unknown key 'serve.variants[]." + key +
+                  "' (expected one of: " + KnownSettingKeys(VariantSettings(), "") + ")");
+    }
+    if (key == "rerank" && kv.second.IsNull()) {
+      throw Error(YamlWhere(path, kv.second) +
+                  ": 'rerank': expected the path of a ranker model file");
+    }
+    if (key == "candidates" && !item["rerank"]) {
+      throw Error(YamlWhere(path, kv.second) +
+                  ": 'candidates' is how many retrieved items 'rerank' re-orders; give 'rerank' "
+                  "too or leave it out");
+    }
+    AssignYaml(*s, &vc, kv.second, YamlWhere(path, kv.second));
+    if (key == "rerank" && vc.rerank.empty()) {
+      throw Error(YamlWhere(path, kv.second) +
+                  ": 'rerank': expected the path of a ranker model file");
+    }
+  }
+  return vc;
 }
 
 }  // namespace
@@ -93,56 +221,23 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
   ServeConfig c;
   c.source = path;
   const YAML::Node s = root["serve"];
-  CheckKeys(path, s, "serve",
-            {"host", "port", "threads", "max_k", "max_list", "max_body_bytes", "timeout_seconds",
-             "deadline_seconds", "user_cache_mb", "events", "live_history", "experiment", "salt",
-             "variants"});
+  if (!s.IsMap()) throw Error(YamlWhere(path, s) + ": 'serve' must be a mapping");
+  CheckRepeats(path, s, "serve");
   for (const auto& kv : s) {
     const std::string key = kv.first.as<std::string>();
     const YAML::Node& v = kv.second;
-    const std::string name = "serve." + key;
-    if (key == "host") c.host = Scalar<std::string>(path, v, name);
-    if (key == "port") c.port = Scalar<int>(path, v, name);
-    if (key == "threads") c.threads = Scalar<int>(path, v, name);
-    if (key == "max_k") c.max_k = Scalar<int>(path, v, name);
-    if (key == "max_list") c.max_list = Scalar<int>(path, v, name);
-    if (key == "max_body_bytes") c.max_body_bytes = Scalar<int64_t>(path, v, name);
-    if (key == "timeout_seconds") c.timeout_seconds = Scalar<double>(path, v, name);
-    if (key == "deadline_seconds") c.deadline_seconds = Scalar<double>(path, v, name);
-    if (key == "user_cache_mb") c.user_cache_mb = Scalar<int64_t>(path, v, name);
-    if (key == "events") c.events = Scalar<std::string>(path, v, name);
-    if (key == "live_history") c.live_history = Scalar<bool>(path, v, name);
-    if (key == "experiment") c.experiment = Scalar<std::string>(path, v, name);
-    if (key == "salt") c.salt = Scalar<std::string>(path, v, name);
     if (key == "variants") {
-      if (!v.IsSequence()) throw Error(At(path, v) + ": 'serve.variants' must be a list");
-      for (const YAML::Node& item : v) {
-        CheckKeys(path, item, "serve.variants[]",
-                  {"name", "model", "index", "weight", "rerank", "candidates"});
-        VariantConfig vc;
-        if (item["name"]) vc.name = Scalar<std::string>(path, item["name"], "name");
-        if (item["model"]) vc.model = Scalar<std::string>(path, item["model"], "model");
-        if (item["index"]) vc.index = Scalar<std::string>(path, item["index"], "index");
-        if (item["weight"]) vc.weight = Scalar<double>(path, item["weight"], "weight");
-        if (item["rerank"]) {
-          vc.rerank = item["rerank"].IsNull() ? std::string()
-                                              : Scalar<std::string>(path, item["rerank"], "rerank");
-          if (vc.rerank.empty()) {
-            throw Error(At(path, item["rerank"]) +
-                        ": 'rerank': expected the path of a ranker model file");
-          }
-        }
-        if (item["candidates"]) {
-          if (!item["rerank"]) {
-            throw Error(At(path, item["candidates"]) +
-                        ": 'candidates' is how many retrieved items 'rerank' re-orders; give "
-                        "'rerank' too or leave it out");
-          }
-          vc.candidates = Scalar<int>(path, item["candidates"], "candidates");
-        }
-        c.variants.push_back(vc);
-      }
+      if (!v.IsSequence()) throw Error(YamlWhere(path, v) + ": 'serve.variants' must be a list");
+      for (const YAML::Node& item : v) c.variants.push_back(ParseVariant(path, item));
+      continue;
     }
+    const Setting<ServeConfig>* setting = FindSetting(ServeSettings(), "serve." + key);
+    if (setting == nullptr) {
+      throw Error(YamlWhere(path, kv.first) + ": unknown key 'serve." + key +
+                  "' (expected one of: " + KnownSettingKeys(ServeSettings(), "serve") +
+                  ", variants)");
+    }
+    AssignYaml(*setting, &c, v, YamlWhere(path, v));
   }
   // Paths are relative to the config file's folder, and absolute from here on.
   const std::filesystem::path base = std::filesystem::absolute(path).parent_path();
@@ -159,21 +254,25 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
   return c;
 }
 
+void ServeConfig::Set(const std::string& key, const std::string& value, const std::string& where) {
+  const Setting<ServeConfig>* s = FindSetting(ServeSettings(), "serve." + key);
+  if (s == nullptr) {
+    throw Error(ErrorCode::kInternal, where + ": no serve setting '" + key + "'");
+  }
+  AssignText(*s, this, value, where);
+}
+
+std::vector<std::string> ServeSettingsHelp() {
+  std::vector<std::string> out = SettingsHelpLines(ServeSettings());
+  for (const std::string& line : SettingsHelpLines(VariantSettings())) {
+    out.push_back("serve.variants[]." + line);
+  }
+  return out;
+}
+
 void ServeConfig::Validate() const {
-  auto range = [](const char* key, double v, double lo, double hi) {
-    if (!(v >= lo && v <= hi)) {
-      throw Error(std::string("serve.") + key + ": " + std::to_string(v) + " is out of range (" +
-                  std::to_string(lo) + " .. " + std::to_string(hi) + ")");
-    }
-  };
-  range("port", port, 0, 65535);
-  range("threads", threads, 0, 1024);
-  range("max_k", max_k, 1, 1000000);
-  range("max_list", max_list, 1, 10000000);
-  range("max_body_bytes", static_cast<double>(max_body_bytes), 64, 1 << 30);
-  range("timeout_seconds", timeout_seconds, 0.001, 3600);
-  range("deadline_seconds", deadline_seconds, 1e-6, 3600);
-  range("user_cache_mb", static_cast<double>(user_cache_mb), 0, 1 << 20);
+  // Ranges from the declarations (values set in code or by flags were not parsed through them).
+  CheckRanges(ServeSettings(), *this, source);
   if (variants.empty()) throw Error("serve: no variant (give --model or serve.variants)");
   std::set<std::string> names;
   double total = 0;
@@ -183,13 +282,7 @@ void ServeConfig::Validate() const {
     if (!names.insert(v.name).second) {
       throw Error("serve.variants: the name '" + v.name + "' is used twice");
     }
-    if (v.candidates < 1 || v.candidates > 1000000) {
-      throw Error("serve.variants: '" + v.name + "': candidates must be in [1, 1000000], got " +
-                  std::to_string(v.candidates));
-    }
-    if (!(v.weight >= 0) || !std::isfinite(v.weight)) {
-      throw Error("serve.variants: '" + v.name + "': weight must be >= 0");
-    }
+    CheckRanges(VariantSettings(), v, "serve.variants: '" + v.name + "'");
     total += v.weight;
   }
   if (!(total > 0)) throw Error("serve.variants: the weights sum to 0");

@@ -1009,7 +1009,8 @@ TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {
   EXPECT_THAT(error("serve: {variants: [{name: a, model: m, weight: 0}]}\n"),
               HasSubstr("weights sum to 0"));
   EXPECT_THAT(error("serve: {variants: [{name: a, model: m, rerank: r, candidates: 0}]}\n"),
-              HasSubstr("'a': candidates must be in [1, 1000000], got 0"));
+              HasSubstr("serve.yaml:1: 'candidates': 0 is out of range (expected >= 1 and <= "
+                        "1000000)"));
   EXPECT_THAT(error("serve: {variants: [{name: a, model: m, candidates: 50}]}\n"),
               HasSubstr("'candidates' is how many retrieved items 'rerank' re-orders"));
   EXPECT_THAT(error("serve: {variants: [{name: a, model: m, rerank: null}]}\n"),
@@ -1022,6 +1023,39 @@ TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {
               HasSubstr("serve.deadline_seconds"));
   EXPECT_THAT(error("serve: {deadline_seconds: soon, variants: [{name: a, model: m}]}\n"),
               HasSubstr("serve.deadline_seconds"));
+  // Types and ranges come from the declarations, each message naming the line and the key.
+  EXPECT_THAT(error("serve:\n  variants: [{name: a, model: m}]\n  port: 70000\n"),
+              HasSubstr("serve.yaml:3: 'serve.port': 70000 is out of range (expected >= 0 and "
+                        "<= 65535)"));
+  EXPECT_THAT(error("serve:\n  variants: [{name: a, model: m}]\n  live_history: maybe\n"),
+              HasSubstr("serve.yaml:3: 'serve.live_history': expected true or false, got "
+                        "\"maybe\""));
+  EXPECT_THAT(error("serve: {variants: [{name: a, model: m, weight: -1}]}\n"),
+              HasSubstr("'weight': -1 is out of range (expected >= 0"));
+  // A value set in code (not parsed) is checked against the same declaration.
+  ServeConfig c;
+  c.variants.push_back({"a", "m", "", 1.0, "", 50});
+  c.max_k = 0;
+  EXPECT_THAT([&] { c.Validate(); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("'serve.max_k': 0 is out of range")));
+  EXPECT_THAT([&] { c.Set("port", "http", "--port"); },
+              ::testing::ThrowsMessage<Error>(
+                  HasSubstr("--port: 'serve.port': expected an integer, got \"http\"")));
+}
+
+TEST(ServeConfigTest, EverySettingIsListedWithItsDefault) {
+  const std::vector<std::string> help = ServeSettingsHelp();
+  auto line = [&](const std::string& key) {
+    for (const std::string& l : help) {
+      if (l.rfind(key + " (", 0) == 0) return l;
+    }
+    return std::string();
+  };
+  // The defaults written in server.h, read back through the declarations.
+  EXPECT_THAT(line("serve.port"), HasSubstr("default 8080, >= 0 and <= 65535"));
+  EXPECT_THAT(line("serve.host"), HasSubstr("default \"127.0.0.1\""));
+  EXPECT_THAT(line("serve.live_history"), HasSubstr("default true"));
+  EXPECT_THAT(line("serve.variants[].candidates"), HasSubstr("default 200"));
 }
 
 }  // namespace

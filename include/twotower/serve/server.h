@@ -84,10 +84,18 @@ struct ServeConfig {
   // {name, model, index, weight, rerank, candidates}). Throws Error naming file, line and key for
   // an unknown or repeated key or a bad value.
   static ServeConfig FromYamlFile(const std::string& path);
+  // Sets the serve setting `key` (as in serve.yaml without "serve.", e.g. "port") from text, as
+  // a command-line flag gives it; `where` names the flag. Throws Error for a value of the wrong
+  // type or out of the declared range.
+  void Set(const std::string& key, const std::string& value, const std::string& where);
   // Throws Error naming the setting: no variant, a variant without name or model, a repeated
-  // name, a negative weight or all weights 0, port / threads / limits out of range.
+  // name, a negative weight or all weights 0, port / threads / limits out of the declared range.
   void Validate() const;
 };
+
+// "serve.<key> (<type>, default <value>, <range>): <help>" for every serve.yaml setting, each
+// declared once in server.cc's tables (core/settings.h), serve.variants[] entries last.
+std::vector<std::string> ServeSettingsHelp();
 
 class Server {
  public:
