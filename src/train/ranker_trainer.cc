@@ -301,7 +301,17 @@ RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
     result.test_most_popular = EvaluateMostPopularSplit(data, Split::kTest, positives_only, ks);
   }
   if (!options.run_dir.empty()) {
-    WriteFileAtomically(options.run_dir + "/test_metrics.json", RankerTestMetricsJson(result));
+    TestReport report;
+    report.model_kind = "ranker";
+    report.test = result.test;
+    report.training_loss = "bce";
+    report.refit = result.refit;
+    report.ranking = result.test_ranking;
+    report.ranking_scored = "every item for every user, by the ranker";
+    report.most_popular = result.test_most_popular;
+    report.best_epoch = result.best_epoch;
+    report.train_seconds = result.train_seconds;
+    WriteFileAtomically(options.run_dir + "/test_metrics.json", TestMetricsJson(report));
   }
   return result;
 }

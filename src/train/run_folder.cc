@@ -82,7 +82,13 @@ nlohmann::json RankingJson(const RankingMetrics& m) {
   return j;
 }
 
-std::string TestMetricsJson(const TrainResult& r, const std::string& loss) {
+std::string RankingSummary(const RankingMetrics& m) {
+  if (m.ks.empty()) return "";
+  const std::string k = std::string("@").append(std::to_string(m.ks[0]));
+  return "recall" + k + " " + Fixed(m.recall[0]) + " ndcg" + k + " " + Fixed(m.ndcg[0]);
+}
+
+std::string TestMetricsJson(const TestReport& r) {
   auto num = [](double v) -> nlohmann::json {
     if (std::isnan(v)) return nullptr;
     return std::round(v * 1e6) / 1e6;
@@ -90,52 +96,23 @@ std::string TestMetricsJson(const TrainResult& r, const std::string& loss) {
   const EvalMetrics& m = r.test;
   nlohmann::ordered_json j;
   j["split"] = "test";
+  if (!r.model_kind.empty()) j["model_kind"] = r.model_kind;
   j["count"] = m.count;
   j["loss"] = num(m.loss);
   j["accuracy"] = num(m.accuracy);
   j["auc"] = num(m.auc);
   j["oracle_auc"] = num(m.oracle_auc);
-  j["training_loss"] = loss;
+  j["training_loss"] = r.training_loss;
   j["refit_on_train_and_val"] = r.refit;
-  if (!r.test_ranking.ks.empty()) {
-    j["ranking"] = RankingJson(r.test_ranking);
-    j["most_popular"] = RankingJson(r.test_most_popular);
+  if (!r.ranking.ks.empty()) {
+    j["ranking"] = RankingJson(r.ranking);
+    if (!r.ranking_scored.empty()) j["ranking"]["scored"] = r.ranking_scored;
+    j["most_popular"] = RankingJson(r.most_popular);
   }
-  if (!r.test_tasks.empty()) {
+  if (!r.tasks.empty()) {
     nlohmann::ordered_json tasks;
-    for (const TaskMetric& t : r.test_tasks) tasks[t.name] = {{t.metric, num(t.value)}};
+    for (const TaskMetric& t : r.tasks) tasks[t.name] = {{t.metric, num(t.value)}};
     j["tasks"] = tasks;
-  }
-  j["best_epoch"] = r.best_epoch;
-  j["train_seconds"] = std::round(r.train_seconds * 1e3) / 1e3;
-  return j.dump(2) + "\n";
-}
-
-std::string RankingSummary(const RankingMetrics& m) {
-  if (m.ks.empty()) return "";
-  const std::string k = std::string("@").append(std::to_string(m.ks[0]));
-  return "recall" + k + " " + Fixed(m.recall[0]) + " ndcg" + k + " " + Fixed(m.ndcg[0]);
-}
-
-std::string RankerTestMetricsJson(const RankerTrainResult& r) {
-  auto num = [](double v) -> nlohmann::json {
-    if (std::isnan(v)) return nullptr;
-    return std::round(v * 1e6) / 1e6;
-  };
-  nlohmann::ordered_json j;
-  j["split"] = "test";
-  j["model_kind"] = "ranker";
-  j["count"] = r.test.count;
-  j["loss"] = num(r.test.loss);
-  j["accuracy"] = num(r.test.accuracy);
-  j["auc"] = num(r.test.auc);
-  j["oracle_auc"] = num(r.test.oracle_auc);
-  j["training_loss"] = "bce";
-  j["refit_on_train_and_val"] = r.refit;
-  if (!r.test_ranking.ks.empty()) {
-    j["ranking"] = RankingJson(r.test_ranking);
-    j["ranking"]["scored"] = "every item for every user, by the ranker";
-    j["most_popular"] = RankingJson(r.test_most_popular);
   }
   j["best_epoch"] = r.best_epoch;
   j["train_seconds"] = std::round(r.train_seconds * 1e3) / 1e3;

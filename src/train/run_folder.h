@@ -10,8 +10,6 @@
 
 #include "twotower/train/fit.h"
 #include "twotower/train/metrics.h"
-#include "twotower/train/ranker_trainer.h"
-#include "twotower/train/trainer.h"
 
 namespace twotower::train {
 
@@ -26,9 +24,20 @@ std::string CurvesSvg(const std::vector<EpochRecord>& history, const std::string
 nlohmann::json RankingJson(const RankingMetrics& m);
 // "recall@10 0.1234 ndcg@10 0.1111" for the first K ("" when not ranked): the epoch line's.
 std::string RankingSummary(const RankingMetrics& m);
-// test_metrics.json of a two-tower run (`loss`: the training loss's name) and of a ranker run.
-std::string TestMetricsJson(const TrainResult& r, const std::string& loss);
-std::string RankerTestMetricsJson(const RankerTrainResult& r);
+// What a model kind reports on the test split: test_metrics.json's content.
+struct TestReport {
+  std::string model_kind;  // "" for the two-tower model (files before rankers had no key)
+  EvalMetrics test;
+  std::string training_loss;  // the loss's name
+  bool refit = false;
+  RankingMetrics ranking, most_popular;  // empty ks: not ranked
+  std::string ranking_scored;            // how the ranking was scored, when not by embeddings
+  std::vector<TaskMetric> tasks;
+  int best_epoch = 0;
+  double train_seconds = 0;
+};
+// test_metrics.json: values rounded to 1e-6 (seconds to 1e-3), NaN as null.
+std::string TestMetricsJson(const TestReport& r);
 
 }  // namespace twotower::train
 

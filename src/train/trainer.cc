@@ -528,8 +528,16 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
         {model_config.tasks[t].name, TaskMetricName(model_config.tasks[t]), test_tasks[t]});
   }
   if (!options.run_dir.empty()) {
-    WriteFileAtomically(options.run_dir + "/test_metrics.json",
-                        TestMetricsJson(result, fit.trainer().loss().name()));
+    TestReport report;
+    report.test = result.test;
+    report.training_loss = fit.trainer().loss().name();
+    report.refit = result.refit;
+    report.ranking = result.test_ranking;
+    report.most_popular = result.test_most_popular;
+    report.tasks = result.test_tasks;
+    report.best_epoch = result.best_epoch;
+    report.train_seconds = result.train_seconds;
+    WriteFileAtomically(options.run_dir + "/test_metrics.json", TestMetricsJson(report));
   }
   return result;
 }

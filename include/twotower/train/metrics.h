@@ -13,6 +13,19 @@
 
 namespace twotower::train {
 
+// The pointwise metrics of a split's labelled pairs: count, mean BCE loss, accuracy, AUC.
+struct EvalMetrics {
+  int64_t count = 0;
+  double loss = 0, accuracy = 0, auc = 0;
+  double oracle_auc = 0;  // AUC of p_true; NaN when the file has none
+};
+
+// One auxiliary task's test metric (tasks.h).
+struct TaskMetric {
+  std::string name, metric;  // the task, "rmse" or "accuracy"
+  double value = 0;
+};
+
 // Area under the ROC curve: the probability that a random positive scores above a random
 // negative, ties counting one half (Mann-Whitney U with mid-ranks). `labels` are 0/1.
 // Returns NaN when all labels are equal (the AUC is undefined) or a score is NaN.

@@ -34,12 +34,6 @@
 
 namespace twotower::train {
 
-struct EvalMetrics {
-  int64_t count = 0;
-  double loss = 0, accuracy = 0, auc = 0;
-  double oracle_auc = 0;  // AUC of p_true; NaN when the file has none
-};
-
 // Scores every interaction in inference mode. Users and items are each encoded once, then pairs
 // are scored by dot product, so the cost is (users + items) tower passes, not one per pair.
 // `progress`, if given, counts the steps: one per tower pass and one per 65,536 pairs scored.
@@ -121,11 +115,6 @@ class Trainer {
   TaskBatch task_batch_;
   TaskScratch task_scratch_;
   std::vector<double> task_losses_;
-};
-
-struct TaskMetric {
-  std::string name, metric;  // the task, "rmse" or "accuracy"
-  double value = 0;
 };
 
 struct TrainResult {
