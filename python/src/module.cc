@@ -1,0 +1,450 @@
+// twotower._twotower: the Python binding of the app core (pybind11, Debian's pybind11-dev). It
+// holds no logic of its own: each function converts Python values to the app's plain structs,
+// calls one app function with the GIL released, and converts the result back. The Python-facing
+// API (twotower/__init__.py) wraps these in classes following faiss / implicit / pandas habits.
+//
+// Errors: every twotower::Error becomes the Python exception of its code (core/error.h):
+// InvalidArgumentError (a ValueError), NotFoundError (a LookupError), CorruptDataError,
+// IoError (an OSError), ConflictError, UnavailableError, InternalError; all subclasses of
+// twotower.Error, with the request field as `.field` where there is one.
+//
+// Arrays: embeddings come back as float32 numpy arrays (n, d) that own the engine's matrix
+// (no copy); queries and vectors given to an index are read in place when they are C-contiguous
+// float32.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "twotower/app/app.h"
+#include "twotower/app/recommender.h"
+#include "twotower/app/train.h"
+#include "twotower/core/error.h"
+#include "twotower/core/matrix.h"
+#include "twotower/data/generator.h"
+#include "twotower/index/item_index.h"
+
+namespace py = pybind11;
+
+namespace twotower::python {
+namespace {
+
+// A float32 array (rows, cols) that owns `m` (moved to the heap; freed with the array).
+py::array_t<float> ToNumpy(Matrix m) {
+  auto* owned = new Matrix(std::move(m));
+  py::capsule free_when_done(owned, [](void* p) { delete static_cast<Matrix*>(p); });
+  return py::array_t<float>(
+      {static_cast<py::ssize_t>(owned->rows()), static_cast<py::ssize_t>(owned->cols())},
+      {static_cast<py::ssize_t>(owned->cols() * sizeof(float)),
+       static_cast<py::ssize_t>(sizeof(float))},
+      owned->data(), free_when_done);
+}
+
+// A (n, dim) C-contiguous float32 view of `a` (converted when it is another dtype or layout).
+py::array_t<float, py::array::c_style | py::array::forcecast> Rows(const py::handle& a, int dim,
+                                                                   const char* what) {
+  auto arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+  if (!arr)
+    throw Error(ErrorCode::kInvalidArgument, std::string(what) + ": expected an array of numbers",
+                what);
+  if (arr.ndim() != 2 || (dim > 0 && arr.shape(1) != dim)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string(what) + ": expected shape (n, " +
+                    (dim > 0 ? std::to_string(dim) : std::string("d")) + "), got " +
+                    std::to_string(arr.ndim()) + " dimensions" +
+                    (arr.ndim() == 2 ? " (n, " + std::to_string(arr.shape(1)) + ")" : ""),
+                what);
+  }
+  return arr;
+}
+
+struct PyRecommendations {
+  std::vector<std::string> ids;
+  std::vector<double> scores;
+  bool reranked = false;
+};
+
+PyRecommendations FromApp(const app::Recommendations& r) {
+  PyRecommendations out;
+  out.reranked = r.reranked;
+  for (const app::ScoredItem& s : r.items) {
+    out.ids.push_back(s.id);
+    out.scores.push_back(s.score);
+  }
+  return out;
+}
+
+// One opened model: app::Recommender and what the Python class reads from it.
+class Model {
+ public:
+  Model(const std::string& path, const std::string& index, const std::string& embeddings,
+        const std::string& users, const std::string& items, const std::string& rerank,
+        int candidates, bool load_seen) {
+    app::RecommenderOptions o;
+    o.model = path;
+    o.index = index;
+    o.embeddings = embeddings;
+    o.data.users = users;
+    o.data.items = items;
+    o.rerank = rerank;
+    o.candidates = candidates;
+    o.load_seen = load_seen;
+    py::gil_scoped_release release;
+    rec_ = app::Recommender::Open(o);
+  }
+
+  PyRecommendations Recommend(const std::string& user_id, int k, bool exclude_seen,
+                              const std::vector<std::string>& exclude,
+                              const std::optional<std::vector<std::string>>& allow) const {
+    app::RecommendRequest r;
+    r.user.id = user_id;
+    r.k = k;
+    r.exclude_seen = exclude_seen;
+    r.exclude = exclude;
+    r.allow = allow;
+    py::gil_scoped_release release;
+    return FromApp(rec_->Recommend(r));
+  }
+
+  // Many users at once (each as Recommend), the GIL released once.
+  std::vector<PyRecommendations> RecommendMany(
+      const std::vector<std::string>& user_ids, int k, bool exclude_seen,
+      const std::vector<std::string>& exclude,
+      const std::optional<std::vector<std::string>>& allow) const {
+    std::vector<PyRecommendations> out(user_ids.size());
+    py::gil_scoped_release release;
+    for (size_t i = 0; i < user_ids.size(); ++i) {
+      app::RecommendRequest r;
+      r.user.id = user_ids[i];
+      r.k = k;
+      r.exclude_seen = exclude_seen;
+      r.exclude = exclude;
+      r.allow = allow;
+      out[i] = FromApp(rec_->Recommend(r));
+    }
+    return out;
+  }
+
+  PyRecommendations RecommendFeatures(const app::Row& features,
+                                      const std::optional<std::vector<std::string>>& history, int k,
+                                      const std::vector<std::string>& exclude,
+                                      const std::optional<std::vector<std::string>>& allow) const {
+    app::RecommendRequest r;
+    r.user.features = features;
+    r.user.history = history;
+    r.k = k;
+    r.exclude = exclude;
+    r.allow = allow;
+    py::gil_scoped_release release;
+    return FromApp(rec_->Recommend(r));
+  }
+
+  std::vector<double> Score(const std::string& user_id,
+                            const std::vector<std::string>& item_ids) const {
+    app::UserRef user;
+    user.id = user_id;
+    py::gil_scoped_release release;
+    std::vector<double> out;
+    for (const app::ScoredItem& s : rec_->Score(user, item_ids)) out.push_back(s.score);
+    return out;
+  }
+
+  PyRecommendations Similar(const std::string& item_id, int k) const {
+    py::gil_scoped_release release;
+    return FromApp(rec_->Similar(item_id, k));
+  }
+
+  // Every user of the users table through the user tower, in the blocks every other path uses
+  // (app::EncodeKnownUsers), so the rows are the bits `recommend` searches with.
+  py::array_t<float> EncodeUsers() const {
+    Matrix all;
+    {
+      py::gil_scoped_release release;
+      const app::Bundle& b = rec_->bundle();
+      const int64_t n = b.users.num_rows();
+      all.resize(n, b.model.model->embedding_dim());
+      Matrix block;
+      for (int64_t first = 0; first < n; first += app::kUserBlock) {
+        const int64_t m = std::min<int64_t>(app::kUserBlock, n - first);
+        app::EncodeKnownUsers(b, first, m, &block);
+        all.middleRows(first, m) = block;
+      }
+    }
+    return ToNumpy(std::move(all));
+  }
+
+  // Every item of the items table through the item tower (app::EmbedItems: what `embed` writes).
+  py::array_t<float> EncodeItems() const {
+    Matrix v;
+    {
+      py::gil_scoped_release release;
+      v = app::EmbedItems(rec_->bundle().model, rec_->bundle().items);
+    }
+    return ToNumpy(std::move(v));
+  }
+
+  const std::vector<std::string>& UserIds() const { return rec_->bundle().user_index.ids; }
+  const std::vector<std::string>& ItemIds() const { return rec_->bundle().item_index.ids; }
+  std::string Config() const { return rec_->bundle().model.config.dump(); }
+  const std::string& Sha256() const { return rec_->model_version(); }
+  int Dim() const { return rec_->bundle().model.model->embedding_dim(); }
+  std::string IndexSpec() const { return rec_->index_spec(); }
+
+  // Pointwise and ranking metrics of an interactions file (app::EvaluateInteractions: what
+  // `twotower evaluate` prints), as a flat dict.
+  py::dict Evaluate(const std::string& path, const std::vector<std::string>& exclude) const {
+    app::EvaluationReport r;
+    {
+      py::gil_scoped_release release;
+      r = app::EvaluateInteractions(rec_->bundle(), path, exclude);
+    }
+    py::dict d;
+    d["count"] = r.pointwise.count;
+    d["loss"] = r.pointwise.loss;
+    d["accuracy"] = r.pointwise.accuracy;
+    d["auc"] = r.pointwise.auc;
+    if (r.ranked) {
+      d["users"] = r.ranking.users;
+      for (size_t i = 0; i < r.ranking.ks.size(); ++i) {
+        const std::string k = "@" + std::to_string(r.ranking.ks[i]);
+        d[py::str("recall" + k)] = r.ranking.recall[i];
+        d[py::str("ndcg" + k)] = r.ranking.ndcg[i];
+        d[py::str("hitrate" + k)] = r.ranking.hit_rate[i];
+        d[py::str("mrr" + k)] = r.ranking.mrr[i];
+        d[py::str("coverage" + k)] = r.ranking.coverage[i];
+        d[py::str("most_popular_recall" + k)] = r.most_popular.recall[i];
+        d[py::str("most_popular_ndcg" + k)] = r.most_popular.ndcg[i];
+      }
+    }
+    for (const train::TaskMetric& t : r.tasks) d[py::str(t.name + "_" + t.metric)] = t.value;
+    return d;
+  }
+
+ private:
+  std::unique_ptr<app::Recommender> rec_;
+};
+
+// An item index (index/item_index.h) over vectors given from Python.
+class Index {
+ public:
+  explicit Index(std::unique_ptr<index::ItemIndex> index) : index_(std::move(index)) {}
+
+  static Index Build(const py::handle& vectors, const std::vector<std::string>& ids,
+                     const std::string& spec) {
+    auto v = Rows(vectors, 0, "embeddings");
+    if (static_cast<size_t>(v.shape(0)) != ids.size()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "ids: " + std::to_string(ids.size()) + " ids for " + std::to_string(v.shape(0)) +
+                      " rows of embeddings",
+                  "ids");
+    }
+    std::unique_ptr<index::ItemIndex> idx = index::MakeIndex(spec, static_cast<int>(v.shape(1)));
+    {
+      py::gil_scoped_release release;
+      idx->Add(v.data(), v.shape(0), ids);
+    }
+    return Index(std::move(idx));
+  }
+
+  static Index Load(const std::string& path) {
+    py::gil_scoped_release release;
+    return Index(index::LoadIndex(path));
+  }
+
+  void Save(const std::string& path) const {
+    py::gil_scoped_release release;
+    index_->Save(path);
+  }
+
+  // (ids (n, k) as Python lists of str, scores (n, k) float32); padding "" / -inf where fewer
+  // than k items exist.
+  std::pair<std::vector<std::vector<std::string>>, py::array_t<float>> Search(
+      const py::handle& queries, int k) const {
+    auto q = Rows(queries, index_->dim(), "queries");
+    const int64_t n = q.shape(0);
+    std::vector<int64_t> labels(static_cast<size_t>(n) * std::max(k, 0));
+    Matrix scores(n, std::max(k, 1));
+    {
+      py::gil_scoped_release release;
+      index_->Search(q.data(), n, k, nullptr, labels.data(), scores.data());
+    }
+    std::vector<std::vector<std::string>> ids(n);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int j = 0; j < k; ++j) {
+        const int64_t l = labels[i * k + j];
+        ids[i].push_back(l >= 0 ? index_->ids()[l] : std::string());
+      }
+    }
+    return {std::move(ids), ToNumpy(std::move(scores))};
+  }
+
+  int64_t Size() const { return index_->size(); }
+  int Dim() const { return index_->dim(); }
+  std::string Spec() const { return index_->spec(); }
+  const std::vector<std::string>& Ids() const { return index_->ids(); }
+
+ private:
+  std::unique_ptr<index::ItemIndex> index_;
+};
+
+py::dict Generate(const std::string& out_dir, int64_t users, int64_t movies, int64_t interactions,
+                  uint64_t seed, const std::string& format) {
+  data::GeneratorOptions o;
+  o.users = users;
+  o.movies = movies;
+  o.interactions = interactions;
+  o.seed = seed;
+  o.format = format;
+  if (format != "csv" && format != "parquet") {
+    throw Error(ErrorCode::kInvalidArgument,
+                "format: expected \"csv\" or \"parquet\", got " + Quote(format), "format");
+  }
+  data::GeneratorSummary s;
+  {
+    py::gil_scoped_release release;
+    s = data::GenerateLabData(o, out_dir);
+  }
+  py::dict d;
+  d["train"] = s.train;
+  d["val"] = s.val;
+  d["test"] = s.test;
+  d["liked_rate"] = s.liked_rate;
+  return d;
+}
+
+py::dict Train(const std::string& config_path,
+               const std::vector<std::pair<std::string, std::string>>& overrides,
+               const std::string& resume, bool progress) {
+  app::TrainRequest r;
+  r.config_path = config_path;
+  for (const auto& [key, value] : overrides) r.settings.push_back({key + "=" + value, "overrides"});
+  r.resume = resume;
+  r.progress = progress;
+  app::TrainOutcome o;
+  {
+    py::gil_scoped_release release;
+    o = app::Train(r);
+  }
+  py::dict d;
+  d["run_dir"] = o.run_dir;
+  d["best_epoch"] = o.best_epoch;
+  d["refit"] = o.refit;
+  d["ranker"] = o.ranker;
+  d["train_seconds"] = o.train_seconds;
+  return d;
+}
+
+}  // namespace
+}  // namespace twotower::python
+
+PYBIND11_MODULE(_twotower, m) {
+  using namespace twotower;
+  using namespace twotower::python;
+  m.doc() = "twotower's app core (the twotower package wraps it)";
+
+  // One exception class per ErrorCode, all under twotower.Error, each also under the Python
+  // built-in a caller would catch (ValueError, LookupError, OSError). Created once, kept for the
+  // life of the process (the module is never unloaded).
+  auto make = [&m](const char* name, PyObject* base, PyObject* builtin) {
+    py::tuple bases = builtin != nullptr ? py::make_tuple(py::handle(base), py::handle(builtin))
+                                         : py::make_tuple(py::handle(base));
+    PyObject* cls = PyErr_NewException(("twotower._twotower." + std::string(name)).c_str(),
+                                       bases.ptr(), nullptr);
+    if (cls == nullptr) throw py::error_already_set();
+    m.add_object(name, py::handle(cls));
+    return cls;
+  };
+  static PyObject* base = make("Error", PyExc_Exception, nullptr);
+  static PyObject* classes[] = {
+      make("InvalidArgumentError", base, PyExc_ValueError),  // ErrorCode order (core/error.h)
+      make("NotFoundError", base, PyExc_LookupError),
+      make("CorruptDataError", base, nullptr),
+      make("IoError", base, PyExc_OSError),
+      make("ConflictError", base, nullptr),
+      make("UnavailableError", base, nullptr),
+      make("InternalError", base, nullptr),
+  };
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const Error& e) {
+      PyObject* cls = classes[6];
+      switch (e.code()) {
+        case ErrorCode::kInvalidArgument:
+          cls = classes[0];
+          break;
+        case ErrorCode::kNotFound:
+          cls = classes[1];
+          break;
+        case ErrorCode::kCorruptData:
+          cls = classes[2];
+          break;
+        case ErrorCode::kIo:
+          cls = classes[3];
+          break;
+        case ErrorCode::kConflict:
+          cls = classes[4];
+          break;
+        case ErrorCode::kUnavailable:
+          cls = classes[5];
+          break;
+        case ErrorCode::kInternal:
+          break;
+      }
+      py::object instance = py::reinterpret_borrow<py::object>(cls)(e.what());
+      instance.attr("field") = e.field();
+      instance.attr("code") = std::string(ErrorCodeName(e.code()));
+      PyErr_SetObject(cls, instance.ptr());
+    }
+  });
+
+  py::class_<PyRecommendations>(m, "Recommendations")
+      .def_readonly("ids", &PyRecommendations::ids)
+      .def_readonly("scores", &PyRecommendations::scores)
+      .def_readonly("reranked", &PyRecommendations::reranked);
+
+  py::class_<Model>(m, "Model")
+      .def(py::init<const std::string&, const std::string&, const std::string&, const std::string&,
+                    const std::string&, const std::string&, int, bool>(),
+           py::arg("path"), py::arg("index") = "", py::arg("embeddings") = "",
+           py::arg("users") = "", py::arg("items") = "", py::arg("rerank") = "",
+           py::arg("candidates") = app::kDefaultCandidates, py::arg("load_seen") = true)
+      .def("recommend", &Model::Recommend, py::arg("user_id"), py::arg("k"),
+           py::arg("exclude_seen"), py::arg("exclude"), py::arg("allow"))
+      .def("recommend_many", &Model::RecommendMany, py::arg("user_ids"), py::arg("k"),
+           py::arg("exclude_seen"), py::arg("exclude"), py::arg("allow"))
+      .def("recommend_features", &Model::RecommendFeatures, py::arg("features"), py::arg("history"),
+           py::arg("k"), py::arg("exclude"), py::arg("allow"))
+      .def("score", &Model::Score, py::arg("user_id"), py::arg("item_ids"))
+      .def("similar", &Model::Similar, py::arg("item_id"), py::arg("k"))
+      .def("encode_users", &Model::EncodeUsers)
+      .def("encode_items", &Model::EncodeItems)
+      .def("evaluate", &Model::Evaluate, py::arg("path"), py::arg("exclude"))
+      .def_property_readonly("user_ids", &Model::UserIds)
+      .def_property_readonly("item_ids", &Model::ItemIds)
+      .def_property_readonly("config_json", &Model::Config)
+      .def_property_readonly("sha256", &Model::Sha256)
+      .def_property_readonly("dim", &Model::Dim)
+      .def_property_readonly("index_spec", &Model::IndexSpec);
+
+  py::class_<Index>(m, "Index")
+      .def_static("build", &Index::Build, py::arg("embeddings"), py::arg("ids"), py::arg("spec"))
+      .def_static("load", &Index::Load, py::arg("path"))
+      .def("save", &Index::Save, py::arg("path"))
+      .def("search", &Index::Search, py::arg("queries"), py::arg("k"))
+      .def_property_readonly("size", &Index::Size)
+      .def_property_readonly("dim", &Index::Dim)
+      .def_property_readonly("spec", &Index::Spec)
+      .def_property_readonly("ids", &Index::Ids);
+
+  m.def("generate", &Generate, py::arg("out_dir"), py::arg("users"), py::arg("movies"),
+        py::arg("interactions"), py::arg("seed"), py::arg("format"));
+  m.def("train", &Train, py::arg("config_path"), py::arg("overrides"), py::arg("resume"),
+        py::arg("progress"));
+  m.def("settings_help", &app::SettingsHelp);
+}

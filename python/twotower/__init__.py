@@ -1,0 +1,292 @@
+"""twotower from Python: train, evaluate, embed, index and recommend with the same engine as the
+``twotower`` command and server (the C++ app core, through the ``_twotower`` extension).
+
+    import twotower
+    twotower.generate("data/lab", users=1000, movies=500)
+    run = twotower.train("config/ranking_config.yaml",
+                         overrides={"data.dir": "data/lab", "training.epochs": 5})
+    print(run.test_metrics["auc"])
+    m = run.model                           # the best (or refitted) weights
+    ids, scores = m.recommend("42", k=10)   # the same ids and score bits as the CLI
+    v = m.encode_items()                    # float32 (items, dim), no copy
+    idx = twotower.Index.build(v, m.item_ids, kind="hnsw", M=32)
+    hit_ids, hit_scores = idx.search(m.encode_users()[:5], k=10)
+
+Errors are twotower.Error subclasses by kind: InvalidArgumentError (also a ValueError),
+NotFoundError (also a LookupError), IoError (also an OSError), CorruptDataError, ConflictError,
+UnavailableError, InternalError; ``.field`` names the argument or setting concerned.
+"""
+
+import csv
+import json
+import os
+
+import numpy as np
+
+from ._twotower import (  # noqa: F401  (the exception classes are the public API)
+    ConflictError,
+    CorruptDataError,
+    Error,
+    InternalError,
+    InvalidArgumentError,
+    IoError,
+    NotFoundError,
+    UnavailableError,
+)
+from . import _twotower as _core
+
+__all__ = [
+    "generate", "train", "Run", "Model", "Index", "settings", "Error", "InvalidArgumentError",
+    "NotFoundError", "CorruptDataError", "IoError", "ConflictError", "UnavailableError",
+    "InternalError",
+]
+
+
+def generate(out_dir, users=1000, movies=500, interactions=10000, seed=42, format="csv"):
+    """Writes the synthetic lab data set (users, movies, train / val / test interactions) to
+    out_dir, as ``twotower generate`` does; returns the split sizes and the liked rate."""
+    return _core.generate(os.fspath(out_dir), int(users), int(movies), int(interactions),
+                          int(seed), format)
+
+
+def settings():
+    """One line per training setting: key, type, default, range, help (``--list-settings``)."""
+    return list(_core.settings_help())
+
+
+def _setting_text(value):
+    # The text `--set key=value` takes for a Python value.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(int(v)) for v in value) + "]"
+    return str(value)
+
+
+class Run:
+    """A finished training run: its folder and what it wrote there."""
+
+    def __init__(self, outcome):
+        self.dir = outcome["run_dir"]
+        self.best_epoch = outcome["best_epoch"]
+        self.refit = outcome["refit"]
+        self.ranker = outcome["ranker"]
+        self.train_seconds = outcome["train_seconds"]
+        with open(os.path.join(self.dir, "test_metrics.json"), encoding="utf-8") as f:
+            self.test_metrics = json.load(f)
+        self._model = None
+
+    @property
+    def metrics(self):
+        """metrics.csv, one row per epoch: a pandas DataFrame when pandas is installed, else a
+        list of dicts of floats."""
+        path = os.path.join(self.dir, "metrics.csv")
+        try:
+            import pandas as pd
+        except ImportError:
+            with open(path, newline="", encoding="utf-8") as f:
+                return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return pd.read_csv(path)
+
+    @property
+    def model_path(self):
+        name = "model_refit.safetensors" if self.refit else "model_best.safetensors"
+        return os.path.join(self.dir, name)
+
+    @property
+    def model(self):
+        """The trained model (the refitted one when training.refit), loaded once."""
+        if self.ranker:
+            raise ConflictError("a ranker run: load it as the rerank= of a two-tower Model")
+        if self._model is None:
+            self._model = Model.load(self.model_path)
+        return self._model
+
+    def __repr__(self):
+        return f"Run({self.dir!r}, best_epoch={self.best_epoch})"
+
+
+def train(config="config/ranking_config.yaml", overrides=None, progress=True, resume=None):
+    """Trains as ``twotower train --config CONFIG --set key=value ...`` does and returns the Run.
+
+    overrides: {"training.epochs": 5, "model.user_hidden_dims": [64], ...}, applied in order
+    after the file (each key once). resume: a run folder to continue from its checkpoint (with
+    its own settings: then config and overrides are not used). Progress bars go to stderr."""
+    pairs = [(str(k), _setting_text(v)) for k, v in (overrides or {}).items()]
+    outcome = _core.train(os.fspath(config), pairs, os.fspath(resume) if resume else "",
+                          bool(progress))
+    return Run(outcome)
+
+
+def _as_list(ids, what):
+    if ids is None:
+        return None
+    if isinstance(ids, (str, bytes)):
+        raise InvalidArgumentError(f"{what}: expected a list of ids, got one string")
+    return [str(i) for i in ids]
+
+
+class Model:
+    """A trained two-tower model with its users and items tables (``Model.load``)."""
+
+    def __init__(self, core):
+        self._core = core
+
+    @classmethod
+    def load(cls, path, index=None, embeddings=None, users=None, items=None, rerank=None,
+             candidates=200, load_seen=True):
+        """Opens a model file. index: an index file made for it (default: exact search over its
+        items); embeddings: pre-computed item embeddings; users / items: tables replacing those
+        the model records; rerank: a ranker re-ordering the top `candidates`; load_seen: read
+        the train and val files so that exclude_seen works."""
+        core = _core.Model(os.fspath(path), os.fspath(index or ""), os.fspath(embeddings or ""),
+                           os.fspath(users or ""), os.fspath(items or ""),
+                           os.fspath(rerank or ""), int(candidates), bool(load_seen))
+        return cls(core)
+
+    @property
+    def sha256(self):
+        return self._core.sha256
+
+    @property
+    def config(self):
+        """The training settings the model file records (a dict)."""
+        return json.loads(self._core.config_json)
+
+    @property
+    def dim(self):
+        return self._core.dim
+
+    @property
+    def user_ids(self):
+        return list(self._core.user_ids)
+
+    @property
+    def item_ids(self):
+        return list(self._core.item_ids)
+
+    def recommend(self, user_ids, k=10, exclude_seen=True, exclude=None, allow=None):
+        """Top k items for one user id (returns ids, scores: 1-D arrays) or a list of user ids
+        (returns ids (n, k) object array padded with None, scores (n, k) float64 padded with
+        NaN). exclude: item ids never returned; allow: only these item ids."""
+        ex = _as_list(exclude, "exclude") or []
+        al = _as_list(allow, "allow")
+        if isinstance(user_ids, (str, int, np.integer)):
+            r = self._core.recommend(str(user_ids), int(k), bool(exclude_seen), ex, al)
+            return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
+        users = [str(u) for u in user_ids]
+        rs = self._core.recommend_many(users, int(k), bool(exclude_seen), ex, al)
+        ids = np.full((len(users), int(k)), None, dtype=object)
+        scores = np.full((len(users), int(k)), np.nan, dtype=np.float64)
+        for i, r in enumerate(rs):
+            ids[i, : len(r.ids)] = r.ids
+            scores[i, : len(r.scores)] = r.scores
+        return ids, scores
+
+    def recommend_for(self, features, history=None, k=10, exclude=None, allow=None):
+        """Top k for a user given by its feature columns ({"age": 31, ...}; a new user), with
+        the items it liked (oldest first) for a model whose user tower reads a history."""
+        row = [(str(c), str(v)) for c, v in features.items()]
+        r = self._core.recommend_features(row, _as_list(history, "history"), int(k),
+                                          _as_list(exclude, "exclude") or [],
+                                          _as_list(allow, "allow"))
+        return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
+
+    def score(self, user_id, item_ids):
+        """The shown score of each item for the user (float64 array)."""
+        return np.array(self._core.score(str(user_id), _as_list(item_ids, "item_ids")),
+                        dtype=np.float64)
+
+    def similar(self, item_id, k=10):
+        """The k items nearest to item_id by their embeddings' inner product (ids, scores)."""
+        r = self._core.similar(str(item_id), int(k))
+        return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
+
+    def _rows(self, all_ids, ids, what):
+        if ids is None:
+            return None
+        where = {v: i for i, v in enumerate(all_ids)}
+        rows = []
+        for i in _as_list(ids, what):
+            if i not in where:
+                raise NotFoundError(f"{what}: unknown id {i!r}")
+            rows.append(where[i])
+        return np.array(rows, dtype=np.int64)
+
+    def encode_users(self, user_ids=None):
+        """User embeddings, float32 (n, dim): every user of the users table in its order, or the
+        given ids' rows. The bits `recommend` searches with."""
+        u = self._core.encode_users()
+        rows = self._rows(self._core.user_ids, user_ids, "user_ids")
+        return u if rows is None else u[rows]
+
+    def encode_items(self, item_ids=None):
+        """Item embeddings, float32 (n, dim): every item of the items table in its order (what
+        ``twotower embed`` writes), or the given ids' rows."""
+        v = self._core.encode_items()
+        rows = self._rows(self._core.item_ids, item_ids, "item_ids")
+        return v if rows is None else v[rows]
+
+    def evaluate(self, interactions, exclude=None):
+        """AUC and Recall / NDCG / HitRate / MRR / coverage @K of an interactions file, beside
+        MostPop, as ``twotower evaluate`` computes them (exclude: history files; default: the
+        model's train and val)."""
+        return dict(self._core.evaluate(os.fspath(interactions),
+                                        [os.fspath(p) for p in (exclude or [])]))
+
+    def __repr__(self):
+        return f"Model(sha256={self.sha256[:12]}, dim={self.dim})"
+
+
+class Index:
+    """An exact (flat) or HNSW index over item embeddings, the one the server searches."""
+
+    def __init__(self, core):
+        self._core = core
+
+    @classmethod
+    def build(cls, embeddings, ids, kind="flat", M=32, ef_construction=200, ef_search=64):
+        """embeddings: (n, d) numbers (read in place when C-contiguous float32); ids: n ids."""
+        if kind == "flat":
+            spec = "flat"
+        elif kind == "hnsw":
+            spec = f"hnsw:M={int(M)},ef_construction={int(ef_construction)},ef_search={int(ef_search)}"
+        else:
+            raise InvalidArgumentError(f"kind: expected 'flat' or 'hnsw', got {kind!r}")
+        return cls(_core.Index.build(embeddings, [str(i) for i in ids], spec))
+
+    @classmethod
+    def load(cls, path):
+        return cls(_core.Index.load(os.fspath(path)))
+
+    def save(self, path):
+        self._core.save(os.fspath(path))
+
+    def search(self, queries, k=10):
+        """Top k of each query row: ids (n, k) object array ("" where fewer than k items exist)
+        and inner products (n, k) float32."""
+        q = np.asarray(queries)
+        single = q.ndim == 1
+        ids, scores = self._core.search(q.reshape(1, -1) if single else q, int(k))
+        ids = np.array(ids, dtype=object).reshape(len(ids), int(k))
+        if single:
+            return ids[0], scores[0]
+        return ids, scores
+
+    @property
+    def ids(self):
+        return list(self._core.ids)
+
+    @property
+    def dim(self):
+        return self._core.dim
+
+    @property
+    def spec(self):
+        return self._core.spec
+
+    def __len__(self):
+        return self._core.size
+
+    def __repr__(self):
+        return f"Index({self.spec!r}, size={len(self)}, dim={self.dim})"
