@@ -1,0 +1,184 @@
+"""The Python module against independent readings: the twotower command's own output (another
+front end over the same files), numpy reference computations (AUC, exact top-k), and numpy's
+reader of the .npy files the command writes. Run by scripts/test.sh:
+
+    PYTHONPATH=build/python /usr/bin/python3 -m pytest python/tests -q
+"""
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+import twotower
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLI = os.environ.get("TWOTOWER_CLI", os.path.join(REPO, "build", "twotower"))
+SMALL = {
+    "model.embedding_dim": 16,
+    "model.user_hidden_dims": [32],
+    "model.item_hidden_dims": [32],
+    "training.batch_size": 128,
+    "training.epochs": 3,
+    "threads": 1,
+    "seed": 3,
+}
+
+
+def cli(*args):
+    out = subprocess.run([CLI, *args], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    data = root / "data"
+    summary = twotower.generate(data, users=300, movies=120, interactions=4000, seed=7)
+    assert summary["train"] + summary["val"] + summary["test"] == 4000
+    overrides = dict(SMALL, **{"data.dir": str(data), "output.dir": str(root / "runs")})
+    run = twotower.train(os.path.join(REPO, "config", "ranking_config.yaml"), overrides=overrides,
+                         progress=False)
+    return {"root": root, "data": data, "run": run, "model": run.model}
+
+
+def test_train_writes_a_run_and_its_metrics(lab):
+    run = lab["run"]
+    assert os.path.isfile(os.path.join(run.dir, "config.yaml"))
+    assert 1 <= run.best_epoch <= SMALL["training.epochs"]
+    metrics = run.metrics
+    assert len(metrics) == SMALL["training.epochs"]  # patience 5 > 3 epochs: no early stop
+    # The settings given reached the run: its config.yaml holds them.
+    config = open(os.path.join(run.dir, "config.yaml"), encoding="utf-8").read()
+    assert "embedding_dim: 16" in config and "epochs: 3" in config
+    assert lab["model"].config["model"]["embedding_dim"] == 16
+
+
+def test_recommend_gives_the_command_line_answer_to_the_bit(lab):
+    m = lab["model"]
+    for user in m.user_ids[:5]:
+        ids, scores = m.recommend(user, k=10, exclude_seen=True)
+        shown = json.loads(cli("recommend", "--model", lab["run"].model_path, "--user-id", user,
+                               "--k", "10", "--exclude-seen", "--json", "--quiet"))
+        assert list(ids) == [it["item_id"] for it in shown["items"]]
+        assert list(scores) == [it["score"] for it in shown["items"]]  # exact, not approximate
+
+
+def test_a_batch_is_each_user_alone_and_padding_is_marked(lab):
+    m = lab["model"]
+    users = m.user_ids[:4]
+    ids, scores = m.recommend(users, k=5, exclude_seen=False)
+    assert ids.shape == (4, 5) and scores.shape == (4, 5)
+    for i, u in enumerate(users):
+        one_ids, one_scores = m.recommend(u, k=5, exclude_seen=False)
+        assert list(ids[i]) == list(one_ids)
+        assert np.array_equal(scores[i], one_scores)
+    # Only two items allowed: the rest of each row is padding.
+    allow = m.item_ids[:2]
+    ids, scores = m.recommend(users[:1], k=5, exclude_seen=False, allow=allow)
+    assert sorted(ids[0, :2]) == sorted(allow)
+    assert list(ids[0, 2:]) == [None] * 3 and np.isnan(scores[0, 2:]).all()
+
+
+def test_encode_items_is_what_embed_writes(lab, tmp_path):
+    m = lab["model"]
+    out = tmp_path / "items.npy"
+    cli("embed", "--model", lab["run"].model_path, "--out", str(out))
+    written = np.load(out)  # numpy's own .npy reader
+    v = m.encode_items()
+    assert v.dtype == np.float32 and v.shape == (len(m.item_ids), m.dim)
+    assert np.array_equal(v, written)
+    # No copy: the array views the engine's matrix.
+    assert not v.flags.owndata
+    assert np.array_equal(m.encode_items(m.item_ids[3:5]), v[3:5])
+
+
+def test_evaluate_auc_matches_a_numpy_mann_whitney_over_score(lab):
+    m = lab["model"]
+    test = np.genfromtxt(lab["data"] / "test" / "interactions.csv", delimiter=",", names=True,
+                         dtype=None, encoding="utf-8")
+    users = [str(u) for u in test["user_id"]]
+    items = [str(i) for i in test["movie_id"]]
+    labels = np.asarray(test["liked"], dtype=np.float64)
+    scores = np.array([m.score(u, [i])[0] for u, i in zip(users, items)])
+    # AUC = P(score of a positive > score of a negative), ties one half (mid-ranks).
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    pos = labels == 1.0
+    n_pos, n_neg = pos.sum(), (~pos).sum()
+    auc = (ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    report = m.evaluate(lab["data"] / "test" / "interactions.csv")
+    assert report["count"] == len(labels)
+    assert report["auc"] == pytest.approx(auc, abs=1e-6)
+    assert 0.0 <= report["recall@10"] <= 1.0
+
+
+def test_flat_index_search_is_the_exact_top_k(lab):
+    m = lab["model"]
+    v = m.encode_items()
+    idx = twotower.Index.build(v, m.item_ids, kind="flat")
+    assert len(idx) == len(m.item_ids) and idx.dim == m.dim
+    q = m.encode_users(m.user_ids[:6])
+    ids, scores = idx.search(q, k=7)
+    exact = q.astype(np.float64) @ v.astype(np.float64).T
+    for r in range(q.shape[0]):
+        top = np.argsort(-exact[r], kind="stable")[:7]
+        assert list(ids[r]) == [m.item_ids[t] for t in top]
+        assert np.allclose(scores[r], exact[r, top], rtol=0, atol=1e-5)
+
+
+def test_an_index_saved_and_loaded_answers_the_same(lab, tmp_path):
+    m = lab["model"]
+    v = m.encode_items()
+    idx = twotower.Index.build(v, m.item_ids, kind="hnsw", M=16, ef_construction=100)
+    path = tmp_path / "items.index"
+    idx.save(path)
+    back = twotower.Index.load(path)
+    assert back.spec == idx.spec and back.ids == idx.ids
+    q = m.encode_users(m.user_ids[:3])
+    a_ids, a_scores = idx.search(q, k=5)
+    b_ids, b_scores = back.search(q, k=5)
+    assert (a_ids == b_ids).all() and np.array_equal(a_scores, b_scores)
+
+
+def test_similar_is_the_nearest_items_by_inner_product(lab):
+    m = lab["model"]
+    v = m.encode_items()
+    item = m.item_ids[10]
+    ids, scores = m.similar(item, k=4)
+    assert item not in list(ids)
+    rows = [m.item_ids.index(i) for i in ids]
+    expected = v[rows].astype(np.float64) @ v[10].astype(np.float64)
+    assert np.allclose(scores, expected, atol=1e-5)
+
+
+def test_errors_are_typed_and_name_what_was_wrong(lab, tmp_path):
+    m = lab["model"]
+    with pytest.raises(twotower.NotFoundError) as e:
+        m.recommend("no-such-user")
+    assert isinstance(e.value, LookupError) and isinstance(e.value, twotower.Error)
+    assert e.value.field == "user_id"
+    with pytest.raises(twotower.InvalidArgumentError) as e:
+        m.recommend(m.user_ids[0], k=0)
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(twotower.NotFoundError):
+        m.recommend(m.user_ids[0], exclude=["no-such-item"])
+    with pytest.raises(twotower.InvalidArgumentError):
+        twotower.Index.build(np.zeros((3, 4), dtype=np.float32), ["a", "b"])
+    with pytest.raises(twotower.InvalidArgumentError) as e:
+        twotower.train(os.path.join(REPO, "config", "ranking_config.yaml"),
+                       overrides={"training.epochs": -1}, progress=False)
+    assert "training.epochs" in str(e.value)
+    with pytest.raises(twotower.Error):
+        twotower.Model.load(tmp_path / "missing.safetensors")
