@@ -14,7 +14,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <signal.h>
 
+#include <atomic>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -317,6 +319,36 @@ py::dict Generate(const std::string& out_dir, int64_t users, int64_t movies, int
   return d;
 }
 
+// Ctrl-C during training: Python's own SIGINT handler runs only when the interpreter gets
+// control back, which a training call does not give it. While app::Train runs, SIGINT sets
+// this flag instead (async-signal-safe: a lock-free atomic store), training stops before its
+// next batch, and the call raises KeyboardInterrupt with the run folder intact and resumable.
+std::atomic<bool> g_stop{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+extern "C" void OnInterrupt(int /*signal*/) { g_stop.store(true, std::memory_order_relaxed); }
+
+// Installs OnInterrupt for SIGINT in the main interpreter thread, restoring Python's handler
+// when it goes out of scope.
+class InterruptScope {
+ public:
+  InterruptScope() {
+    g_stop.store(false);
+    struct sigaction mine {};
+    mine.sa_handler = OnInterrupt;
+    sigemptyset(&mine.sa_mask);
+    installed_ = sigaction(SIGINT, &mine, &previous_) == 0;
+  }
+  ~InterruptScope() {
+    if (installed_) sigaction(SIGINT, &previous_, nullptr);
+  }
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
+
+ private:
+  struct sigaction previous_ {};
+  bool installed_ = false;
+};
+
 py::dict Train(const std::string& config_path,
                const std::vector<std::pair<std::string, std::string>>& overrides,
                const std::string& resume, bool progress) {
@@ -325,10 +357,20 @@ py::dict Train(const std::string& config_path,
   for (const auto& [key, value] : overrides) r.settings.push_back({key + "=" + value, "overrides"});
   r.resume = resume;
   r.progress = progress;
+  r.stop = &g_stop;
   app::TrainOutcome o;
   {
-    py::gil_scoped_release release;
-    o = app::Train(r);
+    InterruptScope interrupts;
+    try {
+      py::gil_scoped_release release;
+      o = app::Train(r);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::kUnavailable && g_stop.load()) {
+        PyErr_SetString(PyExc_KeyboardInterrupt, e.what());
+        throw py::error_already_set();
+      }
+      throw;
+    }
   }
   py::dict d;
   d["run_dir"] = o.run_dir;

@@ -106,16 +106,58 @@ class Run:
         return f"Run({self.dir!r}, best_epoch={self.best_epoch})"
 
 
-def train(config="config/ranking_config.yaml", overrides=None, progress=True, resume=None):
+_TABLES = {"users": "users.csv", "items": "items.csv", "train": "train.csv", "val": "val.csv",
+           "test": "test.csv"}
+
+
+def _write_frames(frames, overrides):
+    # DataFrames become CSV files in a folder of their own beside the runs (the model file
+    # records its data paths: recommend, evaluate and exclude_seen read them later), and the
+    # overrides point data.dir / data.<table> at them. Paths given as str / PathLike pass as they
+    # are.
+    given = {k: v for k, v in frames.items() if v is not None}
+    if not any(hasattr(v, "to_csv") for v in given.values()):
+        for table, value in given.items():
+            overrides[f"data.{table}"] = os.path.abspath(os.fspath(value))
+        return None
+    import tempfile
+
+    out_dir = overrides.get("output.dir", "experiments/runs")
+    os.makedirs(out_dir, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix="dataframes_", dir=out_dir)
+    for table, value in given.items():
+        if hasattr(value, "to_csv"):
+            path = os.path.join(folder, _TABLES[table])
+            value.to_csv(path, index=False)
+        else:
+            path = os.fspath(value)
+        overrides[f"data.{table}"] = os.path.abspath(path)
+    return folder
+
+
+def train(config="config/ranking_config.yaml", overrides=None, progress=True, resume=None,
+          users=None, items=None, train=None, val=None, test=None):
     """Trains as ``twotower train --config CONFIG --set key=value ...`` does and returns the Run.
 
     overrides: {"training.epochs": 5, "model.user_hidden_dims": [64], ...}, applied in order
-    after the file (each key once). resume: a run folder to continue from its checkpoint (with
-    its own settings: then config and overrides are not used). Progress bars go to stderr."""
-    pairs = [(str(k), _setting_text(v)) for k, v in (overrides or {}).items()]
+    after the file (each key once). users / items / train / val / test: a path, or a pandas
+    DataFrame (written as CSV into a folder under output.dir, Run.data_dir, which the model file
+    then names) in place of the file the config names; column names as the config's features
+    say. resume: a run folder to continue from its checkpoint (with its own settings: then
+    config, overrides and tables are not used). Progress bars go to stderr. Ctrl-C stops before
+    the next batch and raises KeyboardInterrupt; the run folder keeps the last completed epoch
+    and train(resume=folder) finishes it."""
+    overrides = dict(overrides or {})
+    data_dir = None
+    if resume is None:
+        data_dir = _write_frames(
+            {"users": users, "items": items, "train": train, "val": val, "test": test}, overrides)
+    pairs = [(str(k), _setting_text(v)) for k, v in overrides.items()]
     outcome = _core.train(os.fspath(config), pairs, os.fspath(resume) if resume else "",
                           bool(progress))
-    return Run(outcome)
+    run = Run(outcome)
+    run.data_dir = data_dir
+    return run
 
 
 def _as_list(ids, what):

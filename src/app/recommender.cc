@@ -190,7 +190,8 @@ Recommender::State::Query Recommender::State::EncodeUser(const UserRef& user) co
     if (q.row < 0) {
       Fail(ErrorCode::kNotFound, "user_id",
            "user_id " + Quote(user.id) +
-               " is not in the users table; send \"user\" with its features");
+               " is not in the users table (a user without a row there is given by its feature "
+               "columns: \"user\" in a request, recommend_for in Python)");
     }
     if (!spec.enabled() || LikesOf(q.row).item_rows.empty()) {
       if (user_embeddings.rows() > 0) {

@@ -137,6 +137,7 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   train::TrainOptions options;
   options.progress = request.progress;
   options.log = request.log;
+  options.stop = request.stop;
   options.run_dir = out.run_dir;
   if (out.ranker) {
     options.resume = resume;

@@ -74,15 +74,6 @@ bool IsNumber(const std::string& s, double* v) {
   return !(LooksInteger(s) && s[start] == '0' && s.size() > start + 1);
 }
 
-// Integer-looking text that a double holds exactly (its exact decimal expansion is the text):
-// 2^63 is, 12345678901234567890 (held as ...7168) is not.
-bool IsExactDouble(const std::string& s, double v) {
-  if (!LooksInteger(s) || s == "-0") return true;
-  char buf[400];
-  std::snprintf(buf, sizeof(buf), "%.0f", v);
-  return s == buf;
-}
-
 }  // namespace
 
 namespace {
@@ -299,11 +290,11 @@ TypedTable InferTypes(const Table& table) {
   TypedTable out;
   for (size_t c = 0; c < table.columns.size(); ++c) {
     const std::vector<std::string>& cells = table.cells[c];
-    // DOUBLE takes integer-looking cells that a double does not hold exactly only beside
-    // cells with a fraction or an exponent (a column of measurements); in a column of
-    // integers only, such a cell is an id, and the column stays STRING.
-    bool integers = true, numbers = true, any_empty = false, fractions = false, inexact = false;
-    double v = 0.0;
+    // DOUBLE only when every cell is the text the writers print for its value (NumberText):
+    // then Parquet -> CSV gives back the cell as written. "1.10", "2.50", "1.0", "1e3", "007",
+    // "+5" and integers a double does not hold exactly (12345678901234567890) would come back
+    // as other text (and "1.1" / "1.10" as one id), so such a column stays STRING.
+    bool integers = true, numbers = true, any_empty = false;
     for (const std::string& s : cells) {
       if (s.empty()) {
         any_empty = true;
@@ -311,17 +302,11 @@ TypedTable InferTypes(const Table& table) {
       }
       if (integers && !IsInteger(s)) integers = false;
       if (!integers && numbers) {
-        if (!IsNumber(s, &v)) {
-          numbers = false;
-        } else if (!LooksInteger(s)) {
-          fractions = true;
-        } else if (!IsExactDouble(s, v)) {
-          inexact = true;
-        }
+        double v = 0.0;
+        numbers = IsNumber(s, &v) && NumberText(v, false) == s;
       }
       if (!numbers) break;
     }
-    if (!integers && numbers && inexact && !fractions) numbers = false;
     if (!any_empty) {
       for (const std::string& s : cells) any_empty |= s.empty();
     }

@@ -54,8 +54,17 @@ void Resume(const std::string& dir, const std::string& config_sha256,
 
 }  // namespace
 
+void FitModel::CheckStop() const {
+  if (stop_ != nullptr && stop_->load(std::memory_order_relaxed)) {
+    throw Error(ErrorCode::kUnavailable,
+                "training interrupted: the run folder keeps what the last completed epoch wrote "
+                "(with training.checkpoint, resume continues from it)");
+  }
+}
+
 FitResult Fit(const Config& config, const TrainOptions& options, FitModel* model) {
   FitResult result;
+  model->set_stop(options.stop);
   const std::string monitor = config.Monitor();
   const bool lower_is_better = monitor == "val_loss";
   const int patience = config.training.early_stopping_patience;
@@ -137,6 +146,7 @@ FitResult Fit(const Config& config, const TrainOptions& options, FitModel* model
     // again from the same initial weights on train + validation (what EASE-style baselines
     // refitted on both see too). The test split is still untouched.
     result.refit = model->ForRefit();
+    result.refit->set_stop(options.stop);
     for (int epoch = 1; epoch <= result.best_epoch; ++epoch) {
       EpochRecord r;
       result.refit->TrainEpoch(options.progress, &r);

@@ -176,6 +176,7 @@ class RankerFit final : public FitModel {
     double loss_sum = 0.0;
     ProgressBar bar("train", steps, progress);
     for (int64_t s = 0; s < steps; ++s) {
+      CheckStop();
       const int64_t begin = s * batch;
       const int64_t m = std::min(batch, n - begin);
       for (int64_t i = 0; i < m; ++i) {

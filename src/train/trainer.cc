@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <ostream>
@@ -225,7 +226,7 @@ void Shuffle(std::vector<int64_t>* order, Rng* rng) {
 double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interactions& source,
                 const data::ExampleHistories* history, std::vector<int64_t>* order, int64_t batch,
                 Rng* shuffle_rng, Rng* dropout_rng, bool progress, EpochBuffers* buf,
-                const TaskTargets& tasks) {
+                const TaskTargets& tasks, const std::function<void()>& check_stop) {
   const int64_t n = static_cast<int64_t>(order->size());
   buf->targets.resize(tasks.target_index.size());
   buf->target_ptrs.assign(tasks.target_index.size(), nullptr);
@@ -245,6 +246,7 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
   double loss_sum = 0.0;
   ProgressBar bar("train", steps, progress);
   for (int64_t s = 0; s < steps; ++s) {
+    check_stop();
     const int64_t begin = s * batch;
     const int64_t m = std::min(batch, n - begin);
     const int64_t* idx = order->data() + begin;
@@ -355,7 +357,7 @@ class TwoTowerFit final : public FitModel {
   void TrainEpoch(bool progress, EpochRecord* r) override {
     r->train_loss = RunEpoch(trainer_.get(), data_, source_, example_history_, &order_,
                              config_.training.batch_size, &shuffle_rng_, &dropout_rng_, progress,
-                             &buf_, tasks_);
+                             &buf_, tasks_, [this] { CheckStop(); });
     r->train_accuracy = pointwise_ ? Accuracy(buf_.logits, buf_.labels) : std::nan("");
     r->train_auc = pointwise_ ? Auc(buf_.logits, buf_.labels) : std::nan("");
   }

@@ -8,6 +8,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -673,7 +674,7 @@ TEST(ParquetTableTest, InteractionsReadFromParquetMatchTheCsvAndNameRowsInErrors
 TEST(ParquetTableTest, InferTypesPicksIntegerDoubleOrStringAndNullsForEmptyCells) {
   Table t;
   t.columns = {"i", "d", "s", "o"};
-  t.cells = {{"1", "-2", "3"}, {"1", "2.5", "1e3"}, {"1", "x", "2"}, {"4", "", "5"}};
+  t.cells = {{"1", "-2", "3"}, {"1", "2.5", "1e-7"}, {"1", "x", "2"}, {"4", "", "5"}};
   t.lines = {2, 3, 4};
   const TypedTable typed = InferTypes(t);
   EXPECT_EQ(typed.specs[0].type, ParquetType::kInt64);
@@ -683,27 +684,53 @@ TEST(ParquetTableTest, InferTypesPicksIntegerDoubleOrStringAndNullsForEmptyCells
   EXPECT_FALSE(typed.specs[0].optional);
   EXPECT_TRUE(typed.specs[3].optional);
   EXPECT_TRUE(typed.columns[3].IsNull(1));
-  EXPECT_EQ(typed.columns[1].doubles[2], 1000.0);
+  EXPECT_EQ(typed.columns[1].doubles[2], 1e-7);
 
   // Text a number type would not give back stays a string: leading zeros, '+', integers past
-  // int64 (as integers) or past 2^53 (as doubles).
+  // int64 (as integers) or past 2^53 (as doubles), and decimal text a double writes back
+  // otherwise ("1.10" as 1.1, "1e3" as 1000, "1.0" as 1, "1e300" as 1e+300).
   Table ids;
-  ids.columns = {"zero", "plus", "huge", "big", "ok", "exact"};
+  ids.columns = {"zero", "plus", "huge", "big", "ok", "exact", "ids", "code", "sci"};
   ids.cells = {{"0042", "7"},
                {"+5", "6"},
                {"12345678901234567890", "1"},  // a double would hold 12345678901234567168
-               {"9007199254740993.5", "1e300"},
+               {"9007199254740993.5", "1e+300"},
                {"9223372036854775807", "-9223372036854775808"},
-               {"9223372036854775808", "9007199254740994"}};  // 2^63 and 2^53 + 2: exact
+               {"9223372036854775808", "9007199254740994"},  // 2^63 and 2^53 + 2: exact
+               {"1.1", "1.10"},
+               {"1.0", "1"},
+               {"1e3", "0.5"}};
   ids.lines = {2, 3};
   const TypedTable t2 = InferTypes(ids);
   EXPECT_EQ(t2.specs[0].type, ParquetType::kString);
   EXPECT_EQ(t2.specs[1].type, ParquetType::kString);
   EXPECT_EQ(t2.specs[2].type, ParquetType::kString);
-  EXPECT_EQ(t2.specs[3].type, ParquetType::kDouble);  // not integer-looking: a number
+  EXPECT_EQ(t2.specs[3].type, ParquetType::kString);  // 9007199254740993.5 is ...994.0
   EXPECT_EQ(t2.specs[4].type, ParquetType::kInt64);
   EXPECT_EQ(t2.columns[4].ints[1], INT64_MIN);
   EXPECT_EQ(t2.specs[5].type, ParquetType::kDouble);
+  for (int c : {6, 7, 8}) EXPECT_EQ(t2.specs[c].type, ParquetType::kString) << ids.columns[c];
+}
+
+// NumberText against ECMAScript's Number::toString, values and expected text written by hand
+// (what `String(x)` prints in node), except integral values, which are printed in full.
+TEST(ParquetTableTest, NumberTextLaysOutTheShortestDigitsAsJavaScriptDoes) {
+  EXPECT_EQ(NumberText(0.1, false), "0.1");
+  EXPECT_EQ(NumberText(1e-7, false), "1e-7");
+  EXPECT_EQ(NumberText(1.5e-7, false), "1.5e-7");
+  EXPECT_EQ(NumberText(0.000001, false), "0.000001");
+  EXPECT_EQ(NumberText(123.456, false), "123.456");
+  EXPECT_EQ(NumberText(-2.5, false), "-2.5");
+  EXPECT_EQ(NumberText(1e21, false), "1e+21");
+  EXPECT_EQ(NumberText(1.7976931348623157e308, false), "1.7976931348623157e+308");
+  EXPECT_EQ(NumberText(5e-324, false), "5e-324");
+  EXPECT_EQ(NumberText(0.30000000000000004, false), "0.30000000000000004");
+  EXPECT_EQ(NumberText(100.0, false), "100");
+  EXPECT_EQ(NumberText(9223372036854775808.0, false), "9223372036854775808");  // in full
+  EXPECT_EQ(NumberText(-0.0, false), "-0");
+  EXPECT_EQ(NumberText(0.1f, true), "0.1");  // the float's shortest digits, not the double's
+  EXPECT_EQ(NumberText(std::nan(""), false), "nan");
+  EXPECT_EQ(NumberText(-HUGE_VAL, false), "-inf");
 }
 
 TEST(ParquetTableTest, SuffixInAnyCaseAndAParquetFileUnderAnotherName) {

@@ -60,7 +60,13 @@ const CODECS = { snappy: 'SNAPPY', zstd: 'ZSTD', gzip: 'GZIP', none: 'UNCOMPRESS
 function csvColumns() {
   const r = rng(777)
   const u64 = () => BigInt.asIntN(64, (BigInt(Math.floor(r() * 2 ** 32)) << 32n) | BigInt(Math.floor(r() * 2 ** 32)))
-  const dbl = () => (r() - 0.5) * 10 ** (Math.floor(r() * 60) - 30)
+  // A DOUBLE cell is text twotower writes back as it is (NumberText): JavaScript's layout, except
+  // that an integral value below 1e21 is printed in full, which String() gives only below 2^53.
+  // Values in [2^53, 1e21) would be such integers; they are scaled down out of that range.
+  const dbl = () => {
+    const x = (r() - 0.5) * 10 ** (Math.floor(r() * 60) - 30)
+    return Math.abs(x) >= 2 ** 53 && Math.abs(x) < 1e21 ? x / 1e6 + 0.5 : x
+  }
   const pick = (specials, i, other) => String(i < specials.length ? specials[i] : other())
   // An empty cell would be a NULL; line breaks inside quoted cells get a file of
   // their own (src_multiline.csv), so that a reader without them still meets the rest.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -265,6 +266,31 @@ TEST_F(TrainerTest, LogsOneLinePerEpoch) {
   Train(c, *data_, o);
   EXPECT_THAT(log.str(), HasSubstr("epoch 1/2"));
   EXPECT_THAT(log.str(), HasSubstr("epoch 2/2"));
+}
+
+// TrainOptions::stop: set before the first batch, training stops there with kUnavailable and
+// writes nothing an epoch would (the run folder has its config only).
+TEST_F(TrainerTest, AStopFlagStopsBeforeTheNextBatch) {
+  TempDir dir;
+  const std::string run = dir.File("run");
+  std::filesystem::create_directories(run);
+  std::atomic<bool> stop{true};
+  TrainOptions o = Quiet(run);
+  o.stop = &stop;
+  try {
+    Train(SmallConfig(), *data_, o);
+    ADD_FAILURE() << "training did not stop";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
+    EXPECT_THAT(e.what(), HasSubstr("training interrupted"));
+  }
+  EXPECT_TRUE(std::filesystem::exists(run + "/config.yaml"));
+  EXPECT_FALSE(std::filesystem::exists(run + "/metrics.csv"));
+  // Unset, the same options train to the end.
+  stop = false;
+  Config c = SmallConfig();
+  c.training.epochs = 1;
+  EXPECT_EQ(Train(c, *data_, o).history.size(), 1u);
 }
 
 TEST_F(TrainerTest, OneClassValidationSplitStillWritesTheBestModel) {

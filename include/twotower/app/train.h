@@ -11,6 +11,7 @@
 #ifndef TWOTOWER_APP_TRAIN_H_
 #define TWOTOWER_APP_TRAIN_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <ostream>
@@ -38,6 +39,9 @@ struct TrainRequest {
   std::string resume;
   bool progress = true;         // progress bars on stderr
   std::ostream* log = nullptr;  // per-epoch lines; null = none
+  // Set to stop training before its next batch (train::TrainOptions::stop): Train then throws
+  // Error(kUnavailable) and the run folder is resumable from its last checkpoint.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // The model about to be trained, for a front end to describe.

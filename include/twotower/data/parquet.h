@@ -73,6 +73,15 @@ struct UninitializedAllocator : std::allocator<T> {
   }
 };
 
+// A FLOAT (float32 = true) or DOUBLE value as table text: an integral value below 1e21 in full
+// ("100", "9223372036854775808"), otherwise the shortest digits that read back as the same
+// float / double, laid out as ECMAScript's Number::toString lays them out ("0.1", "2.5e-7"
+// where std::to_chars writes "2.5e-07", "1e+21", "5e-324"); "-0", "nan", "inf", "-inf". What
+// JavaScript, DuckDB's CSV writer and Python print for the same value differ only in layout; this
+// one is what InferTypes requires of a cell for a DOUBLE column, so such a cell comes back as
+// written.
+std::string NumberText(double v, bool float32);
+
 // The values of one column over a run of rows (a row group when read). Row r is null when
 // `valid` is non-empty and valid[r] == 0; a null row holds 0 / 0.0 / string index -1.
 struct ParquetColumn {
@@ -93,9 +102,8 @@ struct ParquetColumn {
 
   int64_t size() const;
   bool IsNull(int64_t r) const { return !valid.empty() && valid[r] == 0; }
-  // Row r as table text: integers in decimal, FLOAT and DOUBLE as the shortest text that reads
-  // back to the same float / double ("nan", "inf", "-inf"), booleans "true" / "false", strings as
-  // they are, a null as "".
+  // Row r as table text: integers in decimal, FLOAT and DOUBLE as NumberText gives them,
+  // booleans "true" / "false", strings as they are, a null as "".
   std::string Text(int64_t r) const;
   void Clear();
 };

@@ -98,12 +98,12 @@ void WriteTable(const std::string& path, const TypedTable& table,
                 const ParquetWriteOptions& options = {});
 
 // Column types of a text table, inferred from its cells so that every value comes back as the
-// same text or the same number: a column whose non-empty cells are all canonical 64-bit integers
-// (no leading zeros or '+': "0042" is an id, not 42) is INT64, else all finite numbers DOUBLE
-// (integer-looking text that a double does not hold exactly, such as 12345678901234567890,
-// only beside values with a fraction or an exponent: alone it is an id), else STRING. A
-// column with an empty cell is OPTIONAL and its empty cells become nulls (CSV cannot tell an empty
-// string from a missing value; DuckDB's CSV reader makes the same choice).
+// same text: a column whose non-empty cells are all canonical 64-bit integers (no leading zeros
+// or '+': "0042" is an id, not 42) is INT64, else one whose cells are all the text NumberText
+// prints for their values is DOUBLE ("0.5", "1e-7", "2.5"; not "1.10", "1.0", "1e3" or
+// 12345678901234567890, which would come back as other text), else STRING. A column with an
+// empty cell is OPTIONAL and its empty cells become nulls (CSV cannot tell an empty string from
+// a missing value; DuckDB's CSV reader makes the same choice).
 TypedTable InferTypes(const Table& table);
 
 // `twotower convert`: reads `in` and writes `out`, each CSV or Parquet by suffix. Parquet to

@@ -21,6 +21,7 @@
 #ifndef TWOTOWER_TRAIN_FIT_H_
 #define TWOTOWER_TRAIN_FIT_H_
 
+#include <atomic>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -56,6 +57,11 @@ struct TrainOptions {
   std::string run_dir;          // empty = write nothing
   // Continue the run in run_dir from its checkpoint.safetensors (see Fit).
   bool resume = false;
+  // When not null and set (from another thread, or a signal handler: it is lock-free), training
+  // stops before its next batch and Fit throws Error(kUnavailable, "training interrupted ...").
+  // The run folder then holds what the last completed epoch wrote, checkpoint included, so
+  // `resume` continues the run to the bytes an uninterrupted one writes.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // The checkpoint Fit writes after every epoch when training.checkpoint is set.
@@ -98,6 +104,16 @@ class FitModel {
   // training.refit: a fresh model of the same settings and seed whose examples are train +
   // validation. Throws Error when the kind cannot refit.
   virtual std::unique_ptr<FitModel> ForRefit() const = 0;
+
+  // TrainOptions::stop, which TrainEpoch checks before each batch (CheckStop).
+  void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
+
+ protected:
+  // Throws Error(kUnavailable, "training interrupted ...") when the stop flag is set.
+  void CheckStop() const;
+
+ private:
+  const std::atomic<bool>* stop_ = nullptr;
 };
 
 struct FitResult {

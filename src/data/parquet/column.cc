@@ -4,6 +4,9 @@
 // its converted types (LogicalTypes.md).
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "data/parquet/internal.h"
@@ -121,6 +124,47 @@ int64_t ParquetColumn::size() const {
   }
 }
 
+std::string NumberText(double v, bool float32) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  if (float32) v = static_cast<float>(v);
+  if (v == 0) return std::signbit(v) ? "-0" : "0";
+  char buf[64];
+  if (v == std::floor(v) && std::fabs(v) < 1e21) {
+    std::snprintf(buf, sizeof(buf), "%.0f", v);  // exact: every integral double has an expansion
+    return buf;
+  }
+  // The shortest round-trip digits in scientific form, "d.ddde-07", then ECMAScript's layout
+  // (Number::toString, ECMA-262 section 6.1.6.1.20): with digits d1..dk and value
+  // 0.d1..dk x 10^n, fixed notation when -6 < n <= 21, else d1.d2..dk e+/-(n-1).
+  const auto res = float32
+                       ? std::to_chars(buf, buf + sizeof(buf), static_cast<float>(v),
+                                       std::chars_format::scientific)
+                       : std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific);
+  const std::string sci(buf, res.ptr);
+  const size_t e_at = sci.find('e');
+  const bool negative = sci[0] == '-';
+  std::string digits;
+  for (size_t i = negative ? 1 : 0; i < e_at; ++i) {
+    if (sci[i] != '.') digits.push_back(sci[i]);
+  }
+  const int n = std::atoi(sci.c_str() + e_at + 1) + 1;
+  const int k = static_cast<int>(digits.size());
+  std::string out = negative ? "-" : "";
+  if (k <= n && n <= 21) {
+    out += digits + std::string(n - k, '0');
+  } else if (0 < n && n <= 21) {
+    out += digits.substr(0, n) + "." + digits.substr(n);
+  } else if (-6 < n && n <= 0) {
+    out += "0." + std::string(-n, '0') + digits;
+  } else {
+    out += digits.substr(0, 1);
+    if (k > 1) out += "." + digits.substr(1);
+    out += (n - 1 >= 0 ? "e+" : "e-") + std::to_string(std::abs(n - 1));
+  }
+  return out;
+}
+
 std::string ParquetColumn::Text(int64_t r) const {
   if (IsNull(r)) return "";
   char buf[64];
@@ -135,15 +179,8 @@ std::string ParquetColumn::Text(int64_t r) const {
       return std::string(buf, res.ptr);
     }
     case ParquetType::kFloat:
-    case ParquetType::kDouble: {
-      const double v = doubles[r];
-      if (std::isnan(v)) return "nan";
-      if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-      const auto res = type == ParquetType::kFloat
-                           ? std::to_chars(buf, buf + sizeof(buf), static_cast<float>(v))
-                           : std::to_chars(buf, buf + sizeof(buf), v);
-      return std::string(buf, res.ptr);
-    }
+    case ParquetType::kDouble:
+      return NumberText(doubles[r], type == ParquetType::kFloat);
     case ParquetType::kString:
       return strings[string_index[r]];
   }
