@@ -236,3 +236,22 @@ def test_ctrl_c_stops_training_and_resume_finishes_the_same_run(lab, tmp_path):
     a = open(os.path.join(resumed.dir, "metrics.csv"), encoding="utf-8").read()
     b = open(os.path.join(whole.dir, "metrics.csv"), encoding="utf-8").read()
     assert a == b
+
+
+def test_hostile_ids_and_sizes_get_clear_answers(lab):
+    m = lab["model"]
+    user = m.user_ids[0]
+    # bytes are one id (UTF-8), not a list of byte values.
+    a_ids, a_scores = m.recommend(user.encode(), k=3)
+    b_ids, b_scores = m.recommend(user, k=3)
+    assert list(a_ids) == list(b_ids) and np.array_equal(a_scores, b_scores)
+    # A k far past the catalogue allocates by the catalogue, not by k.
+    ids, scores = m.recommend([user, m.user_ids[1]], k=10**9, exclude_seen=False)
+    assert ids.shape == (2, len(m.item_ids))
+    idx = twotower.Index.build(m.encode_items(), m.item_ids)
+    hit_ids, hit_scores = idx.search(m.encode_users([user]), k=10**9)
+    assert hit_ids.shape == (1, len(m.item_ids))
+    # Errors raised by the package itself carry .field as the engine's do.
+    with pytest.raises(twotower.InvalidArgumentError) as e:
+        m.score(user, "7")
+    assert e.value.field == "item_ids"

@@ -35,6 +35,12 @@ from ._twotower import (  # noqa: F401  (the exception classes are the public AP
 )
 from . import _twotower as _core
 
+# Errors raised here (not by the engine) carry the same attributes as the engine's.
+for _cls in (Error, InvalidArgumentError, NotFoundError, CorruptDataError, IoError, ConflictError,
+             UnavailableError, InternalError):
+    _cls.field = ""
+    _cls.code = _cls.__name__
+
 __all__ = [
     "generate", "train", "Run", "Model", "Index", "settings", "Error", "InvalidArgumentError",
     "NotFoundError", "CorruptDataError", "IoError", "ConflictError", "UnavailableError",
@@ -148,24 +154,50 @@ def train(config="config/ranking_config.yaml", overrides=None, progress=True, re
     the next batch and raises KeyboardInterrupt; the run folder keeps the last completed epoch
     and train(resume=folder) finishes it."""
     overrides = dict(overrides or {})
+    tables = {"users": users, "items": items, "train": train, "val": val, "test": test}
     data_dir = None
-    if resume is None:
-        data_dir = _write_frames(
-            {"users": users, "items": items, "train": train, "val": val, "test": test}, overrides)
+    if resume is not None:
+        given = [name for name, value in tables.items() if value is not None]
+        if given:
+            e = InvalidArgumentError(f"resume: the run continues with its own data; "
+                                     f"{', '.join(given)} cannot be given with it")
+            e.field = "resume"
+            raise e
+    else:
+        data_dir = _write_frames(tables, overrides)
     pairs = [(str(k), _setting_text(v)) for k, v in overrides.items()]
-    outcome = _core.train(os.fspath(config), pairs, os.fspath(resume) if resume else "",
-                          bool(progress))
+    try:
+        outcome = _core.train(os.fspath(config), pairs, os.fspath(resume) if resume else "",
+                              bool(progress))
+    except KeyboardInterrupt:
+        raise  # the run is resumable: its folder of DataFrames stays (its checkpoint names it)
+    except BaseException:
+        # A refused run leaves no folder of DataFrames behind.
+        if data_dir is not None:
+            import shutil
+
+            shutil.rmtree(data_dir, ignore_errors=True)
+        raise
     run = Run(outcome)
     run.data_dir = data_dir
     return run
+
+
+def _id(value):
+    # An id as the engine takes it: text (bytes as UTF-8; integers in decimal).
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)
 
 
 def _as_list(ids, what):
     if ids is None:
         return None
     if isinstance(ids, (str, bytes)):
-        raise InvalidArgumentError(f"{what}: expected a list of ids, got one string")
-    return [str(i) for i in ids]
+        e = InvalidArgumentError(f"{what}: expected a list of ids, got one string {ids!r}")
+        e.field = what
+        raise e
+    return [_id(i) for i in ids]
 
 
 class Model:
@@ -213,13 +245,15 @@ class Model:
         NaN). exclude: item ids never returned; allow: only these item ids."""
         ex = _as_list(exclude, "exclude") or []
         al = _as_list(allow, "allow")
-        if isinstance(user_ids, (str, int, np.integer)):
-            r = self._core.recommend(str(user_ids), int(k), bool(exclude_seen), ex, al)
+        if isinstance(user_ids, (str, bytes, int, np.integer)):
+            r = self._core.recommend(_id(user_ids), int(k), bool(exclude_seen), ex, al)
             return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
-        users = [str(u) for u in user_ids]
+        users = _as_list(user_ids, "user_ids")
         rs = self._core.recommend_many(users, int(k), bool(exclude_seen), ex, al)
-        ids = np.full((len(users), int(k)), None, dtype=object)
-        scores = np.full((len(users), int(k)), np.nan, dtype=np.float64)
+        # No row holds more than the catalogue: the arrays are (n, min(k, items)), whatever k.
+        width = min(int(k), len(self._core.item_ids))
+        ids = np.full((len(users), width), None, dtype=object)
+        scores = np.full((len(users), width), np.nan, dtype=np.float64)
         for i, r in enumerate(rs):
             ids[i, : len(r.ids)] = r.ids
             scores[i, : len(r.scores)] = r.scores
@@ -236,12 +270,12 @@ class Model:
 
     def score(self, user_id, item_ids):
         """The shown score of each item for the user (float64 array)."""
-        return np.array(self._core.score(str(user_id), _as_list(item_ids, "item_ids")),
+        return np.array(self._core.score(_id(user_id), _as_list(item_ids, "item_ids")),
                         dtype=np.float64)
 
     def similar(self, item_id, k=10):
         """The k items nearest to item_id by their embeddings' inner product (ids, scores)."""
-        r = self._core.similar(str(item_id), int(k))
+        r = self._core.similar(_id(item_id), int(k))
         return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
 
     def _rows(self, all_ids, ids, what):
@@ -273,6 +307,8 @@ class Model:
         """AUC and Recall / NDCG / HitRate / MRR / coverage @K of an interactions file, beside
         MostPop, as ``twotower evaluate`` computes them (exclude: history files; default: the
         model's train and val)."""
+        if isinstance(exclude, (str, bytes, os.PathLike)):
+            exclude = [exclude]
         return dict(self._core.evaluate(os.fspath(interactions),
                                         [os.fspath(p) for p in (exclude or [])]))
 
@@ -295,7 +331,7 @@ class Index:
             spec = f"hnsw:M={int(M)},ef_construction={int(ef_construction)},ef_search={int(ef_search)}"
         else:
             raise InvalidArgumentError(f"kind: expected 'flat' or 'hnsw', got {kind!r}")
-        return cls(_core.Index.build(embeddings, [str(i) for i in ids], spec))
+        return cls(_core.Index.build(embeddings, _as_list(ids, "ids"), spec))
 
     @classmethod
     def load(cls, path):
@@ -309,8 +345,11 @@ class Index:
         and inner products (n, k) float32."""
         q = np.asarray(queries)
         single = q.ndim == 1
-        ids, scores = self._core.search(q.reshape(1, -1) if single else q, int(k))
-        ids = np.array(ids, dtype=object).reshape(len(ids), int(k))
+        k = int(k)
+        if k >= 1:
+            k = min(k, max(len(self), 1))  # no row holds more than the index: (n, min(k, size))
+        ids, scores = self._core.search(q.reshape(1, -1) if single else q, k)
+        ids = np.array(ids, dtype=object).reshape(len(ids), k)
         if single:
             return ids[0], scores[0]
         return ids, scores
