@@ -53,7 +53,7 @@ std::string Fixed(double v, int digits) {
   throw Error(e.code(), flag + ": " + message, flag);
 }
 
-void PrintEval(const std::string& name, const train::EvalMetrics& m) {
+void PrintEval(const std::string& name, const app::EvalMetrics& m) {
   std::cout << name << ": " << m.count << " interactions  loss " << Fixed(m.loss) << "  accuracy "
             << Fixed(m.accuracy) << "  AUC " << Fixed(m.auc);
   if (!std::isnan(m.oracle_auc)) std::cout << "  (oracle AUC " << Fixed(m.oracle_auc) << ")";
@@ -69,8 +69,8 @@ std::string FeatureSummary(const data::EntityEncoder& e) {
 }
 
 // One line per metric: the model's value at each K, and MostPop's beside it when given.
-void PrintRanking(const std::string& title, const train::RankingMetrics& m,
-                  const train::RankingMetrics* baseline) {
+void PrintRanking(const std::string& title, const app::RankingMetrics& m,
+                  const app::RankingMetrics* baseline) {
   std::cout << title << "\n";
   std::printf("  %-10s", "metric");
   for (int k : m.ks) std::printf("  %8s", (std::string("@").append(std::to_string(k))).c_str());

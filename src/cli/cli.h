@@ -9,10 +9,9 @@
 #include <functional>
 #include <string>
 
+#include "twotower/app/app.h"
 #include "twotower/core/error.h"
 #include "twotower/data/encoder.h"
-#include "twotower/train/metrics.h"
-#include "twotower/train/trainer.h"
 
 namespace CLI {
 class App;
@@ -56,12 +55,12 @@ std::string Signed(double v);
 [[noreturn]] void RethrowNamingFlag(const Error& e, const std::string& field,
                                     const std::string& flag);
 // "<name>: N interactions  loss ..  accuracy ..  AUC .." (and the oracle AUC when known).
-void PrintEval(const std::string& name, const train::EvalMetrics& m);
+void PrintEval(const std::string& name, const app::EvalMetrics& m);
 // "D dense columns, <column> embedding RxD, ...".
 std::string FeatureSummary(const data::EntityEncoder& e);
 // One line per metric: the model's value at each K, and MostPop's beside it when given.
-void PrintRanking(const std::string& title, const train::RankingMetrics& m,
-                  const train::RankingMetrics* baseline);
+void PrintRanking(const std::string& title, const app::RankingMetrics& m,
+                  const app::RankingMetrics* baseline);
 
 }  // namespace twotower::cli
 

@@ -36,7 +36,7 @@ int RunEvaluate(const EvaluateArgs& a) {
   const app::EvaluationReport r =
       app::EvaluateInteractions(b, a.interactions, a.exclude, reranker.get());
   PrintEval(a.interactions + (reranker ? " (the ranker's scores)" : ""), r.pointwise);
-  for (const train::TaskMetric& t : r.tasks) {
+  for (const app::TaskMetric& t : r.tasks) {
     std::cout << "task " << t.name << ": " << t.metric << " " << Fixed(t.value) << "\n";
   }
   if (!r.ranked) return 0;

@@ -10,7 +10,6 @@
 #include "twotower/app/train.h"
 #include "twotower/core/error.h"
 #include "twotower/core/hash.h"
-#include "twotower/index/item_index.h"
 
 namespace twotower::cli {
 namespace {
@@ -22,7 +21,7 @@ struct IndexBuildArgs {
 
 int RunIndexBuild(const IndexBuildArgs& a) {
   const app::IndexBuildResult r = app::BuildIndex(a.embeddings, a.type, a.out, !a.quiet);
-  const index::ItemIndex& idx = *r.index;
+  const app::ItemIndex& idx = *r.index;
   std::cout << "wrote " << a.out << " (" << idx.spec() << ", " << idx.size() << " items x "
             << idx.dim() << ", built in " << Fixed(r.seconds, 2) << "s, model "
             << (idx.model_fingerprint().empty() ? std::string("unknown")

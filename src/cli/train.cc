@@ -10,7 +10,6 @@
 #include "cli/cli.h"
 #include "twotower/core/error.h"
 #include "twotower/data/dataset.h"
-#include "twotower/train/config.h"
 
 namespace twotower::cli {
 namespace {
@@ -25,8 +24,8 @@ struct TrainArgs {
 };
 
 // A run's test section: the pointwise metrics and, when ranked, the ranking beside MostPop.
-void PrintTest(const train::EvalMetrics& test, const train::RankingMetrics& ranking,
-               const train::RankingMetrics& most_popular, const std::string& how) {
+void PrintTest(const app::EvalMetrics& test, const app::RankingMetrics& ranking,
+               const app::RankingMetrics& most_popular, const std::string& how) {
   PrintEval("test", test);
   if (ranking.ks.empty()) return;
   PrintRanking("test ranking (" + std::to_string(ranking.users) + " users, " + how +
@@ -37,7 +36,7 @@ void PrintTest(const train::EvalMetrics& test, const train::RankingMetrics& rank
 // Prints each stage of app::Train as it comes.
 class PrintingObserver : public app::TrainObserver {
  public:
-  void Configured(const train::Config& config, const std::string& source) override {
+  void Configured(const app::TrainConfig& config, const std::string& source) override {
     std::cout << "== configuration (" << source << ", resolved)\n" << config.ToYaml();
   }
   void DataLoaded(const data::Dataset& d) override {
@@ -61,7 +60,7 @@ class PrintingObserver : public app::TrainObserver {
               << " trainable parameters, " << m.threads << " threads)\n"
               << "  user tower: " << m.user_tower << "\n"
               << "  item tower: " << m.item_tower << "\n";
-    for (const model::TaskSpec& t : m.tasks) {
+    for (const app::TaskSpec& t : m.tasks) {
       std::cout << "  task " << t.name << ": " << t.type << " of '" << t.column << "'"
                 << (t.type == "item_class" ? " (" + std::to_string(t.classes.size()) + " classes)"
                                            : std::string())
@@ -99,7 +98,7 @@ int RunTrain(const TrainArgs& a) {
   std::cout << ", trained in " << Fixed(r.train_seconds, 2) << "s)\n";
   PrintTest(r.test, r.test_ranking, r.test_most_popular,
             r.ranker ? "the ranker scoring every item" : "all items ranked");
-  for (const train::TaskMetric& t : r.test_tasks) {
+  for (const app::TaskMetric& t : r.test_tasks) {
     std::cout << "test task " << t.name << ": " << t.metric << " " << Fixed(t.value) << "\n";
   }
   std::cout << "run folder: " << r.run_dir << "/\n";

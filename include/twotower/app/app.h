@@ -26,6 +26,15 @@
 
 namespace twotower::app {
 
+// The result and settings types app's functions take and return, under app's name, so that a
+// front end (CLI, server, Python) names nothing below app.
+using EvalMetrics = train::EvalMetrics;
+using RankingMetrics = train::RankingMetrics;
+using TaskMetric = train::TaskMetric;
+using TrainConfig = train::Config;
+using TaskSpec = model::TaskSpec;
+using ItemIndex = index::ItemIndex;
+
 // Files that replace those recorded in the model file's training config; empty = recorded.
 struct DataOverrides {
   std::string users, items, train, val;
