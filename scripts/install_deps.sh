@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev
   libcli11-dev libgtest-dev libgmock-dev libhnswlib-dev libssl-dev
-  libcpp-httplib-dev libboost-math-dev
+  libcpp-httplib-dev libboost-math-dev libboost-dev
   libthrift-dev thrift-compiler libsnappy-dev libzstd-dev zlib1g-dev
   pybind11-dev python3-dev python3-numpy python3-pytest python3-pandas python3-venv)
 # --fuzz: also what scripts/fuzz.sh needs (clang with libFuzzer and its OpenMP runtime).

@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "http.h"
 #include "twotower/app/app.h"
 #include "twotower/app/experiment.h"
 #include "twotower/app/recommender.h"
@@ -33,10 +34,6 @@
 #include "twotower/data/history.h"
 #include "twotower/serve/events.h"
 #include "twotower/serve/experiment.h"
-
-// After Eigen (through app.h): cpp-httplib brings <resolv.h>, whose `_res` macro breaks Eigen's
-// product kernels, which name a parameter _res.
-#include <httplib.h>
 
 namespace twotower::serve {
 namespace {
@@ -67,7 +64,8 @@ const std::vector<Setting<ServeConfig>>& ServeSettings() {
           false,
           1024,
           {},
-          "request threads, one per open connection; 0 = 4 per core, at least 8"},
+          "threads that read, answer and write requests (a connection holds one only while "
+          "its request is answered); 0 = one per core, at least 2"},
          &ServeConfig::threads),
       at({"serve.max_k", Kind::kInt, 1, false, 1e6, {}, "largest k a request may ask for"},
          &ServeConfig::max_k),
@@ -93,8 +91,17 @@ const std::vector<Setting<ServeConfig>>& ServeSettings() {
           false,
           3600,
           {},
-          "socket read / write timeout"},
+          "a request's whole header and body, from its first byte, must arrive within this "
+          "(else the connection is closed), and its answer be written within it again"},
          &ServeConfig::timeout_seconds),
+      at({"serve.idle_timeout_seconds",
+          Kind::kDouble,
+          0.001,
+          false,
+          3600,
+          {},
+          "a keep-alive connection that starts no next request within this is closed"},
+         &ServeConfig::idle_timeout_seconds),
       at({"serve.deadline_seconds",
           Kind::kDouble,
           1e-6,
@@ -321,7 +328,7 @@ int HttpStatus(ErrorCode code) {
 // The deadline of the request this thread is answering (set by the route wrapper).
 thread_local app::Deadline t_deadline;
 
-Json ParseBody(const httplib::Request& req) {
+Json ParseBody(const http::Request& req) {
   Json body;
   try {
     body = ParseJsonStrict(req.body, "request body");
@@ -646,8 +653,6 @@ struct Server::Impl {
   Metrics metrics;
   std::atomic<int64_t> reloads_ok{0}, reloads_failed{0};
   std::mutex reload_mutex;  // one reload at a time
-  httplib::Server http;
-  std::vector<std::pair<std::string, std::regex>> known;  // (method, path pattern) of each route
   std::thread flusher;
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
@@ -696,7 +701,7 @@ struct Server::Impl {
   }
 
   // Registers a route: the handler returns the reply body and status, and the variant it used;
-  // errors become JSON replies; every request is counted and timed.
+  // errors become JSON replies; every request is counted and timed (Answer).
   struct Reply {
     Reply() = default;
     Reply(int s, Json b, std::string v) : status(s), body(std::move(b)), variant(std::move(v)) {}
@@ -704,58 +709,32 @@ struct Server::Impl {
     Json body;
     std::string variant;
     std::string raw;  // the body as written JSON, when not empty (then `body` is unused)
+    std::string content_type = "application/json";
   };
-  using Handler = std::function<Reply(const httplib::Request&)>;
+  // The request and the pattern's captures (percent-decoded path).
+  using Handler = std::function<Reply(const http::Request&, const std::smatch&)>;
+  struct RouteEntry {
+    std::string method;
+    std::regex pattern;
+    std::string route;  // the name /metrics counts it under
+    Handler handler;
+  };
+  std::vector<RouteEntry> routes;
   void Route(const char* method, const std::string& pattern, const std::string& route,
              Handler handler) {
-    auto wrapped = [this, route, handler](const httplib::Request& req, httplib::Response& res) {
-      const auto start = std::chrono::steady_clock::now();
-      std::ostringstream what;
-      what << "serve.deadline_seconds: " << config.deadline_seconds;
-      t_deadline.what = what.str();
-      t_deadline.at = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                  std::chrono::duration<double>(config.deadline_seconds));
-      omp_set_num_threads(1);  // one thread per request: no thread team per search
-      Reply reply;
-      try {
-        reply = handler(req);
-      } catch (const Error& e) {
-        reply.status = HttpStatus(e.code());
-        reply.body = {{"error", e.what()}, {"field", e.field()}};
-      } catch (const std::bad_alloc&) {
-        reply.status = 503;
-        reply.body = {{"error", "out of memory"}, {"field", ""}};
-      } catch (const std::exception& e) {
-        reply.status = 500;
-        reply.body = {{"error", e.what()}, {"field", ""}};
-      }
-      res.status = reply.status;
-      // Replace, not throw, on bytes that are not UTF-8 (an id from the request, echoed).
-      if (!reply.raw.empty()) {
-        res.set_content(std::move(reply.raw), "application/json");
-      } else {
-        res.set_content(reply.body.dump(-1, ' ', false, Json::error_handler_t::replace),
-                        "application/json");
-      }
-      metrics.Record(
-          route, reply.status, reply.variant,
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    };
-    const std::string m = method;
-    known.emplace_back(m, std::regex(pattern));
-    if (m == "GET") http.Get(pattern, wrapped);
-    if (m == "POST") http.Post(pattern, wrapped);
-    if (m == "PUT") http.Put(pattern, wrapped);
-    if (m == "DELETE") http.Delete(pattern, wrapped);
+    routes.push_back({method, std::regex(pattern), route, std::move(handler)});
   }
+  // Every request the transport read or refused (http::Handler).
+  void Answer(const http::Request& req, http::Response& res);
+  std::unique_ptr<http::Server> http;
 
   void Routes();
-  Reply Recommend(const httplib::Request& req);
-  Reply Score(const httplib::Request& req);
-  Reply Similar(const httplib::Request& req);
-  Reply PutItems(const httplib::Request& req);
+  Reply Recommend(const http::Request& req);
+  Reply Score(const http::Request& req);
+  Reply Similar(const http::Request& req);
+  Reply PutItems(const http::Request& req);
   Reply DeleteItem(const std::string& id);
-  Reply Feedback(const httplib::Request& req);
+  Reply Feedback(const http::Request& req);
   Reply Experiment(const std::string& name);
   Reply Models();
   std::string MetricsText();
@@ -788,6 +767,19 @@ Server::Server(ServeConfig config) : impl_(std::make_unique<Impl>()) {
   }
   s.ready = true;
   s.Routes();
+  http::Limits limits;
+  // Each request runs on one thread (a single-threaded search), and a connection holds a thread
+  // only while its request is answered: one per core, and a second so that one slow request (a
+  // reload) leaves another to answer health checks.
+  limits.threads =
+      s.config.threads > 0
+          ? s.config.threads
+          : static_cast<int>(std::max(2u, std::max(1u, std::thread::hardware_concurrency())));
+  limits.max_body_bytes = s.config.max_body_bytes;
+  limits.request_timeout_seconds = s.config.timeout_seconds;
+  limits.idle_timeout_seconds = s.config.idle_timeout_seconds;
+  s.http = std::make_unique<http::Server>(
+      limits, [&s](const http::Request& req, http::Response& res) { s.Answer(req, res); });
 }
 
 Server::~Server() {
@@ -797,34 +789,7 @@ Server::~Server() {
 
 int Server::Bind() {
   Impl& s = *impl_;
-  // cpp-httplib gives each keep-alive connection one pool thread for as long as it stays open,
-  // so the default allows several connections per core (each request searches on one thread).
-  const int threads =
-      s.config.threads > 0
-          ? s.config.threads
-          : static_cast<int>(std::max(8u, 4 * std::max(1u, std::thread::hardware_concurrency())));
-  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  s.http.set_payload_max_length(static_cast<size_t>(s.config.max_body_bytes));
-  // Headers and body go out in separate writes: with Nagle's algorithm on, a keep-alive client's
-  // delayed ACK holds the second for ~40 ms (measured: 44 ms p50 before this line).
-  s.http.set_tcp_nodelay(true);
-  // httplib closes a keep-alive connection after 5 requests by default: a reconnect (accept, a
-  // new task in the pool) every 5th request.
-  s.http.set_keep_alive_max_count(1000);
-  s.http.set_keep_alive_timeout(5);
-  const auto seconds = static_cast<time_t>(s.config.timeout_seconds);
-  const auto micros = static_cast<time_t>((s.config.timeout_seconds - seconds) * 1e6);
-  s.http.set_read_timeout(seconds, micros);
-  s.http.set_write_timeout(seconds, micros);
-  int port = s.config.port;
-  if (port == 0) {
-    port = s.http.bind_to_any_port(s.config.host);
-    if (port < 0) throw Error("serve: cannot bind " + s.config.host + " to a free port");
-  } else if (!s.http.bind_to_port(s.config.host, port)) {
-    throw Error("serve: cannot bind " + s.config.host + ":" + std::to_string(port) +
-                " (in use, or not an address of this machine)");
-  }
-  return port;
+  return s.http->Bind(s.config.host, s.config.port);
 }
 
 void Server::Run() {
@@ -840,7 +805,7 @@ void Server::Run() {
       }
     }
   });
-  s.http.listen_after_bind();  // returns once stopped, after the requests in flight
+  s.http->Run();  // returns once stopped, after the requests in flight
   {
     std::lock_guard<std::mutex> lock(s.stop_mutex);
     s.stopping = true;
@@ -850,10 +815,7 @@ void Server::Run() {
   s.events->Flush(true);
 }
 
-void Server::Stop() {
-  Impl& s = *impl_;
-  s.http.stop();
-}
+void Server::Stop() { impl_->http->Stop(); }
 
 std::string Server::Reload() { return impl_->Reload(); }
 
@@ -884,17 +846,19 @@ std::string Server::Impl::Reload() {
 // ---- routes ------------------------------------------------------------------------------------
 
 void Server::Impl::Routes() {
-  Route("POST", "/v1/recommend", "/v1/recommend", [this](const auto& r) { return Recommend(r); });
-  Route("POST", "/v1/score", "/v1/score", [this](const auto& r) { return Score(r); });
-  Route("POST", "/v1/similar", "/v1/similar", [this](const auto& r) { return Similar(r); });
-  Route("PUT", "/v1/items", "/v1/items", [this](const auto& r) { return PutItems(r); });
+  using Req = const http::Request&;
+  using Match = const std::smatch&;
+  Route("POST", "/v1/recommend", "/v1/recommend", [this](Req r, Match) { return Recommend(r); });
+  Route("POST", "/v1/score", "/v1/score", [this](Req r, Match) { return Score(r); });
+  Route("POST", "/v1/similar", "/v1/similar", [this](Req r, Match) { return Similar(r); });
+  Route("PUT", "/v1/items", "/v1/items", [this](Req r, Match) { return PutItems(r); });
   Route("DELETE", R"(/v1/items/(.+))", "/v1/items/{id}",
-        [this](const auto& r) { return DeleteItem(r.matches[1]); });
-  Route("POST", "/v1/feedback", "/v1/feedback", [this](const auto& r) { return Feedback(r); });
+        [this](Req, Match m) { return DeleteItem(m[1]); });
+  Route("POST", "/v1/feedback", "/v1/feedback", [this](Req r, Match) { return Feedback(r); });
   Route("GET", R"(/v1/experiments/([^/]+))", "/v1/experiments/{name}",
-        [this](const auto& r) { return Experiment(r.matches[1]); });
-  Route("GET", "/v1/models", "/v1/models", [this](const auto&) { return Models(); });
-  Route("POST", "/v1/admin/reload", "/v1/admin/reload", [this](const auto&) {
+        [this](Req, Match m) { return Experiment(m[1]); });
+  Route("GET", "/v1/models", "/v1/models", [this](Req, Match) { return Models(); });
+  Route("POST", "/v1/admin/reload", "/v1/admin/reload", [this](Req, Match) {
     const std::string problem = Reload();
     if (!problem.empty()) {
       return Reply{500,
@@ -906,72 +870,137 @@ void Server::Impl::Routes() {
     for (const auto& v : Snapshot()) versions[v->config.name] = v->rec->model_version();
     return Reply{200, {{"reloaded", true}, {"model_versions", versions}}, ""};
   });
-  Route("GET", "/healthz", "/healthz", [](const auto&) {
+  Route("GET", "/healthz", "/healthz", [](Req, Match) {
     return Reply{200, {{"status", "ok"}}, ""};
   });
-  Route("GET", "/readyz", "/readyz", [this](const auto&) {
+  Route("GET", "/readyz", "/readyz", [this](Req, Match) {
     return ready ? Reply{200, {{"status", "ready"}}, ""} : Reply{503, {{"status", "loading"}}, ""};
   });
-  Route("GET", "/openapi.json", "/openapi.json", [](const auto&) {
+  Route("GET", "/openapi.json", "/openapi.json", [](Req, Match) {
     return Reply{200, OpenApi(), ""};
   });
-  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(MetricsText(), "text/plain; version=0.0.4");
+  Route("GET", "/metrics", "/metrics", [this](Req, Match) {
+    Reply reply;
+    reply.raw = MetricsText();
+    reply.content_type = "text/plain; version=0.0.4";
+    return reply;
   });
-  // A chunked body has no length for set_payload_max_length to check before it is read: such a
-  // request is refused before its body is (411), so max_body_bytes holds for every request.
-  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (req.has_header("Transfer-Encoding")) {
-      res.status = 411;
-      res.set_content(
-          Json{{"error", "send the body with a Content-Length (at most " +
-                             std::to_string(config.max_body_bytes) + " bytes), not chunked"},
-               {"field", ""}}
-              .dump(),
-          "application/json");
-      metrics.Record("error", 411, "", 0.0);
-      return httplib::Server::HandlerResponse::Handled;
+}
+
+namespace {
+
+// The request target's path as the routes see it: %XX sequences decoded (RFC 3986 section 2.1),
+// so DELETE /v1/items/{id} names any id. Throws Error for a '%' not followed by two hex digits.
+std::string DecodePath(const std::string& path) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(path.size());
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] != '%') {
+      out += path[i];
+      continue;
     }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 404) {
-      // A route that exists for other methods: 405 with the methods it takes (RFC 9110 15.5.6).
-      std::string allow;
-      for (const auto& [method, pattern] : known) {
-        if (method != req.method && std::regex_match(req.path, pattern)) {
-          allow += (allow.empty() ? "" : ", ") + method;
-        }
-      }
-      if (!allow.empty()) {
-        res.status = 405;
-        res.set_header("Allow", allow);
-        res.set_content(
-            Json{{"error", req.method + " is not allowed here (allowed: " + allow + ")"},
-                 {"field", ""}}
-                .dump(-1, ' ', false, Json::error_handler_t::replace),
-            "application/json");
-        metrics.Record("error", 405, "", 0.0);
-        return;
-      }
+    const int hi = i + 2 < path.size() ? hex(path[i + 1]) : -1;
+    const int lo = i + 2 < path.size() ? hex(path[i + 2]) : -1;
+    if (hi < 0 || lo < 0) {
+      Refuse(ErrorCode::kInvalidArgument, "",
+             "request path: '%' must be followed by two hexadecimal digits (RFC 3986 "
+             "percent-encoding)");
     }
-    const std::string message =
-        res.status == 413
-            ? "request body too large: at most " + std::to_string(config.max_body_bytes) +
-                  " bytes (max_body_bytes)" +
-                  (req.get_header_value("Content-Type")
-                               .rfind("application/x-www-form-urlencoded", 0) == 0
-                       ? std::string(", and 8 KiB for an application/x-www-form-urlencoded body "
-                                     "(curl -d's default): send Content-Type: application/json")
-                       : std::string())
-        : res.status == 404 ? "no route " + req.method + " " + req.path
-                            : "HTTP " + std::to_string(res.status);
-    res.set_content(Json{{"error", message}, {"field", ""}}.dump(-1, ' ', false,
-                                                                 Json::error_handler_t::replace),
-                    "application/json");
-    metrics.Record(res.status == 404 ? "unmatched" : "error", res.status, "", 0.0);
-  });
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+}  // namespace
+
+void Server::Impl::Answer(const http::Request& req, http::Response& res) {
+  const auto start = std::chrono::steady_clock::now();
+  auto send = [&](const std::string& route, const Reply& reply) {
+    res.status = reply.status;
+    res.content_type = reply.content_type;
+    // Replace, not throw, on bytes that are not UTF-8 (an id from the request, echoed).
+    res.body = !reply.raw.empty() ? reply.raw
+                                  : reply.body.dump(-1, ' ', false, Json::error_handler_t::replace);
+    metrics.Record(route, reply.status, reply.variant,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  };
+  auto error = [&](const std::string& route, int status, const std::string& message) {
+    send(route, Reply{status, {{"error", message}, {"field", ""}}, ""});
+  };
+  if (req.refused != 0) {
+    const std::string limit = std::to_string(config.max_body_bytes);
+    switch (req.refused) {
+      case 411:
+        return error(
+            "error", 411,
+            "send the body with a Content-Length (at most " + limit + " bytes), not chunked");
+      case 413:
+        return error(
+            "error", 413,
+            "request body too large: at most " + limit + " bytes (max_body_bytes)" +
+                (req.Header("content-type").rfind("application/x-www-form-urlencoded", 0) == 0
+                     ? std::string(", and a JSON body, which this form-encoded one (curl -d's "
+                                   "default) is not: send Content-Type: application/json")
+                     : std::string()));
+      case 414:
+        return error("error", 414,
+                     "request target too long: at most 8192 bytes (ids are at most " +
+                         std::to_string(data::kMaxIdBytes) + " bytes)");
+      case 431:
+        return error("error", 431, "request header fields too large: at most 64 KiB in all");
+      default:
+        return error("error", req.refused, "malformed HTTP/1.1 request (RFC 9112)");
+    }
+  }
+  std::string path;
+  try {
+    path = DecodePath(req.path);
+  } catch (const Error& e) {
+    return error("error", 400, e.what());
+  }
+  // HEAD is GET without the body (RFC 9110 section 9.3.2); the transport drops the body.
+  const std::string method = req.method == "HEAD" ? "GET" : req.method;
+  std::smatch match;
+  for (const RouteEntry& r : routes) {
+    if (r.method != method || !std::regex_match(path, match, r.pattern)) continue;
+    std::ostringstream what;
+    what << "serve.deadline_seconds: " << config.deadline_seconds;
+    t_deadline.what = what.str();
+    t_deadline.at = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                std::chrono::duration<double>(config.deadline_seconds));
+    omp_set_num_threads(1);  // one thread per request: no thread team per search
+    Reply reply;
+    try {
+      reply = r.handler(req, match);
+    } catch (const Error& e) {
+      reply = Reply{HttpStatus(e.code()), {{"error", e.what()}, {"field", e.field()}}, ""};
+    } catch (const std::bad_alloc&) {
+      reply = Reply{503, {{"error", "out of memory"}, {"field", ""}}, ""};
+    } catch (const std::exception& e) {
+      reply = Reply{500, {{"error", e.what()}, {"field", ""}}, ""};
+    }
+    return send(r.route, reply);
+  }
+  // A route that exists for other methods: 405 with the methods it takes (RFC 9110 15.5.6).
+  std::string allow;
+  for (const RouteEntry& r : routes) {
+    if (r.method != method && std::regex_match(path, r.pattern) &&
+        allow.find(r.method) == std::string::npos) {
+      allow += (allow.empty() ? "" : ", ") + r.method;
+    }
+  }
+  if (!allow.empty()) {
+    res.headers.emplace_back("Allow", allow);
+    return error("error", 405, req.method + " is not allowed here (allowed: " + allow + ")");
+  }
+  error("unmatched", 404, "no route " + req.method + " " + req.path);
 }
 
 // ---- handlers ----------------------------------------------------------------------------------
@@ -1013,7 +1042,7 @@ app::UserRef ReadUser(const Json& body, int max_list, bool some_variant_reads_hi
 
 }  // namespace
 
-Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
+Server::Impl::Reply Server::Impl::Recommend(const http::Request& req) {
   const Json body = ParseBody(req);
   AllowKeys(body, {"user_id", "user", "history", "k", "exclude_seen", "exclude", "allow"});
   const auto all = Snapshot();
@@ -1030,7 +1059,7 @@ Server::Impl::Reply Server::Impl::Recommend(const httplib::Request& req) {
   return reply;
 }
 
-Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
+Server::Impl::Reply Server::Impl::Score(const http::Request& req) {
   const Json body = ParseBody(req);
   AllowKeys(body, {"user_id", "user", "history", "item_ids"});
   const auto all = Snapshot();
@@ -1049,7 +1078,7 @@ Server::Impl::Reply Server::Impl::Score(const httplib::Request& req) {
   return Reply{200, reply, v.config.name};
 }
 
-Server::Impl::Reply Server::Impl::Similar(const httplib::Request& req) {
+Server::Impl::Reply Server::Impl::Similar(const http::Request& req) {
   const Json body = ParseBody(req);
   AllowKeys(body, {"item_id", "k", "variant"});
   if (!body.contains("item_id"))
@@ -1075,7 +1104,7 @@ Server::Impl::Reply Server::Impl::Similar(const httplib::Request& req) {
   return reply;
 }
 
-Server::Impl::Reply Server::Impl::PutItems(const httplib::Request& req) {
+Server::Impl::Reply Server::Impl::PutItems(const http::Request& req) {
   const Json body = ParseBody(req);
   AllowKeys(body, {"items"});
   if (!body.contains("items") || !body["items"].is_array() || body["items"].empty()) {
@@ -1116,7 +1145,7 @@ Server::Impl::Reply Server::Impl::DeleteItem(const std::string& id) {
   return Reply{200, {{"deleted", id}}, ""};
 }
 
-Server::Impl::Reply Server::Impl::Feedback(const httplib::Request& req) {
+Server::Impl::Reply Server::Impl::Feedback(const http::Request& req) {
   const Json body = ParseBody(req);
   AllowKeys(body, {"user_id", "item_id", "event", "variant"});
   for (const char* key : {"user_id", "item_id", "event"}) {

@@ -2,9 +2,13 @@
 // model trained by the real binary, cpp-httplib's client.
 #include "twotower/serve/server.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -991,6 +995,165 @@ TEST_F(ServerTest, IdsAreTextUnderOneRule) {
                                              "--all-users", "--out", scratch_.File("r.csv")},
                                             scratch_),
                                      users + ":3: column 'user_id': an id of 1025 bytes");
+}
+
+// A raw TCP connection to the server, for what an HTTP client library will not send: pipelined
+// requests, bytes dripped one at a time, a socket that sends nothing.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  }
+  ~RawConnection() { close(fd_); }
+  bool connected() const { return connected_; }
+  bool Send(const std::string& bytes) {
+    return send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+  // Everything received until the peer closes or `seconds` pass with nothing new; *closed says
+  // whether the peer closed.
+  std::string Receive(double seconds, bool* closed = nullptr) {
+    std::string got;
+    if (closed) *closed = false;
+    while (true) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(seconds * 1000)) <= 0) return got;
+      char buf[4096];
+      const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) {
+        if (closed) *closed = true;
+        return got;
+      }
+      got.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+std::string FeedbackRequest(const std::string& user) {
+  const std::string body =
+      Json{{"user_id", user}, {"item_id", "5"}, {"event", "impression"}}.dump();
+  return "POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+         "Content-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// HTTP/1.1 pipelining (RFC 9112 section 9.3.2): requests written back to back on one connection,
+// in one TCP segment, are each answered, in order, and each event is logged. cpp-httplib, the
+// server's former HTTP layer, answered the first and dropped the others (issue 24, case 10).
+TEST_F(ServerTest, PipelinedRequestsAreEachAnsweredInOrder) {
+  Running s(OneModel());
+  RawConnection raw(s.port());
+  ASSERT_TRUE(raw.connected());
+  ASSERT_TRUE(raw.Send(FeedbackRequest("p1") + FeedbackRequest("p2") + FeedbackRequest("p3") +
+                       "GET /v1/experiments/default HTTP/1.1\r\nHost: x\r\n"
+                       "Connection: close\r\n\r\n"));
+  const std::string got = raw.Receive(10);
+  EXPECT_EQ(Count(got, "HTTP/1.1 202"), 3u) << got;
+  // The fourth answer, the readout, comes after the three events: it counts them.
+  const size_t last = got.rfind("HTTP/1.1 200");
+  ASSERT_NE(last, std::string::npos) << got;
+  EXPECT_GT(last, got.rfind("HTTP/1.1 202"));
+  const Json readout = Json::parse(got.substr(got.find("\r\n\r\n", last) + 4));
+  EXPECT_EQ(readout["variants"][0]["impressions"], 3) << readout.dump();
+}
+
+// A connection holds a server thread only while its request is answered: clients dripping a body
+// a byte at a time, and keep-alive sockets that send nothing, twice as many as the server's
+// threads, leave health checks answered (with cpp-httplib they held every thread: issue 24,
+// case 09). And each is cut off: a request must arrive whole within timeout_seconds of its first
+// byte, and a connection that starts no request within idle_timeout_seconds is closed.
+TEST_F(ServerTest, SlowAndIdleConnectionsHoldNoThreadAndAreCutOff) {
+  ServeConfig config = OneModel();
+  config.timeout_seconds = 1.0;
+  config.idle_timeout_seconds = 0.5;
+  Running s(config);  // 4 threads
+  const std::string body = R"({"user_id": "1", "k": 1})";
+  std::vector<std::unique_ptr<RawConnection>> slow, idle;
+  for (int i = 0; i < 8; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(s.port()));
+    idle.push_back(std::make_unique<RawConnection>(s.port()));
+    ASSERT_TRUE(slow.back()->connected() && idle.back()->connected());
+    ASSERT_TRUE(slow.back()->Send("POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                                  std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, 1)));
+  }
+  // While all 16 are open: a health check on a fresh connection is answered.
+  auto c = s.Client();
+  c.set_read_timeout(5, 0);
+  EXPECT_EQ(Call(c, "GET", "/healthz").status, 200);
+  // The drip goes on past timeout_seconds: the server closes each slow connection without an
+  // answer (there is no whole request to answer), and each idle one.
+  for (size_t i = 1; i < 4; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    for (auto& conn : slow) conn->Send(body.substr(i, 1));
+  }
+  for (auto& conn : slow) {
+    bool closed = false;
+    const std::string got = conn->Receive(5, &closed);
+    EXPECT_TRUE(closed) << "a request dripped past timeout_seconds was not cut off";
+    EXPECT_EQ(got, "");
+  }
+  for (auto& conn : idle) {
+    bool closed = false;
+    EXPECT_EQ(conn->Receive(5, &closed), "");
+    EXPECT_TRUE(closed) << "an idle connection outlived idle_timeout_seconds";
+  }
+  EXPECT_EQ(Call(c, "GET", "/healthz").status, 200);
+}
+
+// What the transport refuses it answers with the JSON error shape, then closes the connection:
+// a malformed request line (400), a target over 8 KiB (414); HEAD is GET without a body; a path
+// is percent-decoded before it names an id.
+TEST_F(ServerTest, TheTransportRefusesWithTheErrorShape) {
+  Running s(OneModel());
+  {
+    RawConnection raw(s.port());
+    ASSERT_TRUE(raw.Send("NOT AN HTTP REQUEST\r\n\r\n"));
+    bool closed = false;
+    const std::string got = raw.Receive(5, &closed);
+    EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got;
+    EXPECT_THAT(got, HasSubstr("\"error\""));
+    EXPECT_TRUE(closed);
+  }
+  {
+    RawConnection raw(s.port());
+    ASSERT_TRUE(
+        raw.Send("DELETE /v1/items/" + std::string(9000, 'x') + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const std::string got = raw.Receive(5);
+    EXPECT_EQ(got.rfind("HTTP/1.1 414", 0), 0u) << got.substr(0, 200);
+  }
+  {
+    RawConnection raw(s.port());
+    ASSERT_TRUE(raw.Send("HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    const std::string got = raw.Receive(5);
+    EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
+    const std::string get_body = Json{{"status", "ok"}}.dump();
+    EXPECT_THAT(got, HasSubstr("Content-Length: " + std::to_string(get_body.size())));
+    EXPECT_EQ(got.substr(got.find("\r\n\r\n") + 4), "") << "HEAD answered with a body";
+  }
+  auto c = s.Client();
+  Json row = {{"movie_id", "a b/c"},
+              {"genre", "Drama"},
+              {"year", "1990"},
+              {"duration", "100"},
+              {"avg_rating", "3.5"}};
+  ASSERT_EQ(Call(c, "PUT", "/v1/items", Json{{"items", {row}}}.dump()).status, 200);
+  EXPECT_EQ(Call(c, "DELETE", "/v1/items/a%20b%2Fc").status, 200);
+  EXPECT_EQ(Call(c, "DELETE", "/v1/items/a%20b%2Fc").status, 404);
+  EXPECT_EQ(Call(c, "DELETE", "/v1/items/bad%zz").status, 400);
 }
 
 TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {

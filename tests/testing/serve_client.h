@@ -36,6 +36,7 @@ class Running {
     thread_.join();
   }
   httplib::Client Client() const { return httplib::Client("127.0.0.1", port_); }
+  int port() const { return port_; }
   Server& server() { return *server_; }
 
  private:

@@ -1,5 +1,6 @@
-// `twotower serve`: an HTTP/1.1 JSON service over the app layer (cpp-httplib 0.11 from Debian,
-// nlohmann-json), with live item updates, hot reload and A/B testing of model variants.
+// `twotower serve`: an HTTP/1.1 JSON service over the app layer (Boost.Beast from Debian,
+// event-driven, with keep-alive and pipelining; nlohmann-json), with live item updates, hot
+// reload and A/B testing of model variants.
 //
 // Routes (README "Serving" has a curl example for each; GET /openapi.json describes them):
 //   POST /v1/recommend   {"user_id": "42" | "user": {column: value}, "k": 10,
@@ -24,7 +25,8 @@
 // unknown or mistyped field, a missing one, k outside 1..max_k, a list over max_list, an unknown
 // user without features (404), an unknown item (404), a body over max_body_bytes (413). A failure
 // of ours is a 500 with the same shape. Each request runs on one server thread with a
-// single-threaded search.
+// single-threaded search. Transport limits: a chunked body 411, a request target over 8 KiB 414,
+// header fields over 64 KiB 431, a malformed request 400 (each then closes the connection).
 #ifndef TWOTOWER_SERVE_SERVER_H_
 #define TWOTOWER_SERVE_SERVER_H_
 
@@ -52,13 +54,17 @@ struct VariantConfig {
 struct ServeConfig {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port (tests)
-  // Request threads: cpp-httplib serves each open keep-alive connection on one of them, so
-  // give at least as many as concurrent connections; 0: 4 per core, at least 8.
+  // Threads that read, answer and write requests. A connection holds one only while its request
+  // is answered (an idle or slow connection holds none); 0: one per core, at least 2.
   int threads = 0;
   int max_k = 1000;                  // largest k a request may ask for
   int max_list = 10000;              // longest exclude / allow / item_ids / items list
   int64_t max_body_bytes = 1 << 20;  // larger bodies get 413
-  double timeout_seconds = 10.0;     // socket read / write timeout
+  // A request's whole header and body must arrive within this from its first byte, and its answer
+  // be written within it again; else the connection is closed (a client dripping bytes is cut).
+  double timeout_seconds = 10.0;
+  // A keep-alive connection that sends no first byte of a next request within this is closed.
+  double idle_timeout_seconds = 5.0;
   // A request whose handling passes this is answered 503 at the next stage boundary (parsed,
   // user encoded, searched, each item encoded), before it changes anything; a stage itself is
   // bounded by max_k, max_list and max_body_bytes, not interrupted.
