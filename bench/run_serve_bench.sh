@@ -4,26 +4,28 @@
 # (bench/reference/serve_fastapi.py), on the same machine with the same request mix
 # (bench/serve_mix.lua: POST /v1/recommend, k 10, random users, 1 in 20 an unknown user -> 404).
 #
-#   bash bench/run_serve_bench.sh   # ITEMS="1000 1000000" DURATION=20 REPEATS=3 CONNECTIONS=16
+#   bash bench/run_serve_bench.sh   # ITEMS="1000 1000000" DURATION=20 REPEATS=3
+#                                   # CONNECTIONS="16 64 256"
 #
 # For each catalogue size: generate data, train a small lab model (quality is not the point),
 # embed the items; twotower serves them exactly (1,000) or from an HNSW index (1,000,000), the
 # peer always exactly (torch matrix-vector product + topk: what the lab's FastAPI step does).
-# Peak load: wrk with CONNECTIONS connections. Lower load: LIGHT_CONNECTIONS (wrk is a
-# closed-loop generator; Debian has no wrk2 for a fixed rate, so "80% of peak" is approximated
-# by fewer connections, and the achieved rate is reported beside the latencies).
-# twotower gets TWOTOWER_THREADS request threads (cpp-httplib serves a keep-alive connection per
-# thread: 16 threads for 16 connections, its best here), the peer PEER_WORKERS uvicorn worker
-# processes with one torch / BLAS thread each (2: its best here, one per core); wrk WRK_THREADS.
+# For each count of keep-alive connections in CONNECTIONS: the peak (wrk closed-loop, every
+# connection sends its next request as soon as the answer comes; REPEATS runs, the median
+# requests/s), then the same connections paced to PACE (default 0.8) of that median
+# (bench/serve_mix.lua's MEAN_DELAY_MS: Debian has no wrk2 for a fixed rate; the achieved rate is
+# reported beside the latencies). twotower runs with its default threads (one per core, at least
+# 2; TWOTOWER_THREADS to set), the peer PEER_WORKERS uvicorn worker processes with one torch /
+# BLAS thread each (2: its best here, one per core); wrk WRK_THREADS.
 # Prints one JSON line per run to $OUT/results.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITEMS="${ITEMS:-1000 1000000}"
 DURATION="${DURATION:-20}"
 REPEATS="${REPEATS:-3}"
-CONNECTIONS="${CONNECTIONS:-16}"
-LIGHT_CONNECTIONS="${LIGHT_CONNECTIONS:-2}"
-TWOTOWER_THREADS="${TWOTOWER_THREADS:-16}"
+CONNECTIONS="${CONNECTIONS:-16 64 256}"
+PACE="${PACE:-0.8}"
+TWOTOWER_THREADS="${TWOTOWER_THREADS:-}"
 PEER_WORKERS="${PEER_WORKERS:-2}"
 WRK_THREADS="${WRK_THREADS:-1}"
 USERS="${USERS:-10000}"
@@ -51,13 +53,33 @@ wait_up() {
   return 1
 }
 
-run_wrk() {  # name items connections port: REPEATS runs (fresh connections each)
+run_wrk() {  # name items connections port mode mean_delay_ms: REPEATS runs (fresh connections)
   local line
   for r in $(seq 1 "$REPEATS"); do
-    line=$(USERS="$USERS" wrk -t"$WRK_THREADS" -c"$3" -d"${DURATION}s" -s bench/serve_mix.lua \
-      "http://127.0.0.1:$4" | grep '^{')
-    echo "{\"server\": \"$1\", \"items\": $2, \"connections\": $3, \"run\": $r, ${line:1}" |
+    line=$(USERS="$USERS" MEAN_DELAY_MS="$6" wrk -t"$WRK_THREADS" -c"$3" -d"${DURATION}s" \
+      --timeout 10s -s bench/serve_mix.lua "http://127.0.0.1:$4" | grep '^{')
+    echo "{\"server\": \"$1\", \"items\": $2, \"connections\": $3, \"mode\": \"$5\", \"run\": $r, ${line:1}" |
       tee -a "$RESULTS"
+  done
+}
+
+median_rps() {  # server items connections: the median requests/s of its peak runs
+  $PY - "$RESULTS" "$@" <<'PYEOF'
+import json, statistics, sys
+f, server, items, conns = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+runs = [json.loads(l) for l in open(f) if l.strip()]
+print(statistics.median(r["rps"] for r in runs if r["server"] == server and r["items"] == items
+                        and r["connections"] == conns and r["mode"] == "peak"))
+PYEOF
+}
+
+run_loads() {  # name items port: for each connection count, the peak then PACE of it
+  for c in $CONNECTIONS; do
+    run_wrk "$1" "$2" "$c" "$3" peak 0
+    local peak delay
+    peak=$(median_rps "$1" "$2" "$c")
+    delay=$($PY -c "print($c * 1000.0 / ($PACE * $peak))")
+    run_wrk "$1" "$2" "$c" "$3" paced "$delay"
   done
 }
 
@@ -81,13 +103,14 @@ for n in $ITEMS; do
     fi
     index_args=(--index "$D/items.index")
   fi
-  log "$n items: twotower serve (${TWOTOWER_THREADS} request threads)"
+  thread_args=()
+  [ -n "$TWOTOWER_THREADS" ] && thread_args=(--threads "$TWOTOWER_THREADS")
+  log "$n items: twotower serve (${TWOTOWER_THREADS:-default} request threads)"
   "$T" serve --model "$D/model.safetensors" "${index_args[@]}" --port 18090 \
-    --threads "$TWOTOWER_THREADS" --events "$D/events.jsonl" >"$D/serve.log" 2>&1 &
+    "${thread_args[@]}" --events "$D/events.jsonl" >"$D/serve.log" 2>&1 &
   pid=$!
   wait_up 18090
-  run_wrk twotower "$n" "$CONNECTIONS" 18090
-  run_wrk twotower "$n" "$LIGHT_CONNECTIONS" 18090
+  run_loads twotower "$n" 18090
   kill -TERM "$pid"
   wait "$pid" || true
   log "$n items: FastAPI + PyTorch ($PEER_WORKERS uvicorn workers, 1 torch thread each)"
@@ -97,8 +120,7 @@ for n in $ITEMS; do
     --workers "$PEER_WORKERS" >"$D/peer.log" 2>&1 &
   peer=$!
   wait_up 18091
-  run_wrk fastapi-torch "$n" "$CONNECTIONS" 18091
-  run_wrk fastapi-torch "$n" "$LIGHT_CONNECTIONS" 18091
+  run_loads fastapi-torch "$n" 18091
   kill -TERM "$peer"
   wait "$peer" || true
 done
@@ -109,17 +131,23 @@ import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 groups = {}
 for r in runs:
-    groups.setdefault((r["items"], r["server"], r["connections"]), []).append(r)
-print("| items | server | connections | requests/s (median of %d) | runs | p50 ms | p99 ms |"
+    groups.setdefault((r["items"], r["server"], r["connections"], r["mode"]), []).append(r)
+print("| items | server | connections | load | requests/s (median of %d) | runs | p50 ms | p99 ms |"
       % max(len(g) for g in groups.values()))
-print("| --- | --- | --- | --- | --- | --- | --- |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 best = {}
-for (items, server, conns), g in sorted(groups.items()):
+for (items, server, conns, mode), g in sorted(groups.items(), key=lambda kv: (
+        kv[0][0], kv[0][1], kv[0][2], kv[0][3] != "peak")):
     med = lambda k: statistics.median(x[k] for x in g)
     rps = med("rps")
-    best[(items, server)] = max(best.get((items, server), 0), rps)
-    print("| %s | %s | %d | %.0f | %s | %.2f | %.2f |" % (
-        f"{items:,}", server, conns, rps, " / ".join("%.0f" % x["rps"] for x in g),
+    load = "peak"
+    if mode == "peak":
+        best[(items, server)] = max(best.get((items, server), 0), rps)
+        peak = rps
+    else:
+        load = "paced, %.0f%% of peak" % (100 * rps / peak)
+    print("| %s | %s | %d | %s | %.0f | %s | %.2f | %.2f |" % (
+        f"{items:,}", server, conns, load, rps, " / ".join("%.0f" % x["rps"] for x in g),
         med("p50_ms"), med("p99_ms")))
 for items in sorted({i for i, _ in best}):
     ours, peer = best.get((items, "twotower")), best.get((items, "fastapi-torch"))

@@ -1,6 +1,11 @@
 -- wrk request mix for bench/run_serve_bench.sh: POST /v1/recommend for random users (ids 1..USERS,
 -- k 10), with one request in 20 bad (an unknown user: 404 from both servers).
+-- MEAN_DELAY_MS > 0 paces each connection (an open-loop stand-in, since Debian has no wrk2): before
+-- each request it waits an exponentially distributed time of that mean, so N connections offer
+-- about N * 1000 / MEAN_DELAY_MS requests/s while the server keeps up. wrk's delay() takes whole
+-- milliseconds, so the wait is rounded up or down at random, keeping its mean.
 local users = tonumber(os.getenv("USERS") or "1000")
+local mean_delay = tonumber(os.getenv("MEAN_DELAY_MS") or "0")
 local counter = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -14,6 +19,15 @@ request = function()
     user = tostring(math.random(1, users))
   end
   return wrk.format(nil, "/v1/recommend", nil, '{"user_id": "' .. user .. '", "k": 10}')
+end
+
+if mean_delay > 0 then
+  delay = function()
+    local wait = -mean_delay * math.log(1 - math.random())
+    local whole = math.floor(wait)
+    if math.random() < wait - whole then whole = whole + 1 end
+    return whole
+  end
 end
 
 done = function(summary, latency, requests)

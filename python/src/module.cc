@@ -16,6 +16,7 @@
 #include <pybind11/stl.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <memory>
@@ -381,6 +382,125 @@ py::dict Train(const std::string& config_path,
   return d;
 }
 
+// Table cells as Python text: UTF-8, with bytes that are not UTF-8 kept as lone surrogates
+// (PEP 383 "surrogateescape", as os.listdir does), so write_table gives back the same bytes.
+py::object Text(const std::string& s) {
+  PyObject* o =
+      PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "surrogateescape");
+  if (o == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(o);
+}
+
+template <typename T, typename Vec>
+py::array_t<T> CopyArray(const Vec& v) {
+  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+// read_table: [(name, type name, values, valid or None)], values a numpy array (int64, uint64,
+// bool, float64) or, for strings, a list of str.
+py::list ReadTable(const std::string& path) {
+  data::TypedTable t;
+  {
+    py::gil_scoped_release unlocked;
+    t = app::ReadTypedTable(path);
+  }
+  py::list out;
+  for (size_t c = 0; c < t.columns.size(); ++c) {
+    const data::ParquetColumn& col = t.columns[c];
+    py::object values;
+    switch (col.type) {
+      case data::ParquetType::kBoolean:
+        values = CopyArray<bool>(col.ints);
+        break;
+      case data::ParquetType::kInt32:
+      case data::ParquetType::kInt64:
+        values = col.is_unsigned ? py::object(CopyArray<uint64_t>(col.ints))
+                                 : py::object(CopyArray<int64_t>(col.ints));
+        break;
+      case data::ParquetType::kFloat:
+      case data::ParquetType::kDouble:
+        values = CopyArray<double>(col.doubles);
+        break;
+      case data::ParquetType::kString: {
+        py::list texts;
+        for (int64_t r = 0; r < col.size(); ++r) {
+          texts.append(col.IsNull(r) ? py::none() : Text(col.strings[col.string_index[r]]));
+        }
+        values = texts;
+        break;
+      }
+    }
+    py::object valid = col.valid.empty() ? py::none() : py::object(CopyArray<bool>(col.valid));
+    out.append(py::make_tuple(t.specs[c].name, data::ParquetTypeName(col.type), values, valid));
+  }
+  return out;
+}
+
+// write_table: columns as (name, type, values, valid or None); type one of "BOOLEAN", "INT32",
+// "INT64", "FLOAT", "DOUBLE", "STRING" (twotower/__init__.py maps pandas dtypes to these);
+// values a numpy array of that kind or, for strings, a sequence of str (None where not valid).
+void WriteTableFile(const std::string& path, const py::list& columns) {
+  data::TypedTable t;
+  int64_t rows = -1;
+  for (const py::handle& item : columns) {
+    const auto spec = item.cast<py::tuple>();
+    const auto name = spec[0].cast<std::string>();
+    const auto type = spec[1].cast<std::string>();
+    const py::object values = spec[2];
+    const py::object valid = spec[3];
+    data::ParquetType pt;
+    if (type == "BOOLEAN") {
+      pt = data::ParquetType::kBoolean;
+    } else if (type == "INT32") {
+      pt = data::ParquetType::kInt32;
+    } else if (type == "INT64") {
+      pt = data::ParquetType::kInt64;
+    } else if (type == "FLOAT") {
+      pt = data::ParquetType::kFloat;
+    } else if (type == "DOUBLE") {
+      pt = data::ParquetType::kDouble;
+    } else {
+      pt = data::ParquetType::kString;
+    }
+    data::ParquetColumn& col = t.AddColumn(name, pt, !valid.is_none());
+    if (pt == data::ParquetType::kString) {
+      for (const py::handle& v : values) {
+        col.string_index.push_back(static_cast<int32_t>(col.strings.size()));
+        if (v.is_none()) {
+          col.strings.emplace_back();
+          continue;
+        }
+        PyObject* bytes = PyUnicode_AsEncodedString(v.ptr(), "utf-8", "surrogateescape");
+        if (bytes == nullptr) throw py::error_already_set();
+        const auto b = py::reinterpret_steal<py::bytes>(bytes);
+        col.strings.push_back(static_cast<std::string>(b));
+      }
+    } else if (pt == data::ParquetType::kFloat || pt == data::ParquetType::kDouble) {
+      const auto a = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(values);
+      col.doubles.assign(a.data(), a.data() + a.size());
+    } else {
+      const auto a =
+          py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(values);
+      col.ints.assign(a.data(), a.data() + a.size());
+    }
+    if (!valid.is_none()) {
+      const auto v = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(valid);
+      col.valid.assign(v.data(), v.data() + v.size());
+    }
+    if (rows >= 0 && col.size() != rows) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "write_table: column '" + name + "' has " + std::to_string(col.size()) +
+                      " rows, the ones before it " + std::to_string(rows),
+                  name);
+    }
+    rows = col.size();
+  }
+  py::gil_scoped_release unlocked;
+  app::WriteTypedTable(path, t);
+}
+
 }  // namespace
 }  // namespace twotower::python
 
@@ -438,7 +558,13 @@ PYBIND11_MODULE(_twotower, m) {
         case ErrorCode::kInternal:
           break;
       }
-      py::object instance = py::reinterpret_borrow<py::object>(cls)(e.what());
+      // A message may quote bytes from the input that are not UTF-8: shown escaped.
+      const std::string what = e.what();
+      PyObject* text = PyUnicode_DecodeUTF8(what.data(), static_cast<Py_ssize_t>(what.size()),
+                                            "backslashreplace");
+      if (text == nullptr) throw py::error_already_set();
+      py::object instance =
+          py::reinterpret_borrow<py::object>(cls)(py::reinterpret_steal<py::object>(text));
       instance.attr("field") = e.field();
       instance.attr("code") = std::string(ErrorCodeName(e.code()));
       PyErr_SetObject(cls, instance.ptr());
@@ -489,4 +615,6 @@ PYBIND11_MODULE(_twotower, m) {
   m.def("train", &Train, py::arg("config_path"), py::arg("overrides"), py::arg("resume"),
         py::arg("progress"));
   m.def("settings_help", &app::SettingsHelp);
+  m.def("read_table", &ReadTable, py::arg("path"));
+  m.def("write_table", &WriteTableFile, py::arg("path"), py::arg("columns"));
 }

@@ -255,3 +255,56 @@ def test_hostile_ids_and_sizes_get_clear_answers(lab):
     with pytest.raises(twotower.InvalidArgumentError) as e:
         m.score(user, "7")
     assert e.value.field == "item_ids"
+
+
+def test_training_from_python_and_from_the_cli_write_the_same_metrics_bytes(lab, tmp_path):
+    # The same config, seed and threads through both front ends: metrics.csv byte for byte
+    # (the columns that are not wall-clock times).
+    sets = dict(SMALL, **{"data.dir": str(lab["data"])})
+    py_run = twotower.train(os.path.join(REPO, "config", "ranking_config.yaml"),
+                            overrides=dict(sets, **{"output.dir": str(tmp_path / "py")}),
+                            progress=False)
+    args = ["train", "--config", os.path.join(REPO, "config", "ranking_config.yaml"), "--quiet",
+            "--output-dir", str(tmp_path / "cli")]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value if not isinstance(value, list) else json.dumps(value)}"]
+    cli(*args)
+    (cli_dir,) = [os.path.join(tmp_path / "cli", d) for d in os.listdir(tmp_path / "cli")]
+
+    def without_times(path):
+        lines = open(path, encoding="utf-8").read().splitlines()
+        header = lines[0].split(",")
+        keep = [i for i, h in enumerate(header) if "seconds" not in h and h != "time"]
+        return [[row.split(",")[i] for i in keep] for row in lines]
+
+    ours = without_times(os.path.join(py_run.dir, "metrics.csv"))
+    theirs = without_times(os.path.join(cli_dir, "metrics.csv"))
+    assert ours == theirs and len(ours) == SMALL["training.epochs"] + 1
+
+
+def test_threads_search_one_index_at_once(lab):
+    # The GIL is released during search: several Python threads on one index each get the
+    # answer a lone call gives.
+    import threading
+
+    m = lab["model"]
+    idx = twotower.Index.build(m.encode_items(), m.item_ids, kind="hnsw", M=16)
+    queries = m.encode_users()
+    alone = idx.search(queries, k=10)
+    results, errors = [None] * 4, []
+
+    def work(t):
+        try:
+            results[t] = [idx.search(queries, k=10) for _ in range(5)]
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for per_thread in results:
+        for scores, ids in per_thread:
+            assert np.array_equal(scores, alone[0]) and np.array_equal(ids, alone[1])

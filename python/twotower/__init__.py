@@ -42,7 +42,7 @@ for _cls in (Error, InvalidArgumentError, NotFoundError, CorruptDataError, IoErr
     _cls.code = _cls.__name__
 
 __all__ = [
-    "generate", "train", "Run", "Model", "Index", "settings", "Error", "InvalidArgumentError",
+    "generate", "read_table", "write_table", "train", "Run", "Model", "Index", "settings", "Error", "InvalidArgumentError",
     "NotFoundError", "CorruptDataError", "IoError", "ConflictError", "UnavailableError",
     "InternalError",
 ]
@@ -53,6 +53,101 @@ def generate(out_dir, users=1000, movies=500, interactions=10000, seed=42, forma
     out_dir, as ``twotower generate`` does; returns the split sizes and the liked rate."""
     return _core.generate(os.fspath(out_dir), int(users), int(movies), int(interactions),
                           int(seed), format)
+
+
+def _invalid(message, field):
+    e = InvalidArgumentError(message)
+    e.field = field
+    return e
+
+
+def read_table(path):
+    """Reads a CSV or Parquet table (by suffix) through twotower's own readers into a pandas
+    DataFrame, with the types the CLI gives its columns: a Parquet file's schema types; a CSV
+    file's inferred from its cells as ``twotower convert`` infers them (integers -> int64, numbers
+    whose text comes back the same -> float64, else str; "0042" stays the string "0042").
+    Nulls (a CSV's empty cells) become pandas' nullable values: Int64 / boolean / Float64 columns
+    with <NA>, None in string columns. Strings that are not UTF-8 keep their bytes as lone
+    surrogates (PEP 383), so write_table writes them back unchanged."""
+    import pandas as pd
+
+    data = {}
+    for name, kind, values, valid in _core.read_table(os.fspath(path)):
+        if kind == "STRING":
+            column = pd.Series(values, dtype=object)
+        elif valid is None:
+            column = pd.Series(values)
+        else:
+            nullable = {"BOOLEAN": "boolean", "FLOAT": "Float64", "DOUBLE": "Float64"}.get(
+                kind, "UInt64" if values.dtype == np.uint64 else "Int64")
+            column = pd.Series(pd.array(values, dtype=nullable))
+            column[~valid] = pd.NA
+        data[name] = column
+    return pd.DataFrame(data)
+
+
+def _column_for_writing(name, column):
+    # (name, Parquet type, values, valid mask or None) for _core.write_table, from a pandas
+    # column; dtypes with no lossless Parquet type of ours are refused naming the column.
+    import pandas as pd
+
+    dtype = column.dtype
+    valid = None
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and not isinstance(
+            dtype, pd.StringDtype):
+        mask = column.isna().to_numpy()
+        if mask.any():
+            valid = ~mask
+        kind = dtype.kind
+        fill = {"b": False, "i": 0, "u": 0, "f": 0.0}.get(kind)
+        if fill is None:
+            raise _invalid(f"write_table: column {name!r}: dtype {dtype} is not written "
+                           f"(expected bool, integer, float or str values)", name)
+        values = column.to_numpy(dtype=dtype.numpy_dtype, na_value=fill)
+        dtype = values.dtype
+    else:
+        values = column.to_numpy()
+    if dtype.kind == "b":
+        return name, "BOOLEAN", values.astype(np.int64), valid
+    if dtype.kind == "i" or (dtype.kind == "u" and dtype.itemsize < 8):
+        return name, "INT32" if dtype.itemsize <= 4 and dtype.kind == "i" else "INT64", \
+            values.astype(np.int64), valid
+    if dtype.kind == "f":
+        return name, "FLOAT" if dtype.itemsize == 4 else "DOUBLE", values.astype(np.float64), valid
+    if dtype.kind in ("O", "U") or isinstance(dtype, pd.StringDtype):
+        texts, mask = [], []
+        for row, v in enumerate(column.tolist()):
+            if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+                texts.append(None)
+                mask.append(False)
+            elif isinstance(v, str):
+                texts.append(v)
+                mask.append(True)
+            else:
+                raise _invalid(f"write_table: column {name!r}, row {row}: {type(v).__name__} "
+                               f"{v!r} in a column of strings (expected str, or None / NaN for "
+                               f"a null)", name)
+        return name, "STRING", texts, None if all(mask) else np.array(mask, dtype=bool)
+    raise _invalid(f"write_table: column {name!r}: dtype {dtype} is not written (expected bool, "
+                   f"integer, float or str values; uint64: cast it to int64 or str)", name)
+
+
+def write_table(df, path):
+    """Writes a pandas DataFrame to a CSV or Parquet table (by suffix) through twotower's own
+    writers, atomically (a temporary name, then a rename): bool -> BOOLEAN, int8..int32 -> INT32,
+    int64 and smaller unsigned -> INT64, float32 -> FLOAT, float64 -> DOUBLE, str -> STRING;
+    nullable columns (pandas <NA>, None or NaN among strings) become OPTIONAL with nulls (empty
+    cells in CSV). The index is not written (reset_index() first to keep it). Other dtypes
+    (datetimes, categoricals, uint64, objects that are not str) are refused with a
+    ValueError naming the column. CSV numbers are written as ``twotower convert`` writes them:
+    integers in full, floats in their shortest round-trip text."""
+    if not hasattr(df, "columns"):
+        raise _invalid(f"write_table: expected a pandas DataFrame, got {type(df).__name__}", "df")
+    names = [str(c) for c in df.columns]
+    if len(set(names)) != len(names):
+        raise _invalid(f"write_table: repeated column names in {names}", "df")
+    columns = [_column_for_writing(str(n), df[n]) for n in df.columns]
+    _core.write_table(os.fspath(path), columns)
 
 
 def settings():
@@ -133,8 +228,10 @@ def _write_frames(frames, overrides):
     folder = tempfile.mkdtemp(prefix="dataframes_", dir=out_dir)
     for table, value in given.items():
         if hasattr(value, "to_csv"):
+            # twotower's own CSV writer: integers stay integers, a float label 1.0 is written
+            # "1" (pandas' to_csv writes "1.0", which the label column refuses), no index column.
             path = os.path.join(folder, _TABLES[table])
-            value.to_csv(path, index=False)
+            write_table(value, path)
         else:
             path = os.fspath(value)
         overrides[f"data.{table}"] = os.path.abspath(path)

@@ -99,6 +99,52 @@ std::vector<std::string> ReadIdsFile(const std::string& ids_path, const Matrix& 
 
 std::string MetaPath(const std::string& out_path) { return out_path + ".meta.json"; }
 
+data::TypedTable ReadTypedTable(const std::string& path) {
+  if (data::TableFormatOf(path) == data::TableFormat::kCsv) {
+    return data::InferTypes(data::ReadTable(path));
+  }
+  data::ParquetReader reader(path);
+  data::TypedTable out;
+  for (const data::ParquetColumnInfo& info : reader.columns()) {
+    if (!info.unsupported.empty()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  path + ": column '" + info.name + "': " + info.unsupported +
+                      " is not read by twotower (expected BOOLEAN, INT32, INT64, FLOAT, DOUBLE "
+                      "or a UTF-8 BYTE_ARRAY)");
+    }
+    out.specs.push_back({info.name, info.type, info.optional});
+    data::ParquetColumn& all = out.columns.emplace_back();
+    all.type = info.type;
+    all.is_unsigned = info.is_unsigned;
+  }
+  data::ParquetColumn part;
+  for (int g = 0; g < reader.num_row_groups(); ++g) {
+    for (size_t c = 0; c < out.columns.size(); ++c) {
+      reader.ReadColumn(g, static_cast<int>(c), &part);
+      data::ParquetColumn& all = out.columns[c];
+      const int64_t before = all.size(), n = part.size();
+      if (!part.valid.empty() || !all.valid.empty()) {
+        all.valid.resize(static_cast<size_t>(before), 1);
+        if (part.valid.empty()) {
+          all.valid.insert(all.valid.end(), static_cast<size_t>(n), 1);
+        } else {
+          all.valid.insert(all.valid.end(), part.valid.begin(), part.valid.end());
+        }
+      }
+      all.ints.insert(all.ints.end(), part.ints.begin(), part.ints.end());
+      all.doubles.insert(all.doubles.end(), part.doubles.begin(), part.doubles.end());
+      const auto offset = static_cast<int32_t>(all.strings.size());
+      all.strings.insert(all.strings.end(), part.strings.begin(), part.strings.end());
+      for (int32_t i : part.string_index) all.string_index.push_back(i + offset);
+    }
+  }
+  return out;
+}
+
+void WriteTypedTable(const std::string& path, const data::TypedTable& table) {
+  data::WriteTable(path, table);
+}
+
 data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag) {
   try {
     return data::ReadTable(path);

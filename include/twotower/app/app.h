@@ -19,6 +19,7 @@
 #include "twotower/core/matrix.h"
 #include "twotower/data/csv.h"
 #include "twotower/data/dataset.h"
+#include "twotower/data/table.h"
 #include "twotower/index/item_index.h"
 #include "twotower/model/model_file.h"
 #include "twotower/train/metrics.h"
@@ -58,6 +59,18 @@ struct Bundle {
 // Reads a table; when the path came from the model file's training config (from_model), a
 // failure says so and names `flag`, the option that reads another file.
 data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag);
+
+// A whole table with its column types, as `twotower convert` sees them: a Parquet file's columns
+// keep their schema types (unsigned and nulls included), a CSV file's are inferred from its cells
+// (data::InferTypes: integers, numbers whose text comes back the same, else strings; a column
+// with an empty cell is optional, its empty cells nulls). Memory holds the whole table. Throws
+// the readers' Error naming the file (and line or row group) for a missing or malformed file,
+// and for a Parquet column of a type twotower does not read.
+data::TypedTable ReadTypedTable(const std::string& path);
+
+// Writes `table` to `path` (CSV or Parquet by suffix; data::WriteTable), atomically. Throws
+// Error for columns of different lengths, a null in a non-optional column, or an I/O error.
+void WriteTypedTable(const std::string& path, const data::TypedTable& table);
 
 // The data paths recorded in a model file's training config, defaults for absent keys.
 data::DataPaths ModelDataPaths(const model::LoadedModel& loaded);
