@@ -76,9 +76,17 @@ PYEOF
 run_loads() {  # name items port: for each connection count, the peak then PACE of it
   for c in $CONNECTIONS; do
     run_wrk "$1" "$2" "$c" "$3" peak 0
-    local peak delay
+    local peak delay line rate
     peak=$(median_rps "$1" "$2" "$c")
+    # Each connection's cycle is its wait plus the answer's latency: one calibration run with
+    # the wait alone (c / target) measures the latency part (c / achieved - wait), and the
+    # measured runs wait that much less, so that they offer about PACE of the peak.
     delay=$($PY -c "print($c * 1000.0 / ($PACE * $peak))")
+    line=$(USERS="$USERS" MEAN_DELAY_MS="$delay" wrk -t"$WRK_THREADS" -c"$c" \
+      -d"$(( (DURATION + 1) / 2 ))s" --timeout 10s -s bench/serve_mix.lua "http://127.0.0.1:$3" |
+      grep '^{')
+    rate=$(echo "$line" | $PY -c "import json, sys; print(json.loads(sys.stdin.read())['rps'])")
+    delay=$($PY -c "d = $delay; print(max(0.0, 2 * d - $c * 1000.0 / $rate))")
     run_wrk "$1" "$2" "$c" "$3" paced "$delay"
   done
 }

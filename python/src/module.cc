@@ -4,8 +4,9 @@
 // API (twotower/__init__.py) wraps these in classes following faiss / implicit / pandas habits.
 //
 // Errors: every twotower::Error becomes the Python exception of its code (core/error.h):
-// InvalidArgumentError (a ValueError), NotFoundError (a LookupError), CorruptDataError,
-// IoError (an OSError), ConflictError, UnavailableError, InternalError; all subclasses of
+// InvalidArgumentError (a ValueError), NotFoundError (a LookupError), MissingFileError (a
+// FileNotFoundError: a file that does not exist), CorruptDataError, IoError (an OSError),
+// ConflictError, UnavailableError, InternalError; all subclasses of
 // twotower.Error, with the request field as `.field` where there is one.
 //
 // Arrays: embeddings come back as float32 numpy arrays (n, d) that own the engine's matrix
@@ -18,7 +19,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <utility>
@@ -30,6 +33,7 @@
 #include "twotower/core/error.h"
 #include "twotower/core/matrix.h"
 #include "twotower/data/generator.h"
+#include "twotower/data/movielens.h"
 #include "twotower/index/item_index.h"
 
 namespace py = pybind11;
@@ -286,6 +290,25 @@ class Index {
     return {std::move(ids), ToNumpy(std::move(scores))};
   }
 
+  py::dict Add(const py::handle& vectors, const std::vector<std::string>& ids) {
+    auto v = Rows(vectors, index_->dim(), "embeddings");
+    if (static_cast<size_t>(v.shape(0)) != ids.size()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "ids: " + std::to_string(ids.size()) + " ids for " + std::to_string(v.shape(0)) +
+                      " rows of embeddings",
+                  "ids");
+    }
+    index::ItemIndex::AddResult r;
+    {
+      py::gil_scoped_release release;
+      r = index_->Add(v.data(), v.shape(0), ids);
+    }
+    py::dict out;
+    out["added"] = r.added;
+    out["updated"] = r.updated;
+    return out;
+  }
+
   int64_t Size() const { return index_->size(); }
   int Dim() const { return index_->dim(); }
   std::string Spec() const { return index_->spec(); }
@@ -294,6 +317,34 @@ class Index {
  private:
   std::unique_ptr<index::ItemIndex> index_;
 };
+
+py::dict MovieLens(const std::string& src, const std::string& out, const std::string& split,
+                   double val, double test, uint64_t seed, double like_threshold,
+                   const std::string& format) {
+  data::MovieLensOptions o;
+  o.split = split;
+  o.val = val;
+  o.test = test;
+  o.seed = seed;
+  o.like_threshold = like_threshold;
+  o.format = format;
+  data::MovieLensSummary s;
+  {
+    py::gil_scoped_release release;
+    s = data::ConvertMovieLens(src, out, o);
+  }
+  py::dict d;
+  d["layout"] = s.layout;
+  d["users"] = s.users;
+  d["items"] = s.movies;
+  d["ratings"] = s.ratings;
+  d["train"] = s.train;
+  d["val"] = s.val;
+  d["test"] = s.test;
+  d["liked_rate"] = s.liked_rate;
+  d["cold_users"] = s.cold_users;
+  return d;
+}
 
 py::dict Generate(const std::string& out_dir, int64_t users, int64_t movies, int64_t interactions,
                   uint64_t seed, const std::string& format) {
@@ -530,6 +581,8 @@ PYBIND11_MODULE(_twotower, m) {
       make("ConflictError", base, nullptr),
       make("UnavailableError", base, nullptr),
       make("InternalError", base, nullptr),
+      // kNotFound for a file (core/error.h: ThrowCannotOpen): also a FileNotFoundError.
+      make("MissingFileError", base, PyExc_FileNotFoundError),
   };
   py::register_exception_translator([](std::exception_ptr p) {
     try {
@@ -540,9 +593,15 @@ PYBIND11_MODULE(_twotower, m) {
         case ErrorCode::kInvalidArgument:
           cls = classes[0];
           break;
-        case ErrorCode::kNotFound:
-          cls = classes[1];
+        case ErrorCode::kNotFound: {
+          const std::string what = e.what();
+          const std::string missing = std::string(": cannot open: ") + std::strerror(ENOENT);
+          const bool file =
+              what.size() >= missing.size() &&
+              what.compare(what.size() - missing.size(), missing.size(), missing) == 0;
+          cls = classes[file ? 7 : 1];
           break;
+        }
         case ErrorCode::kCorruptData:
           cls = classes[2];
           break;
@@ -605,6 +664,7 @@ PYBIND11_MODULE(_twotower, m) {
       .def_static("load", &Index::Load, py::arg("path"))
       .def("save", &Index::Save, py::arg("path"))
       .def("search", &Index::Search, py::arg("queries"), py::arg("k"))
+      .def("add", &Index::Add, py::arg("embeddings"), py::arg("ids"))
       .def_property_readonly("size", &Index::Size)
       .def_property_readonly("dim", &Index::Dim)
       .def_property_readonly("spec", &Index::Spec)
@@ -615,6 +675,8 @@ PYBIND11_MODULE(_twotower, m) {
   m.def("train", &Train, py::arg("config_path"), py::arg("overrides"), py::arg("resume"),
         py::arg("progress"));
   m.def("settings_help", &app::SettingsHelp);
+  m.def("movielens", &MovieLens, py::arg("src"), py::arg("out"), py::arg("split"), py::arg("val"),
+        py::arg("test"), py::arg("seed"), py::arg("like_threshold"), py::arg("format"));
   m.def("read_table", &ReadTable, py::arg("path"));
   m.def("write_table", &WriteTableFile, py::arg("path"), py::arg("columns"));
 }

@@ -130,7 +130,7 @@ def test_flat_index_search_is_the_exact_top_k(lab):
     idx = twotower.Index.build(v, m.item_ids, kind="flat")
     assert len(idx) == len(m.item_ids) and idx.dim == m.dim
     q = m.encode_users(m.user_ids[:6])
-    ids, scores = idx.search(q, k=7)
+    scores, ids = idx.search(q, k=7)
     exact = q.astype(np.float64) @ v.astype(np.float64).T
     for r in range(q.shape[0]):
         top = np.argsort(-exact[r], kind="stable")[:7]
@@ -147,8 +147,8 @@ def test_an_index_saved_and_loaded_answers_the_same(lab, tmp_path):
     back = twotower.Index.load(path)
     assert back.spec == idx.spec and back.ids == idx.ids
     q = m.encode_users(m.user_ids[:3])
-    a_ids, a_scores = idx.search(q, k=5)
-    b_ids, b_scores = back.search(q, k=5)
+    a_scores, a_ids = idx.search(q, k=5)
+    b_scores, b_ids = back.search(q, k=5)
     assert (a_ids == b_ids).all() and np.array_equal(a_scores, b_scores)
 
 
@@ -180,8 +180,21 @@ def test_errors_are_typed_and_name_what_was_wrong(lab, tmp_path):
         twotower.train(os.path.join(REPO, "config", "ranking_config.yaml"),
                        overrides={"training.epochs": -1}, progress=False)
     assert "training.epochs" in str(e.value)
-    with pytest.raises(twotower.Error):
+    # A missing file is a FileNotFoundError, whatever reads it; a corrupt one a CorruptFileError.
+    with pytest.raises(FileNotFoundError) as e:
         twotower.Model.load(tmp_path / "missing.safetensors")
+    assert isinstance(e.value, twotower.Error) and "missing.safetensors" in str(e.value)
+    with pytest.raises(FileNotFoundError):
+        twotower.Index.load(tmp_path / "missing.index")
+    with pytest.raises(FileNotFoundError):
+        twotower.read_table(tmp_path / "missing.parquet")
+    with pytest.raises(FileNotFoundError):
+        twotower.read_table(tmp_path / "missing.csv")
+    with pytest.raises(FileNotFoundError):
+        twotower.train(tmp_path / "missing.yaml", progress=False)
+    (tmp_path / "bad.index").write_bytes(b"not an index at all")
+    with pytest.raises(twotower.CorruptFileError):
+        twotower.Index.load(tmp_path / "bad.index")
 
 
 def test_dataframes_train_the_same_model_as_their_files(lab, tmp_path):
@@ -249,7 +262,7 @@ def test_hostile_ids_and_sizes_get_clear_answers(lab):
     ids, scores = m.recommend([user, m.user_ids[1]], k=10**9, exclude_seen=False)
     assert ids.shape == (2, len(m.item_ids))
     idx = twotower.Index.build(m.encode_items(), m.item_ids)
-    hit_ids, hit_scores = idx.search(m.encode_users([user]), k=10**9)
+    hit_scores, hit_ids = idx.search(m.encode_users([user]), k=10**9)
     assert hit_ids.shape == (1, len(m.item_ids))
     # Errors raised by the package itself carry .field as the engine's do.
     with pytest.raises(twotower.InvalidArgumentError) as e:
@@ -308,3 +321,36 @@ def test_threads_search_one_index_at_once(lab):
     for per_thread in results:
         for scores, ids in per_thread:
             assert np.array_equal(scores, alone[0]) and np.array_equal(ids, alone[1])
+
+
+def test_index_add_appends_and_replaces_like_the_cli(lab, tmp_path):
+    m = lab["model"]
+    v = m.encode_items()
+    idx = twotower.Index.build(v[:100], m.item_ids[:100], kind="flat")
+    # 20 new items and 5 replaced ones (the replacement: another item's vector).
+    new = np.vstack([v[100:120], v[:5][::-1]])
+    assert idx.add(new, m.item_ids[100:120] + m.item_ids[:5]) == {"added": 20, "updated": 5}
+    assert len(idx) == 120 and idx.ids[:100] == m.item_ids[:100]
+    # Searched exactly as a fresh index over the same rows (numpy: the expected top 3).
+    rows = np.vstack([v[:5][::-1], v[5:120]])
+    q = m.encode_users(m.user_ids[:3])
+    scores, ids = idx.search(q, k=3)
+    exact = q.astype(np.float64) @ rows.astype(np.float64).T
+    for r in range(3):
+        top = np.argsort(-exact[r], kind="stable")[:3]
+        assert list(ids[r]) == [(m.item_ids[:120])[t] for t in top]
+    with pytest.raises(ValueError):  # a non-finite row: nothing added
+        idx.add(np.full((1, m.dim), np.nan, dtype=np.float32), ["x"])
+    assert len(idx) == 120
+
+
+def test_queries_are_read_in_place_and_other_layouts_converted(lab):
+    m = lab["model"]
+    idx = twotower.Index.build(m.encode_items(), m.item_ids, kind="flat")
+    q = np.ascontiguousarray(m.encode_users(m.user_ids[:4]))
+    # A Fortran-ordered float64 copy of the same queries gives the same answer (converted once).
+    f64 = np.asfortranarray(q.astype(np.float64))
+    a, b = idx.search(q, k=5), idx.search(f64, k=5)
+    assert np.array_equal(a[0], b[0]) and (a[1] == b[1]).all()
+    with pytest.raises(ValueError, match=r"queries: expected shape \(n, %d\)" % m.dim):
+        idx.search(np.zeros((2, m.dim + 1), dtype=np.float32), k=5)

@@ -10,10 +10,11 @@
     ids, scores = m.recommend("42", k=10)   # the same ids and score bits as the CLI
     v = m.encode_items()                    # float32 (items, dim), no copy
     idx = twotower.Index.build(v, m.item_ids, kind="hnsw", M=32)
-    hit_ids, hit_scores = idx.search(m.encode_users()[:5], k=10)
+    hit_scores, hit_ids = idx.search(m.encode_users()[:5], k=10)  # faiss order
 
 Errors are twotower.Error subclasses by kind: InvalidArgumentError (also a ValueError),
-NotFoundError (also a LookupError), IoError (also an OSError), CorruptDataError, ConflictError,
+NotFoundError (also a LookupError), MissingFileError (also a FileNotFoundError), IoError (also an
+OSError), CorruptDataError (CorruptFileError), ConflictError,
 UnavailableError, InternalError; ``.field`` names the argument or setting concerned.
 """
 
@@ -30,20 +31,25 @@ from ._twotower import (  # noqa: F401  (the exception classes are the public AP
     InternalError,
     InvalidArgumentError,
     IoError,
+    MissingFileError,
     NotFoundError,
     UnavailableError,
 )
 from . import _twotower as _core
 
 # Errors raised here (not by the engine) carry the same attributes as the engine's.
-for _cls in (Error, InvalidArgumentError, NotFoundError, CorruptDataError, IoError, ConflictError,
-             UnavailableError, InternalError):
+# A file that fails its own format's checks (model, index, Parquet, npy): the name faiss and
+# pandas users look for.
+CorruptFileError = CorruptDataError
+
+for _cls in (Error, InvalidArgumentError, NotFoundError, MissingFileError, CorruptDataError,
+             IoError, ConflictError, UnavailableError, InternalError):
     _cls.field = ""
     _cls.code = _cls.__name__
 
 __all__ = [
-    "generate", "read_table", "write_table", "train", "Run", "Model", "Index", "settings", "Error", "InvalidArgumentError",
-    "NotFoundError", "CorruptDataError", "IoError", "ConflictError", "UnavailableError",
+    "generate", "movielens", "read_table", "write_table", "train", "Run", "Model", "Index", "settings", "Error", "InvalidArgumentError",
+    "NotFoundError", "MissingFileError", "CorruptDataError", "CorruptFileError", "IoError", "ConflictError", "UnavailableError",
     "InternalError",
 ]
 
@@ -53,6 +59,15 @@ def generate(out_dir, users=1000, movies=500, interactions=10000, seed=42, forma
     out_dir, as ``twotower generate`` does; returns the split sizes and the liked rate."""
     return _core.generate(os.fspath(out_dir), int(users), int(movies), int(interactions),
                           int(seed), format)
+
+
+def movielens(src, out, split="random", val=0.15, test=0.15, seed=0, like_threshold=4.0,
+              format="csv"):
+    """Converts a MovieLens release (ml-100k, ml-1m, ml-10m, ml-latest, ...) in folder src into
+    twotower's layout in out, with its training config out/twotower.yaml, as ``twotower data
+    movielens`` does (README "Real data: MovieLens"); returns the counts and split sizes."""
+    return _core.movielens(os.fspath(src), os.fspath(out), split, float(val), float(test),
+                           int(seed), float(like_threshold), format)
 
 
 def _invalid(message, field):
@@ -438,8 +453,8 @@ class Index:
         self._core.save(os.fspath(path))
 
     def search(self, queries, k=10):
-        """Top k of each query row: ids (n, k) object array ("" where fewer than k items exist)
-        and inner products (n, k) float32."""
+        """Top k of each query row, in faiss's order: inner products (n, k) float32 and ids (n, k)
+        object array ("" where fewer than k items exist). A 1-d query gives (k,) arrays."""
         q = np.asarray(queries)
         single = q.ndim == 1
         k = int(k)
@@ -448,8 +463,16 @@ class Index:
         ids, scores = self._core.search(q.reshape(1, -1) if single else q, k)
         ids = np.array(ids, dtype=object).reshape(len(ids), k)
         if single:
-            return ids[0], scores[0]
-        return ids, scores
+            return scores[0], ids[0]
+        return scores, ids
+
+    def add(self, embeddings, ids):
+        """Adds (n, d) embeddings with their n ids (read in place when C-contiguous float32); an
+        id already in the index has its vector replaced (its label kept). Returns
+        {"added": new ids, "updated": replaced ones}. Nothing is added when any row or id is
+        refused (a non-finite value, an empty or repeated id). The index's model fingerprint
+        stays: add vectors of the model that made it."""
+        return self._core.add(embeddings, _as_list(ids, "ids"))
 
     @property
     def ids(self):

@@ -1,6 +1,8 @@
 #include "twotower/core/error.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 namespace twotower {
 
@@ -22,6 +24,11 @@ const char* ErrorCodeName(ErrorCode code) {
       return "internal";
   }
   return "internal";
+}
+
+void ThrowCannotOpen(const std::string& path, int err) {
+  throw Error(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+              path + ": cannot open: " + std::strerror(err));
 }
 
 std::string Quote(const std::string& value) {

@@ -21,9 +21,7 @@ std::string ReadFile(const std::string& path) {
     throw Error(path + ": is a directory, expected a file");
   }
   std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw Error(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
-                path + ": cannot open: " + std::strerror(errno));
+  if (!in) ThrowCannotOpen(path, errno);
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) throw Error(ErrorCode::kIo, path + ": read failed");

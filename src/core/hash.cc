@@ -56,7 +56,7 @@ std::string Sha256Hex(std::string_view bytes) {
 
 std::string Sha256FileHex(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open: " + std::strerror(errno));
+  if (!in) ThrowCannotOpen(path, errno);
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
     throw Error("SHA-256: libcrypto's EVP_DigestInit failed");

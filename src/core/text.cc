@@ -14,9 +14,7 @@ TextLineReader::TextLineReader(std::string path) : path_(std::move(path)) {
     throw Error(path_ + ": is a directory, expected a text file");
   }
   in_.open(path_, std::ios::binary);
-  if (!in_)
-    throw Error(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
-                path_ + ": cannot open: " + std::strerror(errno));
+  if (!in_) ThrowCannotOpen(path_, errno);
 }
 
 bool TextLineReader::Next(std::string* line) {

@@ -52,7 +52,7 @@ std::unique_ptr<std::FILE, FileCloser> OpenForRead(const std::string& path, uint
     throw Error(path + ": is a directory, expected an index file");
   }
   std::unique_ptr<std::FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
-  if (!f) throw Error(ErrorCode::kIo, path + ": cannot open: " + std::strerror(errno));
+  if (!f) ThrowCannotOpen(path, errno);
   const auto bytes = std::filesystem::file_size(path, ec);
   if (ec) throw Error(ErrorCode::kIo, path + ": cannot read: " + ec.message());
   *size = bytes;

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -220,7 +221,9 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
   try {
     root = YAML::LoadFile(path);
   } catch (const YAML::BadFile&) {
-    throw Error(path + ": cannot open");
+    std::ifstream probe(path);
+    if (!probe) ThrowCannotOpen(path, errno);
+    throw Error(ErrorCode::kIo, path + ": cannot read");
   } catch (const YAML::Exception& e) {
     throw Error(path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }

@@ -48,6 +48,12 @@ class Error : public std::runtime_error {
   std::string field_;
 };
 
+// Throws the error of a file that could not be opened, `err` the errno of the failed open:
+// Error(kNotFound) for ENOENT, else Error(kIo), message "<path>: cannot open: <strerror(err)>".
+// Every open of a file from outside goes through it, so that front ends can tell a missing file
+// by its code and message (the Python module raises FileNotFoundError for it).
+[[noreturn]] void ThrowCannotOpen(const std::string& path, int err);
+
 // Quotes a value for an error message: "abc" with control characters escaped and long values cut.
 std::string Quote(const std::string& value);
 

@@ -87,7 +87,7 @@ struct ParquetReader::Impl {
 
   void Open() {
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+    if (fd < 0) ThrowCannotOpen(path, errno);
     struct stat st {};
     if (::fstat(fd, &st) != 0) throw Error(path + ": cannot stat: " + std::strerror(errno));
     if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");

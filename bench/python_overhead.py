@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""The Python module's cost per call over the C++ app call it makes, and FAISS's Python module
+(Debian's python3-faiss, when installed) on the same search, same machine, same run.
+
+    PYTHONPATH=build/python /usr/bin/python3 bench/python_overhead.py [--n 1000000] [--rounds 7]
+
+Builds (once, under --out) a small lab model and N x 128 random unit vectors with 1,000 queries;
+then times, as medians over --rounds rounds:
+  recommend 1 user (k 10, exclude_seen; averaged over 200 users) and a batch of 1,000 users,
+  Index.search of 1 query (averaged over 1,000) and of 1,000 queries on a flat (exact) index,
+from Python (twotower) and from C++ (build/bench_python_calls: the same app calls on the same
+files), and faiss.IndexFlatIP.search on the same vectors. One search thread everywhere
+(OMP_NUM_THREADS=1): the per-call cost is the point, not the scan.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
+
+import numpy as np  # noqa: E402
+
+import twotower  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def micros(f):
+    t = time.perf_counter()
+    f()
+    return (time.perf_counter() - t) * 1e6
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--d", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--out", default=os.path.join(REPO, "build", "bench_python"))
+    p.add_argument("--cpp", default=os.path.join(REPO, "build", "bench_python_calls"))
+    a = p.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    base_path = os.path.join(a.out, f"base_{a.n}.npy")
+    query_path = os.path.join(a.out, "queries.npy")
+    if not os.path.exists(base_path):
+        rng = np.random.default_rng(0)
+        for path, rows in ((base_path, a.n), (query_path, 1000)):
+            x = rng.standard_normal((rows, a.d), dtype=np.float32)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            np.save(path, x)
+    model_path = os.path.join(a.out, "model.safetensors")
+    if not os.path.exists(model_path):
+        twotower.generate(os.path.join(a.out, "data"), users=2000, movies=1000,
+                          interactions=20000, seed=1)
+        run = twotower.train(os.path.join(REPO, "config", "ranking_config.yaml"),
+                             overrides={"data.dir": os.path.join(a.out, "data"),
+                                        "training.epochs": 1, "training.checkpoint": False,
+                                        "output.dir": os.path.join(a.out, "runs")},
+                             progress=False)
+        os.replace(run.model_path, model_path)
+
+    cpp = json.loads(subprocess.run([a.cpp, model_path, base_path, query_path, str(a.rounds)],
+                                    check=True, capture_output=True, text=True).stdout)
+
+    m = twotower.Model.load(model_path)
+    users = m.user_ids[:1000]
+    base = np.load(base_path)
+    queries = np.load(query_path)
+    idx = twotower.Index.build(base, [str(i) for i in range(len(base))], kind="flat")
+    py = {"recommend_1_us": [], "recommend_1000_us": [], "search_1_us": [], "search_1000_us": []}
+    for _ in range(a.rounds):
+        py["recommend_1_us"].append(micros(lambda: [m.recommend(u, k=10) for u in users[:200]])
+                                    / 200)
+        py["recommend_1000_us"].append(micros(lambda: m.recommend(users, k=10)))
+        py["search_1_us"].append(micros(lambda: [idx.search(queries[i:i + 1], k=10)
+                                                 for i in range(1000)]) / 1000)
+        py["search_1000_us"].append(micros(lambda: idx.search(queries, k=10)))
+    py = {k: statistics.median(v) for k, v in py.items()}
+
+    peer = {}
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        f = faiss.IndexFlatIP(a.d)
+        f.add(base)
+        s1, s1000 = [], []
+        for _ in range(a.rounds):
+            s1.append(micros(lambda: [f.search(queries[i:i + 1], 10) for i in range(1000)]) / 1000)
+            s1000.append(micros(lambda: f.search(queries, 10)))
+        peer = {"search_1_us": statistics.median(s1), "search_1000_us": statistics.median(s1000)}
+    except ImportError:
+        print("(python3-faiss is not installed: no FAISS column)", file=sys.stderr)
+
+    calls = {"recommend_1_us": 1, "recommend_1000_us": 1, "search_1_us": 1, "search_1000_us": 1}
+    print(f"| call | C++ app (us) | Python module (us) | Python / C++ | fixed cost per call (us) "
+          f"| faiss IndexFlatIP (us) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    names = {"recommend_1_us": "recommend, 1 user", "recommend_1000_us": "recommend, 1,000 users",
+             "search_1_us": f"Index.search, 1 query ({a.n:,} x {a.d})",
+             "search_1000_us": f"Index.search, 1,000 queries ({a.n:,} x {a.d})"}
+    for key, name in names.items():
+        c, q = cpp[key], py[key]
+        f = peer.get(key)
+        print(f"| {name} | {c:.1f} | {q:.1f} | {q / c:.3f} | {(q - c) / calls[key]:.1f} | "
+              f"{'%.1f' % f if f else '-'} |")
+    print(json.dumps({"cpp": cpp, "python": py, "faiss": peer, "n": a.n, "rounds": a.rounds}))
+
+
+if __name__ == "__main__":
+    main()
