@@ -354,3 +354,17 @@ def test_queries_are_read_in_place_and_other_layouts_converted(lab):
     assert np.array_equal(a[0], b[0]) and (a[1] == b[1]).all()
     with pytest.raises(ValueError, match=r"queries: expected shape \(n, %d\)" % m.dim):
         idx.search(np.zeros((2, m.dim + 1), dtype=np.float32), k=5)
+
+
+def test_arguments_are_checked_not_coerced(lab):
+    m = lab["model"]
+    user = m.user_ids[0]
+    for bad in (2.7, "5", True):
+        with pytest.raises(ValueError, match="k: expected an integer"):
+            m.recommend(user, k=bad)
+    with pytest.raises(ValueError, match="exclude_seen: expected True or False"):
+        m.recommend(user, exclude_seen="no")
+    assert len(m.recommend(user, k=np.int64(3))[0]) == 3  # numpy integers are integers
+    with pytest.raises(ValueError, match="user_hidden_dims"):
+        twotower.train(os.path.join(REPO, "config", "ranking_config.yaml"),
+                       overrides={"model.user_hidden_dims": [32.9]}, progress=False)

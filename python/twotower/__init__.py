@@ -57,8 +57,8 @@ __all__ = [
 def generate(out_dir, users=1000, movies=500, interactions=10000, seed=42, format="csv"):
     """Writes the synthetic lab data set (users, movies, train / val / test interactions) to
     out_dir, as ``twotower generate`` does; returns the split sizes and the liked rate."""
-    return _core.generate(os.fspath(out_dir), int(users), int(movies), int(interactions),
-                          int(seed), format)
+    return _core.generate(os.fspath(out_dir), _int(users, "users"), _int(movies, "movies"),
+                          _int(interactions, "interactions"), _int(seed, "seed"), format)
 
 
 def movielens(src, out, split="random", val=0.15, test=0.15, seed=0, like_threshold=4.0,
@@ -74,6 +74,21 @@ def _invalid(message, field):
     e = InvalidArgumentError(message)
     e.field = field
     return e
+
+
+def _int(value, name):
+    # An integer argument: int or a numpy integer; 2.7, "5" or True are refused, not truncated.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise _invalid(f"{name}: expected an integer, got {type(value).__name__} {value!r}", name)
+    return int(value)
+
+
+def _bool(value, name):
+    # A flag: True / False (or numpy's); "no" or 0 are refused, not read as truthy or falsy.
+    if not isinstance(value, (bool, np.bool_)):
+        raise _invalid(f"{name}: expected True or False, got {type(value).__name__} {value!r}",
+                       name)
+    return bool(value)
 
 
 def read_table(path):
@@ -175,7 +190,14 @@ def _setting_text(value):
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(str(int(v)) for v in value) + "]"
+        # Lists are of numbers (hidden_dims, k): written as given, so that the engine's own check
+        # refuses 32.9 for a list of integers, rather than this wrapper truncating it to 32.
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise _invalid(f"overrides: a list setting holds numbers, got "
+                               f"{type(v).__name__} {v!r}", "overrides")
+        return "[" + ", ".join(repr(v.item() if isinstance(v, np.generic) else v)
+                               for v in value) + "]"
     return str(value)
 
 
@@ -358,10 +380,12 @@ class Model:
         ex = _as_list(exclude, "exclude") or []
         al = _as_list(allow, "allow")
         if isinstance(user_ids, (str, bytes, int, np.integer)):
-            r = self._core.recommend(_id(user_ids), int(k), bool(exclude_seen), ex, al)
+            r = self._core.recommend(_id(user_ids), _int(k, "k"),
+                                     _bool(exclude_seen, "exclude_seen"), ex, al)
             return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
         users = _as_list(user_ids, "user_ids")
-        rs = self._core.recommend_many(users, int(k), bool(exclude_seen), ex, al)
+        rs = self._core.recommend_many(users, _int(k, "k"), _bool(exclude_seen, "exclude_seen"),
+                                       ex, al)
         # No row holds more than the catalogue: the arrays are (n, min(k, items)), whatever k.
         width = min(int(k), len(self._core.item_ids))
         ids = np.full((len(users), width), None, dtype=object)
@@ -375,7 +399,7 @@ class Model:
         """Top k for a user given by its feature columns ({"age": 31, ...}; a new user), with
         the items it liked (oldest first) for a model whose user tower reads a history."""
         row = [(str(c), str(v)) for c, v in features.items()]
-        r = self._core.recommend_features(row, _as_list(history, "history"), int(k),
+        r = self._core.recommend_features(row, _as_list(history, "history"), _int(k, "k"),
                                           _as_list(exclude, "exclude") or [],
                                           _as_list(allow, "allow"))
         return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
@@ -387,7 +411,7 @@ class Model:
 
     def similar(self, item_id, k=10):
         """The k items nearest to item_id by their embeddings' inner product (ids, scores)."""
-        r = self._core.similar(_id(item_id), int(k))
+        r = self._core.similar(_id(item_id), _int(k, "k"))
         return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
 
     def _rows(self, all_ids, ids, what):
@@ -440,7 +464,8 @@ class Index:
         if kind == "flat":
             spec = "flat"
         elif kind == "hnsw":
-            spec = f"hnsw:M={int(M)},ef_construction={int(ef_construction)},ef_search={int(ef_search)}"
+            spec = (f"hnsw:M={_int(M, 'M')},ef_construction={_int(ef_construction, 'ef_construction')},"
+                    f"ef_search={_int(ef_search, 'ef_search')}")
         else:
             raise InvalidArgumentError(f"kind: expected 'flat' or 'hnsw', got {kind!r}")
         return cls(_core.Index.build(embeddings, _as_list(ids, "ids"), spec))
@@ -457,7 +482,7 @@ class Index:
         object array ("" where fewer than k items exist). A 1-d query gives (k,) arrays."""
         q = np.asarray(queries)
         single = q.ndim == 1
-        k = int(k)
+        k = _int(k, "k")
         if k >= 1:
             k = min(k, max(len(self), 1))  # no row holds more than the index: (n, min(k, size))
         ids, scores = self._core.search(q.reshape(1, -1) if single else q, k)
