@@ -1,36 +1,37 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang, AddressSanitizer + UBSan, in build-asan/ beside the sanitized
-# suite) and runs each for SECONDS seconds (first argument, default 30) from a copy of its committed
-# seed corpus
+# Builds the libFuzzer targets (clang, AddressSanitizer + UBSan, into build-fuzz/) and runs each
+# for SECONDS seconds (first argument, default 30) from a copy of its committed seed corpus
 # (fuzz/corpus/<target>/). A crash, an uncaught exception, a leak, an input that takes over 10 s
-# or an allocation over 1 GiB fails the run; the input is left in build-asan/findings/<target>/
-# (replay: build-asan/fuzz/fuzz_<target> FILE). CI runs it after the test suites.
+# or an allocation over 1 GiB fails the run; the input is left in build-fuzz/findings/<target>/
+# (replay: build-fuzz/fuzz/fuzz_<target> FILE). CI runs it after the test suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"
-# The targets are built in scripts/test_sanitized.sh's tree (clang, ASan + UBSan, -O1); a no-op
-# when that script has just run.
-bash scripts/test_sanitized.sh --build-only
+bash scripts/install_deps.sh --fuzz
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+  -DTWOTOWER_FUZZ=ON -DTWOTOWER_BUILD_TESTS=OFF -DTWOTOWER_BUILD_BENCHMARKS=OFF \
+  -DTWOTOWER_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build build-fuzz
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$PWD/tests/ubsan.supp"
 export ASAN_OPTIONS="detect_leaks=1"
 export OMP_NUM_THREADS=1
 failed=0
 for target in csv config model npy ids index parquet; do
-  work="build-asan/corpus/$target"
-  findings="build-asan/findings/$target"
+  work="build-fuzz/corpus/$target"
+  findings="build-fuzz/findings/$target"
   rm -rf "$work" "$findings"
   mkdir -p "$work" "$findings"
   cp fuzz/corpus/"$target"/* "$work"/
   echo "== fuzz_$target: ${seconds}s from $(ls "$work" | wc -l) seeds"
-  if ! build-asan/fuzz/fuzz_"$target" "$work" -max_total_time="$seconds" -timeout=10 \
+  if ! build-fuzz/fuzz/fuzz_"$target" "$work" -max_total_time="$seconds" -timeout=10 \
     -rss_limit_mb=2048 -malloc_limit_mb=1024 -artifact_prefix="$findings/" \
-    -print_final_stats=1 >"build-asan/fuzz_$target.log" 2>&1; then
+    -print_final_stats=1 >"build-fuzz/fuzz_$target.log" 2>&1; then
     echo "fuzz_$target FAILED (input in $findings/):"
-    grep -E "ERROR|SUMMARY|runtime error|Test unit written|terminate" "build-asan/fuzz_$target.log" |
+    grep -E "ERROR|SUMMARY|runtime error|Test unit written|terminate" "build-fuzz/fuzz_$target.log" |
       head -20 || true
     failed=1
   else
-    grep -E "stat::number_of_executed_units|cov:" "build-asan/fuzz_$target.log" | tail -2 |
+    grep -E "stat::number_of_executed_units|cov:" "build-fuzz/fuzz_$target.log" | tail -2 |
       tr '\n' ' ' || true
     echo
   fi

@@ -116,7 +116,8 @@ Registered DefineServe(CLI::App* app, Common* /*common*/) {
   serve_cmd->add_option("--host", sv.host, "address to listen on (default 127.0.0.1)");
   serve_cmd->add_option("--port", sv.port, "port (default 8080; 0 = any free one)");
   serve_cmd->add_option("--threads", sv.threads,
-                        "request threads, one per open connection (0 = 4 per core, at least 8)");
+                        "request threads; a connection holds one only while its request is "
+                        "answered (0 = one per core, at least 2)");
   serve_cmd->add_option("--events", sv.events, "feedback event log (default events.jsonl)");
   serve_cmd->add_flag("--no-live-history", sv.no_live_history,
                       "likes sent to /v1/feedback do not join the users' histories and seen "
