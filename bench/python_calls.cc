@@ -1,14 +1,14 @@
 // The C++ side of bench/python_overhead.py: the app calls the Python module makes, timed from C++
 // on the same files, so that the module's own cost per call is the difference.
 //
-//   bench_python_calls MODEL BASE.npy QUERIES.npy ROUNDS
+//   bench_python_calls MODEL BASE.npy QUERIES.npy ROUNDS [SINGLES]
 //
 // MODEL: a model file (its users table gives the users); BASE: (N, D) float32 item vectors;
 // QUERIES: (Q >= 1000, D) float32. Prints one JSON line of medians over ROUNDS rounds, in
 // microseconds: recommend_1 (one Recommender::Recommend call, k 10, exclude_seen, averaged over
 // 200 users), recommend_1000 (1,000 users, one call each: what Model.recommend(list) runs),
-// search_1 (FlatIndex::Search of one query, averaged over 1,000), search_1000 (one Search of
-// 1,000 queries). Single-threaded search per call, as the module's.
+// search_1 (FlatIndex::Search of one query, averaged over SINGLES, default 1,000), search_1000 (one
+// Search of 1,000 queries). Single-threaded search per call, as the module's.
 #include <omp.h>
 
 #include <algorithm>
@@ -42,8 +42,8 @@ double Micros(F f) {
 
 int main(int argc, char** argv) {
   using namespace twotower;
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: %s MODEL BASE.npy QUERIES.npy ROUNDS\n", argv[0]);
+  if (argc != 5 && argc != 6) {
+    std::fprintf(stderr, "usage: %s MODEL BASE.npy QUERIES.npy ROUNDS [SINGLES]\n", argv[0]);
     return 2;
   }
   try {
@@ -68,25 +68,26 @@ int main(int argc, char** argv) {
     idx->Add(base.data(), base.rows(), ids);
     omp_set_num_threads(1);
     const int nq = static_cast<int>(std::min<int64_t>(1000, queries.rows()));
+    const int singles = std::min(nq, argc == 6 ? std::max(1, std::atoi(argv[5])) : 1000);
     std::vector<int64_t> labels(static_cast<size_t>(nq) * 10);
     std::vector<float> scores(static_cast<size_t>(nq) * 10);
     std::vector<double> r1, r1000, s1, s1000;
     for (int round = 0; round < rounds; ++round) {
-      const int singles = std::min(200, n_users);
+      const int one_users = std::min(200, n_users);
       r1.push_back(Micros([&] {
-                     for (int u = 0; u < singles; ++u) (void)recommend(u);
+                     for (int u = 0; u < one_users; ++u) (void)recommend(u);
                    }) /
-                   singles);
+                   one_users);
       r1000.push_back(Micros([&] {
         for (int u = 0; u < n_users; ++u) (void)recommend(u);
       }));
       s1.push_back(Micros([&] {
-                     for (int q = 0; q < nq; ++q) {
+                     for (int q = 0; q < singles; ++q) {
                        idx->Search(queries.data() + static_cast<int64_t>(q) * queries.cols(), 1, 10,
                                    nullptr, labels.data(), scores.data());
                      }
                    }) /
-                   nq);
+                   singles);
       s1000.push_back(Micros(
           [&] { idx->Search(queries.data(), nq, 10, nullptr, labels.data(), scores.data()); }));
     }

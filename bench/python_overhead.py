@@ -7,7 +7,7 @@
 Builds (once, under --out) a small lab model and N x 128 random unit vectors with 1,000 queries;
 then times, as medians over --rounds rounds:
   recommend 1 user (k 10, exclude_seen; averaged over 200 users) and a batch of 1,000 users,
-  Index.search of 1 query (averaged over 1,000) and of 1,000 queries on a flat (exact) index,
+  Index.search of 1 query (averaged over --singles) and of 1,000 queries on a flat (exact) index,
 from Python (twotower) and from C++ (build/bench_python_calls: the same app calls on the same
 files), and faiss.IndexFlatIP.search on the same vectors. One search thread everywhere
 (OMP_NUM_THREADS=1): the per-call cost is the point, not the scan.
@@ -42,6 +42,7 @@ def main():
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--d", type=int, default=128)
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--singles", type=int, default=1000, help="queries timed one at a time")
     p.add_argument("--out", default=os.path.join(REPO, "build", "bench_python"))
     p.add_argument("--cpp", default=os.path.join(REPO, "build", "bench_python_calls"))
     a = p.parse_args()
@@ -65,7 +66,8 @@ def main():
                              progress=False)
         os.replace(run.model_path, model_path)
 
-    cpp = json.loads(subprocess.run([a.cpp, model_path, base_path, query_path, str(a.rounds)],
+    cpp = json.loads(subprocess.run([a.cpp, model_path, base_path, query_path, str(a.rounds),
+                                     str(a.singles)],
                                     check=True, capture_output=True, text=True).stdout)
 
     m = twotower.Model.load(model_path)
@@ -79,7 +81,7 @@ def main():
                                     / 200)
         py["recommend_1000_us"].append(micros(lambda: m.recommend(users, k=10)))
         py["search_1_us"].append(micros(lambda: [idx.search(queries[i:i + 1], k=10)
-                                                 for i in range(1000)]) / 1000)
+                                                 for i in range(a.singles)]) / a.singles)
         py["search_1000_us"].append(micros(lambda: idx.search(queries, k=10)))
     py = {k: statistics.median(v) for k, v in py.items()}
 
@@ -92,7 +94,8 @@ def main():
         f.add(base)
         s1, s1000 = [], []
         for _ in range(a.rounds):
-            s1.append(micros(lambda: [f.search(queries[i:i + 1], 10) for i in range(1000)]) / 1000)
+            s1.append(micros(lambda: [f.search(queries[i:i + 1], 10)
+                                      for i in range(a.singles)]) / a.singles)
             s1000.append(micros(lambda: f.search(queries, 10)))
         peer = {"search_1_us": statistics.median(s1), "search_1000_us": statistics.median(s1000)}
     except ImportError:

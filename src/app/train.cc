@@ -87,7 +87,10 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   std::string source;
   const train::Config config = ResolveTrainConfig(request, &source);
   const bool resume = !request.resume.empty();
-  const int threads = SetThreads(config.threads);
+  // The process's thread settings are put back when training ends (the Python module trains in
+  // a process that goes on searching).
+  const ScopedThreads scoped(config.threads);
+  const int threads = scoped.threads();
   o.Configured(config, source);
   const data::Dataset d = data::LoadDataset(config.ResolvedPaths(), config.features,
                                             train::TaskTargetColumns(config.model.tasks),

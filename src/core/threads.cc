@@ -13,4 +13,14 @@ int SetThreads(int threads) {
   return threads;
 }
 
+ScopedThreads::ScopedThreads(int threads)
+    : previous_omp_(omp_get_max_threads()), previous_eigen_(Eigen::nbThreads()) {
+  threads_ = SetThreads(threads);
+}
+
+ScopedThreads::~ScopedThreads() {
+  omp_set_num_threads(previous_omp_);
+  Eigen::setNbThreads(previous_eigen_);
+}
+
 }  // namespace twotower

@@ -2,13 +2,16 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "testing/temp_dir.h"
+#include "twotower/app/train.h"
 #include "twotower/core/error.h"
+#include "twotower/data/generator.h"
 #include "twotower/data/npy.h"
 
 namespace twotower::app {
@@ -53,6 +56,35 @@ TEST(ReadItemEmbeddingsTest, NonFiniteValuesAreRefusedNamingFileRowAndId) {
               ::testing::ThrowsMessage<Error>(::testing::StrEq(
                   npy + ": row 2 (id \"b\"): value at dimension 1 is NaN, expected finite "
                         "embeddings")));
+}
+
+}  // namespace
+}  // namespace twotower::app
+
+namespace twotower::app {
+namespace {
+
+// Training sets the process's thread count for its own work and puts it back afterwards: a
+// Python session that trains and then searches searches with the threads it had (the module's
+// first benchmark searched with the training's 2 threads without asking).
+TEST(TrainTest, LeavesTheProcesssThreadCountAsItFoundIt) {
+  TempDir dir;
+  data::GeneratorOptions g;
+  g.users = 60;
+  g.movies = 40;
+  g.interactions = 600;
+  data::GenerateLabData(g, dir.File("data"));
+  omp_set_num_threads(1);
+  TrainRequest r;
+  r.config_path = std::string(TWOTOWER_SOURCE_DIR) + "/config/ranking_config.yaml";
+  r.progress = false;
+  const std::vector<std::string> settings = {"data.dir=" + dir.File("data"),
+                                             "output.dir=" + dir.File("runs"), "training.epochs=1",
+                                             "threads=2", "model.embedding_dim=8"};
+  for (const std::string& s : settings) r.settings.emplace_back(s, "test");
+  const TrainOutcome out = Train(r, nullptr);
+  EXPECT_FALSE(out.run_dir.empty());
+  EXPECT_EQ(omp_get_max_threads(), 1);
 }
 
 }  // namespace
