@@ -137,6 +137,57 @@ class Model {
     return out;
   }
 
+  // The batch as two (n, width) arrays built here: ids (object: str, None as padding) and scores
+  // (float64, NaN as padding); width = min(k, items) (twotower/__init__.py's contract).
+  int64_t NumItems() const { return rec_->num_items(); }
+
+  py::tuple RecommendBatch(const std::vector<std::string>& user_ids, int k, bool exclude_seen,
+                           const std::vector<std::string>& exclude,
+                           const std::optional<std::vector<std::string>>& allow,
+                           int64_t width) const {
+    std::vector<app::Recommendations> all(user_ids.size());
+    {
+      py::gil_scoped_release release;
+      app::RecommendRequest r;
+      r.k = k;
+      r.exclude_seen = exclude_seen;
+      r.exclude = exclude;
+      r.allow = allow;
+      for (size_t i = 0; i < user_ids.size(); ++i) {
+        r.user.id = user_ids[i];
+        all[i] = rec_->Recommend(r);
+      }
+    }
+    const auto n = static_cast<py::ssize_t>(user_ids.size());
+    py::array ids(py::dtype("O"), {n, static_cast<py::ssize_t>(width)});
+    py::array_t<double> scores({n, static_cast<py::ssize_t>(width)});
+    auto* id_cells = static_cast<PyObject**>(ids.mutable_data());
+    double* score_cells = scores.mutable_data();
+    for (py::ssize_t i = 0; i < n; ++i) {
+      const auto& items = all[static_cast<size_t>(i)].items;
+      for (int64_t j = 0; j < width; ++j) {
+        // numpy leaves a fresh object array's cells NULL (or None, by version): each is set here.
+        PyObject*& cell = id_cells[i * width + j];
+        if (j < static_cast<int64_t>(items.size())) {
+          const std::string& id = items[static_cast<size_t>(j)].id;
+          PyObject* text = PyUnicode_DecodeUTF8(id.data(), static_cast<Py_ssize_t>(id.size()),
+                                                "surrogateescape");
+          if (text == nullptr) throw py::error_already_set();
+          Py_XDECREF(cell);
+          cell = text;
+          score_cells[i * width + j] = items[static_cast<size_t>(j)].score;
+        } else {
+          if (cell == nullptr) {
+            Py_INCREF(Py_None);
+            cell = Py_None;
+          }
+          score_cells[i * width + j] = std::nan("");
+        }
+      }
+    }
+    return py::make_tuple(ids, scores);
+  }
+
   PyRecommendations RecommendFeatures(const app::Row& features,
                                       const std::optional<std::vector<std::string>>& history, int k,
                                       const std::vector<std::string>& exclude,
@@ -645,6 +696,8 @@ PYBIND11_MODULE(_twotower, m) {
            py::arg("exclude_seen"), py::arg("exclude"), py::arg("allow"))
       .def("recommend_many", &Model::RecommendMany, py::arg("user_ids"), py::arg("k"),
            py::arg("exclude_seen"), py::arg("exclude"), py::arg("allow"))
+      .def("recommend_batch", &Model::RecommendBatch, py::arg("user_ids"), py::arg("k"),
+           py::arg("exclude_seen"), py::arg("exclude"), py::arg("allow"), py::arg("width"))
       .def("recommend_features", &Model::RecommendFeatures, py::arg("features"), py::arg("history"),
            py::arg("k"), py::arg("exclude"), py::arg("allow"))
       .def("score", &Model::Score, py::arg("user_id"), py::arg("item_ids"))
@@ -654,6 +707,7 @@ PYBIND11_MODULE(_twotower, m) {
       .def("evaluate", &Model::Evaluate, py::arg("path"), py::arg("exclude"))
       .def_property_readonly("user_ids", &Model::UserIds)
       .def_property_readonly("item_ids", &Model::ItemIds)
+      .def_property_readonly("num_items", &Model::NumItems)
       .def_property_readonly("config_json", &Model::Config)
       .def_property_readonly("sha256", &Model::Sha256)
       .def_property_readonly("dim", &Model::Dim)

@@ -384,16 +384,11 @@ class Model:
                                      _bool(exclude_seen, "exclude_seen"), ex, al)
             return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
         users = _as_list(user_ids, "user_ids")
-        rs = self._core.recommend_many(users, _int(k, "k"), _bool(exclude_seen, "exclude_seen"),
-                                       ex, al)
+        k = _int(k, "k")
+        exclude_seen = _bool(exclude_seen, "exclude_seen")
         # No row holds more than the catalogue: the arrays are (n, min(k, items)), whatever k.
-        width = min(int(k), len(self._core.item_ids))
-        ids = np.full((len(users), width), None, dtype=object)
-        scores = np.full((len(users), width), np.nan, dtype=np.float64)
-        for i, r in enumerate(rs):
-            ids[i, : len(r.ids)] = r.ids
-            scores[i, : len(r.scores)] = r.scores
-        return ids, scores
+        width = max(0, min(k, self._core.num_items))
+        return self._core.recommend_batch(users, k, exclude_seen, ex, al, width)
 
     def recommend_for(self, features, history=None, k=10, exclude=None, allow=None):
         """Top k for a user given by its feature columns ({"age": 31, ...}; a new user), with
