@@ -119,26 +119,6 @@ class Model {
   }
 
   // Many users at once (each as Recommend), the GIL released once.
-  std::vector<PyRecommendations> RecommendMany(
-      const std::vector<std::string>& user_ids, int k, bool exclude_seen,
-      const std::vector<std::string>& exclude,
-      const std::optional<std::vector<std::string>>& allow) const {
-    std::vector<PyRecommendations> out(user_ids.size());
-    py::gil_scoped_release release;
-    for (size_t i = 0; i < user_ids.size(); ++i) {
-      app::RecommendRequest r;
-      r.user.id = user_ids[i];
-      r.k = k;
-      r.exclude_seen = exclude_seen;
-      r.exclude = exclude;
-      r.allow = allow;
-      out[i] = FromApp(rec_->Recommend(r));
-    }
-    return out;
-  }
-
-  // The batch as two (n, width) arrays built here: ids (object: str, None as padding) and scores
-  // (float64, NaN as padding); width = min(k, items) (twotower/__init__.py's contract).
   int64_t NumItems() const { return rec_->num_items(); }
 
   py::tuple RecommendBatch(const std::vector<std::string>& user_ids, int k, bool exclude_seen,
@@ -693,8 +673,6 @@ PYBIND11_MODULE(_twotower, m) {
            py::arg("users") = "", py::arg("items") = "", py::arg("rerank") = "",
            py::arg("candidates") = app::kDefaultCandidates, py::arg("load_seen") = true)
       .def("recommend", &Model::Recommend, py::arg("user_id"), py::arg("k"),
-           py::arg("exclude_seen"), py::arg("exclude"), py::arg("allow"))
-      .def("recommend_many", &Model::RecommendMany, py::arg("user_ids"), py::arg("k"),
            py::arg("exclude_seen"), py::arg("exclude"), py::arg("allow"))
       .def("recommend_batch", &Model::RecommendBatch, py::arg("user_ids"), py::arg("k"),
            py::arg("exclude_seen"), py::arg("exclude"), py::arg("allow"), py::arg("width"))
