@@ -329,9 +329,20 @@ void Server::Run() {
     const auto grace = Seconds(2 * s.limits.request_timeout_seconds + 1);
     if (!s.stop_cv.wait_for(lock, grace, [&s] { return s.run_over; })) s.ioc.stop();
   });
+  // An exception out of a completion handler (out of memory while reading a request) ends that
+  // handler only: the loop goes on serving the other connections (Asio's documented pattern).
+  auto run = [&s] {
+    while (true) {
+      try {
+        s.ioc.run();
+        return;
+      } catch (const std::exception&) {
+      }
+    }
+  };
   std::vector<std::thread> threads;
-  for (int i = 1; i < s.limits.threads; ++i) threads.emplace_back([&s] { s.ioc.run(); });
-  s.ioc.run();
+  for (int i = 1; i < s.limits.threads; ++i) threads.emplace_back(run);
+  run();
   for (auto& t : threads) t.join();
   {
     std::lock_guard<std::mutex> lock(s.mutex);
