@@ -145,8 +145,11 @@ void WriteTypedTable(const std::string& path, const data::TypedTable& table) {
   data::WriteTable(path, table);
 }
 
-data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag) {
+data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag,
+                          const std::string& id_column,
+                          const std::vector<std::string>& interaction_files) {
   try {
+    if (path.empty()) return data::ReadEntities(path, id_column, interaction_files);
     return data::ReadTable(path);
   } catch (const Error& e) {
     if (!from_model) throw;
@@ -182,8 +185,11 @@ Bundle LoadBundle(const std::string& model_path, const DataOverrides& o) {
   if (!o.items.empty()) b.paths.items = o.items;
   if (!o.train.empty()) b.paths.train = o.train;
   if (!o.val.empty()) b.paths.val = o.val;
-  b.users = ReadDataTable(b.paths.users, o.users.empty(), "--users");
-  b.items = ReadDataTable(b.paths.items, o.items.empty(), "--items");
+  const std::vector<std::string> splits = {b.paths.train, b.paths.val, b.paths.test};
+  b.users = ReadDataTable(b.paths.users, o.users.empty(), "--users", b.model.schema.user.id_column,
+                          splits);
+  b.items = ReadDataTable(b.paths.items, o.items.empty(), "--items", b.model.schema.item.id_column,
+                          splits);
   b.user_index = data::EntityIndex::FromTable(b.users, b.model.schema.user.id_column);
   b.item_index = data::EntityIndex::FromTable(b.items, b.model.schema.item.id_column);
   b.model.encoder.user.Encode(b.users, &b.user_features);
@@ -249,8 +255,10 @@ std::vector<std::string> HistoryFiles(const Bundle& bundle, const DataOverrides&
 EmbedResult EmbedItemsToFile(const std::string& model_path, const std::string& items_path,
                              const std::string& out_path) {
   const model::LoadedModel m = model::LoadModel(model_path);
-  const data::Table items = ReadDataTable(items_path.empty() ? ModelDataPaths(m).items : items_path,
-                                          items_path.empty(), "--items");
+  const data::DataPaths paths = ModelDataPaths(m);
+  const data::Table items =
+      ReadDataTable(items_path.empty() ? paths.items : items_path, items_path.empty(), "--items",
+                    m.schema.item.id_column, {paths.train, paths.val, paths.test});
   const auto index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
   const Matrix v = EmbedItems(m, items);
   WriteItemEmbeddings(out_path, v, index.ids, m.fingerprint);

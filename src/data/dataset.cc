@@ -2,6 +2,9 @@
 
 #include <charconv>
 #include <cmath>
+#include <filesystem>
+#include <memory>
+#include <tuple>
 
 #include "twotower/core/error.h"
 #include "twotower/data/parquet.h"
@@ -263,6 +266,42 @@ Interactions Concatenate(const Interactions& a, const Interactions& b) {
   return out;
 }
 
+Table ReadEntities(const std::string& path, const std::string& id_column,
+                   const std::vector<std::string>& interaction_files) {
+  if (!path.empty()) return ReadTable(path);
+  Table t;
+  t.columns = {id_column};
+  t.cells.resize(1);
+  t.numbered_rows = true;
+  std::unordered_map<std::string, int32_t> seen;
+  std::vector<ParquetColumn> batch;
+  for (size_t f = 0; f < interaction_files.size(); ++f) {
+    const std::string& file = interaction_files[f];
+    std::error_code ec;
+    if (f > 0 && !std::filesystem::exists(file, ec)) continue;
+    const std::unique_ptr<TableReader> reader = TableReader::Open(file);
+    const int column = reader->RequireColumn(id_column);
+    t.source += (t.source.empty() ? "" : ", ") + file;
+    while (const int64_t n = reader->Next({column}, &batch)) {
+      for (int64_t r = 0; r < n; ++r) {
+        std::string id = batch[0].Text(r);
+        if (id.empty() || id.size() > kMaxIdBytes) {
+          throw Error(
+              reader->Where(r) + ": column '" + id_column + "': expected an id of 1 to " +
+              std::to_string(kMaxIdBytes) + " bytes, got " +
+              (id.empty() ? std::string("an empty cell") : std::to_string(id.size()) + " bytes"));
+        }
+        if (seen.emplace(id, static_cast<int32_t>(t.cells[0].size())).second) {
+          t.cells[0].push_back(std::move(id));
+          t.lines.push_back(static_cast<int64_t>(t.lines.size()) + 1);
+        }
+      }
+    }
+  }
+  t.source = "the " + id_column + " ids of " + t.source;
+  return t;
+}
+
 std::vector<int64_t> ReferencedRows(const std::vector<int32_t>& ids, int64_t num_rows) {
   std::vector<char> used(num_rows, 0);
   for (int32_t id : ids) used[id] = 1;
@@ -289,8 +328,23 @@ Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema,
                     const std::vector<std::string>& target_columns,
                     const std::vector<std::string>& item_columns) {
   Dataset d;
-  d.users = ReadTable(paths.users);
-  d.items = ReadTable(paths.items);
+  // Without a table a side has its id and nothing else (the ids come from the interactions).
+  for (const auto& [key, table, side] :
+       {std::tuple<const char*, const std::string*, const EntitySchema*>{"users", &paths.users,
+                                                                         &schema.user},
+        {"items", &paths.items, &schema.item}}) {
+    if (!table->empty()) continue;
+    for (const FeatureSpec& f : side->features) {
+      if (f.column == side->id_column) continue;
+      throw Error(std::string("data.") + key + ": not set, so the " +
+                  (side == &schema.user ? "user" : "item") + " tower can only be its id ('" +
+                  side->id_column + "'); its feature '" + f.column + "' needs a " + key +
+                  " table: set data." + key);
+    }
+  }
+  const std::vector<std::string> splits = {paths.train, paths.val, paths.test};
+  d.users = ReadEntities(paths.users, schema.user.id_column, splits);
+  d.items = ReadEntities(paths.items, schema.item.id_column, splits);
   d.user_index = EntityIndex::FromTable(d.users, schema.user.id_column);
   d.item_index = EntityIndex::FromTable(d.items, schema.item.id_column);
   // Check every feature column exists before reading the big files.

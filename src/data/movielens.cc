@@ -15,6 +15,7 @@
 #include "twotower/core/text.h"
 #include "twotower/data/csv.h"
 #include "twotower/data/encoder.h"
+#include "twotower/data/importer.h"
 #include "twotower/data/table.h"
 
 namespace twotower::data {
@@ -274,40 +275,6 @@ std::string FormatRating(double r) {
   return buf;
 }
 
-// The config written beside the data: the features the release has, and the settings measured
-// best on ML-100k (BENCHMARKS.md, "MovieLens"), which carry over to the other releases.
-// With a user-temporal split (each user's next interactions held out) the user tower also reads
-// the user's last 50 liked movies by timestamp, pooled by attention: ahead of the id-only towers
-// on that split, behind them on the random and global-temporal ones (BENCHMARKS.md, "User
-// history").
-std::string ConfigYaml(const fs::path& out, const std::string& x, bool history) {
-  std::string y;
-  y += "# Written by `twotower data movielens`: train with\n";
-  y += "#   twotower train --config " + (out / "twotower.yaml").string() + "\n";
-  y += "data:\n  dir: " + out.string() + "\n";
-  y += "  users: users" + x + "\n  items: movies" + x + "\n";
-  y += "  train: train/interactions" + x + "\n  val: val/interactions" + x + "\n";
-  y += "  test: test/interactions" + x + "\n";
-  y += "features:\n  user_id: user_id\n  item_id: movie_id\n  label: liked\n";
-  if (history) {
-    y += "  timestamp: timestamp\n  history: {length: 50, pooling: attention, heads: 1}\n";
-  }
-  // Identity only: in measurements on ML-100k the user's age / gender / occupation / zip and the
-  // movie's genres and year did not add to Recall / NDCG once the ids are learned, and an
-  // id-only model is the same for every release (ml-latest and ml-10m have no user table).
-  y += "  user:\n    - {column: user_id, type: id, dim: 256}\n";
-  y += "  item:\n    - {column: movie_id, type: id, dim: 256}\n";
-  y += "model:\n  embedding_dim: 256\n  user_hidden_dims: []\n  item_hidden_dims: []\n";
-  // A history widens the user tower's input: then a Linear maps it to the embedding.
-  y += std::string("  projection: ") + (history ? "true" : "false") + "\n  dropout: 0.0\n";
-  y += "training:\n  loss: softmax\n  temperature: 0.2\n  logq_correction: true\n";
-  y += "  positives: liked\n  batch_size: 1024\n  learning_rate: 0.002\n  epochs: 100\n";
-  y += "  early_stopping_patience: 8\n  monitor: val_recall@10\n  refit: true\n";
-  y += "evaluation:\n  k: [10, 20]\n";
-  y += "output:\n  dir: experiments/runs\n  name: movielens\n";
-  return y;
-}
-
 }  // namespace
 
 MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out,
@@ -403,75 +370,50 @@ MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out
     if (user_first.emplace(x.user, static_cast<int64_t>(i)).second) user_order.push_back(x.user);
   }
 
-  // The split: split_of[i] = 0 train, 1 val, 2 test.
-  const size_t n = r.ratings.size();
-  std::vector<uint8_t> split_of(n, 0);
-  auto cut = [&](const std::vector<size_t>& order) {
-    const size_t m = order.size();
-    const size_t n_test = static_cast<size_t>(std::llround(o.test * static_cast<double>(m)));
-    const size_t n_val = static_cast<size_t>(std::llround(o.val * static_cast<double>(m)));
-    for (size_t k = 0; k < m; ++k) {
-      if (k >= m - n_test) {
-        split_of[order[k]] = 2;
-      } else if (k >= m - n_test - n_val) {
-        split_of[order[k]] = 1;
-      }
+  // The preset's log: the generic importer's splitter and writer do the rest (data/importer.h).
+  InteractionLog log;
+  log.source = r.ratings_path;
+  log.user_column = "user_id";
+  log.item_column = "movie_id";
+  log.label_column = "liked";
+  {
+    std::unordered_map<int64_t, int32_t> user_code, movie_code;
+    auto intern = [](int64_t id, std::unordered_map<int64_t, int32_t>* code,
+                     std::vector<std::string>* ids) {
+      const auto [it, added] = code->emplace(id, static_cast<int32_t>(ids->size()));
+      if (added) ids->push_back(std::to_string(id));
+      return it->second;
+    };
+    const size_t n = r.ratings.size();
+    log.user.reserve(n);
+    log.item.reserve(n);
+    log.rating.reserve(n);
+    log.timestamp.reserve(n);
+    log.label.reserve(n);
+    for (const Rating& x : r.ratings) {
+      log.user.push_back(intern(x.user, &user_code, &log.user_ids));
+      log.item.push_back(intern(x.movie, &movie_code, &log.item_ids));
+      log.rating.push_back(x.rating);
+      log.timestamp.push_back(static_cast<double>(x.timestamp));
+      log.label.push_back(x.rating >= o.like_threshold ? 1 : 0);
     }
-  };
-  std::vector<size_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  if (o.split == "random") {
-    Rng rng(o.seed);
-    for (size_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng.Below(i + 1)]);
-    cut(order);
-  } else if (o.split == "global-temporal") {
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return r.ratings[a].timestamp < r.ratings[b].timestamp;
-    });
-    cut(order);
-  } else {
-    std::unordered_map<int64_t, std::vector<size_t>> by_user;
-    for (size_t i = 0; i < n; ++i) by_user[r.ratings[i].user].push_back(i);
-    for (int64_t u : user_order) {
-      std::vector<size_t>& rows = by_user[u];
-      std::stable_sort(rows.begin(), rows.end(), [&](size_t a, size_t b) {
-        return r.ratings[a].timestamp < r.ratings[b].timestamp;
-      });
-      const size_t m = rows.size();
-      if (m < 3) continue;  // too few to hold any out: all in train
-      size_t n_test = std::max<size_t>(1, std::llround(o.test * static_cast<double>(m)));
-      size_t n_val =
-          o.val > 0 ? std::max<size_t>(1, std::llround(o.val * static_cast<double>(m))) : 0;
-      while (n_test + n_val >= m) (n_val > 1 ? n_val : n_test) -= 1;
-      for (size_t k = 0; k < m; ++k) {
-        if (k >= m - n_test) {
-          split_of[rows[k]] = 2;
-        } else if (k >= m - n_test - n_val) {
-          split_of[rows[k]] = 1;
-        }
-      }
-    }
+    log.line = std::move(r.ratings_line);
+    std::vector<Rating>().swap(r.ratings);
   }
+  SplitOptions so;
+  so.split = o.split;
+  so.val = o.val;
+  so.test = o.test;
+  so.seed = o.seed;
+  so.format = o.format;
+  so.users_need_train_row = false;  // MovieLens users have 20 ratings or more: refuse, as before
+  ImportSummary is;
+  const std::vector<uint8_t> split_of = SplitLog(log, so, &is);
+  const size_t n = log.user.size();
 
   MovieLensSummary s;
   s.layout = r.layout;
-  std::unordered_map<int64_t, int64_t> train_count;
-  for (size_t i = 0; i < n; ++i) {
-    if (split_of[i] == 0) ++train_count[r.ratings[i].user];
-  }
-  for (int64_t u : user_order) {
-    if (train_count.count(u)) continue;
-    if (o.split == "global-temporal") {
-      ++s.cold_users;
-      continue;
-    }
-    throw Error(r.ratings_path + ": the " + o.split + " split leaves user " + std::to_string(u) +
-                " with no training rating (they have " +
-                std::to_string(std::count_if(r.ratings.begin(), r.ratings.end(),
-                                             [&](const Rating& x) { return x.user == u; })) +
-                "); use smaller --val/--test fractions or another --seed");
-  }
-
+  s.cold_users = is.cold_users;
   // Write: tables first, then the splits, then the config.
   const fs::path out_dir = fs::absolute(fs::path(out)).lexically_normal();
   MakeDirectories(out_dir.string());
@@ -509,40 +451,37 @@ MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out
     s.movies = static_cast<int64_t>(ids.size());
     WriteFileAtomically((out_dir / "movies.csv").string(), movies);
   }
-  const char* names[] = {"train", "val", "test"};
-  int64_t liked = 0;
-  for (int part = 0; part < 3; ++part) {
-    AtomicFile f((out_dir / names[part] / "interactions.csv").string());
-    f.Write("user_id,movie_id,rating,liked,timestamp\n");
-    int64_t count = 0;
-    std::string line;
-    for (size_t i = 0; i < n; ++i) {
-      if (split_of[i] != part) continue;
-      const Rating& x = r.ratings[i];
-      const bool like = x.rating >= o.like_threshold;
-      liked += like;
-      line = std::to_string(x.user) + "," + std::to_string(x.movie) + "," + FormatRating(x.rating) +
-             (like ? ",1," : ",0,") + std::to_string(x.timestamp) + "\n";
-      f.Write(line);
-      ++count;
-    }
-    f.Commit();
-    (part == 0 ? s.train : part == 1 ? s.val : s.test) = count;
-  }
-  s.ratings = static_cast<int64_t>(n);
-  s.liked_rate = static_cast<double>(liked) / static_cast<double>(n);
   const bool parquet = o.format == "parquet";
   if (parquet) {
-    for (const char* name :
-         {"users", "movies", "train/interactions", "val/interactions", "test/interactions"}) {
+    for (const char* name : {"users", "movies"}) {
       const std::string csv = (out_dir / (std::string(name) + ".csv")).string();
       ConvertTable(csv, (out_dir / (std::string(name) + ".parquet")).string(), {});
       std::remove(csv.c_str());
     }
   }
+  WriteSplits(log, split_of, out_dir.string(), so);
+  int64_t liked = 0;
+  for (uint8_t l : log.label) liked += l;
+  s.train = is.train;
+  s.val = is.val;
+  s.test = is.test;
+  s.ratings = static_cast<int64_t>(n);
+  s.liked_rate = static_cast<double>(liked) / static_cast<double>(n);
+  // The recipe (RecipeYaml): the settings measured best on ML-100k (BENCHMARKS.md, "MovieLens"),
+  // which carry over to the other releases. Identity only: on ML-100k the user's age / gender /
+  // occupation / zip and the movie's genres and year did not add to Recall / NDCG once the ids
+  // are learned, and an id-only model is the same for every release (ml-latest and ml-10m have
+  // no user table). With a user-temporal split (each user's next interactions held out) the user
+  // tower also reads the user's last 50 liked movies, pooled by attention: ahead of the id-only
+  // towers on that split, behind them on the others (BENCHMARKS.md, "User history").
+  RecipeTables t;
+  const std::string x = parquet ? ".parquet" : ".csv";
+  t.users_file = "users" + x;
+  t.items_file = "movies" + x;
+  t.history = o.split == "user-temporal";
   WriteFileAtomically(
       (out_dir / "twotower.yaml").string(),
-      ConfigYaml(out_dir, parquet ? ".parquet" : ".csv", o.split == "user-temporal"));
+      RecipeYaml("twotower data movielens", out_dir.string(), x, log, t, "movielens"));
   return s;
 }
 

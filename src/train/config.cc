@@ -10,6 +10,7 @@
 #include <limits>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
@@ -60,7 +61,8 @@ const std::vector<Setting>& Settings() {
        false,
        0,
        {},
-       "users table (CSV)",
+       "users table (CSV or Parquet); empty (the default): no table, the user tower is its id "
+       "alone and the ids come from the interactions",
        [](Config& c) -> void* { return &c.users; },
        {},
        {}},
@@ -70,7 +72,8 @@ const std::vector<Setting>& Settings() {
        false,
        0,
        {},
-       "items table (CSV)",
+       "items table (CSV or Parquet); empty (the default): no table, the item tower is its id "
+       "alone and the ids come from the interactions",
        [](Config& c) -> void* { return &c.items; },
        {},
        {}},
@@ -736,10 +739,11 @@ void Config::Set(const std::string& assignment, const std::string& where, bool v
 }
 
 void Config::Validate(const std::string& where) const {
-  const std::pair<const char*, const std::string*> paths[] = {
-      {"data.users", &users},    {"data.items", &items}, {"data.train", &train},
-      {"data.val", &val},        {"data.test", &test},   {"output.dir", &output_dir},
-      {"output.name", &run_name}};
+  const std::pair<const char*, const std::string*> paths[] = {{"data.train", &train},
+                                                              {"data.val", &val},
+                                                              {"data.test", &test},
+                                                              {"output.dir", &output_dir},
+                                                              {"output.name", &run_name}};
   for (const auto& [key, value] : paths) {
     if (value->empty()) throw Error(where + ": '" + key + "' is empty (expected a path)");
   }

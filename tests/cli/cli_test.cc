@@ -643,6 +643,7 @@ TEST_F(CliTest, NonNumericValueInUsers) {
 
 TEST_F(CliTest, UnknownColumnInFeatureSchema) {
   const std::string config = scratch_.Write("features.yaml",
+                                            "data: {users: users.csv, items: movies.csv}\n"
                                             "features:\n"
                                             "  user:\n"
                                             "    - {column: age, type: numeric}\n"

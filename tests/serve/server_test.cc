@@ -216,6 +216,7 @@ TEST_F(ServerTest, RerankedVariantEqualsTheCli) {
   // live item the ranker cannot read is refused at PUT, and the service goes on answering.
   const std::string genre_only = scratch_.Write(
       "genre_only.yaml",
+      "data: {users: users.csv, items: movies.csv}\n"
       "features:\n  item: [{column: genre, type: categorical}]\nmodel: {embedding_dim: 8, "
       "user_hidden_dims: [16], item_hidden_dims: [16]}\n");
   const auto tt =

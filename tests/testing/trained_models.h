@@ -73,7 +73,7 @@ inline const std::string& HistoryModel() {
     const std::string yaml = dir.Write(
         "history.yaml",
         "data: {dir: " + Shared().data +
-            "}\n"
+            ", users: users.csv, items: movies.csv}\n"
             "features:\n"
             "  user_id: user_id\n"
             "  item_id: movie_id\n"

@@ -131,7 +131,7 @@ output: {dir: out, name: exp}
 TEST(ConfigTest, AbsoluteDataPathsIgnoreTheDirectory) {
   const Config c = Config::FromYamlString("data: {dir: rel, users: /abs/users.csv}\n", "c.yaml");
   EXPECT_EQ(c.ResolvedPaths().users, "/abs/users.csv");
-  EXPECT_EQ(c.ResolvedPaths().items, "rel/movies.csv");
+  EXPECT_EQ(c.ResolvedPaths().items, "");  // unset stays unset
 }
 
 TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
@@ -466,8 +466,8 @@ TEST(ConfigReviewTest, KeyGivenTwiceIsAnError) {
 TEST(ConfigReviewTest, EmptyDataPathNamesTheKey) {
   Config c;
   const std::string message =
-      twotower::testing::ErrorMessage([&] { c.Set("data.users=", "--set"); });
-  EXPECT_THAT(message, ::testing::HasSubstr("'data.users' is empty"));
+      twotower::testing::ErrorMessage([&] { c.Set("data.train=", "--set"); });
+  EXPECT_THAT(message, ::testing::HasSubstr("'data.train' is empty"));
 }
 
 TEST(ConfigReviewTest, EmptyItemInAListIsAnError) {

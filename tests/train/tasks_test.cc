@@ -289,6 +289,8 @@ TEST(TaskEndToEndTest, TaskMetricsBeatTheTrivialPredictors) {
   c.seed = 3;
   c.threads = 1;
   c.data_dir = dir.path().string();
+  c.users = "users.csv";  // the lab's tables (GenerateLabData)
+  c.items = "movies.csv";
   c.model.embedding_dim = 16;
   c.model.user_hidden_dims = c.model.item_hidden_dims = {32};
   c.model.dropout = 0.0;

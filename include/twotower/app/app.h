@@ -56,9 +56,13 @@ struct Bundle {
   bool positives_only = true;  // training.positives == "liked"
 };
 
-// Reads a table; when the path came from the model file's training config (from_model), a
-// failure says so and names `flag`, the option that reads another file.
-data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag);
+// Reads a users or items table; when the path came from the model file's training config
+// (from_model), a failure says so and names `flag`, the option that reads another file. An empty
+// path (a tower that is its id alone, trained without a table) reads the ids of `id_column` in
+// `interaction_files` (data::ReadEntities).
+data::Table ReadDataTable(const std::string& path, bool from_model, const char* flag,
+                          const std::string& id_column = "",
+                          const std::vector<std::string>& interaction_files = {});
 
 // A whole table with its column types, as `twotower convert` sees them: a Parquet file's columns
 // keep their schema types (unsigned and nulls included), a CSV file's are inferred from its cells

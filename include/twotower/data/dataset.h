@@ -69,9 +69,19 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
                               const EntityIndex& users, const EntityIndex& items,
                               const std::vector<std::string>& target_columns = {});
 
+// users / items empty: that side has no table (a tower that is its id alone; ReadEntities).
 struct DataPaths {
   std::string users, items, train, val, test;
 };
+
+// The entity table of one side: the file at `path` (ReadTable), or, when `path` is empty, a table
+// of one column, `id_column`, holding the distinct ids of that column in `interaction_files`
+// (in order of first appearance, file by file; files that do not exist are skipped, except the
+// first, the training split, which must exist). Its source names the files; its rows are
+// numbered from 1. Throws ReadTable's or TableReader's Error, or one naming the file and the
+// missing column.
+Table ReadEntities(const std::string& path, const std::string& id_column,
+                   const std::vector<std::string>& interaction_files);
 
 // A whole data set, with the encoder fitted on the entities that occur in the training split.
 struct Dataset {

@@ -73,8 +73,10 @@ struct Config {
   uint64_t seed = 42;
   int threads = 0;
   std::string data_dir = "data/recommendations/v1";
-  std::string users = "users.csv";
-  std::string items = "movies.csv";
+  // Empty: no table; the tower is its id alone (Validate checks) and the ids come from the
+  // interactions (data::ReadEntities).
+  std::string users;
+  std::string items;
   std::string train = "train/interactions.csv";
   std::string val = "val/interactions.csv";
   std::string test = "test/interactions.csv";
