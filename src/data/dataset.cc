@@ -169,6 +169,12 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
   for (const std::string& c : target_columns) wanted.push_back(reader->RequireColumn(c));
   const bool has_time = !schema.timestamp_column.empty();
   if (has_time) wanted.push_back(reader->RequireColumn(schema.timestamp_column));
+  // Weights are read where the file has the column (training requires it: Trainer); files that
+  // are only evaluated need none.
+  const int weight_col =
+      schema.weight_column.empty() ? -1 : reader->FindColumn(schema.weight_column);
+  const bool has_weight = weight_col >= 0;
+  if (has_weight) wanted.push_back(weight_col);
   const size_t user_at = wanted.size();
   wanted.push_back(reader->RequireColumn(schema.user.id_column));
   wanted.push_back(reader->RequireColumn(schema.item.id_column));
@@ -187,6 +193,7 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
     out.label.reserve(n);
     if (p_col >= 0) out.p_true.reserve(n);
     if (has_time) out.timestamp.reserve(n);
+    if (has_weight) out.weight.reserve(n);
     for (std::vector<float>& t : out.targets) t.reserve(n);
   }
   IdMapper user_ids(users, schema.user.id_column, "users");
@@ -231,6 +238,18 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
         out.timestamp.push_back(v);
       }
     }
+    if (has_weight) {
+      const ParquetColumn& col = batch[num_targets + (has_time ? 1 : 0)];
+      for (int64_t r = 0; r < col.size(); ++r) {
+        const double v = NumberAt(col, r, schema.weight_column, where);
+        if (!(v >= 0.0) || !std::isfinite(static_cast<float>(v))) {
+          throw Error(where(r) + ": column '" + schema.weight_column +
+                      "': expected a weight >= 0 within float32's range, got " +
+                      Quote(col.Text(r)));
+        }
+        out.weight.push_back(static_cast<float>(v));
+      }
+    }
   }
   if (out.size() == 0) throw Error(path + ": no interactions (expected at least one row)");
   // Growth by doubling (CSV, whose row count is not known ahead) leaves up to half of each column
@@ -240,6 +259,7 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
   out.label.shrink_to_fit();
   out.p_true.shrink_to_fit();
   out.timestamp.shrink_to_fit();
+  out.weight.shrink_to_fit();
   for (std::vector<float>& t : out.targets) t.shrink_to_fit();
   return out;
 }
@@ -254,6 +274,11 @@ Interactions Concatenate(const Interactions& a, const Interactions& b) {
     out.timestamp.insert(out.timestamp.end(), b.timestamp.begin(), b.timestamp.end());
   } else {
     out.timestamp.clear();
+  }
+  if (a.has_weight() && b.has_weight()) {
+    out.weight.insert(out.weight.end(), b.weight.begin(), b.weight.end());
+  } else {
+    out.weight.clear();
   }
   if (a.has_p_true() && b.has_p_true()) {
     out.p_true.insert(out.p_true.end(), b.p_true.begin(), b.p_true.end());

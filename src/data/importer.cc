@@ -504,6 +504,7 @@ std::string RecipeYaml(const std::string& command, const std::string& out_dir,
   y += "  test: test/interactions" + ext + "\n";
   y += "features:\n  user_id: " + log.user_column + "\n  item_id: " + log.item_column +
        "\n  label: " + log.label_column + "\n";
+  if (!log.weight.empty()) y += "  weight: " + log.weight_column + "\n";
   if (t.history) {
     y += "  timestamp: " + log.timestamp_column +
          "\n  history: {length: 50, pooling: attention, heads: 1}\n";
@@ -518,6 +519,12 @@ std::string RecipeYaml(const std::string& command, const std::string& out_dir,
   y += "model:\n  embedding_dim: 256\n  user_hidden_dims: []\n  item_hidden_dims: []\n";
   y += std::string("  projection: ") + (wide ? "true" : "false") + "\n  dropout: 0.0\n";
   y += "training:\n  loss: softmax\n  temperature: 0.2\n  logq_correction: true\n";
+  if (!log.weight.empty()) {
+    // Counts are heavy-tailed (one pair played 100,000 times): log(1 + x) keeps a row's weight
+    // within a small factor of another's (Hu, Koren and Volinsky 2008 use alpha log(1 + x / eps):
+    // training.weight_transform: confidence).
+    y += "  weight_transform: log1p\n";
+  }
   y += "  positives: liked\n  batch_size: 1024\n  learning_rate: 0.002\n  epochs: 100\n";
   y += "  early_stopping_patience: 8\n  monitor: val_recall@10\n  refit: true\n";
   y += "evaluation:\n  k: [10, 20]\n";

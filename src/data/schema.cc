@@ -253,11 +253,14 @@ EntitySchema SideFromJson(const nlohmann::json& j, const std::string& where) {
 }  // namespace
 
 nlohmann::json ToJson(const FeatureSchema& schema) {
-  return {{"user", SideToJson(schema.user)},
-          {"item", SideToJson(schema.item)},
-          {"label", schema.label_column},
-          {"p_true", schema.p_true_column},
-          {"timestamp", schema.timestamp_column}};
+  nlohmann::json j = {{"user", SideToJson(schema.user)},
+                      {"item", SideToJson(schema.item)},
+                      {"label", schema.label_column},
+                      {"p_true", schema.p_true_column},
+                      {"timestamp", schema.timestamp_column}};
+  // Only when set: a model without weights keeps the metadata it had before weights existed.
+  if (!schema.weight_column.empty()) j["weight"] = schema.weight_column;
+  return j;
 }
 
 FeatureSchema FeatureSchemaFromJson(const nlohmann::json& json, const std::string& where) {
@@ -273,6 +276,7 @@ FeatureSchema FeatureSchemaFromJson(const nlohmann::json& json, const std::strin
     if (json.contains("timestamp")) {
       schema.timestamp_column = json["timestamp"].get<std::string>();
     }
+    if (json.contains("weight")) schema.weight_column = json["weight"].get<std::string>();
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed feature schema: " + e.what());
   }

@@ -117,6 +117,47 @@ const std::vector<Setting>& Settings() {
        [](Config& c) -> void* { return &c.features.timestamp_column; },
        {},
        {}},
+      {"features.user_id",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "the user id column (interaction files and the users table)",
+       [](Config& c) -> void* { return &c.features.user.id_column; },
+       {},
+       {}},
+      {"features.item_id",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "the item id column (interaction files and the items table)",
+       [](Config& c) -> void* { return &c.features.item.id_column; },
+       {},
+       {}},
+      {"features.label",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "the interaction column holding 0/1 labels (1 = a positive)",
+       [](Config& c) -> void* { return &c.features.label_column; },
+       {},
+       {}},
+      {"features.weight",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {},
+       "interaction column of implicit-feedback weights (e.g. play counts; >= 0), turned into "
+       "each row's loss weight by training.weight_transform; empty: every row weighs 1",
+       [](Config& c) -> void* { return &c.features.weight_column; },
+       {},
+       {}},
       {"features.history.length",
        Kind::kInt,
        0,
@@ -427,6 +468,37 @@ const std::vector<Setting>& Settings() {
        [](Config& c) -> void* { return &c.training.optimizer; },
        {},
        {}},
+      {"training.weight_transform",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {"none", "log1p", "confidence"},
+       "features.weight x -> the row's loss weight: none (x), log1p (log(1 + x)), confidence "
+       "(alpha log(1 + x / eps), Hu, Koren and Volinsky 2008)",
+       [](Config& c) -> void* { return &c.training.weight_transform; },
+       {},
+       {}},
+      {"training.weight_alpha",
+       Kind::kDouble,
+       0,
+       true,
+       1e6,
+       {},
+       "confidence weights: alpha in alpha log(1 + x / eps)",
+       [](Config& c) -> void* { return &c.training.weight_alpha; },
+       {},
+       {}},
+      {"training.weight_eps",
+       Kind::kDouble,
+       0,
+       true,
+       1e12,
+       {},
+       "confidence weights: eps in alpha log(1 + x / eps) (the weight's unit)",
+       [](Config& c) -> void* { return &c.training.weight_eps; },
+       {},
+       {}},
       {"training.positives",
        Kind::kString,
        0,
@@ -580,7 +652,7 @@ void ParseFeatures(const YAML::Node& node, Config* c, const std::string& file) {
     // yaml-cpp's node["x"] would pick one of two equal keys silently.
     if (!seen.insert(key).second) throw Error(w + ": key 'features." + key + "' appears twice");
     if (key == "user_id" || key == "item_id" || key == "label" || key == "p_true" ||
-        key == "timestamp") {
+        key == "timestamp" || key == "weight") {
       if (!kv.second.IsScalar()) throw Error(w + ": 'features." + key + "': expected a string");
       const std::string v = kv.second.Scalar();
       if (key == "user_id") s.user.id_column = v;
@@ -588,6 +660,7 @@ void ParseFeatures(const YAML::Node& node, Config* c, const std::string& file) {
       if (key == "label") s.label_column = v;
       if (key == "p_true") s.p_true_column = v;
       if (key == "timestamp") s.timestamp_column = v;
+      if (key == "weight") s.weight_column = v;
     } else if (key == "history") {
       if (!kv.second.IsMap()) {
         throw Error(w + ": 'features.history': expected {length, pooling, heads}");
@@ -748,6 +821,10 @@ void Config::Validate(const std::string& where) const {
     if (value->empty()) throw Error(where + ": '" + key + "' is empty (expected a path)");
   }
   features.Validate(where);
+  if (training.weight_transform != "none" && features.weight_column.empty()) {
+    throw Error(where + ": 'training.weight_transform' " + training.weight_transform +
+                " has no weights to transform: name the weight column in features.weight");
+  }
   // The monitored value must be one this run computes.
   const std::string m = Monitor();
   if (m != "val_auc" && m != "val_loss") {
@@ -978,6 +1055,9 @@ std::string Config::ToYaml() const {
   out << YAML::Key << "p_true" << YAML::Value << features.p_true_column;
   if (!features.timestamp_column.empty()) {
     out << YAML::Key << "timestamp" << YAML::Value << features.timestamp_column;
+  }
+  if (!features.weight_column.empty()) {
+    out << YAML::Key << "weight" << YAML::Value << features.weight_column;
   }
   if (features.user.history.enabled()) {
     const data::HistorySpec& h = features.user.history;

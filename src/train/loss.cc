@@ -8,7 +8,19 @@
 
 namespace twotower::train {
 
-double BinaryCrossEntropyWithLogits(const Vector& z, const float* y, Vector* dz) {
+const float* RowMultipliers(const float* weights, int64_t n, std::vector<float>* out) {
+  if (weights == nullptr) return nullptr;
+  out->resize(static_cast<size_t>(n));
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += weights[i];
+  const double scale = sum > 0.0 ? static_cast<double>(n) / sum : 0.0;
+  for (int64_t i = 0; i < n; ++i)
+    (*out)[static_cast<size_t>(i)] = static_cast<float>(weights[i] * scale);
+  return out->data();
+}
+
+double BinaryCrossEntropyWithLogits(const Vector& z, const float* y, Vector* dz,
+                                    const float* multipliers) {
   const Eigen::Index n = z.size();
   if (n == 0) return 0.0;
   if (dz != nullptr) dz->resize(n);
@@ -17,11 +29,13 @@ double BinaryCrossEntropyWithLogits(const Vector& z, const float* y, Vector* dz)
   for (Eigen::Index i = 0; i < n; ++i) {
     const float zi = z[i];
     const float e = std::exp(-std::abs(zi));
-    total += std::max(zi, 0.0f) - zi * y[i] + std::log1p(e);
+    const float term = std::max(zi, 0.0f) - zi * y[i] + std::log1p(e);
+    total += multipliers ? multipliers[i] * term : term;
     if (dz != nullptr) {
       // sigmoid(z) from e = exp(-|z|), stable for both signs.
       const float sig = zi >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
       (*dz)[i] = (sig - y[i]) * inv_n;
+      if (multipliers) (*dz)[i] *= multipliers[i];
     }
   }
   return total / static_cast<double>(n);
@@ -41,7 +55,8 @@ void BceLoss::Compute(const LossBatch& b, LossOutput* out) {
   dot_.noalias() = u.cwiseProduct(v).rowwise().sum();
   out->logits.resize(u.rows());
   out->logits.array() = dot_.array() * b.scale + b.bias;
-  out->loss = BinaryCrossEntropyWithLogits(out->logits, b.labels, &dz_);
+  out->loss = BinaryCrossEntropyWithLogits(out->logits, b.labels, &dz_,
+                                           RowMultipliers(b.weights, u.rows(), &multipliers_));
   out->d_log_scale = b.scale * dz_.dot(dot_);
   out->d_bias = dz_.sum();
   dscaled_.resize(dz_.size());
@@ -73,6 +88,7 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
     column_log_q_.resize(n);
     for (Eigen::Index j = 0; j < n; ++j) column_log_q_[j] = options_.log_q[b.item_rows[j]];
   }
+  const float* mult = RowMultipliers(b.weights, n, &multipliers_);
   double total = 0.0;
   for (Eigen::Index i = 0; i < n; ++i) {
     float* row = logits_.row(i).data();
@@ -93,11 +109,13 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
       sum += e;
     }
     // loss_i = logsumexp_j s_ij - s_ii, with the sum taken relative to the row's max.
-    total += static_cast<double>(max) + std::log(sum) - static_cast<double>(s_ii);
-    // d loss_i / d s_ij = softmax_ij - [i == j]; scaled by 1/n for the mean.
+    const double loss_i = static_cast<double>(max) + std::log(sum) - static_cast<double>(s_ii);
+    total += mult ? mult[i] * loss_i : loss_i;
+    // d loss_i / d s_ij = softmax_ij - [i == j]; scaled by 1/n for the mean (and m_i).
     const float scale = static_cast<float>(1.0 / (sum * static_cast<double>(n)));
-    for (Eigen::Index j = 0; j < n; ++j) row[j] *= scale;
-    row[i] -= 1.0f / static_cast<float>(n);
+    const float m_i = mult ? mult[i] : 1.0f;
+    for (Eigen::Index j = 0; j < n; ++j) row[j] *= scale * m_i;
+    row[i] -= m_i / static_cast<float>(n);
   }
   out->loss = total / static_cast<double>(n);
   // s_ij = <u_i, v_j> / t: du = G V / t, dv = G^T U / t.

@@ -161,6 +161,7 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
   }
   gpos_.setZero(n);
   // The loss is the mean over rows: every gradient is written already divided by n.
+  const float* mult = RowMultipliers(b.weights, n, &multipliers_);
   const double inv_n = 1.0 / static_cast<double>(n);
   const bool pairwise = o_.objective != Objective::kSoftmax;
   const double inv_t = o_.objective == Objective::kTriplet ? 1.0 : 1.0 / o_.temperature;
@@ -270,6 +271,9 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
     }
     const size_t k = keep_.size();
     if (k == 0) continue;
+    // The row's weight in the mean (1 without weights: the same arithmetic as unweighted).
+    const double m_i = mult ? static_cast<double>(mult[i]) : 1.0;
+    const double row_inv_n = inv_n * m_i;
     if (sparse) sparse_count_[static_cast<size_t>(i)] = static_cast<int32_t>(k);
     if (!pairwise) {
       double z_pos = pos_[i] * inv_t;
@@ -281,11 +285,11 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
       for (float z : z_) max = std::max(max, static_cast<double>(z));
       double sum = std::exp(z_pos - max);
       for (float z : z_) sum += std::exp(static_cast<double>(z) - max);
-      total += max + std::log(sum) - z_pos;
+      total += m_i * (max + std::log(sum) - z_pos);
       // d loss_i / d z = softmax - [positive]; z = s / t (the correction is a constant).
-      gpos_[i] = static_cast<float>((std::exp(z_pos - max) / sum - 1.0) * inv_t * inv_n);
+      gpos_[i] = static_cast<float>((std::exp(z_pos - max) / sum - 1.0) * inv_t * row_inv_n);
       for (size_t t = 0; t < k; ++t) {
-        put(t, std::exp(static_cast<double>(z_[t]) - max) / sum * inv_t * inv_n);
+        put(t, std::exp(static_cast<double>(z_[t]) - max) / sum * inv_t * row_inv_n);
       }
       continue;
     }
@@ -317,11 +321,11 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
         row += w * std::max(hinge, 0.0);
         g = hinge > 0 ? w : 0.0;
       }
-      put(t, g * inv_n);
+      put(t, g * row_inv_n);
       gp -= g;
     }
-    total += row;
-    gpos_[i] = static_cast<float>(gp * inv_n);
+    total += m_i * row;
+    gpos_[i] = static_cast<float>(gp * row_inv_n);
   }
   for (double t : partial_) total += t;
   out->loss = total / nn;

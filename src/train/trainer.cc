@@ -136,7 +136,7 @@ void Trainer::SetTasks(TaskTargets targets) { tasks_ = std::move(targets); }
 double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
                      const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
                      int64_t n, Rng* rng, const std::vector<const float*>* task_targets,
-                     model::HistoryRows history) {
+                     model::HistoryRows history, const float* weights) {
   // This step's negatives: a generator of its own per step (seed and step count).
   const uint64_t step_seed =
       sampling_seed_ ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(adam_.steps() + 1));
@@ -155,6 +155,7 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   batch.item_rows = all_items;
   batch.user_rows = user_rows;
   batch.labels = labels;
+  batch.weights = weights;
   batch.scale = model_->scale();
   batch.bias = model_->bias();
   batch.seed = step_seed;
@@ -195,10 +196,33 @@ namespace {
 struct EpochBuffers {
   std::vector<int32_t> users, items, examples;  // examples: 0 .. batch - 1
   data::Bags history;                           // the batch's user histories
-  std::vector<float> logits, labels;
+  std::vector<float> logits, labels, weights;
   std::vector<std::vector<float>> targets;  // per task: the batch's regression targets
   std::vector<const float*> target_ptrs;
 };
+
+}  // namespace
+
+std::vector<float> LossWeights(const Config& config, const data::Interactions& source) {
+  const std::string& column = config.features.weight_column;
+  if (column.empty()) return {};
+  if (!source.has_weight()) {
+    throw Error("features.weight: " + source.source + " has no column '" + column + "'");
+  }
+  const TrainingConfig& t = config.training;
+  std::vector<float> w(source.weight.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    const double x = source.weight[i];
+    const double v = t.weight_transform == "log1p" ? std::log1p(x)
+                     : t.weight_transform == "confidence"
+                         ? t.weight_alpha * std::log1p(x / t.weight_eps)
+                         : x;
+    w[i] = static_cast<float>(v);
+  }
+  return w;
+}
+
+namespace {
 
 // The training examples of `source`: every labelled pair for a pointwise loss, else the positives.
 std::vector<int64_t> Examples(const data::Interactions& source, bool pointwise, bool positives_only,
@@ -223,10 +247,12 @@ void Shuffle(std::vector<int64_t>* order, Rng* rng) {
 }
 
 // history: the examples' user histories (null without a history feature).
+// weights: each row of `source`'s loss weight (null: all 1).
 double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interactions& source,
-                const data::ExampleHistories* history, std::vector<int64_t>* order, int64_t batch,
-                Rng* shuffle_rng, Rng* dropout_rng, bool progress, EpochBuffers* buf,
-                const TaskTargets& tasks, const std::function<void()>& check_stop) {
+                const data::ExampleHistories* history, const std::vector<float>* weights,
+                std::vector<int64_t>* order, int64_t batch, Rng* shuffle_rng, Rng* dropout_rng,
+                bool progress, EpochBuffers* buf, const TaskTargets& tasks,
+                const std::function<void()>& check_stop) {
   const int64_t n = static_cast<int64_t>(order->size());
   buf->targets.resize(tasks.target_index.size());
   buf->target_ptrs.assign(tasks.target_index.size(), nullptr);
@@ -240,6 +266,7 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
   buf->users.resize(batch);
   buf->items.resize(batch);
   buf->examples.resize(batch);
+  buf->weights.resize(weights != nullptr ? batch : 0);
   buf->labels.resize(n);
   buf->logits.resize(pointwise ? n : 0);
   Shuffle(order, shuffle_rng);
@@ -257,6 +284,9 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
       buf->examples[i] = static_cast<int32_t>(i);
       labels[i] = source.label[idx[i]];
     }
+    if (weights != nullptr) {
+      for (int64_t i = 0; i < m; ++i) buf->weights[i] = (*weights)[idx[i]];
+    }
     for (size_t t = 0; t < tasks.target_index.size(); ++t) {
       if (tasks.target_index[t] < 0) continue;
       const std::vector<float>& column = source.targets.at(tasks.target_index[t]);
@@ -267,7 +297,8 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
         data.user_features, buf->users.data(), data.item_features, buf->items.data(), labels, m,
         dropout_rng, buf->target_ptrs.empty() ? nullptr : &buf->target_ptrs,
         history != nullptr ? model::HistoryRows{&buf->history, buf->examples.data()}
-                           : model::HistoryRows{});
+                           : model::HistoryRows{},
+        weights != nullptr ? buf->weights.data() : nullptr);
     loss_sum += loss * static_cast<double>(m);
     if (pointwise) {
       std::copy(trainer->logits().data(), trainer->logits().data() + m, buf->logits.data() + begin);
@@ -345,6 +376,7 @@ class TwoTowerFit final : public FitModel {
     pointwise_ = trainer_->loss().pointwise();
     positives_only_ = config.training.positives == "liked";
     order_ = Examples(source_, pointwise_, positives_only_, config.training.positives);
+    weights_ = LossWeights(config, source_);
     if (histories_->enabled) {
       example_history_ = owned_ == nullptr ? &histories_->train : &own_history_;
       if (owned_ != nullptr) {
@@ -355,9 +387,10 @@ class TwoTowerFit final : public FitModel {
   }
 
   void TrainEpoch(bool progress, EpochRecord* r) override {
-    r->train_loss = RunEpoch(trainer_.get(), data_, source_, example_history_, &order_,
-                             config_.training.batch_size, &shuffle_rng_, &dropout_rng_, progress,
-                             &buf_, tasks_, [this] { CheckStop(); });
+    r->train_loss =
+        RunEpoch(trainer_.get(), data_, source_, example_history_,
+                 weights_.empty() ? nullptr : &weights_, &order_, config_.training.batch_size,
+                 &shuffle_rng_, &dropout_rng_, progress, &buf_, tasks_, [this] { CheckStop(); });
     r->train_accuracy = pointwise_ ? Accuracy(buf_.logits, buf_.labels) : std::nan("");
     r->train_auc = pointwise_ ? Auc(buf_.logits, buf_.labels) : std::nan("");
   }
@@ -456,6 +489,7 @@ class TwoTowerFit final : public FitModel {
   std::unique_ptr<model::TwoTowerModel> model_;
   std::unique_ptr<Trainer> trainer_;
   bool pointwise_ = false, positives_only_ = false;
+  std::vector<float> weights_;  // per row of source_: its loss weight; empty: all 1
   std::vector<int64_t> order_;
   data::ExampleHistories own_history_;
   const data::ExampleHistories* example_history_ = nullptr;

@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
@@ -39,7 +40,7 @@ std::string ClusteredPlays() {
   return log;
 }
 
-std::vector<double> RecallRow(const std::string& out) {
+std::vector<double> TrainedRecallRow(const std::string& out) {
   for (const std::string& line : Lines(out)) {
     std::vector<std::string> w = Words(line);
     if (!w.empty() && w[0] == "Recall") {
@@ -68,6 +69,9 @@ TEST(InteractionsCliTest, ImportTrainRecommendWithoutTables) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("3060 rows (900 repeats of a pair summed into 2160), 90 users, "
                                "60 items, positives (plays>=3) 83.3%"));
+  const std::string yaml = ReadBytes(data + "/twotower.yaml");
+  EXPECT_THAT(yaml, HasSubstr("  weight: plays\n"));
+  EXPECT_THAT(yaml, HasSubstr("  weight_transform: log1p\n"));
   EXPECT_FALSE(std::filesystem::exists(data + "/users.csv"));
   EXPECT_FALSE(std::filesystem::exists(data + "/items.csv"));
 
@@ -76,7 +80,7 @@ TEST(InteractionsCliTest, ImportTrainRecommendWithoutTables) {
               "training.learning_rate=0.01"},
              dir);
   ASSERT_EQ(r.code, 0) << r.err;
-  const std::vector<double> trained = RecallRow(r.out);
+  const std::vector<double> trained = TrainedRecallRow(r.out);
   ASSERT_EQ(trained.size(), 4u) << r.out;
   EXPECT_GT(trained[0], trained[2] + 0.2) << "the model should beat MostPop by far:\n" << r.out;
   std::string run;
@@ -108,6 +112,36 @@ TEST(InteractionsCliTest, ImportTrainRecommendWithoutTables) {
     const std::vector<std::string> f = Fields(lines[i], ',');
     EXPECT_EQ(seen.count(f[0] + "," + f[2]), 0u) << lines[i];
   }
+}
+
+// The weight column reaches the loss: rows that all weigh 0 train nothing (a loss of 0), and a
+// config naming a weight column the file lacks is refused.
+TEST(InteractionsCliTest, WeightsReachTheLoss) {
+  TempDir dir;
+  std::string rows = "user_id,item_id,label,w\n";
+  for (int u = 0; u < 20; ++u) {
+    for (int k = 0; k < 5; ++k) {
+      rows += std::to_string(u) + "," + std::to_string((u + k) % 12) + ",1,0\n";
+    }
+  }
+  for (const char* split : {"train", "val", "test"}) {
+    dir.Write(std::string(split) + "/interactions.csv", rows);
+  }
+  const std::string config = dir.Write(
+      "c.yaml", "data: {dir: " + dir.path().string() +
+                    "}\nfeatures:\n  user_id: user_id\n  item_id: item_id\n  label: label\n"
+                    "  weight: w\n  user: [{column: user_id, type: id, dim: 8}]\n"
+                    "  item: [{column: item_id, type: id, dim: 8}]\n"
+                    "model: {embedding_dim: 8, user_hidden_dims: [], item_hidden_dims: []}\n"
+                    "training: {loss: softmax, epochs: 1, batch_size: 32}\n");
+  CliResult r = RunCli({"train", "--config", config, "--output-dir", dir.File("runs")}, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out + r.err, HasSubstr("loss 0.0000")) << r.out << r.err;
+  r = RunCli({"train", "--config", config, "--set", "features.weight=plays", "--output-dir",
+              dir.File("runs")},
+             dir);
+  testing::ExpectUserError(
+      r, "features.weight: " + dir.File("train/interactions.csv") + " has no column 'plays'");
 }
 
 }  // namespace

@@ -48,10 +48,14 @@ struct Interactions {
   std::vector<std::vector<float>> targets;
   // Each interaction's time (the schema's timestamp column); empty when it names none.
   std::vector<double> timestamp;
+  // Each interaction's weight (the schema's weight column: finite, >= 0); empty when it names
+  // none.
+  std::vector<float> weight;
 
   int64_t size() const { return static_cast<int64_t>(label.size()); }
   bool has_p_true() const { return !p_true.empty(); }
   bool has_timestamp() const { return !timestamp.empty(); }
+  bool has_weight() const { return !weight.empty(); }
   double PositiveRate() const;
 };
 
@@ -64,7 +68,8 @@ Interactions Concatenate(const Interactions& a, const Interactions& b);
 // file's line (CSV) or row (Parquet) and the column. A Parquet id column may be integers or
 // strings; each distinct id is looked up once. Each of target_columns must exist and hold finite
 // numbers (Error naming the line or row and the column otherwise): Interactions::targets. So must
-// the schema's timestamp column when it names one (Interactions::timestamp).
+// the schema's timestamp column when it names one (Interactions::timestamp). The schema's weight
+// column is read where the file has it (Interactions::weight: finite, >= 0, else an Error).
 Interactions ReadInteractions(const std::string& path, const FeatureSchema& schema,
                               const EntityIndex& users, const EntityIndex& items,
                               const std::vector<std::string>& target_columns = {});

@@ -86,6 +86,10 @@ struct FeatureSchema {
   // Optional: a numeric column of the interaction files giving each interaction's time (any
   // unit); orders the user-history feature. Empty: the files' row order is the time order.
   std::string timestamp_column;
+  // Optional: a numeric column of the interaction files holding each interaction's weight
+  // (implicit feedback: play counts, watch time; finite, >= 0), which training turns into the
+  // row's weight in every loss (TrainingConfig::weight_transform). Empty: every row weighs 1.
+  std::string weight_column;
 
   // The lab's features: user age, gender, favorite_genre, activity_level; movie genre, year,
   // duration, avg_rating.

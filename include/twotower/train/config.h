@@ -51,6 +51,13 @@ struct TrainingConfig {
   // batch touched (nn/adam.h), the rest dense.
   std::string optimizer = "adam";
   std::string positives = "liked";  // which interactions are positives: liked | all
+  // features.weight x -> each training row's weight in the loss: none (x), log1p (log(1 + x)),
+  // confidence (weight_alpha log(1 + x / weight_eps): Hu, Koren and Volinsky, "Collaborative
+  // Filtering for Implicit Feedback Datasets", ICDM 2008, without their 1 +: a row of weight 0
+  // is no positive). Losses take the weighted mean, sum_i w_i L_i / sum_i w_i, per batch.
+  std::string weight_transform = "none";
+  double weight_alpha = 1.0;
+  double weight_eps = 1.0;
   // What early stopping and the best checkpoint follow: val_auc, val_loss, or
   // val_<recall|ndcg|hitrate|mrr>@K with K in evaluation.k. Empty = val_auc for bce,
   // val_recall@<first K> for softmax.

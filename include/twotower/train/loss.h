@@ -29,8 +29,15 @@ namespace twotower::train {
 
 // Mean binary cross-entropy from logits z and labels y in {0, 1}, computed stably as
 // max(z, 0) - z y + log(1 + exp(-|z|)) (no overflow for any z). If dz is not null it receives
-// d(mean loss)/dz = (sigmoid(z) - y) / n. Returns the mean loss (double accumulation).
-double BinaryCrossEntropyWithLogits(const Vector& z, const float* y, Vector* dz);
+// d(mean loss)/dz = (sigmoid(z) - y) / n. Returns the mean loss (double accumulation). With
+// `multipliers` (n values, RowMultipliers) row i's loss and gradient are multiplied by m_i.
+double BinaryCrossEntropyWithLogits(const Vector& z, const float* y, Vector* dz,
+                                    const float* multipliers = nullptr);
+
+// The rows' multipliers of a weighted mean: m_i = n w_i / sum_j w_j, so that mean_i (m_i L_i) =
+// sum_i w_i L_i / sum_i w_i (all 0 when the weights sum to 0). With weights null, returns null
+// (every row 1: the losses keep their unweighted arithmetic); else out's data. n weights >= 0.
+const float* RowMultipliers(const float* weights, int64_t n, std::vector<float>* out);
 
 struct LossBatch {
   const Matrix* u = nullptr;  // n x d user tower outputs
@@ -40,7 +47,12 @@ struct LossBatch {
   const int32_t* item_rows = nullptr;  // n + m: each row's item (row of the items table)
   const int32_t* user_rows = nullptr;  // n: each pair's user (row of the users table), or null
   const float* labels = nullptr;       // n: 0/1 (bce)
-  float scale = 1.0f, bias = 0.0f;     // the model's scorer (bce)
+  // n: each row's weight (>= 0; implicit-feedback confidence, TrainingConfig::weight_transform),
+  // or null for 1. Every loss then returns the weighted mean sum_i w_i L_i / sum_i w_i of its
+  // rows' losses L_i (and its gradient): a weight scales a row's own term, and with in-batch
+  // negatives the row's items still serve the other rows as negatives, unweighted.
+  const float* weights = nullptr;
+  float scale = 1.0f, bias = 0.0f;  // the model's scorer (bce)
   // The step's seed, for random choices inside a loss (SampledLoss's easy negatives); the
   // trainer passes the one it gave DrawNegatives, so a step is reproducible.
   uint64_t seed = 0;
@@ -82,6 +94,7 @@ class BceLoss : public Loss {
 
  private:
   Vector dot_, dz_, dscaled_;
+  std::vector<float> multipliers_;
 };
 
 struct SoftmaxOptions {
@@ -102,6 +115,7 @@ class InBatchSoftmaxLoss : public Loss {
   SoftmaxOptions options_;
   Matrix logits_;
   Vector column_log_q_;  // log q of each batch column's item
+  std::vector<float> multipliers_;
 };
 
 // ---- sampled negatives: mixed, bpr, triplet ----------------------------------------------------
@@ -193,6 +207,7 @@ class SampledLoss : public Loss {
   };
   std::vector<Scratch> scratch_;
   std::vector<double> partial_;  // per thread: its rows' loss
+  std::vector<float> multipliers_;
 };
 
 // Sampling probabilities for the logQ correction: log(count_j / total) for every item row j with

@@ -68,6 +68,11 @@ std::vector<std::vector<int32_t>> SplitPositives(const data::Dataset& data, Spli
 RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, bool positives_only,
                                         const std::vector<int>& ks);
 
+// Each row of `source`'s weight in the loss: config.features.weight's column through
+// config.training.weight_transform (TrainingConfig); empty when the config names no weight
+// column. Throws Error naming features.weight when `source` lacks the column.
+std::vector<float> LossWeights(const Config& config, const data::Interactions& source);
+
 // One optimisation step, the one copy the trainer, the tests and the benchmarks call: forward
 // both towers for n (user row, item row) pairs of the encoded tables, the loss, zero the
 // gradients, backward, Adam. Buffers are reused: at a fixed n a step allocates nothing (a model
@@ -86,11 +91,12 @@ class Trainer {
   // mean loss, plus sum_t weight_t L_t of the model's tasks (tasks.h). `rng` drives dropout.
   // task_targets: per task, the n pairs' regression targets (null for item_class tasks); needed
   // when the model has a regression task. history: the n examples' user histories (a model with a
-  // history feature; default: the users table's own, EncodedTable::history).
+  // history feature; default: the users table's own, EncodedTable::history). weights: the n
+  // rows' weights in the loss (LossBatch::weights; null: all 1).
   double Step(const data::EncodedTable& users, const int32_t* user_rows,
               const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
               int64_t n, Rng* rng, const std::vector<const float*>* task_targets = nullptr,
-              model::HistoryRows history = {});
+              model::HistoryRows history = {}, const float* weights = nullptr);
   // The item classes of the model's item_class tasks (FitTaskTargets).
   void SetTasks(TaskTargets targets);
   // The last step's unweighted task losses.
