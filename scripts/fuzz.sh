@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 bash scripts/install_deps.sh --fuzz
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-  -DTWOTOWER_FUZZ=ON -DTWOTOWER_BUILD_TESTS=OFF -DTWOTOWER_BUILD_BENCHMARKS=OFF \
+  -DCMAKE_UNITY_BUILD=ON -DTWOTOWER_FUZZ=ON -DTWOTOWER_BUILD_TESTS=OFF -DTWOTOWER_BUILD_BENCHMARKS=OFF \
   -DTWOTOWER_BUILD_EXAMPLES=OFF >/dev/null
 targets=(csv config model npy ids index parquet)
 # Only the fuzz targets (and the library they link), not the command-line binary.

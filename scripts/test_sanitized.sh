@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTWOTOWER_SANITIZE=ON \
+# Unity batches for the library and the command (CMakeLists.txt): about half the build time of
+# one object per file on CI's 2 cores; the tests stay one object per file.
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTWOTOWER_SANITIZE=ON -DCMAKE_UNITY_BUILD=ON \
   -DTWOTOWER_BUILD_TESTS=ON -DTWOTOWER_BUILD_BENCHMARKS=OFF -DTWOTOWER_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-asan
 # UBSan reports are errors, not warnings (tests/ubsan.supp: one third-party report, explained
