@@ -13,6 +13,7 @@
 #include <numeric>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
@@ -260,10 +261,17 @@ EmbedResult EmbedItemsToFile(const std::string& model_path, const std::string& i
       ReadDataTable(items_path.empty() ? paths.items : items_path, items_path.empty(), "--items",
                     m.schema.item.id_column, {paths.train, paths.val, paths.test});
   const auto index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
-  const Matrix v = EmbedItems(m, items);
-  WriteItemEmbeddings(out_path, v, index.ids, m.fingerprint);
-  return {v.rows(), static_cast<int>(v.cols()), m.fingerprint,
-          data::TableFormatOf(out_path) == data::TableFormat::kParquet};
+  data::EncodedTable x;
+  m.encoder.item.Encode(items, &x);
+  Matrix v;
+  m.model->EncodeItems(x, &v);
+  std::vector<std::string> ids = index.ids;
+  const std::vector<int64_t> untrained = UntrainedItemRows(m, x);
+  DropRows(untrained, &v, &ids);
+  WriteItemEmbeddings(out_path, v, ids, m.fingerprint);
+  EmbedResult r{v.rows(), static_cast<int64_t>(untrained.size()), static_cast<int>(v.cols()),
+                m.fingerprint, data::TableFormatOf(out_path) == data::TableFormat::kParquet};
+  return r;
 }
 
 // The footer key of a Parquet embeddings file that names its model.
@@ -275,6 +283,29 @@ std::string IdsPath(const std::string& npy_path) {
     base.resize(base.size() - 4);
   }
   return base + ".ids.txt";
+}
+
+std::vector<int64_t> UntrainedItemRows(const model::LoadedModel& model,
+                                       const data::EncodedTable& items) {
+  if (!model.encoder.item.IdAlone()) return {};
+  return model.encoder.item.UnknownIdRows(items);
+}
+
+void DropRows(const std::vector<int64_t>& rows, Matrix* v, std::vector<std::string>* ids) {
+  if (rows.empty()) return;
+  std::vector<char> drop(ids->size(), 0);
+  for (int64_t r : rows) drop[static_cast<size_t>(r)] = 1;
+  int64_t out = 0;
+  for (int64_t r = 0; r < v->rows(); ++r) {
+    if (drop[static_cast<size_t>(r)]) continue;
+    if (out != r) {
+      v->row(out) = v->row(r);
+      (*ids)[static_cast<size_t>(out)] = std::move((*ids)[static_cast<size_t>(r)]);
+    }
+    ++out;
+  }
+  v->conservativeResize(out, v->cols());
+  ids->resize(static_cast<size_t>(out));
 }
 
 Matrix EmbedItems(const model::LoadedModel& model, const data::Table& items) {
@@ -446,7 +477,7 @@ std::unique_ptr<index::ItemIndex> LoadIndexForModel(const std::string& path,
 
 std::unique_ptr<index::ItemIndex> OpenItemIndex(const Bundle& bundle, const std::string& index_path,
                                                 const std::string& embeddings_path,
-                                                bool allow_other_model) {
+                                                bool allow_other_model, int64_t* untrained) {
   if (!index_path.empty() && !embeddings_path.empty()) {
     throw Error("give an index file or embeddings, not both");
   }
@@ -469,6 +500,9 @@ std::unique_ptr<index::ItemIndex> OpenItemIndex(const Bundle& bundle, const std:
   } else {
     bundle.model.model->EncodeItems(bundle.item_features, &v);
     ids = bundle.item_index.ids;
+    const std::vector<int64_t> rows = UntrainedItemRows(bundle.model, bundle.item_features);
+    DropRows(rows, &v, &ids);
+    if (untrained != nullptr) *untrained = static_cast<int64_t>(rows.size());
   }
   auto flat = std::make_unique<index::FlatIndex>(static_cast<int>(v.cols()));
   flat->Add(v.data(), v.rows(), ids);
@@ -768,7 +802,7 @@ Reranker LoadReranker(const std::string& path, const Bundle& b, const index::Ite
     const int32_t row = b.item_index.Find(index->ids()[label]);
     if (row < 0) {
       throw Error("--rerank: item " + Quote(index->ids()[label]) + " of the index is not in " +
-                  b.paths.items +
+                  b.items.source +
                   ", so the ranker has no features for it (pass --items with "
                   "the table the index was built from)");
     }
@@ -832,10 +866,57 @@ void EncodeKnownUsers(const Bundle& b, int64_t first, int64_t n, Matrix* out) {
   }
 }
 
+std::vector<std::pair<int64_t, double>> PopularityFallback::Top(const index::SearchFilter* filter,
+                                                                int k) const {
+  std::vector<std::pair<int64_t, double>> out;
+  std::unordered_set<int64_t> excluded, allowed;
+  if (filter != nullptr) {
+    excluded.insert(filter->exclude.begin(), filter->exclude.end());
+    if (filter->allow) allowed.insert(filter->allow->begin(), filter->allow->end());
+  }
+  for (int64_t label : order) {
+    if (static_cast<int>(out.size()) >= k) break;
+    if (excluded.count(label)) continue;
+    if (filter != nullptr && filter->allow && !allowed.count(label)) continue;
+    out.emplace_back(label, share[static_cast<size_t>(label)]);
+  }
+  return out;
+}
+
+PopularityFallback MakePopularityFallback(const Bundle& b, int64_t index_size,
+                                          const std::vector<std::vector<int64_t>>& seen) {
+  PopularityFallback f;
+  if (!b.model.encoder.user.IdAlone()) return f;
+  f.cold_user.assign(static_cast<size_t>(b.users.num_rows()), 0);
+  for (int64_t r : b.model.encoder.user.UnknownIdRows(b.user_features)) {
+    f.cold_user[static_cast<size_t>(r)] = 1;
+    ++f.cold_users;
+  }
+  if (f.cold_users == 0 || seen.empty()) return f;  // nothing to fall back for, or from
+  std::vector<int64_t> counts(static_cast<size_t>(index_size), 0);
+  int64_t total = 0;
+  for (const std::vector<int64_t>& labels : seen) {
+    for (int64_t label : labels) {
+      if (label >= 0 && label < index_size) ++counts[static_cast<size_t>(label)], ++total;
+    }
+  }
+  f.order.resize(static_cast<size_t>(index_size));
+  std::iota(f.order.begin(), f.order.end(), int64_t{0});
+  std::stable_sort(f.order.begin(), f.order.end(), [&](int64_t a, int64_t c) {
+    return counts[static_cast<size_t>(a)] > counts[static_cast<size_t>(c)];
+  });
+  f.share.resize(static_cast<size_t>(index_size));
+  for (int64_t l = 0; l < index_size; ++l) {
+    f.share[static_cast<size_t>(l)] =
+        total > 0 ? static_cast<double>(counts[static_cast<size_t>(l)]) / total : 0.0;
+  }
+  return f;
+}
+
 BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int k,
                               const std::vector<std::vector<int64_t>>* seen,
                               const std::string& out_path, bool progress, const Reranker* reranker,
-                              const Matrix* user_embeddings) {
+                              const Matrix* user_embeddings, const PopularityFallback* fallback) {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<std::string>& user_ids = b.user_index.ids;
   const int64_t n = b.users.num_rows();
@@ -941,6 +1022,20 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
         }
       }
       if (error) std::rethrow_exception(error);
+    }
+    if (fallback != nullptr && fallback->enabled()) {
+      // Users with no trained embedding: the popularity fallback (their own seen items excluded
+      // as for everyone).
+      for (int64_t i = 0; i < c; ++i) {
+        if (!fallback->cold_user[static_cast<size_t>(first + i)]) continue;
+        ++result.fallback_users;
+        const auto top = fallback->Top(seen != nullptr ? &filters[i] : nullptr, w);
+        for (int r = 0; r < w; ++r) {
+          const bool have = r < static_cast<int>(top.size());
+          ids[i * w + r] = have ? top[r].first : -1;
+          shown[i * w + r] = have ? top[r].second : 0.0;
+        }
+      }
     }
     if (parquet) {
       for (data::ParquetColumn& col : columns) col.Clear();

@@ -90,6 +90,11 @@ struct Recommender::State {
   std::string history_error;               // why `seen` is empty, when it is
   std::unique_ptr<Reranker> reranker;      // options.rerank's, or null
   Matrix user_embeddings;  // users x dim (kUserBlock blocks), or empty (options.user_cache_mb)
+  // Items of the table with no trained embedding (UntrainedItemRows): left out of the exact index.
+  int64_t untrained = 0;
+  std::vector<char> untrained_row;  // per items-table row
+  PopularityFallback fallback;      // users with no trained embedding
+  std::string fallback_error;       // why its popularity could not be read, when it could not
 
   // The index and the live items and deletions: searches shared, PUT / DELETE exclusive.
   mutable std::shared_mutex mutex;
@@ -323,6 +328,16 @@ std::unique_ptr<Recommender> Recommender::Open(const RecommenderOptions& options
   s->bundle = LoadBundle(options.model, options.data);
   const Bundle& b = s->bundle;
   s->index = OpenItemIndex(b, options.index, options.embeddings, options.allow_other_model);
+  {
+    const std::vector<int64_t> rows = UntrainedItemRows(b.model, b.item_features);
+    s->untrained = static_cast<int64_t>(rows.size());
+    s->untrained_row.assign(static_cast<size_t>(b.items.num_rows()), 0);
+    for (int64_t r : rows) s->untrained_row[static_cast<size_t>(r)] = 1;
+  }
+  // Users with no trained embedding (an id-alone user tower): the popularity fallback, from the
+  // same train and val files as the seen items (read here when those were not loaded).
+  s->fallback = MakePopularityFallback(b, s->index->size(), {});
+  const bool need_popularity = s->fallback.enabled();
   if (!options.load_seen) {
     s->history_error = "the seen items were not loaded (RecommenderOptions::load_seen)";
   } else {
@@ -331,6 +346,18 @@ std::unique_ptr<Recommender> Recommender::Open(const RecommenderOptions& options
     } catch (const Error& e) {
       if (options.require_history) throw;
       s->history_error = e.what();
+    }
+  }
+  if (need_popularity) {
+    if (!s->seen.empty()) {
+      s->fallback = MakePopularityFallback(b, s->index->size(), s->seen);
+    } else {
+      try {
+        s->fallback = MakePopularityFallback(
+            b, s->index->size(), SeenLabels(b, *s->index, HistoryFiles(b, options.data)));
+      } catch (const Error& e) {
+        s->fallback_error = e.what();
+      }
     }
   }
   if (!options.rerank.empty()) {
@@ -359,6 +386,8 @@ std::string Recommender::index_spec() const {
   std::shared_lock<std::shared_mutex> lock(s_->mutex);
   return s_->index->spec();
 }
+int64_t Recommender::untrained_items() const { return s_->untrained; }
+
 int64_t Recommender::num_items() const {
   std::shared_lock<std::shared_mutex> lock(s_->mutex);
   return s_->index->size() - static_cast<int64_t>(s_->deleted.size());
@@ -427,6 +456,33 @@ Recommendations Recommender::RecommendImpl(const RecommendRequest& request,
     filter.allow = std::move(labels);
   }
   const int k = request.k;
+  if (q.row >= 0 && v.fallback.enabled() && v.fallback.cold_user[static_cast<size_t>(q.row)]) {
+    // No trained embedding for this user: the popularity fallback, flagged.
+    if (v.fallback.order.empty()) {
+      Fail(ErrorCode::kConflict, "user_id",
+           "user_id: user " + Quote(v.bundle.user_index.ids[static_cast<size_t>(q.row)]) +
+               " is in no interaction the model was trained on, and the popularity it would "
+               "fall back to cannot be read: " +
+               v.fallback_error);
+    }
+    deadline.Check("the search");
+    for (const auto& [label, share] : v.fallback.Top(&filter, k)) {
+      ScoredItem it;
+      it.id = v.index->ids()[label];
+      it.score = share;
+      const auto live = v.live_items.find(it.id);
+      if (live != v.live_items.end()) {
+        it.live = live->second;
+      } else {
+        it.item_row = v.bundle.item_index.Find(it.id);
+      }
+      out.items.push_back(std::move(it));
+    }
+    out.retrieved = static_cast<int64_t>(out.items.size());
+    out.untrained_excluded = v.untrained;
+    out.fallback = "popularity";
+    return out;
+  }
   const int wanted = v.reranker ? std::max(k, v.reranker->candidates) : k;
   // Buffers sized by what can be returned, not by the request (k may exceed the catalogue).
   const int kk = static_cast<int>(std::min<int64_t>(wanted, std::max<int64_t>(v.index->size(), 1)));
@@ -449,6 +505,7 @@ Recommendations Recommender::RecommendImpl(const RecommendRequest& request,
   std::vector<int64_t> retrieved;
   for (int r = 0; r < kk && labels[r] >= 0; ++r) retrieved.push_back(r);
   out.retrieved = static_cast<int64_t>(retrieved.size());
+  out.untrained_excluded = v.untrained;
   if (!v.reranker) {
     for (int64_t r : retrieved) out.items.push_back(item(labels[r], v.Shown(scores[r])));
     return out;
@@ -530,6 +587,14 @@ Recommendations Recommender::SimilarImpl(const std::string& item_id, int k,
   if (!v.ItemRow(item_id, &row)) {
     Fail(ErrorCode::kNotFound, "item_id", "item_id: unknown item " + Quote(item_id));
   }
+  const int32_t table_row = v.bundle.item_index.Find(item_id);
+  if (table_row >= 0 && v.live_items.count(item_id) == 0 &&
+      v.untrained_row[static_cast<size_t>(table_row)]) {
+    Fail(ErrorCode::kConflict, "item_id",
+         "item_id: item " + Quote(item_id) +
+             " has no trained embedding (it is in no interaction the model was trained on, and "
+             "the item tower is the id alone): there is nothing to find similar items by");
+  }
   const int64_t self = v.index->Find(item_id);
   const Matrix item = v.EncodeItem(row, "item_id");
   index::SearchFilter filter;
@@ -554,6 +619,7 @@ Recommendations Recommender::SimilarImpl(const std::string& item_id, int k,
     out.items.push_back(std::move(it));
   }
   out.retrieved = static_cast<int64_t>(out.items.size());
+  out.untrained_excluded = v.untrained;
   return out;
 }
 
@@ -687,9 +753,9 @@ BatchResult Recommender::RecommendAll(int k, bool exclude_seen, const std::strin
     throw Error(ErrorCode::kConflict, "exclude_seen: " + v.history_error, "exclude_seen");
   }
   std::shared_lock<std::shared_mutex> lock(v.mutex);
-  return RecommendAllUsers(v.bundle, *v.index, k, exclude_seen ? &v.seen : nullptr, out_path,
-                           progress, v.reranker.get(),
-                           v.user_embeddings.rows() > 0 ? &v.user_embeddings : nullptr);
+  return RecommendAllUsers(
+      v.bundle, *v.index, k, exclude_seen ? &v.seen : nullptr, out_path, progress, v.reranker.get(),
+      v.user_embeddings.rows() > 0 ? &v.user_embeddings : nullptr, &v.fallback);
 }
 
 }  // namespace twotower::app

@@ -92,9 +92,9 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   const ScopedThreads scoped(config.threads);
   const int threads = scoped.threads();
   o.Configured(config, source);
-  const data::Dataset d = data::LoadDataset(config.ResolvedPaths(), config.features,
-                                            train::TaskTargetColumns(config.model.tasks),
-                                            train::TaskItemColumns(config.model.tasks));
+  const data::Dataset d = data::LoadDataset(
+      config.ResolvedPaths(), config.features, train::TaskTargetColumns(config.model.tasks),
+      train::TaskItemColumns(config.model.tasks), config.training.refit);
   o.DataLoaded(d);
   TrainOutcome out;
   out.ranker = config.model.kind == "ranker";
@@ -120,7 +120,10 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
       train::FitTaskTargets(&shape_config.tasks, d);  // the item_class heads' widths
       model::TwoTowerModel shape(shape_config, d.encoder, &probe);
       summary.parameters = shape.ParameterCount();
-      summary.score = model::ScoreModeName(config.model.score);
+      // The scorer (learned scale and bias, or cosine) is the bce loss's; the retrieval losses
+      // score by the inner product (over their temperature while training).
+      summary.score = config.training.loss == "bce" ? model::ScoreModeName(config.model.score)
+                                                    : std::string("<u, v>");
       summary.user_tower = shape.user_tower().Describe();
       summary.item_tower = shape.item_tower().Describe();
       summary.tasks = shape_config.tasks;
@@ -213,8 +216,15 @@ IndexAddResult AddToIndex(const std::string& model_path, const std::string& inde
   out.index = LoadIndexForModel(index_path, model_path, m, allow_other_model);
   const data::Table items = data::ReadTable(items_path);
   const auto item_index = data::EntityIndex::FromTable(items, m.schema.item.id_column);
-  const Matrix v = EmbedItems(m, items);
-  out.added = out.index->Add(v.data(), v.rows(), item_index.ids);
+  data::EncodedTable x;
+  m.encoder.item.Encode(items, &x);
+  Matrix v;
+  m.model->EncodeItems(x, &v);
+  std::vector<std::string> ids = item_index.ids;
+  const std::vector<int64_t> untrained = UntrainedItemRows(m, x);
+  DropRows(untrained, &v, &ids);
+  out.untrained = static_cast<int64_t>(untrained.size());
+  out.added = out.index->Add(v.data(), v.rows(), ids);
   // Vectors of two models (--allow-other-model) make an index of no one model.
   if (out.index->model_fingerprint() != m.fingerprint) out.index->set_model_fingerprint("");
   out.index->Save(out_path);

@@ -19,6 +19,11 @@ struct EmbedArgs {
 
 int RunEmbed(const EmbedArgs& a) {
   const app::EmbedResult r = app::EmbedItemsToFile(a.model, a.items, a.out);
+  if (r.untrained > 0) {
+    std::cout << r.untrained
+              << " items left out: no trained embedding (their id is not in the model's "
+                 "training interactions, and the item tower is the id alone)\n";
+  }
   if (r.parquet) {
     std::cout << "wrote " << a.out << " (" << r.rows << " rows: item_id, e0 .. e" << r.dim - 1
               << " float32; model " << ShortFingerprint(r.model_fingerprint) << ")\n";

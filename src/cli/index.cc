@@ -42,6 +42,11 @@ int RunIndexAdd(const IndexAddArgs& a) {
   std::cout << "added " << r.added.added << " new and updated " << r.added.updated
             << " existing items from " << a.items << "; wrote " << out << " (" << r.index->spec()
             << ", " << r.index->size() << " items)\n";
+  if (r.untrained > 0) {
+    std::cout << r.untrained
+              << " items left out: no trained embedding (their id is not in the model's "
+                 "training interactions, and the item tower is the id alone)\n";
+  }
   return 0;
 }
 

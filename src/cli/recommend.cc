@@ -86,7 +86,7 @@ int RunRecommend(const RecommendArgs& a) {
     user_row = b.user_index.Find(a.user_id);
     if (user_row < 0) {
       throw Error(ErrorCode::kNotFound,
-                  "--user-id: " + Quote(a.user_id) + " is not in " + b.paths.users, "--user-id");
+                  "--user-id: " + Quote(a.user_id) + " is not in " + b.users.source, "--user-id");
     }
   }
   if (a.all_users) {
@@ -94,6 +94,14 @@ int RunRecommend(const RecommendArgs& a) {
     std::cout << "wrote " << a.out << ": " << r.users << " users, top " << a.k << " (" << r.rows
               << " rows) from " << rec->index_spec() << " over " << rec->num_items() << " items";
     if (a.exclude_seen) std::cout << ", seen in train and val excluded";
+    if (r.fallback_users > 0) {
+      std::cout << "; " << r.fallback_users
+                << " users in no training interaction got the most popular items (fallback)";
+    }
+    if (rec->untrained_items() > 0) {
+      std::cout << "; " << rec->untrained_items()
+                << " items without a trained embedding never recommended";
+    }
     if (rec->reranks()) {
       std::cout << ", re-ranked by " << a.rerank << " from the top " << candidates;
     }
@@ -137,6 +145,14 @@ int RunRecommend(const RecommendArgs& a) {
   }
   if (a.exclude_seen) {
     std::cout << "  (" << recs.seen_excluded << " seen in train and val excluded)";
+  }
+  if (recs.untrained_excluded > 0) {
+    std::cout << "  (" << recs.untrained_excluded
+              << " items without a trained embedding never recommended)";
+  }
+  if (!recs.fallback.empty()) {
+    std::cout << "  (fallback: " << recs.fallback
+              << ": the user is in no training interaction; score: the item's share)";
   }
   if (recs.reranked) {
     std::cout << "  (re-ranked by " << a.rerank << " from the top " << recs.retrieved

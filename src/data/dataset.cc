@@ -351,7 +351,7 @@ std::vector<std::vector<int32_t>> ItemsByUser(const std::vector<const Interactio
 
 Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema,
                     const std::vector<std::string>& target_columns,
-                    const std::vector<std::string>& item_columns) {
+                    const std::vector<std::string>& item_columns, bool fit_on_val) {
   Dataset d;
   // Without a table a side has its id and nothing else (the ids come from the interactions).
   for (const auto& [key, table, side] :
@@ -379,11 +379,18 @@ Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema,
   d.train = ReadInteractions(paths.train, schema, d.user_index, d.item_index, target_columns);
   d.val = ReadInteractions(paths.val, schema, d.user_index, d.item_index, target_columns);
   d.test = ReadInteractions(paths.test, schema, d.user_index, d.item_index, target_columns);
-  // Fit on the training split only: statistics of val/test entities must not leak in.
+  // Fit on the training split (and val, for a refit): statistics of test entities must not leak in.
   d.encoder.user = EntityEncoder(schema.user);
   d.encoder.item = EntityEncoder(schema.item);
-  d.encoder.user.Fit(d.users, ReferencedRows(d.train.user_row, d.users.num_rows()));
-  d.encoder.item.Fit(d.items, ReferencedRows(d.train.item_row, d.items.num_rows()));
+  // With a refit the final model trains on train + val: its vocabularies must hold the val ids,
+  // or every val-only id would train the one shared out-of-vocabulary row.
+  std::vector<int32_t> fit_users = d.train.user_row, fit_items = d.train.item_row;
+  if (fit_on_val) {
+    fit_users.insert(fit_users.end(), d.val.user_row.begin(), d.val.user_row.end());
+    fit_items.insert(fit_items.end(), d.val.item_row.begin(), d.val.item_row.end());
+  }
+  d.encoder.user.Fit(d.users, ReferencedRows(fit_users, d.users.num_rows()));
+  d.encoder.item.Fit(d.items, ReferencedRows(fit_items, d.items.num_rows()));
   d.encoder.user.Encode(d.users, &d.user_features);
   d.encoder.item.Encode(d.items, &d.item_features);
   // Training reads the encoded features only: the text cells go (320 MB for 1,000,000 users

@@ -123,6 +123,7 @@ void EntityEncoder::Layout() {
                    : static_cast<int64_t>(c.vocabulary.size()) + 1;
       f.dim = c.spec.dim;
       f.pooling = c.spec.type == FeatureType::kMultiHot ? c.spec.pooling : Pooling::kSum;
+      f.oov_row = !(c.spec.type == FeatureType::kId && c.spec.buckets > 0);
       learned_.push_back(f);
       continue;
     }
@@ -409,6 +410,29 @@ FeatureEncoder FeatureEncoder::FromJson(const nlohmann::json& json, const std::s
   encoder.user = EntityEncoder::FromJson(json["user"], where);
   encoder.item = EntityEncoder::FromJson(json["item"], where);
   return encoder;
+}
+
+bool EntityEncoder::IdAlone() const {
+  return width_ == 0 && columns_.size() == 1 && columns_[0].spec.column == schema_.id_column &&
+         columns_[0].spec.type == FeatureType::kId && columns_[0].spec.buckets == 0 &&
+         !schema_.history.enabled();
+}
+
+std::vector<int64_t> EntityEncoder::UnknownIdRows(const EncodedTable& table) const {
+  std::vector<int64_t> rows;
+  for (const Column& c : columns_) {
+    if (c.spec.column != schema_.id_column || c.spec.type != FeatureType::kId ||
+        c.spec.buckets > 0) {
+      continue;
+    }
+    const Bags& bag = table.bags.at(static_cast<size_t>(c.offset));
+    for (int64_t r = 0; r < bag.rows(); ++r) {
+      const int64_t b = bag.offsets[r], e = bag.offsets[r + 1];
+      if (e - b == 1 && bag.ids[b] == 0) rows.push_back(r);
+    }
+    break;
+  }
+  return rows;
 }
 
 }  // namespace twotower::data

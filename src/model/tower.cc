@@ -42,7 +42,7 @@ Tower::Tower(const TowerSpec& spec, Rng* init_rng) : spec_(spec) {
                                   : std::string(" (set the id feature's dim to embedding_dim)")));
     }
     if (spec.normalize) mlp_.Add(std::make_unique<nn::L2Normalize>(spec.embedding_dim));
-    for (nn::EmbeddingBag& bag : bags_) bag.InitNormal(init_rng, kEmbeddingInitStd);
+    InitTables(init_rng);
     history_.InitPyTorchDefault(init_rng);
     return;
   }
@@ -59,8 +59,17 @@ Tower::Tower(const TowerSpec& spec, Rng* init_rng) : spec_(spec) {
   mlp_.Add(std::move(out));
   if (spec.normalize) mlp_.Add(std::make_unique<nn::L2Normalize>(spec.embedding_dim));
   // Tables after the MLP, so a dense-only tower draws exactly the generator values it always did.
-  for (nn::EmbeddingBag& bag : bags_) bag.InitNormal(init_rng, kEmbeddingInitStd);
+  InitTables(init_rng);
   history_.InitPyTorchDefault(init_rng);
+}
+
+void Tower::InitTables(Rng* init_rng) {
+  for (size_t b = 0; b < bags_.size(); ++b) {
+    bags_[b].InitNormal(init_rng, kEmbeddingInitStd);
+    // The out-of-vocabulary row starts (and, never reached by a training row, stays) at zero: an
+    // unseen id or value adds nothing, rather than a random vector scored as if learned.
+    if (spec_.learned[b].oov_row) bags_[b].weight().value.row(0).setZero();
+  }
 }
 
 void Tower::CheckTable(const data::EncodedTable& table) const {

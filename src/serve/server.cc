@@ -575,7 +575,9 @@ void AppendItem(const Loaded& v, const app::ScoredItem& item, std::string* out) 
   *out += '}';
 }
 
-// A reply {"variant", "model_version", ["ranker_version",] "items": [...]}.
+// A reply {"variant", "model_version", ["ranker_version",] ["untrained_items_excluded",]
+// "items": [...]}; the count only when the model leaves items of its table out (items with no
+// trained embedding: app::UntrainedItemRows).
 std::string ItemsReply(const Loaded& v, const app::Recommendations& recs) {
   std::string out;
   out.reserve(96 + recs.items.size() * 160);
@@ -587,7 +589,17 @@ std::string ItemsReply(const Loaded& v, const app::Recommendations& recs) {
     out += "\",\"ranker_version\":\"";
     out += v.rec->ranker_version();
   }
-  out += "\",\"items\":[";
+  out += '"';
+  if (recs.untrained_excluded > 0) {
+    out += ",\"untrained_items_excluded\":";
+    out += std::to_string(recs.untrained_excluded);
+  }
+  if (!recs.fallback.empty()) {  // the user has no trained embedding (app::PopularityFallback)
+    out += ",\"fallback\":\"";
+    out += recs.fallback;
+    out += '"';
+  }
+  out += ",\"items\":[";
   for (size_t r = 0; r < recs.items.size(); ++r) {
     if (r > 0) out += ',';
     AppendItem(v, recs.items[r], &out);

@@ -434,8 +434,11 @@ class TwoTowerFit final : public FitModel {
       out.append(" acc ").append(Fixed(r.train_accuracy)).append("  |  val loss ");
       out.append(Fixed(r.val_loss)).append(" acc ").append(Fixed(r.val_accuracy));
       out.append(" auc ").append(Fixed(r.val_auc));
-    } else {
+    } else if (!std::isnan(r.val_auc)) {
+      // Undefined (no negatives) on implicit data: not printed.
       out.append("  |  val auc ").append(Fixed(r.val_auc));
+    } else {
+      out.append("  |  val");
     }
     if (!config_.evaluation.k.empty() && (!pointwise_ || config_.Monitor() != "val_auc")) {
       out.append(" ").append(RankingSummary(r.val_ranking));

@@ -4,13 +4,17 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "testing/cli_runner.h"
 #include "testing/temp_dir.h"
+#include "twotower/app/recommender.h"
+#include "twotower/core/error.h"
 
 namespace twotower {
 namespace {
@@ -142,6 +146,124 @@ TEST(InteractionsCliTest, WeightsReachTheLoss) {
              dir);
   testing::ExpectUserError(
       r, "features.weight: " + dir.File("train/interactions.csv") + " has no column 'plays'");
+}
+
+// Items and users in no training interaction: an item tower that is its id alone has nothing
+// learned for such an item, so embed leaves it out (counted) and recommend never returns it; such
+// a user gets the most popular items of train + val, flagged. Vocabularies of a refit include
+// val, so a val-only item is trained there.
+TEST(InteractionsCliTest, ItemsAndUsersWithoutTrainingRowsAreLeftOutOrFallBack) {
+  TempDir dir;
+  std::string train = "user_id,item_id,label\n", val = train, test = train;
+  std::map<std::string, int> popularity;  // train + val positives, counted here
+  for (int u = 0; u < 30; ++u) {
+    for (int k = 0; k < 6; ++k) {
+      const std::string item = "i" + std::to_string((u * 7 + k * k) % 15);
+      (k < 5 ? train : val) += "u" + std::to_string(u) + "," + item + ",1\n";
+      ++popularity[item];
+    }
+  }
+  for (int u = 0; u < 20; ++u) {  // one item clearly the most popular
+    train += "u" + std::to_string(u) + ",hit,1\n";
+    ++popularity["hit"];
+  }
+  val += "u1,only_val,1\n";
+  ++popularity["only_val"];
+  test += "u2,only_test,1\nnewbie,i3,1\nu3,i4,1\n";
+  dir.Write("d/train/interactions.csv", train);
+  dir.Write("d/val/interactions.csv", val);
+  dir.Write("d/test/interactions.csv", test);
+  auto config = [&](bool refit) {
+    return dir.Write(refit ? "refit.yaml" : "plain.yaml",
+                     "data: {dir: " + dir.File("d") +
+                         "}\nfeatures:\n  user_id: user_id\n  item_id: item_id\n  label: label\n"
+                         "  user: [{column: user_id, type: id, dim: 8}]\n"
+                         "  item: [{column: item_id, type: id, dim: 8}]\n"
+                         "model: {embedding_dim: 8, user_hidden_dims: [], item_hidden_dims: [], "
+                         "projection: false, dropout: 0}\n"
+                         "training: {loss: softmax, epochs: 2, batch_size: 32, refit: " +
+                         std::string(refit ? "true" : "false") + "}\n");
+  };
+  auto model_of = [](const CliResult& r) {  // the refit, else the best epoch's model
+    std::string model;
+    for (const std::string& line : Lines(r.out)) {
+      if (line.rfind("run folder: ", 0) == 0 && model.empty()) {
+        model = line.substr(12) + "model_best.safetensors";
+      }
+      if (line.rfind("model: ", 0) == 0) model = line.substr(7);
+    }
+    return model;
+  };
+  CliResult r = RunCli(
+      {"train", "--config", config(false), "--quiet", "--output-dir", dir.File("runs")}, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string plain = model_of(r);
+  ASSERT_FALSE(plain.empty()) << r.out;
+  r = RunCli({"embed", "--model", plain, "--out", dir.File("e.npy")}, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("2 items left out: no trained embedding"));  // only_val, only_test
+  const std::string ids = ReadBytes(dir.File("e.ids.txt"));
+  EXPECT_THAT(ids, HasSubstr("hit"));
+  EXPECT_THAT(ids, ::testing::Not(HasSubstr("only_")));
+
+  const std::string recs = dir.File("recs.csv");
+  r = RunCli({"recommend", "--model", plain, "--all-users", "--k", "3", "--out", recs, "--quiet"},
+             dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("1 users in no training interaction got the most popular items"));
+  EXPECT_THAT(r.out, HasSubstr("2 items without a trained embedding never recommended"));
+  // The newbie's top 3: the most popular, ties by first appearance in the items' order.
+  std::vector<std::pair<int, std::string>> ranked;
+  for (const auto& [item, count] : popularity) {
+    if (item != "only_val") ranked.emplace_back(-count, item);
+  }
+  std::sort(ranked.begin(), ranked.end());
+  std::vector<std::string> newbie;
+  for (const std::string& line : Lines(ReadBytes(recs))) {
+    const std::vector<std::string> f = Fields(line, ',');
+    EXPECT_EQ(f[2].rfind("only_", 0), std::string::npos) << line;
+    if (f[0] == "newbie") newbie.push_back(f[2]);
+  }
+  ASSERT_EQ(newbie.size(), 3u);
+  // The first is "hit", the strict maximum; the others have the next count (ties).
+  EXPECT_EQ(newbie[0], ranked[0].second);
+  for (const std::string& item : newbie) EXPECT_GE(popularity[item], -ranked[2].first) << item;
+  r = RunCli({"recommend", "--model", plain, "--user-id", "newbie", "--k", "3"}, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("fallback: popularity"));
+
+  // The same through the application core every front end calls (the server's replies carry
+  // these fields): no similar items for an untrained item; the fallback flagged.
+  app::RecommenderOptions options;
+  options.model = plain;
+  const std::unique_ptr<app::Recommender> rec = app::Recommender::Open(options);
+  EXPECT_EQ(rec->untrained_items(), 2);
+  app::RecommendRequest request;
+  request.user.id = "newbie";
+  request.k = 3;
+  const app::Recommendations got = rec->Recommend(request);
+  EXPECT_EQ(got.fallback, "popularity");
+  EXPECT_EQ(got.untrained_excluded, 2);
+  ASSERT_EQ(got.items.size(), 3u);
+  EXPECT_EQ(got.items[0].id, "hit");
+  request.user.id = "u5";
+  EXPECT_EQ(rec->Recommend(request).fallback, "");
+  try {
+    rec->Similar("only_test", 3);
+    ADD_FAILURE() << "Similar of an untrained item answered";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kConflict);
+    EXPECT_THAT(e.what(), HasSubstr("has no trained embedding"));
+  }
+
+  // A refit's vocabulary holds the val-only item: only the test-only item is left out.
+  r = RunCli({"train", "--config", config(true), "--quiet", "--output-dir", dir.File("runs2")},
+             dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = RunCli({"embed", "--model", model_of(r), "--out", dir.File("e2.npy")}, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("1 items left out"));
+  EXPECT_THAT(ReadBytes(dir.File("e2.ids.txt")), HasSubstr("only_val"));
 }
 
 }  // namespace

@@ -119,6 +119,7 @@ struct ItemEmbeddings {
 // file records) through the model's item tower, written by WriteItemEmbeddings to out_path.
 struct EmbedResult {
   int64_t rows = 0;
+  int64_t untrained = 0;  // items left out: no trained embedding (UntrainedItemRows)
   int dim = 0;
   std::string model_fingerprint;
   bool parquet = false;  // one Parquet table instead of .npy + ids file
@@ -150,9 +151,24 @@ std::unique_ptr<index::ItemIndex> LoadIndexForModel(const std::string& path,
 // The items to retrieve from: an index file (index_path), pre-computed embeddings
 // (embeddings_path) or, with both empty, the item tower over the bundle's items (exact). A file
 // must record the bundle's model (CheckSameModel).
+// The exact path leaves out the untrained items (UntrainedItemRows) and counts them in
+// *untrained (when not null).
 std::unique_ptr<index::ItemIndex> OpenItemIndex(const Bundle& bundle, const std::string& index_path,
                                                 const std::string& embeddings_path,
-                                                bool allow_other_model);
+                                                bool allow_other_model,
+                                                int64_t* untrained = nullptr);
+
+// Rows of `items` (encoded by the model's item encoder) that have no trained embedding: with an
+// item tower that is its id alone, the items whose id is out of the model's vocabulary (no
+// interaction in the data it was trained on). Their vector would be the tower of the zero
+// out-of-vocabulary row, the same for all of them and learned from nothing, so embed, index build
+// / add and exact retrieval leave them out (and say how many). Empty when the item tower has
+// content features (an unknown id then adds nothing and the features score the item) or hashes
+// its ids.
+std::vector<int64_t> UntrainedItemRows(const model::LoadedModel& model,
+                                       const data::EncodedTable& items);
+// Removes the rows `rows` (ascending) of v and ids (one id per row of v), keeping the order.
+void DropRows(const std::vector<int64_t>& rows, Matrix* v, std::vector<std::string>* ids);
 // Per user row of the bundle, the sorted index labels of the items in `files` (interactions).
 std::vector<std::vector<int64_t>> SeenLabels(const Bundle& bundle, const index::ItemIndex& index,
                                              const std::vector<std::string>& files);
@@ -267,7 +283,29 @@ std::string MetaPath(const std::string& out_path);
 struct BatchResult {
   int64_t users = 0, rows = 0;
   double seconds = 0.0;
+  int64_t fallback_users = 0;  // users given the popularity fallback (PopularityFallback)
 };
+
+// Users with no trained embedding: with a user tower that is its id alone, a user whose id is in
+// no interaction the model was trained on (a user first seen in the test split, or added since)
+// would be scored through the zero out-of-vocabulary row: the same meaningless ranking for all
+// of them. They get the items most interacted with in train and val instead (MostPop, the
+// baseline every report shows), flagged as a fallback in every reply.
+struct PopularityFallback {
+  std::vector<char> cold_user;  // per users-table row: no trained embedding
+  int64_t cold_users = 0;
+  // Index labels, most interactions first (ties: lower label); empty when the interactions
+  // could not be read (then a cold user cannot be served).
+  std::vector<int64_t> order;
+  std::vector<double> share;  // per index label: its share of the interactions
+  bool enabled() const { return cold_users > 0; }
+  // The top k labels of `order` that `filter` lets through (allow, then exclude), with shares.
+  std::vector<std::pair<int64_t, double>> Top(const index::SearchFilter* filter, int k) const;
+};
+// From the seen items (per user row, the index labels of its train and val interactions; empty:
+// the cold users are found, the popularity is not).
+PopularityFallback MakePopularityFallback(const Bundle& bundle, int64_t index_size,
+                                          const std::vector<std::vector<int64_t>>& seen);
 // Every user's top k as CSV `<user id>,rank,<item id>,score` (score as DisplayScore), streamed in
 // chunks through an AtomicFile to `out_path`, then MetaPath(out_path): JSON naming the model
 // (path and model_sha256, its fingerprint), the index spec and size, k, exclude_seen, users and
@@ -280,7 +318,8 @@ BatchResult RecommendAllUsers(const Bundle& bundle, const index::ItemIndex& inde
                               const std::vector<std::vector<int64_t>>* seen,
                               const std::string& out_path, bool progress,
                               const Reranker* reranker = nullptr,
-                              const Matrix* user_embeddings = nullptr);
+                              const Matrix* user_embeddings = nullptr,
+                              const PopularityFallback* fallback = nullptr);
 
 }  // namespace twotower::app
 

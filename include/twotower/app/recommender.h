@@ -114,6 +114,11 @@ struct Recommendations {
   bool reranked = false;          // ordered (and scored) by the ranker
   int64_t retrieved = 0;          // how many the first stage retrieved
   int64_t seen_excluded = 0;      // with exclude_seen: the known user's seen items excluded
+  // Items of the table never retrieved: no trained embedding (app::UntrainedItemRows).
+  int64_t untrained_excluded = 0;
+  // "" or "popularity": the user has no trained embedding, and the items are the most
+  // interacted with in train and val (app::PopularityFallback; score: the item's share).
+  std::string fallback;
 };
 
 struct PutResult {
@@ -144,6 +149,8 @@ class Recommender {
   bool reads_history() const;  // the user tower reads features.history
   std::string index_spec() const;
   int64_t num_items() const;  // retrievable now: the index less deleted items
+  // Items of the table with no trained embedding (UntrainedItemRows), never retrieved.
+  int64_t untrained_items() const;
   // {users with likes since the model, items their histories gained}.
   std::pair<int64_t, int64_t> live_like_counts() const;
   // Why the seen items could not be read ("" when they were).

@@ -110,6 +110,7 @@ IndexBuildResult BuildIndex(const std::string& embeddings_path, const std::strin
 // allow_other_model (then the result records no model).
 struct IndexAddResult {
   index::ItemIndex::AddResult added;
+  int64_t untrained = 0;  // items left out: no trained embedding (UntrainedItemRows)
   std::unique_ptr<index::ItemIndex> index;
 };
 IndexAddResult AddToIndex(const std::string& model_path, const std::string& index_path,

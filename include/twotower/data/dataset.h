@@ -109,10 +109,12 @@ std::vector<std::vector<int32_t>> ItemsByUser(const std::vector<const Interactio
                                               int64_t num_users, bool positives_only);
 
 // target_columns: read from every interaction file (Interactions::targets); item_columns: kept as
-// text (Dataset::item_text). Errors name the file and the column.
+// text (Dataset::item_text). The encoder (vocabularies, statistics) is fitted on the entities of
+// the training split, and with fit_on_val (a run that refits on train + val) of the validation
+// split too. Errors name the file and the column.
 Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema,
                     const std::vector<std::string>& target_columns = {},
-                    const std::vector<std::string>& item_columns = {});
+                    const std::vector<std::string>& item_columns = {}, bool fit_on_val = false);
 
 // Rows of the entities referenced by `ids` (sorted, unique): the rows the encoder fits on.
 std::vector<int64_t> ReferencedRows(const std::vector<int32_t>& ids, int64_t num_rows);

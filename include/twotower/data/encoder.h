@@ -52,6 +52,10 @@ struct LearnedFeature {
   int64_t rows = 0;  // embedding table rows (vocabulary + 1, or buckets)
   int dim = 0;
   Pooling pooling = Pooling::kMean;
+  // Row 0 is the out-of-vocabulary row (a vocabulary; false for hashed buckets). The towers start
+  // it at zero, and no training row reaches it (vocabularies are fitted on the rows trained on),
+  // so an unseen value contributes nothing learned.
+  bool oov_row = true;
 };
 
 // The fitted encoder of one side (users or items).
@@ -82,6 +86,12 @@ class EntityEncoder {
 
   // Width of the dense columns.
   int width() const { return width_; }
+  // True when the side's only feature is its id with a vocabulary (no buckets): a row whose id
+  // is out of vocabulary then has nothing learned to be scored by.
+  bool IdAlone() const;
+  // The rows of `table` (encoded by this encoder) whose id column's value is out of vocabulary
+  // (no training interaction): empty when the id is not a vocabulary feature.
+  std::vector<int64_t> UnknownIdRows(const EncodedTable& table) const;
   // The learned features, in schema order (the order of EncodedTable::bags).
   const std::vector<LearnedFeature>& learned() const { return learned_; }
   const EntitySchema& schema() const { return schema_; }

@@ -111,6 +111,8 @@ class Tower {
   std::string Describe() const;
 
  private:
+  // Draws the embedding tables (N(0, 0.1^2)) and zeroes their out-of-vocabulary rows.
+  void InitTables(Rng* init_rng);
   void CheckTable(const data::EncodedTable& table) const;
   // The input rows: dense columns and bags (GatherFeatures), then the pooled history in
   // inference (GatherInfer) or training mode (Gather, keeping its state in ctx).
