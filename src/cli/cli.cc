@@ -17,9 +17,9 @@
 namespace twotower::cli {
 
 // The one table of subcommands, in the order --help lists them.
-constexpr Define kCommands[] = {DefineGenerate, DefineConvert,    DefineData,      DefineTrain,
-                                DefineEvaluate, DefineEmbed,      DefineRecommend, DefineIndex,
-                                DefineCompare,  DefineExperiment, DefineServe};
+constexpr Define kCommands[] = {DefineGenerate, DefineConvert,  DefineData,       DefineTrain,
+                                DefineTune,     DefineEvaluate, DefineEmbed,      DefineRecommend,
+                                DefineIndex,    DefineCompare,  DefineExperiment, DefineServe};
 
 int ExitCode(ErrorCode code) {
   switch (code) {

@@ -36,6 +36,7 @@ Registered DefineGenerate(CLI::App* app, Common* common);
 Registered DefineConvert(CLI::App* app, Common* common);
 Registered DefineData(CLI::App* app, Common* common);
 Registered DefineTrain(CLI::App* app, Common* common);
+Registered DefineTune(CLI::App* app, Common* common);
 Registered DefineEvaluate(CLI::App* app, Common* common);
 Registered DefineEmbed(CLI::App* app, Common* common);
 Registered DefineRecommend(CLI::App* app, Common* common);
