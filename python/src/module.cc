@@ -74,11 +74,15 @@ struct PyRecommendations {
   std::vector<std::string> ids;
   std::vector<double> scores;
   bool reranked = false;
+  std::string fallback;            // "" or "popularity" (app::Recommendations::fallback)
+  int64_t untrained_excluded = 0;  // items with no trained embedding, never returned
 };
 
 PyRecommendations FromApp(const app::Recommendations& r) {
   PyRecommendations out;
   out.reranked = r.reranked;
+  out.fallback = r.fallback;
+  out.untrained_excluded = r.untrained_excluded;
   for (const app::ScoredItem& s : r.items) {
     out.ids.push_back(s.id);
     out.scores.push_back(s.score);
@@ -664,7 +668,9 @@ PYBIND11_MODULE(_twotower, m) {
   py::class_<PyRecommendations>(m, "Recommendations")
       .def_readonly("ids", &PyRecommendations::ids)
       .def_readonly("scores", &PyRecommendations::scores)
-      .def_readonly("reranked", &PyRecommendations::reranked);
+      .def_readonly("reranked", &PyRecommendations::reranked)
+      .def_readonly("fallback", &PyRecommendations::fallback)
+      .def_readonly("untrained_excluded", &PyRecommendations::untrained_excluded);
 
   py::class_<Model>(m, "Model")
       .def(py::init<const std::string&, const std::string&, const std::string&, const std::string&,

@@ -257,5 +257,22 @@ TEST(ImporterTest, ATowerWithFeaturesButNoTableIsRefused) {
                         "feature 'age' needs a users table: set data.users"));
 }
 
+// config/retrieval.yaml is the recipe the importer writes (for a log without tables or weights).
+TEST(ImporterTest, TheRepositorysRetrievalConfigIsTheImportersRecipe) {
+  TempDir dir;
+  dir.Write("log.csv", "user_id,item_id\n1,2\n1,3\n2,3\n2,4\n3,4\n3,2\n");
+  ImportOptions o;
+  o.interactions = dir.File("log.csv");
+  o.split.val = 0.2;
+  o.split.test = 0.2;
+  ImportInteractions(dir.File("out"), o);
+  train::Config written = train::Config::FromYamlFile(dir.File("out/twotower.yaml"));
+  train::Config shipped =
+      train::Config::FromYamlFile(std::string(TWOTOWER_SOURCE_DIR) + "/config/retrieval.yaml");
+  shipped.data_dir = written.data_dir;
+  shipped.run_name = written.run_name;
+  EXPECT_EQ(shipped.ToYaml(), written.ToYaml());
+}
+
 }  // namespace
 }  // namespace twotower::data
