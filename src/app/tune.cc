@@ -114,6 +114,9 @@ train::Config TrialConfig(const train::Config& base,
   c.training.refit = false;
   c.training.checkpoint = false;
   c.training.epochs = epochs;
+  // Every trial is scored by the same metric: the base's, even where a trial's loss would pick
+  // another by default (val_auc for bce, val_recall@K for the others).
+  c.training.monitor = base.Monitor();
   c.Validate("tune trial");
   return c;
 }
@@ -126,7 +129,8 @@ std::string Csv(const std::vector<TrialResult>& trials, const std::vector<std::s
   for (const TrialResult& t : trials) {
     out += std::to_string(t.trial) + "," + std::to_string(t.rung) + "," + std::to_string(t.epochs);
     for (const auto& [k, v] : t.params) out += "," + data::CsvField(v);
-    out += "," + data::NumberText(t.value, false) + "," + std::to_string(t.best_epoch) + "," +
+    out += "," + (std::isnan(t.value) ? std::string() : data::NumberText(t.value, false)) + "," +
+           std::to_string(t.best_epoch) + "," +
            data::NumberText(std::round(t.seconds * 1000) / 1000, false) + "\n";
   }
   return out;
@@ -200,6 +204,11 @@ TuneOutcome Tune(const TuneRequest& request, TuneObserver* observer) {
   o.Configured(base, source);
 
   std::map<std::string, std::string> space = DefaultTuneSpace();
+  // The default losses are the retrieval ones, scored by a ranking metric: a pointwise (bce)
+  // base keeps its loss unless --space names one.
+  if (base.training.loss == "bce" || base.Monitor() == "val_auc" || base.Monitor() == "val_loss") {
+    space.erase("training.loss");
+  }
   for (const std::string& entry : request.space) {
     const size_t eq = entry.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -271,6 +280,15 @@ TuneOutcome Tune(const TuneRequest& request, TuneObserver* observer) {
     }
     if (own.size() == dims.size()) drawn[0] = own;
   }
+  // Every drawn configuration is checked now, not hours into the search.
+  for (size_t t = 0; t < drawn.size(); ++t) {
+    try {
+      TrialConfig(base, drawn[t], base.training.epochs);
+    } catch (const Error& e) {
+      throw Error(std::string("tune: trial ") + std::to_string(t + 1) +
+                  " draws settings that do not fit the config (narrow --space): " + e.what());
+    }
+  }
   // Rows of an earlier run of this search.
   std::map<std::pair<int, int>, TrialResult> done;
   {
@@ -294,15 +312,19 @@ TuneOutcome Tune(const TuneRequest& request, TuneObserver* observer) {
         tr.rung = static_cast<int>(data::ParseInteger(t.cells[1][r], t.Where(r), "rung"));
         tr.epochs = static_cast<int>(data::ParseInteger(t.cells[2][r], t.Where(r), "epochs"));
         for (size_t k = 0; k < keys.size(); ++k) tr.params.emplace_back(keys[k], t.cells[3 + k][r]);
-        tr.value = data::ParseNumber(t.cells[3 + keys.size()][r], t.Where(r), monitor);
+        // An empty cell: a trial without a value (NaN, e.g. AUC of a one-class split).
+        const std::string& value = t.cells[3 + keys.size()][r];
+        tr.value = value.empty() ? std::nan("") : data::ParseNumber(value, t.Where(r), monitor);
         tr.best_epoch = static_cast<int>(
             data::ParseInteger(t.cells[4 + keys.size()][r], t.Where(r), "best_epoch"));
         tr.seconds = data::ParseNumber(t.cells[5 + keys.size()][r], t.Where(r), "seconds");
         tr.reused = true;
-        if (tr.trial < 1 || tr.trial > request.trials || tr.params != drawn[tr.trial - 1]) {
+        if (tr.trial < 1 || tr.trial > request.trials || tr.params != drawn[tr.trial - 1] ||
+            tr.rung < 0 || tr.rung > s || tr.epochs != rung_epochs[tr.rung]) {
           throw Error(ErrorCode::kConflict,
                       t.Where(r) + ": trial " + std::to_string(tr.trial) +
-                          " is not one this search draws (another --seed, --trials or --space); "
+                          " is not one this search draws (another --seed, --trials, --eta, "
+                          "--space or training.epochs); "
                           "use another --out",
                       "out");
         }

@@ -125,6 +125,9 @@ class LogRows {
     std::string line;
     while (lines_->Next(&line)) {
       std::vector<std::string> f = Split(line);
+      // Trailing blanks (tabs too) are dropped from a line as from every text file: empty last
+      // fields of a tab-separated row come back as empty.
+      if (delim_ == '\t' && f.size() < names_.size()) f.resize(names_.size());
       if (f.size() != names_.size()) {
         throw Error(lines_->Where() + ": expected " + std::to_string(names_.size()) +
                     " fields separated by " +
@@ -284,17 +287,25 @@ std::string FeatureLine(const FeatureSpec& f) {
 InferredFeature InferFeature(const std::string& column, const std::vector<std::string>& cells) {
   InferredFeature f;
   f.column = column;
-  int64_t filled = 0;
-  bool numbers = true, integers = true, delimited = false;
+  int64_t filled = 0, empty = 0;
+  bool numbers = true, integers = true, delimited = false, capped = false;
   std::unordered_set<std::string> distinct;
   for (const std::string& c : cells) {
-    if (c.empty() || c == "NA") continue;
+    // The encoder's missing values (encoder.cc): "", NA, NaN, nan, null.
+    if (c.empty() || c == "NA" || c == "NaN" || c == "nan" || c == "null") {
+      ++empty;
+      continue;
+    }
     ++filled;
     double v = 0;
     if (numbers && !ParsesAsNumber(c, &v)) numbers = false;
     if (integers && !IsCanonicalInteger(c)) integers = false;
     if (c.find('|') != std::string::npos) delimited = true;
-    if (distinct.size() <= 100'000) distinct.insert(c);
+    if (distinct.size() < 100'000) {
+      distinct.insert(c);
+    } else if (!distinct.count(c)) {
+      capped = true;  // over 100,000 distinct values: an id or a text, not a category
+    }
   }
   const auto n_distinct = static_cast<int64_t>(distinct.size());
   const std::string counts = std::to_string(n_distinct) + " distinct of " + std::to_string(filled);
@@ -308,10 +319,14 @@ InferredFeature InferFeature(const std::string& column, const std::vector<std::s
   } else if (numbers) {
     f.type = "numeric";
     f.reason = "numbers, " + counts;
-  } else if (delimited) {
+  } else if (delimited && empty == 0) {
     f.type = "multi_hot";
     f.reason = "'|'-separated lists";
-  } else if (n_distinct * 2 <= filled) {
+  } else if (delimited) {
+    f.reason =
+        "'|'-separated lists with empty cells (a multi_hot cell may not be empty): not a "
+        "feature; give it with --item-features after filling them";
+  } else if (!capped && n_distinct * 2 <= filled) {
     f.type = "categorical";
     f.reason = "text, " + counts;
   } else {
@@ -336,6 +351,7 @@ void ValidateSplitOptions(const SplitOptions& o) {
 
 std::vector<uint8_t> SplitLog(const InteractionLog& log, const SplitOptions& o, ImportSummary* s) {
   const size_t n = log.user.size();
+  if (n == 0) throw Error(log.source + ": no interactions to split");
   const bool timed = !log.timestamp.empty();
   if (o.split != "random" && !timed) {
     throw Error("--split " + o.split + ": needs a timestamp column (--timestamp)");
@@ -670,7 +686,19 @@ ImportSummary ImportInteractions(const std::string& out, const ImportOptions& o)
     const bool merge = o.duplicates == "sum";
     // The positive rule's column, if it is the weight, follows the summed weight.
     const bool positive_on_weight = !positive.all && positive.column == o.weight;
-    if (merge && log.weight.empty()) log.weight.assign(log.user.size(), 1.0);
+    bool repeats = false;
+    for (size_t k = 1; k < by_pair.size() && !repeats; ++k) {
+      repeats = log.user[by_pair[k]] == log.user[by_pair[k - 1]] &&
+                log.item[by_pair[k]] == log.item[by_pair[k - 1]];
+    }
+    // Summed repeats of a log without weights: a weight column counting them.
+    if (merge && repeats && log.weight.empty()) {
+      log.weight.assign(log.user.size(), 1.0);
+      while (log.weight_column == o.user || log.weight_column == o.item ||
+             log.weight_column == o.rating || log.weight_column == o.timestamp) {
+        log.weight_column = "_" + log.weight_column;
+      }
+    }
     size_t run_start = 0;  // where the current (user, item) pair's rows begin in by_pair
     for (size_t k = 1; k < by_pair.size(); ++k) {
       const uint32_t b = by_pair[k];
@@ -688,7 +716,7 @@ ImportSummary ImportInteractions(const std::string& out, const ImportOptions& o)
       }
       keep[b] = 0;
       ++s.merged;
-      log.weight[a] += log.weight[b];
+      if (!log.weight.empty()) log.weight[a] += log.weight[b];
       const bool later = log.timestamp.empty() || log.timestamp[b] >= log.timestamp[a];
       if (!log.timestamp.empty()) log.timestamp[a] = std::max(log.timestamp[a], log.timestamp[b]);
       if (later) {
@@ -707,7 +735,7 @@ ImportSummary ImportInteractions(const std::string& out, const ImportOptions& o)
         log.item[w] = log.item[i];
         log.line[w] = log.line[i];
         if (!log.rating.empty()) log.rating[w] = log.rating[i];
-        log.weight[w] = log.weight[i];
+        if (!log.weight.empty()) log.weight[w] = log.weight[i];
         if (!log.timestamp.empty()) log.timestamp[w] = log.timestamp[i];
         if (!positive_value.empty()) positive_value[w] = positive_value[i];
         ++w;
@@ -734,6 +762,13 @@ ImportSummary ImportInteractions(const std::string& out, const ImportOptions& o)
   s.items = static_cast<int64_t>(log.item_ids.size());
 
   const std::vector<uint8_t> split_of = SplitLog(log, o.split, &s);
+  if (s.train == 0 || s.test == 0 || (o.split.val > 0 && s.val == 0)) {
+    throw Error(o.interactions + ": the " + o.split.split + " split of " +
+                std::to_string(s.interactions) + " interactions leaves train " +
+                std::to_string(s.train) + ", val " + std::to_string(s.val) + ", test " +
+                std::to_string(s.test) + ": too few to train and evaluate (larger --val/--test " +
+                "fractions, or more data)");
+  }
 
   RecipeTables t;
   const std::string ext = o.split.format == "parquet" ? ".parquet" : ".csv";

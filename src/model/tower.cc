@@ -63,6 +63,12 @@ Tower::Tower(const TowerSpec& spec, Rng* init_rng) : spec_(spec) {
   history_.InitPyTorchDefault(init_rng);
 }
 
+void Tower::ZeroOovRows() {
+  for (size_t b = 0; b < bags_.size(); ++b) {
+    if (spec_.learned[b].oov_row) bags_[b].weight().value.row(0).setZero();
+  }
+}
+
 void Tower::InitTables(Rng* init_rng) {
   for (size_t b = 0; b < bags_.size(); ++b) {
     bags_[b].InitNormal(init_rng, kEmbeddingInitStd);

@@ -188,6 +188,7 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   }
   model_->BackwardTowers(&ctx_, out_.du, out_.dv);
   adam_.Step();
+  model_->ZeroOovRows();
   return out_.loss;
 }
 

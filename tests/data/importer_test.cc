@@ -97,6 +97,18 @@ TEST(ImporterTest, HeaderlessTsvWithNamesIsSplitIntoAPartitionAndEveryUserTrains
   EXPECT_EQ(d.train.size() + d.val.size() + d.test.size(), 30);
 }
 
+// 16 rows of 4 other listeners (one play each), so that every split has rows.
+std::string Filler() {
+  std::string rows;
+  for (int u = 0; u < 4; ++u) {
+    for (int k = 0; k < 4; ++k) {
+      rows += "x" + std::to_string(u) + ",a" + std::to_string(k) + ",1," + std::to_string(10 + k) +
+              "\n";
+    }
+  }
+  return rows;
+}
+
 // A play-count log with string ids and repeated pairs.
 void WritePlays(const TempDir& dir) {
   dir.Write("plays.csv",
@@ -106,7 +118,8 @@ void WritePlays(const TempDir& dir) {
             "ann,\"Crosby, Stills\",2,102\n"
             "ann,The Band,4,150\n"  // again: line 5 repeats line 2
             "cid,Nico,1,90\n"
-            "bob,Nico,7,95\n");
+            "bob,Nico,7,95\n" +
+                Filler());
 }
 
 TEST(ImporterTest, RepeatedPairsAreRefusedNamingBothLinesOrSummed) {
@@ -126,12 +139,12 @@ TEST(ImporterTest, RepeatedPairsAreRefusedNamingBothLinesOrSummed) {
   o.split.val = 0.0;
   o.split.test = 0.2;
   const ImportSummary s = ImportInteractions(dir.File("out"), o);
-  EXPECT_EQ(s.rows, 6);
+  EXPECT_EQ(s.rows, 22);
   EXPECT_EQ(s.merged, 1);
-  EXPECT_EQ(s.interactions, 5);
+  EXPECT_EQ(s.interactions, 21);
   std::map<std::string, int> per_split;
   const auto rows = ReadSplits(dir, ".csv", &per_split);
-  ASSERT_EQ(rows.size(), 5u);
+  ASSERT_EQ(rows.size(), 21u);
   const auto& band = rows.at("ann|The Band");
   EXPECT_EQ(band.at("plays"), "7");   // 3 + 4
   EXPECT_EQ(band.at("when"), "150");  // the latest
@@ -195,9 +208,9 @@ TEST(ImporterTest, BadInputIsRefusedNamingTheLineAndColumn) {
   TempDir dir;
   ImportOptions o;
   o.interactions = dir.File("log.tsv");
-  dir.Write("log.tsv", "user_id\titem_id\tw\n1\t2\t1\n1\t3\n");
+  dir.Write("log.tsv", "user_id\titem_id\tw\n1\t2\t1\n1\t3\t1\t9\n");
   EXPECT_THAT(ErrorMessage([&] { ImportInteractions(dir.File("out"), o); }),
-              HasSubstr(dir.File("log.tsv") + ":3: expected 3 fields separated by tabs, got 2"));
+              HasSubstr(dir.File("log.tsv") + ":3: expected 3 fields separated by tabs, got 4"));
   dir.Write("log.tsv", "user_id\titem_id\tw\n1\t2\t-1\n");
   o.weight = "w";
   EXPECT_THAT(

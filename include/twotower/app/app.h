@@ -289,8 +289,9 @@ struct BatchResult {
 // Users with no trained embedding: with a user tower that is its id alone, a user whose id is in
 // no interaction the model was trained on (a user first seen in the test split, or added since)
 // would be scored through the zero out-of-vocabulary row: the same meaningless ranking for all
-// of them. They get the items most interacted with in train and val instead (MostPop, the
-// baseline every report shows), flagged as a fallback in every reply.
+// of them. They get the items with the most interactions in train and val instead (every row of
+// those files counts, as the seen items the recommender excludes: with explicit ratings, disliked
+// rows too), flagged as a fallback in every reply.
 struct PopularityFallback {
   std::vector<char> cold_user;  // per users-table row: no trained embedding
   int64_t cold_users = 0;

@@ -109,6 +109,10 @@ class Tower {
   int input_dim() const { return input_dim_; }
   // "EmbeddingBag(user_id: 944x32) + 21 dense -> Linear(53->128) -> L2Normalize"
   std::string Describe() const;
+  // Puts the out-of-vocabulary rows (LearnedFeature::oov_row) back to zero: a sampled negative
+  // (uniform or popularity draws over the whole items table) can be an item whose id is out of
+  // vocabulary, and its gradient must not teach that shared row anything.
+  void ZeroOovRows();
 
  private:
   // Draws the embedding tables (N(0, 0.1^2)) and zeroes their out-of-vocabulary rows.

@@ -164,6 +164,11 @@ class TwoTowerModel {
   int item_input_dim() const { return item_tower_.input_dim(); }
   int embedding_dim() const { return config_.embedding_dim; }
   const Tower& user_tower() const { return user_tower_; }
+  // Both towers' Tower::ZeroOovRows (after every optimiser step).
+  void ZeroOovRows() {
+    user_tower_.ZeroOovRows();
+    item_tower_.ZeroOovRows();
+  }
   const Tower& item_tower() const { return item_tower_; }
   // The head of config().tasks[t]: y = x W^T + b with x = u * v (regression) or v (item_class).
   const nn::Linear& task_head(size_t t) const { return *task_heads_[t]; }
