@@ -362,7 +362,7 @@ TuneOutcome Tune(const TuneRequest& request, TuneObserver* observer) {
   std::vector<int> alive(request.trials);
   for (int t = 0; t < request.trials; ++t) alive[t] = t + 1;
   bool out_of_budget = false;
-  int total = 0;
+  int total = s;  // at most: trial 1 may run beside each rung's best
   for (int n : rung_trials) total += n;
   for (int rung = 0; rung <= s && !out_of_budget; ++rung) {
     std::vector<TrialResult> results;
@@ -407,6 +407,12 @@ TuneOutcome Tune(const TuneRequest& request, TuneObserver* observer) {
       alive.clear();
       const int keep = std::min<int>(rung_trials[rung + 1], static_cast<int>(results.size()));
       for (int i = 0; i < keep; ++i) alive.push_back(results[i].trial);
+      // The config's own values (trial 1) always go on to the last rung: a short rung favours
+      // fast learners (a high learning rate) over settings that are better trained to the end,
+      // and the search must not end worse than the recipe it started from.
+      const bool has_own = std::any_of(results.begin(), results.end(),
+                                       [](const TrialResult& t) { return t.trial == 1; });
+      if (has_own && std::find(alive.begin(), alive.end(), 1) == alive.end()) alive.push_back(1);
     }
   }
   WriteFileAtomically(csv_path, Csv(out.trials, keys, monitor));

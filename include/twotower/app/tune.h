@@ -3,7 +3,9 @@
 // Hyperparameter Optimization", AISTATS 2016; one bracket of Hyperband, Li et al., JMLR 2018):
 // n configurations drawn from the search space are each trained for r epochs, the best 1/eta by
 // the monitored validation metric (training.monitor, e.g. val_recall@10) go on with eta times the
-// epochs, and so on until one is trained with the config's training.epochs; early stopping
+// epochs, and so on until one is trained with the config's training.epochs; trial 1, the config's
+// own values, always goes on too (short rungs favour fast learners), so the search never ends
+// worse on validation than the config it started from; early stopping
 // (training.early_stopping_patience) applies within every trial. The best configuration of the
 // highest rung reached is written as <out>/best.yaml and trained as `train` trains it (selection
 // on val, refit on train + val when training.refit) into a run folder.
