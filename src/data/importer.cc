@@ -772,6 +772,9 @@ ImportSummary ImportInteractions(const std::string& out, const ImportOptions& o)
 
   RecipeTables t;
   const std::string ext = o.split.format == "parquet" ? ".parquet" : ".csv";
+  // As the MovieLens preset: with each user's next interactions held out, the user tower also
+  // reads the user's last 50 positives, pooled by attention (BENCHMARKS.md, "User history").
+  t.history = o.split.split == "user-temporal";
   if (has_items) {
     t.item_features =
         ParseFeatureList(o.item_features, items, o.item, "--item-features", &s.item_features);

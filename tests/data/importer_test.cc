@@ -287,5 +287,29 @@ TEST(ImporterTest, TheRepositorysRetrievalConfigIsTheImportersRecipe) {
   EXPECT_EQ(shipped.ToYaml(), written.ToYaml());
 }
 
+// A user-temporal split gets the recipe's user-history feature (the MovieLens preset's).
+TEST(ImporterTest, AUserTemporalSplitReadsTheUsersHistory) {
+  TempDir dir;
+  std::string log = "u,i,t\n";
+  for (int u = 0; u < 5; ++u) {
+    for (int k = 0; k < 6; ++k) {
+      log += std::to_string(u) + "," + std::to_string((u + k) % 8) + "," + std::to_string(k) + "\n";
+    }
+  }
+  dir.Write("log.csv", log);
+  ImportOptions o;
+  o.interactions = dir.File("log.csv");
+  o.user = "u";
+  o.item = "i";
+  o.timestamp = "t";
+  o.split.split = "user-temporal";
+  const ImportSummary s = ImportInteractions(dir.File("out"), o);
+  EXPECT_EQ(s.test, 5);  // each user's latest row
+  const train::Config c = train::Config::FromYamlFile(dir.File("out/twotower.yaml"));
+  EXPECT_TRUE(c.features.user.history.enabled());
+  EXPECT_EQ(c.features.timestamp_column, "t");
+  EXPECT_TRUE(c.model.projection);
+}
+
 }  // namespace
 }  // namespace twotower::data
