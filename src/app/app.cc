@@ -161,6 +161,7 @@ data::Table ReadDataTable(const std::string& path, bool from_model, const char* 
 
 data::DataPaths ModelDataPaths(const model::LoadedModel& loaded) {
   train::Config defaults;
+  defaults.features = loaded.schema;  // which towers read a table (Config::ResolvedPaths)
   const nlohmann::json& j = loaded.config;
   if (j.contains("data") && j["data"].is_object()) {
     const nlohmann::json& d = j["data"];

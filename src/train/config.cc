@@ -964,8 +964,18 @@ std::string Config::Monitor() const {
 }
 
 data::DataPaths Config::ResolvedPaths() const {
-  return {Resolve(data_dir, users), Resolve(data_dir, items), Resolve(data_dir, train),
-          Resolve(data_dir, val), Resolve(data_dir, test)};
+  // An unset table of a tower with features beyond its id is the lab generator's file
+  // (users.csv, movies.csv), as before tables became optional: configs written for the lab's
+  // layout name only data.dir. A tower that is its id alone reads no table.
+  auto table = [&](const std::string& path, const data::EntitySchema& side, const char* lab) {
+    if (!path.empty()) return Resolve(data_dir, path);
+    for (const data::FeatureSpec& f : side.features) {
+      if (f.column != side.id_column) return Resolve(data_dir, lab);
+    }
+    return std::string();
+  };
+  return {table(users, features.user, "users.csv"), table(items, features.item, "movies.csv"),
+          Resolve(data_dir, train), Resolve(data_dir, val), Resolve(data_dir, test)};
 }
 
 namespace {

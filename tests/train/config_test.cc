@@ -131,7 +131,7 @@ output: {dir: out, name: exp}
 TEST(ConfigTest, AbsoluteDataPathsIgnoreTheDirectory) {
   const Config c = Config::FromYamlString("data: {dir: rel, users: /abs/users.csv}\n", "c.yaml");
   EXPECT_EQ(c.ResolvedPaths().users, "/abs/users.csv");
-  EXPECT_EQ(c.ResolvedPaths().items, "");  // unset stays unset
+  EXPECT_EQ(c.ResolvedPaths().items, "rel/movies.csv");  // the lab schema: the lab's file
 }
 
 TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {

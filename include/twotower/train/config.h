@@ -80,8 +80,9 @@ struct Config {
   uint64_t seed = 42;
   int threads = 0;
   std::string data_dir = "data/recommendations/v1";
-  // Empty: no table; the tower is its id alone (Validate checks) and the ids come from the
-  // interactions (data::ReadEntities).
+  // Empty: no table when the tower is its id alone (the ids come from the interactions,
+  // data::ReadEntities); for a tower with other features, the lab generator's users.csv /
+  // movies.csv in data_dir (ResolvedPaths).
   std::string users;
   std::string items;
   std::string train = "train/interactions.csv";
