@@ -4,7 +4,9 @@
 #include <filesystem>
 #include <map>
 
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
+#include "twotower/core/hash.h"
 #include "twotower/core/progress.h"
 #include "twotower/core/rng.h"
 #include "twotower/core/threads.h"
@@ -81,6 +83,25 @@ train::Config ResolveTrainConfig(const TrainRequest& request, std::string* sourc
   return config;
 }
 
+namespace {
+
+// What every rank of a data-parallel run must share: the resolved settings, the vocabularies'
+// sizes and the training split's encoded rows.
+uint64_t ReplicaFingerprint(const train::Config& config, const data::Dataset& d) {
+  const std::string yaml = config.ToYaml();
+  uint32_t crc = Crc32c(0, yaml.data(), yaml.size());
+  for (const data::Interactions* s : {&d.train, &d.val, &d.test}) {
+    crc = Crc32c(crc, s->user_row.data(), s->user_row.size() * sizeof(int32_t));
+    crc = Crc32c(crc, s->item_row.data(), s->item_row.size() * sizeof(int32_t));
+    crc = Crc32c(crc, s->label.data(), s->label.size() * sizeof(float));
+  }
+  const uint64_t sizes = static_cast<uint64_t>(d.users.num_rows()) * 1000003u +
+                         static_cast<uint64_t>(d.items.num_rows());
+  return (sizes << 32) ^ crc;
+}
+
+}  // namespace
+
 TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   TrainObserver silent;
   TrainObserver& o = observer != nullptr ? *observer : silent;
@@ -98,11 +119,27 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   o.DataLoaded(d);
   TrainOutcome out;
   out.ranker = config.model.kind == "ranker";
+  if (dist::Distributed()) {
+    if (out.ranker) {
+      throw Error("model.kind: ranker is trained by one process; under mpirun only two_tower is");
+    }
+    if (!config.model.tasks.empty()) {
+      throw Error(
+          "tasks: the task heads are trained by one process; under mpirun a model "
+          "without tasks is");
+    }
+    // Every rank read the files itself: the settings and the encoded data must agree, or the
+    // ranks would train different problems.
+    dist::CheckSame(ReplicaFingerprint(config, d), "the configuration or the data read",
+                    "every rank must read the same files with the same settings");
+  }
   if (resume) {
     out.run_dir = request.resume;
     while (out.run_dir.size() > 1 && out.run_dir.back() == '/') out.run_dir.pop_back();
   } else {
-    out.run_dir = train::CreateRunDirectory(config);
+    // Rank 0 creates the run folder and names it to the others.
+    if (dist::IsRoot()) out.run_dir = train::CreateRunDirectory(config);
+    dist::Broadcast(&out.run_dir);
   }
   ModelSummary summary;
   summary.ranker = out.ranker;

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "twotower/app/train.h"
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
 #include "twotower/core/threads.h"
 
@@ -130,7 +131,24 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
+  // Under mpirun a failing rank names itself and ends the whole job (dist::Abort), so the
+  // other ranks never wait in a collective for it.
+  const std::string who =
+      dist::Distributed() ? "rank " + std::to_string(dist::Rank()) + ": " : std::string();
+  const auto fail = [](int code) {
+    if (dist::Distributed()) dist::Abort(code);
+    return code;
+  };
   try {
+    if (dist::Distributed()) {
+      bool train = false;
+      for (const CLI::App* sub : app.get_subcommands()) train |= sub->get_name() == "train";
+      if (!train) {
+        throw Error("under mpirun with " + std::to_string(dist::Size()) +
+                    " ranks only `twotower train` runs data-parallel; run this command as one "
+                    "process (without mpirun, or mpirun -np 1)");
+      }
+    }
     // --threads goes through the settings table, so every command checks it alike.
     { app::ParseThreads(common.threads, "--threads"); }
     SetThreads(common.threads);
@@ -139,18 +157,19 @@ int Main(int argc, char** argv) {
     }
   } catch (const Error& e) {
     std::cout.flush();
-    std::cerr << (e.code() == ErrorCode::kInternal ? "internal error: " : "error: ") << e.what()
-              << "\n";
-    return ExitCode(e.code());
+    std::cerr << who << (e.code() == ErrorCode::kInternal ? "internal error: " : "error: ")
+              << e.what() << "\n";
+    return fail(ExitCode(e.code()));
   } catch (const std::bad_alloc&) {
     std::cout.flush();
-    std::cerr << "error: out of memory (the request or the data needs more memory than this "
+    std::cerr << who
+              << "error: out of memory (the request or the data needs more memory than this "
                  "machine has)\n";
-    return 1;
+    return fail(1);
   } catch (const std::exception& e) {
     std::cout.flush();
-    std::cerr << "internal error: " << e.what() << "\n";
-    return 2;
+    std::cerr << who << "internal error: " << e.what() << "\n";
+    return fail(2);
   }
   return 0;
 }

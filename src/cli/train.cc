@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
 #include "twotower/data/dataset.h"
 
@@ -67,9 +68,16 @@ class PrintingObserver : public app::TrainObserver {
                 << ", weight " << t.weight << "\n";
     }
   }
-  void Warning(const std::string& message) override { std::cerr << "warning: " << message << "\n"; }
+  void Warning(const std::string& message) override {
+    if (dist::IsRoot()) std::cerr << "warning: " << message << "\n";
+  }
   void Training(const std::string& run_dir, bool /*ranker*/) override {
     std::cout << "== training (run folder " << run_dir << ")\n";
+    if (dist::Distributed()) {
+      std::cout << "  data-parallel over " << dist::Size()
+                << " MPI ranks: each runs training.batch_size examples of a global batch "
+                << dist::Size() << " times as large\n";
+    }
   }
 };
 
@@ -84,7 +92,7 @@ int RunTrain(const TrainArgs& a) {
   for (const std::string& s : a.shortcuts) request.settings.emplace_back(s, "command line");
   for (const std::string& s : a.sets) request.settings.emplace_back(s, "--set");
   request.resume = a.resume;
-  request.progress = !a.quiet;
+  request.progress = !a.quiet && dist::IsRoot();  // mpirun: rank 0's bars only
   request.log = &std::cout;
   PrintingObserver printer;
   app::TrainOutcome r;

@@ -3,11 +3,18 @@
 #include <omp.h>
 
 #include <Eigen/Core>
+#include <algorithm>
+
+#include "twotower/core/dist.h"
 
 namespace twotower {
 
 int SetThreads(int threads) {
-  if (threads <= 0) threads = omp_get_num_procs();
+  // All cores: those this process may run on, divided among the mpirun ranks on this machine
+  // (at least one), so that ranks never oversubscribe the cores they share.
+  if (threads <= 0) {
+    threads = std::max(1, omp_get_num_procs() / dist::LocalSize());
+  }
   omp_set_num_threads(threads);
   Eigen::setNbThreads(threads);
   return threads;

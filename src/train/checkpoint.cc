@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
 #include "twotower/core/hash.h"
 #include "twotower/core/json.h"
@@ -163,6 +164,8 @@ void SaveCheckpoint(const std::string& path, FitModel& model,
                 {"since_best", std::to_string(state.since_best)},
                 {"adam_steps", std::to_string(adam.steps())},
                 {"threads", std::to_string(threads)},
+                // The MPI ranks (core/dist.h): the global batch is ranks x batch_size.
+                {"ranks", std::to_string(dist::Size())},
                 {"history", records.dump()},
                 {"config_sha256", config_sha256},
                 {"data_sha256", data_sha256.dump()}};
@@ -247,6 +250,19 @@ void LoadCheckpoint(const std::string& path, FitModel& model, std::vector<Matrix
                 std::to_string(expected) + " for this model");
   }
   *threads = ParseCount(meta("threads"), path + ": threads");
+  // A checkpoint without "ranks" predates MPI training: one process.
+  const auto ranks_it = f.metadata.find("ranks");
+  const int ranks =
+      ranks_it == f.metadata.end() ? 1 : ParseCount(ranks_it->second, path + ": ranks");
+  if (ranks != dist::Size()) {
+    throw Error(ErrorCode::kConflict, path + ": the run was trained by " + std::to_string(ranks) +
+                                          " MPI rank(s), a global batch of " +
+                                          std::to_string(ranks) +
+                                          " x training.batch_size; resume it with " +
+                                          (ranks == 1 ? std::string("one process (no mpirun)")
+                                                      : "mpirun -np " + std::to_string(ranks)) +
+                                          ", not " + std::to_string(dist::Size()));
+  }
   adam.set_steps(ParseCount(meta("adam_steps"), path + ": adam_steps"));
   state->epoch = ParseCount(meta("epoch"), path + ": epoch");
   state->stopped = meta("stopped") == "1";

@@ -8,7 +8,9 @@
 #include <ostream>
 
 #include "train/checkpoint.h"
+#include "train/replicas.h"
 #include "train/run_folder.h"
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
 #include "twotower/core/failpoint.h"
 #include "twotower/core/files.h"
@@ -72,14 +74,16 @@ FitResult Fit(const Config& config, const TrainOptions& options, FitModel* model
   FitState state;
   state.best_value = lower_is_better ? std::numeric_limits<double>::infinity() : -1.0;
   state.best_loss = std::numeric_limits<double>::infinity();
-  const std::string& dir = options.run_dir;
+  // Under mpirun every rank reads the run folder (resume) and only rank 0 writes it.
+  const std::string& read_dir = options.run_dir;
+  const std::string dir = dist::IsRoot() ? read_dir : std::string();
   const bool checkpoint = !dir.empty() && config.training.checkpoint;
   const std::string checkpoint_path = dir + "/" + kCheckpointFile;
   const std::string config_sha256 = Sha256Hex(config.ToYaml());
   nlohmann::json data_sha256;
   if (checkpoint || options.resume) data_sha256 = DataFingerprints(config);
   if (options.resume) {
-    Resume(dir, config_sha256, data_sha256, options.log, model, &best_weights, &state,
+    Resume(read_dir, config_sha256, data_sha256, options.log, model, &best_weights, &state,
            &result.history);
   } else if (!dir.empty()) {
     WriteFileAtomically(dir + "/config.yaml", config.ToYaml());
@@ -91,6 +95,12 @@ FitResult Fit(const Config& config, const TrainOptions& options, FitModel* model
     EpochRecord r;
     r.epoch = epoch;
     model->TrainEpoch(options.progress, &r);
+    // Replicas must agree bit for bit (train/replicas.h); a difference is a bug, caught here.
+    if (dist::Distributed()) {
+      dist::CheckSame(ParameterFingerprint(model->TrainableParameters()),
+                      "the parameters' fingerprint after epoch " + std::to_string(epoch),
+                      "a replica diverged: a bug to report");
+    }
     model->Validate(options.progress, &r);
     r.monitored = Monitored(monitor, r);
     // Selection by the monitored value; a one-class validation split has no AUC (NaN), and then
@@ -150,6 +160,11 @@ FitResult Fit(const Config& config, const TrainOptions& options, FitModel* model
     for (int epoch = 1; epoch <= result.best_epoch; ++epoch) {
       EpochRecord r;
       result.refit->TrainEpoch(options.progress, &r);
+      if (dist::Distributed()) {
+        dist::CheckSame(ParameterFingerprint(result.refit->TrainableParameters()),
+                        "the parameters' fingerprint after refit epoch " + std::to_string(epoch),
+                        "a replica diverged: a bug to report");
+      }
       if (options.log != nullptr) {
         *options.log << "refit epoch " << epoch << "/" << result.best_epoch
                      << " on train + val  train loss " << Fixed(r.train_loss) << std::endl;

@@ -13,7 +13,9 @@
 #include <numeric>
 #include <ostream>
 
+#include "train/replicas.h"
 #include "train/run_folder.h"
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
 #include "twotower/core/failpoint.h"
 #include "twotower/core/files.h"
@@ -129,7 +131,17 @@ Trainer::Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::Ad
       params_(model->TrainableParameters()),
       adam_(params_, adam),
       embedding_l2_(embedding_l2),
-      sampling_seed_(sampling_seed) {}
+      sampling_seed_(sampling_seed) {
+  if (dist::Distributed()) replicas_ = std::make_unique<Replicas>();
+}
+
+Trainer::~Trainer() = default;
+
+struct Trainer::Replicas {
+  Matrix u, v;    // the global batch's tower outputs (allgathered)
+  Matrix du, dv;  // this rank's rows of their gradients
+  GradientExchange exchange;
+};
 
 void Trainer::SetTasks(TaskTargets targets) { tasks_ = std::move(targets); }
 
@@ -148,10 +160,32 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
     all_items = item_rows_.data();
   }
   const int64_t n_items = n + static_cast<int64_t>(negatives_.size());
-  model_->ForwardTowers(users, user_rows, n, history, items, all_items, n_items, &ctx_, rng);
   LossBatch batch;
-  batch.u = &model::TwoTowerModel::user_output(ctx_);
-  batch.v = &model::TwoTowerModel::item_output(ctx_);
+  dist::Range user_share{0, n}, item_share{0, n_items};
+  if (replicas_ != nullptr) {
+    if (!model_->config().tasks.empty()) {
+      throw Error("tasks: the task heads are not trained under mpirun yet; train with one process");
+    }
+    FailPoint("train.distributed_step");
+    // This rank's share of the users and of the items (the batch's, then the negatives).
+    user_share = dist::Share(n, dist::Rank(), dist::Size());
+    item_share = dist::Share(n_items, dist::Rank(), dist::Size());
+    // Dropout masks differ between ranks, from a generator of (step, rank): resumable.
+    Rng step_rng(step_seed ^ (0x8CB92BA72F3D8DD7ull * static_cast<uint64_t>(dist::Rank() + 1)));
+    model::HistoryRows local_history = history;
+    if (local_history.rows != nullptr) local_history.rows += user_share.begin;
+    model_->ForwardTowers(users, user_rows + user_share.begin, user_share.size(), local_history,
+                          items, all_items + item_share.begin, item_share.size(), &ctx_, &step_rng);
+    const int d = model_->config().embedding_dim;
+    GatherRows(model::TwoTowerModel::user_output(ctx_), n, d, &replicas_->u);
+    GatherRows(model::TwoTowerModel::item_output(ctx_), n_items, d, &replicas_->v);
+    batch.u = &replicas_->u;
+    batch.v = &replicas_->v;
+  } else {
+    model_->ForwardTowers(users, user_rows, n, history, items, all_items, n_items, &ctx_, rng);
+    batch.u = &model::TwoTowerModel::user_output(ctx_);
+    batch.v = &model::TwoTowerModel::item_output(ctx_);
+  }
   batch.item_rows = all_items;
   batch.user_rows = user_rows;
   batch.labels = labels;
@@ -171,7 +205,11 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
     out_.dv.topRows(n) += g * batch.v->topRows(n);
   }
   nn::ZeroGrad(params_);
-  model_->AddScorerGradient(out_.d_log_scale, out_.d_bias);
+  // The scorer's gradient comes whole from the global loss: added once (rank 0), so the sum
+  // over ranks counts it once.
+  if (replicas_ == nullptr || dist::IsRoot()) {
+    model_->AddScorerGradient(out_.d_log_scale, out_.d_bias);
+  }
   if (!model_->config().tasks.empty()) {
     if (tasks_.target_index.size() != model_->config().tasks.size()) {
       throw Error("Trainer::Step: the model has tasks; call SetTasks with their targets first");
@@ -186,9 +224,22 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
     if (task_targets != nullptr) tb.targets.assign(task_targets->begin(), task_targets->end());
     out_.loss += TaskLosses(*model_, tasks_, tb, &out_.du, &out_.dv, &task_losses_, &task_scratch_);
   }
-  model_->BackwardTowers(&ctx_, out_.du, out_.dv);
+  if (replicas_ != nullptr) {
+    // Back through this rank's share only; then the gradients summed over the ranks.
+    replicas_->du = out_.du.middleRows(user_share.begin, user_share.size());
+    replicas_->dv = out_.dv.middleRows(item_share.begin, item_share.size());
+    model_->BackwardTowers(&ctx_, replicas_->du, replicas_->dv);
+    replicas_->exchange.Run(params_);
+  } else {
+    model_->BackwardTowers(&ctx_, out_.du, out_.dv);
+  }
   adam_.Step();
   model_->ZeroOovRows();
+  if (replicas_ != nullptr && check_every_step_) {
+    dist::CheckSame(ParameterFingerprint(params_),
+                    "the parameters' fingerprint after step " + std::to_string(adam_.steps()),
+                    "a replica diverged: a bug to report");
+  }
   return out_.loss;
 }
 
@@ -374,6 +425,7 @@ class TwoTowerFit final : public FitModel {
         OptimizerOptions(config.training), config.training.embedding_l2,
         config.seed ^ kSamplingSeed);
     trainer_->SetTasks(tasks);
+    trainer_->CheckReplicasEveryStep(config.training.replica_check == "step");
     pointwise_ = trainer_->loss().pointwise();
     positives_only_ = config.training.positives == "liked";
     order_ = Examples(source_, pointwise_, positives_only_, config.training.positives);
@@ -390,8 +442,10 @@ class TwoTowerFit final : public FitModel {
   void TrainEpoch(bool progress, EpochRecord* r) override {
     r->train_loss =
         RunEpoch(trainer_.get(), data_, source_, example_history_,
-                 weights_.empty() ? nullptr : &weights_, &order_, config_.training.batch_size,
-                 &shuffle_rng_, &dropout_rng_, progress, &buf_, tasks_, [this] { CheckStop(); });
+                 weights_.empty() ? nullptr : &weights_, &order_,
+                 // Under mpirun: batch_size per rank, the global batch Size() times as large.
+                 config_.training.batch_size * static_cast<int64_t>(dist::Size()), &shuffle_rng_,
+                 &dropout_rng_, progress, &buf_, tasks_, [this] { CheckStop(); });
     r->train_accuracy = pointwise_ ? Accuracy(buf_.logits, buf_.labels) : std::nan("");
     r->train_auc = pointwise_ ? Auc(buf_.logits, buf_.labels) : std::nan("");
   }
@@ -567,7 +621,7 @@ TrainResult Train(const Config& config, const data::Dataset& data, const TrainOp
     result.test_tasks.push_back(
         {model_config.tasks[t].name, TaskMetricName(model_config.tasks[t]), test_tasks[t]});
   }
-  if (!options.run_dir.empty()) {
+  if (!options.run_dir.empty() && dist::IsRoot()) {
     TestReport report;
     report.test = result.test;
     report.training_loss = fit.trainer().loss().name();

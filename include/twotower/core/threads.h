@@ -5,7 +5,8 @@
 namespace twotower {
 
 // Sets the number of worker threads used by OpenMP loops and Eigen's matrix products.
-// threads <= 0 means all cores. Returns the number in effect. Call before starting work.
+// threads <= 0 means all cores (this process's, divided among the mpirun ranks on this machine
+// when they share them: core/dist.h). Returns the number in effect. Call before starting work.
 int SetThreads(int threads);
 
 // SetThreads for a scope: the calling thread's OpenMP and Eigen thread counts are put back as

@@ -58,6 +58,9 @@ struct TrainingConfig {
   std::string weight_transform = "none";
   double weight_alpha = 1.0;
   double weight_eps = 1.0;
+  // Under mpirun (core/dist.h): the ranks compare a fingerprint of their parameters after every
+  // epoch ("epoch") or every step ("step"); a difference stops training with an error.
+  std::string replica_check = "epoch";
   // What early stopping and the best checkpoint follow: val_auc, val_loss, or
   // val_<recall|ndcg|hitrate|mrr>@K with K in evaluation.k. Empty = val_auc for bce,
   // val_recall@<first K> for softmax.

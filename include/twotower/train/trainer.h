@@ -87,18 +87,27 @@ class Trainer {
   // (sampling_seed, t), so a resumed run draws what the uninterrupted one did.
   Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::AdamOptions adam,
           double embedding_l2 = 0.0, uint64_t sampling_seed = 0);
+  ~Trainer();
   // labels: n values 0/1 (read by pointwise losses; may be null otherwise). Returns the batch's
   // mean loss, plus sum_t weight_t L_t of the model's tasks (tasks.h). `rng` drives dropout.
   // task_targets: per task, the n pairs' regression targets (null for item_class tasks); needed
   // when the model has a regression task. history: the n examples' user histories (a model with a
   // history feature; default: the users table's own, EncodedTable::history). weights: the n
   // rows' weights in the loss (LossBatch::weights; null: all 1).
+  // Under mpirun with more than one rank (core/dist.h, train/replicas.h) every rank passes the
+  // same global batch of n pairs: it runs the towers on its share (dist::Share), the loss runs on
+  // the allgathered tower outputs (global in-batch negatives), and the gradients are summed over
+  // the ranks before Adam, so every rank keeps identical parameters. Dropout then draws from a
+  // generator of the (step, rank) instead of `rng`. Tasks are refused there (Error).
   double Step(const data::EncodedTable& users, const int32_t* user_rows,
               const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
               int64_t n, Rng* rng, const std::vector<const float*>* task_targets = nullptr,
               model::HistoryRows history = {}, const float* weights = nullptr);
   // The item classes of the model's item_class tasks (FitTaskTargets).
   void SetTasks(TaskTargets targets);
+  // Under mpirun: after every step the ranks compare a fingerprint of their parameters and Step
+  // throws Error (kConflict) when they differ (TrainingConfig::replica_check "step").
+  void CheckReplicasEveryStep(bool on) { check_every_step_ = on; }
   // The last step's unweighted task losses.
   const std::vector<double>& task_losses() const { return task_losses_; }
   // The last step's pair logits (pointwise losses; empty otherwise).
@@ -121,6 +130,9 @@ class Trainer {
   TaskBatch task_batch_;
   TaskScratch task_scratch_;
   std::vector<double> task_losses_;
+  bool check_every_step_ = false;
+  struct Replicas;  // the data-parallel step's buffers (null in a one-process run)
+  std::unique_ptr<Replicas> replicas_;
 };
 
 struct TrainResult {
