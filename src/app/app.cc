@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <limits>
@@ -15,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/hash.h"
@@ -924,13 +926,16 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
   const data::FeatureSchema& schema = b.model.schema;
 
   const int requested_k = k;
-  // The provenance of a previous file must not stay beside a new one.
-  std::remove(MetaPath(out_path).c_str());
   const bool parquet = data::TableFormatOf(out_path) == data::TableFormat::kParquet;
+  // Under mpirun the ranks compute and rank 0 alone writes (dist::GatherToRoot below).
+  const bool writes = dist::IsRoot();
+  // The provenance of a previous file must not stay beside a new one.
+  if (writes) std::remove(MetaPath(out_path).c_str());
   std::unique_ptr<AtomicFile> file;
   std::unique_ptr<data::ParquetWriter> parquet_file;
   std::vector<data::ParquetColumn> columns(4);
-  if (parquet) {
+  if (!writes) {
+  } else if (parquet) {
     // The same four columns as the CSV; ids as strings (as the index holds them), the score as
     // the FLOAT it is (the CSV rounds it to 6 decimals).
     parquet_file = std::make_unique<data::ParquetWriter>(
@@ -971,9 +976,11 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
   Matrix u, block;
   int64_t block_first = -1;
   BatchResult result;
-  ProgressBar bar("recommend", n, progress);
-  for (int64_t first = 0; first < n; first += kChunk) {
-    const int64_t c = std::min(kChunk, n - first);
+  ProgressBar bar("recommend", n, progress && dist::IsRoot());
+  // One chunk of users [first, first + c): their top w into ids / shown (the first c * w);
+  // returns how many had the popularity fallback.
+  const auto compute = [&](int64_t first, int64_t c) {
+    int64_t fallback_users = 0;
     if (seen != nullptr) {
       filters.assign(static_cast<size_t>(c), {});
       for (int64_t i = 0; i < c; ++i) filters[i].exclude = (*seen)[first + i];
@@ -1029,7 +1036,7 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
       // as for everyone).
       for (int64_t i = 0; i < c; ++i) {
         if (!fallback->cold_user[static_cast<size_t>(first + i)]) continue;
-        ++result.fallback_users;
+        ++fallback_users;
         const auto top = fallback->Top(seen != nullptr ? &filters[i] : nullptr, w);
         for (int r = 0; r < w; ++r) {
           const bool have = r < static_cast<int>(top.size());
@@ -1038,6 +1045,10 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
         }
       }
     }
+    return fallback_users;
+  };
+  // The chunk's rows into the file, from ids / shown.
+  const auto emit = [&](int64_t first, int64_t c) {
     if (parquet) {
       for (data::ParquetColumn& col : columns) col.Clear();
       for (int64_t i = 0; i < c; ++i) {
@@ -1056,7 +1067,7 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
       parquet_file->Write(columns);
       result.rows += columns[1].size();
       bar.Update(first + c);
-      continue;
+      return;
     }
     // Formatting is as slow as a small search: one line buffer per user, filled in parallel.
 #pragma omp parallel for schedule(static)
@@ -1081,6 +1092,51 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
       result.rows += std::count(lines[i].begin(), lines[i].end(), '\n');
     }
     bar.Update(first + c);
+  };
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  const int ranks = dist::Size();
+  if (ranks == 1) {
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const int64_t first = chunk * kChunk, c = std::min(kChunk, n - first);
+      result.fallback_users += compute(first, c);
+      emit(first, c);
+    }
+  } else {
+    // Under mpirun: in each round rank r computes chunk round + r, and rank 0 gathers the
+    // round's results and writes them in chunk order; each chunk's result does not depend on
+    // who computed it, so the file is the one-process file byte for byte.
+    std::string packed;
+    for (int64_t round = 0; round < chunks; round += ranks) {
+      const int64_t mine = round + dist::Rank();
+      packed.clear();
+      if (mine < chunks) {
+        const int64_t first = mine * kChunk, c = std::min(kChunk, n - first);
+        const int64_t fallback_users = compute(first, c);
+        packed.append(reinterpret_cast<const char*>(&fallback_users), sizeof(int64_t));
+        packed.append(reinterpret_cast<const char*>(ids.data()), c * w * sizeof(int64_t));
+        packed.append(reinterpret_cast<const char*>(shown.data()), c * w * sizeof(double));
+      }
+      const std::vector<std::string> parts = dist::GatherToRoot(packed);
+      for (size_t r = 0; r < parts.size() && round + static_cast<int64_t>(r) < chunks; ++r) {
+        const int64_t first = (round + static_cast<int64_t>(r)) * kChunk;
+        const int64_t c = std::min(kChunk, n - first);
+        const std::string& part = parts[r];
+        if (part.size() != sizeof(int64_t) + c * w * (sizeof(int64_t) + sizeof(double))) {
+          throw Error(ErrorCode::kInternal, "RecommendAllUsers: a rank's chunk has the wrong size");
+        }
+        int64_t fallback_users = 0;
+        std::memcpy(&fallback_users, part.data(), sizeof(int64_t));
+        std::memcpy(ids.data(), part.data() + sizeof(int64_t), c * w * sizeof(int64_t));
+        std::memcpy(shown.data(), part.data() + sizeof(int64_t) + c * w * sizeof(int64_t),
+                    c * w * sizeof(double));
+        result.fallback_users += fallback_users;
+        emit(first, c);
+      }
+    }
+    if (!dist::IsRoot()) {
+      result.users = n;
+      return result;  // rank 0 writes the file and its provenance
+    }
   }
   if (parquet) {
     parquet_file->Close();

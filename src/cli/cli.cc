@@ -141,12 +141,15 @@ int Main(int argc, char** argv) {
   };
   try {
     if (dist::Distributed()) {
-      bool train = false;
-      for (const CLI::App* sub : app.get_subcommands()) train |= sub->get_name() == "train";
-      if (!train) {
+      bool parallel = false;
+      for (const CLI::App* sub : app.get_subcommands()) {
+        parallel |= sub->get_name() == "train" || sub->get_name() == "recommend";
+      }
+      if (!parallel) {
         throw Error("under mpirun with " + std::to_string(dist::Size()) +
-                    " ranks only `twotower train` runs data-parallel; run this command as one "
-                    "process (without mpirun, or mpirun -np 1)");
+                    " ranks only `twotower train` and `twotower recommend --all-users` run "
+                    "data-parallel; run this command as one process (without mpirun, or mpirun "
+                    "-np 1)");
       }
     }
     // --threads goes through the settings table, so every command checks it alike.

@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "twotower/app/recommender.h"
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
 
 namespace twotower::cli {
@@ -31,6 +32,11 @@ struct RecommendArgs {
 int RunRecommend(const RecommendArgs& a) {
   if (a.all_users == !a.user_id.empty()) {
     throw Error("recommend: give either --user-id ID or --all-users");
+  }
+  if (dist::Distributed() && !a.all_users) {
+    throw Error(
+        "recommend: under mpirun only --all-users runs data-parallel (one user is one "
+        "process's work)");
   }
   if (a.all_users && a.out.empty()) {
     throw Error("recommend --all-users: --out FILE is required (the CSV of recommendations)");

@@ -109,6 +109,15 @@ int RunTrain(const TrainArgs& a) {
   for (const app::TaskMetric& t : r.test_tasks) {
     std::cout << "test task " << t.name << ": " << t.metric << " " << Fixed(t.value) << "\n";
   }
+  if (dist::Distributed()) {
+    // What this rank sent through MPI (all ranks send alike: each its share).
+    const dist::TrafficCounts t = dist::TrafficSoFar();
+    const auto mib = [](int64_t bytes) { return Fixed(static_cast<double>(bytes) / 1048576.0, 2); };
+    std::cout << "MPI traffic sent by rank 0: dense gradients " << mib(t.dense)
+              << " MiB, embedding-table rows " << mib(t.sparse) << " MiB, tower outputs "
+              << mib(t.embeddings) << " MiB, other " << mib(t.other) << " MiB, in " << t.calls
+              << " collectives\n";
+  }
   std::cout << "run folder: " << r.run_dir << "/\n";
   if (r.refit) std::cout << "model: " << r.run_dir << "/model_refit.safetensors\n";
   return 0;

@@ -230,6 +230,37 @@ std::vector<uint64_t> Allgather(uint64_t value, Traffic purpose) {
   return out;
 }
 
+std::vector<std::string> GatherToRoot(const std::string& local) {
+  if (!Distributed()) return {local};
+  std::vector<std::string> out;
+#ifdef TWOTOWER_HAVE_MPI
+  const State& s = state();
+  const int64_t n = static_cast<int64_t>(local.size());
+  std::vector<int64_t> sizes(s.size);
+  Check(MPI_Gather(&n, 1, MPI_INT64_T, sizes.data(), 1, MPI_INT64_T, 0, MPI_COMM_WORLD),
+        "MPI_Gather");
+  std::vector<int> counts(s.size), displs(s.size);
+  std::string all;
+  if (s.rank == 0) {
+    int64_t offset = 0;
+    for (int r = 0; r < s.size; ++r) {
+      counts[r] = Count32(sizes[r], "Gatherv");
+      displs[r] = Count32(offset, "Gatherv");
+      offset += sizes[r];
+    }
+    all.resize(offset);
+  }
+  Count(Traffic::kOther, n);
+  Check(MPI_Gatherv(local.data(), Count32(n, "Gatherv"), MPI_CHAR, all.data(), counts.data(),
+                    displs.data(), MPI_CHAR, 0, MPI_COMM_WORLD),
+        "MPI_Gatherv");
+  if (s.rank == 0) {
+    for (int r = 0; r < s.size; ++r) out.push_back(all.substr(displs[r], counts[r]));
+  }
+#endif
+  return out;
+}
+
 void Broadcast(std::string* text) {
   (void)text;
   if (!Distributed()) return;

@@ -74,12 +74,14 @@ InBatchSoftmaxLoss::InBatchSoftmaxLoss(SoftmaxOptions options) : options_(std::m
 void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
   const Matrix& u = *b.u;
   const Matrix& v = *b.v;
-  if (u.rows() != v.rows() || u.cols() != v.cols()) {
+  // Rows [offset, offset + rows) of a batch of n: the whole batch unless given row shares.
+  const Eigen::Index n = b.rows_total > 0 ? b.rows_total : u.rows();
+  const Eigen::Index offset = b.row_offset, rows = u.rows();
+  if (v.rows() != n || u.cols() != v.cols() || offset < 0 || offset + rows > n) {
     throw Error("InBatchSoftmaxLoss: u and v differ in shape");
   }
-  const Eigen::Index n = u.rows();
   const float inv_t = static_cast<float>(1.0 / options_.temperature);
-  logits_.resize(n, n);
+  logits_.resize(rows, n);
   logits_.noalias() = u * v.transpose();
   logits_ *= inv_t;
   const bool log_q = !options_.log_q.empty();
@@ -88,10 +90,12 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
     column_log_q_.resize(n);
     for (Eigen::Index j = 0; j < n; ++j) column_log_q_[j] = options_.log_q[b.item_rows[j]];
   }
+  // The weighted mean's multipliers over the whole batch (its rows share one normaliser).
   const float* mult = RowMultipliers(b.weights, n, &multipliers_);
   double total = 0.0;
-  for (Eigen::Index i = 0; i < n; ++i) {
-    float* row = logits_.row(i).data();
+  for (Eigen::Index r = 0; r < rows; ++r) {
+    const Eigen::Index i = offset + r;  // the row's index in the batch: its positive's column
+    float* row = logits_.row(r).data();
     const int32_t target = b.item_rows[i];
     float max = -std::numeric_limits<float>::infinity();
     for (Eigen::Index j = 0; j < n; ++j) {
@@ -119,7 +123,7 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
   }
   out->loss = total / static_cast<double>(n);
   // s_ij = <u_i, v_j> / t: du = G V / t, dv = G^T U / t.
-  out->du.resize(n, u.cols());
+  out->du.resize(rows, u.cols());
   out->dv.resize(n, v.cols());
   out->du.noalias() = logits_ * v;
   out->du *= inv_t;

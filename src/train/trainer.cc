@@ -162,6 +162,7 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   const int64_t n_items = n + static_cast<int64_t>(negatives_.size());
   LossBatch batch;
   dist::Range user_share{0, n}, item_share{0, n_items};
+  const bool row_shares = replicas_ != nullptr && loss_->SupportsRowShares();
   if (replicas_ != nullptr) {
     if (!model_->config().tasks.empty()) {
       throw Error("tasks: the task heads are not trained under mpirun yet; train with one process");
@@ -176,11 +177,21 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
     if (local_history.rows != nullptr) local_history.rows += user_share.begin;
     model_->ForwardTowers(users, user_rows + user_share.begin, user_share.size(), local_history,
                           items, all_items + item_share.begin, item_share.size(), &ctx_, &step_rng);
+    // Every rank's items (global in-batch negatives). A loss that takes row shares (in-batch
+    // softmax) then computes this rank's users' rows against them, and the shares of dv are
+    // summed below; any other loss gets every user too and computes the whole batch on each
+    // rank (correct, but that part does not scale).
     const int d = model_->config().embedding_dim;
-    GatherRows(model::TwoTowerModel::user_output(ctx_), n, d, &replicas_->u);
     GatherRows(model::TwoTowerModel::item_output(ctx_), n_items, d, &replicas_->v);
-    batch.u = &replicas_->u;
     batch.v = &replicas_->v;
+    if (row_shares) {
+      batch.u = &model::TwoTowerModel::user_output(ctx_);
+      batch.row_offset = user_share.begin;
+      batch.rows_total = n;
+    } else {
+      GatherRows(model::TwoTowerModel::user_output(ctx_), n, d, &replicas_->u);
+      batch.u = &replicas_->u;
+    }
   } else {
     model_->ForwardTowers(users, user_rows, n, history, items, all_items, n_items, &ctx_, rng);
     batch.u = &model::TwoTowerModel::user_output(ctx_);
@@ -194,12 +205,22 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   batch.bias = model_->bias();
   batch.seed = step_seed;
   loss_->Compute(batch, &out_);
+  double u_squared_norm = embedding_l2_ > 0.0 ? static_cast<double>(batch.u->squaredNorm()) : 0.0;
+  if (row_shares) {
+    // The ranks' shares summed: dv over every column, and the scalars.
+    dist::AllreduceSum(out_.dv.data(), out_.dv.size(), dist::Traffic::kEmbeddings);
+    double sums[4] = {out_.loss, out_.d_log_scale, out_.d_bias, u_squared_norm};
+    dist::AllreduceSum(sums, 4, dist::Traffic::kOther);
+    out_.loss = sums[0];
+    out_.d_log_scale = sums[1];
+    out_.d_bias = sums[2];
+    u_squared_norm = sums[3];
+  }
   if (embedding_l2_ > 0.0) {
     // lambda (|U|^2 + |V|^2) / n: gradient 2 lambda U / n (and V).
     const double scale = embedding_l2_ / static_cast<double>(n);
     // On the batch's own items only, not on drawn negatives.
-    out_.loss += scale * (static_cast<double>(batch.u->squaredNorm()) +
-                          static_cast<double>(batch.v->topRows(n).squaredNorm()));
+    out_.loss += scale * (u_squared_norm + static_cast<double>(batch.v->topRows(n).squaredNorm()));
     const float g = static_cast<float>(2.0 * scale);
     out_.du += g * *batch.u;
     out_.dv.topRows(n) += g * batch.v->topRows(n);
@@ -226,9 +247,10 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   }
   if (replicas_ != nullptr) {
     // Back through this rank's share only; then the gradients summed over the ranks.
-    replicas_->du = out_.du.middleRows(user_share.begin, user_share.size());
+    // (With row shares out_.du holds this rank's rows already.)
+    if (!row_shares) replicas_->du = out_.du.middleRows(user_share.begin, user_share.size());
     replicas_->dv = out_.dv.middleRows(item_share.begin, item_share.size());
-    model_->BackwardTowers(&ctx_, replicas_->du, replicas_->dv);
+    model_->BackwardTowers(&ctx_, row_shares ? out_.du : replicas_->du, replicas_->dv);
     replicas_->exchange.Run(params_);
   } else {
     model_->BackwardTowers(&ctx_, out_.du, out_.dv);

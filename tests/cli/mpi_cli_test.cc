@@ -45,9 +45,9 @@ std::string Mpirun(int ranks) {
 
 // A small log with structure (users in 4 taste groups), id towers with an MLP on top (dense
 // and sparse gradients both travel), in-batch softmax with logQ correction.
-std::string Config(const TempDir& dir) {
+std::string Config(const TempDir& dir, int users = 60) {
   std::string rows = "user_id,item_id,label\n";
-  for (int u = 0; u < 60; ++u) {
+  for (int u = 0; u < users; ++u) {
     for (int k = 0; k < 7; ++k) {
       rows +=
           std::to_string(u) + "," + std::to_string((u % 4) * 12 + (u * 5 + k * 3) % 12) + ",1\n";
@@ -184,7 +184,41 @@ TEST(MpiCliTest, RanksThatReadDifferentSettingsAndOtherCommandsAreRefused) {
                                "rank(s) 1"));
   const CliResult gen = RunCli({"generate", "--out", dir.File("g")}, dir, Mpirun(2));
   EXPECT_NE(gen.code, 0);
-  EXPECT_THAT(gen.err, HasSubstr("only `twotower train` runs data-parallel"));
+  EXPECT_THAT(gen.err, HasSubstr("only `twotower train` and `twotower recommend --all-users` run"));
+}
+
+TEST(MpiCliTest, RecommendAllUsersOnTwoRanksWritesTheOneProcessFile) {
+  SKIP_WITHOUT_MPI();
+  TempDir dir;
+  // 9,000 users: three chunks of users (4,096 per chunk), so both ranks compute some and rank 1
+  // sits out the last round.
+  const std::string config = Config(dir, 9000);
+  std::vector<std::string> train = TrainArgs(config, dir.File("runs"), 256);
+  train.insert(train.end(), {"--set", "training.epochs=1", "--set", "training.checkpoint=false"});
+  const CliResult trained = RunCli(train, dir);
+  ASSERT_EQ(trained.code, 0) << trained.err;
+  const std::string model = testing::OnlyEntry(dir.File("runs")) + "/model_best.safetensors";
+  for (const char* name : {"recs.csv", "recs.parquet"}) {
+    const std::vector<std::string> args = {
+        "recommend", "--model", model,   "--all-users",
+        "--k",       "5",       "--out", dir.File(std::string("one_") + name),
+        "--quiet"};
+    const CliResult one = RunCli(args, dir);
+    ASSERT_EQ(one.code, 0) << one.err;
+    std::vector<std::string> two_args = args;
+    two_args[7] = dir.File(std::string("two_") + name);
+    const CliResult two = RunCli(two_args, dir, Mpirun(2));
+    ASSERT_EQ(two.code, 0) << two.err;
+    const std::string a = ReadBytes(dir.File(std::string("one_") + name));
+    const std::string b = ReadBytes(dir.File(std::string("two_") + name));
+    EXPECT_GT(a.size(), 9000u * 5u);
+    EXPECT_TRUE(a == b) << name << ": 2 ranks wrote other bytes than one process";
+  }
+  // One user's recommendations are one process's work.
+  const CliResult single =
+      RunCli({"recommend", "--model", model, "--user-id", "3"}, dir, Mpirun(2));
+  EXPECT_NE(single.code, 0);
+  EXPECT_THAT(single.err, HasSubstr("only --all-users runs data-parallel"));
 }
 
 }  // namespace

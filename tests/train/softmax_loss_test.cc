@@ -186,3 +186,59 @@ TEST(TrainerStepTest, EmbeddingL2AddsLambdaTimesMeanSquaredNorms) {
 
 }  // namespace
 }  // namespace twotower::train
+
+namespace twotower::train {
+namespace {
+
+// Row shares (data-parallel training): the rows' terms computed in three parts, each against
+// the whole batch's items, add up to the whole batch's loss and dv, and their du rows are the
+// whole batch's rows, with logQ, accidental hits (items repeat) and weights on.
+TEST(InBatchSoftmaxLossTest, RowSharesSumToTheWholeBatch) {
+  Rng rng(11);
+  const int n = 10, d = 4;
+  const Matrix u = testing::RandomNormal(n, d, &rng), v = testing::RandomNormal(n, d, &rng);
+  const std::vector<int32_t> items = {0, 1, 2, 1, 3, 4, 0, 5, 6, 2};
+  const std::vector<float> weights = {1, 2, 0.5, 1, 3, 1, 1, 0.25, 2, 1};
+  std::vector<float> log_q(7);
+  for (int j = 0; j < 7; ++j) log_q[j] = std::log(0.05f + 0.1f * j);
+  InBatchSoftmaxLoss whole_loss({0.3, log_q, true}), share_loss({0.3, log_q, true});
+  LossBatch b;
+  b.u = &u;
+  b.v = &v;
+  b.item_rows = items.data();
+  b.weights = weights.data();
+  LossOutput whole;
+  whole_loss.Compute(b, &whole);
+  double loss = 0.0;
+  Matrix dv = Matrix::Zero(n, d);
+  for (const auto& [begin, end] : {std::pair{0, 4}, std::pair{4, 7}, std::pair{7, 10}}) {
+    const Matrix part = u.middleRows(begin, end - begin);
+    LossBatch s = b;
+    s.u = &part;
+    s.row_offset = begin;
+    s.rows_total = n;
+    LossOutput out;
+    share_loss.Compute(s, &out);
+    loss += out.loss;
+    dv += out.dv;
+    ASSERT_EQ(out.du.rows(), end - begin);
+    for (int r = 0; r < end - begin; ++r) {
+      for (int c = 0; c < d; ++c) EXPECT_NEAR(out.du(r, c), whole.du(begin + r, c), 1e-6);
+    }
+  }
+  EXPECT_NEAR(loss, whole.loss, 1e-6);
+  for (int r = 0; r < n; ++r) {
+    for (int c = 0; c < d; ++c) EXPECT_NEAR(dv(r, c), whole.dv(r, c), 1e-6);
+  }
+  // A share past the batch is refused.
+  const Matrix part = u.topRows(4);
+  LossBatch bad = b;
+  bad.u = &part;
+  bad.row_offset = 8;
+  bad.rows_total = n;
+  LossOutput out;
+  EXPECT_THROW(share_loss.Compute(bad, &out), Error);
+}
+
+}  // namespace
+}  // namespace twotower::train

@@ -69,6 +69,9 @@ void Allgatherv(const int32_t* local, const std::vector<int64_t>& counts, int32_
 // Each rank's `value`, in rank order (MPI_Allgather).
 std::vector<int64_t> Allgather(int64_t value, Traffic purpose = Traffic::kOther);
 std::vector<uint64_t> Allgather(uint64_t value, Traffic purpose = Traffic::kOther);
+// On rank 0: every rank's `local` bytes, in rank order (MPI_Gather of the sizes, then
+// MPI_Gatherv); on the others an empty vector. Traffic: kOther.
+std::vector<std::string> GatherToRoot(const std::string& local);
 // Rank 0's `text` on every rank (MPI_Bcast of the length, then the bytes).
 void Broadcast(std::string* text);
 // Throws Error (kConflict) "<what> differs between rank 0 and rank(s) <r...> (<why>)" when any

@@ -56,6 +56,13 @@ struct LossBatch {
   // The step's seed, for random choices inside a loss (SampledLoss's easy negatives); the
   // trainer passes the one it gave DrawNegatives, so a step is reproducible.
   uint64_t seed = 0;
+  // Row shares (losses whose SupportsRowShares() is true; data-parallel training,
+  // train/replicas.h): u holds only rows [row_offset, row_offset + u->rows()) of a batch of
+  // rows_total rows (0: u->rows(), the whole batch), v and the other arrays are the whole
+  // batch's. The loss then computes those rows' terms of the whole batch's mean: loss, du
+  // (u->rows() x d), dv (all of v's rows: these rows' share), d_log_scale and d_bias are the
+  // shares whose sums over a partition of the rows are the whole batch's values.
+  int64_t row_offset = 0, rows_total = 0;
 };
 
 struct LossOutput {
@@ -71,6 +78,8 @@ class Loss {
   // Computes the loss and its gradients for one batch into *out (buffers reused across calls).
   // Throws Error for mismatched shapes.
   virtual void Compute(const LossBatch& batch, LossOutput* out) = 0;
+  // Whether Compute takes LossBatch::row_offset / rows_total (row shares).
+  virtual bool SupportsRowShares() const { return false; }
   // The item rows (of the items table) this step's loss needs encoded besides the batch's n
   // items: the trainer encodes them after the batch's items (LossBatch::v). `seed` fixes the
   // draws, so a step is reproducible (the trainer derives it from the seed and step count).
@@ -108,6 +117,7 @@ class InBatchSoftmaxLoss : public Loss {
  public:
   explicit InBatchSoftmaxLoss(SoftmaxOptions options);
   void Compute(const LossBatch& batch, LossOutput* out) override;
+  bool SupportsRowShares() const override { return true; }
   std::string name() const override { return "softmax"; }
   bool pointwise() const override { return false; }
 
