@@ -7,7 +7,7 @@
 # global batch (bench/reference/train_ddp_torch.py, on the first PEER_EXAMPLES examples).
 #
 #   bash bench/run_mpi_bench.sh     # OUT=build/bench_scale (the data, ~600 MB, is kept there)
-#                                   # PEER=0: twotower only; PEER_EXAMPLES=2000000
+#                                   # PEER=0: twotower only; PEER_EXAMPLES=300000
 #
 # The model: id tables of 32 plus the lab's features, towers Linear(64) -> ReLU -> Linear(32),
 # L2-normalised, in-batch softmax (temperature 0.2, logQ correction), lazy Adam, no hard
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-build/bench_scale}"
 PEER="${PEER:-1}"
-PEER_EXAMPLES="${PEER_EXAMPLES:-2000000}"
+PEER_EXAMPLES="${PEER_EXAMPLES:-300000}"
 export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
 [ -x build/twotower ] || bash scripts/build.sh >/dev/null
 command -v mpirun >/dev/null || bash scripts/install_deps.sh

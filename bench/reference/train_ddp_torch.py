@@ -111,7 +111,7 @@ def main():
     users, items = read_interactions(f"{a.data}/train/interactions.csv", ui, ii)
     counts = np.maximum(np.bincount(items, minlength=len(ii)).astype(np.float64), 1.0)
     q = torch.from_numpy(counts / counts.sum())
-    data = (users, items, torch.from_numpy(user_dense), torch.from_numpy(item_dense), q, len(ui),
+    data = (users, items, user_dense, item_dense, q, len(ui),
             len(ii))
     # fork: the ranks share the loaded data (read once here, as each twotower rank reads its own).
     mp.start_processes(run, args=(a, data), nprocs=a.ranks, start_method="fork")
