@@ -9,7 +9,7 @@ namespace twotower::model {
 namespace {
 
 // As tower.cc: embedding rows start at N(0, 0.1^2).
-constexpr float kEmbeddingInitStd = 0.1f;
+constexpr float kRankerEmbeddingInitStd = 0.1f;
 
 }  // namespace
 
@@ -43,7 +43,7 @@ Ranker::Ranker(const ModelConfig& config, const data::FeatureEncoder& encoder, R
   out->InitPyTorchDefault(init_rng);
   deep_.Add(std::move(out));
   for (Side* side : {&user_, &item_}) {
-    for (nn::EmbeddingBag& bag : side->bags) bag.InitNormal(init_rng, kEmbeddingInitStd);
+    for (nn::EmbeddingBag& bag : side->bags) bag.InitNormal(init_rng, kRankerEmbeddingInitStd);
   }
 }
 
