@@ -962,7 +962,13 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
                     ? k
                     : static_cast<int>(std::min<int64_t>(std::max(k, reranker->candidates),
                                                          std::max<int64_t>(idx.size(), 1)));
-  const int64_t kChunk = std::max<int64_t>(1, std::min<int64_t>(4096, (int64_t{1} << 22) / w));
+  int64_t kChunk = std::max<int64_t>(1, std::min<int64_t>(4096, (int64_t{1} << 22) / w));
+  if (dist::Distributed()) {
+    // Rank 0 gathers one chunk (16 bytes a result) from every rank at once: within MPI's int
+    // counts. The chunking changes no user's result, so the file stays the same.
+    const int64_t cap = (int64_t{1} << 30) / (int64_t{16} * w * dist::Size());
+    kChunk = std::max<int64_t>(1, std::min(kChunk, cap));
+  }
   std::vector<int64_t> ids(static_cast<size_t>(kChunk * w));
   std::vector<float> scores(static_cast<size_t>(kChunk * w));
   std::vector<double> shown(static_cast<size_t>(kChunk * w));
@@ -1104,7 +1110,18 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
   } else {
     // Under mpirun: in each round rank r computes chunk round + r, and rank 0 gathers the
     // round's results and writes them in chunk order; each chunk's result does not depend on
-    // who computed it, so the file is the one-process file byte for byte.
+    // who computed it, so the file is the one-process file byte for byte. The ranks must have
+    // opened the same model, items and users (or they would loop a different number of rounds
+    // or write a mixed file).
+    {
+      const std::string same = b.model.fingerprint + "\n" + idx.spec() + "\n" +
+                               idx.model_fingerprint() + "\n" + std::to_string(idx.size()) + " " +
+                               std::to_string(n) + " " + std::to_string(k) + " " +
+                               std::to_string(w) + " " + std::to_string(seen != nullptr);
+      dist::CheckSame(Crc32c(0, same.data(), same.size()),
+                      "the model, items or users that recommend --all-users read",
+                      "every rank must open the same files with the same flags");
+    }
     std::string packed;
     for (int64_t round = 0; round < chunks; round += ranks) {
       const int64_t mine = round + dist::Rank();

@@ -1,9 +1,12 @@
 #include "twotower/app/train.h"
 
+#include <omp.h>
+
 #include <chrono>
 #include <filesystem>
 #include <map>
 
+#include "train/checkpoint.h"
 #include "twotower/core/dist.h"
 #include "twotower/core/error.h"
 #include "twotower/core/hash.h"
@@ -85,10 +88,13 @@ train::Config ResolveTrainConfig(const TrainRequest& request, std::string* sourc
 
 namespace {
 
-// What every rank of a data-parallel run must share: the resolved settings, the vocabularies'
-// sizes and the training split's encoded rows.
+// What every rank of a data-parallel run must share: the resolved settings, the thread count,
+// every data file's SHA-256 (tables, splits) and the splits' encoded rows.
 uint64_t ReplicaFingerprint(const train::Config& config, const data::Dataset& d) {
-  const std::string yaml = config.ToYaml();
+  // The thread count too: the order of the arithmetic (so every result) depends on it.
+  const std::string yaml = config.ToYaml() +
+                           "\nthreads in effect: " + std::to_string(omp_get_max_threads()) + "\n" +
+                           train::DataFingerprints(config).dump();
   uint32_t crc = Crc32c(0, yaml.data(), yaml.size());
   for (const data::Interactions* s : {&d.train, &d.val, &d.test}) {
     crc = Crc32c(crc, s->user_row.data(), s->user_row.size() * sizeof(int32_t));
@@ -131,7 +137,7 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
     // Every rank read the files itself: the settings and the encoded data must agree, or the
     // ranks would train different problems.
     dist::CheckSame(ReplicaFingerprint(config, d), "the configuration or the data read",
-                    "every rank must read the same files with the same settings");
+                    "every rank must read the same files with the same settings and thread count");
   }
   if (resume) {
     out.run_dir = request.resume;

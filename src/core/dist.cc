@@ -108,13 +108,24 @@ void Init(int* argc, char*** argv) {
   // Collectives are called from the main thread only (OpenMP works between them).
   Check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
   s.joined = true;
+  if (provided < MPI_THREAD_FUNNELED) {
+    MPI_Finalize();
+    s.joined = false;
+    throw Error(ErrorCode::kUnavailable,
+                "this MPI library does not allow OpenMP threads beside MPI calls "
+                "(MPI_THREAD_FUNNELED)");
+  }
   // A failed collective returns an error (thrown, then Abort ends the job) rather than
   // aborting inside MPI without a message of ours.
-  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  Check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   MPI_Comm_rank(MPI_COMM_WORLD, &s.rank);
   MPI_Comm_size(MPI_COMM_WORLD, &s.size);
-  const char* local = Env("OMPI_COMM_WORLD_LOCAL_SIZE");
-  s.local_size = local != nullptr ? std::max(1, std::atoi(local)) : 1;
+  // The ranks on this machine: those sharing its memory (whatever launched them).
+  MPI_Comm node;
+  Check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+        "MPI_Comm_split_type");
+  MPI_Comm_size(node, &s.local_size);
+  MPI_Comm_free(&node);
 #else
   (void)argc;
   (void)argv;
@@ -251,8 +262,8 @@ std::vector<std::string> GatherToRoot(const std::string& local) {
     all.resize(offset);
   }
   Count(Traffic::kOther, n);
-  Check(MPI_Gatherv(local.data(), Count32(n, "Gatherv"), MPI_CHAR, all.data(), counts.data(),
-                    displs.data(), MPI_CHAR, 0, MPI_COMM_WORLD),
+  Check(MPI_Gatherv(local.data(), Count32(n, "Gatherv"), MPI_BYTE, all.data(), counts.data(),
+                    displs.data(), MPI_BYTE, 0, MPI_COMM_WORLD),
         "MPI_Gatherv");
   if (s.rank == 0) {
     for (int r = 0; r < s.size; ++r) out.push_back(all.substr(displs[r], counts[r]));

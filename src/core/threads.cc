@@ -1,6 +1,7 @@
 #include "twotower/core/threads.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -10,10 +11,12 @@
 namespace twotower {
 
 int SetThreads(int threads) {
-  // All cores: those this process may run on, divided among the mpirun ranks on this machine
-  // (at least one), so that ranks never oversubscribe the cores they share.
   if (threads <= 0) {
-    threads = std::max(1, omp_get_num_procs() / dist::LocalSize());
+    // mpirun may have bound this rank to cores of its own (fewer than the machine's): those
+    // are its own. Unbound ranks on one machine share its cores.
+    const int procs = omp_get_num_procs();
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = procs < online ? procs : std::max(1, procs / dist::LocalSize());
   }
   omp_set_num_threads(threads);
   Eigen::setNbThreads(threads);

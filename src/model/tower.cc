@@ -110,7 +110,7 @@ void Tower::GatherInfer(const data::EncodedTable& table, const int32_t* rows, in
 void Tower::Gather(const data::EncodedTable& table, const int32_t* rows, int64_t n,
                    HistoryRows history, TowerContext* ctx) {
   GatherFeatures(table, rows, n, &ctx->input);
-  if (!has_history()) return;
+  if (!has_history() || n == 0) return;
   if (history.bags == nullptr) {
     if (table.history.rows() != table.rows()) {
       throw Error(
@@ -127,6 +127,7 @@ void Tower::Gather(const data::EncodedTable& table, const int32_t* rows, int64_t
 void Tower::GatherFeatures(const data::EncodedTable& table, const int32_t* rows, int64_t n,
                            Matrix* input) const {
   if (input->rows() != n || input->cols() != input_dim()) input->resize(n, input_dim());
+  if (n == 0) return;  // an empty share: no rows to pool (and no pointer into an empty matrix)
   const int d = spec_.dense_dim;
   for (int64_t i = 0; i < n; ++i) {
     if (rows[i] < 0 || rows[i] >= table.rows()) throw Error("Tower: row out of range");
@@ -199,6 +200,8 @@ const Matrix& Tower::Forward(const Matrix& x, TowerContext* ctx, Rng* rng) {
 }
 
 void Tower::Backward(TowerContext* ctx, const Matrix& dy) {
+  // No rows (a data-parallel rank's empty share of a short last batch): no gradient.
+  if (ctx->n == 0) return;
   if (bags_.empty() && !has_history()) {
     if (mlp_.size() > 0) mlp_.Backward(&ctx->mlp, dy, nullptr);
     return;
@@ -237,7 +240,10 @@ std::vector<nn::NamedParameter> Tower::NamedParameters(const std::string& prefix
 }
 
 void Tower::ScatterHistoryGradient(const TowerContext& ctx, nn::Parameter* table) const {
-  if (has_history()) nn::AttentionPooling::ScatterTableGradient(ctx.history, table);
+  // No rows (a data-parallel rank's empty share): no history was read, nothing to add.
+  if (has_history() && ctx.n > 0) {
+    nn::AttentionPooling::ScatterTableGradient(ctx.history, table);
+  }
 }
 
 std::vector<nn::Parameter*> Tower::Parameters() {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <ostream>
 
@@ -109,6 +110,15 @@ FitResult Fit(const Config& config, const TrainOptions& options, FitModel* model
       r.best = r.val_loss < state.best_loss || (std::isnan(r.val_loss) && state.best_epoch == 0);
     } else {
       r.best = lower_is_better ? r.monitored < state.best_value : r.monitored > state.best_value;
+    }
+    if (dist::Distributed()) {
+      // Every rank validates on its own and must decide alike (selection, early stopping),
+      // or one would leave the loop while another waits in the next step's collective.
+      uint64_t decision = 0;
+      std::memcpy(&decision, &r.monitored, sizeof(decision));
+      decision = decision * 31 + (r.best ? 1 : 0);
+      dist::CheckSame(decision, "the validation result of epoch " + std::to_string(epoch),
+                      "every rank must run the same thread count on the same data");
     }
     r.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();

@@ -124,6 +124,12 @@ RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, 
                              ExcludedItems(data, split), ks);
 }
 
+struct Trainer::Replicas {
+  Matrix u, v;    // the global batch's tower outputs (allgathered)
+  Matrix du, dv;  // this rank's rows of their gradients
+  GradientExchange exchange;
+};
+
 Trainer::Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::AdamOptions adam,
                  double embedding_l2, uint64_t sampling_seed)
     : model_(model),
@@ -136,12 +142,6 @@ Trainer::Trainer(model::TwoTowerModel* model, std::unique_ptr<Loss> loss, nn::Ad
 }
 
 Trainer::~Trainer() = default;
-
-struct Trainer::Replicas {
-  Matrix u, v;    // the global batch's tower outputs (allgathered)
-  Matrix du, dv;  // this rank's rows of their gradients
-  GradientExchange exchange;
-};
 
 void Trainer::SetTasks(TaskTargets targets) { tasks_ = std::move(targets); }
 

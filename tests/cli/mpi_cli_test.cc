@@ -90,14 +90,23 @@ std::vector<double> TrainLosses(const std::string& run_dir) {
   return out;
 }
 
-TEST(MpiCliTest, TwoRanksTrainTheOneProcessObjectiveWithTheGlobalBatch) {
+// Each loss through its data-parallel path: the in-batch softmax in row shares; bce (with the
+// learned scorer's gradient, added once), mixed (drawn negatives shared out) and the embedding
+// L2 penalty on the whole batch on every rank. 55 users x 7 rows = 385 rows: the last global
+// batch of 64 has one row, so rank 1 has an empty share there.
+class MpiEquivalenceTest : public ::testing::TestWithParam<std::vector<std::string>> {};
+
+TEST_P(MpiEquivalenceTest, TwoRanksTrainTheOneProcessObjectiveWithTheGlobalBatch) {
   SKIP_WITHOUT_MPI();
   TempDir dir;
-  const std::string config = Config(dir);
-  const CliResult one = RunCli(TrainArgs(config, dir.File("one"), 64), dir);
+  const std::string config = Config(dir, 55);
+  std::vector<std::string> one_args = TrainArgs(config, dir.File("one"), 64);
+  for (const std::string& s : GetParam()) one_args.insert(one_args.end(), {"--set", s});
+  const CliResult one = RunCli(one_args, dir);
   ASSERT_EQ(one.code, 0) << one.err;
   // Two ranks of 32: the global batch of 64; the ranks compare their parameters every step.
   std::vector<std::string> args = TrainArgs(config, dir.File("two"), 32);
+  for (const std::string& s : GetParam()) args.insert(args.end(), {"--set", s});
   args.insert(args.end(), {"--set", "training.replica_check=step"});
   const CliResult two = RunCli(args, dir, Mpirun(2));
   ASSERT_EQ(two.code, 0) << two.err;
@@ -120,6 +129,14 @@ TEST(MpiCliTest, TwoRanksTrainTheOneProcessObjectiveWithTheGlobalBatch) {
   }
   EXPECT_EQ(folders, 1);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Losses, MpiEquivalenceTest,
+    ::testing::Values(std::vector<std::string>{"training.loss=softmax"},
+                      std::vector<std::string>{"training.loss=bce", "training.embedding_l2=0.05"},
+                      std::vector<std::string>{"training.loss=mixed",
+                                               "training.num_uniform_negatives=16",
+                                               "training.embedding_l2=0.05"}));
 
 TEST(MpiCliTest, TwoRanksAreIdenticalRunToRun) {
   SKIP_WITHOUT_MPI();
@@ -166,7 +183,12 @@ TEST(MpiCliTest, ADeadRankEndsTheJobAndResumeNeedsTheSameRanks) {
   const CliResult resumed = RunCli({"train", "--resume", run, "--quiet"}, dir, Mpirun(2));
   ASSERT_EQ(resumed.code, 0) << resumed.err;
   EXPECT_THAT(resumed.out, HasSubstr("resumed"));
-  EXPECT_EQ(TrainLosses(run).size(), 4u);
+  // The resumed run is the uninterrupted one: the same losses, printed to 6 decimals.
+  const CliResult whole = RunCli(TrainArgs(config, dir.File("whole"), 32), dir, Mpirun(2));
+  ASSERT_EQ(whole.code, 0) << whole.err;
+  const std::vector<double> expected = TrainLosses(testing::OnlyEntry(dir.File("whole")));
+  ASSERT_EQ(expected.size(), 4u);
+  EXPECT_EQ(TrainLosses(run), expected);
 }
 
 TEST(MpiCliTest, RanksThatReadDifferentSettingsAndOtherCommandsAreRefused) {

@@ -34,8 +34,8 @@ void Finalize();
 // This process's rank in [0, Size()) and the group's size (1 without mpirun).
 int Rank();
 int Size();
-// Ranks on this machine (OMPI_COMM_WORLD_LOCAL_SIZE; 1 without mpirun): `threads: 0` divides
-// the machine's cores among them.
+// Ranks on this machine (MPI_COMM_TYPE_SHARED; 1 without mpirun): `threads: 0` divides the
+// machine's cores among them when they are not bound to cores of their own.
 int LocalSize();
 inline bool IsRoot() { return Rank() == 0; }
 inline bool Distributed() { return Size() > 1; }
@@ -48,7 +48,10 @@ struct Range {
 };
 Range Share(int64_t n, int rank, int size);
 
-// What the collectives moved, in bytes this rank sent, by purpose (the benchmarks' accounting).
+// What the collectives moved, by purpose (the benchmarks' accounting): the payload this rank
+// contributed to each (its buffer for an allreduce, its share for an allgather). The wire
+// carries more: a ring allgather forwards the other ranks' shares, a ring allreduce sends about
+// twice its buffer.
 enum class Traffic { kDense, kSparse, kEmbeddings, kOther };
 struct TrafficCounts {
   int64_t dense = 0, sparse = 0, embeddings = 0, other = 0;
@@ -56,8 +59,9 @@ struct TrafficCounts {
 };
 TrafficCounts TrafficSoFar();
 
-// data[0, n) = the elementwise sum over ranks (MPI_Allreduce, MPI_SUM). Every rank receives the
-// same bytes (the reduction is computed once per element and distributed).
+// data[0, n) = the elementwise sum over ranks (MPI_Allreduce, MPI_SUM). The standard does not
+// promise every rank the same bits; OpenMPI's algorithms compute each element once and
+// distribute it, and the trainer checks the replicas' fingerprints (train/replicas.h).
 void AllreduceSum(float* data, int64_t n, Traffic purpose);
 void AllreduceSum(double* data, int64_t n, Traffic purpose);
 // out = the ranks' `local` arrays concatenated in rank order; counts[r] = rank r's length
