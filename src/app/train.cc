@@ -127,12 +127,14 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   out.ranker = config.model.kind == "ranker";
   if (dist::Distributed()) {
     if (out.ranker) {
-      throw Error("model.kind: ranker is trained by one process; under mpirun only two_tower is");
+      throw Error(
+          "model.kind: ranker: a ranker is trained by one process (only two_tower trains under "
+          "mpirun); run this without mpirun or with -np 1");
     }
     if (!config.model.tasks.empty()) {
       throw Error(
-          "tasks: the task heads are trained by one process; under mpirun a model "
-          "without tasks is");
+          "tasks: task heads are trained by one process (a model without tasks trains under "
+          "mpirun); run this without mpirun or with -np 1");
     }
     // Every rank read the files itself: the settings and the encoded data must agree, or the
     // ranks would train different problems.

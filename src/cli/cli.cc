@@ -107,6 +107,15 @@ int Main(int argc, char** argv) {
   std::vector<Registered> commands;
   for (const Define define : kCommands) commands.push_back(define(&app, &common));
 
+  // Under mpirun a failing rank names itself and ends the whole job (dist::Abort), so the
+  // other ranks never wait in a collective for it. Each message is one write, so the ranks'
+  // lines do not interleave.
+  const std::string who =
+      dist::Distributed() ? "rank " + std::to_string(dist::Rank()) + ": " : std::string();
+  const auto fail = [](int code) {
+    if (dist::Distributed()) dist::Abort(code);
+    return code;
+  };
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;
     bool known = false;
@@ -115,8 +124,9 @@ int Main(int argc, char** argv) {
       known |= sub->get_name() == argv[1];
     }
     if (!known) {
-      std::cerr << "error: unknown command " << Quote(argv[1]) << " (expected: " << names << ")\n";
-      return 1;
+      std::cerr << (who + "error: unknown command " + Quote(argv[1]) + " (expected: " + names +
+                    ")\n");
+      return fail(1);
     }
   }
   try {
@@ -127,18 +137,10 @@ int Main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // Usage errors look like every other error: one line, "error:", status 1.
-    std::cerr << "error: " << e.what() << " (see twotower --help)\n";
-    return 1;
+    std::cerr << (who + "error: " + e.what() + " (see twotower --help)\n");
+    return fail(1);
   }
 
-  // Under mpirun a failing rank names itself and ends the whole job (dist::Abort), so the
-  // other ranks never wait in a collective for it.
-  const std::string who =
-      dist::Distributed() ? "rank " + std::to_string(dist::Rank()) + ": " : std::string();
-  const auto fail = [](int code) {
-    if (dist::Distributed()) dist::Abort(code);
-    return code;
-  };
   try {
     if (dist::Distributed()) {
       bool parallel = false;
@@ -160,18 +162,18 @@ int Main(int argc, char** argv) {
     }
   } catch (const Error& e) {
     std::cout.flush();
-    std::cerr << who << (e.code() == ErrorCode::kInternal ? "internal error: " : "error: ")
-              << e.what() << "\n";
+    std::cerr << (who + (e.code() == ErrorCode::kInternal ? "internal error: " : "error: ") +
+                  e.what() + "\n");
     return fail(ExitCode(e.code()));
   } catch (const std::bad_alloc&) {
     std::cout.flush();
-    std::cerr << who
-              << "error: out of memory (the request or the data needs more memory than this "
-                 "machine has)\n";
+    std::cerr << (who +
+                  "error: out of memory (the request or the data needs more memory than this "
+                  "machine has)\n");
     return fail(1);
   } catch (const std::exception& e) {
     std::cout.flush();
-    std::cerr << who << "internal error: " << e.what() << "\n";
+    std::cerr << (who + "internal error: " + e.what() + "\n");
     return fail(2);
   }
   return 0;

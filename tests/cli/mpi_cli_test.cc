@@ -204,6 +204,15 @@ TEST(MpiCliTest, RanksThatReadDifferentSettingsAndOtherCommandsAreRefused) {
   EXPECT_NE(r.code, 0);
   EXPECT_THAT(r.err, HasSubstr("the configuration or the data read differs between rank 0 and "
                                "rank(s) 1"));
+  // A usage error on rank 1 only (an older binary on one host) ends the job too.
+  const std::string bad_flag =
+      Mpirun(2) +
+      "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then exec \"$0\" \"$@\" --no-such-flag; fi; "
+      "exec \"$0\" \"$@\"' ";
+  const CliResult usage = RunCli(TrainArgs(config, dir.File("runs2"), 32), dir, bad_flag);
+  EXPECT_NE(usage.code, 0);
+  EXPECT_NE(usage.code, 124) << "the job hung until the test's timeout";
+  EXPECT_THAT(usage.err, HasSubstr("rank 1: error:"));
   const CliResult gen = RunCli({"generate", "--out", dir.File("g")}, dir, Mpirun(2));
   EXPECT_NE(gen.code, 0);
   EXPECT_THAT(gen.err, HasSubstr("only `twotower train` and `twotower recommend --all-users` run"));
