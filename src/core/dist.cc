@@ -169,76 +169,87 @@ Range Share(int64_t n, int rank, int size) {
 
 TrafficCounts TrafficSoFar() { return state().traffic; }
 
-void AllreduceSum(float* data, int64_t n, Traffic purpose) {
+namespace {
+
+// One implementation per collective for every element type the header offers.
+#ifdef TWOTOWER_HAVE_MPI
+template <typename T>
+MPI_Datatype TypeOf();
+template <>
+MPI_Datatype TypeOf<float>() {
+  return MPI_FLOAT;
+}
+template <>
+MPI_Datatype TypeOf<double>() {
+  return MPI_DOUBLE;
+}
+template <>
+MPI_Datatype TypeOf<int32_t>() {
+  return MPI_INT32_T;
+}
+template <>
+MPI_Datatype TypeOf<int64_t>() {
+  return MPI_INT64_T;
+}
+template <>
+MPI_Datatype TypeOf<uint64_t>() {
+  return MPI_UINT64_T;
+}
+#endif
+
+template <typename T>
+void SumInPlace(T* data, int64_t n, Traffic purpose) {
   if (!Distributed()) return;
 #ifdef TWOTOWER_HAVE_MPI
-  Count(purpose, n * static_cast<int64_t>(sizeof(float)));
-  Check(MPI_Allreduce(MPI_IN_PLACE, data, Count32(n, "Allreduce"), MPI_FLOAT, MPI_SUM,
+  Count(purpose, n * static_cast<int64_t>(sizeof(T)));
+  Check(MPI_Allreduce(MPI_IN_PLACE, data, Count32(n, "Allreduce"), TypeOf<T>(), MPI_SUM,
                       MPI_COMM_WORLD),
         "MPI_Allreduce");
 #else
-  (void)data;
-  (void)n;
-  (void)purpose;
+  (void)data, (void)n, (void)purpose;
 #endif
 }
 
-void AllreduceSum(double* data, int64_t n, Traffic purpose) {
-  if (!Distributed()) return;
+template <typename T>
+void GatherAll(const T* local, const std::vector<int64_t>& counts, T* out, Traffic purpose) {
 #ifdef TWOTOWER_HAVE_MPI
-  Count(purpose, n * static_cast<int64_t>(sizeof(double)));
-  Check(MPI_Allreduce(MPI_IN_PLACE, data, Count32(n, "Allreduce"), MPI_DOUBLE, MPI_SUM,
-                      MPI_COMM_WORLD),
-        "MPI_Allreduce");
-#else
-  (void)data;
-  (void)n;
-  (void)purpose;
+  if (Distributed()) return GatherV(local, counts, out, TypeOf<T>(), purpose);
 #endif
+  (void)purpose;
+  std::copy(local, local + counts.at(0), out);
 }
+
+template <typename T>
+std::vector<T> GatherOne(T value, Traffic purpose) {
+  std::vector<T> out(Size(), value);
+#ifdef TWOTOWER_HAVE_MPI
+  if (Distributed()) {
+    Count(purpose, sizeof(value));
+    Check(MPI_Allgather(&value, 1, TypeOf<T>(), out.data(), 1, TypeOf<T>(), MPI_COMM_WORLD),
+          "MPI_Allgather");
+  }
+#endif
+  (void)purpose;
+  return out;
+}
+
+}  // namespace
+
+void AllreduceSum(float* data, int64_t n, Traffic purpose) { SumInPlace(data, n, purpose); }
+void AllreduceSum(double* data, int64_t n, Traffic purpose) { SumInPlace(data, n, purpose); }
 
 void Allgatherv(const float* local, const std::vector<int64_t>& counts, float* out,
                 Traffic purpose) {
-#ifdef TWOTOWER_HAVE_MPI
-  if (Distributed()) return GatherV(local, counts, out, MPI_FLOAT, purpose);
-#endif
-  (void)purpose;
-  std::copy(local, local + counts.at(0), out);
+  GatherAll(local, counts, out, purpose);
 }
-
 void Allgatherv(const int32_t* local, const std::vector<int64_t>& counts, int32_t* out,
                 Traffic purpose) {
-#ifdef TWOTOWER_HAVE_MPI
-  if (Distributed()) return GatherV(local, counts, out, MPI_INT32_T, purpose);
-#endif
-  (void)purpose;
-  std::copy(local, local + counts.at(0), out);
+  GatherAll(local, counts, out, purpose);
 }
 
-std::vector<int64_t> Allgather(int64_t value, Traffic purpose) {
-  std::vector<int64_t> out(Size(), value);
-#ifdef TWOTOWER_HAVE_MPI
-  if (Distributed()) {
-    Count(purpose, sizeof(value));
-    Check(MPI_Allgather(&value, 1, MPI_INT64_T, out.data(), 1, MPI_INT64_T, MPI_COMM_WORLD),
-          "MPI_Allgather");
-  }
-#endif
-  (void)purpose;
-  return out;
-}
-
+std::vector<int64_t> Allgather(int64_t value, Traffic purpose) { return GatherOne(value, purpose); }
 std::vector<uint64_t> Allgather(uint64_t value, Traffic purpose) {
-  std::vector<uint64_t> out(Size(), value);
-#ifdef TWOTOWER_HAVE_MPI
-  if (Distributed()) {
-    Count(purpose, sizeof(value));
-    Check(MPI_Allgather(&value, 1, MPI_UINT64_T, out.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD),
-          "MPI_Allgather");
-  }
-#endif
-  (void)purpose;
-  return out;
+  return GatherOne(value, purpose);
 }
 
 std::vector<std::string> GatherToRoot(const std::string& local) {
