@@ -5,7 +5,7 @@ Debian's /usr/bin/python3 with python3-numpy, python3-faiss (1.7.3) and python3-
 
   gen     --out DIR --n N --d D --queries Q --users U --seed S
           base_{random,clustered}.npy (N x D float32 unit vectors), queries_*.npy, users_*.npy
-  run     --impl faiss-flat|faiss-hnsw|hnswlib-py --base B --queries Q --threads T
+  run     --impl faiss-flat|faiss-sq8|faiss-fp16|faiss-hnsw|hnswlib-py --base B --queries Q --threads T
           [--k 10 --M 32 --ef-construction 200 --ef-search 64,128 --single 1000 --out-ids P
            --search-threads 1,2]
           one JSON line per search thread count and ef_search, as bench_index run prints
@@ -75,7 +75,8 @@ def cmd_run(a):
     n, d = xb.shape
     k = a.k
     single = min(a.single, len(xq))
-    efs = [int(e) for e in a.ef_search.split(",")] if a.impl != "faiss-flat" else [0]
+    graph = a.impl in ("faiss-hnsw", "hnswlib-py")
+    efs = [int(e) for e in a.ef_search.split(",")] if graph else [0]
     faiss.omp_set_num_threads(a.threads)
     search_threads = [int(t) for t in (a.search_threads or str(a.threads)).split(",")]
 
@@ -83,6 +84,12 @@ def cmd_run(a):
     start = time.perf_counter()
     if a.impl == "faiss-flat":
         index = faiss.IndexFlatIP(d)
+        index.add(xb)
+    elif a.impl in ("faiss-sq8", "faiss-fp16"):
+        qtype = (faiss.ScalarQuantizer.QT_8bit if a.impl == "faiss-sq8"
+                 else faiss.ScalarQuantizer.QT_fp16)
+        index = faiss.IndexScalarQuantizer(d, qtype, faiss.METRIC_INNER_PRODUCT)
+        index.train(xb)  # SQ8: per-dimension min / max ranges
         index.add(xb)
     elif a.impl == "faiss-hnsw":
         index = faiss.IndexHNSWFlat(d, a.M, faiss.METRIC_INNER_PRODUCT)
@@ -94,7 +101,8 @@ def cmd_run(a):
         index.set_num_threads(a.threads)
         index.add_items(xb, np.arange(n))
     else:
-        sys.exit(f"--impl: expected faiss-flat, faiss-hnsw or hnswlib-py, got {a.impl}")
+        sys.exit(f"--impl: expected faiss-flat, faiss-sq8, faiss-fp16, faiss-hnsw or hnswlib-py, "
+                 f"got {a.impl}")
     build_s = time.perf_counter() - start
     index_mib = rss_mib() - before
 
@@ -158,6 +166,9 @@ NAMES = {
     "flat": "twotower FlatIndex", "hnsw": "twotower HnswIndex",
     "hnswlib": "hnswlib 0.6.2 (C++, our flags)", "hnswlib-py": "hnswlib 0.6.2 (python3-hnswlib)",
     "faiss-flat": "FAISS 1.7.3 IndexFlatIP", "faiss-hnsw": "FAISS 1.7.3 IndexHNSWFlat",
+    "flat-bf16": "twotower FlatIndex storage=bf16", "flat-int8": "twotower FlatIndex storage=int8",
+    "faiss-sq8": "FAISS 1.7.3 IndexScalarQuantizer SQ8",
+    "faiss-fp16": "FAISS 1.7.3 IndexScalarQuantizer fp16",
 }
 
 
@@ -266,6 +277,31 @@ def cmd_report(a):
             p = peer[0]["users_per_s"] if peer else float("nan")
             out.append(f"| {r['dataset']} | {r['threads']} | {r['users']:,} | "
                        f"{r['users_per_s']:,.0f} | {p:,.0f} | {r['users_per_s'] / p:.2f} |")
+    comp = [r for r in runs if r["impl"] in ("flat-bf16", "flat-int8", "faiss-sq8", "faiss-fp16",
+                                              "faiss-flat")]
+    if comp:
+        out.append("\n### Compressed storage against the fp32 FlatIndex of the same run\n")
+        out.append("Ratios are queries/s over twotower's fp32 FlatIndex at the same thread count. "
+                   "\"same top-10\": the share of queries whose 10 ids, in order, equal the fp32 "
+                   "FlatIndex's.\n")
+        out.append("| data | index | threads | batch 1 ratio | batch 1000 ratio | recall@10 | "
+                   "same top-10 | re-scored per query | index MiB |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in comp:
+            base = [x for x in runs if x["impl"] == "flat" and x["dataset"] == r["dataset"]
+                    and x["threads"] == r["threads"]]
+            if not base:
+                continue
+            b = base[0]
+            same = float("nan")
+            if r["ids"] and b["ids"]:
+                same = float(np.mean(np.all(np.load(r["ids"]) == np.load(b["ids"]), axis=1)))
+            resc = r.get("rescored_per_query")
+            out.append(f"| {r['dataset']} | {NAMES.get(r['impl'], r['impl'])} | {r['threads']} | "
+                       f"{r['qps1'] / b['qps1']:.2f} | {r['qps_batch'] / b['qps_batch']:.2f} | "
+                       f"{r['recall']:.4f} | {same:.3f} | "
+                       f"{'-' if resc is None else f'{resc:,.1f}'} | {r['index_mib']:.0f} |")
+
     text = "\n".join(out) + "\n"
     print(text)
     if a.markdown:

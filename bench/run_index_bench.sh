@@ -13,7 +13,9 @@
 # order of an hour per million); IMPLS picks a subset.
 #
 # Settings (environment): N, D (128), QUERIES (1000), USERS (100000), THREADS ("1 2"),
-# DATASETS ("random clustered"), IMPLS ("faiss-flat flat hnsw hnswlib hnswlib-py faiss-hnsw"), M (32), EF_CONSTRUCTION (200), EF_SEARCH ("64,128,256"),
+# DATASETS ("random clustered"), IMPLS ("faiss-flat flat flat-bf16 flat-int8 faiss-sq8 faiss-fp16
+# hnsw hnswlib hnswlib-py faiss-hnsw"; flat-bf16 / flat-int8 are FlatIndex with compressed
+# storage, faiss-sq8 / faiss-fp16 FAISS's IndexScalarQuantizer), M (32), EF_CONSTRUCTION (200), EF_SEARCH ("64,128,256"),
 # SINGLE (queries timed one at a time, 1000), BUILD (build-idx), OUT ($BUILD/index_bench),
 # COMPARE_N (items for the same-graph HnswIndex/hnswlib comparison, 100000; 0 skips it),
 # COMPARE_ROUNDS (11), USERS_THREADS (thread counts of the batch recommendations, $THREADS).
@@ -31,7 +33,7 @@ USERS=${USERS:-100000}
 THREADS=${THREADS:-"1 2"}
 USERS_THREADS=${USERS_THREADS:-$THREADS}
 DATASETS=${DATASETS:-"random clustered"}
-IMPLS=${IMPLS:-"faiss-flat flat hnsw hnswlib hnswlib-py faiss-hnsw"}
+IMPLS=${IMPLS:-"faiss-flat flat flat-bf16 flat-int8 faiss-sq8 faiss-fp16 hnsw hnswlib hnswlib-py faiss-hnsw"}
 M=${M:-32}
 EF_CONSTRUCTION=${EF_CONSTRUCTION:-200}
 EF_SEARCH=${EF_SEARCH:-"64,128,256"}
@@ -77,17 +79,17 @@ for ds in $DATASETS; do
     once=(--base "$base" --queries "$queries" --threads "$MAX_T" --search-threads "$SEARCH_T"
       --dataset "$ds" --single "$SINGLE" --out-ids "$OUT/ids/${ds}_$impl")
     case "$impl" in
-      flat | faiss-flat)
+      flat | flat-bf16 | flat-int8 | faiss-flat | faiss-sq8 | faiss-fp16)
         for t in $THREADS; do
           common=(--base "$base" --queries "$queries" --threads "$t" --dataset "$ds"
             --single "$SINGLE" --out-ids "$OUT/ids/${ds}_t${t}_$impl")
-          if [ "$impl" = flat ]; then
-            log "$ds, $t thread(s): twotower FlatIndex"
-            "$BENCH" run --impl flat "${common[@]}"
+          if [ "${impl#flat}" != "$impl" ]; then
+            log "$ds, $t thread(s): twotower $impl"
+            "$BENCH" run --impl "$impl" "${common[@]}"
           else
-            log "$ds, $t thread(s): FAISS IndexFlatIP ($PEER_ENV)"
+            log "$ds, $t thread(s): FAISS $impl ($PEER_ENV)"
             env $PEER_ENV OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" \
-              $PY bench/index_bench.py run --impl faiss-flat "${common[@]}"
+              $PY bench/index_bench.py run --impl "$impl" "${common[@]}"
           fi
         done ;;
       hnsw | hnswlib)

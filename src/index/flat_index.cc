@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
+#include "index/compressed_internal.h"
 #include "index/index_file_internal.h"
 #include "index/search_internal.h"
 #include "twotower/core/error.h"
@@ -13,32 +15,54 @@
 namespace twotower::index {
 namespace {
 
+using internal::CompressedItems;
 using internal::Hit;
 using internal::kLanes;
 using internal::kTileQueries;
+using internal::PackedQueries;
 using internal::PreparedFilter;
 using internal::ScoreTile;
+using internal::Shortlist;
 using internal::TopK;
 using internal::V16;
 
 // Panels per cache block: about 192 KiB of items, scored against every query tile of a batch
 // while it sits in L2. A multiple of 24 so that the kernels' panel steps (8, 4, 3) divide it.
-int64_t BlockPanels(int d) {
-  const int64_t fit = (192 * 1024) / (static_cast<int64_t>(d) * kLanes * 4);
+int64_t BlockPanels(int64_t panel_bytes) {
+  const int64_t fit = (192 * 1024) / panel_bytes;
   return std::max<int64_t>(24, fit / 24 * 24);
 }
 
-struct Scan {
+// The fp32 kernel: exact scores of packed fp32 queries (PackQueries).
+struct ExactKernel {
   const float* panels;  // panel 0
   size_t panel_floats;  // d * 16
   int d;
-  int64_t count;  // items; lanes at or past it are padding
+  const float* packed;  // tile t at packed + t * d * 8
+  int64_t panel_bytes() const { return static_cast<int64_t>(panel_floats) * 4; }
+  template <int Q, int J>
+  void Score(int64_t tile, int64_t p, V16 (&acc)[Q][J]) const {
+    ScoreTile<Q, J>(packed + tile * d * kTileQueries, panels + p * panel_floats, panel_floats, d,
+                    acc);
+  }
 };
 
-// Pushes the lanes of a scored tile that can enter the heaps. thr[i] caches heaps[i]'s threshold.
-template <int Q, int J>
-inline void Select(const V16 (&acc)[Q][J], int64_t panel, const Scan& s,
-                   const PreparedFilter* const* filters, TopK* heaps, float* thr) {
+// The compressed kernel: approximate scores (compressed_internal.h).
+struct CompressedKernel {
+  const CompressedItems* items;
+  const PackedQueries* packed;
+  int64_t panel_bytes() const { return static_cast<int64_t>(items->groups()) * 64; }
+  template <int Q, int J>
+  void Score(int64_t tile, int64_t p, V16 (&acc)[Q][J]) const {
+    items->Score<Q, J>(*packed, tile, p, acc);
+  }
+};
+
+// Pushes the lanes of a scored tile that can enter the heaps (TopK or Shortlist). thr[i] caches
+// heaps[i]'s threshold. Lanes at or past `count` are padding.
+template <int Q, int J, class Heap>
+inline void Select(const V16 (&acc)[Q][J], int64_t panel, int64_t count,
+                   const PreparedFilter* const* filters, Heap* heaps, float* thr) {
   for (int i = 0; i < Q; ++i) {
     for (int j = 0; j < J; ++j) {
       uint32_t m = internal::MaskAtLeast(acc[i][j], thr[i]);
@@ -46,7 +70,7 @@ inline void Select(const V16 (&acc)[Q][J], int64_t panel, const Scan& s,
         const int l = __builtin_ctz(m);
         m &= m - 1;
         const int64_t label = (panel + j) * kLanes + l;
-        if (label >= s.count) break;  // padding lanes come last
+        if (label >= count) break;  // padding lanes come last
         if (filters[i] != nullptr && !filters[i]->Allows(label)) continue;
         if (heaps[i].Push(Hit{acc[i][j][l], label})) thr[i] = heaps[i].threshold();
       }
@@ -54,10 +78,10 @@ inline void Select(const V16 (&acc)[Q][J], int64_t panel, const Scan& s,
   }
 }
 
-// Scores Q packed queries against panels [p0, p1) and updates their heaps.
-template <int Q>
-void ScanTileQ(const float* qt, const Scan& s, int64_t p0, int64_t p1,
-               const PreparedFilter* const* filters, TopK* heaps) {
+// Scores the Q queries of tile `tile` against panels [p0, p1) and updates their heaps.
+template <int Q, class Kernel, class Heap>
+void ScanTileQ(const Kernel& kernel, int64_t tile, int64_t count, int64_t p0, int64_t p1,
+               const PreparedFilter* const* filters, Heap* heaps) {
   // Accumulators + panel loads + one broadcast stay within the 32 vector registers of AVX-512;
   // a single query takes 8 panels at a time so that 8 independent FMA chains hide the latency.
   constexpr int J = Q == 1 ? 8 : (Q <= 6 ? 4 : 3);
@@ -66,50 +90,117 @@ void ScanTileQ(const float* qt, const Scan& s, int64_t p0, int64_t p1,
   int64_t p = p0;
   for (; p + J <= p1; p += J) {
     V16 acc[Q][J];
-    ScoreTile<Q, J>(qt, s.panels + p * s.panel_floats, s.panel_floats, s.d, acc);
-    Select<Q, J>(acc, p, s, filters, heaps, thr);
+    kernel.template Score<Q, J>(tile, p, acc);
+    Select<Q, J>(acc, p, count, filters, heaps, thr);
   }
   for (; p < p1; ++p) {
     V16 acc[Q][1];
-    ScoreTile<Q, 1>(qt, s.panels + p * s.panel_floats, s.panel_floats, s.d, acc);
-    Select<Q, 1>(acc, p, s, filters, heaps, thr);
+    kernel.template Score<Q, 1>(tile, p, acc);
+    Select<Q, 1>(acc, p, count, filters, heaps, thr);
   }
 }
 
-void ScanTile(const float* qt, int nq, const Scan& s, int64_t p0, int64_t p1,
-              const PreparedFilter* const* filters, TopK* heaps) {
+template <class Kernel, class Heap>
+void ScanTile(const Kernel& kernel, int64_t tile, int nq, int64_t count, int64_t p0, int64_t p1,
+              const PreparedFilter* const* filters, Heap* heaps) {
   switch (nq) {
     case 1:
-      return ScanTileQ<1>(qt, s, p0, p1, filters, heaps);
+      return ScanTileQ<1>(kernel, tile, count, p0, p1, filters, heaps);
     case 2:
-      return ScanTileQ<2>(qt, s, p0, p1, filters, heaps);
+      return ScanTileQ<2>(kernel, tile, count, p0, p1, filters, heaps);
     case 3:
-      return ScanTileQ<3>(qt, s, p0, p1, filters, heaps);
+      return ScanTileQ<3>(kernel, tile, count, p0, p1, filters, heaps);
     case 4:
-      return ScanTileQ<4>(qt, s, p0, p1, filters, heaps);
+      return ScanTileQ<4>(kernel, tile, count, p0, p1, filters, heaps);
     case 5:
-      return ScanTileQ<5>(qt, s, p0, p1, filters, heaps);
+      return ScanTileQ<5>(kernel, tile, count, p0, p1, filters, heaps);
     case 6:
-      return ScanTileQ<6>(qt, s, p0, p1, filters, heaps);
+      return ScanTileQ<6>(kernel, tile, count, p0, p1, filters, heaps);
     case 7:
-      return ScanTileQ<7>(qt, s, p0, p1, filters, heaps);
+      return ScanTileQ<7>(kernel, tile, count, p0, p1, filters, heaps);
     default:
-      return ScanTileQ<8>(qt, s, p0, p1, filters, heaps);
+      return ScanTileQ<8>(kernel, tile, count, p0, p1, filters, heaps);
   }
 }
 
-// Scores tiles [t0, t1) of packed queries against panels [p0, p1), block by block.
-void ScanRange(const std::vector<float>& packed, int64_t n, int64_t t0, int64_t t1, const Scan& s,
-               int64_t p0, int64_t p1, const PreparedFilter* const* filters, TopK* heaps) {
-  const int64_t block = BlockPanels(s.d);
-  const size_t tile_floats = static_cast<size_t>(s.d) * kTileQueries;
+// Scores query tiles [t0, t1) (n queries in all) against panels [p0, p1), block by block.
+template <class Kernel, class Heap>
+void ScanRange(const Kernel& kernel, int64_t n, int64_t t0, int64_t t1, int64_t count, int64_t p0,
+               int64_t p1, const PreparedFilter* const* filters, Heap* heaps) {
+  const int64_t block = BlockPanels(kernel.panel_bytes());
   for (int64_t b0 = p0; b0 < p1; b0 += block) {
     const int64_t b1 = std::min(p1, b0 + block);
     for (int64_t t = t0; t < t1; ++t) {
       const int nq = static_cast<int>(std::min<int64_t>(kTileQueries, n - t * kTileQueries));
-      ScanTile(packed.data() + t * tile_floats, nq, s, b0, b1, filters + t * kTileQueries,
+      ScanTile(kernel, t, nq, count, b0, b1, filters + t * kTileQueries,
                heaps + (t - t0) * kTileQueries);
     }
+  }
+}
+
+inline void ResetHeap(TopK& heap, int64_t capacity, float /*margin*/) { heap.Reset(capacity); }
+inline void ResetHeap(Shortlist& heap, int64_t capacity, float margin) {
+  heap.Reset(capacity, margin);
+}
+inline void MergeHeap(TopK& into, TopK& part) {
+  for (const Hit& h : part.hits()) into.Push(h);
+}
+inline void MergeHeap(Shortlist& into, Shortlist& part) { into.Merge(part); }
+
+// Scans every item for nd packed queries and hands each query's heap to finish(r, heap), r the
+// packed slot. capacity[r] is the heap size, margin[r] the Shortlist margin (ignored by TopK).
+template <class Heap, class Kernel, class Finish>
+void ScanAll(const Kernel& kernel, int64_t nd, int64_t count, int threads,
+             const std::vector<int64_t>& capacity, const std::vector<float>& margin,
+             const std::vector<const PreparedFilter*>& slot_filter, const Finish& finish) {
+  const int64_t num_panels = (count + kLanes - 1) / kLanes;
+  const int64_t tiles = (nd + kTileQueries - 1) / kTileQueries;
+  if (nd >= 32 * static_cast<int64_t>(threads)) {
+    // Many queries: blocks of query tiles, each scanned over all items by one thread.
+    const int64_t tiles_per_block =
+        std::clamp<int64_t>((tiles + 2 * threads - 1) / (2 * threads), 1, 32);
+    const int64_t blocks = (tiles + tiles_per_block - 1) / tiles_per_block;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t t0 = b * tiles_per_block;
+      const int64_t t1 = std::min(tiles, t0 + tiles_per_block);
+      std::vector<Heap> heaps(static_cast<size_t>((t1 - t0) * kTileQueries));
+      for (int64_t r = t0 * kTileQueries; r < std::min(nd, t1 * kTileQueries); ++r) {
+        ResetHeap(heaps[r - t0 * kTileQueries], capacity[r], margin[r]);
+      }
+      ScanRange(kernel, nd, t0, t1, count, 0, num_panels, slot_filter.data(), heaps.data());
+      for (int64_t r = t0 * kTileQueries; r < std::min(nd, t1 * kTileQueries); ++r) {
+        finish(r, heaps[r - t0 * kTileQueries]);
+      }
+    }
+    return;
+  }
+
+  // Few queries: the items are split between threads, each keeps a heap per query, merged after.
+  const int64_t step = 24;  // part boundaries on whole kernel steps
+  const int64_t steps = (num_panels + step - 1) / step;
+  // A part is worth a thread from about 4 MiB of scanned bytes on: below that, waking a thread
+  // costs more than it saves (measured with bench_index at 2,000 / 10,000 / 20,000 x 128 fp32
+  // items, batch 1: two threads were 0.7x / 1.0x / 1.15x one thread).
+  constexpr int64_t kMinBytesPerPart = int64_t{4} << 20;
+  const int64_t worth = std::max<int64_t>(1, num_panels * kernel.panel_bytes() / kMinBytesPerPart);
+  const int parts =
+      static_cast<int>(std::max<int64_t>(1, std::min({int64_t{threads}, steps, worth})));
+  const size_t slots = static_cast<size_t>(tiles * kTileQueries);
+  std::vector<Heap> heaps(static_cast<size_t>(parts) * slots);
+  for (int part = 0; part < parts; ++part) {
+    for (int64_t r = 0; r < nd; ++r) ResetHeap(heaps[part * slots + r], capacity[r], margin[r]);
+  }
+#pragma omp parallel for schedule(static, 1) num_threads(parts) if (parts > 1)
+  for (int part = 0; part < parts; ++part) {
+    const int64_t p0 = std::min(num_panels, steps * part / parts * step);
+    const int64_t p1 = std::min(num_panels, steps * (part + 1) / parts * step);
+    ScanRange(kernel, nd, 0, tiles, count, p0, p1, slot_filter.data(), heaps.data() + part * slots);
+  }
+  for (int64_t r = 0; r < nd; ++r) {
+    Heap& merged = heaps[r];
+    for (int part = 1; part < parts; ++part) MergeHeap(merged, heaps[part * slots + r]);
+    finish(r, merged);
   }
 }
 
@@ -117,8 +208,16 @@ int Threads() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()
 
 }  // namespace
 
-FlatIndex::FlatIndex(int dim) : dim_(dim) {
+FlatIndex::FlatIndex(int dim, FlatStorage storage) : dim_(dim), storage_(storage) {
   if (dim < 1) throw Error("index: dimension must be at least 1, got " + std::to_string(dim));
+  if (storage != FlatStorage::kFp32) compressed_ = std::make_unique<CompressedItems>(storage, dim);
+}
+
+FlatIndex::~FlatIndex() = default;
+
+std::string FlatIndex::spec() const {
+  return storage_ == FlatStorage::kFp32 ? "flat"
+                                        : std::string("flat:storage=") + FlatStorageName(storage_);
 }
 
 void FlatIndex::SetVector(int64_t label, const float* v) {
@@ -135,6 +234,7 @@ void FlatIndex::GetVector(int64_t label, float* out) const {
 
 int64_t FlatIndex::MemoryBytes() const {
   int64_t bytes = static_cast<int64_t>(panels_.capacity() * sizeof(Lanes));
+  if (compressed_ != nullptr) bytes += compressed_->MemoryBytes();
   for (const std::string& id : ids_.ids()) bytes += static_cast<int64_t>(id.capacity() + 48);
   return bytes;
 }
@@ -147,13 +247,16 @@ ItemIndex::AddResult FlatIndex::AddImpl(const float* vectors, int64_t n,
   panels_.resize(static_cast<size_t>(panels * dim_), Lanes{});
   ids_.Reserve(new_count);
   AddResult result;
+  std::vector<int64_t> labels(static_cast<size_t>(n));
   for (int64_t r = 0; r < n; ++r) {
     bool added = false;
     const int64_t label = ids_.Insert(ids[r], &added);
     ++(added ? result.added : result.updated);
     SetVector(label, vectors + r * dim_);
+    labels[r] = label;
   }
   count_ = ids_.size();
+  if (compressed_ != nullptr) compressed_->Update(panels_[0].v, count_, labels);
   return result;
 }
 
@@ -194,72 +297,81 @@ void FlatIndex::SearchImpl(const float* queries, int64_t n, int k, const Prepare
       SearchAllowList(queries + q * dim_, filters[q], k, ids_out + q * k, scores_out + q * k);
     }
   }
-  const int64_t nd = static_cast<int64_t>(dense.size());
-  if (nd == 0) return;
+  if (dense.empty()) return;
+  if (compressed_ != nullptr) {
+    SearchCompressed(queries, dense, k, filters, ids_out, scores_out);
+  } else {
+    SearchExact(queries, dense, k, filters, ids_out, scores_out);
+  }
+}
 
-  std::vector<float> packed;
-  internal::PackQueries(queries, dense.data(), nd, dim_, &packed);
+namespace {
+
+// Per packed slot: its filter (null for none or for padding slots) and its heap size.
+void SlotsOf(const std::vector<int64_t>& rows, int k, int64_t count, const PreparedFilter* filters,
+             std::vector<const PreparedFilter*>* slot_filter, std::vector<int64_t>* capacity) {
+  const int64_t nd = static_cast<int64_t>(rows.size());
   const int64_t tiles = (nd + kTileQueries - 1) / kTileQueries;
-  // Per packed slot: its filter (null for none or for padding slots).
-  std::vector<const PreparedFilter*> slot_filter(static_cast<size_t>(tiles * kTileQueries),
-                                                 nullptr);
-  std::vector<int64_t> capacity(static_cast<size_t>(nd));
+  slot_filter->assign(static_cast<size_t>(tiles * kTileQueries), nullptr);
+  capacity->assign(static_cast<size_t>(nd), 0);
   for (int64_t r = 0; r < nd; ++r) {
-    const int64_t q = dense[r];
-    if (filters != nullptr) slot_filter[r] = &filters[q];
-    capacity[r] = std::min<int64_t>(k, filters != nullptr ? filters[q].allowed : count_);
+    const int64_t q = rows[r];
+    if (filters != nullptr) (*slot_filter)[r] = &filters[q];
+    (*capacity)[r] = std::min<int64_t>(k, filters != nullptr ? filters[q].allowed : count);
   }
-  const Scan scan{panel(0), static_cast<size_t>(dim_) * kLanes, dim_, count_};
+}
 
-  if (nd >= 32 * static_cast<int64_t>(threads)) {
-    // Many queries: blocks of query tiles, each scanned over all items by one thread.
-    const int64_t tiles_per_block =
-        std::clamp<int64_t>((tiles + 2 * threads - 1) / (2 * threads), 1, 32);
-    const int64_t blocks = (tiles + tiles_per_block - 1) / tiles_per_block;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t t0 = b * tiles_per_block;
-      const int64_t t1 = std::min(tiles, t0 + tiles_per_block);
-      std::vector<TopK> heaps(static_cast<size_t>((t1 - t0) * kTileQueries));
-      for (int64_t r = t0 * kTileQueries; r < std::min(nd, t1 * kTileQueries); ++r) {
-        heaps[r - t0 * kTileQueries].Reset(capacity[r]);
-      }
-      ScanRange(packed, nd, t0, t1, scan, 0, num_panels, slot_filter.data(), heaps.data());
-      for (int64_t r = t0 * kTileQueries; r < std::min(nd, t1 * kTileQueries); ++r) {
-        heaps[r - t0 * kTileQueries].Write(k, ids_out + dense[r] * k, scores_out + dense[r] * k);
-      }
-    }
-    return;
-  }
+}  // namespace
 
-  // Few queries: the items are split between threads, each keeps a top-k per query, merged after.
-  const int64_t step = 24;  // part boundaries on whole kernel steps
-  const int64_t steps = (num_panels + step - 1) / step;
-  // A part is worth a thread from about 4 MiB of vectors on: below that, waking a thread costs
-  // more than it saves (measured with bench_index at 2,000 / 10,000 / 20,000 x 128 items, batch 1:
-  // two threads were 0.7x / 1.0x / 1.15x one thread).
-  constexpr int64_t kMinFloatsPerPart = int64_t{1} << 20;
-  const int64_t worth = std::max<int64_t>(1, count_ * dim_ / kMinFloatsPerPart);
-  const int parts =
-      static_cast<int>(std::max<int64_t>(1, std::min({int64_t{threads}, steps, worth})));
-  const size_t slots = static_cast<size_t>(tiles * kTileQueries);
-  std::vector<TopK> heaps(static_cast<size_t>(parts) * slots);
-  for (int part = 0; part < parts; ++part) {
-    for (int64_t r = 0; r < nd; ++r) heaps[part * slots + r].Reset(capacity[r]);
-  }
-#pragma omp parallel for schedule(static, 1) num_threads(parts) if (parts > 1)
-  for (int part = 0; part < parts; ++part) {
-    const int64_t p0 = std::min(num_panels, steps * part / parts * step);
-    const int64_t p1 = std::min(num_panels, steps * (part + 1) / parts * step);
-    ScanRange(packed, nd, 0, tiles, scan, p0, p1, slot_filter.data(), heaps.data() + part * slots);
-  }
-  for (int64_t r = 0; r < nd; ++r) {
-    TopK merged(capacity[r]);
-    for (int part = 0; part < parts; ++part) {
-      for (const Hit& h : heaps[part * slots + r].hits()) merged.Push(h);
-    }
-    merged.Write(k, ids_out + dense[r] * k, scores_out + dense[r] * k);
-  }
+void FlatIndex::SearchExact(const float* queries, const std::vector<int64_t>& rows, int k,
+                            const PreparedFilter* filters, int64_t* ids_out,
+                            float* scores_out) const {
+  const int64_t nd = static_cast<int64_t>(rows.size());
+  std::vector<float> packed;
+  internal::PackQueries(queries, rows.data(), nd, dim_, &packed);
+  std::vector<const PreparedFilter*> slot_filter;
+  std::vector<int64_t> capacity;
+  SlotsOf(rows, k, count_, filters, &slot_filter, &capacity);
+  const std::vector<float> margin(static_cast<size_t>(nd), 0.0f);
+  const ExactKernel kernel{panel(0), static_cast<size_t>(dim_) * kLanes, dim_, packed.data()};
+  ScanAll<TopK>(kernel, nd, count_, Threads(), capacity, margin, slot_filter,
+                [&](int64_t r, TopK& heap) {
+                  heap.Write(k, ids_out + rows[r] * k, scores_out + rows[r] * k);
+                });
+}
+
+void FlatIndex::SearchCompressed(const float* queries, const std::vector<int64_t>& rows, int k,
+                                 const PreparedFilter* filters, int64_t* ids_out,
+                                 float* scores_out) const {
+  const int64_t nd = static_cast<int64_t>(rows.size());
+  internal::PackedQueries packed;
+  compressed_->Pack(queries, rows.data(), nd, &packed);
+  std::vector<const PreparedFilter*> slot_filter;
+  std::vector<int64_t> capacity;
+  SlotsOf(rows, k, count_, filters, &slot_filter, &capacity);
+  const CompressedKernel kernel{compressed_.get(), &packed};
+  const size_t panel_floats = static_cast<size_t>(dim_) * kLanes;
+  ScanAll<Shortlist>(kernel, nd, count_, Threads(), capacity, packed.margin, slot_filter,
+                     [&](int64_t r, Shortlist& shortlist) {
+                       // Exact re-scoring of the shortlist, panel by panel, with the fp32 index's
+                       // arithmetic.
+                       const std::vector<int64_t> candidates = shortlist.Candidates();
+                       std::vector<float> qt(panel_floats / kLanes * kTileQueries, 0.0f);
+                       const float* q = queries + rows[r] * dim_;
+                       for (int p = 0; p < dim_; ++p) qt[p * kTileQueries] = q[p];
+                       TopK exact(capacity[r]);
+                       for (size_t c = 0; c < candidates.size();) {
+                         const int64_t p = candidates[c] / kLanes;
+                         V16 acc[1][1];
+                         ScoreTile<1, 1>(qt.data(), panel(p), panel_floats, dim_, acc);
+                         for (; c < candidates.size() && candidates[c] / kLanes == p; ++c) {
+                           exact.Push(Hit{acc[0][0][candidates[c] % kLanes], candidates[c]});
+                         }
+                       }
+                       exact.Write(k, ids_out + rows[r] * k, scores_out + rows[r] * k);
+                       rescored_.fetch_add(static_cast<int64_t>(candidates.size()),
+                                           std::memory_order_relaxed);
+                     });
 }
 
 void FlatIndex::EmitItems(internal::ByteSink& sink) const {
@@ -286,11 +398,17 @@ void FlatIndex::ReadItems(internal::PayloadReader& reader, int64_t count) {
     reader.CheckFinite(row.data(), dim_, label, ids_.ids()[static_cast<size_t>(label)]);
     SetVector(label, row.data());
   }
+  if (compressed_ != nullptr)
+    compressed_->Rebuild(panels_.empty() ? nullptr : panels_[0].v, count_);
 }
 
 void FlatIndex::SaveImpl(const std::string& path) const {
   internal::WriteIndexFile(path, "flat", dim_, count_, model_fingerprint(),
-                           [this](internal::ByteSink& sink) { EmitItems(sink); });
+                           [this](internal::ByteSink& sink) {
+                             sink.U32(static_cast<uint32_t>(storage_));
+                             sink.U32(0);  // reserved
+                             EmitItems(sink);
+                           });
 }
 
 }  // namespace twotower::index

@@ -121,10 +121,16 @@ std::unique_ptr<ItemIndex> MakeIndex(const std::string& spec, int dim) {
   const std::string type = spec.substr(0, colon);
   const std::string params = colon == std::string::npos ? "" : spec.substr(colon + 1);
   if (type == "flat") {
+    FlatStorage storage = FlatStorage::kFp32;
     if (colon != std::string::npos) {
-      throw Error("index type 'flat' takes no parameters, got " + Quote(params));
+      const size_t eq = params.find('=');
+      const std::string key = params.substr(0, eq);
+      if (eq == std::string::npos || key != "storage") {
+        throw Error("index type 'flat': expected storage=fp32|bf16|int8, got " + Quote(params));
+      }
+      storage = ParseFlatStorage(params.substr(eq + 1));
     }
-    return std::make_unique<FlatIndex>(dim);
+    return std::make_unique<FlatIndex>(dim, storage);
   }
   if (type == "hnsw") return std::make_unique<HnswIndex>(dim, HnswParams::Parse(params));
   throw Error("unknown index type '" + type + "' (expected: flat, hnsw)");
@@ -138,7 +144,19 @@ std::unique_ptr<ItemIndex> LoadIndex(const std::string& path, int expected_dim) 
                                       : std::string();  // format 1 recorded no model
   std::unique_ptr<ItemIndex> index;
   if (file.info.type == "flat") {
-    auto flat = std::make_unique<FlatIndex>(file.info.dim);
+    FlatStorage storage = FlatStorage::kFp32;
+    if (file.info.format_version >= 3) {  // the storage parameter section
+      const uint32_t code = reader.U32("flat parameters: storage");
+      if (code > static_cast<uint32_t>(FlatStorage::kInt8)) {
+        reader.Fail("flat parameters: storage " + std::to_string(code) +
+                    " is unknown (expected 0 fp32, 1 bf16, 2 int8)");
+      }
+      if (reader.U32("flat parameters: reserved") != 0) {
+        reader.Fail("flat parameters: the reserved field is not 0");
+      }
+      storage = static_cast<FlatStorage>(code);
+    }
+    auto flat = std::make_unique<FlatIndex>(file.info.dim, storage);
     flat->ReadItems(reader, file.info.count);
     reader.ExpectEnd();
     index = std::move(flat);

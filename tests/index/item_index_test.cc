@@ -205,6 +205,24 @@ struct Impl<FlatIndex> {
   static std::unique_ptr<ItemIndex> Make(int d) { return std::make_unique<FlatIndex>(d); }
 };
 
+// FlatIndex with compressed storage: exact as well (the shortlist is re-scored in fp32).
+struct FlatBf16 {};
+struct FlatInt8 {};
+template <>
+struct Impl<FlatBf16> {
+  static constexpr bool kExact = true;
+  static std::unique_ptr<ItemIndex> Make(int d) {
+    return std::make_unique<FlatIndex>(d, FlatStorage::kBf16);
+  }
+};
+template <>
+struct Impl<FlatInt8> {
+  static constexpr bool kExact = true;
+  static std::unique_ptr<ItemIndex> Make(int d) {
+    return std::make_unique<FlatIndex>(d, FlatStorage::kInt8);
+  }
+};
+
 template <>
 struct Impl<HnswIndex> {
   static constexpr bool kExact = false;
@@ -260,7 +278,7 @@ class ItemIndexTest : public ::testing::Test {
   }
 };
 
-using Implementations = ::testing::Types<FlatIndex, HnswIndex>;
+using Implementations = ::testing::Types<FlatIndex, FlatBf16, FlatInt8, HnswIndex>;
 TYPED_TEST_SUITE(ItemIndexTest, Implementations);
 
 TYPED_TEST(ItemIndexTest, EmptyIndexReturnsOnlyPadding) {
@@ -537,7 +555,7 @@ TYPED_TEST(ItemIndexTest, BadFilesAreErrorsNamingTheFile) {
   const std::string future = dir.Write("future.index", version);
   EXPECT_THAT(ErrorMessage([&] { LoadIndex(future); }),
               HasSubstr(future + ": index format version 9 is not supported (this build reads "
-                                 "versions 1 .. 2)"));
+                                 "versions 1 .. 3)"));
 
   EXPECT_THAT(ErrorMessage([&] { LoadIndex(good, 16); }),
               HasSubstr(good + ": index dimension 8 does not match the expected dimension 16"));
@@ -795,10 +813,10 @@ void Rechecksum(std::string* bytes) {
 }
 
 // The offset of item `label`'s first value in a flat or hnsw index file of `items` without a
-// model fingerprint (header 64 bytes, the fingerprint's u32 length 0, hnsw parameters 16, ids as
-// a u32 length and the bytes each, then the vectors).
+// model fingerprint (header 64 bytes, the fingerprint's u32 length 0, the parameters: flat 8,
+// hnsw 16, ids as a u32 length and the bytes each, then the vectors).
 size_t VectorOffset(const Items& items, int64_t label, bool hnsw) {
-  size_t offset = 64 + 4 + (hnsw ? 16 : 0);
+  size_t offset = 64 + 4 + (hnsw ? 16 : 8);
   for (const std::string& id : items.ids) offset += 4 + id.size();
   return offset + static_cast<size_t>(label * items.d) * sizeof(float);
 }
@@ -918,6 +936,8 @@ TEST(IndexFileTest, ModelFingerprintRoundTripsAndFormat1StillLoads) {
     const bool hnsw = std::string(spec) == "hnsw";
     if (hnsw) {  // and without hnsw's node table (u64 count, u64 per item) after the vectors
       bytes.erase(VectorOffset(items, items.n, true), 8 + 8 * static_cast<size_t>(items.n));
+    } else {  // and without flat's parameters (format 3)
+      bytes.erase(68, 8);
     }
     bytes.erase(64, 4);  // the section's u32 length (0)
     bytes[8] = 1;        // format_version
@@ -927,6 +947,7 @@ TEST(IndexFileTest, ModelFingerprintRoundTripsAndFormat1StillLoads) {
     const std::unique_ptr<ItemIndex> v1 = LoadIndex(dir.Write("v1.index", bytes));
     EXPECT_EQ(v1->model_fingerprint(), "");
     EXPECT_EQ(v1->ids(), items.ids);
+    EXPECT_EQ(v1->spec(), index->spec());
     // A damaged fingerprint section is named.
     std::string bad = ReadBytes(dir.File("i.index"));
     bad[68] = 'G';
@@ -938,6 +959,9 @@ TEST(IndexFileTest, ModelFingerprintRoundTripsAndFormat1StillLoads) {
 
 TEST(MakeIndexTest, BuildsFromSpecs) {
   EXPECT_EQ(MakeIndex("flat", 8)->spec(), "flat");
+  EXPECT_EQ(MakeIndex("flat:storage=fp32", 8)->spec(), "flat");
+  EXPECT_EQ(MakeIndex("flat:storage=bf16", 8)->spec(), "flat:storage=bf16");
+  EXPECT_EQ(MakeIndex("flat:storage=int8", 8)->spec(), "flat:storage=int8");
   EXPECT_EQ(MakeIndex("hnsw", 8)->spec(), "hnsw:M=32,ef_construction=200,ef_search=64");
   EXPECT_EQ(MakeIndex("hnsw:M=32,ef_construction=200,ef_search=64", 8)->spec(),
             "hnsw:M=32,ef_construction=200,ef_search=64");
@@ -965,7 +989,12 @@ TEST(MakeIndexTest, RejectsBadSpecs) {
   EXPECT_EQ(ErrorMessage([] { MakeIndex("hnsw:M=8,M=9", 8); }),
             "index type 'hnsw': parameter 'M' given twice");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("flat:M=8", 8); }),
-            "index type 'flat' takes no parameters, got \"M=8\"");
+            "index type 'flat': expected storage=fp32|bf16|int8, got \"M=8\"");
+  EXPECT_EQ(ErrorMessage([] { MakeIndex("flat:storage=int4", 8); }),
+            "index type 'flat': parameter 'storage': unknown value \"int4\" (expected: fp32, "
+            "bf16, int8)");
+  EXPECT_THAT(ErrorMessage([] { MakeIndex("flat:storage=int8", 20000); }),
+              HasSubstr("storage=int8 supports dimensions up to 16384, got 20000"));
   EXPECT_THAT(ErrorMessage([] { MakeIndex("flat", 0); }),
               HasSubstr("dimension must be at least 1, got 0"));
 }

@@ -1,0 +1,240 @@
+// Compressed item storage for FlatIndex's first pass (flat:storage=bf16 | int8). Not a public
+// header.
+//
+// A compressed search is two passes over the same items:
+//  1. the scan reads only the compressed codes (2 bytes a value for bf16, 1 for int8, against 4)
+//     and computes an approximate score A for every item;
+//  2. a shortlist is re-scored exactly from the fp32 vectors, with the very arithmetic of the fp32
+//     index (search_internal.h), so the scores returned are the fp32 inner products.
+//
+// The shortlist is not a fixed k' but every item whose A is within a margin of the k-th best A.
+// For each query a bound eps >= |A - S| holds for every item (S: the fp32 score the fp32 index
+// computes), derived below from the quantisation errors, which are measured while encoding. Then
+// the k items with the best A all have S >= theta - eps (theta: the k-th best A), so the k-th best
+// S is >= theta - eps, and any item of the exact top-k has A >= S - eps >= theta - 2 eps: keeping
+// every item with A >= theta - 2 eps and re-scoring it gives exactly the fp32 index's results,
+// ties included, on every query. How many items that is depends on the data (the measured
+// shortlist sizes are in BENCHMARKS.md); it is never fewer than k.
+//
+// Codes:
+//  - int8: per-dimension symmetric scales s_p = max_i |x_ip| / 127 and c_ip = round(x_ip / s_p).
+//    Per dimension rather than per vector because the towers' outputs are L2-normalised (every
+//    vector has norm 1, so per-vector scales would all be alike) while dimensions differ in range.
+//    The query is folded with the scales (w_p = q_p s_p) and quantised per query to
+//    g_p = round(w_p / t), t = max_p |w_p| / 127, so A = t * sum_p g_p c_ip is an integer dot
+//    product: AVX-512 VNNI (vpdpbusd, unsigned x signed bytes) on u_p = g_p + 128, the excess
+//    128 * sum_p c_ip subtracted per item. Integer sums are exact, so every code path gives the
+//    same A.
+//    eps = sum_p |q_p| e_p + sum_p |q_p s_p - w_p| |c|max + min(sum_p d_p C_p, max_p d_p * L1)
+//    + rounding, with e_p the largest |x_ip - s_p c_ip| (measured), d_p = |w_p - t g_p|, C_p the
+//    largest |c_ip|, L1 the largest sum_p |c_ip|.
+//  - bf16: each value rounded to nearest-even bf16 (8 significant bits); the query too, A by
+//    vdpbf16ps (pairs of dimensions, fp32 accumulation) where the CPU has AVX512_BF16.
+//    eps = sum_p |q_p| e_p + sum_p |q_p - q^_p| (M_p + e_p) + rounding, M_p the largest |x_ip|.
+//  - rounding: (d + 4) 2^-23 sum_p |q_p| (M_p + e_p) covers the fp32 rounding of both the exact
+//    chain and A's accumulation (each a sum of d products) with room to spare.
+//
+// Layout: panels of 16 items like the fp32 panels; within a panel, one 64-byte group per 4
+// dimensions (int8: 16 items x 4 bytes) or 2 dimensions (bf16: 16 items x 2 halves), so one vector
+// instruction scores a group for the 16 items. Dimensions are padded with zero codes.
+#ifndef TWOTOWER_SRC_INDEX_COMPRESSED_INTERNAL_H_
+#define TWOTOWER_SRC_INDEX_COMPRESSED_INTERNAL_H_
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "index/search_internal.h"
+#include "twotower/index/flat_index.h"
+
+namespace twotower::index::internal {
+
+// Sixteen int32 lanes (one per item of a panel).
+typedef int32_t I16 __attribute__((vector_size(64)));
+
+// One tile of up to 8 prepared queries (kTileQueries).
+struct PackedQueries {
+  int groups = 0;               // 64-byte groups per panel
+  std::vector<uint32_t> codes;  // tile t, group g, query i at (t * groups + g) * 8 + i
+  std::vector<float> scale;     // per slot: A = scale * integer sum (int8); 1 for bf16
+  std::vector<float> margin;    // per slot: 2 eps (see above); +inf for padding slots
+};
+
+class CompressedItems {
+ public:
+  // Throws Error for dimensions past the int8 path's exact integer range (16384).
+  CompressedItems(FlatStorage storage, int dim);
+
+  FlatStorage storage() const { return storage_; }
+  int groups() const { return groups_; }
+
+  // Re-encodes every item from the fp32 panels (panels of 16 items, d x 16 floats each).
+  void Rebuild(const float* panels, int64_t count);
+  // Encodes the items `labels` (their vectors are already in the fp32 panels; count is the new
+  // item count). Re-encodes everything instead when a value exceeds the current scales.
+  void Update(const float* panels, int64_t count, const std::vector<int64_t>& labels);
+
+  // Prepares queries rows[0 .. n) of `queries` (n x d) in tiles of 8.
+  void Pack(const float* queries, const int64_t* rows, int64_t n, PackedQueries* out) const;
+
+  // Approximate scores of Q packed queries of tile `tile` against panels p .. p+J-1.
+  template <int Q, int J>
+  void Score(const PackedQueries& packed, int64_t tile, int64_t p, V16 (&acc)[Q][J]) const;
+
+  int64_t MemoryBytes() const;
+
+ private:
+  void EncodeItem(const float* panels, int64_t label);
+  bool InRange(const float* panels, int64_t label) const;
+
+  FlatStorage storage_;
+  int dim_;
+  int groups_;                     // int8: ceil(d / 4); bf16: ceil(d / 2)
+  std::vector<uint8_t> codes_;     // panel p, group g at (p * groups_ + g) * 64
+  std::vector<int32_t> bias_;      // int8: per item slot, -128 * sum_p c_ip (cancels the +128)
+  std::vector<float> scale_;       // int8: s_p (0 when the dimension is all zero)
+  std::vector<float> max_abs_;     // M_p: the largest |x_ip| encoded with these scales
+  std::vector<float> max_err_;     // e_p: the largest |x_ip - decoded|, rounded up
+  std::vector<int32_t> max_code_;  // int8: C_p
+  int64_t max_l1_ = 0;             // int8: L1
+};
+
+// The shortlist of one query (see above): the k best approximate scores, whose worst sets theta,
+// and every hit scored at least theta - margin when it was seen.
+class Shortlist {
+ public:
+  void Reset(int64_t k, float margin);
+  float threshold() const;  // what a hit must score to be kept
+  bool Push(const Hit& hit);
+  // Folds another shortlist of the same query in (threads' parts).
+  void Merge(const Shortlist& other);
+  // The labels still within the margin, ascending.
+  std::vector<int64_t> Candidates() const;
+
+ private:
+  void Compact();
+  TopK best_;
+  float margin_ = 0.0f;
+  std::vector<Hit> hits_;
+  size_t limit_ = 0;
+};
+
+// ---- kernels (exposed for tests: the portable forms are checked against the vector ones) ----
+
+inline I16 LoadI16(const void* p) {
+  I16 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+inline I16 BroadcastI16(uint32_t x) {
+  const int32_t y = static_cast<int32_t>(x);
+  return I16{y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y};
+}
+
+// Per lane l: acc[l] + sum_{m<4} u8(u byte 4l+m) * s8(s byte 4l+m), exactly (vpdpbusd).
+inline I16 DotU8S8Portable(I16 acc, I16 u, I16 s) {
+  uint8_t ub[64];
+  int8_t sb[64];
+  std::memcpy(ub, &u, 64);
+  std::memcpy(sb, &s, 64);
+  for (int l = 0; l < kLanes; ++l) {
+    int32_t sum = 0;
+    for (int m = 0; m < 4; ++m) sum += int32_t{ub[4 * l + m]} * int32_t{sb[4 * l + m]};
+    acc[l] += sum;
+  }
+  return acc;
+}
+
+inline I16 DotU8S8(I16 acc, I16 u, I16 s) {
+#if defined(__AVX512VNNI__)
+  return reinterpret_cast<I16>(_mm512_dpbusd_epi32(
+      reinterpret_cast<__m512i>(acc), reinterpret_cast<__m512i>(u), reinterpret_cast<__m512i>(s)));
+#else
+  return DotU8S8Portable(acc, u, s);
+#endif
+}
+
+inline float Bf16ToFloat(uint32_t half) {
+  const uint32_t bits = half << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+// Per lane l: acc[l] + a.lo * b.lo + a.hi * b.hi, each 32-bit lane holding two bf16 values (lo =
+// the lower half), accumulated in fp32 (vdpbf16ps).
+inline V16 DotBf16Portable(V16 acc, I16 a, I16 b) {
+  for (int l = 0; l < kLanes; ++l) {
+    const uint32_t x = static_cast<uint32_t>(a[l]), y = static_cast<uint32_t>(b[l]);
+    acc[l] = MulAdd(Bf16ToFloat(x & 0xffffu), Bf16ToFloat(y & 0xffffu), acc[l]);
+    acc[l] = MulAdd(Bf16ToFloat(x >> 16), Bf16ToFloat(y >> 16), acc[l]);
+  }
+  return acc;
+}
+
+inline V16 DotBf16(V16 acc, I16 a, I16 b) {
+#if defined(__AVX512BF16__)
+  return reinterpret_cast<V16>(_mm512_dpbf16_ps(
+      reinterpret_cast<__m512>(acc), reinterpret_cast<__m512bh>(a), reinterpret_cast<__m512bh>(b)));
+#else
+  return DotBf16Portable(acc, a, b);
+#endif
+}
+
+template <int Q, int J>
+inline __attribute__((always_inline)) void CompressedItems::Score(const PackedQueries& packed,
+                                                                  int64_t tile, int64_t p,
+                                                                  V16 (&acc)[Q][J]) const {
+  const uint32_t* qt = packed.codes.data() + tile * groups_ * kTileQueries;
+  const size_t panel_bytes = static_cast<size_t>(groups_) * 64;
+  const uint8_t* base = codes_.data() + p * panel_bytes;
+  if (storage_ == FlatStorage::kInt8) {
+    I16 a[Q][J];
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) {
+      const I16 bias = LoadI16(bias_.data() + (p + j) * kLanes);
+#pragma GCC unroll 8
+      for (int i = 0; i < Q; ++i) a[i][j] = bias;
+    }
+    for (int g = 0; g < groups_; ++g) {
+      I16 v[J];
+#pragma GCC unroll 8
+      for (int j = 0; j < J; ++j) v[j] = LoadI16(base + j * panel_bytes + g * 64);
+#pragma GCC unroll 8
+      for (int i = 0; i < Q; ++i) {
+        const I16 u = BroadcastI16(qt[g * kTileQueries + i]);
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) a[i][j] = DotU8S8(a[i][j], u, v[j]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < Q; ++i) {
+      const V16 s = Broadcast16(packed.scale[tile * kTileQueries + i]);
+#pragma GCC unroll 8
+      for (int j = 0; j < J; ++j) acc[i][j] = __builtin_convertvector(a[i][j], V16) * s;
+    }
+    return;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < Q; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) acc[i][j] = V16{};
+  }
+  for (int g = 0; g < groups_; ++g) {
+    I16 v[J];
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) v[j] = LoadI16(base + j * panel_bytes + g * 64);
+#pragma GCC unroll 8
+    for (int i = 0; i < Q; ++i) {
+      const I16 b = BroadcastI16(qt[g * kTileQueries + i]);
+#pragma GCC unroll 8
+      for (int j = 0; j < J; ++j) acc[i][j] = DotBf16(acc[i][j], b, v[j]);
+    }
+  }
+}
+
+}  // namespace twotower::index::internal
+
+#endif  // TWOTOWER_SRC_INDEX_COMPRESSED_INTERNAL_H_

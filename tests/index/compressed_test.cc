@@ -1,0 +1,291 @@
+// FlatIndex with compressed storage (flat:storage=bf16 | int8): the results must be exactly the
+// fp32 index's (labels, order and score bits), the error bound behind the shortlist must hold on
+// every item, and the shortlist must be short. The reference is FlatIndex with storage fp32,
+// itself checked against a brute force in item_index_test.cc.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "index/compressed_internal.h"
+#include "testing/temp_dir.h"
+#include "twotower/core/threads.h"
+#include "twotower/index/flat_index.h"
+
+namespace twotower::index {
+namespace {
+
+struct Data {
+  int64_t n;
+  int d;
+  std::vector<float> v;
+  std::vector<std::string> ids;
+};
+
+std::vector<std::string> Ids(int64_t n, int64_t first = 0) {
+  std::vector<std::string> ids;
+  for (int64_t i = 0; i < n; ++i) {
+    char id[32];
+    std::snprintf(id, sizeof(id), "i%lld", static_cast<long long>(first + i));
+    ids.emplace_back(id);
+  }
+  return ids;
+}
+
+void Normalise(float* x, int d) {
+  double s = 0;
+  for (int p = 0; p < d; ++p) s += double{x[p]} * x[p];
+  const float inv = s > 0 ? static_cast<float>(1.0 / std::sqrt(s)) : 0.0f;
+  for (int p = 0; p < d; ++p) x[p] *= inv;
+}
+
+// `clusters` centres with Gaussian noise, L2-normalised (what the towers output).
+Data Clustered(int64_t n, int d, int clusters, double noise, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> centres(static_cast<size_t>(clusters) * d);
+  for (float& x : centres) x = g(rng);
+  Data data{n, d, std::vector<float>(static_cast<size_t>(n) * d), Ids(n)};
+  for (int64_t i = 0; i < n; ++i) {
+    const float* c = centres.data() + (i % clusters) * d;
+    float* x = data.v.data() + i * d;
+    for (int p = 0; p < d; ++p) x[p] = c[p] + static_cast<float>(noise) * g(rng);
+    Normalise(x, d);
+  }
+  return data;
+}
+
+// Not normalised: dimensions of very different ranges (1e-3 .. 1e3), one dimension all zero,
+// heavy tails, and every 7th item a copy of an earlier one (ties).
+Data Awkward(int64_t n, int d, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<float> t(2.0f);
+  Data data{n, d, std::vector<float>(static_cast<size_t>(n) * d), Ids(n)};
+  for (int64_t i = 0; i < n; ++i) {
+    float* x = data.v.data() + i * d;
+    if (i % 7 == 6) {
+      std::memcpy(x, data.v.data() + (i / 2) * d, sizeof(float) * d);
+      continue;
+    }
+    for (int p = 0; p < d; ++p) {
+      x[p] = p == 1 ? 0.0f : t(rng) * std::pow(10.0f, static_cast<float>(p % 7 - 3));
+    }
+  }
+  return data;
+}
+
+struct Results {
+  std::vector<int64_t> ids;
+  std::vector<float> scores;
+};
+
+Results Search(const ItemIndex& index, const std::vector<float>& queries, int k,
+               const std::vector<SearchFilter>* filters = nullptr) {
+  const int64_t n = static_cast<int64_t>(queries.size()) / index.dim();
+  Results r{std::vector<int64_t>(static_cast<size_t>(n * k)),
+            std::vector<float>(static_cast<size_t>(n * k))};
+  index.Search(queries.data(), n, k, filters ? filters->data() : nullptr, r.ids.data(),
+               r.scores.data());
+  return r;
+}
+
+// Equal labels and bit-equal scores, position by position.
+void ExpectIdentical(const Results& got, const Results& want, const std::string& where) {
+  ASSERT_EQ(got.ids.size(), want.ids.size());
+  for (size_t i = 0; i < got.ids.size(); ++i) {
+    ASSERT_EQ(got.ids[i], want.ids[i]) << where << ", result " << i;
+    ASSERT_EQ(std::memcmp(&got.scores[i], &want.scores[i], sizeof(float)), 0)
+        << where << ", result " << i << ": " << got.scores[i] << " vs " << want.scores[i];
+  }
+}
+
+std::vector<float> Queries(const Data& items, int64_t n, uint64_t seed) {
+  // Half near items (the realistic case: the top scores are close together), half random.
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> q(static_cast<size_t>(n) * items.d);
+  for (int64_t i = 0; i < n; ++i) {
+    float* x = q.data() + i * items.d;
+    const float* near = items.v.data() + static_cast<int64_t>(rng() % items.n) * items.d;
+    for (int p = 0; p < items.d; ++p) x[p] = (i % 2 == 0 ? near[p] : 0.0f) + 0.3f * g(rng);
+  }
+  return q;
+}
+
+class CompressedFlatTest : public ::testing::TestWithParam<FlatStorage> {};
+
+TEST_P(CompressedFlatTest, ResultsAreBitIdenticalToTheFp32Index) {
+  const std::vector<Data> sets = {Clustered(3000, 37, 20, 0.3, 1), Awkward(2000, 16, 2),
+                                  Clustered(500, 3, 4, 0.1, 3)};
+  for (const Data& data : sets) {
+    FlatIndex exact(data.d);
+    FlatIndex compressed(data.d, GetParam());
+    exact.Add(data.v.data(), data.n, data.ids);
+    compressed.Add(data.v.data(), data.n, data.ids);
+    for (const int threads : {1, 2}) {
+      ScopedThreads scoped(threads);
+      // 1 and 3 queries: the items split between threads; 300: the queries split.
+      for (const int64_t nq : {1, 3, 300}) {
+        const std::vector<float> q = Queries(data, nq, 10 + nq);
+        for (const int k : {1, 10, 100}) {
+          const std::string where = "d " + std::to_string(data.d) + ", threads " +
+                                    std::to_string(threads) + ", " + std::to_string(nq) +
+                                    " queries, k " + std::to_string(k);
+          ExpectIdentical(Search(compressed, q, k), Search(exact, q, k), where);
+          std::vector<SearchFilter> filters(static_cast<size_t>(nq));
+          for (int64_t i = 0; i < nq; ++i) {
+            for (int64_t l = i % 5; l < data.n; l += 3) filters[i].exclude.push_back(l);
+          }
+          ExpectIdentical(Search(compressed, q, k, &filters), Search(exact, q, k, &filters),
+                          where + ", exclude filter");
+        }
+      }
+    }
+  }
+}
+
+TEST_P(CompressedFlatTest, AddsBeyondTheScalesAndUpdatesStayIdentical) {
+  const Data data = Awkward(1200, 12, 5);
+  FlatIndex exact(data.d);
+  FlatIndex compressed(data.d, GetParam());
+  // Three batches: the second has values 100x larger (past the int8 scales: a re-encoding), the
+  // third replaces the vectors of existing ids.
+  for (int batch = 0; batch < 3; ++batch) {
+    const int64_t first = batch == 2 ? 100 : batch * 400;
+    std::vector<float> v(data.v.begin() + first * data.d, data.v.begin() + (first + 400) * data.d);
+    if (batch == 1) {
+      for (float& x : v) x *= 100.0f;
+    }
+    if (batch == 2) {
+      for (float& x : v) x = -0.5f * x;
+    }
+    const std::vector<std::string> ids = Ids(400, first);
+    exact.Add(v.data(), 400, ids);
+    compressed.Add(v.data(), 400, ids);
+    const std::vector<float> q = Queries(data, 40, 20 + batch);
+    ExpectIdentical(Search(compressed, q, 10), Search(exact, q, 10),
+                    "after batch " + std::to_string(batch));
+  }
+}
+
+TEST_P(CompressedFlatTest, SaveAndLoadKeepTheStorage) {
+  const Data data = Clustered(700, 24, 8, 0.2, 6);
+  FlatIndex compressed(data.d, GetParam());
+  compressed.Add(data.v.data(), data.n, data.ids);
+  testing::TempDir dir;
+  compressed.Save(dir.File("c.index"));
+  const std::unique_ptr<ItemIndex> loaded = LoadIndex(dir.File("c.index"));
+  EXPECT_EQ(loaded->spec(), compressed.spec());
+  const std::vector<float> q = Queries(data, 20, 7);
+  ExpectIdentical(Search(*loaded, q, 10), Search(compressed, q, 10), "loaded");
+}
+
+// The point of the method: the re-scored shortlist is a small part of the catalogue. On 20,000
+// normalised items, k = 10, it must stay under 2% of the items per query (a loose bound on the
+// method's margin would re-score far more).
+TEST_P(CompressedFlatTest, TheShortlistIsShort) {
+  const Data data = Clustered(20000, 64, 200, 0.5, 8);
+  FlatIndex compressed(data.d, GetParam());
+  compressed.Add(data.v.data(), data.n, data.ids);
+  const int64_t nq = 64;
+  std::vector<float> q = Queries(data, nq, 9);
+  for (int64_t i = 0; i < nq; ++i) Normalise(q.data() + i * data.d, data.d);
+  Search(compressed, q, 10);
+  const double per_query = static_cast<double>(compressed.rescored()) / nq;
+  EXPECT_GE(per_query, 10.0);
+  EXPECT_LT(per_query, 0.02 * data.n) << FlatStorageName(GetParam());
+}
+
+// The bound itself: for every item, |A - S| <= margin / 2, A the kernel's approximate score and S
+// the inner product, computed here in double (the bound covers the real inner product and the
+// fp32 index's rounding of it).
+TEST_P(CompressedFlatTest, TheErrorBoundHoldsOnEveryItem) {
+  for (const Data& data : {Clustered(400, 20, 5, 0.4, 11), Awkward(400, 13, 12)}) {
+    internal::CompressedItems items(GetParam(), data.d);
+    // fp32 panels of 16 items, item-minor, as FlatIndex holds them.
+    const int64_t panels = (data.n + 15) / 16;
+    std::vector<float> fp32(static_cast<size_t>(panels * data.d * 16), 0.0f);
+    for (int64_t i = 0; i < data.n; ++i) {
+      for (int p = 0; p < data.d; ++p) {
+        fp32[(i / 16) * data.d * 16 + p * 16 + i % 16] = data.v[i * data.d + p];
+      }
+    }
+    items.Rebuild(fp32.data(), data.n);
+    const std::vector<float> q = Queries(data, 8, 13);
+    const std::vector<int64_t> rows = {0, 1, 2, 3, 4, 5, 6, 7};
+    internal::PackedQueries packed;
+    items.Pack(q.data(), rows.data(), 8, &packed);
+    for (int64_t p = 0; p < panels; ++p) {
+      internal::V16 acc[8][1];
+      items.Score<8, 1>(packed, 0, p, acc);
+      for (int i = 0; i < 8; ++i) {
+        for (int l = 0; l < 16 && p * 16 + l < data.n; ++l) {
+          const int64_t item = p * 16 + l;
+          double exact = 0;
+          for (int c = 0; c < data.d; ++c) {
+            exact += double{q[i * data.d + c]} * data.v[item * data.d + c];
+          }
+          ASSERT_LE(std::fabs(acc[i][0][l] - exact), packed.margin[i] / 2)
+              << "query " << i << ", item " << item;
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Storage, CompressedFlatTest,
+                         ::testing::Values(FlatStorage::kBf16, FlatStorage::kInt8),
+                         [](const auto& info) { return FlatStorageName(info.param); });
+
+// The vector instructions against sums written out here.
+TEST(CompressedKernels, VnniAndBf16DotProductsMatchAWrittenOutSum) {
+  std::mt19937 rng(4);
+  for (int trial = 0; trial < 100; ++trial) {
+    uint8_t u[64], s[64];
+    int32_t start[16];
+    for (int b = 0; b < 64; ++b) {
+      u[b] = static_cast<uint8_t>(rng());
+      s[b] = static_cast<uint8_t>(rng());
+    }
+    for (int l = 0; l < 16; ++l) start[l] = static_cast<int32_t>(rng() % 100000) - 50000;
+    const internal::I16 got =
+        internal::DotU8S8(internal::LoadI16(start), internal::LoadI16(u), internal::LoadI16(s));
+    const internal::I16 portable_int = internal::DotU8S8Portable(
+        internal::LoadI16(start), internal::LoadI16(u), internal::LoadI16(s));
+    for (int l = 0; l < 16; ++l) {
+      int32_t want = start[l];
+      for (int m = 0; m < 4; ++m) want += u[4 * l + m] * static_cast<int8_t>(s[4 * l + m]);
+      ASSERT_EQ(got[l], want) << "lane " << l;
+      ASSERT_EQ(portable_int[l], want) << "lane " << l;
+    }
+    // bf16 pairs: random finite values of moderate range.
+    uint16_t a[32], b[32];
+    for (int h = 0; h < 32; ++h) {
+      a[h] = static_cast<uint16_t>((rng() % 2) << 15 | (110 + rng() % 30) << 7 | (rng() % 128));
+      b[h] = static_cast<uint16_t>((rng() % 2) << 15 | (110 + rng() % 30) << 7 | (rng() % 128));
+    }
+    const internal::V16 acc =
+        internal::DotBf16(internal::V16{}, internal::LoadI16(a), internal::LoadI16(b));
+    const internal::V16 portable =
+        internal::DotBf16Portable(internal::V16{}, internal::LoadI16(a), internal::LoadI16(b));
+    for (int l = 0; l < 16; ++l) {
+      const double want =
+          double{internal::Bf16ToFloat(a[2 * l])} * internal::Bf16ToFloat(b[2 * l]) +
+          double{internal::Bf16ToFloat(a[2 * l + 1])} * internal::Bf16ToFloat(b[2 * l + 1]);
+      const double scale =
+          std::fabs(double{internal::Bf16ToFloat(a[2 * l])} * internal::Bf16ToFloat(b[2 * l])) +
+          std::fabs(double{internal::Bf16ToFloat(a[2 * l + 1])} *
+                    internal::Bf16ToFloat(b[2 * l + 1]));
+      ASSERT_NEAR(acc[l], want, 1e-6 * scale) << "lane " << l;
+      ASSERT_NEAR(portable[l], want, 1e-6 * scale) << "lane " << l;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace twotower::index
