@@ -32,9 +32,9 @@ namespace {
 
 constexpr double kRoundUp = 1.0 + 0x1p-20;  // applied to every measured error and bound
 
-// The value of item `label`, dimension p, in fp32 panels of dimension d.
-inline float ItemValue(const float* panels, int d, int64_t label, int p) {
-  return panels[(label / kLanes) * d * kLanes + static_cast<int64_t>(p) * kLanes + label % kLanes];
+// The value of item `label`, dimension p, in fp32 rows of dimension d.
+inline float ItemValue(const float* rows, int d, int64_t label, int p) {
+  return rows[label * d + p];
 }
 
 // Round to nearest even bf16; finite values past the largest bf16 saturate to it.
@@ -65,77 +65,80 @@ CompressedItems::CompressedItems(FlatStorage storage, int dim) : storage_(storag
   max_code_.assign(static_cast<size_t>(dim), 0);
 }
 
-int64_t CompressedItems::MemoryBytes() const {
-  return static_cast<int64_t>(codes_.capacity() + bias_.capacity() * sizeof(int32_t));
-}
+int64_t CompressedItems::MemoryBytes() const { return static_cast<int64_t>(codes_.capacity()); }
 
-void CompressedItems::EncodeItem(const float* panels, int64_t label) {
+void CompressedItems::EncodeItem(const float* rows, int64_t label) {
   const int64_t panel = label / kLanes, lane = label % kLanes;
   uint8_t* base = codes_.data() + panel * groups_ * 64 + lane * 4;
+  double err2 = 0.0, norm2 = 0.0;  // ||x - decoded||^2, and ||c||^2 (int8) or ||decoded||^2
   if (storage_ == FlatStorage::kInt8) {
-    int64_t sum = 0, l1 = 0;
+    int64_t l1 = 0;
     for (int p = 0; p < dim_; ++p) {
-      const float x = ItemValue(panels, dim_, label, p);
+      const float x = ItemValue(rows, dim_, label, p);
       const float s = scale_[p];
       const int32_t c =
           s > 0.0f ? static_cast<int32_t>(std::clamp(std::nearbyint(x / s), -127.0f, 127.0f)) : 0;
-      const double err = std::fabs(static_cast<double>(x) - static_cast<double>(s) * c) * kRoundUp;
-      max_err_[p] = std::max(max_err_[p], static_cast<float>(err) * static_cast<float>(kRoundUp));
+      const double err = std::fabs(static_cast<double>(x) - static_cast<double>(s) * c);
+      max_err_[p] = std::max(max_err_[p], static_cast<float>(err * kRoundUp * kRoundUp));
       max_code_[p] = std::max(max_code_[p], std::abs(c));
-      sum += c;
+      err2 += err * err;
+      norm2 += static_cast<double>(c) * c;
       l1 += std::abs(c);
-      base[(p / 4) * 64 + p % 4] = static_cast<uint8_t>(static_cast<int8_t>(c));
+      base[(p / 4) * 64 + p % 4] = static_cast<uint8_t>(c + 128);
     }
     max_l1_ = std::max(max_l1_, l1);
-    bias_[static_cast<size_t>(label)] = static_cast<int32_t>(-128 * sum);
-    return;
+  } else {
+    for (int p = 0; p < dim_; ++p) {
+      const float x = ItemValue(rows, dim_, label, p);
+      const uint16_t half = ToBf16(x);
+      const double decoded = Bf16ToFloat(half);
+      const double err = std::fabs(static_cast<double>(x) - decoded);
+      max_err_[p] = std::max(max_err_[p], static_cast<float>(err * kRoundUp * kRoundUp));
+      max_abs_[p] = std::max(max_abs_[p], std::fabs(x));
+      err2 += err * err;
+      norm2 += decoded * decoded;
+      std::memcpy(base + (p / 2) * 64 + (p % 2) * 2, &half, sizeof(half));
+    }
   }
-  for (int p = 0; p < dim_; ++p) {
-    const float x = ItemValue(panels, dim_, label, p);
-    const uint16_t half = ToBf16(x);
-    const double err = std::fabs(static_cast<double>(x) - Bf16ToFloat(half)) * kRoundUp;
-    max_err_[p] = std::max(max_err_[p], static_cast<float>(err) * static_cast<float>(kRoundUp));
-    max_abs_[p] = std::max(max_abs_[p], std::fabs(x));
-    std::memcpy(base + (p / 2) * 64 + (p % 2) * 2, &half, sizeof(half));
-  }
+  max_err_l2_ = std::max(max_err_l2_, std::sqrt(err2) * kRoundUp);
+  max_norm_l2_ = std::max(max_norm_l2_, std::sqrt(norm2) * kRoundUp);
 }
 
-bool CompressedItems::InRange(const float* panels, int64_t label) const {
+bool CompressedItems::InRange(const float* rows, int64_t label) const {
   if (storage_ != FlatStorage::kInt8) return true;
   for (int p = 0; p < dim_; ++p) {
-    if (std::fabs(ItemValue(panels, dim_, label, p)) > max_abs_[p]) return false;
+    if (std::fabs(ItemValue(rows, dim_, label, p)) > max_abs_[p]) return false;
   }
   return true;
 }
 
-void CompressedItems::Rebuild(const float* panels, int64_t count) {
+void CompressedItems::Rebuild(const float* rows, int64_t count) {
   const int64_t num_panels = (count + kLanes - 1) / kLanes;
   codes_.assign(static_cast<size_t>(num_panels * groups_ * 64), 0);
-  bias_.assign(static_cast<size_t>(num_panels * kLanes), 0);
   std::fill(max_abs_.begin(), max_abs_.end(), 0.0f);
   std::fill(max_err_.begin(), max_err_.end(), 0.0f);
   std::fill(max_code_.begin(), max_code_.end(), 0);
   max_l1_ = 0;
+  max_err_l2_ = 0.0;
+  max_norm_l2_ = 0.0;
   if (storage_ == FlatStorage::kInt8) {
     for (int64_t label = 0; label < count; ++label) {
       for (int p = 0; p < dim_; ++p) {
-        max_abs_[p] = std::max(max_abs_[p], std::fabs(ItemValue(panels, dim_, label, p)));
+        max_abs_[p] = std::max(max_abs_[p], std::fabs(ItemValue(rows, dim_, label, p)));
       }
     }
     for (int p = 0; p < dim_; ++p) scale_[p] = max_abs_[p] / 127.0f;
   }
-  for (int64_t label = 0; label < count; ++label) EncodeItem(panels, label);
+  for (int64_t label = 0; label < count; ++label) EncodeItem(rows, label);
 }
 
-void CompressedItems::Update(const float* panels, int64_t count,
-                             const std::vector<int64_t>& labels) {
+void CompressedItems::Update(const float* rows, int64_t count, const std::vector<int64_t>& labels) {
   for (const int64_t label : labels) {
-    if (!InRange(panels, label)) return Rebuild(panels, count);
+    if (!InRange(rows, label)) return Rebuild(rows, count);
   }
   const int64_t num_panels = (count + kLanes - 1) / kLanes;
   codes_.resize(static_cast<size_t>(num_panels * groups_ * 64), 0);
-  bias_.resize(static_cast<size_t>(num_panels * kLanes), 0);
-  for (const int64_t label : labels) EncodeItem(panels, label);
+  for (const int64_t label : labels) EncodeItem(rows, label);
 }
 
 void CompressedItems::Pack(const float* queries, const int64_t* rows, int64_t n,
@@ -145,48 +148,56 @@ void CompressedItems::Pack(const float* queries, const int64_t* rows, int64_t n,
   out->groups = groups_;
   out->codes.assign(slots * groups_, 0);
   out->scale.assign(slots, 0.0f);
+  out->bias.assign(slots, 0);
   out->margin.assign(slots, std::numeric_limits<float>::infinity());
   std::vector<int32_t> g(static_cast<size_t>(dim_));
   for (int64_t r = 0; r < n; ++r) {
     const float* q = queries + rows[r] * dim_;
     uint32_t* tile = out->codes.data() + (r / kTileQueries) * groups_ * kTileQueries;
     const int64_t slot = r % kTileQueries;
-    double item_err = 0.0, query_err = 0.0, magnitude = 0.0;
+    // The item term, sum_p q_p (x_p - decoded_p): per dimension, or by Cauchy-Schwarz.
+    double by_dim = 0.0, q2 = 0.0, magnitude = 0.0;
     for (int p = 0; p < dim_; ++p) {
-      item_err += std::fabs(q[p]) * static_cast<double>(max_err_[p]);
+      by_dim += std::fabs(q[p]) * static_cast<double>(max_err_[p]);
+      q2 += static_cast<double>(q[p]) * q[p];
       magnitude += std::fabs(q[p]) * (static_cast<double>(max_abs_[p]) + max_err_[p]);
     }
+    const double item_err = std::min(by_dim, std::sqrt(q2) * kRoundUp * max_err_l2_);
+    // The query term, sum_p delta_p * code_p: delta = q s - t g (int8; exact in double) or
+    // q - bf16(q), bounded the same three ways.
+    double query_err = 0.0;
+    double delta_by_dim = 0.0, delta2 = 0.0, delta_max = 0.0;
     if (storage_ == FlatStorage::kInt8) {
       float max_w = 0.0f;
-      std::vector<float> w(static_cast<size_t>(dim_));
-      for (int p = 0; p < dim_; ++p) {
-        w[p] = q[p] * scale_[p];
-        max_w = std::max(max_w, std::fabs(w[p]));
-      }
+      for (int p = 0; p < dim_; ++p) max_w = std::max(max_w, std::fabs(q[p] * scale_[p]));
       const float t = max_w > 0.0f ? max_w / 127.0f : 1.0f;
-      double fold_err = 0.0, by_dim = 0.0, worst = 0.0;
+      int64_t sum = 0;
       for (int p = 0; p < dim_; ++p) {
-        g[p] = static_cast<int32_t>(std::clamp(std::nearbyint(w[p] / t), -127.0f, 127.0f));
-        const double d = std::fabs(static_cast<double>(w[p]) - static_cast<double>(t) * g[p]);
-        fold_err += std::fabs(static_cast<double>(q[p]) * scale_[p] - w[p]) * max_code_[p];
-        by_dim += d * max_code_[p];
-        worst = std::max(worst, d);
-        const uint32_t u = static_cast<uint32_t>(g[p] + 128);
-        tile[(p / 4) * kTileQueries + slot] |= u << (8 * (p % 4));
+        g[p] =
+            static_cast<int32_t>(std::clamp(std::nearbyint(q[p] * scale_[p] / t), -127.0f, 127.0f));
+        const double delta =
+            std::fabs(static_cast<double>(q[p]) * scale_[p] - static_cast<double>(t) * g[p]);
+        delta_by_dim += delta * max_code_[p];
+        delta2 += delta * delta;
+        delta_max = std::max(delta_max, delta);
+        sum += g[p];
+        const uint32_t byte = static_cast<uint8_t>(static_cast<int8_t>(g[p]));
+        tile[(p / 4) * kTileQueries + slot] |= byte << (8 * (p % 4));
       }
-      // Padding dimensions: u = 128 against a zero code adds nothing.
-      for (int p = dim_; p < groups_ * 4; ++p) {
-        tile[(p / 4) * kTileQueries + slot] |= 128u << (8 * (p % 4));
-      }
-      query_err = fold_err + std::min(by_dim, worst * static_cast<double>(max_l1_));
+      // Padding dimensions have g = 0: they add nothing whatever the item's byte.
+      out->bias[r] = static_cast<int32_t>(-128 * sum);
+      query_err = std::min({delta_by_dim, delta_max * static_cast<double>(max_l1_),
+                            std::sqrt(delta2) * kRoundUp * max_norm_l2_});
       out->scale[r] = t;
     } else {
       for (int p = 0; p < dim_; ++p) {
         const uint16_t half = ToBf16(q[p]);
-        query_err += std::fabs(static_cast<double>(q[p]) - Bf16ToFloat(half)) *
-                     (static_cast<double>(max_abs_[p]) + max_err_[p]);
+        const double delta = std::fabs(static_cast<double>(q[p]) - Bf16ToFloat(half));
+        delta_by_dim += delta * (static_cast<double>(max_abs_[p]) + max_err_[p]);
+        delta2 += delta * delta;
         tile[(p / 2) * kTileQueries + slot] |= uint32_t{half} << (16 * (p % 2));
       }
+      query_err = std::min(delta_by_dim, std::sqrt(delta2) * kRoundUp * max_norm_l2_);
       out->scale[r] = 1.0f;
     }
     const double rounding = (2.0 * dim_ + 8.0) * 0x1p-23 * magnitude + 1e-30;
@@ -231,15 +242,13 @@ void Shortlist::Merge(const Shortlist& other) {
   Compact();
 }
 
-std::vector<int64_t> Shortlist::Candidates() const {
+std::vector<Hit> Shortlist::CandidateHits() const {
   const float t = threshold();
-  std::vector<int64_t> labels;
+  std::vector<Hit> hits;
   for (const Hit& h : hits_) {
-    if (h.score >= t) labels.push_back(h.label);
+    if (h.score >= t) hits.push_back(h);
   }
-  std::sort(labels.begin(), labels.end());
-  labels.erase(std::unique(labels.begin(), labels.end()), labels.end());
-  return labels;
+  return hits;
 }
 
 }  // namespace internal

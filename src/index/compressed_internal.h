@@ -13,8 +13,10 @@
 // the k items with the best A all have S >= theta - eps (theta: the k-th best A), so the k-th best
 // S is >= theta - eps, and any item of the exact top-k has A >= S - eps >= theta - 2 eps: keeping
 // every item with A >= theta - 2 eps and re-scoring it gives exactly the fp32 index's results,
-// ties included, on every query. How many items that is depends on the data (the measured
-// shortlist sizes are in BENCHMARKS.md); it is never fewer than k.
+// ties included, on every query. The re-scoring goes best A first and stops at the first
+// candidate with A + eps below the k-th best S found so far (every later one has S <= A + eps).
+// How many items it re-scores depends on the data (measured in BENCHMARKS.md); never fewer
+// than k.
 //
 // Codes:
 //  - int8: per-dimension symmetric scales s_p = max_i |x_ip| / 127 and c_ip = round(x_ip / s_p).
@@ -22,17 +24,25 @@
 //    vector has norm 1, so per-vector scales would all be alike) while dimensions differ in range.
 //    The query is folded with the scales (w_p = q_p s_p) and quantised per query to
 //    g_p = round(w_p / t), t = max_p |w_p| / 127, so A = t * sum_p g_p c_ip is an integer dot
-//    product: AVX-512 VNNI (vpdpbusd, unsigned x signed bytes) on u_p = g_p + 128, the excess
-//    128 * sum_p c_ip subtracted per item. Integer sums are exact, so every code path gives the
-//    same A.
-//    eps = sum_p |q_p| e_p + sum_p |q_p s_p - w_p| |c|max + min(sum_p d_p C_p, max_p d_p * L1)
-//    + rounding, with e_p the largest |x_ip - s_p c_ip| (measured), d_p = |w_p - t g_p|, C_p the
-//    largest |c_ip|, L1 the largest sum_p |c_ip|.
+//    product: AVX-512 VNNI (vpdpbusd, unsigned x signed bytes) on the items' c_ip + 128 and the
+//    query's g_p, the excess 128 * sum_p g_p subtracted per query (the query is the signed
+//    operand, the one vpdpbusd can broadcast from memory). Integer sums are exact, so every code
+//    path gives the same A.
 //  - bf16: each value rounded to nearest-even bf16 (8 significant bits); the query too, A by
 //    vdpbf16ps (pairs of dimensions, fp32 accumulation) where the CPU has AVX512_BF16.
-//    eps = sum_p |q_p| e_p + sum_p |q_p - q^_p| (M_p + e_p) + rounding, M_p the largest |x_ip|.
-//  - rounding: (d + 4) 2^-23 sum_p |q_p| (M_p + e_p) covers the fp32 rounding of both the exact
-//    chain and A's accumulation (each a sum of d products) with room to spare.
+//
+// The bound. S - A = sum_p q_p (x_ip - x^_ip) + sum_p delta_p y_ip, with x^ the decoded item,
+// delta_p = q_p s_p - t g_p and y = c (int8) or delta_p = q_p - bf16(q_p) and y = x^ (bf16).
+// Each sum is bounded the tightest of these ways, from statistics measured while encoding:
+//    per dimension   sum_p |q_p| e_p               and  sum_p |delta_p| Y_p
+//    Cauchy-Schwarz  ||q||_2 R                     and  ||delta||_2 N
+//    (int8 only)                                        max_p |delta_p| L1
+// e_p is the largest |x_ip - x^_ip|, R the largest ||x_i - x^_i||_2, Y_p the largest |y_ip|, N
+// the largest ||y_i||_2, L1 the largest sum_p |c_ip|. Cauchy-Schwarz is the one that usually
+// wins: rounding errors of random sign grow like sqrt(d), not d. To both sums, rounding adds
+// (2d + 8) 2^-23 sum_p |q_p| (M_p + e_p) (M_p the largest |x_ip|), which covers the fp32
+// rounding of the exact chain and of A's accumulation with room to spare; every measured
+// statistic is rounded up.
 //
 // Layout: panels of 16 items like the fp32 panels; within a panel, one 64-byte group per 4
 // dimensions (int8: 16 items x 4 bytes) or 2 dimensions (bf16: 16 items x 2 halves), so one vector
@@ -58,6 +68,7 @@ struct PackedQueries {
   int groups = 0;               // 64-byte groups per panel
   std::vector<uint32_t> codes;  // tile t, group g, query i at (t * groups + g) * 8 + i
   std::vector<float> scale;     // per slot: A = scale * integer sum (int8); 1 for bf16
+  std::vector<int32_t> bias;    // per slot (int8): -128 * sum_p g_p, cancels the items' +128
   std::vector<float> margin;    // per slot: 2 eps (see above); +inf for padding slots
 };
 
@@ -69,11 +80,11 @@ class CompressedItems {
   FlatStorage storage() const { return storage_; }
   int groups() const { return groups_; }
 
-  // Re-encodes every item from the fp32 panels (panels of 16 items, d x 16 floats each).
-  void Rebuild(const float* panels, int64_t count);
-  // Encodes the items `labels` (their vectors are already in the fp32 panels; count is the new
-  // item count). Re-encodes everything instead when a value exceeds the current scales.
-  void Update(const float* panels, int64_t count, const std::vector<int64_t>& labels);
+  // Re-encodes every item from the fp32 vectors (count x d, row-major).
+  void Rebuild(const float* rows, int64_t count);
+  // Encodes the items `labels` (their vectors are already in `rows`; count is the new item
+  // count). Re-encodes everything instead when a value exceeds the current scales.
+  void Update(const float* rows, int64_t count, const std::vector<int64_t>& labels);
 
   // Prepares queries rows[0 .. n) of `queries` (n x d) in tiles of 8.
   void Pack(const float* queries, const int64_t* rows, int64_t n, PackedQueries* out) const;
@@ -85,19 +96,20 @@ class CompressedItems {
   int64_t MemoryBytes() const;
 
  private:
-  void EncodeItem(const float* panels, int64_t label);
-  bool InRange(const float* panels, int64_t label) const;
+  void EncodeItem(const float* rows, int64_t label);
+  bool InRange(const float* rows, int64_t label) const;
 
   FlatStorage storage_;
   int dim_;
   int groups_;                     // int8: ceil(d / 4); bf16: ceil(d / 2)
   std::vector<uint8_t> codes_;     // panel p, group g at (p * groups_ + g) * 64
-  std::vector<int32_t> bias_;      // int8: per item slot, -128 * sum_p c_ip (cancels the +128)
   std::vector<float> scale_;       // int8: s_p (0 when the dimension is all zero)
   std::vector<float> max_abs_;     // M_p: the largest |x_ip| encoded with these scales
   std::vector<float> max_err_;     // e_p: the largest |x_ip - decoded|, rounded up
   std::vector<int32_t> max_code_;  // int8: C_p
   int64_t max_l1_ = 0;             // int8: L1
+  double max_err_l2_ = 0.0;        // R: the largest ||x_i - decoded_i||_2, rounded up
+  double max_norm_l2_ = 0.0;       // int8: the largest ||c_i||_2; bf16: of ||decoded_i||_2
 };
 
 // The shortlist of one query (see above): the k best approximate scores, whose worst sets theta,
@@ -109,8 +121,8 @@ class Shortlist {
   bool Push(const Hit& hit);
   // Folds another shortlist of the same query in (threads' parts).
   void Merge(const Shortlist& other);
-  // The labels still within the margin, ascending.
-  std::vector<int64_t> Candidates() const;
+  // The hits (approximate scores) still within the margin, in no particular order.
+  std::vector<Hit> CandidateHits() const;
 
  private:
   void Compact();
@@ -193,10 +205,10 @@ inline __attribute__((always_inline)) void CompressedItems::Score(const PackedQu
   if (storage_ == FlatStorage::kInt8) {
     I16 a[Q][J];
 #pragma GCC unroll 8
-    for (int j = 0; j < J; ++j) {
-      const I16 bias = LoadI16(bias_.data() + (p + j) * kLanes);
+    for (int i = 0; i < Q; ++i) {
+      const I16 bias = BroadcastI16(static_cast<uint32_t>(packed.bias[tile * kTileQueries + i]));
 #pragma GCC unroll 8
-      for (int i = 0; i < Q; ++i) a[i][j] = bias;
+      for (int j = 0; j < J; ++j) a[i][j] = bias;
     }
     for (int g = 0; g < groups_; ++g) {
       I16 v[J];
@@ -204,9 +216,9 @@ inline __attribute__((always_inline)) void CompressedItems::Score(const PackedQu
       for (int j = 0; j < J; ++j) v[j] = LoadI16(base + j * panel_bytes + g * 64);
 #pragma GCC unroll 8
       for (int i = 0; i < Q; ++i) {
-        const I16 u = BroadcastI16(qt[g * kTileQueries + i]);
+        const I16 s = BroadcastI16(qt[g * kTileQueries + i]);
 #pragma GCC unroll 8
-        for (int j = 0; j < J; ++j) a[i][j] = DotU8S8(a[i][j], u, v[j]);
+        for (int j = 0; j < J; ++j) a[i][j] = DotU8S8(a[i][j], v[j], s);
       }
     }
 #pragma GCC unroll 8

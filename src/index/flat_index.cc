@@ -221,19 +221,28 @@ std::string FlatIndex::spec() const {
 }
 
 void FlatIndex::SetVector(int64_t label, const float* v) {
+  if (compressed_ != nullptr) {
+    std::memcpy(rows_.data() + label * dim_, v, sizeof(float) * dim_);
+    return;
+  }
   Lanes* panel = &panels_[(label / kLanes) * dim_];
   const int64_t lane = label % kLanes;
   for (int p = 0; p < dim_; ++p) panel[p].v[lane] = v[p];
 }
 
 void FlatIndex::GetVector(int64_t label, float* out) const {
+  if (compressed_ != nullptr) {
+    std::memcpy(out, rows_.data() + label * dim_, sizeof(float) * dim_);
+    return;
+  }
   const Lanes* panel = &panels_[(label / kLanes) * dim_];
   const int64_t lane = label % kLanes;
   for (int p = 0; p < dim_; ++p) out[p] = panel[p].v[lane];
 }
 
 int64_t FlatIndex::MemoryBytes() const {
-  int64_t bytes = static_cast<int64_t>(panels_.capacity() * sizeof(Lanes));
+  int64_t bytes =
+      static_cast<int64_t>(panels_.capacity() * sizeof(Lanes) + rows_.capacity() * sizeof(float));
   if (compressed_ != nullptr) bytes += compressed_->MemoryBytes();
   for (const std::string& id : ids_.ids()) bytes += static_cast<int64_t>(id.capacity() + 48);
   return bytes;
@@ -243,8 +252,7 @@ ItemIndex::AddResult FlatIndex::AddImpl(const float* vectors, int64_t n,
                                         const std::vector<std::string>& ids) {
   int64_t new_count = count_;
   for (int64_t r = 0; r < n; ++r) new_count += ids_.Find(ids[r]) < 0 ? 1 : 0;
-  const int64_t panels = (new_count + kLanes - 1) / kLanes;
-  panels_.resize(static_cast<size_t>(panels * dim_), Lanes{});
+  Resize(new_count);
   ids_.Reserve(new_count);
   AddResult result;
   std::vector<int64_t> labels(static_cast<size_t>(n));
@@ -256,13 +264,30 @@ ItemIndex::AddResult FlatIndex::AddImpl(const float* vectors, int64_t n,
     labels[r] = label;
   }
   count_ = ids_.size();
-  if (compressed_ != nullptr) compressed_->Update(panels_[0].v, count_, labels);
+  if (compressed_ != nullptr) compressed_->Update(rows_.data(), count_, labels);
   return result;
+}
+
+void FlatIndex::Resize(int64_t count) {
+  if (compressed_ != nullptr) {
+    rows_.resize(static_cast<size_t>(count * dim_), 0.0f);
+  } else {
+    panels_.resize(static_cast<size_t>((count + kLanes - 1) / kLanes * dim_), Lanes{});
+  }
 }
 
 void FlatIndex::SearchAllowList(const float* query, const PreparedFilter& filter, int k,
                                 int64_t* ids_out, float* scores_out) const {
   TopK heap(std::min<int64_t>(k, filter.allowed));
+  if (compressed_ != nullptr) {  // rows: the same chain, item by item (DotRows)
+    std::vector<const float*> rows;
+    for (const int64_t label : filter.allow) rows.push_back(rows_.data() + label * dim_);
+    std::vector<float> scores(rows.size());
+    internal::DotRows(query, rows.data(), rows.size(), dim_, scores.data());
+    for (size_t a = 0; a < rows.size(); ++a) heap.Push(Hit{scores[a], filter.allow[a]});
+    heap.Write(k, ids_out, scores_out);
+    return;
+  }
   std::vector<float> qt(static_cast<size_t>(dim_) * kTileQueries, 0.0f);
   for (int p = 0; p < dim_; ++p) qt[p * kTileQueries] = query[p];
   const size_t panel_floats = static_cast<size_t>(dim_) * kLanes;
@@ -350,28 +375,46 @@ void FlatIndex::SearchCompressed(const float* queries, const std::vector<int64_t
   std::vector<int64_t> capacity;
   SlotsOf(rows, k, count_, filters, &slot_filter, &capacity);
   const CompressedKernel kernel{compressed_.get(), &packed};
-  const size_t panel_floats = static_cast<size_t>(dim_) * kLanes;
-  ScanAll<Shortlist>(kernel, nd, count_, Threads(), capacity, packed.margin, slot_filter,
-                     [&](int64_t r, Shortlist& shortlist) {
-                       // Exact re-scoring of the shortlist, panel by panel, with the fp32 index's
-                       // arithmetic.
-                       const std::vector<int64_t> candidates = shortlist.Candidates();
-                       std::vector<float> qt(panel_floats / kLanes * kTileQueries, 0.0f);
-                       const float* q = queries + rows[r] * dim_;
-                       for (int p = 0; p < dim_; ++p) qt[p * kTileQueries] = q[p];
-                       TopK exact(capacity[r]);
-                       for (size_t c = 0; c < candidates.size();) {
-                         const int64_t p = candidates[c] / kLanes;
-                         V16 acc[1][1];
-                         ScoreTile<1, 1>(qt.data(), panel(p), panel_floats, dim_, acc);
-                         for (; c < candidates.size() && candidates[c] / kLanes == p; ++c) {
-                           exact.Push(Hit{acc[0][0][candidates[c] % kLanes], candidates[c]});
-                         }
-                       }
-                       exact.Write(k, ids_out + rows[r] * k, scores_out + rows[r] * k);
-                       rescored_.fetch_add(static_cast<int64_t>(candidates.size()),
-                                           std::memory_order_relaxed);
-                     });
+  ScanAll<Shortlist>(
+      kernel, nd, count_, Threads(), capacity, packed.margin, slot_filter,
+      [&](int64_t r, Shortlist& shortlist) {
+        // Exact re-scoring, best approximate score first, with the fp32 index's arithmetic (Dot
+        // is the chain every fp32 kernel lane computes). It stops at the first candidate whose
+        // A + eps is below the k-th exact score: that one and every later one (lower A) score
+        // S <= A + eps, below it, so none can enter.
+        std::vector<Hit> candidates = shortlist.CandidateHits();
+        // A heap, best on top: only the candidates re-scored are ordered.
+        const auto worse = [](const Hit& x, const Hit& y) { return internal::Better(y, x); };
+        std::make_heap(candidates.begin(), candidates.end(), worse);
+        const double eps = 0.5 * static_cast<double>(packed.margin[r]);
+        const float* q = queries + rows[r] * dim_;
+        TopK exact(capacity[r]);
+        int64_t rescored = 0;
+        // Eight at a time, eight independent chains (DotRows); the stop test is made on the
+        // best of the eight, so at most seven more items are scored than needed.
+        constexpr size_t kBatch = 8;
+        Hit batch[kBatch];
+        const float* batch_rows[kBatch];
+        float scores[kBatch];
+        while (!candidates.empty()) {
+          if (exact.full() &&
+              static_cast<double>(candidates.front().score) + eps < exact.threshold()) {
+            break;
+          }
+          size_t m = 0;
+          for (; m < kBatch && !candidates.empty(); ++m) {
+            std::pop_heap(candidates.begin(), candidates.end(), worse);
+            batch[m] = candidates.back();
+            candidates.pop_back();
+            batch_rows[m] = rows_.data() + batch[m].label * dim_;
+          }
+          internal::DotRows(q, batch_rows, m, dim_, scores);
+          for (size_t i = 0; i < m; ++i) exact.Push(Hit{scores[i], batch[i].label});
+          rescored += static_cast<int64_t>(m);
+        }
+        exact.Write(k, ids_out + rows[r] * k, scores_out + rows[r] * k);
+        rescored_.fetch_add(rescored, std::memory_order_relaxed);
+      });
 }
 
 void FlatIndex::EmitItems(internal::ByteSink& sink) const {
@@ -388,7 +431,7 @@ void FlatIndex::EmitItems(internal::ByteSink& sink) const {
 void FlatIndex::ReadItems(internal::PayloadReader& reader, int64_t count) {
   ids_.Read(reader, count);  // validates the ids
   count_ = count;
-  panels_.resize(static_cast<size_t>((count + kLanes - 1) / kLanes * dim_), Lanes{});
+  Resize(count);
   const size_t row_bytes = static_cast<size_t>(dim_) * sizeof(float);
   const char* data = reader.Take(static_cast<size_t>(count) * row_bytes, "vectors");
   // The payload is not float-aligned: each row goes through an aligned copy.
@@ -398,8 +441,7 @@ void FlatIndex::ReadItems(internal::PayloadReader& reader, int64_t count) {
     reader.CheckFinite(row.data(), dim_, label, ids_.ids()[static_cast<size_t>(label)]);
     SetVector(label, row.data());
   }
-  if (compressed_ != nullptr)
-    compressed_->Rebuild(panels_.empty() ? nullptr : panels_[0].v, count_);
+  if (compressed_ != nullptr) compressed_->Rebuild(rows_.data(), count_);
 }
 
 void FlatIndex::SaveImpl(const std::string& path) const {

@@ -207,15 +207,8 @@ TEST_P(CompressedFlatTest, TheShortlistIsShort) {
 TEST_P(CompressedFlatTest, TheErrorBoundHoldsOnEveryItem) {
   for (const Data& data : {Clustered(400, 20, 5, 0.4, 11), Awkward(400, 13, 12)}) {
     internal::CompressedItems items(GetParam(), data.d);
-    // fp32 panels of 16 items, item-minor, as FlatIndex holds them.
     const int64_t panels = (data.n + 15) / 16;
-    std::vector<float> fp32(static_cast<size_t>(panels * data.d * 16), 0.0f);
-    for (int64_t i = 0; i < data.n; ++i) {
-      for (int p = 0; p < data.d; ++p) {
-        fp32[(i / 16) * data.d * 16 + p * 16 + i % 16] = data.v[i * data.d + p];
-      }
-    }
-    items.Rebuild(fp32.data(), data.n);
+    items.Rebuild(data.v.data(), data.n);
     const std::vector<float> q = Queries(data, 8, 13);
     const std::vector<int64_t> rows = {0, 1, 2, 3, 4, 5, 6, 7};
     internal::PackedQueries packed;

@@ -16,9 +16,9 @@
 // Compressed storage ("flat:storage=bf16" or "flat:storage=int8"): the scan reads a bf16 (2 bytes
 // a value) or int8 (1 byte, per-dimension scales) copy of the vectors, 2x or 4x fewer bytes than
 // fp32, scored with AVX512_BF16 / AVX-512 VNNI where the CPU has them (portable code otherwise);
-// a shortlist is then re-scored from the fp32 vectors, which stay in memory (1.5x or 1.25x the
-// fp32 index's memory). The shortlist holds every item whose approximate score is within a
-// proven error bound of the k-th best one, so the results (labels, order and fp32 scores) are
+// a shortlist is then re-scored from the fp32 vectors, which stay in memory, row-major (1.5x or
+// 1.25x the fp32 index's memory). The shortlist holds every item whose approximate score is within
+// a proven error bound of the k-th best one, so the results (labels, order and fp32 scores) are
 // exactly those of storage=fp32, on every query; only the speed depends on the data. The method
 // and the bound: src/index/compressed_internal.h.
 #ifndef TWOTOWER_INDEX_FLAT_INDEX_H_
@@ -85,6 +85,7 @@ class FlatIndex final : public ItemIndex {
   };
   const float* panel(int64_t p) const { return panels_[p * dim_].v; }
   void SetVector(int64_t label, const float* v);
+  void Resize(int64_t count);  // room for `count` items
   // The ids and vectors sections of an index file (index_file.h), written and read.
   void EmitItems(internal::ByteSink& sink) const;
   void ReadItems(internal::PayloadReader& reader, int64_t count);
@@ -105,7 +106,10 @@ class FlatIndex final : public ItemIndex {
   std::unique_ptr<internal::CompressedItems> compressed_;  // null for fp32
   int64_t count_ = 0;
   mutable std::atomic<int64_t> rescored_{0};
+  // The fp32 vectors: panels for the fp32 scan, rows (count_ x dim_) with compressed storage,
+  // whose scan never reads them and whose re-scoring reads single items.
   std::vector<Lanes> panels_;  // ceil(count_ / 16) * dim_ entries; padding lanes are zero
+  std::vector<float> rows_;
   IdTable ids_;
 };
 
