@@ -138,6 +138,22 @@ def test_flat_index_search_is_the_exact_top_k(lab):
         assert np.allclose(scores[r], exact[r, top], rtol=0, atol=1e-5)
 
 
+def test_compressed_flat_storage_gives_the_fp32_results(lab, tmp_path):
+    m = lab["model"]
+    v = m.encode_items()
+    q = m.encode_users(m.user_ids[:20])
+    want_scores, want_ids = twotower.Index.build(v, m.item_ids).search(q, k=10)
+    for storage in ("bf16", "int8"):
+        idx = twotower.Index.build(v, m.item_ids, kind="flat", storage=storage)
+        scores, ids = idx.search(q, k=10)
+        assert (ids == want_ids).all() and (scores == want_scores).all(), storage
+        idx.save(tmp_path / f"{storage}.index")
+        again = twotower.Index.load(tmp_path / f"{storage}.index").search(q, k=10)
+        assert (again[1] == want_ids).all(), storage
+    with pytest.raises(twotower.InvalidArgumentError, match="storage: expected"):
+        twotower.Index.build(v, m.item_ids, kind="flat", storage="int4")
+
+
 def test_an_index_saved_and_loaded_answers_the_same(lab, tmp_path):
     m = lab["model"]
     v = m.encode_items()

@@ -454,10 +454,16 @@ class Index:
         self._core = core
 
     @classmethod
-    def build(cls, embeddings, ids, kind="flat", M=32, ef_construction=200, ef_search=64):
-        """embeddings: (n, d) numbers (read in place when C-contiguous float32); ids: n ids."""
+    def build(cls, embeddings, ids, kind="flat", M=32, ef_construction=200, ef_search=64,
+              storage="fp32"):
+        """embeddings: (n, d) numbers (read in place when C-contiguous float32); ids: n ids.
+        storage (flat only): "fp32", or "bf16" / "int8": the scan reads 2x / 4x fewer bytes and a
+        shortlist is re-scored in fp32, so the results are the same as fp32's."""
         if kind == "flat":
-            spec = "flat"
+            if storage not in ("fp32", "bf16", "int8"):
+                raise InvalidArgumentError(
+                    f"storage: expected 'fp32', 'bf16' or 'int8', got {storage!r}")
+            spec = "flat" if storage == "fp32" else f"flat:storage={storage}"
         elif kind == "hnsw":
             spec = (f"hnsw:M={_int(M, 'M')},ef_construction={_int(ef_construction, 'ef_construction')},"
                     f"ef_search={_int(ef_search, 'ef_search')}")

@@ -65,7 +65,9 @@ Registered DefineIndex(CLI::App* app, Common* common) {
       ->required();
   index_build
       ->add_option("--type", ib.type,
-                   "flat (exact) or hnsw[:M=32,ef_construction=200,ef_search=64]")
+                   "flat[:storage=fp32|bf16|int8] (exact; bf16 / int8 scan 2x / 4x fewer bytes "
+                   "and re-score in fp32, same results) or "
+                   "hnsw[:M=32,ef_construction=200,ef_search=64]")
       ->capture_default_str();
   index_build->add_option("--out", ib.out, "index file to write")->required();
   index_build->add_flag("--quiet", ib.quiet, "no progress bar");

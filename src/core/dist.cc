@@ -242,6 +242,10 @@ void Allgatherv(const float* local, const std::vector<int64_t>& counts, float* o
                 Traffic purpose) {
   GatherAll(local, counts, out, purpose);
 }
+void Allgatherv(const double* local, const std::vector<int64_t>& counts, double* out,
+                Traffic purpose) {
+  GatherAll(local, counts, out, purpose);
+}
 void Allgatherv(const int32_t* local, const std::vector<int64_t>& counts, int32_t* out,
                 Traffic purpose) {
   GatherAll(local, counts, out, purpose);

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <string>
 
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
 #include "twotower/index/item_index.h"
 
@@ -82,7 +83,7 @@ using TopK = std::function<void(const int32_t* users, int64_t n, int max_k, int6
 RankingMetrics Accumulate(int64_t num_users, int64_t num_items,
                           const std::vector<std::vector<int32_t>>& positives,
                           const std::vector<int>& ks, PerUserRanking* per_user, int64_t chunk,
-                          const TopK& top_k) {
+                          const TopK& top_k, bool across_ranks = false) {
   if (ks.empty()) throw Error("EvaluateRanking: no cut-off K given");
   for (int k : ks) {
     if (k < 1) throw Error("EvaluateRanking: K must be >= 1, got " + std::to_string(k));
@@ -104,18 +105,27 @@ RankingMetrics Accumulate(int64_t num_users, int64_t num_items,
     }
     if (!positives[u].empty()) evaluated.push_back(static_cast<int32_t>(u));
   }
-  std::vector<std::vector<char>> seen(nk, std::vector<char>(num_items, 0));
-  if (per_user != nullptr) {
-    per_user->users = evaluated;
-    for (auto* v : {&per_user->recall, &per_user->ndcg, &per_user->hit_rate, &per_user->mrr}) {
+  const int64_t num_evaluated = static_cast<int64_t>(evaluated.size());
+  // Across ranks, this rank ranks a contiguous share of the evaluated users; the per-user values
+  // are then gathered and summed in user order, the order of the one-process sums.
+  const bool shared = across_ranks && dist::Distributed();
+  const dist::Range share = shared ? dist::Share(num_evaluated, dist::Rank(), dist::Size())
+                                   : dist::Range{0, num_evaluated};
+  // Per-user values [K index][evaluated user], kept when asked for or to be gathered.
+  PerUserRanking values;
+  const bool keep = per_user != nullptr || shared;
+  if (keep) {
+    values.users = evaluated;
+    for (auto* v : {&values.recall, &values.ndcg, &values.hit_rate, &values.mrr}) {
       v->assign(nk, std::vector<double>(evaluated.size(), 0.0));
     }
   }
+  std::vector<std::vector<char>> seen(nk, std::vector<char>(num_items, 0));
   std::vector<int64_t> labels;
   std::vector<double> discount(max_k + 1);
   for (int r = 1; r <= max_k; ++r) discount[r] = 1.0 / std::log2(r + 1.0);
-  for (size_t c = 0; c < evaluated.size(); c += chunk) {
-    const int64_t n = std::min<int64_t>(chunk, evaluated.size() - c);
+  for (int64_t c = share.begin; c < share.end; c += chunk) {
+    const int64_t n = std::min<int64_t>(chunk, share.end - c);
     labels.assign(n * max_k, -1);
     top_k(evaluated.data() + c, n, max_k, labels.data());
     for (int64_t q = 0; q < n; ++q) {
@@ -140,21 +150,59 @@ RankingMetrics Accumulate(int64_t num_users, int64_t num_items,
         const int ideal = std::min<int>(k, static_cast<int>(pos.size()));
         double idcg = 0.0;
         for (int r = 1; r <= ideal; ++r) idcg += discount[r];
-        m.recall[ki] += static_cast<double>(hits) / ideal;
-        m.ndcg[ki] += dcg / idcg;
-        m.hit_rate[ki] += hits > 0 ? 1.0 : 0.0;
-        m.mrr[ki] += rr;
-        if (per_user != nullptr) {
-          const size_t i = c + static_cast<size_t>(q);
-          per_user->recall[ki][i] = static_cast<double>(hits) / ideal;
-          per_user->ndcg[ki][i] = dcg / idcg;
-          per_user->hit_rate[ki][i] = hits > 0 ? 1.0 : 0.0;
-          per_user->mrr[ki][i] = rr;
+        const double recall = static_cast<double>(hits) / ideal, ndcg = dcg / idcg;
+        const double hit = hits > 0 ? 1.0 : 0.0;
+        if (keep) {
+          const size_t i = static_cast<size_t>(c + q);
+          values.recall[ki][i] = recall;
+          values.ndcg[ki][i] = ndcg;
+          values.hit_rate[ki][i] = hit;
+          values.mrr[ki][i] = rr;
+        } else {
+          m.recall[ki] += recall;
+          m.ndcg[ki] += ndcg;
+          m.hit_rate[ki] += hit;
+          m.mrr[ki] += rr;
         }
       }
     }
   }
-  m.users = static_cast<int64_t>(evaluated.size());
+  if (shared) {
+    std::vector<int64_t> counts(static_cast<size_t>(dist::Size()));
+    for (int r = 0; r < dist::Size(); ++r) {
+      const dist::Range part = dist::Share(num_evaluated, r, dist::Size());
+      counts[r] = part.end - part.begin;
+    }
+    std::vector<double> all(static_cast<size_t>(num_evaluated));
+    for (auto* v : {&values.recall, &values.ndcg, &values.hit_rate, &values.mrr}) {
+      for (std::vector<double>& per_k : *v) {
+        dist::Allgatherv(per_k.data() + share.begin, counts, all.data(), dist::Traffic::kOther);
+        per_k.swap(all);
+      }
+    }
+    // Coverage: the union of every rank's top-K items, as counts summed over ranks.
+    std::vector<float> union_counts(nk * static_cast<size_t>(num_items));
+    for (size_t ki = 0; ki < nk; ++ki) {
+      for (int64_t i = 0; i < num_items; ++i) union_counts[ki * num_items + i] = seen[ki][i];
+    }
+    dist::AllreduceSum(union_counts.data(), static_cast<int64_t>(union_counts.size()),
+                       dist::Traffic::kOther);
+    for (size_t ki = 0; ki < nk; ++ki) {
+      for (int64_t i = 0; i < num_items; ++i) seen[ki][i] = union_counts[ki * num_items + i] > 0;
+    }
+  }
+  if (keep) {
+    for (size_t ki = 0; ki < nk; ++ki) {
+      for (int64_t i = 0; i < num_evaluated; ++i) {
+        m.recall[ki] += values.recall[ki][i];
+        m.ndcg[ki] += values.ndcg[ki][i];
+        m.hit_rate[ki] += values.hit_rate[ki][i];
+        m.mrr[ki] += values.mrr[ki][i];
+      }
+    }
+    if (per_user != nullptr) *per_user = std::move(values);
+  }
+  m.users = num_evaluated;
   for (size_t ki = 0; ki < nk; ++ki) {
     const double users = std::max<double>(1.0, static_cast<double>(m.users));
     m.recall[ki] /= users;
@@ -175,10 +223,36 @@ RankingMetrics Accumulate(int64_t num_users, int64_t num_items,
 
 }  // namespace
 
+namespace {
+// Ranks by the exact index (EvaluateRanking's protocol), shared across ranks when asked.
+RankingMetrics RankByIndex(const Matrix& user_embeddings, const Matrix& item_embeddings,
+                           const std::vector<std::vector<int32_t>>& positives,
+                           const std::vector<std::vector<int32_t>>& exclude,
+                           const std::vector<int>& ks, PerUserRanking* per_user, bool across_ranks);
+}  // namespace
+
 RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item_embeddings,
                                const std::vector<std::vector<int32_t>>& positives,
                                const std::vector<std::vector<int32_t>>& exclude,
                                const std::vector<int>& ks, PerUserRanking* per_user) {
+  return RankByIndex(user_embeddings, item_embeddings, positives, exclude, ks, per_user, false);
+}
+
+RankingMetrics EvaluateRankingAcrossRanks(const Matrix& user_embeddings,
+                                          const Matrix& item_embeddings,
+                                          const std::vector<std::vector<int32_t>>& positives,
+                                          const std::vector<std::vector<int32_t>>& exclude,
+                                          const std::vector<int>& ks) {
+  return RankByIndex(user_embeddings, item_embeddings, positives, exclude, ks, nullptr, true);
+}
+
+namespace {
+
+RankingMetrics RankByIndex(const Matrix& user_embeddings, const Matrix& item_embeddings,
+                           const std::vector<std::vector<int32_t>>& positives,
+                           const std::vector<std::vector<int32_t>>& exclude,
+                           const std::vector<int>& ks, PerUserRanking* per_user,
+                           bool across_ranks) {
   const int64_t num_users = user_embeddings.rows();
   const int64_t num_items = item_embeddings.rows();
   if (static_cast<int64_t>(positives.size()) != num_users ||
@@ -207,8 +281,11 @@ RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item
         }
         scores.resize(n * max_k);
         index->Search(queries.data(), n, max_k, filters.data(), labels, scores.data());
-      });
+      },
+      across_ranks);
 }
+
+}  // namespace
 
 RankingMetrics EvaluateRankingByScores(
     int64_t num_users, int64_t num_items,

@@ -106,8 +106,8 @@ RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const dat
 
 RankingMetrics EvaluateRankingSplit(const Matrix& u, const Matrix& v, const data::Dataset& data,
                                     Split split, bool positives_only, const std::vector<int>& ks) {
-  return EvaluateRanking(u, v, SplitPositives(data, split, positives_only),
-                         ExcludedItems(data, split), ks);
+  return EvaluateRankingAcrossRanks(u, v, SplitPositives(data, split, positives_only),
+                                    ExcludedItems(data, split), ks);
 }
 
 RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, bool positives_only,

@@ -68,6 +68,8 @@ void AllreduceSum(double* data, int64_t n, Traffic purpose);
 // (identical on every rank). out must hold sum(counts) values.
 void Allgatherv(const float* local, const std::vector<int64_t>& counts, float* out,
                 Traffic purpose);
+void Allgatherv(const double* local, const std::vector<int64_t>& counts, double* out,
+                Traffic purpose);
 void Allgatherv(const int32_t* local, const std::vector<int64_t>& counts, int32_t* out,
                 Traffic purpose);
 // Each rank's `value`, in rank order (MPI_Allgather).

@@ -71,6 +71,17 @@ RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item
                                const std::vector<std::vector<int32_t>>& exclude,
                                const std::vector<int>& ks, PerUserRanking* per_user = nullptr);
 
+// EvaluateRanking with the users shared across the ranks of an mpirun job (core/dist.h): each rank
+// ranks a contiguous share of the evaluated users, the per-user values are gathered
+// (MPI_Allgatherv) and summed in user order and the covered items summed over ranks, so every
+// rank returns the metrics EvaluateRanking returns in one process, bit for bit. A collective:
+// every rank calls it with the same arguments. Without mpirun it is EvaluateRanking.
+RankingMetrics EvaluateRankingAcrossRanks(const Matrix& user_embeddings,
+                                          const Matrix& item_embeddings,
+                                          const std::vector<std::vector<int32_t>>& positives,
+                                          const std::vector<std::vector<int32_t>>& exclude,
+                                          const std::vector<int>& ks);
+
 // The same protocol for a model that scores (user, item) pairs rather than embedding them (a
 // ranker): score_items(u, scores) writes num_items scores (higher = better) for user row u, and
 // the top max(ks) of the items not in exclude[u] are scored against positives[u] (ties to the

@@ -52,7 +52,8 @@ EvalMetrics Evaluate(const model::TwoTowerModel& model, const Matrix& u, const M
 enum class Split { kVal, kTest };
 
 // Ranking metrics of `split` (positives: its interactions counted under `positives_only`) for
-// the model: every user tower and item tower pass once, then EvaluateRanking.
+// the model: every user tower and item tower pass once, then EvaluateRankingAcrossRanks (under
+// mpirun a collective, each rank ranking a share of the users; otherwise EvaluateRanking).
 RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const data::Dataset& data,
                                     Split split, bool positives_only, const std::vector<int>& ks);
 // The same from embeddings the caller already has (u: users x d, v: items x d).
