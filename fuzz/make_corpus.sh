@@ -90,7 +90,11 @@ PY
 "$T" index build --embeddings "$W/e.npy" --out "$W/flat.index" --quiet >/dev/null
 "$T" index build --embeddings "$W/e.npy" --type hnsw:M=4,ef_construction=8 --out "$W/hnsw.index" \
   --quiet >/dev/null
-for f in flat hnsw; do
+for s in bf16 int8; do
+  "$T" index build --embeddings "$W/e.npy" --type flat:storage=$s --out "$W/flat_$s.index" \
+    --quiet >/dev/null
+done
+for f in flat flat_bf16 flat_int8 hnsw; do
   cat "$W/$f.index" <(printf '\x03') >"$C/index/$f.index"
 done
 ls -l "$C"/* | awk '{s += $5} END {print "corpus bytes:", s}'

@@ -465,6 +465,9 @@ class Index:
                     f"storage: expected 'fp32', 'bf16' or 'int8', got {storage!r}")
             spec = "flat" if storage == "fp32" else f"flat:storage={storage}"
         elif kind == "hnsw":
+            if storage != "fp32":
+                raise InvalidArgumentError(
+                    f"storage: only kind='flat' takes a storage, got {storage!r} for 'hnsw'")
             spec = (f"hnsw:M={_int(M, 'M')},ef_construction={_int(ef_construction, 'ef_construction')},"
                     f"ef_search={_int(ef_search, 'ef_search')}")
         else:

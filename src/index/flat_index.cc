@@ -445,10 +445,14 @@ void FlatIndex::ReadItems(internal::PayloadReader& reader, int64_t count) {
 }
 
 void FlatIndex::SaveImpl(const std::string& path) const {
-  internal::WriteIndexFile(path, "flat", dim_, count_, model_fingerprint(),
-                           [this](internal::ByteSink& sink) {
-                             sink.U32(static_cast<uint32_t>(storage_));
-                             sink.U32(0);  // reserved
+  // Storage fp32 writes format 2 (no parameters section), which older builds read too.
+  const bool compressed = storage_ != FlatStorage::kFp32;
+  internal::WriteIndexFile(path, "flat", dim_, count_, model_fingerprint(), compressed ? 3 : 2,
+                           [this, compressed](internal::ByteSink& sink) {
+                             if (compressed) {
+                               sink.U32(static_cast<uint32_t>(storage_));
+                               sink.U32(0);  // reserved
+                             }
                              EmitItems(sink);
                            });
 }

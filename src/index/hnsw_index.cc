@@ -436,7 +436,7 @@ void HnswIndex::SaveImpl(const std::string& path) const {
     graph_size = graph_->Save(graph->path());
   }
   internal::WriteIndexFile(
-      path, "hnsw", dim_, ids_.size(), model_fingerprint(), [&](internal::ByteSink& sink) {
+      path, "hnsw", dim_, ids_.size(), model_fingerprint(), 2, [&](internal::ByteSink& sink) {
         sink.U32(static_cast<uint32_t>(params_.M));
         sink.U32(static_cast<uint32_t>(params_.ef_construction));
         sink.U32(static_cast<uint32_t>(params_.ef_search));

@@ -168,7 +168,7 @@ IndexInfo ReadIndexInfo(const std::string& path) {
 namespace internal {
 
 void WriteIndexFile(const std::string& path, const std::string& type, int dim, int64_t count,
-                    const std::string& model_fingerprint,
+                    const std::string& model_fingerprint, uint32_t version,
                     const std::function<void(ByteSink&)>& body) {
   const auto emit = [&](ByteSink& sink) {
     sink.U32(static_cast<uint32_t>(model_fingerprint.size()));
@@ -177,7 +177,7 @@ void WriteIndexFile(const std::string& path, const std::string& type, int dim, i
   };
   char h[kIndexHeaderSize] = {};
   std::memcpy(h, kMagic, sizeof(kMagic));
-  Put<uint32_t>(h + 8, kIndexFormatVersion);
+  Put<uint32_t>(h + 8, version);
   Put<uint32_t>(h + 12, kIndexHeaderSize);
   std::strncpy(h + 16, type.c_str(), 8);
   std::strncpy(h + 24, "ip", 8);

@@ -23,8 +23,10 @@ class ByteSink {
 // Writes header + payload to `path` atomically. `emit` writes the payload into the sink; it is
 // called twice (to checksum, then to write) and must emit the same bytes both times.
 // The payload starts with the model fingerprint section, written here; `emit` writes the rest.
+// `version`: the oldest format that holds the index (2, or 3 for a compressed flat index), so
+// that older builds still read what they can.
 void WriteIndexFile(const std::string& path, const std::string& type, int dim, int64_t count,
-                    const std::string& model_fingerprint,
+                    const std::string& model_fingerprint, uint32_t version,
                     const std::function<void(ByteSink&)>& emit);
 
 // A whole index file, checked: header, size, checksum (and the dimension when expected_dim > 0).

@@ -155,6 +155,15 @@ std::unique_ptr<ItemIndex> LoadIndex(const std::string& path, int expected_dim) 
         reader.Fail("flat parameters: the reserved field is not 0");
       }
       storage = static_cast<FlatStorage>(code);
+      if (storage == FlatStorage::kFp32) {
+        reader.Fail("flat parameters: storage fp32 is written as format 2, not 3");
+      }
+      if (storage == FlatStorage::kInt8 && file.info.dim > 16384) {
+        reader.Fail(
+            "flat parameters: storage int8 supports dimensions up to 16384, the header "
+            "says " +
+            std::to_string(file.info.dim));
+      }
     }
     auto flat = std::make_unique<FlatIndex>(file.info.dim, storage);
     flat->ReadItems(reader, file.info.count);

@@ -16,6 +16,7 @@
 #include "testing/temp_dir.h"
 #include "twotower/core/threads.h"
 #include "twotower/index/flat_index.h"
+#include "twotower/index/index_file.h"
 
 namespace twotower::index {
 namespace {
@@ -231,9 +232,57 @@ TEST_P(CompressedFlatTest, TheErrorBoundHoldsOnEveryItem) {
   }
 }
 
+// Enough items that two threads each scan a part (parts of at least 4 MiB of codes) and merge
+// their shortlists: 70,000 x 128 is 8.5 MiB of int8 codes, 17 MiB of bf16.
+TEST_P(CompressedFlatTest, ThreadsSplittingTheItemsMergeToTheFp32Results) {
+  const Data data = Clustered(70000, 128, 300, 0.4, 21);
+  FlatIndex exact(data.d);
+  FlatIndex compressed(data.d, GetParam());
+  exact.Add(data.v.data(), data.n, data.ids);
+  compressed.Add(data.v.data(), data.n, data.ids);
+  ScopedThreads scoped(2);
+  ASSERT_EQ(scoped.threads(), 2);
+  for (const int64_t nq : {1, 3}) {
+    const std::vector<float> q = Queries(data, nq, 30 + nq);
+    ExpectIdentical(Search(compressed, q, 10), Search(exact, q, 10),
+                    std::to_string(nq) + " queries");
+  }
+}
+
+// Index files: a compressed index is format 3 (it needs the storage field); an fp32 one stays
+// format 2, which builds from before compressed storage read.
+TEST_P(CompressedFlatTest, OnlyCompressedIndexesNeedFormat3) {
+  const Data data = Clustered(40, 8, 2, 0.2, 22);
+  testing::TempDir dir;
+  FlatIndex exact(data.d);
+  FlatIndex compressed(data.d, GetParam());
+  exact.Add(data.v.data(), data.n, data.ids);
+  compressed.Add(data.v.data(), data.n, data.ids);
+  exact.Save(dir.File("e.index"));
+  compressed.Save(dir.File("c.index"));
+  EXPECT_EQ(ReadIndexInfo(dir.File("e.index")).format_version, 2u);
+  EXPECT_EQ(ReadIndexInfo(dir.File("c.index")).format_version, 3u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Storage, CompressedFlatTest,
                          ::testing::Values(FlatStorage::kBf16, FlatStorage::kInt8),
                          [](const auto& info) { return FlatStorageName(info.param); });
+
+// vdpbf16ps reads subnormal bf16 inputs as zero: values that small must not be encoded as
+// subnormals the bound would not cover. Here item 0's only non-zero value is 2^-130 (subnormal)
+// and the query's 2^33 makes its exact score 2^-97, above item 1's 2^-98.
+TEST(CompressedFlatBf16Test, SubnormalValuesDoNotBreakTheBound) {
+  const float items[] = {std::ldexp(1.0f, -130), 0.0f, 0.0f, std::ldexp(1.0f, -38)};
+  const std::vector<float> query = {std::ldexp(1.0f, 33), std::ldexp(1.0f, -60)};
+  FlatIndex exact(2);
+  FlatIndex compressed(2, FlatStorage::kBf16);
+  exact.Add(items, 2, {"x", "y"});
+  compressed.Add(items, 2, {"x", "y"});
+  const Results want = Search(exact, query, 1);
+  ASSERT_EQ(want.ids[0], 0);
+  ExpectIdentical(Search(compressed, query, 1), want, "subnormal item");
+  ExpectIdentical(Search(compressed, query, 2), Search(exact, query, 2), "k = 2");
+}
 
 // The vector instructions against sums written out here.
 TEST(CompressedKernels, VnniAndBf16DotProductsMatchAWrittenOutSum) {

@@ -20,10 +20,10 @@
 //   model fingerprint (format 2; absent in format 1): u32 length (0 or 64), then that many bytes:
 //     the SHA-256 of the model file whose item tower made the vectors, 64 lowercase hex digits
 //     (core/hash.h), or nothing when unknown
-//   type parameters: flat (format 3; none before) u32 storage (0 fp32, 1 bf16, 2 int8: what a scan
-//     reads, flat_index.h; the compressed codes are not stored, they are re-encoded from the
-//     vectors on load), u32 reserved (0); hnsw u32 M, u32 ef_construction, u32 ef_search,
-//     u32 reserved
+//   type parameters: flat: in format 3 u32 storage (1 bf16, 2 int8: what a scan reads,
+//     flat_index.h; the compressed codes are not stored, they are re-encoded from the vectors on
+//     load) and u32 reserved (0), none in formats 1 and 2 (storage fp32); hnsw u32 M,
+//     u32 ef_construction, u32 ef_search, u32 reserved
 //   ids: count times (u32 byte length, bytes), label order
 //   vectors: count x dim float32, row-major, label order (numpy: np.frombuffer(..., '<f4'))
 //   hnsw only: (format 2) u64 node count N and count times u64: the graph node of each item,
@@ -44,7 +44,9 @@
 namespace twotower::index {
 
 // 2 added the model fingerprint; files of version 1 still load (fingerprint unknown). 3 added the
-// flat storage parameter; files of versions 1 and 2 load as storage fp32.
+// flat storage parameter; files of versions 1 and 2 load as storage fp32. Writers use the oldest
+// version that holds the index: 3 only for a compressed flat index, 2 otherwise, so that builds
+// from before version 3 read every index they can use.
 constexpr uint32_t kIndexFormatVersion = 3;
 constexpr size_t kIndexHeaderSize = 64;
 
