@@ -145,16 +145,18 @@ inline I16 BroadcastI16(uint32_t x) {
   return I16{y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y};
 }
 
-// Per lane l: acc[l] + sum_{m<4} u8(u byte 4l+m) * s8(s byte 4l+m), exactly (vpdpbusd).
+typedef uint32_t U16 __attribute__((vector_size(64)));
+
+// Per lane l: acc[l] + sum_{m<4} u8(u byte 4l+m) * s8(s byte 4l+m), exactly (vpdpbusd). Written
+// with vector operations (shifts, masks, 32-bit products) that every SIMD width lowers, so a
+// build without VNNI still scans its codes with vector code.
 inline I16 DotU8S8Portable(I16 acc, I16 u, I16 s) {
-  uint8_t ub[64];
-  int8_t sb[64];
-  std::memcpy(ub, &u, 64);
-  std::memcpy(sb, &s, 64);
-  for (int l = 0; l < kLanes; ++l) {
-    int32_t sum = 0;
-    for (int m = 0; m < 4; ++m) sum += int32_t{ub[4 * l + m]} * int32_t{sb[4 * l + m]};
-    acc[l] += sum;
+  const U16 uu = reinterpret_cast<U16>(u), su = reinterpret_cast<U16>(s);
+  for (int m = 0; m < 4; ++m) {
+    const I16 ub = reinterpret_cast<I16>((uu >> (8 * m)) & 0xffu);
+    // The signed byte m: moved to the top byte, then shifted back down arithmetically.
+    const I16 sb = reinterpret_cast<I16>(su << (24 - 8 * m)) >> 24;
+    acc += ub * sb;
   }
   return acc;
 }
@@ -176,14 +178,15 @@ inline float Bf16ToFloat(uint32_t half) {
 }
 
 // Per lane l: acc[l] + a.lo * b.lo + a.hi * b.hi, each 32-bit lane holding two bf16 values (lo =
-// the lower half), accumulated in fp32 (vdpbf16ps).
+// the lower half), accumulated in fp32 (vdpbf16ps). A bf16 is the top half of a float, so each
+// half becomes a float by a shift or a mask: vector code on every SIMD width.
 inline V16 DotBf16Portable(V16 acc, I16 a, I16 b) {
-  for (int l = 0; l < kLanes; ++l) {
-    const uint32_t x = static_cast<uint32_t>(a[l]), y = static_cast<uint32_t>(b[l]);
-    acc[l] = MulAdd(Bf16ToFloat(x & 0xffffu), Bf16ToFloat(y & 0xffffu), acc[l]);
-    acc[l] = MulAdd(Bf16ToFloat(x >> 16), Bf16ToFloat(y >> 16), acc[l]);
-  }
-  return acc;
+  const U16 au = reinterpret_cast<U16>(a), bu = reinterpret_cast<U16>(b);
+  const U16 high = {0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u,
+                    0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u,
+                    0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u};
+  acc = MulAdd(reinterpret_cast<V16>(au << 16), reinterpret_cast<V16>(bu << 16), acc);
+  return MulAdd(reinterpret_cast<V16>(au & high), reinterpret_cast<V16>(bu & high), acc);
 }
 
 inline V16 DotBf16(V16 acc, I16 a, I16 b) {

@@ -20,7 +20,11 @@
 // 1.25x the fp32 index's memory). The shortlist holds every item whose approximate score is within
 // a proven error bound of the k-th best one, so the results (labels, order and fp32 scores) are
 // exactly those of storage=fp32, on every query; only the speed depends on the data. The method
-// and the bound: src/index/compressed_internal.h.
+// and the bound: src/index/compressed_internal.h. References: scalar quantisation with exact
+// re-ranking of a shortlist as in Jegou, Tavenard, Douze & Amsaleg, "Searching in one billion
+// vectors: re-rank with source coding" (ICASSP 2011) and FAISS's IndexRefine; bf16 as in
+// Kalamkar et al., "A Study of BFLOAT16 for Deep Learning Training" (2019); the instructions
+// vpdpbusd and vdpbf16ps as in the Intel 64 and IA-32 Architectures Software Developer's Manual.
 #ifndef TWOTOWER_INDEX_FLAT_INDEX_H_
 #define TWOTOWER_INDEX_FLAT_INDEX_H_
 
