@@ -125,6 +125,10 @@ std::unique_ptr<ItemIndex> MakeIndex(const std::string& spec, int dim) {
     if (colon != std::string::npos) {
       const size_t eq = params.find('=');
       const std::string key = params.substr(0, eq);
+      if (params.find(',') != std::string::npos) {
+        throw Error("index type 'flat' takes one parameter, storage=fp32|bf16|int8, got " +
+                    Quote(params));
+      }
       if (eq == std::string::npos || key != "storage") {
         throw Error("index type 'flat': expected storage=fp32|bf16|int8, got " + Quote(params));
       }

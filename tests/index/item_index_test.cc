@@ -989,6 +989,9 @@ TEST(MakeIndexTest, RejectsBadSpecs) {
             "index type 'hnsw': parameter 'M' given twice");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("flat:M=8", 8); }),
             "index type 'flat': expected storage=fp32|bf16|int8, got \"M=8\"");
+  EXPECT_EQ(ErrorMessage([] { MakeIndex("flat:storage=int8,storage=bf16", 8); }),
+            "index type 'flat' takes one parameter, storage=fp32|bf16|int8, got "
+            "\"storage=int8,storage=bf16\"");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("flat:storage=int4", 8); }),
             "index type 'flat': parameter 'storage': unknown value \"int4\" (expected: fp32, "
             "bf16, int8)");
