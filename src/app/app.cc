@@ -1,7 +1,5 @@
 #include "twotower/app/app.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -20,6 +18,7 @@
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/hash.h"
+#include "twotower/core/parallel.h"
 #include "twotower/core/progress.h"
 #include "twotower/core/rng.h"
 #include "twotower/core/text.h"
@@ -1014,28 +1013,22 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
     if (reranker == nullptr) {
       for (int64_t i = 0; i < c * w; ++i) shown[i] = DisplayScore(b, scores[i]);
     } else {
-      // Each user's candidates re-ordered by the ranker (Score is const: users in parallel).
-      std::exception_ptr error;
-#pragma omp parallel for schedule(dynamic)
-      for (int64_t i = 0; i < c; ++i) {
-        try {
-          std::vector<Recommendation> candidates;
-          for (int r = 0; r < w && ids[i * w + r] >= 0; ++r) {
-            candidates.push_back({ids[i * w + r], scores[i * w + r]});
-          }
-          const std::vector<Recommendation> top =
-              Rerank(*reranker, static_cast<int32_t>(first + i), candidates, k);
-          for (int r = 0; r < w; ++r) {
-            const bool have = r < static_cast<int>(top.size());
-            ids[i * w + r] = have ? top[r].label : -1;
-            shown[i * w + r] = have ? Sigmoid(top[r].score) : 0.0;
-          }
-        } catch (...) {
-#pragma omp critical
-          error = std::current_exception();
+      // Each user's candidates re-ordered by the ranker (Score is const: users in parallel,
+      // core/parallel.h; the first user's error, if any, is rethrown here).
+      const auto rerank_user = [&](int64_t i, int) {
+        std::vector<Recommendation> candidates;
+        for (int r = 0; r < w && ids[i * w + r] >= 0; ++r) {
+          candidates.push_back({ids[i * w + r], scores[i * w + r]});
         }
-      }
-      if (error) std::rethrow_exception(error);
+        const std::vector<Recommendation> top =
+            Rerank(*reranker, static_cast<int32_t>(first + i), candidates, k);
+        for (int r = 0; r < w; ++r) {
+          const bool have = r < static_cast<int>(top.size());
+          ids[i * w + r] = have ? top[r].label : -1;
+          shown[i * w + r] = have ? Sigmoid(top[r].score) : 0.0;
+        }
+      };
+      ParallelFor(c, 0, IndexBody(rerank_user));
     }
     if (fallback != nullptr && fallback->enabled()) {
       // Users with no trained embedding: the popularity fallback (their own seen items excluded
@@ -1075,24 +1068,26 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
       bar.Update(first + c);
       return;
     }
-    // Formatting is as slow as a small search: one line buffer per user, filled in parallel.
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < c; ++i) {
-      std::string& text = lines[i];
-      text.clear();
-      const std::string user = data::CsvField(user_ids[first + i]);
-      char buf[64];
-      for (int r = 0; r < k; ++r) {
-        const int64_t label = ids[i * w + r];
-        if (label < 0) break;
-        std::snprintf(buf, sizeof(buf), ",%d,", r + 1);
-        text += user;
-        text += buf;
-        text += data::CsvField(idx.ids()[label]);
-        std::snprintf(buf, sizeof(buf), ",%.6f\n", shown[i * w + r]);
-        text += buf;
+    // Formatting is as slow as a small search: one line buffer per user, filled in parallel
+    // (core/parallel.h, blocks of 64 users).
+    ParallelBlocks(c, 64, 0, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        std::string& text = lines[i];
+        text.clear();
+        const std::string user = data::CsvField(user_ids[first + i]);
+        char buf[64];
+        for (int r = 0; r < k; ++r) {
+          const int64_t label = ids[i * w + r];
+          if (label < 0) break;
+          std::snprintf(buf, sizeof(buf), ",%d,", r + 1);
+          text += user;
+          text += buf;
+          text += data::CsvField(idx.ids()[label]);
+          std::snprintf(buf, sizeof(buf), ",%.6f\n", shown[i * w + r]);
+          text += buf;
+        }
       }
-    }
+    });
     for (int64_t i = 0; i < c; ++i) {
       file->Write(lines[i]);
       result.rows += std::count(lines[i].begin(), lines[i].end(), '\n');

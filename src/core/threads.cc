@@ -19,18 +19,17 @@ int SetThreads(int threads) {
     threads = procs < online ? procs : std::max(1, procs / dist::LocalSize());
   }
   omp_set_num_threads(threads);
-  Eigen::setNbThreads(threads);
+  // Eigen's products run on the calling thread: the large ones are split by rows through
+  // core/parallel.h, whose work sharing survives CPU contention where OpenMP's barriers
+  // (which Eigen would use) do not.
+  Eigen::setNbThreads(1);
   return threads;
 }
 
-ScopedThreads::ScopedThreads(int threads)
-    : previous_omp_(omp_get_max_threads()), previous_eigen_(Eigen::nbThreads()) {
+ScopedThreads::ScopedThreads(int threads) : previous_omp_(omp_get_max_threads()) {
   threads_ = SetThreads(threads);
 }
 
-ScopedThreads::~ScopedThreads() {
-  omp_set_num_threads(previous_omp_);
-  Eigen::setNbThreads(previous_eigen_);
-}
+ScopedThreads::~ScopedThreads() { omp_set_num_threads(previous_omp_); }
 
 }  // namespace twotower

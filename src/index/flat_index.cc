@@ -11,6 +11,7 @@
 #include "index/index_file_internal.h"
 #include "index/search_internal.h"
 #include "twotower/core/error.h"
+#include "twotower/core/parallel.h"
 
 namespace twotower::index {
 namespace {
@@ -160,8 +161,7 @@ void ScanAll(const Kernel& kernel, int64_t nd, int64_t count, int threads,
     const int64_t tiles_per_block =
         std::clamp<int64_t>((tiles + 2 * threads - 1) / (2 * threads), 1, 32);
     const int64_t blocks = (tiles + tiles_per_block - 1) / tiles_per_block;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t b = 0; b < blocks; ++b) {
+    const auto scan_block = [&](int64_t b, int) {
       const int64_t t0 = b * tiles_per_block;
       const int64_t t1 = std::min(tiles, t0 + tiles_per_block);
       std::vector<Heap> heaps(static_cast<size_t>((t1 - t0) * kTileQueries));
@@ -172,7 +172,8 @@ void ScanAll(const Kernel& kernel, int64_t nd, int64_t count, int threads,
       for (int64_t r = t0 * kTileQueries; r < std::min(nd, t1 * kTileQueries); ++r) {
         finish(r, heaps[r - t0 * kTileQueries]);
       }
-    }
+    };
+    ParallelFor(blocks, threads, IndexBody(scan_block));
     return;
   }
 
@@ -191,12 +192,12 @@ void ScanAll(const Kernel& kernel, int64_t nd, int64_t count, int threads,
   for (int part = 0; part < parts; ++part) {
     for (int64_t r = 0; r < nd; ++r) ResetHeap(heaps[part * slots + r], capacity[r], margin[r]);
   }
-#pragma omp parallel for schedule(static, 1) num_threads(parts) if (parts > 1)
-  for (int part = 0; part < parts; ++part) {
+  const auto scan_part = [&](int64_t part, int) {
     const int64_t p0 = std::min(num_panels, steps * part / parts * step);
     const int64_t p1 = std::min(num_panels, steps * (part + 1) / parts * step);
     ScanRange(kernel, nd, 0, tiles, count, p0, p1, slot_filter.data(), heaps.data() + part * slots);
-  }
+  };
+  ParallelFor(parts, parts, IndexBody(scan_part));
   for (int64_t r = 0; r < nd; ++r) {
     Heap& merged = heaps[r];
     for (int part = 1; part < parts; ++part) MergeHeap(merged, heaps[part * slots + r]);
@@ -316,11 +317,11 @@ void FlatIndex::SearchImpl(const float* queries, int64_t n, int k, const Prepare
   }
   const int threads = Threads();
   if (!sparse.empty()) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (sparse.size() > 1)
-    for (size_t i = 0; i < sparse.size(); ++i) {
-      const int64_t q = sparse[i];
+    const auto search_one = [&](int64_t i, int) {
+      const int64_t q = sparse[static_cast<size_t>(i)];
       SearchAllowList(queries + q * dim_, filters[q], k, ids_out + q * k, scores_out + q * k);
-    }
+    };
+    ParallelFor(static_cast<int64_t>(sparse.size()), threads, IndexBody(search_one));
   }
   if (dense.empty()) return;
   if (compressed_ != nullptr) {

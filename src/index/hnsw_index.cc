@@ -21,6 +21,7 @@
 #include "index/search_internal.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
+#include "twotower/core/parallel.h"
 
 namespace twotower::index {
 namespace {
@@ -272,15 +273,19 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
   if (g.size() == 0 && !fresh.empty()) add(fresh[begin++]);  // the entry point alone
   std::string failure;
   std::mutex failure_mutex;
-#pragma omp parallel for schedule(dynamic, 64) num_threads(Threads())
-  for (size_t i = begin; i < fresh.size(); ++i) {
-    try {
-      add(fresh[i]);
-    } catch (const std::exception& e) {
-      std::lock_guard<std::mutex> lock(failure_mutex);
-      if (failure.empty()) failure = e.what();
+  // Blocks of 64 items, claimed by the threads that are running (core/parallel.h); hnswlib's
+  // graph takes concurrent adds.
+  const auto add_block = [&](int64_t b0, int64_t b1) {
+    for (int64_t i = b0; i < b1; ++i) {
+      try {
+        add(fresh[begin + static_cast<size_t>(i)]);
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(failure_mutex);
+        if (failure.empty()) failure = e.what();
+      }
     }
-  }
+  };
+  ParallelBlocks(static_cast<int64_t>(fresh.size() - begin), 64, Threads(), add_block);
   if (!failure.empty()) throw Error("hnsw index: adding items failed: " + failure);
   for (const auto& node_row : moved) add(node_row);
   return result;
@@ -407,18 +412,18 @@ void HnswIndex::SearchImpl(const float* queries, int64_t n, int k, const Prepare
   const int d = dim_;
   // Counted per thread and added once: shared counters bumped per query cost a contended
   // cache line in every search.
+  const int threads = n > 1 ? Threads() : 1;
+  std::vector<SearchCounts> counts(static_cast<size_t>(threads));  // one per ParallelFor slot
+  const auto search_one = [&](int64_t q, int slot) {
+    SearchOne(queries + q * d, k, filters != nullptr ? &filters[q] : nullptr, ids_out + q * k,
+              scores_out + q * k, &counts[static_cast<size_t>(slot)]);
+  };
+  ParallelFor(n, threads, IndexBody(search_one));
   int64_t searches = 0, widened = 0, exact = 0;
-#pragma omp parallel num_threads(Threads()) if (n > 1) reduction(+ : searches, widened, exact)
-  {
-    SearchCounts counts;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t q = 0; q < n; ++q) {
-      SearchOne(queries + q * d, k, filters != nullptr ? &filters[q] : nullptr, ids_out + q * k,
-                scores_out + q * k, &counts);
-    }
-    searches += counts.graph_searches;
-    widened += counts.widened;
-    exact += counts.exact_scans;
+  for (const SearchCounts& c : counts) {
+    searches += c.graph_searches;
+    widened += c.widened;
+    exact += c.exact_scans;
   }
   graph_searches_.fetch_add(searches, std::memory_order_relaxed);
   widened_.fetch_add(widened, std::memory_order_relaxed);

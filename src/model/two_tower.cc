@@ -1,40 +1,22 @@
 #include "twotower/model/two_tower.h"
 
-#include <omp.h>
-
 #include <cmath>
 #include <exception>
 #include <set>
 
 #include "twotower/core/error.h"
+#include "twotower/core/parallel.h"
 #include "twotower/data/history.h"
 
 namespace twotower::model {
 namespace {
 
-// Runs the two tower jobs concurrently when OpenMP has two or more threads, else in order.
-// Exceptions cannot cross an OpenMP region, so they are captured and rethrown after it.
+// Runs the two tower jobs concurrently when a second thread is free to take one, else in order
+// (core/parallel.h: under CPU contention the caller runs both rather than wait for a thread the
+// OS has descheduled). Neither job's result depends on which thread runs it.
 template <typename UserJob, typename ItemJob>
 void RunTowers(const UserJob& user_job, const ItemJob& item_job) {
-  if (omp_get_max_threads() < 2 || omp_in_parallel()) {
-    user_job();
-    item_job();
-    return;
-  }
-  std::exception_ptr errors[2];
-#pragma omp parallel num_threads(2)
-  {
-    const int t = omp_get_thread_num();
-    try {
-      if (t == 0) user_job();
-      if (t == 1) item_job();
-    } catch (...) {
-      errors[t] = std::current_exception();
-    }
-  }
-  for (const auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
+  ParallelInvoke(0, user_job, item_job);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "twotower/core/error.h"
+#include "twotower/core/parallel.h"
 #include "twotower/nn/layer.h"
 
 namespace twotower::nn {
@@ -90,8 +91,13 @@ void Linear::InitPyTorchDefault(Rng* rng) {
 
 void Linear::InferImpl(const Matrix& x, Matrix* y) const {
   y->resize(x.rows(), out_dim());
-  y->noalias() = x * weight_.value.transpose();
-  y->rowwise() += bias_.value.row(0);
+  // By blocks of rows on the threads that are free (core/parallel.h): one block, on this
+  // thread, for a training batch inside a tower's job; many for encoding a whole table.
+  ParallelBlocks(x.rows(), kProductRows, 0, [&](int64_t r0, int64_t r1) {
+    auto out = y->middleRows(r0, r1 - r0);
+    out.noalias() = x.middleRows(r0, r1 - r0) * weight_.value.transpose();
+    out.rowwise() += bias_.value.row(0);
+  });
 }
 
 void Linear::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) {

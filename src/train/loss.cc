@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "twotower/core/error.h"
+#include "twotower/core/parallel.h"
 
 namespace twotower::train {
 
@@ -82,7 +83,10 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
   }
   const float inv_t = static_cast<float>(1.0 / options_.temperature);
   logits_.resize(rows, n);
-  logits_.noalias() = u * v.transpose();
+  // The products by blocks of output rows on the threads that are free (core/parallel.h).
+  ParallelBlocks(rows, kProductRows, 0, [&](int64_t r0, int64_t r1) {
+    logits_.middleRows(r0, r1 - r0).noalias() = u.middleRows(r0, r1 - r0) * v.transpose();
+  });
   logits_ *= inv_t;
   const bool log_q = !options_.log_q.empty();
   if (log_q) {
@@ -125,9 +129,13 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
   // s_ij = <u_i, v_j> / t: du = G V / t, dv = G^T U / t.
   out->du.resize(rows, u.cols());
   out->dv.resize(n, v.cols());
-  out->du.noalias() = logits_ * v;
+  ParallelBlocks(rows, kProductRows, 0, [&](int64_t r0, int64_t r1) {
+    out->du.middleRows(r0, r1 - r0).noalias() = logits_.middleRows(r0, r1 - r0) * v;
+  });
   out->du *= inv_t;
-  out->dv.noalias() = logits_.transpose() * u;
+  ParallelBlocks(n, kProductRows, 0, [&](int64_t j0, int64_t j1) {
+    out->dv.middleRows(j0, j1 - j0).noalias() = logits_.middleCols(j0, j1 - j0).transpose() * u;
+  });
   out->dv *= inv_t;
   out->d_log_scale = 0.0;
   out->d_bias = 0.0;

@@ -7,11 +7,16 @@
 #include <limits>
 
 #include "twotower/core/error.h"
+#include "twotower/core/parallel.h"
 #include "twotower/core/rng.h"
 #include "twotower/train/loss.h"
 
 namespace twotower::train {
 namespace {
+
+// Rows per unit of work shared among threads (core/parallel.h): a row costs a pass over the
+// batch's columns, so 64 rows are tens of microseconds, well above the cost of a claim.
+constexpr Eigen::Index kRowsPerChunk = 64;
 
 bool UsesBatch(Sampler s) { return s == Sampler::kInBatch || s == Sampler::kMixed; }
 bool Draws(Sampler s) { return s != Sampler::kInBatch; }
@@ -121,7 +126,9 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
   const Eigen::Index c = n + m - first;
   const auto vn = v.middleRows(first, c);
   scores_.resize(n, c);
-  scores_.noalias() = u * vn.transpose();
+  ParallelBlocks(n, kProductRows, 0, [&](int64_t r0, int64_t r1) {
+    scores_.middleRows(r0, r1 - r0).noalias() = u.middleRows(r0, r1 - r0) * vn.transpose();
+  });
   pos_.resize(n);
   pos_.noalias() = u.cwiseProduct(v.topRows(n)).rowwise().sum();
   // log Q per column: the expected count of the column's item in this batch's sample.
@@ -166,10 +173,9 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
   const bool pairwise = o_.objective != Objective::kSoftmax;
   const double inv_t = o_.objective == Objective::kTriplet ? 1.0 : 1.0 / o_.temperature;
   double total = 0.0;
-  // Rows are independent: each thread takes a block of rows with its own scratch and writes
-  // only its rows of grad_ (or sparse_*) and gpos_; the per-thread sums are added in thread order
-  // (so the loss depends on the thread count only through that rounding).
-  const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(n / 64)));
+  // Rows are independent: each thread works with its own scratch (a slot of ParallelFor).
+  const Eigen::Index chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
+  const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(chunks)));
   // Grown, never shrunk (a short last batch uses fewer threads), and every buffer reserved for
   // a whole row of C, so no step after the first allocates.
   if (scratch_.size() < static_cast<size_t>(threads)) scratch_.resize(static_cast<size_t>(threads));
@@ -177,14 +183,12 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
     for (auto* v : {&sc.keep, &sc.rest}) v->reserve(static_cast<size_t>(c));
     for (auto* v : {&sc.values, &sc.z, &sc.w, &sc.rest_z}) v->reserve(static_cast<size_t>(c));
   }
-  partial_.assign(static_cast<size_t>(threads), 0.0);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (Eigen::Index i = 0; i < n; ++i) {
-    Scratch& sc = scratch_[static_cast<size_t>(omp_get_thread_num())];
+  partial_.assign(static_cast<size_t>(chunks), 0.0);
+  // One row: writes only row i of grad_ (or sparse_*) and gpos_, and adds its loss to total.
+  const auto row = [&](Eigen::Index i, Scratch& sc, double& total) {
     std::vector<int32_t>& keep_ = sc.keep;
     std::vector<float>& z_ = sc.z;
     std::vector<float>& w_ = sc.w;
-    double& total = partial_[static_cast<size_t>(omp_get_thread_num())];
     if (!sparse) grad_.row(i).setZero();
     // d loss / d s for the row's t-th kept column.
     const auto put = [&](size_t t, double g) {
@@ -270,7 +274,7 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
       }
     }
     const size_t k = keep_.size();
-    if (k == 0) continue;
+    if (k == 0) return;
     // The row's weight in the mean (1 without weights: the same arithmetic as unweighted).
     const double m_i = mult ? static_cast<double>(mult[i]) : 1.0;
     const double row_inv_n = inv_n * m_i;
@@ -291,7 +295,7 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
       for (size_t t = 0; t < k; ++t) {
         put(t, std::exp(static_cast<double>(z_[t]) - max) / sum * inv_t * row_inv_n);
       }
-      continue;
+      return;
     }
     // Importance weights, self-normalised over the row's kept negatives.
     w_.assign(k, 1.0f);
@@ -326,7 +330,17 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
     }
     total += m_i * row;
     gpos_[i] = static_cast<float>(gp * row_inv_n);
-  }
+  };
+  // Rows in chunks of kRowsPerChunk, claimed by whichever threads are running
+  // (core/parallel.h); each chunk sums its loss on its own and the chunks are added in order,
+  // so the loss does not depend on the thread count or on which thread ran a chunk.
+  const auto chunk = [&](int64_t ch, int slot) {
+    Scratch& sc = scratch_[static_cast<size_t>(slot)];
+    double& total = partial_[static_cast<size_t>(ch)];
+    const Eigen::Index end = std::min<Eigen::Index>(n, (ch + 1) * kRowsPerChunk);
+    for (Eigen::Index i = ch * kRowsPerChunk; i < end; ++i) row(i, sc, total);
+  };
+  ParallelFor(chunks, threads, IndexBody(chunk));
   for (double t : partial_) total += t;
   out->loss = total / nn;
   // s_ij = <u_i, v_col(j)>, s_i+ = <u_i, v_i>.
@@ -336,15 +350,18 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
     // du_i = sum_t g_it v_col(t): a gather per row (rows are independent, so in parallel);
     // dv_col += g_it u_i: a scatter, in row order on one thread, so the sums do not depend on
     // the thread count (n (h + e) row updates of d floats: 65,536 x 32 at scale, ~0.2 ms).
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (Eigen::Index i = 0; i < n; ++i) {
-      auto du_i = out->du.row(i);
-      du_i.setZero();
-      const size_t base = static_cast<size_t>(i * row_cap);
-      for (int32_t t = 0; t < sparse_count_[static_cast<size_t>(i)]; ++t) {
-        du_i.noalias() += sparse_grad_[base + t] * vn.row(sparse_col_[base + t]);
+    const auto gather = [&](int64_t ch, int) {
+      const Eigen::Index end = std::min<Eigen::Index>(n, (ch + 1) * kRowsPerChunk);
+      for (Eigen::Index i = ch * kRowsPerChunk; i < end; ++i) {
+        auto du_i = out->du.row(i);
+        du_i.setZero();
+        const size_t base = static_cast<size_t>(i * row_cap);
+        for (int32_t t = 0; t < sparse_count_[static_cast<size_t>(i)]; ++t) {
+          du_i.noalias() += sparse_grad_[base + t] * vn.row(sparse_col_[base + t]);
+        }
       }
-    }
+    };
+    ParallelFor(chunks, threads, IndexBody(gather));
     for (Eigen::Index i = 0; i < n; ++i) {
       const size_t base = static_cast<size_t>(i * row_cap);
       for (int32_t t = 0; t < sparse_count_[static_cast<size_t>(i)]; ++t) {
@@ -352,8 +369,13 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
       }
     }
   } else {
-    out->du.noalias() = grad_ * vn;
-    out->dv.middleRows(first, c).noalias() = grad_.transpose() * u;
+    ParallelBlocks(n, kProductRows, 0, [&](int64_t r0, int64_t r1) {
+      out->du.middleRows(r0, r1 - r0).noalias() = grad_.middleRows(r0, r1 - r0) * vn;
+    });
+    ParallelBlocks(c, kProductRows, 0, [&](int64_t j0, int64_t j1) {
+      out->dv.middleRows(first + j0, j1 - j0).noalias() =
+          grad_.middleCols(j0, j1 - j0).transpose() * u;
+    });
   }
   out->du.array() += v.topRows(n).array().colwise() * gpos_.array();
   out->dv.topRows(n).array() += u.array().colwise() * gpos_.array();

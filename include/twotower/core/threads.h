@@ -4,14 +4,16 @@
 
 namespace twotower {
 
-// Sets the number of worker threads used by OpenMP loops and Eigen's matrix products.
+// Sets the calling thread's number of worker threads for core/parallel.h's ParallelFor (kept as
+// OpenMP's thread count, omp_get_max_threads()); Eigen's own threading is turned off (the large
+// products are split by core/parallel.h instead).
 // threads <= 0 means all cores (this process's, divided among the mpirun ranks on this machine
 // when they share them: core/dist.h). Returns the number in effect. Call before starting work.
 int SetThreads(int threads);
 
-// SetThreads for a scope: the calling thread's OpenMP and Eigen thread counts are put back as
-// they were when it ends, so that a library call (app::Train from Python, a test) leaves the
-// process's settings as it found them.
+// SetThreads for a scope: the calling thread's thread count is put back as it was when it ends, so
+// that a library call (app::Train from Python, a test) leaves the process's settings as it found
+// them.
 class ScopedThreads {
  public:
   explicit ScopedThreads(int threads);
@@ -21,7 +23,7 @@ class ScopedThreads {
   int threads() const { return threads_; }  // the number in effect in the scope
 
  private:
-  int threads_, previous_omp_, previous_eigen_;
+  int threads_, previous_omp_;
 };
 
 }  // namespace twotower

@@ -1,0 +1,94 @@
+// Work sharing that degrades gracefully when the CPU is shared (issue 28, "no collapse under
+// contention").
+//
+// OpenMP's parallel regions hand every thread a fixed share and end in a barrier: when another
+// process keeps a core busy, the operating system deschedules one of the team's threads and the
+// others wait for it (libgomp spins while it waits, taking the core it needs). Training the lab
+// with two threads beside one busy process took 2x longer than with one thread.
+//
+// ParallelFor shares work by claiming instead: indices are taken one at a time from a shared
+// counter by the calling thread and by pool workers that are running. A worker the OS has
+// descheduled claims nothing, the caller runs whatever nobody has claimed, and the caller waits
+// only for indices that other threads have started, blocking in the kernel (futex) after a short
+// spin. Idle workers spin briefly for the next task (a training step posts one every few tens of
+// microseconds), yielding the CPU while they spin, and stop spinning while they keep arriving
+// too late to claim anything, which is what happens under contention.
+//
+// Which thread runs an index never changes a result: bodies write disjoint outputs, and sums
+// that cross indices are kept per index and added in index order by the caller.
+#ifndef TWOTOWER_CORE_PARALLEL_H_
+#define TWOTOWER_CORE_PARALLEL_H_
+
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+namespace twotower {
+
+// A non-owning reference to a callable `void(int64_t index, int slot)`: no allocation.
+class IndexBody {
+ public:
+  template <typename F>
+  IndexBody(F& f)  // NOLINT(google-explicit-constructor): built at the call site only
+      : object_(const_cast<void*>(static_cast<const void*>(&f))),
+        call_([](void* o, int64_t i, int slot) { (*static_cast<F*>(o))(i, slot); }) {}
+  void operator()(int64_t index, int slot) const { call_(object_, index, slot); }
+
+ private:
+  void* object_;
+  void (*call_)(void*, int64_t, int);
+};
+
+// Runs body(i, slot) once for every i in [0, n), on the calling thread and on up to
+// threads - 1 pool workers (threads <= 0: omp_get_max_threads(), the count core/threads.h set).
+// `slot` is in [0, threads): the caller is slot 0, and no two bodies run with the same slot at
+// the same time, so a body may use per-slot scratch space.
+// Runs serially, in index order, with slot 0 when n <= 1, threads is 1, the call is nested in
+// another ParallelFor body or an OpenMP region, or another thread is using the pool.
+// Errors: the exception of the lowest index that threw is rethrown to the caller after every
+// claimed index has finished; indices not claimed by then are not run.
+// n: at most 2^31 - 1 (std::length_error otherwise).
+void ParallelFor(int64_t n, int threads, IndexBody body);
+
+// Runs a() and b(), concurrently when a pool worker is free to take b (ParallelFor with two
+// indices); b runs on the caller after a otherwise. Exceptions as ParallelFor.
+template <typename A, typename B>
+void ParallelInvoke(int threads, A&& a, B&& b) {
+  auto body = [&](int64_t i, int) {
+    if (i == 0) {
+      a();
+    } else {
+      b();
+    }
+  };
+  ParallelFor(2, threads, IndexBody(body));
+}
+
+// Runs body(begin, end) for the consecutive blocks [begin, end) of [0, n), each `block` long
+// (the last one shorter), through ParallelFor. The blocks do not depend on the thread count, so
+// neither does a result that is computed block by block (a matrix product split by output rows
+// gives the same bits as the whole one: Eigen's single-threaded depth blocking depends only on
+// the depth and the cache sizes).
+template <typename F>
+void ParallelBlocks(int64_t n, int64_t block, int threads, const F& body) {
+  if (n <= 0) return;
+  const int64_t blocks = (n + block - 1) / block;
+  auto each = [&](int64_t b, int) { body(b * block, b + 1 == blocks ? n : (b + 1) * block); };
+  ParallelFor(blocks, threads, IndexBody(each));
+}
+
+// Rows per block for matrix products split by ParallelBlocks: a 128-row block of a 128-wide
+// layer is about 4 MFLOP, tens of microseconds, well above the cost of a claim.
+inline constexpr int64_t kProductRows = 128;
+
+// How many tasks the pool has run and how many indices its workers (not callers) took, since
+// the process started: for tests and benchmarks.
+struct ParallelStats {
+  uint64_t tasks = 0;
+  uint64_t indices_by_workers = 0;
+};
+ParallelStats GetParallelStats();
+
+}  // namespace twotower
+
+#endif  // TWOTOWER_CORE_PARALLEL_H_

@@ -1,0 +1,228 @@
+#include "twotower/core/parallel.h"
+
+#include <omp.h>
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+// Written by hand: OpenMP (libgomp) and Eigen's thread pool both share work out in fixed parts
+// and end in a barrier, which is what collapses under CPU contention (parallel.h). oneTBB's
+// work stealing would do, but Debian's libtbb adds a runtime dependency and a second thread
+// pool beside libgomp's for two call sites; this is a counter, a futex and a few workers.
+
+namespace twotower {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using CallFn = void (*)(void*, int64_t, int);
+
+constexpr uint32_t kClosed = std::numeric_limits<uint32_t>::max();  // no index can be claimed
+constexpr int kMaxWorkers = 255;
+// An idle worker spins this long for the next task before it sleeps in the kernel: a training
+// step posts tasks a few tens of microseconds apart, and a futex wake-up costs about as much.
+constexpr auto kSpin = std::chrono::microseconds(200);
+// After this many tasks in a row that a worker reached too late to claim anything (the caller
+// had taken every index: the worker was not running), it stops spinning and sleeps at once,
+// leaving the CPU to whoever was running instead of it, until it claims an index again.
+constexpr int kLateLimit = 4;
+
+#if defined(__x86_64__) || defined(__i386__)
+inline void CpuRelax() { __builtin_ia32_pause(); }
+#else
+inline void CpuRelax() {}
+#endif
+
+thread_local bool t_inside = false;  // a pool worker, or a caller holding the pool
+
+// One task at a time. The claim word packs the task's generation (high 32 bits) and the next
+// index (low 32 bits), so a worker that read an older task's fields cannot claim in a newer
+// one: its compare-and-swap expects the older generation. A caller first closes the word for
+// its new generation, then writes the fields, then opens it (all sequentially consistent), so a
+// field value read from a newer task implies a claim word that no longer matches.
+struct Pool {
+  std::mutex use;
+  std::vector<std::thread> workers;
+  std::atomic<uint32_t> wake{0};  // the newest generation, the workers' futex word
+  std::atomic<uint64_t> claim{0};
+  std::atomic<uint32_t> n{0};
+  std::atomic<int> slots{0};
+  std::atomic<void*> object{nullptr};
+  std::atomic<CallFn> call{nullptr};
+  std::atomic<uint32_t> done{0};  // finished indices of the current task, the caller's futex word
+  std::atomic<bool> failed{false};
+  std::mutex error_mu;
+  int64_t error_index = -1;
+  std::exception_ptr error;
+  std::atomic<uint64_t> tasks{0}, by_workers{0};
+};
+
+Pool* g_pool = nullptr;
+std::once_flag g_pool_once;
+
+// After fork() only the calling thread exists in the child: the workers are gone, so the child
+// starts a new pool (the old one is left behind; it cannot be taken apart without its threads).
+void ForgetPoolInChild() { g_pool = nullptr; }
+
+Pool* GetPool() {
+  std::call_once(g_pool_once, [] { pthread_atfork(nullptr, nullptr, ForgetPoolInChild); });
+  if (g_pool == nullptr) g_pool = new Pool();  // never deleted: workers sleep until exit
+  return g_pool;
+}
+
+void RunIndex(Pool* p, CallFn call, void* object, uint32_t i, int slot) {
+  try {
+    call(object, static_cast<int64_t>(i), slot);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(p->error_mu);
+    if (p->error_index < 0 || static_cast<int64_t>(i) < p->error_index) {
+      p->error_index = static_cast<int64_t>(i);
+      p->error = std::current_exception();
+    }
+    p->failed.store(true);
+  }
+}
+
+// Claims and runs indices of generation `gen` until none is left; true if it ran any.
+// A worker whose slot the task does not use counts as having run (it was not late).
+bool Work(Pool* p, uint32_t gen, int slot, bool worker) {
+  bool ran = false;
+  uint64_t c = p->claim.load();
+  while (static_cast<uint32_t>(c >> 32) == gen) {
+    const uint32_t i = static_cast<uint32_t>(c);
+    const uint32_t n = p->n.load();
+    const int slots = p->slots.load();
+    CallFn call = p->call.load();
+    void* object = p->object.load();
+    if (slot >= slots) return true;
+    if (i >= n || p->failed.load()) break;
+    if (!p->claim.compare_exchange_weak(c, c + 1)) continue;  // c reloaded
+    ran = true;
+    RunIndex(p, call, object, i, slot);
+    if (worker) p->by_workers.fetch_add(1, std::memory_order_relaxed);
+    p->done.fetch_add(1);
+    p->done.notify_all();
+    c = p->claim.load();
+  }
+  return ran;
+}
+
+void WorkerLoop(Pool* p, int slot) {
+  t_inside = true;
+  omp_set_num_threads(1);  // Eigen's products inside a body stay on this thread (threads.h)
+  uint32_t seen = p->wake.load();
+  int late = 0;
+  for (;;) {
+    uint32_t gen = p->wake.load();
+    if (gen == seen && late < kLateLimit) {
+      const auto until = Clock::now() + kSpin;
+      for (int round = 1; gen == seen; ++round) {
+        for (int k = 0; k < 16; ++k) CpuRelax();
+        gen = p->wake.load();
+        if (gen != seen) break;
+        if (round % 16 == 0) {
+          if (Clock::now() > until) break;
+          sched_yield();  // lets a thread waiting for this CPU run
+        }
+      }
+    }
+    if (gen == seen) {
+      p->wake.wait(seen);
+      continue;
+    }
+    seen = gen;
+    late = Work(p, gen, slot, true) ? 0 : late + 1;
+  }
+}
+
+void RunSerial(int64_t n, IndexBody body) {
+  for (int64_t i = 0; i < n; ++i) body(i, 0);
+}
+
+}  // namespace
+
+void ParallelFor(int64_t n, int threads, IndexBody body) {
+  if (n < 0 || n >= static_cast<int64_t>(kClosed)) {
+    throw std::length_error("ParallelFor: " + std::to_string(n) + " indices (at most 2^31 - 1)");
+  }
+  if (threads <= 0) threads = omp_get_max_threads();
+  threads = static_cast<int>(
+      std::min<int64_t>({static_cast<int64_t>(threads), n, int64_t{kMaxWorkers} + 1}));
+  if (threads <= 1 || t_inside || omp_in_parallel()) return RunSerial(n, body);
+  Pool* p = GetPool();
+  std::unique_lock<std::mutex> lock(p->use, std::try_to_lock);
+  if (!lock.owns_lock()) return RunSerial(n, body);
+  // While the caller runs bodies, Eigen's products in them stay on its thread (threads.h), as
+  // they do on the workers.
+  t_inside = true;
+  struct Leave {
+    int omp_threads = omp_get_max_threads();
+    ~Leave() {
+      t_inside = false;
+      omp_set_num_threads(omp_threads);
+    }
+  } leave;
+  omp_set_num_threads(1);
+  while (static_cast<int>(p->workers.size()) < threads - 1) {
+    const int slot = static_cast<int>(p->workers.size()) + 1;
+    p->workers.emplace_back(WorkerLoop, p, slot);
+    p->workers.back().detach();
+  }
+  // Publish the task (see Pool): close, write, open, wake.
+  const uint32_t gen = p->wake.load() + 1;
+  p->claim.store(static_cast<uint64_t>(gen) << 32 | kClosed);
+  p->n.store(static_cast<uint32_t>(n));
+  p->slots.store(threads);
+  // IndexBody's fields are private; it is copied into this frame and called through a thunk.
+  struct Thunk {
+    static void Call(void* o, int64_t i, int slot) { (*static_cast<IndexBody*>(o))(i, slot); }
+  };
+  p->object.store(&body);
+  p->call.store(&Thunk::Call);
+  p->done.store(0);
+  p->failed.store(false);
+  p->error_index = -1;
+  p->error = nullptr;
+  p->claim.store(static_cast<uint64_t>(gen) << 32);
+  p->wake.store(gen);
+  p->wake.notify_all();
+  p->tasks.fetch_add(1, std::memory_order_relaxed);
+
+  Work(p, gen, 0, false);
+  // Close the task: nothing more can be claimed; wait for the claimed indices that are running.
+  const uint64_t last = p->claim.exchange(static_cast<uint64_t>(gen) << 32 | kClosed);
+  const uint32_t claimed = std::min(static_cast<uint32_t>(last), static_cast<uint32_t>(n));
+  uint32_t d = p->done.load();
+  for (int k = 0; d != claimed && k < 256; ++k) {
+    CpuRelax();
+    d = p->done.load();
+  }
+  while (d != claimed) {
+    p->done.wait(d);
+    d = p->done.load();
+  }
+  if (p->error) {
+    std::exception_ptr e = p->error;
+    p->error = nullptr;
+    std::rethrow_exception(e);
+  }
+}
+
+ParallelStats GetParallelStats() {
+  ParallelStats s;
+  if (g_pool != nullptr) {
+    s.tasks = g_pool->tasks.load(std::memory_order_relaxed);
+    s.indices_by_workers = g_pool->by_workers.load(std::memory_order_relaxed);
+  }
+  return s;
+}
+
+}  // namespace twotower

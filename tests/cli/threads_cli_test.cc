@@ -1,0 +1,102 @@
+// Training does not depend on the thread count (core/parallel.h): work is shared in blocks that
+// do not depend on it, sums are added in block order, and which thread runs a block changes
+// nothing. So `--threads 1`, `2` and `3` (more threads than this machine may have cores) write the
+// same metrics, the same test report and the same item embeddings, byte for byte. This is also
+// what makes `--threads 0` safe under CPU contention: a thread the OS deschedules leaves its
+// blocks to the others without changing a result.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "testing/cli_runner.h"
+#include "testing/temp_dir.h"
+
+namespace twotower {
+namespace {
+
+using testing::CliResult;
+using testing::Lines;
+using testing::ReadBytes;
+using testing::RunCli;
+using testing::TempDir;
+
+// 300 users in 6 taste groups, 7 train rows each (2,100: batches of 256 rows are four 64-row
+// blocks of the sampled loss and two 128-row blocks of the products), one val and one test row.
+std::string Config(const TempDir& dir, const std::string& training) {
+  std::string split[3];
+  for (std::string& rows : split) rows = "user_id,item_id,label\n";
+  for (int u = 0; u < 300; ++u) {
+    for (int k = 0; k < 9; ++k) {
+      split[std::max(0, k - 6)] +=
+          std::to_string(u) + "," + std::to_string((u % 6) * 20 + (u * 7 + k * 3) % 20) + ",1\n";
+    }
+  }
+  dir.Write("d/train/interactions.csv", split[0]);
+  dir.Write("d/val/interactions.csv", split[1]);
+  dir.Write("d/test/interactions.csv", split[2]);
+  return dir.Write("c.yaml",
+                   "data: {dir: " + dir.File("d") +
+                       "}\nfeatures:\n  user_id: user_id\n  item_id: item_id\n  label: label\n"
+                       "  user: [{column: user_id, type: id, dim: 16}]\n"
+                       "  item: [{column: item_id, type: id, dim: 16}]\n"
+                       "model: {embedding_dim: 16, user_hidden_dims: [32], item_hidden_dims: [32], "
+                       "dropout: 0.1}\n"
+                       "training: {" +
+                       training +
+                       ", epochs: 3, batch_size: 256, learning_rate: 0.01, "
+                       "early_stopping_patience: 0, checkpoint: false}\n"
+                       "evaluation: {k: [5]}\nseed: 3\n");
+}
+
+struct Outputs {
+  std::string metrics, test, embeddings;
+};
+
+Outputs TrainWith(const TempDir& dir, const std::string& config, int threads) {
+  const std::string out = dir.File("runs" + std::to_string(threads));
+  const CliResult r = RunCli({"train", "--config", config, "--output-dir", out, "--threads",
+                              std::to_string(threads), "--quiet"},
+                             dir);
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  std::string run;
+  for (const auto& entry : std::filesystem::directory_iterator(out)) run = entry.path().string();
+  const std::string npy = dir.File("items" + std::to_string(threads) + ".npy");
+  const CliResult e = RunCli({"embed", "--model", run + "/model_best.safetensors", "--out", npy,
+                              "--threads", std::to_string(threads)},
+                             dir);
+  EXPECT_EQ(e.code, 0) << e.out << e.err;
+  // The test report without its timing line.
+  std::string test;
+  for (const std::string& line : Lines(ReadBytes(run + "/test_metrics.json"))) {
+    if (line.find("\"train_seconds\"") == std::string::npos) test += line + "\n";
+  }
+  return {ReadBytes(run + "/metrics.csv"), test, ReadBytes(npy)};
+}
+
+class ThreadCountTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ThreadCountTest, OneTwoAndThreeThreadsWriteTheSameBytes) {
+  TempDir dir;
+  const std::string config = Config(dir, GetParam());
+  const Outputs one = TrainWith(dir, config, 1);
+  ASSERT_FALSE(one.metrics.empty());
+  ASSERT_FALSE(one.embeddings.empty());
+  for (int threads : {2, 3}) {
+    const Outputs other = TrainWith(dir, config, threads);
+    EXPECT_EQ(other.metrics, one.metrics) << threads << " threads";
+    EXPECT_EQ(other.test, one.test) << threads << " threads";
+    EXPECT_TRUE(other.embeddings == one.embeddings) << threads << " threads: embeddings differ";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Losses, ThreadCountTest,
+    ::testing::Values("loss: softmax", "loss: bce",
+                      "loss: mixed, num_uniform_negatives: 64, num_hard_negatives: 8, "
+                      "num_easy_negatives: 4"));
+
+}  // namespace
+}  // namespace twotower

@@ -1,0 +1,184 @@
+#include "twotower/core/parallel.h"
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace twotower {
+namespace {
+
+// Every index runs exactly once, with a slot in range that no other running body holds.
+void CheckEveryIndexOnce(int64_t n, int threads) {
+  std::vector<std::atomic<int>> runs(static_cast<size_t>(n));
+  std::vector<std::atomic<bool>> busy(static_cast<size_t>(std::max(threads, 1)));
+  std::atomic<int> bad_slot{0}, shared_slot{0};
+  auto body = [&](int64_t i, int slot) {
+    if (slot < 0 || slot >= std::max(threads, 1)) {
+      ++bad_slot;
+      return;
+    }
+    if (busy[static_cast<size_t>(slot)].exchange(true)) ++shared_slot;
+    runs[static_cast<size_t>(i)].fetch_add(1);
+    volatile double x = 0;  // a little work, so that bodies overlap
+    for (int k = 0; k < 200; ++k) x = x + k * 0.5;
+    busy[static_cast<size_t>(slot)].store(false);
+  };
+  ParallelFor(n, threads, IndexBody(body));
+  EXPECT_EQ(bad_slot.load(), 0);
+  EXPECT_EQ(shared_slot.load(), 0) << "two bodies ran with one slot at once";
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(runs[static_cast<size_t>(i)].load(), 1) << "index " << i << " of " << n;
+  }
+}
+
+TEST(ParallelForTest, RunsEveryIndexOnceOnDistinctSlots) {
+  for (int threads : {1, 2, 3, 4}) {
+    for (int64_t n : {0, 1, 2, 7, 1000, 20000}) CheckEveryIndexOnce(n, threads);
+  }
+}
+
+TEST(ParallelForTest, ManyTasksInARowStayCorrect) {
+  // Tasks a few microseconds apart, as a training step posts them: the generation handshake
+  // between caller and workers is exercised thousands of times.
+  std::vector<int64_t> sums(3000);
+  for (size_t t = 0; t < sums.size(); ++t) {
+    std::atomic<int64_t> sum{0};
+    auto body = [&](int64_t i, int) { sum.fetch_add(i + 1); };
+    ParallelFor(static_cast<int64_t>(t % 5), 2, IndexBody(body));
+    sums[t] = sum.load();
+  }
+  for (size_t t = 0; t < sums.size(); ++t) {
+    const int64_t n = static_cast<int64_t>(t % 5);
+    ASSERT_EQ(sums[t], n * (n + 1) / 2) << "task " << t;
+  }
+}
+
+TEST(ParallelForTest, OneThreadRunsInOrderOnTheCaller) {
+  const std::thread::id caller = std::this_thread::get_id();
+  std::vector<int64_t> order;
+  bool elsewhere = false;
+  auto body = [&](int64_t i, int slot) {
+    order.push_back(i);
+    elsewhere |= std::this_thread::get_id() != caller || slot != 0;
+  };
+  ParallelFor(50, 1, IndexBody(body));
+  ASSERT_EQ(order.size(), 50u);
+  for (int64_t i = 0; i < 50; ++i) EXPECT_EQ(order[static_cast<size_t>(i)], i);
+  EXPECT_FALSE(elsewhere);
+}
+
+TEST(ParallelForTest, NestedCallsRunSeriallyOnTheBodysThread) {
+  std::atomic<int> wrong{0}, inner_runs{0};
+  auto outer = [&](int64_t, int) {
+    const std::thread::id me = std::this_thread::get_id();
+    int64_t expected = 0;
+    auto inner = [&](int64_t j, int slot) {
+      if (std::this_thread::get_id() != me || slot != 0 || j != expected++) ++wrong;
+      ++inner_runs;
+    };
+    ParallelFor(10, 4, IndexBody(inner));
+  };
+  ParallelFor(8, 2, IndexBody(outer));
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(inner_runs.load(), 80);
+}
+
+TEST(ParallelForTest, BodiesRunWithOneOpenMpThreadAndTheCallersCountIsKept) {
+  // Eigen and any OpenMP code inside a body stay on the body's thread.
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(3);
+  std::atomic<int> wider{0};
+  auto body = [&](int64_t, int) {
+    if (omp_get_max_threads() != 1) ++wider;
+  };
+  ParallelFor(100, 2, IndexBody(body));
+  EXPECT_EQ(wider.load(), 0);
+  EXPECT_EQ(omp_get_max_threads(), 3);
+  omp_set_num_threads(before);
+}
+
+TEST(ParallelForTest, TheLowestThrowingIndexIsRethrownAndThePoolStaysUsable) {
+  auto body = [](int64_t i, int) {
+    if (i == 3) throw std::runtime_error("index 3");
+  };
+  // Index 3 is claimed before any later index can fail (nothing else throws).
+  try {
+    ParallelFor(100, 2, IndexBody(body));
+    ADD_FAILURE() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), "index 3");
+  }
+  CheckEveryIndexOnce(500, 2);
+}
+
+TEST(ParallelForTest, TwoCallersAtOnceBothFinish) {
+  // One of them gets the pool; the other runs its indices itself.
+  std::atomic<int64_t> a{0}, b{0};
+  auto add_a = [&](int64_t i, int) { a.fetch_add(i); };
+  auto add_b = [&](int64_t i, int) { b.fetch_add(i); };
+  std::thread other([&] {
+    for (int r = 0; r < 200; ++r) ParallelFor(1000, 2, IndexBody(add_b));
+  });
+  for (int r = 0; r < 200; ++r) ParallelFor(1000, 2, IndexBody(add_a));
+  other.join();
+  EXPECT_EQ(a.load(), 200 * 999 * 1000 / 2);
+  EXPECT_EQ(b.load(), 200 * 999 * 1000 / 2);
+}
+
+TEST(ParallelForTest, TheCallerDoesNotWaitForAWorkerThatIsNotRunning) {
+  // A worker is kept away from its CPU: the first index it claims blocks until the test lets it
+  // go. Meanwhile the caller must run every other index of that task, and of later tasks, by
+  // itself: it never waits for an index that nobody has started. (The task that the blocked
+  // worker holds an index of is finished only when it is let go.)
+  std::atomic<bool> release{false};
+  std::atomic<int> blocked{0};
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<int64_t> by_caller{0};
+  auto body = [&](int64_t, int) {
+    if (std::this_thread::get_id() != caller) {
+      if (blocked.fetch_add(1) == 0) {
+        while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      return;
+    }
+    by_caller.fetch_add(1);
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  };
+  std::thread letgo([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    release.store(true);
+  });
+  ParallelFor(200, 2, IndexBody(body));
+  letgo.join();
+  // The worker took at most one index (it stayed blocked until release); the caller ran the
+  // others (199, or 200 if the worker arrived after the caller had claimed everything).
+  EXPECT_LE(blocked.load(), 1);
+  EXPECT_GE(by_caller.load(), 199);
+}
+
+TEST(ParallelBlocksTest, CoversTheRangeInFixedBlocks) {
+  for (int threads : {1, 2}) {
+    std::vector<std::atomic<int>> hits(1001);
+    std::atomic<int> bad{0};
+    ParallelBlocks(1001, 64, threads, [&](int64_t b, int64_t e) {
+      if (b % 64 != 0 || e - b > 64 || (e - b < 64 && e != 1001)) ++bad;
+      for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+    });
+    EXPECT_EQ(bad.load(), 0);
+    for (const auto& h : hits) ASSERT_EQ(h.load(), 1);
+  }
+}
+
+TEST(ParallelForTest, RefusesMoreThanTwoToThe31Indices) {
+  auto body = [](int64_t, int) {};
+  EXPECT_THROW(ParallelFor(int64_t{1} << 32, 2, IndexBody(body)), std::length_error);
+}
+
+}  // namespace
+}  // namespace twotower
