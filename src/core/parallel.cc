@@ -3,6 +3,7 @@
 #include <omp.h>
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -62,7 +63,14 @@ struct Pool {
   std::mutex error_mu;
   int64_t error_index = -1;
   std::exception_ptr error;
-  std::atomic<uint64_t> tasks{0}, by_workers{0};
+  std::atomic<uint64_t> tasks{0}, by_workers{0}, serial_tasks{0};
+  // CPU time the workers spent in the current task's bodies (their own clocks, so time a worker
+  // spent descheduled does not count).
+  std::atomic<int64_t> worker_cpu_ns{0};
+  // The caller's running estimate of what sharing saves per task (below), and the back-off that
+  // turns sharing off for a while when it does not pay. Touched by the caller holding `use` only.
+  double gain_ns = 0;
+  int64_t serial_left = 0, backoff = 1, parallel_streak = 0;
 };
 
 Pool* g_pool = nullptr;
@@ -78,6 +86,12 @@ Pool* GetPool() {
   return g_pool;
 }
 
+int64_t ThreadCpuNs() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
 void RunIndex(Pool* p, CallFn call, void* object, uint32_t i, int slot) {
   try {
     call(object, static_cast<int64_t>(i), slot);
@@ -91,10 +105,10 @@ void RunIndex(Pool* p, CallFn call, void* object, uint32_t i, int slot) {
   }
 }
 
-// Claims and runs indices of generation `gen` until none is left; true if it ran any.
-// A worker whose slot the task does not use counts as having run (it was not late).
-bool Work(Pool* p, uint32_t gen, int slot, bool worker) {
-  bool ran = false;
+// Claims and runs indices of generation `gen` until none is left; returns how many it ran, or -1
+// for a worker whose slot the task does not use (it was not late).
+int Work(Pool* p, uint32_t gen, int slot, bool worker) {
+  int ran = 0;
   uint64_t c = p->claim.load();
   while (static_cast<uint32_t>(c >> 32) == gen) {
     const uint32_t i = static_cast<uint32_t>(c);
@@ -102,12 +116,18 @@ bool Work(Pool* p, uint32_t gen, int slot, bool worker) {
     const int slots = p->slots.load();
     CallFn call = p->call.load();
     void* object = p->object.load();
-    if (slot >= slots) return true;
+    if (slot >= slots) return -1;
     if (i >= n || p->failed.load()) break;
     if (!p->claim.compare_exchange_weak(c, c + 1)) continue;  // c reloaded
-    ran = true;
-    RunIndex(p, call, object, i, slot);
-    if (worker) p->by_workers.fetch_add(1, std::memory_order_relaxed);
+    ++ran;
+    if (worker) {
+      const int64_t t0 = ThreadCpuNs();
+      RunIndex(p, call, object, i, slot);
+      p->worker_cpu_ns.fetch_add(ThreadCpuNs() - t0);
+      p->by_workers.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      RunIndex(p, call, object, i, slot);
+    }
     p->done.fetch_add(1);
     p->done.notify_all();
     c = p->claim.load();
@@ -139,7 +159,32 @@ void WorkerLoop(Pool* p, int slot) {
       continue;
     }
     seen = gen;
-    late = Work(p, gen, slot, true) ? 0 : late + 1;
+    late = Work(p, gen, slot, true) != 0 ? 0 : late + 1;
+  }
+}
+
+// Whether sharing pays, learned from the tasks that workers took part in. Had the caller run the
+// workers' indices itself, the task would have taken its own busy time plus the CPU time the
+// workers spent on them; it took `wall`. On an idle machine sharing saves most of the workers'
+// time. On a loaded one a worker that is descheduled in the middle of an index (its CPU taken by
+// another process) can hold the caller for a scheduler time slice, milliseconds, which is more
+// than many tasks save. A running average of the saving that turns negative turns sharing off for
+// `backoff` tasks, doubling (up to 1024) each time it happens again; 64 shared tasks in a row
+// without it halve the back-off. The results do not depend on which thread runs an index, so
+// this changes speed only.
+void Learn(Pool* p, Clock::time_point start, Clock::time_point own_end) {
+  const double wall = std::chrono::duration<double, std::nano>(Clock::now() - start).count();
+  const double own = std::chrono::duration<double, std::nano>(own_end - start).count();
+  const double saved = own + static_cast<double>(p->worker_cpu_ns.load()) - wall;
+  p->gain_ns += (saved - p->gain_ns) / 8;
+  if (p->gain_ns < 0) {
+    p->serial_left = p->backoff;
+    p->backoff = std::min<int64_t>(2 * p->backoff, 1024);
+    p->gain_ns = 0;
+    p->parallel_streak = 0;
+  } else if (++p->parallel_streak >= 64) {
+    p->backoff = std::max<int64_t>(1, p->backoff / 2);
+    p->parallel_streak = 0;
   }
 }
 
@@ -171,6 +216,12 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
     }
   } leave;
   omp_set_num_threads(1);
+  // Sharing turned off for a while (below): the caller runs the task alone.
+  if (p->serial_left > 0) {
+    --p->serial_left;
+    p->serial_tasks.fetch_add(1, std::memory_order_relaxed);
+    return RunSerial(n, body);
+  }
   while (static_cast<int>(p->workers.size()) < threads - 1) {
     const int slot = static_cast<int>(p->workers.size()) + 1;
     p->workers.emplace_back(WorkerLoop, p, slot);
@@ -191,12 +242,15 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
   p->failed.store(false);
   p->error_index = -1;
   p->error = nullptr;
+  p->worker_cpu_ns.store(0);
+  const Clock::time_point start = Clock::now();
   p->claim.store(static_cast<uint64_t>(gen) << 32);
   p->wake.store(gen);
   p->wake.notify_all();
   p->tasks.fetch_add(1, std::memory_order_relaxed);
 
-  Work(p, gen, 0, false);
+  const int own = Work(p, gen, 0, false);
+  const Clock::time_point own_end = Clock::now();
   // Close the task: nothing more can be claimed; wait for the claimed indices that are running.
   const uint64_t last = p->claim.exchange(static_cast<uint64_t>(gen) << 32 | kClosed);
   const uint32_t claimed = std::min(static_cast<uint32_t>(last), static_cast<uint32_t>(n));
@@ -209,6 +263,7 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
     p->done.wait(d);
     d = p->done.load();
   }
+  if (static_cast<uint32_t>(own) < claimed) Learn(p, start, own_end);
   if (p->error) {
     std::exception_ptr e = p->error;
     p->error = nullptr;
@@ -221,6 +276,7 @@ ParallelStats GetParallelStats() {
   if (g_pool != nullptr) {
     s.tasks = g_pool->tasks.load(std::memory_order_relaxed);
     s.indices_by_workers = g_pool->by_workers.load(std::memory_order_relaxed);
+    s.serial_tasks = g_pool->serial_tasks.load(std::memory_order_relaxed);
   }
   return s;
 }

@@ -5,8 +5,8 @@
 // A Bundle is a loaded model file with the tables it scores: the users and items tables (paths
 // from the model file's training config unless overridden), their id indexes and their encoded
 // features. Thread-safety: a Bundle is immutable after LoadBundle; its const use and the free
-// functions taking a const Bundle are safe from many threads (RecommendAllUsers uses OpenMP
-// threads itself).
+// functions taking a const Bundle are safe from many threads (RecommendAllUsers shares its
+// work among threads itself: core/parallel.h).
 #ifndef TWOTOWER_APP_APP_H_
 #define TWOTOWER_APP_APP_H_
 

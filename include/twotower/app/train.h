@@ -7,7 +7,7 @@
 //
 // Errors: Error with kInvalidArgument naming the setting, file and line (config.h), kNotFound
 // for a missing file or run folder, kConflict for a resume the run folder cannot serve.
-// Thread-safety: one call at a time per process (training sets the OpenMP thread count).
+// Thread-safety: one call at a time per process (training sets the thread count, core/threads.h).
 #ifndef TWOTOWER_APP_TRAIN_H_
 #define TWOTOWER_APP_TRAIN_H_
 

@@ -23,7 +23,7 @@
 //
 // Errors: Error naming the setting for a bad space entry or a setting that cannot be tuned, the
 // config's own errors (train), and kConflict for a tune.csv of another search.
-// Thread-safety: one call at a time per process (training sets the OpenMP thread count).
+// Thread-safety: one call at a time per process (training sets the thread count, core/threads.h).
 #ifndef TWOTOWER_APP_TUNE_H_
 #define TWOTOWER_APP_TUNE_H_
 

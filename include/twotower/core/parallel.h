@@ -12,7 +12,11 @@
 // only for indices that other threads have started, blocking in the kernel (futex) after a short
 // spin. Idle workers spin briefly for the next task (a training step posts one every few tens of
 // microseconds), yielding the CPU while they spin, and stop spinning while they keep arriving
-// too late to claim anything, which is what happens under contention.
+// too late to claim anything, which is what happens under contention. A worker descheduled in
+// the middle of an index can still hold the caller for a scheduler time slice: the caller keeps
+// a running estimate of what sharing saves (its own time plus the workers' CPU time, against the
+// task's wall time) and runs tasks alone for a while, with exponential back-off, when sharing
+// loses (parallel.cc, Learn).
 //
 // Which thread runs an index never changes a result: bodies write disjoint outputs, and sums
 // that cross indices are kept per index and added in index order by the caller.
@@ -81,11 +85,11 @@ void ParallelBlocks(int64_t n, int64_t block, int threads, const F& body) {
 // layer is about 4 MFLOP, tens of microseconds, well above the cost of a claim.
 inline constexpr int64_t kProductRows = 128;
 
-// How many tasks the pool has run and how many indices its workers (not callers) took, since
-// the process started: for tests and benchmarks.
+// What the pool has done since the process started: for tests and benchmarks.
 struct ParallelStats {
-  uint64_t tasks = 0;
-  uint64_t indices_by_workers = 0;
+  uint64_t tasks = 0;               // tasks shared with the workers
+  uint64_t indices_by_workers = 0;  // indices of those that workers ran
+  uint64_t serial_tasks = 0;        // tasks run by the caller alone because sharing did not pay
 };
 ParallelStats GetParallelStats();
 

@@ -1,4 +1,4 @@
-// Thread settings for the whole process (OpenMP and Eigen).
+// Thread settings: the thread count of core/parallel.h (kept as OpenMP's) and Eigen's.
 #ifndef TWOTOWER_CORE_THREADS_H_
 #define TWOTOWER_CORE_THREADS_H_
 

@@ -19,8 +19,8 @@
 // read back from a file by LoadIndex (file format: index_file.h).
 //
 // Thread-safety: the const methods (Search, Save, ids, Find) may be called from many threads at
-// once; Add and the setters need exclusive access. Search uses OpenMP threads itself
-// (SetThreads / --threads).
+// once; Add and the setters need exclusive access. Search shares its work among
+// threads itself (core/parallel.h; SetThreads / --threads).
 #ifndef TWOTOWER_INDEX_ITEM_INDEX_H_
 #define TWOTOWER_INDEX_ITEM_INDEX_H_
 
