@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "cli/cli.h"
 #include "cli/commands.h"
 #include "twotower/core/dist.h"
 #include "twotower/core/error.h"
@@ -24,6 +25,8 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   mallopt(M_TOP_PAD, 64 << 20);
 #endif
+  // Ctrl-C and SIGTERM remove the temporary files being written (src/cli/cli.h).
+  twotower::cli::InstallInterruptHandler();
   // Started by mpirun: join its job (core/dist.h); rank 0 alone prints what a run prints.
   try {
     twotower::dist::Init(&argc, &argv);

@@ -1,8 +1,11 @@
 // `twotower`: the table of subcommands, and Main, which parses and runs the one given.
 #include "cli/cli.h"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <new>
@@ -13,6 +16,7 @@
 #include "twotower/app/train.h"
 #include "twotower/core/dist.h"
 #include "twotower/core/error.h"
+#include "twotower/core/files.h"
 #include "twotower/core/threads.h"
 
 namespace twotower::cli {
@@ -99,6 +103,42 @@ void PrintRanking(const std::string& title, const app::RankingMetrics& m,
 }
 
 std::string Signed(double v) { return (v >= 0 ? "+" : "") + Fixed(v, 4); }
+
+namespace {
+
+std::atomic<bool> g_stop_requested{false};
+std::atomic<bool> g_stop_on_first_interrupt{false};
+
+// Async-signal-safe: atomics, write, unlink (in RemoveTemporaryFilesFromSignalHandler), signal
+// and raise.
+void OnInterrupt(int sig) {
+  if (sig == SIGINT && g_stop_on_first_interrupt.load() && !g_stop_requested.exchange(true)) {
+    static const char kMessage[] =
+        "\ninterrupted: training stops before its next batch (Ctrl-C again to stop at once)\n";
+    [[maybe_unused]] const ssize_t n = ::write(2, kMessage, sizeof(kMessage) - 1);
+    return;
+  }
+  RemoveTemporaryFilesFromSignalHandler();
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+}  // namespace
+
+void InstallInterruptHandler() {
+  struct sigaction action {};
+  action.sa_handler = OnInterrupt;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+const std::atomic<bool>* StopOnFirstInterrupt() {
+  if (dist::Distributed()) return nullptr;
+  g_stop_on_first_interrupt.store(true);
+  return &g_stop_requested;
+}
 
 int Main(int argc, char** argv) {
   CLI::App app{"twotower: train, evaluate and serve two-tower recommendation models"};

@@ -6,6 +6,7 @@
 #ifndef TWOTOWER_CLI_CLI_H_
 #define TWOTOWER_CLI_CLI_H_
 
+#include <atomic>
 #include <functional>
 #include <string>
 
@@ -44,6 +45,19 @@ Registered DefineIndex(CLI::App* app, Common* common);
 Registered DefineCompare(CLI::App* app, Common* common);
 Registered DefineExperiment(CLI::App* app, Common* common);
 Registered DefineServe(CLI::App* app, Common* common);
+
+// ---- interrupts ---------------------------------------------------------------------------------
+
+// Ctrl-C (SIGINT) and SIGTERM: src/main.cc installs this handler before any command runs. It
+// removes every temporary file being written (core/files.h; an atomic write's target keeps its
+// old bytes) and the process then dies of the signal as it would have (status 130 / 143 in a
+// shell). `serve` takes these signals in a thread of its own instead (a clean stop).
+void InstallInterruptHandler();
+// For a command that can stop cleanly (train): from now on the first SIGINT only sets the
+// returned flag (training stops before its next batch, its run folder resumable) and a second
+// one stops at once as above. Null under mpirun, where every rank would have to stop at the same
+// batch: there the handler above applies.
+const std::atomic<bool>* StopOnFirstInterrupt();
 
 // ---- presentation shared by the commands ------------------------------------------------------
 

@@ -94,11 +94,18 @@ int RunTrain(const TrainArgs& a) {
   request.resume = a.resume;
   request.progress = !a.quiet && dist::IsRoot();  // mpirun: rank 0's bars only
   request.log = &std::cout;
+  request.stop = StopOnFirstInterrupt();
   PrintingObserver printer;
   app::TrainOutcome r;
   try {
     r = app::Train(request, &printer);
   } catch (const Error& e) {
+    if (request.stop != nullptr && request.stop->load() && e.code() == ErrorCode::kUnavailable) {
+      // Ctrl-C: the message names what the run folder keeps; 130 is a shell's status for it.
+      std::cout.flush();
+      std::cerr << "error: " << e.what() << "\n";
+      return 130;
+    }
     RethrowNamingFlag(e, "resume", "--resume");
   }
   std::cout << "== test (best epoch " << r.best_epoch;

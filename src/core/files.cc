@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +15,46 @@
 #include "twotower/core/failpoint.h"
 
 namespace twotower {
+namespace {
+
+// The registry of temporary files: fixed slots, so that a signal handler can walk it without
+// locks or allocation. A slot is free (0), being filled (1), in use (2) or taken by the handler
+// (3; the process is about to die of its signal).
+constexpr int kTempSlots = 64;
+constexpr size_t kTempPathBytes = 1024;
+struct TempSlot {
+  std::atomic<int> state{0};
+  char path[kTempPathBytes];
+};
+TempSlot g_temp_slots[kTempSlots];
+
+}  // namespace
+
+int RegisterTemporaryFile(const std::string& path) {
+  if (path.size() >= kTempPathBytes) return -1;
+  for (int i = 0; i < kTempSlots; ++i) {
+    int expected = 0;
+    if (g_temp_slots[i].state.compare_exchange_strong(expected, 1)) {
+      std::memcpy(g_temp_slots[i].path, path.c_str(), path.size() + 1);
+      g_temp_slots[i].state.store(2);
+      return i;
+    }
+  }
+  return -1;
+}
+
+void UnregisterTemporaryFile(int slot) {
+  if (slot < 0 || slot >= kTempSlots) return;
+  int expected = 2;
+  g_temp_slots[slot].state.compare_exchange_strong(expected, 0);
+}
+
+void RemoveTemporaryFilesFromSignalHandler() {
+  for (TempSlot& slot : g_temp_slots) {
+    int expected = 2;
+    if (slot.state.compare_exchange_strong(expected, 3)) ::unlink(slot.path);
+  }
+}
 
 std::string ReadFile(const std::string& path) {
   std::error_code ec;
@@ -74,11 +115,13 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   const bool replaces = ::stat(path_.c_str(), &existing) == 0 && S_ISREG(existing.st_mode);
   ::fchmod(fd, replaces ? (existing.st_mode & 07777) : 0644);
   temp_path_ = pattern;
+  registered_ = RegisterTemporaryFile(temp_path_);
   file_ = ::fdopen(fd, "wb");
   if (file_ == nullptr) {
     const std::string reason = std::strerror(errno);
     ::close(fd);
     std::remove(temp_path_.c_str());
+    UnregisterTemporaryFile(registered_);
     throw Error(ErrorCode::kIo, path_ + ": cannot write: " + reason);
   }
 }
@@ -88,6 +131,7 @@ AtomicFile::~AtomicFile() {
     std::fclose(file_);
     std::remove(temp_path_.c_str());
   }
+  UnregisterTemporaryFile(registered_);
 }
 
 void AtomicFile::Write(std::string_view bytes) { Write(bytes.data(), bytes.size()); }
@@ -120,6 +164,8 @@ void AtomicFile::Commit() {
     std::remove(temp_path_.c_str());
     throw Error(ErrorCode::kIo, path_ + ": cannot rename temporary file into place: " + reason);
   }
+  UnregisterTemporaryFile(registered_);
+  registered_ = -1;
   // The rename itself reaches the disk with the directory: without this, a power cut right after
   // could leave the old file (or none) although Commit returned.
   std::filesystem::path parent = std::filesystem::path(path_).parent_path();

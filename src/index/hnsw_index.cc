@@ -44,14 +44,19 @@ class TempFile {
     }
     ::close(fd);
     path_ = pattern;
+    registered_ = RegisterTemporaryFile(path_);  // removed on SIGINT / SIGTERM too (files.h)
   }
-  ~TempFile() { std::remove(path_.c_str()); }
+  ~TempFile() {
+    std::remove(path_.c_str());
+    UnregisterTemporaryFile(registered_);
+  }
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
   const std::string& path() const { return path_; }
 
  private:
   std::string path_;
+  int registered_ = -1;
 };
 
 bool ParseInt(const std::string& text, int* out) {

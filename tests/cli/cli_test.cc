@@ -102,6 +102,16 @@ std::string Sha256Sum(const std::string& path) {
   return std::string(buffer, n);
 }
 
+// Files under `dir` named like an atomic write's temporary file (files.h: "<target>.tmp.XXXXXX").
+std::vector<std::string> TemporaryFilesIn(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.find(".tmp.") != std::string::npos) out.push_back(name);
+  }
+  return out;
+}
+
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -382,6 +392,10 @@ TEST_F(CliTest, KilledTrainingResumesToTheSameResult) {
       "train.after_checkpoint#3",   // right after epoch 3's checkpoint
       "files.before_rename#9",      // some file of a later epoch not yet renamed into place
       "train.after_checkpoint#4",   // all epochs done: model_last, refit and test remain
+      // Ctrl-C (SIGINT) during epoch 2: training stops before its next batch, status 130.
+      "train.before_checkpoint#2=INT",
+      // SIGTERM while a file of a later epoch is being written: its temporary file is removed.
+      "files.before_rename#9=TERM",
   };
   for (const char* point : kill_points) {
     SCOPED_TRACE(point);
@@ -390,6 +404,14 @@ TEST_F(CliTest, KilledTrainingResumesToTheSameResult) {
     ASSERT_NE(killed.code, 0) << "the failpoint was not reached";
     const std::string run = OnlyEntry(out);
     ASSERT_FALSE(run.empty());
+    if (std::string(point).find('=') != std::string::npos) {
+      // A signal the process can catch leaves no temporary file behind.
+      EXPECT_EQ(TemporaryFilesIn(run), std::vector<std::string>{});
+    }
+    if (std::string(point).find("=INT") != std::string::npos) {
+      EXPECT_EQ(killed.code, 130);
+      EXPECT_THAT(killed.err, HasSubstr("training interrupted"));
+    }
     // Whatever the moment, the best model on disk loads.
     EXPECT_NO_THROW(model::LoadModel(run + "/model_best.safetensors"));
     const CliResult resumed = Run({"train", "--resume", run, "--quiet"});
@@ -407,6 +429,30 @@ TEST_F(CliTest, KilledTrainingResumesToTheSameResult) {
   // A resume takes the run's own settings.
   ExpectUserError(Run({"train", "--resume", OnlyEntry(early), "--epochs", "9"}),
                   "train --resume: the run continues with the settings in its config.yaml");
+}
+
+// Ctrl-C or SIGTERM while a command writes its output: the temporary file is removed, the target
+// keeps its old bytes, and the status is the signal's.
+TEST_F(CliTest, AnInterruptedWriteLeavesNoTemporaryFileAndTheOldOutput) {
+  const Shared& s = SharedRun();
+  const std::string dir = scratch_.File("out");
+  const std::string npy = dir + "/items.npy";
+  std::filesystem::create_directories(dir);
+  const std::string before = "the previous file";
+  std::ofstream(npy, std::ios::binary) << before;
+  for (const char* point : {"files.before_rename=INT", "files.before_rename=TERM"}) {
+    SCOPED_TRACE(point);
+    const CliResult r = RunCli({"embed", "--model", s.model, "--out", npy, "--threads", "2"},
+                               scratch_, std::string("TWOTOWER_FAILPOINT='") + point + "' ");
+    EXPECT_NE(r.code, 0);
+    EXPECT_EQ(TemporaryFilesIn(dir), std::vector<std::string>{});
+    EXPECT_EQ(ReadBytes(npy), before);
+    const CliResult fresh = RunCli({"embed", "--model", s.model, "--out", dir + "/new.npy"},
+                                   scratch_, std::string("TWOTOWER_FAILPOINT='") + point + "' ");
+    EXPECT_NE(fresh.code, 0);
+    EXPECT_FALSE(std::filesystem::exists(dir + "/new.npy"));
+    EXPECT_EQ(TemporaryFilesIn(dir), std::vector<std::string>{});
+  }
 }
 
 // The ranker trains through the same fit loop: killed after a checkpoint, `train --resume`

@@ -3,14 +3,16 @@
 // training checkpoints). Modelled on FreeBSD's fail(9) and TiKV's fail-rs, reduced to one action.
 //
 // TWOTOWER_FAILPOINT="name" kills the process at the first pass through FailPoint("name");
-// "name#N" at the N-th pass. Unset (the normal case), FailPoint costs one load and a branch.
+// "name#N" at the N-th pass; "name#N=INT" or "=TERM" raises SIGINT or SIGTERM there instead of
+// SIGKILL (a Ctrl-C at that moment). Unset (the normal case), FailPoint costs one load and a
+// branch.
 // Thread-safe.
 #ifndef TWOTOWER_CORE_FAILPOINT_H_
 #define TWOTOWER_CORE_FAILPOINT_H_
 
 namespace twotower {
 
-// Raises SIGKILL when TWOTOWER_FAILPOINT names this point and pass.
+// Raises SIGKILL (or the signal named) when TWOTOWER_FAILPOINT names this point and pass.
 void FailPoint(const char* name);
 
 }  // namespace twotower

@@ -24,7 +24,7 @@ void MakeDirectories(const std::string& path);
 
 // A file being written under a temporary name; Commit() renames it into place. Destroying an
 // uncommitted AtomicFile removes the temporary file, so the target is either the old file or the
-// complete new one.
+// complete new one; so does a SIGINT or SIGTERM to the `twotower` command (RegisterTemporaryFile).
 class AtomicFile {
  public:
   explicit AtomicFile(std::string path);
@@ -42,7 +42,20 @@ class AtomicFile {
   std::string path_;
   std::string temp_path_;
   std::FILE* file_ = nullptr;
+  int registered_ = -1;  // RegisterTemporaryFile's slot
 };
+
+// Temporary files that an interrupted process must not leave behind. AtomicFile registers its
+// temporary file while it is written; other writers of temporary files may register theirs.
+// RegisterTemporaryFile returns a slot for UnregisterTemporaryFile, or -1 when none is free (64
+// slots) or the path is longer than 1,023 bytes: the file is then simply not removed on a
+// signal. Thread-safe.
+int RegisterTemporaryFile(const std::string& path);
+void UnregisterTemporaryFile(int slot);
+
+// Removes every registered temporary file. Async-signal-safe (it calls unlink only): for a
+// SIGINT / SIGTERM handler, before the process dies of the signal (src/main.cc does this).
+void RemoveTemporaryFilesFromSignalHandler();
 
 }  // namespace twotower
 
