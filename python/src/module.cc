@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -304,16 +305,49 @@ class Index {
   }
 
   // (ids (n, k) as Python lists of str, scores (n, k) float32); padding "" / -inf where fewer
-  // than k items exist.
+  // than k items exist. exclude / allow: no list (no filter), one list (every query) or one per
+  // query; ids the index does not hold are skipped (an allow-list of only such ids allows
+  // nothing).
   std::pair<std::vector<std::vector<std::string>>, py::array_t<float>> Search(
-      const py::handle& queries, int k) const {
+      const py::handle& queries, int k, const std::vector<std::vector<std::string>>& exclude,
+      const std::optional<std::vector<std::vector<std::string>>>& allow) const {
     auto q = Rows(queries, index_->dim(), "queries");
     const int64_t n = q.shape(0);
+    const auto check_count = [n](size_t lists, const char* what) {
+      if (lists > 1 && static_cast<int64_t>(lists) != n) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    std::string(what) + ": " + std::to_string(lists) + " lists for " +
+                        std::to_string(n) +
+                        " queries (expected one list of ids for every query, or one per query)",
+                    what);
+      }
+    };
+    check_count(exclude.size(), "exclude");
+    if (allow) check_count(allow->size(), "allow");
+    const auto labels_of = [this](const std::vector<std::string>& ids) {
+      std::vector<int64_t> out;
+      out.reserve(ids.size());
+      for (const std::string& id : ids) {
+        const int64_t label = index_->Find(id);
+        if (label >= 0) out.push_back(label);
+      }
+      return out;
+    };
+    std::vector<index::SearchFilter> filters;
+    if (!exclude.empty() || allow) {
+      filters.resize(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        index::SearchFilter& f = filters[static_cast<size_t>(i)];
+        if (!exclude.empty()) f.exclude = labels_of(exclude[exclude.size() == 1 ? 0 : i]);
+        if (allow) f.allow = labels_of((*allow)[allow->size() == 1 ? 0 : i]);
+      }
+    }
     std::vector<int64_t> labels(static_cast<size_t>(n) * std::max(k, 0));
     Matrix scores(n, std::max(k, 1));
     {
       py::gil_scoped_release release;
-      index_->Search(q.data(), n, k, nullptr, labels.data(), scores.data());
+      index_->Search(q.data(), n, k, filters.empty() ? nullptr : filters.data(), labels.data(),
+                     scores.data());
     }
     std::vector<std::vector<std::string>> ids(n);
     for (int64_t i = 0; i < n; ++i) {
@@ -701,7 +735,8 @@ PYBIND11_MODULE(_twotower, m) {
       .def_static("build", &Index::Build, py::arg("embeddings"), py::arg("ids"), py::arg("spec"))
       .def_static("load", &Index::Load, py::arg("path"))
       .def("save", &Index::Save, py::arg("path"))
-      .def("search", &Index::Search, py::arg("queries"), py::arg("k"))
+      .def("search", &Index::Search, py::arg("queries"), py::arg("k"), py::arg("exclude"),
+           py::arg("allow"))
       .def("add", &Index::Add, py::arg("embeddings"), py::arg("ids"))
       .def_property_readonly("size", &Index::Size)
       .def_property_readonly("dim", &Index::Dim)

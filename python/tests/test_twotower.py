@@ -138,6 +138,46 @@ def test_flat_index_search_is_the_exact_top_k(lab):
         assert np.allclose(scores[r], exact[r, top], rtol=0, atol=1e-5)
 
 
+def test_index_search_filters_agree_with_a_brute_force(lab):
+    m = lab["model"]
+    v = m.encode_items()
+    items = m.item_ids
+    q = m.encode_users(m.user_ids[:4])
+    exact = q.astype(np.float64) @ v.astype(np.float64).T
+    rng = np.random.default_rng(7)
+    allowed = [items[i] for i in rng.choice(len(items), size=25, replace=False)]
+
+    def brute(r, k, exclude=(), allow=None):
+        order = np.argsort(-exact[r], kind="stable")
+        keep = [items[t] for t in order
+                if items[t] not in exclude and (allow is None or items[t] in allow)]
+        return keep[:k]
+
+    # Each query's own three best items, excluded for that query only.
+    own_best = [brute(r, 3) for r in range(q.shape[0])]
+    for kind in ("flat", "hnsw"):  # the lab's catalogue is small: HNSW scans it exactly
+        idx = twotower.Index.build(v, items, kind=kind)
+        _, ids = idx.search(q, k=5, exclude=own_best)
+        for r in range(q.shape[0]):
+            assert list(ids[r]) == brute(r, 5, exclude=own_best[r]), kind
+        _, ids = idx.search(q, k=5, allow=allowed + ["no-such-item"])
+        for r in range(q.shape[0]):
+            assert list(ids[r]) == brute(r, 5, allow=allowed), kind
+        _, ids = idx.search(q, k=5, exclude=allowed[:10], allow=allowed)
+        for r in range(q.shape[0]):
+            assert list(ids[r]) == brute(r, 5, exclude=allowed[:10], allow=allowed), kind
+        # Fewer allowed items than k: the rest is padding.
+        scores, ids = idx.search(q[0], k=5, allow=allowed[:2])
+        assert list(ids[:2]) == brute(0, 2, allow=allowed[:2]) and list(ids[2:]) == ["", "", ""]
+        assert np.isneginf(scores[2:]).all()
+    with pytest.raises(twotower.InvalidArgumentError, match="exclude: 2 lists for 4 queries"):
+        idx.search(q, k=5, exclude=[[items[0]], [items[1]]])
+    with pytest.raises(twotower.InvalidArgumentError, match="allow: expected a list of ids"):
+        idx.search(q, k=5, allow=items[0])
+    with pytest.raises(twotower.InvalidArgumentError, match="a mix of ids and lists"):
+        idx.search(q, k=5, exclude=[items[0], [items[1]]])
+
+
 def test_compressed_flat_storage_gives_the_fp32_results(lab, tmp_path):
     m = lab["model"]
     v = m.encode_items()

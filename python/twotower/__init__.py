@@ -324,6 +324,23 @@ def _id(value):
     return str(value)
 
 
+def _filter_lists(value, what):
+    # None; one list of ids for every query ([ids]); or one list per query ([ids, ids, ...]).
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise _invalid(f"{what}: expected a list of ids or one list per query, got one string "
+                       f"{value!r}", what)
+    items = list(value)
+    nested = [isinstance(x, (list, tuple, np.ndarray)) for x in items]
+    if items and all(nested):
+        return [_as_list(x, what) for x in items]
+    if any(nested):
+        raise _invalid(f"{what}: expected a list of ids or one list per query, got a mix of ids "
+                       "and lists", what)
+    return [_as_list(items, what)]
+
+
 def _as_list(ids, what):
     if ids is None:
         return None
@@ -481,15 +498,20 @@ class Index:
     def save(self, path):
         self._core.save(os.fspath(path))
 
-    def search(self, queries, k=10):
+    def search(self, queries, k=10, exclude=None, allow=None):
         """Top k of each query row, in faiss's order: inner products (n, k) float32 and ids (n, k)
-        object array ("" where fewer than k items exist). A 1-d query gives (k,) arrays."""
+        object array ("" where fewer than k items exist). A 1-d query gives (k,) arrays.
+        exclude: ids never returned; allow: only these ids may be returned (exclude still
+        applies). Each is a list of ids for every query, or one list per query (a list of n
+        lists); ids the index does not hold are skipped."""
         q = np.asarray(queries)
         single = q.ndim == 1
         k = _int(k, "k")
         if k >= 1:
             k = min(k, max(len(self), 1))  # no row holds more than the index: (n, min(k, size))
-        ids, scores = self._core.search(q.reshape(1, -1) if single else q, k)
+        ids, scores = self._core.search(q.reshape(1, -1) if single else q, k,
+                                        _filter_lists(exclude, "exclude") or [],
+                                        _filter_lists(allow, "allow"))
         ids = np.array(ids, dtype=object).reshape(len(ids), k)
         if single:
             return scores[0], ids[0]

@@ -12,6 +12,7 @@
 #include <limits>
 #include <mutex>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -73,17 +74,24 @@ struct Pool {
   int64_t serial_left = 0, backoff = 1, parallel_streak = 0;
 };
 
-Pool* g_pool = nullptr;
+std::atomic<Pool*> g_pool{nullptr};
 std::once_flag g_pool_once;
 
 // After fork() only the calling thread exists in the child: the workers are gone, so the child
 // starts a new pool (the old one is left behind; it cannot be taken apart without its threads).
-void ForgetPoolInChild() { g_pool = nullptr; }
+void ForgetPoolInChild() { g_pool.store(nullptr); }
 
 Pool* GetPool() {
   std::call_once(g_pool_once, [] { pthread_atfork(nullptr, nullptr, ForgetPoolInChild); });
-  if (g_pool == nullptr) g_pool = new Pool();  // never deleted: workers sleep until exit
-  return g_pool;
+  Pool* p = g_pool.load();
+  if (p != nullptr) return p;
+  // Two first callers at once: one pool wins; the other, which has no workers yet, is dropped.
+  // (Not a mutex: a child of fork() could inherit it locked.) Never deleted: workers sleep
+  // until exit.
+  Pool* fresh = new Pool();
+  if (g_pool.compare_exchange_strong(p, fresh)) return fresh;
+  delete fresh;
+  return p;
 }
 
 int64_t ThreadCpuNs() {
@@ -159,7 +167,9 @@ void WorkerLoop(Pool* p, int slot) {
       continue;
     }
     seen = gen;
-    late = Work(p, gen, slot, true) != 0 ? 0 : late + 1;
+    // A task that does not use this worker's slot counts as late too: such a worker should
+    // sleep, not spin, until a task needs it.
+    late = Work(p, gen, slot, true) > 0 ? 0 : late + 1;
   }
 }
 
@@ -195,7 +205,7 @@ void RunSerial(int64_t n, IndexBody body) {
 }  // namespace
 
 void ParallelFor(int64_t n, int threads, IndexBody body) {
-  if (n < 0 || n >= static_cast<int64_t>(kClosed)) {
+  if (n < 0 || n > std::numeric_limits<int32_t>::max()) {
     throw std::length_error("ParallelFor: " + std::to_string(n) + " indices (at most 2^31 - 1)");
   }
   if (threads <= 0) threads = omp_get_max_threads();
@@ -224,9 +234,15 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
   }
   while (static_cast<int>(p->workers.size()) < threads - 1) {
     const int slot = static_cast<int>(p->workers.size()) + 1;
-    p->workers.emplace_back(WorkerLoop, p, slot);
+    try {
+      p->workers.emplace_back(WorkerLoop, p, slot);
+    } catch (const std::system_error&) {
+      break;  // the system has no more threads for us: share with the workers there are
+    }
     p->workers.back().detach();
   }
+  threads = std::min(threads, static_cast<int>(p->workers.size()) + 1);
+  if (threads <= 1) return RunSerial(n, body);
   // Publish the task (see Pool): close, write, open, wake.
   const uint32_t gen = p->wake.load() + 1;
   p->claim.store(static_cast<uint64_t>(gen) << 32 | kClosed);
@@ -273,10 +289,10 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
 
 ParallelStats GetParallelStats() {
   ParallelStats s;
-  if (g_pool != nullptr) {
-    s.tasks = g_pool->tasks.load(std::memory_order_relaxed);
-    s.indices_by_workers = g_pool->by_workers.load(std::memory_order_relaxed);
-    s.serial_tasks = g_pool->serial_tasks.load(std::memory_order_relaxed);
+  if (const Pool* p = g_pool.load(); p != nullptr) {
+    s.tasks = p->tasks.load(std::memory_order_relaxed);
+    s.indices_by_workers = p->by_workers.load(std::memory_order_relaxed);
+    s.serial_tasks = p->serial_tasks.load(std::memory_order_relaxed);
   }
   return s;
 }

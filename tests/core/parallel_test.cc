@@ -177,7 +177,8 @@ TEST(ParallelBlocksTest, CoversTheRangeInFixedBlocks) {
 
 TEST(ParallelForTest, RefusesMoreThanTwoToThe31Indices) {
   auto body = [](int64_t, int) {};
-  EXPECT_THROW(ParallelFor(int64_t{1} << 32, 2, IndexBody(body)), std::length_error);
+  EXPECT_THROW(ParallelFor(int64_t{1} << 31, 2, IndexBody(body)), std::length_error);
+  EXPECT_THROW(ParallelFor(-1, 2, IndexBody(body)), std::length_error);
 }
 
 }  // namespace

@@ -18,8 +18,9 @@
 // task's wall time) and runs tasks alone for a while, with exponential back-off, when sharing
 // loses (parallel.cc, Learn).
 //
-// Which thread runs an index never changes a result: bodies write disjoint outputs, and sums
-// that cross indices are kept per index and added in index order by the caller.
+// Which thread runs an index never changes a result when bodies write disjoint outputs and sums
+// that cross indices are kept per index and added in index order by the caller, as every caller
+// in twotower does except HNSW's concurrent inserts (hnswlib's graph depends on their timing).
 #ifndef TWOTOWER_CORE_PARALLEL_H_
 #define TWOTOWER_CORE_PARALLEL_H_
 
@@ -33,7 +34,8 @@ namespace twotower {
 class IndexBody {
  public:
   template <typename F>
-  IndexBody(F& f)  // NOLINT(google-explicit-constructor): built at the call site only
+  requires(!std::is_same_v<std::remove_cvref_t<F>, IndexBody>)
+      IndexBody(F& f)  // NOLINT(google-explicit-constructor): built at the call site only
       : object_(const_cast<void*>(static_cast<const void*>(&f))),
         call_([](void* o, int64_t i, int slot) { (*static_cast<F*>(o))(i, slot); }) {}
   void operator()(int64_t index, int slot) const { call_(object_, index, slot); }
@@ -45,8 +47,9 @@ class IndexBody {
 
 // Runs body(i, slot) once for every i in [0, n), on the calling thread and on up to
 // threads - 1 pool workers (threads <= 0: omp_get_max_threads(), the count core/threads.h set).
-// `slot` is in [0, threads): the caller is slot 0, and no two bodies run with the same slot at
-// the same time, so a body may use per-slot scratch space.
+// `slot` is in [0, threads): the caller is slot 0, and no two bodies of this call run with the
+// same slot at the same time, so a body may use per-slot scratch space owned by this call (a
+// nested or concurrent serial call runs its bodies with slot 0 too). Bodies must not fork().
 // Runs serially, in index order, with slot 0 when n <= 1, threads is 1, the call is nested in
 // another ParallelFor body or an OpenMP region, or another thread is using the pool.
 // Errors: the exception of the lowest index that threw is rethrown to the caller after every
