@@ -499,8 +499,9 @@ class Index:
         self._core.save(os.fspath(path))
 
     def search(self, queries, k=10, exclude=None, allow=None):
-        """Top k of each query row, in faiss's order: inner products (n, k) float32 and ids (n, k)
-        object array ("" where fewer than k items exist). A 1-d query gives (k,) arrays.
+        """Top k of each query row, in faiss's order: inner products (n, k') float32 and ids
+        (n, k') object array, k' = min(k, len(index)); "" and -inf pad a row whose filters allow
+        fewer than k' items. A 1-d query gives (k',) arrays.
         exclude: ids never returned; allow: only these ids may be returned (exclude still
         applies). Each is a list of ids for every query, or one list per query (a list of n
         lists); ids the index does not hold are skipped."""

@@ -364,7 +364,8 @@ void WriteItemEmbeddings(const std::string& npy_path, const Matrix& vectors,
   text += "\n";
   for (const std::string& id : ids) text += id + "\n";
   // The embeddings first: a crash before the ids are renamed leaves old ids whose header names
-  // other embeddings, which readers refuse.
+  // other embeddings, which readers refuse. An interrupt waits until both are in place.
+  InterruptHold hold;
   data::WriteNpy(npy_path, vectors);
   WriteFileAtomically(IdsPath(npy_path), text);
 }
@@ -928,8 +929,6 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
   const bool parquet = data::TableFormatOf(out_path) == data::TableFormat::kParquet;
   // Under mpirun the ranks compute and rank 0 alone writes (dist::GatherToRoot below).
   const bool writes = dist::IsRoot();
-  // The provenance of a previous file must not stay beside a new one.
-  if (writes) std::remove(MetaPath(out_path).c_str());
   std::unique_ptr<AtomicFile> file;
   std::unique_ptr<data::ParquetWriter> parquet_file;
   std::vector<data::ParquetColumn> columns(4);
@@ -1150,6 +1149,11 @@ BatchResult RecommendAllUsers(const Bundle& b, const index::ItemIndex& idx, int 
       return result;  // rank 0 writes the file and its provenance
     }
   }
+  // The new file, then its provenance: an interrupt waits until both are in place, and the
+  // previous provenance goes first, so that a crash between the two leaves none rather than a
+  // wrong one. (A failure before this point keeps the previous file and its provenance.)
+  InterruptHold hold;
+  std::remove(MetaPath(out_path).c_str());
   if (parquet) {
     parquet_file->Close();
   } else {

@@ -111,6 +111,12 @@ std::atomic<bool> g_stop_on_first_interrupt{false};
 
 // Async-signal-safe: atomics, write, unlink (in RemoveTemporaryFilesFromSignalHandler), signal
 // and raise.
+void DieOfSignal(int sig) {
+  RemoveTemporaryFilesFromSignalHandler();
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
 void OnInterrupt(int sig) {
   if (sig == SIGINT && g_stop_on_first_interrupt.load() && !g_stop_requested.exchange(true)) {
     static const char kMessage[] =
@@ -118,14 +124,15 @@ void OnInterrupt(int sig) {
     [[maybe_unused]] const ssize_t n = ::write(2, kMessage, sizeof(kMessage) - 1);
     return;
   }
-  RemoveTemporaryFilesFromSignalHandler();
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
+  // Files that belong together are being renamed into place: after them (files.h).
+  if (DeferInterrupt(sig)) return;
+  DieOfSignal(sig);
 }
 
 }  // namespace
 
 void InstallInterruptHandler() {
+  SetDeferredInterruptAction(DieOfSignal);
   struct sigaction action {};
   action.sa_handler = OnInterrupt;
   sigemptyset(&action.sa_mask);

@@ -56,6 +56,32 @@ void RemoveTemporaryFilesFromSignalHandler() {
   }
 }
 
+namespace {
+std::atomic<int> g_holds{0};
+std::atomic<int> g_pending_signal{0};
+std::atomic<void (*)(int)> g_deferred_action{nullptr};
+}  // namespace
+
+InterruptHold::InterruptHold() { g_holds.fetch_add(1); }
+
+InterruptHold::~InterruptHold() {
+  // The handler stores the signal before it looks at the count, and this looks at the signal
+  // after the count went to zero: whichever comes second sees the other, so a signal is acted
+  // on exactly once (here or in the handler).
+  if (g_holds.fetch_sub(1) != 1) return;
+  const int sig = g_pending_signal.exchange(0);
+  if (sig == 0) return;
+  if (void (*action)(int) = g_deferred_action.load(); action != nullptr) action(sig);
+}
+
+bool DeferInterrupt(int sig) {
+  g_pending_signal.store(sig);
+  if (g_holds.load() > 0) return true;
+  return g_pending_signal.exchange(0) == 0;  // 0: a hold that just ended took it
+}
+
+void SetDeferredInterruptAction(void (*action)(int)) { g_deferred_action.store(action); }
+
 std::string ReadFile(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {

@@ -200,6 +200,8 @@ GeneratorSummary GenerateLabData(const GeneratorOptions& options, const std::str
     throw Error("--interactions: too few to split into train, val and test");
   }
 
+  // The tables belong together: an interrupt waits until all are in place (core/files.h).
+  InterruptHold hold;
   if (parquet) {
     WriteParquetFiles(
         users, movies, out_dir,

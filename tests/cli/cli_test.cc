@@ -436,22 +436,64 @@ TEST_F(CliTest, KilledTrainingResumesToTheSameResult) {
 TEST_F(CliTest, AnInterruptedWriteLeavesNoTemporaryFileAndTheOldOutput) {
   const Shared& s = SharedRun();
   const std::string dir = scratch_.File("out");
-  const std::string npy = dir + "/items.npy";
-  std::filesystem::create_directories(dir);
+  const std::string npy = dir + "/items.npy", index = dir + "/items.index";
+  ASSERT_EQ(Run({"embed", "--model", s.model, "--out", npy}).code, 0);
   const std::string before = "the previous file";
-  std::ofstream(npy, std::ios::binary) << before;
+  std::ofstream(index, std::ios::binary) << before;
   for (const char* point : {"files.before_rename=INT", "files.before_rename=TERM"}) {
     SCOPED_TRACE(point);
-    const CliResult r = RunCli({"embed", "--model", s.model, "--out", npy, "--threads", "2"},
-                               scratch_, std::string("TWOTOWER_FAILPOINT='") + point + "' ");
+    const std::string failpoint = std::string("TWOTOWER_FAILPOINT='") + point + "' ";
+    const CliResult r = RunCli({"index", "build", "--embeddings", npy, "--out", index, "--quiet"},
+                               scratch_, failpoint);
     EXPECT_NE(r.code, 0);
     EXPECT_EQ(TemporaryFilesIn(dir), std::vector<std::string>{});
-    EXPECT_EQ(ReadBytes(npy), before);
-    const CliResult fresh = RunCli({"embed", "--model", s.model, "--out", dir + "/new.npy"},
-                                   scratch_, std::string("TWOTOWER_FAILPOINT='") + point + "' ");
+    EXPECT_EQ(ReadBytes(index), before);
+    const CliResult fresh =
+        RunCli({"index", "build", "--embeddings", npy, "--out", dir + "/new.index", "--quiet"},
+               scratch_, failpoint);
     EXPECT_NE(fresh.code, 0);
-    EXPECT_FALSE(std::filesystem::exists(dir + "/new.npy"));
+    EXPECT_FALSE(std::filesystem::exists(dir + "/new.index"));
     EXPECT_EQ(TemporaryFilesIn(dir), std::vector<std::string>{});
+  }
+}
+
+// Files that belong together (embed's .npy and .ids.txt; recommend's output and its .meta.json)
+// stay together when an interrupt comes between their renames: both old or both new, never a
+// mix (core/files.h, InterruptHold). A second model makes old and new differ.
+TEST_F(CliTest, AnInterruptLeavesFilesThatBelongTogetherMatched) {
+  const Shared& s = SharedRun();
+  // Another model: other initial weights (model.embedding_dim differs from the shared one's).
+  const CliResult other =
+      Train(Repo("config/ranking_config.yaml"), s.data, {"--set", "training.learning_rate=0.05"});
+  ASSERT_EQ(other.code, 0) << other.err;
+  const std::string m2 = OnlyEntry(scratch_.File("runs")) + "/model_best.safetensors";
+  const std::string npy = scratch_.File("e.npy"), csv = scratch_.File("r.csv");
+  for (const char* point : {"files.before_rename#1=INT", "files.before_rename#2=INT",
+                            "files.before_rename#1=TERM", "files.before_rename#2=TERM"}) {
+    SCOPED_TRACE(point);
+    const std::string failpoint = std::string("TWOTOWER_FAILPOINT='") + point + "' ";
+    ASSERT_EQ(Run({"embed", "--model", s.model, "--out", npy}).code, 0);
+    EXPECT_NE(RunCli({"embed", "--model", m2, "--out", npy}, scratch_, failpoint).code, 0);
+    // The reader refuses an .npy with another embedding's ids file.
+    const CliResult built =
+        Run({"index", "build", "--embeddings", npy, "--out", scratch_.File("e.index"), "--quiet"});
+    EXPECT_EQ(built.code, 0) << built.err;
+
+    ASSERT_EQ(Run({"recommend", "--model", s.model, "--all-users", "--out", csv}).code, 0);
+    const std::string old_csv = ReadBytes(csv), old_meta = ReadBytes(csv + ".meta.json");
+    EXPECT_NE(
+        RunCli({"recommend", "--model", m2, "--all-users", "--out", csv}, scratch_, failpoint).code,
+        0);
+    const std::string new_csv = ReadBytes(csv);
+    ASSERT_TRUE(std::filesystem::exists(csv + ".meta.json"));
+    const std::string meta = ReadBytes(csv + ".meta.json");
+    if (new_csv == old_csv) {
+      EXPECT_EQ(meta, old_meta);
+    } else {
+      EXPECT_NE(meta, old_meta);
+      EXPECT_THAT(meta, HasSubstr(std::filesystem::path(m2).parent_path().filename().string()));
+    }
+    EXPECT_EQ(TemporaryFilesIn(scratch_.File("")), std::vector<std::string>{});
   }
 }
 

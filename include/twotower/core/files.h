@@ -57,6 +57,26 @@ void UnregisterTemporaryFile(int slot);
 // SIGINT / SIGTERM handler, before the process dies of the signal (src/main.cc does this).
 void RemoveTemporaryFilesFromSignalHandler();
 
+// Holds SIGINT / SIGTERM while a group of files that belong together is written and renamed
+// into place (embed's .npy and .ids.txt, recommend's output and its .meta.json, generate's
+// tables), so that an interrupt leaves all of them old or all of them new. The `twotower`
+// command's handler defers a signal that arrives while a hold is alive (DeferInterrupt); the
+// action set by SetDeferredInterruptAction runs when the last hold ends. Without that handler
+// (the Python module) a hold does nothing. Keep holds short: the user waits for them.
+// (A SIGKILL or a power cut can still part such files; their readers check that they match.)
+class InterruptHold {
+ public:
+  InterruptHold();
+  ~InterruptHold();
+  InterruptHold(const InterruptHold&) = delete;
+  InterruptHold& operator=(const InterruptHold&) = delete;
+};
+// For the signal handler, async-signal-safe: true when the signal is deferred (a hold is alive,
+// or a hold ending right now took it), false when the handler must act on it now.
+bool DeferInterrupt(int sig);
+// What a deferred signal does when the last hold ends (the handler's own action).
+void SetDeferredInterruptAction(void (*action)(int sig));
+
 }  // namespace twotower
 
 #endif  // TWOTOWER_CORE_FILES_H_
