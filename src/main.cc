@@ -18,9 +18,9 @@ int main(int argc, char** argv) {
   // free there, and the next allocation faults it back in page by page. Training frees and
   // allocates the evaluation's matrices every epoch (and a short last batch resizes the step's
   // buffers): the lab's 30 epochs took 40,000 page faults and 1.85 s at one thread, against
-  // 3,000 and 1.46 s with these settings (bench/run_contention.sh). Freed memory up to 256 MiB
-  // stays with the process for reuse; glibc's own defaults hold for the Python module, whose
-  // host process owns these settings.
+  // 3,000 and 1.46 s with these settings (perf stat; times in bench/run_contention.sh). Freed
+  // memory up to 256 MiB stays with the process for reuse; glibc's own defaults hold for the
+  // Python module, whose host process owns these settings.
 #ifdef __GLIBC__
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   mallopt(M_TOP_PAD, 64 << 20);
