@@ -11,6 +11,13 @@ then times, as medians over --rounds rounds:
 from Python (twotower) and from C++ (build/bench_python_calls: the same app calls on the same
 files), and faiss.IndexFlatIP.search on the same vectors. One search thread everywhere
 (OMP_NUM_THREADS=1): the per-call cost is the point, not the scan.
+
+Then HNSW from Python (--hnsw-n vectors, the first of the same set; 0 skips it): twotower's
+Index.build(kind="hnsw") against hnswlib's Python module (Debian's python3-hnswlib) and FAISS's
+IndexHNSWFlat (inner product), same M and ef_construction, each built with 2 threads; then
+searches of 1 query and of 1,000 at ef 64 and 128 on 1 thread, and recall@10 against the exact
+top 10. Install the peers with
+    bash bench/install_missing.sh python3-faiss python3-hnswlib libopenblas0-pthread
 """
 import argparse
 import json
@@ -45,6 +52,9 @@ def main():
     p.add_argument("--singles", type=int, default=1000, help="queries timed one at a time")
     p.add_argument("--out", default=os.path.join(REPO, "build", "bench_python"))
     p.add_argument("--cpp", default=os.path.join(REPO, "build", "bench_python_calls"))
+    p.add_argument("--hnsw-n", type=int, default=200_000, help="HNSW section's vectors (0: none)")
+    p.add_argument("--M", type=int, default=16)
+    p.add_argument("--ef-construction", type=int, default=100)
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
     base_path = os.path.join(a.out, f"base_{a.n}.npy")
@@ -114,6 +124,82 @@ def main():
         print(f"| {name} | {c:.1f} | {q:.1f} | {q / c:.3f} | {(q - c) / calls[key]:.1f} | "
               f"{'%.1f' % f if f else '-'} |")
     print(json.dumps({"cpp": cpp, "python": py, "faiss": peer, "n": a.n, "rounds": a.rounds}))
+    if a.hnsw_n > 0:
+        hnsw_section(a, base[:a.hnsw_n], queries)
+
+
+def hnsw_section(a, base, queries):
+    n, d = base.shape
+    exact = np.argsort(-(queries @ base.T), axis=1)[:, :10]
+    ids = [str(i) for i in range(n)]
+
+    def recall(labels):
+        return float(np.mean([len(set(labels[r]) & set(exact[r])) / 10
+                              for r in range(len(queries))]))
+
+    rows = []
+
+    def timed_searches(name, build_s, search, to_labels, set_ef):
+        for ef in (64, 128):
+            set_ef(ef)
+            one, many = [], []
+            for _ in range(a.rounds):
+                one.append(micros(lambda: [search(queries[i:i + 1]) for i in range(a.singles)])
+                           / a.singles)
+                many.append(micros(lambda: search(queries)))
+            rows.append((name, build_s, ef, statistics.median(one), statistics.median(many),
+                         recall(to_labels(search(queries)))))
+
+    # twotower: 2 build threads (the module's own pool), 1 search thread.
+    t = time.perf_counter()
+    twotower_threads(2)
+    idx = twotower.Index.build(base, ids, kind="hnsw", M=a.M, ef_construction=a.ef_construction)
+    build = time.perf_counter() - t
+    twotower_threads(1)
+    ef_now = {"ef": 64}
+    timed_searches("twotower Index (hnsw)", build,
+                   lambda q: idx.search(q, k=10, ef=ef_now["ef"]),
+                   lambda r: np.array([[int(x) for x in row] for row in r[1]]),
+                   lambda ef: ef_now.__setitem__("ef", ef))
+    try:
+        import hnswlib
+
+        h = hnswlib.Index(space="ip", dim=d)
+        t = time.perf_counter()
+        h.init_index(max_elements=n, M=a.M, ef_construction=a.ef_construction, random_seed=100)
+        h.add_items(base, np.arange(n), num_threads=2)
+        build = time.perf_counter() - t
+        h.set_num_threads(1)
+        timed_searches(f"hnswlib {getattr(hnswlib, '__version__', '')} (python3-hnswlib)", build,
+                       lambda q: h.knn_query(q, k=10), lambda r: r[0], h.set_ef)
+    except ImportError:
+        print("(python3-hnswlib is not installed: no hnswlib rows)", file=sys.stderr)
+    try:
+        import faiss
+
+        f = faiss.IndexHNSWFlat(d, a.M, faiss.METRIC_INNER_PRODUCT)
+        f.hnsw.efConstruction = a.ef_construction
+        faiss.omp_set_num_threads(2)
+        t = time.perf_counter()
+        f.add(base)
+        build = time.perf_counter() - t
+        faiss.omp_set_num_threads(1)
+        timed_searches("faiss IndexHNSWFlat (python3-faiss)", build, lambda q: f.search(q, 10),
+                       lambda r: r[1], lambda ef: setattr(f.hnsw, "efSearch", ef))
+    except ImportError:
+        print("(python3-faiss is not installed: no FAISS rows)", file=sys.stderr)
+    print()
+    print(f"HNSW from Python, {n:,} x {d}, M {a.M}, ef_construction {a.ef_construction}, "
+          f"1,000 queries")
+    print("| library | build, 2 threads (s) | ef | 1 query (us) | 1,000 queries (us) "
+          "| recall@10 |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, build, ef, one, many, r in rows:
+        print(f"| {name} | {build:.1f} | {ef} | {one:.1f} | {many:.0f} | {r:.4f} |")
+
+
+def twotower_threads(n):
+    twotower.set_threads(n)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -33,9 +34,12 @@
 #include "twotower/app/train.h"
 #include "twotower/core/error.h"
 #include "twotower/core/matrix.h"
+#include "twotower/core/progress.h"
+#include "twotower/core/threads.h"
 #include "twotower/data/generator.h"
 #include "twotower/data/movielens.h"
 #include "twotower/index/item_index.h"
+#include "twotower/serve/server.h"
 
 namespace py = pybind11;
 
@@ -69,6 +73,38 @@ py::array_t<float, py::array::c_style | py::array::forcecast> Rows(const py::han
                 what);
   }
   return arr;
+}
+
+// Python str objects of an id list, made once and shared by every result that returns the id
+// (a batch of 1,000 users x k 10 would otherwise decode 10,000 strings per call). Grows with
+// the list (an index's Add appends ids; a label keeps its id). Use with the GIL held.
+class IdCache {
+ public:
+  // A new reference to the str of ids[label].
+  PyObject* Get(const std::vector<std::string>& ids, int64_t label) {
+    const auto i = static_cast<size_t>(label);
+    if (i >= cells_.size()) cells_.resize(ids.size());
+    if (!cells_[i]) cells_[i] = Text(ids[i]);
+    PyObject* o = cells_[i].ptr();
+    Py_INCREF(o);
+    return o;
+  }
+
+ private:
+  static py::object Text(const std::string& s) {
+    PyObject* o =
+        PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "surrogateescape");
+    if (o == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(o);
+  }
+  std::vector<py::object> cells_;
+};
+
+// Sets a fresh object array's cell (numpy leaves them NULL or None, by version) to `value`, a
+// new reference.
+void SetCell(PyObject*& cell, PyObject* value) {
+  Py_XDECREF(cell);
+  cell = value;
 }
 
 struct PyRecommendations {
@@ -128,8 +164,7 @@ class Model {
 
   py::tuple RecommendBatch(const std::vector<std::string>& user_ids, int k, bool exclude_seen,
                            const std::vector<std::string>& exclude,
-                           const std::optional<std::vector<std::string>>& allow,
-                           int64_t width) const {
+                           const std::optional<std::vector<std::string>>& allow, int64_t width) {
     std::vector<app::Recommendations> all(user_ids.size());
     {
       py::gil_scoped_release release;
@@ -148,24 +183,26 @@ class Model {
     py::array_t<double> scores({n, static_cast<py::ssize_t>(width)});
     auto* id_cells = static_cast<PyObject**>(ids.mutable_data());
     double* score_cells = scores.mutable_data();
+    const std::vector<std::string>& item_ids = rec_->bundle().item_index.ids;
     for (py::ssize_t i = 0; i < n; ++i) {
       const auto& items = all[static_cast<size_t>(i)].items;
       for (int64_t j = 0; j < width; ++j) {
-        // numpy leaves a fresh object array's cells NULL (or None, by version): each is set here.
         PyObject*& cell = id_cells[i * width + j];
         if (j < static_cast<int64_t>(items.size())) {
-          const std::string& id = items[static_cast<size_t>(j)].id;
-          PyObject* text = PyUnicode_DecodeUTF8(id.data(), static_cast<Py_ssize_t>(id.size()),
-                                                "surrogateescape");
+          const app::ScoredItem& item = items[static_cast<size_t>(j)];
+          const bool cached = item.item_row >= 0 &&
+                              static_cast<size_t>(item.item_row) < item_ids.size() &&
+                              item_ids[static_cast<size_t>(item.item_row)] == item.id;
+          PyObject* text =
+              cached ? id_objects_.Get(item_ids, item.item_row)
+                     : PyUnicode_DecodeUTF8(item.id.data(), static_cast<Py_ssize_t>(item.id.size()),
+                                            "surrogateescape");
           if (text == nullptr) throw py::error_already_set();
-          Py_XDECREF(cell);
-          cell = text;
-          score_cells[i * width + j] = items[static_cast<size_t>(j)].score;
+          SetCell(cell, text);
+          score_cells[i * width + j] = item.score;
         } else {
-          if (cell == nullptr) {
-            Py_INCREF(Py_None);
-            cell = Py_None;
-          }
+          Py_INCREF(Py_None);
+          SetCell(cell, Py_None);
           score_cells[i * width + j] = std::nan("");
         }
       }
@@ -270,6 +307,7 @@ class Model {
 
  private:
   std::unique_ptr<app::Recommender> rec_;
+  IdCache id_objects_;  // the items table's ids (bundle().item_index.ids)
 };
 
 // An item index (index/item_index.h) over vectors given from Python.
@@ -304,13 +342,13 @@ class Index {
     index_->Save(path);
   }
 
-  // (ids (n, k) as Python lists of str, scores (n, k) float32); padding "" / -inf where fewer
+  // (ids (n, k) object array of str, scores (n, k) float32); padding "" / -inf where fewer
   // than k items exist. exclude / allow: no list (no filter), one list (every query) or one per
   // query; ids the index does not hold are skipped (an allow-list of only such ids allows
-  // nothing).
-  std::pair<std::vector<std::vector<std::string>>, py::array_t<float>> Search(
-      const py::handle& queries, int k, const std::vector<std::vector<std::string>>& exclude,
-      const std::optional<std::vector<std::vector<std::string>>>& allow) const {
+  // nothing). ef: HNSW's candidate list for this call (0: the index's own; index::SearchOptions).
+  py::tuple Search(const py::handle& queries, int k, int ef,
+                   const std::vector<std::vector<std::string>>& exclude,
+                   const std::optional<std::vector<std::vector<std::string>>>& allow) {
     auto q = Rows(queries, index_->dim(), "queries");
     const int64_t n = q.shape(0);
     const auto check_count = [n](size_t lists, const char* what) {
@@ -342,21 +380,24 @@ class Index {
         if (allow) f.allow = labels_of((*allow)[allow->size() == 1 ? 0 : i]);
       }
     }
+    index::SearchOptions options;
+    options.ef_search = ef;
     std::vector<int64_t> labels(static_cast<size_t>(n) * std::max(k, 0));
     Matrix scores(n, std::max(k, 1));
     {
       py::gil_scoped_release release;
       index_->Search(q.data(), n, k, filters.empty() ? nullptr : filters.data(), labels.data(),
-                     scores.data());
+                     scores.data(), options);
     }
-    std::vector<std::vector<std::string>> ids(n);
-    for (int64_t i = 0; i < n; ++i) {
-      for (int j = 0; j < k; ++j) {
-        const int64_t l = labels[i * k + j];
-        ids[i].push_back(l >= 0 ? index_->ids()[l] : std::string());
-      }
+    py::array ids(py::dtype("O"), {static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
+    auto* cells = static_cast<PyObject**>(ids.mutable_data());
+    py::str padding("");
+    for (int64_t i = 0; i < n * k; ++i) {
+      const int64_t l = labels[static_cast<size_t>(i)];
+      PyObject* value = l >= 0 ? id_objects_.Get(index_->ids(), l) : padding.inc_ref().ptr();
+      SetCell(cells[i], value);
     }
-    return {std::move(ids), ToNumpy(std::move(scores))};
+    return py::make_tuple(ids, ToNumpy(std::move(scores)));
   }
 
   py::dict Add(const py::handle& vectors, const std::vector<std::string>& ids) {
@@ -385,6 +426,101 @@ class Index {
 
  private:
   std::unique_ptr<index::ItemIndex> index_;
+  IdCache id_objects_;  // index_->ids()
+};
+
+// twotower.Server: `twotower serve` inside this process, on threads of its own (notebooks,
+// tests). The config comes from the arguments the command's flags give (serve::MakeServeConfig);
+// the GIL is released while the models load, while it binds and while it stops. Signals stay
+// with Python: the server's threads block them all.
+class Server {
+ public:
+  Server(const std::string& config, const std::string& model, const std::string& index,
+         const std::string& rerank, int candidates,
+         const std::vector<std::pair<std::string, std::string>>& settings) {
+    serve::ServeArguments a;
+    a.config = config;
+    a.model = model;
+    a.index = index;
+    a.rerank = rerank;
+    a.candidates = candidates;
+    a.names = {"config", "model", "index", "rerank", "candidates"};
+    for (const auto& [key, value] : settings) {
+      a.settings.push_back({key, value, "Server(" + key + "=" + value + ")"});
+    }
+    config_ = serve::MakeServeConfig(a);
+    py::gil_scoped_release release;
+    server_ = std::make_unique<serve::Server>(config_);
+  }
+
+  ~Server() {
+    if (thread_.joinable()) {
+      py::gil_scoped_release release;
+      server_->Stop();
+      thread_.join();
+    }
+  }
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and starts serving; returns the port (the one chosen for port 0).
+  int Start() {
+    if (thread_.joinable()) {
+      throw Error(ErrorCode::kConflict,
+                  "Server.start: already serving on port " + std::to_string(port_));
+    }
+    if (stopped_) {
+      throw Error(ErrorCode::kConflict,
+                  "Server.start: this server was stopped; make a new twotower.Server");
+    }
+    {
+      py::gil_scoped_release release;
+      port_ = server_->Bind();
+    }
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &previous);  // inherited by the thread and its workers
+    thread_ = std::thread([this] {
+      try {
+        server_->Run();
+      } catch (...) {
+        failure_ = std::current_exception();
+      }
+    });
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    return port_;
+  }
+
+  // Stops serving after the requests in flight (serve::Server::Stop); rethrows what ended the
+  // server if it failed. A stopped server does nothing.
+  void Stop() {
+    if (thread_.joinable()) {
+      py::gil_scoped_release release;
+      server_->Stop();
+      thread_.join();
+      stopped_ = true;
+    }
+    if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
+  }
+
+  // "" when the variants were reread and swapped in, else why not (the old ones stay).
+  std::string Reload() {
+    py::gil_scoped_release release;
+    return server_->Reload();
+  }
+
+  bool Running() const { return thread_.joinable() && !stopped_; }
+  int Port() const { return port_; }
+  const std::string& Host() const { return config_.host; }
+  const std::vector<std::string>& Notes() const { return server_->notes(); }
+
+ private:
+  serve::ServeConfig config_;
+  std::unique_ptr<serve::Server> server_;
+  std::thread thread_;
+  std::exception_ptr failure_;
+  int port_ = 0;
+  bool stopped_ = false;
 };
 
 py::dict MovieLens(const std::string& src, const std::string& out, const std::string& split,
@@ -470,9 +606,42 @@ class InterruptScope {
   bool installed_ = false;
 };
 
+// The engine's progress bars (core/progress.h) drawn by a Python object with start(bar, label,
+// total), update(bar, done, seconds, status) and finish(bar, done, seconds, status) methods
+// (twotower/__init__.py: tqdm, or plain lines), called with the GIL taken. A Python error there
+// is reported once through sys.unraisablehook and the bars go quiet; training goes on.
+class PythonProgress : public ProgressSink {
+ public:
+  explicit PythonProgress(py::object bars) : bars_(std::move(bars)) {}
+  void Start(int64_t bar, const std::string& label, int64_t total) override {
+    Call("start", bar, label, total);
+  }
+  void Update(int64_t bar, int64_t done, double seconds, const std::string& status) override {
+    Call("update", bar, done, seconds, status);
+  }
+  void Finish(int64_t bar, int64_t done, double seconds, const std::string& status) override {
+    Call("finish", bar, done, seconds, status);
+  }
+
+ private:
+  template <typename... Args>
+  void Call(const char* method, const Args&... args) {
+    py::gil_scoped_acquire gil;
+    if (failed_) return;
+    try {
+      bars_.attr(method)(args...);
+    } catch (py::error_already_set& e) {
+      failed_ = true;
+      e.discard_as_unraisable(method);
+    }
+  }
+  py::object bars_;
+  bool failed_ = false;
+};
+
 py::dict Train(const std::string& config_path,
                const std::vector<std::pair<std::string, std::string>>& overrides,
-               const std::string& resume, bool progress) {
+               const std::string& resume, bool progress, const py::object& bars) {
   app::TrainRequest r;
   r.config_path = config_path;
   for (const auto& [key, value] : overrides) r.settings.push_back({key + "=" + value, "overrides"});
@@ -480,7 +649,10 @@ py::dict Train(const std::string& config_path,
   r.progress = progress;
   r.stop = &g_stop;
   app::TrainOutcome o;
+  std::optional<PythonProgress> python_bars;
+  if (!bars.is_none()) python_bars.emplace(bars);
   {
+    ScopedProgressSink sink(python_bars ? &*python_bars : nullptr);
     InterruptScope interrupts;
     try {
       py::gil_scoped_release release;
@@ -735,19 +907,33 @@ PYBIND11_MODULE(_twotower, m) {
       .def_static("build", &Index::Build, py::arg("embeddings"), py::arg("ids"), py::arg("spec"))
       .def_static("load", &Index::Load, py::arg("path"))
       .def("save", &Index::Save, py::arg("path"))
-      .def("search", &Index::Search, py::arg("queries"), py::arg("k"), py::arg("exclude"),
-           py::arg("allow"))
+      .def("search", &Index::Search, py::arg("queries"), py::arg("k"), py::arg("ef"),
+           py::arg("exclude"), py::arg("allow"))
       .def("add", &Index::Add, py::arg("embeddings"), py::arg("ids"))
       .def_property_readonly("size", &Index::Size)
       .def_property_readonly("dim", &Index::Dim)
       .def_property_readonly("spec", &Index::Spec)
       .def_property_readonly("ids", &Index::Ids);
 
+  py::class_<Server>(m, "Server")
+      .def(py::init<const std::string&, const std::string&, const std::string&, const std::string&,
+                    int, const std::vector<std::pair<std::string, std::string>>&>(),
+           py::arg("config"), py::arg("model"), py::arg("index"), py::arg("rerank"),
+           py::arg("candidates"), py::arg("settings"))
+      .def("start", &Server::Start)
+      .def("stop", &Server::Stop)
+      .def("reload", &Server::Reload)
+      .def_property_readonly("running", &Server::Running)
+      .def_property_readonly("port", &Server::Port)
+      .def_property_readonly("host", &Server::Host)
+      .def_property_readonly("notes", &Server::Notes);
+
   m.def("generate", &Generate, py::arg("out_dir"), py::arg("users"), py::arg("movies"),
         py::arg("interactions"), py::arg("seed"), py::arg("format"));
   m.def("train", &Train, py::arg("config_path"), py::arg("overrides"), py::arg("resume"),
-        py::arg("progress"));
+        py::arg("progress"), py::arg("bars") = py::none());
   m.def("settings_help", &app::SettingsHelp);
+  m.def("set_threads", &SetThreads, py::arg("threads"));
   m.def("movielens", &MovieLens, py::arg("src"), py::arg("out"), py::arg("split"), py::arg("val"),
         py::arg("test"), py::arg("seed"), py::arg("like_threshold"), py::arg("format"));
   m.def("read_table", &ReadTable, py::arg("path"));

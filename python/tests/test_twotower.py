@@ -217,6 +217,12 @@ def test_similar_is_the_nearest_items_by_inner_product(lab):
     rows = [m.item_ids.index(i) for i in ids]
     expected = v[rows].astype(np.float64) @ v[10].astype(np.float64)
     assert np.allclose(scores, expected, atol=1e-5)
+    # A list of items: one row each, what each alone gives.
+    many_ids, many_scores = m.similar([item, m.item_ids[3]], k=4)
+    assert many_ids.shape == (2, 4) and many_scores.shape == (2, 4)
+    assert list(many_ids[0]) == list(ids) and np.array_equal(many_scores[0], scores)
+    alone_ids, alone_scores = m.similar(m.item_ids[3], k=4)
+    assert list(many_ids[1]) == list(alone_ids) and np.array_equal(many_scores[1], alone_scores)
 
 
 def test_errors_are_typed_and_name_what_was_wrong(lab, tmp_path):

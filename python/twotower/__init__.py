@@ -48,7 +48,7 @@ for _cls in (Error, InvalidArgumentError, NotFoundError, MissingFileError, Corru
     _cls.code = _cls.__name__
 
 __all__ = [
-    "generate", "movielens", "read_table", "write_table", "train", "Run", "Model", "Index", "settings", "Error", "InvalidArgumentError",
+    "generate", "movielens", "read_table", "write_table", "train", "Run", "Model", "Index", "Server", "set_threads", "settings", "Error", "InvalidArgumentError",
     "NotFoundError", "MissingFileError", "CorruptDataError", "CorruptFileError", "IoError", "ConflictError", "UnavailableError",
     "InternalError",
 ]
@@ -68,6 +68,10 @@ def movielens(src, out, split="random", val=0.15, test=0.15, seed=0, like_thresh
     movielens`` does (README "Real data: MovieLens"); returns the counts and split sizes."""
     return _core.movielens(os.fspath(src), os.fspath(out), split, float(val), float(test),
                            int(seed), float(like_threshold), format)
+
+
+# Whether train's bars use tqdm when it is installed (the tests turn it off to see plain lines).
+_use_tqdm = True
 
 
 def _invalid(message, field):
@@ -275,6 +279,64 @@ def _write_frames(frames, overrides):
     return folder
 
 
+def set_threads(threads):
+    """Threads that index builds, searches, encoding and evaluation called from this Python
+    thread share (as faiss.omp_set_num_threads); 0: all cores. Training takes its own from the
+    config's ``threads`` and puts this back after. Other Python threads start from
+    OMP_NUM_THREADS (all cores when unset). Returns the number in effect."""
+    threads = _int(threads, "threads")
+    if threads < 0:
+        raise _invalid(f"threads: expected 0 (all cores) or more, got {threads}", "threads")
+    return _core.set_threads(threads)
+
+
+class _Bars:
+    """The engine's progress bars (one per epoch's training and validation, index builds) drawn
+    from Python, so that they appear where the user looks: tqdm's bars (``tqdm.auto``: a widget
+    in a notebook, a text bar in a terminal) when tqdm is installed (Debian's python3-tqdm),
+    else one plain line per finished bar on sys.stderr (which notebooks show, unlike the
+    process's own stderr)."""
+
+    def __init__(self, use_tqdm=True):
+        self._tqdm = None
+        if use_tqdm:
+            try:
+                from tqdm.auto import tqdm
+                self._tqdm = tqdm
+            except ImportError:
+                pass
+        self._open = {}
+
+    def start(self, bar, label, total):
+        if self._tqdm is not None:
+            self._open[bar] = self._tqdm(total=total, desc=label, unit="batch", leave=True,
+                                         dynamic_ncols=True)
+        else:
+            self._open[bar] = (label, total)
+
+    def update(self, bar, done, seconds, status):
+        b = self._open.get(bar)
+        if self._tqdm is not None and b is not None:
+            b.n = done
+            b.set_postfix_str(status, refresh=False)
+            b.refresh()
+
+    def finish(self, bar, done, seconds, status):
+        b = self._open.pop(bar, None)
+        if b is None:
+            return
+        if self._tqdm is not None:
+            b.n = done
+            b.set_postfix_str(status, refresh=False)
+            b.close()
+        else:
+            import sys
+
+            label, total = b
+            print(f"{label} {done}/{total} in {seconds:.1f}s" + (f"  {status}" if status else ""),
+                  file=sys.stderr, flush=True)
+
+
 def train(config="config/ranking_config.yaml", overrides=None, progress=True, resume=None,
           users=None, items=None, train=None, val=None, test=None):
     """Trains as ``twotower train --config CONFIG --set key=value ...`` does and returns the Run.
@@ -284,7 +346,9 @@ def train(config="config/ranking_config.yaml", overrides=None, progress=True, re
     DataFrame (written as CSV into a folder under output.dir, Run.data_dir, which the model file
     then names) in place of the file the config names; column names as the config's features
     say. resume: a run folder to continue from its checkpoint (with its own settings: then
-    config, overrides and tables are not used). Progress bars go to stderr. Ctrl-C stops before
+    config, overrides and tables are not used). progress: a bar per epoch's training and
+    validation, drawn by tqdm when it is installed (in a notebook too), else a plain line per
+    finished bar on sys.stderr; False: none. Ctrl-C stops before
     the next batch and raises KeyboardInterrupt; the run folder keeps the last completed epoch
     and train(resume=folder) finishes it."""
     overrides = dict(overrides or {})
@@ -301,8 +365,9 @@ def train(config="config/ranking_config.yaml", overrides=None, progress=True, re
         data_dir = _write_frames(tables, overrides)
     pairs = [(str(k), _setting_text(v)) for k, v in overrides.items()]
     try:
+        progress = _bool(progress, "progress")
         outcome = _core.train(os.fspath(config), pairs, os.fspath(resume) if resume else "",
-                              bool(progress))
+                              progress, _Bars(_use_tqdm) if progress else None)
     except KeyboardInterrupt:
         raise  # the run is resumable: its folder of DataFrames stays (its checkpoint names it)
     except BaseException:
@@ -421,10 +486,23 @@ class Model:
         return np.array(self._core.score(_id(user_id), _as_list(item_ids, "item_ids")),
                         dtype=np.float64)
 
-    def similar(self, item_id, k=10):
-        """The k items nearest to item_id by their embeddings' inner product (ids, scores)."""
-        r = self._core.similar(_id(item_id), _int(k, "k"))
-        return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
+    def similar(self, item_ids, k=10):
+        """The k items nearest to an item by their embeddings' inner product, the item itself
+        left out: for one id, (ids, scores) 1-D arrays; for a list of ids, (n, k') arrays,
+        k' = min(k, items - 1), padded with None / NaN as recommend's."""
+        k = _int(k, "k")
+        if isinstance(item_ids, (str, bytes, int, np.integer)):
+            r = self._core.similar(_id(item_ids), k)
+            return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
+        items = _as_list(item_ids, "item_ids")
+        width = max(0, min(k, self._core.num_items - 1))
+        ids = np.full((len(items), width), None, dtype=object)
+        scores = np.full((len(items), width), np.nan)
+        for row, item in enumerate(items):
+            r = self._core.similar(item, k)
+            ids[row, :len(r.ids)] = r.ids[:width]
+            scores[row, :len(r.scores)] = r.scores[:width]
+        return ids, scores
 
     def _rows(self, all_ids, ids, what):
         if ids is None:
@@ -498,22 +576,33 @@ class Index:
     def save(self, path):
         self._core.save(os.fspath(path))
 
-    def search(self, queries, k=10, exclude=None, allow=None):
+    def search(self, queries, k=10, ef=None, exclude=None, allow=None):
         """Top k of each query row, in faiss's order: inner products (n, k') float32 and ids
-        (n, k') object array, k' = min(k, len(index)); "" and -inf pad a row whose filters allow
-        fewer than k' items. A 1-d query gives (k',) arrays.
+        (n, k') object array of str, k' = min(k, len(index)); "" and -inf pad a row whose filters
+        allow fewer than k' items. A 1-d query gives (k',) arrays.
+        ef: an HNSW index's candidate list for this call (as hnswlib's set_ef, for this call
+        only; at least k is used); None: the index's ef_search. A flat index refuses it.
         exclude: ids never returned; allow: only these ids may be returned (exclude still
         applies). Each is a list of ids for every query, or one list per query (a list of n
-        lists); ids the index does not hold are skipped."""
+        lists); ids the index does not hold are skipped. Safe from many threads at once (the
+        GIL is released while the index searches)."""
         q = np.asarray(queries)
         single = q.ndim == 1
         k = _int(k, "k")
         if k >= 1:
             k = min(k, max(len(self), 1))  # no row holds more than the index: (n, min(k, size))
-        ids, scores = self._core.search(q.reshape(1, -1) if single else q, k,
+        if ef is None:
+            ef = 0  # the index's own ef_search
+        else:
+            ef = _int(ef, "ef")
+            if not 1 <= ef <= 1_000_000:
+                raise _invalid(f"ef: expected 1 .. 1000000 candidates, got {ef}", "ef")
+            if self._core.spec.split(":")[0] != "hnsw":
+                raise _invalid(f"ef: applies to an hnsw index; this one is {self._core.spec!r} "
+                               "(an exact scan, no candidate list)", "ef")
+        ids, scores = self._core.search(q.reshape(1, -1) if single else q, k, ef,
                                         _filter_lists(exclude, "exclude") or [],
                                         _filter_lists(allow, "allow"))
-        ids = np.array(ids, dtype=object).reshape(len(ids), k)
         if single:
             return scores[0], ids[0]
         return scores, ids
@@ -543,3 +632,72 @@ class Index:
 
     def __repr__(self):
         return f"Index({self.spec!r}, size={len(self)}, dim={self.dim})"
+
+
+class Server:
+    """``twotower serve`` inside this process, for notebooks and tests: the same HTTP routes,
+    limits and answers as the command (README "Serving"), on threads of its own.
+
+        with twotower.Server(model="runs/x/model_best.safetensors", port=0) as srv:
+            requests.post(srv.url + "/v1/recommend", json={"user_id": "42"})
+
+    Give config (a YAML file with a ``serve:`` section naming the variants) or model (with index,
+    rerank and candidates: one variant), and any serve setting by name (``twotower serve
+    --list-settings``): host, port (the command's default 8080; 0 picks a free port),
+    threads, events, live_history, max_k, ... The models load when the Server is made (errors
+    then, as the command's); start() binds and serves, stop() finishes the requests in flight
+    and stops. Ctrl-C stays with Python."""
+
+    def __init__(self, config=None, model=None, index=None, rerank=None, candidates=None,
+                 **settings):
+        pairs = [(str(k), _setting_text(v)) for k, v in settings.items()]
+        self._core = _core.Server(os.fspath(config) if config is not None else "",
+                                  os.fspath(model) if model is not None else "",
+                                  os.fspath(index) if index is not None else "",
+                                  os.fspath(rerank) if rerank is not None else "",
+                                  -1 if candidates is None else _int(candidates, "candidates"),
+                                  pairs)
+
+    def start(self):
+        """Binds host:port and serves; returns self (port tells the port bound)."""
+        self._core.start()
+        return self
+
+    def stop(self):
+        """Answers the requests in flight, flushes the event log and stops."""
+        self._core.stop()
+
+    def reload(self):
+        """Rereads every variant's files and swaps them in (as SIGHUP does to the command);
+        raises UnavailableError with the reason when that fails (the old ones keep serving)."""
+        problem = self._core.reload()
+        if problem:
+            raise UnavailableError(f"reload failed, still serving the previous models: {problem}")
+
+    @property
+    def port(self):
+        return self._core.port
+
+    @property
+    def url(self):
+        return f"http://{self._core.host}:{self._core.port}"
+
+    @property
+    def running(self):
+        return self._core.running
+
+    @property
+    def notes(self):
+        """What the start found worth saying (e.g. events of arms the config does not list)."""
+        return list(self._core.notes)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def __repr__(self):
+        state = f"serving on {self.url}" if self.running else "not serving"
+        return f"Server({state})"

@@ -30,31 +30,19 @@ int RunServe(const ServeArgs& a) {
     for (const std::string& line : serve::ServeSettingsHelp()) std::cout << line << "\n";
     return 0;
   }
-  serve::ServeConfig config;
-  if (!a.config.empty()) {
-    if (!a.model.empty() || !a.index.empty() || !a.rerank.empty() || a.candidates != -1) {
-      throw Error(
-          "serve: --config names the variants (serve.variants); --model, --index, --rerank "
-          "and --candidates go without it");
-    }
-    config = serve::ServeConfig::FromYamlFile(a.config);
-  } else {
-    if (a.model.empty()) throw Error("serve: give --model (and --index), or --config");
-    if (a.candidates != -1 && a.rerank.empty()) {
-      throw Error(
-          "serve: --candidates is how many retrieved items --rerank re-orders; add "
-          "--rerank RANKER or leave it out");
-    }
-    config.variants.push_back({"default", a.model, a.index, 1.0, a.rerank,
-                               a.candidates == -1 ? app::kDefaultCandidates : a.candidates});
-  }
+  serve::ServeArguments args;
+  args.config = a.config;
+  args.model = a.model;
+  args.index = a.index;
+  args.rerank = a.rerank;
+  args.candidates = a.candidates;
   // The flags that are serve.yaml settings go through their declarations (type and range).
-  if (!a.host.empty()) config.Set("host", a.host, "--host");
-  if (!a.port.empty()) config.Set("port", a.port, "--port");
-  if (!a.threads.empty()) config.Set("threads", a.threads, "--threads");
-  if (!a.events.empty()) config.Set("events", a.events, "--events");
-  if (a.no_live_history) config.Set("live_history", "false", "--no-live-history");
-  config.Validate();
+  if (!a.host.empty()) args.settings.push_back({"host", a.host, "--host"});
+  if (!a.port.empty()) args.settings.push_back({"port", a.port, "--port"});
+  if (!a.threads.empty()) args.settings.push_back({"threads", a.threads, "--threads"});
+  if (!a.events.empty()) args.settings.push_back({"events", a.events, "--events"});
+  if (a.no_live_history) args.settings.push_back({"live_history", "false", "--no-live-history"});
+  const serve::ServeConfig config = serve::MakeServeConfig(args);
   // Signals go to one thread, which reloads (SIGHUP) or stops (SIGTERM, SIGINT): blocked here,
   // before any thread exists, so every thread inherits the mask.
   sigset_t signals;

@@ -305,7 +305,8 @@ void FlatIndex::SearchAllowList(const float* query, const PreparedFilter& filter
 }
 
 void FlatIndex::SearchImpl(const float* queries, int64_t n, int k, const PreparedFilter* filters,
-                           int64_t* ids_out, float* scores_out) const {
+                           int64_t* ids_out, float* scores_out,
+                           const SearchOptions& /*options*/) const {
   const int64_t num_panels = (count_ + kLanes - 1) / kLanes;
   // A short allow-list is cheaper to score item by item than to filter out of a full scan.
   std::vector<int64_t> dense, sparse;

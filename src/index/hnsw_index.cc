@@ -296,8 +296,8 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
   return result;
 }
 
-void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filter, int64_t* ids_out,
-                          float* scores_out, SearchCounts* counts) const {
+void HnswIndex::SearchOne(const float* query, int k, int ef_search, const PreparedFilter* filter,
+                          int64_t* ids_out, float* scores_out, SearchCounts* counts) const {
   const int64_t size = ids_.size();
   const int64_t allowed = filter != nullptr ? filter->allowed : size;
   const int64_t want = std::min<int64_t>(k, allowed);
@@ -311,7 +311,7 @@ void HnswIndex::SearchOne(const float* query, int k, const PreparedFilter* filte
       3 / 2;
   const auto graph_cost = [&](int64_t ef) { return 2 * int64_t{params_.M} * ef; };
   // With a filter, enough candidates to expect `ef_search` allowed ones among them.
-  const int64_t ef0 = std::max<int64_t>(params_.ef_search, k);
+  const int64_t ef0 = std::max<int64_t>(ef_search, k);
   int64_t ef = ef0;
   if (filter != nullptr && allowed < size) {
     ef = static_cast<int64_t>(std::ceil(static_cast<double>(ef0) * size / allowed));
@@ -413,15 +413,17 @@ void HnswIndex::ExactScan(const float* query, int k, const PreparedFilter* filte
 }
 
 void HnswIndex::SearchImpl(const float* queries, int64_t n, int k, const PreparedFilter* filters,
-                           int64_t* ids_out, float* scores_out) const {
+                           int64_t* ids_out, float* scores_out,
+                           const SearchOptions& options) const {
   const int d = dim_;
+  const int ef_search = options.ef_search > 0 ? options.ef_search : params_.ef_search;
   // Counted per thread and added once: shared counters bumped per query cost a contended
   // cache line in every search.
   const int threads = n > 1 ? Threads() : 1;
   std::vector<SearchCounts> counts(static_cast<size_t>(threads));  // one per ParallelFor slot
   const auto search_one = [&](int64_t q, int slot) {
-    SearchOne(queries + q * d, k, filters != nullptr ? &filters[q] : nullptr, ids_out + q * k,
-              scores_out + q * k, &counts[static_cast<size_t>(slot)]);
+    SearchOne(queries + q * d, k, ef_search, filters != nullptr ? &filters[q] : nullptr,
+              ids_out + q * k, scores_out + q * k, &counts[static_cast<size_t>(slot)]);
   };
   ParallelFor(n, threads, IndexBody(search_one));
   int64_t searches = 0, widened = 0, exact = 0;

@@ -81,8 +81,20 @@ ItemIndex::AddResult ItemIndex::Add(const float* vectors, int64_t n,
 }
 
 void ItemIndex::Search(const float* queries, int64_t n, int k, const SearchFilter* filters,
-                       int64_t* ids_out, float* scores_out) const {
+                       int64_t* ids_out, float* scores_out, const SearchOptions& options) const {
   if (k < 1) throw Error("index search: k must be at least 1, got " + std::to_string(k));
+  if (options.ef_search < 0 || options.ef_search > 1000000) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "index search: ef_search must be in 0..1000000 (0: the index's own), got " +
+                    std::to_string(options.ef_search),
+                "ef_search");
+  }
+  if (options.ef_search != 0 && type() != "hnsw") {
+    throw Error(ErrorCode::kInvalidArgument,
+                "index search: ef_search applies to an hnsw index; this one is " + spec() +
+                    " (an exact scan, no candidate list)",
+                "ef_search");
+  }
   if (n < 0) throw Error("index search: negative query count " + std::to_string(n));
   if (n == 0) return;
   if (queries == nullptr || ids_out == nullptr || scores_out == nullptr) {
@@ -103,7 +115,8 @@ void ItemIndex::Search(const float* queries, int64_t n, int k, const SearchFilte
   std::fill(ids_out, ids_out + n * k, int64_t{-1});
   std::fill(scores_out, scores_out + n * k, -std::numeric_limits<float>::infinity());
   if (size() == 0) return;
-  SearchImpl(queries, n, k, filters != nullptr ? prepared.data() : nullptr, ids_out, scores_out);
+  SearchImpl(queries, n, k, filters != nullptr ? prepared.data() : nullptr, ids_out, scores_out,
+             options);
 }
 
 void ItemIndex::Save(const std::string& path) const { SaveImpl(path); }

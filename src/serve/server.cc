@@ -267,7 +267,10 @@ ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
 void ServeConfig::Set(const std::string& key, const std::string& value, const std::string& where) {
   const Setting<ServeConfig>* s = FindSetting(ServeSettings(), "serve." + key);
   if (s == nullptr) {
-    throw Error(ErrorCode::kInternal, where + ": no serve setting '" + key + "'");
+    throw Error(ErrorCode::kInvalidArgument,
+                where + ": no serve setting '" + key +
+                    "' (expected one of: " + KnownSettingKeys(ServeSettings(), "serve") + ")",
+                key);
   }
   AssignText(*s, this, value, where);
 }
@@ -278,6 +281,32 @@ std::vector<std::string> ServeSettingsHelp() {
     out.push_back("serve.variants[]." + line);
   }
   return out;
+}
+
+ServeConfig MakeServeConfig(const ServeArguments& a) {
+  const ServeArguments::Names& n = a.names;
+  ServeConfig config;
+  if (!a.config.empty()) {
+    if (!a.model.empty() || !a.index.empty() || !a.rerank.empty() || a.candidates != -1) {
+      throw Error("serve: " + n.config + " names the variants (serve.variants); " + n.model + ", " +
+                  n.index + ", " + n.rerank + " and " + n.candidates + " go without it");
+    }
+    config = ServeConfig::FromYamlFile(a.config);
+  } else {
+    if (a.model.empty()) {
+      throw Error("serve: give " + n.model + " (and " + n.index + "), or " + n.config);
+    }
+    if (a.candidates != -1 && a.rerank.empty()) {
+      throw Error("serve: " + n.candidates + " is how many retrieved items " + n.rerank +
+                  " re-orders; add " + n.rerank + " RANKER or leave it out");
+    }
+    config.variants.push_back({"default", a.model, a.index, 1.0, a.rerank,
+                               a.candidates == -1 ? app::kDefaultCandidates : a.candidates});
+  }
+  // Settings go through their declarations (type and range).
+  for (const ServeArguments::Setting& s : a.settings) config.Set(s.key, s.value, s.where);
+  config.Validate();
+  return config;
 }
 
 void ServeConfig::Validate() const {

@@ -639,6 +639,70 @@ TEST(HnswIndexTest, RecallOnClusteredData) {
   }
 }
 
+// SearchOptions.ef_search (the Python module's Index.search(ef=...)) searches as an index whose
+// own ef_search is that value does, bit for bit, and leaves the index's setting alone; an exact
+// index refuses it, as does a value out of range.
+TEST(HnswIndexTest, PerCallEfSearchIsTheSetterForOneCall) {
+  Items items = ClusteredItems(3100, 16, 20, 0.3, 41);
+  Items queries = items;
+  queries.v.erase(queries.v.begin(), queries.v.begin() + 3000 * 16);
+  queries.n = 100;
+  items.v.resize(3000 * 16);
+  items.ids.resize(3000);
+  items.n = 3000;
+  HnswParams params;
+  params.M = 8;
+  params.ef_construction = 64;
+  params.ef_search = 200;
+  HnswIndex index(16, params);
+  index.Add(items.v.data(), items.n, items.ids);
+  const auto with_options = [&](int ef) {
+    Results r{queries.n, 10, std::vector<int64_t>(queries.n * 10),
+              std::vector<float>(queries.n * 10)};
+    SearchOptions options;
+    options.ef_search = ef;
+    index.Search(queries.v.data(), queries.n, 10, nullptr, r.ids.data(), r.scores.data(), options);
+    return r;
+  };
+  const Results wide = Search(index, queries.v.data(), queries.n, 10);
+  const Results wide_by_option = with_options(200);
+  EXPECT_EQ(wide_by_option.ids, wide.ids);
+  EXPECT_EQ(wide_by_option.scores, wide.scores);
+  for (int ef : {1, 12, 40}) {
+    const Results got = with_options(ef);
+    EXPECT_EQ(index.params().ef_search, 200);  // the call left the index's setting alone
+    index.set_ef_search(ef);
+    const Results want = Search(index, queries.v.data(), queries.n, 10);
+    index.set_ef_search(200);
+    EXPECT_EQ(got.ids, want.ids) << "ef " << ef;
+    EXPECT_EQ(got.scores, want.scores) << "ef " << ef;
+  }
+  // A small ef must change something here, or the comparisons above prove nothing.
+  EXPECT_NE(with_options(1).ids, wide.ids);
+
+  std::vector<int64_t> ids(10);
+  std::vector<float> scores(10);
+  SearchOptions bad;
+  bad.ef_search = -1;
+  EXPECT_THROW(index.Search(queries.v.data(), 1, 10, nullptr, ids.data(), scores.data(), bad),
+               Error);
+  bad.ef_search = 1000001;
+  EXPECT_THROW(index.Search(queries.v.data(), 1, 10, nullptr, ids.data(), scores.data(), bad),
+               Error);
+  FlatIndex flat(16);
+  flat.Add(items.v.data(), items.n, items.ids);
+  SearchOptions some;
+  some.ef_search = 64;
+  try {
+    flat.Search(queries.v.data(), 1, 10, nullptr, ids.data(), scores.data(), some);
+    ADD_FAILURE() << "a flat index took ef_search";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ef_search applies to an hnsw index"), std::string::npos)
+        << e.what();
+    EXPECT_EQ(e.field(), "ef_search");
+  }
+}
+
 // Issue 12, fault 7: a thousand identical item vectors (items whose features are the same)
 // disconnected hnswlib's graph, and most queries near them got a wrong top 1 (recall 0.82 here
 // before identical vectors shared a node). Recall counts, per query, the results scoring at

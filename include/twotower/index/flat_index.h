@@ -78,7 +78,7 @@ class FlatIndex final : public ItemIndex {
  protected:
   AddResult AddImpl(const float* vectors, int64_t n, const std::vector<std::string>& ids) override;
   void SearchImpl(const float* queries, int64_t n, int k, const internal::PreparedFilter* filters,
-                  int64_t* ids_out, float* scores_out) const override;
+                  int64_t* ids_out, float* scores_out, const SearchOptions& options) const override;
   void SaveImpl(const std::string& path) const override;
 
  private:

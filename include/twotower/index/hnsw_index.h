@@ -86,7 +86,7 @@ class HnswIndex final : public ItemIndex {
  protected:
   AddResult AddImpl(const float* vectors, int64_t n, const std::vector<std::string>& ids) override;
   void SearchImpl(const float* queries, int64_t n, int k, const internal::PreparedFilter* filters,
-                  int64_t* ids_out, float* scores_out) const override;
+                  int64_t* ids_out, float* scores_out, const SearchOptions& options) const override;
   void SaveImpl(const std::string& path) const override;
 
  private:
@@ -99,7 +99,8 @@ class HnswIndex final : public ItemIndex {
   struct SearchCounts {
     int64_t graph_searches = 0, widened = 0, exact_scans = 0;
   };
-  void SearchOne(const float* query, int k, const internal::PreparedFilter* filter,
+  // ef_search: the candidate list to start from (the index's own, or SearchOptions').
+  void SearchOne(const float* query, int k, int ef_search, const internal::PreparedFilter* filter,
                  int64_t* ids_out, float* scores_out, SearchCounts* counts) const;
   // Every allowed item scored, from the graph's vectors.
   void ExactScan(const float* query, int k, const internal::PreparedFilter* filter,

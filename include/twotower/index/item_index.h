@@ -45,6 +45,14 @@ struct SearchFilter {
   std::optional<std::vector<int64_t>> allow;
 };
 
+// Settings of one Search call (FAISS's SearchParametersHNSW, hnswlib's set_ef per call).
+struct SearchOptions {
+  // HNSW: the candidate list of this call's graph searches (at least k is used), in place of the
+  // index's ef_search; 0: the index's own. An exact index has no such setting and refuses a
+  // non-zero value. Range 0 .. 1,000,000.
+  int ef_search = 0;
+};
+
 class ItemIndex {
  public:
   virtual ~ItemIndex() = default;
@@ -73,9 +81,10 @@ class ItemIndex {
   // Top-k search for n queries (n x dim(), row-major). `filters` is null or points to n filters,
   // one per query. Writes n * k labels to ids_out and n * k inner products to scores_out, query
   // after query, best first, padded with -1 / -infinity where fewer than k items are allowed.
-  // Throws Error for k < 1, a non-finite query value, or a filter label outside [0, size()).
+  // Throws Error for k < 1, a non-finite query value, a filter label outside [0, size()), or
+  // options the index does not take (ef_search on an exact index, or out of range).
   void Search(const float* queries, int64_t n, int k, const SearchFilter* filters, int64_t* ids_out,
-              float* scores_out) const;
+              float* scores_out, const SearchOptions& options = {}) const;
 
   // Writes the index file atomically (format: index_file.h). Throws Error naming the path.
   void Save(const std::string& path) const;
@@ -93,10 +102,10 @@ class ItemIndex {
   virtual AddResult AddImpl(const float* vectors, int64_t n,
                             const std::vector<std::string>& ids) = 0;
   // Called after Search's checks; filters is null or holds n prepared filters. Outputs are
-  // pre-filled with padding.
+  // pre-filled with padding. options.ef_search is 0 unless type() is "hnsw".
   virtual void SearchImpl(const float* queries, int64_t n, int k,
                           const internal::PreparedFilter* filters, int64_t* ids_out,
-                          float* scores_out) const = 0;
+                          float* scores_out, const SearchOptions& options) const = 0;
   // Writes the file (through internal::WriteIndexFile, which writes atomically).
   virtual void SaveImpl(const std::string& path) const = 0;
 

@@ -91,13 +91,36 @@ struct ServeConfig {
   // an unknown or repeated key or a bad value.
   static ServeConfig FromYamlFile(const std::string& path);
   // Sets the serve setting `key` (as in serve.yaml without "serve.", e.g. "port") from text, as
-  // a command-line flag gives it; `where` names the flag. Throws Error for a value of the wrong
-  // type or out of the declared range.
+  // a command-line flag gives it; `where` names the flag. Throws Error for an unknown key (the
+  // message lists the known ones), a value of the wrong type or out of the declared range.
   void Set(const std::string& key, const std::string& value, const std::string& where);
   // Throws Error naming the setting: no variant, a variant without name or model, a repeated
   // name, a negative weight or all weights 0, port / threads / limits out of the declared range.
   void Validate() const;
 };
+
+// What `twotower serve` and the Python module's twotower.Server are given: a YAML file that
+// names the variants, or one model (with its index and ranker), then settings by name as text,
+// as flags give them. `names` are the front end's words for these arguments, for messages
+// ("--model" on the command line, "model" in Python).
+struct ServeArguments {
+  std::string config;                // YAML file with a serve: section; "" : one variant, `model`
+  std::string model, index, rerank;  // the one variant ("default", weight 1)
+  int candidates = -1;               // -1: not given (app::kDefaultCandidates with a ranker)
+  struct Setting {
+    std::string key, value, where;  // e.g. {"port", "8081", "--port"}
+  };
+  std::vector<Setting> settings;  // applied in order after the file (ServeConfig::Set)
+  struct Names {
+    std::string config = "--config", model = "--model", index = "--index", rerank = "--rerank",
+                candidates = "--candidates";
+  } names;
+};
+
+// The validated ServeConfig of `a`. Throws Error naming the argument: a config file together
+// with model / index / rerank / candidates, no model and no config, candidates without rerank,
+// then FromYamlFile's, Set's and Validate's errors.
+ServeConfig MakeServeConfig(const ServeArguments& a);
 
 // "serve.<key> (<type>, default <value>, <range>): <help>" for every serve.yaml setting, each
 // declared once in server.cc's tables (core/settings.h), serve.variants[] entries last.
