@@ -12,11 +12,12 @@ from Python (twotower) and from C++ (build/bench_python_calls: the same app call
 files), and faiss.IndexFlatIP.search on the same vectors. One search thread everywhere
 (OMP_NUM_THREADS=1): the per-call cost is the point, not the scan.
 
-Then HNSW from Python (--hnsw-n vectors, the first of the same set; 0 skips it): twotower's
+Then HNSW from Python (--hnsw-n clustered unit vectors: 1,000 centres, noise 0.5 / sqrt(d) per
+dimension, normalised; 1,000 queries drawn the same way; 0 skips it): twotower's
 Index.build(kind="hnsw") against hnswlib's Python module (Debian's python3-hnswlib) and FAISS's
 IndexHNSWFlat (inner product), same M and ef_construction, each built with 2 threads; then
-searches of 1 query and of 1,000 at ef 64 and 128 on 1 thread, and recall@10 against the exact
-top 10. Install the peers with
+searches of 1 query and of 1,000 at ef 32, 64 and 128 on 1 thread, and recall@10 against the exact
+top 10. --sections hnsw runs that part alone. Install the peers with
     bash bench/install_missing.sh python3-faiss python3-hnswlib libopenblas0-pthread
 """
 import argparse
@@ -52,11 +53,19 @@ def main():
     p.add_argument("--singles", type=int, default=1000, help="queries timed one at a time")
     p.add_argument("--out", default=os.path.join(REPO, "build", "bench_python"))
     p.add_argument("--cpp", default=os.path.join(REPO, "build", "bench_python_calls"))
-    p.add_argument("--hnsw-n", type=int, default=200_000, help="HNSW section's vectors (0: none)")
+    p.add_argument("--hnsw-n", type=int, default=100_000, help="HNSW section's vectors (0: none)")
+    p.add_argument("--sections", default="overhead,hnsw")
     p.add_argument("--M", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=100)
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
+    if "overhead" in a.sections.split(","):
+        overhead(a)
+    if a.hnsw_n > 0 and "hnsw" in a.sections.split(","):
+        hnsw_section(a)
+
+
+def overhead(a):
     base_path = os.path.join(a.out, f"base_{a.n}.npy")
     query_path = os.path.join(a.out, "queries.npy")
     if not os.path.exists(base_path):
@@ -124,12 +133,21 @@ def main():
         print(f"| {name} | {c:.1f} | {q:.1f} | {q / c:.3f} | {(q - c) / calls[key]:.1f} | "
               f"{'%.1f' % f if f else '-'} |")
     print(json.dumps({"cpp": cpp, "python": py, "faiss": peer, "n": a.n, "rounds": a.rounds}))
-    if a.hnsw_n > 0:
-        hnsw_section(a, base[:a.hnsw_n], queries)
 
 
-def hnsw_section(a, base, queries):
-    n, d = base.shape
+def clustered(rng, n, d, centres, noise=0.5):
+    x = centres[rng.integers(0, len(centres), n)] + rng.standard_normal((n, d)) * (noise / d ** 0.5)
+    x = x.astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def hnsw_section(a):
+    rng = np.random.default_rng(1)
+    n, d = a.hnsw_n, a.d
+    centres = rng.standard_normal((1000, d))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    base = clustered(rng, n, d, centres)
+    queries = clustered(rng, 1000, d, centres)
     exact = np.argsort(-(queries @ base.T), axis=1)[:, :10]
     ids = [str(i) for i in range(n)]
 
@@ -140,7 +158,7 @@ def hnsw_section(a, base, queries):
     rows = []
 
     def timed_searches(name, build_s, search, to_labels, set_ef):
-        for ef in (64, 128):
+        for ef in (32, 64, 128):
             set_ef(ef)
             one, many = [], []
             for _ in range(a.rounds):
@@ -170,7 +188,7 @@ def hnsw_section(a, base, queries):
         h.add_items(base, np.arange(n), num_threads=2)
         build = time.perf_counter() - t
         h.set_num_threads(1)
-        timed_searches(f"hnswlib {getattr(hnswlib, '__version__', '')} (python3-hnswlib)", build,
+        timed_searches("hnswlib (python3-hnswlib)", build,
                        lambda q: h.knn_query(q, k=10), lambda r: r[0], h.set_ef)
     except ImportError:
         print("(python3-hnswlib is not installed: no hnswlib rows)", file=sys.stderr)

@@ -36,6 +36,11 @@ constexpr auto kSpin = std::chrono::microseconds(200);
 // had taken every index: the worker was not running), it stops spinning and sleeps at once,
 // leaving the CPU to whoever was running instead of it, until it claims an index again.
 constexpr int kLateLimit = 4;
+// A task that runs alone while sharing is off (Learn) and is still going after this long shares
+// what is left: the back-off was learned from small tasks, where a descheduled worker costs more
+// than it saves, and must not make a long task (an HNSW build of seconds) run on one core. About
+// a scheduler time slice, what the back-off protects against.
+constexpr auto kSerialProbe = std::chrono::milliseconds(2);
 
 #if defined(__x86_64__) || defined(__i386__)
 inline void CpuRelax() { __builtin_ia32_pause(); }
@@ -143,10 +148,11 @@ int Work(Pool* p, uint32_t gen, int slot, bool worker) {
   return ran;
 }
 
-void WorkerLoop(Pool* p, int slot) {
+// `seen`: the generation published before the worker was made. (Read in the new thread, it
+// could already be the task it was made for, which it would then sit out.)
+void WorkerLoop(Pool* p, int slot, uint32_t seen) {
   t_inside = true;
   omp_set_num_threads(1);  // Eigen's products inside a body stay on this thread (threads.h)
-  uint32_t seen = p->wake.load();
   int late = 0;
   for (;;) {
     uint32_t gen = p->wake.load();
@@ -226,27 +232,41 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
     }
   } leave;
   omp_set_num_threads(1);
-  // Sharing turned off for a while (below): the caller runs the task alone.
+  // Sharing turned off for a while (Learn): the caller runs the task alone, unless it turns out
+  // long (kSerialProbe); then sharing is back on and the rest of the task is shared.
+  int64_t first = 0;
   if (p->serial_left > 0) {
     --p->serial_left;
     p->serial_tasks.fetch_add(1, std::memory_order_relaxed);
-    return RunSerial(n, body);
+    const Clock::time_point until = Clock::now() + kSerialProbe;
+    while (first < n) {
+      body(first++, 0);
+      if (first < n && Clock::now() > until) break;
+    }
+    if (first == n) return;
+    p->serial_left = 0;
+    p->backoff = 1;
+    p->gain_ns = 0;
+    p->parallel_streak = 0;
   }
   while (static_cast<int>(p->workers.size()) < threads - 1) {
     const int slot = static_cast<int>(p->workers.size()) + 1;
     try {
-      p->workers.emplace_back(WorkerLoop, p, slot);
+      p->workers.emplace_back(WorkerLoop, p, slot, p->wake.load());
     } catch (const std::system_error&) {
       break;  // the system has no more threads for us: share with the workers there are
     }
     p->workers.back().detach();
   }
   threads = std::min(threads, static_cast<int>(p->workers.size()) + 1);
-  if (threads <= 1) return RunSerial(n, body);
+  if (threads <= 1) {
+    for (int64_t i = first; i < n; ++i) body(i, 0);
+    return;
+  }
   // Publish the task (see Pool): close, write, open, wake.
   const uint32_t gen = p->wake.load() + 1;
   p->claim.store(static_cast<uint64_t>(gen) << 32 | kClosed);
-  p->n.store(static_cast<uint32_t>(n));
+  p->n.store(static_cast<uint32_t>(n));  // indices first .. n-1 (first > 0 after a probe)
   p->slots.store(threads);
   // IndexBody's fields are private; it is copied into this frame and called through a thunk.
   struct Thunk {
@@ -260,7 +280,7 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
   p->error = nullptr;
   p->worker_cpu_ns.store(0);
   const Clock::time_point start = Clock::now();
-  p->claim.store(static_cast<uint64_t>(gen) << 32);
+  p->claim.store(static_cast<uint64_t>(gen) << 32 | static_cast<uint64_t>(first));
   p->wake.store(gen);
   p->wake.notify_all();
   p->tasks.fetch_add(1, std::memory_order_relaxed);
@@ -269,7 +289,8 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
   const Clock::time_point own_end = Clock::now();
   // Close the task: nothing more can be claimed; wait for the claimed indices that are running.
   const uint64_t last = p->claim.exchange(static_cast<uint64_t>(gen) << 32 | kClosed);
-  const uint32_t claimed = std::min(static_cast<uint32_t>(last), static_cast<uint32_t>(n));
+  const uint32_t claimed = std::min(static_cast<uint32_t>(last), static_cast<uint32_t>(n)) -
+                           static_cast<uint32_t>(first);
   uint32_t d = p->done.load();
   for (int k = 0; d != claimed && k < 256; ++k) {
     CpuRelax();
@@ -285,6 +306,12 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
     p->error = nullptr;
     std::rethrow_exception(e);
   }
+}
+
+void StartAloneForTesting(int64_t tasks) {
+  Pool* p = GetPool();
+  std::lock_guard<std::mutex> lock(p->use);
+  p->serial_left = tasks;
 }
 
 ParallelStats GetParallelStats() {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -160,6 +162,61 @@ TEST(ParallelForTest, TheCallerDoesNotWaitForAWorkerThatIsNotRunning) {
   // others (199, or 200 if the worker arrived after the caller had claimed everything).
   EXPECT_LE(blocked.load(), 1);
   EXPECT_GE(by_caller.load(), 199);
+}
+
+// After sharing was turned off (Learn's back-off), a short task runs on the caller alone; a long
+// one (past about 2 ms) hands its remaining indices to the workers and sharing is back on.
+// Every index still runs exactly once.
+TEST(ParallelForTest, ALongTaskStartedAloneSharesTheRest) {
+  std::vector<std::atomic<int>> runs(2000);
+  std::atomic<int64_t> by_workers{0};
+  const std::thread::id caller = std::this_thread::get_id();
+  auto body = [&](int64_t i, int) {
+    runs[static_cast<size_t>(i)].fetch_add(1);
+    if (std::this_thread::get_id() != caller) by_workers.fetch_add(1);
+    // Sleeping, not spinning: a worker gets its CPU even on a loaded machine.
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  };
+  auto quick = [&](int64_t i, int) {
+    runs[static_cast<size_t>(i)].fetch_add(1);
+    if (std::this_thread::get_id() != caller) by_workers.fetch_add(1);
+  };
+  StartAloneForTesting(2);
+  const ParallelStats before = GetParallelStats();
+  ParallelFor(50, 2, IndexBody(quick));  // well under 2 ms: alone
+  EXPECT_EQ(by_workers.load(), 0);
+  EXPECT_EQ(GetParallelStats().serial_tasks, before.serial_tasks + 1);
+  ParallelFor(2000, 2, IndexBody(body));  // 2000 x 100 us: shared after the first 2 ms
+  for (size_t i = 0; i < runs.size(); ++i) {
+    ASSERT_EQ(runs[i].load(), i < 50 ? 2 : 1) << "index " << i;
+  }
+  EXPECT_GT(by_workers.load(), 0);
+  const ParallelStats after = GetParallelStats();
+  EXPECT_EQ(after.serial_tasks, before.serial_tasks + 2);
+  EXPECT_GT(after.indices_by_workers, before.indices_by_workers);
+}
+
+// The first task of a process is shared too: a worker made for it takes part. (Each worker once
+// read the published generation itself, after starting; usually the task it was made for was
+// published by then, and it sat that task out: a first long task, such as an HNSW build from
+// Python, ran on one core.) In a child process, whose pool starts empty (pthread_atfork).
+TEST(ParallelForTest, TheFirstTaskOfAProcessIsShared) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::atomic<int64_t> by_others{0};
+    const std::thread::id caller = std::this_thread::get_id();
+    auto body = [&](int64_t, int) {
+      if (std::this_thread::get_id() != caller) by_others.fetch_add(1);
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    };
+    ParallelFor(400, 2, IndexBody(body));  // 200 ms on one thread
+    _exit(by_others.load() > 0 && GetParallelStats().tasks == 1 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "no worker took part in the first task";
 }
 
 TEST(ParallelBlocksTest, CoversTheRangeInFixedBlocks) {

@@ -16,7 +16,9 @@
 // the middle of an index can still hold the caller for a scheduler time slice: the caller keeps
 // a running estimate of what sharing saves (its own time plus the workers' CPU time, against the
 // task's wall time) and runs tasks alone for a while, with exponential back-off, when sharing
-// loses (parallel.cc, Learn).
+// loses (parallel.cc, Learn). A task run alone that is still going after about 2 ms (a scheduler
+// time slice) ends the back-off and shares its remaining indices: an estimate learned from small
+// tasks does not hold a long one (an index build of seconds) to one core.
 //
 // Which thread runs an index never changes a result when bodies write disjoint outputs and sums
 // that cross indices are kept per index and added in index order by the caller, as every caller
@@ -95,6 +97,9 @@ struct ParallelStats {
   uint64_t serial_tasks = 0;        // tasks run by the caller alone because sharing did not pay
 };
 ParallelStats GetParallelStats();
+
+// Tests: the next `tasks` shared tasks start alone, as after a losing estimate (Learn).
+void StartAloneForTesting(int64_t tasks);
 
 }  // namespace twotower
 
