@@ -201,3 +201,31 @@ def test_set_threads_sets_what_searches_use_and_is_checked():
             twotower.set_threads(-2)
     finally:
         twotower.set_threads(0)
+
+
+def test_a_dict_config_trains_what_the_same_yaml_file_trains(lab, tmp_path):
+    settings = {
+        "data": {"dir": str(lab["data"])},
+        "model": {"embedding_dim": 8, "user_hidden_dims": [16], "item_hidden_dims": [16]},
+        "training": {"epochs": 2, "batch_size": 128, "learning_rate": 0.003},
+        "output": {"dir": str(tmp_path / "from_dict")},
+        "seed": 9,
+        "threads": 1,
+    }
+    from_dict = twotower.train(settings, progress=False)
+    yaml = tmp_path / "same.yaml"
+    yaml.write_text(
+        f"data:\n  dir: {lab['data']}\n"
+        "model:\n  embedding_dim: 8\n  user_hidden_dims: [16]\n  item_hidden_dims: [16]\n"
+        "training:\n  epochs: 2\n  batch_size: 128\n  learning_rate: 0.003\n"
+        f"output:\n  dir: {tmp_path / 'from_file'}\n"
+        "seed: 9\nthreads: 1\n")
+    from_file = twotower.train(str(yaml), progress=False)
+    read = lambda run: open(os.path.join(run.dir, "metrics.csv"), "rb").read()  # noqa: E731
+    assert read(from_dict) == read(from_file)
+    with pytest.raises(ValueError, match="embeding_dim"):
+        twotower.train({"model": {"embeding_dim": 8}}, progress=False)
+    with pytest.raises(ValueError, match="config: a dict of settings holds"):
+        twotower.train({"model": {"embedding_dim": object()}}, progress=False)
+    with pytest.raises(ValueError, match="config: a dict of settings holds"):
+        twotower.train({"training": {"learning_rate": float("nan")}}, progress=False)

@@ -337,11 +337,31 @@ class _Bars:
                   file=sys.stderr, flush=True)
 
 
+def _config_file(config):
+    # A dict of settings as a YAML file: JSON, one key per line (YAML 1.2 reads JSON, and the
+    # engine's messages then name a line that holds the key). Values must be what YAML holds.
+    import tempfile
+
+    try:
+        text = json.dumps(config, indent=2, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise _invalid(f"config: a dict of settings holds strings, numbers, booleans, lists "
+                       f"and dicts only ({e})", "config") from None
+    fd, path = tempfile.mkstemp(prefix="twotower-config-", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    return path
+
+
 def train(config="config/ranking_config.yaml", overrides=None, progress=True, resume=None,
           users=None, items=None, train=None, val=None, test=None):
     """Trains as ``twotower train --config CONFIG --set key=value ...`` does and returns the Run.
 
-    overrides: {"training.epochs": 5, "model.user_hidden_dims": [64], ...}, applied in order
+    config: a YAML file, or a dict of the same settings ({"data": {"dir": "data/lab"},
+    "training": {"epochs": 5}, ...}; sections the dict leaves out take their defaults), which is
+    written as YAML to a temporary file for the call (relative paths stay relative to the working
+    folder, as the file's are); the run folder's config.yaml holds the resolved settings either
+    way. overrides: {"training.epochs": 5, "model.user_hidden_dims": [64], ...}, applied in order
     after the file (each key once). users / items / train / val / test: a path, or a pandas
     DataFrame (written as CSV into a folder under output.dir, Run.data_dir, which the model file
     then names) in place of the file the config names; column names as the config's features
@@ -364,8 +384,12 @@ def train(config="config/ranking_config.yaml", overrides=None, progress=True, re
     else:
         data_dir = _write_frames(tables, overrides)
     pairs = [(str(k), _setting_text(v)) for k, v in overrides.items()]
+    config_file = None
     try:
         progress = _bool(progress, "progress")
+        if isinstance(config, dict):
+            config_file = _config_file(config)
+            config = config_file
         outcome = _core.train(os.fspath(config), pairs, os.fspath(resume) if resume else "",
                               progress, _Bars(_use_tqdm) if progress else None)
     except KeyboardInterrupt:
@@ -377,6 +401,9 @@ def train(config="config/ranking_config.yaml", overrides=None, progress=True, re
 
             shutil.rmtree(data_dir, ignore_errors=True)
         raise
+    finally:
+        if config_file is not None:
+            os.unlink(config_file)
     run = Run(outcome)
     run.data_dir = data_dir
     return run
