@@ -268,6 +268,46 @@ class Model {
     return ToNumpy(std::move(v));
   }
 
+  // The rows of a users or items table file (a DataFrame encode_users / encode_items got,
+  // written by write_table) through that side's tower: users in blocks of app::kUserBlock, as
+  // every path encodes them; items as `embed` does. Ids the model never trained on encode as
+  // unseen (their id contributes nothing learned; data/encoder.h). A user tower that reads the
+  // user's history is refused: a table holds features only.
+  py::array_t<float> EncodeTableFile(const std::string& path, bool users) const {
+    Matrix out;
+    {
+      py::gil_scoped_release release;
+      const app::Bundle& b = rec_->bundle();
+      const data::Table table = app::ReadDataTable(path, false, users ? "users" : "items");
+      if (!users) {
+        out = app::EmbedItems(b.model, table);
+      } else {
+        if (b.model.schema.user.history.enabled()) {
+          throw Error(ErrorCode::kInvalidArgument,
+                      "encode_users: this model's user tower reads each user's history "
+                      "(features.history), which a DataFrame of features does not hold; give "
+                      "ids of the users table, or use recommend_for(features, history)",
+                      "user_ids");
+        }
+        data::EncodedTable x;
+        b.model.encoder.user.Encode(table, &x);
+        const int64_t n = table.num_rows();
+        out.resize(n, b.model.model->embedding_dim());
+        std::vector<int32_t> rows;
+        Matrix block;
+        for (int64_t first = 0; first < n; first += app::kUserBlock) {
+          const int64_t m = std::min<int64_t>(app::kUserBlock, n - first);
+          rows.resize(static_cast<size_t>(m));
+          for (int64_t i = 0; i < m; ++i)
+            rows[static_cast<size_t>(i)] = static_cast<int32_t>(first + i);
+          b.model.model->EncodeUsers(x, rows.data(), m, &block);
+          out.middleRows(first, m) = block;
+        }
+      }
+    }
+    return ToNumpy(std::move(out));
+  }
+
   const std::vector<std::string>& UserIds() const { return rec_->bundle().user_index.ids; }
   const std::vector<std::string>& ItemIds() const { return rec_->bundle().item_index.ids; }
   std::string Config() const { return rec_->bundle().model.config.dump(); }
@@ -894,6 +934,7 @@ PYBIND11_MODULE(_twotower, m) {
       .def("similar", &Model::Similar, py::arg("item_id"), py::arg("k"))
       .def("encode_users", &Model::EncodeUsers)
       .def("encode_items", &Model::EncodeItems)
+      .def("encode_table", &Model::EncodeTableFile, py::arg("path"), py::arg("users"))
       .def("evaluate", &Model::Evaluate, py::arg("path"), py::arg("exclude"))
       .def_property_readonly("user_ids", &Model::UserIds)
       .def_property_readonly("item_ids", &Model::ItemIds)

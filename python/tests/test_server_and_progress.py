@@ -229,3 +229,19 @@ def test_a_dict_config_trains_what_the_same_yaml_file_trains(lab, tmp_path):
         twotower.train({"model": {"embedding_dim": object()}}, progress=False)
     with pytest.raises(ValueError, match="config: a dict of settings holds"):
         twotower.train({"training": {"learning_rate": float("nan")}}, progress=False)
+
+
+def test_encoding_a_dataframe_gives_the_tables_rows(lab):
+    m = lab["model"]
+    users = twotower.read_table(lab["data"] / "users.csv")
+    items = twotower.read_table(lab["data"] / "movies.csv")
+    # The whole tables, in order: the same bits as encoding the model's own tables.
+    assert np.array_equal(m.encode_users(users), m.encode_users())
+    assert np.array_equal(m.encode_items(items), m.encode_items())
+    # A few rows: the same users' rows, to float rounding (another block size).
+    some = users.iloc[5:9].reset_index(drop=True)
+    ids = [str(v) for v in some[some.columns[0]]]
+    assert np.allclose(m.encode_users(some), m.encode_users(ids), rtol=0, atol=1e-6)
+    # A column the tower needs is missing: the engine's message names it.
+    with pytest.raises(ValueError, match=str(users.columns[1])):
+        m.encode_users(users.drop(columns=[users.columns[1]]))

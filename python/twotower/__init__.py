@@ -409,6 +409,10 @@ def train(config="config/ranking_config.yaml", overrides=None, progress=True, re
     return run
 
 
+def _is_frame(value):
+    return type(value).__name__ == "DataFrame" and hasattr(value, "columns")
+
+
 def _id(value):
     # An id as the engine takes it: text (bytes as UTF-8; integers in decimal).
     if isinstance(value, bytes):
@@ -543,18 +547,34 @@ class Model:
         return np.array(rows, dtype=np.int64)
 
     def encode_users(self, user_ids=None):
-        """User embeddings, float32 (n, dim): every user of the users table in its order, or the
-        given ids' rows. The bits `recommend` searches with."""
+        """User embeddings, float32 (n, dim): every user of the users table in its order, the
+        given ids' rows, or the rows of a pandas DataFrame of user features (columns as the
+        model's users table; new users too: an id the model never trained on contributes
+        nothing learned). The bits `recommend` searches with."""
+        if _is_frame(user_ids):
+            return self._encode_frame(user_ids, True)
         u = self._core.encode_users()
         rows = self._rows(self._core.user_ids, user_ids, "user_ids")
         return u if rows is None else u[rows]
 
     def encode_items(self, item_ids=None):
         """Item embeddings, float32 (n, dim): every item of the items table in its order (what
-        ``twotower embed`` writes), or the given ids' rows."""
+        ``twotower embed`` writes), the given ids' rows, or the rows of a pandas DataFrame of
+        item features (columns as the model's items table; what ``embed --items`` gives)."""
+        if _is_frame(item_ids):
+            return self._encode_frame(item_ids, False)
         v = self._core.encode_items()
         rows = self._rows(self._core.item_ids, item_ids, "item_ids")
         return v if rows is None else v[rows]
+
+    def _encode_frame(self, frame, users):
+        # Through a CSV file, as the command reads its tables (the same type inference).
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="twotower-encode-") as folder:
+            path = os.path.join(folder, "users.csv" if users else "items.csv")
+            write_table(frame, path)
+            return self._core.encode_table(path, users)
 
     def evaluate(self, interactions, exclude=None):
         """AUC and Recall / NDCG / HitRate / MRR / coverage @K of an interactions file, beside
