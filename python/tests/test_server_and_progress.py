@@ -4,6 +4,8 @@ holding the engine's memory (no copy). Run by scripts/test.sh."""
 
 import json
 import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -245,3 +247,43 @@ def test_encoding_a_dataframe_gives_the_tables_rows(lab):
     # A column the tower needs is missing: the engine's message names it.
     with pytest.raises(ValueError, match=str(users.columns[1])):
         m.encode_users(users.drop(columns=[users.columns[1]]))
+
+
+NO_COPY_CHILD = r"""
+import resource, sys
+import numpy as np
+import twotower
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+# An HNSW index reads each query where it lies (the flat index packs queries into tiles for its
+# scan, an engine-internal copy that C++ callers pay too).
+items = np.eye(8, dtype=np.float32)
+idx = twotower.Index.build(items, [str(i) for i in range(8)], kind="hnsw")
+if sys.argv[1] == "float32":
+    q = np.ones((1_000_000, 8), dtype=np.float32)  # 32 MB, every page touched
+else:
+    q = np.ones((1_000_000, 8), dtype=np.float64, order="F")  # 64 MB: converted to 32 MB
+before = peak_mib()
+scores, ids = idx.search(q, k=1)
+print(peak_mib() - before)
+"""
+
+
+def test_c_contiguous_float32_queries_are_not_copied(tmp_path):
+    # The peak memory of a search over 32 MB of queries, in a fresh process: read in place, it
+    # grows by the outputs only (1,000,000 x 1 labels, scores and ids: about 20 MB, the ids as
+    # shared str objects); converted from float64 in Fortran order, by a 32 MB copy on top.
+    script = tmp_path / "child.py"
+    script.write_text(NO_COPY_CHILD)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def growth(layout):
+        out = subprocess.run([sys.executable, str(script), layout], capture_output=True,
+                             text=True, env=env, check=True)
+        return float(out.stdout.strip())
+
+    in_place, converted = growth("float32"), growth("fortran64")
+    assert converted - in_place > 24, (in_place, converted)  # the measurement sees a copy
+    assert in_place < 28, in_place
