@@ -10,7 +10,9 @@
     ids, scores = m.recommend("42", k=10)   # the same ids and score bits as the CLI
     v = m.encode_items()                    # float32 (items, dim), no copy
     idx = twotower.Index.build(v, m.item_ids, kind="hnsw", M=32)
-    hit_scores, hit_ids = idx.search(m.encode_users()[:5], k=10)  # faiss order
+    hit_scores, hit_ids = idx.search(m.encode_users()[:5], k=10, ef=128)  # faiss order
+    with twotower.Server(model=run.model_path, port=0) as srv:  # `twotower serve`, in-process
+        print(srv.url)
 
 Errors are twotower.Error subclasses by kind: InvalidArgumentError (also a ValueError),
 NotFoundError (also a LookupError), MissingFileError (also a FileNotFoundError), IoError (also an
