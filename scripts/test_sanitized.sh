@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Builds twotower and its tests with AddressSanitizer and UndefinedBehaviorSanitizer (Debug, into
+# Builds twotower and its tests with AddressSanitizer and UndefinedBehaviorSanitizer (clang, into
 # build-asan/) and runs the whole suite; any sanitizer report fails the run. CI runs it after
-# scripts/test.sh.
+# scripts/test.sh, then scripts/fuzz.sh on this same tree (`fuzz.sh 10 build-asan`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install_deps.sh
-# Unity batches for the library and the command (CMakeLists.txt): about half the build time of
-# one object per file on CI's 2 cores; the tests stay one object per file. -g1: line tables only,
-# what a sanitizer's stack trace prints (about a tenth less compile time than -g).
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 \
-  -DTWOTOWER_SANITIZE=ON -DCMAKE_UNITY_BUILD=ON \
+bash scripts/install_deps.sh --fuzz
+# One tree for the tests and the libFuzzer targets (TWOTOWER_FUZZ: everything also carries
+# libFuzzer's coverage instrumentation), so CI compiles the library once for both: clang builds
+# it all in about half of what GCC's sanitized build and the separate fuzz build took together.
+# -O1: the instrumented suite runs 4.5x faster than at -O0 (87 s against 397 s on 2 cores) for
+# a build 1.9x longer; -g1: line tables, what a sanitizer's stack trace prints. Unity batches for
+# the library (CMakeLists.txt); the tests stay one object per file.
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g1 -O1" \
+  -DCMAKE_CXX_COMPILER=clang++ -DTWOTOWER_SANITIZE=ON -DTWOTOWER_FUZZ=ON -DCMAKE_UNITY_BUILD=ON \
   -DTWOTOWER_BUILD_TESTS=ON -DTWOTOWER_BUILD_BENCHMARKS=OFF -DTWOTOWER_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-asan
 # UBSan reports are errors, not warnings (tests/ubsan.supp: one third-party report, explained

@@ -16,7 +16,15 @@
 #include "twotower/train/trainer.h"
 
 static std::atomic<long> g_mallocs{0};
-#if !defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer: GCC defines __SANITIZE_ADDRESS__, clang answers __has_feature.
+#if defined(__SANITIZE_ADDRESS__)
+#define TWOTOWER_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TWOTOWER_TEST_ASAN 1
+#endif
+#endif
+#if !defined(TWOTOWER_TEST_ASAN)
 // AddressSanitizer owns malloc in sanitizer builds; there the test is skipped (it says so).
 extern "C" void* __libc_malloc(size_t size);
 extern "C" void* malloc(size_t size) {
@@ -43,7 +51,7 @@ long SteadyStateMallocs(train::Trainer* trainer, const data::EncodedTable& users
 }
 
 TEST(TrainingStepTest, AllocatesNothingAfterTheFirstStep) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TWOTOWER_TEST_ASAN)
   GTEST_SKIP() << "malloc is AddressSanitizer's in this build; counted in normal builds";
 #endif
   SetThreads(1);
@@ -69,7 +77,7 @@ TEST(TrainingStepTest, AllocatesNothingAfterTheFirstStep) {
 }
 
 TEST(TrainingStepTest, TaskHeadsAllocateNothingAfterTheFirstStep) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TWOTOWER_TEST_ASAN)
   GTEST_SKIP() << "malloc is AddressSanitizer's in this build; counted in normal builds";
 #endif
   SetThreads(1);
@@ -124,7 +132,7 @@ TEST(TrainingStepTest, TaskHeadsAllocateNothingAfterTheFirstStep) {
 }
 
 TEST(TrainingStepTest, SoftmaxWithEmbeddingBagsAllocatesNothingAfterTheFirstStep) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TWOTOWER_TEST_ASAN)
   GTEST_SKIP() << "malloc is AddressSanitizer's in this build; counted in normal builds";
 #endif
   SetThreads(1);
