@@ -330,6 +330,19 @@ def test_hostile_ids_and_sizes_get_clear_answers(lab):
     with pytest.raises(twotower.InvalidArgumentError) as e:
         m.score(user, "7")
     assert e.value.field == "item_ids"
+    # An id is a string or an integer: None, a float or a bool is refused, not turned into the
+    # text "None" / "42.0" / "True" that would match nothing (or the wrong thing).
+    idx_ids = m.item_ids
+    for bad, field, call in (
+            (None, "exclude", lambda b: m.recommend(user, exclude=[b])),
+            (42.0, "user_ids", lambda b: m.recommend([user, b])),
+            (True, "user_id", lambda b: m.score(b, idx_ids[:2])),
+            (None, "exclude", lambda b: idx.search(m.encode_users([user]), k=3, exclude=[b])),
+            (b"\xff", "item_ids", lambda b: m.similar(b))):
+        with pytest.raises(ValueError, match="an id") as e:
+            call(bad)
+        assert e.value.field == field
+    assert len(m.recommend(np.int64(int(user)) if user.isdigit() else user, k=2)[0]) == 2
 
 
 def test_training_from_python_and_from_the_cli_write_the_same_metrics_bytes(lab, tmp_path):

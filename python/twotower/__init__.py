@@ -415,11 +415,22 @@ def _is_frame(value):
     return type(value).__name__ == "DataFrame" and hasattr(value, "columns")
 
 
-def _id(value):
-    # An id as the engine takes it: text (bytes as UTF-8; integers in decimal).
+def _id(value, what="id"):
+    # An id as the engine takes it: text (bytes as UTF-8; integers in decimal). Anything else
+    # (None, 42.0, a list) is refused: str() would turn it into an id that silently matches
+    # nothing, or the wrong thing.
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, bytes):
-        return value.decode("utf-8")
-    return str(value)
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _invalid(f"{what}: an id given as bytes must be UTF-8, got {value!r}",
+                           what) from None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    raise _invalid(f"{what}: an id is a string or an integer, got {type(value).__name__} "
+                   f"{value!r}", what)
 
 
 def _filter_lists(value, what):
@@ -446,7 +457,7 @@ def _as_list(ids, what):
         e = InvalidArgumentError(f"{what}: expected a list of ids, got one string {ids!r}")
         e.field = what
         raise e
-    return [_id(i) for i in ids]
+    return [_id(i, what) for i in ids]
 
 
 class Model:
@@ -495,7 +506,7 @@ class Model:
         ex = _as_list(exclude, "exclude") or []
         al = _as_list(allow, "allow")
         if isinstance(user_ids, (str, bytes, int, np.integer)):
-            r = self._core.recommend(_id(user_ids), _int(k, "k"),
+            r = self._core.recommend(_id(user_ids, "user_ids"), _int(k, "k"),
                                      _bool(exclude_seen, "exclude_seen"), ex, al)
             return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
         users = _as_list(user_ids, "user_ids")
@@ -516,7 +527,7 @@ class Model:
 
     def score(self, user_id, item_ids):
         """The shown score of each item for the user (float64 array)."""
-        return np.array(self._core.score(_id(user_id), _as_list(item_ids, "item_ids")),
+        return np.array(self._core.score(_id(user_id, "user_id"), _as_list(item_ids, "item_ids")),
                         dtype=np.float64)
 
     def similar(self, item_ids, k=10):
@@ -525,7 +536,7 @@ class Model:
         k' = min(k, items - 1), padded with None / NaN as recommend's."""
         k = _int(k, "k")
         if isinstance(item_ids, (str, bytes, int, np.integer)):
-            r = self._core.similar(_id(item_ids), k)
+            r = self._core.similar(_id(item_ids, "item_ids"), k)
             return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
         items = _as_list(item_ids, "item_ids")
         width = max(0, min(k, self._core.num_items - 1))

@@ -788,6 +788,9 @@ ImportSummary ImportInteractions(const std::string& out, const ImportOptions& o)
     throw Error("--user-features: needs --users (the table holding the features)");
   }
   MakeDirectories(out_dir.string());
+  // The tables, splits and config belong together: an interrupt (Ctrl-C, SIGTERM) waits until all
+  // are in place (core/files.h).
+  InterruptHold hold;
   if (has_items) {
     t.items_file = "items" + ext;
     WriteEntityTable(items, (out_dir / t.items_file).string());

@@ -414,9 +414,11 @@ MovieLensSummary ConvertMovieLens(const std::string& src, const std::string& out
   MovieLensSummary s;
   s.layout = r.layout;
   s.cold_users = is.cold_users;
-  // Write: tables first, then the splits, then the config.
+  // Write: tables first, then the splits, then the config. They belong together: an interrupt
+  // (Ctrl-C, SIGTERM) waits until all are in place (core/files.h).
   const fs::path out_dir = fs::absolute(fs::path(out)).lexically_normal();
   MakeDirectories(out_dir.string());
+  InterruptHold hold;
   {
     std::string users = "user_id";
     if (!r.users.empty()) users += ",age,gender,occupation,zip_prefix";

@@ -268,3 +268,54 @@ TEST(InteractionsCliTest, ItemsAndUsersWithoutTrainingRowsAreLeftOutOrFallBack) 
 
 }  // namespace
 }  // namespace twotower
+
+namespace twotower {
+namespace {
+
+// Files under `dir` (relative names) with their bytes; `dir`'s own path in them replaced by "DIR"
+// (twotower.yaml names its folder).
+std::map<std::string, std::string> FolderBytes(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::string bytes = ReadBytes(e.path().string());
+    for (size_t at = bytes.find(dir); at != std::string::npos; at = bytes.find(dir, at)) {
+      bytes.replace(at, dir.size(), "DIR");
+    }
+    out[std::filesystem::relative(e.path(), dir).string()] = bytes;
+  }
+  return out;
+}
+
+// Ctrl-C or SIGTERM while `data interactions` renames its tables, splits and config into place
+// waits until the last is in: the folder holds every file of a complete import (the same bytes
+// as an import that was not interrupted), no temporary file, and the command fails.
+TEST(InteractionsCliTest, AnInterruptedImportLeavesEveryFileOrWaits) {
+  TempDir dir;
+  dir.Write("plays.tsv", ClusteredPlays());
+  const std::vector<std::string> args = {
+      "data",         "interactions", "--interactions", dir.File("plays.tsv"),
+      "--user",       "listener",     "--item",         "artist",
+      "--duplicates", "sum",          "--out"};
+  auto with_out = [&](const std::string& out) {
+    std::vector<std::string> a = args;
+    a.push_back(out);
+    return a;
+  };
+  const std::string whole = dir.File("whole");
+  ASSERT_EQ(RunCli(with_out(whole), dir).code, 0);
+  const std::map<std::string, std::string> want = FolderBytes(whole);
+  ASSERT_GE(want.size(), 4u);  // train, val, test, twotower.yaml
+  for (const char* point : {"files.before_rename#1=INT", "files.before_rename#3=TERM"}) {
+    SCOPED_TRACE(point);
+    const std::string out = dir.File(std::string("cut") + point[20]);
+    const CliResult r =
+        RunCli(with_out(out), dir, std::string("TWOTOWER_FAILPOINT='") + point + "' ");
+    EXPECT_NE(r.code, 0);
+    std::map<std::string, std::string> got = FolderBytes(out);
+    EXPECT_EQ(got, want);
+  }
+}
+
+}  // namespace
+}  // namespace twotower
