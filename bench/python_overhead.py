@@ -54,7 +54,7 @@ def main():
     p.add_argument("--out", default=os.path.join(REPO, "build", "bench_python"))
     p.add_argument("--cpp", default=os.path.join(REPO, "build", "bench_python_calls"))
     p.add_argument("--hnsw-n", type=int, default=100_000, help="HNSW section's vectors (0: none)")
-    p.add_argument("--sections", default="overhead,hnsw")
+    p.add_argument("--sections", default="overhead,hnsw,threads")
     p.add_argument("--M", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=100)
     a = p.parse_args()
@@ -63,6 +63,8 @@ def main():
         overhead(a)
     if a.hnsw_n > 0 and "hnsw" in a.sections.split(","):
         hnsw_section(a)
+    if a.hnsw_n > 0 and "threads" in a.sections.split(","):
+        threads_section(a)
 
 
 def overhead(a):
@@ -214,6 +216,48 @@ def hnsw_section(a):
     print("| --- | --- | --- | --- | --- | --- |")
     for name, build, ef, one, many, r in rows:
         print(f"| {name} | {build:.1f} | {ef} | {one:.1f} | {many:.0f} | {r:.4f} |")
+
+
+def threads_section(a):
+    # Python threads sharing one HNSW index, each searching one query per call (ef 64, one
+    # engine thread per call): the GIL is released while the engine searches, so the calls of
+    # two Python threads run at once on two cores.
+    import threading
+
+    rng = np.random.default_rng(2)
+    n, d = a.hnsw_n, a.d
+    centres = rng.standard_normal((1000, d))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    base = clustered(rng, n, d, centres)
+    queries = clustered(rng, 4000, d, centres)
+    twotower_threads(2)
+    idx = twotower.Index.build(base, [str(i) for i in range(n)], kind="hnsw", M=a.M,
+                               ef_construction=a.ef_construction)
+    rows = []
+    for workers in (1, 2):
+        rates = []
+        for _ in range(a.rounds):
+            share = len(queries) // workers
+
+            def work(w):
+                twotower_threads(1)
+                for i in range(w * share, (w + 1) * share):
+                    idx.search(queries[i:i + 1], k=10, ef=64)
+
+            threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
+            t = time.perf_counter()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            rates.append(share * workers / (time.perf_counter() - t))
+        rows.append((workers, statistics.median(rates)))
+    print()
+    print(f"Python threads searching one HNSW index ({n:,} x {d}, 1 query per call, ef 64)")
+    print("| Python threads | queries/s | speed-up |")
+    print("| --- | --- | --- |")
+    for workers, rate in rows:
+        print(f"| {workers} | {rate:,.0f} | {rate / rows[0][1]:.2f} |")
 
 
 def twotower_threads(n):
