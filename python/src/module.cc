@@ -459,6 +459,9 @@ class Index {
     return out;
   }
 
+  // Records the model whose item tower made the vectors (ItemIndex::set_model_fingerprint).
+  void SetModelFingerprint(const std::string& sha256) { index_->set_model_fingerprint(sha256); }
+  const std::string& ModelFingerprint() const { return index_->model_fingerprint(); }
   int64_t Size() const { return index_->size(); }
   int Dim() const { return index_->dim(); }
   std::string Spec() const { return index_->spec(); }
@@ -951,6 +954,8 @@ PYBIND11_MODULE(_twotower, m) {
       .def("search", &Index::Search, py::arg("queries"), py::arg("k"), py::arg("ef"),
            py::arg("exclude"), py::arg("allow"))
       .def("add", &Index::Add, py::arg("embeddings"), py::arg("ids"))
+      .def("set_model_fingerprint", &Index::SetModelFingerprint, py::arg("sha256"))
+      .def_property_readonly("model_fingerprint", &Index::ModelFingerprint)
       .def_property_readonly("size", &Index::Size)
       .def_property_readonly("dim", &Index::Dim)
       .def_property_readonly("spec", &Index::Spec)

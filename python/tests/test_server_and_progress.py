@@ -287,3 +287,58 @@ def test_c_contiguous_float32_queries_are_not_copied(tmp_path):
     in_place, converted = growth("float32"), growth("fortran64")
     assert converted - in_place > 24, (in_place, converted)  # the measurement sees a copy
     assert in_place < 28, in_place
+
+
+def test_an_index_built_in_python_records_its_model_and_is_served(lab, tmp_path):
+    m = lab["model"]
+    path = str(tmp_path / "items.index")
+    twotower.Index.build(m.encode_items(), m.item_ids, kind="hnsw", model=m).save(path)
+    assert twotower.Index.load(path).model_sha256 == m.sha256
+    user = m.user_ids[2]
+    served = twotower.Model.load(lab["run"].model_path, index=path)
+    a, b = served.recommend(user, k=5), m.recommend(user, k=5)
+    assert list(a[0]) == list(b[0]) and np.array_equal(a[1], b[1])
+    with twotower.Server(model=lab["run"].model_path, index=path, port=0,
+                         events=str(tmp_path / "ev.jsonl")) as srv:
+        status, body = post(srv.url + "/v1/recommend", {"user_id": user, "k": 5})
+        assert status == 200 and [i["item_id"] for i in body["items"]] == list(b[0])
+    # Without model=, the index records no model and is refused, as the command refuses it.
+    other = str(tmp_path / "anonymous.index")
+    twotower.Index.build(m.encode_items(), m.item_ids).save(other)
+    with pytest.raises(ValueError, match="records no model"):
+        twotower.Model.load(lab["run"].model_path, index=other)
+    with pytest.raises(ValueError, match="model: expected the twotower.Model"):
+        twotower.Index.build(m.encode_items(), m.item_ids, model="m.safetensors")
+
+
+def test_hostile_arguments_are_refused_by_name(lab, tmp_path):
+    m = lab["model"]
+    idx = twotower.Index.build(m.encode_items(), m.item_ids)
+    for call, field in ((lambda: m.recommend(None), "user_ids"),
+                        (lambda: m.recommend(1.5), "user_ids"),
+                        (lambda: m.similar(None), "item_ids"),
+                        (lambda: idx.search(m.encode_users([m.user_ids[0]]), k=3, exclude=5),
+                         "exclude"),
+                        (lambda: twotower.set_threads(2**31), "threads"),
+                        (lambda: twotower.Server(model=5), "model"),
+                        (lambda: twotower.Server(model=lab["run"].model_path + "\x00x"), "model"),
+                        (lambda: twotower.train(None), "config")):
+        with pytest.raises(ValueError) as e:
+            call()
+        assert e.value.field == field, (field, str(e.value))
+    # A DataFrame table that cannot be written leaves no folder of DataFrames behind.
+    out = tmp_path / "runs"
+    users = twotower.read_table(lab["data"] / "users.csv")
+    with pytest.raises(ValueError):
+        twotower.train(os.path.join(REPO, "config", "ranking_config.yaml"),
+                       overrides={"output.dir": str(out), "data.dir": str(lab["data"])},
+                       users=users.assign(when=np.array(["2020-01-01"] * len(users),
+                                                         dtype="datetime64[ns]")),
+                       progress=False)
+    assert not [p for p in os.listdir(out) if p.startswith("dataframes_")]
+    # numpy scalars are settings values in a dict config, as in overrides.
+    run = twotower.train({"data": {"dir": str(lab["data"])},
+                          "training": {"epochs": np.int64(1), "learning_rate": np.float32(0.5)},
+                          "output": {"dir": str(tmp_path / "np")}, "threads": 1},
+                         progress=False)
+    assert len(run.metrics) == 1

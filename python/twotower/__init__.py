@@ -262,22 +262,29 @@ def _write_frames(frames, overrides):
     given = {k: v for k, v in frames.items() if v is not None}
     if not any(hasattr(v, "to_csv") for v in given.values()):
         for table, value in given.items():
-            overrides[f"data.{table}"] = os.path.abspath(os.fspath(value))
+            overrides[f"data.{table}"] = os.path.abspath(_path(value, table))
         return None
     import tempfile
 
     out_dir = overrides.get("output.dir", "experiments/runs")
     os.makedirs(out_dir, exist_ok=True)
     folder = tempfile.mkdtemp(prefix="dataframes_", dir=out_dir)
-    for table, value in given.items():
-        if hasattr(value, "to_csv"):
-            # twotower's own CSV writer: integers stay integers, a float label 1.0 is written
-            # "1" (pandas' to_csv writes "1.0", which the label column refuses), no index column.
-            path = os.path.join(folder, _TABLES[table])
-            write_table(value, path)
-        else:
-            path = os.fspath(value)
-        overrides[f"data.{table}"] = os.path.abspath(path)
+    try:
+        for table, value in given.items():
+            if hasattr(value, "to_csv"):
+                # twotower's own CSV writer: integers stay integers, a float label 1.0 is
+                # written "1" (pandas' to_csv writes "1.0", which the label column refuses), no
+                # index column.
+                path = os.path.join(folder, _TABLES[table])
+                write_table(value, path)
+            else:
+                path = _path(value, table)
+            overrides[f"data.{table}"] = os.path.abspath(path)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)  # a refused table leaves no folder behind
+        raise
     return folder
 
 
@@ -287,8 +294,8 @@ def set_threads(threads):
     config's ``threads`` and puts this back after. Other Python threads start from
     OMP_NUM_THREADS (all cores when unset). Returns the number in effect."""
     threads = _int(threads, "threads")
-    if threads < 0:
-        raise _invalid(f"threads: expected 0 (all cores) or more, got {threads}", "threads")
+    if not 0 <= threads <= 1024:
+        raise _invalid(f"threads: expected 0 (all cores) .. 1024, got {threads}", "threads")
     return _core.set_threads(threads)
 
 
@@ -339,13 +346,19 @@ class _Bars:
                   file=sys.stderr, flush=True)
 
 
+def _refuse_json(value):
+    raise TypeError(f"Object of type {type(value).__name__} is not a setting value")
+
+
 def _config_file(config):
     # A dict of settings as a YAML file: JSON, one key per line (YAML 1.2 reads JSON, and the
     # engine's messages then name a line that holds the key). Values must be what YAML holds.
     import tempfile
 
     try:
-        text = json.dumps(config, indent=2, allow_nan=False)
+        text = json.dumps(config, indent=2, allow_nan=False,
+                          default=lambda v: v.item() if isinstance(v, np.generic) else
+                          _refuse_json(v))
     except (TypeError, ValueError) as e:
         raise _invalid(f"config: a dict of settings holds strings, numbers, booleans, lists "
                        f"and dicts only ({e})", "config") from None
@@ -392,7 +405,8 @@ def train(config="config/ranking_config.yaml", overrides=None, progress=True, re
         if isinstance(config, dict):
             config_file = _config_file(config)
             config = config_file
-        outcome = _core.train(os.fspath(config), pairs, os.fspath(resume) if resume else "",
+        outcome = _core.train(_path(config, "config"), pairs,
+                              _path(resume, "resume") if resume else "",
                               progress, _Bars(_use_tqdm) if progress else None)
     except KeyboardInterrupt:
         raise  # the run is resumable: its folder of DataFrames stays (its checkpoint names it)
@@ -409,6 +423,20 @@ def train(config="config/ranking_config.yaml", overrides=None, progress=True, re
     run = Run(outcome)
     run.data_dir = data_dir
     return run
+
+
+def _path(value, what):
+    # A file path argument: str or os.PathLike, without NUL (the engine would cut it there).
+    try:
+        path = os.fspath(value)
+    except TypeError:
+        raise _invalid(f"{what}: expected a file path (str or os.PathLike), got "
+                       f"{type(value).__name__} {value!r}", what) from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if "\x00" in path:
+        raise _invalid(f"{what}: a path cannot hold a NUL character, got {path!r}", what)
+    return path
 
 
 def _is_frame(value):
@@ -440,7 +468,11 @@ def _filter_lists(value, what):
     if isinstance(value, (str, bytes)):
         raise _invalid(f"{what}: expected a list of ids or one list per query, got one string "
                        f"{value!r}", what)
-    items = list(value)
+    try:
+        items = list(value)
+    except TypeError:
+        raise _invalid(f"{what}: expected a list of ids or one list per query, got "
+                       f"{type(value).__name__} {value!r}", what) from None
     nested = [isinstance(x, (list, tuple, np.ndarray)) for x in items]
     if items and all(nested):
         return [_as_list(x, what) for x in items]
@@ -457,7 +489,12 @@ def _as_list(ids, what):
         e = InvalidArgumentError(f"{what}: expected a list of ids, got one string {ids!r}")
         e.field = what
         raise e
-    return [_id(i, what) for i in ids]
+    try:
+        items = iter(ids)
+    except TypeError:
+        raise _invalid(f"{what}: expected a list of ids, got {type(ids).__name__} {ids!r}",
+                       what) from None
+    return [_id(i, what) for i in items]
 
 
 class Model:
@@ -505,6 +542,8 @@ class Model:
         NaN). exclude: item ids never returned; allow: only these item ids."""
         ex = _as_list(exclude, "exclude") or []
         al = _as_list(allow, "allow")
+        if not hasattr(user_ids, "__iter__"):
+            _id(user_ids, "user_ids")  # None, 1.5, ...: refused naming the argument
         if isinstance(user_ids, (str, bytes, int, np.integer)):
             r = self._core.recommend(_id(user_ids, "user_ids"), _int(k, "k"),
                                      _bool(exclude_seen, "exclude_seen"), ex, al)
@@ -535,6 +574,8 @@ class Model:
         left out: for one id, (ids, scores) 1-D arrays; for a list of ids, (n, k') arrays,
         k' = min(k, items - 1), padded with None / NaN as recommend's."""
         k = _int(k, "k")
+        if not hasattr(item_ids, "__iter__"):
+            _id(item_ids, "item_ids")  # None, 1.5, ...: refused naming the argument
         if isinstance(item_ids, (str, bytes, int, np.integer)):
             r = self._core.similar(_id(item_ids, "item_ids"), k)
             return np.array(r.ids, dtype=object), np.array(r.scores, dtype=np.float64)
@@ -610,10 +651,18 @@ class Index:
 
     @classmethod
     def build(cls, embeddings, ids, kind="flat", M=32, ef_construction=200, ef_search=64,
-              storage="fp32"):
+              storage="fp32", model=None):
         """embeddings: (n, d) numbers (read in place when C-contiguous float32); ids: n ids.
         storage (flat only): "fp32", or "bf16" / "int8": the scan reads 2x / 4x fewer bytes and a
-        shortlist is re-scored in fp32, so the results are the same as fp32's."""
+        shortlist is re-scored in fp32, so the results are the same as fp32's.
+        model: the twotower.Model whose item tower made the embeddings (``m.encode_items()``):
+        the index records its SHA-256, as ``twotower index build`` does from ``embed``'s file,
+        so that Model.load(..., index=), Server(index=) and ``recommend --index`` accept it
+        (they refuse an index of another or of no recorded model)."""
+        if model is not None and not isinstance(model, Model):
+            raise InvalidArgumentError(
+                f"model: expected the twotower.Model that made the embeddings, got "
+                f"{type(model).__name__}")
         if kind == "flat":
             if storage not in ("fp32", "bf16", "int8"):
                 raise InvalidArgumentError(
@@ -627,7 +676,13 @@ class Index:
                     f"ef_search={_int(ef_search, 'ef_search')}")
         else:
             raise InvalidArgumentError(f"kind: expected 'flat' or 'hnsw', got {kind!r}")
-        return cls(_core.Index.build(embeddings, _as_list(ids, "ids"), spec))
+        core = _core.Index.build(embeddings, _as_list(ids, "ids"), spec)
+        if model is not None:
+            if model.dim != core.dim:
+                raise _invalid(f"model: its embeddings have {model.dim} dimensions, these "
+                               f"{core.dim}", "model")
+            core.set_model_fingerprint(model.sha256)
+        return cls(core)
 
     @classmethod
     def load(cls, path):
@@ -687,6 +742,11 @@ class Index:
     def spec(self):
         return self._core.spec
 
+    @property
+    def model_sha256(self):
+        """The SHA-256 of the model whose embeddings these are, or "" when none is recorded."""
+        return self._core.model_fingerprint
+
     def __len__(self):
         return self._core.size
 
@@ -711,10 +771,10 @@ class Server:
     def __init__(self, config=None, model=None, index=None, rerank=None, candidates=None,
                  **settings):
         pairs = [(str(k), _setting_text(v)) for k, v in settings.items()]
-        self._core = _core.Server(os.fspath(config) if config is not None else "",
-                                  os.fspath(model) if model is not None else "",
-                                  os.fspath(index) if index is not None else "",
-                                  os.fspath(rerank) if rerank is not None else "",
+        self._core = _core.Server(_path(config, "config") if config is not None else "",
+                                  _path(model, "model") if model is not None else "",
+                                  _path(index, "index") if index is not None else "",
+                                  _path(rerank, "rerank") if rerank is not None else "",
                                   -1 if candidates is None else _int(candidates, "candidates"),
                                   pairs)
 
@@ -740,7 +800,9 @@ class Server:
 
     @property
     def url(self):
-        return f"http://{self._core.host}:{self._core.port}"
+        host = self._core.host
+        return f"http://[{host}]:{self._core.port}" if ":" in host else \
+            f"http://{host}:{self._core.port}"
 
     @property
     def running(self):
