@@ -217,13 +217,12 @@ VariantConfig ParseVariant(const std::string& path, const YAML::Node& item) {
 }  // namespace
 
 ServeConfig ServeConfig::FromYamlFile(const std::string& path) {
+  // The file through core/files.h's reader (a missing file, a folder or a read error is an Error
+  // naming the path; YAML::LoadFile let a folder's read error out as a std::exception).
+  const std::string text = ReadFile(path);
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    std::ifstream probe(path);
-    if (!probe) ThrowCannotOpen(path, errno);
-    throw Error(ErrorCode::kIo, path + ": cannot read");
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw Error(path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }

@@ -1168,6 +1168,16 @@ TEST(ServeConfigTest, BadConfigsAreRefusedNamingTheSetting) {
     return std::string();
   };
   EXPECT_THAT(error("serve: {port: 80, prot: 1}\n"), HasSubstr("unknown key 'serve.prot'"));
+  // A folder or a missing file is an Error naming the path (a folder once escaped as the
+  // standard library's read error).
+  for (const std::string& path : {dir.File(""), dir.File("missing.yaml")}) {
+    try {
+      ServeConfig::FromYamlFile(path);
+      ADD_FAILURE() << path << " was read";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr(path)) << e.what();
+    }
+  }
   EXPECT_THAT(error("serve: {variants: [{name: a, model: m}, {name: a, model: n}]}\n"),
               HasSubstr("the name 'a' is used twice"));
   EXPECT_THAT(error("serve: {variants: [{name: a, model: m, weight: 0}]}\n"),
