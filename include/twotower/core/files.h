@@ -59,11 +59,12 @@ void RemoveTemporaryFilesFromSignalHandler();
 
 // Holds SIGINT / SIGTERM while a group of files that belong together is written and renamed
 // into place (embed's .npy and .ids.txt, recommend's output and its .meta.json, the tables,
-// splits and config of generate, data interactions and data movielens), so that an interrupt leaves all of them old or all of them new. The `twotower`
-// command's handler defers a signal that arrives while a hold is alive (DeferInterrupt); the
-// action set by SetDeferredInterruptAction runs when the last hold ends. Without that handler
-// (the Python module) a hold does nothing. Keep holds short: the user waits for them.
-// (A SIGKILL or a power cut can still part such files; their readers check that they match.)
+// splits and config of generate, data interactions and data movielens), so that an interrupt leaves
+// all of them old or all of them new. The `twotower` command's handler defers a signal that arrives
+// while a hold is alive (DeferInterrupt); the action set by SetDeferredInterruptAction runs when
+// the last hold ends. Without that handler (the Python module) a hold does nothing. Keep holds
+// short: the user waits for them. (A SIGKILL or a power cut can still part such files; their
+// readers check that they match.)
 class InterruptHold {
  public:
   InterruptHold();
