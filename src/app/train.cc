@@ -126,16 +126,6 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   TrainOutcome out;
   out.ranker = config.model.kind == "ranker";
   if (dist::Distributed()) {
-    if (out.ranker) {
-      throw Error(
-          "model.kind: ranker: a ranker is trained by one process (only two_tower trains under "
-          "mpirun); run this without mpirun or with -np 1");
-    }
-    if (!config.model.tasks.empty()) {
-      throw Error(
-          "tasks: task heads are trained by one process (a model without tasks trains under "
-          "mpirun); run this without mpirun or with -np 1");
-    }
     // Every rank read the files itself: the settings and the encoded data must agree, or the
     // ranks would train different problems.
     dist::CheckSame(ReplicaFingerprint(config, d), "the configuration or the data read",

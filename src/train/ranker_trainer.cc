@@ -6,8 +6,11 @@
 #include <limits>
 #include <numeric>
 
+#include "train/replicas.h"
 #include "train/run_folder.h"
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
+#include "twotower/core/failpoint.h"
 #include "twotower/core/files.h"
 #include "twotower/core/progress.h"
 #include "twotower/model/model_file.h"
@@ -48,18 +51,62 @@ RankingMetrics EvaluateRankerRankingSplit(const model::Ranker& ranker, const dat
       SplitPositives(data, split, positives_only), ExcludedItems(data, split), ks);
 }
 
+struct RankerTrainer::Replicas {
+  GradientExchange exchange;
+  Vector logits;  // the global batch's logits (allgathered)
+  std::vector<int64_t> counts;
+};
+
 RankerTrainer::RankerTrainer(model::Ranker* ranker, nn::AdamOptions adam)
     : ranker_(ranker),
       params_(ranker->TrainableParameters()),
-      adam_(ranker->TrainableParameters(), adam) {}
+      adam_(ranker->TrainableParameters(), adam) {
+  if (dist::Distributed()) replicas_ = std::make_unique<Replicas>();
+}
+
+RankerTrainer::~RankerTrainer() = default;
+
+const Vector& RankerTrainer::logits() const {
+  return replicas_ != nullptr ? replicas_->logits : ctx_.logits;
+}
 
 double RankerTrainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
                            const data::EncodedTable& items, const int32_t* item_rows,
                            const float* labels, int64_t n, Rng* rng) {
-  const Vector& logits = ranker_->Forward(users, user_rows, items, item_rows, n, &ctx_, rng);
-  const double loss = BinaryCrossEntropyWithLogits(logits, labels, &dlogits_);
+  if (replicas_ == nullptr) {
+    const Vector& logits = ranker_->Forward(users, user_rows, items, item_rows, n, &ctx_, rng);
+    const double loss = BinaryCrossEntropyWithLogits(logits, labels, &dlogits_);
+    nn::ZeroGrad(params_);
+    ranker_->Backward(&ctx_, dlogits_);
+    adam_.Step();
+    return loss;
+  }
+  // Data-parallel (train/replicas.h): every rank holds the same global batch of n pairs and runs
+  // the ranker on its contiguous share; the loss is the global batch's mean, so this share's
+  // gradient is (sigmoid(z) - y) / n, and the ranks' gradients are summed. Dropout masks come
+  // from a generator of (the shared stream's next value, rank): different per rank, resumable.
+  FailPoint("train.distributed_step");
+  const dist::Range share = dist::Share(n, dist::Rank(), dist::Size());
+  Rng step_rng(rng->NextU64() ^ (0x8CB92BA72F3D8DD7ull * static_cast<uint64_t>(dist::Rank() + 1)));
+  double loss = 0.0;
   nn::ZeroGrad(params_);
-  ranker_->Backward(&ctx_, dlogits_);
+  if (share.size() > 0) {
+    const Vector& z = ranker_->Forward(users, user_rows + share.begin, items,
+                                       item_rows + share.begin, share.size(), &ctx_, &step_rng);
+    const double part = static_cast<double>(share.size()) / static_cast<double>(n);
+    loss = BinaryCrossEntropyWithLogits(z, labels + share.begin, &dlogits_) * part;
+    dlogits_ *= static_cast<float>(part);
+    ranker_->Backward(&ctx_, dlogits_);
+  }
+  replicas_->exchange.Run(params_);
+  dist::AllreduceSum(&loss, 1, dist::Traffic::kOther);
+  // Every pair's logit, for the epoch's train accuracy and AUC.
+  const int size = dist::Size();
+  replicas_->counts.resize(size);
+  for (int r = 0; r < size; ++r) replicas_->counts[r] = dist::Share(n, r, size).size();
+  replicas_->logits.resize(n);
+  dist::Allgatherv(share.size() > 0 ? ctx_.logits.data() : nullptr, replicas_->counts,
+                   replicas_->logits.data(), dist::Traffic::kOther);
   adam_.Step();
   return loss;
 }
@@ -80,7 +127,8 @@ class UnratedSampler {
                  const data::Interactions& source) {
     const std::string& s = config.training.sampler;
     if (s.empty()) return;
-    count_ = config.training.num_negatives;
+    // Per rank, as training.batch_size: a step of N ranks draws N x num_negatives pairs.
+    count_ = config.training.num_negatives * dist::Size();
     num_items_ = data.item_features.rows();
     rated_ = data::ItemsByUser({&source}, data.user_features.rows(), false);
     for (auto& items : rated_) {
@@ -134,6 +182,11 @@ class UnratedSampler {
   std::vector<double> cumulative_;
 };
 
+// training.batch_size is per rank: each step's global batch has N x batch_size labelled pairs.
+int64_t GlobalBatch(const Config& config) {
+  return config.training.batch_size * static_cast<int64_t>(dist::Size());
+}
+
 // The ranker as the fit loop sees it: the model, its RankerTrainer, the labelled pairs of one
 // split (train; train + validation for a refit), the unrated-pair sampler and the generators.
 class RankerFit final : public FitModel {
@@ -160,7 +213,7 @@ class RankerFit final : public FitModel {
     if (n == 0) throw Error(source_.source + ": no labelled pairs to train the ranker on");
     order_.resize(n);
     std::iota(order_.begin(), order_.end(), 0);
-    const int64_t batch = config.training.batch_size;
+    const int64_t batch = GlobalBatch(config);
     users_.resize(batch + sampler_.count());
     items_.resize(batch + sampler_.count());
     step_labels_.resize(batch + sampler_.count());
@@ -171,7 +224,7 @@ class RankerFit final : public FitModel {
   void TrainEpoch(bool progress, EpochRecord* r) override {
     Shuffle();
     const int64_t n = source_.size();
-    const int64_t batch = config_.training.batch_size;
+    const int64_t batch = GlobalBatch(config_);
     const int64_t steps = (n + batch - 1) / batch;
     double loss_sum = 0.0;
     ProgressBar bar("train", steps, progress);
@@ -301,7 +354,7 @@ RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
     result.test_ranking = EvaluateRankerRankingSplit(net, data, Split::kTest, positives_only, ks);
     result.test_most_popular = EvaluateMostPopularSplit(data, Split::kTest, positives_only, ks);
   }
-  if (!options.run_dir.empty()) {
+  if (!options.run_dir.empty() && dist::IsRoot()) {
     TestReport report;
     report.model_kind = "ranker";
     report.test = result.test;

@@ -162,11 +162,10 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
   const int64_t n_items = n + static_cast<int64_t>(negatives_.size());
   LossBatch batch;
   dist::Range user_share{0, n}, item_share{0, n_items};
-  const bool row_shares = replicas_ != nullptr && loss_->SupportsRowShares();
+  // The task heads read every user's output: with tasks the users are allgathered too.
+  const bool has_tasks = !model_->config().tasks.empty();
+  const bool row_shares = replicas_ != nullptr && loss_->SupportsRowShares() && !has_tasks;
   if (replicas_ != nullptr) {
-    if (!model_->config().tasks.empty()) {
-      throw Error("tasks: the task heads are not trained under mpirun yet; train with one process");
-    }
     FailPoint("train.distributed_step");
     // This rank's share of the users and of the items (the batch's, then the negatives).
     user_share = dist::Share(n, dist::Rank(), dist::Size());
@@ -244,6 +243,14 @@ double Trainer::Step(const data::EncodedTable& users, const int32_t* user_rows,
     tb.targets.clear();
     if (task_targets != nullptr) tb.targets.assign(task_targets->begin(), task_targets->end());
     out_.loss += TaskLosses(*model_, tasks_, tb, &out_.du, &out_.dv, &task_losses_, &task_scratch_);
+    if (replicas_ != nullptr && !dist::IsRoot()) {
+      // Every rank computed the heads' gradients from the whole batch: as the scorer's, they
+      // count once in the sum over ranks (rank 0's). Their du / dv go back through each share.
+      for (size_t t = 0; t < model_->config().tasks.size(); ++t) {
+        model_->task_head(t).weight().grad.setZero();
+        model_->task_head(t).bias().grad.setZero();
+      }
+    }
   }
   if (replicas_ != nullptr) {
     // Back through this rank's share only; then the gradients summed over the ranks.

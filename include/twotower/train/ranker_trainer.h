@@ -12,6 +12,12 @@
 // (train and val items excluded; metrics.h's EvaluateRankingByScores) beside MostPop. The run
 // folder, checkpoints, --resume and training.refit are the one fit loop's (fit.h), as for the
 // two-tower model; test_metrics.json is the ranker's own.
+// Under mpirun (core/dist.h) training is data-parallel as the two-tower model's (train/replicas.h):
+// training.batch_size and num_negatives are per rank, every rank draws the same global batch
+// (N x batch_size labelled pairs, N x num_negatives unrated ones) and runs the ranker on its
+// contiguous share, and the gradients of the global batch's mean loss are summed over the ranks;
+// validation and test are computed whole by every rank. N ranks then train the objective of one
+// process with N times the batch and the negatives.
 // Same seed and thread count, same metrics.csv bytes. Not thread-safe.
 #ifndef TWOTOWER_TRAIN_RANKER_TRAINER_H_
 #define TWOTOWER_TRAIN_RANKER_TRAINER_H_
@@ -41,16 +47,20 @@ RankingMetrics EvaluateRankerRankingSplit(const model::Ranker& ranker, const dat
                                           const std::vector<int>& ks);
 
 // One optimisation step: forward n pairs, mean BCE with logits against labels (0/1), zero the
-// gradients, backward, Adam. At a fixed n a step allocates nothing after the first.
+// gradients, backward, Adam. At a fixed n a step allocates nothing after the first. Under mpirun
+// each rank passes the same global batch: it computes its share and the ranks exchange
+// gradients (every rank must call Step the same number of times).
 class RankerTrainer {
  public:
   // `ranker` must outlive the trainer.
   RankerTrainer(model::Ranker* ranker, nn::AdamOptions adam);
-  // Returns the batch's mean loss; logits() holds its n logits.
+  ~RankerTrainer();
+  // Returns the batch's mean loss; logits() holds its n logits (the whole global batch's under
+  // mpirun).
   double Step(const data::EncodedTable& users, const int32_t* user_rows,
               const data::EncodedTable& items, const int32_t* item_rows, const float* labels,
               int64_t n, Rng* rng);
-  const Vector& logits() const { return ctx_.logits; }
+  const Vector& logits() const;
   // The optimiser, for training checkpoints.
   nn::Adam& optimizer() { return adam_; }
 
@@ -60,6 +70,8 @@ class RankerTrainer {
   nn::Adam adam_;
   model::RankerContext ctx_;
   Vector dlogits_;
+  struct Replicas;  // under mpirun (core/dist.h): what the ranks exchange
+  std::unique_ptr<Replicas> replicas_;
 };
 
 struct RankerTrainResult {
