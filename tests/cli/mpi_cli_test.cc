@@ -161,8 +161,8 @@ INSTANTIATE_TEST_SUITE_P(
 // count once (rank 0's) while their du / dv go back through each rank's share. The reference is
 // one process with the global batch: the training loss (main + tasks) and the validation RMSE
 // and accuracy of every epoch agree to float reduction order. (Adam is invariant to a tensor's
-// gradient scale, so heads' gradients counted on every rank would not show here; the rule that
-// they count once is the scorer's, which the bce case above covers.)
+// gradient scale, so heads' gradients counted on every rank would not show here (checked: this
+// test passes with that mistake); the rule that they count once is the scorer's.)
 TEST(MpiCliTest, TaskHeadsTrainTheOneProcessObjective) {
   SKIP_WITHOUT_MPI();
   TempDir dir;
