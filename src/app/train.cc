@@ -89,14 +89,18 @@ train::Config ResolveTrainConfig(const TrainRequest& request, std::string* sourc
 namespace {
 
 // What every rank of a data-parallel run must share: the resolved settings, the thread count,
-// every data file's SHA-256 (tables, splits) and the splits' encoded rows.
+// every data file's SHA-256 (tables, splits) and the splits' encoded rows (data.shards: the
+// sizes of train's parts for train).
 uint64_t ReplicaFingerprint(const train::Config& config, const data::Dataset& d) {
   // The thread count too: the order of the arithmetic (so every result) depends on it.
   const std::string yaml = config.ToYaml() +
                            "\nthreads in effect: " + std::to_string(omp_get_max_threads()) + "\n" +
                            train::DataFingerprints(config).dump();
   uint32_t crc = Crc32c(0, yaml.data(), yaml.size());
+  // A rank holding one part of train (data.shards) compares every part's size instead.
+  crc = Crc32c(crc, d.part_rows.data(), d.part_rows.size() * sizeof(int64_t));
   for (const data::Interactions* s : {&d.train, &d.val, &d.test}) {
+    if (s == &d.train && d.shard.held >= 0) continue;
     crc = Crc32c(crc, s->user_row.data(), s->user_row.size() * sizeof(int32_t));
     crc = Crc32c(crc, s->item_row.data(), s->item_row.size() * sizeof(int32_t));
     crc = Crc32c(crc, s->label.data(), s->label.size() * sizeof(float));
@@ -119,9 +123,20 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   const ScopedThreads scoped(config.threads);
   const int threads = scoped.threads();
   o.Configured(config, source);
+  // data.shards: one process holds every part; under mpirun with as many ranks, rank r part r.
+  data::DataShard shard{config.shards, -1};
+  if (config.shards > 1 && dist::Distributed()) {
+    if (config.shards != dist::Size()) {
+      throw Error(source + ": 'data.shards' " + std::to_string(config.shards) +
+                  " under mpirun -np " + std::to_string(dist::Size()) +
+                  ": expected 1 (every rank reads every row) or " + std::to_string(dist::Size()) +
+                  " (each rank reads the rows of its part)");
+    }
+    shard.held = dist::Rank();
+  }
   const data::Dataset d = data::LoadDataset(
       config.ResolvedPaths(), config.features, train::TaskTargetColumns(config.model.tasks),
-      train::TaskItemColumns(config.model.tasks), config.training.refit);
+      train::TaskItemColumns(config.model.tasks), config.training.refit, shard);
   o.DataLoaded(d);
   TrainOutcome out;
   out.ranker = config.model.kind == "ranker";

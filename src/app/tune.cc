@@ -339,12 +339,12 @@ TuneOutcome Tune(const TuneRequest& request, TuneObserver* observer) {
   // one copy per embedding_dim value is kept).
   std::map<std::string, std::unique_ptr<data::Dataset>> datasets;
   auto dataset_for = [&](const train::Config& c) -> const data::Dataset& {
-    const std::string key = data::ToJson(c.features).dump();
+    const std::string key = data::ToJson(c.features).dump() + " shards " + std::to_string(c.shards);
     auto& slot = datasets[key];
     if (slot == nullptr) {
       slot = std::make_unique<data::Dataset>(
           data::LoadDataset(c.ResolvedPaths(), c.features, train::TaskTargetColumns(c.model.tasks),
-                            train::TaskItemColumns(c.model.tasks), false));
+                            train::TaskItemColumns(c.model.tasks), false, {c.shards, -1}));
       if (datasets.size() == 1) o.DataLoaded(*slot);
     }
     return *slot;

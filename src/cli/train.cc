@@ -45,10 +45,23 @@ class PrintingObserver : public app::TrainObserver {
               << "  users " << d.users.num_rows() << " (" << FeatureSummary(d.encoder.user)
               << "), items " << d.items.num_rows() << " (" << FeatureSummary(d.encoder.item)
               << ")\n"
-              << "  interactions: train " << d.train.size() << ", val " << d.val.size() << ", test "
-              << d.test.size() << "; positive rate train " << Fixed(d.train.PositiveRate(), 3)
+              << "  interactions: train " << TrainRows(d) << ", val " << d.val.size() << ", test "
+              << d.test.size() << "; positive rate train"
+              << (d.shard.held >= 0 ? " (rank 0's part) " : " ") << Fixed(d.train.PositiveRate(), 3)
               << ", val " << Fixed(d.val.PositiveRate(), 3) << ", test "
               << Fixed(d.test.PositiveRate(), 3) << "\n";
+    if (!d.part_rows.empty()) {
+      std::cout << "  training rows in " << d.part_rows.size() << " parts by user (data.shards):";
+      for (size_t k = 0; k < d.part_rows.size(); ++k) {
+        std::cout << (k == 0 ? " " : " + ") << d.part_rows[k];
+      }
+      std::cout << (d.shard.held >= 0 ? "; each rank reads its part only\n" : "\n");
+    }
+  }
+  static int64_t TrainRows(const data::Dataset& d) {
+    int64_t n = 0;
+    for (int64_t rows : d.part_rows) n += rows;
+    return d.part_rows.empty() ? d.train.size() : n;
   }
   void ModelBuilt(const app::ModelSummary& m) override {
     if (m.ranker) {

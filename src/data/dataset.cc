@@ -1,12 +1,15 @@
 #include "twotower/data/dataset.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <memory>
 #include <tuple>
 
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
+#include "twotower/core/hash.h"
 #include "twotower/data/parquet.h"
 #include "twotower/data/table.h"
 
@@ -162,7 +165,8 @@ double NumberAt(const ParquetColumn& col, int64_t r, const std::string& column, 
 // and each column is mapped by its type.
 Interactions ReadInteractions(const std::string& path, const FeatureSchema& schema,
                               const EntityIndex& users, const EntityIndex& items,
-                              const std::vector<std::string>& target_columns) {
+                              const std::vector<std::string>& target_columns,
+                              const std::vector<int32_t>* user_part, int part) {
   const std::unique_ptr<TableReader> reader = TableReader::Open(path);
   // Wanted columns, in the order they are checked: targets, timestamp, user, item, label, p_true.
   std::vector<int> wanted;
@@ -200,6 +204,15 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
   IdMapper item_ids(items, schema.item.id_column, "items");
   std::vector<ParquetColumn> batch;
   auto where = [&](int64_t r) { return reader->Where(r); };
+  const bool filtered = user_part != nullptr;
+  if (filtered) {
+    // A part is a share of the file: no room reserved for the whole of it.
+    for (auto* v : {&out.user_row, &out.item_row}) std::vector<int32_t>().swap(*v);
+    for (auto* v : {&out.label, &out.p_true, &out.weight}) std::vector<float>().swap(*v);
+    std::vector<double>().swap(out.timestamp);
+    for (std::vector<float>& t : out.targets) std::vector<float>().swap(t);
+  }
+  int64_t kept = 0;  // rows kept before this batch
   while (reader->Next(wanted, &batch) > 0) {
     user_ids.Map(batch[user_at], &out.user_row, where);
     item_ids.Map(batch[user_at + 1], &out.item_row, where);
@@ -250,8 +263,34 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
         out.weight.push_back(static_cast<float>(v));
       }
     }
+    if (filtered) {
+      // Every row was checked above; the batch's rows of other parts go.
+      const int64_t end = static_cast<int64_t>(out.user_row.size());
+      int64_t to = kept;
+      for (int64_t i = kept; i < end; ++i) {
+        if ((*user_part)[out.user_row[i]] != part) continue;
+        out.user_row[to] = out.user_row[i];
+        out.item_row[to] = out.item_row[i];
+        out.label[to] = out.label[i];
+        if (p_col >= 0) out.p_true[to] = out.p_true[i];
+        if (has_time) out.timestamp[to] = out.timestamp[i];
+        if (has_weight) out.weight[to] = out.weight[i];
+        for (std::vector<float>& t : out.targets) t[to] = t[i];
+        ++to;
+      }
+      out.user_row.resize(to);
+      out.item_row.resize(to);
+      out.label.resize(to);
+      if (p_col >= 0) out.p_true.resize(to);
+      if (has_time) out.timestamp.resize(to);
+      if (has_weight) out.weight.resize(to);
+      for (std::vector<float>& t : out.targets) t.resize(to);
+      kept = to;
+    }
   }
-  if (out.size() == 0) throw Error(path + ": no interactions (expected at least one row)");
+  if (out.size() == 0 && !filtered) {
+    throw Error(path + ": no interactions (expected at least one row)");
+  }
   // Growth by doubling (CSV, whose row count is not known ahead) leaves up to half of each column
   // unused: for 10,000,000 interactions that is about 100 MB held for the whole run.
   out.user_row.shrink_to_fit();
@@ -261,6 +300,33 @@ Interactions ReadInteractions(const std::string& path, const FeatureSchema& sche
   out.timestamp.shrink_to_fit();
   out.weight.shrink_to_fit();
   for (std::vector<float>& t : out.targets) t.shrink_to_fit();
+  return out;
+}
+
+std::vector<int32_t> UserParts(const EntityIndex& users, int shards) {
+  if (shards < 1) throw Error(ErrorCode::kInvalidArgument, "UserParts: shards must be >= 1");
+  std::vector<int32_t> part(users.ids.size());
+  for (size_t r = 0; r < part.size(); ++r) {
+    const std::string& id = users.ids[r];
+    part[r] = static_cast<int32_t>(Crc32c(0, id.data(), id.size()) % static_cast<uint32_t>(shards));
+  }
+  return part;
+}
+
+Interactions KeepPart(const Interactions& a, const std::vector<int32_t>& user_part, int part) {
+  Interactions out;
+  out.source = a.source;
+  out.targets.resize(a.targets.size());
+  for (int64_t i = 0; i < a.size(); ++i) {
+    if (user_part.at(a.user_row[i]) != part) continue;
+    out.user_row.push_back(a.user_row[i]);
+    out.item_row.push_back(a.item_row[i]);
+    out.label.push_back(a.label[i]);
+    if (a.has_p_true()) out.p_true.push_back(a.p_true[i]);
+    if (a.has_timestamp()) out.timestamp.push_back(a.timestamp[i]);
+    if (a.has_weight()) out.weight.push_back(a.weight[i]);
+    for (size_t t = 0; t < a.targets.size(); ++t) out.targets[t].push_back(a.targets[t][i]);
+  }
   return out;
 }
 
@@ -351,8 +417,15 @@ std::vector<std::vector<int32_t>> ItemsByUser(const std::vector<const Interactio
 
 Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema,
                     const std::vector<std::string>& target_columns,
-                    const std::vector<std::string>& item_columns, bool fit_on_val) {
+                    const std::vector<std::string>& item_columns, bool fit_on_val,
+                    DataShard shard) {
+  if (shard.shards < 1 || shard.held < -1 || shard.held >= shard.shards) {
+    throw Error(ErrorCode::kInvalidArgument, "LoadDataset: part " + std::to_string(shard.held) +
+                                                 " of " + std::to_string(shard.shards) +
+                                                 " shards does not exist");
+  }
   Dataset d;
+  d.shard = shard;
   // Without a table a side has its id and nothing else (the ids come from the interactions).
   for (const auto& [key, table, side] :
        {std::tuple<const char*, const std::string*, const EntitySchema*>{"users", &paths.users,
@@ -376,7 +449,13 @@ Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema,
   for (const FeatureSpec& f : schema.user.features) d.users.Column(f.column);
   for (const FeatureSpec& f : schema.item.features) d.items.Column(f.column);
   for (const std::string& c : item_columns) d.item_text[c] = d.items.Column(c);
-  d.train = ReadInteractions(paths.train, schema, d.user_index, d.item_index, target_columns);
+  if (shard.shards > 1) d.user_part = UserParts(d.user_index, shard.shards);
+  if (shard.held >= 0) {
+    d.train = ReadInteractions(paths.train, schema, d.user_index, d.item_index, target_columns,
+                               &d.user_part, shard.held);
+  } else {
+    d.train = ReadInteractions(paths.train, schema, d.user_index, d.item_index, target_columns);
+  }
   d.val = ReadInteractions(paths.val, schema, d.user_index, d.item_index, target_columns);
   d.test = ReadInteractions(paths.test, schema, d.user_index, d.item_index, target_columns);
   // Fit on the training split (and val, for a refit): statistics of test entities must not leak in.
@@ -388,6 +467,29 @@ Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema,
   if (fit_on_val) {
     fit_users.insert(fit_users.end(), d.val.user_row.begin(), d.val.user_row.end());
     fit_items.insert(fit_items.end(), d.val.item_row.begin(), d.val.item_row.end());
+  }
+  if (shard.held >= 0 && dist::Distributed()) {
+    // The entities of every rank's part: the rows one process would fit on.
+    for (std::vector<int32_t>* rows : {&fit_users, &fit_items}) {
+      std::sort(rows->begin(), rows->end());
+      rows->erase(std::unique(rows->begin(), rows->end()), rows->end());
+      const std::vector<int64_t> counts =
+          dist::Allgather(static_cast<int64_t>(rows->size()), dist::Traffic::kOther);
+      int64_t total = 0;
+      for (int64_t c : counts) total += c;
+      std::vector<int32_t> all(static_cast<size_t>(total));
+      dist::Allgatherv(rows->data(), counts, all.data(), dist::Traffic::kOther);
+      rows->swap(all);
+    }
+  }
+  if (shard.held >= 0) {
+    d.part_rows = dist::Allgather(d.train.size(), dist::Traffic::kOther);
+  } else if (shard.shards > 1) {
+    d.part_rows.assign(static_cast<size_t>(shard.shards), 0);
+    for (int32_t u : d.train.user_row) ++d.part_rows[d.user_part[u]];
+  }
+  if (d.train.size() == 0 && shard.held < 0) {
+    throw Error(paths.train + ": no interactions (expected at least one row)");
   }
   d.encoder.user.Fit(d.users, ReferencedRows(fit_users, d.users.num_rows()));
   d.encoder.item.Fit(d.items, ReferencedRows(fit_items, d.items.num_rows()));

@@ -77,6 +77,19 @@ const std::vector<Setting>& Settings() {
        [](Config& c) -> void* { return &c.items; },
        {},
        {}},
+      {"data.shards",
+       Kind::kInt,
+       1,
+       false,
+       4096,
+       {},
+       "parts the training interactions are split into by a hash of the user id (CRC-32C of the "
+       "id's bytes, modulo shards), each shuffled on its own; a step takes an equal share of the "
+       "batch from each. 1 (the default): one shuffle of every row. Under mpirun with as many "
+       "ranks as shards, each rank reads only its part",
+       [](Config& c) -> void* { return &c.shards; },
+       {},
+       {}},
       {"data.train",
        Kind::kString,
        0,
@@ -832,6 +845,20 @@ void Config::Validate(const std::string& where) const {
     if (value->empty()) throw Error(where + ": '" + key + "' is empty (expected a path)");
   }
   features.Validate(where);
+  if (shards > 1) {
+    // What a rank holding one part cannot compute: per-user state over every part's rows.
+    const char* refused = features.user.history.enabled() ? "features.history (a user's history "
+                                                            "is read across the parts)"
+                          : training.exclude_history_negatives
+                              ? "training.exclude_history_negatives (the batch's users' "
+                                "histories are read across the parts)"
+                          : model.kind == "ranker" ? "model.kind: ranker"
+                                                   : nullptr;
+    if (refused != nullptr) {
+      throw Error(where + ": 'data.shards' " + std::to_string(shards) + " does not work with " +
+                  refused + ": use data.shards: 1");
+    }
+  }
   if (training.weight_transform != "none" && features.weight_column.empty()) {
     throw Error(where + ": 'training.weight_transform' " + training.weight_transform +
                 " has no weights to transform: name the weight column in features.weight");

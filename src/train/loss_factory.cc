@@ -1,20 +1,26 @@
 #include "twotower/train/loss_factory.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
+#include "twotower/core/dist.h"
 #include "twotower/core/error.h"
 
 namespace twotower::train {
 
 std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& train,
-                               int64_t num_users, int64_t num_items) {
+                               int64_t num_users, int64_t num_items, bool counts_across_ranks) {
   const TrainingConfig& t = config.training;
   if (t.loss == "bce") return std::make_unique<BceLoss>();
   const bool liked = t.positives == "liked";
-  std::vector<int32_t> positives;
+  // Each item's count of training positives (exact integers in double), over every rank's part.
+  std::vector<double> counts(static_cast<size_t>(num_items), 0.0);
   for (int64_t i = 0; i < train.size(); ++i) {
-    if (!liked || train.label[i] == 1.0f) positives.push_back(train.item_row[i]);
+    if (!liked || train.label[i] == 1.0f) counts[train.item_row[i]] += 1.0;
+  }
+  if (counts_across_ranks) {
+    dist::AllreduceSum(counts.data(), static_cast<int64_t>(counts.size()), dist::Traffic::kOther);
   }
   const bool plain_softmax =
       t.loss == "softmax" && t.num_hard_negatives == 0 && !t.exclude_history_negatives;
@@ -22,7 +28,16 @@ std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& t
     SoftmaxOptions o;
     o.temperature = t.temperature;
     o.remove_accidental_hits = t.remove_accidental_hits;
-    if (t.logq_correction) o.log_q = LogSamplingProbabilities(positives, num_items);
+    if (t.logq_correction) {
+      // log q_j = log(max(count_j, 1) / number of positives): LogSamplingProbabilities' values.
+      double total = 0.0;
+      for (double c : counts) total += c;
+      total = std::max(1.0, total);
+      o.log_q.resize(counts.size());
+      for (size_t j = 0; j < counts.size(); ++j) {
+        o.log_q[j] = static_cast<float>(std::log(std::max(counts[j], 1.0) / total));
+      }
+    }
     return std::make_unique<InBatchSoftmaxLoss>(o);
   }
   SampledLossOptions o;
@@ -49,8 +64,6 @@ std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& t
   o.num_items = num_items;
   // q_j: the item's share of the training positives (an item never seen gets one count, so
   // every item can be drawn and every correction is finite).
-  std::vector<double> counts(static_cast<size_t>(num_items), 0.0);
-  for (int32_t r : positives) counts[r] += 1.0;
   double total = 0.0;
   for (double& c : counts) total += (c = std::max(c, 1.0));
   o.item_probability.resize(counts.size());

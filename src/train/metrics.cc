@@ -83,7 +83,8 @@ using TopK = std::function<void(const int32_t* users, int64_t n, int max_k, int6
 RankingMetrics Accumulate(int64_t num_users, int64_t num_items,
                           const std::vector<std::vector<int32_t>>& positives,
                           const std::vector<int>& ks, PerUserRanking* per_user, int64_t chunk,
-                          const TopK& top_k, bool across_ranks = false) {
+                          const TopK& top_k, bool across_ranks = false,
+                          const std::vector<int32_t>* user_part = nullptr) {
   if (ks.empty()) throw Error("EvaluateRanking: no cut-off K given");
   for (int k : ks) {
     if (k < 1) throw Error("EvaluateRanking: K must be >= 1, got " + std::to_string(k));
@@ -106,11 +107,35 @@ RankingMetrics Accumulate(int64_t num_users, int64_t num_items,
     if (!positives[u].empty()) evaluated.push_back(static_cast<int32_t>(u));
   }
   const int64_t num_evaluated = static_cast<int64_t>(evaluated.size());
-  // Across ranks, this rank ranks a contiguous share of the evaluated users; the per-user values
-  // are then gathered and summed in user order, the order of the one-process sums.
+  // Across ranks, this rank ranks a contiguous share of the evaluated users, or with user_part
+  // the users of its part (listed part by part in `ranked`); the per-user values are then
+  // gathered and summed in user order, the order of the one-process sums.
   const bool shared = across_ranks && dist::Distributed();
-  const dist::Range share = shared ? dist::Share(num_evaluated, dist::Rank(), dist::Size())
-                                   : dist::Range{0, num_evaluated};
+  std::vector<int32_t> ranked = evaluated;  // the order values are computed and gathered in
+  std::vector<int64_t> counts;              // evaluated users per rank
+  dist::Range share{0, num_evaluated};
+  if (shared) {
+    const int size = dist::Size();
+    counts.assign(static_cast<size_t>(size), 0);
+    if (user_part != nullptr) {
+      if (static_cast<int64_t>(user_part->size()) != num_users) {
+        throw Error(ErrorCode::kInternal, "EvaluateRanking: user_part has the wrong size");
+      }
+      std::stable_sort(ranked.begin(), ranked.end(),
+                       [&](int32_t a, int32_t b) { return (*user_part)[a] < (*user_part)[b]; });
+      for (int32_t u : ranked) {
+        const int32_t part = (*user_part)[u];
+        if (part < 0 || part >= size) {
+          throw Error(ErrorCode::kInternal, "EvaluateRanking: a user's part is not a rank");
+        }
+        ++counts[part];
+      }
+    } else {
+      for (int r = 0; r < size; ++r) counts[r] = dist::Share(num_evaluated, r, size).size();
+    }
+    for (int r = 0; r < dist::Rank(); ++r) share.begin += counts[r];
+    share.end = share.begin + counts[dist::Rank()];
+  }
   // Per-user values [K index][evaluated user], kept when asked for or to be gathered.
   PerUserRanking values;
   const bool keep = per_user != nullptr || shared;
@@ -127,9 +152,9 @@ RankingMetrics Accumulate(int64_t num_users, int64_t num_items,
   for (int64_t c = share.begin; c < share.end; c += chunk) {
     const int64_t n = std::min<int64_t>(chunk, share.end - c);
     labels.assign(n * max_k, -1);
-    top_k(evaluated.data() + c, n, max_k, labels.data());
+    top_k(ranked.data() + c, n, max_k, labels.data());
     for (int64_t q = 0; q < n; ++q) {
-      const int32_t u = evaluated[c + q];
+      const int32_t u = ranked[c + q];
       std::vector<int32_t> pos = positives[u];
       std::sort(pos.begin(), pos.end());
       pos.erase(std::unique(pos.begin(), pos.end()), pos.end());
@@ -168,16 +193,17 @@ RankingMetrics Accumulate(int64_t num_users, int64_t num_items,
     }
   }
   if (shared) {
-    std::vector<int64_t> counts(static_cast<size_t>(dist::Size()));
-    for (int r = 0; r < dist::Size(); ++r) {
-      const dist::Range part = dist::Share(num_evaluated, r, dist::Size());
-      counts[r] = part.end - part.begin;
+    // Position i of `ranked` is user ranked[i]: its place among `evaluated` (ascending).
+    std::vector<int64_t> place(ranked.size());
+    for (size_t i = 0; i < ranked.size(); ++i) {
+      place[i] =
+          std::lower_bound(evaluated.begin(), evaluated.end(), ranked[i]) - evaluated.begin();
     }
     std::vector<double> all(static_cast<size_t>(num_evaluated));
     for (auto* v : {&values.recall, &values.ndcg, &values.hit_rate, &values.mrr}) {
       for (std::vector<double>& per_k : *v) {
         dist::Allgatherv(per_k.data() + share.begin, counts, all.data(), dist::Traffic::kOther);
-        per_k.swap(all);
+        for (size_t i = 0; i < place.size(); ++i) per_k[place[i]] = all[i];
       }
     }
     // Coverage: the union of every rank's top-K items, as counts summed over ranks.
@@ -228,7 +254,8 @@ namespace {
 RankingMetrics RankByIndex(const Matrix& user_embeddings, const Matrix& item_embeddings,
                            const std::vector<std::vector<int32_t>>& positives,
                            const std::vector<std::vector<int32_t>>& exclude,
-                           const std::vector<int>& ks, PerUserRanking* per_user, bool across_ranks);
+                           const std::vector<int>& ks, PerUserRanking* per_user, bool across_ranks,
+                           const std::vector<int32_t>* user_part = nullptr);
 }  // namespace
 
 RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item_embeddings,
@@ -242,8 +269,10 @@ RankingMetrics EvaluateRankingAcrossRanks(const Matrix& user_embeddings,
                                           const Matrix& item_embeddings,
                                           const std::vector<std::vector<int32_t>>& positives,
                                           const std::vector<std::vector<int32_t>>& exclude,
-                                          const std::vector<int>& ks) {
-  return RankByIndex(user_embeddings, item_embeddings, positives, exclude, ks, nullptr, true);
+                                          const std::vector<int>& ks,
+                                          const std::vector<int32_t>* user_part) {
+  return RankByIndex(user_embeddings, item_embeddings, positives, exclude, ks, nullptr, true,
+                     user_part);
 }
 
 namespace {
@@ -251,8 +280,8 @@ namespace {
 RankingMetrics RankByIndex(const Matrix& user_embeddings, const Matrix& item_embeddings,
                            const std::vector<std::vector<int32_t>>& positives,
                            const std::vector<std::vector<int32_t>>& exclude,
-                           const std::vector<int>& ks, PerUserRanking* per_user,
-                           bool across_ranks) {
+                           const std::vector<int>& ks, PerUserRanking* per_user, bool across_ranks,
+                           const std::vector<int32_t>* user_part) {
   const int64_t num_users = user_embeddings.rows();
   const int64_t num_items = item_embeddings.rows();
   if (static_cast<int64_t>(positives.size()) != num_users ||
@@ -282,7 +311,7 @@ RankingMetrics RankByIndex(const Matrix& user_embeddings, const Matrix& item_emb
         scores.resize(n * max_k);
         index->Search(queries.data(), n, max_k, filters.data(), labels, scores.data());
       },
-      across_ranks);
+      across_ranks, user_part);
 }
 
 }  // namespace
@@ -330,12 +359,16 @@ RankingMetrics EvaluateRankingByScores(
 RankingMetrics EvaluateMostPopular(const std::vector<double>& item_counts,
                                    const std::vector<std::vector<int32_t>>& positives,
                                    const std::vector<std::vector<int32_t>>& exclude,
-                                   const std::vector<int>& ks) {
+                                   const std::vector<int>& ks,
+                                   const std::vector<int32_t>* user_part) {
   // A one-dimensional inner product: every user's vector is [1], every item's [count], so the
   // exact index ranks by count with the usual tie rule.
   const Matrix users = Matrix::Ones(static_cast<Eigen::Index>(positives.size()), 1);
   Matrix items(static_cast<Eigen::Index>(item_counts.size()), 1);
   for (size_t i = 0; i < item_counts.size(); ++i) items(i, 0) = static_cast<float>(item_counts[i]);
+  if (user_part != nullptr) {
+    return RankByIndex(users, items, positives, exclude, ks, nullptr, true, user_part);
+  }
   return EvaluateRanking(users, items, positives, exclude, ks);
 }
 

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <limits>
 #include <numeric>
 #include <ostream>
+#include <type_traits>
 
 #include "train/replicas.h"
 #include "train/run_folder.h"
@@ -104,24 +106,38 @@ RankingMetrics EvaluateRankingSplit(const model::TwoTowerModel& model, const dat
   return EvaluateRankingSplit(u, v, data, split, positives_only, ks);
 }
 
+namespace {
+// The user parts when this rank holds one part of the training split under mpirun, else null.
+const std::vector<int32_t>* HeldParts(const data::Dataset& data) {
+  return data.shard.held >= 0 && dist::Distributed() ? &data.user_part : nullptr;
+}
+}  // namespace
+
 RankingMetrics EvaluateRankingSplit(const Matrix& u, const Matrix& v, const data::Dataset& data,
                                     Split split, bool positives_only, const std::vector<int>& ks) {
+  // Training data held by part (data.shards under mpirun): each rank ranks its part's users.
   return EvaluateRankingAcrossRanks(u, v, SplitPositives(data, split, positives_only),
-                                    ExcludedItems(data, split), ks);
+                                    ExcludedItems(data, split), ks, HeldParts(data));
 }
 
 RankingMetrics EvaluateMostPopularSplit(const data::Dataset& data, Split split, bool positives_only,
                                         const std::vector<int>& ks) {
   std::vector<double> counts(data.items.num_rows(), 0.0);
-  for (const data::Interactions* s : {&data.train, &data.val}) {
-    if (s == &data.val && split == Split::kVal) continue;
-    for (int64_t i = 0; i < s->size(); ++i) {
-      if (positives_only && s->label[i] != 1.0f) continue;
-      counts[s->item_row[i]] += 1.0;
+  const auto count = [&](const data::Interactions& s) {
+    for (int64_t i = 0; i < s.size(); ++i) {
+      if (positives_only && s.label[i] != 1.0f) continue;
+      counts[s.item_row[i]] += 1.0;
     }
+  };
+  count(data.train);
+  const std::vector<int32_t>* parts = HeldParts(data);
+  if (parts != nullptr) {
+    // Each rank holds its part of train (val is read whole): the train counts summed.
+    dist::AllreduceSum(counts.data(), static_cast<int64_t>(counts.size()), dist::Traffic::kOther);
   }
+  if (split != Split::kVal) count(data.val);
   return EvaluateMostPopular(counts, SplitPositives(data, split, positives_only),
-                             ExcludedItems(data, split), ks);
+                             ExcludedItems(data, split), ks, parts);
 }
 
 struct Trainer::Replicas {
@@ -276,7 +292,11 @@ namespace {
 
 struct EpochBuffers {
   std::vector<int32_t> users, items, examples;  // examples: 0 .. batch - 1
-  data::Bags history;                           // the batch's user histories
+  // Under mpirun with data.shards: this rank's part of a step's batch, before the allgather.
+  std::vector<int32_t> part_ints;
+  std::vector<float> part_floats;
+  std::vector<int64_t> part_counts;
+  data::Bags history;  // the batch's user histories
   std::vector<float> logits, labels, weights;
   std::vector<std::vector<float>> targets;  // per task: the batch's regression targets
   std::vector<const float*> target_ptrs;
@@ -306,35 +326,139 @@ std::vector<float> LossWeights(const Config& config, const data::Interactions& s
 namespace {
 
 // The training examples of `source`: every labelled pair for a pointwise loss, else the positives.
+// With `local` (a rank holding one part) an empty result is not an error here: the parts
+// together are checked (MakePlan).
 std::vector<int64_t> Examples(const data::Interactions& source, bool pointwise, bool positives_only,
-                              const std::string& positives) {
+                              const std::string& positives, bool local = false) {
   std::vector<int64_t> order;
   for (int64_t i = 0; i < source.size(); ++i) {
     if (pointwise || !positives_only || source.label[i] == 1.0f) order.push_back(i);
   }
-  if (order.empty()) {
+  if (order.empty() && !local) {
     throw Error(source.source + ": no training positives (training.positives: " + positives +
                 " and no interaction has label 1)");
   }
   return order;
 }
 
-// One pass of Trainer::Step over `order` (rows of `source`), shuffled first; returns the mean loss.
-// For pointwise losses buf->logits / labels receive every example's logit and label.
 // The example order of an epoch: Fisher-Yates from `rng` over the previous epoch's order.
 void Shuffle(std::vector<int64_t>* order, Rng* rng) {
   const int64_t n = static_cast<int64_t>(order->size());
   for (int64_t i = n - 1; i > 0; --i) std::swap((*order)[i], (*order)[rng->Below(i + 1)]);
 }
 
-// history: the examples' user histories (null without a history feature).
+// The examples of an epoch and how a step draws its global batch from them.
+// shards 1: one order over every example; step s takes [s B, (s + 1) B) of it (B the global
+// batch). data.shards S > 1: one order per part (the examples of the part's users), each
+// shuffled by its own generator; step s takes part k's examples [s b_k, (s + 1) b_k) with
+// b_k = dist::Share(B, k, S), in part order, until every part is used up (a part that is used
+// up gives nothing, so the last steps' batches are smaller). One process holds every part
+// (held -1); rank r of an mpirun with S ranks holds part r and the step's batch is allgathered.
+struct EpochPlan {
+  int shards = 1;
+  int held = -1;
+  std::vector<std::vector<int64_t>> order;  // per part (shards 1: one), rows of the source
+  std::vector<Rng> rng;                     // per part (shards > 1)
+  std::vector<int64_t> sizes;               // every part's example count (held or not)
+
+  int64_t total() const {
+    int64_t n = 0;
+    for (int64_t v : sizes) n += v;
+    return n;
+  }
+  // Part k's examples in step s, of the global batch `batch`: [begin, begin + count).
+  void Slice(int k, int64_t s, int64_t batch, int64_t* begin, int64_t* count) const {
+    const int64_t b = dist::Share(batch, k, shards).size();
+    *begin = s * b;
+    *count = std::clamp<int64_t>(sizes[k] - *begin, 0, b);
+  }
+  int64_t Steps(int64_t batch) const {
+    int64_t steps = 0;
+    for (int k = 0; k < static_cast<int>(sizes.size()); ++k) {
+      const int64_t b = dist::Share(batch, k, shards).size();
+      if (b == 0) continue;
+      steps = std::max(steps, (sizes[k] + b - 1) / b);
+    }
+    return steps;
+  }
+  void ShuffleAll(Rng* shuffle_rng) {
+    if (shards == 1) return Shuffle(&order[0], shuffle_rng);
+    for (int k = 0; k < shards; ++k) {
+      if (held < 0 || held == k) Shuffle(&order[k], &rng[k]);
+    }
+  }
+};
+
+// Writes examples idx[0..m) of `source` into the batch arrays from position `at` on.
+void FillBatch(const data::Interactions& source, const int64_t* idx, int64_t m, int64_t at,
+               const std::vector<float>* weights, const TaskTargets& tasks, EpochBuffers* buf,
+               float* labels) {
+  for (int64_t i = 0; i < m; ++i) {
+    buf->users[at + i] = source.user_row[idx[i]];
+    buf->items[at + i] = source.item_row[idx[i]];
+    buf->examples[at + i] = static_cast<int32_t>(at + i);
+    labels[at + i] = source.label[idx[i]];
+  }
+  if (weights != nullptr) {
+    for (int64_t i = 0; i < m; ++i) buf->weights[at + i] = (*weights)[idx[i]];
+  }
+  for (size_t t = 0; t < tasks.target_index.size(); ++t) {
+    if (tasks.target_index[t] < 0) continue;
+    const std::vector<float>& column = source.targets.at(tasks.target_index[t]);
+    for (int64_t i = 0; i < m; ++i) buf->targets[t][at + i] = column[idx[i]];
+  }
+}
+
+// Under mpirun with data.shards = ranks: this rank's part's examples of step s written at their
+// place in the global batch (after the parts before it), then every rank's allgathered, so that
+// every rank holds the global batch one process holding every part builds. Returns its size.
+int64_t GatherPartBatches(const data::Interactions& source, const EpochPlan& plan, int64_t s,
+                          int64_t batch, const std::vector<float>* weights,
+                          const TaskTargets& tasks, EpochBuffers* buf, float* labels) {
+  std::vector<int64_t>& counts = buf->part_counts;
+  counts.assign(static_cast<size_t>(plan.shards), 0);
+  int64_t m = 0, mine = 0, first = 0;
+  for (int k = 0; k < plan.shards; ++k) {
+    int64_t begin = 0;
+    plan.Slice(k, s, batch, &begin, &counts[k]);
+    if (k == plan.held) mine = m, first = begin;
+    m += counts[k];
+  }
+  const int64_t count = counts[plan.held];
+  FillBatch(source, plan.order[plan.held].data() + first, count, mine, weights, tasks, buf, labels);
+  const auto gather = [&](auto* data) {
+    using T = std::remove_pointer_t<decltype(data)>;
+    auto& part = [&]() -> std::vector<T>& {
+      if constexpr (std::is_same_v<T, int32_t>) {
+        return buf->part_ints;
+      } else {
+        return buf->part_floats;
+      }
+    }();
+    part.assign(data + mine, data + mine + count);
+    dist::Allgatherv(part.data(), counts, data, dist::Traffic::kOther);
+  };
+  gather(buf->users.data());
+  gather(buf->items.data());
+  gather(labels);
+  if (weights != nullptr) gather(buf->weights.data());
+  for (size_t t = 0; t < tasks.target_index.size(); ++t) {
+    if (tasks.target_index[t] >= 0) gather(buf->targets[t].data());
+  }
+  return m;
+}
+
+// One pass of Trainer::Step over the plan's examples (rows of `source`), shuffled first; returns
+// the mean loss. For pointwise losses buf->logits / labels receive every example's logit and
+// label (the global batches', in step order).
+// history: the examples' user histories (null without a history feature; shards 1 only).
 // weights: each row of `source`'s loss weight (null: all 1).
 double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interactions& source,
                 const data::ExampleHistories* history, const std::vector<float>* weights,
-                std::vector<int64_t>* order, int64_t batch, Rng* shuffle_rng, Rng* dropout_rng,
-                bool progress, EpochBuffers* buf, const TaskTargets& tasks,
+                EpochPlan* plan, int64_t batch, Rng* shuffle_rng, Rng* dropout_rng, bool progress,
+                EpochBuffers* buf, const TaskTargets& tasks,
                 const std::function<void()>& check_stop) {
-  const int64_t n = static_cast<int64_t>(order->size());
+  const int64_t n = plan->total();
   buf->targets.resize(tasks.target_index.size());
   buf->target_ptrs.assign(tasks.target_index.size(), nullptr);
   for (size_t t = 0; t < tasks.target_index.size(); ++t) {
@@ -342,7 +466,7 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
     buf->targets[t].resize(batch);
     buf->target_ptrs[t] = buf->targets[t].data();
   }
-  const int64_t steps = (n + batch - 1) / batch;
+  const int64_t steps = plan->shards == 1 ? (n + batch - 1) / batch : plan->Steps(batch);
   const bool pointwise = trainer->loss().pointwise();
   buf->users.resize(batch);
   buf->items.resize(batch);
@@ -350,30 +474,29 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
   buf->weights.resize(weights != nullptr ? batch : 0);
   buf->labels.resize(n);
   buf->logits.resize(pointwise ? n : 0);
-  Shuffle(order, shuffle_rng);
+  plan->ShuffleAll(shuffle_rng);
   double loss_sum = 0.0;
+  int64_t begin = 0;  // examples before this step
   ProgressBar bar("train", steps, progress);
   for (int64_t s = 0; s < steps; ++s) {
     check_stop();
-    const int64_t begin = s * batch;
-    const int64_t m = std::min(batch, n - begin);
-    const int64_t* idx = order->data() + begin;
     float* labels = buf->labels.data() + begin;
-    for (int64_t i = 0; i < m; ++i) {
-      buf->users[i] = source.user_row[idx[i]];
-      buf->items[i] = source.item_row[idx[i]];
-      buf->examples[i] = static_cast<int32_t>(i);
-      labels[i] = source.label[idx[i]];
+    int64_t m = 0;
+    if (plan->shards == 1) {
+      m = std::min(batch, n - begin);
+      const int64_t* idx = plan->order[0].data() + begin;
+      FillBatch(source, idx, m, 0, weights, tasks, buf, labels);
+      if (history != nullptr) history->Gather(idx, buf->users.data(), m, &buf->history);
+    } else if (plan->held < 0) {
+      for (int k = 0; k < plan->shards; ++k) {
+        int64_t first = 0, count = 0;
+        plan->Slice(k, s, batch, &first, &count);
+        FillBatch(source, plan->order[k].data() + first, count, m, weights, tasks, buf, labels);
+        m += count;
+      }
+    } else {
+      m = GatherPartBatches(source, *plan, s, batch, weights, tasks, buf, labels);
     }
-    if (weights != nullptr) {
-      for (int64_t i = 0; i < m; ++i) buf->weights[i] = (*weights)[idx[i]];
-    }
-    for (size_t t = 0; t < tasks.target_index.size(); ++t) {
-      if (tasks.target_index[t] < 0) continue;
-      const std::vector<float>& column = source.targets.at(tasks.target_index[t]);
-      for (int64_t i = 0; i < m; ++i) buf->targets[t][i] = column[idx[i]];
-    }
-    if (history != nullptr) history->Gather(idx, buf->users.data(), m, &buf->history);
     const double loss = trainer->Step(
         data.user_features, buf->users.data(), data.item_features, buf->items.data(), labels, m,
         dropout_rng, buf->target_ptrs.empty() ? nullptr : &buf->target_ptrs,
@@ -384,7 +507,8 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
     if (pointwise) {
       std::copy(trainer->logits().data(), trainer->logits().data() + m, buf->logits.data() + begin);
     }
-    bar.Update(s + 1, "loss " + Fixed(loss_sum / static_cast<double>(begin + m)));
+    begin += m;
+    bar.Update(s + 1, "loss " + Fixed(loss_sum / static_cast<double>(begin)));
   }
   bar.Finish("loss " + Fixed(loss_sum / static_cast<double>(n)));
   return loss_sum / static_cast<double>(n);
@@ -449,15 +573,16 @@ class TwoTowerFit final : public FitModel {
     shuffle_rng_ = rng.Split();
     dropout_rng_ = rng.Split();
     model_ = std::make_unique<model::TwoTowerModel>(model_config, data.encoder, &init_rng);
-    trainer_ = std::make_unique<Trainer>(
-        model_.get(), MakeLoss(config, source_, data.users.num_rows(), data.items.num_rows()),
-        OptimizerOptions(config.training), config.training.embedding_l2,
-        config.seed ^ kSamplingSeed);
+    trainer_ = std::make_unique<Trainer>(model_.get(),
+                                         MakeLoss(config, source_, data.users.num_rows(),
+                                                  data.items.num_rows(), data.shard.held >= 0),
+                                         OptimizerOptions(config.training),
+                                         config.training.embedding_l2, config.seed ^ kSamplingSeed);
     trainer_->SetTasks(tasks);
     trainer_->CheckReplicasEveryStep(config.training.replica_check == "step");
     pointwise_ = trainer_->loss().pointwise();
     positives_only_ = config.training.positives == "liked";
-    order_ = Examples(source_, pointwise_, positives_only_, config.training.positives);
+    MakePlan(config, data);
     weights_ = LossWeights(config, source_);
     if (histories_->enabled) {
       example_history_ = owned_ == nullptr ? &histories_->train : &own_history_;
@@ -471,7 +596,7 @@ class TwoTowerFit final : public FitModel {
   void TrainEpoch(bool progress, EpochRecord* r) override {
     r->train_loss =
         RunEpoch(trainer_.get(), data_, source_, example_history_,
-                 weights_.empty() ? nullptr : &weights_, &order_,
+                 weights_.empty() ? nullptr : &weights_, &plan_,
                  // Under mpirun: batch_size per rank, the global batch Size() times as large.
                  config_.training.batch_size * static_cast<int64_t>(dist::Size()), &shuffle_rng_,
                  &dropout_rng_, progress, &buf_, tasks_, [this] { CheckStop(); });
@@ -480,7 +605,7 @@ class TwoTowerFit final : public FitModel {
   }
 
   void ReplayShuffles(int epochs) override {
-    for (int e = 0; e < epochs; ++e) Shuffle(&order_, &shuffle_rng_);
+    for (int e = 0; e < epochs; ++e) plan_.ShuffleAll(&shuffle_rng_);
   }
 
   void Validate(bool progress, EpochRecord* r) override {
@@ -553,7 +678,49 @@ class TwoTowerFit final : public FitModel {
     AttachTestHistory(data_, histories_);
     return std::make_unique<TwoTowerFit>(
         config_, model_config_, data_, tasks_, histories_,
-        std::make_unique<data::Interactions>(data::Concatenate(data_.train, data_.val)), nullptr);
+        std::make_unique<data::Interactions>(data::Concatenate(
+            data_.train, data_.shard.held >= 0
+                             ? data::KeepPart(data_.val, data_.user_part, data_.shard.held)
+                             : data_.val)),
+        nullptr);
+  }
+
+  // The epoch plan of source_'s examples: one order (data.shards 1), or one per part of the
+  // users, held here (every part in one process; its own under mpirun), with every part's size.
+  void MakePlan(const Config& config, const data::Dataset& data) {
+    const data::DataShard& shard = data.shard;
+    plan_.shards = shard.shards;
+    plan_.held = shard.held;
+    const bool local = shard.held >= 0;
+    std::vector<int64_t> examples =
+        Examples(source_, pointwise_, positives_only_, config.training.positives, local);
+    if (shard.shards == 1) {
+      plan_.sizes = {static_cast<int64_t>(examples.size())};
+      plan_.order = {std::move(examples)};
+      return;
+    }
+    plan_.order.assign(shard.shards, {});
+    for (int64_t e : examples) {
+      plan_.order[data.user_part.at(source_.user_row[e])].push_back(e);
+    }
+    if (local) {
+      const std::vector<int64_t> sizes = dist::Allgather(
+          static_cast<int64_t>(plan_.order[shard.held].size()), dist::Traffic::kOther);
+      if (static_cast<int>(sizes.size()) != shard.shards) {
+        throw Error(ErrorCode::kInternal, "data.shards: not one part per rank");
+      }
+      plan_.sizes = sizes;
+    } else {
+      for (const std::vector<int64_t>& o : plan_.order) plan_.sizes.push_back(o.size());
+    }
+    if (plan_.total() == 0) {
+      throw Error(source_.source + ": no training positives (training.positives: " +
+                  config.training.positives + " and no interaction has label 1)");
+    }
+    // Each part's generator: the k-th value of a copy of the shuffle stream, the same in one
+    // process and on every rank.
+    Rng stream = shuffle_rng_;
+    for (int k = 0; k < shard.shards; ++k) plan_.rng.emplace_back(stream.NextU64());
   }
 
   // The users table the towers read (with the histories when the model has that feature).
@@ -577,7 +744,7 @@ class TwoTowerFit final : public FitModel {
   std::unique_ptr<Trainer> trainer_;
   bool pointwise_ = false, positives_only_ = false;
   std::vector<float> weights_;  // per row of source_: its loss weight; empty: all 1
-  std::vector<int64_t> order_;
+  EpochPlan plan_;
   data::ExampleHistories own_history_;
   const data::ExampleHistories* example_history_ = nullptr;
   EpochBuffers buf_;

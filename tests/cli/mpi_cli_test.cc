@@ -68,6 +68,26 @@ std::string Config(const TempDir& dir, int users = 60) {
                        "evaluation: {k: [5]}\nthreads: 1\nseed: 3\n");
 }
 
+// Splits with different items per user (Config writes the same rows to all three): 6 training
+// rows per user, 2 validation and 2 test rows.
+void WriteSplits(const TempDir& dir, int users) {
+  for (int split = 0; split < 3; ++split) {
+    std::string rows = "user_id,item_id,label\n";
+    for (int u = 0; u < users; ++u) {
+      for (int k = 0; k < (split == 0 ? 6 : 2); ++k) {
+        const int item = (u % 4) * 12 + (u * 5 + split * 6 + k * 3 + (split == 2 ? 1 : 0)) % 12;
+        rows += std::to_string(u) + "," + std::to_string(item) + ",1\n";
+      }
+    }
+    dir.Write(std::string("d/") +
+                  (split == 0   ? "train"
+                   : split == 1 ? "val"
+                                : "test") +
+                  "/interactions.csv",
+              rows);
+  }
+}
+
 std::vector<std::string> TrainArgs(const std::string& config, const std::string& out, int batch) {
   return {"train",
           "--config",
@@ -257,6 +277,98 @@ TEST(MpiCliTest, TheRankerTrainsTheOneProcessObjective) {
   EXPECT_LT(loss[3], loss[0]);  // it learned
 }
 
+// A number that follows `key` in `text` (-1 and a failure when absent).
+double NumberAfter(const std::string& text, const std::string& key) {
+  const size_t at = text.find(key);
+  EXPECT_NE(at, std::string::npos) << key << " not in:\n" << text;
+  return at == std::string::npos ? -1.0 : std::stod(text.substr(at + key.size()));
+}
+
+// data.shards: the training rows in parts by user, each rank reading only its part. The
+// reference is one process holding both parts (the same batches, drawn part by part): the
+// per-epoch training loss and validation Recall@5 agree to float reduction order, MostPop (train
+// counts summed over the ranks) is equal, and the test metrics, ranked by each rank for its own
+// users (the only ones whose training items it holds, to exclude), equal a one-process
+// `evaluate` of the same model file.
+class MpiShardsTest : public ::testing::TestWithParam<std::vector<std::string>> {};
+
+TEST_P(MpiShardsTest, RanksHoldingOnePartTrainTheObjectiveOfOneProcessHoldingEveryPart) {
+  SKIP_WITHOUT_MPI();
+  TempDir dir;
+  const std::string config = Config(dir, 55);
+  WriteSplits(dir, 55);
+  std::vector<std::string> extra = GetParam();
+  extra.push_back("data.shards=2");
+  std::vector<std::string> one_args = TrainArgs(config, dir.File("one"), 64);
+  for (const std::string& s : extra) one_args.insert(one_args.end(), {"--set", s});
+  const CliResult one = RunCli(one_args, dir);
+  ASSERT_EQ(one.code, 0) << one.err;
+  std::vector<std::string> args = TrainArgs(config, dir.File("two"), 32);
+  for (const std::string& s : extra) args.insert(args.end(), {"--set", s});
+  args.insert(args.end(), {"--set", "training.replica_check=step"});
+  const CliResult two = RunCli(args, dir, Mpirun(2));
+  ASSERT_EQ(two.code, 0) << two.err;
+  // 55 users x 6 training rows, in two parts of whole users.
+  const std::string parts = "training rows in 2 parts by user (data.shards): ";
+  const double first = NumberAfter(two.out, parts);
+  const double second =
+      NumberAfter(two.out, parts + std::to_string(static_cast<int>(first)) + " + ");
+  EXPECT_EQ(first + second, 330);
+  EXPECT_GT(first, 0);
+  EXPECT_GT(second, 0);
+  EXPECT_EQ(std::fmod(first, 6.0), 0.0);
+  EXPECT_THAT(two.out, HasSubstr("each rank reads its part only"));
+  EXPECT_EQ(NumberAfter(one.out, parts), first);
+  const std::string a = testing::OnlyEntry(dir.File("one"));
+  const std::string b = testing::OnlyEntry(dir.File("two"));
+  ExpectColumnsNear(a, b, "train_loss", 4, 1e-4);
+  ExpectColumnsNear(a, b, "val_recall@5", 4, 1e-3);
+  const std::string report_one = ReadBytes(a + "/test_metrics.json");
+  const std::string report_two = ReadBytes(b + "/test_metrics.json");
+  const std::string mostpop = "\"most_popular\": {";
+  ASSERT_NE(report_two.find(mostpop), std::string::npos) << report_two;
+  const auto block = [&mostpop](const std::string& report) {
+    const size_t at = report.find(mostpop);
+    return report.substr(at, report.find('}', at) - at);
+  };
+  EXPECT_EQ(block(report_one), block(report_two));
+  const std::string model =
+      b + (report_two.find("\"refit_on_train_and_val\": true") != std::string::npos
+               ? "/model_refit.safetensors"
+               : "/model_best.safetensors");
+  const CliResult evaluated = RunCli(
+      {"evaluate", "--model", model, "--interactions", dir.File("d/test/interactions.csv")}, dir);
+  ASSERT_EQ(evaluated.code, 0) << evaluated.err;
+  EXPECT_NEAR(NumberAfter(report_two, "\"recall@5\": "), NumberAfter(evaluated.out, "Recall"),
+              5.1e-5);
+  EXPECT_NEAR(NumberAfter(report_two, "\"ndcg@5\": "), NumberAfter(evaluated.out, "NDCG"), 5.1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Losses, MpiShardsTest,
+    ::testing::Values(std::vector<std::string>{"training.loss=softmax"},
+                      std::vector<std::string>{"training.loss=bce", "training.refit=true"},
+                      std::vector<std::string>{"training.loss=mixed",
+                                               "training.num_uniform_negatives=16"}));
+
+TEST(MpiCliTest, DataShardsMustMatchTheRanksAndRefuseWhatNeedsEveryPart) {
+  SKIP_WITHOUT_MPI();
+  TempDir dir;
+  const std::string config = Config(dir);
+  std::vector<std::string> args = TrainArgs(config, dir.File("runs"), 32);
+  args.insert(args.end(), {"--set", "data.shards=3"});
+  const CliResult three = RunCli(args, dir, Mpirun(2));
+  EXPECT_NE(three.code, 0);
+  EXPECT_NE(three.code, 124) << "the job hung until the test's timeout";
+  EXPECT_THAT(three.err, HasSubstr("'data.shards' 3 under mpirun -np 2: expected 1 (every rank "
+                                   "reads every row) or 2 (each rank reads the rows of its part)"));
+  std::vector<std::string> ranker = TrainArgs(config, dir.File("runs"), 32);
+  ranker.insert(ranker.end(), {"--set", "data.shards=2", "--set", "model.kind=ranker", "--set",
+                               "training.loss=bce"});
+  testing::ExpectUserError(RunCli(ranker, dir),
+                           "'data.shards' 2 does not work with model.kind: ranker");
+}
+
 // The test report's ranking metrics: each rank ranked a share of the users and the values were
 // gathered. The reference is `twotower evaluate` of the same model file in one process (the whole
 // ranking on one rank), printed to 4 decimals: with 53 evaluated users a user lost or counted
@@ -265,22 +377,7 @@ TEST(MpiCliTest, TestRankingMetricsSharedAcrossRanksEqualOneProcess) {
   SKIP_WITHOUT_MPI();
   TempDir dir;
   const std::string config = Config(dir, 53);
-  // Splits with different items per user (Config wrote the same rows to all three).
-  for (int split = 0; split < 3; ++split) {
-    std::string rows = "user_id,item_id,label\n";
-    for (int u = 0; u < 53; ++u) {
-      for (int k = 0; k < (split == 0 ? 6 : 2); ++k) {
-        const int item = (u % 4) * 12 + (u * 5 + split * 6 + k * 3 + (split == 2 ? 1 : 0)) % 12;
-        rows += std::to_string(u) + "," + std::to_string(item) + ",1\n";
-      }
-    }
-    dir.Write(std::string("d/") +
-                  (split == 0   ? "train"
-                   : split == 1 ? "val"
-                                : "test") +
-                  "/interactions.csv",
-              rows);
-  }
+  WriteSplits(dir, 53);
   const CliResult two = RunCli(TrainArgs(config, dir.File("two"), 32), dir, Mpirun(2));
   ASSERT_EQ(two.code, 0) << two.err;
   const std::string run = testing::OnlyEntry(dir.File("two"));

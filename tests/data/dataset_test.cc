@@ -79,6 +79,56 @@ TEST_F(ReadInteractionsTest, MissingColumnAndNoRowsAreErrors) {
   EXPECT_EQ(ReadError("user_id,movie_id,liked\nu1,m1\n"), path_ + ":2: expected 3 columns, got 2");
 }
 
+// The part of a user is CRC-32C of its id modulo shards. Expected values: the CRC-32C check value
+// of "123456789" (0xE3069283, RFC 3720 / the iSCSI test vectors) and those of "u1", "u3",
+// "alice", "bob" from a bit-at-a-time CRC-32C (polynomial 0x82F63B78) written in Python.
+TEST(UserPartsTest, AUsersPartIsCrc32cOfItsIdModuloShards) {
+  TempDir dir;
+  const EntityIndex users = EntityIndex::FromTable(
+      ReadTable(dir.Write("users.csv", "user_id\n123456789\nu1\nu3\nalice\nbob\n")), "user_id");
+  EXPECT_THAT(UserParts(users, 1), ElementsAre(0, 0, 0, 0, 0));
+  // 0xE3069283 = 3808858755; u1 3516436556, u3 816046267, alice 4211212942, bob 3996272340.
+  EXPECT_THAT(UserParts(users, 2), ElementsAre(1, 0, 1, 0, 0));
+  EXPECT_THAT(UserParts(users, 3), ElementsAre(0, 2, 1, 1, 0));
+  EXPECT_THAT(UserParts(users, 1000), ElementsAre(755, 556, 267, 942, 340));
+}
+
+TEST_F(ReadInteractionsTest, APartKeepsItsUsersRowsInFileOrderAndStillChecksEveryRow) {
+  const std::string rows =
+      "user_id,movie_id,liked,rating\nu1,m1,1,5\nu2,m2,0,2\nu2,m1,1,4\nu1,m2,0,1\nu2,m2,1,3\n";
+  dir_.Write("interactions.csv", rows);
+  const std::vector<int32_t> part = {1, 0};  // u1 in part 1, u2 in part 0
+  const Interactions p0 =
+      ReadInteractions(path_, FeatureSchema::Lab(), users_, items_, {"rating"}, &part, 0);
+  EXPECT_THAT(p0.user_row, ElementsAre(1, 1, 1));
+  EXPECT_THAT(p0.item_row, ElementsAre(1, 0, 1));
+  EXPECT_THAT(p0.label, ElementsAre(0.0f, 1.0f, 1.0f));
+  ASSERT_EQ(p0.targets.size(), 1u);
+  EXPECT_THAT(p0.targets[0], ElementsAre(2.0f, 4.0f, 3.0f));
+  const Interactions p1 =
+      ReadInteractions(path_, FeatureSchema::Lab(), users_, items_, {"rating"}, &part, 1);
+  EXPECT_THAT(p1.user_row, ElementsAre(0, 0));
+  EXPECT_THAT(p1.targets[0], ElementsAre(5.0f, 1.0f));
+  // A part may be empty; a bad row of another part is still an error naming its line.
+  const std::vector<int32_t> all_in_one = {1, 1};
+  EXPECT_EQ(
+      ReadInteractions(path_, FeatureSchema::Lab(), users_, items_, {}, &all_in_one, 0).size(), 0);
+  dir_.Write("interactions.csv", "user_id,movie_id,liked\nu1,m1,1\nu2,m9,1\n");
+  EXPECT_THAT(ErrorMessage([&] {
+                ReadInteractions(path_, FeatureSchema::Lab(), users_, items_, {}, &part, 1);
+              }),
+              HasSubstr(":3: column 'movie_id': unknown id \"m9\""));
+  // KeepPart: the same rows from a whole read.
+  dir_.Write("interactions.csv", rows);
+  const Interactions whole =
+      ReadInteractions(path_, FeatureSchema::Lab(), users_, items_, {"rating"});
+  const Interactions kept = KeepPart(whole, part, 0);
+  EXPECT_EQ(kept.user_row, p0.user_row);
+  EXPECT_EQ(kept.item_row, p0.item_row);
+  EXPECT_EQ(kept.label, p0.label);
+  EXPECT_EQ(kept.targets, p0.targets);
+}
+
 TEST(EntityIndexTest, RejectsDuplicateAndEmptyIds) {
   TempDir dir;
   const std::string path = dir.Write("users.csv", "user_id,age\nu1,20\nu2,30\nu1,40\n");

@@ -70,9 +70,22 @@ Interactions Concatenate(const Interactions& a, const Interactions& b);
 // numbers (Error naming the line or row and the column otherwise): Interactions::targets. So must
 // the schema's timestamp column when it names one (Interactions::timestamp). The schema's weight
 // column is read where the file has it (Interactions::weight: finite, >= 0, else an Error).
+// With `user_part` (one part number per row of `users`, UserParts) only the rows whose user is
+// in part `part` are kept, batch by batch as the file is read: a rank holds its part, not the
+// file.
 Interactions ReadInteractions(const std::string& path, const FeatureSchema& schema,
                               const EntityIndex& users, const EntityIndex& items,
-                              const std::vector<std::string>& target_columns = {});
+                              const std::vector<std::string>& target_columns = {},
+                              const std::vector<int32_t>* user_part = nullptr, int part = -1);
+
+// The part of each user (row of `users`) when interactions are split by user into `shards`
+// parts: CRC-32C (Castagnoli, RFC 3720) of the id's bytes, modulo shards. It depends on the id
+// alone, not on the file's order or the vocabulary, so every rank computes it alike and a user's
+// rows are all in one part. shards >= 1.
+std::vector<int32_t> UserParts(const EntityIndex& users, int shards);
+
+// The rows of `a` whose user is in part `part` (user_part as UserParts), in order.
+Interactions KeepPart(const Interactions& a, const std::vector<int32_t>& user_part, int part);
 
 // users / items empty: that side has no table (a tower that is its id alone; ReadEntities).
 struct DataPaths {
@@ -88,6 +101,14 @@ struct DataPaths {
 Table ReadEntities(const std::string& path, const std::string& id_column,
                    const std::vector<std::string>& interaction_files);
 
+// How the training split is held (data.shards): in `shards` parts by user (UserParts); `held`
+// -1: every part (one process); >= 0: that part only (rank `held` of an mpirun with `shards`
+// ranks, every rank calling LoadDataset).
+struct DataShard {
+  int shards = 1;
+  int held = -1;
+};
+
 // A whole data set, with the encoder fitted on the entities that occur in the training split.
 struct Dataset {
   // After LoadDataset: header, source and line numbers (num_rows, messages); the cells are
@@ -101,6 +122,11 @@ struct Dataset {
   // The text of the items-table columns LoadDataset was asked to keep (item_columns), by name:
   // what an item_class task is fitted on after the other cells are released.
   std::map<std::string, std::vector<std::string>> item_text;
+  // The training split's parts (LoadDataset's shard): user_part per user row when shards > 1
+  // (empty otherwise); with held >= 0, `train` holds that part's rows only.
+  DataShard shard;
+  std::vector<int32_t> user_part;
+  std::vector<int64_t> part_rows;  // shards > 1: the training rows of each part (every part's)
 };
 
 // Per user row, the item rows of `splits`' interactions (all of them with positives_only false;
@@ -111,10 +137,14 @@ std::vector<std::vector<int32_t>> ItemsByUser(const std::vector<const Interactio
 // target_columns: read from every interaction file (Interactions::targets); item_columns: kept as
 // text (Dataset::item_text). The encoder (vocabularies, statistics) is fitted on the entities of
 // the training split, and with fit_on_val (a run that refits on train + val) of the validation
-// split too. Errors name the file and the column.
+// split too. Errors name the file and the column. With shard.held >= 0 (under mpirun, called by
+// every rank) the training split keeps that part's rows, and the entities the encoder fits on
+// are the union over the ranks (an allgather), so every rank fits the same vocabularies and
+// statistics as one process reading the whole file.
 Dataset LoadDataset(const DataPaths& paths, const FeatureSchema& schema,
                     const std::vector<std::string>& target_columns = {},
-                    const std::vector<std::string>& item_columns = {}, bool fit_on_val = false);
+                    const std::vector<std::string>& item_columns = {}, bool fit_on_val = false,
+                    DataShard shard = {});
 
 // Rows of the entities referenced by `ids` (sorted, unique): the rows the encoder fits on.
 std::vector<int64_t> ReferencedRows(const std::vector<int32_t>& ids, int64_t num_rows);

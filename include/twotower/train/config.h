@@ -88,6 +88,9 @@ struct Config {
   // movies.csv in data_dir (ResolvedPaths).
   std::string users;
   std::string items;
+  // data.shards: the training interactions in this many parts by user (data::UserParts), each
+  // shuffled on its own; under mpirun with as many ranks, rank r holds part r only.
+  int shards = 1;
   std::string train = "train/interactions.csv";
   std::string val = "val/interactions.csv";
   std::string test = "test/interactions.csv";

@@ -76,11 +76,15 @@ RankingMetrics EvaluateRanking(const Matrix& user_embeddings, const Matrix& item
 // (MPI_Allgatherv) and summed in user order and the covered items summed over ranks, so every
 // rank returns the metrics EvaluateRanking returns in one process, bit for bit. A collective:
 // every rank calls it with the same arguments. Without mpirun it is EvaluateRanking.
+// With user_part (a part number per user row, data::UserParts with as many parts as ranks) rank
+// r ranks the evaluated users of part r instead: for training data held by part, a rank has
+// the exclusions (the training items) of its own users only; the results are the same.
 RankingMetrics EvaluateRankingAcrossRanks(const Matrix& user_embeddings,
                                           const Matrix& item_embeddings,
                                           const std::vector<std::vector<int32_t>>& positives,
                                           const std::vector<std::vector<int32_t>>& exclude,
-                                          const std::vector<int>& ks);
+                                          const std::vector<int>& ks,
+                                          const std::vector<int32_t>* user_part = nullptr);
 
 // The same protocol for a model that scores (user, item) pairs rather than embedding them (a
 // ranker): score_items(u, scores) writes num_items scores (higher = better) for user row u, and
@@ -96,10 +100,12 @@ RankingMetrics EvaluateRankingByScores(
 
 // The MostPop baseline under the same protocol: every user gets the items ranked by
 // item_counts (how often each item row is a positive in training), ties to the lower row.
+// With user_part: shared across ranks by part, as EvaluateRankingAcrossRanks (a collective).
 RankingMetrics EvaluateMostPopular(const std::vector<double>& item_counts,
                                    const std::vector<std::vector<int32_t>>& positives,
                                    const std::vector<std::vector<int32_t>>& exclude,
-                                   const std::vector<int>& ks);
+                                   const std::vector<int>& ks,
+                                   const std::vector<int32_t>* user_part = nullptr);
 
 }  // namespace twotower::train
 
