@@ -9,6 +9,8 @@
 #   bash bench/run_mpi_bench.sh     # OUT=build/bench_scale (the data, ~600 MB, is kept there)
 #                                   # PEER=0: twotower only; PEER_EXAMPLES=300000
 #
+# A third run, 2 ranks with data.shards: 2, shows what reading a part per rank saves.
+#
 # The model: id tables of 32 plus the lab's features, towers Linear(64) -> ReLU -> Linear(32),
 # L2-normalised, in-batch softmax (temperature 0.2, logQ correction), lazy Adam, no hard
 # negatives. twotower's epoch time is the one `train` prints: the training pass and the
@@ -85,6 +87,10 @@ run() {  # label, command...
 run one_rank build/twotower train --config "$OUT/mpi.yaml" --quiet
 run two_ranks mpirun --allow-run-as-root --oversubscribe -np 2 build/twotower train \
   --config "$OUT/mpi.yaml" --set training.batch_size=512 --quiet
+# data.shards: each rank reads only the rows of its part of the users (the batch is then drawn
+# part by part: the objective of one process with data.shards 2, not 1).
+run two_ranks_shards mpirun --allow-run-as-root --oversubscribe -np 2 build/twotower train \
+  --config "$OUT/mpi.yaml" --set training.batch_size=512 --set data.shards=2 --quiet
 if [ "$PEER" = 1 ]; then
   echo "== PyTorch DDP (gloo), 2 ranks x 1 thread, first $PEER_EXAMPLES examples" >&2
   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/reference/train_ddp_torch.py \
