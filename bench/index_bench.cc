@@ -4,7 +4,8 @@
 //
 //   bench_index bandwidth --threads T [--gib 1]
 //       read bandwidth: a vectorised sum over a buffer far larger than the caches (best of 5)
-//   bench_index run --impl flat|flat-bf16|flat-int8|hnsw|hnswlib --base B.npy --queries Q.npy
+//   bench_index run --impl flat|flat-bf16|flat-int8|hnsw|hnsw-bf16|hnsw-int8|hnswlib --base B.npy
+//       --queries Q.npy
 //   --threads T
 //       [--k 10 --M 32 --ef-construction 200 --ef-search 64,128 --single 1000 --out-ids PREFIX
 //        --search-threads 1,2]
@@ -255,20 +256,22 @@ int Run(const Args& a) {
   } else if (impl == "flat-bf16" || impl == "flat-int8") {
     engine = std::make_unique<OurEngine>(
         twotower::index::MakeIndex("flat:storage=" + impl.substr(5), d));
-  } else if (impl == "hnsw" || impl == "hnswlib") {
+  } else if (impl == "hnsw" || impl == "hnsw-bf16" || impl == "hnsw-int8" || impl == "hnswlib") {
     efs = IntList(a.Get("ef-search", "64"));
-    if (impl == "hnsw") {
+    if (impl != "hnswlib") {
       twotower::index::HnswParams p;
       p.M = M;
       p.ef_construction = efc;
       p.ef_search = efs[0];
+      if (impl != "hnsw") p.storage = twotower::index::ParseFlatStorage(impl.substr(5));
       engine = std::make_unique<OurEngine>(std::make_unique<twotower::index::HnswIndex>(d, p));
     } else {
       engine = std::make_unique<RawHnswlib>(d, M, efc);
     }
   } else {
-    throw twotower::Error("--impl: expected flat, flat-bf16, flat-int8, hnsw or hnswlib, got " +
-                          impl);
+    throw twotower::Error(
+        "--impl: expected flat, flat-bf16, flat-int8, hnsw, hnsw-bf16, hnsw-int8 or hnswlib, got " +
+        impl);
   }
   const double rss_before = RssMiB();
   const auto start = Clock::now();

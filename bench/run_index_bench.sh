@@ -15,7 +15,8 @@
 # Settings (environment): N, D (128), QUERIES (1000), USERS (100000), THREADS ("1 2"),
 # DATASETS ("random clustered"), IMPLS ("faiss-flat flat flat-bf16 flat-int8 faiss-sq8 faiss-fp16
 # hnsw hnswlib hnswlib-py faiss-hnsw"; flat-bf16 / flat-int8 are FlatIndex with compressed
-# storage, faiss-sq8 / faiss-fp16 FAISS's IndexScalarQuantizer), M (32), EF_CONSTRUCTION (200), EF_SEARCH ("64,128,256"),
+# storage, faiss-sq8 / faiss-fp16 FAISS's IndexScalarQuantizer; hnsw-bf16 / hnsw-int8, HnswIndex
+# with compressed storage, run when named), M (32), EF_CONSTRUCTION (200), EF_SEARCH ("64,128,256"),
 # SINGLE (queries timed one at a time, 1000), BUILD (build-idx), OUT ($BUILD/index_bench),
 # COMPARE_N (items for the same-graph HnswIndex/hnswlib comparison, 100000; 0 skips it),
 # COMPARE_ROUNDS (11), USERS_THREADS (thread counts of the batch recommendations, $THREADS).
@@ -92,7 +93,7 @@ for ds in $DATASETS; do
               $PY bench/index_bench.py run --impl "$impl" "${common[@]}"
           fi
         done ;;
-      hnsw | hnswlib)
+      hnsw | hnsw-bf16 | hnsw-int8 | hnswlib)
         log "$ds: $impl built with $MAX_T thread(s), searched with $SEARCH_T (C++; hnswlib is the library itself, built with our flags)"
         "$BENCH" run --impl "$impl" "${once[@]}" "${hnsw[@]}" ;;
       faiss-hnsw | hnswlib-py)

@@ -192,6 +192,17 @@ def test_compressed_flat_storage_gives_the_fp32_results(lab, tmp_path):
         assert (again[1] == want_ids).all(), storage
     with pytest.raises(twotower.InvalidArgumentError, match="storage: expected"):
         twotower.Index.build(v, m.item_ids, kind="flat", storage="int4")
+    # hnsw with codes in its graph: every candidate re-scored in fp32 (this small catalogue is
+    # scanned exactly, so the results are the exact ones), kept through save and load.
+    for storage in ("bf16", "int8"):
+        idx = twotower.Index.build(v, m.item_ids, kind="hnsw", M=8, storage=storage)
+        assert idx.spec.endswith(f",storage={storage}"), idx.spec
+        scores, ids = idx.search(q, k=10)
+        assert (ids == want_ids).all() and (scores == want_scores).all(), storage
+        idx.save(tmp_path / f"hnsw_{storage}.index")
+        assert twotower.Index.load(tmp_path / f"hnsw_{storage}.index").spec == idx.spec
+    with pytest.raises(twotower.InvalidArgumentError, match="storage: expected"):
+        twotower.Index.build(v, m.item_ids, kind="hnsw", storage="int4")
 
 
 def test_an_index_saved_and_loaded_answers_the_same(lab, tmp_path):

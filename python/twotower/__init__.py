@@ -653,8 +653,9 @@ class Index:
     def build(cls, embeddings, ids, kind="flat", M=32, ef_construction=200, ef_search=64,
               storage="fp32", model=None):
         """embeddings: (n, d) numbers (read in place when C-contiguous float32); ids: n ids.
-        storage (flat only): "fp32", or "bf16" / "int8": the scan reads 2x / 4x fewer bytes and a
-        shortlist is re-scored in fp32, so the results are the same as fp32's.
+        storage: "fp32", or "bf16" / "int8": flat's scan reads 2x / 4x fewer bytes and a
+        shortlist is re-scored in fp32, so the results are the same as fp32's; hnsw's graph
+        holds the codes (its traversal reads fewer bytes) and re-scores every candidate in fp32.
         model: the twotower.Model whose item tower made the embeddings (``m.encode_items()``):
         the index records its SHA-256, as ``twotower index build`` does from ``embed``'s file,
         so that Model.load(..., index=), Server(index=) and ``recommend --index`` accept it
@@ -663,17 +664,16 @@ class Index:
             raise InvalidArgumentError(
                 f"model: expected the twotower.Model that made the embeddings, got "
                 f"{type(model).__name__}")
+        if kind in ("flat", "hnsw") and storage not in ("fp32", "bf16", "int8"):
+            raise InvalidArgumentError(
+                f"storage: expected 'fp32', 'bf16' or 'int8', got {storage!r}")
         if kind == "flat":
-            if storage not in ("fp32", "bf16", "int8"):
-                raise InvalidArgumentError(
-                    f"storage: expected 'fp32', 'bf16' or 'int8', got {storage!r}")
             spec = "flat" if storage == "fp32" else f"flat:storage={storage}"
         elif kind == "hnsw":
-            if storage != "fp32":
-                raise InvalidArgumentError(
-                    f"storage: only kind='flat' takes a storage, got {storage!r} for 'hnsw'")
             spec = (f"hnsw:M={_int(M, 'M')},ef_construction={_int(ef_construction, 'ef_construction')},"
                     f"ef_search={_int(ef_search, 'ef_search')}")
+            if storage != "fp32":
+                spec += f",storage={storage}"
         else:
             raise InvalidArgumentError(f"kind: expected 'flat' or 'hnsw', got {kind!r}")
         core = _core.Index.build(embeddings, _as_list(ids, "ids"), spec)

@@ -37,9 +37,8 @@ inline float ItemValue(const float* rows, int d, int64_t label, int p) {
   return rows[label * d + p];
 }
 
-// Round to nearest even bf16; finite values past the largest bf16 saturate to it, and values
-// whose bf16 would be subnormal become +-0: vdpbf16ps reads subnormal inputs as zero, so the
-// codes are what the instruction uses and the measured errors cover the flush.
+}  // namespace
+
 uint16_t ToBf16(float x) {
   uint32_t bits;
   std::memcpy(&bits, &x, sizeof(bits));
@@ -49,8 +48,6 @@ uint16_t ToBf16(float x) {
   if ((half & 0x7f80u) == 0x7f80u) half = static_cast<uint16_t>((bits >> 31) << 15 | 0x7f7fu);
   return half;
 }
-
-}  // namespace
 
 CompressedItems::CompressedItems(FlatStorage storage, int dim) : storage_(storage), dim_(dim) {
   if (storage == FlatStorage::kFp32) {

@@ -170,6 +170,11 @@ inline I16 DotU8S8(I16 acc, I16 u, I16 s) {
 #endif
 }
 
+// Round to nearest even bf16; finite values past the largest bf16 saturate to it, and values
+// whose bf16 would be subnormal become +-0: vdpbf16ps reads subnormal inputs as zero, so the
+// codes are what the instruction uses and the measured errors cover the flush.
+uint16_t ToBf16(float x);
+
 inline float Bf16ToFloat(uint32_t half) {
   const uint32_t bits = half << 16;
   float f;

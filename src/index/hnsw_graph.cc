@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "index/compressed_internal.h"
 #include "twotower/core/error.h"
 
 // hnswlib 0.6.2's SSE code paths read the link after the last one of a neighbour list to
@@ -44,22 +45,135 @@ uint64_t SavedSize(const Hnsw& h) {
   return size;
 }
 
+// ---- compressed records (see hnsw_graph.h) ----------------------------------------------------
+// int8: the codes padded with zeros to a multiple of 64 bytes (P), then the scale s (float) and
+// sum_p c_p (int32). bf16: the values padded to a multiple of 32 (64 bytes).
+
+size_t CodeBytes(FlatStorage storage, int dim) {
+  const size_t d = static_cast<size_t>(dim);
+  if (storage == FlatStorage::kInt8) return (d + 63) / 64 * 64 + 8;
+  if (storage == FlatStorage::kBf16) return (d + 31) / 32 * 64;
+  return d * sizeof(float);
+}
+
+// The padded code bytes (int8: P; bf16: the whole record), the distance function's parameter.
+struct CodeSpace final : hnswlib::SpaceInterface<float> {
+  CodeSpace(FlatStorage storage, int dim)
+      : storage(storage),
+        record(CodeBytes(storage, dim)),
+        padded(storage == FlatStorage::kInt8 ? record - 8 : record) {}
+  size_t get_data_size() override { return record; }
+  hnswlib::DISTFUNC<float> get_dist_func() override {
+    return storage == FlatStorage::kInt8 ? &Int8Distance : &Bf16Distance;
+  }
+  void* get_dist_func_param() override { return &padded; }
+
+  // 1 - s_a s_b sum_p c_ap c_bp: (c_a + 128) as unsigned bytes against c_b, less 128 sum_p c_bp.
+  static float Int8Distance(const void* a, const void* b, const void* param) {
+    const size_t bytes = *static_cast<const size_t*>(param);
+    const auto* x = static_cast<const uint8_t*>(a);
+    const auto* y = static_cast<const uint8_t*>(b);
+    const I16 flip = BroadcastI16(0x80808080u);
+    I16 acc = {};
+    for (size_t o = 0; o < bytes; o += 64)
+      acc = DotU8S8(acc, LoadI16(x + o) ^ flip, LoadI16(y + o));
+    int32_t sum = 0;
+    for (int l = 0; l < 16; ++l) sum += acc[l];
+    float sa, sb;
+    int32_t sum_b;
+    std::memcpy(&sa, x + bytes, 4);
+    std::memcpy(&sb, y + bytes, 4);
+    std::memcpy(&sum_b, y + bytes + 4, 4);
+    return 1.0f - sa * sb * static_cast<float>(sum - 128 * sum_b);
+  }
+  // 1 - sum_p bf16(a_p) bf16(b_p), in fp32.
+  static float Bf16Distance(const void* a, const void* b, const void* param) {
+    const size_t bytes = *static_cast<const size_t*>(param);
+    const auto* x = static_cast<const uint8_t*>(a);
+    const auto* y = static_cast<const uint8_t*>(b);
+    V16 acc = {};
+    for (size_t o = 0; o < bytes; o += 64) acc = DotBf16(acc, LoadI16(x + o), LoadI16(y + o));
+    float sum = 0.0f;
+    for (int l = 0; l < 16; ++l) sum += acc[l];
+    return 1.0f - sum;
+  }
+
+  FlatStorage storage;
+  size_t record, padded;
+};
+
+// Writes the record of `v` (dim values) for `storage` into `out` (CodeBytes bytes).
+void Encode(FlatStorage storage, const float* v, int dim, uint8_t* out) {
+  const size_t record = CodeBytes(storage, dim);
+  std::memset(out, 0, record);
+  if (storage == FlatStorage::kBf16) {
+    for (int p = 0; p < dim; ++p) {
+      const uint16_t half = ToBf16(v[p]);
+      std::memcpy(out + 2 * p, &half, 2);
+    }
+    return;
+  }
+  float max_abs = 0.0f;
+  for (int p = 0; p < dim; ++p) max_abs = std::max(max_abs, std::fabs(v[p]));
+  const float scale = max_abs / 127.0f;
+  int32_t sum = 0;
+  for (int p = 0; p < dim && scale > 0.0f; ++p) {
+    const float c = std::clamp(std::nearbyint(v[p] / scale), -127.0f, 127.0f);
+    const auto code = static_cast<int8_t>(c);
+    out[p] = static_cast<uint8_t>(code);
+    sum += code;
+  }
+  const size_t padded = record - 8;
+  std::memcpy(out + padded, &scale, 4);
+  std::memcpy(out + padded + 4, &sum, 4);
+}
+
 }  // namespace
 
 struct HnswGraph::Impl {
-  Impl(int dim, int M, int ef_construction)
-      : space(static_cast<size_t>(dim)), dim(dim), M(M), ef_construction(ef_construction) {}
+  Impl(int dim, int M, int ef_construction, FlatStorage storage)
+      : space(static_cast<size_t>(dim)),
+        dim(dim),
+        M(M),
+        ef_construction(ef_construction),
+        storage(storage) {
+    if (storage != FlatStorage::kFp32) codes = std::make_unique<CodeSpace>(storage, dim);
+  }
+  hnswlib::SpaceInterface<float>* Space() {
+    return codes != nullptr ? static_cast<hnswlib::SpaceInterface<float>*>(codes.get()) : &space;
+  }
+  // The record hnswlib gets for `v`: v itself (fp32), or its code in a per-thread buffer.
+  const void* Record(const float* v) const {
+    if (codes == nullptr) return v;
+    thread_local std::vector<uint8_t> buffer;
+    buffer.resize(codes->record);
+    Encode(storage, v, dim, buffer.data());
+    return buffer.data();
+  }
+  const float* Exact(int64_t label) const {
+    return exact.data() + static_cast<size_t>(label) * static_cast<size_t>(dim);
+  }
 
   hnswlib::InnerProductSpace space;
+  std::unique_ptr<CodeSpace> codes;  // compressed storage
   int dim, M, ef_construction;
+  FlatStorage storage;
   std::unique_ptr<Hnsw> hnsw;  // null until the first Reserve
+  // Compressed storage: the fp32 vector of each label (labels below the capacity).
+  std::vector<float> exact;
 };
 
-HnswGraph::HnswGraph(int dim, int M, int ef_construction) {
+HnswGraph::HnswGraph(int dim, int M, int ef_construction, FlatStorage storage) {
   if (dim < 1) throw Error("hnsw graph: dimension must be at least 1, got " + std::to_string(dim));
   if (M < 2) throw Error("hnsw graph: M must be at least 2, got " + std::to_string(M));
-  impl_ = std::make_unique<Impl>(dim, M, ef_construction);
+  if (storage == FlatStorage::kInt8 && dim > 16384) {
+    throw Error("index type 'hnsw': storage=int8 takes at most 16384 dimensions, got " +
+                std::to_string(dim));
+  }
+  impl_ = std::make_unique<Impl>(dim, M, ef_construction, storage);
 }
+
+FlatStorage HnswGraph::storage() const { return impl_->storage; }
 
 HnswGraph::~HnswGraph() = default;
 
@@ -70,23 +184,35 @@ int64_t HnswGraph::size() const {
 void HnswGraph::Reserve(int64_t capacity) {
   Impl& g = *impl_;
   if (!g.hnsw) {
-    g.hnsw = std::make_unique<Hnsw>(&g.space, static_cast<size_t>(std::max<int64_t>(capacity, 16)),
+    g.hnsw = std::make_unique<Hnsw>(g.Space(), static_cast<size_t>(std::max<int64_t>(capacity, 16)),
                                     static_cast<size_t>(g.M),
                                     static_cast<size_t>(g.ef_construction), kRandomSeed);
   } else if (static_cast<size_t>(capacity) > g.hnsw->max_elements_) {
     g.hnsw->resizeIndex(std::max<size_t>(static_cast<size_t>(capacity), 2 * g.hnsw->max_elements_));
   }
+  if (g.codes != nullptr) g.exact.resize(g.hnsw->max_elements_ * static_cast<size_t>(g.dim));
 }
 
 void HnswGraph::Add(const float* vector, int64_t label) {
-  if (!impl_->hnsw) Reserve(1);
-  impl_->hnsw->addPoint(vector, static_cast<hnswlib::labeltype>(label));
+  Impl& g = *impl_;
+  if (!g.hnsw) Reserve(1);
+  if (g.codes != nullptr) {
+    // Labels are below the capacity (graph labels are node ids, Reserve'd first).
+    if (label < 0 || static_cast<size_t>(label) >= g.hnsw->max_elements_) {
+      throw Error(ErrorCode::kInternal,
+                  "hnsw graph: label " + std::to_string(label) + " past the reserved capacity");
+    }
+    std::memcpy(g.exact.data() + static_cast<size_t>(label) * static_cast<size_t>(g.dim), vector,
+                static_cast<size_t>(g.dim) * sizeof(float));
+  }
+  g.hnsw->addPoint(g.Record(vector), static_cast<hnswlib::labeltype>(label));
 }
 
 void HnswGraph::Search(const float* query, size_t ef, std::vector<Candidate>* out) const {
   out->clear();
   if (!impl_->hnsw || impl_->hnsw->cur_element_count == 0) return;
   const Hnsw& h = *impl_->hnsw;
+  query = static_cast<const float*>(impl_->Record(query));  // the code, with compressed storage
   // hnswlib's searchKnn without its ef member: upper layers greedily, then the bottom layer.
   hnswlib::tableint current = h.enterpoint_node_;
   float current_dist = h.fstdistfunc_(query, h.getDataByInternalId(current), h.dist_func_param_);
@@ -113,8 +239,11 @@ void HnswGraph::Search(const float* query, size_t ef, std::vector<Candidate>* ou
   for (size_t i = top.size(); i-- > 0;) {
     const auto [dist, internal_id] = top.top();
     top.pop();
-    (*out)[i] = Candidate{dist, static_cast<int64_t>(h.getExternalLabel(internal_id)),
-                          reinterpret_cast<const float*>(h.getDataByInternalId(internal_id))};
+    const auto label = static_cast<int64_t>(h.getExternalLabel(internal_id));
+    (*out)[i] = Candidate{dist, label,
+                          impl_->codes != nullptr
+                              ? impl_->Exact(label)
+                              : reinterpret_cast<const float*>(h.getDataByInternalId(internal_id))};
   }
 }
 
@@ -134,6 +263,7 @@ const float* HnswGraph::Vector(int64_t label) const {
   const Hnsw& h = *impl_->hnsw;
   const auto it = h.label_lookup_.find(static_cast<hnswlib::labeltype>(label));
   if (it == h.label_lookup_.end()) return nullptr;
+  if (impl_->codes != nullptr) return impl_->Exact(static_cast<int64_t>(label));
   return reinterpret_cast<const float*>(h.getDataByInternalId(it->second));
 }
 
@@ -142,7 +272,9 @@ void HnswGraph::Elements(int64_t first, int64_t n, int64_t* labels, const float*
   for (int64_t i = 0; i < n; ++i) {
     const auto id = static_cast<hnswlib::tableint>(first + i);
     labels[i] = static_cast<int64_t>(h.getExternalLabel(id));
-    vectors[i] = reinterpret_cast<const float*>(h.getDataByInternalId(id));
+    vectors[i] = impl_->codes != nullptr
+                     ? impl_->Exact(labels[i])
+                     : reinterpret_cast<const float*>(h.getDataByInternalId(id));
   }
 }
 
@@ -185,7 +317,7 @@ std::string HnswGraph::Check(const char* bytes, size_t size, int64_t count) cons
   const size_t M = static_cast<size_t>(g.M);
   const size_t links0 = 2 * M * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
   const size_t links = M * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
-  const size_t data = static_cast<size_t>(g.dim) * sizeof(float);
+  const size_t data = CodeBytes(g.storage, g.dim);
   if (offset_level0 != 0 || m != M || max_m != M || max_m0 != 2 * M || offset_data != links0 ||
       label_offset != links0 + data || size_per_element != links0 + data + sizeof(size_t) ||
       mult != 1 / std::log(1.0 * static_cast<double>(M)) || ef_construction < 1 ||
@@ -245,21 +377,24 @@ std::string HnswGraph::Check(const char* bytes, size_t size, int64_t count) cons
   return "";
 }
 
-std::string HnswGraph::Load(const std::string& path, int64_t count) {
+std::string HnswGraph::Load(const std::string& path, int64_t count, const float* vectors) {
   Impl& g = *impl_;
+  if (g.codes != nullptr && vectors == nullptr && count > 0) {
+    throw Error(ErrorCode::kInternal, "HnswGraph::Load: compressed storage needs the vectors");
+  }
   // hnswlib's loading constructor leaves num_deleted_ uninitialised (0.6.2) and loadIndex only
   // adds to it; start from the empty constructor and zero it first.
-  g.hnsw = std::make_unique<Hnsw>(&g.space);
+  g.hnsw = std::make_unique<Hnsw>(g.Space());
   g.hnsw->num_deleted_ = 0;
   try {
-    g.hnsw->loadIndex(path, &g.space, static_cast<size_t>(count));
+    g.hnsw->loadIndex(path, g.Space(), static_cast<size_t>(count));
   } catch (const std::exception& e) {
     g.hnsw.reset();
     return std::string("hnswlib cannot load it: ") + e.what();
   }
   const Hnsw& h = *g.hnsw;
   std::string problem;
-  const size_t row_bytes = static_cast<size_t>(g.dim) * sizeof(float);
+  const size_t row_bytes = CodeBytes(g.storage, g.dim);
   if (h.cur_element_count != static_cast<size_t>(count) ||
       h.size_data_per_element_ != h.offsetData_ + row_bytes + sizeof(size_t) ||
       h.label_offset_ != h.offsetData_ + row_bytes || h.M_ != static_cast<size_t>(g.M)) {
@@ -277,7 +412,25 @@ std::string HnswGraph::Load(const std::string& path, int64_t count) {
       seen[label] = 1;
     }
   }
-  if (!problem.empty()) g.hnsw.reset();
+  if (problem.empty() && g.codes != nullptr) {
+    // The fp32 vectors beside the graph, and the codes must be theirs.
+    g.exact.assign(vectors, vectors + static_cast<size_t>(count) * static_cast<size_t>(g.dim));
+    g.exact.resize(h.max_elements_ * static_cast<size_t>(g.dim));
+    std::vector<uint8_t> code(g.codes->record);
+    for (size_t i = 0; problem.empty() && i < h.cur_element_count; ++i) {
+      const hnswlib::labeltype label = h.getExternalLabel(static_cast<hnswlib::tableint>(i));
+      Encode(g.storage, g.Exact(static_cast<int64_t>(label)), g.dim, code.data());
+      if (std::memcmp(code.data(), h.getDataByInternalId(static_cast<hnswlib::tableint>(i)),
+                      code.size()) != 0) {
+        problem = "element " + std::to_string(i) + " (label " + std::to_string(label) +
+                  "): its code is not the encoding of its vector";
+      }
+    }
+  }
+  if (!problem.empty()) {
+    g.hnsw.reset();
+    g.exact.clear();
+  }
   return problem;
 }
 

@@ -7,6 +7,19 @@
 // fast), unlike the rest of the index code: hnswlib's distance kernels are written as multiply
 // then add, and fusing them is ~10% of search time. Its distances only steer the graph; every
 // score HnswIndex returns is recomputed with search_internal.h's arithmetic.
+//
+// Compressed storage (hnsw:storage=int8 | bf16): hnswlib's records hold codes instead of fp32
+// vectors, so a traversal reads 4x (int8) or 2x (bf16) fewer bytes per visited neighbour, and the
+// fp32 vectors are kept beside the graph, by label, for the exact re-scoring (Vector, Elements
+// and Candidate::vector give those). int8: per-vector symmetric codes c = round(x / s),
+// s = max |x_p| / 127, and the distance 1 - s_a s_b sum_p c_ap c_bp, an exact integer sum (AVX-512
+// VNNI's vpdpbusd on c_a + 128 against c_b, the excess 128 sum_p c_bp stored with each code
+// taken off). Per vector rather than per dimension (FlatIndex's int8) because a graph grows one
+// insert at a time: a per-dimension scale would have to re-encode every record when a new value
+// exceeds it. bf16: each value rounded to nearest-even bf16 and the distance summed in fp32
+// (vdpbf16ps where the CPU has AVX512_BF16). The query is encoded the same way per search. The
+// distances are then approximate: the graph's candidates come in the order of the codes, and the
+// caller re-scores all of them (distance_is_approximate()).
 #ifndef TWOTOWER_SRC_INDEX_HNSW_GRAPH_H_
 #define TWOTOWER_SRC_INDEX_HNSW_GRAPH_H_
 
@@ -14,6 +27,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "twotower/index/flat_index.h"
 
 namespace twotower::index::internal {
 
@@ -25,13 +40,17 @@ class HnswGraph {
     const float* vector;  // the graph's copy of its vector
   };
 
-  // Throws Error for dim < 1 or M < 2.
-  HnswGraph(int dim, int M, int ef_construction);
+  // Throws Error for dim < 1 or M < 2, and for int8 storage past 16384 dimensions (the
+  // integer sums' exact range).
+  HnswGraph(int dim, int M, int ef_construction, FlatStorage storage = FlatStorage::kFp32);
   ~HnswGraph();
   HnswGraph(const HnswGraph&) = delete;
   HnswGraph& operator=(const HnswGraph&) = delete;
 
   int64_t size() const;
+  FlatStorage storage() const;
+  // True with compressed storage: Candidate::distance comes from the codes.
+  bool distance_is_approximate() const { return storage() != FlatStorage::kFp32; }
   // Room for `capacity` elements; call before Add, not while adds or searches run.
   void Reserve(int64_t capacity);
   // Inserts `vector` under `label`, or replaces the vector of an existing label and repairs its
@@ -66,8 +85,10 @@ class HnswGraph {
   std::string Check(const char* bytes, size_t size, int64_t count) const;
   // Replaces this graph with the one in `path` (hnswlib's format). Returns "" when it loaded and
   // matches: `count` elements of this graph's dimension and M, distinct labels below `count`
-  // (some may be marked deleted); otherwise what is wrong (the graph is then empty).
-  std::string Load(const std::string& path, int64_t count);
+  // (some may be marked deleted); otherwise what is wrong (the graph is then empty). With
+  // compressed storage `vectors` (count x dim fp32, row = label) are the elements' vectors,
+  // kept for re-scoring; every element's code must be their encoding.
+  std::string Load(const std::string& path, int64_t count, const float* vectors = nullptr);
 
  private:
   struct Impl;

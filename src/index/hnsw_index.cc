@@ -71,7 +71,9 @@ bool ParseInt(const std::string& text, int* out) {
 
 std::string HnswParams::ToString() const {
   return "M=" + std::to_string(M) + ",ef_construction=" + std::to_string(ef_construction) +
-         ",ef_search=" + std::to_string(ef_search);
+         ",ef_search=" + std::to_string(ef_search) +
+         (storage != FlatStorage::kFp32 ? std::string(",storage=") + FlatStorageName(storage)
+                                        : std::string());
 }
 
 HnswParams HnswParams::Parse(const std::string& text) {
@@ -87,17 +89,29 @@ HnswParams HnswParams::Parse(const std::string& text) {
     const size_t eq = item.find('=');
     if (eq == std::string::npos) {
       throw Error("index type 'hnsw': expected key=value, got " + Quote(item) +
-                  " (keys: M, ef_construction, ef_search)");
+                  " (keys: M, ef_construction, ef_search, storage)");
     }
     const std::string key = item.substr(0, eq);
     const std::string value = item.substr(eq + 1);
+    if (key == "storage") {
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        throw Error("index type 'hnsw': parameter 'storage' given twice");
+      }
+      seen.push_back(key);
+      if (value == "fp32" || value == "bf16" || value == "int8") {
+        params.storage = ParseFlatStorage(value);
+        continue;
+      }
+      throw Error("index type 'hnsw': parameter 'storage': unknown value " + Quote(value) +
+                  " (expected: fp32, bf16, int8)");
+    }
     int* field = key == "M"                 ? &params.M
                  : key == "ef_construction" ? &params.ef_construction
                  : key == "ef_search"       ? &params.ef_search
                                             : nullptr;
     if (field == nullptr) {
       throw Error("index type 'hnsw': unknown parameter '" + key +
-                  "' (expected: M, ef_construction, ef_search)");
+                  "' (expected: M, ef_construction, ef_search, storage)");
     }
     if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
       throw Error("index type 'hnsw': parameter '" + key + "' given twice");
@@ -130,7 +144,7 @@ void HnswParams::Validate() const {
 HnswIndex::HnswIndex(int dim, const HnswParams& params) : dim_(dim), params_(params) {
   if (dim < 1) throw Error("index: dimension must be at least 1, got " + std::to_string(dim));
   params_.Validate();
-  graph_ = std::make_unique<HnswGraph>(dim, params_.M, params_.ef_construction);
+  graph_ = std::make_unique<HnswGraph>(dim, params_.M, params_.ef_construction, params_.storage);
 }
 
 HnswIndex::~HnswIndex() = default;
@@ -325,9 +339,12 @@ void HnswIndex::SearchOne(const float* query, int k, int ef_search, const Prepar
   // Algorithms, 3.1: |error| <= d * eps * |q| |v| per dot product, twice for the two orders).
   double query_norm = 0.0;
   for (int p = 0; p < d; ++p) query_norm += static_cast<double>(query[p]) * query[p];
-  const float tolerance = static_cast<float>(2.0 * d * std::numeric_limits<float>::epsilon() *
-                                                 std::sqrt(query_norm) * max_norm_ +
-                                             std::numeric_limits<float>::min());
+  // With compressed storage the graph's distances come from codes: every candidate is re-scored.
+  const float tolerance = graph_->distance_is_approximate()
+                              ? std::numeric_limits<float>::infinity()
+                              : static_cast<float>(2.0 * d * std::numeric_limits<float>::epsilon() *
+                                                       std::sqrt(query_norm) * max_norm_ +
+                                                   std::numeric_limits<float>::min());
   // Per-thread scratch: a search allocates nothing once these have grown.
   thread_local std::vector<HnswGraph::Candidate> candidates;
   thread_local std::vector<const float*> rows;
@@ -448,11 +465,14 @@ void HnswIndex::SaveImpl(const std::string& path) const {
     graph_size = graph_->Save(graph->path());
   }
   internal::WriteIndexFile(
-      path, "hnsw", dim_, ids_.size(), model_fingerprint(), 2, [&](internal::ByteSink& sink) {
+      path, "hnsw", dim_, ids_.size(), model_fingerprint(),
+      // fp32 graphs stay format 2 (readable by older builds); compressed ones need 3.
+      params_.storage == FlatStorage::kFp32 ? 2 : 3, [&](internal::ByteSink& sink) {
         sink.U32(static_cast<uint32_t>(params_.M));
         sink.U32(static_cast<uint32_t>(params_.ef_construction));
         sink.U32(static_cast<uint32_t>(params_.ef_search));
-        sink.U32(0);
+        // Format 3: the storage (FlatStorage); formats 1 and 2 write 0 there (fp32).
+        sink.U32(static_cast<uint32_t>(params_.storage));
         // The items section as FlatIndex writes it: ids, then the vectors row-major by label.
         ids_.Emit(sink);
         for (int64_t label = 0; label < ids_.size(); ++label) {
@@ -485,7 +505,12 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count, uint32
   params.M = static_cast<int>(reader.U32("hnsw parameters"));
   params.ef_construction = static_cast<int>(reader.U32("hnsw parameters"));
   params.ef_search = static_cast<int>(reader.U32("hnsw parameters"));
-  reader.U32("hnsw parameters");
+  const uint32_t storage = reader.U32("hnsw parameters");
+  if (storage > static_cast<uint32_t>(FlatStorage::kInt8) || (format_version < 3 && storage != 0)) {
+    reader.Fail("hnsw parameters: storage " + std::to_string(storage) +
+                " (expected 0 fp32, 1 bf16 or 2 int8; compressed graphs are format 3)");
+  }
+  params.storage = static_cast<FlatStorage>(storage);
   try {
     params.Validate();
   } catch (const Error& e) {
@@ -504,7 +529,8 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count, uint32
     // Each node fills at least its bottom-layer record (2 M links, vector, label) and an
     // upper-layer length in the graph section: a count the payload cannot hold is refused
     // before anything is sized by it.
-    const uint64_t node_bytes = 8 * static_cast<uint64_t>(params.M) + 4 + row_bytes + 8 + 4;
+    const uint64_t node_bytes = 8 * static_cast<uint64_t>(params.M) + 4 +
+                                (params.storage == FlatStorage::kFp32 ? row_bytes : 8) + 8 + 4;
     if (nodes > reader.remaining() / node_bytes) {
       reader.Fail("graph nodes: " + std::to_string(nodes) + " nodes need at least " +
                   std::to_string(nodes * node_bytes) + " bytes, " +
@@ -545,7 +571,18 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count, uint32
     out.write(graph_bytes, static_cast<std::streamsize>(graph_size));
     if (!out.flush()) throw Error(graph.path() + ": cannot write a temporary file");
   }
-  const std::string problem = index->graph_->Load(graph.path(), static_cast<int64_t>(nodes));
+  // Compressed graphs: each node's fp32 vector, from the items section (an item of the node).
+  std::vector<float> node_vectors;
+  if (params.storage != FlatStorage::kFp32) {
+    node_vectors.assign(static_cast<size_t>(nodes) * static_cast<size_t>(dim), 0.0f);
+    for (int64_t label = 0; label < count; ++label) {
+      std::memcpy(node_vectors.data() + static_cast<size_t>(node_of[label]) * dim,
+                  vectors + label * row_bytes, row_bytes);
+    }
+  }
+  const std::string problem =
+      index->graph_->Load(graph.path(), static_cast<int64_t>(nodes),
+                          node_vectors.empty() ? nullptr : node_vectors.data());
   if (!problem.empty()) reader.Fail("graph: " + problem);
   // A node is marked deleted exactly when no item has it.
   {

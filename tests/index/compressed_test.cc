@@ -14,9 +14,12 @@
 
 #include "index/compressed_internal.h"
 #include "testing/temp_dir.h"
+#include "twotower/core/hash.h"
 #include "twotower/core/threads.h"
 #include "twotower/index/flat_index.h"
+#include "twotower/index/hnsw_index.h"
 #include "twotower/index/index_file.h"
+#include "twotower/index/item_index.h"
 
 namespace twotower::index {
 namespace {
@@ -267,6 +270,174 @@ TEST_P(CompressedFlatTest, OnlyCompressedIndexesNeedFormat3) {
 INSTANTIATE_TEST_SUITE_P(Storage, CompressedFlatTest,
                          ::testing::Values(FlatStorage::kBf16, FlatStorage::kInt8),
                          [](const auto& info) { return FlatStorageName(info.param); });
+
+// ---- hnsw:storage=bf16 | int8 -------------------------------------------------------------------
+// The graph holds codes; every candidate it finds is re-scored from the fp32 vectors. So each
+// returned score must be bit-equal to the exact index's score of that item, and the recall
+// against the exact top 10 close to the fp32 graph's (the codes only steer the traversal).
+
+// Each query's top-k ids of `got` that are in `want`'s top k, over all queries.
+double Recall(const Results& got, const Results& want, int k) {
+  int64_t hits = 0;
+  const size_t n = want.ids.size() / static_cast<size_t>(k);
+  for (size_t q = 0; q < n; ++q) {
+    for (int i = 0; i < k; ++i) {
+      for (int j = 0; j < k; ++j) hits += got.ids[q * k + i] == want.ids[q * k + j];
+    }
+  }
+  return static_cast<double>(hits) / static_cast<double>(n * k);
+}
+
+// Every returned (id, score) has the exact index's score for that id, bit for bit.
+void ExpectExactScores(const Results& got, const ItemIndex& exact, const std::vector<float>& q,
+                       int k) {
+  const int64_t n_items = exact.size();
+  const Results all = Search(exact, q, static_cast<int>(n_items));
+  const size_t n = got.ids.size() / static_cast<size_t>(k);
+  for (size_t i = 0; i < n; ++i) {
+    for (int r = 0; r < k; ++r) {
+      const int64_t id = got.ids[i * k + r];
+      ASSERT_GE(id, 0);
+      float want = std::nanf("");
+      for (int64_t j = 0; j < n_items; ++j) {
+        if (all.ids[i * n_items + j] == id) want = all.scores[i * n_items + j];
+      }
+      ASSERT_EQ(std::memcmp(&got.scores[i * k + r], &want, sizeof(float)), 0)
+          << "query " << i << " rank " << r << ": " << got.scores[i * k + r] << " vs " << want;
+    }
+  }
+}
+
+class CompressedHnswTest : public ::testing::TestWithParam<FlatStorage> {};
+
+TEST_P(CompressedHnswTest, ScoresAreFp32AndRecallIsTheFp32GraphsOrNearly) {
+  const Data data = Clustered(4000, 48, 40, 0.35, 7);
+  const std::vector<float> q = Queries(data, 200, 8);
+  FlatIndex exact(data.d);
+  exact.Add(data.v.data(), data.n, data.ids);
+  HnswParams params;
+  params.M = 12;
+  params.ef_construction = 80;
+  params.ef_search = 32;
+  HnswIndex fp32(data.d, params);
+  params.storage = GetParam();
+  HnswIndex compressed(data.d, params);
+  EXPECT_EQ(compressed.spec(), std::string("hnsw:M=12,ef_construction=80,ef_search=32,storage=") +
+                                   FlatStorageName(GetParam()));
+  {
+    ScopedThreads one(1);  // a reproducible graph
+    fp32.Add(data.v.data(), data.n, data.ids);
+    compressed.Add(data.v.data(), data.n, data.ids);
+  }
+  const Results want = Search(exact, q, 10);
+  const Results plain = Search(fp32, q, 10);
+  const Results got = Search(compressed, q, 10);
+  EXPECT_EQ(compressed.counters().exact_scans, 0);  // the graph answered
+  ExpectExactScores(got, exact, q, 10);
+  // At this small ef the fp32 graph itself finds about 84% of the exact top 10 here.
+  const double recall = Recall(got, want, 10), plain_recall = Recall(plain, want, 10);
+  EXPECT_GE(recall, plain_recall - 0.02) << "fp32 graph: " << plain_recall;
+  EXPECT_GE(recall, 0.75);
+  // A wider candidate list reaches the exact top 10 (every candidate is re-scored exactly).
+  Results wide{std::vector<int64_t>(q.size() / data.d * 10),
+               std::vector<float>(q.size() / data.d * 10)};
+  SearchOptions options;
+  options.ef_search = 400;
+  compressed.Search(q.data(), static_cast<int64_t>(q.size()) / data.d, 10, nullptr, wide.ids.data(),
+                    wide.scores.data(), options);
+  EXPECT_GE(Recall(wide, want, 10), 0.999);
+}
+
+TEST_P(CompressedHnswTest, UpdatesSaveAndLoadKeepTheCodesAndTheResults) {
+  Data data = Clustered(1500, 20, 15, 0.3, 9);
+  HnswParams params;
+  params.M = 8;
+  params.ef_construction = 60;
+  params.storage = GetParam();
+  HnswIndex index(data.d, params);
+  index.Add(data.v.data(), data.n, data.ids);
+  // Moved items (new vectors for ids 0..99) and new ones.
+  const Data moved = Clustered(100, 20, 5, 0.3, 10);
+  index.Add(moved.v.data(), moved.n, Ids(100));
+  const Data fresh = Clustered(200, 20, 5, 0.3, 11);
+  index.Add(fresh.v.data(), fresh.n, Ids(200, 1500));
+  std::memcpy(data.v.data(), moved.v.data(), moved.v.size() * sizeof(float));
+  data.v.insert(data.v.end(), fresh.v.begin(), fresh.v.end());
+  data.n += fresh.n;
+  data.ids = Ids(data.n);
+  FlatIndex exact(data.d);
+  exact.Add(data.v.data(), data.n, data.ids);
+  const std::vector<float> q = Queries(data, 100, 12);
+  const Results before = Search(index, q, 10);
+  ExpectExactScores(before, exact, q, 10);
+  EXPECT_GE(Recall(before, Search(exact, q, 10), 10), 0.9);
+
+  testing::TempDir dir;
+  index.Save(dir.File("c.index"));
+  EXPECT_EQ(ReadIndexInfo(dir.File("c.index")).format_version, 3u);
+  const std::unique_ptr<ItemIndex> loaded = LoadIndex(dir.File("c.index"), data.d);
+  EXPECT_EQ(loaded->spec(), index.spec());
+  ExpectIdentical(Search(*loaded, q, 10), before, "loaded");
+  HnswIndex plain(data.d, HnswParams{});
+  plain.Add(data.v.data(), 10, Ids(10));
+  plain.Save(dir.File("p.index"));
+  EXPECT_EQ(ReadIndexInfo(dir.File("p.index")).format_version, 2u);  // fp32 graphs stay 2
+
+  // A vector changed in the file's items section no longer matches its code: refused.
+  std::string bytes;
+  {
+    std::FILE* f = std::fopen(dir.File("c.index").c_str(), "rb");
+    ASSERT_NE(f, nullptr);
+    char buffer[1 << 16];
+    size_t got = 0;
+    while ((got = std::fread(buffer, 1, sizeof(buffer), f)) > 0) bytes.append(buffer, got);
+    std::fclose(f);
+  }
+  const std::string item_7(reinterpret_cast<const char*>(data.v.data() + 7 * data.d),
+                           sizeof(float) * data.d);
+  const size_t at = bytes.find(item_7);
+  ASSERT_NE(at, std::string::npos);
+  const float changed = -3.0f;
+  std::memcpy(&bytes[at], &changed, sizeof(float));
+  // The checksum made to match (index_file.h: the header's first 48 bytes, then the payload).
+  const uint32_t crc = Crc32c(Crc32c(0, bytes.data(), 48), bytes.data() + 64, bytes.size() - 64);
+  std::memcpy(&bytes[56], &crc, sizeof(crc));
+  {
+    std::FILE* f = std::fopen(dir.File("bad.index").c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    std::fclose(f);
+  }
+  try {
+    LoadIndex(dir.File("bad.index"), data.d);
+    ADD_FAILURE() << "a vector that does not match its code was accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("its code is not the encoding of its vector"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Storage, CompressedHnswTest,
+                         ::testing::Values(FlatStorage::kBf16, FlatStorage::kInt8),
+                         [](const auto& info) { return FlatStorageName(info.param); });
+
+TEST(CompressedHnswParamsTest, StorageIsAParameterOfTheSpec) {
+  EXPECT_EQ(HnswParams::Parse("storage=int8,M=8").storage, FlatStorage::kInt8);
+  EXPECT_EQ(HnswParams::Parse("M=8").ToString(), "M=8,ef_construction=200,ef_search=64");
+  try {
+    HnswParams::Parse("storage=int4");
+    ADD_FAILURE() << "storage=int4 accepted";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "index type 'hnsw': parameter 'storage': unknown value \"int4\" (expected: fp32, "
+                 "bf16, int8)");
+  }
+  try {
+    HnswIndex(20000, HnswParams::Parse("storage=int8"));
+    ADD_FAILURE() << "20000 int8 dimensions accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("at most 16384 dimensions"));
+  }
+}
 
 // vdpbf16ps reads subnormal bf16 inputs as zero: values that small must not be encoded as
 // subnormals the bound would not cover. Here item 0's only non-zero value is 2^-130 (subnormal)

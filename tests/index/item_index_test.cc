@@ -1041,14 +1041,15 @@ TEST(MakeIndexTest, RejectsBadSpecs) {
             "unknown index type 'hsnw' (expected: flat, hnsw)");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("", 8); }), "unknown index type '' (expected: flat, hnsw)");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("hnsw:Q=3", 8); }),
-            "index type 'hnsw': unknown parameter 'Q' (expected: M, ef_construction, ef_search)");
+            "index type 'hnsw': unknown parameter 'Q' (expected: M, ef_construction, ef_search, "
+            "storage)");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("hnsw:M=abc", 8); }),
             "index type 'hnsw': parameter 'M': expected an integer, got \"abc\"");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("hnsw:M=1", 8); }),
             "index type 'hnsw': parameter 'M': 1 is out of range (expected 2 .. 10000)");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("hnsw:M", 8); }),
             "index type 'hnsw': expected key=value, got \"M\" (keys: M, ef_construction, "
-            "ef_search)");
+            "ef_search, storage)");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("hnsw:M=8,M=9", 8); }),
             "index type 'hnsw': parameter 'M' given twice");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("flat:M=8", 8); }),

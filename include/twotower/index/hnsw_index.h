@@ -23,6 +23,12 @@
 // parallel, so the graph (not the exact re-scoring) may differ from run to run; one thread gives
 // the same graph for the same input.
 //
+// With storage=int8 or bf16 (hnsw:storage=int8) the graph holds codes, 4x / 2x smaller than the
+// fp32 vectors, so a traversal reads fewer bytes per visited node; every candidate the graph
+// returns is then re-scored from the fp32 vectors (the codes only order the traversal). The
+// file is format 3 and keeps the fp32 vectors and the codes; the codes are checked against the
+// vectors on load.
+//
 // hnswlib's header defines non-inline functions, so only src/index/hnsw_graph.cc includes it;
 // this header does not. Thread-safety as ItemIndex.
 #ifndef TWOTOWER_INDEX_HNSW_INDEX_H_
@@ -35,6 +41,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "twotower/index/flat_index.h"
 #include "twotower/index/id_table.h"
 #include "twotower/index/item_index.h"
 
@@ -48,8 +55,13 @@ struct HnswParams {
   int M = 32;                 // graph degree (2 * M on the bottom layer); 2 .. 10000
   int ef_construction = 200;  // candidate list while inserting; >= 1
   int ef_search = 64;         // candidate list while searching (at least k is used); >= 1
+  // The graph's records: fp32 vectors, or int8 / bf16 codes that the traversal reads, with the
+  // fp32 vectors kept beside the graph for re-scoring every candidate exactly (the scores
+  // returned are the fp32 inner products; recall against the fp32 graph is measured in
+  // BENCHMARKS.md). See src/index/hnsw_graph.h for the codes.
+  FlatStorage storage = FlatStorage::kFp32;
 
-  // "M=32,ef_construction=200,ef_search=64"
+  // "M=32,ef_construction=200,ef_search=64" (",storage=int8" when not fp32)
   std::string ToString() const;
   // Parses "key=value,..." over the defaults; throws Error("index type 'hnsw': ...") naming
   // the unknown key or the bad value and what was expected.
