@@ -67,6 +67,12 @@ def test_server_answers_what_the_model_answers_and_stops(lab, tmp_path):
         assert status == 400 and body["field"] == "k"
         assert post(srv.url + "/v1/recommend", {"user_id": user, "k": 5})[0] == 200
         srv.reload()  # the same files again: succeeds
+        # A port another server holds: a ConflictError naming it, not a bad argument.
+        other = twotower.Server(model=lab["run"].model_path, port=srv.port,
+                                events=str(tmp_path / "other.jsonl"))
+        with pytest.raises(twotower.ConflictError, match=f"cannot bind .*:{srv.port}"):
+            other.start()
+        assert post(srv.url + "/v1/recommend", {"user_id": user, "k": 5})[0] == 200
     assert not srv.running
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(srv.url + "/healthz", timeout=2)

@@ -336,21 +336,22 @@ Interactions Concatenate(const Interactions& a, const Interactions& b) {
   out.user_row.insert(out.user_row.end(), b.user_row.begin(), b.user_row.end());
   out.item_row.insert(out.item_row.end(), b.item_row.begin(), b.item_row.end());
   out.label.insert(out.label.end(), b.label.begin(), b.label.end());
-  if (a.has_timestamp() && b.has_timestamp()) {
-    out.timestamp.insert(out.timestamp.end(), b.timestamp.begin(), b.timestamp.end());
-  } else {
-    out.timestamp.clear();
-  }
-  if (a.has_weight() && b.has_weight()) {
-    out.weight.insert(out.weight.end(), b.weight.begin(), b.weight.end());
-  } else {
-    out.weight.clear();
-  }
-  if (a.has_p_true() && b.has_p_true()) {
-    out.p_true.insert(out.p_true.end(), b.p_true.begin(), b.p_true.end());
-  } else {
-    out.p_true.clear();
-  }
+  // An optional column is kept when both sides have it; a side without rows has every column
+  // (a rank's empty part of the validation split must not drop the training rows' weights).
+  const auto join = [&](auto member) {
+    const auto& x = a.*member;
+    const auto& y = b.*member;
+    auto& o = out.*member;
+    if ((!x.empty() || a.size() == 0) && (!y.empty() || b.size() == 0)) {
+      o.insert(o.end(), y.begin(), y.end());
+    } else {
+      o.clear();
+    }
+  };
+  join(&Interactions::timestamp);
+  join(&Interactions::weight);
+  join(&Interactions::p_true);
+  if (a.size() == 0 && out.targets.size() < b.targets.size()) out.targets.resize(b.targets.size());
   for (size_t t = 0; t < out.targets.size() && t < b.targets.size(); ++t) {
     out.targets[t].insert(out.targets[t].end(), b.targets[t].begin(), b.targets[t].end());
   }

@@ -418,6 +418,8 @@ std::string HnswGraph::Load(const std::string& path, int64_t count, const float*
     g.exact.resize(h.max_elements_ * static_cast<size_t>(g.dim));
     std::vector<uint8_t> code(g.codes->record);
     for (size_t i = 0; problem.empty() && i < h.cur_element_count; ++i) {
+      // A deleted node holds no item, so no vector: its code only steers the traversal.
+      if (h.isMarkedDeleted(static_cast<hnswlib::tableint>(i))) continue;
       const hnswlib::labeltype label = h.getExternalLabel(static_cast<hnswlib::tableint>(i));
       Encode(g.storage, g.Exact(static_cast<int64_t>(label)), g.dim, code.data());
       if (std::memcmp(code.data(), h.getDataByInternalId(static_cast<hnswlib::tableint>(i)),

@@ -86,8 +86,9 @@ class HnswGraph {
   // Replaces this graph with the one in `path` (hnswlib's format). Returns "" when it loaded and
   // matches: `count` elements of this graph's dimension and M, distinct labels below `count`
   // (some may be marked deleted); otherwise what is wrong (the graph is then empty). With
-  // compressed storage `vectors` (count x dim fp32, row = label) are the elements' vectors,
-  // kept for re-scoring; every element's code must be their encoding.
+  // compressed storage `vectors` (count x dim fp32, row = label, finite) are the elements'
+  // vectors, kept for re-scoring; every element's code (but a deleted one's) must be their
+  // encoding.
   std::string Load(const std::string& path, int64_t count, const float* vectors = nullptr);
 
  private:

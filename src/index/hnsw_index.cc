@@ -571,13 +571,15 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count, uint32
     out.write(graph_bytes, static_cast<std::streamsize>(graph_size));
     if (!out.flush()) throw Error(graph.path() + ": cannot write a temporary file");
   }
-  // Compressed graphs: each node's fp32 vector, from the items section (an item of the node).
+  // Compressed graphs: each node's fp32 vector, from the items section (an item of the node),
+  // finite before anything encodes it.
   std::vector<float> node_vectors;
   if (params.storage != FlatStorage::kFp32) {
     node_vectors.assign(static_cast<size_t>(nodes) * static_cast<size_t>(dim), 0.0f);
     for (int64_t label = 0; label < count; ++label) {
-      std::memcpy(node_vectors.data() + static_cast<size_t>(node_of[label]) * dim,
-                  vectors + label * row_bytes, row_bytes);
+      float* v = node_vectors.data() + static_cast<size_t>(node_of[label]) * dim;
+      std::memcpy(v, vectors + label * row_bytes, row_bytes);
+      reader.CheckFinite(v, dim, label, index->ids_.ids()[static_cast<size_t>(label)]);
     }
   }
   const std::string problem =

@@ -311,8 +311,11 @@ int Server::Bind(const std::string& host, int port) {
   if (!ec) s.acceptor.bind(endpoint, ec);
   if (!ec) s.acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    throw Error("serve: cannot bind " + host + ":" + std::to_string(port) + " (" + ec.message() +
-                ")");
+    // A port another process holds is a conflict with the machine's state (the Python module's
+    // ConflictError), other refusals the operating system's (IoError).
+    throw Error(
+        ec == asio::error::address_in_use ? ErrorCode::kConflict : ErrorCode::kIo,
+        "serve: cannot bind " + host + ":" + std::to_string(port) + " (" + ec.message() + ")");
   }
   return s.acceptor.local_endpoint().port();
 }

@@ -901,7 +901,16 @@ void Server::Impl::Routes() {
   Route("GET", R"(/v1/experiments/([^/]+))", "/v1/experiments/{name}",
         [this](Req, Match m) { return Experiment(m[1]); });
   Route("GET", "/v1/models", "/v1/models", [this](Req, Match) { return Models(); });
-  Route("POST", "/v1/admin/reload", "/v1/admin/reload", [this](Req, Match) {
+  Route("POST", "/v1/admin/reload", "/v1/admin/reload", [this](Req r, Match) {
+    // A reload takes no fields: no body, or an empty JSON object.
+    if (!r.body.empty()) {
+      const Json body = ParseBody(r);
+      if (!body.empty()) {
+        const std::string key = body.items().begin().key();
+        Refuse(ErrorCode::kInvalidArgument, key,
+               "unknown field '" + key + "' (a reload takes no fields: send {} or no body)");
+      }
+    }
     const std::string problem = Reload();
     if (!problem.empty()) {
       return Reply{500,

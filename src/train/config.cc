@@ -845,6 +845,12 @@ void Config::Validate(const std::string& where) const {
     if (value->empty()) throw Error(where + ": '" + key + "' is empty (expected a path)");
   }
   features.Validate(where);
+  if (shards > training.batch_size) {
+    // Each part gives a share of every step's batch: a part with no share would never train.
+    throw Error(where + ": 'data.shards' " + std::to_string(shards) +
+                " is more than training.batch_size " + std::to_string(training.batch_size) +
+                ": every part needs at least one row of each batch");
+  }
   if (shards > 1) {
     // What a rank holding one part cannot compute: per-user state over every part's rows.
     const char* refused = features.user.history.enabled() ? "features.history (a user's history "

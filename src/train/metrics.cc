@@ -321,39 +321,40 @@ RankingMetrics EvaluateRankingByScores(
     const std::function<void(int32_t user, float* scores)>& score_items,
     const std::vector<std::vector<int32_t>>& positives,
     const std::vector<std::vector<int32_t>>& exclude, const std::vector<int>& ks,
-    PerUserRanking* per_user) {
+    PerUserRanking* per_user, bool across_ranks) {
   if (static_cast<int64_t>(positives.size()) != num_users ||
       static_cast<int64_t>(exclude.size()) != num_users) {
     throw Error("EvaluateRankingByScores: sizes do not match");
   }
   std::vector<float> scores(num_items);
   std::vector<int32_t> order(num_items);
-  return Accumulate(num_users, num_items, positives, ks, per_user, 1,
-                    [&](const int32_t* users, int64_t /*n*/, int max_k, int64_t* labels) {
-                      const int32_t u = users[0];
-                      score_items(u, scores.data());
-                      int64_t m = 0;
-                      std::vector<char> excluded(num_items, 0);
-                      for (int32_t e : exclude[u]) {
-                        if (e >= 0 && e < num_items) excluded[e] = 1;
-                      }
-                      for (int32_t i = 0; i < num_items; ++i) {
-                        if (excluded[i]) continue;
-                        if (std::isnan(scores[i])) {
-                          throw Error("EvaluateRankingByScores: item row " + std::to_string(i) +
-                                      " scored NaN for user row " + std::to_string(u));
-                        }
-                        order[m++] = i;
-                      }
-                      const int64_t top = std::min<int64_t>(max_k, m);
-                      // Higher score first; ties to the lower item row, as the exact index.
-                      std::partial_sort(order.begin(), order.begin() + top, order.begin() + m,
-                                        [&](int32_t a, int32_t b) {
-                                          return scores[a] > scores[b] ||
-                                                 (scores[a] == scores[b] && a < b);
-                                        });
-                      for (int64_t r = 0; r < top; ++r) labels[r] = order[r];
-                    });
+  return Accumulate(
+      num_users, num_items, positives, ks, per_user, 1,
+      [&](const int32_t* users, int64_t /*n*/, int max_k, int64_t* labels) {
+        const int32_t u = users[0];
+        score_items(u, scores.data());
+        int64_t m = 0;
+        std::vector<char> excluded(num_items, 0);
+        for (int32_t e : exclude[u]) {
+          if (e >= 0 && e < num_items) excluded[e] = 1;
+        }
+        for (int32_t i = 0; i < num_items; ++i) {
+          if (excluded[i]) continue;
+          if (std::isnan(scores[i])) {
+            throw Error("EvaluateRankingByScores: item row " + std::to_string(i) +
+                        " scored NaN for user row " + std::to_string(u));
+          }
+          order[m++] = i;
+        }
+        const int64_t top = std::min<int64_t>(max_k, m);
+        // Higher score first; ties to the lower item row, as the exact index.
+        std::partial_sort(order.begin(), order.begin() + top, order.begin() + m,
+                          [&](int32_t a, int32_t b) {
+                            return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+                          });
+        for (int64_t r = 0; r < top; ++r) labels[r] = order[r];
+      },
+      across_ranks);
 }
 
 RankingMetrics EvaluateMostPopular(const std::vector<double>& item_counts,

@@ -35,7 +35,7 @@ EvalMetrics EvaluateRanker(const model::Ranker& ranker, const data::EncodedTable
 
 RankingMetrics EvaluateRankerRankingSplit(const model::Ranker& ranker, const data::Dataset& data,
                                           Split split, bool positives_only,
-                                          const std::vector<int>& ks) {
+                                          const std::vector<int>& ks, bool across_ranks) {
   const int64_t num_items = data.item_features.rows();
   std::vector<int32_t> item_rows(num_items), user_rows(num_items);
   std::iota(item_rows.begin(), item_rows.end(), 0);
@@ -48,7 +48,8 @@ RankingMetrics EvaluateRankerRankingSplit(const model::Ranker& ranker, const dat
                      num_items, &logits);
         std::copy(logits.data(), logits.data() + num_items, scores);
       },
-      SplitPositives(data, split, positives_only), ExcludedItems(data, split), ks);
+      SplitPositives(data, split, positives_only), ExcludedItems(data, split), ks, nullptr,
+      across_ranks);
 }
 
 struct RankerTrainer::Replicas {
@@ -270,7 +271,8 @@ class RankerFit final : public FitModel {
       // Every item for every validation user through the ranker: the cost of a ranking monitor,
       // paid only when it decides.
       r->val_ranking = EvaluateRankerRankingSplit(
-          *model_, data_, Split::kVal, config_.training.positives == "liked", config_.evaluation.k);
+          *model_, data_, Split::kVal, config_.training.positives == "liked", config_.evaluation.k,
+          /*across_ranks=*/true);
     }
   }
 
@@ -351,7 +353,8 @@ RankerTrainResult TrainRanker(const Config& config, const data::Dataset& data,
   const std::vector<int>& ks = config.evaluation.k;
   const bool positives_only = config.training.positives == "liked";
   if (!ks.empty()) {
-    result.test_ranking = EvaluateRankerRankingSplit(net, data, Split::kTest, positives_only, ks);
+    result.test_ranking = EvaluateRankerRankingSplit(net, data, Split::kTest, positives_only, ks,
+                                                     /*across_ranks=*/true);
     result.test_most_popular = EvaluateMostPopularSplit(data, Split::kTest, positives_only, ks);
   }
   if (!options.run_dir.empty() && dist::IsRoot()) {

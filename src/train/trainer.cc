@@ -307,7 +307,8 @@ struct EpochBuffers {
 std::vector<float> LossWeights(const Config& config, const data::Interactions& source) {
   const std::string& column = config.features.weight_column;
   if (column.empty()) return {};
-  if (!source.has_weight()) {
+  // (A rank's empty part of the file has no rows to hold the column.)
+  if (!source.has_weight() && source.size() > 0) {
     throw Error("features.weight: " + source.source + " has no column '" + column + "'");
   }
   const TrainingConfig& t = config.training;
@@ -425,7 +426,10 @@ int64_t GatherPartBatches(const data::Interactions& source, const EpochPlan& pla
     m += counts[k];
   }
   const int64_t count = counts[plan.held];
-  FillBatch(source, plan.order[plan.held].data() + first, count, mine, weights, tasks, buf, labels);
+  if (count > 0) {
+    FillBatch(source, plan.order[plan.held].data() + first, count, mine, weights, tasks, buf,
+              labels);
+  }
   const auto gather = [&](auto* data) {
     using T = std::remove_pointer_t<decltype(data)>;
     auto& part = [&]() -> std::vector<T>& {
@@ -491,6 +495,7 @@ double RunEpoch(Trainer* trainer, const data::Dataset& data, const data::Interac
       for (int k = 0; k < plan->shards; ++k) {
         int64_t first = 0, count = 0;
         plan->Slice(k, s, batch, &first, &count);
+        if (count == 0) continue;
         FillBatch(source, plan->order[k].data() + first, count, m, weights, tasks, buf, labels);
         m += count;
       }
@@ -596,7 +601,9 @@ class TwoTowerFit final : public FitModel {
   void TrainEpoch(bool progress, EpochRecord* r) override {
     r->train_loss =
         RunEpoch(trainer_.get(), data_, source_, example_history_,
-                 weights_.empty() ? nullptr : &weights_, &plan_,
+                 // From the config, not from emptiness: every rank passes the same (a rank's
+                 // part may be empty), or their collectives would differ.
+                 config_.features.weight_column.empty() ? nullptr : &weights_, &plan_,
                  // Under mpirun: batch_size per rank, the global batch Size() times as large.
                  config_.training.batch_size * static_cast<int64_t>(dist::Size()), &shuffle_rng_,
                  &dropout_rng_, progress, &buf_, tasks_, [this] { CheckStop(); });

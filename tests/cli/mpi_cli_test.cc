@@ -13,6 +13,7 @@
 #include "testing/cli_runner.h"
 #include "testing/temp_dir.h"
 #include "twotower/core/dist.h"
+#include "twotower/core/hash.h"
 
 namespace twotower {
 namespace {
@@ -232,8 +233,9 @@ TEST(MpiCliTest, TaskHeadsTrainTheOneProcessObjective) {
 
 // The ranker (model.kind: ranker, BCE on labelled pairs plus drawn unrated pairs): 2 ranks with
 // batch 32 and 8 unrated pairs each against one process with 64 and 16, the same draws from the
-// same generator. Per-epoch training loss, train AUC (every pair's logit gathered) and
-// validation loss agree to float reduction order; a lost share or a gradient counted twice
+// same generator. Per-epoch training loss, train AUC (every pair's logit gathered), validation
+// loss and validation Recall@5 (each rank ranking a share of the users) agree to float
+// reduction order; a lost share or a gradient counted twice
 // moves them by percents.
 TEST(MpiCliTest, TheRankerTrainsTheOneProcessObjective) {
   SKIP_WITHOUT_MPI();
@@ -255,6 +257,7 @@ TEST(MpiCliTest, TheRankerTrainsTheOneProcessObjective) {
     for (const std::string& s :
          {std::string("model.kind=ranker"), std::string("model.ranker_hidden_dims=[16]"),
           std::string("training.loss=bce"), std::string("training.sampler=uniform"),
+          std::string("training.monitor=val_recall@5"),
           "training.num_negatives=" + std::to_string(negatives)}) {
       a.insert(a.end(), {"--set", s});
     }
@@ -272,6 +275,9 @@ TEST(MpiCliTest, TheRankerTrainsTheOneProcessObjective) {
   ExpectColumnsNear(a, b, "train_loss", 4, 1e-4);
   ExpectColumnsNear(a, b, "train_auc", 4, 1e-4);
   ExpectColumnsNear(a, b, "val_loss", 4, 1e-4);
+  // Validation Recall@5 ranked by the ranker over every item, each rank scoring a share of the
+  // users (whole in one process).
+  ExpectColumnsNear(a, b, "val_recall@5", 4, 1e-3);
   const std::vector<double> loss = TrainLosses(b);
   ASSERT_EQ(loss.size(), 4u);
   EXPECT_LT(loss[3], loss[0]);  // it learned
@@ -351,6 +357,49 @@ INSTANTIATE_TEST_SUITE_P(
                       std::vector<std::string>{"training.loss=mixed",
                                                "training.num_uniform_negatives=16"}));
 
+// A rank whose part is empty (every user's id hashes to part 0) still trains, with loss weights
+// and a refit on train + validation (its empty share of the validation rows must not drop the
+// training rows' weights): the one process holding both parts is the reference.
+TEST(MpiCliTest, ARankWithAnEmptyPartTrainsWithWeightsAndARefit) {
+  SKIP_WITHOUT_MPI();
+  TempDir dir;
+  const std::string config = Config(dir, 1);  // its data are replaced below
+  std::vector<std::string> users;
+  for (int i = 0; users.size() < 40; ++i) {
+    const std::string id = "u" + std::to_string(i);
+    if (Crc32c(0, id.data(), id.size()) % 2 == 0) users.push_back(id);
+  }
+  for (int split = 0; split < 3; ++split) {
+    std::string rows = "user_id,item_id,label,plays\n";
+    for (size_t u = 0; u < users.size(); ++u) {
+      for (int k = 0; k < (split == 0 ? 6 : 2); ++k) {
+        const int item = static_cast<int>((u % 4) * 12 + (u * 5 + split * 6 + k * 3) % 12);
+        rows +=
+            users[u] + "," + std::to_string(item) + ",1," + std::to_string(1 + (u + k) % 4) + "\n";
+      }
+    }
+    dir.Write(std::string("d/") +
+                  (split == 0   ? "train"
+                   : split == 1 ? "val"
+                                : "test") +
+                  "/interactions.csv",
+              rows);
+  }
+  std::vector<std::string> extra = {"data.shards=2", "features.weight=plays",
+                                    "training.weight_transform=log1p", "training.refit=true"};
+  std::vector<std::string> one_args = TrainArgs(config, dir.File("one"), 64);
+  for (const std::string& s : extra) one_args.insert(one_args.end(), {"--set", s});
+  const CliResult one = RunCli(one_args, dir);
+  ASSERT_EQ(one.code, 0) << one.err;
+  std::vector<std::string> args = TrainArgs(config, dir.File("two"), 32);
+  for (const std::string& s : extra) args.insert(args.end(), {"--set", s});
+  const CliResult two = RunCli(args, dir, Mpirun(2));
+  ASSERT_EQ(two.code, 0) << two.err;
+  EXPECT_THAT(two.out, HasSubstr("training rows in 2 parts by user (data.shards): 240 + 0"));
+  ExpectColumnsNear(testing::OnlyEntry(dir.File("one")), testing::OnlyEntry(dir.File("two")),
+                    "train_loss", 4, 1e-4);
+}
+
 TEST(MpiCliTest, DataShardsMustMatchTheRanksAndRefuseWhatNeedsEveryPart) {
   SKIP_WITHOUT_MPI();
   TempDir dir;
@@ -367,6 +416,12 @@ TEST(MpiCliTest, DataShardsMustMatchTheRanksAndRefuseWhatNeedsEveryPart) {
                                "training.loss=bce"});
   testing::ExpectUserError(RunCli(ranker, dir),
                            "'data.shards' 2 does not work with model.kind: ranker");
+  // One process: every part needs a share of each batch.
+  std::vector<std::string> many = TrainArgs(config, dir.File("runs"), 8);
+  many.insert(many.end(), {"--set", "data.shards=9"});
+  testing::ExpectUserError(RunCli(many, dir),
+                           "'data.shards' 9 is more than training.batch_size 8: every part needs "
+                           "at least one row of each batch");
 }
 
 // The test report's ranking metrics: each rank ranked a share of the users and the values were

@@ -362,6 +362,10 @@ TEST_P(CompressedHnswTest, UpdatesSaveAndLoadKeepTheCodesAndTheResults) {
   const Data fresh = Clustered(200, 20, 5, 0.3, 11);
   index.Add(fresh.v.data(), fresh.n, Ids(200, 1500));
   std::memcpy(data.v.data(), moved.v.data(), moved.v.size() * sizeof(float));
+  // Item 150 takes item 3's vector: it joins item 3's node and its own node, left without an
+  // item, is marked deleted (its code stays in the graph, its vector is nowhere in the file).
+  index.Add(data.v.data() + 3 * data.d, 1, Ids(1, 150));
+  std::memcpy(data.v.data() + 150 * data.d, data.v.data() + 3 * data.d, sizeof(float) * data.d);
   data.v.insert(data.v.end(), fresh.v.begin(), fresh.v.end());
   data.n += fresh.n;
   data.ids = Ids(data.n);

@@ -689,9 +689,18 @@ TEST_F(ServerTest, ReloadWhileRequestsRunFailsNone) {
   }
   auto c = s.Client();
   for (int i = 0; i < 4; ++i) {
-    const Answer r = Call(c, "POST", "/v1/admin/reload", "{}");
+    const Answer r = Call(c, "POST", "/v1/admin/reload", i == 3 ? "" : "{}");
     EXPECT_EQ(r.status, 200) << r.text;
   }
+  // A body that is not an empty object is refused, naming what was wrong, and nothing reloads
+  // (the count below stays 4).
+  const Answer list = Call(c, "POST", "/v1/admin/reload", "[1]");
+  EXPECT_EQ(list.status, 400) << list.text;
+  EXPECT_THAT(list.text, HasSubstr("request body: expected a JSON object"));
+  const Answer field = Call(c, "POST", "/v1/admin/reload", R"({"force": true})");
+  EXPECT_EQ(field.status, 400) << field.text;
+  EXPECT_EQ(field.body["field"], "force");
+  EXPECT_THAT(field.text, HasSubstr("a reload takes no fields"));
   stop = true;
   for (auto& t : clients) t.join();
   EXPECT_GT(ok.load(), 0);

@@ -90,13 +90,14 @@ RankingMetrics EvaluateRankingAcrossRanks(const Matrix& user_embeddings,
 // ranker): score_items(u, scores) writes num_items scores (higher = better) for user row u, and
 // the top max(ks) of the items not in exclude[u] are scored against positives[u] (ties to the
 // lower item row). One call per evaluated user. Throws Error as EvaluateRanking does, and for a
-// NaN score.
+// NaN score. With across_ranks (a collective under mpirun) each rank scores a contiguous share
+// of the evaluated users and the values are gathered, as EvaluateRankingAcrossRanks.
 RankingMetrics EvaluateRankingByScores(
     int64_t num_users, int64_t num_items,
     const std::function<void(int32_t user, float* scores)>& score_items,
     const std::vector<std::vector<int32_t>>& positives,
     const std::vector<std::vector<int32_t>>& exclude, const std::vector<int>& ks,
-    PerUserRanking* per_user = nullptr);
+    PerUserRanking* per_user = nullptr, bool across_ranks = false);
 
 // The MostPop baseline under the same protocol: every user gets the items ranked by
 // item_counts (how often each item row is a positive in training), ties to the lower row.

@@ -16,7 +16,8 @@
 // training.batch_size and num_negatives are per rank, every rank draws the same global batch
 // (N x batch_size labelled pairs, N x num_negatives unrated ones) and runs the ranker on its
 // contiguous share, and the gradients of the global batch's mean loss are summed over the ranks;
-// validation and test are computed whole by every rank. N ranks then train the objective of one
+// the ranking metrics of validation and test are shared across the ranks by user (the pairs'
+// loss and AUC are computed whole by every rank). N ranks then train the objective of one
 // process with N times the batch and the negatives.
 // Same seed and thread count, same metrics.csv bytes. Not thread-safe.
 #ifndef TWOTOWER_TRAIN_RANKER_TRAINER_H_
@@ -42,9 +43,11 @@ EvalMetrics EvaluateRanker(const model::Ranker& ranker, const data::EncodedTable
 
 // Ranking metrics of `split` (as EvaluateRankingSplit) with the ranker scoring every item for
 // each evaluated user: users x items network passes.
+// With across_ranks (a collective: every rank of an mpirun calls it) each rank scores a share of
+// the users and the per-user values are gathered (EvaluateRankingByScores).
 RankingMetrics EvaluateRankerRankingSplit(const model::Ranker& ranker, const data::Dataset& data,
                                           Split split, bool positives_only,
-                                          const std::vector<int>& ks);
+                                          const std::vector<int>& ks, bool across_ranks = false);
 
 // One optimisation step: forward n pairs, mean BCE with logits against labels (0/1), zero the
 // gradients, backward, Adam. At a fixed n a step allocates nothing after the first. Under mpirun
