@@ -60,6 +60,14 @@ py::array_t<float> ToNumpy(Matrix m) {
 // A (n, dim) C-contiguous float32 view of `a` (converted when it is another dtype or layout).
 py::array_t<float, py::array::c_style | py::array::forcecast> Rows(const py::handle& a, int dim,
                                                                    const char* what) {
+  // Complex values would be cast to their real parts with only numpy's warning.
+  const py::array any = py::array::ensure(a);
+  if (any && any.dtype().kind() == 'c') {
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string(what) + ": expected real numbers, got complex values (dtype " +
+                    py::str(any.dtype()).cast<std::string>() + ")",
+                what);
+  }
   auto arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
   if (!arr)
     throw Error(ErrorCode::kInvalidArgument, std::string(what) + ": expected an array of numbers",

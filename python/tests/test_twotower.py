@@ -354,6 +354,13 @@ def test_hostile_ids_and_sizes_get_clear_answers(lab):
             call(bad)
         assert e.value.field == field
     assert len(m.recommend(np.int64(int(user)) if user.isdigit() else user, k=2)[0]) == 2
+    # Complex queries or embeddings are refused, not cut to their real parts.
+    q = m.encode_users([user]).astype(np.complex64)
+    with pytest.raises(ValueError, match="expected real numbers, got complex") as e:
+        idx.search(q, k=3)
+    assert e.value.field == "queries"
+    with pytest.raises(ValueError, match="expected real numbers, got complex"):
+        twotower.Index.build(m.encode_items() + 1j, m.item_ids)
 
 
 def test_training_from_python_and_from_the_cli_write_the_same_metrics_bytes(lab, tmp_path):

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <map>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -760,14 +761,20 @@ void ParseTasks(const YAML::Node& node, Config* c, const std::string& file) {
   c->model.tasks = std::move(tasks);
 }
 
-void Walk(const YAML::Node& node, const std::string& prefix, Config* c, const std::string& file) {
-  std::set<std::string> seen;
+// `assigned`: every setting's full name met so far in the document, with where, so that a
+// setting given twice is refused however it was spelt (training: {epochs: 2} and, at the top,
+// training.epochs: 1).
+void Walk(const YAML::Node& node, const std::string& prefix, Config* c, const std::string& file,
+          std::map<std::string, std::string>* assigned) {
   for (const auto& kv : node) {
     const std::string key = kv.first.Scalar();
     const std::string full = prefix.empty() ? key : prefix + "." + key;
     const std::string w = Where(file, kv.first);
     // yaml-cpp keeps the last of two equal keys; a silently ignored setting is a bug to report.
-    if (!seen.insert(key).second) throw Error(w + ": key '" + full + "' appears twice");
+    const auto [at, fresh] = assigned->emplace(full, w);
+    if (!fresh) {
+      throw Error(w + ": key '" + full + "' appears twice (first at " + at->second + ")");
+    }
     if (full == "features") {
       ParseFeatures(kv.second, c, file);
       continue;
@@ -785,7 +792,7 @@ void Walk(const YAML::Node& node, const std::string& prefix, Config* c, const st
     if (section) {
       if (kv.second.IsNull()) continue;
       if (!kv.second.IsMap()) throw Error(w + ": '" + key + "': expected a mapping");
-      Walk(kv.second, full, c, file);
+      Walk(kv.second, full, c, file, assigned);
       continue;
     }
     throw Error(w + ": unknown key '" + full + "' (expected one of: " + KnownKeys(prefix) + ")");
@@ -809,7 +816,8 @@ Config Config::FromYamlString(const std::string& text, const std::string& where)
   Config c;
   if (root.IsNull()) return c;
   if (!root.IsMap()) throw Error(where + ": expected a mapping of settings at the top level");
-  Walk(root, "", &c, where);
+  std::map<std::string, std::string> assigned;
+  Walk(root, "", &c, where, &assigned);
   c.Validate(where);
   return c;
 }

@@ -464,6 +464,16 @@ TEST(ConfigReviewTest, KeyGivenTwiceIsAnError) {
   const std::string message = twotower::testing::ErrorMessage(
       [] { Config::FromYamlString("training:\n  epochs: 10\n  epochs: 3\n", "run.yaml"); });
   EXPECT_THAT(message, ::testing::HasSubstr("run.yaml:3: key 'training.epochs' appears twice"));
+  // Spelt once nested and once dotted (what a Python dict of settings can hold): still twice.
+  EXPECT_EQ(twotower::testing::ErrorMessage([] {
+              Config::FromYamlString("training:\n  epochs: 10\ntraining.epochs: 3\n", "run.yaml");
+            }),
+            "run.yaml:3: key 'training.epochs' appears twice (first at run.yaml:2)");
+  EXPECT_EQ(twotower::testing::ErrorMessage([] {
+              Config::FromYamlString("model.embedding_dim: 8\nmodel: {embedding_dim: 16}\n",
+                                     "run.yaml");
+            }),
+            "run.yaml:2: key 'model.embedding_dim' appears twice (first at run.yaml:1)");
 }
 
 TEST(ConfigReviewTest, EmptyDataPathNamesTheKey) {
