@@ -103,7 +103,7 @@ struct CodeSpace final : hnswlib::SpaceInterface<float> {
 };
 
 // Writes the record of `v` (dim values) for `storage` into `out` (CodeBytes bytes).
-void Encode(FlatStorage storage, const float* v, int dim, uint8_t* out) {
+void EncodeRecord(FlatStorage storage, const float* v, int dim, uint8_t* out) {
   const size_t record = CodeBytes(storage, dim);
   std::memset(out, 0, record);
   if (storage == FlatStorage::kBf16) {
@@ -115,7 +115,15 @@ void Encode(FlatStorage storage, const float* v, int dim, uint8_t* out) {
   }
   float max_abs = 0.0f;
   for (int p = 0; p < dim; ++p) max_abs = std::max(max_abs, std::fabs(v[p]));
-  const float scale = max_abs / 127.0f;
+  // The scale rounded up to 8 significant bits (bf16's): vectors that differ by less than the
+  // codes resolve get the same record, and so one graph node (HnswIndex merges equal records:
+  // hnswlib's neighbour selection cuts groups of equal records apart). Rounding up keeps every
+  // code within +-127.
+  float scale = max_abs / 127.0f;
+  uint32_t bits;
+  std::memcpy(&bits, &scale, sizeof(bits));
+  if ((bits & 0xffffu) != 0 && std::isfinite(scale)) bits = (bits + 0x10000u) & 0xffff0000u;
+  std::memcpy(&scale, &bits, sizeof(bits));
   int32_t sum = 0;
   for (int p = 0; p < dim && scale > 0.0f; ++p) {
     const float c = std::clamp(std::nearbyint(v[p] / scale), -127.0f, 127.0f);
@@ -147,11 +155,8 @@ struct HnswGraph::Impl {
     if (codes == nullptr) return v;
     thread_local std::vector<uint8_t> buffer;
     buffer.resize(codes->record);
-    Encode(storage, v, dim, buffer.data());
+    EncodeRecord(storage, v, dim, buffer.data());
     return buffer.data();
-  }
-  const float* Exact(int64_t label) const {
-    return exact.data() + static_cast<size_t>(label) * static_cast<size_t>(dim);
   }
 
   hnswlib::InnerProductSpace space;
@@ -159,8 +164,6 @@ struct HnswGraph::Impl {
   int dim, M, ef_construction;
   FlatStorage storage;
   std::unique_ptr<Hnsw> hnsw;  // null until the first Reserve
-  // Compressed storage: the fp32 vector of each label (labels below the capacity).
-  std::vector<float> exact;
 };
 
 HnswGraph::HnswGraph(int dim, int M, int ef_construction, FlatStorage storage) {
@@ -190,21 +193,11 @@ void HnswGraph::Reserve(int64_t capacity) {
   } else if (static_cast<size_t>(capacity) > g.hnsw->max_elements_) {
     g.hnsw->resizeIndex(std::max<size_t>(static_cast<size_t>(capacity), 2 * g.hnsw->max_elements_));
   }
-  if (g.codes != nullptr) g.exact.resize(g.hnsw->max_elements_ * static_cast<size_t>(g.dim));
 }
 
 void HnswGraph::Add(const float* vector, int64_t label) {
   Impl& g = *impl_;
   if (!g.hnsw) Reserve(1);
-  if (g.codes != nullptr) {
-    // Labels are below the capacity (graph labels are node ids, Reserve'd first).
-    if (label < 0 || static_cast<size_t>(label) >= g.hnsw->max_elements_) {
-      throw Error(ErrorCode::kInternal,
-                  "hnsw graph: label " + std::to_string(label) + " past the reserved capacity");
-    }
-    std::memcpy(g.exact.data() + static_cast<size_t>(label) * static_cast<size_t>(g.dim), vector,
-                static_cast<size_t>(g.dim) * sizeof(float));
-  }
   g.hnsw->addPoint(g.Record(vector), static_cast<hnswlib::labeltype>(label));
 }
 
@@ -242,13 +235,13 @@ void HnswGraph::Search(const float* query, size_t ef, std::vector<Candidate>* ou
     const auto label = static_cast<int64_t>(h.getExternalLabel(internal_id));
     (*out)[i] = Candidate{dist, label,
                           impl_->codes != nullptr
-                              ? impl_->Exact(label)
+                              ? nullptr
                               : reinterpret_cast<const float*>(h.getDataByInternalId(internal_id))};
   }
 }
 
 void HnswGraph::MarkDeleted(int64_t label) {
-  if (impl_->hnsw == nullptr || Vector(label) == nullptr) {
+  if (impl_->hnsw == nullptr || Record(label).empty()) {
     throw Error("hnsw graph: no element with label " + std::to_string(label) + " to delete");
   }
   impl_->hnsw->markDelete(static_cast<hnswlib::labeltype>(label));
@@ -263,8 +256,28 @@ const float* HnswGraph::Vector(int64_t label) const {
   const Hnsw& h = *impl_->hnsw;
   const auto it = h.label_lookup_.find(static_cast<hnswlib::labeltype>(label));
   if (it == h.label_lookup_.end()) return nullptr;
-  if (impl_->codes != nullptr) return impl_->Exact(static_cast<int64_t>(label));
+  if (impl_->codes != nullptr) return nullptr;
   return reinterpret_cast<const float*>(h.getDataByInternalId(it->second));
+}
+
+std::string_view HnswGraph::Record(int64_t label) const {
+  if (!impl_->hnsw) return {};
+  const Hnsw& h = *impl_->hnsw;
+  const auto it = h.label_lookup_.find(static_cast<hnswlib::labeltype>(label));
+  if (it == h.label_lookup_.end()) return {};
+  return {h.getDataByInternalId(it->second), h.data_size_};
+}
+
+size_t HnswGraph::record_bytes() const { return CodeBytes(impl_->storage, impl_->dim); }
+
+void HnswGraph::Encode(const float* vector, std::string* out) const {
+  const Impl& g = *impl_;
+  out->resize(CodeBytes(g.storage, g.dim));
+  if (g.codes == nullptr) {
+    std::memcpy(out->data(), vector, out->size());
+    return;
+  }
+  EncodeRecord(g.storage, vector, g.dim, reinterpret_cast<uint8_t*>(out->data()));
 }
 
 void HnswGraph::Elements(int64_t first, int64_t n, int64_t* labels, const float** vectors) const {
@@ -273,7 +286,7 @@ void HnswGraph::Elements(int64_t first, int64_t n, int64_t* labels, const float*
     const auto id = static_cast<hnswlib::tableint>(first + i);
     labels[i] = static_cast<int64_t>(h.getExternalLabel(id));
     vectors[i] = impl_->codes != nullptr
-                     ? impl_->Exact(labels[i])
+                     ? nullptr
                      : reinterpret_cast<const float*>(h.getDataByInternalId(id));
   }
 }
@@ -377,11 +390,8 @@ std::string HnswGraph::Check(const char* bytes, size_t size, int64_t count) cons
   return "";
 }
 
-std::string HnswGraph::Load(const std::string& path, int64_t count, const float* vectors) {
+std::string HnswGraph::Load(const std::string& path, int64_t count) {
   Impl& g = *impl_;
-  if (g.codes != nullptr && vectors == nullptr && count > 0) {
-    throw Error(ErrorCode::kInternal, "HnswGraph::Load: compressed storage needs the vectors");
-  }
   // hnswlib's loading constructor leaves num_deleted_ uninitialised (0.6.2) and loadIndex only
   // adds to it; start from the empty constructor and zero it first.
   g.hnsw = std::make_unique<Hnsw>(g.Space());
@@ -412,27 +422,7 @@ std::string HnswGraph::Load(const std::string& path, int64_t count, const float*
       seen[label] = 1;
     }
   }
-  if (problem.empty() && g.codes != nullptr) {
-    // The fp32 vectors beside the graph, and the codes must be theirs.
-    g.exact.assign(vectors, vectors + static_cast<size_t>(count) * static_cast<size_t>(g.dim));
-    g.exact.resize(h.max_elements_ * static_cast<size_t>(g.dim));
-    std::vector<uint8_t> code(g.codes->record);
-    for (size_t i = 0; problem.empty() && i < h.cur_element_count; ++i) {
-      // A deleted node holds no item, so no vector: its code only steers the traversal.
-      if (h.isMarkedDeleted(static_cast<hnswlib::tableint>(i))) continue;
-      const hnswlib::labeltype label = h.getExternalLabel(static_cast<hnswlib::tableint>(i));
-      Encode(g.storage, g.Exact(static_cast<int64_t>(label)), g.dim, code.data());
-      if (std::memcmp(code.data(), h.getDataByInternalId(static_cast<hnswlib::tableint>(i)),
-                      code.size()) != 0) {
-        problem = "element " + std::to_string(i) + " (label " + std::to_string(label) +
-                  "): its code is not the encoding of its vector";
-      }
-    }
-  }
-  if (!problem.empty()) {
-    g.hnsw.reset();
-    g.exact.clear();
-  }
+  if (!problem.empty()) g.hnsw.reset();
   return problem;
 }
 

@@ -9,23 +9,25 @@
 // score HnswIndex returns is recomputed with search_internal.h's arithmetic.
 //
 // Compressed storage (hnsw:storage=int8 | bf16): hnswlib's records hold codes instead of fp32
-// vectors, so a traversal reads 4x (int8) or 2x (bf16) fewer bytes per visited neighbour, and the
-// fp32 vectors are kept beside the graph, by label, for the exact re-scoring (Vector, Elements
-// and Candidate::vector give those). int8: per-vector symmetric codes c = round(x / s),
-// s = max |x_p| / 127, and the distance 1 - s_a s_b sum_p c_ap c_bp, an exact integer sum (AVX-512
-// VNNI's vpdpbusd on c_a + 128 against c_b, the excess 128 sum_p c_bp stored with each code
-// taken off). Per vector rather than per dimension (FlatIndex's int8) because a graph grows one
-// insert at a time: a per-dimension scale would have to re-encode every record when a new value
-// exceeds it. bf16: each value rounded to nearest-even bf16 and the distance summed in fp32
-// (vdpbf16ps where the CPU has AVX512_BF16). The query is encoded the same way per search. The
-// distances are then approximate: the graph's candidates come in the order of the codes, and the
-// caller re-scores all of them (distance_is_approximate()).
+// vectors, so a traversal reads 4x (int8) or 2x (bf16) fewer bytes per visited neighbour (Vector,
+// Elements and Candidate::vector are then null: Record gives the code). int8: per-vector symmetric
+// codes c = round(x / s), s = max |x_p| / 127, and the distance 1 - s_a s_b sum_p c_ap c_bp, an
+// exact integer sum (AVX-512 VNNI's vpdpbusd on c_a + 128 against c_b, the excess 128 sum_p c_bp
+// stored with each code taken off). Per vector rather than per dimension (FlatIndex's int8) because
+// a graph grows one insert at a time: a per-dimension scale would have to re-encode every record
+// when a new value exceeds it; the scale is rounded up to 8 significant bits so that vectors closer
+// than the codes resolve get equal records. bf16: each value rounded to nearest-even bf16 and the
+// distance summed in fp32 (vdpbf16ps where the CPU has AVX512_BF16). The query is encoded the same
+// way per search. The distances are then approximate: the graph's candidates come in the order of
+// the codes, and the caller re-scores all of them (distance_is_approximate()) from fp32 vectors it
+// keeps itself (HnswIndex, per item: items with equal records share a node).
 #ifndef TWOTOWER_SRC_INDEX_HNSW_GRAPH_H_
 #define TWOTOWER_SRC_INDEX_HNSW_GRAPH_H_
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "twotower/index/flat_index.h"
@@ -37,7 +39,7 @@ class HnswGraph {
   struct Candidate {
     float distance;       // 1 - inner product, hnswlib's arithmetic
     int64_t label;        // the label it was added with
-    const float* vector;  // the graph's copy of its vector
+    const float* vector;  // the graph's copy of its vector (null with compressed storage)
   };
 
   // Throws Error for dim < 1 or M < 2, and for int8 storage past 16384 dimensions (the
@@ -68,9 +70,15 @@ class HnswGraph {
   // Whether element `first` .. (memory order, as Elements) is marked deleted.
   bool IsDeletedElement(int64_t element) const;
 
-  // The graph's copy of the vector of `label`, or null when no element has that label. Not while
-  // adds run.
+  // The graph's copy of the vector of `label`, or null when no element has that label or the
+  // storage is compressed. Not while adds run.
   const float* Vector(int64_t label) const;
+  // The record of `label` as stored (fp32 vector or code, record_bytes()), empty when no element
+  // has that label. Not while adds run.
+  std::string_view Record(int64_t label) const;
+  size_t record_bytes() const;
+  // The record `vector` (dim values) would be stored as, into `out`: what identifies a node.
+  void Encode(const float* vector, std::string* out) const;
   // Elements [first, first + n) in the graph's own order (its memory order): labels and vectors.
   void Elements(int64_t first, int64_t n, int64_t* labels, const float** vectors) const;
 
@@ -85,11 +93,8 @@ class HnswGraph {
   std::string Check(const char* bytes, size_t size, int64_t count) const;
   // Replaces this graph with the one in `path` (hnswlib's format). Returns "" when it loaded and
   // matches: `count` elements of this graph's dimension and M, distinct labels below `count`
-  // (some may be marked deleted); otherwise what is wrong (the graph is then empty). With
-  // compressed storage `vectors` (count x dim fp32, row = label, finite) are the elements'
-  // vectors, kept for re-scoring; every element's code (but a deleted one's) must be their
-  // encoding.
-  std::string Load(const std::string& path, int64_t count, const float* vectors = nullptr);
+  // (some may be marked deleted); otherwise what is wrong (the graph is then empty).
+  std::string Load(const std::string& path, int64_t count);
 
  private:
   struct Impl;

@@ -167,13 +167,15 @@ HnswSearchCounters HnswIndex::counters() const {
 // ---- items and graph nodes ----------------------------------------------------------------------
 
 namespace {
-uint64_t HashVector(const float* v, int dim) {
-  return std::hash<std::string_view>{}(
-      std::string_view(reinterpret_cast<const char*>(v), static_cast<size_t>(dim) * sizeof(float)));
-}
+// A node is identified by its record: the fp32 vector's bytes, or with compressed storage its
+// code (HnswGraph::Encode), so that vectors the codes cannot tell apart share a node.
+uint64_t HashRecord(std::string_view record) { return std::hash<std::string_view>{}(record); }
 }  // namespace
 
-const float* HnswIndex::ItemVector(int64_t label) const { return graph_->Vector(node_of_[label]); }
+const float* HnswIndex::ItemVector(int64_t label) const {
+  if (compressed()) return item_vectors_.data() + static_cast<size_t>(label) * dim_;
+  return graph_->Vector(node_of_[label]);
+}
 
 bool HnswIndex::Detach(int64_t label) {
   const int64_t node = node_of_[label];
@@ -196,8 +198,7 @@ void HnswIndex::IndexNodeHashes() {
   node_by_hash_.clear();
   node_by_hash_.reserve(first_member_.size());
   for (int64_t node = 0; node < static_cast<int64_t>(first_member_.size()); ++node) {
-    if (first_member_[node] >= 0)
-      node_by_hash_.emplace(HashVector(graph_->Vector(node), dim_), node);
+    if (first_member_[node] >= 0) node_by_hash_.emplace(HashRecord(graph_->Record(node)), node);
   }
   hashes_ready_ = true;
 }
@@ -224,18 +225,19 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
   }
   node_of_.resize(static_cast<size_t>(after), -1);
   next_member_.resize(static_cast<size_t>(after), -1);
+  if (compressed()) item_vectors_.resize(static_cast<size_t>(after) * d);
   IndexNodeHashes();
 
   // Decide, row by row, which node each item goes to. Nodes made or moved in this call are
-  // inserted into the graph afterwards; until then their vector is the input row.
-  std::unordered_map<int64_t, int64_t> pending_row;       // node -> row of `vectors`
-  std::vector<std::pair<int64_t, int64_t>> fresh, moved;  // (node, row)
-  auto node_vector = [&](int64_t node) {
-    const auto it = pending_row.find(node);
-    return it != pending_row.end() ? vectors + it->second * d : graph_->Vector(node);
+  // inserted into the graph afterwards; until then their record is the input row's.
+  std::unordered_map<int64_t, std::string> pending_record;  // node -> its record
+  std::vector<std::pair<int64_t, int64_t>> fresh, moved;    // (node, row)
+  auto node_record = [&](int64_t node) -> std::string_view {
+    const auto it = pending_record.find(node);
+    return it != pending_record.end() ? std::string_view(it->second) : graph_->Record(node);
   };
-  auto forget_hash = [&](int64_t node, const float* v) {
-    auto [first, last] = node_by_hash_.equal_range(HashVector(v, d));
+  auto forget_hash = [&](int64_t node) {
+    auto [first, last] = node_by_hash_.equal_range(HashRecord(node_record(node)));
     for (auto it = first; it != last; ++it) {
       if (it->second == node) {
         node_by_hash_.erase(it);
@@ -243,41 +245,50 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
       }
     }
   };
+  // With compressed storage each item keeps its own fp32 vector (a node may hold several).
+  auto store = [&](int64_t label, const float* v) {
+    if (compressed())
+      std::memcpy(item_vectors_.data() + static_cast<size_t>(label) * d, v, row_bytes);
+  };
+  std::string record;
   for (int64_t r = 0; r < n; ++r) {
     const int64_t label = labels[r];
     const float* v = vectors + r * d;
+    graph_->Encode(v, &record);
     int64_t emptied = -1;  // a node this update leaves without items
     if (label < before) {
       const int64_t node = node_of_[label];
-      if (std::memcmp(node_vector(node), v, row_bytes) == 0) continue;  // same vector
+      if (node_record(node) == record) {  // the same vector, or one with the same code
+        store(label, v);
+        continue;
+      }
       if (Detach(label)) emptied = node;
     }
-    const uint64_t hash = HashVector(v, d);
+    store(label, v);
+    const uint64_t hash = HashRecord(record);
     int64_t match = -1;
     auto [first, last] = node_by_hash_.equal_range(hash);
     for (auto it = first; it != last && match < 0; ++it) {
-      if (it->second != emptied && std::memcmp(node_vector(it->second), v, row_bytes) == 0) {
-        match = it->second;
-      }
+      if (it->second != emptied && node_record(it->second) == record) match = it->second;
     }
     if (match >= 0) {
       Attach(label, match);
       if (emptied >= 0) {
-        forget_hash(emptied, node_vector(emptied));
+        forget_hash(emptied);
         graph_->MarkDeleted(emptied);
       }
     } else if (emptied >= 0) {
-      // The node's only item moves: hnswlib updates the node's vector and repairs its links.
-      forget_hash(emptied, node_vector(emptied));
+      // The node's only item moves: hnswlib updates the node's record and repairs its links.
+      forget_hash(emptied);
       Attach(label, emptied);
-      pending_row[emptied] = r;
+      pending_record[emptied] = record;
       moved.emplace_back(emptied, r);
       node_by_hash_.emplace(hash, emptied);
     } else {
       const auto node = static_cast<int64_t>(first_member_.size());
       first_member_.push_back(-1);
       Attach(label, node);
-      pending_row[node] = r;
+      pending_record[node] = record;
       fresh.emplace_back(node, r);
       node_by_hash_.emplace(hash, node);
     }
@@ -358,11 +369,11 @@ void HnswIndex::SearchOne(const float* query, int k, int ef_search, const Prepar
     float boundary = std::numeric_limits<float>::infinity();
     for (const HnswGraph::Candidate& c : candidates) {
       if (c.distance > boundary) break;  // candidates come closest first
-      // A node holds one or more items with this vector (the graph's copy: the same values, and
-      // in cache after the search).
+      // A node holds one or more items with this record: the graph's copy of their vector (the
+      // same values, and in cache after the search), or with compressed storage each item's own.
       for (int64_t label = first_member_[c.label]; label >= 0; label = next_member_[label]) {
         if (filter != nullptr && !filter->Allows(label)) continue;
-        rows.push_back(c.vector);
+        rows.push_back(c.vector != nullptr ? c.vector : ItemVector(label));
         labels.push_back(label);
         if (static_cast<int64_t>(rows.size()) == want) boundary = c.distance + tolerance;
       }
@@ -419,7 +430,7 @@ void HnswIndex::ExactScan(const float* query, int k, const PreparedFilter* filte
         for (int64_t label = first_member_[nodes[i]]; label >= 0; label = next_member_[label]) {
           if (filter != nullptr && !filter->Allows(label)) continue;
           labels[m] = label;
-          rows[m] = vectors[i];
+          rows[m] = vectors[i] != nullptr ? vectors[i] : ItemVector(label);
           if (++m == static_cast<size_t>(kChunk)) score(std::exchange(m, size_t{0}));
         }
       }
@@ -571,20 +582,7 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count, uint32
     out.write(graph_bytes, static_cast<std::streamsize>(graph_size));
     if (!out.flush()) throw Error(graph.path() + ": cannot write a temporary file");
   }
-  // Compressed graphs: each node's fp32 vector, from the items section (an item of the node),
-  // finite before anything encodes it.
-  std::vector<float> node_vectors;
-  if (params.storage != FlatStorage::kFp32) {
-    node_vectors.assign(static_cast<size_t>(nodes) * static_cast<size_t>(dim), 0.0f);
-    for (int64_t label = 0; label < count; ++label) {
-      float* v = node_vectors.data() + static_cast<size_t>(node_of[label]) * dim;
-      std::memcpy(v, vectors + label * row_bytes, row_bytes);
-      reader.CheckFinite(v, dim, label, index->ids_.ids()[static_cast<size_t>(label)]);
-    }
-  }
-  const std::string problem =
-      index->graph_->Load(graph.path(), static_cast<int64_t>(nodes),
-                          node_vectors.empty() ? nullptr : node_vectors.data());
+  const std::string problem = index->graph_->Load(graph.path(), static_cast<int64_t>(nodes));
   if (!problem.empty()) reader.Fail("graph: " + problem);
   // A node is marked deleted exactly when no item has it.
   {
@@ -602,10 +600,26 @@ std::unique_ptr<HnswIndex> HnswIndex::ReadPayload(int dim, int64_t count, uint32
     }
   }
   // The graph holds the vectors the index searches; the items section must hold the same ones
-  // (it is what FlatIndex and other readers of the file take), and they must be finite.
+  // (it is what FlatIndex and other readers of the file take), and they must be finite. With
+  // compressed storage the items section holds the vectors searched, and each item's code must
+  // be its node's record.
+  if (index->compressed()) {
+    index->item_vectors_.resize(static_cast<size_t>(count) * dim);
+    if (count > 0) std::memcpy(index->item_vectors_.data(), vectors, count * row_bytes);
+  }
+  std::string record;
   for (int64_t label = 0; label < count; ++label) {
     const float* v = index->ItemVector(label);
-    if (std::memcmp(v, vectors + label * row_bytes, row_bytes) != 0) {
+    if (index->compressed()) {
+      reader.CheckFinite(v, dim, label, index->ids_.ids()[static_cast<size_t>(label)]);
+      index->graph_->Encode(v, &record);
+      if (index->graph_->Record(node_of[label]) != record) {
+        reader.Fail("graph: the code of item " + std::to_string(label) + " (id " +
+                    Quote(index->ids_.ids()[static_cast<size_t>(label)]) + ", node " +
+                    std::to_string(node_of[label]) +
+                    ") is not the encoding of its vector in the vectors section");
+      }
+    } else if (std::memcmp(v, vectors + label * row_bytes, row_bytes) != 0) {
       reader.Fail("graph: the vector of item " + std::to_string(label) + " (id " +
                   Quote(index->ids_.ids()[static_cast<size_t>(label)]) +
                   ") differs from the vectors section");

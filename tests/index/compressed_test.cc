@@ -416,8 +416,40 @@ TEST_P(CompressedHnswTest, UpdatesSaveAndLoadKeepTheCodesAndTheResults) {
     LoadIndex(dir.File("bad.index"), data.d);
     ADD_FAILURE() << "a vector that does not match its code was accepted";
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), ::testing::HasSubstr("its code is not the encoding of its vector"));
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("is not the encoding of its vector"));
   }
+}
+
+// Near-duplicates: 3,000 copies of one vector with noise 1e-6 beside 1,000 other vectors. The
+// codes cannot tell most copies apart; equal records cut hnswlib's graph apart (its neighbour
+// selection keeps a candidate only when strictly closer), so such items share a node, as
+// bit-identical vectors do, each re-scored from its own vector. Before that, found by a new
+// user's test, int8 reached about 0.7 of the exact top 10 here and bf16 0.5 (fp32: 1.0).
+TEST_P(CompressedHnswTest, NearDuplicatesShareANodeAndKeepTheRecall) {
+  const int d = 32;
+  std::mt19937_64 rng(21);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  Data data{4000, d, std::vector<float>(static_cast<size_t>(4000) * d), Ids(4000)};
+  std::vector<float> base(d);
+  for (float& x : base) x = g(rng);
+  for (int64_t i = 0; i < data.n; ++i) {
+    float* x = data.v.data() + i * d;
+    for (int p = 0; p < d; ++p) x[p] = i < 3000 ? base[p] + 1e-6f * g(rng) : g(rng);
+    Normalise(x, d);
+  }
+  const std::vector<float> q = Queries(data, 200, 22);
+  FlatIndex exact(d);
+  exact.Add(data.v.data(), data.n, data.ids);
+  HnswParams params;
+  params.M = 16;
+  params.ef_construction = 100;
+  params.storage = GetParam();
+  HnswIndex index(d, params);
+  index.Add(data.v.data(), data.n, data.ids);
+  const Results want = Search(exact, q, 10);
+  const Results got = Search(index, q, 10);
+  ExpectExactScores(got, exact, q, 10);
+  EXPECT_GE(Recall(got, want, 10), 0.99);
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, CompressedHnswTest,

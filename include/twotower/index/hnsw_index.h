@@ -10,11 +10,12 @@
 // returns k results whenever k allowed items exist. Small catalogues (1.5 * size < 2 * M * ef)
 // are always scanned exactly: that is cheaper than the graph there.
 //
-// Items with bit-identical vectors share one graph node (the node's items are returned together,
-// ordered by label like any tie): hnswlib's neighbour selection keeps a candidate only when it is
-// closer to the node than to every neighbour already kept, so a group of identical vectors links
-// to one of its copies and to nothing else, and a thousand of them cut the graph apart (a
-// thousand identical movies made 281 of 300 users' top 1 wrong). Graph labels are node ids.
+// Items with bit-identical vectors (with compressed storage: identical codes) share one graph
+// node (the node's items are returned together, re-scored and ordered like any others): hnswlib's
+// neighbour selection keeps a candidate only when it is closer to the node than to every neighbour
+// already kept, so a group of identical vectors links to one of its copies and to nothing else, and
+// a thousand of them cut the graph apart (a thousand identical movies made 281 of 300 users' top 1
+// wrong). Graph labels are node ids.
 //
 // Adding an id that exists updates its vector: it leaves its node (a node left with no items is
 // marked deleted in the graph, hnswlib's markDelete: still traversed, never returned) and joins
@@ -117,8 +118,10 @@ class HnswIndex final : public ItemIndex {
   // Every allowed item scored, from the graph's vectors.
   void ExactScan(const float* query, int k, const internal::PreparedFilter* filter,
                  int64_t* ids_out, float* scores_out) const;
-  // The graph's vector of item `label` (its node's).
+  // The fp32 vector of item `label`: its node's (the graph's copy), or with compressed storage
+  // its own (item_vectors_).
   const float* ItemVector(int64_t label) const;
+  bool compressed() const { return params_.storage != FlatStorage::kFp32; }
   // Moves item `label` out of its node; returns whether the node is left without items.
   bool Detach(int64_t label);
   void Attach(int64_t label, int64_t node);
@@ -130,6 +133,9 @@ class HnswIndex final : public ItemIndex {
   HnswParams params_;
   IdTable ids_;
   std::unique_ptr<internal::HnswGraph> graph_;
+  // Compressed storage: each item's fp32 vector (labels x dim, row-major). Items whose vectors
+  // encode to the same record share a graph node; each is re-scored from its own vector.
+  std::vector<float> item_vectors_;
   // Items and graph nodes: node_of_[label]; the items of a node as a list, first_member_[node]
   // then next_member_[label] until -1 (first_member_ -1: no items, marked deleted).
   std::vector<int64_t> node_of_, next_member_, first_member_;
