@@ -123,6 +123,15 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   const ScopedThreads scoped(config.threads);
   const int threads = scoped.threads();
   o.Configured(config, source);
+  if (dist::Distributed()) {
+    // The settings first, before any collective of the loading: ranks that would load
+    // differently (data.shards on one rank only) must stop here with this message, not meet in
+    // mismatched collectives.
+    const std::string settings =
+        config.ToYaml() + "\nthreads in effect: " + std::to_string(omp_get_max_threads()) + "\n";
+    dist::CheckSame(Crc32c(0, settings.data(), settings.size()), "the configuration",
+                    "every rank must run the same settings and thread count");
+  }
   // data.shards: one process holds every part; under mpirun with as many ranks, rank r part r.
   data::DataShard shard{config.shards, -1};
   if (config.shards > 1 && dist::Distributed()) {

@@ -67,7 +67,8 @@ Registered DefineIndex(CLI::App* app, Common* common) {
       ->add_option("--type", ib.type,
                    "flat[:storage=fp32|bf16|int8] (exact; bf16 / int8 scan 2x / 4x fewer bytes "
                    "and re-score in fp32, same results) or "
-                   "hnsw[:M=32,ef_construction=200,ef_search=64]")
+                   "hnsw[:M=32,ef_construction=200,ef_search=64,storage=fp32|bf16|int8] "
+                   "(approximate; bf16 / int8 codes in the graph, candidates re-scored in fp32)")
       ->capture_default_str();
   index_build->add_option("--out", ib.out, "index file to write")->required();
   index_build->add_flag("--quiet", ib.quiet, "no progress bar");

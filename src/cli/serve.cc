@@ -53,7 +53,10 @@ int RunServe(const ServeArgs& a) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   serve::Server server(config);
   const int port = server.Bind();
-  std::cout << "serving on http://" << config.host << ":" << port << " (";
+  // An IPv6 address is bracketed in a URL (RFC 3986).
+  const bool v6 = config.host.find(':') != std::string::npos;
+  std::cout << "serving on http://" << (v6 ? "[" : "") << config.host << (v6 ? "]" : "") << ":"
+            << port << " (";
   for (size_t i = 0; i < config.variants.size(); ++i) {
     std::cout << (i ? ", " : "") << config.variants[i].name << ": " << config.variants[i].model;
     if (!config.variants[i].rerank.empty()) {

@@ -229,12 +229,21 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
   IndexNodeHashes();
 
   // Decide, row by row, which node each item goes to. Nodes made or moved in this call are
-  // inserted into the graph afterwards; until then their record is the input row's.
-  std::unordered_map<int64_t, std::string> pending_record;  // node -> its record
-  std::vector<std::pair<int64_t, int64_t>> fresh, moved;    // (node, row)
+  // inserted into the graph afterwards; until then their record is the input row's (made again
+  // when a hash matches: a copy per node would double the memory of a large Add).
+  std::unordered_map<int64_t, int64_t> pending_row;       // node -> row of `vectors`
+  std::vector<std::pair<int64_t, int64_t>> fresh, moved;  // (node, row)
+  std::string code, scratch;                              // compressed storage's records
+  // The record of row r: its fp32 bytes, or its code (into `out`).
+  auto row_record = [&](int64_t r, std::string* out) -> std::string_view {
+    const float* row = vectors + r * d;
+    if (!compressed()) return {reinterpret_cast<const char*>(row), row_bytes};
+    graph_->Encode(row, out);
+    return *out;
+  };
   auto node_record = [&](int64_t node) -> std::string_view {
-    const auto it = pending_record.find(node);
-    return it != pending_record.end() ? std::string_view(it->second) : graph_->Record(node);
+    const auto it = pending_row.find(node);
+    return it != pending_row.end() ? row_record(it->second, &scratch) : graph_->Record(node);
   };
   auto forget_hash = [&](int64_t node) {
     auto [first, last] = node_by_hash_.equal_range(HashRecord(node_record(node)));
@@ -247,14 +256,14 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
   };
   // With compressed storage each item keeps its own fp32 vector (a node may hold several).
   auto store = [&](int64_t label, const float* v) {
-    if (compressed())
+    if (compressed()) {
       std::memcpy(item_vectors_.data() + static_cast<size_t>(label) * d, v, row_bytes);
+    }
   };
-  std::string record;
   for (int64_t r = 0; r < n; ++r) {
     const int64_t label = labels[r];
     const float* v = vectors + r * d;
-    graph_->Encode(v, &record);
+    const std::string_view record = row_record(r, &code);
     int64_t emptied = -1;  // a node this update leaves without items
     if (label < before) {
       const int64_t node = node_of_[label];
@@ -281,14 +290,14 @@ ItemIndex::AddResult HnswIndex::AddImpl(const float* vectors, int64_t n,
       // The node's only item moves: hnswlib updates the node's record and repairs its links.
       forget_hash(emptied);
       Attach(label, emptied);
-      pending_record[emptied] = record;
+      pending_row[emptied] = r;
       moved.emplace_back(emptied, r);
       node_by_hash_.emplace(hash, emptied);
     } else {
       const auto node = static_cast<int64_t>(first_member_.size());
       first_member_.push_back(-1);
       Attach(label, node);
-      pending_record[node] = record;
+      pending_row[node] = r;
       fresh.emplace_back(node, r);
       node_by_hash_.emplace(hash, node);
     }
