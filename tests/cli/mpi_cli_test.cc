@@ -520,35 +520,31 @@ TEST(MpiCliTest, ADeadRankEndsTheJobAndResumeNeedsTheSameRanks) {
   EXPECT_EQ(TrainLosses(run), expected);
 }
 
+// The mpirun prefix of 2 ranks where rank 1 alone gets `extra` after the command's arguments.
+std::string OnRank1(const std::string& extra) {
+  return Mpirun(2) + "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then exec \"$0\" \"$@\" " +
+         extra + "; fi; exec \"$0\" \"$@\"' ";
+}
+
 TEST(MpiCliTest, RanksThatReadDifferentSettingsAndOtherCommandsAreRefused) {
   SKIP_WITHOUT_MPI();
   TempDir dir;
   const std::string config = Config(dir);
   // Rank 1 gets another seed: the ranks would train different problems.
-  const std::string other_seed =
-      Mpirun(2) +
-      "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then exec \"$0\" \"$@\" --seed 9; fi; "
-      "exec \"$0\" \"$@\"' ";
-  const CliResult r = RunCli(TrainArgs(config, dir.File("runs"), 32), dir, other_seed);
+  const CliResult r = RunCli(TrainArgs(config, dir.File("runs"), 32), dir, OnRank1("--seed 9"));
   EXPECT_NE(r.code, 0);
   EXPECT_THAT(r.err, HasSubstr("the configuration differs between rank 0 and rank(s) 1"));
   // data.shards on one rank only: the same message, before any rank loads its data (the loading's
   // collectives would otherwise not match).
-  const std::string shards_on_one =
-      Mpirun(2) +
-      "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then exec \"$0\" \"$@\" --set data.shards=2; "
-      "fi; exec \"$0\" \"$@\"' ";
-  const CliResult shards = RunCli(TrainArgs(config, dir.File("runs3"), 32), dir, shards_on_one);
+  const CliResult shards =
+      RunCli(TrainArgs(config, dir.File("runs3"), 32), dir, OnRank1("--set data.shards=2"));
   EXPECT_NE(shards.code, 0);
   EXPECT_NE(shards.code, 124) << "the job hung until the test's timeout";
   EXPECT_THAT(shards.err, HasSubstr("the configuration differs between rank 0 and rank(s) 1"));
   EXPECT_THAT(shards.err, ::testing::Not(HasSubstr("out of memory")));
   // A usage error on rank 1 only (an older binary on one host) ends the job too.
-  const std::string bad_flag =
-      Mpirun(2) +
-      "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then exec \"$0\" \"$@\" --no-such-flag; fi; "
-      "exec \"$0\" \"$@\"' ";
-  const CliResult usage = RunCli(TrainArgs(config, dir.File("runs2"), 32), dir, bad_flag);
+  const CliResult usage =
+      RunCli(TrainArgs(config, dir.File("runs2"), 32), dir, OnRank1("--no-such-flag"));
   EXPECT_NE(usage.code, 0);
   EXPECT_NE(usage.code, 124) << "the job hung until the test's timeout";
   EXPECT_THAT(usage.err, HasSubstr("rank 1: error:"));
