@@ -145,22 +145,26 @@ struct HnswGraph::Impl {
         M(M),
         ef_construction(ef_construction),
         storage(storage) {
-    if (storage != FlatStorage::kFp32) codes = std::make_unique<CodeSpace>(storage, dim);
+    if (storage != FlatStorage::kFp32) {
+      codes = std::make_unique<CodeSpace>(storage, dim);
+      code_bytes = CodeBytes(storage, dim);
+    }
   }
-  hnswlib::SpaceInterface<float>* Space() {
-    return codes != nullptr ? static_cast<hnswlib::SpaceInterface<float>*>(codes.get()) : &space;
-  }
+  hnswlib::SpaceInterface<float>* Space() { return codes != nullptr ? codes.get() : &space; }
   // The record hnswlib gets for `v`: v itself (fp32), or its code in a per-thread buffer.
   const void* Record(const float* v) const {
     if (codes == nullptr) return v;
     thread_local std::vector<uint8_t> buffer;
-    buffer.resize(codes->record);
+    buffer.resize(code_bytes);
     EncodeRecord(storage, v, dim, buffer.data());
     return buffer.data();
   }
 
   hnswlib::InnerProductSpace space;
-  std::unique_ptr<CodeSpace> codes;  // compressed storage
+  // Compressed storage: a CodeSpace (held by its base: Impl is not in this file's anonymous
+  // namespace) and its record size.
+  std::unique_ptr<hnswlib::SpaceInterface<float>> codes;
+  size_t code_bytes = 0;
   int dim, M, ef_construction;
   FlatStorage storage;
   std::unique_ptr<Hnsw> hnsw;  // null until the first Reserve
