@@ -101,7 +101,9 @@ TEST(TuneCliTest, SuccessiveHalvingWritesResumesAndTrainsTheBest) {
   for (int i = 0; i < 3; ++i) own_in_top |= rung0[i].second == "1";
   ASSERT_EQ(rung1.size(), own_in_top ? 3u : 4u);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(rung1[i], rung0[i].second) << i;
-  if (!own_in_top) EXPECT_EQ(rung1[3], "1");
+  if (!own_in_top) {
+    EXPECT_EQ(rung1[3], "1");
+  }
   ASSERT_FALSE(last.empty());
   EXPECT_THAT(r.out, HasSubstr("best: trial #" + last + " at rung 2"));
   // best.yaml is a config of its own that trains; the final run was trained from it.
