@@ -86,6 +86,16 @@ train::Config ResolveTrainConfig(const TrainRequest& request, std::string* sourc
   return config;
 }
 
+void CheckPrecisionRuns(const train::Config& config, const std::string& source) {
+  if (config.training.precision != "bf16") return;
+  const std::string why = nn::Bf16Unavailable();
+  if (!why.empty()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                source + ": 'training.precision' bf16 cannot run here: " + why,
+                "training.precision");
+  }
+}
+
 namespace {
 
 // What every rank of a data-parallel run must share: the resolved settings, the thread count,
@@ -117,6 +127,7 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   TrainObserver& o = observer != nullptr ? *observer : silent;
   std::string source;
   const train::Config config = ResolveTrainConfig(request, &source);
+  CheckPrecisionRuns(config, source);
   const bool resume = !request.resume.empty();
   // The process's thread settings are put back when training ends (the Python module trains in
   // a process that goes on searching).
@@ -167,6 +178,9 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   summary.ranker = out.ranker;
   summary.threads = threads;
   summary.loss = config.training.loss;
+  if (config.training.precision == "bf16") {
+    summary.precision = "bf16 (oneDNN: " + nn::Bf16Engine() + ")";
+  }
   {
     // The shapes only, to describe them (the trainers build their own from the seed).
     Rng probe(0);

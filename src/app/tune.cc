@@ -199,6 +199,7 @@ TuneOutcome Tune(const TuneRequest& request, TuneObserver* observer) {
   base_request.settings = request.settings;
   std::string source;
   const train::Config base = ResolveTrainConfig(base_request, &source);
+  CheckPrecisionRuns(base, source);
   if (base.model.kind == "ranker")
     throw Error("tune: tunes two-tower models (model.kind: two_tower)");
   o.Configured(base, source);

@@ -64,14 +64,16 @@ class PrintingObserver : public app::TrainObserver {
     return d.part_rows.empty() ? d.train.size() : n;
   }
   void ModelBuilt(const app::ModelSummary& m) override {
+    const std::string precision =
+        m.precision == "fp32" ? "" : ", training products in " + m.precision;
     if (m.ranker) {
       std::cout << "== ranker (bce on labelled pairs, " << m.parameters << " trainable parameters, "
-                << m.threads << " threads)\n"
+                << m.threads << " threads" << precision << ")\n"
                 << "  " << m.ranker_layers << "\n";
       return;
     }
     std::cout << "== model (loss: " << m.loss << ", score: " << m.score << ", " << m.parameters
-              << " trainable parameters, " << m.threads << " threads)\n"
+              << " trainable parameters, " << m.threads << " threads" << precision << ")\n"
               << "  user tower: " << m.user_tower << "\n"
               << "  item tower: " << m.item_tower << "\n";
     for (const app::TaskSpec& t : m.tasks) {

@@ -57,7 +57,11 @@ const Matrix& CrossNetwork::Forward(const Matrix& x, CrossContext* ctx) {
     Matrix& next = ctx->xs[l];
     z.resize(x.rows(), dim_);
     next.resize(x.rows(), dim_);
-    z.noalias() = *prev * weights_[l].value.transpose();
+    if (precision_ == Precision::kBf16) {
+      MatMulBf16(*prev, false, weights_[l].value, true, false, z);
+    } else {
+      z.noalias() = *prev * weights_[l].value.transpose();
+    }
     z.rowwise() += biases_[l].value.row(0);
     next.array() = x.array() * z.array() + prev->array();
     prev = &next;
@@ -84,9 +88,14 @@ void CrossNetwork::Backward(CrossContext* ctx, const Matrix& dy, Matrix* dx) {
     const Matrix& x_l = l == 0 ? x0 : ctx->xs[l - 1];
     ctx->t.array() = ctx->g.array() * x0.array();
     dx->array() += ctx->g.array() * ctx->zs[l].array();
-    weights_[l].grad.noalias() += ctx->t.transpose() * x_l;
+    if (precision_ == Precision::kBf16) {
+      MatMulBf16(ctx->t, true, x_l, false, true, weights_[l].grad);
+      MatMulBf16(ctx->t, false, weights_[l].value, false, true, ctx->g);
+    } else {
+      weights_[l].grad.noalias() += ctx->t.transpose() * x_l;
+      ctx->g.noalias() += ctx->t * weights_[l].value;
+    }
     biases_[l].grad.row(0) += ctx->t.colwise().sum();
-    ctx->g.noalias() += ctx->t * weights_[l].value;
   }
   *dx += ctx->g;  // x_0 is also the first layer's input
 }

@@ -100,7 +100,30 @@ void Linear::InferImpl(const Matrix& x, Matrix* y) const {
   });
 }
 
+void Linear::ForwardImpl(const Matrix& x, Context* ctx, Rng* /*rng*/) {
+  if (precision() == Precision::kFp32) {
+    InferImpl(x, &ctx->y);
+    return;
+  }
+  ctx->y.resize(x.rows(), out_dim());
+  ParallelBlocks(x.rows(), kProductRows, 0, [&](int64_t r0, int64_t r1) {
+    MatMulBf16(x.middleRows(r0, r1 - r0), false, weight_.value, true, false,
+               ctx->y.middleRows(r0, r1 - r0));
+    ctx->y.middleRows(r0, r1 - r0).rowwise() += bias_.value.row(0);
+  });
+}
+
 void Linear::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) {
+  if (precision() == Precision::kBf16) {
+    // dW += dy^T x and dx = dy W with bf16 operands; the bias gradient is a sum, kept fp32.
+    MatMulBf16(dy, true, *ctx.x, false, true, weight_.grad);
+    bias_.grad.row(0) += dy.colwise().sum();
+    if (dx != nullptr) {
+      dx->resize(dy.rows(), in_dim());
+      MatMulBf16(dy, false, weight_.value, false, false, *dx);
+    }
+    return;
+  }
   weight_.grad.noalias() += dy.transpose() * (*ctx.x);
   bias_.grad.row(0) += dy.colwise().sum();
   if (dx != nullptr) {

@@ -482,6 +482,18 @@ const std::vector<Setting>& Settings() {
        [](Config& c) -> void* { return &c.training.optimizer; },
        {},
        {}},
+      {"training.precision",
+       Kind::kString,
+       0,
+       false,
+       0,
+       {"fp32", "bf16"},
+       "the training products' precision: bf16 rounds the operands of the towers', cross "
+       "layers' and softmax logits' products to bfloat16 and accumulates in fp32 (oneDNN; needs "
+       "AVX512_BF16 or AMX); weights, Adam and the loss stay fp32, and inference is fp32",
+       [](Config& c) -> void* { return &c.training.precision; },
+       {},
+       {}},
       {"training.weight_transform",
        Kind::kString,
        0,

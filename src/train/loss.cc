@@ -84,8 +84,14 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
   const float inv_t = static_cast<float>(1.0 / options_.temperature);
   logits_.resize(rows, n);
   // The products by blocks of output rows on the threads that are free (core/parallel.h).
+  const bool bf16 = options_.precision == nn::Precision::kBf16;
   ParallelBlocks(rows, kProductRows, 0, [&](int64_t r0, int64_t r1) {
-    logits_.middleRows(r0, r1 - r0).noalias() = u.middleRows(r0, r1 - r0) * v.transpose();
+    if (bf16) {
+      nn::MatMulBf16(u.middleRows(r0, r1 - r0), false, v, true, false,
+                     logits_.middleRows(r0, r1 - r0));
+    } else {
+      logits_.middleRows(r0, r1 - r0).noalias() = u.middleRows(r0, r1 - r0) * v.transpose();
+    }
   });
   logits_ *= inv_t;
   const bool log_q = !options_.log_q.empty();
@@ -130,11 +136,22 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
   out->du.resize(rows, u.cols());
   out->dv.resize(n, v.cols());
   ParallelBlocks(rows, kProductRows, 0, [&](int64_t r0, int64_t r1) {
-    out->du.middleRows(r0, r1 - r0).noalias() = logits_.middleRows(r0, r1 - r0) * v;
+    if (bf16) {
+      nn::MatMulBf16(logits_.middleRows(r0, r1 - r0), false, v, false, false,
+                     out->du.middleRows(r0, r1 - r0));
+    } else {
+      out->du.middleRows(r0, r1 - r0).noalias() = logits_.middleRows(r0, r1 - r0) * v;
+    }
   });
   out->du *= inv_t;
   ParallelBlocks(n, kProductRows, 0, [&](int64_t j0, int64_t j1) {
-    out->dv.middleRows(j0, j1 - j0).noalias() = logits_.middleCols(j0, j1 - j0).transpose() * u;
+    if (bf16) {
+      nn::MatMulBf16(logits_.middleCols(j0, j1 - j0), true, u, false, false,
+                     out->dv.middleRows(j0, j1 - j0));
+    } else {
+      out->dv.middleRows(j0, j1 - j0).noalias() =
+          logits_.middleCols(j0, j1 - j0).transpose() * u;
+    }
   });
   out->dv *= inv_t;
   out->d_log_scale = 0.0;

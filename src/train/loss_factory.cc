@@ -27,6 +27,7 @@ std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& t
   if (plain_softmax) {
     SoftmaxOptions o;
     o.temperature = t.temperature;
+    o.precision = TrainingPrecision(t);
     o.remove_accidental_hits = t.remove_accidental_hits;
     if (t.logq_correction) {
       // log q_j = log(max(count_j, 1) / number of positives): LogSamplingProbabilities' values.
@@ -55,6 +56,7 @@ std::unique_ptr<Loss> MakeLoss(const Config& config, const data::Interactions& t
     throw Error("training.loss: unknown loss " + Quote(t.loss) +
                 " (expected: bce, softmax, mixed, bpr, triplet)");
   }
+  o.precision = TrainingPrecision(t);
   o.num_hard_negatives = t.num_hard_negatives;
   o.num_easy_negatives = t.num_easy_negatives;
   o.temperature = t.temperature;

@@ -206,6 +206,7 @@ class RankerFit final : public FitModel {
     dropout_rng_ = rng.Split();
     negative_rng_ = rng.Split();
     model_ = std::make_unique<model::Ranker>(config.model, data.encoder, &init_rng);
+    model_->set_training_precision(TrainingPrecision(config.training));
     nn::AdamOptions adam;
     adam.learning_rate = config.training.learning_rate;
     adam.lazy = config.training.optimizer == "lazy_adam";

@@ -578,6 +578,7 @@ class TwoTowerFit final : public FitModel {
     shuffle_rng_ = rng.Split();
     dropout_rng_ = rng.Split();
     model_ = std::make_unique<model::TwoTowerModel>(model_config, data.encoder, &init_rng);
+    model_->set_training_precision(TrainingPrecision(config.training));
     trainer_ = std::make_unique<Trainer>(model_.get(),
                                          MakeLoss(config, source_, data.users.num_rows(),
                                                   data.items.num_rows(), data.shard.held >= 0),

@@ -135,15 +135,15 @@ TEST(ConfigTest, AbsoluteDataPathsIgnoreTheDirectory) {
 }
 
 TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
-  EXPECT_EQ(
-      ParseError("training:\n  epochs: 3\n  epohcs: 4\n"),
-      "run.yaml:3: unknown key 'training.epohcs' (expected one of: batch_size, "
-      "learning_rate, epochs, early_stopping_patience, loss, temperature, logq_correction, "
-      "remove_accidental_hits, sampler, num_negatives, num_uniform_negatives, "
-      "num_hard_negatives, num_easy_negatives, exclude_history_negatives, margin, "
-      "optimizer, weight_transform, weight_alpha, weight_eps, replica_check, positives, monitor, "
-      "refit, "
-      "checkpoint, embedding_l2)");
+  EXPECT_EQ(ParseError("training:\n  epochs: 3\n  epohcs: 4\n"),
+            "run.yaml:3: unknown key 'training.epohcs' (expected one of: batch_size, "
+            "learning_rate, epochs, early_stopping_patience, loss, temperature, logq_correction, "
+            "remove_accidental_hits, sampler, num_negatives, num_uniform_negatives, "
+            "num_hard_negatives, num_easy_negatives, exclude_history_negatives, margin, "
+            "optimizer, precision, weight_transform, weight_alpha, weight_eps, replica_check, "
+            "positives, monitor, "
+            "refit, "
+            "checkpoint, embedding_l2)");
   const std::string top = ParseError("seed: 1\nlearning_rate: 0.1\n");
   EXPECT_THAT(top, HasSubstr("run.yaml:2: unknown key 'learning_rate'"));
   EXPECT_THAT(top, HasSubstr("training"));

@@ -53,6 +53,9 @@ struct ModelSummary {
   std::string user_tower, item_tower;  // Describe() of each tower (two-tower)
   std::string ranker_layers;           // Describe() of the ranker
   std::vector<model::TaskSpec> tasks;  // with item_class widths fitted
+  // training.precision, and for bf16 what runs its products (nn::Bf16Engine): "fp32" or
+  // "bf16 (oneDNN: AMX)".
+  std::string precision = "fp32";
 };
 
 class TrainObserver {
@@ -82,6 +85,9 @@ struct TrainOutcome {
 // The settings `request` names, validated, with data.dir made absolute (model files record it,
 // so that evaluate / recommend work from any folder). For a resume, the run folder's own.
 train::Config ResolveTrainConfig(const TrainRequest& request, std::string* source);
+// Throws Error (kInvalidArgument, field training.precision) when the config asks for bf16 and
+// this build or CPU cannot run it (nn::Bf16Unavailable), naming `source` and what is missing.
+void CheckPrecisionRuns(const train::Config& config, const std::string& source);
 
 // Trains as described above. `observer` may be null.
 TrainOutcome Train(const TrainRequest& request, TrainObserver* observer = nullptr);

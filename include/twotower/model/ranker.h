@@ -80,6 +80,11 @@ class Ranker {
   void Restore(const std::vector<Matrix>& snapshot);
 
   const ModelConfig& config() const { return config_; }
+  // The precision of the cross and deep layers' training products (nn/gemm.h); Score is fp32.
+  void set_training_precision(nn::Precision precision) {
+    cross_.set_precision(precision);
+    deep_.set_precision(precision);
+  }
   int input_dim() const { return input_dim_; }
   // "x0 = 43 dense + EmbeddingBag(user_id: 944x32) | 2 dense + EmbeddingBag(movie_id: 1641x32)
   //  + ... (125) -> Cross(125, 2 layers) -> Linear(125->256) -> ReLU -> ... -> Linear(128->1)",

@@ -105,6 +105,8 @@ class Tower {
   const nn::Sequential& mlp() const { return mlp_; }
   nn::EmbeddingBag& bag(int f) { return bags_.at(f); }
   const nn::AttentionPooling& history_pooling() const { return history_; }
+  // The precision of the MLP's training products (nn/gemm.h); inference stays fp32.
+  void set_training_precision(nn::Precision precision) { mlp_.set_precision(precision); }
   // Width of the gathered input: dense columns plus every embedding's dim.
   int input_dim() const { return input_dim_; }
   // "EmbeddingBag(user_id: 944x32) + 21 dense -> Linear(53->128) -> L2Normalize"

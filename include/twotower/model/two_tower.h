@@ -164,6 +164,11 @@ class TwoTowerModel {
   int item_input_dim() const { return item_tower_.input_dim(); }
   int embedding_dim() const { return config_.embedding_dim; }
   const Tower& user_tower() const { return user_tower_; }
+  // Both towers' Tower::set_training_precision (the task heads stay fp32: one output each).
+  void set_training_precision(nn::Precision precision) {
+    user_tower_.set_training_precision(precision);
+    item_tower_.set_training_precision(precision);
+  }
   // Both towers' Tower::ZeroOovRows (after every optimiser step).
   void ZeroOovRows() {
     user_tower_.ZeroOovRows();

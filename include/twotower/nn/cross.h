@@ -57,9 +57,12 @@ class CrossNetwork {
   int layers() const { return static_cast<int>(weights_.size()); }
   // "Cross(110, 2 layers)"
   std::string Describe() const;
+  // The precision of Forward's and Backward's products x_l W_l^T (nn/gemm.h); Infer is fp32.
+  void set_precision(Precision precision) { precision_ = precision; }
 
  private:
   int dim_ = 0;
+  Precision precision_ = Precision::kFp32;
   std::vector<Parameter> weights_, biases_;
 };
 

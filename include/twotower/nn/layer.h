@@ -18,6 +18,7 @@
 
 #include "twotower/core/matrix.h"
 #include "twotower/core/rng.h"
+#include "twotower/nn/gemm.h"
 
 namespace twotower::nn {
 
@@ -60,6 +61,10 @@ class Layer {
   virtual int TorchModuleCount() const { return 1; }
   int in_dim() const { return in_dim_; }
   int out_dim() const { return out_dim_; }
+  // The precision of Forward's and Backward's matrix products (nn/gemm.h); Infer is always
+  // fp32. Layers without products ignore it.
+  void set_precision(Precision precision) { precision_ = precision; }
+  Precision precision() const { return precision_; }
 
  protected:
   virtual void InferImpl(const Matrix& x, Matrix* y) const = 0;
@@ -69,6 +74,7 @@ class Layer {
  private:
   int in_dim_;
   int out_dim_;
+  Precision precision_ = Precision::kFp32;
 };
 
 // y = x W^T + b, W: out x in (PyTorch's layout), b: 1 x out.
@@ -86,6 +92,8 @@ class Linear : public Layer {
 
  protected:
   void InferImpl(const Matrix& x, Matrix* y) const override;
+  // fp32: InferImpl. bf16: the same product with x and W rounded to bf16 (nn/gemm.h).
+  void ForwardImpl(const Matrix& x, Context* ctx, Rng* rng) override;
   void BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) override;
 
  private:

@@ -48,6 +48,10 @@ class Sequential {
   size_t size() const { return layers_.size(); }
   Layer& layer(size_t i) { return *layers_[i]; }
   const Layer& layer(size_t i) const { return *layers_[i]; }
+  // Every layer's Layer::set_precision (nn/gemm.h).
+  void set_precision(Precision precision) {
+    for (auto& layer : layers_) layer->set_precision(precision);
+  }
   // "Linear(12->256) ReLU Dropout(0.3) ..."
   std::string Describe() const;
 

@@ -50,6 +50,9 @@ struct TrainingConfig {
   // adam: dense Adam on every parameter; lazy_adam: embedding tables update only the rows a
   // batch touched (nn/adam.h), the rest dense.
   std::string optimizer = "adam";
+  // fp32 | bf16: the precision of the training products (nn/gemm.h, Layer::set_precision);
+  // bf16 needs AVX512_BF16 or AMX-BF16 (checked when training starts) and oneDNN in the build.
+  std::string precision = "fp32";
   std::string positives = "liked";  // which interactions are positives: liked | all
   // features.weight x -> each training row's weight in the loss: none (x), log1p (log(1 + x)),
   // confidence (weight_alpha log(1 + x / weight_eps): Hu, Koren and Volinsky, "Collaborative
@@ -120,6 +123,11 @@ struct Config {
   std::string ToYaml() const;
   nlohmann::json ToJson() const;
 };
+
+// training.precision as the layers take it (nn/gemm.h).
+inline nn::Precision TrainingPrecision(const TrainingConfig& t) {
+  return t.precision == "bf16" ? nn::Precision::kBf16 : nn::Precision::kFp32;
+}
 
 // Help text of every setting: "key (type, default): help".
 std::vector<std::string> SettingsHelp();

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "twotower/core/matrix.h"
+#include "twotower/nn/gemm.h"
 
 namespace twotower::train {
 
@@ -111,6 +112,8 @@ struct SoftmaxOptions {
   // log q per item row (the items table's rows), empty = no logQ correction.
   std::vector<float> log_q;
   bool remove_accidental_hits = true;
+  // The products U V^T and the gradients' G V, G^T U (nn/gemm.h); the softmax is fp32.
+  nn::Precision precision = nn::Precision::kFp32;
 };
 
 class InBatchSoftmaxLoss : public Loss {
@@ -184,6 +187,9 @@ struct SampledLossOptions {
   int64_t num_items = 0;  // N: the catalogue the uniform and popularity samplers draw from
   // Per user row: sorted item rows never used as that user's negatives (empty: none).
   std::vector<std::vector<int32_t>> history;
+  // The dense products (scores U V_neg^T; with every negative kept, the gradients G V_neg and
+  // G^T U) (nn/gemm.h). The positive's score, the gathers of hard negatives and the loss: fp32.
+  nn::Precision precision = nn::Precision::kFp32;
 };
 
 class SampledLoss : public Loss {

@@ -1,0 +1,59 @@
+// Matrix products in bf16 for training (issue 28, `training.precision: bf16`).
+//
+// The scheme is the usual mixed precision of bf16 training (Kalamkar et al., "A Study of BFLOAT16
+// for Deep Learning Training", arXiv:1905.12322; PyTorch's CPU autocast): the two operands of a
+// product are rounded to bfloat16 (8 significand bits, round to nearest even, as
+// torch.Tensor.bfloat16), the products are accumulated in fp32 and the result is fp32. Master
+// weights, Adam's state, softmax, normalisation and the loss stay fp32; the callers decide which
+// products take this path (nn::Linear and nn::CrossNetwork in training, the in-batch and sampled
+// softmax logits and their gradients) and keep fp32 otherwise.
+//
+// The products run in oneDNN's matmul primitive (Debian's libdnnl-dev): AMX tiles where the CPU
+// and the kernel allow them (`amx_bf16`), AVX-512 `vdpbf16ps` otherwise. Each call runs on the
+// calling thread only (callers split the work by rows with core/parallel.h, as their fp32
+// products). Primitives are cached per thread and shape, and the bf16 copies of the operands
+// and oneDNN's scratch space live in per-thread buffers that only grow, so a training step at a
+// fixed batch shape allocates nothing after the first.
+#ifndef TWOTOWER_NN_GEMM_H_
+#define TWOTOWER_NN_GEMM_H_
+
+#include <cstdint>
+#include <string>
+
+#include "twotower/core/matrix.h"
+
+namespace twotower::nn {
+
+// The precision of a layer's training products. Inference (Layer::Infer, serving, evaluation)
+// is always fp32.
+enum class Precision { kFp32, kBf16 };
+
+// "fp32" | "bf16".
+const char* PrecisionName(Precision precision);
+
+// Empty when this process can run bf16 products; otherwise why not, naming what is missing:
+// a build without oneDNN, or a CPU with neither AVX512_BF16 nor AMX-BF16 (as oneDNN detects it
+// at run time; DNNL_MAX_CPU_ISA lowers what it may use).
+std::string Bf16Unavailable();
+
+// What oneDNN runs bf16 products with here, for logs: "AMX", "AVX512_BF16 (no AMX)", or "none".
+std::string Bf16Engine();
+
+// Row-major blocks with unit inner stride (a matrix, or rows / columns of one).
+using ConstMatrixRef = Eigen::Ref<const Matrix, 0, Eigen::OuterStride<>>;
+using MatrixRef = Eigen::Ref<Matrix, 0, Eigen::OuterStride<>>;
+
+// c = op(a) op(b), or c += op(a) op(b) with `accumulate`, where op(x) is x^T when its flag is
+// set. Shapes: op(a) m x k, op(b) k x n, c m x n (already sized; its stride may exceed n).
+// a and b are rounded to bf16 (round to nearest even; NaN stays NaN), c is computed in fp32.
+// Throws Error on a shape mismatch, and when Bf16Unavailable() is not empty (with its text).
+// Thread-safe: every thread has its own primitives and buffers.
+void MatMulBf16(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool trans_b,
+                bool accumulate, MatrixRef c);
+
+// How many products MatMulBf16 has sent to oneDNN since the process started (tests).
+uint64_t Bf16ProductsRun();
+
+}  // namespace twotower::nn
+
+#endif  // TWOTOWER_NN_GEMM_H_
