@@ -1,5 +1,7 @@
 #include "twotower/serve/events.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -93,20 +95,42 @@ EventLog::EventLog(std::string path, const std::function<void(const Event&)>& re
     : path_(std::move(path)) {
   const std::filesystem::path p(path_);
   if (p.has_parent_path()) MakeDirectories(p.parent_path().string());
-  std::error_code ec;
-  if (std::filesystem::exists(path_, ec)) {
+  const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    throw Error(ErrorCode::kIo, path_ + ": cannot open for appending: " + std::strerror(errno));
+  }
+  try {
+    // One writer per log, for the writer's life: a second server appending to the same file
+    // would interleave its events with this one's, and its replay would cut off what it took
+    // for a torn line while this one was writing it. flock's lock belongs to this open file, so
+    // it goes when the file is closed or the process dies (no stale lock file to clean up).
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      if (err == EWOULDBLOCK) {
+        throw Error(ErrorCode::kConflict,
+                    path_ +
+                        ": the events log is in use by another process (another twotower "
+                        "serve?); give each server an events log of its own");
+      }
+      throw Error(ErrorCode::kIo, path_ + ": cannot lock: " + std::strerror(err));
+    }
     replayed_ = ReadEvents(path_, replay);
     if (replayed_.torn_bytes > 0) {
+      std::error_code ec;
       const auto size = std::filesystem::file_size(path_, ec);
-      if (ec || ::truncate(path_.c_str(), static_cast<off_t>(size) - replayed_.torn_bytes) != 0) {
+      if (ec || ::ftruncate(fd, static_cast<off_t>(size) - replayed_.torn_bytes) != 0) {
         throw Error(ErrorCode::kIo,
                     path_ + ": cannot cut off a torn last line: " + std::strerror(errno));
       }
     }
+    file_ = ::fdopen(fd, "ab");
+    if (file_ == nullptr) {
+      throw Error(ErrorCode::kIo, path_ + ": cannot open for appending: " + std::strerror(errno));
+    }
+  } catch (...) {
+    ::close(fd);
+    throw;
   }
-  file_ = std::fopen(path_.c_str(), "ab");
-  if (file_ == nullptr)
-    throw Error(ErrorCode::kIo, path_ + ": cannot open for appending: " + std::strerror(errno));
   if (replayed_.unterminated) {
     // The last event is whole: end its line, so the next one does not join it.
     if (std::fputc('\n', file_) == EOF || std::fflush(file_) != 0) {

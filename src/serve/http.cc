@@ -303,8 +303,28 @@ Server::~Server() { Stop(); }
 int Server::Bind(const std::string& host, int port) {
   Impl& s = *impl_;
   beast::error_code ec;
-  const auto address = asio::ip::make_address(host, ec);
-  if (ec) throw Error("serve: cannot bind " + host + ": not an IP address (" + ec.message() + ")");
+  asio::ip::address address = asio::ip::make_address(host, ec);
+  if (ec) {
+    // A host name ("localhost"): the resolver's first IPv4 address, else its first address
+    // (localhost's IPv4 first, so http://localhost:PORT reaches it from clients that try
+    // 127.0.0.1 only).
+    tcp::resolver resolver(s.ioc);
+    const auto found = resolver.resolve(host, std::to_string(port), tcp::resolver::passive, ec);
+    if (ec || found.empty()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "serve: cannot bind " + host +
+                      ": not an IP address, and not a host name this machine resolves (" +
+                      (ec ? ec.message() : std::string("no address")) + ")",
+                  "host");
+    }
+    address = found.begin()->endpoint().address();
+    for (const auto& entry : found) {
+      if (entry.endpoint().address().is_v4()) {
+        address = entry.endpoint().address();
+        break;
+      }
+    }
+  }
   const tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
   s.acceptor.open(endpoint.protocol(), ec);
   if (!ec) s.acceptor.set_option(asio::socket_base::reuse_address(true), ec);

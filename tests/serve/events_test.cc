@@ -10,6 +10,7 @@
 
 #include "testing/cli_runner.h"
 #include "testing/temp_dir.h"
+#include "twotower/core/error.h"
 
 namespace twotower::serve {
 namespace {
@@ -29,6 +30,28 @@ std::vector<std::string> UsersReplayed(const std::string& path, ReadReport* repo
   EventLog log(path, [&](const Event& e) { users.push_back(e.user_id); });
   *report = log.replayed();
   return users;
+}
+
+// Two servers on one log would interleave their events and cut each other's lines at start: the
+// second open is refused while the first holds the file, and works once it is closed.
+TEST(EventLogTest, ASecondWriterIsRefusedWhileTheFirstHoldsTheLog) {
+  TempDir dir;
+  const std::string path = dir.File("events.jsonl");
+  {
+    EventLog first(path, [](const Event&) {});
+    first.Append({1, "u1", "5", "like", "a"});
+    try {
+      EventLog second(path, [](const Event&) {});
+      FAIL() << "a second writer opened the log";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kConflict);
+      EXPECT_THAT(e.what(), HasSubstr("events.jsonl: the events log is in use by another process"));
+    }
+    first.Append({2, "u2", "5", "like", "a"});
+  }
+  ReadReport report;
+  EXPECT_EQ(UsersReplayed(path, &report), (std::vector<std::string>{"u1", "u2"}));
+  EXPECT_EQ(Lines(ReadBytes(path)).size(), 2u);
 }
 
 TEST(EventLogTest, AWholeLastEventWithoutItsNewlineIsKeptAndItsLineEnded) {

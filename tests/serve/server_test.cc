@@ -58,13 +58,16 @@ using Json = nlohmann::json;
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(Shared().ok) << "could not train the test models"; }
+  // Each call its own events log: servers running side by side cannot share one (events.h);
+  // a test restarting a server on the same log copies the config.
   ServeConfig OneModel() {
     ServeConfig c;
-    c.events = scratch_.File("events.jsonl");
+    c.events = scratch_.File("events-" + std::to_string(configs_++) + ".jsonl");
     c.variants = {{"default", Shared().a, "", 1.0, "", 200}};
     return c;
   }
   TempDir scratch_;
+  int configs_ = 0;
 };
 
 // The service answers what `twotower recommend` answers for the same user.
@@ -621,6 +624,24 @@ TEST_F(ServerTest, ARequestPastItsDeadlineIsA503) {
   EXPECT_EQ(Call(c, "GET", "/healthz").status, 200);
   EXPECT_THAT(Call(c, "GET", "/metrics").text,
               HasSubstr("twotower_requests_total{route=\"/v1/recommend\",status=\"503\""));
+}
+
+// --host takes a host name as other servers do: "localhost" binds its IPv4 address; a name that
+// does not resolve is refused naming the host (it was "not an IP address" for any name).
+TEST_F(ServerTest, AHostNameIsResolvedBeforeBinding) {
+  ServeConfig config = OneModel();
+  config.host = "localhost";
+  Running s(config);
+  auto c = s.Client();  // 127.0.0.1
+  EXPECT_EQ(Call(c, "GET", "/healthz").status, 200);
+  s.Stop();
+  ServeConfig unknown = OneModel();
+  unknown.host = "no-such-host.invalid";  // RFC 2606: never resolves
+  Server server(unknown);
+  EXPECT_THAT([&] { server.Bind(); },
+              ::testing::ThrowsMessage<Error>(
+                  HasSubstr("cannot bind no-such-host.invalid: not an IP address, and not a host "
+                            "name this machine resolves")));
 }
 
 // An item put into the live index is recommended by the next request; a deleted one is not.
