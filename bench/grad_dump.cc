@@ -1,8 +1,10 @@
 // One training step's loss and gradients for the PyTorch parity check (bench/reference/
 // check_gradients.py). Loads MODEL, takes a batch from the .npy files (user features, item
 // features, labels as a 1 x n or n x 1 float32 array), runs forward/backward with dropout off
-// and writes the gradients, PyTorch-named, to OUT.safetensors (loss in __metadata__).
-// usage: bench_grad_dump MODEL XU.npy XI.npy Y.npy OUT.safetensors
+// and writes the gradients, PyTorch-named, to OUT.safetensors (loss in __metadata__). With
+// PRECISION bf16 the towers' products run as `training.precision: bf16` does (nn/gemm.h;
+// bench/reference/check_bf16.py).
+// usage: bench_grad_dump MODEL XU.npy XI.npy Y.npy OUT.safetensors [fp32|bf16]
 #include <cstdio>
 #include <string>
 
@@ -15,7 +17,13 @@
 using namespace twotower;
 
 int main(int argc, char** argv) {
-  if (argc != 6) return std::fprintf(stderr, "usage: %s MODEL XU XI Y OUT\n", argv[0]), 2;
+  if (argc != 6 && argc != 7) {
+    return std::fprintf(stderr, "usage: %s MODEL XU XI Y OUT [fp32|bf16]\n", argv[0]), 2;
+  }
+  const std::string precision = argc == 7 ? argv[6] : "fp32";
+  if (precision != "fp32" && precision != "bf16") {
+    return std::fprintf(stderr, "precision: expected fp32 or bf16, got %s\n", argv[6]), 2;
+  }
   try {
     model::LoadedModel loaded = model::LoadModel(argv[1]);
     model::ModelConfig config = loaded.model->config();
@@ -26,6 +34,7 @@ int main(int argc, char** argv) {
     auto src = loaded.model->NamedTensors();
     auto dst = net.NamedTensors();
     for (size_t i = 0; i < dst.size(); ++i) dst[i].parameter->value = src[i].parameter->value;
+    if (precision == "bf16") net.set_training_precision(nn::Precision::kBf16);
     const Matrix xu = data::ReadNpy(argv[2]), xi = data::ReadNpy(argv[3]),
                  y = data::ReadNpy(argv[4]);
     model::ModelContext ctx;

@@ -1,7 +1,7 @@
 // Times one training step (forward, backward, Adam; both towers) of the lab's model on random
 // inputs. Prints one JSON line: median microseconds per step and achieved GFLOP/s.
 // usage: bench_train_step [--batch 256] [--threads 1] [--steps 200] [--user-dim 12] [--item-dim 9]
-//                         [--score learned|cosine]
+//                         [--score learned|cosine] [--precision fp32|bf16]
 #include <omp.h>
 
 #include <algorithm>
@@ -38,7 +38,7 @@ double StepFlops(const nn::Sequential& tower, int batch) {
 
 int main(int argc, char** argv) {
   int batch = 256, threads = 1, steps = 200, user_dim = 12, item_dim = 9;
-  std::string score = "learned";
+  std::string score = "learned", precision = "fp32";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const char* v = argv[i + 1];
@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
       item_dim = std::atoi(v);
     else if (k == "--score")
       score = v;
+    else if (k == "--precision")
+      precision = v;
     else
       return std::fprintf(stderr, "unknown flag %s\n", k.c_str()), 2;
   }
@@ -62,6 +64,10 @@ int main(int argc, char** argv) {
   config.score = score == "cosine" ? model::ScoreMode::kCosine : model::ScoreMode::kLearned;
   Rng rng(1);
   model::TwoTowerModel net(config, user_dim, item_dim, &rng);
+  if (precision != "fp32" && precision != "bf16") {
+    return std::fprintf(stderr, "--precision: expected fp32 or bf16\n"), 2;
+  }
+  if (precision == "bf16") net.set_training_precision(nn::Precision::kBf16);
   // Trainer::Step, the step the trainer runs, over a batch of distinct rows of random tables.
   train::Trainer trainer(&net, std::make_unique<train::BceLoss>(), {1e-3});
   data::EncodedTable users, items;
@@ -89,8 +95,8 @@ int main(int argc, char** argv) {
   const double flops =
       StepFlops(net.user_tower().mlp(), batch) + StepFlops(net.item_tower().mlp(), batch);
   std::printf(
-      "{\"engine\": \"twotower\", \"batch\": %d, \"threads\": %d, \"us_per_step\": %.1f, "
-      "\"gflops\": %.2f}\n",
-      batch, threads, median, flops / (median * 1e3));
+      "{\"engine\": \"twotower\", \"precision\": \"%s\", \"batch\": %d, \"threads\": %d, "
+      "\"us_per_step\": %.1f, \"gflops\": %.2f}\n",
+      precision.c_str(), batch, threads, median, flops / (median * 1e3));
   return 0;
 }

@@ -212,6 +212,12 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
         "on MovieLens-100K this collapsed to MostPop's Recall@10; num_easy_negatives (e.g. 64) "
         "keeps random ones beside them");
   }
+  if (t.precision == "bf16" && nn::Bf16Engine() != "AMX") {
+    // Measured, not guessed: BENCHMARKS.md, "bf16 training".
+    o.Warning("training.precision: bf16 runs on " + nn::Bf16Engine() +
+              " here, where oneDNN's bf16 products are slower than fp32 ones (the lab trains "
+              "1.2-1.4x slower than fp32 on such a CPU); bf16 pays off with AMX tiles");
+  }
   o.Training(out.run_dir, out.ranker);
   train::TrainOptions options;
   options.progress = request.progress;

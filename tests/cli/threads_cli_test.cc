@@ -13,6 +13,7 @@
 
 #include "testing/cli_runner.h"
 #include "testing/temp_dir.h"
+#include "twotower/nn/gemm.h"
 
 namespace twotower {
 namespace {
@@ -79,6 +80,9 @@ Outputs TrainWith(const TempDir& dir, const std::string& config, int threads) {
 class ThreadCountTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ThreadCountTest, OneTwoAndThreeThreadsWriteTheSameBytes) {
+  if (GetParam().find("bf16") != std::string::npos && !nn::Bf16Unavailable().empty()) {
+    GTEST_SKIP() << "no bf16 products here: " << nn::Bf16Unavailable();
+  }
   TempDir dir;
   const std::string config = Config(dir, GetParam());
   const Outputs one = TrainWith(dir, config, 1);
@@ -96,7 +100,48 @@ INSTANTIATE_TEST_SUITE_P(
     Losses, ThreadCountTest,
     ::testing::Values("loss: softmax", "loss: bce",
                       "loss: mixed, num_uniform_negatives: 64, num_hard_negatives: 8, "
-                      "num_easy_negatives: 4"));
+                      "num_easy_negatives: 4",
+                      // bf16 products (nn/gemm.h) run per row block on one thread each.
+                      "loss: softmax, precision: bf16",
+                      "loss: mixed, num_uniform_negatives: 64, precision: bf16"));
+
+// training.precision: bf16 trains with bf16 products (the per-epoch numbers differ from fp32's,
+// by the operands' rounding only), says so, and is refused, naming what is missing, where oneDNN
+// may not use AVX512_BF16 or AMX (DNNL_MAX_CPU_ISA stands in for such a CPU).
+TEST(Bf16CliTest, TrainsCloseToFp32AndIsRefusedWithoutBf16Instructions) {
+  TempDir dir;
+  const std::string config = Config(dir, "loss: softmax");
+  const CliResult refused = RunCli({"train", "--config", config, "--output-dir", dir.File("no"),
+                                    "--set", "training.precision=bf16"},
+                                   dir, "DNNL_MAX_CPU_ISA=AVX512_CORE ");
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("c.yaml: 'training.precision' bf16 cannot run here: "),
+            std::string::npos)
+      << refused.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("no")));
+  if (!nn::Bf16Unavailable().empty()) {
+    GTEST_SKIP() << "no bf16 products here: " << nn::Bf16Unavailable();
+  }
+  const CliResult bf16 = RunCli({"train", "--config", config, "--output-dir", dir.File("bf16"),
+                                 "--set", "training.precision=bf16"},
+                                dir);
+  ASSERT_EQ(bf16.code, 0) << bf16.err;
+  EXPECT_NE(bf16.out.find("training products in bf16 (oneDNN: "), std::string::npos) << bf16.out;
+  const Outputs fp32 = TrainWith(dir, config, 1);
+  std::string run;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.File("bf16"))) {
+    run = entry.path().string();
+  }
+  const std::string metrics = ReadBytes(run + "/metrics.csv");
+  EXPECT_NE(metrics, fp32.metrics) << "bf16 trained exactly as fp32";
+  // The last epoch's training loss (the second column): within 2% of fp32's.
+  const auto loss = [](const std::string& csv) {
+    const std::string last = Lines(csv).back();
+    const size_t a = last.find(',');
+    return std::stod(last.substr(a + 1, last.find(',', a + 1) - a - 1));
+  };
+  EXPECT_NEAR(loss(metrics), loss(fp32.metrics), 0.02 * loss(fp32.metrics));
+}
 
 }  // namespace
 }  // namespace twotower
