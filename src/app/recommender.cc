@@ -584,19 +584,29 @@ Recommendations Recommender::SimilarImpl(const std::string& item_id, int k,
     Fail(ErrorCode::kInvalidArgument, "k", "k: expected at least 1, got " + std::to_string(k));
   std::shared_lock<std::shared_mutex> lock(v.mutex);
   Row row;
-  if (!v.ItemRow(item_id, &row)) {
+  const int64_t self = v.index->Find(item_id);
+  const bool has_row = v.ItemRow(item_id, &row);
+  // An item the index holds but no table or live item describes (`index add` of embeddings
+  // made elsewhere): its vector in the index is the query, as for an id in the table.
+  const bool index_only = !has_row && self >= 0 && v.deleted.count(self) == 0;
+  if (!has_row && !index_only) {
     Fail(ErrorCode::kNotFound, "item_id", "item_id: unknown item " + Quote(item_id));
   }
   const int32_t table_row = v.bundle.item_index.Find(item_id);
-  if (table_row >= 0 && v.live_items.count(item_id) == 0 &&
+  if (has_row && table_row >= 0 && v.live_items.count(item_id) == 0 &&
       v.untrained_row[static_cast<size_t>(table_row)]) {
     Fail(ErrorCode::kConflict, "item_id",
          "item_id: item " + Quote(item_id) +
              " has no trained embedding (it is in no interaction the model was trained on, and "
              "the item tower is the id alone): there is nothing to find similar items by");
   }
-  const int64_t self = v.index->Find(item_id);
-  const Matrix item = v.EncodeItem(row, "item_id");
+  Matrix item;
+  if (has_row) {
+    item = v.EncodeItem(row, "item_id");
+  } else {
+    item.resize(1, v.index->dim());
+    v.index->GetVector(self, item.data());
+  }
   index::SearchFilter filter;
   filter.exclude.assign(v.deleted.begin(), v.deleted.end());
   if (self >= 0) filter.exclude.push_back(self);

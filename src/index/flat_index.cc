@@ -232,6 +232,10 @@ void FlatIndex::SetVector(int64_t label, const float* v) {
 }
 
 void FlatIndex::GetVector(int64_t label, float* out) const {
+  if (label < 0 || label >= count_) {
+    throw Error("GetVector: label " + std::to_string(label) + " out of range [0, " +
+                std::to_string(count_) + ")");
+  }
   if (compressed_ != nullptr) {
     std::memcpy(out, rows_.data() + label * dim_, sizeof(float) * dim_);
     return;

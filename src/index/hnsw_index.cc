@@ -177,6 +177,14 @@ const float* HnswIndex::ItemVector(int64_t label) const {
   return graph_->Vector(node_of_[label]);
 }
 
+void HnswIndex::GetVector(int64_t label, float* out) const {
+  if (label < 0 || label >= size()) {
+    throw Error("GetVector: label " + std::to_string(label) + " out of range [0, " +
+                std::to_string(size()) + ")");
+  }
+  std::memcpy(out, ItemVector(label), sizeof(float) * static_cast<size_t>(dim_));
+}
+
 bool HnswIndex::Detach(int64_t label) {
   const int64_t node = node_of_[label];
   int64_t* link = &first_member_[node];

@@ -67,8 +67,7 @@ class FlatIndex final : public ItemIndex {
   const std::vector<std::string>& ids() const override { return ids_.ids(); }
   int64_t Find(const std::string& id) const override { return ids_.Find(id); }
 
-  // Copies the vector of `label` (0 <= label < size()) into out[0 .. dim).
-  void GetVector(int64_t label, float* out) const;
+  void GetVector(int64_t label, float* out) const override;
   // Bytes held by the vectors (and their compressed copy) and ids (for reports).
   int64_t MemoryBytes() const;
   // Compressed storage: items re-scored exactly so far, all searches together (for reports: the

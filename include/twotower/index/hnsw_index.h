@@ -90,6 +90,7 @@ class HnswIndex final : public ItemIndex {
   int64_t size() const override { return ids_.size(); }
   const std::vector<std::string>& ids() const override { return ids_.ids(); }
   int64_t Find(const std::string& id) const override { return ids_.Find(id); }
+  void GetVector(int64_t label, float* out) const override;
 
   const HnswParams& params() const { return params_; }
   // Not safe while searches run. Throws Error for ef_search < 1.

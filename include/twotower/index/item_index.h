@@ -68,6 +68,9 @@ class ItemIndex {
   virtual const std::vector<std::string>& ids() const = 0;
   // The label of `id`, or -1.
   virtual int64_t Find(const std::string& id) const = 0;
+  // Copies the fp32 vector of `label` (0 <= label < size()) into out[0 .. dim()) (compressed
+  // storage keeps the fp32 vectors beside its codes: these are those).
+  virtual void GetVector(int64_t label, float* out) const = 0;
 
   struct AddResult {
     int64_t added = 0;    // new ids, given labels size() .. size()+added-1 in input order
