@@ -99,7 +99,7 @@ struct ThreadState {
 
 // Primitives for the shapes this thread has seen: a training run has a handful (each layer's
 // forward and backward products, at the batch size and at the last batch's).
-constexpr size_t kMaxCached = 64;
+constexpr size_t kMaxCached = 256;
 
 Cached& Lookup(ThreadState* state, const Shape& s) {
   for (Cached& c : state->cache) {
@@ -180,9 +180,20 @@ void MatMulBf16(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, 
   }
   static const std::string unavailable = Bf16Unavailable();
   if (!unavailable.empty()) throw Error("bf16 matrix products: " + unavailable);
-  thread_local ThreadState state;
   OneThread one;
-  Cached& p = Lookup(&state, {m, n, k, c.outerStride(), trans_a, trans_b, accumulate});
+  ThreadState* state_ptr = nullptr;
+  Cached* found = nullptr;
+  try {
+    thread_local ThreadState thread_state;
+    state_ptr = &thread_state;
+    found = &Lookup(state_ptr, {m, n, k, c.outerStride(), trans_a, trans_b, accumulate});
+  } catch (const dnnl::error& e) {
+    throw Error("MatMulBf16: oneDNN cannot make a bf16 matmul for op(a) " + std::to_string(m) +
+                " x " + std::to_string(k) + ", op(b) " + std::to_string(k) + " x " +
+                std::to_string(n) + ": " + e.what());
+  }
+  ThreadState& state = *state_ptr;
+  Cached& p = *found;
   PackBf16(a, &state.a);
   PackBf16(b, &state.b);
   if (state.scratch.size() < p.scratch_bytes) state.scratch.resize(p.scratch_bytes);
@@ -190,7 +201,8 @@ void MatMulBf16(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, 
   p.b.set_data_handle(state.b.data());
   p.c.set_data_handle(c.data());
   p.scratch.set_data_handle(state.scratch.data());
-  // The C call: the C++ execute takes its arguments in an unordered_map (an allocation a call).
+  // The C call, with the arguments on the stack (the C++ execute adds a map of its own; oneDNN
+  // still builds its internal one).
   dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p.a.get()},
                             {DNNL_ARG_WEIGHTS, p.b.get()},
                             {DNNL_ARG_DST, p.c.get()},

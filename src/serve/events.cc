@@ -134,8 +134,11 @@ EventLog::EventLog(std::string path, const std::function<void(const Event&)>& re
   if (replayed_.unterminated) {
     // The last event is whole: end its line, so the next one does not join it.
     if (std::fputc('\n', file_) == EOF || std::fflush(file_) != 0) {
+      const int err = errno;
+      std::fclose(file_);  // and with it the lock: the constructor throws, no destructor runs
+      file_ = nullptr;
       throw Error(ErrorCode::kIo,
-                  path_ + ": cannot end the last event's line: " + std::strerror(errno));
+                  path_ + ": cannot end the last event's line: " + std::strerror(err));
     }
   }
 }

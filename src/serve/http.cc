@@ -302,6 +302,13 @@ Server::~Server() { Stop(); }
 
 int Server::Bind(const std::string& host, int port) {
   Impl& s = *impl_;
+  if (host.empty()) {
+    // The resolver would read an empty passive name as every interface (0.0.0.0).
+    throw Error(ErrorCode::kInvalidArgument,
+                "serve: the host is empty: expected an IP address (127.0.0.1, or 0.0.0.0 for "
+                "every interface) or a host name",
+                "host");
+  }
   beast::error_code ec;
   asio::ip::address address = asio::ip::make_address(host, ec);
   if (ec) {

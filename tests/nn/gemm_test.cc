@@ -129,6 +129,20 @@ TEST(MatMulBf16, WritesIntoRowsOfALargerMatrixAndReadsColumnsOfOne) {
   EXPECT_EQ(out.bottomRows(15).minCoeff(), 7.0f);
 }
 
+// A ranker's last Linear(h -> 1): a one-column output forward, a one-row weight gradient.
+TEST(MatMulBf16, OneRowAndOneColumnProducts) {
+  SKIP_WITHOUT_BF16();
+  const Matrix x = Random(50, 33, 11), w = Random(1, 33, 12), dy = Random(50, 1, 13);
+  Matrix y(50, 1);
+  MatMulBf16(x, false, w, true, false, y);
+  EXPECT_LE((y.cast<double>() - Rounded(x) * Rounded(w).transpose()).cwiseAbs().maxCoeff(),
+            Tolerance(33));
+  Matrix dw = Matrix::Ones(1, 33);
+  MatMulBf16(dy, true, x, false, true, dw);
+  const MatrixD expected = Rounded(dy).transpose() * Rounded(x) + MatrixD::Ones(1, 33);
+  EXPECT_LE((dw.cast<double>() - expected).cwiseAbs().maxCoeff(), Tolerance(50));
+}
+
 TEST(MatMulBf16, RefusesMismatchedShapes) {
   SKIP_WITHOUT_BF16();
   Matrix a(3, 4), b(5, 6), c(3, 6);

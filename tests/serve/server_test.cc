@@ -32,6 +32,7 @@
 #include "testing/trained_models.h"
 #include "twotower/core/error.h"
 #include "twotower/data/dataset.h"
+#include "twotower/index/item_index.h"
 #include "twotower/serve/experiment.h"
 
 // After the twotower headers (Eigen): see src/serve/server.cc.
@@ -642,6 +643,41 @@ TEST_F(ServerTest, AHostNameIsResolvedBeforeBinding) {
               ::testing::ThrowsMessage<Error>(
                   HasSubstr("cannot bind no-such-host.invalid: not an IP address, and not a host "
                             "name this machine resolves")));
+  // An empty host is refused, not resolved to every interface.
+  ServeConfig empty = OneModel();
+  empty.host = "";
+  Server nowhere(empty);
+  EXPECT_THAT([&] { nowhere.Bind(); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("serve: the host is empty")));
+}
+
+// An item only the index holds (added to the index file with a vector of its own, no row in the
+// items table) is found by /v1/similar through its vector in the index: here a copy of movie
+// ids()[0]'s vector, so that movie comes first with the score <v, v> computed here.
+TEST_F(ServerTest, SimilarFindsAnItemOnlyTheIndexHolds) {
+  const std::string npy = scratch_.File("items.npy"), path = scratch_.File("items.index");
+  ASSERT_EQ(RunCli({"embed", "--model", Shared().a, "--out", npy}, scratch_).code, 0);
+  const auto build = RunCli({"index", "build", "--embeddings", npy, "--out", path}, scratch_);
+  ASSERT_EQ(build.code, 0) << build.err;
+  std::unique_ptr<index::ItemIndex> idx = index::LoadIndex(path, 0);
+  std::vector<float> v(static_cast<size_t>(idx->dim()));
+  idx->GetVector(0, v.data());
+  const std::string first = idx->ids()[0];
+  idx->Add(v.data(), 1, {"outside-1"});
+  idx->Save(path);
+  double self = 0;
+  for (float x : v) self += static_cast<double>(x) * x;
+  ServeConfig config = OneModel();
+  config.variants[0].index = path;
+  Running s(config);
+  auto c = s.Client();
+  const Answer a = Call(c, "POST", "/v1/similar", Json{{"item_id", "outside-1"}, {"k", 3}}.dump());
+  ASSERT_EQ(a.status, 200) << a.text;
+  ASSERT_EQ(a.body["items"].size(), 3u);
+  EXPECT_EQ(a.body["items"][0]["item_id"], first);
+  EXPECT_NEAR(a.body["items"][0]["score"].get<double>(), self, 1e-5);
+  for (const Json& item : a.body["items"]) EXPECT_NE(item["item_id"], "outside-1");
+  EXPECT_EQ(Call(c, "POST", "/v1/similar", Json{{"item_id", "outside-2"}}.dump()).status, 404);
 }
 
 // An item put into the live index is recommended by the next request; a deleted one is not.
