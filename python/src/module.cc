@@ -502,6 +502,7 @@ class Server {
     config_ = serve::MakeServeConfig(a);
     py::gil_scoped_release release;
     server_ = std::make_unique<serve::Server>(config_);
+    notes_ = server_->notes();
   }
 
   ~Server() {
@@ -520,13 +521,21 @@ class Server {
       throw Error(ErrorCode::kConflict,
                   "Server.start: already serving on port " + std::to_string(port_));
     }
-    if (stopped_) {
+    if (stopped_ || server_ == nullptr) {
       throw Error(ErrorCode::kConflict,
                   "Server.start: this server was stopped; make a new twotower.Server");
     }
     {
       py::gil_scoped_release release;
-      port_ = server_->Bind();
+      try {
+        port_ = server_->Bind();
+      } catch (...) {
+        // This server cannot serve (its host and port are fixed): let go of its files now (the
+        // events log is locked while a server holds it), not when Python collects the object.
+        server_.reset();
+        stopped_ = true;
+        throw;
+      }
     }
     sigset_t all, previous;
     sigfillset(&all);
@@ -542,34 +551,44 @@ class Server {
     return port_;
   }
 
-  // Stops serving after the requests in flight (serve::Server::Stop); rethrows what ended the
-  // server if it failed. A stopped server does nothing.
+  // Stops serving after the requests in flight (serve::Server::Stop) and closes the server's
+  // files; rethrows what ended the server if it failed. A stopped server does nothing.
   void Stop() {
     if (thread_.joinable()) {
       py::gil_scoped_release release;
       server_->Stop();
       thread_.join();
-      stopped_ = true;
+    }
+    // Started or not, the events log is synced and its lock released here, so another server
+    // (or a new one with these settings) may open it at once.
+    stopped_ = true;
+    if (server_ != nullptr) {
+      py::gil_scoped_release release;
+      server_.reset();
     }
     if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
   }
 
   // "" when the variants were reread and swapped in, else why not (the old ones stay).
   std::string Reload() {
+    if (server_ == nullptr) {
+      throw Error(ErrorCode::kConflict, "Server.reload: this server was stopped");
+    }
     py::gil_scoped_release release;
-    return server_->Reload();
+    return server_->Reload("Server.reload()");
   }
 
   bool Running() const { return thread_.joinable() && !stopped_; }
   int Port() const { return port_; }
   const std::string& Host() const { return config_.host; }
-  const std::vector<std::string>& Notes() const { return server_->notes(); }
+  const std::vector<std::string>& Notes() const { return notes_; }
 
  private:
   serve::ServeConfig config_;
   std::unique_ptr<serve::Server> server_;
   std::thread thread_;
   std::exception_ptr failure_;
+  std::vector<std::string> notes_;
   int port_ = 0;
   bool stopped_ = false;
 };

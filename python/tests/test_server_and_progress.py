@@ -79,6 +79,18 @@ def test_server_answers_what_the_model_answers_and_stops(lab, tmp_path):
     with pytest.raises(twotower.ConflictError, match="was stopped"):
         srv.start()
     srv.stop()  # a second stop does nothing
+    # The stopped server let go of its events log: a new one opens it at once, while it is held
+    # a second one is refused, and a server whose start failed lets go too.
+    again = twotower.Server(model=lab["run"].model_path, port=0, events=str(events))
+    with pytest.raises(twotower.ConflictError, match="events log is in use"):
+        twotower.Server(model=lab["run"].model_path, port=0, events=str(events))
+    again.stop()  # never started: closes its files all the same
+    failed = twotower.Server(model=lab["run"].model_path, host="no-such-host.invalid", port=0,
+                             events=str(events))
+    with pytest.raises(ValueError, match="no-such-host.invalid"):
+        failed.start()
+    with twotower.Server(model=lab["run"].model_path, port=0, events=str(events)) as last:
+        assert last.running
 
 
 def test_server_arguments_are_checked_as_the_commands_flags(lab, tmp_path):

@@ -586,10 +586,11 @@ Recommendations Recommender::SimilarImpl(const std::string& item_id, int k,
   Row row;
   const int64_t self = v.index->Find(item_id);
   const bool has_row = v.ItemRow(item_id, &row);
-  // An item the index holds but no table or live item describes (`index add` of embeddings
-  // made elsewhere): its vector in the index is the query, as for an id in the table.
-  const bool index_only = !has_row && self >= 0 && v.deleted.count(self) == 0;
-  if (!has_row && !index_only) {
+  // The query is the item's vector in the index when the index holds it: what retrieval scores
+  // it by, also for an item `index add` updated or added (the items table may still hold its
+  // old features, or none). An item the table has and the index lacks is encoded from its row.
+  const bool in_index = self >= 0 && v.deleted.count(self) == 0;
+  if (!has_row && !in_index) {
     Fail(ErrorCode::kNotFound, "item_id", "item_id: unknown item " + Quote(item_id));
   }
   const int32_t table_row = v.bundle.item_index.Find(item_id);
@@ -601,11 +602,11 @@ Recommendations Recommender::SimilarImpl(const std::string& item_id, int k,
              "the item tower is the id alone): there is nothing to find similar items by");
   }
   Matrix item;
-  if (has_row) {
-    item = v.EncodeItem(row, "item_id");
-  } else {
+  if (in_index) {
     item.resize(1, v.index->dim());
     v.index->GetVector(self, item.data());
+  } else {
+    item = v.EncodeItem(row, "item_id");
   }
   index::SearchFilter filter;
   filter.exclude.assign(v.deleted.begin(), v.deleted.end());

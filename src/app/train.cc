@@ -127,7 +127,8 @@ TrainOutcome Train(const TrainRequest& request, TrainObserver* observer) {
   TrainObserver& o = observer != nullptr ? *observer : silent;
   std::string source;
   const train::Config config = ResolveTrainConfig(request, &source);
-  CheckPrecisionRuns(config, source);
+  CheckPrecisionRuns(
+      config, request.settings.empty() ? source : source + " with the command line's settings");
   const bool resume = !request.resume.empty();
   // The process's thread settings are put back when training ends (the Python module trains in
   // a process that goes on searching).

@@ -199,7 +199,8 @@ TuneOutcome Tune(const TuneRequest& request, TuneObserver* observer) {
   base_request.settings = request.settings;
   std::string source;
   const train::Config base = ResolveTrainConfig(base_request, &source);
-  CheckPrecisionRuns(base, source);
+  CheckPrecisionRuns(
+      base, base_request.settings.empty() ? source : source + " with the command line's settings");
   if (base.model.kind == "ranker")
     throw Error("tune: tunes two-tower models (model.kind: two_tower)");
   o.Configured(base, source);
@@ -284,7 +285,7 @@ TuneOutcome Tune(const TuneRequest& request, TuneObserver* observer) {
   // Every drawn configuration is checked now, not hours into the search.
   for (size_t t = 0; t < drawn.size(); ++t) {
     try {
-      TrialConfig(base, drawn[t], base.training.epochs);
+      CheckPrecisionRuns(TrialConfig(base, drawn[t], base.training.epochs), "tune --space");
     } catch (const Error& e) {
       throw Error(std::string("tune: trial ") + std::to_string(t + 1) +
                   " draws settings that do not fit the config (narrow --space): " + e.what());

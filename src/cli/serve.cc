@@ -6,6 +6,7 @@
 #include <csignal>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,7 +19,9 @@ namespace twotower::cli {
 namespace {
 
 struct ServeArgs {
-  std::string model, index, config, host, events, rerank;
+  std::string model, index, config, rerank;
+  // Given or not, as "" is a value (refused with a message) and not "the default".
+  std::optional<std::string> host, events;
   std::string port, threads;  // "" = not given; checked by the serve settings' declarations
   int candidates = -1;
   bool no_live_history = false;
@@ -37,10 +40,10 @@ int RunServe(const ServeArgs& a) {
   args.rerank = a.rerank;
   args.candidates = a.candidates;
   // The flags that are serve.yaml settings go through their declarations (type and range).
-  if (!a.host.empty()) args.settings.push_back({"host", a.host, "--host"});
+  if (a.host) args.settings.push_back({"host", *a.host, "--host"});
   if (!a.port.empty()) args.settings.push_back({"port", a.port, "--port"});
   if (!a.threads.empty()) args.settings.push_back({"threads", a.threads, "--threads"});
-  if (!a.events.empty()) args.settings.push_back({"events", a.events, "--events"});
+  if (a.events) args.settings.push_back({"events", *a.events, "--events"});
   if (a.no_live_history) args.settings.push_back({"live_history", "false", "--no-live-history"});
   const serve::ServeConfig config = serve::MakeServeConfig(args);
   // Signals go to one thread, which reloads (SIGHUP) or stops (SIGTERM, SIGINT): blocked here,
@@ -52,6 +55,7 @@ int RunServe(const ServeArgs& a) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   serve::Server server(config);
+  server.set_log([](const std::string& line) { std::cerr << line << std::endl; });
   const int port = server.Bind();
   // An IPv6 address is bracketed in a URL (RFC 3986).
   const bool v6 = config.host.find(':') != std::string::npos;
@@ -73,11 +77,7 @@ int RunServe(const ServeArgs& a) {
       if (sigwait(&signals, &sig) != 0) continue;
       if (done) return;
       if (sig == SIGHUP) {
-        const std::string problem = server.Reload();
-        std::cerr << (problem.empty()
-                          ? std::string("reloaded")
-                          : "reload failed, still serving the previous models: " + problem)
-                  << std::endl;
+        server.Reload("SIGHUP");  // the log line comes through set_log
         continue;
       }
       std::cerr << "stopping: finishing requests in flight" << std::endl;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -151,8 +152,13 @@ class OneThread {
 std::string Bf16Unavailable() {
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
   if (HasIsa(isa, dnnl::cpu_isa::avx512_core_bf16)) return "";
-  return "this CPU has neither AVX512_BF16 nor AMX-BF16 (or DNNL_MAX_CPU_ISA rules them out); "
-         "use training.precision: fp32";
+  const char* limit = std::getenv("DNNL_MAX_CPU_ISA");
+  if (limit != nullptr && *limit != '\0') {
+    return std::string("with DNNL_MAX_CPU_ISA=") + limit +
+           ", oneDNN may use neither AVX512_BF16 nor AMX-BF16 (unset it if this CPU has them, "
+           "or use training.precision: fp32)";
+  }
+  return "this CPU has neither AVX512_BF16 nor AMX-BF16; use training.precision: fp32";
 }
 
 std::string Bf16Engine() {

@@ -325,6 +325,12 @@ void ServeConfig::Validate() const {
   }
   if (!(total > 0)) throw Error("serve.variants: the weights sum to 0");
   if (events.empty()) throw Error("serve.events: a file for the event log is required");
+  if (host.empty()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "serve.host: empty; expected an IP address (127.0.0.1, or 0.0.0.0 for every "
+                "interface) or a host name",
+                "host");
+  }
 }
 
 namespace {
@@ -781,7 +787,9 @@ struct Server::Impl {
   Reply Experiment(const std::string& name);
   Reply Models();
   std::string MetricsText();
-  std::string Reload();
+  std::string Reload(const std::string& trigger);
+  std::string ReloadLocked();  // Reload's work, under reload_mutex
+  std::function<void(const std::string&)> log;
 };
 
 Server::Server(ServeConfig config) : impl_(std::make_unique<Impl>()) {
@@ -860,12 +868,27 @@ void Server::Run() {
 
 void Server::Stop() { impl_->http->Stop(); }
 
-std::string Server::Reload() { return impl_->Reload(); }
+std::string Server::Reload(const std::string& trigger) { return impl_->Reload(trigger); }
+
+void Server::set_log(std::function<void(const std::string&)> log) { impl_->log = std::move(log); }
 
 const std::vector<std::string>& Server::notes() const { return impl_->notes; }
 
-std::string Server::Impl::Reload() {
-  std::lock_guard<std::mutex> one(reload_mutex);
+std::string Server::Impl::Reload(const std::string& trigger) {
+  std::string problem;
+  {
+    std::lock_guard<std::mutex> one(reload_mutex);
+    problem = ReloadLocked();
+  }
+  if (log) {
+    log(problem.empty()
+            ? "reloaded (" + trigger + ")"
+            : "reload (" + trigger + ") failed, still serving the previous models: " + problem);
+  }
+  return problem;
+}
+
+std::string Server::Impl::ReloadLocked() {
   try {
     std::vector<std::shared_ptr<Loaded>> fresh;
     for (const VariantConfig& v : config.variants) {
@@ -911,7 +934,7 @@ void Server::Impl::Routes() {
                "unknown field '" + key + "' (a reload takes no fields: send {} or no body)");
       }
     }
-    const std::string problem = Reload();
+    const std::string problem = Reload("POST /v1/admin/reload");
     if (!problem.empty()) {
       return Reply{500,
                    {{"error", "reload failed, still serving the previous models: " + problem},
@@ -1376,6 +1399,8 @@ Json OpenApi() {
   paths["/v1/models"]["get"] =
       op("loaded models: version, config, creation time, test metrics", nullptr);
   paths["/v1/admin/reload"]["post"] = op("reload models, indexes and items from disk", nullptr);
+  paths["/v1/admin/reload"]["post"]["responses"]["500"] = {
+      {"description", "the reload failed; the previous models go on serving"}};
   paths["/healthz"]["get"] = op("alive", nullptr);
   paths["/readyz"]["get"] = op("ready: every model and index loaded and warmed", nullptr);
   paths["/metrics"]["get"] = op("Prometheus text format", nullptr);

@@ -130,6 +130,14 @@ TEST(TuneCliTest, SuccessiveHalvingWritesResumesAndTrainsTheBest) {
   testing::ExpectUserError(
       RunCli({"tune", "--config", config, "--space", "training.epochz=1|2"}, dir),
       "unknown key 'training.epochz'");
+  // A precision the machine cannot run is refused before the first trial, naming the trial.
+  const CliResult bf16 =
+      RunCli({"tune", "--config", config, "--space", "training.precision=fp32|bf16", "--trials",
+              "4", "--out", dir.File("bf16_tune")},
+             dir, "DNNL_MAX_CPU_ISA=AVX512_CORE ");
+  testing::ExpectUserError(bf16, "'training.precision' bf16 cannot run here");
+  EXPECT_NE(bf16.err.find("tune: trial "), std::string::npos) << bf16.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("bf16_tune/tune.csv")));
 }
 
 }  // namespace

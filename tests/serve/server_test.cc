@@ -19,6 +19,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -646,9 +647,12 @@ TEST_F(ServerTest, AHostNameIsResolvedBeforeBinding) {
   // An empty host is refused, not resolved to every interface.
   ServeConfig empty = OneModel();
   empty.host = "";
-  Server nowhere(empty);
-  EXPECT_THAT([&] { nowhere.Bind(); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("serve: the host is empty")));
+  EXPECT_THAT(
+      [&] {
+        Server nowhere(empty);
+        nowhere.Bind();
+      },
+      ::testing::ThrowsMessage<Error>(HasSubstr("serve.host: empty; expected an IP address")));
 }
 
 // An item only the index holds (added to the index file with a vector of its own, no row in the
@@ -664,7 +668,15 @@ TEST_F(ServerTest, SimilarFindsAnItemOnlyTheIndexHolds) {
   idx->GetVector(0, v.data());
   const std::string first = idx->ids()[0];
   idx->Add(v.data(), 1, {"outside-1"});
+  // And movie ids()[1] updated in the index (as `index add` of new features does) to movie
+  // ids()[2]'s vector: its neighbours follow the index, not the items table's old row.
+  std::vector<float> w(static_cast<size_t>(idx->dim()));
+  idx->GetVector(2, w.data());
+  const std::string updated = idx->ids()[1], twin = idx->ids()[2];
+  idx->Add(w.data(), 1, {updated});
   idx->Save(path);
+  double twin_self = 0;
+  for (float x : w) twin_self += static_cast<double>(x) * x;
   double self = 0;
   for (float x : v) self += static_cast<double>(x) * x;
   ServeConfig config = OneModel();
@@ -678,6 +690,10 @@ TEST_F(ServerTest, SimilarFindsAnItemOnlyTheIndexHolds) {
   EXPECT_NEAR(a.body["items"][0]["score"].get<double>(), self, 1e-5);
   for (const Json& item : a.body["items"]) EXPECT_NE(item["item_id"], "outside-1");
   EXPECT_EQ(Call(c, "POST", "/v1/similar", Json{{"item_id", "outside-2"}}.dump()).status, 404);
+  const Answer u = Call(c, "POST", "/v1/similar", Json{{"item_id", updated}, {"k", 1}}.dump());
+  ASSERT_EQ(u.status, 200) << u.text;
+  EXPECT_EQ(u.body["items"][0]["item_id"], twin);
+  EXPECT_NEAR(u.body["items"][0]["score"].get<double>(), twin_self, 1e-5);
 }
 
 // An item put into the live index is recommended by the next request; a deleted one is not.
@@ -769,6 +785,41 @@ TEST_F(ServerTest, ReloadWhileRequestsRunFailsNone) {
   EXPECT_EQ(Call(c, "GET", "/openapi.json").body["openapi"], "3.0.3");
   EXPECT_THAT(Call(c, "GET", "/metrics").text,
               HasSubstr("twotower_reloads_total{result=\"ok\"} 4"));
+}
+
+// A reload over HTTP is logged as a SIGHUP one is; one that fails is a 500 that keeps the old
+// model serving, logged with why, and OpenAPI lists that 500.
+TEST_F(ServerTest, ReloadsAreLoggedAndAFailedOneIsA500) {
+  const std::string model = scratch_.File("served.safetensors");
+  std::filesystem::copy_file(Shared().a, model);
+  ServeConfig config = OneModel();
+  config.variants[0].model = model;
+  std::mutex mutex;
+  std::vector<std::string> lines;
+  Running s(config, [&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(mutex);
+    lines.push_back(line);
+  });
+  auto c = s.Client();
+  ASSERT_EQ(Call(c, "POST", "/v1/admin/reload").status, 200);
+  {
+    std::ofstream broken(model, std::ios::binary | std::ios::trunc);
+    broken << "not a model";
+  }
+  const Answer failed = Call(c, "POST", "/v1/admin/reload");
+  EXPECT_EQ(failed.status, 500) << failed.text;
+  EXPECT_THAT(failed.text, HasSubstr("reload failed, still serving the previous models: "));
+  EXPECT_EQ(Call(c, "POST", "/v1/recommend", R"({"user_id": "1"})").status, 200);
+  s.Stop();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0], "reloaded (POST /v1/admin/reload)");
+  EXPECT_THAT(lines[1], HasSubstr("reload (POST /v1/admin/reload) failed, still serving the "
+                                  "previous models: " +
+                                  model));
+  Running again(OneModel());
+  auto c2 = again.Client();
+  const Json api = Call(c2, "GET", "/openapi.json").body;
+  EXPECT_TRUE(api["paths"]["/v1/admin/reload"]["post"]["responses"].contains("500"));
 }
 
 // Two variants 70 / 30: 10,000 users split close to the weights, each user always in the same

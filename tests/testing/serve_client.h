@@ -3,6 +3,7 @@
 #ifndef TWOTOWER_TESTS_TESTING_SERVE_CLIENT_H_
 #define TWOTOWER_TESTS_TESTING_SERVE_CLIENT_H_
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -22,10 +23,12 @@ using Json = nlohmann::json;
 // A server running in a thread for the test's life.
 class Running {
  public:
-  explicit Running(ServeConfig config) {
+  // `log`: Server::set_log's, set before Run.
+  explicit Running(ServeConfig config, std::function<void(const std::string&)> log = {}) {
     config.port = 0;
     config.threads = 4;
     server_ = std::make_unique<Server>(config);
+    if (log) server_->set_log(std::move(log));
     port_ = server_->Bind();
     thread_ = std::thread([this] { server_->Run(); });
   }

@@ -31,6 +31,7 @@
 #define TWOTOWER_SERVE_SERVER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -144,7 +145,13 @@ class Server {
   // Stops Run(); callable from any thread (the CLI calls it on SIGTERM / SIGINT).
   void Stop();
   // Rereads every variant's files and swaps them in; "" on success, else why (the old ones stay).
-  std::string Reload();
+  // `trigger` names what asked (the CLI: "SIGHUP"; the route: "POST /v1/admin/reload") in the
+  // line given to the log (set_log).
+  std::string Reload(const std::string& trigger = "Server::Reload");
+  // Where the server reports what it does on its own account, one line at a time, from any
+  // thread: each reload, "reloaded (TRIGGER)" or "reload (TRIGGER) failed, still serving the
+  // previous models: WHY". Set before Run; default: nowhere.
+  void set_log(std::function<void(const std::string&)> log);
   // What the start found worth saying (events of arms the config does not list), one line each.
   const std::vector<std::string>& notes() const;
 
