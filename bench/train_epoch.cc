@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
     Rng rng(config.seed);
     Rng init = rng.Split(), shuffle = rng.Split(), dropout = rng.Split();
     model::TwoTowerModel net(config.model, d.encoder, &init);
+    net.set_training_precision(train::TrainingPrecision(config.training));
     const train::TrainingConfig& t = config.training;
     nn::AdamOptions adam;
     adam.learning_rate = t.learning_rate;
