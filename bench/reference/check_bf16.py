@@ -23,9 +23,7 @@ Exits 1 when a checked bound fails.
 """
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import torch
@@ -33,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from twotower_torch import load_twotower, read_safetensors  # noqa: E402
+from twotower_torch import dumped_step, load_twotower  # noqa: E402
 
 
 def bf16(t):
@@ -87,20 +85,10 @@ def main():
     p.add_argument("dump_tool")
     p.add_argument("--batch", type=int, default=256)
     args = p.parse_args()
-    rng = np.random.default_rng(0)
     model, uenc, ienc, _ = load_twotower(args.model)
     if uenc.learned() or ienc.learned():
         sys.exit("check_bf16.py feeds random dense inputs: give it a model with dense towers")
-    xu = rng.standard_normal((args.batch, uenc.width())).astype(np.float32)
-    xi = rng.standard_normal((args.batch, ienc.width())).astype(np.float32)
-    y = rng.integers(0, 2, (1, args.batch)).astype(np.float32)
-    with tempfile.TemporaryDirectory() as d:
-        paths = [os.path.join(d, n) for n in ("xu.npy", "xi.npy", "y.npy", "grads.safetensors")]
-        for path, a in zip(paths, (xu, xi, y)):
-            np.save(path, a)
-        subprocess.run([args.dump_tool, args.model, *paths, "bf16"], check=True,
-                       stdout=subprocess.DEVNULL)
-        ours, meta = read_safetensors(paths[3])
+    xu, xi, y, ours, meta = dumped_step(args.model, args.dump_tool, uenc, ienc, args.batch, "bf16")
     our_loss = float(meta["loss"])
     model.eval()  # dropout off, as in the dump
     fp32_loss, fp32 = step(model, xu, xi, y)

@@ -7,16 +7,13 @@ Draws a batch of random standardised inputs, runs `bench_grad_dump` on it, runs 
 """
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from twotower_torch import load_twotower, read_safetensors, report_gradient_parity  # noqa: E402
+from twotower_torch import dumped_step, load_twotower, report_gradient_parity  # noqa: E402
 
 
 def main():
@@ -26,16 +23,7 @@ def main():
     p.add_argument("--batch", type=int, default=256)
     args = p.parse_args()
     model, uenc, ienc, _ = load_twotower(args.model)
-    rng = np.random.default_rng(0)
-    xu = rng.standard_normal((args.batch, uenc.width())).astype(np.float32)
-    xi = rng.standard_normal((args.batch, ienc.width())).astype(np.float32)
-    y = rng.integers(0, 2, (1, args.batch)).astype(np.float32)
-    with tempfile.TemporaryDirectory() as d:
-        paths = [os.path.join(d, n) for n in ("xu.npy", "xi.npy", "y.npy", "grads.safetensors")]
-        for path, a in zip(paths, (xu, xi, y)):
-            np.save(path, a)
-        subprocess.run([args.dump_tool, args.model, *paths], check=True, stdout=subprocess.DEVNULL)
-        ours, meta = read_safetensors(paths[3])
+    xu, xi, y, ours, meta = dumped_step(args.model, args.dump_tool, uenc, ienc, args.batch)
     model.eval()  # dropout off, as in the dump
     if uenc.learned() or ienc.learned():
         sys.exit("check_gradients.py feeds random dense inputs: use check_softmax.py for models "

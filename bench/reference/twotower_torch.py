@@ -8,7 +8,10 @@ item_tower..., scorer.log_scale, scorer.bias; and for a ranker (`Ranker`):
 """
 import csv
 import json
+import os
 import struct
+import subprocess
+import tempfile
 
 import numpy as np
 import torch
@@ -472,6 +475,24 @@ def parity_batch(users_csv, items_csv, batch):
     pairs = np.stack([rng.integers(0, len(users), batch), rng.integers(0, len(items), batch)])
     pairs[1, 1] = pairs[1, 0]
     return users, items, rng, pairs
+
+
+def dumped_step(model_path, dump_tool, uenc, ienc, batch, *extra):
+    """A batch of random standardised dense inputs and 0/1 labels (generator seed 0) and
+    twotower's gradients on it from bench_grad_dump (`extra`: its trailing arguments, e.g.
+    "bf16"). Returns (xu, xi, y, gradients by name, metadata with the loss)."""
+    rng = np.random.default_rng(0)
+    xu = rng.standard_normal((batch, uenc.width())).astype(np.float32)
+    xi = rng.standard_normal((batch, ienc.width())).astype(np.float32)
+    y = rng.integers(0, 2, (1, batch)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as d:
+        paths = [os.path.join(d, n) for n in ("xu.npy", "xi.npy", "y.npy", "grads.safetensors")]
+        for path, a in zip(paths, (xu, xi, y)):
+            np.save(path, a)
+        subprocess.run([dump_tool, model_path, *paths, *extra], check=True,
+                       stdout=subprocess.DEVNULL)
+        ours, meta = read_safetensors(paths[3])
+    return xu, xi, y, ours, meta
 
 
 def report_gradient_parity(model, ours, our_loss, torch_loss, skip=()):

@@ -55,6 +55,27 @@ long SteadyStateMallocs(train::Trainer* trainer, const data::EncodedTable& users
   return g_mallocs.load() - before;
 }
 
+// A batch of `batch` random lab rows (12 user and 9 item dense columns), row i paired with row
+// i, labels alternating 0 / 1.
+struct LabBatch {
+  data::EncodedTable users, items;
+  std::vector<int32_t> rows;
+  std::vector<float> y;
+};
+
+LabBatch MakeLabBatch(int batch) {
+  LabBatch b;
+  b.users.dense = Matrix::Random(batch, 12);
+  b.items.dense = Matrix::Random(batch, 9);
+  b.rows.resize(batch);
+  b.y.resize(batch);
+  for (int i = 0; i < batch; ++i) {
+    b.rows[i] = i;
+    b.y[i] = static_cast<float>(i % 2);
+  }
+  return b;
+}
+
 TEST(TrainingStepTest, AllocatesNothingAfterTheFirstStep) {
 #if defined(TWOTOWER_TEST_ASAN)
   GTEST_SKIP() << "malloc is AddressSanitizer's in this build; counted in normal builds";
@@ -64,19 +85,10 @@ TEST(TrainingStepTest, AllocatesNothingAfterTheFirstStep) {
   Rng rng(3);
   model::TwoTowerModel net(config, 12, 9, &rng);
   train::Trainer trainer(&net, std::make_unique<train::BceLoss>(), {1e-3});
-  const int batch = 64;
-  data::EncodedTable users, items;
-  users.dense = Matrix::Random(batch, 12);
-  items.dense = Matrix::Random(batch, 9);
-  std::vector<int32_t> rows(batch);
-  std::vector<float> y(batch);
-  for (int i = 0; i < batch; ++i) {
-    rows[i] = i;
-    y[i] = static_cast<float>(i % 2);
-  }
+  const LabBatch b = MakeLabBatch(64);
   const long sizing = g_mallocs.load();
   ASSERT_GT(sizing, 0) << "the malloc counter is not interposed";
-  EXPECT_EQ(SteadyStateMallocs(&trainer, users, items, rows, rows, y, &rng), 0)
+  EXPECT_EQ(SteadyStateMallocs(&trainer, b.users, b.items, b.rows, b.rows, b.y, &rng), 0)
       << "allocations in 5 steady-state training steps";
   SetThreads(0);
 }
@@ -244,15 +256,8 @@ struct Bf16Allocations {
 
 Bf16Allocations Bf16SteadyState(const std::string& loss, int batch) {
   Rng rng(3);
-  data::EncodedTable users, items;
-  users.dense = Matrix::Random(batch, 12);
-  items.dense = Matrix::Random(batch, 9);
-  std::vector<int32_t> rows(batch);
-  std::vector<float> y(batch);
-  for (int i = 0; i < batch; ++i) {
-    rows[i] = i;
-    y[i] = static_cast<float>(i % 2);
-  }
+  const LabBatch b = MakeLabBatch(batch);
+  const auto& [users, items, rows, y] = b;
   model::ModelConfig config;  // the lab's towers
   model::TwoTowerModel net(config, 12, 9, &rng);
   net.set_training_precision(nn::Precision::kBf16);
