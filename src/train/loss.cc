@@ -149,8 +149,7 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
       nn::MatMulBf16(logits_.middleCols(j0, j1 - j0), true, u, false, false,
                      out->dv.middleRows(j0, j1 - j0));
     } else {
-      out->dv.middleRows(j0, j1 - j0).noalias() =
-          logits_.middleCols(j0, j1 - j0).transpose() * u;
+      out->dv.middleRows(j0, j1 - j0).noalias() = logits_.middleCols(j0, j1 - j0).transpose() * u;
     }
   });
   out->dv *= inv_t;
