@@ -89,9 +89,8 @@ class CompressedItems {
   // Prepares queries rows[0 .. n) of `queries` (n x d) in tiles of 8.
   void Pack(const float* queries, const int64_t* rows, int64_t n, PackedQueries* out) const;
 
-  // Approximate scores of Q packed queries of tile `tile` against panels p .. p+J-1.
-  template <int Q, int J>
-  void Score(const PackedQueries& packed, int64_t tile, int64_t p, V16 (&acc)[Q][J]) const;
+  // The codes: panel p, group g at (p * groups() + g) * 64 (scan_kernels.h scores them).
+  const uint8_t* codes() const { return codes_.data(); }
 
   int64_t MemoryBytes() const;
 
@@ -132,43 +131,10 @@ class Shortlist {
   size_t limit_ = 0;
 };
 
-// ---- kernels (exposed for tests: the portable forms are checked against the vector ones) ----
-
-inline I16 LoadI16(const void* p) {
-  I16 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-inline I16 BroadcastI16(uint32_t x) {
-  const int32_t y = static_cast<int32_t>(x);
-  return I16{y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y};
-}
+// ---- codes ------------------------------------------------------------------------------------
+// The products on them (vpdpbusd, vdpbf16ps, and their portable forms) are in scan_kernels.inc.
 
 typedef uint32_t U16 __attribute__((vector_size(64)));
-
-// Per lane l: acc[l] + sum_{m<4} u8(u byte 4l+m) * s8(s byte 4l+m), exactly (vpdpbusd). Written
-// with vector operations (shifts, masks, 32-bit products) that every SIMD width lowers, so a
-// build without VNNI still scans its codes with vector code.
-inline I16 DotU8S8Portable(I16 acc, I16 u, I16 s) {
-  const U16 uu = reinterpret_cast<U16>(u), su = reinterpret_cast<U16>(s);
-  for (int m = 0; m < 4; ++m) {
-    const I16 ub = reinterpret_cast<I16>((uu >> (8 * m)) & 0xffu);
-    // The signed byte m: moved to the top byte, then shifted back down arithmetically.
-    const I16 sb = reinterpret_cast<I16>(su << (24 - 8 * m)) >> 24;
-    acc += ub * sb;
-  }
-  return acc;
-}
-
-inline I16 DotU8S8(I16 acc, I16 u, I16 s) {
-#if defined(__AVX512VNNI__)
-  return reinterpret_cast<I16>(_mm512_dpbusd_epi32(
-      reinterpret_cast<__m512i>(acc), reinterpret_cast<__m512i>(u), reinterpret_cast<__m512i>(s)));
-#else
-  return DotU8S8Portable(acc, u, s);
-#endif
-}
 
 // Round to nearest even bf16; finite values past the largest bf16 saturate to it, and values
 // whose bf16 would be subnormal become +-0: vdpbf16ps reads subnormal inputs as zero, so the
@@ -180,79 +146,6 @@ inline float Bf16ToFloat(uint32_t half) {
   float f;
   std::memcpy(&f, &bits, sizeof(f));
   return f;
-}
-
-// Per lane l: acc[l] + a.lo * b.lo + a.hi * b.hi, each 32-bit lane holding two bf16 values (lo =
-// the lower half), accumulated in fp32 (vdpbf16ps). A bf16 is the top half of a float, so each
-// half becomes a float by a shift or a mask: vector code on every SIMD width.
-inline V16 DotBf16Portable(V16 acc, I16 a, I16 b) {
-  const U16 au = reinterpret_cast<U16>(a), bu = reinterpret_cast<U16>(b);
-  const U16 high = {0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u,
-                    0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u,
-                    0xffff0000u, 0xffff0000u, 0xffff0000u, 0xffff0000u};
-  acc = MulAdd(reinterpret_cast<V16>(au << 16), reinterpret_cast<V16>(bu << 16), acc);
-  return MulAdd(reinterpret_cast<V16>(au & high), reinterpret_cast<V16>(bu & high), acc);
-}
-
-inline V16 DotBf16(V16 acc, I16 a, I16 b) {
-#if defined(__AVX512BF16__)
-  return reinterpret_cast<V16>(_mm512_dpbf16_ps(
-      reinterpret_cast<__m512>(acc), reinterpret_cast<__m512bh>(a), reinterpret_cast<__m512bh>(b)));
-#else
-  return DotBf16Portable(acc, a, b);
-#endif
-}
-
-template <int Q, int J>
-inline __attribute__((always_inline)) void CompressedItems::Score(const PackedQueries& packed,
-                                                                  int64_t tile, int64_t p,
-                                                                  V16 (&acc)[Q][J]) const {
-  const uint32_t* qt = packed.codes.data() + tile * groups_ * kTileQueries;
-  const size_t panel_bytes = static_cast<size_t>(groups_) * 64;
-  const uint8_t* base = codes_.data() + p * panel_bytes;
-  if (storage_ == FlatStorage::kInt8) {
-    I16 a[Q][J];
-#pragma GCC unroll 8
-    for (int i = 0; i < Q; ++i) {
-      const I16 bias = BroadcastI16(static_cast<uint32_t>(packed.bias[tile * kTileQueries + i]));
-#pragma GCC unroll 8
-      for (int j = 0; j < J; ++j) a[i][j] = bias;
-    }
-    for (int g = 0; g < groups_; ++g) {
-      I16 v[J];
-#pragma GCC unroll 8
-      for (int j = 0; j < J; ++j) v[j] = LoadI16(base + j * panel_bytes + g * 64);
-#pragma GCC unroll 8
-      for (int i = 0; i < Q; ++i) {
-        const I16 s = BroadcastI16(qt[g * kTileQueries + i]);
-#pragma GCC unroll 8
-        for (int j = 0; j < J; ++j) a[i][j] = DotU8S8(a[i][j], v[j], s);
-      }
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < Q; ++i) {
-      const V16 s = Broadcast16(packed.scale[tile * kTileQueries + i]);
-#pragma GCC unroll 8
-      for (int j = 0; j < J; ++j) acc[i][j] = __builtin_convertvector(a[i][j], V16) * s;
-    }
-    return;
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < Q; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < J; ++j) acc[i][j] = V16{};
-  }
-  for (int g = 0; g < groups_; ++g) {
-    I16 v[J];
-#pragma GCC unroll 8
-    for (int j = 0; j < J; ++j) v[j] = LoadI16(base + j * panel_bytes + g * 64);
-#pragma GCC unroll 8
-    for (int i = 0; i < Q; ++i) {
-      const I16 b = BroadcastI16(qt[g * kTileQueries + i]);
-#pragma GCC unroll 8
-      for (int j = 0; j < J; ++j) acc[i][j] = DotBf16(acc[i][j], b, v[j]);
-    }
-  }
 }
 
 }  // namespace twotower::index::internal

@@ -9,6 +9,7 @@
 
 #include "index/compressed_internal.h"
 #include "index/index_file_internal.h"
+#include "index/scan_kernels.h"
 #include "index/search_internal.h"
 #include "twotower/core/error.h"
 #include "twotower/core/parallel.h"
@@ -22,10 +23,8 @@ using internal::kLanes;
 using internal::kTileQueries;
 using internal::PackedQueries;
 using internal::PreparedFilter;
-using internal::ScoreTile;
 using internal::Shortlist;
 using internal::TopK;
-using internal::V16;
 
 // Panels per cache block: about 192 KiB of items, scored against every query tile of a batch
 // while it sits in L2. A multiple of 24 so that the kernels' panel steps (8, 4, 3) divide it.
@@ -34,109 +33,29 @@ int64_t BlockPanels(int64_t panel_bytes) {
   return std::max<int64_t>(24, fit / 24 * 24);
 }
 
-// The fp32 kernel: exact scores of packed fp32 queries (PackQueries).
+// The kernels' data with what ScanAll needs to know about them; the scans themselves run in the
+// kernels of this CPU's ISA level (scan_kernels.h).
 struct ExactKernel {
-  const float* panels;  // panel 0
-  size_t panel_floats;  // d * 16
-  int d;
-  const float* packed;  // tile t at packed + t * d * 8
-  int64_t panel_bytes() const { return static_cast<int64_t>(panel_floats) * 4; }
-  template <int Q, int J>
-  void Score(int64_t tile, int64_t p, V16 (&acc)[Q][J]) const {
-    ScoreTile<Q, J>(packed + tile * d * kTileQueries, panels + p * panel_floats, panel_floats, d,
-                    acc);
+  internal::ExactScan scan;
+  int64_t panel_bytes() const { return static_cast<int64_t>(scan.panel_floats) * 4; }
+  void Scan(const internal::ScanRangeArgs& range, TopK* heaps) const {
+    internal::Kernels().scan_exact(scan, range, heaps);
   }
 };
 
-// The compressed kernel: approximate scores (compressed_internal.h).
 struct CompressedKernel {
-  const CompressedItems* items;
-  const PackedQueries* packed;
-  int64_t panel_bytes() const { return static_cast<int64_t>(items->groups()) * 64; }
-  template <int Q, int J>
-  void Score(int64_t tile, int64_t p, V16 (&acc)[Q][J]) const {
-    items->Score<Q, J>(*packed, tile, p, acc);
+  internal::CompressedScan scan;
+  int64_t panel_bytes() const { return static_cast<int64_t>(scan.groups) * 64; }
+  void Scan(const internal::ScanRangeArgs& range, Shortlist* heaps) const {
+    internal::Kernels().scan_compressed(scan, range, heaps);
   }
 };
-
-// Pushes the lanes of a scored tile that can enter the heaps (TopK or Shortlist). thr[i] caches
-// heaps[i]'s threshold. Lanes at or past `count` are padding.
-template <int Q, int J, class Heap>
-inline void Select(const V16 (&acc)[Q][J], int64_t panel, int64_t count,
-                   const PreparedFilter* const* filters, Heap* heaps, float* thr) {
-  for (int i = 0; i < Q; ++i) {
-    for (int j = 0; j < J; ++j) {
-      uint32_t m = internal::MaskAtLeast(acc[i][j], thr[i]);
-      while (m != 0) {
-        const int l = __builtin_ctz(m);
-        m &= m - 1;
-        const int64_t label = (panel + j) * kLanes + l;
-        if (label >= count) break;  // padding lanes come last
-        if (filters[i] != nullptr && !filters[i]->Allows(label)) continue;
-        if (heaps[i].Push(Hit{acc[i][j][l], label})) thr[i] = heaps[i].threshold();
-      }
-    }
-  }
-}
-
-// Scores the Q queries of tile `tile` against panels [p0, p1) and updates their heaps.
-template <int Q, class Kernel, class Heap>
-void ScanTileQ(const Kernel& kernel, int64_t tile, int64_t count, int64_t p0, int64_t p1,
-               const PreparedFilter* const* filters, Heap* heaps) {
-  // Accumulators + panel loads + one broadcast stay within the 32 vector registers of AVX-512;
-  // a single query takes 8 panels at a time so that 8 independent FMA chains hide the latency.
-  constexpr int J = Q == 1 ? 8 : (Q <= 6 ? 4 : 3);
-  float thr[Q];
-  for (int i = 0; i < Q; ++i) thr[i] = heaps[i].threshold();
-  int64_t p = p0;
-  for (; p + J <= p1; p += J) {
-    V16 acc[Q][J];
-    kernel.template Score<Q, J>(tile, p, acc);
-    Select<Q, J>(acc, p, count, filters, heaps, thr);
-  }
-  for (; p < p1; ++p) {
-    V16 acc[Q][1];
-    kernel.template Score<Q, 1>(tile, p, acc);
-    Select<Q, 1>(acc, p, count, filters, heaps, thr);
-  }
-}
-
-template <class Kernel, class Heap>
-void ScanTile(const Kernel& kernel, int64_t tile, int nq, int64_t count, int64_t p0, int64_t p1,
-              const PreparedFilter* const* filters, Heap* heaps) {
-  switch (nq) {
-    case 1:
-      return ScanTileQ<1>(kernel, tile, count, p0, p1, filters, heaps);
-    case 2:
-      return ScanTileQ<2>(kernel, tile, count, p0, p1, filters, heaps);
-    case 3:
-      return ScanTileQ<3>(kernel, tile, count, p0, p1, filters, heaps);
-    case 4:
-      return ScanTileQ<4>(kernel, tile, count, p0, p1, filters, heaps);
-    case 5:
-      return ScanTileQ<5>(kernel, tile, count, p0, p1, filters, heaps);
-    case 6:
-      return ScanTileQ<6>(kernel, tile, count, p0, p1, filters, heaps);
-    case 7:
-      return ScanTileQ<7>(kernel, tile, count, p0, p1, filters, heaps);
-    default:
-      return ScanTileQ<8>(kernel, tile, count, p0, p1, filters, heaps);
-  }
-}
 
 // Scores query tiles [t0, t1) (n queries in all) against panels [p0, p1), block by block.
 template <class Kernel, class Heap>
 void ScanRange(const Kernel& kernel, int64_t n, int64_t t0, int64_t t1, int64_t count, int64_t p0,
                int64_t p1, const PreparedFilter* const* filters, Heap* heaps) {
-  const int64_t block = BlockPanels(kernel.panel_bytes());
-  for (int64_t b0 = p0; b0 < p1; b0 += block) {
-    const int64_t b1 = std::min(p1, b0 + block);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int nq = static_cast<int>(std::min<int64_t>(kTileQueries, n - t * kTileQueries));
-      ScanTile(kernel, t, nq, count, b0, b1, filters + t * kTileQueries,
-               heaps + (t - t0) * kTileQueries);
-    }
-  }
+  kernel.Scan({n, t0, t1, count, p0, p1, BlockPanels(kernel.panel_bytes()), filters}, heaps);
 }
 
 inline void ResetHeap(TopK& heap, int64_t capacity, float /*margin*/) { heap.Reset(capacity); }
@@ -295,14 +214,14 @@ void FlatIndex::SearchAllowList(const float* query, const PreparedFilter& filter
   }
   std::vector<float> qt(static_cast<size_t>(dim_) * kTileQueries, 0.0f);
   for (int p = 0; p < dim_; ++p) qt[p * kTileQueries] = query[p];
-  const size_t panel_floats = static_cast<size_t>(dim_) * kLanes;
+  const internal::ScanKernels& kernels = internal::Kernels();
   const std::vector<int64_t>& allow = filter.allow;
+  float scores[kLanes];
   for (size_t a = 0; a < allow.size();) {
     const int64_t p = allow[a] / kLanes;
-    V16 acc[1][1];
-    ScoreTile<1, 1>(qt.data(), panel(p), panel_floats, dim_, acc);
+    kernels.score_panel(qt.data(), panel(p), dim_, scores);
     for (; a < allow.size() && allow[a] / kLanes == p; ++a) {
-      heap.Push(Hit{acc[0][0][allow[a] % kLanes], allow[a]});
+      heap.Push(Hit{scores[allow[a] % kLanes], allow[a]});
     }
   }
   heap.Write(k, ids_out, scores_out);
@@ -364,7 +283,7 @@ void FlatIndex::SearchExact(const float* queries, const std::vector<int64_t>& ro
   std::vector<int64_t> capacity;
   SlotsOf(rows, k, count_, filters, &slot_filter, &capacity);
   const std::vector<float> margin(static_cast<size_t>(nd), 0.0f);
-  const ExactKernel kernel{panel(0), static_cast<size_t>(dim_) * kLanes, dim_, packed.data()};
+  const ExactKernel kernel{{panel(0), static_cast<size_t>(dim_) * kLanes, dim_, packed.data()}};
   ScanAll<TopK>(kernel, nd, count_, Threads(), capacity, margin, slot_filter,
                 [&](int64_t r, TopK& heap) {
                   heap.Write(k, ids_out + rows[r] * k, scores_out + rows[r] * k);
@@ -380,7 +299,8 @@ void FlatIndex::SearchCompressed(const float* queries, const std::vector<int64_t
   std::vector<const PreparedFilter*> slot_filter;
   std::vector<int64_t> capacity;
   SlotsOf(rows, k, count_, filters, &slot_filter, &capacity);
-  const CompressedKernel kernel{compressed_.get(), &packed};
+  const CompressedKernel kernel{{compressed_->storage() == FlatStorage::kInt8,
+                                 compressed_->groups(), compressed_->codes(), &packed}};
   ScanAll<Shortlist>(
       kernel, nd, count_, Threads(), capacity, packed.margin, slot_filter,
       [&](int64_t r, Shortlist& shortlist) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "index/compressed_internal.h"
+#include "index/scan_kernels.h"
 #include "twotower/core/error.h"
 
 // hnswlib 0.6.2's SSE code paths read the link after the last one of a neighbour list to
@@ -56,50 +57,50 @@ size_t CodeBytes(FlatStorage storage, int dim) {
   return d * sizeof(float);
 }
 
-// The padded code bytes (int8: P; bf16: the whole record), the distance function's parameter.
+// The distance functions' parameter: the padded code bytes (int8: P; bf16: the whole record)
+// and the products of this CPU's kernel level (scan_kernels.h): hnswlib's distance functions
+// are plain function pointers that see nothing but this.
+struct DistParam {
+  size_t padded;
+  int32_t (*int8_dot)(const uint8_t*, const uint8_t*, size_t);
+  float (*bf16_dot)(const uint8_t*, const uint8_t*, size_t);
+};
+
 struct CodeSpace final : hnswlib::SpaceInterface<float> {
   CodeSpace(FlatStorage storage, int dim)
       : storage(storage),
         record(CodeBytes(storage, dim)),
-        padded(storage == FlatStorage::kInt8 ? record - 8 : record) {}
+        param{storage == FlatStorage::kInt8 ? record - 8 : record, Kernels().int8_code_dot,
+              Kernels().bf16_code_dot} {}
   size_t get_data_size() override { return record; }
   hnswlib::DISTFUNC<float> get_dist_func() override {
     return storage == FlatStorage::kInt8 ? &Int8Distance : &Bf16Distance;
   }
-  void* get_dist_func_param() override { return &padded; }
+  void* get_dist_func_param() override { return &param; }
 
   // 1 - s_a s_b sum_p c_ap c_bp: (c_a + 128) as unsigned bytes against c_b, less 128 sum_p c_bp.
   static float Int8Distance(const void* a, const void* b, const void* param) {
-    const size_t bytes = *static_cast<const size_t*>(param);
+    const auto& p = *static_cast<const DistParam*>(param);
     const auto* x = static_cast<const uint8_t*>(a);
     const auto* y = static_cast<const uint8_t*>(b);
-    const I16 flip = BroadcastI16(0x80808080u);
-    I16 acc = {};
-    for (size_t o = 0; o < bytes; o += 64)
-      acc = DotU8S8(acc, LoadI16(x + o) ^ flip, LoadI16(y + o));
-    int32_t sum = 0;
-    for (int l = 0; l < 16; ++l) sum += acc[l];
+    const int32_t sum = p.int8_dot(x, y, p.padded);
     float sa, sb;
     int32_t sum_b;
-    std::memcpy(&sa, x + bytes, 4);
-    std::memcpy(&sb, y + bytes, 4);
-    std::memcpy(&sum_b, y + bytes + 4, 4);
+    std::memcpy(&sa, x + p.padded, 4);
+    std::memcpy(&sb, y + p.padded, 4);
+    std::memcpy(&sum_b, y + p.padded + 4, 4);
     return 1.0f - sa * sb * static_cast<float>(sum - 128 * sum_b);
   }
   // 1 - sum_p bf16(a_p) bf16(b_p), in fp32.
   static float Bf16Distance(const void* a, const void* b, const void* param) {
-    const size_t bytes = *static_cast<const size_t*>(param);
-    const auto* x = static_cast<const uint8_t*>(a);
-    const auto* y = static_cast<const uint8_t*>(b);
-    V16 acc = {};
-    for (size_t o = 0; o < bytes; o += 64) acc = DotBf16(acc, LoadI16(x + o), LoadI16(y + o));
-    float sum = 0.0f;
-    for (int l = 0; l < 16; ++l) sum += acc[l];
-    return 1.0f - sum;
+    const auto& p = *static_cast<const DistParam*>(param);
+    return 1.0f -
+           p.bf16_dot(static_cast<const uint8_t*>(a), static_cast<const uint8_t*>(b), p.padded);
   }
 
   FlatStorage storage;
-  size_t record, padded;
+  size_t record;
+  DistParam param;
 };
 
 // Writes the record of `v` (dim values) for `storage` into `out` (CodeBytes bytes).

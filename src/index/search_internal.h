@@ -2,8 +2,9 @@
 // kernels. Not a public header.
 //
 // Every score is the chain s = MulAdd(q[p], v[p], s), p = 0 .. d-1, from s = 0, where MulAdd is
-// a fused multiply-add when the CPU has one and an unfused one otherwise, in the vector kernels
-// and in the scalar Dot alike. The index sources are compiled with -ffp-contract=off so that the
+// a fused multiply-add when the build's target has FMA (always in the portable x86-64-v3 build)
+// and an unfused one otherwise, in the vector kernels (scan_kernels.inc, at every ISA level) and
+// in the scalar Dot alike. The index sources are compiled with -ffp-contract=off so that the
 // compiler never fuses (or not) on its own: the same item gets the same bits on every path.
 #ifndef TWOTOWER_SRC_INDEX_SEARCH_INTERNAL_H_
 #define TWOTOWER_SRC_INDEX_SEARCH_INTERNAL_H_
@@ -14,10 +15,6 @@
 #include <cstring>
 #include <limits>
 #include <vector>
-
-#if defined(__AVX512F__) || defined(__FMA__)
-#include <immintrin.h>
-#endif
 
 namespace twotower::index::internal {
 
@@ -144,74 +141,11 @@ inline void DotRows(const float* q, const float* const* rows, size_t n, int d, f
   for (; i < n; ++i) out[i] = Dot(q, rows[i], d);
 }
 
-// Sixteen floats: one lane per item of a panel. GCC lowers it to one AVX-512 register, two AVX
-// or four SSE registers, with the same per-lane results.
+// Sixteen floats: one lane per item of a panel. GCC lowers it to one AVX-512 register or two
+// AVX ones, with the same per-lane results. The kernels on it are in scan_kernels.inc.
 typedef float V16 __attribute__((vector_size(64)));
 constexpr int kLanes = 16;
 constexpr int kTileQueries = 8;  // queries per kernel call, packed d x 8
-
-inline V16 Load16(const float* p) {
-  V16 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-// Not `V16{} + x`: that is an addition (0 + -0 is +0), which the compiler must keep.
-inline V16 Broadcast16(float x) { return V16{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
-
-inline V16 MulAdd(V16 a, V16 b, V16 c) {
-#if defined(__AVX512F__)
-  return reinterpret_cast<V16>(_mm512_fmadd_ps(
-      reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b), reinterpret_cast<__m512>(c)));
-#elif defined(__FMA__)
-  __m256 a2[2], b2[2], c2[2];
-  std::memcpy(a2, &a, sizeof(a));
-  std::memcpy(b2, &b, sizeof(b));
-  std::memcpy(c2, &c, sizeof(c));
-  c2[0] = _mm256_fmadd_ps(a2[0], b2[0], c2[0]);
-  c2[1] = _mm256_fmadd_ps(a2[1], b2[1], c2[1]);
-  V16 r;
-  std::memcpy(&r, c2, sizeof(r));
-  return r;
-#else
-  return a * b + c;
-#endif
-}
-
-// Bit l set when lane l of v is >= t (NaN never is).
-inline uint32_t MaskAtLeast(V16 v, float t) {
-#if defined(__AVX512F__)
-  return _mm512_cmp_ps_mask(reinterpret_cast<__m512>(v), _mm512_set1_ps(t), _CMP_GE_OQ);
-#else
-  uint32_t m = 0;
-  for (int l = 0; l < kLanes; ++l) m |= static_cast<uint32_t>(v[l] >= t) << l;
-  return m;
-#endif
-}
-
-// Scores of Q packed queries (qt[p * 8 + i], i < Q) against J consecutive panels starting at
-// `panels` (each d x 16, `panel_floats` = d * 16 apart): acc[i][j] lane l = score of query i and
-// item l of panel j.
-template <int Q, int J>
-inline __attribute__((always_inline)) void ScoreTile(const float* qt, const float* panels,
-                                                     size_t panel_floats, int d, V16 (&acc)[Q][J]) {
-#pragma GCC unroll 8
-  for (int i = 0; i < Q; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < J; ++j) acc[i][j] = V16{};
-  }
-  for (int p = 0; p < d; ++p) {
-    V16 v[J];
-#pragma GCC unroll 8
-    for (int j = 0; j < J; ++j) v[j] = Load16(panels + j * panel_floats + p * kLanes);
-#pragma GCC unroll 8
-    for (int i = 0; i < Q; ++i) {
-      const V16 b = Broadcast16(qt[p * kTileQueries + i]);
-#pragma GCC unroll 8
-      for (int j = 0; j < J; ++j) acc[i][j] = MulAdd(b, v[j], acc[i][j]);
-    }
-  }
-}
 
 // Packs queries rows[0 .. n) of `queries` (row-major, d wide) into tiles of 8: tile t is d x 8 at
 // out + t * d * 8, zero-padded.

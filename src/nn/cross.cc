@@ -36,7 +36,7 @@ void CrossNetwork::Infer(const Matrix& x, Matrix* y) const {
   *y = x;
   Matrix z(x.rows(), dim_);
   for (size_t l = 0; l < weights_.size(); ++l) {
-    z.noalias() = *y * weights_[l].value.transpose();
+    MatMul(*y, false, weights_[l].value, true, false, z);
     z.rowwise() += biases_[l].value.row(0);
     y->array() += x.array() * z.array();
   }
@@ -57,11 +57,7 @@ const Matrix& CrossNetwork::Forward(const Matrix& x, CrossContext* ctx) {
     Matrix& next = ctx->xs[l];
     z.resize(x.rows(), dim_);
     next.resize(x.rows(), dim_);
-    if (precision_ == Precision::kBf16) {
-      MatMulBf16(*prev, false, weights_[l].value, true, false, z);
-    } else {
-      z.noalias() = *prev * weights_[l].value.transpose();
-    }
+    MatMul(*prev, false, weights_[l].value, true, false, z, precision_);
     z.rowwise() += biases_[l].value.row(0);
     next.array() = x.array() * z.array() + prev->array();
     prev = &next;
@@ -88,13 +84,8 @@ void CrossNetwork::Backward(CrossContext* ctx, const Matrix& dy, Matrix* dx) {
     const Matrix& x_l = l == 0 ? x0 : ctx->xs[l - 1];
     ctx->t.array() = ctx->g.array() * x0.array();
     dx->array() += ctx->g.array() * ctx->zs[l].array();
-    if (precision_ == Precision::kBf16) {
-      MatMulBf16(ctx->t, true, x_l, false, true, weights_[l].grad);
-      MatMulBf16(ctx->t, false, weights_[l].value, false, true, ctx->g);
-    } else {
-      weights_[l].grad.noalias() += ctx->t.transpose() * x_l;
-      ctx->g.noalias() += ctx->t * weights_[l].value;
-    }
+    MatMul(ctx->t, true, x_l, false, true, weights_[l].grad, precision_);
+    MatMul(ctx->t, false, weights_[l].value, false, true, ctx->g, precision_);
     biases_[l].grad.row(0) += ctx->t.colwise().sum();
   }
   *dx += ctx->g;  // x_0 is also the first layer's input

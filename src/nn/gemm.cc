@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -26,7 +27,80 @@ const char* PrecisionName(Precision precision) {
   return precision == Precision::kBf16 ? "bf16" : "fp32";
 }
 
+namespace {
+
+// Checks op(a) (m x k) op(b) (k x n) against c (m x n); returns false when there is nothing to
+// multiply (m, n or k is 0, after clearing c when k is 0 and not accumulating).
+bool CheckShapes(const char* who, const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b,
+                 bool trans_b, bool accumulate, MatrixRef& c) {
+  const int64_t m = trans_a ? a.cols() : a.rows();
+  const int64_t k = trans_a ? a.rows() : a.cols();
+  const int64_t kb = trans_b ? b.cols() : b.rows();
+  const int64_t n = trans_b ? b.rows() : b.cols();
+  if (k != kb || c.rows() != m || c.cols() != n) {
+    throw Error(std::string(who) + ": op(a) is " + std::to_string(m) + " x " + std::to_string(k) +
+                ", op(b) " + std::to_string(kb) + " x " + std::to_string(n) + ", c " +
+                std::to_string(c.rows()) + " x " + std::to_string(c.cols()));
+  }
+  if (m == 0 || n == 0) return false;
+  if (k == 0) {
+    if (!accumulate) c.setZero();
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void MatMul(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool trans_b,
+            bool accumulate, MatrixRef c, Precision precision) {
+  if (precision == Precision::kBf16) {
+    MatMulBf16(a, trans_a, b, trans_b, accumulate, c);
+  } else {
+    MatMul(a, trans_a, b, trans_b, accumulate, c);
+  }
+}
+
 #ifndef TWOTOWER_HAVE_DNNL
+
+namespace {
+
+void EigenProduct(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool trans_b,
+                  bool accumulate, MatrixRef& c) {
+  if (trans_a && trans_b) {
+    if (accumulate) {
+      c.noalias() += a.transpose() * b.transpose();
+    } else {
+      c.noalias() = a.transpose() * b.transpose();
+    }
+  } else if (trans_a) {
+    if (accumulate) {
+      c.noalias() += a.transpose() * b;
+    } else {
+      c.noalias() = a.transpose() * b;
+    }
+  } else if (trans_b) {
+    if (accumulate) {
+      c.noalias() += a * b.transpose();
+    } else {
+      c.noalias() = a * b.transpose();
+    }
+  } else if (accumulate) {
+    c.noalias() += a * b;
+  } else {
+    c.noalias() = a * b;
+  }
+}
+
+}  // namespace
+
+void MatMul(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool trans_b,
+            bool accumulate, MatrixRef c) {
+  if (!CheckShapes("MatMul", a, trans_a, b, trans_b, accumulate, c)) return;
+  EigenProduct(a, trans_a, b, trans_b, accumulate, c);
+}
+
+std::string Fp32Engine() { return "Eigen"; }
 
 std::string Bf16Unavailable() {
   return "this build has no oneDNN (install Debian's libdnnl-dev and build again)";
@@ -34,7 +108,9 @@ std::string Bf16Unavailable() {
 
 std::string Bf16Engine() { return "none"; }
 
-void MatMulBf16(const ConstMatrixRef&, bool, const ConstMatrixRef&, bool, bool, MatrixRef) {
+void MatMulBf16(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool trans_b,
+                bool accumulate, MatrixRef c) {
+  if (!CheckShapes("MatMulBf16", a, trans_a, b, trans_b, accumulate, c)) return;
   throw Error("bf16 matrix products: " + Bf16Unavailable());
 }
 
@@ -168,22 +244,44 @@ std::string Bf16Engine() {
   return "none";
 }
 
+std::string Fp32Engine() {
+  const char* isa = "sse41";
+  const dnnl::cpu_isa have = dnnl::get_effective_cpu_isa();
+  if (HasIsa(have, dnnl::cpu_isa::avx512_core)) {
+    isa = "avx512_core";
+  } else if (HasIsa(have, dnnl::cpu_isa::avx2)) {
+    isa = "avx2";
+  } else if (HasIsa(have, dnnl::cpu_isa::avx)) {
+    isa = "avx";
+  }
+  return std::string("oneDNN sgemm (") + isa + ")";
+}
+
+void MatMul(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool trans_b,
+            bool accumulate, MatrixRef c) {
+  if (!CheckShapes("MatMul", a, trans_a, b, trans_b, accumulate, c)) return;
+  const int64_t m = c.rows(), n = c.cols(), k = trans_a ? a.rows() : a.cols();
+  // Leading dimensions as BLAS checks them (at least the stored row's width): a block of one
+  // row may report any outer stride.
+  const int64_t lda = std::max<int64_t>(a.outerStride(), a.cols());
+  const int64_t ldb = std::max<int64_t>(b.outerStride(), b.cols());
+  const int64_t ldc = std::max<int64_t>(c.outerStride(), c.cols());
+  OneThread one;
+  const dnnl_status_t status =
+      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, 1.0f, a.data(), lda, b.data(),
+                 ldb, accumulate ? 1.0f : 0.0f, c.data(), ldc);
+  if (status != dnnl_success) {
+    throw Error("MatMul: oneDNN's sgemm failed (status " +
+                std::to_string(static_cast<int>(status)) + ") for op(a) " + std::to_string(m) +
+                " x " + std::to_string(k) + ", op(b) " + std::to_string(k) + " x " +
+                std::to_string(n));
+  }
+}
+
 void MatMulBf16(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool trans_b,
                 bool accumulate, MatrixRef c) {
-  const int64_t m = trans_a ? a.cols() : a.rows();
-  const int64_t k = trans_a ? a.rows() : a.cols();
-  const int64_t kb = trans_b ? b.cols() : b.rows();
-  const int64_t n = trans_b ? b.rows() : b.cols();
-  if (k != kb || c.rows() != m || c.cols() != n) {
-    throw Error("MatMulBf16: op(a) is " + std::to_string(m) + " x " + std::to_string(k) +
-                ", op(b) " + std::to_string(kb) + " x " + std::to_string(n) + ", c " +
-                std::to_string(c.rows()) + " x " + std::to_string(c.cols()));
-  }
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (!accumulate) c.setZero();
-    return;
-  }
+  if (!CheckShapes("MatMulBf16", a, trans_a, b, trans_b, accumulate, c)) return;
+  const int64_t m = c.rows(), n = c.cols(), k = trans_a ? a.rows() : a.cols();
   static const std::string unavailable = Bf16Unavailable();
   if (!unavailable.empty()) throw Error("bf16 matrix products: " + unavailable);
   OneThread one;

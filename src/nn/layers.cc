@@ -95,7 +95,7 @@ void Linear::InferImpl(const Matrix& x, Matrix* y) const {
   // thread, for a training batch inside a tower's job; many for encoding a whole table.
   ParallelBlocks(x.rows(), kProductRows, 0, [&](int64_t r0, int64_t r1) {
     auto out = y->middleRows(r0, r1 - r0);
-    out.noalias() = x.middleRows(r0, r1 - r0) * weight_.value.transpose();
+    MatMul(x.middleRows(r0, r1 - r0), false, weight_.value, true, false, out);
     out.rowwise() += bias_.value.row(0);
   });
 }
@@ -114,21 +114,13 @@ void Linear::ForwardImpl(const Matrix& x, Context* ctx, Rng* /*rng*/) {
 }
 
 void Linear::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx) {
-  if (precision() == Precision::kBf16) {
-    // dW += dy^T x and dx = dy W with bf16 operands; the bias gradient is a sum, kept fp32.
-    MatMulBf16(dy, true, *ctx.x, false, true, weight_.grad);
-    bias_.grad.row(0) += dy.colwise().sum();
-    if (dx != nullptr) {
-      dx->resize(dy.rows(), in_dim());
-      MatMulBf16(dy, false, weight_.value, false, false, *dx);
-    }
-    return;
-  }
-  weight_.grad.noalias() += dy.transpose() * (*ctx.x);
+  // dW += dy^T x and dx = dy W (bf16 operands in bf16 training); the bias gradient is a sum,
+  // kept fp32.
+  MatMul(dy, true, *ctx.x, false, true, weight_.grad, precision());
   bias_.grad.row(0) += dy.colwise().sum();
   if (dx != nullptr) {
     dx->resize(dy.rows(), in_dim());
-    dx->noalias() = dy * weight_.value;
+    MatMul(dy, false, weight_.value, false, false, *dx, precision());
   }
 }
 

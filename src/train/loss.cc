@@ -84,14 +84,9 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
   const float inv_t = static_cast<float>(1.0 / options_.temperature);
   logits_.resize(rows, n);
   // The products by blocks of output rows on the threads that are free (core/parallel.h).
-  const bool bf16 = options_.precision == nn::Precision::kBf16;
   ParallelBlocks(rows, kProductRows, 0, [&](int64_t r0, int64_t r1) {
-    if (bf16) {
-      nn::MatMulBf16(u.middleRows(r0, r1 - r0), false, v, true, false,
-                     logits_.middleRows(r0, r1 - r0));
-    } else {
-      logits_.middleRows(r0, r1 - r0).noalias() = u.middleRows(r0, r1 - r0) * v.transpose();
-    }
+    nn::MatMul(u.middleRows(r0, r1 - r0), false, v, true, false, logits_.middleRows(r0, r1 - r0),
+               options_.precision);
   });
   logits_ *= inv_t;
   const bool log_q = !options_.log_q.empty();
@@ -136,21 +131,13 @@ void InBatchSoftmaxLoss::Compute(const LossBatch& b, LossOutput* out) {
   out->du.resize(rows, u.cols());
   out->dv.resize(n, v.cols());
   ParallelBlocks(rows, kProductRows, 0, [&](int64_t r0, int64_t r1) {
-    if (bf16) {
-      nn::MatMulBf16(logits_.middleRows(r0, r1 - r0), false, v, false, false,
-                     out->du.middleRows(r0, r1 - r0));
-    } else {
-      out->du.middleRows(r0, r1 - r0).noalias() = logits_.middleRows(r0, r1 - r0) * v;
-    }
+    nn::MatMul(logits_.middleRows(r0, r1 - r0), false, v, false, false,
+               out->du.middleRows(r0, r1 - r0), options_.precision);
   });
   out->du *= inv_t;
   ParallelBlocks(n, kProductRows, 0, [&](int64_t j0, int64_t j1) {
-    if (bf16) {
-      nn::MatMulBf16(logits_.middleCols(j0, j1 - j0), true, u, false, false,
-                     out->dv.middleRows(j0, j1 - j0));
-    } else {
-      out->dv.middleRows(j0, j1 - j0).noalias() = logits_.middleCols(j0, j1 - j0).transpose() * u;
-    }
+    nn::MatMul(logits_.middleCols(j0, j1 - j0), true, u, false, false,
+               out->dv.middleRows(j0, j1 - j0), options_.precision);
   });
   out->dv *= inv_t;
   out->d_log_scale = 0.0;

@@ -126,14 +126,9 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
   const Eigen::Index c = n + m - first;
   const auto vn = v.middleRows(first, c);
   scores_.resize(n, c);
-  const bool bf16 = o_.precision == nn::Precision::kBf16;
   ParallelBlocks(n, kProductRows, 0, [&](int64_t r0, int64_t r1) {
-    if (bf16) {
-      nn::MatMulBf16(u.middleRows(r0, r1 - r0), false, vn, true, false,
-                     scores_.middleRows(r0, r1 - r0));
-    } else {
-      scores_.middleRows(r0, r1 - r0).noalias() = u.middleRows(r0, r1 - r0) * vn.transpose();
-    }
+    nn::MatMul(u.middleRows(r0, r1 - r0), false, vn, true, false, scores_.middleRows(r0, r1 - r0),
+               o_.precision);
   });
   pos_.resize(n);
   pos_.noalias() = u.cwiseProduct(v.topRows(n)).rowwise().sum();
@@ -376,21 +371,12 @@ void SampledLoss::Compute(const LossBatch& b, LossOutput* out) {
     }
   } else {
     ParallelBlocks(n, kProductRows, 0, [&](int64_t r0, int64_t r1) {
-      if (bf16) {
-        nn::MatMulBf16(grad_.middleRows(r0, r1 - r0), false, vn, false, false,
-                       out->du.middleRows(r0, r1 - r0));
-      } else {
-        out->du.middleRows(r0, r1 - r0).noalias() = grad_.middleRows(r0, r1 - r0) * vn;
-      }
+      nn::MatMul(grad_.middleRows(r0, r1 - r0), false, vn, false, false,
+                 out->du.middleRows(r0, r1 - r0), o_.precision);
     });
     ParallelBlocks(c, kProductRows, 0, [&](int64_t j0, int64_t j1) {
-      if (bf16) {
-        nn::MatMulBf16(grad_.middleCols(j0, j1 - j0), true, u, false, false,
-                       out->dv.middleRows(first + j0, j1 - j0));
-      } else {
-        out->dv.middleRows(first + j0, j1 - j0).noalias() =
-            grad_.middleCols(j0, j1 - j0).transpose() * u;
-      }
+      nn::MatMul(grad_.middleCols(j0, j1 - j0), true, u, false, false,
+                 out->dv.middleRows(first + j0, j1 - j0), o_.precision);
     });
   }
   out->du.array() += v.topRows(n).array().colwise() * gpos_.array();

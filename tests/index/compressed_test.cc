@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "index/compressed_internal.h"
+#include "index/scan_kernels.h"
 #include "testing/temp_dir.h"
 #include "twotower/core/hash.h"
 #include "twotower/core/threads.h"
@@ -217,18 +218,23 @@ TEST_P(CompressedFlatTest, TheErrorBoundHoldsOnEveryItem) {
     const std::vector<int64_t> rows = {0, 1, 2, 3, 4, 5, 6, 7};
     internal::PackedQueries packed;
     items.Pack(q.data(), rows.data(), 8, &packed);
-    for (int64_t p = 0; p < panels; ++p) {
-      internal::V16 acc[8][1];
-      items.Score<8, 1>(packed, 0, p, acc);
-      for (int i = 0; i < 8; ++i) {
-        for (int l = 0; l < 16 && p * 16 + l < data.n; ++l) {
-          const int64_t item = p * 16 + l;
-          double exact = 0;
-          for (int c = 0; c < data.d; ++c) {
-            exact += double{q[i * data.d + c]} * data.v[item * data.d + c];
+    const internal::CompressedScan scan{GetParam() == FlatStorage::kInt8, items.groups(),
+                                        items.codes(), &packed};
+    for (const internal::ScanKernels* level : internal::RunnableKernels()) {
+      SCOPED_TRACE(level->isa);
+      for (int64_t p = 0; p < panels; ++p) {
+        float acc[8 * 16];
+        level->score_compressed_panel(scan, 0, p, acc);
+        for (int i = 0; i < 8; ++i) {
+          for (int l = 0; l < 16 && p * 16 + l < data.n; ++l) {
+            const int64_t item = p * 16 + l;
+            double exact = 0;
+            for (int c = 0; c < data.d; ++c) {
+              exact += double{q[i * data.d + c]} * data.v[item * data.d + c];
+            }
+            ASSERT_LE(std::fabs(acc[i * 16 + l] - exact), packed.margin[i] / 2)
+                << "query " << i << ", item " << item;
           }
-          ASSERT_LE(std::fabs(acc[i][0][l] - exact), packed.margin[i] / 2)
-              << "query " << i << ", item " << item;
         }
       }
     }
@@ -491,8 +497,11 @@ TEST(CompressedFlatBf16Test, SubnormalValuesDoNotBreakTheBound) {
   ExpectIdentical(Search(compressed, query, 2), Search(exact, query, 2), "k = 2");
 }
 
-// The vector instructions against sums written out here.
+// Every ISA level's products (vpdpbusd and vdpbf16ps where the CPU has them, the portable vector
+// forms in the build's level) against sums written out here.
 TEST(CompressedKernels, VnniAndBf16DotProductsMatchAWrittenOutSum) {
+  const std::vector<const internal::ScanKernels*> levels = internal::RunnableKernels();
+  ASSERT_FALSE(levels.empty());
   std::mt19937 rng(4);
   for (int trial = 0; trial < 100; ++trial) {
     uint8_t u[64], s[64];
@@ -502,36 +511,34 @@ TEST(CompressedKernels, VnniAndBf16DotProductsMatchAWrittenOutSum) {
       s[b] = static_cast<uint8_t>(rng());
     }
     for (int l = 0; l < 16; ++l) start[l] = static_cast<int32_t>(rng() % 100000) - 50000;
-    const internal::I16 got =
-        internal::DotU8S8(internal::LoadI16(start), internal::LoadI16(u), internal::LoadI16(s));
-    const internal::I16 portable_int = internal::DotU8S8Portable(
-        internal::LoadI16(start), internal::LoadI16(u), internal::LoadI16(s));
-    for (int l = 0; l < 16; ++l) {
-      int32_t want = start[l];
-      for (int m = 0; m < 4; ++m) want += u[4 * l + m] * static_cast<int8_t>(s[4 * l + m]);
-      ASSERT_EQ(got[l], want) << "lane " << l;
-      ASSERT_EQ(portable_int[l], want) << "lane " << l;
-    }
     // bf16 pairs: random finite values of moderate range.
     uint16_t a[32], b[32];
     for (int h = 0; h < 32; ++h) {
       a[h] = static_cast<uint16_t>((rng() % 2) << 15 | (110 + rng() % 30) << 7 | (rng() % 128));
       b[h] = static_cast<uint16_t>((rng() % 2) << 15 | (110 + rng() % 30) << 7 | (rng() % 128));
     }
-    const internal::V16 acc =
-        internal::DotBf16(internal::V16{}, internal::LoadI16(a), internal::LoadI16(b));
-    const internal::V16 portable =
-        internal::DotBf16Portable(internal::V16{}, internal::LoadI16(a), internal::LoadI16(b));
-    for (int l = 0; l < 16; ++l) {
-      const double want =
-          double{internal::Bf16ToFloat(a[2 * l])} * internal::Bf16ToFloat(b[2 * l]) +
-          double{internal::Bf16ToFloat(a[2 * l + 1])} * internal::Bf16ToFloat(b[2 * l + 1]);
-      const double scale =
-          std::fabs(double{internal::Bf16ToFloat(a[2 * l])} * internal::Bf16ToFloat(b[2 * l])) +
-          std::fabs(double{internal::Bf16ToFloat(a[2 * l + 1])} *
-                    internal::Bf16ToFloat(b[2 * l + 1]));
-      ASSERT_NEAR(acc[l], want, 1e-6 * scale) << "lane " << l;
-      ASSERT_NEAR(portable[l], want, 1e-6 * scale) << "lane " << l;
+    const float zero[16] = {};
+    for (const internal::ScanKernels* level : levels) {
+      SCOPED_TRACE(level->isa);
+      int32_t got[16];
+      level->dot_u8s8(start, u, s, got);
+      for (int l = 0; l < 16; ++l) {
+        int32_t want = start[l];
+        for (int m = 0; m < 4; ++m) want += u[4 * l + m] * static_cast<int8_t>(s[4 * l + m]);
+        ASSERT_EQ(got[l], want) << "lane " << l;
+      }
+      float acc[16];
+      level->dot_bf16(zero, a, b, acc);
+      for (int l = 0; l < 16; ++l) {
+        const double want =
+            double{internal::Bf16ToFloat(a[2 * l])} * internal::Bf16ToFloat(b[2 * l]) +
+            double{internal::Bf16ToFloat(a[2 * l + 1])} * internal::Bf16ToFloat(b[2 * l + 1]);
+        const double scale =
+            std::fabs(double{internal::Bf16ToFloat(a[2 * l])} * internal::Bf16ToFloat(b[2 * l])) +
+            std::fabs(double{internal::Bf16ToFloat(a[2 * l + 1])} *
+                      internal::Bf16ToFloat(b[2 * l + 1]));
+        ASSERT_NEAR(acc[l], want, 1e-6 * scale) << "lane " << l;
+      }
     }
   }
 }

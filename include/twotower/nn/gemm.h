@@ -53,6 +53,26 @@ using MatrixRef = Eigen::Ref<Matrix, 0, Eigen::OuterStride<>>;
 void MatMulBf16(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool trans_b,
                 bool accumulate, MatrixRef c);
 
+// c = op(a) op(b), or c += op(a) op(b) with `accumulate`, in fp32: the same shapes as
+// MatMulBf16. With oneDNN in the build this is its sgemm (dnnl_sgemm, row-major BLAS semantics:
+// beta = 0 never reads c, so a NaN in c before a plain product does not leak), whose JIT kernels
+// are chosen at run time for the widest ISA of this CPU (AVX-512, AVX2, SSE4.1), so a portable
+// build (TWOTOWER_NATIVE=OFF) computes its training products as fast as a native one, and
+// faster than Eigen's own product at the towers' shapes (BENCHMARKS.md, "fp32 products"). It
+// allocates nothing and runs on the calling thread only; the result depends on the shapes
+// only, never on the thread count. Without oneDNN, Eigen's product.
+// Throws Error on a shape mismatch.
+void MatMul(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool trans_b,
+            bool accumulate, MatrixRef c);
+
+// MatMul or MatMulBf16, by `precision`.
+void MatMul(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool trans_b,
+            bool accumulate, MatrixRef c, Precision precision);
+
+// What computes fp32 products here, for logs: "oneDNN sgemm (avx512_core)" (the ISA oneDNN
+// picked for this CPU) or "Eigen".
+std::string Fp32Engine();
+
 // How many products MatMulBf16 has sent to oneDNN since the process started (tests).
 uint64_t Bf16ProductsRun();
 

@@ -1,0 +1,147 @@
+#include "index/scan_kernels.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "twotower/core/error.h"
+
+// Every library header is included above, outside any target region: the .inc below includes
+// nothing, and only its own functions (in their own namespaces) are compiled for AVX-512.
+
+namespace twotower::index::internal {
+
+// Each level's V16 arguments and results are 64-byte vectors, which the build level (without
+// AVX-512) passes in memory: GCC warns that this ABI differs from the AVX-512 levels'. Every
+// such function is inlined into its level's entry points, which take and return no vector. (The
+// warning comes at the end of the file, so it is off for the whole file.)
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#define TWOTOWER_ISA_AVX512 0
+#define TWOTOWER_ISA_VNNI 0
+#define TWOTOWER_ISA_BF16 0
+namespace build {
+#include "index/scan_kernels.inc"
+}  // namespace build
+#undef TWOTOWER_ISA_AVX512
+#undef TWOTOWER_ISA_VNNI
+#undef TWOTOWER_ISA_BF16
+
+#if defined(__x86_64__) && defined(__FMA__)
+#define TWOTOWER_SCAN_DISPATCH 1
+
+#define TWOTOWER_ISA_AVX512 1
+#define TWOTOWER_ISA_VNNI 0
+#define TWOTOWER_ISA_BF16 0
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
+namespace avx512 {
+#include "index/scan_kernels.inc"
+}  // namespace avx512
+#pragma GCC pop_options
+#undef TWOTOWER_ISA_VNNI
+#define TWOTOWER_ISA_VNNI 1
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni")
+namespace avx512_vnni {
+#include "index/scan_kernels.inc"
+}  // namespace avx512_vnni
+#pragma GCC pop_options
+#undef TWOTOWER_ISA_BF16
+#define TWOTOWER_ISA_BF16 1
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni,avx512bf16")
+namespace avx512_bf16 {
+#include "index/scan_kernels.inc"
+}  // namespace avx512_bf16
+#pragma GCC pop_options
+#undef TWOTOWER_ISA_AVX512
+#undef TWOTOWER_ISA_VNNI
+#undef TWOTOWER_ISA_BF16
+#endif
+
+namespace {
+
+#if defined(__AVX512BF16__)
+#define TWOTOWER_BUILD_ISA "build (avx512_bf16)"
+#elif defined(__AVX512VNNI__)
+#define TWOTOWER_BUILD_ISA "build (avx512_vnni)"
+#elif defined(__AVX512F__)
+#define TWOTOWER_BUILD_ISA "build (avx512)"
+#elif defined(__AVX2__) && defined(__FMA__)
+#define TWOTOWER_BUILD_ISA "build (avx2)"
+#else
+#define TWOTOWER_BUILD_ISA "build (sse2)"
+#endif
+
+#define TWOTOWER_KERNELS(ns, name)                                                     \
+  ScanKernels {                                                                        \
+    name, ns::ScanExact, ns::ScanCompressed, ns::ScorePanel, ns::ScoreCompressedPanel, \
+        ns::DotU8S8Lanes, ns::DotBf16Lanes, ns::Int8CodeDot, ns::Bf16CodeDot           \
+  }
+
+const ScanKernels kBuild = TWOTOWER_KERNELS(build, TWOTOWER_BUILD_ISA);
+#ifdef TWOTOWER_SCAN_DISPATCH
+const ScanKernels kAvx512 = TWOTOWER_KERNELS(avx512, "avx512");
+const ScanKernels kAvx512Vnni = TWOTOWER_KERNELS(avx512_vnni, "avx512_vnni");
+const ScanKernels kAvx512Bf16 = TWOTOWER_KERNELS(avx512_bf16, "avx512_bf16");
+#endif
+
+// Levels in order; each needs what the one before it needs and more.
+std::vector<const ScanKernels*> Levels() {
+  std::vector<const ScanKernels*> levels{&kBuild};
+#ifdef TWOTOWER_SCAN_DISPATCH
+  __builtin_cpu_init();
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))) {
+    return levels;
+  }
+  levels.push_back(&kAvx512);
+  if (!__builtin_cpu_supports("avx512vnni")) return levels;
+  levels.push_back(&kAvx512Vnni);
+  if (!__builtin_cpu_supports("avx512bf16")) return levels;
+  levels.push_back(&kAvx512Bf16);
+#endif
+  return levels;
+}
+
+const ScanKernels& Chosen() {
+  static const ScanKernels* const chosen = [] {
+    const std::vector<const ScanKernels*> levels = Levels();
+    const char* limit = std::getenv("TWOTOWER_MAX_CPU_ISA");
+    if (limit == nullptr || *limit == '\0') return levels.back();
+    const std::string want = limit;
+    static const char* const kNames[] = {"build", "avx512", "avx512_vnni", "avx512_bf16"};
+    const auto named = std::find(std::begin(kNames), std::end(kNames), want);
+    if (named == std::end(kNames)) {
+      throw Error("TWOTOWER_MAX_CPU_ISA: unknown value \"" + want +
+                  "\" (expected build, avx512, avx512_vnni or avx512_bf16)");
+    }
+    const size_t rank = static_cast<size_t>(named - std::begin(kNames));
+    return levels[std::min(rank, levels.size() - 1)];
+  }();
+  return *chosen;
+}
+
+std::atomic<const ScanKernels*> g_testing{nullptr};
+
+}  // namespace
+
+const ScanKernels& Kernels() {
+  const ScanKernels* forced = g_testing.load(std::memory_order_relaxed);
+  return forced != nullptr ? *forced : Chosen();
+}
+
+std::vector<const ScanKernels*> RunnableKernels() { return Levels(); }
+
+void SetKernelsForTesting(const ScanKernels* kernels) {
+  g_testing.store(kernels, std::memory_order_relaxed);
+}
+
+}  // namespace twotower::index::internal
