@@ -5,7 +5,7 @@ packages=(cmake ninja-build g++ pkg-config libeigen3-dev libyaml-cpp-dev nlohman
   libcli11-dev libgtest-dev libgmock-dev libhnswlib-dev libssl-dev
   libcpp-httplib-dev libboost-math-dev libboost-dev
   libthrift-dev thrift-compiler libsnappy-dev libzstd-dev zlib1g-dev
-  libopenmpi-dev openmpi-bin libdnnl-dev
+  libopenmpi-dev openmpi-bin libdnnl-dev qemu-user
   pybind11-dev python3-dev python3-numpy python3-pytest python3-pandas python3-venv python3-tqdm)
 # --fuzz: also what scripts/fuzz.sh needs (clang with libFuzzer and its OpenMP runtime).
 if [ "${1:-}" = "--fuzz" ]; then

@@ -18,6 +18,8 @@
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/threads.h"
+#include "twotower/index/flat_index.h"
+#include "twotower/nn/gemm.h"
 
 namespace twotower::cli {
 
@@ -147,9 +149,31 @@ const std::atomic<bool>* StopOnFirstInterrupt() {
   return &g_stop_requested;
 }
 
+namespace {
+
+// `twotower --version`: the version, what the binary was compiled for, and what it computes with
+// on this CPU (chosen at run time).
+std::string VersionText() {
+  std::string isa;
+  try {
+    isa = index::ScanKernelIsa();
+  } catch (const Error& e) {
+    isa = std::string("error: ") + e.what();
+  }
+  const std::string bf16 = nn::Bf16Unavailable();
+  return std::string("twotower ") + TWOTOWER_VERSION + "\n" +
+         "compiled for: " + TWOTOWER_BUILD_TARGET + "\n" +
+         "fp32 training products: " + nn::Fp32Engine() + "\n" + "bf16 training products: " +
+         (bf16.empty() ? nn::Bf16Engine() : "unavailable (" + bf16 + ")") + "\n" +
+         "index scan kernels: " + isa;
+}
+
+}  // namespace
+
 int Main(int argc, char** argv) {
   CLI::App app{"twotower: train, evaluate and serve two-tower recommendation models"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", [] { return VersionText(); });
   Common common;
   std::vector<Registered> commands;
   for (const Define define : kCommands) commands.push_back(define(&app, &common));
@@ -178,6 +202,8 @@ int Main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
@@ -201,6 +227,7 @@ int Main(int argc, char** argv) {
                     "-np 1)");
       }
     }
+    index::ScanKernelIsa();  // a bad TWOTOWER_MAX_CPU_ISA stops every command before it starts
     // --threads goes through the settings table, so every command checks it alike.
     { app::ParseThreads(common.threads, "--threads"); }
     SetThreads(common.threads);

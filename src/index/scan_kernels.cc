@@ -9,9 +9,12 @@
 #include <string>
 
 #include "twotower/core/error.h"
+#include "twotower/index/flat_index.h"
 
 // Every library header is included above, outside any target region: the .inc below includes
-// nothing, and only its own functions (in their own namespaces) are compiled for AVX-512.
+// nothing, and only its own functions (in their own namespaces) are compiled for AVX-512. The
+// regions are GCC's `#pragma GCC target` or clang's `#pragma clang attribute` (the sanitizer and
+// fuzz builds), which give every function in them the target attribute.
 
 namespace twotower::index::internal {
 
@@ -37,30 +40,54 @@ namespace build {
 #define TWOTOWER_ISA_AVX512 1
 #define TWOTOWER_ISA_VNNI 0
 #define TWOTOWER_ISA_BF16 0
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
+#endif
 namespace avx512 {
 #include "index/scan_kernels.inc"
 }  // namespace avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #undef TWOTOWER_ISA_VNNI
 #define TWOTOWER_ISA_VNNI 1
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni")
+#endif
 namespace avx512_vnni {
 #include "index/scan_kernels.inc"
 }  // namespace avx512_vnni
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #undef TWOTOWER_ISA_BF16
 #define TWOTOWER_ISA_BF16 1
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni,avx512bf16"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni,avx512bf16")
+#endif
 namespace avx512_bf16 {
 #include "index/scan_kernels.inc"
 }  // namespace avx512_bf16
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #undef TWOTOWER_ISA_AVX512
 #undef TWOTOWER_ISA_VNNI
 #undef TWOTOWER_ISA_BF16
@@ -145,3 +172,9 @@ void SetKernelsForTesting(const ScanKernels* kernels) {
 }
 
 }  // namespace twotower::index::internal
+
+namespace twotower::index {
+
+std::string ScanKernelIsa() { return internal::Kernels().isa; }
+
+}  // namespace twotower::index

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -495,6 +496,45 @@ TEST(CompressedFlatBf16Test, SubnormalValuesDoNotBreakTheBound) {
   ASSERT_EQ(want.ids[0], 0);
   ExpectIdentical(Search(compressed, query, 1), want, "subnormal item");
   ExpectIdentical(Search(compressed, query, 2), Search(exact, query, 2), "k = 2");
+}
+
+// Every ISA level this CPU runs (scan_kernels.h) returns the same labels and the same score bits
+// as the build's own level: batch 1 (one query, the items split between threads) and batch 40
+// (query tiles), every storage, with and without filters, and HNSW on int8 codes (whose integer
+// distances are exact on every level, so the graph is the same too).
+TEST(ScanKernels, EveryIsaLevelReturnsTheSameResults) {
+  const std::vector<const internal::ScanKernels*> levels = internal::RunnableKernels();
+  std::printf("ISA levels here:");
+  for (const internal::ScanKernels* level : levels) std::printf(" %s", level->isa);
+  std::printf("; chosen: %s\n", internal::Kernels().isa);
+  const Data data = Clustered(3000, 40, 30, 0.4, 31);
+  const std::vector<float> q = Queries(data, 40, 32);
+  const std::vector<float> q1(q.begin(), q.begin() + data.d);
+  std::vector<SearchFilter> filters(40);
+  for (int i = 0; i < 40; ++i) {
+    if (i % 3 == 1) filters[i].exclude = {5, 77};
+    if (i % 3 == 2) filters[i].allow = std::vector<int64_t>{1, 2, 900, 2999};
+  }
+  std::vector<std::unique_ptr<ItemIndex>> indexes;
+  for (const FlatStorage storage : {FlatStorage::kFp32, FlatStorage::kInt8, FlatStorage::kBf16}) {
+    indexes.push_back(std::make_unique<FlatIndex>(data.d, storage));
+  }
+  for (const char* params : {"storage=int8", ""}) {
+    indexes.push_back(std::make_unique<HnswIndex>(data.d, HnswParams::Parse(params)));
+  }
+  for (auto& index : indexes) {
+    internal::SetKernelsForTesting(levels.front());
+    index->Add(data.v.data(), data.n, data.ids);
+    const Results want1 = Search(*index, q1, 10);
+    const Results want = Search(*index, q, 10, &filters);
+    for (const internal::ScanKernels* level : levels) {
+      internal::SetKernelsForTesting(level);
+      const std::string where = index->spec() + " at " + level->isa;
+      ExpectIdentical(Search(*index, q1, 10), want1, where + ", batch 1");
+      ExpectIdentical(Search(*index, q, 10, &filters), want, where + ", batch 40");
+    }
+    internal::SetKernelsForTesting(nullptr);
+  }
 }
 
 // Every ISA level's products (vpdpbusd and vdpbf16ps where the CPU has them, the portable vector

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <tuple>
 
 #include "twotower/core/error.h"
 #include "twotower/core/rng.h"
@@ -127,6 +128,76 @@ TEST(MatMulBf16, WritesIntoRowsOfALargerMatrixAndReadsColumnsOfOne) {
   // Rows outside the block are untouched.
   EXPECT_EQ(out.topRows(5).maxCoeff(), 7.0f);
   EXPECT_EQ(out.bottomRows(15).minCoeff(), 7.0f);
+}
+
+// ---- fp32 products (MatMul: oneDNN's sgemm, or Eigen without oneDNN) ---------------------------
+
+// The fp32 accumulation of k products of operands in [-1, 1] is within k^2 2^-24 of the exact
+// sum (each partial sum rounded once); the double reference is exact to far below that.
+double Fp32Tolerance(int k) { return 2.0 * k * k * std::ldexp(1.0, -24); }
+
+class MatMulFp32Test : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MatMulFp32Test, EqualsTheProductInDouble) {
+  const Case p = GetParam();
+  for (const auto& [m, k, n] : {std::tuple{37, 70, 29}, {1, 64, 128}, {256, 12, 1}, {3, 1, 5}}) {
+    SCOPED_TRACE(std::to_string(m) + " x " + std::to_string(k) + " x " + std::to_string(n));
+    const Matrix a = p.trans_a ? Random(k, m, 1) : Random(m, k, 1);
+    const Matrix b = p.trans_b ? Random(n, k, 2) : Random(k, n, 2);
+    Matrix c = Random(m, n, 3);
+    const Matrix c0 = c;
+    MatMul(a, p.trans_a, b, p.trans_b, p.accumulate, c);
+    MatrixD fa = a.cast<double>(), fb = b.cast<double>();
+    if (p.trans_a) fa.transposeInPlace();
+    if (p.trans_b) fb.transposeInPlace();
+    MatrixD expected = fa * fb;
+    if (p.accumulate) expected += c0.cast<double>();
+    EXPECT_LE((c.cast<double>() - expected).cwiseAbs().maxCoeff(), Fp32Tolerance(k));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllLayouts, MatMulFp32Test,
+                         ::testing::Values(Case{false, false, false}, Case{false, true, false},
+                                           Case{true, false, false}, Case{true, true, false},
+                                           Case{false, false, true}, Case{true, false, true},
+                                           Case{false, true, true}));
+
+TEST(MatMulFp32, BlocksOfLargerMatricesAndAPlainProductNeverReadsTheOutput) {
+  const Matrix g = Random(20, 50, 4);  // columns 10..29, transposed: 20 x 20
+  const Matrix u = Random(20, 16, 5);
+  Matrix out = Matrix::Constant(40, 16, std::numeric_limits<float>::quiet_NaN());
+  out.topRows(5).setConstant(7.0f);
+  out.bottomRows(15).setConstant(7.0f);
+  MatMul(g.middleCols(10, 20), true, u, false, false, out.middleRows(5, 20));
+  const MatrixD expected = g.middleCols(10, 20).cast<double>().transpose() * u.cast<double>();
+  // A NaN left in the output block (beta = 0 must not read it) would make this NaN.
+  EXPECT_LE((out.middleRows(5, 20).cast<double>() - expected).cwiseAbs().maxCoeff(),
+            Fp32Tolerance(20));
+  EXPECT_EQ(out.topRows(5).maxCoeff(), 7.0f);
+  EXPECT_EQ(out.bottomRows(15).minCoeff(), 7.0f);
+  // One row of a wider matrix: its outer stride is the wide matrix's.
+  Matrix one = Matrix::Zero(3, 16);
+  MatMul(g.block(2, 10, 1, 20), false, u, false, false, one.middleRows(1, 1));
+  const MatrixD row = g.block(2, 10, 1, 20).cast<double>() * u.cast<double>();
+  EXPECT_LE((one.row(1).cast<double>() - row).cwiseAbs().maxCoeff(), Fp32Tolerance(20));
+  EXPECT_EQ(one.row(0).cwiseAbs().maxCoeff(), 0.0f);
+}
+
+TEST(MatMulFp32, RefusesMismatchedShapesAndNamesTheEngine) {
+  Matrix a(3, 4), b(5, 6), c(3, 6);
+  EXPECT_THAT([&] { MatMul(a, false, b, false, false, c); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("op(a) is 3 x 4, op(b) 5 x 6")));
+  Matrix e(3, 0), f(0, 2), g = Matrix::Ones(3, 2);
+  MatMul(e, false, f, false, true, g);
+  EXPECT_EQ(g.minCoeff(), 1.0f);
+  MatMul(e, false, f, false, false, g);
+  EXPECT_EQ(g.maxCoeff(), 0.0f);
+  // A build with oneDNN (Bf16Unavailable names its absence otherwise) multiplies with its sgemm.
+  if (Bf16Unavailable().find("no oneDNN") == std::string::npos) {
+    EXPECT_THAT(Fp32Engine(), ::testing::StartsWith("oneDNN sgemm ("));
+  } else {
+    EXPECT_EQ(Fp32Engine(), "Eigen");
+  }
 }
 
 // A ranker's last Linear(h -> 1): a one-column output forward, a one-row weight gradient.

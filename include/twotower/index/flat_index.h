@@ -49,6 +49,15 @@ class CompressedItems;
 enum class FlatStorage : uint32_t { kFp32 = 0, kBf16 = 1, kInt8 = 2 };
 // "fp32", "bf16" or "int8".
 const char* FlatStorageName(FlatStorage storage);
+
+// The ISA level the flat index's scan (and HNSW's compressed distances) run at in this process,
+// chosen at run time from what the CPU and its OS support: "avx512_bf16" (vdpbf16ps for bf16
+// codes), "avx512_vnni" (vpdpbusd for int8 codes), "avx512", or "build (...)" (the build's own
+// target, in a portable build AVX2 + FMA). The environment variable TWOTOWER_MAX_CPU_ISA (build,
+// avx512, avx512_vnni or avx512_bf16) caps it, as DNNL_MAX_CPU_ISA caps oneDNN's; every level
+// returns the same results to the bit. Throws Error naming the variable when its value is none
+// of those.
+std::string ScanKernelIsa();
 // The inverse; throws Error("index type 'flat': parameter 'storage': unknown value ...").
 FlatStorage ParseFlatStorage(const std::string& value);
 
