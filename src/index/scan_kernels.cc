@@ -41,7 +41,8 @@ namespace build {
 #define TWOTOWER_ISA_VNNI 0
 #define TWOTOWER_ISA_BF16 0
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma"))), \
+                             apply_to = function)
 #else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
@@ -58,7 +59,9 @@ namespace avx512 {
 #define TWOTOWER_ISA_VNNI 1
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni"))), apply_to = function)
+#pragma clang attribute push(                                                     \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni"))), \
+    apply_to = function)
 #else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni")
@@ -75,7 +78,9 @@ namespace avx512_vnni {
 #define TWOTOWER_ISA_BF16 1
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni,avx512bf16"))), apply_to = function)
+#pragma clang attribute push(                                                                \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni,avx512bf16"))), \
+    apply_to = function)
 #else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni,avx512bf16")
