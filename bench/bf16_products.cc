@@ -1,6 +1,8 @@
 // GFLOP/s of the lab step's matrix products (issue 28): for each product of a tower's Linear
 // layers at batch B (forward x W^T, weight gradient dy^T x, input gradient dy W), one thread:
-//   fp32       Eigen's product, what training.precision: fp32 runs;
+//   fp32       Eigen's product (what training.precision: fp32 ran before oneDNN's sgemm; what a
+//              build without oneDNN runs);
+//   sgemm      nn::MatMul, what training.precision: fp32 runs: oneDNN's sgemm;
 //   bf16       nn::MatMulBf16, what training.precision: bf16 runs (rounding the fp32 operands
 //              to bf16, then oneDNN's matmul);
 //   onednn     oneDNN's bf16 matmul alone on operands already in bf16: its own peak at the shape.
@@ -79,6 +81,8 @@ int main(int argc, char** argv) {
         c.noalias() = a * b;
       }
     });
+    const double sgemm =
+        MedianSeconds(reps, [&] { nn::MatMul(a, p.trans_a, b, p.trans_b, false, c); });
     const double bf16 =
         MedianSeconds(reps, [&] { nn::MatMulBf16(a, p.trans_a, b, p.trans_b, false, c); });
     using dt = dnnl::memory::data_type;
@@ -98,10 +102,12 @@ int main(int argc, char** argv) {
     const double flops = 2.0 * p.m * p.k * p.n;
     std::printf(
         "{\"product\": \"%s\", \"m\": %d, \"k\": %d, \"n\": %d, \"fp32_gflops\": %.1f, "
+        "\"fp32_sgemm_gflops\": %.1f, "
         "\"bf16_gflops\": %.1f, \"onednn_bf16_gflops\": %.1f, \"onednn_impl\": \"%s\", "
-        "\"bf16_engine\": \"%s\"}\n",
-        p.what, p.m, p.k, p.n, flops / fp32 / 1e9, flops / bf16 / 1e9, flops / onednn / 1e9,
-        pd.impl_info_str(), nn::Bf16Engine().c_str());
+        "\"bf16_engine\": \"%s\", \"fp32_engine\": \"%s\"}\n",
+        p.what, p.m, p.k, p.n, flops / fp32 / 1e9, flops / sgemm / 1e9, flops / bf16 / 1e9,
+        flops / onednn / 1e9, pd.impl_info_str(), nn::Bf16Engine().c_str(),
+        nn::Fp32Engine().c_str());
   }
   return 0;
 }

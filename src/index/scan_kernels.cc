@@ -18,11 +18,6 @@
 
 namespace twotower::index::internal {
 
-// Each level's V16 arguments and results are 64-byte vectors, which the build level (without
-// AVX-512) passes in memory: GCC warns that this ABI differs from the AVX-512 levels'. Every
-// such function is inlined into its level's entry points, which take and return no vector. (The
-// warning comes at the end of the file, so it is off for the whole file.)
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 #define TWOTOWER_ISA_AVX512 0
 #define TWOTOWER_ISA_VNNI 0
