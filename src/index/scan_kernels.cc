@@ -1,6 +1,8 @@
 #include "index/scan_kernels.h"
 
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -17,7 +19,6 @@
 // fuzz builds), which give every function in them the target attribute.
 
 namespace twotower::index::internal {
-
 
 #define TWOTOWER_ISA_AVX512 0
 #define TWOTOWER_ISA_VNNI 0

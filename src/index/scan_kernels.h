@@ -11,8 +11,11 @@
 // Kernels() picks the widest level this CPU and its OS support (__builtin_cpu_supports, which
 // checks the XSAVE state too), never above TWOTOWER_MAX_CPU_ISA when that is set. Every level
 // returns the same results to the bit (every lane computes the same fma chain), so the choice
-// changes speed only; int8 sums are exact integers on every level, and bf16 approximate scores
-// differ only inside the bound the shortlist allows for (compressed_internal.h).
+// changes speed only: int8 sums are exact integers on every level, and the portable bf16
+// products add the pairs in vdpbf16ps's order with the same single rounding. The one exception:
+// vdpbf16ps flushes a sum below 2^-126 to zero and the portable code does not, which moves a
+// bf16 code distance (HNSW's graph) only for vectors whose dot products are that small; the flat
+// index re-scores in fp32, so its results are the same even then.
 //
 // The AVX-512 levels are compiled only when the build's own target has FMA (it must fuse the
 // same multiply-adds as they do); otherwise there is the build level alone.
@@ -80,7 +83,8 @@ const ScanKernels& Kernels();
 std::vector<const ScanKernels*> RunnableKernels();
 
 // Makes Kernels() return `kernels` (one of RunnableKernels()) until called again; null goes back
-// to the choice for this CPU (tests). Not thread-safe with searches in flight.
+// to the choice for this CPU (tests). Not thread-safe with searches in flight. An HNSW index
+// keeps the distance functions of the level current when it was made.
 void SetKernelsForTesting(const ScanKernels* kernels);
 
 }  // namespace twotower::index::internal

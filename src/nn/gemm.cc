@@ -19,9 +19,12 @@ namespace twotower::nn {
 
 namespace {
 std::atomic<uint64_t> g_products{0};
+std::atomic<uint64_t> g_sgemm_products{0};
 }  // namespace
 
 uint64_t Bf16ProductsRun() { return g_products.load(std::memory_order_relaxed); }
+
+uint64_t SgemmProductsRun() { return g_sgemm_products.load(std::memory_order_relaxed); }
 
 const char* PrecisionName(Precision precision) {
   return precision == Precision::kBf16 ? "bf16" : "fp32";
@@ -267,6 +270,7 @@ void MatMul(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool
   const int64_t ldb = std::max<int64_t>(b.outerStride(), b.cols());
   const int64_t ldc = std::max<int64_t>(c.outerStride(), c.cols());
   OneThread one;
+  g_sgemm_products.fetch_add(1, std::memory_order_relaxed);
   const dnnl_status_t status =
       dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, 1.0f, a.data(), lda, b.data(),
                  ldb, accumulate ? 1.0f : 0.0f, c.data(), ldc);

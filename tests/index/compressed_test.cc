@@ -499,9 +499,9 @@ TEST(CompressedFlatBf16Test, SubnormalValuesDoNotBreakTheBound) {
 }
 
 // Every ISA level this CPU runs (scan_kernels.h) returns the same labels and the same score bits
-// as the build's own level: batch 1 (one query, the items split between threads) and batch 40
-// (query tiles), every storage, with and without filters, and HNSW on int8 codes (whose integer
-// distances are exact on every level, so the graph is the same too).
+// as the build's own level: batch 1 and batch 40 (query tiles; the AVX2 level splits each in two),
+// every storage, with and without filters, and HNSW graphs built at each level (fp32, int8 and
+// bf16 codes: the code distances are the same on every level, so the graphs are too).
 TEST(ScanKernels, EveryIsaLevelReturnsTheSameResults) {
   const std::vector<const internal::ScanKernels*> levels = internal::RunnableKernels();
   std::printf("ISA levels here:");
@@ -515,25 +515,64 @@ TEST(ScanKernels, EveryIsaLevelReturnsTheSameResults) {
     if (i % 3 == 1) filters[i].exclude = {5, 77};
     if (i % 3 == 2) filters[i].allow = std::vector<int64_t>{1, 2, 900, 2999};
   }
-  std::vector<std::unique_ptr<ItemIndex>> indexes;
-  for (const FlatStorage storage : {FlatStorage::kFp32, FlatStorage::kInt8, FlatStorage::kBf16}) {
-    indexes.push_back(std::make_unique<FlatIndex>(data.d, storage));
-  }
-  for (const char* params : {"storage=int8", ""}) {
-    indexes.push_back(std::make_unique<HnswIndex>(data.d, HnswParams::Parse(params)));
-  }
-  for (auto& index : indexes) {
-    internal::SetKernelsForTesting(levels.front());
-    index->Add(data.v.data(), data.n, data.ids);
-    const Results want1 = Search(*index, q1, 10);
-    const Results want = Search(*index, q, 10, &filters);
+  // Each index made and filled at every level (HNSW's graph follows its code distances), on one
+  // thread so that the graph does not depend on timing.
+  SetThreads(1);
+  const std::vector<std::string> specs = {"flat", "flat:storage=int8", "flat:storage=bf16",
+                                          "hnsw", "hnsw:storage=int8", "hnsw:storage=bf16"};
+  for (const std::string& spec : specs) {
+    Results want1, want;
     for (const internal::ScanKernels* level : levels) {
       internal::SetKernelsForTesting(level);
-      const std::string where = index->spec() + " at " + level->isa;
+      std::unique_ptr<ItemIndex> index;
+      if (spec.rfind("flat", 0) == 0) {
+        index = std::make_unique<FlatIndex>(
+            data.d, spec == "flat" ? FlatStorage::kFp32 : ParseFlatStorage(spec.substr(13)));
+      } else {
+        index = std::make_unique<HnswIndex>(
+            data.d, HnswParams::Parse(spec == "hnsw" ? "" : spec.substr(5)));
+      }
+      index->Add(data.v.data(), data.n, data.ids);
+      if (level == levels.front()) {
+        want1 = Search(*index, q1, 10);
+        want = Search(*index, q, 10, &filters);
+        continue;
+      }
+      const std::string where = spec + " at " + level->isa;
       ExpectIdentical(Search(*index, q1, 10), want1, where + ", batch 1");
       ExpectIdentical(Search(*index, q, 10, &filters), want, where + ", batch 40");
     }
     internal::SetKernelsForTesting(nullptr);
+  }
+  SetThreads(0);
+}
+
+// HNSW's code distances are the same to the bit on every level: vpdpbusd's integer sums are
+// exact, and the portable bf16 products add each pair in vdpbf16ps's order (high half first).
+TEST(CompressedKernels, CodeDistancesAreTheSameBitsOnEveryLevel) {
+  const std::vector<const internal::ScanKernels*> levels = internal::RunnableKernels();
+  std::mt19937 rng(8);
+  std::normal_distribution<float> g(0.0f, 0.3f);
+  for (int trial = 0; trial < 200; ++trial) {
+    const size_t bytes = 64 * (1 + trial % 4);
+    std::vector<uint8_t> x(bytes), y(bytes), bx(bytes), by(bytes);
+    for (size_t i = 0; i < bytes; ++i) {
+      x[i] = static_cast<uint8_t>(rng());
+      y[i] = static_cast<uint8_t>(rng());
+    }
+    for (size_t h = 0; h < bytes / 2; ++h) {  // bf16 values as the index encodes them
+      const uint16_t a = internal::ToBf16(g(rng)), b = internal::ToBf16(g(rng));
+      std::memcpy(&bx[2 * h], &a, 2);
+      std::memcpy(&by[2 * h], &b, 2);
+    }
+    const int32_t want_int8 = levels.front()->int8_code_dot(x.data(), y.data(), bytes);
+    const float want_bf16 = levels.front()->bf16_code_dot(bx.data(), by.data(), bytes);
+    for (const internal::ScanKernels* level : levels) {
+      ASSERT_EQ(level->int8_code_dot(x.data(), y.data(), bytes), want_int8) << level->isa;
+      const float got = level->bf16_code_dot(bx.data(), by.data(), bytes);
+      ASSERT_EQ(std::memcmp(&got, &want_bf16, sizeof(float)), 0)
+          << level->isa << ": " << got << " vs " << want_bf16 << " (trial " << trial << ")";
+    }
   }
 }
 

@@ -55,8 +55,9 @@ const char* FlatStorageName(FlatStorage storage);
 // codes), "avx512_vnni" (vpdpbusd for int8 codes), "avx512", or "build (...)" (the build's own
 // target, in a portable build AVX2 + FMA). The environment variable TWOTOWER_MAX_CPU_ISA (build,
 // avx512, avx512_vnni or avx512_bf16) caps it, as DNNL_MAX_CPU_ISA caps oneDNN's; every level
-// returns the same results to the bit. Throws Error naming the variable when its value is none
-// of those.
+// returns the same results to the bit (src/index/scan_kernels.h has the one exception: bf16 code
+// products below 2^-126, which vdpbf16ps flushes to zero). Throws Error naming the variable when
+// its value is none of those.
 std::string ScanKernelIsa();
 // The inverse; throws Error("index type 'flat': parameter 'storage': unknown value ...").
 FlatStorage ParseFlatStorage(const std::string& value);

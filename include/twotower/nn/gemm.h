@@ -58,9 +58,12 @@ void MatMulBf16(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, 
 // beta = 0 never reads c, so a NaN in c before a plain product does not leak), whose JIT kernels
 // are chosen at run time for the widest ISA of this CPU (AVX-512, AVX2, SSE4.1), so a portable
 // build (TWOTOWER_NATIVE=OFF) computes its training products as fast as a native one, and
-// faster than Eigen's own product at the towers' shapes (BENCHMARKS.md, "fp32 products"). It
-// allocates nothing and runs on the calling thread only; the result depends on the shapes
-// only, never on the thread count. Without oneDNN, Eigen's product.
+// faster than Eigen's own product at the towers' shapes (BENCHMARKS.md, "Portable build"). It
+// runs on the calling thread only; the result depends on the shapes only, never on the thread
+// count. Allocation: for most shapes oneDNN's sgemm packs the operands into one aligned buffer
+// that it allocates (posix_memalign) and frees within the call; nothing else, and nothing kept
+// (tests/train/step_allocation_test.cc bounds it at one aligned block per product). Without
+// oneDNN, Eigen's product, which allocates nothing.
 // Throws Error on a shape mismatch.
 void MatMul(const ConstMatrixRef& a, bool trans_a, const ConstMatrixRef& b, bool trans_b,
             bool accumulate, MatrixRef c);
@@ -75,6 +78,10 @@ std::string Fp32Engine();
 
 // How many products MatMulBf16 has sent to oneDNN since the process started (tests).
 uint64_t Bf16ProductsRun();
+
+// How many fp32 products MatMul has sent to oneDNN's sgemm since the process started (tests;
+// always 0 in a build without oneDNN).
+uint64_t SgemmProductsRun();
 
 }  // namespace twotower::nn
 
