@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "twotower/app/app.h"
+#include "twotower/app/build_info.h"
 #include "twotower/app/recommender.h"
 #include "twotower/app/train.h"
 #include "twotower/core/error.h"
@@ -1006,6 +1007,7 @@ PYBIND11_MODULE(_twotower, m) {
   m.def("train", &Train, py::arg("config_path"), py::arg("overrides"), py::arg("resume"),
         py::arg("progress"), py::arg("bars") = py::none());
   m.def("settings_help", &app::SettingsHelp);
+  m.def("build_info", &app::BuildInfo);
   m.def("set_threads", &SetThreads, py::arg("threads"));
   m.def("movielens", &MovieLens, py::arg("src"), py::arg("out"), py::arg("split"), py::arg("val"),
         py::arg("test"), py::arg("seed"), py::arg("like_threshold"), py::arg("format"));

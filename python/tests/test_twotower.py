@@ -461,3 +461,22 @@ def test_arguments_are_checked_not_coerced(lab):
     with pytest.raises(ValueError, match="user_hidden_dims"):
         twotower.train(os.path.join(REPO, "config", "ranking_config.yaml"),
                        overrides={"model.user_hidden_dims": [32.9]}, progress=False)
+
+
+def test_build_info_is_what_the_command_line_reports():
+    info = twotower.build_info()
+    assert list(info) == ["version", "compiled_for", "fp32_training_products",
+                          "bf16_training_products", "index_scan_kernels"]
+    out = subprocess.run([CLI, "--version"], capture_output=True, text=True, check=True).stdout
+    lines = out.strip().split("\n")
+    assert lines[0] == "twotower " + info["version"]
+    # The module and the CLI are built from the same tree with the same flags, and choose their
+    # kernels on the same CPU.
+    assert lines[1:] == [
+        "compiled for: " + info["compiled_for"],
+        "fp32 training products: " + info["fp32_training_products"],
+        "bf16 training products: " + info["bf16_training_products"],
+        "index scan kernels: " + info["index_scan_kernels"],
+    ]
+    assert info["index_scan_kernels"] in {"avx512", "avx512_vnni", "avx512_bf16"} or \
+        info["index_scan_kernels"].startswith("build (")

@@ -50,7 +50,7 @@ for _cls in (Error, InvalidArgumentError, NotFoundError, MissingFileError, Corru
     _cls.code = _cls.__name__
 
 __all__ = [
-    "generate", "movielens", "read_table", "write_table", "train", "Run", "Model", "Index", "Server", "set_threads", "settings", "Error", "InvalidArgumentError",
+    "generate", "movielens", "read_table", "write_table", "train", "Run", "Model", "Index", "Server", "set_threads", "settings", "build_info", "Error", "InvalidArgumentError",
     "NotFoundError", "MissingFileError", "CorruptDataError", "CorruptFileError", "IoError", "ConflictError", "UnavailableError",
     "InternalError",
 ]
@@ -189,6 +189,14 @@ def write_table(df, path):
 def settings():
     """One line per training setting: key, type, default, range, help (``--list-settings``)."""
     return list(_core.settings_help())
+
+
+def build_info():
+    """What this build is and what it computes with on this CPU, as ``twotower --version``
+    prints it: a dict with version, compiled_for, fp32_training_products,
+    bf16_training_products and index_scan_kernels (the instruction level chosen when the
+    module loaded; README "One binary for every x86-64 CPU with AVX2")."""
+    return dict(_core.build_info())
 
 
 def _setting_text(value):

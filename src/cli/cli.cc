@@ -13,13 +13,13 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "twotower/app/build_info.h"
 #include "twotower/app/train.h"
 #include "twotower/core/dist.h"
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/threads.h"
 #include "twotower/index/flat_index.h"
-#include "twotower/nn/gemm.h"
 
 namespace twotower::cli {
 
@@ -154,18 +154,13 @@ namespace {
 // `twotower --version`: the version, what the binary was compiled for, and what it computes with
 // on this CPU (chosen at run time).
 std::string VersionText() {
-  std::string isa;
-  try {
-    isa = index::ScanKernelIsa();
-  } catch (const Error& e) {
-    isa = std::string("error: ") + e.what();
-  }
-  const std::string bf16 = nn::Bf16Unavailable();
-  return std::string("twotower ") + TWOTOWER_VERSION + "\n" +
-         "compiled for: " + TWOTOWER_BUILD_TARGET + "\n" +
-         "fp32 training products: " + nn::Fp32Engine() + "\n" + "bf16 training products: " +
-         (bf16.empty() ? nn::Bf16Engine() : "unavailable (" + bf16 + ")") + "\n" +
-         "index scan kernels: " + isa;
+  const auto info = app::BuildInfo();
+  std::string text = "twotower " + info[0].second;
+  const char* const labels[] = {"", "compiled for", "fp32 training products",
+                                "bf16 training products", "index scan kernels"};
+  for (size_t i = 1; i < info.size(); ++i)
+    text += std::string("\n") + labels[i] + ": " + info[i].second;
+  return text;
 }
 
 }  // namespace

@@ -1,0 +1,21 @@
+// What this build of twotower is and what it computes with on this CPU (`twotower --version`,
+// Python's twotower.build_info()).
+#ifndef TWOTOWER_APP_BUILD_INFO_H_
+#define TWOTOWER_APP_BUILD_INFO_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace twotower::app {
+
+// In this order: "version" (the project's), "compiled_for" ("-march=x86-64-v3 (portable)" or
+// "-march=native (this build machine's CPU)"), "fp32_training_products" (nn::Fp32Engine()),
+// "bf16_training_products" (nn::Bf16Engine(), or "unavailable (why)"), "index_scan_kernels"
+// (index::ScanKernelIsa(), the level chosen at run time; "error: ..." when TWOTOWER_MAX_CPU_ISA
+// is invalid). Never throws Error.
+std::vector<std::pair<std::string, std::string>> BuildInfo();
+
+}  // namespace twotower::app
+
+#endif  // TWOTOWER_APP_BUILD_INFO_H_
