@@ -22,4 +22,6 @@ std::vector<std::pair<std::string, std::string>> BuildInfo() {
       {"index_scan_kernels", isa}};
 }
 
+void CheckKernelSettings() { index::ScanKernelIsa(); }
+
 }  // namespace twotower::app

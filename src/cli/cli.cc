@@ -19,7 +19,6 @@
 #include "twotower/core/error.h"
 #include "twotower/core/files.h"
 #include "twotower/core/threads.h"
-#include "twotower/index/flat_index.h"
 
 namespace twotower::cli {
 
@@ -222,7 +221,7 @@ int Main(int argc, char** argv) {
                     "-np 1)");
       }
     }
-    index::ScanKernelIsa();  // a bad TWOTOWER_MAX_CPU_ISA stops every command before it starts
+    app::CheckKernelSettings();  // a bad TWOTOWER_MAX_CPU_ISA stops every command before it starts
     // --threads goes through the settings table, so every command checks it alike.
     { app::ParseThreads(common.threads, "--threads"); }
     SetThreads(common.threads);

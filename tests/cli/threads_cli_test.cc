@@ -105,6 +105,23 @@ INSTANTIATE_TEST_SUITE_P(
                       "loss: softmax, precision: bf16",
                       "loss: mixed, num_uniform_negatives: 64, precision: bf16"));
 
+// TWOTOWER_MAX_CPU_ISA (which index kernels may run) is checked before any command starts: a
+// value it does not know stops the command, naming the variable and the values it takes.
+TEST(KernelIsaCliTest, AnUnknownMaxCpuIsaIsRefusedBeforeTheCommandRuns) {
+  TempDir dir;
+  const CliResult refused =
+      RunCli({"generate", "--out", dir.File("data")}, dir, "TWOTOWER_MAX_CPU_ISA=avx9 ");
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("TWOTOWER_MAX_CPU_ISA: unknown value \"avx9\" (expected build, "
+                             "avx512, avx512_vnni or avx512_bf16)"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("data")));
+  const CliResult capped =
+      RunCli({"generate", "--out", dir.File("capped")}, dir, "TWOTOWER_MAX_CPU_ISA=build ");
+  EXPECT_EQ(capped.code, 0) << capped.err;
+}
+
 // training.precision: bf16 trains with bf16 products (the per-epoch numbers differ from fp32's,
 // by the operands' rounding only), says so, and is refused, naming what is missing, where oneDNN
 // may not use AVX512_BF16 or AMX (DNNL_MAX_CPU_ISA stands in for such a CPU).

@@ -16,6 +16,10 @@ namespace twotower::app {
 // is invalid). Never throws Error.
 std::vector<std::pair<std::string, std::string>> BuildInfo();
 
+// Checks the environment settings that choose the kernels (TWOTOWER_MAX_CPU_ISA) before a
+// command starts; throws Error naming the variable and the values it takes.
+void CheckKernelSettings();
+
 }  // namespace twotower::app
 
 #endif  // TWOTOWER_APP_BUILD_INFO_H_
