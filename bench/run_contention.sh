@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Contention benchmark (issue 28, "no collapse under contention"): the lab's 30-epoch training
 # and the serving benchmark, each with all cores (`--threads 0`) and with one thread
-# (`--threads 1`), on an idle machine and beside one busy process (`yes > /dev/null`, one core
-# kept busy). Prints one JSON line per run to $OUT/results.jsonl and a markdown table of medians.
+# (`--threads 1`), on an idle machine, beside one busy process (`yes > /dev/null`, one core
+# kept busy), and (training only) in a cgroup with a one-CPU quota; `--threads 0` also with
+# TWOTOWER_LOAD_AWARE=0 ("unaware": tasks shared whatever the load), and each beside a CPU-bound
+# counter whose progress shows what the training takes from its neighbour. Prints one JSON line
+# per run to $OUT/results.jsonl and markdown tables of medians.
 #
 #   bash bench/run_contention.sh                       # REPS=5 SERVE_SECONDS=10
 #   BASE=/path/to/older/twotower bash bench/run_contention.sh   # also times an older binary
@@ -27,25 +30,98 @@ RESULTS="$OUT/results.jsonl"
 busy_pid=
 start_load() { yes >/dev/null & busy_pid=$!; }
 stop_load() { [ -n "$busy_pid" ] && kill "$busy_pid" 2>/dev/null && wait "$busy_pid" 2>/dev/null || true; busy_pid=; }
-trap stop_load EXIT
+
+# "quota": the runs go into a cgroup whose CPU quota is one CPU (100 ms per 100 ms period), as a
+# container started with `--cpus 1` (needs root and a writable cgroup file system; else skipped).
+QUOTA_DIR=
+QUOTA_PROCS=
+make_quota_cgroup() {
+  if [ -d /sys/fs/cgroup/cpu ] && [ -w /sys/fs/cgroup/cpu ]; then  # cgroup v1's cpu hierarchy
+    QUOTA_DIR=/sys/fs/cgroup/cpu/twotower_bench_quota
+    mkdir -p "$QUOTA_DIR" && echo 100000 >"$QUOTA_DIR/cpu.cfs_period_us" &&
+      echo 100000 >"$QUOTA_DIR/cpu.cfs_quota_us" || return 1
+  elif [ -w /sys/fs/cgroup/cgroup.subtree_control ]; then  # cgroup v2
+    QUOTA_DIR=/sys/fs/cgroup/twotower_bench_quota
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    mkdir -p "$QUOTA_DIR" && echo "100000 100000" >"$QUOTA_DIR/cpu.max" || return 1
+  else
+    return 1
+  fi
+  QUOTA_PROCS="$QUOTA_DIR/cgroup.procs"
+}
+cleanup() {
+  stop_load
+  [ -n "$QUOTA_DIR" ] && rmdir "$QUOTA_DIR" 2>/dev/null || true
+}
+trap cleanup EXIT
+loads="idle busy"
+if make_quota_cgroup; then
+  loads="idle busy quota"
+else
+  echo "no writable cgroup file system: the quota runs are skipped" >&2
+fi
+# The prefix that runs a command in load $1's place: inside the quota cgroup for "quota".
+prefix() {
+  pre=()
+  [ "$1" = quota ] && pre=(sh -c 'echo $$ >"$0" && exec "$@"' "$QUOTA_PROCS")
+  return 0
+}
 
 [ -f "$OUT/lab/train/interactions.csv" ] || "$T" generate --out "$OUT/lab" --seed 42 >/dev/null
-bins=("new=$T")
+# "unaware": this binary with TWOTOWER_LOAD_AWARE=0 (core/parallel.h: tasks are shared with
+# every thread whatever the load, as before the load reading).
+bins=("new=$T" "unaware=$T")
 [ -n "$BASE" ] && bins+=("base=$BASE")
-for load in idle busy; do
+lab() {  # lab LOAD BINARY_ENTRY THREADS: prints the whole process's wall seconds
+  local e=()
+  [ "${2%%=*}" = unaware ] && e=(env TWOTOWER_LOAD_AWARE=0)
+  { /usr/bin/time -f %e "${pre[@]}" "${e[@]}" "${2#*=}" train --config config/ranking_config.yaml \
+    --quiet --set data.dir="$OUT/lab" --set training.early_stopping_patience=0 --threads "$3" \
+    --set training.checkpoint=false --output-dir "$OUT/runs" >/dev/null; } 2>&1 | tail -1
+}
+for load in $loads; do
   [ "$load" = busy ] && start_load
+  prefix "$load"
   for r in $(seq 1 "$REPS"); do
     for b in "${bins[@]}"; do
       for t in 1 0; do
-        s=$( { /usr/bin/time -f %e "${b#*=}" train --config config/ranking_config.yaml --quiet \
-          --set data.dir="$OUT/lab" --set training.early_stopping_patience=0 --threads "$t" \
-          --set training.checkpoint=false --output-dir "$OUT/runs" >/dev/null; } 2>&1 | tail -1)
+        # threads 1 never shares a task: the same run with or without the load reading
+        [ "${b%%=*}" = unaware ] && [ "$t" = 1 ] && continue
+        s=$(lab "$load" "$b" "$t")
         echo "{\"bench\": \"lab\", \"binary\": \"${b%%=*}\", \"load\": \"$load\", \"threads\": $t, \"run\": $r, \"seconds\": $s}" |
           tee -a "$RESULTS"
       done
     done
   done
   stop_load
+done
+
+# The busy process's side: a CPU-bound counter (Python) beside each training run reports the
+# iterations per second it got; what the training's extra threads take from a neighbour (a
+# server on the same box) shows there.
+prefix idle
+for r in $(seq 1 "$REPS"); do
+  for b in "new=$T" "unaware=$T"; do
+    for t in 1 0; do
+      [ "${b%%=*}" = unaware ] && [ "$t" = 1 ] && continue
+      "$PY" -c '
+import signal, sys, time
+n, t0 = 0, time.time()
+def stop(*_):
+    print(f"{n / (time.time() - t0) / 1e6:.3f}", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+while True:
+    n += 1' >"$OUT/neighbour.txt" &
+      nb=$!
+      sleep 0.3
+      s=$(lab idle "$b" "$t")
+      kill "$nb"
+      wait "$nb" || true
+      echo "{\"bench\": \"neighbour\", \"binary\": \"${b%%=*}\", \"load\": \"counter\", \"threads\": $t, \"run\": $r, \"seconds\": $s, \"neighbour_mips\": $(cat "$OUT/neighbour.txt")}" |
+        tee -a "$RESULTS"
+    done
+  done
 done
 
 if command -v wrk >/dev/null; then
@@ -98,10 +174,19 @@ def med(bench, binary, load, t, key):
 print("\n| run | binary | load | `--threads 1` | `--threads 0` | threads 0 / threads 1 |")
 print("| --- | --- | --- | --- | --- | --- |")
 for bench, key, unit in (("lab", "seconds", "s"), ("serve", "rps", " req/s")):
-    for binary in ("new", "base"):
-        for load in ("idle", "busy"):
-            a, b = med(bench, binary, load, 1, key), med(bench, binary, load, 0, key)
+    for binary in ("new", "unaware", "base"):
+        for load in ("idle", "busy", "quota"):
+            # "unaware" has no threads-1 runs of its own: threads 1 shares nothing either way
+            a = med(bench, "new" if binary == "unaware" else binary, load, 1, key)
+            b = med(bench, binary, load, 0, key)
             if a is None or b is None:
                 continue
             print(f"| {bench} | {binary} | {load} | {a:.2f}{unit} | {b:.2f}{unit} | {b / a:.2f} |")
+print("\n| beside a CPU-bound counter | lab seconds | the counter's M iterations/s |")
+print("| --- | --- | --- |")
+for binary, t in (("new", 1), ("new", 0), ("unaware", 0)):
+    s = med("neighbour", binary, "counter", t, "seconds")
+    c = med("neighbour", binary, "counter", t, "neighbour_mips")
+    if s is not None:
+        print(f"| {binary} `--threads {t}` | {s:.2f} | {c:.2f} |")
 PYEOF

@@ -253,6 +253,11 @@ def test_errors_are_typed_and_name_what_was_wrong(lab, tmp_path):
         twotower.train(os.path.join(REPO, "config", "ranking_config.yaml"),
                        overrides={"training.epochs": -1}, progress=False)
     assert "training.epochs" in str(e.value)
+    # None is not a value (str(None) would reach the engine as the text "None").
+    with pytest.raises(twotower.InvalidArgumentError) as e:
+        twotower.train(os.path.join(REPO, "config", "ranking_config.yaml"),
+                       overrides={"training.precision": None}, progress=False)
+    assert e.value.field == "training.precision" and "is None" in str(e.value)
     # A missing file is a FileNotFoundError, whatever reads it; a corrupt one a CorruptFileError.
     with pytest.raises(FileNotFoundError) as e:
         twotower.Model.load(tmp_path / "missing.safetensors")

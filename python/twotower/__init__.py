@@ -199,8 +199,12 @@ def build_info():
     return dict(_core.build_info())
 
 
-def _setting_text(value):
+def _setting_text(value, name):
     # The text `--set key=value` takes for a Python value.
+    if value is None:
+        # str(None) would reach the engine as the text "None" (and "unknown value \"None\"").
+        raise _invalid(f"overrides: '{name}' is None; give it a value, or leave it out to keep "
+                       f"the config's", name)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
@@ -406,7 +410,7 @@ def train(config="config/ranking_config.yaml", overrides=None, progress=True, re
             raise e
     else:
         data_dir = _write_frames(tables, overrides)
-    pairs = [(str(k), _setting_text(v)) for k, v in overrides.items()]
+    pairs = [(str(k), _setting_text(v, str(k))) for k, v in overrides.items()]
     config_file = None
     try:
         progress = _bool(progress, "progress")
@@ -778,7 +782,7 @@ class Server:
 
     def __init__(self, config=None, model=None, index=None, rerank=None, candidates=None,
                  **settings):
-        pairs = [(str(k), _setting_text(v)) for k, v in settings.items()]
+        pairs = [(str(k), _setting_text(v, str(k))) for k, v in settings.items()]
         self._core = _core.Server(_path(config, "config") if config is not None else "",
                                   _path(model, "model") if model is not None else "",
                                   _path(index, "index") if index is not None else "",

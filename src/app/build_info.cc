@@ -1,6 +1,7 @@
 #include "twotower/app/build_info.h"
 
 #include "twotower/core/error.h"
+#include "twotower/core/parallel.h"
 #include "twotower/index/flat_index.h"
 #include "twotower/nn/gemm.h"
 
@@ -22,6 +23,9 @@ std::vector<std::pair<std::string, std::string>> BuildInfo() {
       {"index_scan_kernels", isa}};
 }
 
-void CheckKernelSettings() { index::ScanKernelIsa(); }
+void CheckKernelSettings() {
+  index::ScanKernelIsa();
+  LoadAware();
+}
 
 }  // namespace twotower::app

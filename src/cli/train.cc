@@ -68,12 +68,13 @@ class PrintingObserver : public app::TrainObserver {
         m.precision == "fp32" ? "" : ", training products in " + m.precision;
     if (m.ranker) {
       std::cout << "== ranker (bce on labelled pairs, " << m.parameters << " trainable parameters, "
-                << m.threads << " threads" << precision << ")\n"
+                << m.threads << (m.threads == 1 ? " thread" : " threads") << precision << ")\n"
                 << "  " << m.ranker_layers << "\n";
       return;
     }
     std::cout << "== model (loss: " << m.loss << ", score: " << m.score << ", " << m.parameters
-              << " trainable parameters, " << m.threads << " threads" << precision << ")\n"
+              << " trainable parameters, " << m.threads << (m.threads == 1 ? " thread" : " threads")
+              << precision << ")\n"
               << "  user tower: " << m.user_tower << "\n"
               << "  item tower: " << m.item_tower << "\n";
     for (const app::TaskSpec& t : m.tasks) {

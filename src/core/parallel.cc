@@ -1,20 +1,29 @@
 #include "twotower/core/parallel.h"
 
+#include <fcntl.h>
 #include <omp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
 #include <exception>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
+
+#include "twotower/core/error.h"
 
 // Written by hand: OpenMP (libgomp) and Eigen's thread pool both share work out in fixed parts
 // and end in a barrier, which is what collapses under CPU contention (parallel.h). oneTBB's
@@ -41,6 +50,9 @@ constexpr int kLateLimit = 4;
 // than it saves, and must not make a long task (an HNSW build of seconds) run on one core. About
 // a scheduler time slice, what the back-off protects against.
 constexpr auto kSerialProbe = std::chrono::milliseconds(2);
+// How often the caller reads how many threads the machine has ready to run (LoadMonitor).
+// Reading /proc/loadavg takes a few microseconds; a training step posts tasks every few tens.
+constexpr auto kLoadPeriod = std::chrono::milliseconds(1);
 
 #if defined(__x86_64__) || defined(__i386__)
 inline void CpuRelax() { __builtin_ia32_pause(); }
@@ -49,6 +61,39 @@ inline void CpuRelax() {}
 #endif
 
 thread_local bool t_inside = false;  // a pool worker, or a caller holding the pool
+
+// Whether other processes keep CPUs busy, read from the kernel: the fourth field of
+// /proc/loadavg counts the threads that are running or ready to run on the whole machine, now
+// (proc(5); the load averages themselves are minutes long). Less our own running threads (the
+// caller and the workers that are not asleep), that is the demand of everyone else. Sampled
+// every kLoadPeriod by the caller, averaged over the last few samples; the pool then shares a
+// task with at most (online CPUs - that demand) threads, at least 1. Beside one busy process on
+// a 2-core machine a task runs on the caller alone, as with one thread, instead of waking a
+// worker that can only take a CPU from the caller or from the busy process. libgomp's
+// OMP_DYNAMIC does the same from the one-minute load average, which follows a change of load
+// over minutes. Off (the pool uses `threads`) where the file cannot be read or parsed, or where
+// this process may not run on every online CPU (a cpuset or an affinity mask: the machine-wide
+// count then says little about our CPUs).
+struct LoadMonitor {
+  int fd = -1;  // /proc/loadavg, kept open (pread at 0 reads it anew); -1: off
+  int cpus = 0;
+  Clock::time_point next{};
+  double others = 0;  // running average of the other runnable threads
+};
+
+// The running/ready count of a /proc/loadavg line ("0.12 0.08 0.01 3/451 12345"), or -1.
+int ParseRunnable(const char* text, size_t size) {
+  const char* p = text;
+  const char* end = text + size;
+  for (int field = 0; field < 3; ++field) {
+    while (p < end && *p != ' ') ++p;
+    while (p < end && *p == ' ') ++p;
+  }
+  int running = -1;
+  const auto [q, ec] = std::from_chars(p, end, running);
+  if (ec != std::errc() || q == p || q >= end || *q != '/' || running < 0) return -1;
+  return running;
+}
 
 // One task at a time. The claim word packs the task's generation (high 32 bits) and the next
 // index (low 32 bits), so a worker that read an older task's fields cannot claim in a newer
@@ -69,7 +114,8 @@ struct Pool {
   std::mutex error_mu;
   int64_t error_index = -1;
   std::exception_ptr error;
-  std::atomic<uint64_t> tasks{0}, by_workers{0}, serial_tasks{0};
+  std::atomic<uint64_t> tasks{0}, by_workers{0}, serial_tasks{0}, load_limited_tasks{0};
+  std::atomic<int> awake{0};  // workers not asleep in the kernel (LoadMonitor)
   // CPU time the workers spent in the current task's bodies (their own clocks, so time a worker
   // spent descheduled does not count).
   std::atomic<int64_t> worker_cpu_ns{0};
@@ -77,6 +123,8 @@ struct Pool {
   // turns sharing off for a while when it does not pay. Touched by the caller holding `use` only.
   double gain_ns = 0;
   int64_t serial_left = 0, backoff = 1, parallel_streak = 0;
+  LoadMonitor load;  // the caller's, under `use`
+  bool load_started = false;
 };
 
 std::atomic<Pool*> g_pool{nullptr};
@@ -169,7 +217,9 @@ void WorkerLoop(Pool* p, int slot, uint32_t seen) {
       }
     }
     if (gen == seen) {
+      p->awake.fetch_sub(1);
       p->wake.wait(seen);
+      p->awake.fetch_add(1);
       continue;
     }
     seen = gen;
@@ -204,6 +254,54 @@ void Learn(Pool* p, Clock::time_point start, Clock::time_point own_end) {
   }
 }
 
+void StartLoadMonitor(LoadMonitor& m, const char* path, int cpus) {
+  if (m.fd >= 0) close(m.fd);
+  m = LoadMonitor();
+  if (cpus < 2) return;  // nothing to share out
+  m.fd = open(path, O_RDONLY | O_CLOEXEC);
+  m.cpus = cpus;
+}
+
+// The machine's CPUs (online) if this process may run on all of them, else 0.
+int AllCpusOrZero() {
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  cpu_set_t set;
+  if (online < 2 || sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+  return CPU_COUNT(&set) >= online ? static_cast<int>(online) : 0;
+}
+
+// The number of threads a task may use now, at most `threads` (LoadMonitor).
+int FreeCpus(Pool* p, int threads) {
+  if (!p->load_started) {
+    p->load_started = true;
+    bool on = true;
+    try {
+      on = LoadAware();
+    } catch (const Error&) {
+      // A bad value: the front ends refuse it before any work (app::CheckKernelSettings).
+    }
+    StartLoadMonitor(p->load, "/proc/loadavg", on ? AllCpusOrZero() : 0);
+  }
+  LoadMonitor& m = p->load;
+  if (m.fd < 0) return threads;
+  const Clock::time_point now = Clock::now();
+  if (now >= m.next) {
+    m.next = now + kLoadPeriod;
+    char buf[128];
+    const ssize_t got = pread(m.fd, buf, sizeof(buf), 0);
+    const int running = got > 0 ? ParseRunnable(buf, static_cast<size_t>(got)) : -1;
+    if (running < 0) {  // not the format proc(5) states: off for good
+      close(m.fd);
+      m.fd = -1;
+      return threads;
+    }
+    const int ours = 1 + p->awake.load();
+    m.others += (std::max(0, running - ours) - m.others) / 4;
+  }
+  const long busy = std::lround(m.others);
+  return static_cast<int>(std::clamp<long>(m.cpus - busy, 1, threads));
+}
+
 void RunSerial(int64_t n, IndexBody body) {
   for (int64_t i = 0; i < n; ++i) body(i, 0);
 }
@@ -232,12 +330,21 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
     }
   } leave;
   omp_set_num_threads(1);
-  // Sharing turned off for a while (Learn): the caller runs the task alone, unless it turns out
-  // long (kSerialProbe); then sharing is back on and the rest of the task is shared.
+  // Other processes keep all but one CPU busy (LoadMonitor), or sharing is turned off for a
+  // while (Learn): the caller runs the task alone, unless it turns out long (kSerialProbe); then
+  // the rest of the task is shared (and sharing is back on). A long task's indices are claimed
+  // one at a time, so a worker the OS deschedules delays it by one index at most.
+  const int free_cpus = FreeCpus(p, threads);
+  const bool loaded = free_cpus < 2;
+  if (!loaded) threads = free_cpus;
   int64_t first = 0;
-  if (p->serial_left > 0) {
-    --p->serial_left;
-    p->serial_tasks.fetch_add(1, std::memory_order_relaxed);
+  if (loaded || p->serial_left > 0) {
+    if (loaded) {
+      p->load_limited_tasks.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      --p->serial_left;
+      p->serial_tasks.fetch_add(1, std::memory_order_relaxed);
+    }
     const Clock::time_point until = Clock::now() + kSerialProbe;
     while (first < n) {
       body(first++, 0);
@@ -251,9 +358,11 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
   }
   while (static_cast<int>(p->workers.size()) < threads - 1) {
     const int slot = static_cast<int>(p->workers.size()) + 1;
+    p->awake.fetch_add(1);  // counted from now: it is ready to run
     try {
       p->workers.emplace_back(WorkerLoop, p, slot, p->wake.load());
     } catch (const std::system_error&) {
+      p->awake.fetch_sub(1);
       break;  // the system has no more threads for us: share with the workers there are
     }
     p->workers.back().detach();
@@ -308,6 +417,26 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
   }
 }
 
+bool LoadAware() {
+  const char* v = std::getenv("TWOTOWER_LOAD_AWARE");
+  if (v == nullptr || *v == '\0' || std::string_view(v) == "1") return true;
+  if (std::string_view(v) == "0") return false;
+  throw Error(std::string("TWOTOWER_LOAD_AWARE: unknown value \"") + v +
+              "\" (expected 1, the default: share tasks with the CPUs other processes leave "
+              "free; or 0: with every thread asked for)");
+}
+
+void SetLoadFileForTesting(const char* path, int cpus) {
+  Pool* p = GetPool();
+  std::lock_guard<std::mutex> lock(p->use);
+  p->load_started = true;
+  if (path == nullptr) {
+    StartLoadMonitor(p->load, "", 0);
+  } else {
+    StartLoadMonitor(p->load, path, cpus);
+  }
+}
+
 void StartAloneForTesting(int64_t tasks) {
   Pool* p = GetPool();
   std::lock_guard<std::mutex> lock(p->use);
@@ -320,6 +449,7 @@ ParallelStats GetParallelStats() {
     s.tasks = p->tasks.load(std::memory_order_relaxed);
     s.indices_by_workers = p->by_workers.load(std::memory_order_relaxed);
     s.serial_tasks = p->serial_tasks.load(std::memory_order_relaxed);
+    s.load_limited_tasks = p->load_limited_tasks.load(std::memory_order_relaxed);
   }
   return s;
 }

@@ -95,7 +95,12 @@ EventLog::EventLog(std::string path, const std::function<void(const Event&)>& re
     : path_(std::move(path)) {
   const std::filesystem::path p(path_);
   if (p.has_parent_path()) MakeDirectories(p.parent_path().string());
-  const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  // Created here (O_EXCL), or there before (DiscardIfUnused).
+  int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  created_ = fd >= 0;
+  if (fd < 0 && errno == EEXIST) {
+    fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  }
   if (fd < 0) {
     throw Error(ErrorCode::kIo, path_ + ": cannot open for appending: " + std::strerror(errno));
   }
@@ -128,6 +133,7 @@ EventLog::EventLog(std::string path, const std::function<void(const Event&)>& re
       throw Error(ErrorCode::kIo, path_ + ": cannot open for appending: " + std::strerror(errno));
     }
   } catch (...) {
+    if (created_) ::unlink(path_.c_str());  // before the lock goes with the file
     ::close(fd);
     throw;
   }
@@ -135,6 +141,7 @@ EventLog::EventLog(std::string path, const std::function<void(const Event&)>& re
     // The last event is whole: end its line, so the next one does not join it.
     if (std::fputc('\n', file_) == EOF || std::fflush(file_) != 0) {
       const int err = errno;
+      if (created_) ::unlink(path_.c_str());
       std::fclose(file_);  // and with it the lock: the constructor throws, no destructor runs
       file_ = nullptr;
       throw Error(ErrorCode::kIo,
@@ -185,6 +192,13 @@ void EventLog::Flush(bool sync) {
   if (sync && ::fsync(::fileno(file_)) != 0) {
     throw Error(ErrorCode::kIo, path_ + ": fsync failed: " + std::strerror(errno));
   }
+}
+
+void EventLog::DiscardIfUnused() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!created_ || logged_ > 0) return;
+  ::unlink(path_.c_str());  // while this process holds the lock: no other writer has it open
+  created_ = false;
 }
 
 int64_t EventLog::logged() const {

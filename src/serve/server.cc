@@ -695,6 +695,7 @@ struct Server::Impl {
   std::vector<std::string> notes;               // guarded by notes_mutex after the start
   std::mutex notes_mutex;
   std::unique_ptr<EventLog> events;
+  bool ran = false;  // Run was called: the log is kept, even empty
   // Every like logged or replayed (live_history): a reload applies them to the new variants.
   // Held while a like is applied and while a reload swaps, so none is missed.
   std::mutex likes_mutex;
@@ -836,6 +837,7 @@ Server::Server(ServeConfig config) : impl_(std::make_unique<Impl>()) {
 Server::~Server() {
   Stop();
   if (impl_->flusher.joinable()) impl_->flusher.join();
+  if (!impl_->ran) impl_->events->DiscardIfUnused();  // it never served (Bind failed)
 }
 
 int Server::Bind() {
@@ -845,6 +847,7 @@ int Server::Bind() {
 
 void Server::Run() {
   Impl& s = *impl_;
+  s.ran = true;
   s.flusher = std::thread([&s] {
     std::unique_lock<std::mutex> lock(s.stop_mutex);
     while (!s.stopping) {

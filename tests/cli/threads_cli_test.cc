@@ -122,6 +122,24 @@ TEST(KernelIsaCliTest, AnUnknownMaxCpuIsaIsRefusedBeforeTheCommandRuns) {
   EXPECT_EQ(capped.code, 0) << capped.err;
 }
 
+// TWOTOWER_LOAD_AWARE takes 1 or 0 (core/parallel.h); anything else stops a command before it
+// writes anything, naming the variable and its values.
+TEST(KernelIsaCliTest, AnUnknownLoadAwareValueIsRefusedBeforeTheCommandRuns) {
+  TempDir dir;
+  const CliResult refused =
+      RunCli({"generate", "--out", dir.File("data")}, dir, "TWOTOWER_LOAD_AWARE=yes ");
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("TWOTOWER_LOAD_AWARE: unknown value \"yes\" (expected 1"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("data")));
+  for (const std::string v : {"0", "1"}) {
+    const CliResult ok =
+        RunCli({"generate", "--out", dir.File("data" + v)}, dir, "TWOTOWER_LOAD_AWARE=" + v + " ");
+    EXPECT_EQ(ok.code, 0) << v << ok.err;
+  }
+}
+
 // training.precision: bf16 trains with bf16 products (the per-epoch numbers differ from fp32's,
 // by the operands' rounding only), says so, and is refused, naming what is missing, where oneDNN
 // may not use AVX512_BF16 or AMX (DNNL_MAX_CPU_ISA stands in for such a CPU).

@@ -12,8 +12,17 @@
 #include <thread>
 #include <vector>
 
+#include "testing/temp_dir.h"
+
 namespace twotower {
 namespace {
+
+// These tests are about sharing itself: the pool must not run their tasks alone because another
+// test process is busy beside them (the load reading, tested below, is off).
+class ParallelForTest : public ::testing::Test {
+ protected:
+  void SetUp() override { SetLoadFileForTesting(nullptr, 0); }
+};
 
 // Every index runs exactly once, with a slot in range that no other running body holds.
 void CheckEveryIndexOnce(int64_t n, int threads) {
@@ -39,13 +48,13 @@ void CheckEveryIndexOnce(int64_t n, int threads) {
   }
 }
 
-TEST(ParallelForTest, RunsEveryIndexOnceOnDistinctSlots) {
+TEST_F(ParallelForTest, RunsEveryIndexOnceOnDistinctSlots) {
   for (int threads : {1, 2, 3, 4}) {
     for (int64_t n : {0, 1, 2, 7, 1000, 20000}) CheckEveryIndexOnce(n, threads);
   }
 }
 
-TEST(ParallelForTest, ManyTasksInARowStayCorrect) {
+TEST_F(ParallelForTest, ManyTasksInARowStayCorrect) {
   // Tasks a few microseconds apart, as a training step posts them: the generation handshake
   // between caller and workers is exercised thousands of times.
   std::vector<int64_t> sums(3000);
@@ -61,7 +70,7 @@ TEST(ParallelForTest, ManyTasksInARowStayCorrect) {
   }
 }
 
-TEST(ParallelForTest, OneThreadRunsInOrderOnTheCaller) {
+TEST_F(ParallelForTest, OneThreadRunsInOrderOnTheCaller) {
   const std::thread::id caller = std::this_thread::get_id();
   std::vector<int64_t> order;
   bool elsewhere = false;
@@ -75,7 +84,7 @@ TEST(ParallelForTest, OneThreadRunsInOrderOnTheCaller) {
   EXPECT_FALSE(elsewhere);
 }
 
-TEST(ParallelForTest, NestedCallsRunSeriallyOnTheBodysThread) {
+TEST_F(ParallelForTest, NestedCallsRunSeriallyOnTheBodysThread) {
   std::atomic<int> wrong{0}, inner_runs{0};
   auto outer = [&](int64_t, int) {
     const std::thread::id me = std::this_thread::get_id();
@@ -91,7 +100,7 @@ TEST(ParallelForTest, NestedCallsRunSeriallyOnTheBodysThread) {
   EXPECT_EQ(inner_runs.load(), 80);
 }
 
-TEST(ParallelForTest, BodiesRunWithOneOpenMpThreadAndTheCallersCountIsKept) {
+TEST_F(ParallelForTest, BodiesRunWithOneOpenMpThreadAndTheCallersCountIsKept) {
   // Eigen and any OpenMP code inside a body stay on the body's thread.
   const int before = omp_get_max_threads();
   omp_set_num_threads(3);
@@ -105,7 +114,7 @@ TEST(ParallelForTest, BodiesRunWithOneOpenMpThreadAndTheCallersCountIsKept) {
   omp_set_num_threads(before);
 }
 
-TEST(ParallelForTest, TheLowestThrowingIndexIsRethrownAndThePoolStaysUsable) {
+TEST_F(ParallelForTest, TheLowestThrowingIndexIsRethrownAndThePoolStaysUsable) {
   auto body = [](int64_t i, int) {
     if (i == 3) throw std::runtime_error("index 3");
   };
@@ -119,7 +128,7 @@ TEST(ParallelForTest, TheLowestThrowingIndexIsRethrownAndThePoolStaysUsable) {
   CheckEveryIndexOnce(500, 2);
 }
 
-TEST(ParallelForTest, TwoCallersAtOnceBothFinish) {
+TEST_F(ParallelForTest, TwoCallersAtOnceBothFinish) {
   // One of them gets the pool; the other runs its indices itself.
   std::atomic<int64_t> a{0}, b{0};
   auto add_a = [&](int64_t i, int) { a.fetch_add(i); };
@@ -133,7 +142,7 @@ TEST(ParallelForTest, TwoCallersAtOnceBothFinish) {
   EXPECT_EQ(b.load(), 200 * 999 * 1000 / 2);
 }
 
-TEST(ParallelForTest, TheCallerDoesNotWaitForAWorkerThatIsNotRunning) {
+TEST_F(ParallelForTest, TheCallerDoesNotWaitForAWorkerThatIsNotRunning) {
   // A worker is kept away from its CPU: the first index it claims blocks until the test lets it
   // go. Meanwhile the caller must run every other index of that task, and of later tasks, by
   // itself: it never waits for an index that nobody has started. (The task that the blocked
@@ -167,7 +176,7 @@ TEST(ParallelForTest, TheCallerDoesNotWaitForAWorkerThatIsNotRunning) {
 // After sharing was turned off (Learn's back-off), a short task runs on the caller alone; a long
 // one (past about 2 ms) hands its remaining indices to the workers and sharing is back on.
 // Every index still runs exactly once.
-TEST(ParallelForTest, ALongTaskStartedAloneSharesTheRest) {
+TEST_F(ParallelForTest, ALongTaskStartedAloneSharesTheRest) {
   std::vector<std::atomic<int>> runs(2000);
   std::atomic<int64_t> by_workers{0};
   const std::thread::id caller = std::this_thread::get_id();
@@ -200,10 +209,11 @@ TEST(ParallelForTest, ALongTaskStartedAloneSharesTheRest) {
 // read the published generation itself, after starting; usually the task it was made for was
 // published by then, and it sat that task out: a first long task, such as an HNSW build from
 // Python, ran on one core.) In a child process, whose pool starts empty (pthread_atfork).
-TEST(ParallelForTest, TheFirstTaskOfAProcessIsShared) {
+TEST_F(ParallelForTest, TheFirstTaskOfAProcessIsShared) {
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
+    SetLoadFileForTesting(nullptr, 0);  // the child's pool is a new one
     std::atomic<int64_t> by_others{0};
     const std::thread::id caller = std::this_thread::get_id();
     auto body = [&](int64_t, int) {
@@ -232,10 +242,86 @@ TEST(ParallelBlocksTest, CoversTheRangeInFixedBlocks) {
   }
 }
 
-TEST(ParallelForTest, RefusesMoreThanTwoToThe31Indices) {
+TEST_F(ParallelForTest, RefusesMoreThanTwoToThe31Indices) {
   auto body = [](int64_t, int) {};
   EXPECT_THROW(ParallelFor(int64_t{1} << 31, 2, IndexBody(body)), std::length_error);
   EXPECT_THROW(ParallelFor(-1, 2, IndexBody(body)), std::length_error);
+}
+
+// The load reading (parallel.h): while the machine's runnable threads, less the pool's own,
+// leave fewer than two CPUs free, a task runs on the caller alone; when the load goes away,
+// tasks are shared again. The count comes from a file in /proc/loadavg's format.
+TEST(ParallelLoadTest, TasksRunAloneWhileOtherProcessesHoldTheCpusAndShareWhenTheyLeave) {
+  testing::TempDir dir;
+  const std::string file = dir.Write("loadavg", "2.00 1.50 1.00 1000/2000 4242\n");
+  SetLoadFileForTesting(file.c_str(), 2);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<int64_t> elsewhere{0}, runs{0};
+  auto body = [&](int64_t, int slot) {
+    if (std::this_thread::get_id() != caller || slot != 0) elsewhere.fetch_add(1);
+    runs.fetch_add(1);
+  };
+  const ParallelStats before = GetParallelStats();
+  for (int t = 0; t < 20; ++t) ParallelFor(200, 2, IndexBody(body));
+  EXPECT_EQ(runs.load(), 20 * 200);
+  EXPECT_EQ(elsewhere.load(), 0) << "a worker ran an index while the CPUs were taken";
+  const ParallelStats loaded = GetParallelStats();
+  EXPECT_EQ(loaded.load_limited_tasks, before.load_limited_tasks + 20);
+  EXPECT_EQ(loaded.tasks, before.tasks);
+
+  // The others leave: only this process's threads are runnable. Within a few samples (1 ms
+  // apart) tasks are shared again.
+  dir.Write("loadavg", "2.00 1.50 1.00 1/2000 4242\n");
+  uint64_t limited = loaded.load_limited_tasks;
+  for (int t = 0; t < 2000; ++t) {
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    const uint64_t before_task = GetParallelStats().load_limited_tasks;
+    ParallelFor(200, 2, IndexBody(body));
+    limited = GetParallelStats().load_limited_tasks;
+    if (limited == before_task) break;
+  }
+  const ParallelStats after = GetParallelStats();
+  EXPECT_GT(after.tasks, loaded.tasks) << "tasks were not shared again after the load left";
+  EXPECT_LT(after.load_limited_tasks - loaded.load_limited_tasks, 200u);
+  SetLoadFileForTesting(nullptr, 0);
+}
+
+// A long task under load starts alone and, past about 2 ms, shares what is left: an index
+// build of seconds must not run on one core because a small process was busy when it began.
+TEST(ParallelLoadTest, ALongTaskUnderLoadSharesItsRest) {
+  testing::TempDir dir;
+  const std::string file = dir.Write("loadavg", "2.00 1.50 1.00 1000/2000 4242\n");
+  SetLoadFileForTesting(file.c_str(), 2);
+  std::vector<std::atomic<int>> runs(2000);
+  std::atomic<int64_t> by_workers{0};
+  const std::thread::id caller = std::this_thread::get_id();
+  auto body = [&](int64_t i, int) {
+    runs[static_cast<size_t>(i)].fetch_add(1);
+    if (std::this_thread::get_id() != caller) by_workers.fetch_add(1);
+    std::this_thread::sleep_for(std::chrono::microseconds(100));  // a worker gets its CPU
+  };
+  const ParallelStats before = GetParallelStats();
+  ParallelFor(2000, 2, IndexBody(body));
+  for (size_t i = 0; i < runs.size(); ++i) ASSERT_EQ(runs[i].load(), 1) << "index " << i;
+  EXPECT_GT(by_workers.load(), 0);
+  EXPECT_EQ(GetParallelStats().load_limited_tasks, before.load_limited_tasks + 1);
+  SetLoadFileForTesting(nullptr, 0);
+}
+
+// A file not in proc(5)'s format turns the reading off: tasks are shared as before.
+TEST(ParallelLoadTest, AnUnreadableCountTurnsTheReadingOff) {
+  testing::TempDir dir;
+  for (const char* text : {"", "garbage\n", "1.0 1.0 1.0 x/10 1\n", "1.0 1.0 1.0 7\n"}) {
+    const std::string file = dir.Write("loadavg", text);
+    SetLoadFileForTesting(file.c_str(), 2);
+    const ParallelStats before = GetParallelStats();
+    std::atomic<int64_t> runs{0};
+    auto body = [&](int64_t, int) { runs.fetch_add(1); };
+    for (int t = 0; t < 5; ++t) ParallelFor(100, 2, IndexBody(body));
+    EXPECT_EQ(runs.load(), 500);
+    EXPECT_EQ(GetParallelStats().load_limited_tasks, before.load_limited_tasks) << text;
+  }
+  SetLoadFileForTesting(nullptr, 0);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,32 @@ std::vector<std::string> UsersReplayed(const std::string& path, ReadReport* repo
   return users;
 }
 
+// A server that fails to start (its port taken) must not leave an empty log it created; a log
+// that was there before, or one with events, stays.
+TEST(EventLogTest, AnUnusedLogItCreatedIsDiscardedAndAnyOtherKept) {
+  TempDir dir;
+  const std::string fresh = dir.File("fresh.jsonl");
+  {
+    EventLog log(fresh, [](const Event&) {});
+    ASSERT_TRUE(std::filesystem::exists(fresh));
+    log.DiscardIfUnused();
+  }
+  EXPECT_FALSE(std::filesystem::exists(fresh));
+  const std::string used = dir.File("used.jsonl");
+  {
+    EventLog log(used, [](const Event&) {});
+    log.Append({1, "u1", "5", "like", "a", {}});
+    log.DiscardIfUnused();
+  }
+  EXPECT_EQ(Lines(ReadBytes(used)).size(), 1u);
+  const std::string empty = dir.Write("empty.jsonl", "");
+  {
+    EventLog log(empty, [](const Event&) {});
+    log.DiscardIfUnused();
+  }
+  EXPECT_TRUE(std::filesystem::exists(empty));
+}
+
 // Two servers on one log would interleave their events and cut each other's lines at start: the
 // second open is refused while the first holds the file, and works once it is closed.
 TEST(EventLogTest, ASecondWriterIsRefusedWhileTheFirstHoldsTheLog) {
@@ -39,7 +66,7 @@ TEST(EventLogTest, ASecondWriterIsRefusedWhileTheFirstHoldsTheLog) {
   const std::string path = dir.File("events.jsonl");
   {
     EventLog first(path, [](const Event&) {});
-    first.Append({1, "u1", "5", "like", "a"});
+    first.Append({1, "u1", "5", "like", "a", {}});
     try {
       EventLog second(path, [](const Event&) {});
       FAIL() << "a second writer opened the log";
@@ -47,7 +74,7 @@ TEST(EventLogTest, ASecondWriterIsRefusedWhileTheFirstHoldsTheLog) {
       EXPECT_EQ(e.code(), ErrorCode::kConflict);
       EXPECT_THAT(e.what(), HasSubstr("events.jsonl: the events log is in use by another process"));
     }
-    first.Append({2, "u2", "5", "like", "a"});
+    first.Append({2, "u2", "5", "like", "a", {}});
   }
   ReadReport report;
   EXPECT_EQ(UsersReplayed(path, &report), (std::vector<std::string>{"u1", "u2"}));

@@ -16,8 +16,9 @@ namespace twotower::app {
 // is invalid). Never throws Error.
 std::vector<std::pair<std::string, std::string>> BuildInfo();
 
-// Checks the environment settings that choose the kernels (TWOTOWER_MAX_CPU_ISA) before a
-// command starts; throws Error naming the variable and the values it takes.
+// Checks the environment settings that choose the kernels (TWOTOWER_MAX_CPU_ISA) and how work
+// is shared (TWOTOWER_LOAD_AWARE, core/parallel.h) before a command starts; throws Error naming
+// the variable and the values it takes.
 void CheckKernelSettings();
 
 }  // namespace twotower::app

@@ -16,9 +16,13 @@
 // the middle of an index can still hold the caller for a scheduler time slice: the caller keeps
 // a running estimate of what sharing saves (its own time plus the workers' CPU time, against the
 // task's wall time) and runs tasks alone for a while, with exponential back-off, when sharing
-// loses (parallel.cc, Learn). A task run alone that is still going after about 2 ms (a scheduler
-// time slice) ends the back-off and shares its remaining indices: an estimate learned from small
-// tasks does not hold a long one (an index build of seconds) to one core.
+// loses (parallel.cc, Learn). The caller also reads, every millisecond, how many threads the
+// whole machine has running or ready to run (/proc/loadavg, proc(5)); less its own, that is what
+// other processes demand, and a task is shared with at most the CPUs they leave free (at least
+// the caller: beside one busy process on 2 cores a task runs as with one thread; parallel.cc,
+// LoadMonitor). A task run alone that is still going after about 2 ms (a scheduler time slice)
+// shares its remaining indices: an estimate learned from small tasks does not hold a long one
+// (an index build of seconds) to one core.
 //
 // Which thread runs an index never changes a result when bodies write disjoint outputs and sums
 // that cross indices are kept per index and added in index order by the caller, as every caller
@@ -95,11 +99,25 @@ struct ParallelStats {
   uint64_t tasks = 0;               // tasks shared with the workers
   uint64_t indices_by_workers = 0;  // indices of those that workers ran
   uint64_t serial_tasks = 0;        // tasks run by the caller alone because sharing did not pay
+  uint64_t load_limited_tasks = 0;  // tasks run by the caller alone: other processes held the
+                                    // other CPUs
 };
 ParallelStats GetParallelStats();
 
+// TWOTOWER_LOAD_AWARE: unset, empty or "1" (the default) share tasks with the CPUs that other
+// processes leave free (above); "0" shares them with every thread asked for, whatever the load
+// (as before this reading existed; for benchmarks). Returns whether the reading is on; throws Error
+// naming the variable and its values for anything else. Read once, when the pool starts.
+bool LoadAware();
+
 // Tests: the next `tasks` shared tasks start alone, as after a losing estimate (Learn).
 void StartAloneForTesting(int64_t tasks);
+
+// Tests: the pool reads the machine's runnable-thread count from `path` (a file in
+// /proc/loadavg's format) and takes the machine to have `cpus` CPUs, from the next task on;
+// path nullptr turns the load reading off (tests of sharing itself, which another test process
+// beside them must not turn into serial runs).
+void SetLoadFileForTesting(const char* path, int cpus);
 
 }  // namespace twotower
 

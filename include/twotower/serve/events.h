@@ -62,6 +62,10 @@ class EventLog {
   // With sync, fsyncs the file (what Append wrote survives a power loss). Throws Error naming the
   // file on failure.
   void Flush(bool sync);
+  // Removes the log's file if this object created it and appended nothing to it: a server that
+  // fails to start (its port taken) leaves no empty log behind. A log that was there before is
+  // kept, however empty.
+  void DiscardIfUnused();
   int64_t logged() const;                                   // events appended since start
   const ReadReport& replayed() const { return replayed_; }  // what the start read and repaired
   const std::string& path() const { return path_; }
@@ -71,6 +75,7 @@ class EventLog {
   std::FILE* file_ = nullptr;
   mutable std::mutex mutex_;
   int64_t logged_ = 0;
+  bool created_ = false;  // the file did not exist before this object opened it
   ReadReport replayed_;
 };
 
