@@ -84,7 +84,10 @@ for load in $loads; do
   prefix "$load"
   for r in $(seq 1 "$REPS"); do
     for b in "${bins[@]}"; do
-      for t in 1 0; do
+      # In the quota, --threads 2 is what --threads 0 was before it read the quota.
+      ts="1 0"
+      [ "$load" = quota ] && [ "${b%%=*}" = new ] && ts="1 0 2"
+      for t in $ts; do
         # threads 1 never shares a task: the same run with or without the load reading
         [ "${b%%=*}" = unaware ] && [ "$t" = 1 ] && continue
         s=$(lab "$load" "$b" "$t")
@@ -182,6 +185,10 @@ for bench, key, unit in (("lab", "seconds", "s"), ("serve", "rps", " req/s")):
             if a is None or b is None:
                 continue
             print(f"| {bench} | {binary} | {load} | {a:.2f}{unit} | {b:.2f}{unit} | {b / a:.2f} |")
+q1, q2 = med("lab", "new", "quota", 1, "seconds"), med("lab", "new", "quota", 2, "seconds")
+if q1 is not None and q2 is not None:
+    print(f"| lab | new, `--threads 2` (what 0 was before the quota reading) | quota | {q1:.2f}s "
+          f"| {q2:.2f}s | {q2 / q1:.2f} |")
 print("\n| beside a CPU-bound counter | lab seconds | the counter's M iterations/s |")
 print("| --- | --- | --- |")
 for binary, t in (("new", 1), ("new", 0), ("unaware", 0)):

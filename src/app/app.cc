@@ -255,6 +255,17 @@ std::vector<std::string> HistoryFiles(const Bundle& bundle, const DataOverrides&
   return files;
 }
 
+void RequireFiniteRows(const Matrix& v, const std::vector<std::string>& ids,
+                       const std::string& source) {
+  for (Eigen::Index r = 0; r < v.rows(); ++r) {
+    if (v.row(r).allFinite()) continue;
+    throw Error(ErrorCode::kInvalidArgument,
+                source + ": item " + Quote(ids[static_cast<size_t>(r)]) +
+                    ": the item tower's output is not finite: a feature value is too far "
+                    "outside what the model was trained on");
+  }
+}
+
 EmbedResult EmbedItemsToFile(const std::string& model_path, const std::string& items_path,
                              const std::string& out_path) {
   const model::LoadedModel m = model::LoadModel(model_path);
@@ -270,6 +281,7 @@ EmbedResult EmbedItemsToFile(const std::string& model_path, const std::string& i
   std::vector<std::string> ids = index.ids;
   const std::vector<int64_t> untrained = UntrainedItemRows(m, x);
   DropRows(untrained, &v, &ids);
+  RequireFiniteRows(v, ids, items_path.empty() ? paths.items : items_path);
   WriteItemEmbeddings(out_path, v, ids, m.fingerprint);
   EmbedResult r{v.rows(), static_cast<int64_t>(untrained.size()), static_cast<int>(v.cols()),
                 m.fingerprint, data::TableFormatOf(out_path) == data::TableFormat::kParquet};
@@ -505,6 +517,7 @@ std::unique_ptr<index::ItemIndex> OpenItemIndex(const Bundle& bundle, const std:
     ids = bundle.item_index.ids;
     const std::vector<int64_t> rows = UntrainedItemRows(bundle.model, bundle.item_features);
     DropRows(rows, &v, &ids);
+    RequireFiniteRows(v, ids, "the items table");
     if (untrained != nullptr) *untrained = static_cast<int64_t>(rows.size());
   }
   auto flat = std::make_unique<index::FlatIndex>(static_cast<int>(v.cols()));

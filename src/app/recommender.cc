@@ -22,6 +22,17 @@ namespace {
   throw Error(code, message, field);
 }
 
+// A tower's output for features from a request: not finite when a value, within float's range
+// but far outside what the model was trained on, overflowed inside the tower (3e38 for a year).
+// Refused: a NaN query or item would be ranked silently wrong.
+void RequireFiniteEmbedding(const Matrix& v, const std::string& field, const char* what) {
+  if (v.allFinite()) return;
+  Fail(ErrorCode::kInvalidArgument, field,
+       field + ": the " + what +
+           " tower's output is not finite: a feature value is too far outside what the model "
+           "was trained on");
+}
+
 // Row r of a table as (column, value) pairs, into *row (cleared first).
 void TableRow(const data::Table& table, int64_t r, Row* row) {
   row->clear();
@@ -139,6 +150,7 @@ struct Recommender::State {
     Encoding(field, "", [&] { bundle.model.encoder.item.EncodeRow(row, field, &x); });
     Matrix out;
     bundle.model.model->EncodeItems(x, &out);
+    RequireFiniteEmbedding(out, field, "item");
     return out;
   }
 
@@ -257,6 +269,7 @@ Recommender::State::Query Recommender::State::EncodeUser(const UserRef& user) co
         items, b.item_features.bags.at(data::HistoryTableBag(b.model.encoder.item)), spec.length);
   }
   b.model.model->EncodeUsers(x, &q.u);
+  RequireFiniteEmbedding(q.u, "user", "user");
   return q;
 }
 

@@ -303,6 +303,7 @@ IndexAddResult AddToIndex(const std::string& model_path, const std::string& inde
   std::vector<std::string> ids = item_index.ids;
   const std::vector<int64_t> untrained = UntrainedItemRows(m, x);
   DropRows(untrained, &v, &ids);
+  RequireFiniteRows(v, ids, items_path);
   out.untrained = static_cast<int64_t>(untrained.size());
   out.added = out.index->Add(v.data(), v.rows(), ids);
   // Vectors of two models (--allow-other-model) make an index of no one model.

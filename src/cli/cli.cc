@@ -197,7 +197,16 @@ int Main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
+    const int code = app.exit(e);
+    // Printed, and still an error: a bad TWOTOWER_MAX_CPU_ISA / TWOTOWER_LOAD_AWARE stops every
+    // command (the version text shows the message in its line).
+    try {
+      app::CheckKernelSettings();
+    } catch (const Error& error) {
+      std::cerr << who << "error: " << error.what() << "\n";
+      return fail(1);
+    }
+    return code;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

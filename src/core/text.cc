@@ -8,7 +8,8 @@
 
 namespace twotower {
 
-TextLineReader::TextLineReader(std::string path) : path_(std::move(path)) {
+TextLineReader::TextLineReader(std::string path, Blanks blanks)
+    : path_(std::move(path)), blanks_(blanks) {
   std::error_code ec;
   if (std::filesystem::is_directory(path_, ec)) {
     throw Error(path_ + ": is a directory, expected a text file");
@@ -40,8 +41,13 @@ bool TextLineReader::Next(std::string* line) {
     }
     size_t keep = line->size();
     while (keep > 0 && ((*line)[keep - 1] == ' ' || (*line)[keep - 1] == '\t')) --keep;
+    if (keep == 0) continue;  // blank
+    if (blanks_ == Blanks::kKeepTabs) {
+      keep = line->size();
+      while ((*line)[keep - 1] == ' ') --keep;  // stops at the tab or text that made it not blank
+    }
     line->resize(keep);
-    if (!line->empty()) return true;
+    return true;
   }
 }
 

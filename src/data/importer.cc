@@ -77,7 +77,10 @@ class LogRows {
       numbered_ = table_->format() == TableFormat::kParquet;
     } else {
       delim_ = delim[0];
-      lines_ = std::make_unique<TextLineReader>(path_);
+      // Tabs kept: a row that ends in empty fields keeps them, so a short row is refused.
+      lines_ = std::make_unique<TextLineReader>(path_, delim_ == '\t'
+                                                           ? TextLineReader::Blanks::kKeepTabs
+                                                           : TextLineReader::Blanks::kDropTrailing);
       if (o.names.empty()) {
         std::string header;
         if (!lines_->Next(&header)) throw Error(path_ + ": empty file (expected a header row)");
@@ -125,9 +128,6 @@ class LogRows {
     std::string line;
     while (lines_->Next(&line)) {
       std::vector<std::string> f = Split(line);
-      // Trailing blanks (tabs too) are dropped from a line as from every text file: empty last
-      // fields of a tab-separated row come back as empty.
-      if (delim_ == '\t' && f.size() < names_.size()) f.resize(names_.size());
       if (f.size() != names_.size()) {
         throw Error(lines_->Where() + ": expected " + std::to_string(names_.size()) +
                     " fields separated by " +

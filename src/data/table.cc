@@ -200,7 +200,35 @@ TableFormat TableFormatOf(const std::string& path) {
   return TableFormat::kParquet;
 }
 
+namespace {
+
+// A .tsv / .tab table would be read as CSV, its rows as one column named after the whole header
+// line: refused instead (the interactions importer reads tab-separated logs itself).
+void RefuseTabSeparated(const std::string& path, bool writing) {
+  auto ends = [&](std::string_view suffix) {
+    if (path.size() <= suffix.size()) return false;
+    for (size_t i = 0; i < suffix.size(); ++i) {
+      const char c = path[path.size() - suffix.size() + i];
+      if ((c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c) != suffix[i]) return false;
+    }
+    return true;
+  };
+  if (!ends(".tsv") && !ends(".tab")) return;
+  if (writing) {
+    throw Error(path +
+                ": tab-separated by its name, but tables are written as CSV "
+                "(comma-separated) or Parquet: name it .csv or .parquet");
+  }
+  throw Error(path +
+              ": tab-separated by its name, but tables are read as CSV (comma-separated, "
+              "RFC 4180) or Parquet (.parquet); `twotower data interactions "
+              "--interactions FILE.tsv` reads a tab-separated log");
+}
+
+}  // namespace
+
 std::unique_ptr<TableReader> TableReader::Open(const std::string& path) {
+  RefuseTabSeparated(path, false);
   if (TableFormatOf(path) == TableFormat::kParquet) {
     return std::make_unique<ParquetTableReader>(path);
   }
@@ -222,6 +250,7 @@ std::string TableReader::Where(int64_t r) const {
 std::unique_ptr<TableWriter> TableWriter::Open(const std::string& path,
                                                std::vector<ParquetColumnSpec> columns,
                                                const ParquetWriteOptions& options) {
+  RefuseTabSeparated(path, true);
   if (TableFormatOf(path) == TableFormat::kParquet) {
     return std::make_unique<ParquetTableWriter>(path, std::move(columns), options);
   }

@@ -16,6 +16,17 @@ void CheckInput(const Matrix& x, int dim, const std::string& layer) {
 
 constexpr float kNormEps = 1e-12f;
 
+// |x| of one row without overflow: squaring entries past 1.8e19 gives inf and x / inf a zero
+// vector (an item with an absurd feature value embedded as 0). Eigen's stableNorm scales by
+// the largest entry first (as BLAS snrm2 does); used only where the plain sum overflowed, so
+// the usual rows keep the same bits. (A norm below kNormEps is replaced by it either way, as
+// PyTorch's F.normalize does.)
+template <typename Row>
+float RowNorm(const Row& row) {
+  const float n = row.norm();
+  return std::isinf(n) ? row.stableNorm() : n;
+}
+
 // Writes an inverted-dropout mask (0 with probability p, else 1 / (1 - p)) for n values.
 // Counter-based bits: the caller draws one key from its generator, then value group g gets
 // SplitMix64(key + g), which has no loop-carried state and so vectorises (the serial generator
@@ -186,7 +197,7 @@ void ReLUDropout::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx)
 void L2Normalize::InferImpl(const Matrix& x, Matrix* y) const {
   y->resize(x.rows(), x.cols());
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    const float norm = std::max(x.row(r).norm(), kNormEps);
+    const float norm = std::max(RowNorm(x.row(r)), kNormEps);
     y->row(r) = x.row(r) / norm;
   }
 }
@@ -195,7 +206,7 @@ void L2Normalize::ForwardImpl(const Matrix& x, Context* ctx, Rng* /*rng*/) {
   ctx->y.resize(x.rows(), x.cols());
   ctx->aux.resize(x.rows(), 1);
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    const float norm = x.row(r).norm();
+    const float norm = RowNorm(x.row(r));
     ctx->aux(r, 0) = norm;
     ctx->y.row(r) = x.row(r) / std::max(norm, kNormEps);
   }

@@ -67,6 +67,23 @@ namespace {
 // Training sets the process's thread count for its own work and puts it back afterwards: a
 // Python session that trains and then searches searches with the threads it had (the module's
 // first benchmark searched with the training's 2 threads without asking).
+// A tower output that overflowed (a feature value far outside the training range) is refused
+// naming the item, before it is written or indexed.
+TEST(RequireFiniteRowsTest, NamesTheFirstItemWhoseVectorIsNotFinite) {
+  Matrix v = Matrix::Ones(3, 2);
+  EXPECT_NO_THROW(RequireFiniteRows(v, {"a", "b", "c"}, "items.csv"));
+  v(1, 1) = std::numeric_limits<float>::quiet_NaN();
+  v(2, 0) = std::numeric_limits<float>::infinity();
+  try {
+    RequireFiniteRows(v, {"a", "b", "c"}, "items.csv");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("items.csv: item \"b\": the item tower's output "
+                                               "is not finite"));
+  }
+}
+
 TEST(TrainTest, LeavesTheProcesssThreadCountAsItFoundIt) {
   TempDir dir;
   data::GeneratorOptions g;

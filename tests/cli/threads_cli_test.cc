@@ -117,6 +117,14 @@ TEST(KernelIsaCliTest, AnUnknownMaxCpuIsaIsRefusedBeforeTheCommandRuns) {
             std::string::npos)
       << refused.err;
   EXPECT_FALSE(std::filesystem::exists(dir.File("data")));
+  // --version shows the message in its kernels line, and fails as every command does.
+  const CliResult version = RunCli({"--version"}, dir, "TWOTOWER_MAX_CPU_ISA=avx9 ");
+  EXPECT_NE(version.code, 0);
+  EXPECT_NE(version.out.find("index scan kernels: error: TWOTOWER_MAX_CPU_ISA"), std::string::npos)
+      << version.out;
+  EXPECT_NE(version.err.find("error: TWOTOWER_MAX_CPU_ISA: unknown value"), std::string::npos)
+      << version.err;
+  EXPECT_EQ(RunCli({"--version"}, dir).code, 0);
   const CliResult capped =
       RunCli({"generate", "--out", dir.File("capped")}, dir, "TWOTOWER_MAX_CPU_ISA=build ");
   EXPECT_EQ(capped.code, 0) << capped.err;

@@ -48,6 +48,21 @@ TEST(TextLineReaderTest, TheSameLinesHoweverTheFileWasWritten) {
   EXPECT_EQ(ReadAll(dir.Write("m.txt", "x\n\xEF\xBB\xBFy\n  z\n"))[2].second, "  z");
 }
 
+// For tab-separated rows a trailing tab ends an empty field: kept; trailing spaces still go, and
+// a line of blanks only is still blank.
+TEST(TextLineReaderTest, KeepTabsKeepsTrailingTabsOnly) {
+  TempDir dir;
+  TextLineReader r(dir.Write("t.tsv", "a\tb\t\t\n\t \t\nc\t \n"),
+                   TextLineReader::Blanks::kKeepTabs);
+  std::string line;
+  ASSERT_TRUE(r.Next(&line));
+  EXPECT_EQ(line, "a\tb\t\t");
+  ASSERT_TRUE(r.Next(&line));
+  EXPECT_EQ(line, "c\t");
+  EXPECT_EQ(r.line(), 3);
+  EXPECT_FALSE(r.Next(&line));
+}
+
 TEST(TextLineReaderTest, MissingFilesAndDirectoriesAreNamed) {
   TempDir dir;
   EXPECT_THAT([&] { TextLineReader r(dir.File("none.txt")); },

@@ -245,6 +245,34 @@ TEST(ImporterTest, BadInputIsRefusedNamingTheLineAndColumn) {
               HasSubstr("--duplicates: expected refuse or sum"));
 }
 
+// A tab-separated row with fewer fields than the header or --names is refused naming its line,
+// as a longer one is: it was padded with empty fields (and a --names list longer than the rows
+// was accepted). A row whose last fields are empty keeps its tabs and is whole.
+TEST(ImporterTest, AShortTabSeparatedRowOrTooManyNamesIsRefused) {
+  TempDir dir;
+  ImportOptions o;
+  o.interactions = dir.File("log.tsv");
+  o.delimiter = "tab";
+  o.names = {"u", "i", "r", "t"};
+  o.user = "u";
+  o.item = "i";
+  dir.Write("log.tsv", "1\t2\t4\t100\n1\t3\t4\n2\t2\t5\t101\n");
+  EXPECT_THAT(ErrorMessage([&] { ImportInteractions(dir.File("out"), o); }),
+              HasSubstr(dir.File("log.tsv") + ":2: expected 4 fields separated by tabs, got 3"));
+  dir.Write("log.tsv", "1\t2\t4\t100\n2\t3\t5\t101\n");
+  o.names = {"u", "i", "r", "t", "x"};
+  EXPECT_THAT(ErrorMessage([&] { ImportInteractions(dir.File("out"), o); }),
+              HasSubstr(dir.File("log.tsv") + ":1: expected 5 fields separated by tabs, got 4"));
+  // Empty last fields, with their tabs (and trailing spaces after them), are a whole row.
+  o.names = {"u", "i", "r", "t"};
+  std::string log;
+  for (int u = 1; u <= 4; ++u) {
+    for (int i = 1; i <= 4; ++i) log += std::to_string(u) + "\t" + std::to_string(i) + "\t\t \n";
+  }
+  dir.Write("log.tsv", log);
+  EXPECT_NO_THROW(ImportInteractions(dir.File("out"), o));
+}
+
 TEST(ImporterTest, InferFeatureReadsTheCellsAsDocumented) {
   EXPECT_EQ(InferFeature("x", {"1.5", "2", "", "3.25"}).type, "numeric");
   EXPECT_EQ(InferFeature("x", {"a|b", "c", "b"}).type, "multi_hot");

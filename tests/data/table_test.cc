@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "testing/temp_dir.h"
+#include "twotower/core/error.h"
 #include "twotower/data/dataset.h"
 
 namespace twotower::data {
@@ -50,6 +52,23 @@ TEST(TableFormatTest, TheSuffixPicksTheFormat) {
   EXPECT_EQ(TableFormatOf("a/b.csv"), TableFormat::kCsv);
   EXPECT_EQ(TableFormatOf("a/b.tsv"), TableFormat::kCsv);
   EXPECT_EQ(TableFormatOf("parquet"), TableFormat::kCsv);
+}
+
+// A .tsv or .tab table would be read as CSV, each row one field under a header of one column
+// named after the whole header line (`convert plays.tsv plays.parquet` wrote such a file): both
+// directions are refused, naming the file.
+TEST(TableFormatTest, TabSeparatedNamesAreRefusedForReadingAndWriting) {
+  TempDir dir;
+  const std::string tsv = dir.Write("plays.TSV", "user\titem\nu1\ti1\n");
+  EXPECT_THAT([&] { TableReader::Open(tsv); },
+              ::testing::ThrowsMessage<Error>(
+                  HasSubstr("plays.TSV: tab-separated by its name, but tables are read as CSV")));
+  EXPECT_THAT([&] { TableReader::Open(dir.Write("t.tab", "a\n1\n")); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("t.tab: tab-separated by its name")));
+  EXPECT_THAT([&] { TableWriter::Open(dir.File("out.tsv"), {}); },
+              ::testing::ThrowsMessage<Error>(
+                  HasSubstr("out.tsv: tab-separated by its name, but tables are written as CSV")));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("out.tsv")));
 }
 
 TEST(TableReaderTest, CsvAndParquetGiveTheSameRowsAndNameThemTheirOwnWay) {

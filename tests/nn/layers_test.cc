@@ -347,6 +347,26 @@ TEST(L2NormalizeTest, DividesEachRowByItsNorm) {
   EXPECT_NEAR(y(1, 1), -1.0f, 1e-6f);
 }
 
+// Entries past 1.8e19 square to inf in float: the plain norm was inf and the row came out all
+// zeros (an item with an absurd feature value embedded as 0, scoring like nothing). The row's
+// direction is still (3, 4) / 5.
+TEST(L2NormalizeTest, HugeRowsKeepTheirDirection) {
+  L2Normalize norm(2);
+  Matrix x(2, 2);
+  x << 3e30f, 4e30f, -3e37f, 4e37f;
+  Matrix y;
+  norm.Infer(x, &y);
+  const float expected[2][2] = {{0.6f, 0.8f}, {-0.6f, 0.8f}};
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_NEAR(y(r, 0), expected[r][0], 1e-6f) << "row " << r;
+    EXPECT_NEAR(y(r, 1), expected[r][1], 1e-6f) << "row " << r;
+  }
+  Context ctx;
+  Rng rng(1);
+  const Matrix& f = norm.Forward(x, &ctx, &rng);
+  EXPECT_TRUE(f.isApprox(y, 1e-6f));
+}
+
 TEST(L2NormalizeTest, ZeroRowStaysZeroAndFinite) {
   L2Normalize norm(3);
   const Matrix x = Matrix::Zero(1, 3);

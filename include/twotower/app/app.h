@@ -169,6 +169,12 @@ std::vector<int64_t> UntrainedItemRows(const model::LoadedModel& model,
                                        const data::EncodedTable& items);
 // Removes the rows `rows` (ascending) of v and ids (one id per row of v), keeping the order.
 void DropRows(const std::vector<int64_t>& rows, Matrix* v, std::vector<std::string>* ids);
+// Item vectors from the item tower (v: one row per id): throws Error(kInvalidArgument,
+// "<source>: item \"<id>\": the item tower's output is not finite: ...") for the first row
+// holding an inf or NaN, which a feature value far outside the training range (within float's
+// range: 3e38 for a year) makes inside the tower. Such a vector is never written or indexed.
+void RequireFiniteRows(const Matrix& v, const std::vector<std::string>& ids,
+                       const std::string& source);
 // Per user row of the bundle, the sorted index labels of the items in `files` (interactions).
 std::vector<std::vector<int64_t>> SeenLabels(const Bundle& bundle, const index::ItemIndex& index,
                                              const std::vector<std::string>& files);

@@ -3,7 +3,8 @@
 //   - a UTF-8 byte-order mark at the start of the file is dropped (spreadsheet exports);
 //   - a line ends at LF, CR LF or a lone CR (classic Mac exports);
 //   - spaces and tabs at the end of a line are dropped (they are never data: a CSV field that
-//     needs them is quoted);
+//     needs them is quoted), except tabs for a reader of tab-separated rows (Blanks::kKeepTabs),
+//     where a trailing tab ends an empty last field and a row that lost its tabs is short;
 //   - blank lines (empty after that) are skipped, so a file may end with any number of them.
 // A CR inside a quoted CSV field therefore ends the line (CsvField quotes such values, but no
 // reader of ours takes them back). Streams the file line by line (a file whose only line ends
@@ -19,8 +20,12 @@ namespace twotower {
 
 class TextLineReader {
  public:
+  enum class Blanks {
+    kDropTrailing,  // spaces and tabs at the end of a line are dropped
+    kKeepTabs,      // trailing spaces are dropped, tabs kept (tab-separated rows)
+  };
   // Throws Error("<path>: cannot open: <reason>") or ("<path>: is a directory ...").
-  explicit TextLineReader(std::string path);
+  explicit TextLineReader(std::string path, Blanks blanks = Blanks::kDropTrailing);
 
   // The next non-blank line, without its line end. Returns false at the end of the file; throws
   // Error("<path>: read failed") on an I/O error.
@@ -38,6 +43,7 @@ class TextLineReader {
 
  private:
   std::string path_;
+  Blanks blanks_;
   std::ifstream in_;
   std::string chunk_;     // the rest of a physical line holding lone CRs
   size_t chunk_pos_ = 0;  // where the next line starts in chunk_
