@@ -246,7 +246,6 @@ TuneOutcome Tune(const TuneRequest& request, TuneObserver* observer) {
   out.out_dir = request.out_dir.empty()
                     ? (fs::path(base.output_dir) / (base.run_name + "_tune")).string()
                     : request.out_dir;
-  MakeDirectories(out.out_dir);
   const std::string csv_path = (fs::path(out.out_dir) / "tune.csv").string();
   o.Planned(rung_epochs, rung_trials, monitor, out.out_dir);
 
@@ -291,6 +290,7 @@ TuneOutcome Tune(const TuneRequest& request, TuneObserver* observer) {
                   " draws settings that do not fit the config (narrow --space): " + e.what());
     }
   }
+  MakeDirectories(out.out_dir);  // after the checks: a refused search leaves no folder
   // Rows of an earlier run of this search.
   std::map<std::pair<int, int>, TrialResult> done;
   {

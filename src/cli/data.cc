@@ -75,11 +75,19 @@ int RunInteractions(InteractionsArgs& a) {
             << ", test " << s.test;
   if (s.moved_to_train > 0) {
     std::cout << "; " << s.moved_to_train
-              << " users whose rows all fell in val/test got their first one back in train";
+              << (s.moved_to_train == 1
+                      ? " user whose rows all fell in val/test got the first one"
+                      : " users whose rows all fell in val/test got their first one")
+              << " back in train";
   }
-  if (s.cold_users > 0) std::cout << "; " << s.cold_users << " users have no training row";
-  if (s.cold_items > 0)
-    std::cout << "; " << s.cold_items << " items of val/test have no training row";
+  if (s.cold_users > 0) {
+    std::cout << "; " << s.cold_users << (s.cold_users == 1 ? " user has" : " users have")
+              << " no training row";
+  }
+  if (s.cold_items > 0) {
+    std::cout << "; " << s.cold_items << (s.cold_items == 1 ? " item" : " items") << " of val/test "
+              << (s.cold_items == 1 ? "has" : "have") << " no training row";
+  }
   std::cout << "\nwrote";
   for (const std::string& f : s.written) std::cout << " " << f;
   std::cout << "\nnext: twotower train --config " << s.written.back() << "\n";

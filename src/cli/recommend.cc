@@ -23,6 +23,7 @@ struct RecommendArgs {
   int k = 10;
   bool exclude_seen = false;
   bool all_users = false;
+  bool user_id_given = false;  // --user-id was on the command line (perhaps empty)
   bool allow_other_model = false;
   bool quiet = false;
   std::vector<std::string> exclude_items, allow_items;  // with --user-id
@@ -30,7 +31,10 @@ struct RecommendArgs {
 };
 
 int RunRecommend(const RecommendArgs& a) {
-  if (a.all_users == !a.user_id.empty()) {
+  if (a.user_id_given && a.user_id.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "--user-id: empty; expected a user's id", "--user-id");
+  }
+  if (a.all_users == a.user_id_given) {
     throw Error("recommend: give either --user-id ID or --all-users");
   }
   if (dist::Distributed() && !a.all_users) {
@@ -217,7 +221,7 @@ Registered DefineRecommend(CLI::App* app, Common* common) {
   RecommendArgs& rec = *rec_p;
   auto* recommend = app->add_subcommand("recommend", "top-k items for a user, or for every user");
   recommend->add_option("--model", rec.model, "model file (.safetensors)")->required();
-  recommend->add_option("--user-id", rec.user_id, "the user's id");
+  CLI::Option* user_id = recommend->add_option("--user-id", rec.user_id, "the user's id");
   recommend->add_flag("--all-users", rec.all_users,
                       "recommend for every user of the users file into --out (CSV)");
   recommend->add_option("--out", rec.out,
@@ -260,7 +264,10 @@ Registered DefineRecommend(CLI::App* app, Common* common) {
                       "scores in full precision (what POST /v1/recommend answers), not the table");
   recommend->add_flag("--quiet", rec.quiet, "no progress bar");
   recommend->add_option("--threads", common->threads, "threads (0 = all cores)");
-  return {recommend, [rec_p] { return RunRecommend(*rec_p); }};
+  return {recommend, [rec_p, user_id] {
+            rec_p->user_id_given = user_id->count() > 0;
+            return RunRecommend(*rec_p);
+          }};
 }
 
 }  // namespace twotower::cli

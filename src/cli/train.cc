@@ -125,7 +125,10 @@ int RunTrain(const TrainArgs& a) {
     RethrowNamingFlag(e, "resume", "--resume");
   }
   std::cout << "== test (best epoch " << r.best_epoch;
-  if (r.refit) std::cout << ", refitted on train + val for " << r.best_epoch << " epochs";
+  if (r.refit) {
+    std::cout << ", refitted on train + val for " << r.best_epoch
+              << (r.best_epoch == 1 ? " epoch" : " epochs");
+  }
   std::cout << ", trained in " << Fixed(r.train_seconds, 2) << "s)\n";
   PrintTest(r.test, r.test_ranking, r.test_most_popular,
             r.ranker ? "the ranker scoring every item" : "all items ranked");

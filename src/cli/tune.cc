@@ -52,7 +52,7 @@ class PrintingTuneObserver : public app::TuneObserver {
   void Trial(const app::TrialResult& t, int of) override {
     ++shown_;
     std::cout << "trial " << shown_ << "/" << of << "  #" << t.trial << " rung " << t.rung << " ("
-              << t.epochs << " epochs)";
+              << t.epochs << (t.epochs == 1 ? " epoch)" : " epochs)");
     for (const auto& [k, v] : t.params) {
       std::cout << "  " << k.substr(k.find('.') + 1) << "=" << v;
     }

@@ -53,8 +53,9 @@ const char* SettingKindName(SettingKind kind) {
   switch (kind) {
     case SettingKind::kInt:
     case SettingKind::kInt64:
-    case SettingKind::kUint64:
       return "an integer";
+    case SettingKind::kUint64:
+      return "an integer >= 0";
     case SettingKind::kDouble:
       return "a number";
     case SettingKind::kString:
@@ -73,7 +74,20 @@ std::string SettingRangeText(const SettingSpec& s) {
 
 void AssignSettingText(const SettingSpec& s, void* target, const std::string& text,
                        const std::string& where, std::string* text_out) {
+  // Digits with an optional sign: an integer, however large.
+  const size_t digits_from = !text.empty() && (text[0] == '-' || text[0] == '+') ? 1 : 0;
+  const bool integer_text = digits_from < text.size() &&
+                            text.find_first_not_of("0123456789", digits_from) == std::string::npos;
   auto fail = [&]() {
+    if (integer_text && (s.kind == SettingKind::kInt || s.kind == SettingKind::kInt64 ||
+                         s.kind == SettingKind::kUint64)) {
+      // An integer that does not fit: "out of range", not "expected an integer".
+      const std::string range = s.kind == SettingKind::kUint64
+                                    ? std::string(">= 0 and <= 18446744073709551615")
+                                    : SettingRangeText(s);
+      throw Error(where + ": '" + s.key + "': " + Quote(text) + " is out of range (expected " +
+                  range + ")");
+    }
     throw Error(where + ": '" + s.key + "': expected " + SettingKindName(s.kind) + ", got " +
                 Quote(text));
   };

@@ -133,6 +133,10 @@ std::unique_ptr<ItemIndex> MakeIndex(const std::string& spec, int dim) {
   const size_t colon = spec.find(':');
   const std::string type = spec.substr(0, colon);
   const std::string params = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  if (colon != std::string::npos && params.empty() && (type == "flat" || type == "hnsw")) {
+    throw Error("index type '" + type + "': nothing after ':' (expected " + type +
+                ":key=value,... or '" + type + "' alone)");
+  }
   if (type == "flat") {
     FlatStorage storage = FlatStorage::kFp32;
     if (colon != std::string::npos) {

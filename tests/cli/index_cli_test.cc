@@ -312,6 +312,8 @@ TEST_F(IndexCliTest, RecommendRejectsConflictingFlags) {
   ExpectUserError(Recommend({"--all-users", "--user-id", "1", "--out", scratch_.File("r.csv")}),
                   "give either --user-id ID or --all-users");
   ExpectUserError(Recommend({}), "give either --user-id ID or --all-users");
+  // Given but empty is its own mistake (it read as not given).
+  ExpectUserError(Recommend({"--user-id", ""}), "--user-id: empty; expected a user's id");
   ExpectUserError(Recommend({"--user-id", "1", "--out", scratch_.File("r.csv")}),
                   "--out goes with --all-users");
   EXPECT_FALSE(std::filesystem::exists(scratch_.File("r.csv")));

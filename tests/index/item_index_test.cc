@@ -1040,6 +1040,10 @@ TEST(MakeIndexTest, RejectsBadSpecs) {
   EXPECT_EQ(ErrorMessage([] { MakeIndex("hsnw", 8); }),
             "unknown index type 'hsnw' (expected: flat, hnsw)");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("", 8); }), "unknown index type '' (expected: flat, hnsw)");
+  EXPECT_EQ(ErrorMessage([] { MakeIndex("hnsw:", 8); }),
+            "index type 'hnsw': nothing after ':' (expected hnsw:key=value,... or 'hnsw' alone)");
+  EXPECT_EQ(ErrorMessage([] { MakeIndex("flat:", 8); }),
+            "index type 'flat': nothing after ':' (expected flat:key=value,... or 'flat' alone)");
   EXPECT_EQ(ErrorMessage([] { MakeIndex("hnsw:Q=3", 8); }),
             "index type 'hnsw': unknown parameter 'Q' (expected: M, ef_construction, ef_search, "
             "storage)");

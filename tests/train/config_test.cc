@@ -175,7 +175,16 @@ TEST(ConfigTest, WrongTypesAreErrors) {
               HasSubstr("'training.learning_rate': expected a number, got \"fast\""));
   EXPECT_THAT(ParseError("model:\n  embedding_dim: [1, 2]\n"),
               HasSubstr("'model.embedding_dim': expected an integer, got a list"));
-  EXPECT_THAT(ParseError("seed: -1\n"), HasSubstr("'seed': expected an integer, got \"-1\""));
+  // An integer that does not fit is out of range, not "not an integer".
+  EXPECT_THAT(ParseError("seed: -1\n"),
+              HasSubstr("'seed': \"-1\" is out of range (expected >= 0 and <= "
+                        "18446744073709551615)"));
+  EXPECT_THAT(ParseError("seed: 18446744073709551616\n"),
+              HasSubstr("'seed': \"18446744073709551616\" is out of range"));
+  EXPECT_THAT(ParseError("seed: x1\n"), HasSubstr("'seed': expected an integer >= 0, got \"x1\""));
+  EXPECT_THAT(ParseError("training:\n  epochs: 99999999999999999999\n"),
+              HasSubstr("'training.epochs': \"99999999999999999999\" is out of range (expected "
+                        ">= 1 and <= "));
   EXPECT_THAT(ParseError("model: 5\n"), HasSubstr("run.yaml:1: 'model': expected a mapping"));
   EXPECT_THAT(ParseError("- a\n- b\n"), HasSubstr("run.yaml: expected a mapping"));
   EXPECT_THAT(ParseError("model: {embedding_dim: 8\n"), HasSubstr("invalid YAML"));
