@@ -1,6 +1,7 @@
 #include "twotower/model/model_file.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <tuple>
@@ -14,6 +15,8 @@
 namespace twotower::model {
 
 namespace {
+
+constexpr char kChecksumKey[] = "crc32c";  // ModelChecksum
 
 // The history settings are stored twice (schema and encoder; the encoder's builds the tower):
 // a file whose copies disagree was edited or damaged.
@@ -86,7 +89,26 @@ SafetensorsFile MakeFile(const std::vector<nn::NamedParameter>& named_tensors, c
   file.metadata["encoder"] = encoder.ToJson().dump();
   file.metadata["schema"] = data::ToJson(schema).dump();
   file.metadata["config"] = config.dump();
+  file.metadata[kChecksumKey] = ModelChecksum(file);
   return file;
+}
+
+// For files of a version with a checksum: it must be there and match.
+void VerifyChecksum(const SafetensorsFile& file, const std::string& path) {
+  const auto it = file.metadata.find(kChecksumKey);
+  if (it == file.metadata.end()) {
+    throw Error(ErrorCode::kCorruptData,
+                path +
+                    ": __metadata__ has no crc32c, which its format version requires: the "
+                    "file is corrupt or was changed by another program");
+  }
+  const std::string actual = ModelChecksum(file);
+  if (it->second != actual) {
+    throw Error(ErrorCode::kCorruptData,
+                path + ": checksum mismatch (__metadata__.crc32c " + Quote(it->second) +
+                    ", the contents give " + Quote(actual) +
+                    "): the file is corrupt; restore it from a copy or train again");
+  }
 }
 
 // The metadata value of `key`, or Error naming the file.
@@ -103,6 +125,33 @@ constexpr char kTwoTowerFormat[] = "twotower.model";
 constexpr char kRankerFormat[] = "twotower.ranker";
 
 }  // namespace
+
+std::string ModelChecksum(const SafetensorsFile& file) {
+  uint32_t crc = 0;
+  const char nul = '\0';
+  auto add = [&crc](const void* data, size_t size) { crc = Crc32c(crc, data, size); };
+  for (const auto& [name, tensor] : file.tensors) {
+    add(name.data(), name.size());
+    add(&nul, 1);
+    for (const int64_t d : tensor.shape) {
+      unsigned char le[8];
+      for (int i = 0; i < 8; ++i)
+        le[i] = static_cast<unsigned char>(static_cast<uint64_t>(d) >> (8 * i));
+      add(le, 8);
+    }
+    add(tensor.data.data(), tensor.data.size() * sizeof(float));
+  }
+  for (const auto& [key, value] : file.metadata) {
+    if (key == kChecksumKey) continue;
+    add(key.data(), key.size());
+    add(&nul, 1);
+    add(value.data(), value.size());
+    add(&nul, 1);
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof(hex), "%08x", crc);
+  return hex;
+}
 
 void SaveModel(const std::string& path, TwoTowerModel& model, const data::FeatureEncoder& encoder,
                const data::FeatureSchema& schema, const nlohmann::json& config) {
@@ -123,12 +172,14 @@ LoadedModel LoadModel(const std::string& path) {
   if (meta("format") != kTwoTowerFormat) {
     throw Error(path + ": not a twotower model file (format " + Quote(meta("format")) + ")");
   }
-  // Version 1 (dense towers only) is a subset of version 2: its metadata reads the same way.
-  if (meta("format_version") != "1" &&
-      meta("format_version") != std::to_string(kModelFormatVersion)) {
-    throw Error(path + ": model format version " + meta("format_version") +
-                " is not supported (expected 1 or " + std::to_string(kModelFormatVersion) + ")");
+  // Version 1 (dense towers only) is a subset of version 2, and 2 is 3 without the checksum:
+  // their metadata reads the same way.
+  const std::string& version = meta("format_version");
+  if (version != "1" && version != "2" && version != std::to_string(kModelFormatVersion)) {
+    throw Error(path + ": model format version " + version + " is not supported (expected 1 to " +
+                std::to_string(kModelFormatVersion) + ")");
   }
+  if (version == std::to_string(kModelFormatVersion)) VerifyChecksum(file, path);
   auto parse = [&](const std::string& key) {
     return ParseJsonStrict(meta(key), path + ": __metadata__." + key);
   };
@@ -233,10 +284,12 @@ LoadedRanker LoadRanker(const std::string& path) {
   if (format != kRankerFormat) {
     throw Error(path + ": not a twotower ranker file (format " + Quote(format) + ")");
   }
-  if (Meta(file, path, "format_version") != std::to_string(kRankerFormatVersion)) {
-    throw Error(path + ": ranker format version " + Meta(file, path, "format_version") +
-                " is not supported (expected " + std::to_string(kRankerFormatVersion) + ")");
+  const std::string& version = Meta(file, path, "format_version");
+  if (version != "1" && version != std::to_string(kRankerFormatVersion)) {
+    throw Error(path + ": ranker format version " + version + " is not supported (expected 1 or " +
+                std::to_string(kRankerFormatVersion) + ")");
   }
+  if (version == std::to_string(kRankerFormatVersion)) VerifyChecksum(file, path);
   auto parse = [&](const std::string& key) {
     return ParseJsonStrict(Meta(file, path, key), path + ": __metadata__." + key);
   };

@@ -148,7 +148,7 @@ TEST(ModelFileTest, FileHoldsPyTorchNamedTensorsAndMetadata) {
   EXPECT_FLOAT_EQ(f.tensors.at("scorer.log_scale").data.at(0), std::log(3.0f));
   EXPECT_FLOAT_EQ(f.tensors.at("scorer.bias").data.at(0), 0.25f);
   EXPECT_EQ(f.metadata.at("format"), "twotower.model");
-  EXPECT_EQ(f.metadata.at("format_version"), "2");
+  EXPECT_EQ(f.metadata.at("format_version"), "3");
   EXPECT_EQ(nlohmann::json::parse(f.metadata.at("encoder")), fx.encoder.ToJson());
   EXPECT_EQ(nlohmann::json::parse(f.metadata.at("config")), fx.train_config);
   EXPECT_EQ(nlohmann::json::parse(f.metadata.at("model"))["embedding_dim"], 4);
@@ -195,9 +195,15 @@ class ModelFileErrorTest : public ::testing::Test {
     file_ = ReadSafetensors(path_);
   }
   // Writes the (edited) file_ and returns LoadModel's error.
+  // The checksum is recomputed: each edit stands for a writer that made a consistent but wrong
+  // file, which the checks after the checksum must catch (a changed byte is a test of its own).
   std::string LoadError() {
+    Rechecksum();
     WriteSafetensors(path_, file_);
     return ErrorMessage([&] { LoadModel(path_); });
+  }
+  void Rechecksum() {
+    if (file_.metadata.count("crc32c")) file_.metadata["crc32c"] = ModelChecksum(file_);
   }
 
   TempDir dir_;
@@ -241,8 +247,46 @@ TEST_F(ModelFileErrorTest, WrongFormatOrVersion) {
   file_.metadata["format"] = "pt";
   EXPECT_EQ(LoadError(), path_ + ": not a twotower model file (format \"pt\")");
   file_.metadata["format"] = "twotower.model";
-  file_.metadata["format_version"] = "3";
-  EXPECT_EQ(LoadError(), path_ + ": model format version 3 is not supported (expected 1 or 2)");
+  file_.metadata["format_version"] = "4";
+  EXPECT_EQ(LoadError(), path_ + ": model format version 4 is not supported (expected 1 to 3)");
+}
+
+// A byte changed anywhere a reader looks (a tensor's value, a vocabulary word in the metadata, a
+// key of the embedded config) is refused: such a file used to load and recommend other items.
+// CRC-32C of "123456789" is E3069283 (RFC 3720's check value), through core/hash.h.
+TEST_F(ModelFileErrorTest, AChangedByteIsRefusedByTheChecksum) {
+  const std::string bytes = twotower::testing::ReadBytes(path_);
+  ASSERT_EQ(file_.metadata.at("format_version"), "3");
+  ASSERT_EQ(file_.metadata.at("crc32c").size(), 8u);
+  EXPECT_EQ(file_.metadata.at("crc32c"), ModelChecksum(file_));
+  // Each flip lands in one region: the JSON text of the metadata (ids, keys), or a tensor.
+  size_t data_start = 8;  // safetensors: an 8-byte little-endian header length, then the header
+  for (int i = 0; i < 8; ++i) {
+    data_start += static_cast<size_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  }
+  // A vocabulary word of the encoder, whose JSON is a string in the header's JSON: \"F\".
+  const size_t in_encoder = bytes.find(R"(\"F\")");
+  const size_t in_config = bytes.find("embedding_dim");  // a key of the model config
+  ASSERT_NE(in_encoder, std::string::npos);
+  ASSERT_NE(in_config, std::string::npos);
+  ASSERT_LT(in_config, data_start);
+  for (const size_t at : {in_encoder + 2, in_config + 2, data_start + 5, bytes.size() - 3}) {
+    std::string flipped = bytes;
+    flipped[at] = static_cast<char>(flipped[at] ^ 0x04);
+    dir_.Write("model.safetensors", flipped);
+    EXPECT_THAT(ErrorMessage([&] { LoadModel(path_); }),
+                HasSubstr(path_ + ": checksum mismatch (__metadata__.crc32c \""))
+        << "flip at byte " << at << " of " << bytes.size();
+  }
+  // A version-3 file without its checksum is refused; a version-2 file (written before
+  // checksums) loads.
+  file_.metadata.erase("crc32c");
+  WriteSafetensors(path_, file_);
+  EXPECT_THAT(ErrorMessage([&] { LoadModel(path_); }),
+              HasSubstr(path_ + ": __metadata__ has no crc32c, which its format version requires"));
+  file_.metadata["format_version"] = "2";
+  WriteSafetensors(path_, file_);
+  EXPECT_NO_THROW(LoadModel(path_));
 }
 
 TEST_F(ModelFileErrorTest, MissingOrBrokenMetadataEntries) {
@@ -265,6 +309,7 @@ TEST_F(ModelFileErrorTest, MissingOrBrokenMetadataEntries) {
 
 TEST_F(ModelFileErrorTest, ConfigMetadataIsOptional) {
   file_.metadata.erase("config");
+  Rechecksum();
   WriteSafetensors(path_, file_);
   const LoadedModel loaded = LoadModel(path_);
   EXPECT_EQ(loaded.config, nlohmann::json::object());

@@ -146,6 +146,12 @@ TEST(RankerTest, ModelFileRoundTripAndEachLoaderRefusesTheOtherKind) {
   EXPECT_EQ(a, b);  // the same float32 weights: bit-identical scores
   EXPECT_THAT([&] { LoadModel(path); },
               ::testing::ThrowsMessage<Error>(HasSubstr("is a ranker (model.kind: ranker)")));
+  // A changed byte (the last weight's) is refused by the checksum (model_file.h).
+  std::string bytes = twotower::testing::ReadBytes(path);
+  bytes[bytes.size() - 2] = static_cast<char>(bytes[bytes.size() - 2] ^ 0x10);
+  const std::string flipped = dir.Write("flipped.safetensors", bytes);
+  EXPECT_THAT([&] { LoadRanker(flipped); },
+              ::testing::ThrowsMessage<Error>(HasSubstr(flipped + ": checksum mismatch")));
 
   ModelConfig two_tower;
   two_tower.embedding_dim = 4;

@@ -17,13 +17,23 @@
 #include "twotower/data/encoder.h"
 #include "twotower/data/schema.h"
 #include "twotower/model/ranker.h"
+#include "twotower/model/safetensors.h"
 #include "twotower/model/two_tower.h"
 
 namespace twotower::model {
 
 // 2: towers with embedding bags (`<tower>.embeddings.<column>.weight`), feature specs with
-// per-type settings. Files of version 1 still load.
-constexpr int kModelFormatVersion = 2;
+// per-type settings. 3: the same with a checksum, __metadata__.crc32c (ModelChecksum): a byte
+// changed anywhere in the tensors or the metadata is refused at load. Files of versions 1 and 2
+// still load (unchecked).
+constexpr int kModelFormatVersion = 3;
+
+// The checksum of a model or ranker file's contents: CRC-32C (RFC 3720's polynomial, core/hash.h)
+// over each tensor in name order (its name, a NUL, its shape as 64-bit little-endian integers,
+// its float32 data as stored) and then each __metadata__ entry other than "crc32c" in key order
+// (key, NUL, value, NUL), written as 8 lowercase hex digits. Independent of how the JSON header
+// is spelled (spaces, key order), so it covers what a reader uses.
+std::string ModelChecksum(const SafetensorsFile& file);
 
 struct LoadedModel {
   std::unique_ptr<TwoTowerModel> model;
@@ -40,11 +50,12 @@ void SaveModel(const std::string& path, TwoTowerModel& model, const data::Featur
                const data::FeatureSchema& schema, const nlohmann::json& config);
 
 // Throws Error("<path>: ...") for a file that is missing, truncated, not safetensors, not a
-// twotower model (a ranker is named as such), of an unknown version, or whose tensors are
-// missing, mis-shaped or not finite.
+// twotower model (a ranker is named as such), of an unknown version, whose checksum does not
+// match its contents (kCorruptData), or whose tensors are missing, mis-shaped or not finite.
 LoadedModel LoadModel(const std::string& path);
 
-constexpr int kRankerFormatVersion = 1;
+// 2: with __metadata__.crc32c (ModelChecksum); version 1 still loads (unchecked).
+constexpr int kRankerFormatVersion = 2;
 
 struct LoadedRanker {
   std::unique_ptr<Ranker> model;
