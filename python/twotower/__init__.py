@@ -399,6 +399,8 @@ def train(config="config/ranking_config.yaml", overrides=None, progress=True, re
     the next batch and raises KeyboardInterrupt; the run folder keeps the last completed epoch
     and train(resume=folder) finishes it."""
     overrides = dict(overrides or {})
+    for k, v in overrides.items():
+        _setting_text(v, str(k))  # refused here, before any DataFrame is written to disk
     tables = {"users": users, "items": items, "train": train, "val": val, "test": test}
     data_dir = None
     if resume is not None:

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "twotower/core/error.h"
+#include "twotower/core/threads.h"
 
 // Written by hand: OpenMP (libgomp) and Eigen's thread pool both share work out in fixed parts
 // and end in a barrier, which is what collapses under CPU contention (parallel.h). oneTBB's
@@ -132,7 +133,11 @@ std::once_flag g_pool_once;
 
 // After fork() only the calling thread exists in the child: the workers are gone, so the child
 // starts a new pool (the old one is left behind; it cannot be taken apart without its threads).
-void ForgetPoolInChild() { g_pool.store(nullptr); }
+// Its load file's descriptor is closed (the rest cannot be taken apart).
+void ForgetPoolInChild() {
+  Pool* old = g_pool.exchange(nullptr);
+  if (old != nullptr && old->load.fd >= 0) close(old->load.fd);
+}
 
 Pool* GetPool() {
   std::call_once(g_pool_once, [] { pthread_atfork(nullptr, nullptr, ForgetPoolInChild); });
@@ -262,12 +267,18 @@ void StartLoadMonitor(LoadMonitor& m, const char* path, int cpus) {
   m.cpus = cpus;
 }
 
-// The machine's CPUs (online) if this process may run on all of them, else 0.
+// The machine's CPUs (online) if this process may run on all of them, else 0. Also 0 under a
+// cgroup CPU quota below them (a container's --cpus): the machine-wide count then holds other
+// containers' threads, which do not take this one's quota, and the thread count already stops
+// at the quota (core/threads.h).
 int AllCpusOrZero() {
   const long online = sysconf(_SC_NPROCESSORS_ONLN);
   cpu_set_t set;
   if (online < 2 || sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
-  return CPU_COUNT(&set) >= online ? static_cast<int>(online) : 0;
+  if (CPU_COUNT(&set) < online) return 0;
+  const int quota = ProcessCgroupCpuLimit();
+  if (quota > 0 && quota < online) return 0;
+  return static_cast<int>(online);
 }
 
 // The number of threads a task may use now, at most `threads` (LoadMonitor).
@@ -336,7 +347,9 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
   // one at a time, so a worker the OS deschedules delays it by one index at most.
   const int free_cpus = FreeCpus(p, threads);
   const bool loaded = free_cpus < 2;
-  if (!loaded) threads = free_cpus;
+  // A loaded task that turns out long shares its rest with one worker, no more: the CPUs are
+  // taken, and one claim at a time bounds what a descheduled worker can hold.
+  threads = loaded ? std::min(threads, 2) : free_cpus;
   int64_t first = 0;
   if (loaded || p->serial_left > 0) {
     if (loaded) {
@@ -364,6 +377,9 @@ void ParallelFor(int64_t n, int threads, IndexBody body) {
     } catch (const std::system_error&) {
       p->awake.fetch_sub(1);
       break;  // the system has no more threads for us: share with the workers there are
+    } catch (...) {
+      p->awake.fetch_sub(1);
+      throw;
     }
     p->workers.back().detach();
   }

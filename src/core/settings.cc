@@ -74,8 +74,8 @@ std::string SettingRangeText(const SettingSpec& s) {
 
 void AssignSettingText(const SettingSpec& s, void* target, const std::string& text,
                        const std::string& where, std::string* text_out) {
-  // Digits with an optional sign: an integer, however large.
-  const size_t digits_from = !text.empty() && (text[0] == '-' || text[0] == '+') ? 1 : 0;
+  // Digits with an optional minus: an integer, however large (a '+' is not read as one).
+  const size_t digits_from = !text.empty() && text[0] == '-' ? 1 : 0;
   const bool integer_text = digits_from < text.size() &&
                             text.find_first_not_of("0123456789", digits_from) == std::string::npos;
   auto fail = [&]() {

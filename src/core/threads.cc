@@ -100,6 +100,10 @@ int CgroupCpuLimit(const std::string& proc_self_cgroup, const std::string& fs_ro
   return limit;
 }
 
+int ProcessCgroupCpuLimit() {
+  return CgroupCpuLimit(ReadSmallFile("/proc/self/cgroup"), "/sys/fs/cgroup");
+}
+
 int SetThreads(int threads) {
   if (threads <= 0) {
     // mpirun may have bound this rank to cores of its own (fewer than the machine's): those
@@ -107,9 +111,13 @@ int SetThreads(int threads) {
     // A cgroup quota (a container's --cpus) caps them; ranks in one container share it.
     const int procs = omp_get_num_procs();
     const long online = sysconf(_SC_NPROCESSORS_ONLN);
-    const int quota = CgroupCpuLimit(ReadSmallFile("/proc/self/cgroup"), "/sys/fs/cgroup");
-    const int usable = quota > 0 ? std::min(procs, quota) : procs;
-    threads = procs < online ? usable : std::max(1, usable / dist::LocalSize());
+    const int quota = ProcessCgroupCpuLimit();
+    if (procs < online) {
+      // Bound to cores of its own; the container's quota is still shared by its ranks.
+      threads = quota > 0 ? std::min(procs, std::max(1, quota / dist::LocalSize())) : procs;
+    } else {
+      threads = std::max(1, (quota > 0 ? std::min(procs, quota) : procs) / dist::LocalSize());
+    }
   }
   omp_set_num_threads(threads);
   // Eigen's products run on the calling thread: the large ones are split by rows through

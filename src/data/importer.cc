@@ -85,6 +85,8 @@ class LogRows {
         std::string header;
         if (!lines_->Next(&header)) throw Error(path_ + ": empty file (expected a header row)");
         names_ = Split(header);
+        // A header's trailing tabs name nothing (some exporters end every line with one).
+        while (names_.size() > 1 && names_.back().empty()) names_.pop_back();
         header_lines_ = 1;
       } else {
         names_ = o.names;
@@ -128,6 +130,9 @@ class LogRows {
     std::string line;
     while (lines_->Next(&line)) {
       std::vector<std::string> f = Split(line);
+      // Empty fields past the last column (a trailing tab) hold nothing: dropped. A short row
+      // is refused: its missing fields cannot be told from empty ones.
+      while (f.size() > names_.size() && f.back().empty()) f.pop_back();
       if (f.size() != names_.size()) {
         throw Error(lines_->Where() + ": expected " + std::to_string(names_.size()) +
                     " fields separated by " +

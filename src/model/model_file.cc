@@ -93,10 +93,12 @@ SafetensorsFile MakeFile(const std::vector<nn::NamedParameter>& named_tensors, c
   return file;
 }
 
-// For files of a version with a checksum: it must be there and match.
-void VerifyChecksum(const SafetensorsFile& file, const std::string& path) {
+// A checksum must match wherever there is one (a version changed to an older one by a flipped
+// byte does not skip it), and be there for the versions that write one (`required`).
+void VerifyChecksum(const SafetensorsFile& file, const std::string& path, bool required) {
   const auto it = file.metadata.find(kChecksumKey);
   if (it == file.metadata.end()) {
+    if (!required) return;
     throw Error(ErrorCode::kCorruptData,
                 path +
                     ": __metadata__ has no crc32c, which its format version requires: the "
@@ -179,7 +181,7 @@ LoadedModel LoadModel(const std::string& path) {
     throw Error(path + ": model format version " + version + " is not supported (expected 1 to " +
                 std::to_string(kModelFormatVersion) + ")");
   }
-  if (version == std::to_string(kModelFormatVersion)) VerifyChecksum(file, path);
+  VerifyChecksum(file, path, version == std::to_string(kModelFormatVersion));
   auto parse = [&](const std::string& key) {
     return ParseJsonStrict(meta(key), path + ": __metadata__." + key);
   };
@@ -289,7 +291,7 @@ LoadedRanker LoadRanker(const std::string& path) {
     throw Error(path + ": ranker format version " + version + " is not supported (expected 1 or " +
                 std::to_string(kRankerFormatVersion) + ")");
   }
-  if (version == std::to_string(kRankerFormatVersion)) VerifyChecksum(file, path);
+  VerifyChecksum(file, path, version == std::to_string(kRankerFormatVersion));
   auto parse = [&](const std::string& key) {
     return ParseJsonStrict(Meta(file, path, key), path + ": __metadata__." + key);
   };

@@ -27,6 +27,22 @@ float RowNorm(const Row& row) {
   return std::isinf(n) ? row.stableNorm() : n;
 }
 
+// y = x / max(|x|, eps) for one row; where |x| itself is past float's range (entries near
+// 1e38), the row is divided by its largest |entry| first, so it keeps its direction (a finite
+// row never becomes zeros). Returns the norm used (inf in that case).
+template <typename In, typename Out>
+float NormalizeRow(const In& x, Out y, float eps) {
+  const float norm = RowNorm(x);
+  if (std::isinf(norm) && x.allFinite()) {
+    const float largest = x.cwiseAbs().maxCoeff();
+    y = x / largest;
+    y /= y.norm();
+    return norm;
+  }
+  y = x / std::max(norm, eps);
+  return norm;
+}
+
 // Writes an inverted-dropout mask (0 with probability p, else 1 / (1 - p)) for n values.
 // Counter-based bits: the caller draws one key from its generator, then value group g gets
 // SplitMix64(key + g), which has no loop-carried state and so vectorises (the serial generator
@@ -197,8 +213,7 @@ void ReLUDropout::BackwardImpl(const Context& ctx, const Matrix& dy, Matrix* dx)
 void L2Normalize::InferImpl(const Matrix& x, Matrix* y) const {
   y->resize(x.rows(), x.cols());
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    const float norm = std::max(RowNorm(x.row(r)), kNormEps);
-    y->row(r) = x.row(r) / norm;
+    NormalizeRow(x.row(r), y->row(r), kNormEps);
   }
 }
 
@@ -206,9 +221,7 @@ void L2Normalize::ForwardImpl(const Matrix& x, Context* ctx, Rng* /*rng*/) {
   ctx->y.resize(x.rows(), x.cols());
   ctx->aux.resize(x.rows(), 1);
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    const float norm = RowNorm(x.row(r));
-    ctx->aux(r, 0) = norm;
-    ctx->y.row(r) = x.row(r) / std::max(norm, kNormEps);
+    ctx->aux(r, 0) = NormalizeRow(x.row(r), ctx->y.row(r), kNormEps);
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -95,29 +96,49 @@ EventLog::EventLog(std::string path, const std::function<void(const Event&)>& re
     : path_(std::move(path)) {
   const std::filesystem::path p(path_);
   if (p.has_parent_path()) MakeDirectories(p.parent_path().string());
-  // Created here (O_EXCL), or there before (DiscardIfUnused).
-  int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  created_ = fd >= 0;
-  if (fd < 0 && errno == EEXIST) {
-    fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  }
-  if (fd < 0) {
-    throw Error(ErrorCode::kIo, path_ + ": cannot open for appending: " + std::strerror(errno));
-  }
+  int fd = -1;
+  bool locked = false;
   try {
     // One writer per log, for the writer's life: a second server appending to the same file
     // would interleave its events with this one's, and its replay would cut off what it took
     // for a torn line while this one was writing it. flock's lock belongs to this open file, so
     // it goes when the file is closed or the process dies (no stale lock file to clean up).
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      const int err = errno;
-      if (err == EWOULDBLOCK) {
-        throw Error(ErrorCode::kConflict,
-                    path_ +
-                        ": the events log is in use by another process (another twotower "
-                        "serve?); give each server an events log of its own");
+    // The file is created here (O_EXCL: DiscardIfUnused may remove it again) or was there. A
+    // file locked after another process removed its name (a server that failed to start and
+    // discarded its log) is not the log: opened again.
+    for (int attempt = 0;; ++attempt) {
+      fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      created_ = fd >= 0;
+      if (fd < 0 && errno == EEXIST) {
+        fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
       }
-      throw Error(ErrorCode::kIo, path_ + ": cannot lock: " + std::strerror(err));
+      if (fd < 0) {
+        throw Error(ErrorCode::kIo, path_ + ": cannot open for appending: " + std::strerror(errno));
+      }
+      if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        if (err == EWOULDBLOCK) {
+          throw Error(ErrorCode::kConflict,
+                      path_ +
+                          ": the events log is in use by another process (another twotower "
+                          "serve?); give each server an events log of its own");
+        }
+        throw Error(ErrorCode::kIo, path_ + ": cannot lock: " + std::strerror(err));
+      }
+      locked = true;
+      struct stat held, named;
+      if (::fstat(fd, &held) == 0 && ::stat(path_.c_str(), &named) == 0 &&
+          held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+        break;
+      }
+      if (attempt == 8) {
+        throw Error(ErrorCode::kIo, path_ +
+                                        ": the file keeps being removed or replaced while "
+                                        "this server opens it");
+      }
+      ::close(fd);  // and the lock: that inode has no name any more
+      fd = -1;
+      locked = false;
     }
     replayed_ = ReadEvents(path_, replay);
     if (replayed_.torn_bytes > 0) {
@@ -133,8 +154,10 @@ EventLog::EventLog(std::string path, const std::function<void(const Event&)>& re
       throw Error(ErrorCode::kIo, path_ + ": cannot open for appending: " + std::strerror(errno));
     }
   } catch (...) {
-    if (created_) ::unlink(path_.c_str());  // before the lock goes with the file
-    ::close(fd);
+    // Only a file this object created and holds the lock of: a file it created but could not
+    // lock is another server's log by now.
+    if (created_ && locked) ::unlink(path_.c_str());  // before the lock goes with the file
+    if (fd >= 0) ::close(fd);
     throw;
   }
   if (replayed_.unterminated) {
@@ -197,7 +220,9 @@ void EventLog::Flush(bool sync) {
 void EventLog::DiscardIfUnused() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!created_ || logged_ > 0) return;
-  ::unlink(path_.c_str());  // while this process holds the lock: no other writer has it open
+  // Under this process's lock: a server that opened the file meanwhile gets the lock only after
+  // this one closes it, finds its name gone and opens the path again (the constructor).
+  ::unlink(path_.c_str());
   created_ = false;
 }
 

@@ -271,6 +271,14 @@ TEST(ImporterTest, AShortTabSeparatedRowOrTooManyNamesIsRefused) {
   }
   dir.Write("log.tsv", log);
   EXPECT_NO_THROW(ImportInteractions(dir.File("out"), o));
+  // A trailing tab after the last column (header or rows) names and holds nothing: accepted.
+  o.names.clear();
+  log = "u\ti\tr\tt\t\n";
+  for (int u = 1; u <= 4; ++u) {
+    for (int i = 1; i <= 4; ++i) log += std::to_string(u) + "\t" + std::to_string(i) + "\t4\t9\t\n";
+  }
+  dir.Write("log.tsv", log);
+  EXPECT_NO_THROW(ImportInteractions(dir.File("out"), o));
 }
 
 TEST(ImporterTest, InferFeatureReadsTheCellsAsDocumented) {

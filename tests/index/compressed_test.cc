@@ -356,6 +356,9 @@ TEST_P(CompressedHnswTest, ScoresAreFp32AndRecallIsTheFp32GraphsOrNearly) {
 }
 
 TEST_P(CompressedHnswTest, UpdatesSaveAndLoadKeepTheCodesAndTheResults) {
+  // One thread: a graph built by several depends on their timing, and so would the recall
+  // checked below (0.897 against 0.9 once, in a sanitized build beside another test process).
+  ScopedThreads one(1);
   Data data = Clustered(1500, 20, 15, 0.3, 9);
   HnswParams params;
   params.M = 8;
@@ -381,7 +384,9 @@ TEST_P(CompressedHnswTest, UpdatesSaveAndLoadKeepTheCodesAndTheResults) {
   const std::vector<float> q = Queries(data, 100, 12);
   const Results before = Search(index, q, 10);
   ExpectExactScores(before, exact, q, 10);
-  EXPECT_GE(Recall(before, Search(exact, q, 10), 10), 0.9);
+  const double recall = Recall(before, Search(exact, q, 10), 10);
+  std::printf("recall@10 after updates (%s): %.3f\n", FlatStorageName(GetParam()), recall);
+  EXPECT_GE(recall, 0.9);
 
   testing::TempDir dir;
   index.Save(dir.File("c.index"));

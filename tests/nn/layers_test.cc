@@ -352,12 +352,13 @@ TEST(L2NormalizeTest, DividesEachRowByItsNorm) {
 // direction is still (3, 4) / 5.
 TEST(L2NormalizeTest, HugeRowsKeepTheirDirection) {
   L2Normalize norm(2);
-  Matrix x(2, 2);
-  x << 3e30f, 4e30f, -3e37f, 4e37f;
+  Matrix x(3, 2);
+  // The last row's norm, 4e38, is past float's range (3.4e38) itself.
+  x << 3e30f, 4e30f, -3e37f, 4e37f, 2.4e38f, -3.2e38f;
   Matrix y;
   norm.Infer(x, &y);
-  const float expected[2][2] = {{0.6f, 0.8f}, {-0.6f, 0.8f}};
-  for (int r = 0; r < 2; ++r) {
+  const float expected[3][2] = {{0.6f, 0.8f}, {-0.6f, 0.8f}, {0.6f, -0.8f}};
+  for (int r = 0; r < 3; ++r) {
     EXPECT_NEAR(y(r, 0), expected[r][0], 1e-6f) << "row " << r;
     EXPECT_NEAR(y(r, 1), expected[r][1], 1e-6f) << "row " << r;
   }

@@ -27,6 +27,9 @@ int SetThreads(int threads);
 // root, is skipped). A file in another format counts as no quota. Never throws.
 int CgroupCpuLimit(const std::string& proc_self_cgroup, const std::string& fs_root);
 
+// CgroupCpuLimit for this process (/proc/self/cgroup, /sys/fs/cgroup): 0 for no quota.
+int ProcessCgroupCpuLimit();
+
 // SetThreads for a scope: the calling thread's thread count is put back as it was when it ends, so
 // that a library call (app::Train from Python, a test) leaves the process's settings as it found
 // them.

@@ -1,10 +1,10 @@
 // Model files: a TwoTowerModel's weights plus everything needed to score raw rows.
 //
 // A .safetensors file with PyTorch-compatible tensor names (see two_tower.h) and __metadata__:
-//   format: "twotower.model", format_version: "2", model: ModelConfig JSON,
+//   format: "twotower.model", format_version: "3", crc32c, model: ModelConfig JSON,
 //   encoder: FeatureEncoder JSON (vocabularies, means, stds), schema: FeatureSchema JSON,
 //   config: the resolved training config JSON (informative; data paths for the CLI's defaults).
-// A ranker (ranker.h) is stored the same way with format "twotower.ranker", format_version "1";
+// A ranker (ranker.h) is stored the same way with format "twotower.ranker", format_version "2";
 // each loader refuses the other's files with a message saying what the file is.
 // Thread-safe: free functions with no shared state.
 #ifndef TWOTOWER_MODEL_MODEL_FILE_H_
@@ -25,7 +25,7 @@ namespace twotower::model {
 // 2: towers with embedding bags (`<tower>.embeddings.<column>.weight`), feature specs with
 // per-type settings. 3: the same with a checksum, __metadata__.crc32c (ModelChecksum): a byte
 // changed anywhere in the tensors or the metadata is refused at load. Files of versions 1 and 2
-// still load (unchecked).
+// still load (checked only if they hold a crc32c).
 constexpr int kModelFormatVersion = 3;
 
 // The checksum of a model or ranker file's contents: CRC-32C (RFC 3720's polynomial, core/hash.h)
